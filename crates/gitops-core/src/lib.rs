@@ -1,0 +1,27 @@
+//! The object model shared by the gitops-rs crates.
+//!
+//! - [`Manifest`]: one Kubernetes object (JSON inside) that remembers its [`Origin`]: file,
+//!   document and line, so that any later error can say where the object came from.
+//! - [`ObjectId`]: group, kind, namespace and name, with the stable string form inventories use.
+//! - [`parse_manifests`]: multi-document YAML and JSON into validated manifests, with errors that
+//!   give file and line.
+//!
+//! ```
+//! let manifests = gitops_core::parse_manifests(
+//!     "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n",
+//!     "namespace.yaml",
+//! )?;
+//! assert_eq!(manifests[0].id().to_string(), "_shop__Namespace");
+//! # Ok::<(), gitops_core::ParseError>(())
+//! ```
+
+mod id;
+mod manifest;
+mod parse;
+
+pub use id::{GroupKind, IdError, ObjectId, split_api_version};
+pub use manifest::{InvalidManifest, Manifest, Origin};
+pub use parse::{
+    Document, ParseError, documents_to_manifests, parse_json_documents, parse_manifests,
+    parse_yaml_documents,
+};

@@ -1,0 +1,554 @@
+//! [`Manifest`]: one Kubernetes object as written in a source, with its [`Origin`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::id::{GroupKind, ObjectId, split_api_version};
+
+/// Where an object came from: a file (relative to the source root where there is one), the index
+/// of the YAML document in it, and the line on which that document starts.
+///
+/// ```
+/// use gitops_core::Origin;
+/// let origin = Origin::new("apps/web.yaml").with_document(1).with_line(12);
+/// assert_eq!(origin.to_string(), "apps/web.yaml:12 (document 2)");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Origin {
+    /// The file, or a description such as `helm template web` for generated output.
+    pub file: Arc<Path>,
+    /// The 0-based index of the document in the file.
+    pub document: usize,
+    /// The 1-based line on which the object starts; 0 when unknown.
+    pub line: u64,
+}
+
+impl Origin {
+    /// The start of a file.
+    #[must_use]
+    pub fn new(file: impl Into<PathBuf>) -> Self {
+        Self {
+            file: Arc::from(file.into()),
+            document: 0,
+            line: 0,
+        }
+    }
+
+    /// The same file, another document.
+    #[must_use]
+    pub fn with_document(mut self, document: usize) -> Self {
+        self.document = document;
+        self
+    }
+
+    /// The same file, another line.
+    #[must_use]
+    pub fn with_line(mut self, line: u64) -> Self {
+        self.line = line;
+        self
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if self.line > 0 {
+            write!(f, ":{}", self.line)?;
+        }
+        if self.document > 0 {
+            write!(f, " (document {})", self.document + 1)?;
+        }
+        Ok(())
+    }
+}
+
+/// Why an object is not a valid Kubernetes manifest.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidManifest {
+    /// The document is a list, a string or a number, not a mapping.
+    #[error("expected a mapping (an object), found {found}")]
+    NotAMapping {
+        /// What was found: `a sequence`, `a string`, ...
+        found: &'static str,
+    },
+    /// A required field is absent or empty.
+    #[error("missing {field}")]
+    Missing {
+        /// The field: `apiVersion`, `kind` or `metadata.name`.
+        field: &'static str,
+    },
+    /// A field has the wrong type.
+    #[error("{field} must be {expected}")]
+    WrongType {
+        /// The field.
+        field: &'static str,
+        /// What it must be: `a string`, `a mapping`, ...
+        expected: &'static str,
+    },
+    /// A field's value does not follow Kubernetes' rules.
+    #[error("{field} {value:?} is invalid: {reason}")]
+    Malformed {
+        /// The field.
+        field: &'static str,
+        /// The value found.
+        value: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+}
+
+/// One Kubernetes object as rendered from a source, with where it came from.
+///
+/// The object is kept as JSON (`serde_json::Value`, always a mapping), which is what the API
+/// server speaks; [`Manifest::to_dynamic_object`] converts it for `kube`. Creating one validates
+/// `apiVersion`, `kind` and `metadata.name`, so the accessors below cannot fail.
+///
+/// ```
+/// use gitops_core::{Manifest, Origin};
+/// let object = serde_json::json!({
+///     "apiVersion": "apps/v1",
+///     "kind": "Deployment",
+///     "metadata": {"name": "web", "namespace": "shop"}
+/// });
+/// let manifest = Manifest::new(object, Origin::new("web.yaml")).unwrap();
+/// assert_eq!(manifest.kind(), "Deployment");
+/// assert_eq!(manifest.group(), "apps");
+/// assert_eq!(manifest.id().to_string(), "shop_web_apps_Deployment");
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    object: Value,
+    origin: Origin,
+}
+
+impl Manifest {
+    /// Validates `object` and wraps it with its origin.
+    pub fn new(object: Value, origin: Origin) -> Result<Self, InvalidManifest> {
+        validate(&object)?;
+        Ok(Self { object, origin })
+    }
+
+    /// Where the object came from.
+    #[must_use]
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    /// Replaces the origin (for example after a post-render step moved the object).
+    pub fn set_origin(&mut self, origin: Origin) {
+        self.origin = origin;
+    }
+
+    /// The object as JSON: always a mapping.
+    #[must_use]
+    pub fn object(&self) -> &Value {
+        &self.object
+    }
+
+    /// The object, to change. Changing `apiVersion`, `kind` or `metadata.name` is checked again by
+    /// [`Manifest::revalidate`], which callers should call after such a change.
+    pub fn object_mut(&mut self) -> &mut Value {
+        &mut self.object
+    }
+
+    /// Consumes the manifest, giving the JSON object.
+    #[must_use]
+    pub fn into_object(self) -> Value {
+        self.object
+    }
+
+    /// Checks the object again after a change through [`Manifest::object_mut`].
+    pub fn revalidate(&self) -> Result<(), InvalidManifest> {
+        validate(&self.object)
+    }
+
+    fn str_at(&self, a: &str, b: Option<&str>) -> Option<&str> {
+        let mut v = self.object.get(a)?;
+        if let Some(b) = b {
+            v = v.get(b)?;
+        }
+        v.as_str()
+    }
+
+    /// `apiVersion`, such as `apps/v1`.
+    #[must_use]
+    pub fn api_version(&self) -> &str {
+        self.str_at("apiVersion", None).unwrap_or_default()
+    }
+
+    /// The API group (empty for the core group).
+    #[must_use]
+    pub fn group(&self) -> &str {
+        split_api_version(self.api_version()).0
+    }
+
+    /// The API version without the group, such as `v1`.
+    #[must_use]
+    pub fn version(&self) -> &str {
+        split_api_version(self.api_version()).1
+    }
+
+    /// `kind`.
+    #[must_use]
+    pub fn kind(&self) -> &str {
+        self.str_at("kind", None).unwrap_or_default()
+    }
+
+    /// The group and kind.
+    #[must_use]
+    pub fn group_kind(&self) -> GroupKind {
+        GroupKind::new(self.group(), self.kind())
+    }
+
+    /// `metadata.name`.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        self.str_at("metadata", Some("name")).unwrap_or_default()
+    }
+
+    /// `metadata.namespace`, if set and not empty.
+    #[must_use]
+    pub fn namespace(&self) -> Option<&str> {
+        self.str_at("metadata", Some("namespace"))
+            .filter(|ns| !ns.is_empty())
+    }
+
+    /// Sets `metadata.namespace`, or removes it with `None`.
+    pub fn set_namespace(&mut self, namespace: Option<&str>) {
+        let metadata = self.metadata_mut();
+        match namespace {
+            Some(ns) => {
+                metadata.insert("namespace".into(), Value::String(ns.to_owned()));
+            }
+            None => {
+                metadata.remove("namespace");
+            }
+        }
+    }
+
+    /// The object's identity.
+    #[must_use]
+    pub fn id(&self) -> ObjectId {
+        ObjectId::new(self.group(), self.kind(), self.namespace(), self.name())
+    }
+
+    /// `metadata.labels` (empty when absent; values that are not strings are left out).
+    #[must_use]
+    pub fn labels(&self) -> BTreeMap<&str, &str> {
+        self.string_map("labels")
+    }
+
+    /// `metadata.annotations` (empty when absent; values that are not strings are left out).
+    #[must_use]
+    pub fn annotations(&self) -> BTreeMap<&str, &str> {
+        self.string_map("annotations")
+    }
+
+    /// One annotation.
+    #[must_use]
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.object
+            .get("metadata")?
+            .get("annotations")?
+            .get(key)?
+            .as_str()
+    }
+
+    /// One label.
+    #[must_use]
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.object.get("metadata")?.get("labels")?.get(key)?.as_str()
+    }
+
+    /// Sets a label, creating `metadata.labels` when needed.
+    pub fn set_label(&mut self, key: &str, value: &str) {
+        self.set_in_metadata_map("labels", key, value);
+    }
+
+    /// Sets an annotation, creating `metadata.annotations` when needed.
+    pub fn set_annotation(&mut self, key: &str, value: &str) {
+        self.set_in_metadata_map("annotations", key, value);
+    }
+
+    fn string_map(&self, field: &str) -> BTreeMap<&str, &str> {
+        self.object
+            .get("metadata")
+            .and_then(|m| m.get(field))
+            .and_then(Value::as_object)
+            .map(|map| {
+                map.iter()
+                    .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn metadata_mut(&mut self) -> &mut Map<String, Value> {
+        let root = self
+            .object
+            .as_object_mut()
+            .expect("a validated manifest is a mapping");
+        root.entry("metadata")
+            .or_insert_with(|| Value::Object(Map::new()))
+            .as_object_mut()
+            .expect("a validated manifest has a mapping as metadata")
+    }
+
+    fn set_in_metadata_map(&mut self, field: &str, key: &str, value: &str) {
+        let metadata = self.metadata_mut();
+        let entry = metadata
+            .entry(field)
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !entry.is_object() {
+            *entry = Value::Object(Map::new());
+        }
+        entry
+            .as_object_mut()
+            .expect("made a mapping just above")
+            .insert(key.to_owned(), Value::String(value.to_owned()));
+    }
+}
+
+impl fmt::Display for Manifest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} from {}", self.id().display_name(), self.origin)
+    }
+}
+
+fn value_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "an empty document",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a sequence",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+fn required_string<'a>(
+    parent: &'a Map<String, Value>,
+    key: &str,
+    field: &'static str,
+) -> Result<&'a str, InvalidManifest> {
+    match parent.get(key) {
+        None | Some(Value::Null) => Err(InvalidManifest::Missing { field }),
+        Some(Value::String(s)) if s.is_empty() => Err(InvalidManifest::Missing { field }),
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(InvalidManifest::WrongType {
+            field,
+            expected: "a string",
+        }),
+    }
+}
+
+/// Whether `s` is a DNS-1123 label: lower-case alphanumerics and '-', at most 63 characters,
+/// starting and ending with an alphanumeric.
+fn is_dns_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+/// Whether `s` is a DNS-1123 subdomain: dot-separated labels, at most 253 characters.
+fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+fn validate(object: &Value) -> Result<(), InvalidManifest> {
+    let Value::Object(root) = object else {
+        return Err(InvalidManifest::NotAMapping {
+            found: value_kind(object),
+        });
+    };
+    let api_version = required_string(root, "apiVersion", "apiVersion")?;
+    let (group, version) = split_api_version(api_version);
+    if version.is_empty()
+        || version.contains('/')
+        || !version.bytes().all(|c| c.is_ascii_alphanumeric())
+        || (!group.is_empty() && !is_dns_subdomain(group))
+    {
+        return Err(InvalidManifest::Malformed {
+            field: "apiVersion",
+            value: api_version.to_owned(),
+            reason: "expected <version> or <group>/<version>, such as v1 or apps/v1",
+        });
+    }
+    let kind = required_string(root, "kind", "kind")?;
+    if !kind.starts_with(|c: char| c.is_ascii_alphabetic())
+        || !kind.bytes().all(|c| c.is_ascii_alphanumeric())
+    {
+        return Err(InvalidManifest::Malformed {
+            field: "kind",
+            value: kind.to_owned(),
+            reason: "a kind is a word of letters and digits, such as Deployment",
+        });
+    }
+    let metadata = match root.get("metadata") {
+        None | Some(Value::Null) => {
+            return Err(InvalidManifest::Missing {
+                field: "metadata.name",
+            });
+        }
+        Some(Value::Object(m)) => m,
+        Some(_) => {
+            return Err(InvalidManifest::WrongType {
+                field: "metadata",
+                expected: "a mapping",
+            });
+        }
+    };
+    let name = required_string(metadata, "name", "metadata.name")?;
+    // The rules every kind shares (path segment names); kinds add their own, which the server
+    // checks.
+    if name == "." || name == ".." || name.contains('/') || name.contains('%') || name.len() > 253
+    {
+        return Err(InvalidManifest::Malformed {
+            field: "metadata.name",
+            value: name.to_owned(),
+            reason: "a name may not be '.' or '..', contain '/' or '%', or be longer than 253",
+        });
+    }
+    match metadata.get("namespace") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(ns)) if ns.is_empty() || is_dns_label(ns) => {}
+        Some(Value::String(ns)) => {
+            return Err(InvalidManifest::Malformed {
+                field: "metadata.namespace",
+                value: ns.clone(),
+                reason: "a namespace is a DNS label: lower-case letters, digits and '-'",
+            });
+        }
+        Some(_) => {
+            return Err(InvalidManifest::WrongType {
+                field: "metadata.namespace",
+                expected: "a string",
+            });
+        }
+    }
+    for field in ["labels", "annotations"] {
+        match metadata.get(field) {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(map)) => {
+                if map.values().any(|v| !v.is_string()) {
+                    return Err(InvalidManifest::WrongType {
+                        field: if field == "labels" {
+                            "metadata.labels values"
+                        } else {
+                            "metadata.annotations values"
+                        },
+                        expected: "strings (quote numbers and booleans)",
+                    });
+                }
+            }
+            Some(_) => {
+                return Err(InvalidManifest::WrongType {
+                    field: if field == "labels" {
+                        "metadata.labels"
+                    } else {
+                        "metadata.annotations"
+                    },
+                    expected: "a mapping",
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn check(object: Value) -> Result<Manifest, InvalidManifest> {
+        Manifest::new(object, Origin::new("t.yaml"))
+    }
+
+    #[test]
+    fn accepts_a_core_object() {
+        let m = check(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": "ns"}})).unwrap();
+        assert_eq!(m.group(), "");
+        assert_eq!(m.version(), "v1");
+        assert_eq!(m.namespace(), Some("ns"));
+    }
+
+    #[test]
+    fn names_each_missing_field() {
+        let e = check(json!({"kind": "ConfigMap", "metadata": {"name": "a"}})).unwrap_err();
+        assert_eq!(e.to_string(), "missing apiVersion");
+        let e = check(json!({"apiVersion": "v1", "metadata": {"name": "a"}})).unwrap_err();
+        assert_eq!(e.to_string(), "missing kind");
+        let e = check(json!({"apiVersion": "v1", "kind": "ConfigMap"})).unwrap_err();
+        assert_eq!(e.to_string(), "missing metadata.name");
+        let e = check(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": ""}}))
+            .unwrap_err();
+        assert_eq!(e.to_string(), "missing metadata.name");
+    }
+
+    #[test]
+    fn refuses_malformed_values() {
+        assert!(matches!(
+            check(json!({"apiVersion": "apps/", "kind": "X", "metadata": {"name": "a"}})),
+            Err(InvalidManifest::Malformed {
+                field: "apiVersion",
+                ..
+            })
+        ));
+        assert!(matches!(
+            check(json!({"apiVersion": "v1", "kind": "Config Map", "metadata": {"name": "a"}})),
+            Err(InvalidManifest::Malformed { field: "kind", .. })
+        ));
+        assert!(matches!(
+            check(json!({"apiVersion": "v1", "kind": "X", "metadata": {"name": "a/b"}})),
+            Err(InvalidManifest::Malformed {
+                field: "metadata.name",
+                ..
+            })
+        ));
+        assert!(matches!(
+            check(
+                json!({"apiVersion": "v1", "kind": "X", "metadata": {"name": "a", "namespace": "Bad_NS"}})
+            ),
+            Err(InvalidManifest::Malformed {
+                field: "metadata.namespace",
+                ..
+            })
+        ));
+        assert!(matches!(
+            check(
+                json!({"apiVersion": "v1", "kind": "X", "metadata": {"name": "a", "labels": {"n": 1}}})
+            ),
+            Err(InvalidManifest::WrongType { .. })
+        ));
+        assert!(matches!(
+            check(json!(["a"])),
+            Err(InvalidManifest::NotAMapping { found: "a sequence" })
+        ));
+    }
+
+    #[test]
+    fn edits_metadata() {
+        let mut m =
+            check(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}}))
+                .unwrap();
+        m.set_namespace(Some("ns"));
+        m.set_label("app", "web");
+        m.set_annotation("note", "x");
+        assert_eq!(m.namespace(), Some("ns"));
+        assert_eq!(m.label("app"), Some("web"));
+        assert_eq!(m.annotations().get("note"), Some(&"x"));
+        m.set_namespace(None);
+        assert_eq!(m.namespace(), None);
+        assert!(m.revalidate().is_ok());
+    }
+}
