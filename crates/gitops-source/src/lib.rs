@@ -1,1 +1,46 @@
-//! placeholder
+//! Fetch revisions of configuration from Git repositories and local directories as verified,
+//! reproducible artifacts.
+//!
+//! A [`Source`] answers one question per call of [`Source::fetch`]: given the revision it saw last,
+//! is there something new? Either the answer is [`FetchOutcome::Unchanged`] (nothing was downloaded
+//! or written), or a new [`Artifact`] was written to the requested destination directory.
+//!
+//! An artifact carries
+//! - a revision string such as `main@sha1:<hash>` or `v1.2.3@sha1:<hash>`,
+//! - a content digest `sha256:<hex>` over a deterministic tar archive of the selected files, which
+//!   [`Artifact::verify`] recomputes from disk, and
+//! - a reproducible tar.gz export ([`Artifact::write_tar_gz`]) that [`unpack_tar_gz`] reads back
+//!   safely (no path escapes the target, no links, total size capped).
+//!
+//! Files are selected from a subpath with `.sourceignore` files (gitignore syntax), caller patterns
+//! and default rules for VCS metadata, CI files, archives and images ([`IgnoreRules`]).
+//!
+//! Implementations:
+//! - [`LocalDirectorySource`]: a directory on disk, for development and tests.
+//! - [`GitSource`]: a Git repository over `file://`, `git://`, `http(s)://`, `ssh://` or scp-like
+//!   `user@host:path` URLs, with a persistent cache for incremental fetches.
+//!
+//! ```no_run
+//! use gitops_source::{FetchOutcome, FetchRequest, LocalDirectorySource, Source};
+//!
+//! # async fn run() -> Result<(), gitops_source::SourceError> {
+//! let source = LocalDirectorySource::new("./deploy");
+//! match source.fetch(FetchRequest::new("/tmp/artifact")).await? {
+//!     FetchOutcome::Unchanged(revision) => println!("still {revision}"),
+//!     FetchOutcome::Fetched(artifact) => println!("new {} {}", artifact.revision(), artifact.digest()),
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+mod artifact;
+mod local;
+mod secret;
+mod select;
+mod source;
+
+pub use artifact::{Artifact, ArtifactError, Digest, UnpackLimits, unpack_tar_gz};
+pub use local::LocalDirectorySource;
+pub use secret::Secret;
+pub use select::{IgnoreRules, SOURCE_IGNORE_FILE, SelectError};
+pub use source::{BoxError, FetchOutcome, FetchRequest, Revision, Source, SourceError};

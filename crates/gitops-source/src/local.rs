@@ -1,0 +1,214 @@
+//! A [`Source`] reading a directory on disk, for development and tests.
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+
+use crate::artifact::{Artifact, archive_files, write_artifact};
+use crate::select::{DiskTree, IgnoreRules, select_files};
+use crate::source::{
+    FetchOutcome, FetchRequest, Revision, Source, SourceError, prepare_destination,
+};
+
+/// A directory on disk as a [`Source`]. Its revision is the content digest of the selected files
+/// (`sha256:<hex>`), so an unchanged directory answers [`FetchOutcome::Unchanged`] without copying.
+///
+/// ```no_run
+/// use gitops_source::{FetchRequest, IgnoreRules, LocalDirectorySource, Source};
+///
+/// # async fn run() -> Result<(), gitops_source::SourceError> {
+/// let source = LocalDirectorySource::new("./config")
+///     .with_subpath("clusters/dev")
+///     .with_ignore_rules(IgnoreRules::default().with_pattern("*.md"));
+/// let outcome = source.fetch(FetchRequest::new("/tmp/out")).await?;
+/// println!("{}", outcome.revision());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct LocalDirectorySource {
+    root: PathBuf,
+    subpath: String,
+    rules: IgnoreRules,
+}
+
+impl LocalDirectorySource {
+    /// A source reading `root`.
+    #[must_use]
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self {
+            root: root.into(),
+            subpath: String::new(),
+            rules: IgnoreRules::default(),
+        }
+    }
+
+    /// Only the files below `subpath` (relative to the root) go into the artifact.
+    #[must_use]
+    pub fn with_subpath(mut self, subpath: impl Into<String>) -> Self {
+        self.subpath = subpath.into();
+        self
+    }
+
+    /// The rules that leave files out of the artifact.
+    #[must_use]
+    pub fn with_ignore_rules(mut self, rules: IgnoreRules) -> Self {
+        self.rules = rules;
+        self
+    }
+
+    /// The directory read.
+    #[must_use]
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn fetch_blocking(&self, request: &FetchRequest) -> Result<FetchOutcome, SourceError> {
+        let tree = DiskTree {
+            root: self.root.clone(),
+        };
+        if !self.root.is_dir() {
+            return Err(SourceError::InvalidConfiguration {
+                message: format!("{} is not a directory", self.root.display()),
+                source: None,
+            });
+        }
+        let files = select_files(&tree, &self.subpath, &self.rules)?;
+        let (digest, _) = archive_files(&tree, &files, std::io::sink(), |_, _| Ok(()))?;
+        let revision = Revision::from_string(digest.to_string());
+        if request.last_revision() == Some(&revision) {
+            return Ok(FetchOutcome::Unchanged(revision));
+        }
+        if request.cancellation().is_cancelled() {
+            return Err(SourceError::Cancelled {
+                location: self.location(),
+            });
+        }
+        prepare_destination(request.destination())?;
+        let (written, bytes) = write_artifact(&tree, &files, request.destination())?;
+        // The directory may change while it is copied: the revision names what was written.
+        let revision = Revision::from_string(written.to_string());
+        Ok(FetchOutcome::Fetched(Artifact::new(
+            revision,
+            written,
+            request.destination().to_owned(),
+            files.len(),
+            bytes,
+        )))
+    }
+}
+
+#[async_trait]
+impl Source for LocalDirectorySource {
+    fn location(&self) -> String {
+        if self.subpath.is_empty() {
+            self.root.display().to_string()
+        } else {
+            format!("{}//{}", self.root.display(), self.subpath)
+        }
+    }
+
+    async fn fetch(&self, request: FetchRequest) -> Result<FetchOutcome, SourceError> {
+        let this = self.clone();
+        let cancellation = request.cancellation().clone();
+        let task = tokio::task::spawn_blocking(move || this.fetch_blocking(&request));
+        tokio::select! {
+            biased;
+            () = cancellation.cancelled() => Err(SourceError::Cancelled { location: self.location() }),
+            joined = task => joined.map_err(|error| SourceError::Other {
+                location: self.location(),
+                message: "the fetch task panicked".to_owned(),
+                source: Some(Box::new(error)),
+            })?,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn unchanged_directory_is_not_copied_and_changes_are_seen() {
+        let source_dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(source_dir.path().join("app")).unwrap();
+        std::fs::write(source_dir.path().join("app/a.yaml"), "a: 1\n").unwrap();
+        std::fs::write(source_dir.path().join("README.md"), "docs\n").unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let source = LocalDirectorySource::new(source_dir.path())
+            .with_ignore_rules(IgnoreRules::default().with_pattern("*.md"));
+
+        let FetchOutcome::Fetched(first) = source
+            .fetch(FetchRequest::new(out.path().join("1")))
+            .await
+            .unwrap()
+        else {
+            panic!("first fetch must produce an artifact");
+        };
+        assert_eq!(first.file_count(), 1);
+        assert_eq!(first.revision().as_str(), first.digest().to_string());
+        assert!(out.path().join("1/app/a.yaml").is_file());
+        assert!(!out.path().join("1/README.md").exists());
+
+        let again = source
+            .fetch(
+                FetchRequest::new(out.path().join("2"))
+                    .with_last_revision(first.revision().clone()),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(again, FetchOutcome::Unchanged(ref r) if r == first.revision()));
+        assert!(
+            !out.path().join("2").exists(),
+            "unchanged fetch must not write"
+        );
+
+        std::fs::write(source_dir.path().join("README.md"), "ignored change\n").unwrap();
+        let ignored = source
+            .fetch(
+                FetchRequest::new(out.path().join("3"))
+                    .with_last_revision(first.revision().clone()),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(ignored, FetchOutcome::Unchanged(_)));
+
+        std::fs::write(source_dir.path().join("app/a.yaml"), "a: 2\n").unwrap();
+        let changed = source
+            .fetch(
+                FetchRequest::new(out.path().join("4"))
+                    .with_last_revision(first.revision().clone()),
+            )
+            .await
+            .unwrap();
+        let FetchOutcome::Fetched(second) = changed else {
+            panic!("changed content must produce an artifact");
+        };
+        assert_ne!(second.digest(), first.digest());
+        second.verify().unwrap();
+    }
+
+    #[tokio::test]
+    async fn cancelled_fetch_reports_cancellation() {
+        let source_dir = tempfile::tempdir().unwrap();
+        std::fs::write(source_dir.path().join("a.yaml"), "a: 1\n").unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let token = tokio_util::sync::CancellationToken::new();
+        token.cancel();
+        let error = LocalDirectorySource::new(source_dir.path())
+            .fetch(FetchRequest::new(out.path().join("x")).with_cancellation(token))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, SourceError::Cancelled { .. }), "{error:?}");
+    }
+
+    #[tokio::test]
+    async fn missing_directory_is_a_configuration_error() {
+        let out = tempfile::tempdir().unwrap();
+        let error = LocalDirectorySource::new(out.path().join("absent"))
+            .fetch(FetchRequest::new(out.path().join("x")))
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("absent"), "{error}");
+    }
+}

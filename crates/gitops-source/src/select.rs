@@ -1,0 +1,605 @@
+//! Selecting the files of an artifact: a subpath, `.sourceignore` files, caller patterns and
+//! default rules, applied the same way to a directory on disk and to a Git tree.
+
+use std::path::{Path, PathBuf};
+
+use ignore::Match;
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
+
+use crate::source::BoxError;
+
+/// The name of the ignore files read from every selected directory.
+pub const SOURCE_IGNORE_FILE: &str = ".sourceignore";
+
+/// Default exclusions: version control metadata, CI configuration, archives and images.
+const DEFAULT_PATTERNS: &[&str] = &[
+    // Version control metadata.
+    ".git/",
+    ".gitignore",
+    ".gitmodules",
+    ".gitattributes",
+    ".hg/",
+    ".svn/",
+    // Continuous integration configuration.
+    ".github/",
+    ".gitlab-ci.yml",
+    ".circleci/",
+    ".travis.yml",
+    ".drone.yml",
+    "appveyor.yml",
+    "Jenkinsfile",
+    "cloudbuild.yaml",
+    ".buildkite/",
+    // Archives and images, which are never configuration.
+    "*.tar",
+    "*.tar.gz",
+    "*.tgz",
+    "*.zip",
+    "*.jpg",
+    "*.jpeg",
+    "*.png",
+    "*.gif",
+    "*.ico",
+    "*.webp",
+];
+
+/// Which files of a source go into its artifact, in gitignore syntax.
+///
+/// Precedence, strongest first: the caller's patterns, `.sourceignore` files (a deeper file before
+/// the ones above it), then the defaults (VCS metadata, CI files, archives and images). A later
+/// `!pattern` can re-include what an earlier rule of the same file excluded, as in git.
+///
+/// ```
+/// use gitops_source::IgnoreRules;
+///
+/// let rules = IgnoreRules::default()
+///     .with_pattern("*.md")
+///     .with_pattern("!README.md");
+/// assert_eq!(rules.patterns().len(), 2);
+/// ```
+#[derive(Clone, Debug)]
+pub struct IgnoreRules {
+    defaults: bool,
+    read_source_ignore_files: bool,
+    patterns: Vec<String>,
+}
+
+impl Default for IgnoreRules {
+    fn default() -> Self {
+        Self {
+            defaults: true,
+            read_source_ignore_files: true,
+            patterns: Vec::new(),
+        }
+    }
+}
+
+impl IgnoreRules {
+    /// Add one caller pattern (gitignore syntax, relative to the selected subpath's repository root).
+    #[must_use]
+    pub fn with_pattern(mut self, pattern: impl Into<String>) -> Self {
+        self.patterns.push(pattern.into());
+        self
+    }
+
+    /// Add caller patterns, one per line, as in a `.gitignore` file.
+    #[must_use]
+    pub fn with_patterns_text(mut self, text: &str) -> Self {
+        self.patterns.extend(text.lines().map(str::to_owned));
+        self
+    }
+
+    /// Whether the default exclusions apply (they do unless turned off).
+    #[must_use]
+    pub fn with_defaults(mut self, enabled: bool) -> Self {
+        self.defaults = enabled;
+        self
+    }
+
+    /// Whether `.sourceignore` files are read (they are unless turned off).
+    #[must_use]
+    pub fn with_source_ignore_files(mut self, enabled: bool) -> Self {
+        self.read_source_ignore_files = enabled;
+        self
+    }
+
+    /// The caller patterns.
+    #[must_use]
+    pub fn patterns(&self) -> &[String] {
+        &self.patterns
+    }
+}
+
+/// Why selecting files failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SelectError {
+    /// The subpath does not exist or is not a directory.
+    #[error("subpath {subpath:?} does not exist or is not a directory in the source")]
+    SubpathNotFound {
+        /// The subpath as requested.
+        subpath: String,
+    },
+    /// The subpath is absolute or leaves the source with `..`.
+    #[error("subpath {subpath:?} must be relative and stay inside the source")]
+    InvalidSubpath {
+        /// The subpath as requested.
+        subpath: String,
+    },
+    /// A pattern in an ignore file or in the caller's rules is invalid.
+    #[error("{origin}:{line}: invalid ignore pattern {pattern:?}")]
+    InvalidPattern {
+        /// The file holding the pattern, or `caller patterns`.
+        origin: String,
+        /// The line number, starting at 1.
+        line: usize,
+        /// The pattern.
+        pattern: String,
+        /// The parser's complaint.
+        #[source]
+        source: ignore::Error,
+    },
+    /// Reading a directory, a file or a Git object failed.
+    #[error("cannot read {path}")]
+    Read {
+        /// The path inside the source.
+        path: String,
+        /// The underlying failure.
+        #[source]
+        source: BoxError,
+    },
+    /// A path in the source is not valid UTF-8 (artifacts use UTF-8 paths).
+    #[error("path {path:?} is not valid UTF-8")]
+    NonUtf8Path {
+        /// The path, lossily converted.
+        path: String,
+    },
+}
+
+/// The kind of an entry of a [`FileTree`] directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EntryKind {
+    /// A regular file.
+    File {
+        /// Whether any executable bit is set.
+        executable: bool,
+    },
+    /// A directory.
+    Directory,
+    /// Something that never goes into an artifact: a symlink, a submodule, a device.
+    Skipped,
+}
+
+/// One entry of a [`FileTree`] directory.
+#[derive(Clone, Debug)]
+pub(crate) struct TreeEntry<H> {
+    pub(crate) name: String,
+    pub(crate) kind: EntryKind,
+    pub(crate) handle: H,
+}
+
+/// A tree of files: a directory on disk or a Git tree.
+pub(crate) trait FileTree {
+    /// How entries are found again (a path, an object id).
+    type Handle: Clone;
+    /// The root directory.
+    fn root(&self) -> Self::Handle;
+    /// The entries of a directory; `path` is its path inside the tree, for error messages.
+    fn list(
+        &self,
+        dir: &Self::Handle,
+        path: &str,
+    ) -> Result<Vec<TreeEntry<Self::Handle>>, SelectError>;
+    /// The content of a file.
+    fn read(&self, file: &Self::Handle, path: &str) -> Result<Vec<u8>, SelectError>;
+}
+
+/// A file chosen for an artifact.
+#[derive(Clone, Debug)]
+pub(crate) struct SelectedFile<H> {
+    /// Path relative to the subpath, `/`-separated.
+    pub(crate) path: String,
+    pub(crate) executable: bool,
+    pub(crate) handle: H,
+}
+
+/// Matchers in increasing precedence; each knows its directory (`/`-rooted virtual path).
+struct RuleStack {
+    layers: Vec<(String, Gitignore)>,
+}
+
+impl RuleStack {
+    /// Whether `path` (tree-relative, no leading slash) is excluded.
+    fn is_ignored(&self, path: &str, is_dir: bool) -> bool {
+        let virtual_path = format!("/{path}");
+        for (dir, matcher) in self.layers.iter().rev() {
+            let inside = dir == "/" || virtual_path.starts_with(&format!("{dir}/"));
+            if !inside {
+                continue;
+            }
+            match matcher.matched(&virtual_path, is_dir) {
+                Match::Ignore(_) => return true,
+                Match::Whitelist(_) => return false,
+                Match::None => {}
+            }
+        }
+        false
+    }
+}
+
+fn build_matcher(
+    dir: &str,
+    origin: &str,
+    lines: impl IntoIterator<Item = impl AsRef<str>>,
+) -> Result<Gitignore, SelectError> {
+    let mut builder = GitignoreBuilder::new(dir);
+    for (index, line) in lines.into_iter().enumerate() {
+        let line = line.as_ref();
+        builder
+            .add_line(None, line)
+            .map_err(|source| SelectError::InvalidPattern {
+                origin: origin.to_owned(),
+                line: index + 1,
+                pattern: line.to_owned(),
+                source,
+            })?;
+    }
+    builder
+        .build()
+        .map_err(|source| SelectError::InvalidPattern {
+            origin: origin.to_owned(),
+            line: 0,
+            pattern: String::new(),
+            source,
+        })
+}
+
+fn join(parent: &str, name: &str) -> String {
+    if parent.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{parent}/{name}")
+    }
+}
+
+/// Split a subpath into normal components, refusing absolute paths and `..`.
+pub(crate) fn subpath_components(subpath: &str) -> Result<Vec<String>, SelectError> {
+    let mut components = Vec::new();
+    for component in Path::new(subpath).components() {
+        match component {
+            std::path::Component::Normal(name) => {
+                let name = name.to_str().ok_or_else(|| SelectError::NonUtf8Path {
+                    path: subpath.to_owned(),
+                })?;
+                components.push(name.to_owned());
+            }
+            std::path::Component::CurDir => {}
+            _ => {
+                return Err(SelectError::InvalidSubpath {
+                    subpath: subpath.to_owned(),
+                });
+            }
+        }
+    }
+    Ok(components)
+}
+
+/// Select the files of `tree` below `subpath`, sorted by path.
+pub(crate) fn select_files<T: FileTree>(
+    tree: &T,
+    subpath: &str,
+    rules: &IgnoreRules,
+) -> Result<Vec<SelectedFile<T::Handle>>, SelectError> {
+    let mut stack = RuleStack { layers: Vec::new() };
+    if rules.defaults {
+        stack.layers.push((
+            "/".to_owned(),
+            build_matcher("/", "default patterns", DEFAULT_PATTERNS)?,
+        ));
+    }
+    // Walk down to the subpath, collecting `.sourceignore` files on the way.
+    let mut dir = tree.root();
+    let mut dir_path = String::new();
+    let components = subpath_components(subpath)?;
+    let mut entries = tree.list(&dir, &dir_path)?;
+    for component in &components {
+        push_source_ignore(tree, rules, &entries, &dir_path, &mut stack)?;
+        let next = entries
+            .iter()
+            .find(|entry| &entry.name == component && entry.kind == EntryKind::Directory)
+            .ok_or_else(|| SelectError::SubpathNotFound {
+                subpath: subpath.to_owned(),
+            })?;
+        dir = next.handle.clone();
+        dir_path = join(&dir_path, component);
+        entries = tree.list(&dir, &dir_path)?;
+    }
+    let caller = build_matcher("/", "caller patterns", &rules.patterns)?;
+    let mut selected = Vec::new();
+    walk(
+        tree,
+        rules,
+        &mut stack,
+        &caller,
+        &dir_path,
+        entries,
+        &mut selected,
+    )?;
+    let prefix_len = if dir_path.is_empty() {
+        0
+    } else {
+        dir_path.len() + 1
+    };
+    for file in &mut selected {
+        file.path = file.path[prefix_len..].to_owned();
+    }
+    selected.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
+    Ok(selected)
+}
+
+fn push_source_ignore<T: FileTree>(
+    tree: &T,
+    rules: &IgnoreRules,
+    entries: &[TreeEntry<T::Handle>],
+    dir_path: &str,
+    stack: &mut RuleStack,
+) -> Result<bool, SelectError> {
+    if !rules.read_source_ignore_files {
+        return Ok(false);
+    }
+    let Some(entry) = entries.iter().find(|entry| {
+        entry.name == SOURCE_IGNORE_FILE && matches!(entry.kind, EntryKind::File { .. })
+    }) else {
+        return Ok(false);
+    };
+    let path = join(dir_path, SOURCE_IGNORE_FILE);
+    let content = tree.read(&entry.handle, &path)?;
+    let text = String::from_utf8_lossy(&content);
+    let root = format!("/{dir_path}");
+    stack
+        .layers
+        .push((root.clone(), build_matcher(&root, &path, text.lines())?));
+    Ok(true)
+}
+
+fn walk<T: FileTree>(
+    tree: &T,
+    rules: &IgnoreRules,
+    stack: &mut RuleStack,
+    caller: &Gitignore,
+    dir_path: &str,
+    entries: Vec<TreeEntry<T::Handle>>,
+    selected: &mut Vec<SelectedFile<T::Handle>>,
+) -> Result<(), SelectError> {
+    let pushed = push_source_ignore(tree, rules, &entries, dir_path, stack)?;
+    for entry in entries {
+        let path = join(dir_path, &entry.name);
+        let is_dir = entry.kind == EntryKind::Directory;
+        let ignored = match caller.matched(format!("/{path}"), is_dir) {
+            Match::Ignore(_) => true,
+            Match::Whitelist(_) => false,
+            Match::None => stack.is_ignored(&path, is_dir),
+        };
+        if ignored {
+            continue;
+        }
+        match entry.kind {
+            EntryKind::File { executable } => selected.push(SelectedFile {
+                path,
+                executable,
+                handle: entry.handle,
+            }),
+            EntryKind::Directory => {
+                let children = tree.list(&entry.handle, &path)?;
+                walk(tree, rules, stack, caller, &path, children, selected)?;
+            }
+            EntryKind::Skipped => {}
+        }
+    }
+    if pushed {
+        stack.layers.pop();
+    }
+    Ok(())
+}
+
+/// A directory on disk as a [`FileTree`].
+pub(crate) struct DiskTree {
+    pub(crate) root: PathBuf,
+}
+
+impl FileTree for DiskTree {
+    type Handle = PathBuf;
+
+    fn root(&self) -> PathBuf {
+        self.root.clone()
+    }
+
+    fn list(&self, dir: &PathBuf, path: &str) -> Result<Vec<TreeEntry<PathBuf>>, SelectError> {
+        let read_error = |source: std::io::Error| SelectError::Read {
+            path: if path.is_empty() {
+                ".".to_owned()
+            } else {
+                path.to_owned()
+            },
+            source: Box::new(source),
+        };
+        let mut entries = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(read_error)? {
+            let entry = entry.map_err(read_error)?;
+            let file_type = entry.file_type().map_err(read_error)?;
+            let name =
+                entry
+                    .file_name()
+                    .into_string()
+                    .map_err(|name| SelectError::NonUtf8Path {
+                        path: join(path, &name.to_string_lossy()),
+                    })?;
+            let kind = if file_type.is_dir() {
+                EntryKind::Directory
+            } else if file_type.is_file() {
+                EntryKind::File {
+                    executable: is_executable(&entry.metadata().map_err(read_error)?),
+                }
+            } else {
+                EntryKind::Skipped
+            };
+            entries.push(TreeEntry {
+                name,
+                kind,
+                handle: entry.path(),
+            });
+        }
+        Ok(entries)
+    }
+
+    fn read(&self, file: &PathBuf, path: &str) -> Result<Vec<u8>, SelectError> {
+        std::fs::read(file).map_err(|source| SelectError::Read {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })
+    }
+}
+
+#[cfg(unix)]
+fn is_executable(metadata: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    metadata.permissions().mode() & 0o111 != 0
+}
+
+#[cfg(not(unix))]
+fn is_executable(_metadata: &std::fs::Metadata) -> bool {
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(root: &Path, path: &str, content: &str) {
+        let full = root.join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, content).unwrap();
+    }
+
+    fn selected(root: &Path, subpath: &str, rules: &IgnoreRules) -> Vec<String> {
+        let tree = DiskTree {
+            root: root.to_owned(),
+        };
+        select_files(&tree, subpath, rules)
+            .unwrap()
+            .into_iter()
+            .map(|file| file.path)
+            .collect()
+    }
+
+    #[test]
+    fn defaults_exclude_vcs_ci_and_images() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "app/deploy.yaml", "a");
+        write(dir.path(), ".git/config", "x");
+        write(dir.path(), ".github/workflows/ci.yaml", "x");
+        write(dir.path(), "logo.png", "x");
+        write(dir.path(), "nested/.gitlab-ci.yml", "x");
+        assert_eq!(
+            selected(dir.path(), "", &IgnoreRules::default()),
+            ["app/deploy.yaml"]
+        );
+        let all = selected(dir.path(), "", &IgnoreRules::default().with_defaults(false));
+        assert_eq!(all.len(), 5, "{all:?}");
+    }
+
+    #[test]
+    fn source_ignore_files_apply_to_their_directory_and_below() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            ".sourceignore",
+            "*.txt\n# comment\n/top-only.yaml\n",
+        );
+        write(dir.path(), "a.txt", "x");
+        write(dir.path(), "top-only.yaml", "x");
+        write(
+            dir.path(),
+            "sub/top-only.yaml",
+            "kept: anchored pattern applies to the root only",
+        );
+        write(dir.path(), "sub/.sourceignore", "!keep.txt\nlocal.yaml\n");
+        write(dir.path(), "sub/keep.txt", "x");
+        write(dir.path(), "sub/drop.txt", "x");
+        write(dir.path(), "sub/local.yaml", "x");
+        write(dir.path(), "other/local.yaml", "x");
+        assert_eq!(
+            selected(dir.path(), "", &IgnoreRules::default()),
+            [
+                ".sourceignore",
+                "other/local.yaml",
+                "sub/.sourceignore",
+                "sub/keep.txt",
+                "sub/top-only.yaml"
+            ]
+        );
+    }
+
+    #[test]
+    fn caller_patterns_win_over_source_ignore() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), ".sourceignore", "*.yaml\n");
+        write(dir.path(), "a.yaml", "x");
+        write(dir.path(), "b.json", "x");
+        let rules = IgnoreRules::default().with_patterns_text("!a.yaml\n*.json\n.sourceignore");
+        assert_eq!(selected(dir.path(), "", &rules), ["a.yaml"]);
+    }
+
+    #[test]
+    fn subpath_selects_and_inherits_parent_ignore_files() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), ".sourceignore", "secret.yaml\n");
+        write(dir.path(), "clusters/prod/app.yaml", "x");
+        write(dir.path(), "clusters/prod/secret.yaml", "x");
+        write(dir.path(), "clusters/prod/deep/x.yaml", "x");
+        write(dir.path(), "clusters/dev/app.yaml", "x");
+        assert_eq!(
+            selected(dir.path(), "./clusters/prod/", &IgnoreRules::default()),
+            ["app.yaml", "deep/x.yaml"]
+        );
+        let tree = DiskTree {
+            root: dir.path().to_owned(),
+        };
+        assert!(matches!(
+            select_files(&tree, "clusters/none", &IgnoreRules::default()),
+            Err(SelectError::SubpathNotFound { .. })
+        ));
+        assert!(matches!(
+            select_files(&tree, "../etc", &IgnoreRules::default()),
+            Err(SelectError::InvalidSubpath { .. })
+        ));
+        assert!(matches!(
+            select_files(&tree, "/etc", &IgnoreRules::default()),
+            Err(SelectError::InvalidSubpath { .. })
+        ));
+    }
+
+    #[test]
+    fn ignored_directory_is_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), ".sourceignore", "build/\n");
+        write(dir.path(), "build/out.yaml", "x");
+        write(dir.path(), "src/build", "a file named build stays");
+        assert_eq!(
+            selected(dir.path(), "", &IgnoreRules::default()),
+            [".sourceignore", "src/build"]
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlinks_are_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "real.yaml", "x");
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("link.yaml")).unwrap();
+        assert_eq!(
+            selected(dir.path(), "", &IgnoreRules::default()),
+            ["real.yaml"]
+        );
+    }
+}

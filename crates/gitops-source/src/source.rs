@@ -1,0 +1,356 @@
+//! The [`Source`] trait, its request and outcome types, and the errors every source reports.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
+
+use crate::artifact::{Artifact, ArtifactError};
+use crate::select::SelectError;
+
+/// A revision of a source, such as `main@sha1:0123…`, `v1.2.3@sha1:0123…`, `sha1:0123…` for a
+/// pinned commit, or `sha256:…` for a local directory (its content digest).
+///
+/// Two fetches saw the same content when their revisions are equal.
+///
+/// ```
+/// use gitops_source::Revision;
+///
+/// let revision = Revision::git("main", "4b825dc642cb6eb9a060e54bf8d69288fbee4904");
+/// assert_eq!(revision.as_str(), "main@sha1:4b825dc642cb6eb9a060e54bf8d69288fbee4904");
+/// assert_eq!(revision.sha1(), Some("4b825dc642cb6eb9a060e54bf8d69288fbee4904"));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Revision(String);
+
+impl Revision {
+    /// A revision of a Git commit reached through `name` (a branch or tag name, or a full ref name),
+    /// written `<name>@sha1:<hash>`; with an empty name it is just `sha1:<hash>`.
+    #[must_use]
+    pub fn git(name: &str, sha1_hex: &str) -> Self {
+        if name.is_empty() {
+            Self(format!("sha1:{sha1_hex}"))
+        } else {
+            Self(format!("{name}@sha1:{sha1_hex}"))
+        }
+    }
+
+    /// Wrap a revision string as produced by a source (for example one read back from storage).
+    #[must_use]
+    pub fn from_string(revision: impl Into<String>) -> Self {
+        Self(revision.into())
+    }
+
+    /// The revision as a string.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The hexadecimal SHA-1 of the commit, for Git revisions.
+    #[must_use]
+    pub fn sha1(&self) -> Option<&str> {
+        let (_, hash) = self.0.rsplit_once("sha1:")?;
+        (hash.len() == 40 && hash.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hash)
+    }
+}
+
+impl fmt::Display for Revision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What [`Source::fetch`] should do: where to write a new artifact, what was seen last, and when
+/// to give up.
+///
+/// ```
+/// use gitops_source::{FetchRequest, Revision};
+/// use tokio_util::sync::CancellationToken;
+///
+/// let request = FetchRequest::new("/tmp/out")
+///     .with_last_revision(Revision::from_string("main@sha1:4b825dc642cb6eb9a060e54bf8d69288fbee4904"))
+///     .with_cancellation(CancellationToken::new());
+/// assert!(request.last_revision().is_some());
+/// ```
+#[derive(Clone, Debug)]
+pub struct FetchRequest {
+    destination: PathBuf,
+    last_revision: Option<Revision>,
+    cancellation: CancellationToken,
+}
+
+impl FetchRequest {
+    /// A request that writes a new artifact into `destination`, a directory that must be absent or
+    /// empty. Nothing is written there when the outcome is [`FetchOutcome::Unchanged`].
+    #[must_use]
+    pub fn new(destination: impl Into<PathBuf>) -> Self {
+        Self {
+            destination: destination.into(),
+            last_revision: None,
+            cancellation: CancellationToken::new(),
+        }
+    }
+
+    /// The revision seen by the previous fetch: when the source still has it, the fetch answers
+    /// [`FetchOutcome::Unchanged`] without downloading the content.
+    #[must_use]
+    pub fn with_last_revision(mut self, revision: Revision) -> Self {
+        self.last_revision = Some(revision);
+        self
+    }
+
+    /// A token that aborts the fetch with [`SourceError::Cancelled`] when cancelled.
+    #[must_use]
+    pub fn with_cancellation(mut self, token: CancellationToken) -> Self {
+        self.cancellation = token;
+        self
+    }
+
+    /// The directory a new artifact is written to.
+    #[must_use]
+    pub fn destination(&self) -> &Path {
+        &self.destination
+    }
+
+    /// The revision seen last, if any.
+    #[must_use]
+    pub fn last_revision(&self) -> Option<&Revision> {
+        self.last_revision.as_ref()
+    }
+
+    /// The cancellation token of this fetch.
+    #[must_use]
+    pub fn cancellation(&self) -> &CancellationToken {
+        &self.cancellation
+    }
+}
+
+/// The answer of [`Source::fetch`].
+#[derive(Debug)]
+pub enum FetchOutcome {
+    /// The source still has the revision seen last; nothing was downloaded or written.
+    Unchanged(Revision),
+    /// A new revision, written to the request's destination.
+    Fetched(Artifact),
+}
+
+impl FetchOutcome {
+    /// The revision the source has now.
+    #[must_use]
+    pub fn revision(&self) -> &Revision {
+        match self {
+            FetchOutcome::Unchanged(revision) => revision,
+            FetchOutcome::Fetched(artifact) => artifact.revision(),
+        }
+    }
+}
+
+/// A place configuration comes from: a Git repository, a local directory, later an OCI registry or
+/// a bucket.
+///
+/// Implementations must not download content when the revision is unchanged, must write new
+/// artifacts only into the request's destination, and must honour the request's cancellation.
+#[async_trait]
+pub trait Source: Send + Sync {
+    /// A short description of where the content comes from, for logs (never with credentials).
+    fn location(&self) -> String;
+
+    /// Fetch the current revision, or answer that the revision seen last is still current.
+    async fn fetch(&self, request: FetchRequest) -> Result<FetchOutcome, SourceError>;
+}
+
+/// Why a fetch failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SourceError {
+    /// The host could not be reached (name resolution, refused connection, network down).
+    #[error("cannot reach {location}: check the URL, the host name and that the server is running")]
+    UnreachableHost {
+        /// The location, without credentials.
+        location: String,
+        /// The underlying failure.
+        #[source]
+        source: BoxError,
+    },
+    /// The server refused the credentials, or asked for credentials none of which were configured.
+    #[error("{location} refused authentication: check the credentials ({detail})")]
+    AuthenticationRefused {
+        /// The location, without credentials.
+        location: String,
+        /// What was tried, without secrets.
+        detail: String,
+        /// The underlying failure, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// The SSH server's host key is not in the configured known hosts.
+    #[error(
+        "the host key of {location} does not match the configured known_hosts: add the server's key to known_hosts"
+    )]
+    HostKeyRejected {
+        /// The location, without credentials.
+        location: String,
+    },
+    /// The requested branch, tag, ref or commit does not exist in the repository.
+    #[error("{reference} does not exist in {location}")]
+    UnknownReference {
+        /// The reference as requested.
+        reference: String,
+        /// The location, without credentials.
+        location: String,
+    },
+    /// No tag matches the semver range.
+    #[error(
+        "no tag of {location} matches the semver range {range:?} ({tags_seen} tags seen, {semver_tags} of them semver versions)"
+    )]
+    NoMatchingTag {
+        /// The range as requested.
+        range: String,
+        /// The location, without credentials.
+        location: String,
+        /// How many tags the remote listed.
+        tags_seen: usize,
+        /// How many of them parsed as semver versions.
+        semver_tags: usize,
+    },
+    /// The local cache was damaged or belonged to something else, and rebuilding it failed too.
+    #[error("the cache at {path} is corrupt and could not be rebuilt: {reason}")]
+    CorruptCache {
+        /// The cache directory.
+        path: PathBuf,
+        /// What was found wrong.
+        reason: String,
+        /// The underlying failure, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// A step took longer than the configured timeout.
+    #[error("{operation} of {location} timed out after {after:?}")]
+    Timeout {
+        /// What was being done.
+        operation: &'static str,
+        /// The location, without credentials.
+        location: String,
+        /// The configured timeout.
+        after: Duration,
+    },
+    /// The fetch was cancelled by its caller.
+    #[error("fetching {location} was cancelled")]
+    Cancelled {
+        /// The location, without credentials.
+        location: String,
+    },
+    /// Credentials would be sent over an unencrypted connection.
+    #[error(
+        "refusing to send credentials to {location} over plain http: use https, or opt in to insecure http"
+    )]
+    InsecureCredentials {
+        /// The location, without credentials.
+        location: String,
+    },
+    /// The source is configured wrongly.
+    #[error("invalid source configuration: {message}")]
+    InvalidConfiguration {
+        /// What is wrong and where.
+        message: String,
+        /// The underlying failure, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// The destination directory is not usable.
+    #[error("destination {path} must be an absent or empty directory")]
+    DestinationNotEmpty {
+        /// The destination.
+        path: PathBuf,
+    },
+    /// Selecting files failed (subpath, ignore files, reading).
+    #[error(transparent)]
+    Select(#[from] SelectError),
+    /// Writing the artifact failed.
+    #[error(transparent)]
+    Artifact(#[from] ArtifactError),
+    /// Another Git failure.
+    #[error("{operation} of {location} failed")]
+    Git {
+        /// What was being done.
+        operation: &'static str,
+        /// The location, without credentials.
+        location: String,
+        /// The underlying failure.
+        #[source]
+        source: BoxError,
+    },
+    /// A failure of another kind of source.
+    #[error("{location}: {message}")]
+    Other {
+        /// The location, without credentials.
+        location: String,
+        /// What failed.
+        message: String,
+        /// The underlying failure, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+/// A boxed error, for sources.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Make sure `destination` is an absent or empty directory, and create it.
+pub(crate) fn prepare_destination(destination: &Path) -> Result<(), SourceError> {
+    match std::fs::read_dir(destination) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(SourceError::DestinationNotEmpty {
+                    path: destination.to_owned(),
+                });
+            }
+            Ok(())
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(destination).map_err(|source| {
+                ArtifactError::Io {
+                    path: destination.to_owned(),
+                    source,
+                }
+                .into()
+            })
+        }
+        Err(_) => Err(SourceError::DestinationNotEmpty {
+            path: destination.to_owned(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revision_formats_and_parses_sha1() {
+        let hash = "0123456789abcdef0123456789abcdef01234567";
+        assert_eq!(
+            Revision::git("v1.2.3", hash).as_str(),
+            format!("v1.2.3@sha1:{hash}")
+        );
+        assert_eq!(Revision::git("", hash).as_str(), format!("sha1:{hash}"));
+        assert_eq!(Revision::git("", hash).sha1(), Some(hash));
+        assert_eq!(Revision::from_string("sha256:abcd").sha1(), None);
+        assert_eq!(Revision::from_string("main@sha1:abc").sha1(), None);
+    }
+
+    #[test]
+    fn destination_must_be_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        prepare_destination(&dir.path().join("new")).unwrap();
+        assert!(dir.path().join("new").is_dir());
+        std::fs::write(dir.path().join("new/file"), "x").unwrap();
+        assert!(matches!(
+            prepare_destination(&dir.path().join("new")),
+            Err(SourceError::DestinationNotEmpty { .. })
+        ));
+    }
+}
