@@ -128,7 +128,9 @@ impl ObjectId {
         Self {
             group: group.into(),
             kind: kind.into(),
-            namespace: namespace.map(Into::into).filter(|ns: &String| !ns.is_empty()),
+            namespace: namespace
+                .map(Into::into)
+                .filter(|ns: &String| !ns.is_empty()),
             name: name.into(),
         }
     }

@@ -262,7 +262,11 @@ impl Manifest {
     /// One label.
     #[must_use]
     pub fn label(&self, key: &str) -> Option<&str> {
-        self.object.get("metadata")?.get("labels")?.get(key)?.as_str()
+        self.object
+            .get("metadata")?
+            .get("labels")?
+            .get(key)?
+            .as_str()
     }
 
     /// Sets a label, creating `metadata.labels` when needed.
@@ -410,8 +414,7 @@ fn validate(object: &Value) -> Result<(), InvalidManifest> {
     let name = required_string(metadata, "name", "metadata.name")?;
     // The rules every kind shares (path segment names); kinds add their own, which the server
     // checks.
-    if name == "." || name == ".." || name.contains('/') || name.contains('%') || name.len() > 253
-    {
+    if name == "." || name == ".." || name.contains('/') || name.contains('%') || name.len() > 253 {
         return Err(InvalidManifest::Malformed {
             field: "metadata.name",
             value: name.to_owned(),
@@ -532,7 +535,9 @@ mod tests {
         ));
         assert!(matches!(
             check(json!(["a"])),
-            Err(InvalidManifest::NotAMapping { found: "a sequence" })
+            Err(InvalidManifest::NotAMapping {
+                found: "a sequence"
+            })
         ));
     }
 

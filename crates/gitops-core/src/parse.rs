@@ -98,11 +98,9 @@ pub fn parse_yaml_documents(
     file: impl Into<PathBuf>,
 ) -> Result<Vec<Document>, ParseError> {
     let file = file.into();
-    let parsed: Vec<Spanned<Value>> = serde_saphyr::from_multiple_with_options(text, yaml_options())
-        .map_err(|source| {
-            let (line, column) = source
-                .location()
-                .map_or((0, 0), |l| (l.line(), l.column()));
+    let parsed: Vec<Spanned<Value>> =
+        serde_saphyr::from_multiple_with_options(text, yaml_options()).map_err(|source| {
+            let (line, column) = source.location().map_or((0, 0), |l| (l.line(), l.column()));
             let message = strip_location(&source.to_string());
             ParseError::Yaml {
                 file: file.clone(),
@@ -179,13 +177,12 @@ pub fn documents_to_manifests(documents: Vec<Document>) -> Result<Vec<Manifest>,
                 unreachable!("is_list checked for items")
             };
             for item in items {
-                manifests.push(
-                    Manifest::new(item, origin.clone())
-                        .map_err(|source| ParseError::Invalid {
-                            origin: origin.clone(),
-                            source,
-                        })?,
-                );
+                manifests.push(Manifest::new(item, origin.clone()).map_err(|source| {
+                    ParseError::Invalid {
+                        origin: origin.clone(),
+                        source,
+                    }
+                })?);
             }
         } else {
             manifests.push(
@@ -198,7 +195,10 @@ pub fn documents_to_manifests(documents: Vec<Document>) -> Result<Vec<Manifest>,
 }
 
 fn is_list(value: &Value) -> bool {
-    value.get("kind").and_then(Value::as_str).is_some_and(|k| k.ends_with("List"))
+    value
+        .get("kind")
+        .and_then(Value::as_str)
+        .is_some_and(|k| k.ends_with("List"))
         && value.get("items").is_some_and(Value::is_array)
         && value
             .get("apiVersion")

@@ -1,0 +1,438 @@
+//! Pinned binaries built from Go modules: the control plane (kube-apiserver, etcd,
+//! kube-controller-manager, kubectl) and the renderers' helm and kustomize.
+//!
+//! Each binary is built once with the machine's Go into a cache directory outside the checkout,
+//! keyed by the pinned version and the Go module files, and rebuilt only when those change.
+//! Builds hold a file lock, so parallel test processes wait for one build instead of racing.
+//!
+//! - `GITOPS_ENVTEST_BIN_DIR`: use prebuilt binaries from this directory; nothing is built.
+//! - `GITOPS_ENVTEST_CACHE`: the cache root (default `$XDG_CACHE_HOME/gitops-rs/envtest`, or
+//!   `$HOME/.cache/gitops-rs/envtest`).
+
+use std::fmt;
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+/// The pinned Kubernetes release of the control plane (k8s-openapi's `v1_37`).
+pub const KUBERNETES_VERSION: &str = "v1.37.2";
+/// The pinned etcd release, the one Kubernetes [`KUBERNETES_VERSION`] is built against.
+pub const ETCD_VERSION: &str = "v3.7.0";
+/// The pinned helm release.
+pub const HELM_VERSION: &str = "v3.22.0";
+/// The pinned kustomize release.
+pub const KUSTOMIZE_VERSION: &str = "v5.8.1";
+/// The oldest Go that builds the pinned modules.
+pub const MINIMUM_GO: (u32, u32) = (1, 26);
+
+const KUBERNETES_GO_MOD: &str = include_str!("../go/kubernetes/go.mod");
+const KUBERNETES_GO_SUM: &str = include_str!("../go/kubernetes/go.sum");
+const ETCD_GO_MOD: &str = include_str!("../go/etcd/go.mod");
+const ETCD_GO_SUM: &str = include_str!("../go/etcd/go.sum");
+const ETCD_MAIN_GO: &str = include_str!("../go/etcd/main.go");
+
+/// The command that builds every tool ahead of time, named in error messages.
+pub const INSTALL_COMMAND: &str = "cargo run -p gitops-envtest --features cli -- install";
+
+/// The errors of this module.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    /// No `go` on PATH.
+    #[error(
+        "building {tool} needs Go {}.{} or newer on PATH, and none was found; install Go, or set \
+         GITOPS_ENVTEST_BIN_DIR to a directory with prebuilt binaries, then run `{INSTALL_COMMAND}`",
+        MINIMUM_GO.0, MINIMUM_GO.1
+    )]
+    GoMissing {
+        /// The tool that was to be built.
+        tool: Tool,
+    },
+    /// `go` is too old for the pinned modules.
+    #[error(
+        "building {tool} needs Go {}.{} or newer, found {found:?}; upgrade Go, then run \
+         `{INSTALL_COMMAND}`",
+        MINIMUM_GO.0, MINIMUM_GO.1
+    )]
+    GoTooOld {
+        /// The tool that was to be built.
+        tool: Tool,
+        /// What `go env GOVERSION` printed.
+        found: String,
+    },
+    /// The Go build failed.
+    #[error(
+        "building {tool} failed: `{command}` exited with {status}:\n{output_tail}\nrun \
+         `{INSTALL_COMMAND}` to try again and see the whole output"
+    )]
+    BuildFailed {
+        /// The tool.
+        tool: Tool,
+        /// The command line that failed.
+        command: String,
+        /// Its exit status.
+        status: std::process::ExitStatus,
+        /// The last lines it printed.
+        output_tail: String,
+    },
+    /// `GITOPS_ENVTEST_BIN_DIR` is set but lacks the binary.
+    #[error(
+        "GITOPS_ENVTEST_BIN_DIR is {dir:?}, which has no {} binary; put it there or unset the \
+         variable to have it built",
+        tool.binary_name()
+    )]
+    NotInBinDir {
+        /// The tool.
+        tool: Tool,
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// Neither `GITOPS_ENVTEST_CACHE`, `XDG_CACHE_HOME` nor `HOME` is set.
+    #[error("cannot choose a cache directory: set GITOPS_ENVTEST_CACHE (or HOME)")]
+    NoCacheDir,
+    /// A file operation in the cache failed.
+    #[error("{action} {path:?}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ToolError {
+    let path = path.to_owned();
+    move |source| ToolError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// A pinned binary that this crate can provide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tool {
+    /// `kube-apiserver` of [`KUBERNETES_VERSION`].
+    KubeApiserver,
+    /// `kube-controller-manager` of [`KUBERNETES_VERSION`].
+    KubeControllerManager,
+    /// `kubectl` of [`KUBERNETES_VERSION`].
+    Kubectl,
+    /// `etcd` of [`ETCD_VERSION`].
+    Etcd,
+    /// `helm` of [`HELM_VERSION`].
+    Helm,
+    /// `kustomize` of [`KUSTOMIZE_VERSION`].
+    Kustomize,
+}
+
+impl Tool {
+    /// Every tool, in the order `install` builds them.
+    pub const ALL: [Tool; 6] = [
+        Tool::KubeApiserver,
+        Tool::KubeControllerManager,
+        Tool::Etcd,
+        Tool::Kubectl,
+        Tool::Helm,
+        Tool::Kustomize,
+    ];
+
+    /// The file name of the binary.
+    #[must_use]
+    pub fn binary_name(self) -> &'static str {
+        match self {
+            Tool::KubeApiserver => "kube-apiserver",
+            Tool::KubeControllerManager => "kube-controller-manager",
+            Tool::Kubectl => "kubectl",
+            Tool::Etcd => "etcd",
+            Tool::Helm => "helm",
+            Tool::Kustomize => "kustomize",
+        }
+    }
+
+    /// The pinned version.
+    #[must_use]
+    pub fn version(self) -> &'static str {
+        match self {
+            Tool::KubeApiserver | Tool::KubeControllerManager | Tool::Kubectl => KUBERNETES_VERSION,
+            Tool::Etcd => ETCD_VERSION,
+            Tool::Helm => HELM_VERSION,
+            Tool::Kustomize => KUSTOMIZE_VERSION,
+        }
+    }
+
+    /// The Go package that builds it.
+    fn package(self) -> &'static str {
+        match self {
+            Tool::KubeApiserver => "k8s.io/kubernetes/cmd/kube-apiserver",
+            Tool::KubeControllerManager => "k8s.io/kubernetes/cmd/kube-controller-manager",
+            Tool::Kubectl => "k8s.io/kubernetes/cmd/kubectl",
+            Tool::Etcd => ".",
+            Tool::Helm => "helm.sh/helm/v3/cmd/helm",
+            Tool::Kustomize => "sigs.k8s.io/kustomize/kustomize/v5",
+        }
+    }
+
+    /// The cache directory name: the version and, for tools built from our Go modules, a digest
+    /// of those modules, so that a changed pin builds anew.
+    fn cache_key(self) -> String {
+        let modules: &[&str] = match self {
+            Tool::KubeApiserver | Tool::KubeControllerManager | Tool::Kubectl => {
+                &[KUBERNETES_GO_MOD, KUBERNETES_GO_SUM]
+            }
+            Tool::Etcd => &[ETCD_GO_MOD, ETCD_GO_SUM, ETCD_MAIN_GO],
+            Tool::Helm | Tool::Kustomize => &[],
+        };
+        let family = match self {
+            Tool::KubeApiserver | Tool::KubeControllerManager | Tool::Kubectl => "kubernetes",
+            other => other.binary_name(),
+        };
+        if modules.is_empty() {
+            return format!("{family}-{}", self.version());
+        }
+        let mut hasher = Sha256::new();
+        for m in modules {
+            hasher.update(m.as_bytes());
+            hasher.update([0]);
+        }
+        let digest = hasher.finalize();
+        let short: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+        format!("{family}-{}-{short}", self.version())
+    }
+}
+
+impl fmt::Display for Tool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.binary_name(), self.version())
+    }
+}
+
+/// The cache root: `GITOPS_ENVTEST_CACHE`, else `$XDG_CACHE_HOME/gitops-rs/envtest`, else
+/// `$HOME/.cache/gitops-rs/envtest`.
+pub fn cache_root() -> Result<PathBuf, ToolError> {
+    if let Some(dir) = std::env::var_os("GITOPS_ENVTEST_CACHE").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(dir).join("gitops-rs/envtest"));
+    }
+    std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .map(|home| PathBuf::from(home).join(".cache/gitops-rs/envtest"))
+        .ok_or(ToolError::NoCacheDir)
+}
+
+/// Where `tool` is (or will be) in the cache, without building it.
+pub fn cached_path(tool: Tool) -> Result<PathBuf, ToolError> {
+    Ok(cache_root()?
+        .join(tool.cache_key())
+        .join("bin")
+        .join(tool.binary_name()))
+}
+
+/// The path of `tool`, building it first when it is missing. Blocking: a cold build of the
+/// control plane takes minutes. Call it from `spawn_blocking` in async code.
+///
+/// ```no_run
+/// let helm = gitops_envtest::tools::ensure(gitops_envtest::Tool::Helm)?;
+/// assert!(helm.ends_with("helm"));
+/// # Ok::<(), gitops_envtest::tools::ToolError>(())
+/// ```
+pub fn ensure(tool: Tool) -> Result<PathBuf, ToolError> {
+    if let Some(dir) = std::env::var_os("GITOPS_ENVTEST_BIN_DIR").filter(|v| !v.is_empty()) {
+        let dir = PathBuf::from(dir);
+        let path = dir.join(tool.binary_name());
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(ToolError::NotInBinDir { tool, dir })
+        };
+    }
+    let path = cached_path(tool)?;
+    if path.is_file() {
+        return Ok(path);
+    }
+    let key_dir = path
+        .parent()
+        .and_then(Path::parent)
+        .expect("cached_path has <root>/<key>/bin/<name>")
+        .to_owned();
+    fs::create_dir_all(&key_dir).map_err(io_error("creating", &key_dir))?;
+    let lock_path = key_dir.join(".lock");
+    let lock = fs::File::create(&lock_path).map_err(io_error("creating", &lock_path))?;
+    lock.lock().map_err(io_error("locking", &lock_path))?;
+    // Another process may have built it while we waited for the lock.
+    if path.is_file() {
+        return Ok(path);
+    }
+    build(tool, &key_dir)?;
+    Ok(path)
+}
+
+fn go_version(tool: Tool) -> Result<String, ToolError> {
+    let output = Command::new("go")
+        .args(["env", "GOVERSION"])
+        .output()
+        .map_err(|_| ToolError::GoMissing { tool })?;
+    let found = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let numbers: Vec<u32> = found
+        .trim_start_matches("go")
+        .split(|c: char| !c.is_ascii_digit())
+        .take(2)
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    match numbers.as_slice() {
+        [major, minor] if (*major, *minor) >= MINIMUM_GO => Ok(found),
+        _ => Err(ToolError::GoTooOld { tool, found }),
+    }
+}
+
+fn build(tool: Tool, key_dir: &Path) -> Result<(), ToolError> {
+    go_version(tool)?;
+    let bin_dir = key_dir.join("bin");
+    fs::create_dir_all(&bin_dir).map_err(io_error("creating", &bin_dir))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".build-")
+        .tempdir_in(key_dir)
+        .map_err(io_error("creating a build directory in", key_dir))?;
+    let out_dir = staging.path().join("out");
+    fs::create_dir_all(&out_dir).map_err(io_error("creating", &out_dir))?;
+
+    eprintln!("gitops-envtest: building {tool} with Go, once; this can take minutes");
+    tracing::info!(%tool, dir = %key_dir.display(), "building a pinned tool");
+
+    let mut command = Command::new("go");
+    command
+        .env("GOTOOLCHAIN", "local")
+        .env("GOFLAGS", "-mod=readonly -buildvcs=false")
+        .env("CGO_ENABLED", "0");
+    match tool {
+        Tool::KubeApiserver | Tool::KubeControllerManager | Tool::Kubectl => {
+            let module = staging.path().join("module");
+            write_files(
+                &module,
+                &[("go.mod", KUBERNETES_GO_MOD), ("go.sum", KUBERNETES_GO_SUM)],
+            )?;
+            // The version the binaries report (kubectl version, /version).
+            let minor = KUBERNETES_VERSION.split('.').nth(1).unwrap_or_default();
+            let ldflags = format!(
+                "-s -w -X k8s.io/component-base/version.gitVersion={KUBERNETES_VERSION} \
+                 -X k8s.io/component-base/version.gitMajor=1 \
+                 -X k8s.io/component-base/version.gitMinor={minor} \
+                 -X k8s.io/client-go/pkg/version.gitVersion={KUBERNETES_VERSION}"
+            );
+            command
+                .current_dir(&module)
+                .args(["build", "-trimpath", "-ldflags", &ldflags, "-o"]);
+            command.arg(&out_dir);
+            // The apiserver and controller-manager share most packages: build them together.
+            match tool {
+                Tool::Kubectl => command.arg(Tool::Kubectl.package()),
+                _ => command.args([
+                    Tool::KubeApiserver.package(),
+                    Tool::KubeControllerManager.package(),
+                ]),
+            };
+        }
+        Tool::Etcd => {
+            let module = staging.path().join("module");
+            write_files(
+                &module,
+                &[
+                    ("go.mod", ETCD_GO_MOD),
+                    ("go.sum", ETCD_GO_SUM),
+                    ("main.go", ETCD_MAIN_GO),
+                ],
+            )?;
+            command
+                .current_dir(&module)
+                .args(["build", "-trimpath", "-ldflags", "-s -w", "-o"])
+                .arg(out_dir.join("etcd"))
+                .arg(".");
+        }
+        Tool::Helm | Tool::Kustomize => {
+            // `go install module@version` resolves the module's own pinned dependencies.
+            command
+                .current_dir(staging.path())
+                .env("GOBIN", &out_dir)
+                .env("GOFLAGS", "-buildvcs=false")
+                .args(["install", "-trimpath", "-ldflags", "-s -w"])
+                .arg(format!("{}@{}", tool.package(), tool.version()));
+        }
+    }
+    let command_line = format!("{command:?}");
+    let output = command
+        .output()
+        .map_err(|_| ToolError::GoMissing { tool })?;
+    if !output.status.success() {
+        let mut text = String::from_utf8_lossy(&output.stderr).into_owned();
+        text.push_str(&String::from_utf8_lossy(&output.stdout));
+        let lines: Vec<&str> = text.lines().collect();
+        let output_tail = lines[lines.len().saturating_sub(25)..].join("\n");
+        return Err(ToolError::BuildFailed {
+            tool,
+            command: command_line,
+            status: output.status,
+            output_tail,
+        });
+    }
+    // Move every binary the build made into place; a rename within one file system is atomic,
+    // so a reader never sees a half-written binary.
+    let entries = fs::read_dir(&out_dir).map_err(io_error("reading", &out_dir))?;
+    for entry in entries {
+        let entry = entry.map_err(io_error("reading", &out_dir))?;
+        let target = bin_dir.join(entry.file_name());
+        fs::rename(entry.path(), &target).map_err(io_error("moving a binary to", &target))?;
+    }
+    let stamp = key_dir.join("BUILT");
+    let mut file = fs::File::create(&stamp).map_err(io_error("writing", &stamp))?;
+    writeln!(file, "{tool}").map_err(io_error("writing", &stamp))?;
+    Ok(())
+}
+
+fn write_files(dir: &Path, files: &[(&str, &str)]) -> Result<(), ToolError> {
+    fs::create_dir_all(dir).map_err(io_error("creating", dir))?;
+    for (name, text) in files {
+        let path = dir.join(name);
+        fs::write(&path, text).map_err(io_error("writing", &path))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_keys_name_the_version_and_the_modules() {
+        let apiserver = Tool::KubeApiserver.cache_key();
+        assert!(apiserver.starts_with("kubernetes-v1.37.2-"), "{apiserver}");
+        // Tools of one module share a directory, so one build serves them all.
+        assert_eq!(apiserver, Tool::KubeControllerManager.cache_key());
+        assert_eq!(Tool::Helm.cache_key(), "helm-v3.22.0");
+        assert_ne!(Tool::Etcd.cache_key(), apiserver);
+    }
+
+    #[test]
+    fn the_kubernetes_module_pins_the_release_and_its_staging_modules() {
+        assert!(KUBERNETES_GO_MOD.contains(&format!("k8s.io/kubernetes {KUBERNETES_VERSION}")));
+        let staging_version = KUBERNETES_VERSION.replacen("v1.", "v0.", 1);
+        for module in [
+            "k8s.io/api",
+            "k8s.io/apimachinery",
+            "k8s.io/apiserver",
+            "k8s.io/client-go",
+        ] {
+            assert!(
+                KUBERNETES_GO_MOD.contains(&format!("{module} => {module} {staging_version}")),
+                "{module} is not replaced with {staging_version}"
+            );
+        }
+        assert!(ETCD_GO_MOD.contains(&format!("go.etcd.io/etcd/server/v3 {ETCD_VERSION}")));
+    }
+}
