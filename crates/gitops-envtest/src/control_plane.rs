@@ -15,7 +15,7 @@ use kube::discovery::ApiResource;
 use std::os::unix::process::CommandExt as _;
 
 use crate::certs::{self, CertError};
-use crate::tools::{self, Tool, ToolError};
+use crate::tools::{Tool, ToolError, Toolbox};
 
 /// The controllers that run by default: enough for namespace deletion and garbage collection,
 /// and none that would fight a test over the status of workloads.
@@ -132,6 +132,7 @@ pub struct ControlPlaneBuilder {
     controllers: Option<Vec<String>>,
     apiserver_args: Vec<String>,
     start_timeout: Duration,
+    toolbox: Option<Toolbox>,
 }
 
 impl Default for ControlPlaneBuilder {
@@ -145,6 +146,7 @@ impl Default for ControlPlaneBuilder {
             ),
             apiserver_args: Vec::new(),
             start_timeout: Duration::from_secs(90),
+            toolbox: None,
         }
     }
 }
@@ -179,14 +181,25 @@ impl ControlPlaneBuilder {
         self
     }
 
+    /// Where the binaries come from (default: [`Toolbox::from_env`]).
+    pub fn toolbox(mut self, toolbox: Toolbox) -> Self {
+        self.toolbox = Some(toolbox);
+        self
+    }
+
     /// Builds the binaries when missing (minutes, once), then starts the control plane and waits
     /// until the apiserver is ready.
     pub async fn start(self) -> Result<ControlPlane, Error> {
-        let binaries = tokio::task::spawn_blocking(|| -> Result<_, ToolError> {
+        let toolbox = self.toolbox.clone();
+        let binaries = tokio::task::spawn_blocking(move || -> Result<_, ToolError> {
+            let toolbox = match toolbox {
+                Some(toolbox) => toolbox,
+                None => Toolbox::from_env()?,
+            };
             Ok((
-                tools::ensure(Tool::Etcd)?,
-                tools::ensure(Tool::KubeApiserver)?,
-                tools::ensure(Tool::KubeControllerManager)?,
+                toolbox.ensure(Tool::Etcd)?,
+                toolbox.ensure(Tool::KubeApiserver)?,
+                toolbox.ensure(Tool::KubeControllerManager)?,
             ))
         })
         .await

@@ -227,16 +227,111 @@ pub fn cache_root() -> Result<PathBuf, ToolError> {
         .ok_or(ToolError::NoCacheDir)
 }
 
-/// Where `tool` is (or will be) in the cache, without building it.
-pub fn cached_path(tool: Tool) -> Result<PathBuf, ToolError> {
-    Ok(cache_root()?
-        .join(tool.cache_key())
-        .join("bin")
-        .join(tool.binary_name()))
+/// Where the pinned tools are found or built: a cache directory, or a directory of prebuilt
+/// binaries, and the `go` command that builds them.
+///
+/// ```no_run
+/// use gitops_envtest::{Tool, tools::Toolbox};
+/// let toolbox = Toolbox::new("/var/cache/my-ci/envtest").go("/usr/local/go/bin/go");
+/// let kubectl = toolbox.ensure(Tool::Kubectl)?;
+/// # Ok::<(), gitops_envtest::tools::ToolError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub struct Toolbox {
+    cache_root: PathBuf,
+    bin_dir: Option<PathBuf>,
+    go: PathBuf,
 }
 
-/// The path of `tool`, building it first when it is missing. Blocking: a cold build of the
-/// control plane takes minutes. Call it from `spawn_blocking` in async code.
+impl Toolbox {
+    /// A toolbox that builds into `cache_root` with the `go` on PATH.
+    pub fn new(cache_root: impl Into<PathBuf>) -> Self {
+        Self {
+            cache_root: cache_root.into(),
+            bin_dir: None,
+            go: PathBuf::from("go"),
+        }
+    }
+
+    /// The toolbox the environment asks for: `GITOPS_ENVTEST_BIN_DIR` for prebuilt binaries,
+    /// else the cache of [`cache_root`].
+    pub fn from_env() -> Result<Self, ToolError> {
+        let bin_dir = std::env::var_os("GITOPS_ENVTEST_BIN_DIR")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
+        let toolbox = match &bin_dir {
+            // With prebuilt binaries no cache is needed, so HOME may be unset.
+            Some(_) => Self::new(cache_root().unwrap_or_default()),
+            None => Self::new(cache_root()?),
+        };
+        Ok(match bin_dir {
+            Some(dir) => toolbox.prebuilt(dir),
+            None => toolbox,
+        })
+    }
+
+    /// Uses the binaries in `dir` and builds nothing.
+    pub fn prebuilt(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.bin_dir = Some(dir.into());
+        self
+    }
+
+    /// The `go` command to build with (default: `go` on PATH).
+    pub fn go(mut self, go: impl Into<PathBuf>) -> Self {
+        self.go = go.into();
+        self
+    }
+
+    /// Where `tool` is (or will be) in the cache, without building it.
+    #[must_use]
+    pub fn cached_path(&self, tool: Tool) -> PathBuf {
+        self.cache_root
+            .join(tool.cache_key())
+            .join("bin")
+            .join(tool.binary_name())
+    }
+
+    /// The path of `tool`, building it first when it is missing. Blocking: a cold build of the
+    /// control plane takes minutes. Call it from `spawn_blocking` in async code.
+    pub fn ensure(&self, tool: Tool) -> Result<PathBuf, ToolError> {
+        if let Some(dir) = &self.bin_dir {
+            let path = dir.join(tool.binary_name());
+            return if path.is_file() {
+                Ok(path)
+            } else {
+                Err(ToolError::NotInBinDir {
+                    tool,
+                    dir: dir.clone(),
+                })
+            };
+        }
+        let path = self.cached_path(tool);
+        if path.is_file() {
+            return Ok(path);
+        }
+        let key_dir = self.cache_root.join(tool.cache_key());
+        fs::create_dir_all(&key_dir).map_err(io_error("creating", &key_dir))?;
+        let lock_path = key_dir.join(".lock");
+        let lock = fs::File::create(&lock_path).map_err(io_error("creating", &lock_path))?;
+        lock.lock().map_err(io_error("locking", &lock_path))?;
+        // Another process may have built it while we waited for the lock.
+        if path.is_file() {
+            return Ok(path);
+        }
+        build(&self.go, tool, &key_dir)?;
+        Ok(path)
+    }
+}
+
+/// Where `tool` is (or will be) in the cache of [`Toolbox::from_env`], without building it.
+pub fn cached_path(tool: Tool) -> Result<PathBuf, ToolError> {
+    Ok(Toolbox::from_env()?.cached_path(tool))
+}
+
+/// The path of `tool` from the [`Toolbox::from_env`], building it first when it is missing.
+/// Blocking: a cold build of the control plane takes minutes. Call it from `spawn_blocking` in
+/// async code.
 ///
 /// ```no_run
 /// let helm = gitops_envtest::tools::ensure(gitops_envtest::Tool::Helm)?;
@@ -244,38 +339,11 @@ pub fn cached_path(tool: Tool) -> Result<PathBuf, ToolError> {
 /// # Ok::<(), gitops_envtest::tools::ToolError>(())
 /// ```
 pub fn ensure(tool: Tool) -> Result<PathBuf, ToolError> {
-    if let Some(dir) = std::env::var_os("GITOPS_ENVTEST_BIN_DIR").filter(|v| !v.is_empty()) {
-        let dir = PathBuf::from(dir);
-        let path = dir.join(tool.binary_name());
-        return if path.is_file() {
-            Ok(path)
-        } else {
-            Err(ToolError::NotInBinDir { tool, dir })
-        };
-    }
-    let path = cached_path(tool)?;
-    if path.is_file() {
-        return Ok(path);
-    }
-    let key_dir = path
-        .parent()
-        .and_then(Path::parent)
-        .expect("cached_path has <root>/<key>/bin/<name>")
-        .to_owned();
-    fs::create_dir_all(&key_dir).map_err(io_error("creating", &key_dir))?;
-    let lock_path = key_dir.join(".lock");
-    let lock = fs::File::create(&lock_path).map_err(io_error("creating", &lock_path))?;
-    lock.lock().map_err(io_error("locking", &lock_path))?;
-    // Another process may have built it while we waited for the lock.
-    if path.is_file() {
-        return Ok(path);
-    }
-    build(tool, &key_dir)?;
-    Ok(path)
+    Toolbox::from_env()?.ensure(tool)
 }
 
-fn go_version(tool: Tool) -> Result<String, ToolError> {
-    let output = Command::new("go")
+fn go_version(go: &Path, tool: Tool) -> Result<String, ToolError> {
+    let output = Command::new(go)
         .args(["env", "GOVERSION"])
         .output()
         .map_err(|_| ToolError::GoMissing { tool })?;
@@ -292,8 +360,8 @@ fn go_version(tool: Tool) -> Result<String, ToolError> {
     }
 }
 
-fn build(tool: Tool, key_dir: &Path) -> Result<(), ToolError> {
-    go_version(tool)?;
+fn build(go: &Path, tool: Tool, key_dir: &Path) -> Result<(), ToolError> {
+    go_version(go, tool)?;
     let bin_dir = key_dir.join("bin");
     fs::create_dir_all(&bin_dir).map_err(io_error("creating", &bin_dir))?;
     let staging = tempfile::Builder::new()
@@ -306,7 +374,7 @@ fn build(tool: Tool, key_dir: &Path) -> Result<(), ToolError> {
     eprintln!("gitops-envtest: building {tool} with Go, once; this can take minutes");
     tracing::info!(%tool, dir = %key_dir.display(), "building a pinned tool");
 
-    let mut command = Command::new("go");
+    let mut command = Command::new(go);
     command
         .env("GOTOOLCHAIN", "local")
         .env("GOFLAGS", "-mod=readonly -buildvcs=false")
@@ -407,6 +475,84 @@ fn write_files(dir: &Path, files: &[(&str, &str)]) -> Result<(), ToolError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    /// A stand-in `go` for the error paths: a shell script that prints a version and fails builds.
+    fn fake_go(dir: &Path, version: &str) -> PathBuf {
+        let path = dir.join("go");
+        fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\nif [ \"$1\" = env ]; then echo {version}; exit 0; fi\n\
+                 echo 'cmd/helm: cannot find module providing package' >&2\nexit 1\n"
+            ),
+        )
+        .unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    #[test]
+    fn names_the_install_command_when_go_is_missing() {
+        let cache = tempfile::tempdir().unwrap();
+        let err = Toolbox::new(cache.path())
+            .go(cache.path().join("no-such-go"))
+            .ensure(Tool::Helm)
+            .unwrap_err();
+        assert!(
+            matches!(err, ToolError::GoMissing { tool: Tool::Helm }),
+            "{err}"
+        );
+        assert!(err.to_string().contains(INSTALL_COMMAND), "{err}");
+    }
+
+    #[test]
+    fn refuses_an_old_go() {
+        let cache = tempfile::tempdir().unwrap();
+        let go = fake_go(cache.path(), "go1.21.4");
+        let err = Toolbox::new(cache.path())
+            .go(go)
+            .ensure(Tool::Kustomize)
+            .unwrap_err();
+        assert!(
+            matches!(err, ToolError::GoTooOld { ref found, .. } if found == "go1.21.4"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_failed_build_shows_the_output_and_leaves_no_binary() {
+        let cache = tempfile::tempdir().unwrap();
+        let go = fake_go(cache.path(), "go1.26.8");
+        let toolbox = Toolbox::new(cache.path().join("cache")).go(go);
+        let err = toolbox.ensure(Tool::Helm).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, ToolError::BuildFailed { .. }), "{text}");
+        assert!(
+            text.contains("cannot find module providing package"),
+            "{text}"
+        );
+        assert!(text.contains(INSTALL_COMMAND), "{text}");
+        assert!(!toolbox.cached_path(Tool::Helm).exists());
+    }
+
+    #[test]
+    fn prebuilt_binaries_are_used_as_they_are() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("kubectl"), "").unwrap();
+        let toolbox = Toolbox::new("/nonexistent").prebuilt(dir.path());
+        assert_eq!(
+            toolbox.ensure(Tool::Kubectl).unwrap(),
+            dir.path().join("kubectl")
+        );
+        assert!(matches!(
+            toolbox.ensure(Tool::Etcd),
+            Err(ToolError::NotInBinDir {
+                tool: Tool::Etcd,
+                ..
+            })
+        ));
+    }
 
     #[test]
     fn cache_keys_name_the_version_and_the_modules() {
