@@ -1,0 +1,1353 @@
+//! The comparison: desired against live, with what we last applied, producing field-level
+//! changes and the RFC 6902 operations that bring live in line.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::sync::{Arc, LazyLock};
+
+use gitops_core::{Manifest, ObjectId};
+use json_patch::{AddOperation, PatchOperation, RemoveOperation, ReplaceOperation};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::fieldpath::{FieldSet, FieldsV1Error, canonical_json, item_key};
+use crate::ignore::{IgnoreRule, PathPattern};
+use crate::normalise::{NormaliseError, Normaliser, SecretStringData, Side};
+use crate::quantity::Quantity;
+use crate::schema::{FieldSchema, ListKey, ListType, Schema};
+
+/// The annotation `kubectl apply` (client side) records the applied configuration in.
+pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// The mask shown instead of Secret values.
+pub const SECRET_MASK: &str = "***";
+
+/// An error while diffing one object.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DiffError {
+    /// Neither a desired nor a live object was given.
+    #[error("nothing to compare: neither a desired nor a live object")]
+    NothingToCompare,
+    /// The object is not a JSON object with apiVersion, kind and metadata.name.
+    #[error("{side:?} object is not a Kubernetes object: {message}")]
+    NotAnObject {
+        /// Which side.
+        side: Side,
+        /// What is missing.
+        message: &'static str,
+    },
+    /// The desired and live objects are not the same object.
+    #[error("desired {desired} and live {live} are different objects")]
+    DifferentObjects {
+        /// The desired object's id.
+        desired: String,
+        /// The live object's id.
+        live: String,
+    },
+    /// A normaliser failed.
+    #[error("normalising {id}")]
+    Normalise {
+        /// The object.
+        id: String,
+        /// The normaliser's error.
+        #[source]
+        source: NormaliseError,
+    },
+    /// A managedFields entry has a bad fieldsV1 tree.
+    #[error("{id}: managedFields of manager {manager:?}")]
+    ManagedFields {
+        /// The object.
+        id: String,
+        /// The field manager of the entry.
+        manager: String,
+        /// The parse error.
+        #[source]
+        source: FieldsV1Error,
+    },
+    /// The last-applied-configuration annotation is not JSON.
+    #[error("{id}: annotation {LAST_APPLIED_ANNOTATION} is not JSON")]
+    LastAppliedAnnotation {
+        /// The object.
+        id: String,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The work was cancelled.
+    #[error("diff cancelled after {done} of {total} objects")]
+    Cancelled {
+        /// Objects diffed before cancellation.
+        done: usize,
+        /// Objects asked for.
+        total: usize,
+    },
+}
+
+/// Where "what we last applied" comes from, for detecting fields desired no longer sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LastApplied {
+    /// The fields our manager owns through an `Apply` entry of `metadata.managedFields`; if there
+    /// is none, the `kubectl.kubernetes.io/last-applied-configuration` annotation.
+    #[default]
+    ManagedFieldsOrAnnotation,
+    /// Only the `Apply` entry of our manager in `metadata.managedFields`.
+    ManagedFields,
+    /// Only the last-applied-configuration annotation.
+    Annotation,
+    /// Nothing: fields desired no longer sets are not reported.
+    Nothing,
+}
+
+/// The state of one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DiffStatus {
+    /// Live matches desired.
+    InSync,
+    /// Desired exists, live does not.
+    Create,
+    /// Live differs from desired.
+    Update,
+    /// Live exists, desired does not.
+    Delete,
+}
+
+/// What happened to one field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChangeKind {
+    /// Desired sets a field live lacks.
+    Added,
+    /// Desired and live hold different values.
+    Modified,
+    /// We applied the field before; desired no longer sets it.
+    Removed,
+}
+
+/// One field-level difference.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    /// A readable path: `spec.template.spec.containers[name=web].image`.
+    pub path: String,
+    /// The JSON pointer of the field in the live object (`/-` for an item appended to a list).
+    pub pointer: String,
+    /// Added, modified or removed.
+    pub kind: ChangeKind,
+    /// The live value (masked for Secret data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<Value>,
+    /// The desired value (masked for Secret data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Value>,
+}
+
+/// The diff of one object.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ObjectDiff {
+    /// The object.
+    pub id: ObjectId,
+    /// In sync, create, update or delete.
+    pub status: DiffStatus,
+    /// The field-level changes (empty unless the status is update).
+    pub changes: Vec<Change>,
+    #[serde(skip)]
+    pub(crate) operations: Vec<PatchOperation>,
+    #[serde(skip)]
+    pub(crate) secret: bool,
+}
+
+impl ObjectDiff {
+    /// Whether live matches desired.
+    #[must_use]
+    pub fn is_in_sync(&self) -> bool {
+        self.status == DiffStatus::InSync
+    }
+
+    /// Whether the object is a core Secret (whose values every output masks).
+    #[must_use]
+    pub fn is_secret(&self) -> bool {
+        self.secret
+    }
+}
+
+/// Compares desired with live objects.
+///
+/// ```
+/// use gitops_diff::{DiffStatus, Differ};
+/// use serde_json::json;
+///
+/// let differ = Differ::builder("gitops-rs").build();
+/// let desired = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+///     "metadata": {"name": "web", "namespace": "shop"},
+///     "spec": {"replicas": 2, "template": {"spec": {"containers": [
+///         {"name": "web", "image": "nginx:1.27", "resources": {"requests": {"cpu": "1"}}}]}}}});
+/// // Live as the server returns it: defaults added, the quantity rewritten.
+/// let live = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+///     "metadata": {"name": "web", "namespace": "shop", "uid": "1", "generation": 1},
+///     "spec": {"replicas": 2, "revisionHistoryLimit": 10, "template": {"spec": {
+///         "restartPolicy": "Always",
+///         "containers": [{"name": "web", "image": "nginx:1.27",
+///             "imagePullPolicy": "IfNotPresent", "resources": {"requests": {"cpu": "1000m"}}}]}}}});
+/// let diff = differ.diff(Some(&desired), Some(&live))?;
+/// assert_eq!(diff.status, DiffStatus::InSync);
+/// assert!(!differ.needs_apply(&desired, Some(&live))?);
+///
+/// let mut drifted = live.clone();
+/// drifted["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:1.26");
+/// let diff = differ.diff(Some(&desired), Some(&drifted))?;
+/// assert_eq!(diff.changes[0].path, "spec.template.spec.containers[name=web].image");
+/// assert_eq!(diff.changes[0].before, Some(json!("nginx:1.26")));
+/// # Ok::<(), gitops_diff::DiffError>(())
+/// ```
+#[derive(Clone)]
+pub struct Differ {
+    schema: Arc<Schema>,
+    field_manager: String,
+    ignore_rules: Vec<IgnoreRule>,
+    normalisers: Vec<Arc<dyn Normaliser>>,
+    last_applied: LastApplied,
+}
+
+impl std::fmt::Debug for Differ {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Differ")
+            .field("field_manager", &self.field_manager)
+            .field("ignore_rules", &self.ignore_rules)
+            .field(
+                "normalisers",
+                &self
+                    .normalisers
+                    .iter()
+                    .map(|n| n.name())
+                    .collect::<Vec<_>>(),
+            )
+            .field("last_applied", &self.last_applied)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Differ`].
+#[must_use]
+pub struct DifferBuilder {
+    differ: Differ,
+}
+
+impl DifferBuilder {
+    /// Uses this schema instead of the embedded one (for example with CRDs or a cluster's
+    /// OpenAPI documents added).
+    pub fn schema(mut self, schema: Arc<Schema>) -> Self {
+        self.differ.schema = schema;
+        self
+    }
+
+    /// Adds an ignore rule.
+    pub fn ignore(mut self, rule: IgnoreRule) -> Self {
+        self.differ.ignore_rules.push(rule);
+        self
+    }
+
+    /// Adds a normaliser (after the default [`SecretStringData`]).
+    pub fn normaliser(mut self, normaliser: impl Normaliser + 'static) -> Self {
+        self.differ.normalisers.push(Arc::new(normaliser));
+        self
+    }
+
+    /// Removes every normaliser, including the defaults.
+    pub fn without_normalisers(mut self) -> Self {
+        self.differ.normalisers.clear();
+        self
+    }
+
+    /// Where the last applied state comes from.
+    pub fn last_applied(mut self, source: LastApplied) -> Self {
+        self.differ.last_applied = source;
+        self
+    }
+
+    /// The differ.
+    pub fn build(self) -> Differ {
+        self.differ
+    }
+}
+
+/// The identity of an object read from its JSON.
+fn object_id(object: &Value, side: Side) -> Result<ObjectId, DiffError> {
+    let not = |message| DiffError::NotAnObject { side, message };
+    let api_version = object
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .ok_or_else(|| not("apiVersion is missing"))?;
+    let kind = object
+        .get("kind")
+        .and_then(Value::as_str)
+        .ok_or_else(|| not("kind is missing"))?;
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| not("metadata.name is missing"))?;
+    let namespace = object
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str);
+    let (group, _) = gitops_core::split_api_version(api_version);
+    Ok(ObjectId::new(group, kind, namespace, name))
+}
+
+impl Differ {
+    /// A builder for a differ that compares for the given field manager (the one the applier
+    /// uses for server-side apply, such as `gitops-rs`), with the embedded schema and the
+    /// default normalisers.
+    pub fn builder(field_manager: impl Into<String>) -> DifferBuilder {
+        DifferBuilder {
+            differ: Differ {
+                schema: Schema::embedded(),
+                field_manager: field_manager.into(),
+                ignore_rules: Vec::new(),
+                normalisers: vec![Arc::new(SecretStringData)],
+                last_applied: LastApplied::default(),
+            },
+        }
+    }
+
+    /// The schema in use.
+    #[must_use]
+    pub fn schema(&self) -> &Arc<Schema> {
+        &self.schema
+    }
+
+    /// The field manager whose applied fields count as "last applied".
+    #[must_use]
+    pub fn field_manager(&self) -> &str {
+        &self.field_manager
+    }
+
+    /// Diffs a rendered manifest against its live object (if any).
+    ///
+    /// # Errors
+    /// See [`Differ::diff`].
+    pub fn diff_manifest(
+        &self,
+        desired: &Manifest,
+        live: Option<&Value>,
+    ) -> Result<ObjectDiff, DiffError> {
+        self.diff(Some(desired.object()), live)
+    }
+
+    /// Whether applying `desired` would change `live`: the applier's no-op check. Stops at the
+    /// first difference; `true` when there is no live object.
+    ///
+    /// # Errors
+    /// See [`Differ::diff`].
+    pub fn needs_apply(&self, desired: &Value, live: Option<&Value>) -> Result<bool, DiffError> {
+        let Some(live) = live else {
+            object_id(desired, Side::Desired)?;
+            return Ok(true);
+        };
+        let diff = self.compare(desired, live, true)?;
+        Ok(!diff.changes.is_empty())
+    }
+
+    /// Diffs one object. `desired` without `live` is a create, `live` without `desired` a
+    /// delete.
+    ///
+    /// # Errors
+    /// When neither is given, when they are not Kubernetes objects or not the same object, when
+    /// a normaliser fails, or when the live object's managedFields or last-applied annotation
+    /// cannot be read.
+    pub fn diff(
+        &self,
+        desired: Option<&Value>,
+        live: Option<&Value>,
+    ) -> Result<ObjectDiff, DiffError> {
+        match (desired, live) {
+            (None, None) => Err(DiffError::NothingToCompare),
+            (Some(desired), None) => {
+                let id = object_id(desired, Side::Desired)?;
+                let normalised = self.normalise(desired, Side::Desired, &id)?;
+                Ok(ObjectDiff {
+                    secret: is_secret(&id),
+                    id,
+                    status: DiffStatus::Create,
+                    changes: Vec::new(),
+                    operations: vec![PatchOperation::Add(AddOperation {
+                        path: json_patch::jsonptr::PointerBuf::new(),
+                        value: normalised.into_owned(),
+                    })],
+                })
+            }
+            (None, Some(live)) => {
+                let id = object_id(live, Side::Live)?;
+                Ok(ObjectDiff {
+                    secret: is_secret(&id),
+                    id,
+                    status: DiffStatus::Delete,
+                    changes: Vec::new(),
+                    operations: vec![PatchOperation::Remove(RemoveOperation {
+                        path: json_patch::jsonptr::PointerBuf::new(),
+                    })],
+                })
+            }
+            (Some(desired), Some(live)) => self.compare(desired, live, false),
+        }
+    }
+
+    /// Diffs a set of objects: pairs of desired and live (either may be absent). Checks the
+    /// cancellation token between objects.
+    ///
+    /// # Errors
+    /// The first object's error, or [`DiffError::Cancelled`].
+    pub fn diff_all<'v>(
+        &self,
+        pairs: impl IntoIterator<Item = (Option<&'v Value>, Option<&'v Value>)>,
+        cancel: &CancellationToken,
+    ) -> Result<crate::DiffReport, DiffError> {
+        let pairs: Vec<_> = pairs.into_iter().collect();
+        let total = pairs.len();
+        let mut objects = Vec::with_capacity(total);
+        for (done, (desired, live)) in pairs.into_iter().enumerate() {
+            if cancel.is_cancelled() {
+                return Err(DiffError::Cancelled { done, total });
+            }
+            objects.push(self.diff(desired, live)?);
+        }
+        Ok(crate::DiffReport::new(objects))
+    }
+
+    fn normalise<'v>(
+        &self,
+        object: &'v Value,
+        side: Side,
+        id: &ObjectId,
+    ) -> Result<Cow<'v, Value>, DiffError> {
+        let mut result = Cow::Borrowed(object);
+        for normaliser in &self.normalisers {
+            if normaliser.applies_to(&id.group, &id.kind) {
+                normaliser
+                    .normalise(result.to_mut(), side)
+                    .map_err(|source| DiffError::Normalise {
+                        id: id.display_name(),
+                        source,
+                    })?;
+            }
+        }
+        Ok(result)
+    }
+
+    /// The fields of the managedFields entries matching `wanted`, united.
+    fn managed_set(
+        live: &Value,
+        id: &ObjectId,
+        wanted: impl Fn(&Value) -> bool,
+    ) -> Result<Option<FieldSet>, DiffError> {
+        let Some(entries) = live
+            .pointer("/metadata/managedFields")
+            .and_then(Value::as_array)
+        else {
+            return Ok(None);
+        };
+        let mut united: Option<FieldSet> = None;
+        for entry in entries.iter().filter(|e| wanted(e)) {
+            let Some(fields) = entry.get("fieldsV1") else {
+                continue;
+            };
+            let set =
+                FieldSet::from_fields_v1(fields).map_err(|source| DiffError::ManagedFields {
+                    id: id.display_name(),
+                    manager: entry
+                        .get("manager")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_owned(),
+                    source,
+                })?;
+            match &mut united {
+                Some(u) => u.union(&set),
+                None => united = Some(set),
+            }
+        }
+        Ok(united)
+    }
+
+    fn last_applied_set(
+        &self,
+        live: &Value,
+        id: &ObjectId,
+        root: &FieldSchema,
+    ) -> Result<Option<FieldSet>, DiffError> {
+        let from_managed_fields = || {
+            Self::managed_set(live, id, |entry| {
+                entry.get("manager").and_then(Value::as_str) == Some(self.field_manager.as_str())
+                    && entry.get("operation").and_then(Value::as_str) == Some("Apply")
+                    && entry
+                        .get("subresource")
+                        .and_then(Value::as_str)
+                        .is_none_or(str::is_empty)
+            })
+        };
+        let from_annotation = || -> Result<Option<FieldSet>, DiffError> {
+            let Some(text) = live
+                .pointer("/metadata/annotations")
+                .and_then(|a| a.get(LAST_APPLIED_ANNOTATION))
+                .and_then(Value::as_str)
+            else {
+                return Ok(None);
+            };
+            let applied: Value =
+                serde_json::from_str(text).map_err(|source| DiffError::LastAppliedAnnotation {
+                    id: id.display_name(),
+                    source,
+                })?;
+            Ok(Some(FieldSet::from_applied_object(
+                &self.schema,
+                root,
+                &applied,
+            )))
+        };
+        match self.last_applied {
+            LastApplied::ManagedFieldsOrAnnotation => match from_managed_fields()? {
+                Some(set) => Ok(Some(set)),
+                None => from_annotation(),
+            },
+            LastApplied::ManagedFields => from_managed_fields(),
+            LastApplied::Annotation => from_annotation(),
+            LastApplied::Nothing => Ok(None),
+        }
+    }
+
+    fn compare(
+        &self,
+        desired: &Value,
+        live: &Value,
+        first_only: bool,
+    ) -> Result<ObjectDiff, DiffError> {
+        let id = object_id(desired, Side::Desired)?;
+        let live_id = object_id(live, Side::Live)?;
+        // The namespace of a desired object may be left to the applier's default.
+        if id.group != live_id.group
+            || id.kind != live_id.kind
+            || id.name != live_id.name
+            || (id.namespace.is_some() && id.namespace != live_id.namespace)
+        {
+            return Err(DiffError::DifferentObjects {
+                desired: id.display_name(),
+                live: live_id.display_name(),
+            });
+        }
+        let desired = self.normalise(desired, Side::Desired, &id)?;
+        let live = self.normalise(live, Side::Live, &live_id)?;
+        let api_version = desired
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let schema = &*self.schema;
+        let root = schema
+            .kind(api_version, &id.kind)
+            .unwrap_or(&FieldSchema::Deduced);
+        let owned = self.last_applied_set(&live, &id, root)?;
+
+        let mut patterns: Vec<&PathPattern> = Vec::new();
+        let mut ignored_managers: Vec<&str> = Vec::new();
+        for rule in &self.ignore_rules {
+            if rule.selector.matches(&desired) {
+                patterns.extend(rule.paths.iter());
+                ignored_managers.extend(rule.managers.iter().map(String::as_str));
+            }
+        }
+        let ignored_sets = if ignored_managers.is_empty() {
+            Vec::new()
+        } else {
+            Self::managed_set(&live, &id, |entry| {
+                entry
+                    .get("manager")
+                    .and_then(Value::as_str)
+                    .is_some_and(|m| ignored_managers.contains(&m))
+            })?
+            .into_iter()
+            .collect()
+        };
+        let meta_schema = schema.object_meta().unwrap_or(FieldSchema::Deduced);
+        let mut walk = Walk {
+            schema,
+            patterns,
+            first_only,
+            path: Vec::new(),
+            changes: Vec::new(),
+            operations: Vec::new(),
+        };
+        let ignored: Vec<&FieldSet> = ignored_sets.iter().collect();
+        walk.root(
+            root,
+            &meta_schema,
+            &desired,
+            &live,
+            owned.as_ref(),
+            &ignored,
+        );
+        let secret = is_secret(&id);
+        let mut changes = walk.changes;
+        if secret {
+            for change in &mut changes {
+                mask_change(change);
+            }
+        }
+        Ok(ObjectDiff {
+            status: if changes.is_empty() {
+                DiffStatus::InSync
+            } else {
+                DiffStatus::Update
+            },
+            id,
+            changes,
+            operations: walk.operations,
+            secret,
+        })
+    }
+}
+
+fn is_secret(id: &ObjectId) -> bool {
+    id.group.is_empty() && id.kind == "Secret"
+}
+
+/// Masks Secret values in a change under `data` or `stringData`.
+fn mask_change(change: &mut Change) {
+    let under_data =
+        change.pointer.starts_with("/data") || change.pointer.starts_with("/stringData");
+    if !under_data {
+        return;
+    }
+    let depth = change.pointer.matches('/').count();
+    let mask_all = |value: &mut Option<Value>| {
+        if let Some(v) = value {
+            *v = mask_values(v);
+        }
+    };
+    if depth == 1 {
+        mask_all(&mut change.before);
+        mask_all(&mut change.after);
+        return;
+    }
+    let (before, after) = match change.kind {
+        ChangeKind::Modified => (
+            format!("{SECRET_MASK} (before)"),
+            format!("{SECRET_MASK} (after)"),
+        ),
+        _ => (SECRET_MASK.to_owned(), SECRET_MASK.to_owned()),
+    };
+    if change.before.is_some() {
+        change.before = Some(Value::String(before));
+    }
+    if change.after.is_some() {
+        change.after = Some(Value::String(after));
+    }
+}
+
+/// Every value of a map replaced by the mask.
+pub(crate) fn mask_values(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.keys()
+                .map(|k| (k.clone(), Value::String(SECRET_MASK.to_owned())))
+                .collect(),
+        ),
+        _ => Value::String(SECRET_MASK.to_owned()),
+    }
+}
+
+static EMPTY_MAP: LazyLock<Map<String, Value>> = LazyLock::new(Map::new);
+
+/// Fields of the root object that are not compared.
+fn skip_root_field(name: &str) -> bool {
+    matches!(name, "apiVersion" | "kind" | "status")
+}
+
+/// Fields of metadata that are identity or server bookkeeping.
+fn skip_metadata_field(name: &str) -> bool {
+    matches!(
+        name,
+        "name"
+            | "namespace"
+            | "uid"
+            | "resourceVersion"
+            | "generation"
+            | "creationTimestamp"
+            | "deletionTimestamp"
+            | "deletionGracePeriodSeconds"
+            | "managedFields"
+            | "selfLink"
+    )
+}
+
+/// Whether Kubernetes treats the value like an absent field: null, false, 0, "", [], {} (and
+/// objects of such values).
+pub(crate) fn is_empty_value(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(items) => items.is_empty(),
+        Value::Object(map) => map.values().all(is_empty_value),
+    }
+}
+
+fn numbers_equal(a: &serde_json::Number, b: &serde_json::Number) -> bool {
+    match (a.as_i64(), b.as_i64()) {
+        (Some(x), Some(y)) => x == y,
+        _ => match (a.as_u64(), b.as_u64()) {
+            (Some(x), Some(y)) => x == y,
+            _ => a.as_f64() == b.as_f64(),
+        },
+    }
+}
+
+/// Whether two scalars are equal under the field's schema.
+pub(crate) fn scalars_equal(schema: &FieldSchema, desired: &Value, live: &Value) -> bool {
+    if desired == live {
+        return true;
+    }
+    match (desired, live) {
+        (Value::Number(a), Value::Number(b)) if numbers_equal(a, b) => return true,
+        _ => {}
+    }
+    match schema {
+        FieldSchema::Quantity => match (Quantity::from_json(desired), Quantity::from_json(live)) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        },
+        FieldSchema::IntOrString => match (desired, live) {
+            (Value::Number(n), Value::String(s)) | (Value::String(s), Value::Number(n)) => {
+                n.as_i64().is_some_and(|n| s.parse::<i64>() == Ok(n))
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// Whether `desired` holds in `live`: every field desired sets has an equal value in live
+/// (live may have more fields); lists have the same items (by key for associative lists, in any
+/// order for sets, in order otherwise).
+pub(crate) fn subset_equal(
+    schema: &Schema,
+    node: &FieldSchema,
+    desired: &Value,
+    live: &Value,
+) -> bool {
+    match (desired, live) {
+        (Value::Null, _) => true,
+        (Value::Object(d), Value::Object(l)) => d.iter().all(|(k, dv)| match l.get(k) {
+            None | Some(Value::Null) => is_empty_value(dv),
+            Some(lv) => subset_equal(schema, schema.field(node, k), dv, lv),
+        }),
+        (Value::Array(d), Value::Array(l)) => {
+            if d.len() != l.len() {
+                return false;
+            }
+            match node {
+                FieldSchema::List {
+                    list_type: ListType::Map,
+                    keys,
+                    items,
+                } => d.iter().all(|dv| {
+                    let dk = item_key(keys, dv);
+                    l.iter()
+                        .find(|lv| item_key(keys, lv) == dk)
+                        .is_some_and(|lv| subset_equal(schema, items, dv, lv))
+                }),
+                FieldSchema::List {
+                    list_type: ListType::Set,
+                    items,
+                    ..
+                } => d
+                    .iter()
+                    .all(|dv| l.iter().any(|lv| scalars_equal(items, dv, lv))),
+                FieldSchema::List { items, .. } => d
+                    .iter()
+                    .zip(l)
+                    .all(|(dv, lv)| subset_equal(schema, items, dv, lv)),
+                _ => d
+                    .iter()
+                    .zip(l)
+                    .all(|(dv, lv)| subset_equal(schema, &FieldSchema::Deduced, dv, lv)),
+            }
+        }
+        (Value::Object(_) | Value::Array(_), _) | (_, Value::Object(_) | Value::Array(_)) => false,
+        _ => scalars_equal(node, desired, live),
+    }
+}
+
+/// One step of the current path.
+#[derive(Clone, Copy)]
+enum Step<'a> {
+    Field(&'a str),
+    /// A list item: its index in live (`None`: appended), and what names it.
+    Item {
+        index: Option<usize>,
+        label: Label<'a>,
+    },
+}
+
+#[derive(Clone, Copy)]
+enum Label<'a> {
+    Keyed(&'a [ListKey], &'a Value),
+    Value(&'a Value),
+}
+
+/// Whether a field name can be shown bare in a dotted path.
+fn plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+struct Walk<'a> {
+    schema: &'a Schema,
+    patterns: Vec<&'a PathPattern>,
+    first_only: bool,
+    path: Vec<Step<'a>>,
+    changes: Vec<Change>,
+    operations: Vec<PatchOperation>,
+}
+
+impl<'a> Walk<'a> {
+    fn done(&self) -> bool {
+        self.first_only && !self.changes.is_empty()
+    }
+
+    fn pointer(&self) -> String {
+        let mut out = String::new();
+        for step in &self.path {
+            out.push('/');
+            match step {
+                Step::Field(name) => {
+                    out.push_str(&name.replace('~', "~0").replace('/', "~1"));
+                }
+                Step::Item { index: Some(i), .. } => {
+                    let _ = write!(out, "{i}");
+                }
+                Step::Item { index: None, .. } => out.push('-'),
+            }
+        }
+        out
+    }
+
+    fn display_path(&self) -> String {
+        let mut out = String::new();
+        for step in &self.path {
+            match step {
+                Step::Field(name) if plain_name(name) => {
+                    if !out.is_empty() {
+                        out.push('.');
+                    }
+                    out.push_str(name);
+                }
+                Step::Field(name) => {
+                    let _ = write!(out, "[{}]", Value::String((*name).to_owned()));
+                }
+                Step::Item {
+                    label: Label::Keyed(keys, item),
+                    ..
+                } => {
+                    out.push('[');
+                    for (i, key) in keys.iter().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        let value = item.get(&key.name).or(key.default.as_ref());
+                        match value {
+                            Some(Value::String(s)) => {
+                                let _ = write!(out, "{}={s}", key.name);
+                            }
+                            Some(other) => {
+                                let _ = write!(out, "{}={other}", key.name);
+                            }
+                            None => {
+                                let _ = write!(out, "{}=null", key.name);
+                            }
+                        }
+                    }
+                    out.push(']');
+                }
+                Step::Item {
+                    label: Label::Value(value),
+                    ..
+                } => {
+                    let _ = write!(out, "[{value}]");
+                }
+            }
+        }
+        out
+    }
+
+    fn ignored(&self, ignored: &[&FieldSet]) -> bool {
+        if ignored.iter().any(|set| set.owns_self()) {
+            return true;
+        }
+        if self.patterns.is_empty() {
+            return false;
+        }
+        let segments: Vec<Cow<'_, str>> = self
+            .path
+            .iter()
+            .map(|step| match step {
+                Step::Field(name) => Cow::Borrowed(*name),
+                Step::Item { index: Some(i), .. } => Cow::Owned(i.to_string()),
+                Step::Item { index: None, .. } => Cow::Borrowed("-"),
+            })
+            .collect();
+        self.patterns.iter().any(|p| p.matches(&segments))
+    }
+
+    fn record(&mut self, kind: ChangeKind, before: Option<&Value>, after: Option<&Value>) {
+        let pointer = self.pointer();
+        let path = json_patch::jsonptr::PointerBuf::parse(pointer.clone())
+            .expect("pointers built from escaped segments are valid");
+        self.operations.push(match kind {
+            ChangeKind::Added => PatchOperation::Add(AddOperation {
+                path,
+                value: after.cloned().unwrap_or(Value::Null),
+            }),
+            ChangeKind::Modified => PatchOperation::Replace(ReplaceOperation {
+                path,
+                value: after.cloned().unwrap_or(Value::Null),
+            }),
+            ChangeKind::Removed => PatchOperation::Remove(RemoveOperation { path }),
+        });
+        self.changes.push(Change {
+            path: self.display_path(),
+            pointer,
+            kind,
+            before: before.cloned(),
+            after: after.cloned(),
+        });
+    }
+
+    fn root(
+        &mut self,
+        root: &'a FieldSchema,
+        meta_schema: &'a FieldSchema,
+        desired: &'a Value,
+        live: &'a Value,
+        owned: Option<&'a FieldSet>,
+        ignored: &[&'a FieldSet],
+    ) {
+        let (Value::Object(d), Value::Object(l)) = (desired, live) else {
+            return;
+        };
+        self.object(
+            root,
+            d,
+            l,
+            owned,
+            ignored,
+            &|name| skip_root_field(name),
+            |walk, name, child_schema, dv, lv, child_owned, child_ignored| {
+                if name == "metadata" {
+                    walk.metadata(meta_schema, dv, lv, child_owned, child_ignored);
+                } else {
+                    walk.node(child_schema, dv, lv, child_owned, child_ignored);
+                }
+            },
+        );
+    }
+
+    fn metadata(
+        &mut self,
+        meta_schema: &'a FieldSchema,
+        desired: Option<&'a Value>,
+        live: Option<&'a Value>,
+        owned: Option<&'a FieldSet>,
+        ignored: &[&'a FieldSet],
+    ) {
+        let d = desired.and_then(Value::as_object);
+        let l = live.and_then(Value::as_object);
+        let (d, l) = match (d, l) {
+            (None, None) => return,
+            (d, l) => (d.unwrap_or(&EMPTY_MAP), l.unwrap_or(&EMPTY_MAP)),
+        };
+        self.object(
+            meta_schema,
+            d,
+            l,
+            owned,
+            ignored,
+            &|name| skip_metadata_field(name),
+            |walk, name, child_schema, dv, lv, child_owned, child_ignored| {
+                if name == "annotations" {
+                    walk.annotations(child_schema, dv, lv, child_owned, child_ignored);
+                } else {
+                    walk.node(child_schema, dv, lv, child_owned, child_ignored);
+                }
+            },
+        );
+    }
+
+    fn annotations(
+        &mut self,
+        schema: &'a FieldSchema,
+        desired: Option<&'a Value>,
+        live: Option<&'a Value>,
+        owned: Option<&'a FieldSet>,
+        ignored: &[&'a FieldSet],
+    ) {
+        match (desired, live) {
+            (Some(Value::Object(d)), Some(Value::Object(l))) => {
+                self.object(
+                    schema,
+                    d,
+                    l,
+                    owned,
+                    ignored,
+                    &|name| name == LAST_APPLIED_ANNOTATION,
+                    |walk, _, child_schema, dv, lv, child_owned, child_ignored| {
+                        walk.node(child_schema, dv, lv, child_owned, child_ignored);
+                    },
+                );
+            }
+            _ => self.node(schema, desired, live, owned, ignored),
+        }
+    }
+
+    /// Walks the fields of two objects: every field desired sets, then every owned field
+    /// desired no longer sets.
+    #[allow(clippy::too_many_arguments)]
+    fn object(
+        &mut self,
+        schema: &'a FieldSchema,
+        desired: &'a Map<String, Value>,
+        live: &'a Map<String, Value>,
+        owned: Option<&'a FieldSet>,
+        ignored: &[&'a FieldSet],
+        skip: &dyn Fn(&str) -> bool,
+        mut visit: impl FnMut(
+            &mut Self,
+            &'a str,
+            &'a FieldSchema,
+            Option<&'a Value>,
+            Option<&'a Value>,
+            Option<&'a FieldSet>,
+            &[&'a FieldSet],
+        ),
+    ) {
+        for (name, dv) in desired {
+            if self.done() {
+                return;
+            }
+            if skip(name) {
+                continue;
+            }
+            let child_ignored: Vec<&FieldSet> =
+                ignored.iter().filter_map(|s| s.field(name)).collect();
+            self.path.push(Step::Field(name));
+            visit(
+                self,
+                name,
+                self.schema.field(schema, name),
+                Some(dv),
+                live.get(name),
+                owned.and_then(|o| o.field(name)),
+                &child_ignored,
+            );
+            self.path.pop();
+        }
+        let Some(owned) = owned else { return };
+        let mut removed: Vec<(&'a str, &'a Value)> = owned
+            .field_names()
+            .filter(|name| !skip(name) && desired.get(*name).is_none_or(Value::is_null))
+            .filter_map(|name| live.get_key_value(name).map(|(k, v)| (k.as_str(), v)))
+            .collect();
+        removed.sort_by(|a, b| a.0.cmp(b.0));
+        for (name, lv) in removed {
+            if self.done() {
+                return;
+            }
+            let child_ignored: Vec<&FieldSet> =
+                ignored.iter().filter_map(|s| s.field(name)).collect();
+            self.path.push(Step::Field(name));
+            visit(
+                self,
+                name,
+                self.schema.field(schema, name),
+                None,
+                Some(lv),
+                owned.field(name),
+                &child_ignored,
+            );
+            self.path.pop();
+        }
+    }
+
+    fn node(
+        &mut self,
+        schema: &'a FieldSchema,
+        desired: Option<&'a Value>,
+        live: Option<&'a Value>,
+        owned: Option<&'a FieldSet>,
+        ignored: &[&'a FieldSet],
+    ) {
+        let desired = desired.filter(|v| !v.is_null());
+        let live = live.filter(|v| !v.is_null());
+        if self.done() || self.ignored(ignored) {
+            return;
+        }
+        match (desired, live) {
+            (None, None) => {}
+            (Some(d), None) => {
+                if !is_empty_value(d) {
+                    self.record(ChangeKind::Added, None, Some(d));
+                }
+            }
+            (None, Some(l)) => self.removal(schema, l, owned, ignored),
+            (Some(d), Some(l)) => self.both(schema, d, l, owned, ignored),
+        }
+    }
+
+    /// A live value desired does not set: removed if we own it, else left alone.
+    fn removal(
+        &mut self,
+        schema: &'a FieldSchema,
+        live: &'a Value,
+        owned: Option<&'a FieldSet>,
+        ignored: &[&'a FieldSet],
+    ) {
+        let Some(owned) = owned else { return };
+        if owned.owns_self() {
+            self.record(ChangeKind::Removed, Some(live), None);
+            return;
+        }
+        match live {
+            Value::Object(l) => {
+                self.object(
+                    schema,
+                    &EMPTY_MAP,
+                    l,
+                    Some(owned),
+                    ignored,
+                    &|_| false,
+                    |walk, _, child_schema, dv, lv, child_owned, child_ignored| {
+                        walk.node(child_schema, dv, lv, child_owned, child_ignored);
+                    },
+                );
+            }
+            Value::Array(l) => {
+                // Owned parts of items: highest index first, so earlier indices stay valid.
+                for (index, item) in l.iter().enumerate().rev() {
+                    if self.done() {
+                        return;
+                    }
+                    let (child, label, child_ignored) = match schema {
+                        FieldSchema::List {
+                            list_type: ListType::Map,
+                            keys,
+                            ..
+                        } => {
+                            let key = item_key(keys, item);
+                            (
+                                owned.key(&key),
+                                Label::Keyed(keys, item),
+                                ignored
+                                    .iter()
+                                    .filter_map(|s| s.key(&key))
+                                    .collect::<Vec<_>>(),
+                            )
+                        }
+                        FieldSchema::List {
+                            list_type: ListType::Set,
+                            ..
+                        } => {
+                            let value = canonical_json(item);
+                            (
+                                owned.value(&value),
+                                Label::Value(item),
+                                ignored.iter().filter_map(|s| s.value(&value)).collect(),
+                            )
+                        }
+                        _ => continue,
+                    };
+                    let Some(child) = child else { continue };
+                    let items = match schema {
+                        FieldSchema::List { items, .. } => &**items,
+                        _ => &FieldSchema::Deduced,
+                    };
+                    self.path.push(Step::Item {
+                        index: Some(index),
+                        label,
+                    });
+                    self.node(items, None, Some(item), Some(child), &child_ignored);
+                    self.path.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn both(
+        &mut self,
+        schema: &'a FieldSchema,
+        desired: &'a Value,
+        live: &'a Value,
+        owned: Option<&'a FieldSet>,
+        ignored: &[&'a FieldSet],
+    ) {
+        match (schema, desired, live) {
+            (
+                FieldSchema::List {
+                    list_type: ListType::Map,
+                    keys,
+                    items,
+                },
+                Value::Array(d),
+                Value::Array(l),
+            ) => self.map_list(keys, items, d, l, owned, ignored),
+            (
+                FieldSchema::List {
+                    list_type: ListType::Set,
+                    items,
+                    ..
+                },
+                Value::Array(d),
+                Value::Array(l),
+            ) => self.set_list(items, d, l, owned),
+            (_, Value::Array(_), Value::Array(_)) => {
+                if !subset_equal(self.schema, schema, desired, live) {
+                    self.record(ChangeKind::Modified, Some(live), Some(desired));
+                }
+            }
+            (_, Value::Object(d), Value::Object(l)) => {
+                self.object(
+                    schema,
+                    d,
+                    l,
+                    owned,
+                    ignored,
+                    &|_| false,
+                    |walk, _, child_schema, dv, lv, child_owned, child_ignored| {
+                        walk.node(child_schema, dv, lv, child_owned, child_ignored);
+                    },
+                );
+            }
+            (_, Value::Object(_) | Value::Array(_), _)
+            | (_, _, Value::Object(_) | Value::Array(_)) => {
+                self.record(ChangeKind::Modified, Some(live), Some(desired));
+            }
+            _ => {
+                if !scalars_equal(schema, desired, live) {
+                    self.record(ChangeKind::Modified, Some(live), Some(desired));
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn map_list(
+        &mut self,
+        keys: &'a [ListKey],
+        items: &'a FieldSchema,
+        desired: &'a [Value],
+        live: &'a [Value],
+        owned: Option<&'a FieldSet>,
+        ignored: &[&'a FieldSet],
+    ) {
+        let live_keys: Vec<String> = live.iter().map(|item| item_key(keys, item)).collect();
+        let desired_keys: Vec<String> = desired.iter().map(|item| item_key(keys, item)).collect();
+        let mut appended = Vec::new();
+        for (item, key) in desired.iter().zip(&desired_keys) {
+            if self.done() {
+                return;
+            }
+            let Some(index) = live_keys.iter().position(|k| k == key) else {
+                appended.push((item, key));
+                continue;
+            };
+            let child_ignored: Vec<&FieldSet> = ignored.iter().filter_map(|s| s.key(key)).collect();
+            self.path.push(Step::Item {
+                index: Some(index),
+                label: Label::Keyed(keys, item),
+            });
+            self.node(
+                items,
+                Some(item),
+                Some(&live[index]),
+                owned.and_then(|o| o.key(key)),
+                &child_ignored,
+            );
+            self.path.pop();
+        }
+        if let Some(owned) = owned {
+            for (index, key) in live_keys.iter().enumerate().rev() {
+                if self.done() {
+                    return;
+                }
+                if desired_keys.contains(key) {
+                    continue;
+                }
+                let Some(child) = owned.key(key) else {
+                    continue;
+                };
+                let child_ignored: Vec<&FieldSet> =
+                    ignored.iter().filter_map(|s| s.key(key)).collect();
+                self.path.push(Step::Item {
+                    index: Some(index),
+                    label: Label::Keyed(keys, &live[index]),
+                });
+                self.node(items, None, Some(&live[index]), Some(child), &child_ignored);
+                self.path.pop();
+            }
+        }
+        for (item, key) in appended {
+            if self.done() {
+                return;
+            }
+            let child_ignored: Vec<&FieldSet> = ignored.iter().filter_map(|s| s.key(key)).collect();
+            self.path.push(Step::Item {
+                index: None,
+                label: Label::Keyed(keys, item),
+            });
+            self.node(items, Some(item), None, None, &child_ignored);
+            self.path.pop();
+        }
+    }
+
+    fn set_list(
+        &mut self,
+        items: &'a FieldSchema,
+        desired: &'a [Value],
+        live: &'a [Value],
+        owned: Option<&'a FieldSet>,
+    ) {
+        let contains =
+            |list: &[Value], value: &Value| list.iter().any(|v| scalars_equal(items, value, v));
+        if let Some(owned) = owned {
+            for (index, item) in live.iter().enumerate().rev() {
+                if self.done() {
+                    return;
+                }
+                if contains(desired, item) || owned.value(&canonical_json(item)).is_none() {
+                    continue;
+                }
+                self.path.push(Step::Item {
+                    index: Some(index),
+                    label: Label::Value(item),
+                });
+                self.record(ChangeKind::Removed, Some(item), None);
+                self.path.pop();
+            }
+        }
+        for item in desired {
+            if self.done() {
+                return;
+            }
+            if item.is_null() || contains(live, item) {
+                continue;
+            }
+            self.path.push(Step::Item {
+                index: None,
+                label: Label::Value(item),
+            });
+            self.record(ChangeKind::Added, None, Some(item));
+            self.path.pop();
+        }
+    }
+}
