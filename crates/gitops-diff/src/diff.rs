@@ -1035,7 +1035,9 @@ impl<'a> Walk<'a> {
             if self.done() {
                 return;
             }
-            if skip(name) {
+            // A null in desired is the same as not setting the field: the removal pass below
+            // handles it if we owned the field.
+            if skip(name) || dv.is_null() {
                 continue;
             }
             let child_ignored: Vec<&FieldSet> =
