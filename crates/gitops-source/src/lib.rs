@@ -34,12 +34,14 @@
 //! ```
 
 mod artifact;
+pub mod git;
 mod local;
 mod secret;
 mod select;
 mod source;
 
 pub use artifact::{Artifact, ArtifactError, Digest, UnpackLimits, unpack_tar_gz};
+pub use git::{GitCredentials, GitReference, GitSource, GitSourceBuilder};
 pub use local::LocalDirectorySource;
 pub use secret::Secret;
 pub use select::{IgnoreRules, SOURCE_IGNORE_FILE, SelectError};

@@ -1,0 +1,750 @@
+//! A [`Source`] fetching from Git repositories with gitoxide, with a persistent cache per source.
+//!
+//! Every fetch first lists the remote's references (annotated tags peeled). When the resolved
+//! revision equals the one seen last, the answer is [`FetchOutcome::Unchanged`] and nothing is
+//! downloaded. Otherwise the commit is fetched with depth 1 into a bare cache repository (only
+//! the missing objects travel when the cache already has older ones) and the selected files are
+//! read straight from the Git tree, without a checkout.
+//!
+//! gitoxide is blocking; it runs in [`tokio::task::spawn_blocking`]. The timeout covers the whole
+//! fetch; cancellation and timeout both interrupt the transfer.
+
+mod cache;
+mod transport;
+mod tree;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use gix::ObjectId;
+use gix::bstr::ByteSlice;
+use gix::protocol::handshake::Ref;
+
+use crate::artifact::{Artifact, write_artifact};
+use crate::secret::Secret;
+use crate::select::{IgnoreRules, select_files};
+use crate::source::{
+    BoxError, FetchOutcome, FetchRequest, Revision, Source, SourceError, prepare_destination,
+};
+
+use self::cache::Cache;
+use self::transport::{Settings, classify, connect};
+
+/// The local ref that fetched commits are stored under in the cache repository.
+const TARGET_REF: &str = "refs/gitops/target";
+
+/// Which revision of the repository to fetch. Precedence follows Flux: a commit wins over a full
+/// ref name, which wins over a semver range, a tag and a branch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GitReference {
+    /// The remote's default branch (what its `HEAD` points to).
+    DefaultBranch,
+    /// A branch, such as `main`.
+    Branch(String),
+    /// A tag, such as `v1.2.3` (annotated or lightweight).
+    Tag(String),
+    /// The highest tag matching a semver range, such as `>=1.2.0, <2.0.0` or `^1`; tags may carry
+    /// a leading `v`.
+    SemverRange(String),
+    /// A full ref name such as `refs/pull/1/head`.
+    RefName(String),
+    /// A commit, given by its full hexadecimal SHA-1, optionally reached from a branch (which then
+    /// names the revision: `main@sha1:<hash>`).
+    Commit {
+        /// The 40-character hexadecimal SHA-1.
+        sha1: String,
+        /// The branch the commit belongs to, if known.
+        branch: Option<String>,
+    },
+}
+
+impl std::fmt::Display for GitReference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GitReference::DefaultBranch => f.write_str("the default branch"),
+            GitReference::Branch(name) => write!(f, "branch {name:?}"),
+            GitReference::Tag(name) => write!(f, "tag {name:?}"),
+            GitReference::SemverRange(range) => write!(f, "semver range {range:?}"),
+            GitReference::RefName(name) => write!(f, "ref {name:?}"),
+            GitReference::Commit { sha1, .. } => write!(f, "commit {sha1}"),
+        }
+    }
+}
+
+/// Credentials for a Git remote. Their `Debug` output hides the secrets.
+#[derive(Clone, Debug)]
+pub enum GitCredentials {
+    /// HTTP basic authentication (https, or http when opted in).
+    Basic {
+        /// The user name.
+        username: String,
+        /// The password or access token.
+        password: Secret,
+    },
+    /// An HTTP bearer token, sent as `Authorization: Bearer <token>`.
+    BearerToken(Secret),
+    /// An SSH private key in OpenSSH or PEM format.
+    SshKey {
+        /// The private key.
+        private_key: Secret,
+        /// The key's passphrase, if it is encrypted.
+        passphrase: Option<Secret>,
+    },
+}
+
+/// Builds a [`GitSource`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use gitops_source::{GitCredentials, GitReference, GitSource, Secret};
+///
+/// let source = GitSource::builder("https://git.example.com/team/config.git", "/var/cache/gitops/config")
+///     .reference(GitReference::SemverRange(">=1.0.0, <2.0.0".into()))
+///     .credentials(GitCredentials::BearerToken(Secret::new("token")))
+///     .subpath("clusters/prod")
+///     .timeout(Duration::from_secs(60))
+///     .build()
+///     .unwrap();
+/// ```
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct GitSourceBuilder {
+    url: String,
+    cache_dir: PathBuf,
+    reference: GitReference,
+    subpath: String,
+    rules: IgnoreRules,
+    credentials: Option<GitCredentials>,
+    known_hosts: Option<String>,
+    accept_new_host_keys: bool,
+    ca_bundle_pem: Option<Vec<u8>>,
+    allow_insecure_http: bool,
+    timeout: Duration,
+}
+
+impl GitSourceBuilder {
+    /// Which revision to fetch; the remote's default branch unless set.
+    pub fn reference(mut self, reference: GitReference) -> Self {
+        self.reference = reference;
+        self
+    }
+
+    /// Only files below `subpath` go into the artifact.
+    pub fn subpath(mut self, subpath: impl Into<String>) -> Self {
+        self.subpath = subpath.into();
+        self
+    }
+
+    /// The rules that leave files out of the artifact.
+    pub fn ignore_rules(mut self, rules: IgnoreRules) -> Self {
+        self.rules = rules;
+        self
+    }
+
+    /// Credentials for the remote.
+    pub fn credentials(mut self, credentials: GitCredentials) -> Self {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// The known_hosts lines the SSH server's host key must match (required for ssh URLs unless
+    /// [`accept_new_host_keys`](Self::accept_new_host_keys) is set).
+    pub fn known_hosts(mut self, known_hosts: impl Into<String>) -> Self {
+        self.known_hosts = Some(known_hosts.into());
+        self
+    }
+
+    /// Trust an SSH host key not listed in known_hosts (trust on first use). Off by default; keys
+    /// that contradict a listed one are still refused.
+    pub fn accept_new_host_keys(mut self, accept: bool) -> Self {
+        self.accept_new_host_keys = accept;
+        self
+    }
+
+    /// Extra certificate authorities (PEM) trusted for https, in addition to the system's.
+    pub fn ca_bundle_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca_bundle_pem = Some(pem.into());
+        self
+    }
+
+    /// Allow sending credentials over plain http (off by default).
+    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+        self.allow_insecure_http = allow;
+        self
+    }
+
+    /// The longest a whole fetch may take (default 2 minutes).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Check the configuration and build the source.
+    pub fn build(self) -> Result<GitSource, SourceError> {
+        let invalid = |message: String| SourceError::InvalidConfiguration {
+            message,
+            source: None,
+        };
+        let settings = Settings::new(
+            &self.url,
+            self.credentials,
+            self.known_hosts,
+            self.accept_new_host_keys,
+            self.ca_bundle_pem,
+            self.allow_insecure_http,
+            self.timeout,
+        )?;
+        let reference = match self.reference {
+            GitReference::SemverRange(range) => {
+                semver::VersionReq::parse(&range).map_err(|error| {
+                    SourceError::InvalidConfiguration {
+                        message: format!("semver range {range:?} is invalid"),
+                        source: Some(Box::new(error)),
+                    }
+                })?;
+                GitReference::SemverRange(range)
+            }
+            GitReference::Commit { sha1, branch } => {
+                if sha1.len() != 40 || !sha1.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(invalid(format!(
+                        "commit {sha1:?} must be a full 40-character hexadecimal SHA-1"
+                    )));
+                }
+                GitReference::Commit {
+                    sha1: sha1.to_ascii_lowercase(),
+                    branch,
+                }
+            }
+            GitReference::RefName(name) if !name.starts_with("refs/") => {
+                return Err(invalid(format!("ref name {name:?} must start with refs/")));
+            }
+            GitReference::Branch(name) | GitReference::Tag(name) if name.is_empty() => {
+                return Err(invalid("branch and tag names must not be empty".to_owned()));
+            }
+            other => other,
+        };
+        crate::select::subpath_components(&self.subpath)?;
+        Ok(GitSource {
+            inner: Arc::new(Inner {
+                cache: Cache::new(self.cache_dir, settings.location().to_owned()),
+                settings,
+                reference,
+                subpath: self.subpath,
+                rules: self.rules,
+            }),
+            lock: Arc::new(tokio::sync::Mutex::new(())),
+        })
+    }
+}
+
+/// A Git repository as a [`Source`], with a persistent cache directory of its own.
+///
+/// One `GitSource` per cache directory: fetches of one source run one at a time.
+#[derive(Clone, Debug)]
+pub struct GitSource {
+    inner: Arc<Inner>,
+    lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    settings: Settings,
+    cache: Cache,
+    reference: GitReference,
+    subpath: String,
+    rules: IgnoreRules,
+}
+
+impl GitSource {
+    /// Start building a source for `url` (`file://`, `git://`, `http(s)://`, `ssh://` or
+    /// `user@host:path`) that keeps its cache in `cache_dir`, a directory used by nothing else.
+    pub fn builder(url: impl Into<String>, cache_dir: impl Into<PathBuf>) -> GitSourceBuilder {
+        GitSourceBuilder {
+            url: url.into(),
+            cache_dir: cache_dir.into(),
+            reference: GitReference::DefaultBranch,
+            subpath: String::new(),
+            rules: IgnoreRules::default(),
+            credentials: None,
+            known_hosts: None,
+            accept_new_host_keys: false,
+            ca_bundle_pem: None,
+            allow_insecure_http: false,
+            timeout: Duration::from_secs(120),
+        }
+    }
+
+    /// The reference this source follows.
+    #[must_use]
+    pub fn reference(&self) -> &GitReference {
+        &self.inner.reference
+    }
+}
+
+#[async_trait]
+impl Source for GitSource {
+    fn location(&self) -> String {
+        self.inner.settings.location().to_owned()
+    }
+
+    async fn fetch(&self, request: FetchRequest) -> Result<FetchOutcome, SourceError> {
+        let timeout = self.inner.settings.timeout;
+        let location = self.location();
+        let timed_out = || SourceError::Timeout {
+            operation: "fetch",
+            location: location.clone(),
+            after: timeout,
+        };
+        let cancelled = || SourceError::Cancelled {
+            location: location.clone(),
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        let cancellation = request.cancellation().clone();
+        // A fetch still running in the background (after a timeout) keeps the lock until it ends.
+        let guard = tokio::select! {
+            biased;
+            () = cancellation.cancelled() => return Err(cancelled()),
+            guard = tokio::time::timeout_at(deadline, self.lock.clone().lock_owned()) => {
+                guard.map_err(|_| timed_out())?
+            }
+        };
+        let interrupt = Arc::new(AtomicBool::new(false));
+        let inner = Arc::clone(&self.inner);
+        let task_interrupt = Arc::clone(&interrupt);
+        let task = tokio::task::spawn_blocking(move || {
+            let _guard = guard;
+            inner.fetch_blocking(&request, &task_interrupt)
+        });
+        let result = tokio::select! {
+            biased;
+            () = cancellation.cancelled() => Err(cancelled()),
+            () = tokio::time::sleep_until(deadline) => Err(timed_out()),
+            joined = task => joined.map_err(|error| SourceError::Other {
+                location: location.clone(),
+                message: "the fetch task panicked".to_owned(),
+                source: Some(Box::new(error)),
+            })?,
+        };
+        if result.is_err() {
+            interrupt.store(true, Ordering::Relaxed);
+        }
+        result
+    }
+}
+
+/// Why one fetch attempt failed: either for good, or because the cache cannot be trusted.
+enum Failure {
+    Source(SourceError),
+    Corrupt {
+        reason: String,
+        source: Option<BoxError>,
+    },
+}
+
+impl From<SourceError> for Failure {
+    fn from(error: SourceError) -> Self {
+        Failure::Source(error)
+    }
+}
+
+/// What a reference resolved to on the remote.
+struct Resolved {
+    /// The name used in the revision string (branch or tag name, full ref name, or empty).
+    name: String,
+    /// The commit.
+    commit: ObjectId,
+    /// The refspec source to fetch it with.
+    fetch_source: String,
+}
+
+impl Inner {
+    fn fetch_blocking(
+        &self,
+        request: &FetchRequest,
+        interrupt: &AtomicBool,
+    ) -> Result<FetchOutcome, SourceError> {
+        match self.attempt(request, interrupt) {
+            Ok(outcome) => Ok(outcome),
+            Err(Failure::Source(error)) => Err(error),
+            Err(Failure::Corrupt { reason, source }) => {
+                tracing::warn!(
+                    cache = %self.cache.path().display(),
+                    %reason,
+                    "the git cache is damaged; rebuilding it"
+                );
+                self.cache.wipe()?;
+                match self.attempt(request, interrupt) {
+                    Ok(outcome) => Ok(outcome),
+                    Err(Failure::Source(error)) => Err(error),
+                    Err(Failure::Corrupt {
+                        reason,
+                        source: again,
+                    }) => Err(SourceError::CorruptCache {
+                        path: self.cache.path().to_owned(),
+                        reason,
+                        source: again.or(source),
+                    }),
+                }
+            }
+        }
+    }
+
+    fn attempt(
+        &self,
+        request: &FetchRequest,
+        interrupt: &AtomicBool,
+    ) -> Result<FetchOutcome, Failure> {
+        let location = self.settings.location();
+        // A pinned commit never changes: no need to ask the remote.
+        if let GitReference::Commit { sha1, branch } = &self.reference {
+            let revision = Revision::git(branch.as_deref().unwrap_or(""), sha1);
+            if request.last_revision() == Some(&revision) {
+                return Ok(FetchOutcome::Unchanged(revision));
+            }
+        }
+        let repo = self.cache.open()?;
+        let resolved = self.resolve(&repo, interrupt)?;
+        let revision = Revision::git(&resolved.name, &resolved.commit.to_hex().to_string());
+        if request.last_revision() == Some(&revision) {
+            return Ok(FetchOutcome::Unchanged(revision));
+        }
+        let commit = if repo.has_object(resolved.commit) {
+            resolved.commit
+        } else {
+            self.download(&repo, &resolved, interrupt)?
+        };
+        let revision = Revision::git(&resolved.name, &commit.to_hex().to_string());
+        if interrupt.load(Ordering::Relaxed) {
+            return Err(SourceError::Cancelled {
+                location: location.to_owned(),
+            }
+            .into());
+        }
+        self.write(&repo, commit, revision, request)
+    }
+
+    /// List the remote's references and pick the commit the reference points to.
+    fn resolve(&self, repo: &gix::Repository, interrupt: &AtomicBool) -> Result<Resolved, Failure> {
+        let location = self.settings.location();
+        let (spec, wanted): (String, Option<String>) = match &self.reference {
+            GitReference::Commit { sha1, branch } => {
+                let commit = ObjectId::from_hex(sha1.as_bytes()).map_err(|error| {
+                    SourceError::InvalidConfiguration {
+                        message: format!("commit {sha1:?} is not a SHA-1"),
+                        source: Some(Box::new(error)),
+                    }
+                })?;
+                return Ok(Resolved {
+                    name: branch.clone().unwrap_or_default(),
+                    commit,
+                    fetch_source: sha1.clone(),
+                });
+            }
+            GitReference::DefaultBranch => ("HEAD".to_owned(), Some("HEAD".to_owned())),
+            GitReference::Branch(name) => (
+                format!("refs/heads/{name}"),
+                Some(format!("refs/heads/{name}")),
+            ),
+            GitReference::Tag(name) => (
+                format!("refs/tags/{name}"),
+                Some(format!("refs/tags/{name}")),
+            ),
+            GitReference::RefName(name) => (name.clone(), Some(name.clone())),
+            GitReference::SemverRange(_) => ("refs/tags/*".to_owned(), None),
+        };
+        let refspec = if spec.ends_with('*') {
+            format!("+{spec}:refs/gitops/listed/*")
+        } else {
+            format!("+{spec}:{TARGET_REF}")
+        };
+        let remote_refs = self.list_remote_refs(repo, &refspec, interrupt)?;
+        let unknown = || SourceError::UnknownReference {
+            reference: self.reference.to_string(),
+            location: location.to_owned(),
+        };
+        match (&self.reference, wanted) {
+            (GitReference::SemverRange(range), _) => Ok(self.pick_semver(range, &remote_refs)?),
+            (_, Some(wanted)) => {
+                let found = remote_refs
+                    .iter()
+                    .find(|remote_ref| ref_name(remote_ref) == wanted.as_bytes())
+                    .ok_or_else(unknown)?;
+                let (name, commit) = match found {
+                    Ref::Symbolic { target, object, .. } => {
+                        let target = target.to_str_lossy();
+                        (
+                            target
+                                .strip_prefix("refs/heads/")
+                                .unwrap_or(&target)
+                                .to_owned(),
+                            *object,
+                        )
+                    }
+                    Ref::Peeled { object, .. } | Ref::Direct { object, .. } => {
+                        (short_name(&self.reference, &wanted), *object)
+                    }
+                    Ref::Unborn { .. } => return Err(unknown().into()),
+                };
+                Ok(Resolved {
+                    name,
+                    commit,
+                    fetch_source: wanted,
+                })
+            }
+            (_, None) => Err(unknown().into()),
+        }
+    }
+
+    fn pick_semver(&self, range: &str, remote_refs: &[Ref]) -> Result<Resolved, SourceError> {
+        let requirement = semver::VersionReq::parse(range).map_err(|error| {
+            SourceError::InvalidConfiguration {
+                message: format!("semver range {range:?} is invalid"),
+                source: Some(Box::new(error)),
+            }
+        })?;
+        let mut tags_seen = 0;
+        let mut semver_tags = 0;
+        let mut best: Option<(semver::Version, String, ObjectId)> = None;
+        for remote_ref in remote_refs {
+            let name = ref_name(remote_ref).to_str_lossy();
+            let Some(tag) = name.strip_prefix("refs/tags/") else {
+                continue;
+            };
+            let object = match remote_ref {
+                Ref::Peeled { object, .. }
+                | Ref::Direct { object, .. }
+                | Ref::Symbolic { object, .. } => *object,
+                Ref::Unborn { .. } => continue,
+            };
+            tags_seen += 1;
+            let Ok(version) = semver::Version::parse(tag.strip_prefix('v').unwrap_or(tag)) else {
+                continue;
+            };
+            semver_tags += 1;
+            if requirement.matches(&version)
+                && best.as_ref().is_none_or(|(best, _, _)| version > *best)
+            {
+                best = Some((version, tag.to_owned(), object));
+            }
+        }
+        let (_, tag, commit) = best.ok_or_else(|| SourceError::NoMatchingTag {
+            range: range.to_owned(),
+            location: self.settings.location().to_owned(),
+            tags_seen,
+            semver_tags,
+        })?;
+        Ok(Resolved {
+            fetch_source: format!("refs/tags/{tag}"),
+            name: tag,
+            commit,
+        })
+    }
+
+    fn list_remote_refs(
+        &self,
+        repo: &gix::Repository,
+        refspec: &str,
+        interrupt: &AtomicBool,
+    ) -> Result<Vec<Ref>, Failure> {
+        let location = self.settings.location();
+        let remote = self.remote(repo, refspec)?;
+        let connection = connect(&self.settings, &remote)?;
+        if interrupt.load(Ordering::Relaxed) {
+            return Err(SourceError::Cancelled {
+                location: location.to_owned(),
+            }
+            .into());
+        }
+        let (ref_map, _handshake) = connection
+            .connection
+            .ref_map(
+                gix::progress::Discard,
+                gix::remote::ref_map::Options::default(),
+            )
+            .map_err(|error| {
+                classify(
+                    &self.settings,
+                    &connection.diagnostics,
+                    "listing references",
+                    error,
+                )
+            })?;
+        Ok(ref_map.remote_refs)
+    }
+
+    fn remote<'repo>(
+        &self,
+        repo: &'repo gix::Repository,
+        refspec: &str,
+    ) -> Result<gix::Remote<'repo>, SourceError> {
+        let location = self.settings.location();
+        let git_error = |operation: &'static str| {
+            move |error: gix::Error| SourceError::Git {
+                operation,
+                location: location.to_owned(),
+                source: Box::new(error),
+            }
+        };
+        repo.remote_at(self.settings.url.clone())
+            .map_err(git_error("configuring the remote"))?
+            .with_fetch_tags(gix::remote::fetch::Tags::None)
+            .with_refspecs(Some(refspec), gix::remote::Direction::Fetch)
+            .map_err(git_error("configuring the refspec"))
+    }
+
+    /// Fetch the resolved commit with depth 1 and return the commit the target ref now points to.
+    fn download(
+        &self,
+        repo: &gix::Repository,
+        resolved: &Resolved,
+        interrupt: &AtomicBool,
+    ) -> Result<ObjectId, Failure> {
+        let location = self.settings.location();
+        let refspec = format!("+{}:{TARGET_REF}", resolved.fetch_source);
+        let remote = self.remote(repo, &refspec)?;
+        let connection = connect(&self.settings, &remote)?;
+        let diagnostics = &connection.diagnostics;
+        let prepare = connection
+            .connection
+            .prepare_fetch(
+                gix::progress::Discard,
+                gix::remote::ref_map::Options::default(),
+            )
+            .map_err(|error| classify(&self.settings, diagnostics, "listing references", error))?;
+        let depth = std::num::NonZeroU32::new(1).expect("1 is not zero");
+        let outcome = prepare
+            .with_shallow(gix::remote::fetch::Shallow::DepthAtRemote(depth))
+            .receive(gix::progress::Discard, interrupt)
+            .map_err(|error| {
+                if interrupt.load(Ordering::Relaxed) {
+                    Failure::Source(SourceError::Cancelled {
+                        location: location.to_owned(),
+                    })
+                } else {
+                    match classify_fetch(&self.settings, diagnostics, error) {
+                        // The handshake and ref listing worked: a server that then aborts while
+                        // negotiating a pinned commit refuses that `want` ("not our ref"; some
+                        // transports only show the closed pipe).
+                        Failure::Source(SourceError::Git { .. })
+                            if matches!(self.reference, GitReference::Commit { .. }) =>
+                        {
+                            Failure::Source(SourceError::UnknownReference {
+                                reference: self.reference.to_string(),
+                                location: location.to_owned(),
+                            })
+                        }
+                        other => other,
+                    }
+                }
+            })?;
+        tracing::debug!(location, status = ?std::mem::discriminant(&outcome.status), "fetched");
+        if let GitReference::Commit { .. } = self.reference {
+            if !repo.has_object(resolved.commit) {
+                return Err(SourceError::UnknownReference {
+                    reference: self.reference.to_string(),
+                    location: location.to_owned(),
+                }
+                .into());
+            }
+            return Ok(resolved.commit);
+        }
+        let mut target = repo
+            .find_reference(TARGET_REF)
+            .map_err(|error| Failure::Corrupt {
+                reason: format!("{TARGET_REF} is missing after the fetch"),
+                source: Some(Box::new(error)),
+            })?;
+        let commit = target.peel_to_commit().map_err(|error| Failure::Corrupt {
+            reason: format!("{TARGET_REF} does not lead to a commit"),
+            source: Some(Box::new(error)),
+        })?;
+        Ok(commit.id)
+    }
+
+    /// Write the selected files of `commit` to the request's destination.
+    fn write(
+        &self,
+        repo: &gix::Repository,
+        commit: ObjectId,
+        revision: Revision,
+        request: &FetchRequest,
+    ) -> Result<FetchOutcome, Failure> {
+        let tree = tree::GitTree::for_commit(repo, commit)?;
+        let files = match select_files(&tree, &self.subpath, &self.rules) {
+            Ok(files) => files,
+            Err(error) if tree.damaged() => {
+                return Err(Failure::Corrupt {
+                    reason: "objects of the fetched tree cannot be read".to_owned(),
+                    source: Some(Box::new(error)),
+                });
+            }
+            Err(error) => return Err(SourceError::from(error).into()),
+        };
+        prepare_destination(request.destination())?;
+        match write_artifact(&tree, &files, request.destination()) {
+            Ok((digest, bytes)) => Ok(FetchOutcome::Fetched(Artifact::new(
+                revision,
+                digest,
+                request.destination().to_owned(),
+                files.len(),
+                bytes,
+            ))),
+            Err(error) => {
+                // Leave the destination empty for the next attempt.
+                if let Ok(entries) = std::fs::read_dir(request.destination()) {
+                    for entry in entries.flatten() {
+                        let path = entry.path();
+                        let _ = if path.is_dir() {
+                            std::fs::remove_dir_all(&path)
+                        } else {
+                            std::fs::remove_file(&path)
+                        };
+                    }
+                }
+                if tree.damaged() {
+                    Err(Failure::Corrupt {
+                        reason: "blobs of the fetched tree cannot be read".to_owned(),
+                        source: Some(Box::new(error)),
+                    })
+                } else {
+                    Err(SourceError::from(error).into())
+                }
+            }
+        }
+    }
+}
+
+fn classify_fetch(
+    settings: &Settings,
+    diagnostics: &transport::Diagnostics,
+    error: gix::Error,
+) -> Failure {
+    // Objects that cannot be stored or read back point at a damaged cache, not at the remote.
+    if error.classify().is_corrupted() {
+        return Failure::Corrupt {
+            reason: "the fetched objects could not be stored in the cache".to_owned(),
+            source: Some(Box::new(error)),
+        };
+    }
+    classify(settings, diagnostics, "fetching", error)
+}
+
+fn ref_name(remote_ref: &Ref) -> &[u8] {
+    match remote_ref {
+        Ref::Peeled { full_ref_name, .. }
+        | Ref::Direct { full_ref_name, .. }
+        | Ref::Symbolic { full_ref_name, .. }
+        | Ref::Unborn { full_ref_name, .. } => full_ref_name.as_slice(),
+    }
+}
+
+/// The name a revision string uses: branch and tag names without their prefix, full ref names as is.
+fn short_name(reference: &GitReference, full: &str) -> String {
+    match reference {
+        GitReference::Branch(name) | GitReference::Tag(name) => name.clone(),
+        _ => full.to_owned(),
+    }
+}

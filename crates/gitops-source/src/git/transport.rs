@@ -1,0 +1,476 @@
+//! Connecting to a remote: URL checks, credentials, TLS, SSH and the mapping of transport failures
+//! to [`SourceError`] variants.
+//!
+//! - HTTP basic credentials are answered through gitoxide's credentials callback (only when the
+//!   server asks); bearer tokens go into gitoxide's in-memory `extraHeader` transport option. Extra
+//!   CA certificates and timeouts are given to the `reqwest` client gitoxide builds, through its
+//!   `configure_client` hook (the reqwest backend ignores `http.sslCAInfo`). Nothing is written to
+//!   the repository's configuration, and git's own credential helpers and prompts are never used.
+//! - SSH runs the `ssh` program with a private key and known_hosts written to a private temporary
+//!   directory (mode 0700, key 0600) that is removed when the connection ends. Host keys are checked
+//!   strictly; user and system ssh configuration is ignored.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use gix::bstr::{BStr, ByteSlice};
+use gix::protocol::transport::client::blocking_io::Transport;
+
+use crate::secret::Secret;
+use crate::source::{BoxError, SourceError};
+
+use super::{Failure, GitCredentials};
+
+/// The checked configuration of how to reach a remote.
+#[derive(Debug)]
+pub(super) struct Settings {
+    pub(super) url: gix::Url,
+    location: String,
+    credentials: Option<GitCredentials>,
+    known_hosts: Option<String>,
+    accept_new_host_keys: bool,
+    ca_certificates: Vec<reqwest::Certificate>,
+    pub(super) timeout: Duration,
+}
+
+impl Settings {
+    pub(super) fn new(
+        url: &str,
+        credentials: Option<GitCredentials>,
+        known_hosts: Option<String>,
+        accept_new_host_keys: bool,
+        ca_bundle_pem: Option<Vec<u8>>,
+        allow_insecure_http: bool,
+        timeout: Duration,
+    ) -> Result<Self, SourceError> {
+        let invalid = |message: String| SourceError::InvalidConfiguration {
+            message,
+            source: None,
+        };
+        let parsed = gix::url::parse(url.as_bytes().as_bstr()).map_err(|error| {
+            SourceError::InvalidConfiguration {
+                // The URL may hold a password: name it only by its scheme.
+                message: "the repository URL cannot be parsed".to_owned(),
+                source: Some(Box::new(error)),
+            }
+        })?;
+        if parsed.password().is_some() {
+            return Err(invalid(
+                "the repository URL contains a password: pass it as GitCredentials instead"
+                    .to_owned(),
+            ));
+        }
+        let location = parsed.to_bstring().to_string();
+        use gix::url::Scheme;
+        match (&parsed.scheme, &credentials) {
+            (_, None) => {}
+            (Scheme::Http, Some(GitCredentials::Basic { .. } | GitCredentials::BearerToken(_))) => {
+                if !allow_insecure_http {
+                    return Err(SourceError::InsecureCredentials { location });
+                }
+            }
+            (
+                Scheme::Https,
+                Some(GitCredentials::Basic { .. } | GitCredentials::BearerToken(_)),
+            ) => {}
+            (Scheme::Ssh, Some(GitCredentials::SshKey { .. })) => {}
+            (scheme, Some(_)) => {
+                return Err(invalid(format!(
+                    "these credentials cannot be used with {scheme} URLs ({location})"
+                )));
+            }
+        }
+        if parsed.scheme == Scheme::Ssh && known_hosts.is_none() && !accept_new_host_keys {
+            return Err(invalid(format!(
+                "{location} is an ssh URL: known_hosts is required (or opt in to accepting new host keys)"
+            )));
+        }
+        let ca_certificates = match ca_bundle_pem {
+            Some(pem) => {
+                let certificates =
+                    reqwest::Certificate::from_pem_bundle(&pem).map_err(|error| {
+                        SourceError::InvalidConfiguration {
+                            message: "the CA bundle is not valid PEM".to_owned(),
+                            source: Some(Box::new(error)),
+                        }
+                    })?;
+                if certificates.is_empty() {
+                    return Err(invalid("the CA bundle holds no certificate".to_owned()));
+                }
+                certificates
+            }
+            None => Vec::new(),
+        };
+        Ok(Self {
+            url: parsed,
+            location,
+            credentials,
+            known_hosts,
+            accept_new_host_keys,
+            ca_certificates,
+            timeout,
+        })
+    }
+
+    /// The remote's URL without credentials.
+    pub(super) fn location(&self) -> &str {
+        &self.location
+    }
+}
+
+/// What a connection leaves behind to explain its failures, and the files it must remove.
+#[derive(Default)]
+pub(super) struct Diagnostics {
+    /// The private directory holding the SSH key, known_hosts and ssh's error output.
+    ssh_dir: Option<tempfile::TempDir>,
+}
+
+impl Diagnostics {
+    fn ssh_stderr(&self) -> Option<String> {
+        let dir = self.ssh_dir.as_ref()?;
+        std::fs::read_to_string(dir.path().join("stderr")).ok()
+    }
+}
+
+pub(super) type BoxedConnection<'remote, 'repo> =
+    gix::remote::Connection<'remote, 'static, 'repo, Box<dyn Transport + Send>>;
+
+/// A connection and the diagnostics of its transport.
+pub(super) struct Connected<'remote, 'repo> {
+    pub(super) connection: BoxedConnection<'remote, 'repo>,
+    pub(super) diagnostics: Diagnostics,
+}
+
+/// Connect `remote` according to `settings`.
+pub(super) fn connect<'remote, 'repo>(
+    settings: &Settings,
+    remote: &'remote gix::Remote<'repo>,
+) -> Result<Connected<'remote, 'repo>, Failure> {
+    use gix::url::Scheme;
+    let git_error = |operation: &'static str| {
+        move |error: gix::Error| {
+            Failure::Source(SourceError::Git {
+                operation,
+                location: settings.location.clone(),
+                source: Box::new(error),
+            })
+        }
+    };
+    let mut diagnostics = Diagnostics::default();
+    let connection = match settings.url.scheme {
+        Scheme::Ssh => {
+            let (dir, command) = ssh_command(settings)?;
+            diagnostics.ssh_dir = Some(dir);
+            let transport = gix::protocol::transport::client::blocking_io::ssh::connect(
+                settings.url.clone(),
+                gix::protocol::transport::Protocol::V2,
+                gix::protocol::transport::client::blocking_io::ssh::connect::Options {
+                    command: Some(command.into()),
+                    disallow_shell: false,
+                    kind: Some(
+                        gix::protocol::transport::client::blocking_io::ssh::ProgramKind::Ssh,
+                    ),
+                },
+                false,
+            )
+            .map_err(|error| {
+                Failure::Source(SourceError::Git {
+                    operation: "preparing the ssh connection",
+                    location: settings.location.clone(),
+                    source: Box::new(error),
+                })
+            })?;
+            remote.to_connection_with_transport(Box::new(transport) as Box<dyn Transport + Send>)
+        }
+        Scheme::Http | Scheme::Https => {
+            let connection = remote
+                .connect(gix::remote::Direction::Fetch)
+                .map_err(|error| classify(settings, &diagnostics, "connecting", error))?;
+            let options = http_options(settings, remote.repo())?;
+            connection.with_transport_options(options)
+        }
+        Scheme::File | Scheme::Git => remote
+            .connect(gix::remote::Direction::Fetch)
+            .map_err(|error| classify(settings, &diagnostics, "connecting", error))?,
+        ref other => {
+            return Err(git_error("connecting")(gix::Error::from_error(
+                std::io::Error::other(format!("the {other} transport is not supported")),
+            )));
+        }
+    };
+    let credentials = settings.credentials.clone();
+    let connection =
+        connection.with_credentials(move |action| answer_credentials(credentials.as_ref(), action));
+    Ok(Connected {
+        connection,
+        diagnostics,
+    })
+}
+
+/// Answer gitoxide's credential requests from the configured credentials only: never git's
+/// helpers, never a prompt.
+fn answer_credentials(
+    credentials: Option<&GitCredentials>,
+    action: gix::credentials::helper::Action,
+) -> gix::Result<Option<gix::credentials::protocol::Outcome>> {
+    use gix::credentials::helper::Action;
+    match action {
+        Action::Get(context) => match credentials {
+            Some(GitCredentials::Basic { username, password }) => {
+                Ok(Some(gix::credentials::protocol::Outcome {
+                    identity: gix::sec::identity::Account {
+                        username: username.clone(),
+                        password: password.expose().to_owned(),
+                        oauth_refresh_token: None,
+                    },
+                    next: context.into(),
+                }))
+            }
+            _ => Err(gix::Error::from_error(NoCredentials)),
+        },
+        Action::Store(_) | Action::Erase(_) => Ok(None),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the server asked for credentials that are not configured or were refused")]
+struct NoCredentials;
+
+fn http_options(
+    settings: &Settings,
+    repo: &gix::Repository,
+) -> Result<Box<dyn std::any::Any>, Failure> {
+    use gix::protocol::transport::client::blocking_io::http;
+    let location = || settings.location.clone();
+    let url = settings.url.to_bstring();
+    let url: &BStr = url.as_ref();
+    let mut options = repo
+        .transport_options(url, None)
+        .map_err(|error| {
+            Failure::Source(SourceError::Git {
+                operation: "configuring the http transport",
+                location: location(),
+                source: Box::new(error),
+            })
+        })?
+        .and_then(|options| options.downcast::<http::Options>().ok())
+        .map(|options| *options)
+        .unwrap_or_default();
+    if let Some(GitCredentials::BearerToken(token)) = &settings.credentials {
+        options
+            .extra_headers
+            .push(format!("Authorization: Bearer {}", token.expose()));
+    }
+    options.connect_timeout = Some(settings.timeout);
+    let certificates = settings.ca_certificates.clone();
+    let timeout = settings.timeout;
+    let configure_client: Box<http::reqwest::ConfigureClientFn> = Box::new(move |builder| {
+        let builder = builder.connect_timeout(timeout).timeout(timeout);
+        Ok(if certificates.is_empty() {
+            builder
+        } else {
+            builder.tls_certs_merge(certificates.iter().cloned())
+        })
+    });
+    options.backend = Some(std::sync::Arc::new(std::sync::Mutex::new(
+        http::reqwest::Options {
+            configure_client: Some(configure_client),
+            configure_request: None,
+        },
+    )));
+    Ok(Box::new(options))
+}
+
+/// Quote a path for a POSIX shell.
+fn shell_quote(path: &Path) -> String {
+    format!("'{}'", path.display().to_string().replace('\'', r"'\''"))
+}
+
+/// Write the key and known_hosts to a private temporary directory and build the ssh command.
+fn ssh_command(settings: &Settings) -> Result<(tempfile::TempDir, String), Failure> {
+    let location = settings.location.clone();
+    let io_failure = |what: &str, error: std::io::Error| {
+        Failure::Source(SourceError::Git {
+            operation: "preparing the ssh connection",
+            location: location.clone(),
+            source: Box::new(std::io::Error::new(
+                error.kind(),
+                format!("{what}: {error}"),
+            )),
+        })
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("gitops-source-ssh-")
+        .tempdir()
+        .map_err(|e| io_failure("creating a private directory", e))?;
+    let known_hosts = dir.path().join("known_hosts");
+    write_private(
+        &known_hosts,
+        settings.known_hosts.as_deref().unwrap_or("").as_bytes(),
+    )
+    .map_err(|e| io_failure("writing known_hosts", e))?;
+    let stderr = dir.path().join("stderr");
+    let mut command = format!(
+        "ssh -F /dev/null -o BatchMode=yes -o IdentitiesOnly=yes -o IdentityAgent=none \
+         -o UserKnownHostsFile={} -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking={} \
+         -o ConnectTimeout={} -o LogLevel=ERROR",
+        shell_quote(&known_hosts),
+        if settings.accept_new_host_keys {
+            "accept-new"
+        } else {
+            "yes"
+        },
+        settings.timeout.as_secs().max(1),
+    );
+    if let Some(GitCredentials::SshKey {
+        private_key,
+        passphrase,
+    }) = &settings.credentials
+    {
+        let key = dir.path().join("identity");
+        let unlocked = unlock_key(private_key, passphrase.as_ref()).map_err(|source| {
+            Failure::Source(SourceError::AuthenticationRefused {
+                location: location.clone(),
+                detail: "the SSH private key cannot be read or its passphrase is wrong".to_owned(),
+                source: Some(source),
+            })
+        })?;
+        write_private(&key, unlocked.expose().as_bytes())
+            .map_err(|e| io_failure("writing the key", e))?;
+        command.push_str(&format!(" -i {}", shell_quote(&key)));
+    }
+    command.push_str(&format!(" 2>{}", shell_quote(&stderr)));
+    Ok((dir, command))
+}
+
+/// The private key in a form ssh can use without asking for a passphrase.
+fn unlock_key(private_key: &Secret, passphrase: Option<&Secret>) -> Result<Secret, BoxError> {
+    let mut text = private_key.expose().trim_end().to_owned();
+    text.push('\n');
+    match passphrase {
+        None => Ok(Secret::new(text)),
+        Some(passphrase) => {
+            let key = ssh_key::PrivateKey::from_openssh(&text)?;
+            let decrypted = if key.is_encrypted() {
+                key.decrypt(passphrase.expose().as_bytes())?
+            } else {
+                key
+            };
+            let encoded = decrypted.to_openssh(ssh_key::LineEnding::LF)?;
+            Ok(Secret::new(encoded.as_str()))
+        }
+    }
+}
+
+/// Write a file readable by its owner only.
+fn write_private(path: &Path, content: &[u8]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(content)?;
+    file.sync_all()
+}
+
+/// Map a gitoxide failure to the most specific [`SourceError`].
+pub(super) fn classify(
+    settings: &Settings,
+    diagnostics: &Diagnostics,
+    operation: &'static str,
+    error: gix::Error,
+) -> Failure {
+    let location = settings.location.clone();
+    if let Some(stderr) = diagnostics.ssh_stderr() {
+        if stderr.contains("Host key verification failed")
+            || stderr.contains("HOST IDENTIFICATION HAS CHANGED")
+        {
+            return Failure::Source(SourceError::HostKeyRejected { location });
+        }
+        if stderr.contains("Permission denied") {
+            return Failure::Source(SourceError::AuthenticationRefused {
+                location,
+                detail: "the SSH server refused the key".to_owned(),
+                source: Some(Box::new(error)),
+            });
+        }
+        if stderr.contains("Connection refused")
+            || stderr.contains("Could not resolve hostname")
+            || stderr.contains("connect to host")
+            || stderr.contains("Connection timed out")
+        {
+            return Failure::Source(SourceError::UnreachableHost {
+                location,
+                source: Box::new(error),
+            });
+        }
+    }
+    let mut unreachable = false;
+    let mut timed_out = false;
+    let mut unauthenticated = error.classify().is_unauthenticated();
+    for cause in error.iter_errors() {
+        if cause.downcast_ref::<NoCredentials>().is_some() {
+            unauthenticated = true;
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            match io.kind() {
+                ConnectionRefused | HostUnreachable | NetworkUnreachable | AddrNotAvailable
+                | ConnectionReset => {
+                    unreachable = true;
+                }
+                TimedOut => timed_out = true,
+                _ => {}
+            }
+        }
+        if let Some(http) = cause.downcast_ref::<reqwest::Error>() {
+            if http.is_timeout() {
+                timed_out = true;
+            } else if http.is_connect() {
+                unreachable = true;
+            }
+        }
+        let text = cause.to_string();
+        if text.contains("failed to lookup address") || text.contains("Name or service not known") {
+            unreachable = true;
+        }
+        if text.contains("401") && text.to_ascii_lowercase().contains("unauthorized") {
+            unauthenticated = true;
+        }
+    }
+    if unauthenticated {
+        let detail = match &settings.credentials {
+            None => "the server requires credentials and none are configured",
+            Some(GitCredentials::Basic { .. }) => "the username or password was refused",
+            Some(GitCredentials::BearerToken(_)) => "the bearer token was refused",
+            Some(GitCredentials::SshKey { .. }) => "the SSH key was refused",
+        };
+        return Failure::Source(SourceError::AuthenticationRefused {
+            location,
+            detail: detail.to_owned(),
+            source: Some(Box::new(error)),
+        });
+    }
+    if timed_out {
+        return Failure::Source(SourceError::Timeout {
+            operation,
+            location,
+            after: settings.timeout,
+        });
+    }
+    if unreachable {
+        return Failure::Source(SourceError::UnreachableHost {
+            location,
+            source: Box::new(error),
+        });
+    }
+    Failure::Source(SourceError::Git {
+        operation,
+        location,
+        source: Box::new(error),
+    })
+}
