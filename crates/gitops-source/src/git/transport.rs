@@ -199,7 +199,12 @@ pub(super) fn connect<'remote, 'repo>(
             )));
         }
     };
-    let credentials = settings.credentials.clone();
+    // Over plain http the credentials already went out as a header (see `http_options`): a
+    // challenge then means they were refused.
+    let credentials = match settings.url.scheme {
+        Scheme::Http => None,
+        _ => settings.credentials.clone(),
+    };
     let connection =
         connection.with_credentials(move |action| answer_credentials(credentials.as_ref(), action));
     Ok(Connected {
@@ -257,10 +262,25 @@ fn http_options(
         .and_then(|options| options.downcast::<http::Options>().ok())
         .map(|options| *options)
         .unwrap_or_default();
-    if let Some(GitCredentials::BearerToken(token)) = &settings.credentials {
-        options
-            .extra_headers
-            .push(format!("Authorization: Bearer {}", token.expose()));
+    match &settings.credentials {
+        Some(GitCredentials::BearerToken(token)) => {
+            options
+                .extra_headers
+                .push(format!("Authorization: Bearer {}", token.expose()));
+        }
+        // gitoxide never answers a challenge with credentials over plain http; when the caller
+        // opted in, send them up front instead.
+        Some(GitCredentials::Basic { username, password })
+            if settings.url.scheme == gix::url::Scheme::Http =>
+        {
+            use base64::Engine as _;
+            let encoded = base64::engine::general_purpose::STANDARD
+                .encode(format!("{username}:{}", password.expose()));
+            options
+                .extra_headers
+                .push(format!("Authorization: Basic {encoded}"));
+        }
+        _ => {}
     }
     options.connect_timeout = Some(settings.timeout);
     let certificates = settings.ca_certificates.clone();

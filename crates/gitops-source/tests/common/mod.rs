@@ -179,3 +179,137 @@ pub fn list_files(root: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// A test PKI: a CA and a serving certificate for 127.0.0.1 signed by it.
+pub struct TestPki {
+    pub ca_pem: String,
+    pub server_cert_pem: String,
+    pub server_key_pem: String,
+}
+
+pub fn generate_pki() -> TestPki {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "gitops-source test CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let server_key = KeyPair::generate().unwrap();
+    let mut server_params =
+        CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+    server_params
+        .distinguished_name
+        .push(DnType::CommonName, "git server");
+    server_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
+    TestPki {
+        ca_pem: ca_cert.pem(),
+        server_cert_pem: server_cert.pem(),
+        server_key_pem: server_key.serialize_pem(),
+    }
+}
+
+/// lighttpd in front of `git http-backend` (CGI), with a generated configuration on free ports:
+/// `/public/<repo>` without authentication, `/basic/<repo>` with HTTP basic authentication,
+/// `/bearer/<repo>` with a bearer token; the same over https on `tls_port`. Killed on drop.
+pub struct GitHttpServer {
+    child: Child,
+    pub port: u16,
+    pub tls_port: u16,
+    _dir: tempfile::TempDir,
+}
+
+pub const HTTP_USER: &str = "alice";
+pub const HTTP_PASSWORD: &str = "correct-horse";
+pub const HTTP_TOKEN: &str = "token-0123456789";
+
+impl GitHttpServer {
+    pub fn start(project_root: &Path, pki: &TestPki) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let tls_port = free_port();
+        std::fs::write(
+            dir.path().join("users"),
+            format!("{HTTP_USER}:{HTTP_PASSWORD}\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("server.pem"),
+            format!("{}{}", pki.server_cert_pem, pki.server_key_pem),
+        )
+        .unwrap();
+        let backend = "/usr/lib/git-core/git-http-backend";
+        let config = format!(
+            r#"
+server.modules = ("mod_alias", "mod_auth", "mod_authn_file", "mod_cgi", "mod_setenv", "mod_openssl")
+server.document-root = "{root}"
+server.bind = "127.0.0.1"
+server.port = {port}
+server.errorlog = "{dir}/error.log"
+auth.backend = "plain"
+auth.backend.plain.userfile = "{dir}/users"
+alias.url = ( "/public" => "{backend}", "/basic" => "{backend}", "/bearer" => "{backend}" )
+cgi.assign = ( "" => "" )
+setenv.add-environment = ( "GIT_PROJECT_ROOT" => "{root}", "GIT_HTTP_EXPORT_ALL" => "1",
+                           "GIT_CONFIG_NOSYSTEM" => "1", "GIT_CONFIG_GLOBAL" => "/dev/null" )
+$HTTP["url"] =~ "^/basic/" {{
+    auth.require = ( "" => ( "method" => "basic", "realm" => "git", "require" => "valid-user" ) )
+}}
+$HTTP["url"] =~ "^/bearer/" {{
+    $REQUEST_HEADER["Authorization"] != "Bearer {token}" {{
+        auth.require = ( "" => ( "method" => "basic", "realm" => "git", "require" => "user=nobody-has-this-name" ) )
+    }}
+}}
+$SERVER["socket"] == "127.0.0.1:{tls_port}" {{
+    ssl.engine = "enable"
+    ssl.pemfile = "{dir}/server.pem"
+}}
+"#,
+            root = project_root.display(),
+            dir = dir.path().display(),
+            token = HTTP_TOKEN,
+        );
+        let config_path = dir.path().join("lighttpd.conf");
+        std::fs::write(&config_path, config).unwrap();
+        let mut child = Command::new("lighttpd")
+            .arg("-D")
+            .arg("-f")
+            .arg(&config_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("lighttpd must be installed (see scripts/apt/gitops-source.txt)");
+        wait_for_port(port, &mut child, "lighttpd");
+        wait_for_port(tls_port, &mut child, "lighttpd (tls)");
+        Self {
+            child,
+            port,
+            tls_port,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, area: &str, repo: &str) -> String {
+        format!("http://127.0.0.1:{}/{area}/{repo}", self.port)
+    }
+
+    pub fn tls_url(&self, area: &str, repo: &str) -> String {
+        format!("https://127.0.0.1:{}/{area}/{repo}", self.tls_port)
+    }
+}
+
+impl Drop for GitHttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
