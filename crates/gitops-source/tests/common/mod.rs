@@ -313,3 +313,82 @@ impl Drop for GitHttpServer {
         let _ = self.child.wait();
     }
 }
+
+/// Generate an ed25519 key pair with `ssh-keygen`; returns (private key, public key line).
+pub fn ssh_keygen(dir: &Path, name: &str, passphrase: &str) -> (String, String) {
+    let path = dir.join(name);
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-C", name, "-N", passphrase, "-f"])
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "ssh-keygen failed");
+    let private = std::fs::read_to_string(&path).unwrap();
+    let public = std::fs::read_to_string(path.with_extension("pub")).unwrap();
+    (private, public.trim().to_owned())
+}
+
+/// `sshd` on a free port of 127.0.0.1 with a generated configuration and host key, accepting
+/// one client key for the current user (root in the test environment). Killed on drop.
+pub struct SshServer {
+    child: Child,
+    pub port: u16,
+    /// The known_hosts line of this server.
+    pub known_hosts: String,
+    _dir: tempfile::TempDir,
+}
+
+impl SshServer {
+    pub fn start(authorized_key: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let (_, host_public) = ssh_keygen(dir.path(), "host_ed25519", "");
+        std::fs::write(
+            dir.path().join("authorized_keys"),
+            format!("{authorized_key}\n"),
+        )
+        .unwrap();
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {dir}/host_ed25519\nPidFile {dir}/sshd.pid\n\
+             AuthorizedKeysFile {dir}/authorized_keys\nPasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\n\
+             StrictModes no\nUsePAM no\nAcceptEnv GIT_PROTOCOL\nLogLevel ERROR\n",
+            dir = dir.path().display()
+        );
+        let config_path = dir.path().join("sshd_config");
+        std::fs::write(&config_path, config).unwrap();
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let mut child = Command::new("/usr/sbin/sshd")
+            .arg("-D")
+            .arg("-f")
+            .arg(&config_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sshd must be installed (see scripts/apt/gitops-source.txt)");
+        wait_for_port(port, &mut child, "sshd");
+        let key = host_public
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ");
+        Self {
+            child,
+            port,
+            known_hosts: format!("[127.0.0.1]:{port} {key}\n"),
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, repo: &Path) -> String {
+        let user = std::env::var("USER").unwrap_or_else(|_| "root".to_owned());
+        format!("ssh://{user}@127.0.0.1:{}{}", self.port, repo.display())
+    }
+}
+
+impl Drop for SshServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
