@@ -105,8 +105,8 @@ pub enum InvalidManifest {
 /// One Kubernetes object as rendered from a source, with where it came from.
 ///
 /// The object is kept as JSON (`serde_json::Value`, always a mapping), which is what the API
-/// server speaks; [`Manifest::to_dynamic_object`] converts it for `kube`. Creating one validates
-/// `apiVersion`, `kind` and `metadata.name`, so the accessors below cannot fail.
+/// server speaks; `serde_json::from_value` turns it into `kube`'s `DynamicObject`. Creating one
+/// validates `apiVersion`, `kind` and `metadata.name`, so the accessors below cannot fail.
 ///
 /// ```
 /// use gitops_core::{Manifest, Origin};
