@@ -1,1 +1,257 @@
-//! placeholder
+//! Render a source directory into Kubernetes objects ([`gitops_core::Manifest`]s that remember
+//! where they came from), safely.
+//!
+//! - [`Renderer`]: a directory of a [`SourceRoot`] in, objects out. Implementations:
+//!   [`PlainRenderer`] (YAML and JSON files, in-process and parallel), [`KustomizeRenderer`]
+//!   (the `kustomize` binary, jailed) and [`HelmRenderer`] (`helm template`, offline);
+//!   [`AutoRenderer`] picks one the way a user expects.
+//! - [`PostRenderer`]: a step that runs on any renderer's output, such as [`Substitution`]
+//!   (`${VAR}` with shell-style operators); [`Renderer::then`] composes them.
+//! - Safety: every path is checked against the root ([`SourceRoot`]): `..`, absolute paths and
+//!   symbolic links that leave it are refused, files have a size limit, YAML alias bombs are
+//!   refused by the parser's budget, and external tools run with a clean environment, a timeout
+//!   and cancellation.
+//!
+//! ```
+//! use gitops_render::{PlainRenderer, RenderRequest, Renderer, SourceRoot, Substitution};
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! std::fs::write(
+//!     dir.path().join("app.yaml"),
+//!     "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web-${ENV}\n",
+//! )?;
+//! let renderer = PlainRenderer::new().then(Substitution::new().with_variable("ENV", "prod"));
+//! let request = RenderRequest::new(SourceRoot::new(dir.path())?, ".");
+//! let objects = renderer.render(&request).await?;
+//! assert_eq!(objects[0].name(), "web-prod");
+//! assert_eq!(objects[0].origin().to_string(), "app.yaml:1");
+//! # Ok(())
+//! # }
+//! ```
+
+mod auto;
+mod helm;
+mod kustomize;
+mod plain;
+mod process;
+mod root;
+mod substitute;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use gitops_core::{Manifest, ObjectId, Origin};
+use tokio_util::sync::CancellationToken;
+
+pub use auto::{AutoRenderer, SourceKind, detect};
+pub use helm::{HelmError, HelmRenderer};
+pub use kustomize::{KustomizeError, KustomizeRenderer, PINNED_KUSTOMIZE_VERSION};
+pub use plain::{PlainError, PlainRenderer};
+pub use process::ProcessError;
+pub use root::{RootError, SourceRoot};
+pub use substitute::{DISABLE_ANNOTATIONS, SubstituteError, Substitution};
+
+/// What to render: a directory inside a source root, and a token that cancels the render.
+///
+/// ```
+/// use gitops_render::{RenderRequest, SourceRoot};
+/// let dir = tempfile::tempdir()?;
+/// let request = RenderRequest::new(SourceRoot::new(dir.path())?, "apps/web");
+/// assert_eq!(request.path(), std::path::Path::new("apps/web"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct RenderRequest {
+    root: SourceRoot,
+    path: PathBuf,
+    cancel: CancellationToken,
+}
+
+impl RenderRequest {
+    /// Renders `path` (relative to the root; `"."` for the root itself).
+    #[must_use]
+    pub fn new(root: SourceRoot, path: impl Into<PathBuf>) -> Self {
+        Self {
+            root,
+            path: path.into(),
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    /// Cancels the render when `cancel` is cancelled (external tools are killed).
+    #[must_use]
+    pub fn with_cancellation(mut self, cancel: CancellationToken) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
+    /// The source root.
+    #[must_use]
+    pub fn root(&self) -> &SourceRoot {
+        &self.root
+    }
+
+    /// The directory to render, relative to the root.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The cancellation token.
+    #[must_use]
+    pub fn cancellation(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    /// The directory to render, resolved and checked to be inside the root.
+    pub fn resolve_dir(&self) -> Result<PathBuf, RootError> {
+        self.root.resolve_dir(&self.path)
+    }
+}
+
+/// The errors of rendering, whichever renderer or step produced them.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// A path would leave the source root, or a file is too large.
+    #[error(transparent)]
+    Root(#[from] RootError),
+    /// The plain renderer failed.
+    #[error(transparent)]
+    Plain(#[from] PlainError),
+    /// Kustomize failed.
+    #[error(transparent)]
+    Kustomize(#[from] KustomizeError),
+    /// Helm failed.
+    #[error(transparent)]
+    Helm(#[from] HelmError),
+    /// Substitution failed.
+    #[error(transparent)]
+    Substitute(#[from] SubstituteError),
+    /// Two objects have the same identity.
+    #[error(transparent)]
+    Duplicate(#[from] DuplicateObject),
+    /// The render was cancelled.
+    #[error("render cancelled")]
+    Cancelled,
+    /// An error of a renderer outside this crate.
+    #[error("{renderer}: {source}")]
+    Other {
+        /// The renderer's name.
+        renderer: String,
+        /// Its error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// Two objects with the same [`ObjectId`]; names both places.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{id} is defined twice: at {first} and at {second}", id = id.display_name())]
+pub struct DuplicateObject {
+    /// The shared identity.
+    pub id: ObjectId,
+    /// Where it is defined first.
+    pub first: Origin,
+    /// Where it is defined again.
+    pub second: Origin,
+}
+
+/// Checks that no two manifests share an [`ObjectId`].
+///
+/// ```
+/// use gitops_core::parse_manifests;
+/// let text = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n";
+/// let manifests = parse_manifests(text, "a.yaml")?;
+/// let err = gitops_render::check_unique(&manifests).unwrap_err();
+/// assert_eq!(err.to_string(), "ConfigMap a is defined twice: at a.yaml:1 and at a.yaml:6 (document 2)");
+/// # Ok::<(), gitops_core::ParseError>(())
+/// ```
+pub fn check_unique(manifests: &[Manifest]) -> Result<(), DuplicateObject> {
+    let mut seen: HashMap<ObjectId, &Origin> = HashMap::with_capacity(manifests.len());
+    for manifest in manifests {
+        if let Some(first) = seen.insert(manifest.id(), manifest.origin()) {
+            return Err(DuplicateObject {
+                id: manifest.id(),
+                first: first.clone(),
+                second: manifest.origin().clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Renders a directory of a source into Kubernetes objects, each with its origin.
+///
+/// Implementations take their options when built and the directory per call, check every path
+/// against the request's [`SourceRoot`], honour its cancellation token, and return objects in a
+/// deterministic order with unique identities.
+#[async_trait::async_trait]
+pub trait Renderer: Send + Sync {
+    /// Renders the request's directory.
+    async fn render(&self, request: &RenderRequest) -> Result<Vec<Manifest>, RenderError>;
+
+    /// Runs `step` on this renderer's output.
+    ///
+    /// ```
+    /// use gitops_render::{PlainRenderer, Renderer, Substitution};
+    /// let renderer = PlainRenderer::new().then(Substitution::new().strict(true));
+    /// # let _ = renderer;
+    /// ```
+    #[must_use]
+    fn then<P: PostRenderer>(self, step: P) -> PostRendered<Self, P>
+    where
+        Self: Sized,
+    {
+        PostRendered {
+            renderer: self,
+            step,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl<R: Renderer + ?Sized> Renderer for Box<R> {
+    async fn render(&self, request: &RenderRequest) -> Result<Vec<Manifest>, RenderError> {
+        (**self).render(request).await
+    }
+}
+
+#[async_trait::async_trait]
+impl<R: Renderer + ?Sized> Renderer for std::sync::Arc<R> {
+    async fn render(&self, request: &RenderRequest) -> Result<Vec<Manifest>, RenderError> {
+        (**self).render(request).await
+    }
+}
+
+/// A step that runs on rendered objects: it may change, add or remove them.
+#[async_trait::async_trait]
+pub trait PostRenderer: Send + Sync {
+    /// Transforms `manifests`, rendered for `request`.
+    async fn post_render(
+        &self,
+        request: &RenderRequest,
+        manifests: Vec<Manifest>,
+    ) -> Result<Vec<Manifest>, RenderError>;
+}
+
+/// A renderer followed by a post-render step, made by [`Renderer::then`]. The result is checked
+/// again for duplicate identities, since a step may rename objects.
+#[derive(Debug, Clone)]
+pub struct PostRendered<R, P> {
+    renderer: R,
+    step: P,
+}
+
+#[async_trait::async_trait]
+impl<R: Renderer, P: PostRenderer> Renderer for PostRendered<R, P> {
+    async fn render(&self, request: &RenderRequest) -> Result<Vec<Manifest>, RenderError> {
+        let manifests = self.renderer.render(request).await?;
+        if request.cancellation().is_cancelled() {
+            return Err(RenderError::Cancelled);
+        }
+        let manifests = self.step.post_render(request, manifests).await?;
+        check_unique(&manifests)?;
+        Ok(manifests)
+    }
+}

@@ -1,0 +1,276 @@
+//! Running an external tool (kustomize, helm): clean environment, timeout, output limit,
+//! cancellation, and the child killed whenever we stop waiting for it.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio_util::sync::CancellationToken;
+
+/// The errors of running an external tool.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    /// The private home directory for the tool could not be made.
+    #[error("cannot create a temporary home for {program}: {source}", program = program.display())]
+    TempHome {
+        /// The tool.
+        program: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The tool could not be started.
+    #[error("cannot run {program}: {source}", program = program.display())]
+    Spawn {
+        /// The tool.
+        program: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Reading the tool's output or waiting for it failed.
+    #[error("{program}: {source}", program = program.display())]
+    Io {
+        /// The tool.
+        program: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The tool ran longer than the timeout and was killed.
+    #[error("{program} did not finish within {timeout:?} and was killed", program = program.display())]
+    TimedOut {
+        /// The tool.
+        program: PathBuf,
+        /// The timeout.
+        timeout: Duration,
+    },
+    /// The render was cancelled; the tool was killed.
+    #[error("{program} was cancelled", program = program.display())]
+    Cancelled {
+        /// The tool.
+        program: PathBuf,
+    },
+    /// The tool wrote more than the output limit and was killed.
+    #[error("{program} wrote more than {limit} bytes and was killed", program = program.display())]
+    OutputTooLarge {
+        /// The tool.
+        program: PathBuf,
+        /// The limit.
+        limit: usize,
+    },
+    /// The tool's output is not UTF-8.
+    #[error("{program} wrote output that is not UTF-8", program = program.display())]
+    NotUtf8 {
+        /// The tool.
+        program: PathBuf,
+    },
+    /// The tool exited with a failure; its error output is kept.
+    #[error("{program} failed ({status}): {stderr}", program = program.display())]
+    Failed {
+        /// The tool.
+        program: PathBuf,
+        /// How it exited.
+        status: ExitStatus,
+        /// What it wrote to stderr, trimmed.
+        stderr: String,
+    },
+}
+
+/// Most of a failing tool's stderr that is kept.
+const MAX_STDERR: usize = 64 << 10;
+
+/// One run of an external tool.
+#[derive(Debug)]
+pub(crate) struct ToolRun<'a> {
+    pub(crate) program: &'a Path,
+    pub(crate) args: Vec<OsString>,
+    pub(crate) cwd: &'a Path,
+    pub(crate) timeout: Duration,
+    pub(crate) max_output: usize,
+}
+
+impl ToolRun<'_> {
+    /// Runs the tool with a fresh, private home and nothing of ours in its environment; returns
+    /// its stdout. The child is killed on timeout, cancellation, output overflow or when the
+    /// returned future is dropped.
+    pub(crate) async fn run(self, cancel: &CancellationToken) -> Result<String, ProcessError> {
+        let program = self.program.to_owned();
+        let home = tempfile::Builder::new()
+            .prefix("gitops-render-home-")
+            .tempdir()
+            .map_err(|source| ProcessError::TempHome {
+                program: program.clone(),
+                source,
+            })?;
+        let h = home.path();
+        let mut command = tokio::process::Command::new(&program);
+        command
+            .args(&self.args)
+            .current_dir(self.cwd)
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("HOME", h)
+            .env("TMPDIR", h)
+            .env("XDG_CONFIG_HOME", h.join("config"))
+            .env("XDG_CACHE_HOME", h.join("cache"))
+            .env("XDG_DATA_HOME", h.join("data"))
+            .env("HELM_CONFIG_HOME", h.join("helm/config"))
+            .env("HELM_CACHE_HOME", h.join("helm/cache"))
+            .env("HELM_DATA_HOME", h.join("helm/data"))
+            .env("HELM_NO_PLUGINS", "1")
+            .env("KUBECONFIG", h.join("no-kubeconfig"))
+            .env("KUSTOMIZE_PLUGIN_HOME", h.join("no-plugins"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().map_err(|source| ProcessError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let io = |source| ProcessError::Io {
+            program: program.clone(),
+            source,
+        };
+        let outcome = {
+            let work = async {
+                let read_out = async {
+                    let (out, overflow) = read_limited(stdout, self.max_output)
+                        .await
+                        .map_err(io)?;
+                    if overflow {
+                        // Stop at once: the tool may block on a full pipe and never close stderr.
+                        return Err(ProcessError::OutputTooLarge {
+                            program: program.clone(),
+                            limit: self.max_output,
+                        });
+                    }
+                    Ok(out)
+                };
+                let read_err = async { Ok(read_limited(stderr, MAX_STDERR).await.map_err(io)?.0) };
+                tokio::try_join!(read_out, read_err)
+            };
+            tokio::select! {
+                result = work => result,
+                () = tokio::time::sleep(self.timeout) => Err(ProcessError::TimedOut {
+                    program: program.clone(),
+                    timeout: self.timeout,
+                }),
+                () = cancel.cancelled() => Err(ProcessError::Cancelled { program: program.clone() }),
+            }
+        };
+        let (out, err) = match outcome {
+            Ok(output) => output,
+            Err(e) => {
+                // Kill and reap; errors here only mean it already exited.
+                let _ = child.kill().await;
+                return Err(e);
+            }
+        };
+        let status = child.wait().await.map_err(io)?;
+        if !status.success() {
+            return Err(ProcessError::Failed {
+                program,
+                status,
+                stderr: String::from_utf8_lossy(&err).trim().to_owned(),
+            });
+        }
+        if !err.is_empty() {
+            tracing::debug!(program = %program.display(), stderr = %String::from_utf8_lossy(&err).trim(), "tool warnings");
+        }
+        String::from_utf8(out).map_err(|_| ProcessError::NotUtf8 { program })
+    }
+}
+
+/// A tool's error output with absolute root paths made relative and a leading `Error: ` cut.
+pub(crate) fn clean_message(root: &crate::SourceRoot, stderr: &str) -> String {
+    let root_text = root.path().to_string_lossy();
+    let text = stderr
+        .replace(&format!("{root_text}/"), "")
+        .replace(root_text.as_ref(), ".");
+    let text = text.trim();
+    text.strip_prefix("Error: ").unwrap_or(text).to_owned()
+}
+
+/// Reads up to `limit` bytes; the flag says whether there was more (which is then not read).
+async fn read_limited(
+    reader: impl AsyncRead + Unpin,
+    limit: usize,
+) -> std::io::Result<(Vec<u8>, bool)> {
+    let mut buffer = Vec::new();
+    let read = reader
+        .take(limit as u64 + 1)
+        .read_to_end(&mut buffer)
+        .await?;
+    let overflow = read > limit;
+    buffer.truncate(limit);
+    Ok((buffer, overflow))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str, timeout: Duration, max_output: usize) -> ToolRun<'static> {
+        ToolRun {
+            program: Path::new("/bin/sh"),
+            args: vec!["-c".into(), script.into()],
+            cwd: Path::new("/"),
+            timeout,
+            max_output,
+        }
+    }
+
+    #[tokio::test]
+    async fn runs_with_a_clean_private_environment() {
+        let out = sh("echo \"$HOME|$HELM_CACHE_HOME|$CARGO\"", Duration::from_secs(10), 4096)
+            .run(&CancellationToken::new())
+            .await
+            .unwrap();
+        let parts: Vec<&str> = out.trim().split('|').collect();
+        assert!(parts[0].contains("gitops-render-home-"), "{out}");
+        assert!(parts[1].starts_with(parts[0]), "{out}");
+        assert_eq!(parts[2], "", "the caller's environment leaked: {out}");
+    }
+
+    #[tokio::test]
+    async fn surfaces_stderr_of_failures() {
+        let err = sh("echo oops >&2; exit 3", Duration::from_secs(10), 4096)
+            .run(&CancellationToken::new())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ProcessError::Failed { ref stderr, .. } if stderr == "oops"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn kills_on_timeout_cancel_and_overflow() {
+        let err = sh("sleep 30", Duration::from_millis(200), 4096)
+            .run(&CancellationToken::new())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ProcessError::TimedOut { .. }), "{err}");
+
+        let cancel = CancellationToken::new();
+        let canceller = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            canceller.cancel();
+        });
+        let err = sh("sleep 30", Duration::from_secs(60), 4096)
+            .run(&cancel)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ProcessError::Cancelled { .. }), "{err}");
+
+        let err = sh("yes", Duration::from_secs(60), 1000)
+            .run(&CancellationToken::new())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ProcessError::OutputTooLarge { limit: 1000, .. }), "{err}");
+    }
+}
