@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::fieldpath::{FieldSet, FieldsV1Error, canonical_json, item_key};
-use crate::ignore::{IgnoreRule, PathPattern};
+use crate::ignore::{IgnoreRule, PathPattern, PathStep};
 use crate::normalise::{NormaliseError, Normaliser, SecretStringData, Side};
 use crate::quantity::Quantity;
 use crate::schema::{FieldSchema, ListKey, ListType, Schema};
@@ -74,6 +74,15 @@ pub enum DiffError {
         /// The JSON error.
         #[source]
         source: serde_json::Error,
+    },
+    /// Diffing a rendered manifest failed; says where the manifest came from.
+    #[error("manifest from {origin}")]
+    Manifest {
+        /// The manifest's origin: file, document and line.
+        origin: String,
+        /// The error.
+        #[source]
+        source: Box<DiffError>,
     },
     /// The work was cancelled.
     #[error("diff cancelled after {done} of {total} objects")]
@@ -324,14 +333,53 @@ impl Differ {
 
     /// Diffs a rendered manifest against its live object (if any).
     ///
+    /// ```
+    /// let manifests = gitops_core::parse_manifests(
+    ///     "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData: [not, a, map]\n",
+    ///     "secret.yaml",
+    /// )?;
+    /// let differ = gitops_diff::Differ::builder("gitops-rs").build();
+    /// let err = differ.diff_manifest(&manifests[0], None).unwrap_err();
+    /// assert!(err.to_string().starts_with("manifest from secret.yaml"), "{err}");
+    /// # Ok::<(), gitops_core::ParseError>(())
+    /// ```
+    ///
     /// # Errors
-    /// See [`Differ::diff`].
+    /// See [`Differ::diff`]; the error is wrapped in [`DiffError::Manifest`] with the manifest's
+    /// origin.
     pub fn diff_manifest(
         &self,
         desired: &Manifest,
         live: Option<&Value>,
     ) -> Result<ObjectDiff, DiffError> {
         self.diff(Some(desired.object()), live)
+            .map_err(|source| DiffError::Manifest {
+                origin: desired.origin().to_string(),
+                source: Box::new(source),
+            })
+    }
+
+    /// Whether our field manager has an `Apply` entry in the live object's managedFields. An
+    /// object in sync that we do not manage yet (created by another tool with the same values)
+    /// still needs one apply for us to take ownership, so that later removals are detected.
+    ///
+    /// ```
+    /// let differ = gitops_diff::Differ::builder("gitops-rs").build();
+    /// let live = serde_json::json!({"metadata": {"managedFields": [
+    ///     {"manager": "kubectl-client-side-apply", "operation": "Update"}]}});
+    /// assert!(!differ.is_managed(&live));
+    /// ```
+    #[must_use]
+    pub fn is_managed(&self, live: &Value) -> bool {
+        live.pointer("/metadata/managedFields")
+            .and_then(Value::as_array)
+            .is_some_and(|entries| {
+                entries.iter().any(|entry| {
+                    entry.get("manager").and_then(Value::as_str)
+                        == Some(self.field_manager.as_str())
+                        && entry.get("operation").and_then(Value::as_str) == Some("Apply")
+                })
+            })
     }
 
     /// Whether applying `desired` would change `live`: the applier's no-op check. Stops at the
@@ -350,6 +398,14 @@ impl Differ {
 
     /// Diffs one object. `desired` without `live` is a create, `live` without `desired` a
     /// delete.
+    ///
+    /// Read `live` at the `apiVersion` of `desired` (the apiserver converts between versions):
+    /// the schema of the desired version is used for both. `metadata` is compared for labels,
+    /// annotations (without the last-applied annotation), finalizers and owner references;
+    /// identity and bookkeeping fields (`name`, `uid`, `resourceVersion`, `managedFields`, ...)
+    /// and `status` are not compared. A desired `null` counts as unset; a desired empty value
+    /// (`""`, `0`, `false`, `[]`, `{}`) against an absent live field is in sync, as the
+    /// apiserver drops such values for most fields.
     ///
     /// # Errors
     /// When neither is given, when they are not Kubernetes objects or not the same object, when
@@ -888,7 +944,7 @@ impl<'a> Walk<'a> {
         if self.patterns.is_empty() {
             return false;
         }
-        let segments: Vec<Cow<'_, str>> = self
+        let texts: Vec<Cow<'_, str>> = self
             .path
             .iter()
             .map(|step| match step {
@@ -897,7 +953,22 @@ impl<'a> Walk<'a> {
                 Step::Item { index: None, .. } => Cow::Borrowed("-"),
             })
             .collect();
-        self.patterns.iter().any(|p| p.matches(&segments))
+        let steps: Vec<PathStep<'_>> = self
+            .path
+            .iter()
+            .zip(&texts)
+            .map(|(step, text)| PathStep {
+                text,
+                item: match step {
+                    Step::Field(_) => None,
+                    Step::Item {
+                        label: Label::Keyed(_, item) | Label::Value(item),
+                        ..
+                    } => Some(*item),
+                },
+            })
+            .collect();
+        self.patterns.iter().any(|p| p.matches_items(&steps))
     }
 
     fn record(&mut self, kind: ChangeKind, before: Option<&Value>, after: Option<&Value>) {

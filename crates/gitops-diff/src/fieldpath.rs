@@ -6,7 +6,7 @@
 //! `v:<json value>` an item of a set, `i:<index>` an item by position, and `.` the node itself.
 //! An empty object `{}` owns the element it is under.
 
-use std::collections::HashMap;
+use std::borrow::Borrow;
 use std::fmt::Write as _;
 
 use serde_json::{Map, Value};
@@ -79,10 +79,67 @@ pub enum PathElement {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FieldSet {
     owns_self: bool,
-    fields: HashMap<String, FieldSet>,
-    keys: HashMap<String, FieldSet>,
-    values: HashMap<String, FieldSet>,
-    indices: HashMap<usize, FieldSet>,
+    fields: SortedMap<String, FieldSet>,
+    keys: SortedMap<String, FieldSet>,
+    values: SortedMap<String, FieldSet>,
+    indices: SortedMap<usize, FieldSet>,
+}
+
+/// A small map as a sorted vector: field sets have few children per node, and lookups by
+/// `&str` need no hashing.
+#[derive(Debug, Clone, PartialEq)]
+struct SortedMap<K, V> {
+    entries: Vec<(K, V)>,
+}
+
+impl<K, V> Default for SortedMap<K, V> {
+    fn default() -> Self {
+        Self {
+            entries: Vec::new(),
+        }
+    }
+}
+
+impl<K: Ord, V> SortedMap<K, V> {
+    fn position<Q: Ord + ?Sized>(&self, key: &Q) -> Result<usize, usize>
+    where
+        K: Borrow<Q>,
+    {
+        self.entries.binary_search_by(|(k, _)| k.borrow().cmp(key))
+    }
+
+    fn get<Q: Ord + ?Sized>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+    {
+        self.position(key).ok().map(|i| &self.entries[i].1)
+    }
+
+    fn get_mut<Q: Ord + ?Sized>(&mut self, key: &Q) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+    {
+        self.position(key).ok().map(|i| &mut self.entries[i].1)
+    }
+
+    fn insert(&mut self, key: K, value: V) {
+        match self.position(&key) {
+            Ok(i) => self.entries[i].1 = value,
+            Err(i) => self.entries.insert(i, (key, value)),
+        }
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &K> {
+        self.entries.iter().map(|(k, _)| k)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.entries.iter().map(|(k, v)| (k, v))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
 }
 
 impl FieldSet {
@@ -176,7 +233,7 @@ impl FieldSet {
             PathElement::Key(key) => self.keys.insert(key, child),
             PathElement::Value(value) => self.values.insert(value, child),
             PathElement::Index(index) => self.indices.insert(index, child),
-        };
+        }
     }
 
     /// Adds everything `other` owns.

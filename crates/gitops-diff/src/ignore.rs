@@ -20,6 +20,12 @@ pub enum IgnoreError {
         /// The pattern as given.
         pattern: String,
     },
+    /// A keyed segment is not `[key=value,...]`.
+    #[error("ignore path {pattern:?} has a list item selector that is not [key=value,...]")]
+    BadSelector {
+        /// The pattern as given.
+        pattern: String,
+    },
     /// A pointer escape is invalid.
     #[error("ignore path {pattern:?} has an invalid escape (only ~0 and ~1 exist)")]
     BadEscape {
@@ -148,6 +154,8 @@ fn wildcard_match(pattern: &str, text: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
     Literal(String),
+    /// `[name=web]` or `[port=80,protocol=TCP]`: the list item with these key values.
+    Keyed(Vec<(String, String)>),
     /// `*`: any one segment.
     Any,
     /// `**`: any number of segments, including none.
@@ -155,7 +163,8 @@ enum Segment {
 }
 
 /// A JSON pointer with wildcards: `*` matches one segment (a field name or a list index),
-/// `**` any number of segments.
+/// `**` any number of segments, and `[key=value,...]` the list item whose fields have these
+/// values (such as `/spec/template/spec/containers/[name=web]/image`).
 ///
 /// ```
 /// use gitops_diff::PathPattern;
@@ -189,6 +198,23 @@ impl PathPattern {
             segments.push(match raw {
                 "*" => Segment::Any,
                 "**" => Segment::AnyDepth,
+                keyed if keyed.starts_with('[') && keyed.ends_with(']') && keyed.contains('=') => {
+                    let mut pairs = Vec::new();
+                    for pair in keyed[1..keyed.len() - 1].split(',') {
+                        let (key, value) =
+                            pair.split_once('=')
+                                .ok_or_else(|| IgnoreError::BadSelector {
+                                    pattern: pattern.to_owned(),
+                                })?;
+                        let unescaped = |text: &str| {
+                            unescape(text).ok_or_else(|| IgnoreError::BadEscape {
+                                pattern: pattern.to_owned(),
+                            })
+                        };
+                        pairs.push((unescaped(key)?, unescaped(value)?));
+                    }
+                    Segment::Keyed(pairs)
+                }
                 _ => Segment::Literal(unescape(raw).ok_or_else(|| IgnoreError::BadEscape {
                     pattern: pattern.to_owned(),
                 })?),
@@ -206,14 +232,59 @@ impl PathPattern {
         &self.text
     }
 
-    /// Whether the path (unescaped segments) matches.
+    /// Whether the path (unescaped segments) matches. Keyed segments (`[name=web]`) match no
+    /// plain segment; see [`PathPattern::matches_items`].
     #[must_use]
     pub fn matches<S: AsRef<str>>(&self, path: &[S]) -> bool {
+        let steps: Vec<PathStep<'_>> = path
+            .iter()
+            .map(|s| PathStep {
+                text: s.as_ref(),
+                item: None,
+            })
+            .collect();
+        matches_from(&self.segments, &steps)
+    }
+
+    /// Whether the path matches, where list items also carry the item itself, so that keyed
+    /// segments (`[name=web]`) can compare its fields.
+    ///
+    /// ```
+    /// use gitops_diff::{PathPattern, PathStep};
+    ///
+    /// let pattern = PathPattern::parse("/spec/containers/[name=web]/image")?;
+    /// let web = serde_json::json!({"name": "web", "image": "nginx"});
+    /// let step = |text| PathStep { text, item: None };
+    /// let path = [step("spec"), step("containers"), PathStep { text: "0", item: Some(&web) }, step("image")];
+    /// assert!(pattern.matches_items(&path));
+    /// # Ok::<(), gitops_diff::IgnoreError>(())
+    /// ```
+    #[must_use]
+    pub fn matches_items(&self, path: &[PathStep<'_>]) -> bool {
         matches_from(&self.segments, path)
     }
 }
 
-fn matches_from<S: AsRef<str>>(pattern: &[Segment], path: &[S]) -> bool {
+/// One step of a concrete path, for [`PathPattern::matches_items`].
+#[derive(Debug, Clone, Copy)]
+pub struct PathStep<'a> {
+    /// The field name, or the list index as text.
+    pub text: &'a str,
+    /// For a list item, the item.
+    pub item: Option<&'a Value>,
+}
+
+fn keyed_match(pairs: &[(String, String)], item: Option<&Value>) -> bool {
+    let Some(item) = item else { return false };
+    pairs.iter().all(|(key, expected)| match item.get(key) {
+        Some(Value::String(s)) => s == expected,
+        Some(Value::Number(n)) => n.to_string() == *expected,
+        Some(Value::Bool(b)) => b.to_string() == *expected,
+        _ => false,
+    })
+}
+
+fn matches_from(pattern: &[Segment], path: &[PathStep<'_>]) -> bool {
     match pattern.split_first() {
         None => path.is_empty(),
         Some((Segment::AnyDepth, rest)) => {
@@ -224,7 +295,8 @@ fn matches_from<S: AsRef<str>>(pattern: &[Segment], path: &[S]) -> bool {
             Some((head, tail)) => {
                 let ok = match segment {
                     Segment::Any => true,
-                    Segment::Literal(literal) => literal == head.as_ref(),
+                    Segment::Literal(literal) => literal == head.text,
+                    Segment::Keyed(pairs) => keyed_match(pairs, head.item),
                     Segment::AnyDepth => unreachable!("handled above"),
                 };
                 ok && matches_from(rest, tail)
@@ -331,6 +403,28 @@ mod tests {
         assert!(!p.matches(&["spec", "image", "x"]));
         assert!(PathPattern::parse("spec").is_err());
         assert!(PathPattern::parse("/a~2").is_err());
+        assert!(matches!(
+            PathPattern::parse("/a/[x=1,y]"),
+            Err(IgnoreError::BadSelector { .. })
+        ));
+        let keyed = PathPattern::parse("/ports/[port=80,protocol=TCP]").unwrap();
+        let port = json!({"port": 80, "protocol": "TCP"});
+        let other = json!({"port": 81, "protocol": "TCP"});
+        let path = |item| {
+            [
+                PathStep {
+                    text: "ports",
+                    item: None,
+                },
+                PathStep {
+                    text: "0",
+                    item: Some(item),
+                },
+            ]
+        };
+        assert!(keyed.matches_items(&path(&port)));
+        assert!(!keyed.matches_items(&path(&other)));
+        assert!(!keyed.matches(&["ports", "0"]));
     }
 
     #[test]

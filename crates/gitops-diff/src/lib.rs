@@ -59,7 +59,7 @@ pub use diff::{
     LastApplied, ObjectDiff, SECRET_MASK,
 };
 pub use fieldpath::{FieldSet, FieldsV1Error, PathElement, canonical_json, item_key};
-pub use ignore::{IgnoreError, IgnoreRule, PathPattern, Selector};
+pub use ignore::{IgnoreError, IgnoreRule, PathPattern, PathStep, Selector};
 pub use normalise::{NormaliseError, Normaliser, SecretStringData, Side};
 pub use output::{Colour, DiffReport, OutputError, Summary};
 pub use quantity::{Quantity, QuantityError};

@@ -341,6 +341,32 @@ impl Schema {
         Ok(())
     }
 
+    /// Adds every CustomResourceDefinition among `objects` (for example the rendered desired
+    /// set, so that custom resources defined next to their CRDs diff by their schema). Returns
+    /// how many were added.
+    ///
+    /// # Errors
+    /// The first CRD that cannot be read.
+    pub fn add_crds_from<'v>(
+        &mut self,
+        objects: impl IntoIterator<Item = &'v Value>,
+    ) -> Result<usize, SchemaError> {
+        let mut added = 0;
+        for object in objects {
+            let is_crd = object.get("kind").and_then(Value::as_str)
+                == Some("CustomResourceDefinition")
+                && object
+                    .get("apiVersion")
+                    .and_then(Value::as_str)
+                    .is_some_and(|v| v.starts_with("apiextensions.k8s.io/"));
+            if is_crd {
+                self.add_crd(object)?;
+                added += 1;
+            }
+        }
+        Ok(added)
+    }
+
     /// Converts an inline structural schema (CRD style: no `$ref`).
     fn structural(&mut self, name: &str, node: &Value) -> FieldSchema {
         if node

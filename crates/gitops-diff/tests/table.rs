@@ -401,6 +401,41 @@ fn ignore_paths_with_wildcards() {
 }
 
 #[test]
+fn ignore_paths_select_list_items_by_key() {
+    let desired = deployment(json!([
+        {"name": "web", "image": "nginx:1.27"},
+        {"name": "proxy", "image": "envoy:1.30"}
+    ]));
+    let mut live = as_server_returns(&desired, None);
+    // Reordered in live, both images changed.
+    live["spec"]["template"]["spec"]["containers"]
+        .as_array_mut()
+        .unwrap()
+        .reverse();
+    live["spec"]["template"]["spec"]["containers"][0]["image"] = json!("envoy:1.31");
+    live["spec"]["template"]["spec"]["containers"][1]["image"] = json!("nginx:1.28");
+    let differ = Differ::builder("gitops-rs")
+        .ignore(
+            IgnoreRule::new(Selector::default())
+                .path("/spec/template/spec/containers/[name=proxy]/image")
+                .unwrap(),
+        )
+        .build();
+    let diff = differ.diff(Some(&desired), Some(&live)).unwrap();
+    assert_eq!(
+        paths(&diff),
+        vec![(
+            "spec.template.spec.containers[name=web].image",
+            ChangeKind::Modified
+        )]
+    );
+    assert_eq!(
+        diff.changes[0].pointer,
+        "/spec/template/spec/containers/1/image"
+    );
+}
+
+#[test]
 fn statefulset_claim_templates_with_server_defaults_are_not_drift() {
     let desired = json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
         "metadata": {"name": "db"},
