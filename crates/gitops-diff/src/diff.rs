@@ -833,6 +833,35 @@ pub(crate) fn subset_equal(
     }
 }
 
+/// Finds list items by key: a linear scan for short lists, a hash map for long ones.
+enum KeyIndex<'k> {
+    Scan(&'k [String]),
+    Map(std::collections::HashMap<&'k str, usize>),
+}
+
+impl<'k> KeyIndex<'k> {
+    const SCAN_UP_TO: usize = 16;
+
+    fn new(keys: &'k [String]) -> Self {
+        if keys.len() <= Self::SCAN_UP_TO {
+            return KeyIndex::Scan(keys);
+        }
+        let mut map = std::collections::HashMap::with_capacity(keys.len());
+        for (i, key) in keys.iter().enumerate() {
+            // The first item wins, as in the scan.
+            map.entry(key.as_str()).or_insert(i);
+        }
+        KeyIndex::Map(map)
+    }
+
+    fn position(&self, key: &str) -> Option<usize> {
+        match self {
+            KeyIndex::Scan(keys) => keys.iter().position(|k| k == key),
+            KeyIndex::Map(map) => map.get(key).copied(),
+        }
+    }
+}
+
 /// One step of the current path.
 #[derive(Clone, Copy)]
 enum Step<'a> {
@@ -1325,12 +1354,14 @@ impl<'a> Walk<'a> {
     ) {
         let live_keys: Vec<String> = live.iter().map(|item| item_key(keys, item)).collect();
         let desired_keys: Vec<String> = desired.iter().map(|item| item_key(keys, item)).collect();
+        let live_index = KeyIndex::new(&live_keys);
+        let desired_index = KeyIndex::new(&desired_keys);
         let mut appended = Vec::new();
         for (item, key) in desired.iter().zip(&desired_keys) {
             if self.done() {
                 return;
             }
-            let Some(index) = live_keys.iter().position(|k| k == key) else {
+            let Some(index) = live_index.position(key) else {
                 appended.push((item, key));
                 continue;
             };
@@ -1353,7 +1384,7 @@ impl<'a> Walk<'a> {
                 if self.done() {
                     return;
                 }
-                if desired_keys.contains(key) {
+                if desired_index.position(key).is_some() {
                     continue;
                 }
                 let Some(child) = owned.key(key) else {

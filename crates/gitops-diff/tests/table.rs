@@ -572,3 +572,30 @@ fn bad_inputs_are_clear_errors() {
         .unwrap_err();
     assert!(err.to_string().contains("last-applied"), "{err}");
 }
+
+#[test]
+fn long_associative_lists_match_by_key() {
+    let env: Vec<Value> = (0..40)
+        .map(|i| json!({"name": format!("VAR_{i}"), "value": format!("{i}")}))
+        .collect();
+    let desired = deployment(json!([{"name": "web", "image": "nginx", "env": env}]));
+    let mut live = as_server_returns(&desired, None);
+    let live_env = live["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array_mut()
+        .unwrap();
+    live_env.reverse();
+    live_env[0]["value"] = json!("changed");
+    let diff = differ().diff(Some(&desired), Some(&live)).unwrap();
+    assert_eq!(
+        paths(&diff),
+        vec![(
+            "spec.template.spec.containers[name=web].env[name=VAR_39].value",
+            ChangeKind::Modified
+        )]
+    );
+    assert_eq!(
+        diff.changes[0].pointer,
+        "/spec/template/spec/containers/0/env/0/value"
+    );
+    assert_patch_converges(&differ(), &desired, &live);
+}
