@@ -211,9 +211,13 @@ impl HelmRenderer {
         }
         root.check_tree(chart, self.max_file_size)?;
         let text = root.read_to_string(&chart_yaml, self.max_file_size)?;
-        let documents =
-            gitops_core::parse_yaml_documents(&text, shown.clone()).map_err(HelmError::ChartYaml)?;
-        let metadata = documents.into_iter().next().map(|d| d.value).unwrap_or_default();
+        let documents = gitops_core::parse_yaml_documents(&text, shown.clone())
+            .map_err(HelmError::ChartYaml)?;
+        let metadata = documents
+            .into_iter()
+            .next()
+            .map(|d| d.value)
+            .unwrap_or_default();
         let name = metadata
             .get("name")
             .and_then(Value::as_str)
@@ -261,7 +265,12 @@ fn vendored_charts(charts: &Path) -> Vec<String> {
                 .ok()
                 .and_then(|text| gitops_core::parse_yaml_documents(&text, "Chart.yaml").ok())
                 .and_then(|docs| docs.into_iter().next())
-                .and_then(|doc| doc.value.get("name").and_then(Value::as_str).map(str::to_owned));
+                .and_then(|doc| {
+                    doc.value
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                });
             names.extend(declared);
             names.push(file_name);
         } else if let Some(stem) = file_name.strip_suffix(".tgz") {
@@ -408,7 +417,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let charts = dir.path().join("charts");
         std::fs::create_dir_all(charts.join("redis")).unwrap();
-        std::fs::write(charts.join("redis/Chart.yaml"), "name: redis-ha\nversion: 1.0.0\n").unwrap();
+        std::fs::write(
+            charts.join("redis/Chart.yaml"),
+            "name: redis-ha\nversion: 1.0.0\n",
+        )
+        .unwrap();
         std::fs::write(charts.join("common-2.1.0.tgz"), "").unwrap();
         std::fs::write(charts.join("my-lib-0.1.0-rc.1.tgz"), "").unwrap();
         let mut names = vendored_charts(&charts);

@@ -229,7 +229,9 @@ impl ReferenceCheck<'_> {
         let Value::Object(kustomization) = document.value else {
             return Err(KustomizeError::NotAMapping { file: shown });
         };
-        if kustomization.contains_key("helmCharts") || kustomization.contains_key("helmChartInflationGenerator") {
+        if kustomization.contains_key("helmCharts")
+            || kustomization.contains_key("helmChartInflationGenerator")
+        {
             return Err(KustomizeError::HelmCharts { file: shown });
         }
         let strings = |field: &str| -> Vec<String> {
@@ -467,16 +469,35 @@ mod tests {
         );
         write(d, "abs/kustomization.yaml", "resources:\n- /etc/passwd\n");
         let err = check(d, "abs").unwrap_err();
-        assert!(err.to_string().contains("absolute paths are refused"), "{err}");
-        write(d, "remote/kustomization.yaml", "resources:\n- https://example.com/x.yaml\n");
+        assert!(
+            err.to_string().contains("absolute paths are refused"),
+            "{err}"
+        );
+        write(
+            d,
+            "remote/kustomization.yaml",
+            "resources:\n- https://example.com/x.yaml\n",
+        );
         let err = check(d, "remote").unwrap_err();
         assert!(matches!(err, KustomizeError::Remote { .. }), "{err}");
         write(d, "deep/kustomization.yaml", "resources:\n- ../bad\n");
         let err = check(d, "deep").unwrap_err();
-        assert!(err.to_string().starts_with("bad/kustomization.yaml: resources:"), "{err}");
-        write(d, "gen/kustomization.yaml", "secretGenerator:\n- name: s\n  envs:\n  - ../../../etc/env\n");
+        assert!(
+            err.to_string()
+                .starts_with("bad/kustomization.yaml: resources:"),
+            "{err}"
+        );
+        write(
+            d,
+            "gen/kustomization.yaml",
+            "secretGenerator:\n- name: s\n  envs:\n  - ../../../etc/env\n",
+        );
         let err = check(d, "gen").unwrap_err();
-        assert!(err.to_string().starts_with("gen/kustomization.yaml: secretGenerator.envs: "), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("gen/kustomization.yaml: secretGenerator.envs: "),
+            "{err}"
+        );
         write(d, "missing/kustomization.yaml", "resources:\n- nope.yaml\n");
         let err = check(d, "missing").unwrap_err();
         assert_eq!(
@@ -484,6 +505,9 @@ mod tests {
             "missing/kustomization.yaml: resources: missing/nope.yaml: not found in the source root"
         );
         write(d, "helm/kustomization.yaml", "helmCharts:\n- name: x\n");
-        assert!(matches!(check(d, "helm"), Err(KustomizeError::HelmCharts { .. })));
+        assert!(matches!(
+            check(d, "helm"),
+            Err(KustomizeError::HelmCharts { .. })
+        ));
     }
 }

@@ -115,22 +115,22 @@ impl RenderRequest {
 pub enum RenderError {
     /// A path would leave the source root, or a file is too large.
     #[error(transparent)]
-    Root(#[from] RootError),
+    Root(Box<RootError>),
     /// The plain renderer failed.
     #[error(transparent)]
-    Plain(#[from] PlainError),
+    Plain(Box<PlainError>),
     /// Kustomize failed.
     #[error(transparent)]
-    Kustomize(#[from] KustomizeError),
+    Kustomize(Box<KustomizeError>),
     /// Helm failed.
     #[error(transparent)]
-    Helm(#[from] HelmError),
+    Helm(Box<HelmError>),
     /// Substitution failed.
     #[error(transparent)]
-    Substitute(#[from] SubstituteError),
+    Substitute(Box<SubstituteError>),
     /// Two objects have the same identity.
     #[error(transparent)]
-    Duplicate(#[from] DuplicateObject),
+    Duplicate(Box<DuplicateObject>),
     /// The render was cancelled.
     #[error("render cancelled")]
     Cancelled,
@@ -143,6 +143,32 @@ pub enum RenderError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+}
+
+/// Boxes each error into its variant, keeping [`RenderError`] small.
+macro_rules! boxed_from {
+    ($($variant:ident($error:ty)),* $(,)?) => {$(
+        impl From<$error> for RenderError {
+            fn from(error: $error) -> Self {
+                Self::$variant(Box::new(error))
+            }
+        }
+    )*};
+}
+
+boxed_from!(
+    Root(RootError),
+    Plain(PlainError),
+    Kustomize(KustomizeError),
+    Helm(HelmError),
+    Substitute(SubstituteError),
+    Duplicate(DuplicateObject),
+);
+
+impl From<Box<DuplicateObject>> for RenderError {
+    fn from(error: Box<DuplicateObject>) -> Self {
+        Self::Duplicate(error)
+    }
 }
 
 /// Two objects with the same [`ObjectId`]; names both places.
@@ -167,15 +193,15 @@ pub struct DuplicateObject {
 /// assert_eq!(err.to_string(), "ConfigMap a is defined twice: at a.yaml:1 and at a.yaml:6 (document 2)");
 /// # Ok::<(), gitops_core::ParseError>(())
 /// ```
-pub fn check_unique(manifests: &[Manifest]) -> Result<(), DuplicateObject> {
+pub fn check_unique(manifests: &[Manifest]) -> Result<(), Box<DuplicateObject>> {
     let mut seen: HashMap<ObjectId, &Origin> = HashMap::with_capacity(manifests.len());
     for manifest in manifests {
         if let Some(first) = seen.insert(manifest.id(), manifest.origin()) {
-            return Err(DuplicateObject {
+            return Err(Box::new(DuplicateObject {
                 id: manifest.id(),
                 first: first.clone(),
                 second: manifest.origin().clone(),
-            });
+            }));
         }
     }
     Ok(())

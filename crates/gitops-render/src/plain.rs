@@ -40,7 +40,6 @@ const DEFAULT_MAX_FILE_SIZE: u64 = 8 << 20;
 /// Default limit on all files of one render: 256 MiB.
 const DEFAULT_MAX_TOTAL_SIZE: u64 = 256 << 20;
 
-
 /// Renders a directory of plain manifests: `*.yaml`, `*.yml` and `*.json` files, recursively by
 /// default, multi-document YAML, `kind: List` expanded; every object validated; two objects with
 /// the same identity are an error naming both places.
@@ -384,7 +383,11 @@ mod tests {
         let d = dir.path();
         write(d, "b.yaml", &format!("{CM}b\n---\n{CM}b2\n"));
         write(d, "a/z.yml", &format!("{CM}z\n"));
-        write(d, "a.json", r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "j"}}"#);
+        write(
+            d,
+            "a.json",
+            r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "j"}}"#,
+        );
         write(
             d,
             "c.yaml",
@@ -397,7 +400,13 @@ mod tests {
         let all = render(&PlainRenderer::new(), d).unwrap();
         assert_eq!(
             names(&all),
-            ["z@a/z.yml:1", "j@a.json:1", "b@b.yaml:1", "b2@b.yaml:6 (document 2)", "s@c.yaml:1"]
+            [
+                "z@a/z.yml:1",
+                "j@a.json:1",
+                "b@b.yaml:1",
+                "b2@b.yaml:6 (document 2)",
+                "s@c.yaml:1"
+            ]
         );
         let top = render(&PlainRenderer::new().recursive(false), d).unwrap();
         assert_eq!(top.len(), 4);
@@ -411,15 +420,33 @@ mod tests {
         write(d, "app/deploy.test.yaml", &format!("{CM}test\n"));
         write(d, "prod/x.yaml", &format!("{CM}prod\n"));
         write(d, "dev/x.yaml", &format!("{CM}dev\n"));
-        let r = render(&PlainRenderer::new().exclude("*.test.yaml").exclude("dev"), d).unwrap();
-        assert_eq!(names(&r), ["deploy@app/deploy.yaml:1", "prod@prod/x.yaml:1"]);
+        let r = render(
+            &PlainRenderer::new().exclude("*.test.yaml").exclude("dev"),
+            d,
+        )
+        .unwrap();
+        assert_eq!(
+            names(&r),
+            ["deploy@app/deploy.yaml:1", "prod@prod/x.yaml:1"]
+        );
         let r = render(&PlainRenderer::new().include("prod/**/*.yaml"), d).unwrap();
         assert_eq!(names(&r), ["prod@prod/x.yaml:1"]);
-        let r = render(&PlainRenderer::new().include("prod/*.yaml").include("deploy.yaml"), d)
-            .unwrap();
-        assert_eq!(names(&r), ["deploy@app/deploy.yaml:1", "prod@prod/x.yaml:1"]);
+        let r = render(
+            &PlainRenderer::new()
+                .include("prod/*.yaml")
+                .include("deploy.yaml"),
+            d,
+        )
+        .unwrap();
+        assert_eq!(
+            names(&r),
+            ["deploy@app/deploy.yaml:1", "prod@prod/x.yaml:1"]
+        );
         let err = render(&PlainRenderer::new().include("a[b"), d).unwrap_err();
-        assert!(err.to_string().contains("invalid glob pattern \"a[b\""), "{err}");
+        assert!(
+            err.to_string().contains("invalid glob pattern \"a[b\""),
+            "{err}"
+        );
     }
 
     #[test]
@@ -430,7 +457,11 @@ mod tests {
         write(d, "a.yaml", &format!("{CM}a\n"));
         write(d, "overlay/kustomization.yaml", "resources: [../a.yaml]\n");
         write(d, "overlay/patch.yaml", "metadata:\n  name: a\n");
-        write(d, "chart/Chart.yaml", "apiVersion: v2\nname: c\nversion: 1.0.0\n");
+        write(
+            d,
+            "chart/Chart.yaml",
+            "apiVersion: v2\nname: c\nversion: 1.0.0\n",
+        );
         write(d, "chart/templates/x.yaml", "{{ .Values.x }}\n");
         let r = render(&PlainRenderer::new(), d).unwrap();
         assert_eq!(names(&r), ["a@a.yaml:1"]);
@@ -448,7 +479,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         write(d, "a.yaml", &format!("{CM}x\n  namespace: ns\n"));
-        write(d, "b.yaml", &format!("# c\n{CM}other\n---\n{CM}x\n  namespace: ns\n"));
+        write(
+            d,
+            "b.yaml",
+            &format!("# c\n{CM}other\n---\n{CM}x\n  namespace: ns\n"),
+        );
         let err = render(&PlainRenderer::new(), d).unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -468,7 +503,11 @@ mod tests {
             "a.yaml: 51 bytes is more than the limit of 10 bytes"
         );
         let err = render(&PlainRenderer::new().max_total_size(60), d).unwrap_err();
-        assert!(err.to_string().contains("add up to more than the limit of 60"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("add up to more than the limit of 60"),
+            "{err}"
+        );
     }
 
     #[test]

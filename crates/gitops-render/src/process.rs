@@ -140,9 +140,8 @@ impl ToolRun<'_> {
         let outcome = {
             let work = async {
                 let read_out = async {
-                    let (out, overflow) = read_limited(stdout, self.max_output)
-                        .await
-                        .map_err(io)?;
+                    let (out, overflow) =
+                        read_limited(stdout, self.max_output).await.map_err(io)?;
                     if overflow {
                         // Stop at once: the tool may block on a full pipe and never close stderr.
                         return Err(ProcessError::OutputTooLarge {
@@ -228,10 +227,14 @@ mod tests {
 
     #[tokio::test]
     async fn runs_with_a_clean_private_environment() {
-        let out = sh("echo \"$HOME|$HELM_CACHE_HOME|$CARGO\"", Duration::from_secs(10), 4096)
-            .run(&CancellationToken::new())
-            .await
-            .unwrap();
+        let out = sh(
+            "echo \"$HOME|$HELM_CACHE_HOME|$CARGO\"",
+            Duration::from_secs(10),
+            4096,
+        )
+        .run(&CancellationToken::new())
+        .await
+        .unwrap();
         let parts: Vec<&str> = out.trim().split('|').collect();
         assert!(parts[0].contains("gitops-render-home-"), "{out}");
         assert!(parts[1].starts_with(parts[0]), "{out}");
@@ -244,7 +247,10 @@ mod tests {
             .run(&CancellationToken::new())
             .await
             .unwrap_err();
-        assert!(matches!(err, ProcessError::Failed { ref stderr, .. } if stderr == "oops"), "{err}");
+        assert!(
+            matches!(err, ProcessError::Failed { ref stderr, .. } if stderr == "oops"),
+            "{err}"
+        );
     }
 
     #[tokio::test]
@@ -271,6 +277,9 @@ mod tests {
             .run(&CancellationToken::new())
             .await
             .unwrap_err();
-        assert!(matches!(err, ProcessError::OutputTooLarge { limit: 1000, .. }), "{err}");
+        assert!(
+            matches!(err, ProcessError::OutputTooLarge { limit: 1000, .. }),
+            "{err}"
+        );
     }
 }

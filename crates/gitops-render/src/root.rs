@@ -305,7 +305,12 @@ impl SourceRoot {
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                         return Err(RootError::DanglingSymlink { link: relative });
                     }
-                    Err(source) => return Err(RootError::Io { path: relative, source }),
+                    Err(source) => {
+                        return Err(RootError::Io {
+                            path: relative,
+                            source,
+                        });
+                    }
                 };
                 if !target.starts_with(&self.root) {
                     return Err(RootError::SymlinkEscapes {
@@ -418,7 +423,10 @@ mod tests {
         let root = SourceRoot::new(dir.path()).unwrap();
         let err = root.resolve_dir("apps/out").unwrap_err();
         assert!(matches!(err, RootError::SymlinkEscapes { .. }), "{err}");
-        assert!(err.to_string().starts_with("apps/out: symbolic link points outside"));
+        assert!(
+            err.to_string()
+                .starts_with("apps/out: symbolic link points outside")
+        );
         assert!(root.resolve_dir("apps/inside").is_ok());
         let err = root.check_tree(root.path(), 1024).unwrap_err();
         assert!(matches!(err, RootError::SymlinkEscapes { .. }), "{err}");

@@ -17,7 +17,9 @@ pub const DISABLE_ANNOTATIONS: [&str; 2] = [
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubstituteError {
     /// A variable name given to [`Substitution::with_variable`] is not `[A-Za-z_][A-Za-z0-9_]*`.
-    #[error("invalid variable name {name:?}: use letters, digits and '_', not starting with a digit")]
+    #[error(
+        "invalid variable name {name:?}: use letters, digits and '_', not starting with a digit"
+    )]
     InvalidVariableName {
         /// The name.
         name: String,
@@ -124,13 +126,13 @@ impl Substitution {
     pub fn expand(&self, text: &str) -> Result<String, SubstituteError> {
         self.check_names()?;
         let mut unset = BTreeSet::new();
-        let out = self
-            .expand_into(text, &mut unset)
-            .map_err(|message| SubstituteError::Syntax {
-                object: "text".into(),
-                pointer: String::new(),
-                message,
-            })?;
+        let out =
+            self.expand_into(text, &mut unset)
+                .map_err(|message| SubstituteError::Syntax {
+                    object: "text".into(),
+                    pointer: String::new(),
+                    message,
+                })?;
         if self.strict && !unset.is_empty() {
             return Err(SubstituteError::Unset {
                 object: "text".into(),
@@ -353,7 +355,9 @@ impl Substitution {
                 None => chars.collect(),
             });
         }
-        Err(format!("invalid expression ${{{body}}}: unknown operator {op:?}"))
+        Err(format!(
+            "invalid expression ${{{body}}}: unknown operator {op:?}"
+        ))
     }
 
     fn lookup(&self, name: &str, unset: &mut BTreeSet<String>) -> String {
@@ -465,9 +469,19 @@ mod tests {
     #[test]
     fn syntax_errors_and_names() {
         let s = vars();
-        assert!(s.expand("${APP").unwrap_err().to_string().contains("unterminated"));
+        assert!(
+            s.expand("${APP")
+                .unwrap_err()
+                .to_string()
+                .contains("unterminated")
+        );
         assert!(s.expand("${}").is_err());
-        assert!(s.expand("${APP?x}").unwrap_err().to_string().contains("unknown operator"));
+        assert!(
+            s.expand("${APP?x}")
+                .unwrap_err()
+                .to_string()
+                .contains("unknown operator")
+        );
         assert!(s.expand("${APP:x}").is_err());
         let bad = Substitution::new().with_variable("1X", "a");
         assert_eq!(
@@ -519,7 +533,8 @@ mod tests {
         }));
         let err = s.apply(&mut syntax).unwrap_err();
         assert!(
-            err.to_string().starts_with("ConfigMap a from apps/web.yaml:3: at /data/a~1b: unterminated"),
+            err.to_string()
+                .starts_with("ConfigMap a from apps/web.yaml:3: at /data/a~1b: unterminated"),
             "{err}"
         );
     }

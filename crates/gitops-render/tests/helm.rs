@@ -1,0 +1,218 @@
+//! The Helm renderer against the pinned helm binary: a chart with values files, inline values,
+//! CRDs, kube version and API versions; vendored and missing dependencies; every refusal.
+
+mod common;
+
+use std::path::Path;
+
+use common::{copy_fixture, fixtures, tool, write};
+use gitops_envtest::Tool;
+use gitops_render::{HelmError, HelmRenderer, RenderError, RenderRequest, Renderer, SourceRoot};
+use serde_json::json;
+
+async fn helm(release: &str) -> HelmRenderer {
+    HelmRenderer::new(tool(Tool::Helm).await, release)
+}
+
+fn request(root: &Path, path: &str) -> RenderRequest {
+    RenderRequest::new(SourceRoot::new(root).unwrap(), path)
+}
+
+#[tokio::test]
+async fn renders_a_chart_with_values_crds_and_capabilities() {
+    let renderer = helm("shop")
+        .await
+        .namespace("retail")
+        .values_file("env/prod-values.yaml")
+        .values(json!({"greeting": "bonjour", "extra": "yes"}))
+        .kube_version("1.37.2")
+        .api_version("example.com/v1/Widget");
+    let objects = renderer
+        .render(&request(&fixtures().join("helm"), "charts/web"))
+        .await
+        .unwrap();
+    let summary: Vec<String> = objects
+        .iter()
+        .map(|o| format!("{} {} @ {}", o.kind(), o.name(), o.origin()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            "CustomResourceDefinition widgets.example.com @ charts/web/crds/widgets.yaml",
+            "ConfigMap shop-config @ charts/web/templates/config.yaml",
+            "ConfigMap shop-extra @ charts/web/templates/config.yaml (document 2)",
+            "Deployment shop-web @ charts/web/templates/deployment.yaml",
+        ]
+    );
+    let config = objects[1].object();
+    assert_eq!(
+        config["data"],
+        json!({"greeting": "bonjour", "kubeVersion": "v1.37.2", "hasWidgets": "true"})
+    );
+    let deployment = &objects[3];
+    assert_eq!(deployment.namespace(), Some("retail"));
+    assert_eq!(deployment.object()["spec"]["replicas"], 3);
+    assert_eq!(
+        deployment.object()["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:1.27"
+    );
+
+    let without_crds = helm("shop").await.include_crds(false);
+    let objects = without_crds
+        .render(&request(&fixtures().join("helm"), "charts/web"))
+        .await
+        .unwrap();
+    assert!(
+        objects
+            .iter()
+            .all(|o| o.kind() != "CustomResourceDefinition")
+    );
+    assert_eq!(objects[0].object()["data"]["hasWidgets"], "false");
+}
+
+#[tokio::test]
+async fn dependencies_must_be_vendored() {
+    let renderer = helm("r").await;
+    let err = renderer
+        .render(&request(&fixtures().join("helm"), "charts/needs-deps"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, RenderError::Helm(e) if matches!(**e, HelmError::DependencyNotVendored { .. })),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "charts/needs-deps/Chart.yaml: dependency \"redis\" (from \"https://charts.example.com/stable\") is not vendored in charts/; run `helm dependency build` and commit charts/, rendering never downloads"
+    );
+
+    // Vendored as a directory: rendered with the parent, offline.
+    let dir = copy_fixture("helm");
+    write(
+        dir.path(),
+        "charts/needs-deps/charts/redis/Chart.yaml",
+        "apiVersion: v2\nname: redis\nversion: 18.0.0\n",
+    );
+    write(
+        dir.path(),
+        "charts/needs-deps/charts/redis/templates/svc.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: {{ .Release.Name }}-redis\nspec:\n  ports:\n  - port: 6379\n",
+    );
+    let objects = renderer
+        .render(&request(dir.path(), "charts/needs-deps"))
+        .await
+        .unwrap();
+    let origins: Vec<String> = objects.iter().map(|o| o.origin().to_string()).collect();
+    assert_eq!(
+        origins,
+        [
+            // helm orders by kind: ConfigMap before Service.
+            "charts/needs-deps/templates/cm.yaml",
+            "charts/needs-deps/charts/redis/templates/svc.yaml",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn refuses_values_files_outside_the_root_and_surfaces_helm_errors() {
+    let outside = tempfile::tempdir().unwrap();
+    write(outside.path(), "values.yaml", "replicaCount: 9\n");
+    let dir = copy_fixture("helm");
+    let name = outside
+        .path()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for (file, expected) in [
+        (
+            format!("../{name}/values.yaml"),
+            "the path leaves the source root",
+        ),
+        (
+            outside.path().join("values.yaml").display().to_string(),
+            "absolute paths are refused",
+        ),
+        (
+            "env/missing.yaml".to_owned(),
+            "env/missing.yaml: not found in the source root",
+        ),
+    ] {
+        let err = helm("r")
+            .await
+            .values_file(&file)
+            .render(&request(dir.path(), "charts/web"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, RenderError::Helm(e) if matches!(**e, HelmError::ValuesFile { .. })),
+            "{err}"
+        );
+        assert!(err.to_string().contains(expected), "{file}: {err}");
+    }
+
+    std::os::unix::fs::symlink(
+        outside.path().join("values.yaml"),
+        dir.path().join("env/link.yaml"),
+    )
+    .unwrap();
+    let err = helm("r")
+        .await
+        .values_file("env/link.yaml")
+        .render(&request(dir.path(), "charts/web"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("symbolic link points outside"),
+        "{err}"
+    );
+
+    // A link inside the chart that leaves the root.
+    std::os::unix::fs::symlink(
+        outside.path().join("values.yaml"),
+        dir.path().join("charts/web/templates/x.yaml"),
+    )
+    .unwrap();
+    let err = helm("r")
+        .await
+        .render(&request(dir.path(), "charts/web"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("charts/web/templates/x.yaml: symbolic link points outside"),
+        "{err}"
+    );
+
+    // helm's own error, with the chart path, and no absolute paths.
+    write(
+        dir.path(),
+        "charts/broken/Chart.yaml",
+        "apiVersion: v2\nname: broken\nversion: 0.1.0\n",
+    );
+    write(
+        dir.path(),
+        "charts/broken/templates/bad.yaml",
+        "metadata:\n  name: {{ .Values.name | nosuchfunc }}\n",
+    );
+    let err = helm("r")
+        .await
+        .render(&request(dir.path(), "charts/broken"))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with("helm template r charts/broken: "),
+        "{text}"
+    );
+    assert!(text.contains("nosuchfunc"), "{text}");
+    assert!(!text.contains(&dir.path().display().to_string()), "{text}");
+
+    let err = helm("r")
+        .await
+        .render(&request(dir.path(), "env"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "env: not a Helm chart (no Chart.yaml)");
+}

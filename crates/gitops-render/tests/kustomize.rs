@@ -1,0 +1,322 @@
+//! The Kustomize renderer against the pinned kustomize binary: overlays, components, patches,
+//! generators, images, namePrefix and namespace on our fixtures, and every refusal.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{copy_fixture, fixtures, tool, write};
+use gitops_envtest::Tool;
+use gitops_render::{
+    AutoRenderer, KustomizeError, KustomizeRenderer, PlainRenderer, RenderError, RenderRequest,
+    Renderer, RootError, SourceRoot, Substitution,
+};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+async fn kustomize() -> KustomizeRenderer {
+    KustomizeRenderer::new(tool(Tool::Kustomize).await).timeout(Duration::from_secs(60))
+}
+
+fn request(root: &Path, path: &str) -> RenderRequest {
+    RenderRequest::new(SourceRoot::new(root).unwrap(), path)
+}
+
+#[tokio::test]
+async fn builds_an_overlay_with_components_patches_generators_and_images() {
+    let renderer = kustomize().await;
+    renderer.check_version().await.unwrap();
+    let objects = renderer
+        .render(&request(&fixtures().join("kustomize"), "overlays/prod"))
+        .await
+        .unwrap();
+    let ids: Vec<String> = objects.iter().map(|o| o.id().to_string()).collect();
+    let config_name = objects[0].name().to_owned();
+    let secret_name = objects[1].name().to_owned();
+    assert!(config_name.starts_with("prod-web-config-"), "{config_name}");
+    assert!(secret_name.starts_with("prod-web-secret-"), "{secret_name}");
+    assert_eq!(
+        ids,
+        [
+            format!("shop_{config_name}__ConfigMap"),
+            format!("shop_{secret_name}__Secret"),
+            "shop_prod-web__Service".to_owned(),
+            "shop_prod-web_apps_Deployment".to_owned(),
+            "shop_prod-web_policy_PodDisruptionBudget".to_owned(),
+        ]
+    );
+    // configMapGenerator with behavior: merge over the base's generator.
+    assert_eq!(objects[0].object()["data"], json!({"LOG_LEVEL": "warn"}));
+    // secretGenerator from an env file.
+    assert_eq!(
+        objects[1].object()["data"],
+        json!({"API_TOKEN": "czNjcjN0"})
+    );
+    // JSON 6902 patch from a file.
+    assert_eq!(objects[2].object()["spec"]["ports"][0]["port"], 8443);
+    let deployment = objects[3].object();
+    // The component's inline JSON 6902 patch.
+    assert_eq!(deployment["spec"]["replicas"], 3);
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    // images.
+    assert_eq!(container["image"], "registry.example/nginx:1.27");
+    // Strategic merge patch, merged into the container by name.
+    assert_eq!(container["resources"]["limits"]["memory"], "256Mi");
+    assert_eq!(container["name"], "web");
+    // The generated name is referenced with its hash.
+    assert_eq!(
+        container["envFrom"][0]["configMapRef"]["name"],
+        config_name.as_str()
+    );
+    assert_eq!(
+        objects[3].origin().file.to_str(),
+        Some("kustomize build overlays/prod")
+    );
+    assert!(objects[3].origin().line > 1);
+}
+
+#[tokio::test]
+async fn auto_detection_and_substitution_compose() {
+    let dir = copy_fixture("kustomize");
+    write(
+        dir.path(),
+        "plain/ns.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop-${ENV}\n",
+    );
+    write(
+        dir.path(),
+        "overlays/prod/kustomization.yaml",
+        &std::fs::read_to_string(dir.path().join("overlays/prod/kustomization.yaml"))
+            .unwrap()
+            .replace("namePrefix: prod-", "namePrefix: ${ENV}-"),
+    );
+    let renderer = AutoRenderer::new(PlainRenderer::new())
+        .with_kustomize(kustomize().await)
+        .then(Substitution::new().with_variable("ENV", "eu").strict(true));
+    let built = renderer
+        .render(&request(dir.path(), "overlays/prod"))
+        .await
+        .unwrap();
+    assert_eq!(built.len(), 5);
+    assert!(
+        built.iter().all(|o| o.name().starts_with("eu-web")),
+        "{built:?}"
+    );
+    let plain = renderer
+        .render(&request(dir.path(), "plain"))
+        .await
+        .unwrap();
+    assert_eq!(plain[0].name(), "shop-eu");
+    assert_eq!(plain[0].origin().to_string(), "plain/ns.yaml:1");
+
+    let without = AutoRenderer::new(PlainRenderer::new());
+    let err = without
+        .render(&request(dir.path(), "overlays/prod"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, RenderError::Kustomize(e) if matches!(**e, KustomizeError::NoBinary { .. })),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn refuses_references_outside_the_root_and_remote_bases() {
+    let renderer = kustomize().await;
+    let outside = tempfile::tempdir().unwrap();
+    write(
+        outside.path(),
+        "kustomization.yaml",
+        "resources:\n- cm.yaml\n",
+    );
+    write(
+        outside.path(),
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: stolen\n",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "escape/kustomization.yaml",
+        &format!(
+            "resources:\n- ../../{}\n",
+            outside.path().file_name().unwrap().to_str().unwrap()
+        ),
+    );
+    write(
+        d,
+        "absolute/kustomization.yaml",
+        &format!("resources:\n- {}\n", outside.path().display()),
+    );
+    write(
+        d,
+        "remote/kustomization.yaml",
+        "resources:\n- https://github.com/kubernetes-sigs/kustomize//examples/helloWorld?ref=v5.8.1\n",
+    );
+    write(
+        d,
+        "env/kustomization.yaml",
+        "configMapGenerator:\n- name: c\n  files:\n  - passwd=../../../../etc/passwd\n",
+    );
+    let cases: [(&str, &str); 4] = [
+        (
+            "escape",
+            "escape/kustomization.yaml: resources: escape/../../",
+        ),
+        ("absolute", "absolute/kustomization.yaml: resources: /"),
+        (
+            "remote",
+            "remote/kustomization.yaml: resources: remote reference \"https://github.com/",
+        ),
+        (
+            "env",
+            "env/kustomization.yaml: configMapGenerator.files: env/../../../../etc/passwd: the path leaves the source root",
+        ),
+    ];
+    for (path, expected) in cases {
+        let err = renderer.render(&request(d, path)).await.unwrap_err();
+        assert!(err.to_string().starts_with(expected), "{path}: {err}");
+    }
+
+    // A symbolic link that leaves the root, anywhere under it, is refused before kustomize runs.
+    write(d, "linked/kustomization.yaml", "resources:\n- cm.yaml\n");
+    std::os::unix::fs::symlink(outside.path().join("cm.yaml"), d.join("linked/cm.yaml")).unwrap();
+    let err = renderer.render(&request(d, "linked")).await.unwrap_err();
+    assert!(
+        matches!(&err, RenderError::Kustomize(e) if matches!(
+            **e,
+            KustomizeError::Reference {
+                source: RootError::SymlinkEscapes { .. },
+                ..
+            }
+        )),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn load_restrictor_and_kustomize_errors_are_surfaced_with_the_path() {
+    let renderer = kustomize().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Inside the source root but outside the kustomization's own root: kustomize's load
+    // restrictor refuses the file.
+    write(
+        d,
+        "shared/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: shared\n",
+    );
+    write(
+        d,
+        "app/kustomization.yaml",
+        "resources:\n- ../shared/cm.yaml\n",
+    );
+    let err = renderer.render(&request(d, "app")).await.unwrap_err();
+    let text = err.to_string();
+    assert!(text.starts_with("kustomize build app: "), "{text}");
+    assert!(
+        text.contains("security; file 'shared/cm.yaml' is not in or below 'app'"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&d.display().to_string()),
+        "absolute paths leak: {text}"
+    );
+
+    // A patch aimed at nothing.
+    write(
+        d,
+        "broken/kustomization.yaml",
+        "resources:\n- cm.yaml\npatches:\n- path: missing-target.yaml\n",
+    );
+    write(
+        d,
+        "broken/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n",
+    );
+    write(
+        d,
+        "broken/missing-target.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: nope\ndata:\n  a: b\n",
+    );
+    let err = renderer.render(&request(d, "broken")).await.unwrap_err();
+    let text = err.to_string();
+    assert!(text.starts_with("kustomize build broken: "), "{text}");
+    assert!(text.contains("nope"), "{text}");
+
+    // Not a kustomization.
+    write(d, "none/x.yaml", "a: 1\n");
+    let err = renderer.render(&request(d, "none")).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "none: no kustomization.yaml, kustomization.yml or Kustomization"
+    );
+}
+
+#[tokio::test]
+async fn exec_plugins_stay_off() {
+    let renderer = kustomize().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let marker = d.join("ran");
+    write(d, "app/kustomization.yaml", "generators:\n- gen.yaml\n");
+    write(
+        d,
+        "app/gen.yaml",
+        &format!(
+            "apiVersion: example.com/v1\nkind: Gen\nmetadata:\n  name: g\n  annotations:\n    config.kubernetes.io/function: |\n      exec:\n        path: /bin/sh\n        args: [\"-c\", \"touch {}\"]\n",
+            marker.display()
+        ),
+    );
+    let err = renderer.render(&request(d, "app")).await.unwrap_err();
+    assert!(
+        err.to_string().starts_with("kustomize build app: "),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("external plugins disabled"),
+        "{err}"
+    );
+    assert!(!marker.exists(), "an exec function ran");
+}
+
+fn fake_tool(dir: &Path, script: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("fake-kustomize");
+    std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn timeout_and_cancellation_kill_the_build() {
+    let tools = tempfile::tempdir().unwrap();
+    let dir = copy_fixture("kustomize");
+    let slow = KustomizeRenderer::new(fake_tool(tools.path(), "sleep 30"))
+        .timeout(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let err = slow
+        .render(&request(dir.path(), "overlays/prod"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("did not finish within 300ms"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    let cancel = CancellationToken::new();
+    let canceller = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        canceller.cancel();
+    });
+    let slow = slow.timeout(Duration::from_secs(60));
+    let err = slow
+        .render(&request(dir.path(), "overlays/prod").with_cancellation(cancel))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RenderError::Cancelled), "{err}");
+}
