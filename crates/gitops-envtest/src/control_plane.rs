@@ -102,6 +102,12 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// The control plane has no such process (a connected cluster, or one already stopped).
+    #[error("this control plane runs no {process}")]
+    NotRunning {
+        /// The process, such as `kube-apiserver`.
+        process: &'static str,
+    },
 }
 
 fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
@@ -227,6 +233,8 @@ struct Managed {
     name: &'static str,
     child: Child,
     log: PathBuf,
+    binary: PathBuf,
+    args: Vec<String>,
 }
 
 /// A running control plane: etcd, kube-apiserver and kube-controller-manager on 127.0.0.1 with
@@ -496,10 +504,13 @@ impl ControlPlane {
             // If the watchdog is gone there is nothing to tell; Drop still cleans up.
             let _ = writeln!(stdin, "{}", child.id());
         }
-        self.processes
-            .lock()
-            .expect("not poisoned")
-            .push(Managed { name, child, log });
+        self.processes.lock().expect("not poisoned").push(Managed {
+            name,
+            child,
+            log,
+            binary: binary.to_owned(),
+            args: args.to_vec(),
+        });
         Ok(())
     }
 
@@ -540,6 +551,48 @@ impl ControlPlane {
             last_error,
             log_tail: log_tail(&self.dir().join("kube-apiserver.log")),
         })
+    }
+
+    /// Kills kube-apiserver (SIGKILL), as a crash would, and waits for it to exit; etcd and the
+    /// controllers keep running. [`ControlPlane::restart_apiserver`] brings it back.
+    ///
+    /// # Errors
+    /// [`Error::NotRunning`] when this control plane has no running apiserver (a connected
+    /// cluster).
+    pub fn kill_apiserver(&self) -> Result<(), Error> {
+        let mut processes = self.processes.lock().expect("not poisoned");
+        let apiserver = processes
+            .iter_mut()
+            .find(|p| p.name == "kube-apiserver")
+            .ok_or(Error::NotRunning {
+                process: "kube-apiserver",
+            })?;
+        let _ = apiserver.child.kill();
+        let _ = apiserver.child.wait();
+        Ok(())
+    }
+
+    /// Starts kube-apiserver again with the same flags after [`ControlPlane::kill_apiserver`]
+    /// and waits until it is ready.
+    ///
+    /// # Errors
+    /// [`Error::NotRunning`] when there was no apiserver; otherwise as [`ControlPlaneBuilder::start`].
+    pub async fn restart_apiserver(&self, timeout: Duration) -> Result<(), Error> {
+        let (binary, args) = {
+            let mut processes = self.processes.lock().expect("not poisoned");
+            let index = processes
+                .iter()
+                .position(|p| p.name == "kube-apiserver")
+                .ok_or(Error::NotRunning {
+                    process: "kube-apiserver",
+                })?;
+            let mut old = processes.remove(index);
+            let _ = old.child.kill();
+            let _ = old.child.wait();
+            (old.binary, old.args)
+        };
+        self.spawn("kube-apiserver", &binary, &args)?;
+        self.wait_ready(timeout).await
     }
 
     fn dir(&self) -> &Path {
