@@ -1,1 +1,62 @@
-//! placeholder
+//! Server-side apply of a set of Kubernetes objects, with ordering, pruning by inventory and
+//! health.
+//!
+//! An [`Applier`] takes a [`DesiredSet`] (the objects a successful render produced) and brings
+//! the cluster to it, returning a [`ChangeSet`]: per object created, configured, recreated,
+//! unchanged, pruned, skipped or failed, with the reason, and the number of API requests sent.
+//!
+//! 1. **Plan** ([`plan`]): every kind is resolved through discovery (kinds defined by CRDs of the
+//!    same set too); namespaces are filled in or overridden by the target namespace; an unknown
+//!    kind or a namespaced object without a namespace is an error before any write. Objects are
+//!    ordered by wave (`apply.gitops.rs/wave`, or Argo CD's `argocd.argoproj.io/sync-wave`),
+//!    then [`Stage`] (definitions: CRDs, Namespaces, cluster RBAC; then `*Class` kinds; then
+//!    the rest), then a fixed kind order, namespace and name.
+//! 2. **Decide locally**: the live objects are read with one list per kind and namespace, and
+//!    [`gitops_diff::Differ::needs_apply`] decides which objects need a write; unchanged objects
+//!    are not written (their resourceVersion stays).
+//! 3. **Validate**: every write is first sent as a server-side dry run with strict field
+//!    validation; if any fails, nothing is written (unless [`ApplyOptions::best_effort`]).
+//!    Conflicts with other field managers are typed ([`ObjectError::Conflict`]), as are changes
+//!    of immutable fields ([`ObjectError::Immutable`]), which are recreated only on opt-in.
+//! 4. **Write** group by group (one group per wave and stage), objects of a group in parallel,
+//!    waiting for CRDs to be Established and Namespaces Active after their group.
+//! 5. **Inventory and prune**: after a run without failures, what the previous [`Inventory`]
+//!    lists and the set lacks is deleted in reverse order, if it still carries the ownership
+//!    labels and does not disable pruning. An empty set never prunes unless allowed.
+//!
+//! Per-object annotations: `apply.gitops.rs/reconcile: disabled` (or Flux's
+//! `kustomize.toolkit.fluxcd.io/reconcile: disabled`) never writes the object;
+//! `apply.gitops.rs/ssa: IfNotPresent` creates it only when absent; `apply.gitops.rs/prune:
+//! disabled` (or Flux's `kustomize.toolkit.fluxcd.io/prune: disabled`, or Argo CD's
+//! `Prune=false`) never prunes it; `apply.gitops.rs/force: enabled` forces conflicts;
+//! `apply.gitops.rs/recreate: enabled` recreates on immutable changes. See [`ObjectPolicy`].
+//!
+//! Health ([`builtin_health`], [`wait_for_current`]) follows kstatus: Current, InProgress,
+//! Failed, NotFound.
+
+mod apply;
+mod counting;
+mod health;
+mod inventory;
+mod plan;
+
+pub use apply::{
+    Action, Applier, ApplierBuilder, ApplyError, ApplyOptions, ChangeSet, DEFAULT_FIELD_MANAGER,
+    DesiredSet, FieldConflict, ObjectChange, ObjectError,
+};
+pub use counting::{RequestCounter, counting_client};
+pub use health::{
+    Health, HealthCheck, HealthChecks, Status, WaitError, WaitProgress, WaitTarget, builtin_health,
+    wait_for_current,
+};
+pub use inventory::{
+    ConfigMapInventory, INVENTORY_KEY, Inventory, InventoryError, InventoryStore, OWNER_NAME_LABEL,
+    OWNER_NAMESPACE_LABEL,
+};
+pub use plan::{
+    ARGO_SYNC_OPTIONS_ANNOTATION, ARGO_WAVE_ANNOTATION, DefaultStaging, FLUX_FORCE_ANNOTATION,
+    FLUX_PRUNE_ANNOTATION, FLUX_RECONCILE_ANNOTATION, FLUX_SSA_ANNOTATION, FORCE_ANNOTATION,
+    KindInfo, KindTable, ObjectPolicy, ObjectProblem, PRUNE_ANNOTATION, Plan, PlanError,
+    PlanOptions, PlannedObject, RECONCILE_ANNOTATION, RECREATE_ANNOTATION, SSA_ANNOTATION, Stage,
+    Staging, WAVE_ANNOTATION, plan,
+};

@@ -1,0 +1,1317 @@
+//! The applier: plan, validate, write in order, prune, and the change set it returns.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use gitops_core::{Manifest, ObjectId, Origin};
+use gitops_diff::{DiffError, Differ, ObjectDiff, Schema, SchemaError};
+use kube::api::{
+    Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PropagationPolicy,
+};
+use kube::discovery::{ApiResource, Discovery};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::counting::{RequestCounter, counting_client};
+use crate::health::{HealthChecks, WaitTarget, wait_for_current};
+use crate::inventory::{Inventory, InventoryError, InventoryStore};
+use crate::plan::{
+    DefaultStaging, KindInfo, KindTable, PlanError, PlanOptions, PlannedObject, Staging, plan,
+};
+
+/// The field manager used unless another is given.
+pub const DEFAULT_FIELD_MANAGER: &str = "gitops-rs";
+
+/// A set of desired objects, as a successful fetch and render produced it. The applier prunes
+/// what the previous inventory lists and this set lacks, so there is deliberately no way to
+/// apply (or prune) without one: after a failed fetch or render the caller has an error, not a
+/// set, and [`DesiredSet::from_render`] keeps it that way.
+#[derive(Debug, Clone)]
+pub struct DesiredSet {
+    manifests: Vec<Manifest>,
+}
+
+impl DesiredSet {
+    /// The set of these objects.
+    #[must_use]
+    pub fn new(manifests: Vec<Manifest>) -> Self {
+        Self { manifests }
+    }
+
+    /// The set of a render, or its error: `DesiredSet::from_render(render())?`.
+    ///
+    /// ```
+    /// use gitops_apply::DesiredSet;
+    /// let failed: Result<Vec<gitops_core::Manifest>, String> = Err("fetch failed".into());
+    /// assert!(DesiredSet::from_render(failed).is_err());
+    /// ```
+    ///
+    /// # Errors
+    /// The render's error, unchanged.
+    pub fn from_render<E>(render: Result<Vec<Manifest>, E>) -> Result<Self, E> {
+        render.map(Self::new)
+    }
+
+    /// The objects.
+    #[must_use]
+    pub fn manifests(&self) -> &[Manifest] {
+        &self.manifests
+    }
+}
+
+/// What happened (or, in a dry run, would happen) to one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// It did not exist and was created.
+    Created,
+    /// It existed and was changed.
+    Configured,
+    /// An immutable field changed: it was deleted and created again.
+    Recreated,
+    /// It matched: nothing was written.
+    Unchanged,
+    /// It left the set and was deleted.
+    Pruned,
+    /// A policy or an earlier failure kept it from being written or deleted.
+    Skipped,
+    /// Writing or deleting it failed.
+    Failed,
+}
+
+/// A field another manager owns, named by a server-side apply conflict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldConflict {
+    /// The other field manager.
+    pub manager: String,
+    /// The field, such as `.data.color`.
+    pub field: String,
+}
+
+/// Why one object could not be written or deleted.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    /// Other field managers own fields this apply sets; apply with force to take them.
+    #[error("conflict with other field managers: {}", describe_conflicts(.conflicts))]
+    Conflict {
+        /// The conflicting fields.
+        conflicts: Vec<FieldConflict>,
+    },
+    /// The change touches immutable fields; opt in to recreate the object.
+    #[error("immutable field(s) {} changed: {message}", .fields.join(", "))]
+    Immutable {
+        /// The fields.
+        fields: Vec<String>,
+        /// The server's message.
+        message: String,
+    },
+    /// The server rejected the object (strict field validation, admission, schema).
+    #[error("rejected by the server ({code}): {message}")]
+    Rejected {
+        /// The HTTP status code.
+        code: u16,
+        /// The server's message.
+        message: String,
+    },
+    /// The request failed (connection, timeout, server error).
+    #[error("request failed")]
+    Request {
+        /// The failure.
+        #[source]
+        source: kube::Error,
+    },
+    /// The no-op check could not compare desired and live.
+    #[error("comparing with the live object")]
+    Diff {
+        /// The failure.
+        #[source]
+        source: DiffError,
+    },
+    /// The object did not settle (a CRD not Established, a Namespace not Active, a deleted
+    /// object not gone) in time.
+    #[error("not ready: {message}")]
+    NotReady {
+        /// What was waited for.
+        message: String,
+    },
+}
+
+fn describe_conflicts(conflicts: &[FieldConflict]) -> String {
+    conflicts
+        .iter()
+        .map(|c| format!("{} owned by {:?}", c.field, c.manager))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl ObjectError {
+    fn from_kube(source: kube::Error) -> Self {
+        let kube::Error::Api(status) = &source else {
+            return Self::Request { source };
+        };
+        let causes = status
+            .details
+            .as_ref()
+            .map(|d| d.causes.as_slice())
+            .unwrap_or_default();
+        if status.code == 409 && status.reason == "Conflict" && !causes.is_empty() {
+            let conflicts = causes
+                .iter()
+                .map(|cause| FieldConflict {
+                    manager: cause
+                        .message
+                        .split('"')
+                        .nth(1)
+                        .unwrap_or(&cause.message)
+                        .to_owned(),
+                    field: cause.field.clone(),
+                })
+                .collect();
+            return Self::Conflict { conflicts };
+        }
+        let immutable: Vec<String> = causes
+            .iter()
+            .filter(|c| c.message.contains("immutable"))
+            .map(|c| c.field.clone())
+            .collect();
+        if status.code == 422 && !immutable.is_empty() {
+            return Self::Immutable {
+                fields: immutable,
+                message: status.message.clone(),
+            };
+        }
+        // The apiserver answers 500 when the patch does not fit the schema of a custom resource
+        // ("failed to create typed patch object ... field not declared in schema"): the
+        // object is at fault, not the server.
+        let bad_patch = status.code == 500
+            && status
+                .message
+                .contains("failed to create typed patch object");
+        if bad_patch || ((400..500).contains(&status.code) && status.code != 429) {
+            return Self::Rejected {
+                code: status.code,
+                message: status.message.clone(),
+            };
+        }
+        Self::Request { source }
+    }
+}
+
+/// One entry of a [`ChangeSet`].
+#[derive(Debug)]
+pub struct ObjectChange {
+    /// The object.
+    pub id: ObjectId,
+    /// Where its manifest came from (`None` for pruned objects).
+    pub origin: Option<Origin>,
+    /// How the cluster serves it.
+    pub resource: ApiResource,
+    /// What happened.
+    pub action: Action,
+    /// Why, in words.
+    pub reason: String,
+    /// The error of a failed object.
+    pub error: Option<ObjectError>,
+    /// In a dry run, the diff against the live object.
+    pub diff: Option<ObjectDiff>,
+}
+
+impl fmt::Display for ObjectChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {:?}: {}",
+            self.id.display_name(),
+            self.action,
+            self.reason
+        )?;
+        if let Some(error) = &self.error {
+            write!(f, ": {error}")?;
+            let mut source = std::error::Error::source(error);
+            while let Some(s) = source {
+                write!(f, ": {s}")?;
+                source = s.source();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The result of a run: one entry per object, in apply order, then the pruned objects.
+#[derive(Debug, Default)]
+pub struct ChangeSet {
+    /// The entries.
+    pub changes: Vec<ObjectChange>,
+    /// API requests sent by the run (discovery, reads, dry runs, writes, inventory).
+    pub requests: u64,
+    /// Whether nothing was written (dry-run mode).
+    pub dry_run: bool,
+}
+
+impl ChangeSet {
+    /// How many entries have this action.
+    #[must_use]
+    pub fn count(&self, action: Action) -> usize {
+        self.changes.iter().filter(|c| c.action == action).count()
+    }
+
+    /// The entry of an object.
+    #[must_use]
+    pub fn get(&self, id: &ObjectId) -> Option<&ObjectChange> {
+        self.changes.iter().find(|c| &c.id == id)
+    }
+
+    /// The failed entries.
+    pub fn failed(&self) -> impl Iterator<Item = &ObjectChange> {
+        self.changes.iter().filter(|c| c.action == Action::Failed)
+    }
+
+    /// The objects to wait for after this run: every object of the set that exists.
+    #[must_use]
+    pub fn wait_targets(&self) -> Vec<WaitTarget> {
+        self.changes
+            .iter()
+            .filter(|c| {
+                matches!(
+                    c.action,
+                    Action::Created | Action::Configured | Action::Recreated | Action::Unchanged
+                )
+            })
+            .map(|c| WaitTarget {
+                id: c.id.clone(),
+                resource: c.resource.clone(),
+            })
+            .collect()
+    }
+}
+
+impl fmt::Display for ChangeSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for change in &self.changes {
+            writeln!(f, "{change}")?;
+        }
+        write!(f, "{} API request(s)", self.requests)
+    }
+}
+
+/// Why a run failed. The variants that carry a [`ChangeSet`] say what was done before.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// Discovery failed; nothing was written.
+    #[error("discovering the kinds the cluster serves")]
+    Discovery(#[source] kube::Error),
+    /// The set cannot be planned; nothing was written.
+    #[error("planning the set")]
+    Plan(#[source] PlanError),
+    /// A CRD of the set has a schema gitops-diff cannot read.
+    #[error("reading the schema of CRD from {origin}")]
+    Schema {
+        /// The CRD's origin.
+        origin: Origin,
+        /// The failure.
+        #[source]
+        source: SchemaError,
+    },
+    /// Reading the live objects failed; nothing was written.
+    #[error("listing live {plural} in {namespace}")]
+    List {
+        /// The resource.
+        plural: String,
+        /// The namespace, or `the cluster`.
+        namespace: String,
+        /// The failure.
+        #[source]
+        source: kube::Error,
+    },
+    /// The inventory could not be read or written.
+    #[error("inventory")]
+    Inventory(#[source] InventoryError),
+    /// The set is empty but the inventory lists objects: applying it would prune them all.
+    #[error(
+        "the desired set is empty but the inventory lists {previous} object(s); refusing to prune them all (allow it with ApplyOptions::allow_empty_set)"
+    )]
+    EmptySet {
+        /// Objects the inventory lists.
+        previous: usize,
+    },
+    /// Some objects failed server-side validation; nothing was written.
+    #[error("{} object(s) failed validation, nothing was written:\n{}", .change_set.count(Action::Failed), describe_failed(.change_set))]
+    Invalid {
+        /// The entries, failed ones with their error.
+        change_set: Box<ChangeSet>,
+    },
+    /// Some objects could not be written or pruned; nothing was pruned after a write failure.
+    #[error("{} object(s) failed:\n{}", .change_set.count(Action::Failed), describe_failed(.change_set))]
+    Incomplete {
+        /// What was done.
+        change_set: Box<ChangeSet>,
+    },
+    /// The token was cancelled; what was written stays written.
+    #[error("cancelled")]
+    Cancelled {
+        /// What was done.
+        change_set: Box<ChangeSet>,
+    },
+}
+
+fn describe_failed(change_set: &ChangeSet) -> String {
+    change_set
+        .failed()
+        .map(|c| format!("  - {c}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl ApplyError {
+    /// The change set of the run, when it got as far as writing or validating.
+    #[must_use]
+    pub fn change_set(&self) -> Option<&ChangeSet> {
+        match self {
+            Self::Invalid { change_set }
+            | Self::Incomplete { change_set }
+            | Self::Cancelled { change_set } => Some(change_set),
+            _ => None,
+        }
+    }
+}
+
+/// Options of one run.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    /// Take over fields other managers own, for every object (per object: the
+    /// `apply.gitops.rs/force: enabled` annotation).
+    pub force: bool,
+    /// Validate and diff only; write nothing.
+    pub dry_run: bool,
+    /// Write the objects that pass validation even when others fail, and go on after a
+    /// failed group.
+    pub best_effort: bool,
+    /// Sets (overrides or fills in) the namespace of every namespaced object.
+    pub target_namespace: Option<String>,
+    /// Creates the target namespace when missing.
+    pub create_target_namespace: bool,
+    /// Deletes and creates again objects whose immutable fields change, for every object (per
+    /// object: `apply.gitops.rs/recreate: enabled`).
+    pub recreate_on_immutable: bool,
+    /// Deletes what the previous inventory lists and the set lacks.
+    pub prune: bool,
+    /// Accepts an empty set even when that prunes everything the inventory lists.
+    pub allow_empty_set: bool,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        Self {
+            force: false,
+            dry_run: false,
+            best_effort: false,
+            target_namespace: None,
+            create_target_namespace: false,
+            recreate_on_immutable: false,
+            prune: true,
+            allow_empty_set: false,
+        }
+    }
+}
+
+/// Builds an [`Applier`].
+#[must_use]
+pub struct ApplierBuilder {
+    client: kube::Client,
+    inventory: Arc<dyn InventoryStore>,
+    field_manager: String,
+    staging: Arc<dyn Staging>,
+    health: HealthChecks,
+    concurrency: usize,
+    settle_timeout: Duration,
+}
+
+impl ApplierBuilder {
+    /// The field manager of server-side apply (default [`DEFAULT_FIELD_MANAGER`]).
+    pub fn field_manager(mut self, field_manager: impl Into<String>) -> Self {
+        self.field_manager = field_manager.into();
+        self
+    }
+
+    /// What counts as a stage (default [`DefaultStaging`]).
+    pub fn staging(mut self, staging: impl Staging + 'static) -> Self {
+        self.staging = Arc::new(staging);
+        self
+    }
+
+    /// The health checks used when waiting (default: the built-in ones).
+    pub fn health_checks(mut self, health: HealthChecks) -> Self {
+        self.health = health;
+        self
+    }
+
+    /// How many writes of one group run at once (default 16, at least 1).
+    pub fn concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency.max(1);
+        self
+    }
+
+    /// How long to wait for CRDs to be Established, Namespaces Active and recreated objects to
+    /// be gone (default 60 s).
+    pub fn settle_timeout(mut self, timeout: Duration) -> Self {
+        self.settle_timeout = timeout;
+        self
+    }
+
+    /// The applier.
+    pub fn build(self) -> Applier {
+        Applier {
+            client: self.client,
+            inventory: self.inventory,
+            field_manager: self.field_manager,
+            staging: self.staging,
+            health: self.health,
+            concurrency: self.concurrency,
+            settle_timeout: self.settle_timeout,
+        }
+    }
+}
+
+/// Applies sets of objects with server-side apply, keeping an inventory to prune what leaves the
+/// set.
+///
+/// ```no_run
+/// use gitops_apply::{Applier, ApplyOptions, ConfigMapInventory, DesiredSet};
+/// # async fn example(client: kube::Client) -> Result<(), Box<dyn std::error::Error>> {
+/// let inventory = ConfigMapInventory::new("flux-system", "apps")?;
+/// let applier = Applier::builder(client, inventory).field_manager("my-controller").build();
+/// let set = DesiredSet::from_render(gitops_core::parse_manifests(
+///     "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: apps}\n", "a.yaml"))?;
+/// let changes = applier
+///     .apply(set, &ApplyOptions::default(), &tokio_util::sync::CancellationToken::new())
+///     .await?;
+/// println!("{changes}");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Applier {
+    client: kube::Client,
+    inventory: Arc<dyn InventoryStore>,
+    field_manager: String,
+    staging: Arc<dyn Staging>,
+    health: HealthChecks,
+    concurrency: usize,
+    settle_timeout: Duration,
+}
+
+impl fmt::Debug for Applier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Applier")
+            .field("field_manager", &self.field_manager)
+            .field("concurrency", &self.concurrency)
+            .field("settle_timeout", &self.settle_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What to do with one planned object, decided before any write.
+#[derive(Debug)]
+enum Decision {
+    Skip(String),
+    Unchanged,
+    Write { exists: bool, recreate: bool },
+    Failed(ObjectError),
+}
+
+fn object_api(
+    client: &kube::Client,
+    kind: &KindInfo,
+    namespace: Option<&str>,
+) -> Api<DynamicObject> {
+    match namespace {
+        Some(ns) if kind.namespaced => Api::namespaced_with(client.clone(), ns, &kind.resource),
+        _ => Api::all_with(client.clone(), &kind.resource),
+    }
+}
+
+fn to_value(object: &DynamicObject, resource: &ApiResource) -> Value {
+    let mut value = serde_json::to_value(object).expect("objects serialise");
+    value["apiVersion"] = Value::String(resource.api_version.clone());
+    value["kind"] = Value::String(resource.kind.clone());
+    value
+}
+
+struct Run<'a> {
+    applier: &'a Applier,
+    client: kube::Client,
+    options: &'a ApplyOptions,
+}
+
+impl Run<'_> {
+    fn params(&self, force: bool, dry_run: bool) -> PatchParams {
+        let mut params = PatchParams::apply(&self.applier.field_manager).validation_strict();
+        if force {
+            params = params.force();
+        }
+        if dry_run {
+            params = params.dry_run();
+        }
+        params
+    }
+
+    async fn server_side_apply(
+        &self,
+        object: &PlannedObject,
+        desired: &Value,
+        dry_run: bool,
+    ) -> Result<(), ObjectError> {
+        let api = object_api(&self.client, &object.kind, object.id.namespace.as_deref());
+        let force = self.options.force || object.policy.force;
+        let params = self.params(force, dry_run);
+        let mut attempt = 0;
+        loop {
+            match api
+                .patch(&object.id.name, &params, &Patch::Apply(desired))
+                .await
+            {
+                Ok(_) => return Ok(()),
+                // A kind whose CRD was just established can take a moment to be served.
+                Err(kube::Error::Api(status))
+                    if status.code == 404 && !object.kind.served && attempt < 25 =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(ObjectError::from_kube(e)),
+            }
+        }
+    }
+
+    async fn recreate(&self, object: &PlannedObject, desired: &Value) -> Result<(), ObjectError> {
+        let api = object_api(&self.client, &object.kind, object.id.namespace.as_deref());
+        let params = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..DeleteParams::default()
+        };
+        match api.delete(&object.id.name, &params).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(e) => return Err(ObjectError::from_kube(e)),
+        }
+        let start = Instant::now();
+        while api
+            .get_opt(&object.id.name)
+            .await
+            .map_err(ObjectError::from_kube)?
+            .is_some()
+        {
+            if start.elapsed() > self.applier.settle_timeout {
+                return Err(ObjectError::NotReady {
+                    message: format!(
+                        "still present {:?} after its deletion",
+                        self.applier.settle_timeout
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.server_side_apply(object, desired, false).await
+    }
+
+    async fn list_live(
+        &self,
+        objects: &[PlannedObject],
+    ) -> Result<HashMap<ObjectId, Value>, ApplyError> {
+        let mut keys: Vec<(&KindInfo, Option<&str>)> = Vec::new();
+        let mut seen = HashSet::new();
+        for object in objects.iter().filter(|o| o.kind.served) {
+            let namespace = object.id.namespace.as_deref();
+            if seen.insert((
+                &object.kind.resource.api_version,
+                &object.kind.resource.plural,
+                namespace,
+            )) {
+                keys.push((&object.kind, namespace));
+            }
+        }
+        let lists: Vec<_> = keys
+            .into_iter()
+            .map(|(kind, namespace)| async move {
+                let api = object_api(&self.client, kind, namespace);
+                match api.list(&ListParams::default()).await {
+                    Ok(list) => Ok(list
+                        .items
+                        .iter()
+                        .map(|o| to_value(o, &kind.resource))
+                        .collect::<Vec<_>>()),
+                    Err(kube::Error::Api(status)) if status.code == 404 => Ok(Vec::new()),
+                    Err(source) => Err(ApplyError::List {
+                        plural: kind.resource.plural.clone(),
+                        namespace: namespace.unwrap_or("the cluster").to_owned(),
+                        source,
+                    }),
+                }
+            })
+            .collect();
+        // Futures collected first: the stream then holds no closure, which keeps the future of
+        // a run provably Send (tokio::spawn).
+        let lists = futures::stream::iter(lists)
+            .buffer_unordered(self.applier.concurrency)
+            .try_collect::<Vec<_>>()
+            .await?;
+        let mut live = HashMap::new();
+        for value in lists.into_iter().flatten() {
+            let Ok(manifest) = Manifest::new(value, Origin::new("<live>")) else {
+                continue;
+            };
+            let id = manifest.id();
+            live.insert(id, manifest.into_object());
+        }
+        Ok(live)
+    }
+}
+
+impl Applier {
+    /// A builder for an applier that keeps its inventory in `inventory`.
+    pub fn builder(
+        client: kube::Client,
+        inventory: impl InventoryStore + 'static,
+    ) -> ApplierBuilder {
+        ApplierBuilder {
+            client,
+            inventory: Arc::new(inventory),
+            field_manager: DEFAULT_FIELD_MANAGER.to_owned(),
+            staging: Arc::new(DefaultStaging),
+            health: HealthChecks::default(),
+            concurrency: 16,
+            settle_timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// The field manager.
+    #[must_use]
+    pub fn field_manager(&self) -> &str {
+        &self.field_manager
+    }
+
+    /// The health checks.
+    #[must_use]
+    pub fn health_checks(&self) -> &HealthChecks {
+        &self.health
+    }
+
+    /// Brings the cluster to `desired`: plans (discovery, namespaces, order), reads the live
+    /// objects (one list per kind and namespace), validates every object that needs a write with
+    /// a server-side dry run and strict field validation, writes group by group (objects of a
+    /// group in parallel), then updates the inventory and prunes what left the set.
+    ///
+    /// # Errors
+    /// See [`ApplyError`]; nothing is written when planning or validation fails, and nothing is
+    /// pruned when a write failed.
+    pub async fn apply(
+        &self,
+        desired: DesiredSet,
+        options: &ApplyOptions,
+        cancel: &CancellationToken,
+    ) -> Result<ChangeSet, ApplyError> {
+        let counter = RequestCounter::default();
+        let client = counting_client(&self.client, &counter);
+        let run = Run {
+            applier: self,
+            client: client.clone(),
+            options,
+        };
+        let discovery = Discovery::new(client.clone())
+            .run_aggregated()
+            .await
+            .map_err(ApplyError::Discovery)?;
+        let mut kinds = KindTable::from_discovery(&discovery);
+        kinds.add_crds(desired.manifests());
+        let previous = self
+            .inventory
+            .load(&client)
+            .await
+            .map_err(ApplyError::Inventory)?;
+        let previous_len = previous.as_ref().map_or(0, Inventory::len);
+        if desired.manifests.is_empty()
+            && options.prune
+            && previous_len > 0
+            && !options.allow_empty_set
+        {
+            return Err(ApplyError::EmptySet {
+                previous: previous_len,
+            });
+        }
+        let mut schema: Option<Schema> = None;
+        for manifest in desired.manifests() {
+            if manifest.group() == "apiextensions.k8s.io"
+                && manifest.kind() == "CustomResourceDefinition"
+            {
+                schema
+                    .get_or_insert_with(|| Schema::embedded().as_ref().clone())
+                    .add_crd(manifest.object())
+                    .map_err(|source| ApplyError::Schema {
+                        origin: manifest.origin().clone(),
+                        source,
+                    })?;
+            }
+        }
+        let mut differ = Differ::builder(self.field_manager.clone());
+        if let Some(schema) = schema {
+            differ = differ.schema(Arc::new(schema));
+        }
+        let differ = differ.build();
+        let plan_options = PlanOptions {
+            target_namespace: options.target_namespace.clone(),
+            create_target_namespace: options.create_target_namespace,
+        };
+        let plan = plan(
+            desired.manifests,
+            &kinds,
+            self.staging.as_ref(),
+            &plan_options,
+        )
+        .map_err(ApplyError::Plan)?;
+        let objects = plan.objects();
+        let owner_labels = self.inventory.owner_labels();
+        let desired_values: Vec<Value> = objects
+            .iter()
+            .map(|object| {
+                let mut manifest = object.manifest.clone();
+                if !object.synthesized {
+                    for (key, value) in &owner_labels {
+                        manifest.set_label(key, value);
+                    }
+                }
+                manifest.into_object()
+            })
+            .collect();
+        let live = run.list_live(objects).await?;
+
+        // Decide locally what needs a write.
+        let mut diffs: Vec<Option<ObjectDiff>> = Vec::with_capacity(objects.len());
+        let mut decisions: Vec<Decision> = objects
+            .iter()
+            .zip(&desired_values)
+            .map(|(object, desired)| {
+                let live = live.get(&object.id);
+                diffs.push(if options.dry_run {
+                    differ.diff(Some(desired), live).ok()
+                } else {
+                    None
+                });
+                if !object.policy.reconcile {
+                    return Decision::Skip("reconcile disabled by annotation".into());
+                }
+                match live {
+                    Some(_) if object.policy.create_only => {
+                        Decision::Skip("exists; created only when absent".into())
+                    }
+                    Some(live) => match needs_write(&differ, desired, live) {
+                        Ok(true) => Decision::Write {
+                            exists: true,
+                            recreate: false,
+                        },
+                        Ok(false) => Decision::Unchanged,
+                        Err(source) => Decision::Failed(ObjectError::Diff { source }),
+                    },
+                    None => Decision::Write {
+                        exists: false,
+                        recreate: false,
+                    },
+                }
+            })
+            .collect();
+
+        // Validate every write with a server-side dry run before the first write.
+        let namespaces_made_here: HashSet<&str> = objects
+            .iter()
+            .zip(&decisions)
+            .filter(|(o, d)| {
+                o.id.group.is_empty()
+                    && o.id.kind == "Namespace"
+                    && matches!(d, Decision::Write { exists: false, .. })
+            })
+            .map(|(o, _)| o.id.name.as_str())
+            .collect();
+        let to_validate: Vec<usize> = decisions
+            .iter()
+            .enumerate()
+            .filter(|(i, d)| matches!(d, Decision::Write { .. }) && objects[*i].kind.served)
+            .map(|(i, _)| i)
+            .collect();
+        let validations: Vec<_> = to_validate
+            .into_iter()
+            .map(|i| {
+                let run = &run;
+                let object = &objects[i];
+                let desired = &desired_values[i];
+                let deferred = object
+                    .id
+                    .namespace
+                    .as_deref()
+                    .is_some_and(|ns| namespaces_made_here.contains(ns));
+                async move {
+                    let result = run.server_side_apply(object, desired, true).await;
+                    match result {
+                        Err(ObjectError::Rejected { code: 404, .. }) if deferred => (i, Ok(())),
+                        other => (i, other),
+                    }
+                }
+            })
+            .collect();
+        let validations = futures::stream::iter(validations)
+            .buffer_unordered(self.concurrency)
+            .collect::<Vec<_>>()
+            .await;
+        for (i, result) in validations {
+            let object = &objects[i];
+            match result {
+                Ok(()) => {}
+                Err(ObjectError::Immutable { .. })
+                    if options.recreate_on_immutable || object.policy.recreate =>
+                {
+                    decisions[i] = Decision::Write {
+                        exists: true,
+                        recreate: true,
+                    };
+                }
+                Err(error) => decisions[i] = Decision::Failed(error),
+            }
+        }
+        let invalid = decisions.iter().any(|d| matches!(d, Decision::Failed(_)));
+
+        if options.dry_run || (invalid && !options.best_effort) {
+            let mut change_set = ChangeSet {
+                dry_run: options.dry_run,
+                ..ChangeSet::default()
+            };
+            for ((object, decision), diff) in objects.iter().zip(decisions).zip(diffs) {
+                let (action, reason, error) = match decision {
+                    Decision::Skip(reason) => (Action::Skipped, reason, None),
+                    Decision::Unchanged => (Action::Unchanged, "in sync".into(), None),
+                    Decision::Failed(error) => {
+                        (Action::Failed, "failed validation".into(), Some(error))
+                    }
+                    Decision::Write { .. } if invalid && !options.dry_run => (
+                        Action::Skipped,
+                        "not written: other objects failed validation".into(),
+                        None,
+                    ),
+                    Decision::Write { exists, recreate } => (
+                        if recreate {
+                            Action::Recreated
+                        } else if exists {
+                            Action::Configured
+                        } else {
+                            Action::Created
+                        },
+                        "dry run".into(),
+                        None,
+                    ),
+                };
+                change_set.changes.push(ObjectChange {
+                    id: object.id.clone(),
+                    origin: Some(object.manifest.origin().clone()),
+                    resource: object.kind.resource.clone(),
+                    action,
+                    reason,
+                    error,
+                    diff,
+                });
+            }
+            if options.dry_run
+                && options.prune
+                && let Some(previous) = &previous
+            {
+                let keep: HashSet<&ObjectId> = objects.iter().map(|o| &o.id).collect();
+                for (id, version) in previous.iter().filter(|(id, _)| !keep.contains(id)) {
+                    let Some(kind) = resolve_inventory_kind(&kinds, id, version) else {
+                        continue;
+                    };
+                    change_set.changes.push(ObjectChange {
+                        id: id.clone(),
+                        origin: None,
+                        resource: kind.resource.clone(),
+                        action: Action::Pruned,
+                        reason: "dry run: left the set (deleted if it still carries the ownership labels)".into(),
+                        error: None,
+                        diff: None,
+                    });
+                }
+            }
+            change_set.requests = counter.get();
+            if invalid && !options.dry_run {
+                return Err(ApplyError::Invalid {
+                    change_set: Box::new(change_set),
+                });
+            }
+            return Ok(change_set);
+        }
+
+        // Write group by group.
+        let mut results: Vec<Option<(Action, String, Option<ObjectError>)>> =
+            (0..objects.len()).map(|_| None).collect();
+        let mut offset = 0;
+        let mut stop: Option<&'static str> = None;
+        for group in plan.groups() {
+            let range = offset..offset + group.len();
+            offset += group.len();
+            if stop.is_none() && cancel.is_cancelled() {
+                stop = Some("cancelled");
+            }
+            if let Some(why) = stop {
+                for i in range {
+                    if matches!(decisions[i], Decision::Write { .. }) {
+                        results[i] = Some((Action::Skipped, format!("not written: {why}"), None));
+                    }
+                }
+                continue;
+            }
+            let writes: Vec<_> = range
+                .clone()
+                .filter_map(|i| {
+                    let Decision::Write { exists, recreate } = decisions[i] else {
+                        return None;
+                    };
+                    let run = &run;
+                    let object = &objects[i];
+                    let desired = &desired_values[i];
+                    Some(async move {
+                        let result = if recreate {
+                            run.recreate(object, desired).await
+                        } else {
+                            run.server_side_apply(object, desired, false).await
+                        };
+                        let outcome = match result {
+                            Ok(()) if recreate => (
+                                Action::Recreated,
+                                "immutable field changed: deleted and created again".into(),
+                                None,
+                            ),
+                            Ok(()) if exists => (Action::Configured, "applied".into(), None),
+                            Ok(()) => (Action::Created, "applied".into(), None),
+                            Err(error) => (Action::Failed, "write failed".into(), Some(error)),
+                        };
+                        (i, outcome)
+                    })
+                })
+                .collect();
+            let writes = futures::stream::iter(writes)
+                .buffer_unordered(self.concurrency)
+                .collect::<Vec<_>>()
+                .await;
+            let mut group_failed = false;
+            for (i, outcome) in writes {
+                group_failed |= outcome.0 == Action::Failed;
+                results[i] = Some(outcome);
+            }
+            // CRDs must be Established and Namespaces Active before the next group.
+            let settle: Vec<(usize, WaitTarget)> = range
+                .clone()
+                .filter(|i| {
+                    let id = &objects[*i].id;
+                    matches!(
+                        results[*i],
+                        Some((
+                            Action::Created | Action::Configured | Action::Recreated,
+                            _,
+                            _
+                        ))
+                    ) && ((id.group == "apiextensions.k8s.io"
+                        && id.kind == "CustomResourceDefinition")
+                        || (id.group.is_empty() && id.kind == "Namespace"))
+                })
+                .map(|i| {
+                    (
+                        i,
+                        WaitTarget {
+                            id: objects[i].id.clone(),
+                            resource: objects[i].kind.resource.clone(),
+                        },
+                    )
+                })
+                .collect();
+            if !settle.is_empty() {
+                let targets: Vec<WaitTarget> = settle.iter().map(|(_, t)| t.clone()).collect();
+                if let Err(error) = wait_for_current(
+                    &client,
+                    &targets,
+                    &self.health,
+                    self.settle_timeout,
+                    Duration::from_millis(100),
+                    cancel,
+                    |_| {},
+                )
+                .await
+                {
+                    group_failed = true;
+                    let message = error.to_string();
+                    for (i, _) in &settle {
+                        results[*i] = Some((
+                            Action::Failed,
+                            "did not settle".into(),
+                            Some(ObjectError::NotReady {
+                                message: message.clone(),
+                            }),
+                        ));
+                    }
+                }
+            }
+            if group_failed && !options.best_effort {
+                stop = Some("an earlier group failed");
+            }
+        }
+
+        let mut change_set = ChangeSet::default();
+        let mut any_failed = false;
+        for ((object, decision), result) in objects.iter().zip(decisions).zip(results) {
+            let (action, reason, error) = match (decision, result) {
+                (_, Some(outcome)) => outcome,
+                (Decision::Skip(reason), None) => (Action::Skipped, reason, None),
+                (Decision::Unchanged, None) => (Action::Unchanged, "in sync".into(), None),
+                (Decision::Failed(error), None) => {
+                    (Action::Failed, "failed validation".into(), Some(error))
+                }
+                (Decision::Write { .. }, None) => (Action::Skipped, "not written".into(), None),
+            };
+            any_failed |= action == Action::Failed;
+            change_set.changes.push(ObjectChange {
+                id: object.id.clone(),
+                origin: Some(object.manifest.origin().clone()),
+                resource: object.kind.resource.clone(),
+                action,
+                reason,
+                error,
+                diff: None,
+            });
+        }
+
+        // The inventory: never forget an object this run may have written.
+        let mut inventory = Inventory::default();
+        for object in objects.iter().filter(|o| !o.synthesized) {
+            inventory.insert(object.id.clone(), object.kind.resource.api_version.clone());
+        }
+        let incomplete = any_failed || stop == Some("cancelled");
+        if incomplete {
+            if let Some(previous) = &previous {
+                for (id, version) in previous.iter() {
+                    if !inventory.contains(id) {
+                        inventory.insert(id.clone(), version);
+                    }
+                }
+            }
+        } else if options.prune
+            && let Some(previous) = &previous
+        {
+            self.prune(
+                &run,
+                &kinds,
+                previous,
+                &mut inventory,
+                &mut change_set,
+                cancel,
+            )
+            .await;
+        }
+        // An unchanged inventory is not written either: a no-change run writes nothing.
+        let saved = if previous.as_ref() == Some(&inventory) {
+            Ok(())
+        } else {
+            self.inventory
+                .save(&client, &inventory, &self.field_manager)
+                .await
+        };
+        change_set.requests = counter.get();
+        if stop == Some("cancelled") || cancel.is_cancelled() {
+            return Err(ApplyError::Cancelled {
+                change_set: Box::new(change_set),
+            });
+        }
+        if change_set.count(Action::Failed) > 0 {
+            if let Err(error) = &saved {
+                tracing::warn!(error = %error, "could not save the inventory after a failed run");
+            }
+            return Err(ApplyError::Incomplete {
+                change_set: Box::new(change_set),
+            });
+        }
+        saved.map_err(ApplyError::Inventory)?;
+        Ok(change_set)
+    }
+
+    /// Deletes, in reverse apply order, what `previous` lists and `inventory` (the new set)
+    /// lacks, if it still carries our ownership labels and does not disable pruning.
+    async fn prune(
+        &self,
+        run: &Run<'_>,
+        kinds: &KindTable,
+        previous: &Inventory,
+        inventory: &mut Inventory,
+        change_set: &mut ChangeSet,
+        cancel: &CancellationToken,
+    ) {
+        let owner_labels = self.inventory.owner_labels();
+        let mut gone: Vec<(ObjectId, String, Option<KindInfo>)> = previous
+            .iter()
+            .filter(|(id, _)| !inventory.contains(id))
+            .map(|(id, version)| {
+                (
+                    id.clone(),
+                    version.to_owned(),
+                    resolve_inventory_kind(kinds, id, version).cloned(),
+                )
+            })
+            .collect();
+        let key = |id: &ObjectId, kind: &Option<KindInfo>| {
+            let namespaced = kind.as_ref().is_none_or(|k| k.namespaced);
+            (
+                self.staging.stage(&id.group, &id.kind, namespaced),
+                self.staging.kind_rank(&id.group, &id.kind),
+                id.kind.clone(),
+                id.namespace.clone(),
+                id.name.clone(),
+            )
+        };
+        gone.sort_by_key(|(id, _, kind)| std::cmp::Reverse(key(id, kind)));
+        for (id, version, kind) in gone {
+            let mut entry = |action, reason: String, error, resource| {
+                change_set.changes.push(ObjectChange {
+                    id: id.clone(),
+                    origin: None,
+                    resource,
+                    action,
+                    reason,
+                    error,
+                    diff: None,
+                });
+            };
+            let Some(kind) = kind else {
+                // The kind is no longer served (its CRD went): so are its objects.
+                let group = &id.group;
+                entry(
+                    Action::Pruned,
+                    "its kind is no longer served".into(),
+                    None,
+                    ApiResource {
+                        group: group.clone(),
+                        version: version.clone(),
+                        api_version: if group.is_empty() {
+                            version.clone()
+                        } else {
+                            format!("{group}/{version}")
+                        },
+                        kind: id.kind.clone(),
+                        plural: String::new(),
+                    },
+                );
+                continue;
+            };
+            if cancel.is_cancelled() {
+                inventory.insert(id.clone(), version);
+                entry(
+                    Action::Skipped,
+                    "not pruned: cancelled".into(),
+                    None,
+                    kind.resource.clone(),
+                );
+                continue;
+            }
+            let api = object_api(&run.client, &kind, id.namespace.as_deref());
+            let live = match api.get_opt(&id.name).await {
+                Ok(live) => live,
+                Err(e) => {
+                    inventory.insert(id.clone(), version);
+                    entry(
+                        Action::Failed,
+                        "reading before prune".into(),
+                        Some(ObjectError::from_kube(e)),
+                        kind.resource.clone(),
+                    );
+                    continue;
+                }
+            };
+            let Some(live) = live else {
+                entry(
+                    Action::Pruned,
+                    "already gone".into(),
+                    None,
+                    kind.resource.clone(),
+                );
+                continue;
+            };
+            let labels = live.metadata.labels.clone().unwrap_or_default();
+            let owned = owner_labels.iter().all(|(k, v)| labels.get(k) == Some(v));
+            if !owned {
+                entry(
+                    Action::Skipped,
+                    "not pruned: it no longer carries our ownership labels".into(),
+                    None,
+                    kind.resource.clone(),
+                );
+                continue;
+            }
+            let annotations: BTreeMap<&str, &str> = live
+                .metadata
+                .annotations
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            if !crate::plan::ObjectPolicy::from_annotations(&annotations).prune {
+                entry(
+                    Action::Skipped,
+                    "not pruned: pruning disabled by annotation".into(),
+                    None,
+                    kind.resource.clone(),
+                );
+                continue;
+            }
+            let params = DeleteParams {
+                propagation_policy: Some(PropagationPolicy::Background),
+                ..DeleteParams::default()
+            };
+            match api.delete(&id.name, &params).await {
+                Ok(_) => entry(
+                    Action::Pruned,
+                    "left the set".into(),
+                    None,
+                    kind.resource.clone(),
+                ),
+                Err(kube::Error::Api(status)) if status.code == 404 => {
+                    entry(
+                        Action::Pruned,
+                        "already gone".into(),
+                        None,
+                        kind.resource.clone(),
+                    );
+                }
+                Err(e) => {
+                    inventory.insert(id.clone(), version);
+                    entry(
+                        Action::Failed,
+                        "prune failed".into(),
+                        Some(ObjectError::from_kube(e)),
+                        kind.resource.clone(),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn resolve_inventory_kind<'k>(
+    kinds: &'k KindTable,
+    id: &ObjectId,
+    version: &str,
+) -> Option<&'k KindInfo> {
+    let exact = gitops_core::split_api_version(version).1;
+    kinds
+        .resolve(&id.group, exact, &id.kind)
+        .or_else(|| kinds.resolve_group_kind(&id.group, &id.kind))
+        .filter(|k| k.served)
+}
+
+/// The no-op decision: whether `desired` must be written given `live`. An object in sync that
+/// our field manager does not manage yet is written once to take ownership.
+fn needs_write(differ: &Differ, desired: &Value, live: &Value) -> Result<bool, DiffError> {
+    Ok(!differ.is_managed(live) || differ.needs_apply(desired, Some(live))?)
+}

@@ -1,0 +1,934 @@
+//! Planning: resolving every object's kind, filling namespaces, reading per-object policies and
+//! putting the set in apply order (waves, stages, kinds, then namespace and name).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use gitops_core::{Manifest, ObjectId, Origin};
+use kube::discovery::{ApiResource, Discovery, Scope};
+use serde_json::Value;
+
+/// Our annotation for the ordering wave of an object (an integer, default 0; lower first).
+pub const WAVE_ANNOTATION: &str = "apply.gitops.rs/wave";
+/// Argo CD's sync-wave annotation, honoured when ours is absent.
+pub const ARGO_WAVE_ANNOTATION: &str = "argocd.argoproj.io/sync-wave";
+/// `disabled`: the object is never written (nor pruned while it stays in the set).
+pub const RECONCILE_ANNOTATION: &str = "apply.gitops.rs/reconcile";
+/// Flux's equivalent of [`RECONCILE_ANNOTATION`].
+pub const FLUX_RECONCILE_ANNOTATION: &str = "kustomize.toolkit.fluxcd.io/reconcile";
+/// `IfNotPresent`: the object is created when absent and never updated.
+pub const SSA_ANNOTATION: &str = "apply.gitops.rs/ssa";
+/// Flux's equivalent of [`SSA_ANNOTATION`] (`IfNotPresent`, and `Ignore` = never reconcile).
+pub const FLUX_SSA_ANNOTATION: &str = "kustomize.toolkit.fluxcd.io/ssa";
+/// `disabled`: the object is never pruned.
+pub const PRUNE_ANNOTATION: &str = "apply.gitops.rs/prune";
+/// Flux's equivalent of [`PRUNE_ANNOTATION`].
+pub const FLUX_PRUNE_ANNOTATION: &str = "kustomize.toolkit.fluxcd.io/prune";
+/// Argo CD's sync options; `Prune=false` among them means never prune.
+pub const ARGO_SYNC_OPTIONS_ANNOTATION: &str = "argocd.argoproj.io/sync-options";
+/// `enabled`: take over fields other managers own (server-side apply with force).
+pub const FORCE_ANNOTATION: &str = "apply.gitops.rs/force";
+/// `enabled`: delete and create again when an immutable field changes.
+pub const RECREATE_ANNOTATION: &str = "apply.gitops.rs/recreate";
+/// Flux's `force: enabled`, which means recreate on immutable changes.
+pub const FLUX_FORCE_ANNOTATION: &str = "kustomize.toolkit.fluxcd.io/force";
+
+/// Why a set cannot be planned. Every problem of the set is listed, each with the object's
+/// origin (file and line).
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// One or more objects are invalid; nothing was written.
+    #[error("{} object(s) cannot be applied:\n{}", .problems.len(), join_lines(.problems))]
+    Invalid {
+        /// The problems, in the order of the set.
+        problems: Vec<ObjectProblem>,
+    },
+}
+
+fn join_lines(problems: &[ObjectProblem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("  - {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// One object that cannot be planned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ObjectProblem {
+    /// The cluster does not serve the kind and no CRD of the set defines it.
+    #[error(
+        "{origin}: {id}: the cluster serves no kind {kind} in {api_version} and no CustomResourceDefinition of the set defines it"
+    )]
+    UnknownKind {
+        /// The object.
+        id: ObjectId,
+        /// Where it comes from.
+        origin: Origin,
+        /// Its apiVersion.
+        api_version: String,
+        /// Its kind.
+        kind: String,
+    },
+    /// A namespaced object without a namespace, and no target namespace given.
+    #[error(
+        "{origin}: {id}: {kind} is namespaced but the object has no metadata.namespace and no target namespace was given"
+    )]
+    MissingNamespace {
+        /// The object.
+        id: ObjectId,
+        /// Where it comes from.
+        origin: Origin,
+        /// Its kind.
+        kind: String,
+    },
+    /// The same object twice.
+    #[error("{origin}: {id} is also defined at {first}")]
+    Duplicate {
+        /// The object.
+        id: ObjectId,
+        /// The second definition.
+        origin: Origin,
+        /// The first definition.
+        first: Origin,
+    },
+    /// A wave annotation that is not an integer.
+    #[error("{origin}: {id}: annotation {annotation} is {value:?}, not an integer")]
+    InvalidWave {
+        /// The object.
+        id: ObjectId,
+        /// Where it comes from.
+        origin: Origin,
+        /// The annotation read.
+        annotation: &'static str,
+        /// Its value.
+        value: String,
+    },
+}
+
+/// How the cluster serves one kind at one version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KindInfo {
+    /// Group, version, kind and plural.
+    pub resource: ApiResource,
+    /// Whether objects of the kind live in a namespace.
+    pub namespaced: bool,
+    /// Whether the cluster serves it now (`false` when only a CRD of the set defines it).
+    pub served: bool,
+}
+
+/// The kinds a cluster serves, from discovery, plus those the CRDs of a set will add.
+///
+/// ```
+/// use gitops_apply::{KindInfo, KindTable};
+/// use kube::discovery::ApiResource;
+///
+/// let mut kinds = KindTable::default();
+/// kinds.insert(KindInfo {
+///     resource: ApiResource {
+///         group: String::new(), version: "v1".into(), api_version: "v1".into(),
+///         kind: "ConfigMap".into(), plural: "configmaps".into(),
+///     },
+///     namespaced: true,
+///     served: true,
+/// });
+/// assert!(kinds.resolve("", "v1", "ConfigMap").is_some());
+/// assert!(kinds.resolve("", "v2", "ConfigMap").is_none());
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct KindTable {
+    by_version: HashMap<(String, String, String), KindInfo>,
+    by_group_kind: HashMap<(String, String), KindInfo>,
+}
+
+impl KindTable {
+    /// Every kind a [`Discovery`] found.
+    #[must_use]
+    pub fn from_discovery(discovery: &Discovery) -> Self {
+        let mut table = Self::default();
+        for group in discovery.groups() {
+            // The preferred version first, so that it wins for lookups by group and kind.
+            let preferred = group.preferred_version_or_latest().to_owned();
+            let mut versions: Vec<String> = group.versions().map(str::to_owned).collect();
+            versions.sort_by_key(|v| *v != preferred);
+            for version in versions {
+                for (resource, capabilities) in group.versioned_resources(&version) {
+                    if resource.plural.contains('/') {
+                        continue;
+                    }
+                    table.insert(KindInfo {
+                        resource,
+                        namespaced: capabilities.scope == Scope::Namespaced,
+                        served: true,
+                    });
+                }
+            }
+        }
+        table
+    }
+
+    /// Adds a kind; for lookups by group and kind, the first version added wins.
+    pub fn insert(&mut self, info: KindInfo) {
+        let r = &info.resource;
+        self.by_group_kind
+            .entry((r.group.clone(), r.kind.clone()))
+            .or_insert_with(|| info.clone());
+        self.by_version
+            .entry((r.group.clone(), r.version.clone(), r.kind.clone()))
+            .or_insert(info);
+    }
+
+    /// Adds the kinds the CustomResourceDefinitions among `manifests` define, as not served yet
+    /// (kinds the cluster already serves are kept).
+    pub fn add_crds<'m>(&mut self, manifests: impl IntoIterator<Item = &'m Manifest>) {
+        for manifest in manifests {
+            if manifest.group() != "apiextensions.k8s.io"
+                || manifest.kind() != "CustomResourceDefinition"
+            {
+                continue;
+            }
+            let spec = &manifest.object()["spec"];
+            let (Some(group), Some(kind), Some(plural)) = (
+                spec["group"].as_str(),
+                spec.pointer("/names/kind").and_then(Value::as_str),
+                spec.pointer("/names/plural").and_then(Value::as_str),
+            ) else {
+                continue;
+            };
+            let namespaced = spec["scope"].as_str() != Some("Cluster");
+            for version in spec["versions"].as_array().into_iter().flatten() {
+                let Some(name) = version["name"].as_str() else {
+                    continue;
+                };
+                if version["served"].as_bool() == Some(false) {
+                    continue;
+                }
+                self.insert(KindInfo {
+                    resource: ApiResource {
+                        group: group.to_owned(),
+                        version: name.to_owned(),
+                        api_version: format!("{group}/{name}"),
+                        kind: kind.to_owned(),
+                        plural: plural.to_owned(),
+                    },
+                    namespaced,
+                    served: false,
+                });
+            }
+        }
+    }
+
+    /// The kind at exactly this group and version.
+    #[must_use]
+    pub fn resolve(&self, group: &str, version: &str, kind: &str) -> Option<&KindInfo> {
+        self.by_version
+            .get(&(group.to_owned(), version.to_owned(), kind.to_owned()))
+    }
+
+    /// The kind at its preferred version (for objects known only by group and kind, as in an
+    /// inventory).
+    #[must_use]
+    pub fn resolve_group_kind(&self, group: &str, kind: &str) -> Option<&KindInfo> {
+        self.by_group_kind.get(&(group.to_owned(), kind.to_owned()))
+    }
+}
+
+/// The stages of an apply: each finishes (CRDs Established, Namespaces Active) before the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Stage {
+    /// CustomResourceDefinitions, Namespaces, cluster-wide RBAC and other definitions.
+    Definitions,
+    /// Kinds whose name ends in `Class` (StorageClass, IngressClass, custom classes).
+    Classes,
+    /// Everything else.
+    Rest,
+}
+
+/// Decides the stage of a kind and the order of kinds within a stage; implement it to change
+/// what counts as a stage.
+pub trait Staging: Send + Sync {
+    /// The stage of objects of `group`/`kind`.
+    fn stage(&self, group: &str, kind: &str, namespaced: bool) -> Stage;
+    /// The rank of `kind` within its stage; lower first, ties broken by kind name.
+    fn kind_rank(&self, group: &str, kind: &str) -> usize;
+}
+
+/// The default [`Staging`]: definitions, classes, the rest; kinds in a fixed order in which each
+/// kind comes after those it usually refers to.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DefaultStaging;
+
+/// Kinds in apply order; unknown kinds come after these.
+const KIND_ORDER: &[&str] = &[
+    "CustomResourceDefinition",
+    "Namespace",
+    "ResourceQuota",
+    "LimitRange",
+    "PriorityClass",
+    "NetworkPolicy",
+    "ServiceAccount",
+    "Secret",
+    "ConfigMap",
+    "StorageClass",
+    "PersistentVolume",
+    "PersistentVolumeClaim",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "Role",
+    "RoleBinding",
+    "Service",
+    "PodDisruptionBudget",
+    "DaemonSet",
+    "Pod",
+    "ReplicationController",
+    "ReplicaSet",
+    "Deployment",
+    "HorizontalPodAutoscaler",
+    "StatefulSet",
+    "Job",
+    "CronJob",
+    "IngressClass",
+    "Ingress",
+    "APIService",
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
+];
+
+impl Staging for DefaultStaging {
+    fn stage(&self, group: &str, kind: &str, namespaced: bool) -> Stage {
+        let definition = matches!(
+            (group, kind),
+            ("apiextensions.k8s.io", "CustomResourceDefinition")
+                | ("", "Namespace")
+                | (
+                    "rbac.authorization.k8s.io",
+                    "ClusterRole" | "ClusterRoleBinding"
+                )
+        );
+        if definition {
+            Stage::Definitions
+        } else if kind.ends_with("Class") && !namespaced {
+            Stage::Classes
+        } else {
+            Stage::Rest
+        }
+    }
+
+    fn kind_rank(&self, _group: &str, kind: &str) -> usize {
+        KIND_ORDER
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or(KIND_ORDER.len())
+    }
+}
+
+/// What an object's annotations ask of the applier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectPolicy {
+    /// `false`: never written.
+    pub reconcile: bool,
+    /// `true`: created when absent, never updated.
+    pub create_only: bool,
+    /// `false`: never pruned.
+    pub prune: bool,
+    /// `true`: server-side apply with force (take over conflicting fields).
+    pub force: bool,
+    /// `true`: delete and create again when an immutable field changes.
+    pub recreate: bool,
+}
+
+impl Default for ObjectPolicy {
+    fn default() -> Self {
+        Self {
+            reconcile: true,
+            create_only: false,
+            prune: true,
+            force: false,
+            recreate: false,
+        }
+    }
+}
+
+impl ObjectPolicy {
+    /// The policy the annotations of an object ask for (ours, Flux's and Argo CD's).
+    ///
+    /// ```
+    /// use std::collections::BTreeMap;
+    /// let annotations = BTreeMap::from([("kustomize.toolkit.fluxcd.io/prune", "disabled")]);
+    /// let policy = gitops_apply::ObjectPolicy::from_annotations(&annotations);
+    /// assert!(!policy.prune);
+    /// assert!(policy.reconcile);
+    /// ```
+    #[must_use]
+    pub fn from_annotations(annotations: &BTreeMap<&str, &str>) -> Self {
+        let get = |key: &str| annotations.get(key).copied().unwrap_or_default();
+        let disabled = |key: &str| get(key).eq_ignore_ascii_case("disabled");
+        let enabled = |key: &str| get(key).eq_ignore_ascii_case("enabled");
+        let ssa = |value: &str| {
+            get(SSA_ANNOTATION).eq_ignore_ascii_case(value)
+                || get(FLUX_SSA_ANNOTATION).eq_ignore_ascii_case(value)
+        };
+        let argo_no_prune = get(ARGO_SYNC_OPTIONS_ANNOTATION)
+            .split(',')
+            .any(|o| o.trim() == "Prune=false");
+        Self {
+            reconcile: !(disabled(RECONCILE_ANNOTATION)
+                || disabled(FLUX_RECONCILE_ANNOTATION)
+                || ssa("Ignore")),
+            create_only: ssa("IfNotPresent"),
+            prune: !(disabled(PRUNE_ANNOTATION)
+                || disabled(FLUX_PRUNE_ANNOTATION)
+                || argo_no_prune),
+            force: enabled(FORCE_ANNOTATION),
+            recreate: enabled(RECREATE_ANNOTATION) || enabled(FLUX_FORCE_ANNOTATION),
+        }
+    }
+}
+
+/// One object of a plan.
+#[derive(Debug, Clone)]
+pub struct PlannedObject {
+    /// The object as it will be applied (namespace filled in).
+    pub manifest: Manifest,
+    /// Its id.
+    pub id: ObjectId,
+    /// How the cluster serves its kind.
+    pub kind: KindInfo,
+    /// Its wave (annotation; default 0).
+    pub wave: i64,
+    /// Its stage.
+    pub stage: Stage,
+    /// The rank of its kind within the stage.
+    pub kind_rank: usize,
+    /// What its annotations ask for.
+    pub policy: ObjectPolicy,
+    /// Added by the applier (the target namespace it was asked to create): never labelled,
+    /// never in the inventory, never pruned.
+    pub synthesized: bool,
+}
+
+impl PlannedObject {
+    fn order_key(&self) -> (i64, Stage, usize, &str, Option<&str>, &str) {
+        (
+            self.wave,
+            self.stage,
+            self.kind_rank,
+            self.id.kind.as_str(),
+            self.id.namespace.as_deref(),
+            self.id.name.as_str(),
+        )
+    }
+}
+
+/// Options of [`plan`].
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// Sets (overrides or fills in) the namespace of every namespaced object.
+    pub target_namespace: Option<String>,
+    /// Adds the target namespace to the set when the set does not define it.
+    pub create_target_namespace: bool,
+}
+
+/// A set in apply order, split into groups (one per wave and stage) that are written one after
+/// the other; objects of a group are written in parallel.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    objects: Vec<PlannedObject>,
+    groups: Vec<std::ops::Range<usize>>,
+}
+
+impl Plan {
+    /// Every object, in apply order.
+    #[must_use]
+    pub fn objects(&self) -> &[PlannedObject] {
+        &self.objects
+    }
+
+    /// The groups, in order: each a slice of [`Plan::objects`] of one wave and stage.
+    pub fn groups(&self) -> impl Iterator<Item = &[PlannedObject]> {
+        self.groups.iter().map(|r| &self.objects[r.clone()])
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, group) in self.groups().enumerate() {
+            let first = &group[0];
+            writeln!(f, "group {i} (wave {}, {:?}):", first.wave, first.stage)?;
+            for object in group {
+                writeln!(f, "  {}", object.id.display_name())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The wave of an object, or the annotation and value that are not an integer.
+fn wave_of(manifest: &Manifest) -> Result<i64, (&'static str, String)> {
+    for annotation in [WAVE_ANNOTATION, ARGO_WAVE_ANNOTATION] {
+        if let Some(value) = manifest.annotation(annotation) {
+            return value
+                .trim()
+                .parse()
+                .map_err(|_| (annotation, value.to_owned()));
+        }
+    }
+    Ok(0)
+}
+
+/// Plans a set: resolves every kind through `kinds`, sets namespaces, reads policies and orders
+/// the objects. Every problem of the set is reported at once.
+///
+/// ```
+/// use gitops_apply::{DefaultStaging, KindInfo, KindTable, PlanOptions, plan};
+/// use kube::discovery::ApiResource;
+///
+/// let mut kinds = KindTable::default();
+/// for (kind, plural, namespaced) in [("ConfigMap", "configmaps", true), ("Namespace", "namespaces", false)] {
+///     kinds.insert(KindInfo {
+///         resource: ApiResource { group: String::new(), version: "v1".into(),
+///             api_version: "v1".into(), kind: kind.into(), plural: plural.into() },
+///         namespaced, served: true,
+///     });
+/// }
+/// let set = gitops_core::parse_manifests(
+///     "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\n\
+///      apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n",
+///     "set.yaml",
+/// )?;
+/// let options = PlanOptions { target_namespace: Some("shop".into()), ..Default::default() };
+/// let plan = plan(set, &kinds, &DefaultStaging, &options)?;
+/// let order: Vec<String> = plan.objects().iter().map(|o| o.id.to_string()).collect();
+/// assert_eq!(order, ["_shop__Namespace", "shop_a__ConfigMap"]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+/// [`PlanError::Invalid`] listing unknown kinds, namespaced objects without namespace,
+/// duplicates and invalid wave annotations.
+pub fn plan(
+    manifests: Vec<Manifest>,
+    kinds: &KindTable,
+    staging: &dyn Staging,
+    options: &PlanOptions,
+) -> Result<Plan, PlanError> {
+    let mut problems = Vec::new();
+    let mut seen: HashMap<ObjectId, Origin> = HashMap::new();
+    let mut objects = Vec::with_capacity(manifests.len() + 1);
+    let mut defines_target = false;
+    for mut manifest in manifests {
+        let (group, version, kind) = (
+            manifest.group().to_owned(),
+            manifest.version().to_owned(),
+            manifest.kind().to_owned(),
+        );
+        let Some(info) = kinds.resolve(&group, &version, &kind) else {
+            problems.push(ObjectProblem::UnknownKind {
+                id: manifest.id(),
+                origin: manifest.origin().clone(),
+                api_version: manifest.api_version().to_owned(),
+                kind,
+            });
+            continue;
+        };
+        if info.namespaced {
+            if let Some(target) = &options.target_namespace {
+                manifest.set_namespace(Some(target));
+            } else if manifest.namespace().is_none_or(str::is_empty) {
+                problems.push(ObjectProblem::MissingNamespace {
+                    id: manifest.id(),
+                    origin: manifest.origin().clone(),
+                    kind,
+                });
+                continue;
+            }
+        } else if manifest.namespace().is_some() {
+            manifest.set_namespace(None);
+        }
+        let id = manifest.id();
+        if let Some(first) = seen.get(&id) {
+            problems.push(ObjectProblem::Duplicate {
+                id,
+                origin: manifest.origin().clone(),
+                first: first.clone(),
+            });
+            continue;
+        }
+        seen.insert(id.clone(), manifest.origin().clone());
+        let wave = match wave_of(&manifest) {
+            Ok(wave) => wave,
+            Err((annotation, value)) => {
+                problems.push(ObjectProblem::InvalidWave {
+                    id,
+                    origin: manifest.origin().clone(),
+                    annotation,
+                    value,
+                });
+                continue;
+            }
+        };
+        if group.is_empty()
+            && kind == "Namespace"
+            && options.target_namespace.as_deref() == Some(manifest.name())
+        {
+            defines_target = true;
+        }
+        let policy = ObjectPolicy::from_annotations(&manifest.annotations());
+        objects.push(PlannedObject {
+            stage: staging.stage(&group, &kind, info.namespaced),
+            kind_rank: staging.kind_rank(&group, &kind),
+            kind: info.clone(),
+            manifest,
+            id,
+            wave,
+            policy,
+            synthesized: false,
+        });
+    }
+    if !problems.is_empty() {
+        return Err(PlanError::Invalid { problems });
+    }
+    if let (Some(target), true, false) = (
+        &options.target_namespace,
+        options.create_target_namespace,
+        defines_target,
+    ) && let Some(info) = kinds.resolve("", "v1", "Namespace")
+    {
+        let object = serde_json::json!({
+            "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": target},
+        });
+        let manifest = Manifest::new(object, Origin::new("<target namespace>"))
+            .expect("a namespace object is a valid manifest");
+        objects.push(PlannedObject {
+            id: manifest.id(),
+            kind: info.clone(),
+            wave: objects.iter().map(|o| o.wave).min().unwrap_or(0).min(0),
+            stage: Stage::Definitions,
+            kind_rank: staging.kind_rank("", "Namespace"),
+            policy: ObjectPolicy {
+                create_only: true,
+                prune: false,
+                ..ObjectPolicy::default()
+            },
+            synthesized: true,
+            manifest,
+        });
+    }
+    objects.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+    let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
+    for (i, object) in objects.iter().enumerate() {
+        match groups.last_mut() {
+            Some(last)
+                if objects[last.start].wave == object.wave
+                    && objects[last.start].stage == object.stage =>
+            {
+                last.end = i + 1;
+            }
+            _ => groups.push(i..i + 1),
+        }
+    }
+    Ok(Plan { objects, groups })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+        ApiResource {
+            group: group.into(),
+            version: version.into(),
+            api_version: if group.is_empty() {
+                version.into()
+            } else {
+                format!("{group}/{version}")
+            },
+            kind: kind.into(),
+            plural: plural.into(),
+        }
+    }
+
+    fn kinds() -> KindTable {
+        let mut table = KindTable::default();
+        for (group, version, kind, plural, namespaced) in [
+            ("", "v1", "ConfigMap", "configmaps", true),
+            ("", "v1", "Namespace", "namespaces", false),
+            ("", "v1", "Service", "services", true),
+            ("apps", "v1", "Deployment", "deployments", true),
+            (
+                "rbac.authorization.k8s.io",
+                "v1",
+                "ClusterRole",
+                "clusterroles",
+                false,
+            ),
+            (
+                "storage.k8s.io",
+                "v1",
+                "StorageClass",
+                "storageclasses",
+                false,
+            ),
+            (
+                "apiextensions.k8s.io",
+                "v1",
+                "CustomResourceDefinition",
+                "customresourcedefinitions",
+                false,
+            ),
+        ] {
+            table.insert(KindInfo {
+                resource: resource(group, version, kind, plural),
+                namespaced,
+                served: true,
+            });
+        }
+        table
+    }
+
+    fn parse(yaml: &str) -> Vec<Manifest> {
+        gitops_core::parse_manifests(yaml, "set.yaml").unwrap()
+    }
+
+    fn order(plan: &Plan) -> Vec<String> {
+        plan.objects().iter().map(|o| o.id.display_name()).collect()
+    }
+
+    const MIXED: &str = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: b, namespace: shop}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: a, namespace: shop}
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: fast}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: reader}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+";
+
+    #[test]
+    fn orders_by_stage_then_kind_then_name() {
+        let plan = plan(
+            parse(MIXED),
+            &kinds(),
+            &DefaultStaging,
+            &PlanOptions::default(),
+        )
+        .unwrap();
+        let ids: Vec<String> = plan.objects().iter().map(|o| o.id.to_string()).collect();
+        assert_eq!(
+            ids,
+            [
+                "_shop__Namespace",
+                "_reader_rbac.authorization.k8s.io_ClusterRole",
+                "_fast_storage.k8s.io_StorageClass",
+                "shop_a__ConfigMap",
+                "shop_b__ConfigMap",
+                "shop_web__Service",
+                "shop_web_apps_Deployment",
+            ],
+            "{plan}"
+        );
+        let stages: Vec<Vec<Stage>> = plan
+            .groups()
+            .map(|g| g.iter().map(|o| o.stage).collect())
+            .collect();
+        assert_eq!(
+            stages,
+            [
+                vec![Stage::Definitions, Stage::Definitions],
+                vec![Stage::Classes],
+                vec![Stage::Rest; 4],
+            ]
+        );
+    }
+
+    #[test]
+    fn waves_come_before_stages_and_argo_waves_are_honoured() {
+        let yaml = "\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: late, namespace: x, annotations: {argocd.argoproj.io/sync-wave: \"2\"}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: early, namespace: x, annotations: {apply.gitops.rs/wave: \"-1\", argocd.argoproj.io/sync-wave: \"5\"}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: x}
+";
+        let plan = plan(
+            parse(yaml),
+            &kinds(),
+            &DefaultStaging,
+            &PlanOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            order(&plan),
+            ["ConfigMap x/early", "Namespace x", "ConfigMap x/late"]
+        );
+        let waves: Vec<i64> = plan.groups().map(|g| g[0].wave).collect();
+        assert_eq!(waves, [-1, 0, 2]);
+    }
+
+    #[test]
+    fn reports_every_problem_with_its_origin() {
+        let yaml = "\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: nons}
+---
+apiVersion: example.com/v1
+kind: Widget
+metadata: {name: w, namespace: x}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: x, annotations: {argocd.argoproj.io/sync-wave: soon}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: a, namespace: x}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: a, namespace: x}
+";
+        let err = plan(
+            parse(yaml),
+            &kinds(),
+            &DefaultStaging,
+            &PlanOptions::default(),
+        )
+        .unwrap_err();
+        let PlanError::Invalid { problems } = &err;
+        assert_eq!(problems.len(), 4, "{err}");
+        assert!(matches!(
+            problems[0],
+            ObjectProblem::MissingNamespace { .. }
+        ));
+        assert!(matches!(problems[1], ObjectProblem::UnknownKind { .. }));
+        assert!(matches!(problems[2], ObjectProblem::InvalidWave { .. }));
+        assert!(matches!(problems[3], ObjectProblem::Duplicate { .. }));
+        let text = err.to_string();
+        assert!(text.contains("set.yaml:1"), "{text}");
+        assert!(text.contains("set.yaml:5"), "{text}");
+        assert!(text.contains("is also defined at set.yaml:13"), "{text}");
+    }
+
+    #[test]
+    fn target_namespace_overrides_fills_and_is_created() {
+        let yaml = "\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: a, namespace: elsewhere}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: b}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: reader, namespace: ignored}
+";
+        let options = PlanOptions {
+            target_namespace: Some("team".into()),
+            create_target_namespace: true,
+        };
+        let plan = plan(parse(yaml), &kinds(), &DefaultStaging, &options).unwrap();
+        assert_eq!(
+            order(&plan),
+            [
+                "Namespace team",
+                "ClusterRole.rbac.authorization.k8s.io reader",
+                "ConfigMap team/a",
+                "ConfigMap team/b"
+            ]
+        );
+        let namespace = &plan.objects()[0];
+        assert!(namespace.synthesized && namespace.policy.create_only && !namespace.policy.prune);
+        assert!(plan.objects()[1].manifest.namespace().is_none());
+    }
+
+    #[test]
+    fn target_namespace_defined_in_the_set_is_not_added_twice() {
+        let yaml = "apiVersion: v1\nkind: Namespace\nmetadata: {name: team}\n";
+        let options = PlanOptions {
+            target_namespace: Some("team".into()),
+            create_target_namespace: true,
+        };
+        let plan = plan(parse(yaml), &kinds(), &DefaultStaging, &options).unwrap();
+        assert_eq!(plan.objects().len(), 1);
+        assert!(!plan.objects()[0].synthesized);
+    }
+
+    #[test]
+    fn custom_resources_of_a_crd_in_the_set_resolve() {
+        let yaml = "\
+apiVersion: example.com/v1
+kind: Widget
+metadata: {name: w, namespace: x}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {kind: Widget, plural: widgets}
+  versions: [{name: v1, served: true, storage: true}]
+";
+        let manifests = parse(yaml);
+        let mut table = kinds();
+        table.add_crds(&manifests);
+        let plan = plan(manifests, &table, &DefaultStaging, &PlanOptions::default()).unwrap();
+        assert_eq!(
+            order(&plan),
+            [
+                "CustomResourceDefinition.apiextensions.k8s.io widgets.example.com",
+                "Widget.example.com x/w"
+            ]
+        );
+        let widget = &plan.objects()[1];
+        assert!(!widget.kind.served);
+        assert_eq!(widget.kind.resource.plural, "widgets");
+        assert_eq!(widget.stage, Stage::Rest);
+    }
+
+    #[test]
+    fn policies_from_our_flux_and_argo_annotations() {
+        let policy = |pairs: &[(&str, &str)]| {
+            ObjectPolicy::from_annotations(&pairs.iter().copied().collect())
+        };
+        assert_eq!(policy(&[]), ObjectPolicy::default());
+        assert!(!policy(&[(RECONCILE_ANNOTATION, "disabled")]).reconcile);
+        assert!(!policy(&[(FLUX_RECONCILE_ANNOTATION, "disabled")]).reconcile);
+        assert!(!policy(&[(FLUX_SSA_ANNOTATION, "Ignore")]).reconcile);
+        assert!(policy(&[(SSA_ANNOTATION, "IfNotPresent")]).create_only);
+        assert!(!policy(&[(PRUNE_ANNOTATION, "disabled")]).prune);
+        assert!(!policy(&[(ARGO_SYNC_OPTIONS_ANNOTATION, "Replace=true, Prune=false")]).prune);
+        assert!(policy(&[(FORCE_ANNOTATION, "enabled")]).force);
+        assert!(policy(&[(FLUX_FORCE_ANNOTATION, "enabled")]).recreate);
+        assert!(policy(&[(PRUNE_ANNOTATION, "enabled")]).prune);
+    }
+}

@@ -1,0 +1,820 @@
+//! The applier against a real control plane (gitops-envtest).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use gitops_apply::{
+    Action, Applier, ApplyError, ApplyOptions, ChangeSet, ConfigMapInventory, DesiredSet,
+    HealthChecks, Inventory, InventoryStore, ObjectError, Status, WaitError, WaitTarget,
+    wait_for_current,
+};
+use gitops_core::{Manifest, ObjectId};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::discovery::ApiResource;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+fn manifests(yaml: &str) -> Vec<Manifest> {
+    gitops_core::parse_manifests(yaml, "set.yaml").expect("test YAML parses")
+}
+
+fn set(yaml: &str) -> DesiredSet {
+    DesiredSet::new(manifests(yaml))
+}
+
+fn applier(client: &kube::Client, namespace: &str) -> Applier {
+    let inventory = ConfigMapInventory::new(namespace, "inventory").unwrap();
+    Applier::builder(client.clone(), inventory)
+        .settle_timeout(Duration::from_secs(30))
+        .build()
+}
+
+async fn run(applier: &Applier, desired: DesiredSet, options: &ApplyOptions) -> ChangeSet {
+    match applier
+        .apply(desired, options, &CancellationToken::new())
+        .await
+    {
+        Ok(change_set) => change_set,
+        Err(e) => panic!("apply failed: {e}"),
+    }
+}
+
+fn action(change_set: &ChangeSet, id: &str) -> Action {
+    let id: ObjectId = id.parse().unwrap();
+    change_set
+        .get(&id)
+        .unwrap_or_else(|| panic!("{id} not in the change set:\n{change_set}"))
+        .action
+}
+
+async fn config_map(client: &kube::Client, namespace: &str, name: &str) -> Option<ConfigMap> {
+    Api::<ConfigMap>::namespaced(client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .unwrap()
+}
+
+fn app(ns: &str, color: &str) -> String {
+    format!(
+        "\
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: settings, namespace: {ns}}}
+data: {{color: {color}, size: large}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: token, namespace: {ns}}}
+stringData: {{token: s3cret}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: {ns}}}
+spec:
+  selector: {{app: web}}
+  ports: [{{port: 80, targetPort: 8080}}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: {ns}}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.27
+        ports: [{{containerPort: 8080}}]
+        resources: {{requests: {{cpu: 100m, memory: 64Mi}}}}
+"
+    )
+}
+
+async fn resource_versions(
+    client: &kube::Client,
+    change_set: &ChangeSet,
+) -> BTreeMap<String, String> {
+    let mut versions = BTreeMap::new();
+    for change in &change_set.changes {
+        let api: Api<DynamicObject> = match &change.id.namespace {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &change.resource),
+            None => Api::all_with(client.clone(), &change.resource),
+        };
+        let object = api.get(&change.id.name).await.unwrap();
+        versions.insert(
+            change.id.to_string(),
+            object.metadata.resource_version.unwrap(),
+        );
+    }
+    versions
+}
+
+#[tokio::test]
+async fn applies_then_writes_nothing_then_changes_one_field() {
+    let cp = gitops_envtest::shared().await.unwrap();
+    let client = cp.client().await.unwrap();
+    let ns = cp.create_namespace("apply").await.unwrap();
+    let applier = applier(&client, &ns);
+    let options = ApplyOptions::default();
+
+    let first = run(&applier, set(&app(&ns, "blue")), &options).await;
+    assert_eq!(first.count(Action::Created), 4, "{first}");
+    let inventory = ConfigMapInventory::new(&ns, "inventory").unwrap();
+    let stored = inventory
+        .load(&client)
+        .await
+        .unwrap()
+        .expect("inventory saved");
+    assert_eq!(stored.len(), 4);
+    let settings = config_map(&client, &ns, "settings").await.unwrap();
+    let labels = settings.metadata.labels.unwrap();
+    assert_eq!(labels[gitops_apply::OWNER_NAME_LABEL], "inventory");
+    assert_eq!(labels[gitops_apply::OWNER_NAMESPACE_LABEL], ns);
+
+    let before = resource_versions(&client, &first).await;
+    let second = run(&applier, set(&app(&ns, "blue")), &options).await;
+    assert_eq!(second.count(Action::Unchanged), 4, "{second}");
+    let after = resource_versions(&client, &second).await;
+    assert_eq!(before, after, "a no-change run wrote something");
+    let inventory_version = config_map(&client, &ns, "inventory")
+        .await
+        .unwrap()
+        .metadata
+        .resource_version;
+    // Discovery (2), the inventory (1), one list per kind and namespace (4); no writes.
+    assert_eq!(second.requests, 7, "{second}");
+
+    let third = run(&applier, set(&app(&ns, "green")), &options).await;
+    assert_eq!(
+        action(&third, &format!("{ns}_settings__ConfigMap")),
+        Action::Configured,
+        "{third}"
+    );
+    assert_eq!(third.count(Action::Unchanged), 3, "{third}");
+    let settings = config_map(&client, &ns, "settings").await.unwrap();
+    assert_eq!(settings.data.unwrap()["color"], "green");
+    assert_eq!(
+        config_map(&client, &ns, "inventory")
+            .await
+            .unwrap()
+            .metadata
+            .resource_version,
+        inventory_version,
+        "the inventory did not change, it must not be written"
+    );
+}
+
+#[tokio::test]
+async fn manual_drift_is_a_conflict_until_forced_and_a_deleted_object_comes_back() {
+    let cp = gitops_envtest::shared().await.unwrap();
+    let client = cp.client().await.unwrap();
+    let ns = cp.create_namespace("drift").await.unwrap();
+    let applier = applier(&client, &ns);
+    run(&applier, set(&app(&ns, "blue")), &ApplyOptions::default()).await;
+
+    // Someone edits a field we own with another tool.
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    config_maps
+        .patch(
+            "settings",
+            &PatchParams {
+                field_manager: Some("kubectl-edit".into()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(json!({"data": {"color": "red"}})),
+        )
+        .await
+        .unwrap();
+    // Someone deletes an object.
+    Api::<DynamicObject>::namespaced_with(
+        client.clone(),
+        &ns,
+        &ApiResource::erase::<k8s_openapi::api::core::v1::Secret>(&()),
+    )
+    .delete("token", &DeleteParams::default())
+    .await
+    .unwrap();
+
+    let err = applier
+        .apply(
+            set(&app(&ns, "blue")),
+            &ApplyOptions::default(),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+    let ApplyError::Invalid { change_set } = &err else {
+        panic!("expected a validation error, got {err}");
+    };
+    let settings_id: ObjectId = format!("{ns}_settings__ConfigMap").parse().unwrap();
+    let failed = change_set.get(&settings_id).unwrap();
+    let Some(ObjectError::Conflict { conflicts }) = &failed.error else {
+        panic!("expected a conflict: {failed}");
+    };
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].manager, "kubectl-edit");
+    assert_eq!(conflicts[0].field, ".data.color");
+    assert!(
+        err.to_string()
+            .contains(".data.color owned by \"kubectl-edit\""),
+        "{err}"
+    );
+    // Nothing written: the deleted Secret is still missing.
+    assert_eq!(
+        action(change_set, &format!("{ns}_token__Secret")),
+        Action::Skipped
+    );
+    assert!(
+        config_map(&client, &ns, "settings")
+            .await
+            .unwrap()
+            .data
+            .unwrap()["color"]
+            == "red"
+    );
+
+    let forced = ApplyOptions {
+        force: true,
+        ..ApplyOptions::default()
+    };
+    let fixed = run(&applier, set(&app(&ns, "blue")), &forced).await;
+    assert_eq!(
+        action(&fixed, &settings_id.to_string()),
+        Action::Configured,
+        "{fixed}"
+    );
+    assert_eq!(
+        action(&fixed, &format!("{ns}_token__Secret")),
+        Action::Created,
+        "{fixed}"
+    );
+    assert_eq!(
+        config_map(&client, &ns, "settings")
+            .await
+            .unwrap()
+            .data
+            .unwrap()["color"],
+        "blue"
+    );
+    let again = run(&applier, set(&app(&ns, "blue")), &ApplyOptions::default()).await;
+    assert_eq!(again.count(Action::Unchanged), 4, "{again}");
+}
+
+#[tokio::test]
+async fn prunes_what_left_the_set_but_keeps_never_prune_objects() {
+    let cp = gitops_envtest::shared().await.unwrap();
+    let client = cp.client().await.unwrap();
+    let ns = cp.create_namespace("prune").await.unwrap();
+    let applier = applier(&client, &ns);
+    let three = format!(
+        "\
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: a, namespace: {ns}}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: b, namespace: {ns}}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: keep
+  namespace: {ns}
+  annotations: {{kustomize.toolkit.fluxcd.io/prune: disabled}}
+"
+    );
+    run(&applier, set(&three), &ApplyOptions::default()).await;
+
+    // An empty set would prune everything: refused.
+    let err = applier
+        .apply(
+            DesiredSet::new(Vec::new()),
+            &ApplyOptions::default(),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ApplyError::EmptySet { previous: 3 }), "{err}");
+    assert!(config_map(&client, &ns, "a").await.is_some());
+
+    let only_a =
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: a, namespace: {ns}}}\n");
+    let dry = run(
+        &applier,
+        set(&only_a),
+        &ApplyOptions {
+            dry_run: true,
+            ..ApplyOptions::default()
+        },
+    )
+    .await;
+    assert_eq!(dry.count(Action::Pruned), 2, "{dry}");
+    assert!(
+        config_map(&client, &ns, "b").await.is_some(),
+        "a dry run deleted"
+    );
+
+    let pruned = run(&applier, set(&only_a), &ApplyOptions::default()).await;
+    assert_eq!(
+        action(&pruned, &format!("{ns}_b__ConfigMap")),
+        Action::Pruned,
+        "{pruned}"
+    );
+    assert_eq!(
+        action(&pruned, &format!("{ns}_keep__ConfigMap")),
+        Action::Skipped,
+        "{pruned}"
+    );
+    assert_eq!(
+        action(&pruned, &format!("{ns}_a__ConfigMap")),
+        Action::Unchanged,
+        "{pruned}"
+    );
+    let deleted = config_map(&client, &ns, "b").await;
+    assert!(deleted.is_none() || deleted.unwrap().metadata.deletion_timestamp.is_some());
+    assert!(config_map(&client, &ns, "keep").await.is_some());
+    let stored = ConfigMapInventory::new(&ns, "inventory")
+        .unwrap()
+        .load(&client)
+        .await
+        .unwrap()
+        .unwrap();
+    let ids: Vec<String> = stored.iter().map(|(id, _)| id.to_string()).collect();
+    assert_eq!(ids, [format!("{ns}_a__ConfigMap")]);
+}
+
+#[tokio::test]
+async fn a_crd_and_its_custom_resources_in_one_set() {
+    let cp = gitops_envtest::shared().await.unwrap();
+    let client = cp.client().await.unwrap();
+    let ns = cp.create_namespace("crd").await.unwrap();
+    // A group of its own, so that tests of other runs never share the CRD.
+    let group = format!("{ns}.apply.gitops.rs");
+    let yaml = format!(
+        "\
+apiVersion: example.gitops.rs/v1
+kind: Gadget
+metadata: {{name: g1}}
+spec: {{size: 3, tags: [a, b]}}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {{name: gadgets.{group}}}
+spec:
+  group: {group}
+  scope: Namespaced
+  names: {{kind: Gadget, plural: gadgets, singular: gadget}}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              size: {{type: integer}}
+              tags: {{type: array, items: {{type: string}}}}
+"
+    )
+    .replace("example.gitops.rs", &group);
+    let applier = applier(&client, &ns);
+    let options = ApplyOptions {
+        target_namespace: Some(ns.clone()),
+        ..ApplyOptions::default()
+    };
+    let first = run(&applier, set(&yaml), &options).await;
+    assert_eq!(first.count(Action::Created), 2, "{first}");
+    assert_eq!(
+        first.changes[0].id.kind, "CustomResourceDefinition",
+        "{first}"
+    );
+    let second = run(&applier, set(&yaml), &options).await;
+    assert_eq!(second.count(Action::Unchanged), 2, "{second}");
+
+    // A strict-validation failure: an unknown field, reported before anything is written.
+    let bad = yaml.replace("size: 3,", "size: 3, colour: red,");
+    let err = applier
+        .apply(set(&bad), &options, &CancellationToken::new())
+        .await
+        .unwrap_err();
+    let ApplyError::Invalid { change_set } = &err else {
+        panic!("{err}")
+    };
+    let gadget = change_set.failed().next().expect("one failure");
+    assert_eq!(gadget.id.kind, "Gadget");
+    assert!(
+        matches!(gadget.error, Some(ObjectError::Rejected { .. })),
+        "{gadget}"
+    );
+    assert!(err.to_string().contains("colour"), "{err}");
+
+    // Clean up the cluster-scoped CRD of this test.
+    let crds: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ApiResource::erase::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>(&()),
+    );
+    crds.delete(&format!("gadgets.{group}"), &DeleteParams::default())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn unknown_kinds_and_missing_namespaces_fail_before_any_write() {
+    let cp = gitops_envtest::shared().await.unwrap();
+    let client = cp.client().await.unwrap();
+    let ns = cp.create_namespace("plan").await.unwrap();
+    let applier = applier(&client, &ns);
+    let yaml = format!(
+        "\
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: fine, namespace: {ns}}}
+---
+apiVersion: nowhere.gitops.rs/v1
+kind: Ghost
+metadata: {{name: boo, namespace: {ns}}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: homeless}}
+"
+    );
+    let err = applier
+        .apply(
+            set(&yaml),
+            &ApplyOptions::default(),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+    let text = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+    assert!(
+        text.contains("set.yaml:5") && text.contains("Ghost"),
+        "{text}"
+    );
+    assert!(
+        text.contains("set.yaml:9") && text.contains("no metadata.namespace"),
+        "{text}"
+    );
+    assert!(config_map(&client, &ns, "fine").await.is_none());
+}
+
+#[tokio::test]
+async fn immutable_change_is_reported_then_recreated_on_opt_in() {
+    let cp = gitops_envtest::shared().await.unwrap();
+    let client = cp.client().await.unwrap();
+    let ns = cp.create_namespace("immutable").await.unwrap();
+    let applier = applier(&client, &ns);
+    let frozen = |value: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: frozen, namespace: {ns}}}\nimmutable: true\ndata: {{value: \"{value}\"}}\n"
+        )
+    };
+    run(&applier, set(&frozen("1")), &ApplyOptions::default()).await;
+    let uid = config_map(&client, &ns, "frozen")
+        .await
+        .unwrap()
+        .metadata
+        .uid;
+
+    let err = applier
+        .apply(
+            set(&frozen("2")),
+            &ApplyOptions::default(),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+    let change_set = err.change_set().expect("a change set");
+    let failed = change_set.failed().next().expect("one failure");
+    let Some(ObjectError::Immutable { fields, .. }) = &failed.error else {
+        panic!("expected an immutable-field error: {failed}");
+    };
+    assert_eq!(fields, &["data"]);
+
+    let recreate = ApplyOptions {
+        recreate_on_immutable: true,
+        ..ApplyOptions::default()
+    };
+    let done = run(&applier, set(&frozen("2")), &recreate).await;
+    assert_eq!(done.count(Action::Recreated), 1, "{done}");
+    let now = config_map(&client, &ns, "frozen").await.unwrap();
+    assert_eq!(now.data.unwrap()["value"], "2");
+    assert_ne!(now.metadata.uid, uid);
+}
+
+#[tokio::test]
+async fn per_object_policies_never_reconcile_and_create_only() {
+    let cp = gitops_envtest::shared().await.unwrap();
+    let client = cp.client().await.unwrap();
+    let ns = cp.create_namespace("policy").await.unwrap();
+    let applier = applier(&client, &ns);
+    let yaml = |value: &str| {
+        format!(
+            "\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: once
+  namespace: {ns}
+  annotations: {{apply.gitops.rs/ssa: IfNotPresent}}
+data: {{value: \"{value}\"}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: hands-off
+  namespace: {ns}
+  annotations: {{kustomize.toolkit.fluxcd.io/reconcile: disabled}}
+data: {{value: \"{value}\"}}
+"
+        )
+    };
+    let first = run(&applier, set(&yaml("1")), &ApplyOptions::default()).await;
+    assert_eq!(
+        action(&first, &format!("{ns}_once__ConfigMap")),
+        Action::Created
+    );
+    assert_eq!(
+        action(&first, &format!("{ns}_hands-off__ConfigMap")),
+        Action::Skipped
+    );
+    assert!(config_map(&client, &ns, "hands-off").await.is_none());
+    let second = run(&applier, set(&yaml("2")), &ApplyOptions::default()).await;
+    assert_eq!(
+        action(&second, &format!("{ns}_once__ConfigMap")),
+        Action::Skipped,
+        "{second}"
+    );
+    assert_eq!(
+        config_map(&client, &ns, "once")
+            .await
+            .unwrap()
+            .data
+            .unwrap()["value"],
+        "1"
+    );
+}
+
+#[tokio::test]
+async fn creates_the_target_namespace() {
+    let cp = gitops_envtest::shared().await.unwrap();
+    let client = cp.client().await.unwrap();
+    let home = cp.create_namespace("target-home").await.unwrap();
+    let target = format!("{home}-made");
+    let applier = applier(&client, &home);
+    let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: ignored}\n";
+    let options = ApplyOptions {
+        target_namespace: Some(target.clone()),
+        create_target_namespace: true,
+        ..ApplyOptions::default()
+    };
+    let done = run(&applier, set(yaml), &options).await;
+    assert_eq!(
+        action(&done, &format!("_{target}__Namespace")),
+        Action::Created,
+        "{done}"
+    );
+    assert!(config_map(&client, &target, "a").await.is_some());
+    let stored = ConfigMapInventory::new(&home, "inventory")
+        .unwrap()
+        .load(&client)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.len(),
+        1,
+        "the created namespace is not ours to prune"
+    );
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    namespaces
+        .delete(&target, &DeleteParams::default())
+        .await
+        .unwrap();
+}
+
+async fn write_status(
+    client: &kube::Client,
+    resource: &ApiResource,
+    ns: &str,
+    name: &str,
+    status: Value,
+) {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, resource);
+    api.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": status})),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn waits_for_a_rollout_and_fails_fast_on_a_failed_job() {
+    let cp = gitops_envtest::shared().await.unwrap();
+    let client = cp.client().await.unwrap();
+    let ns = cp.create_namespace("health").await.unwrap();
+    let applier = applier(&client, &ns);
+    let yaml = format!(
+        "{}---
+apiVersion: batch/v1
+kind: Job
+metadata: {{name: migrate, namespace: {ns}}}
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{{name: migrate, image: busybox, command: [\"false\"]}}]
+",
+        app(&ns, "blue")
+    );
+    let done = run(&applier, set(&yaml), &ApplyOptions::default()).await;
+    let targets: Vec<WaitTarget> = done
+        .wait_targets()
+        .into_iter()
+        .filter(|t| t.id.kind != "Job")
+        .collect();
+    let deployment = ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&());
+
+    // Not ready yet: a short wait times out naming the Deployment.
+    let short = wait_for_current(
+        &client,
+        &targets,
+        &HealthChecks::default(),
+        Duration::from_millis(300),
+        Duration::from_millis(100),
+        &CancellationToken::new(),
+        |_| {},
+    )
+    .await
+    .unwrap_err();
+    let WaitError::Timeout { pending, .. } = &short else {
+        panic!("{short}")
+    };
+    assert_eq!(pending.len(), 1, "{short}");
+    assert_eq!(pending[0].0.kind, "Deployment");
+    assert_eq!(pending[0].1.status, Status::InProgress);
+
+    // The "controller" completes the rollout while we wait.
+    let writer = {
+        let client = client.clone();
+        let ns = ns.clone();
+        let deployment = deployment.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            write_status(
+                &client,
+                &deployment,
+                &ns,
+                "web",
+                json!({"observedGeneration": 1, "replicas": 1,
+                "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1}),
+            )
+            .await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            write_status(
+                &client,
+                &deployment,
+                &ns,
+                "web",
+                json!({"observedGeneration": 1, "replicas": 2,
+                "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2}),
+            )
+            .await;
+        })
+    };
+    let mut reports = Vec::new();
+    wait_for_current(
+        &client,
+        &targets,
+        &HealthChecks::default(),
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        &CancellationToken::new(),
+        |p| reports.push((p.current, p.total)),
+    )
+    .await
+    .unwrap();
+    writer.await.unwrap();
+    assert_eq!(reports.last(), Some(&(4, 4)));
+    assert!(
+        reports.iter().any(|(current, _)| *current == 3),
+        "{reports:?}"
+    );
+
+    // The Job fails: waiting stops at once, long before its timeout.
+    let job = ApiResource::erase::<k8s_openapi::api::batch::v1::Job>(&());
+    let now = "2026-01-01T00:00:00Z";
+    write_status(&client, &job, &ns, "migrate", json!({"startTime": now, "failed": 1, "conditions": [
+        {"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit", "lastTransitionTime": now, "lastProbeTime": now},
+        {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit", "lastTransitionTime": now, "lastProbeTime": now}]})).await;
+    let started = std::time::Instant::now();
+    let err = wait_for_current(
+        &client,
+        &done.wait_targets(),
+        &HealthChecks::default(),
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        &CancellationToken::new(),
+        |_| {},
+    )
+    .await
+    .unwrap_err();
+    let WaitError::Failed { id, health } = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(id.kind, "Job");
+    assert!(health.message.contains("backoff limit"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn a_killed_apiserver_fails_the_run_prunes_nothing_and_the_next_run_converges() {
+    let cp = gitops_envtest::ControlPlane::builder()
+        .start()
+        .await
+        .unwrap();
+    let client = cp.client().await.unwrap();
+    let ns = cp.create_namespace("crash").await.unwrap();
+    let applier = Applier::builder(
+        client.clone(),
+        ConfigMapInventory::new(&ns, "inventory").unwrap(),
+    )
+    .concurrency(2)
+    .build();
+    let many = |count: usize| {
+        (0..count)
+            .map(|i| format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm-{i:04}, namespace: {ns}}}\ndata: {{i: \"{i}\"}}\n"))
+            .collect::<Vec<_>>()
+            .join("---\n")
+    };
+    run(&applier, set(&many(10)), &ApplyOptions::default()).await;
+
+    // The next set drops cm-0000 and adds many objects; the apiserver dies during the run.
+    let next = many(400).replacen(&format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm-0000, namespace: {ns}}}\ndata: {{i: \"0\"}}\n---\n"), "", 1);
+    assert!(!next.contains("cm-0000"));
+    let run_applier = applier.clone();
+    let run_set = set(&next);
+    let apply = tokio::spawn(async move {
+        run_applier
+            .apply(run_set, &ApplyOptions::default(), &CancellationToken::new())
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    cp.kill_apiserver().unwrap();
+    let result = apply.await.unwrap();
+    assert!(
+        result.is_err(),
+        "the run went through before the kill; nothing was tested"
+    );
+
+    cp.restart_apiserver(Duration::from_secs(60)).await.unwrap();
+    let client = cp.client().await.unwrap();
+    assert!(
+        config_map(&client, &ns, "cm-0000").await.is_some(),
+        "pruned after a failed run"
+    );
+
+    let applier = Applier::builder(
+        client.clone(),
+        ConfigMapInventory::new(&ns, "inventory").unwrap(),
+    )
+    .build();
+    let done = run(&applier, set(&next), &ApplyOptions::default()).await;
+    assert_eq!(
+        action(&done, &format!("{ns}_cm-0000__ConfigMap")),
+        Action::Pruned,
+        "{done}"
+    );
+    let list = Api::<ConfigMap>::namespaced(client.clone(), &ns)
+        .list(&Default::default())
+        .await
+        .unwrap();
+    let names: Vec<String> = list
+        .items
+        .into_iter()
+        .filter(|c| c.metadata.deletion_timestamp.is_none())
+        .filter_map(|c| c.metadata.name)
+        .filter(|n| n.starts_with("cm-"))
+        .collect();
+    assert_eq!(names.len(), 399);
+    let again = run(&applier, set(&next), &ApplyOptions::default()).await;
+    assert_eq!(again.count(Action::Unchanged), 399, "{again}");
+    let stored: Inventory = ConfigMapInventory::new(&ns, "inventory")
+        .unwrap()
+        .load(&client)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.len(), 399);
+}
