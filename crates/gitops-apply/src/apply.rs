@@ -399,6 +399,10 @@ pub struct ApplyOptions {
     pub prune: bool,
     /// Accepts an empty set even when that prunes everything the inventory lists.
     pub allow_empty_set: bool,
+    /// Takes over objects last applied with client-side `kubectl apply`: the fields
+    /// `kubectl-client-side-apply` manages become ours (so fields the set no longer has are
+    /// removed), and the last-applied annotation goes.
+    pub takeover_kubectl: bool,
 }
 
 impl Default for ApplyOptions {
@@ -412,6 +416,7 @@ impl Default for ApplyOptions {
             recreate_on_immutable: false,
             prune: true,
             allow_empty_set: false,
+            takeover_kubectl: false,
         }
     }
 }
@@ -517,7 +522,11 @@ impl fmt::Debug for Applier {
 enum Decision {
     Skip(String),
     Unchanged,
-    Write { exists: bool, recreate: bool },
+    Write {
+        exists: bool,
+        recreate: bool,
+        takeover: bool,
+    },
     Failed(ObjectError),
 }
 
@@ -583,6 +592,61 @@ impl Run<'_> {
                 Err(e) => return Err(ObjectError::from_kube(e)),
             }
         }
+    }
+
+    /// Moves the fields `kubectl-client-side-apply` manages into our `Apply` entry of
+    /// managedFields, so that the next apply owns (and may remove) them.
+    async fn take_over(&self, object: &PlannedObject, live: &Value) -> Result<(), ObjectError> {
+        let entries = live
+            .pointer("/metadata/managedFields")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let manager = self.applier.field_manager.as_str();
+        let is_kubectl = |e: &Value| {
+            e["manager"] == KUBECTL_CLIENT_SIDE_APPLY
+                && e["operation"] == "Update"
+                && e.get("subresource").is_none()
+        };
+        let mut taken = Value::Object(serde_json::Map::new());
+        let mut api_version = Value::Null;
+        for entry in entries.iter().filter(|e| is_kubectl(e)) {
+            merge_fields(&mut taken, &entry["fieldsV1"]);
+            api_version = entry["apiVersion"].clone();
+        }
+        let mut merged_into_ours = false;
+        let mut new_entries: Vec<Value> = Vec::with_capacity(entries.len());
+        for mut entry in entries.into_iter().filter(|e| !is_kubectl(e)) {
+            if entry["manager"] == manager && entry["operation"] == "Apply" && !merged_into_ours {
+                merge_fields(&mut entry["fieldsV1"], &taken);
+                merged_into_ours = true;
+            }
+            new_entries.push(entry);
+        }
+        if !merged_into_ours {
+            new_entries.push(serde_json::json!({
+                "manager": manager,
+                "operation": "Apply",
+                "apiVersion": api_version,
+                "fieldsType": "FieldsV1",
+                "fieldsV1": taken,
+            }));
+        }
+        let patch: json_patch::Patch = serde_json::from_value(serde_json::json!([
+            {"op": "test", "path": "/metadata/resourceVersion",
+             "value": live.pointer("/metadata/resourceVersion")},
+            {"op": "replace", "path": "/metadata/managedFields", "value": new_entries},
+        ]))
+        .expect("a well-formed JSON patch");
+        let api = object_api(&self.client, &object.kind, object.id.namespace.as_deref());
+        api.patch(
+            &object.id.name,
+            &PatchParams::default(),
+            &Patch::<()>::Json(patch),
+        )
+        .await
+        .map_err(ObjectError::from_kube)?;
+        Ok(())
     }
 
     async fn recreate(&self, object: &PlannedObject, desired: &Value) -> Result<(), ObjectError> {
@@ -805,10 +869,18 @@ impl Applier {
                     Some(_) if object.policy.create_only => {
                         Decision::Skip("exists; created only when absent".into())
                     }
+                    Some(live) if options.takeover_kubectl && is_kubectl_applied(live) => {
+                        Decision::Write {
+                            exists: true,
+                            recreate: false,
+                            takeover: true,
+                        }
+                    }
                     Some(live) => match needs_write(&differ, desired, live) {
                         Ok(true) => Decision::Write {
                             exists: true,
                             recreate: false,
+                            takeover: false,
                         },
                         Ok(false) => Decision::Unchanged,
                         Err(source) => Decision::Failed(ObjectError::Diff { source }),
@@ -816,6 +888,7 @@ impl Applier {
                     None => Decision::Write {
                         exists: false,
                         recreate: false,
+                        takeover: false,
                     },
                 }
             })
@@ -872,8 +945,15 @@ impl Applier {
                     decisions[i] = Decision::Write {
                         exists: true,
                         recreate: true,
+                        takeover: false,
                     };
                 }
+                // Fields kubectl applied are ours once taken over.
+                Err(ObjectError::Conflict { conflicts })
+                    if matches!(decisions[i], Decision::Write { takeover: true, .. })
+                        && conflicts
+                            .iter()
+                            .all(|c| c.manager == KUBECTL_CLIENT_SIDE_APPLY) => {}
                 Err(error) => decisions[i] = Decision::Failed(error),
             }
         }
@@ -896,7 +976,9 @@ impl Applier {
                         "not written: other objects failed validation".into(),
                         None,
                     ),
-                    Decision::Write { exists, recreate } => (
+                    Decision::Write {
+                        exists, recreate, ..
+                    } => (
                         if recreate {
                             Action::Recreated
                         } else if exists {
@@ -969,13 +1051,31 @@ impl Applier {
             let writes: Vec<_> = range
                 .clone()
                 .filter_map(|i| {
-                    let Decision::Write { exists, recreate } = decisions[i] else {
+                    let Decision::Write {
+                        exists,
+                        recreate,
+                        takeover,
+                    } = decisions[i]
+                    else {
                         return None;
                     };
                     let run = &run;
                     let object = &objects[i];
                     let desired = &desired_values[i];
+                    let live = live.get(&object.id).filter(|_| takeover);
                     Some(async move {
+                        if let Some(live) = live
+                            && let Err(error) = run.take_over(object, live).await
+                        {
+                            return (
+                                i,
+                                (
+                                    Action::Failed,
+                                    "taking over from kubectl failed".into(),
+                                    Some(error),
+                                ),
+                            );
+                        }
                         let result = if recreate {
                             run.recreate(object, desired).await
                         } else {
@@ -1310,8 +1410,88 @@ fn resolve_inventory_kind<'k>(
         .filter(|k| k.served)
 }
 
+/// The field manager of client-side `kubectl apply`.
+const KUBECTL_CLIENT_SIDE_APPLY: &str = "kubectl-client-side-apply";
+
+/// Whether `kubectl apply` (client-side) manages fields of the object.
+fn is_kubectl_applied(live: &Value) -> bool {
+    live.pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .is_some_and(|entries| {
+            entries
+                .iter()
+                .any(|e| e["manager"] == KUBECTL_CLIENT_SIDE_APPLY && e["operation"] == "Update")
+        })
+}
+
+/// Adds the fields of the fieldsV1 set `from` to `into` (a union of nested maps).
+fn merge_fields(into: &mut Value, from: &Value) {
+    let Value::Object(from) = from else {
+        return;
+    };
+    if !into.is_object() {
+        *into = Value::Object(serde_json::Map::new());
+    }
+    let into = into.as_object_mut().expect("made an object above");
+    for (key, value) in from {
+        merge_fields(
+            into.entry(key.clone())
+                .or_insert(Value::Object(serde_json::Map::new())),
+            value,
+        );
+    }
+}
+
 /// The no-op decision: whether `desired` must be written given `live`. An object in sync that
 /// our field manager does not manage yet is written once to take ownership.
 fn needs_write(differ: &Differ, desired: &Value, live: &Value) -> Result<bool, DiffError> {
     Ok(!differ.is_managed(live) || differ.needs_apply(desired, Some(live))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merges_field_sets_as_a_union() {
+        let mut ours = json!({"f:data": {"f:a": {}}, "f:metadata": {"f:labels": {"f:x": {}}}});
+        let kubectl = json!({"f:data": {"f:b": {}}, "f:metadata": {"f:annotations": {"f:k": {}}}});
+        merge_fields(&mut ours, &kubectl);
+        assert_eq!(
+            ours,
+            json!({"f:data": {"f:a": {}, "f:b": {}},
+                   "f:metadata": {"f:labels": {"f:x": {}}, "f:annotations": {"f:k": {}}}})
+        );
+    }
+
+    #[test]
+    fn conflicts_name_managers_and_fields() {
+        let status: kube::core::Status = serde_json::from_value(json!({
+            "status": "Failure", "code": 409, "reason": "Conflict",
+            "message": "Apply failed with 1 conflict: conflict with \"helm\" using v1: .data.color",
+            "details": {"causes": [{"reason": "FieldManagerConflict",
+                "message": "conflict with \"helm\" using v1", "field": ".data.color"}]}
+        }))
+        .unwrap();
+        let error = ObjectError::from_kube(kube::Error::Api(Box::new(status)));
+        let ObjectError::Conflict { conflicts } = &error else {
+            panic!("{error}")
+        };
+        assert_eq!(
+            conflicts,
+            &[FieldConflict {
+                manager: "helm".into(),
+                field: ".data.color".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn kubectl_applied_objects_are_recognised() {
+        let live = json!({"metadata": {"managedFields": [
+            {"manager": "kubectl-client-side-apply", "operation": "Update"}]}});
+        assert!(is_kubectl_applied(&live));
+        assert!(!is_kubectl_applied(&json!({"metadata": {}})));
+    }
 }

@@ -818,3 +818,66 @@ async fn a_killed_apiserver_fails_the_run_prunes_nothing_and_the_next_run_conver
         .unwrap();
     assert_eq!(stored.len(), 399);
 }
+
+#[tokio::test]
+async fn takes_over_objects_applied_with_kubectl_client_side() {
+    let cp = gitops_envtest::shared().await.unwrap();
+    let client = cp.client().await.unwrap();
+    let ns = cp.create_namespace("takeover").await.unwrap();
+    // What `kubectl apply` (client-side) leaves: its manager and the last-applied annotation.
+    let old = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "legacy", "namespace": ns}, "data": {"a": "1", "b": "2"}});
+    let mut created = old.clone();
+    created["metadata"]["annotations"] =
+        json!({"kubectl.kubernetes.io/last-applied-configuration": old.to_string()});
+    let config_maps: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &ns, &ApiResource::erase::<ConfigMap>(&()));
+    config_maps
+        .create(
+            &kube::api::PostParams {
+                field_manager: Some("kubectl-client-side-apply".into()),
+                ..Default::default()
+            },
+            &serde_json::from_value(created).unwrap(),
+        )
+        .await
+        .unwrap();
+    let applier = applier(&client, &ns);
+    // The set no longer has `b`.
+    let yaml = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: legacy, namespace: {ns}}}\ndata: {{a: \"1\"}}\n"
+    );
+
+    // Without takeover kubectl still owns `b`: it stays.
+    run(&applier, set(&yaml), &ApplyOptions::default()).await;
+    let data = config_map(&client, &ns, "legacy")
+        .await
+        .unwrap()
+        .data
+        .unwrap();
+    assert!(data.contains_key("b"));
+
+    let takeover = ApplyOptions {
+        takeover_kubectl: true,
+        ..ApplyOptions::default()
+    };
+    let done = run(&applier, set(&yaml), &takeover).await;
+    assert_eq!(
+        action(&done, &format!("{ns}_legacy__ConfigMap")),
+        Action::Configured,
+        "{done}"
+    );
+    let legacy = config_map(&client, &ns, "legacy").await.unwrap();
+    assert_eq!(legacy.data.unwrap().keys().collect::<Vec<_>>(), ["a"]);
+    assert!(legacy.metadata.annotations.unwrap_or_default().is_empty());
+    let managers: Vec<String> = legacy
+        .metadata
+        .managed_fields
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| m.manager)
+        .collect();
+    assert_eq!(managers, ["gitops-rs"]);
+    let again = run(&applier, set(&yaml), &takeover).await;
+    assert_eq!(again.count(Action::Unchanged), 1, "{again}");
+}
