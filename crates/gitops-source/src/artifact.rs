@@ -173,41 +173,69 @@ pub(crate) fn write_artifact<T: FileTree>(
     files: &[SelectedFile<T::Handle>],
     root: &Path,
 ) -> Result<(Digest, u64), ArtifactError> {
+    let mut created = std::collections::HashSet::new();
     archive_files(tree, files, io::sink(), |file, content| {
         let target = root.join(&file.path);
-        write_file(&target, content, file.executable)
+        if let Some(parent) = target.parent()
+            && !created.contains(parent)
+        {
+            std::fs::create_dir_all(parent).map_err(|source| ArtifactError::Io {
+                path: parent.to_owned(),
+                source,
+            })?;
+            created.insert(parent.to_owned());
+        }
+        create_file(&target, content, file.executable)
     })
 }
 
-fn write_file(target: &Path, content: &[u8], executable: bool) -> Result<(), ArtifactError> {
+/// Create a new file with its content and mode (the directory must exist).
+fn create_file(target: &Path, content: &[u8], executable: bool) -> Result<(), ArtifactError> {
     let io_error = |source| ArtifactError::Io {
         path: target.to_owned(),
         source,
     };
-    if let Some(parent) = target.parent() {
-        std::fs::create_dir_all(parent).map_err(io_error)?;
+    let mode = if executable {
+        EXECUTABLE_MODE
+    } else {
+        FILE_MODE
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(mode);
     }
-    std::fs::write(target, content).map_err(io_error)?;
-    set_mode(
-        target,
-        if executable {
-            EXECUTABLE_MODE
-        } else {
-            FILE_MODE
-        },
-    )
-    .map_err(io_error)
+    let mut file = options.open(target).map_err(io_error)?;
+    file.write_all(content).map_err(io_error)?;
+    // The process umask may have removed bits: set them exactly where it did.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let actual = file.metadata().map_err(io_error)?.permissions().mode() & 0o777;
+        if actual != mode {
+            file.set_permissions(std::fs::Permissions::from_mode(mode))
+                .map_err(io_error)?;
+        }
+    }
+    Ok(())
 }
 
-#[cfg(unix)]
+fn write_file(target: &Path, content: &[u8], executable: bool) -> Result<(), ArtifactError> {
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent).map_err(|source| ArtifactError::Io {
+            path: parent.to_owned(),
+            source,
+        })?;
+    }
+    create_file(target, content, executable)
+}
+
+#[cfg(all(unix, test))]
 fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-}
-
-#[cfg(not(unix))]
-fn set_mode(_path: &Path, _mode: u32) -> io::Result<()> {
-    Ok(())
 }
 
 /// The files of one revision of a source, written to a directory, with their digest.

@@ -85,6 +85,28 @@ async fn closed_port_is_an_unreachable_host() {
     assert!(error.to_string().contains(&port.to_string()), "{error}");
 }
 
+#[tokio::test]
+async fn closed_port_over_http_and_ssh_is_an_unreachable_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    for (name, url) in [
+        ("http", format!("http://127.0.0.1:{port}/repo")),
+        ("ssh", format!("ssh://git@127.0.0.1:{port}/repo")),
+    ] {
+        let error = GitSource::builder(url, dir.path().join(name))
+            .accept_new_host_keys(true)
+            .build()
+            .unwrap()
+            .fetch(FetchRequest::new(dir.path().join("out")))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, SourceError::UnreachableHost { .. }),
+            "{name}: {error:?}"
+        );
+    }
+}
+
 /// A server that accepts connections and never answers.
 fn silent_server() -> (std::net::TcpListener, u16) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -494,3 +494,64 @@ pub(super) fn classify(
         source: Box::new(error),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_quoting_survives_quotes_and_spaces() {
+        assert_eq!(
+            shell_quote(Path::new("/tmp/a b/it's")),
+            r"'/tmp/a b/it'\''s'"
+        );
+    }
+
+    #[test]
+    fn credentials_are_only_answered_from_configuration() {
+        use gix::credentials::helper::Action;
+        let context = gix::credentials::protocol::Context {
+            url: Some("https://example.com/r.git".into()),
+            ..Default::default()
+        };
+        let basic = GitCredentials::Basic {
+            username: "alice".to_owned(),
+            password: Secret::new("pw"),
+        };
+        let outcome = answer_credentials(Some(&basic), Action::Get(context.clone()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(outcome.identity.username, "alice");
+        assert_eq!(outcome.identity.password, "pw");
+        let error = answer_credentials(None, Action::Get(context.clone())).unwrap_err();
+        assert!(
+            error
+                .iter_errors()
+                .any(|e| e.downcast_ref::<NoCredentials>().is_some())
+        );
+        let bearer = GitCredentials::BearerToken(Secret::new("t"));
+        assert!(answer_credentials(Some(&bearer), Action::Get(context)).is_err());
+    }
+
+    #[test]
+    fn settings_check_credentials_against_the_scheme() {
+        let timeout = Duration::from_secs(1);
+        let token = || Some(GitCredentials::BearerToken(Secret::new("t")));
+        let http = Settings::new("http://h/r", token(), None, false, None, false, timeout);
+        assert!(matches!(http, Err(SourceError::InsecureCredentials { .. })));
+        assert!(Settings::new("http://h/r", token(), None, false, None, true, timeout).is_ok());
+        let git = Settings::new("git://h/r", token(), None, false, None, false, timeout);
+        assert!(matches!(git, Err(SourceError::InvalidConfiguration { .. })));
+        let settings = Settings::new(
+            "ssh://git@h:2222/r",
+            None,
+            Some(String::new()),
+            false,
+            None,
+            false,
+            timeout,
+        )
+        .unwrap();
+        assert_eq!(settings.location(), "ssh://git@h:2222/r");
+    }
+}
