@@ -1192,6 +1192,21 @@ impl Applier {
         }
         let incomplete = any_failed || stop == Some("cancelled");
         if incomplete {
+            // Only what this run attempted (a failed write may still have reached the server)
+            // joins what the previous inventory lists.
+            let attempted: HashSet<&ObjectId> = change_set
+                .changes
+                .iter()
+                .filter(|c| c.action != Action::Skipped)
+                .map(|c| &c.id)
+                .collect();
+            inventory = Inventory::default();
+            for object in objects
+                .iter()
+                .filter(|o| !o.synthesized && attempted.contains(&o.id))
+            {
+                inventory.insert(object.id.clone(), object.kind.resource.api_version.clone());
+            }
             if let Some(previous) = &previous {
                 for (id, version) in previous.iter() {
                     if !inventory.contains(id) {
@@ -1213,7 +1228,7 @@ impl Applier {
             .await;
         }
         // An unchanged inventory is not written either: a no-change run writes nothing.
-        let saved = if previous.as_ref() == Some(&inventory) {
+        let saved = if previous.as_ref().unwrap_or(&Inventory::default()) == &inventory {
             Ok(())
         } else {
             self.inventory

@@ -881,3 +881,42 @@ async fn takes_over_objects_applied_with_kubectl_client_side() {
     let again = run(&applier, set(&yaml), &takeover).await;
     assert_eq!(again.count(Action::Unchanged), 1, "{again}");
 }
+
+#[tokio::test]
+async fn a_cancelled_run_writes_nothing() {
+    let cp = gitops_envtest::shared().await.unwrap();
+    let client = cp.client().await.unwrap();
+    let ns = cp.create_namespace("cancel").await.unwrap();
+    let applier = applier(&client, &ns);
+    let cancel = CancellationToken::new();
+    cancel.cancel();
+    let err = applier
+        .apply(set(&app(&ns, "blue")), &ApplyOptions::default(), &cancel)
+        .await
+        .unwrap_err();
+    let ApplyError::Cancelled { change_set } = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(change_set.count(Action::Skipped), 4, "{change_set}");
+    assert!(config_map(&client, &ns, "settings").await.is_none());
+    assert!(config_map(&client, &ns, "inventory").await.is_none());
+}
+
+#[tokio::test]
+async fn keeps_the_inventory_in_a_secret() {
+    let cp = gitops_envtest::shared().await.unwrap();
+    let client = cp.client().await.unwrap();
+    let ns = cp.create_namespace("secret-inventory").await.unwrap();
+    let store = ConfigMapInventory::secret(&ns, "inventory").unwrap();
+    let applier = Applier::builder(client.clone(), store.clone()).build();
+    run(&applier, set(&app(&ns, "blue")), &ApplyOptions::default()).await;
+    assert!(config_map(&client, &ns, "inventory").await.is_none());
+    let stored = store
+        .load(&client)
+        .await
+        .unwrap()
+        .expect("saved in the Secret");
+    assert_eq!(stored.len(), 4);
+    let again = run(&applier, set(&app(&ns, "blue")), &ApplyOptions::default()).await;
+    assert_eq!(again.count(Action::Unchanged), 4, "{again}");
+}
