@@ -377,6 +377,36 @@ impl ApplyError {
     }
 }
 
+/// Progress of a run, reported by [`Applier::apply_with_progress`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplyProgress {
+    /// The set is planned.
+    Planned {
+        /// Objects in the plan.
+        objects: usize,
+        /// Groups (wave and stage) to write one after the other.
+        groups: usize,
+    },
+    /// The live objects are read and the writes validated with a server-side dry run.
+    Validated {
+        /// Objects that need a write.
+        to_write: usize,
+        /// Objects that failed validation.
+        failed: usize,
+    },
+    /// A group is written (and its CRDs and Namespaces settled).
+    GroupDone {
+        /// The group, from 0.
+        group: usize,
+        /// How many groups.
+        groups: usize,
+        /// Objects written in the group.
+        written: usize,
+        /// Objects that failed in the group.
+        failed: usize,
+    },
+}
+
 /// Options of one run.
 #[derive(Debug, Clone)]
 pub struct ApplyOptions {
@@ -776,6 +806,21 @@ impl Applier {
         options: &ApplyOptions,
         cancel: &CancellationToken,
     ) -> Result<ChangeSet, ApplyError> {
+        self.apply_with_progress(desired, options, cancel, |_| {})
+            .await
+    }
+
+    /// [`Applier::apply`], reporting progress as it goes.
+    ///
+    /// # Errors
+    /// As [`Applier::apply`].
+    pub async fn apply_with_progress(
+        &self,
+        desired: DesiredSet,
+        options: &ApplyOptions,
+        cancel: &CancellationToken,
+        mut progress: impl FnMut(&ApplyProgress) + Send,
+    ) -> Result<ChangeSet, ApplyError> {
         let counter = RequestCounter::default();
         let client = counting_client(&self.client, &counter);
         let run = Run {
@@ -848,6 +893,10 @@ impl Applier {
                 manifest.into_object()
             })
             .collect();
+        progress(&ApplyProgress::Planned {
+            objects: objects.len(),
+            groups: plan.groups().count(),
+        });
         let live = run.list_live(objects).await?;
 
         // Decide locally what needs a write.
@@ -958,6 +1007,16 @@ impl Applier {
             }
         }
         let invalid = decisions.iter().any(|d| matches!(d, Decision::Failed(_)));
+        progress(&ApplyProgress::Validated {
+            to_write: decisions
+                .iter()
+                .filter(|d| matches!(d, Decision::Write { .. }))
+                .count(),
+            failed: decisions
+                .iter()
+                .filter(|d| matches!(d, Decision::Failed(_)))
+                .count(),
+        });
 
         if options.dry_run || (invalid && !options.best_effort) {
             let mut change_set = ChangeSet {
@@ -1034,7 +1093,8 @@ impl Applier {
             (0..objects.len()).map(|_| None).collect();
         let mut offset = 0;
         let mut stop: Option<&'static str> = None;
-        for group in plan.groups() {
+        let group_count = plan.groups().count();
+        for (group_index, group) in plan.groups().enumerate() {
             let range = offset..offset + group.len();
             offset += group.len();
             if stop.is_none() && cancel.is_cancelled() {
@@ -1156,6 +1216,27 @@ impl Applier {
                     }
                 }
             }
+            progress(&ApplyProgress::GroupDone {
+                group: group_index,
+                groups: group_count,
+                written: range
+                    .clone()
+                    .filter(|i| {
+                        matches!(
+                            results[*i],
+                            Some((
+                                Action::Created | Action::Configured | Action::Recreated,
+                                _,
+                                _
+                            ))
+                        )
+                    })
+                    .count(),
+                failed: range
+                    .clone()
+                    .filter(|i| matches!(results[*i], Some((Action::Failed, _, _))))
+                    .count(),
+            });
             if group_failed && !options.best_effort {
                 stop = Some("an earlier group failed");
             }

@@ -41,8 +41,8 @@ mod inventory;
 mod plan;
 
 pub use apply::{
-    Action, Applier, ApplierBuilder, ApplyError, ApplyOptions, ChangeSet, DEFAULT_FIELD_MANAGER,
-    DesiredSet, FieldConflict, ObjectChange, ObjectError,
+    Action, Applier, ApplierBuilder, ApplyError, ApplyOptions, ApplyProgress, ChangeSet,
+    DEFAULT_FIELD_MANAGER, DesiredSet, FieldConflict, ObjectChange, ObjectError,
 };
 pub use counting::{RequestCounter, counting_client};
 pub use health::{

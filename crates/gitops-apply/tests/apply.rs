@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use gitops_apply::{
-    Action, Applier, ApplyError, ApplyOptions, ChangeSet, ConfigMapInventory, DesiredSet,
-    HealthChecks, Inventory, InventoryStore, ObjectError, Status, WaitError, WaitTarget,
-    wait_for_current,
+    Action, Applier, ApplyError, ApplyOptions, ApplyProgress, ChangeSet, ConfigMapInventory,
+    DesiredSet, HealthChecks, Inventory, InventoryStore, ObjectError, Status, WaitError,
+    WaitTarget, wait_for_current,
 };
 use gitops_core::{Manifest, ObjectId};
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -389,8 +389,40 @@ spec:
         target_namespace: Some(ns.clone()),
         ..ApplyOptions::default()
     };
-    let first = run(&applier, set(&yaml), &options).await;
+    let mut events = Vec::new();
+    let first = applier
+        .apply_with_progress(set(&yaml), &options, &CancellationToken::new(), |p| {
+            events.push(p.clone());
+        })
+        .await
+        .unwrap();
     assert_eq!(first.count(Action::Created), 2, "{first}");
+    // The CRD's group, then (once it is Established) the custom resource's.
+    assert_eq!(
+        events,
+        [
+            ApplyProgress::Planned {
+                objects: 2,
+                groups: 2
+            },
+            ApplyProgress::Validated {
+                to_write: 2,
+                failed: 0
+            },
+            ApplyProgress::GroupDone {
+                group: 0,
+                groups: 2,
+                written: 1,
+                failed: 0
+            },
+            ApplyProgress::GroupDone {
+                group: 1,
+                groups: 2,
+                written: 1,
+                failed: 0
+            },
+        ]
+    );
     assert_eq!(
         first.changes[0].id.kind, "CustomResourceDefinition",
         "{first}"
