@@ -4,6 +4,11 @@
 //! - the no-change poll (list remote refs, compare with the last revision) against
 //!   `git ls-remote`;
 //! - an incremental fetch of one new commit into a warm cache against `git fetch --depth 1`.
+//!
+//! Measured 2026-11-23 on the shared 2-core machine (other builds running), git 2.39:
+//! cold clone 612 ms vs 567 ms (1.08x), no-change poll 51.6 ms vs 53.7 ms (0.96x), one-commit
+//! incremental fetch 574 ms vs 157 ms (3.7x: every revision is a complete new artifact directory
+//! of 5,000 files, where git only rewrites the changed file in its work tree).
 #![allow(missing_docs)]
 
 use std::io::Write as _;
