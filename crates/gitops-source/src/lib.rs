@@ -41,7 +41,7 @@ mod select;
 mod source;
 
 pub use artifact::{Artifact, ArtifactError, Digest, UnpackLimits, unpack_tar_gz};
-pub use git::{GitCredentials, GitReference, GitSource, GitSourceBuilder};
+pub use git::{DEFAULT_MAX_CACHE_PACKS, GitCredentials, GitReference, GitSource, GitSourceBuilder};
 pub use local::LocalDirectorySource;
 pub use secret::Secret;
 pub use select::{IgnoreRules, SOURCE_IGNORE_FILE, SelectError};

@@ -395,3 +395,76 @@ async fn configuration_errors_are_reported_before_fetching() {
     let revision = Revision::from_string("main@sha1:0123456789012345678901234567890123456789");
     assert!(revision.sha1().is_some());
 }
+
+fn pack_count(cache: &Path) -> usize {
+    std::fs::read_dir(cache.join("repository.git/objects/pack"))
+        .unwrap()
+        .flatten()
+        .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "pack"))
+        .count()
+}
+
+#[tokio::test]
+async fn cache_packs_stay_bounded_across_many_fetches() {
+    const MAX_PACKS: usize = 3;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = TestRepo::new(dir.path(), "repo");
+    repo.commit(&[("app/deploy.yaml", "replicas: 0\n")], "zero");
+    let cache = dir.path().join("cache");
+    let git = GitSource::builder(repo.file_url(), &cache)
+        .max_cache_packs(MAX_PACKS)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let mut last = fetched(&git, &dir.path().join("out0")).await;
+    let mut counts = vec![pack_count(&cache)];
+    for round in 1..=12 {
+        let commit = repo.commit(
+            &[
+                ("app/deploy.yaml", &format!("replicas: {round}\n")),
+                (&format!("app/round-{round}.yaml"), "kind: ConfigMap\n"),
+            ],
+            &format!("round {round}"),
+        );
+        let out = dir.path().join(format!("out{round}"));
+        let outcome = git
+            .fetch(FetchRequest::new(&out).with_last_revision(last.revision().clone()))
+            .await
+            .unwrap();
+        let FetchOutcome::Fetched(artifact) = outcome else {
+            panic!("round {round}: a new commit must be fetched")
+        };
+        assert_eq!(artifact.revision().as_str(), format!("main@sha1:{commit}"));
+        assert_eq!(
+            std::fs::read_to_string(out.join("app/deploy.yaml")).unwrap(),
+            format!("replicas: {round}\n")
+        );
+        assert_eq!(list_files(&out).len(), round + 1, "round {round}");
+        artifact.verify().unwrap();
+        let packs = pack_count(&cache);
+        assert!(
+            packs <= MAX_PACKS + 1,
+            "round {round}: {packs} packs in the cache, more than {MAX_PACKS} + 1"
+        );
+        counts.push(packs);
+        // A poll after the rebuild still finds the revision unchanged.
+        let unchanged = git
+            .fetch(
+                FetchRequest::new(dir.path().join(format!("poll{round}")))
+                    .with_last_revision(artifact.revision().clone()),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(unchanged, FetchOutcome::Unchanged(_)));
+        last = artifact;
+    }
+    // Each fetch adds one pack until the threshold is passed; then the cache starts over.
+    assert!(
+        counts.windows(2).any(|pair| pair[1] < pair[0]),
+        "the cache was never rebuilt: pack counts {counts:?}"
+    );
+    assert!(
+        counts.windows(2).any(|pair| pair[1] == pair[0] + 1),
+        "fetches were never incremental: pack counts {counts:?}"
+    );
+}

@@ -81,6 +81,20 @@ impl Cache {
             .map_err(|e| corrupt("cannot open the new cache repository", Some(Box::new(e))))
     }
 
+    /// How many pack files the cache repository holds (0 when it has none or cannot be read).
+    ///
+    /// Every fetch of a new commit adds one pack and nothing ever removes them, so this is the
+    /// measure of how much the cache has grown since it was last built.
+    pub(super) fn pack_count(&self) -> usize {
+        let packs = self.dir.join(REPOSITORY_DIR).join("objects").join("pack");
+        std::fs::read_dir(packs).map_or(0, |entries| {
+            entries
+                .flatten()
+                .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "pack"))
+                .count()
+        })
+    }
+
     /// Remove everything in the cache directory (the directory itself stays).
     pub(super) fn wipe(&self) -> Result<(), SourceError> {
         let entries = match std::fs::read_dir(&self.dir) {

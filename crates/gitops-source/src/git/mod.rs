@@ -123,7 +123,11 @@ pub struct GitSourceBuilder {
     ca_bundle_pem: Option<Vec<u8>>,
     allow_insecure_http: bool,
     timeout: Duration,
+    max_cache_packs: usize,
 }
+
+/// The default of [`GitSourceBuilder::max_cache_packs`].
+pub const DEFAULT_MAX_CACHE_PACKS: usize = 16;
 
 impl GitSourceBuilder {
     /// Which revision to fetch; the remote's default branch unless set.
@@ -182,6 +186,19 @@ impl GitSourceBuilder {
         self
     }
 
+    /// The most pack files the cache may hold before it is rebuilt (default
+    /// [`DEFAULT_MAX_CACHE_PACKS`]).
+    ///
+    /// Every fetch of a new commit adds a pack to the cache and nothing removes them, so a cache
+    /// that is never rebuilt grows without bound. When the cache holds more than this many packs,
+    /// the next fetch that has to download anyway starts from an empty cache: a depth-1 fetch of
+    /// one commit, about as cheap as the incremental one. Polls that find the revision unchanged
+    /// never rebuild. Values below 1 are treated as 1.
+    pub fn max_cache_packs(mut self, max_packs: usize) -> Self {
+        self.max_cache_packs = max_packs.max(1);
+        self
+    }
+
     /// Check the configuration and build the source.
     pub fn build(self) -> Result<GitSource, SourceError> {
         let invalid = |message: String| SourceError::InvalidConfiguration {
@@ -234,6 +251,7 @@ impl GitSourceBuilder {
                 reference,
                 subpath: self.subpath,
                 rules: self.rules,
+                max_cache_packs: self.max_cache_packs,
             }),
             lock: Arc::new(tokio::sync::Mutex::new(())),
         })
@@ -256,6 +274,7 @@ struct Inner {
     reference: GitReference,
     subpath: String,
     rules: IgnoreRules,
+    max_cache_packs: usize,
 }
 
 impl GitSource {
@@ -274,6 +293,7 @@ impl GitSource {
             ca_bundle_pem: None,
             allow_insecure_http: false,
             timeout: Duration::from_secs(120),
+            max_cache_packs: DEFAULT_MAX_CACHE_PACKS,
         }
     }
 
@@ -405,7 +425,7 @@ impl Inner {
                 return Ok(FetchOutcome::Unchanged(revision));
             }
         }
-        let repo = self.cache.open()?;
+        let mut repo = self.cache.open()?;
         let resolved = self.resolve(&repo, interrupt)?;
         let revision = Revision::git(&resolved.name, &resolved.commit.to_hex().to_string());
         if request.last_revision() == Some(&revision) {
@@ -414,6 +434,18 @@ impl Inner {
         let commit = if repo.has_object(resolved.commit) {
             resolved.commit
         } else {
+            let packs = self.cache.pack_count();
+            if packs > self.max_cache_packs {
+                tracing::info!(
+                    cache = %self.cache.path().display(),
+                    packs,
+                    max_packs = self.max_cache_packs,
+                    "the git cache holds too many packs; rebuilding it with this fetch"
+                );
+                drop(repo);
+                self.cache.wipe()?;
+                repo = self.cache.open()?;
+            }
             self.download(&repo, &resolved, interrupt)?
         };
         let revision = Revision::git(&resolved.name, &commit.to_hex().to_string());
