@@ -168,12 +168,15 @@ pub(crate) fn archive_files<T: FileTree, W: Write>(
 }
 
 /// Write each selected file below `root`, with mode 0644 or 0755, and return the digest.
+/// `files_written` is called after each file with the number written so far.
 pub(crate) fn write_artifact<T: FileTree>(
     tree: &T,
     files: &[SelectedFile<T::Handle>],
     root: &Path,
+    mut files_written: impl FnMut(usize),
 ) -> Result<(Digest, u64), ArtifactError> {
     let mut created = std::collections::HashSet::new();
+    let mut written = 0;
     archive_files(tree, files, io::sink(), |file, content| {
         let target = root.join(&file.path);
         if let Some(parent) = target.parent()
@@ -185,7 +188,10 @@ pub(crate) fn write_artifact<T: FileTree>(
             })?;
             created.insert(parent.to_owned());
         }
-        create_file(&target, content, file.executable)
+        create_file(&target, content, file.executable)?;
+        written += 1;
+        files_written(written);
+        Ok(())
     })
 }
 
@@ -498,7 +504,7 @@ mod tests {
             root: source.to_owned(),
         };
         let files = select_files(&tree, "", &IgnoreRules::default()).unwrap();
-        let (digest, bytes) = write_artifact(&tree, &files, target).unwrap();
+        let (digest, bytes) = write_artifact(&tree, &files, target, |_| {}).unwrap();
         Artifact::new(
             Revision::from_string(digest.to_string()),
             digest,

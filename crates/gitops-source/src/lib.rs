@@ -15,6 +15,10 @@
 //! Files are selected from a subpath with `.sourceignore` files (gitignore syntax), caller patterns
 //! and default rules for VCS metadata, CI files, archives and images ([`IgnoreRules`]).
 //!
+//! A fetch reports its steps ([`FetchProgress`]: listing refs, downloading, writing files, done)
+//! to the callback set with [`FetchRequest::with_progress`], and stops when the request's
+//! cancellation token is cancelled.
+//!
 //! Implementations:
 //! - [`LocalDirectorySource`]: a directory on disk, for development and tests.
 //! - [`GitSource`]: a Git repository over `file://`, `git://`, `http(s)://`, `ssh://` or scp-like
@@ -45,4 +49,7 @@ pub use git::{DEFAULT_MAX_CACHE_PACKS, GitCredentials, GitReference, GitSource, 
 pub use local::LocalDirectorySource;
 pub use secret::Secret;
 pub use select::{IgnoreRules, SOURCE_IGNORE_FILE, SelectError};
-pub use source::{BoxError, FetchOutcome, FetchRequest, Revision, Source, SourceError};
+pub use source::{
+    BoxError, FetchOutcome, FetchProgress, FetchRequest, ProgressCallback, Revision, Source,
+    SourceError,
+};

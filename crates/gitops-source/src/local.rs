@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use crate::artifact::{Artifact, archive_files, write_artifact};
 use crate::select::{DiskTree, IgnoreRules, select_files};
 use crate::source::{
-    FetchOutcome, FetchRequest, Revision, Source, SourceError, prepare_destination,
+    FetchOutcome, FetchProgress, FetchRequest, Revision, Source, SourceError, prepare_destination,
 };
 
 /// A directory on disk as a [`Source`]. Its revision is the content digest of the selected files
@@ -73,10 +73,15 @@ impl LocalDirectorySource {
                 source: None,
             });
         }
+        let progress = request.progress();
+        progress.report(FetchProgress::ScanningDirectory);
         let files = select_files(&tree, &self.subpath, &self.rules)?;
         let (digest, _) = archive_files(&tree, &files, std::io::sink(), |_, _| Ok(()))?;
         let revision = Revision::from_string(digest.to_string());
         if request.last_revision() == Some(&revision) {
+            progress.report(FetchProgress::Unchanged {
+                revision: revision.clone(),
+            });
             return Ok(FetchOutcome::Unchanged(revision));
         }
         if request.cancellation().is_cancelled() {
@@ -85,9 +90,17 @@ impl LocalDirectorySource {
             });
         }
         prepare_destination(request.destination())?;
-        let (written, bytes) = write_artifact(&tree, &files, request.destination())?;
+        let (written, bytes) = write_artifact(
+            &tree,
+            &files,
+            request.destination(),
+            progress.writing_files(files.len()),
+        )?;
         // The directory may change while it is copied: the revision names what was written.
         let revision = Revision::from_string(written.to_string());
+        progress.report(FetchProgress::Done {
+            revision: revision.clone(),
+        });
         Ok(FetchOutcome::Fetched(Artifact::new(
             revision,
             written,
@@ -186,6 +199,72 @@ mod tests {
         };
         assert_ne!(second.digest(), first.digest());
         second.verify().unwrap();
+    }
+
+    fn recording_request(
+        destination: std::path::PathBuf,
+    ) -> (
+        FetchRequest,
+        std::sync::Arc<std::sync::Mutex<Vec<FetchProgress>>>,
+    ) {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = std::sync::Arc::clone(&seen);
+        let request = FetchRequest::new(destination)
+            .with_progress(move |progress| record.lock().unwrap().push(progress));
+        (request, seen)
+    }
+
+    #[tokio::test]
+    async fn progress_reports_scan_writes_and_done_or_unchanged() {
+        let source_dir = tempfile::tempdir().unwrap();
+        for name in ["a", "b", "c"] {
+            std::fs::write(source_dir.path().join(format!("{name}.yaml")), name).unwrap();
+        }
+        let out = tempfile::tempdir().unwrap();
+        let source = LocalDirectorySource::new(source_dir.path());
+
+        let (request, seen) = recording_request(out.path().join("1"));
+        let outcome = source.fetch(request).await.unwrap();
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.first(), Some(&FetchProgress::ScanningDirectory));
+        assert_eq!(
+            seen.get(1),
+            Some(&FetchProgress::WritingFiles {
+                files_written: 0,
+                files_total: 3
+            })
+        );
+        assert_eq!(
+            &seen[seen.len() - 2..],
+            [
+                FetchProgress::WritingFiles {
+                    files_written: 3,
+                    files_total: 3
+                },
+                FetchProgress::Done {
+                    revision: outcome.revision().clone()
+                }
+            ]
+        );
+        assert!(
+            seen[1..seen.len() - 1]
+                .iter()
+                .all(|p| matches!(p, FetchProgress::WritingFiles { .. })),
+            "{seen:?}"
+        );
+
+        let (request, seen) = recording_request(out.path().join("2"));
+        let request = request.with_last_revision(outcome.revision().clone());
+        source.fetch(request).await.unwrap();
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                FetchProgress::ScanningDirectory,
+                FetchProgress::Unchanged {
+                    revision: outcome.revision().clone()
+                }
+            ]
+        );
     }
 
     #[tokio::test]

@@ -2,7 +2,8 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
@@ -63,16 +64,149 @@ impl fmt::Display for Revision {
     }
 }
 
-/// What [`Source::fetch`] should do: where to write a new artifact, what was seen last, and when
-/// to give up.
+/// A step of a fetch, reported to the callback set with [`FetchRequest::with_progress`].
+///
+/// A Git fetch reports [`ListingRefs`](Self::ListingRefs), then either
+/// [`Unchanged`](Self::Unchanged), or [`Downloading`](Self::Downloading) (repeatedly, only when
+/// the commit is not in the cache yet), [`SelectingFiles`](Self::SelectingFiles),
+/// [`WritingFiles`](Self::WritingFiles) (repeatedly) and [`Done`](Self::Done). A pinned commit
+/// that was seen last reports only `Unchanged`. A local directory reports
+/// [`ScanningDirectory`](Self::ScanningDirectory) (which selects the files too), then either
+/// `Unchanged`, or `WritingFiles` (repeatedly) and `Done`. When a damaged cache is rebuilt, the steps start again from `ListingRefs`.
+/// Failures are not reported here: they are the fetch's error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FetchProgress {
+    /// Asking the remote which commits its references point to.
+    ListingRefs,
+    /// Reading a local directory to compute its revision.
+    ScanningDirectory,
+    /// The revision seen last is still current; nothing more happens.
+    Unchanged {
+        /// The current (unchanged) revision.
+        revision: Revision,
+    },
+    /// Receiving objects from the remote. Reported when the download starts and then as data
+    /// arrives (at most every 50 ms), and once more with the totals when it ends.
+    Downloading {
+        /// Objects received and indexed so far.
+        received_objects: u64,
+        /// Bytes of pack data received so far.
+        received_bytes: u64,
+    },
+    /// Choosing the files of the subpath that the ignore rules leave in.
+    SelectingFiles,
+    /// Writing the selected files to the destination. Reported with 0 files written, then at most
+    /// every 50 ms, and once more when all are written.
+    WritingFiles {
+        /// Files written so far.
+        files_written: usize,
+        /// Files to write in all.
+        files_total: usize,
+    },
+    /// The artifact is complete.
+    Done {
+        /// The revision written.
+        revision: Revision,
+    },
+}
+
+/// A callback receiving the [`FetchProgress`] of a fetch. It runs on the fetching thread (a
+/// blocking thread for Git), so it should return quickly.
+pub type ProgressCallback = Arc<dyn Fn(FetchProgress) + Send + Sync>;
+
+/// The progress callback of a request, if any, with throttling for frequent updates.
+#[derive(Clone, Default)]
+pub(crate) struct ProgressReporter {
+    callback: Option<ProgressCallback>,
+    last_frequent: Arc<Mutex<Option<Instant>>>,
+}
+
+/// The least time between two frequent updates of one kind.
+const FREQUENT_UPDATE_INTERVAL: Duration = Duration::from_millis(50);
+
+impl ProgressReporter {
+    /// Report `progress`.
+    pub(crate) fn report(&self, progress: FetchProgress) {
+        if let Some(callback) = &self.callback {
+            callback(progress);
+        }
+    }
+
+    /// Report a frequent update, unless one was reported less than 50 ms ago. `make` is called
+    /// only when the update is reported.
+    pub(crate) fn report_frequent(&self, make: impl FnOnce() -> FetchProgress) {
+        if self.callback.is_none() {
+            return;
+        }
+        // Another thread reporting right now is as good as reporting.
+        let Ok(mut last) = self.last_frequent.try_lock() else {
+            return;
+        };
+        let now = Instant::now();
+        if last.is_some_and(|last| now.duration_since(last) < FREQUENT_UPDATE_INTERVAL) {
+            return;
+        }
+        *last = Some(now);
+        drop(last);
+        self.report(make());
+    }
+
+    /// Report writing `files_total` files: now with none written, then through the returned
+    /// function (called with the number written so far) at most every 50 ms and when all are.
+    pub(crate) fn writing_files(&self, files_total: usize) -> impl FnMut(usize) + '_ {
+        self.report(FetchProgress::WritingFiles {
+            files_written: 0,
+            files_total,
+        });
+        move |files_written| {
+            let progress = move || FetchProgress::WritingFiles {
+                files_written,
+                files_total,
+            };
+            if files_written == files_total {
+                self.report(progress());
+            } else {
+                self.report_frequent(progress);
+            }
+        }
+    }
+
+    /// Whether anyone listens.
+    pub(crate) fn is_enabled(&self) -> bool {
+        self.callback.is_some()
+    }
+}
+
+impl fmt::Debug for ProgressReporter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.callback.is_some() {
+            "Some(<progress callback>)"
+        } else {
+            "None"
+        })
+    }
+}
+
+/// What [`Source::fetch`] should do: where to write a new artifact, what was seen last, when to
+/// give up, and whom to tell how it goes.
 ///
 /// ```
-/// use gitops_source::{FetchRequest, Revision};
+/// use std::sync::{Arc, Mutex};
+/// use gitops_source::{FetchProgress, FetchRequest, Revision};
 /// use tokio_util::sync::CancellationToken;
 ///
+/// let seen = Arc::new(Mutex::new(Vec::new()));
+/// let record = Arc::clone(&seen);
 /// let request = FetchRequest::new("/tmp/out")
 ///     .with_last_revision(Revision::from_string("main@sha1:4b825dc642cb6eb9a060e54bf8d69288fbee4904"))
-///     .with_cancellation(CancellationToken::new());
+///     .with_cancellation(CancellationToken::new())
+///     .with_progress(move |progress: FetchProgress| {
+///         if let FetchProgress::WritingFiles { files_written, files_total } = &progress {
+///             println!("{files_written}/{files_total} files written");
+///         }
+///         record.lock().unwrap().push(progress);
+///     });
 /// assert!(request.last_revision().is_some());
 /// ```
 #[derive(Clone, Debug)]
@@ -80,6 +214,7 @@ pub struct FetchRequest {
     destination: PathBuf,
     last_revision: Option<Revision>,
     cancellation: CancellationToken,
+    progress: ProgressReporter,
 }
 
 impl FetchRequest {
@@ -91,7 +226,27 @@ impl FetchRequest {
             destination: destination.into(),
             last_revision: None,
             cancellation: CancellationToken::new(),
+            progress: ProgressReporter::default(),
         }
+    }
+
+    /// Call `callback` with each step of the fetch ([`FetchProgress`]). It runs on the fetching
+    /// thread, so it should return quickly (send to a channel, update a gauge).
+    #[must_use]
+    pub fn with_progress(
+        mut self,
+        callback: impl Fn(FetchProgress) + Send + Sync + 'static,
+    ) -> Self {
+        self.progress = ProgressReporter {
+            callback: Some(Arc::new(callback)),
+            last_frequent: Arc::default(),
+        };
+        self
+    }
+
+    /// The progress callback, if one was set.
+    pub(crate) fn progress(&self) -> &ProgressReporter {
+        &self.progress
     }
 
     /// The revision seen by the previous fetch: when the source still has it, the fetch answers

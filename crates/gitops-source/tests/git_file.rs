@@ -468,3 +468,156 @@ async fn cache_packs_stay_bounded_across_many_fetches() {
         "fetches were never incremental: pack counts {counts:?}"
     );
 }
+
+fn recording(
+    destination: std::path::PathBuf,
+) -> (
+    FetchRequest,
+    std::sync::Arc<std::sync::Mutex<Vec<gitops_source::FetchProgress>>>,
+) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = std::sync::Arc::clone(&seen);
+    let request = FetchRequest::new(destination)
+        .with_progress(move |progress| record.lock().unwrap().push(progress));
+    (request, seen)
+}
+
+#[tokio::test]
+async fn progress_reports_the_phases_in_order() {
+    use gitops_source::FetchProgress;
+
+    let dir = tempfile::tempdir().unwrap();
+    let repo = TestRepo::new(dir.path(), "repo");
+    let files: Vec<(String, String)> = (0..40)
+        .map(|i| (format!("app/{i}.yaml"), format!("index: {i}\n")))
+        .collect();
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(path, content)| (path.as_str(), content.as_str()))
+        .collect();
+    repo.commit(&files, "many files");
+    let cache = dir.path().join("cache");
+    let git = source(&repo, &cache, GitReference::DefaultBranch);
+
+    let (request, seen) = recording(dir.path().join("out1"));
+    let artifact = match git.fetch(request).await.unwrap() {
+        FetchOutcome::Fetched(artifact) => artifact,
+        FetchOutcome::Unchanged(revision) => panic!("expected an artifact, got {revision}"),
+    };
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen[0], FetchProgress::ListingRefs, "{seen:?}");
+    let downloads: Vec<(u64, u64)> = seen
+        .iter()
+        .filter_map(|p| match p {
+            FetchProgress::Downloading {
+                received_objects,
+                received_bytes,
+            } => Some((*received_objects, *received_bytes)),
+            _ => None,
+        })
+        .collect();
+    assert!(downloads.len() >= 2, "{seen:?}");
+    assert_eq!(downloads[0], (0, 0), "the download starts from nothing");
+    let (objects, bytes) = *downloads.last().unwrap();
+    // 40 blobs, 2 trees and a commit.
+    assert_eq!(objects, 43, "{seen:?}");
+    assert!(bytes > 0, "{seen:?}");
+    assert!(
+        downloads
+            .windows(2)
+            .all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1),
+        "download progress only grows: {downloads:?}"
+    );
+    let selecting = seen
+        .iter()
+        .position(|p| *p == FetchProgress::SelectingFiles)
+        .expect("files are selected");
+    assert!(
+        seen[1..selecting]
+            .iter()
+            .all(|p| matches!(p, FetchProgress::Downloading { .. })),
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen[selecting + 1],
+        FetchProgress::WritingFiles {
+            files_written: 0,
+            files_total: 40
+        }
+    );
+    let writes = &seen[selecting + 1..seen.len() - 1];
+    assert!(
+        writes.iter().all(|p| matches!(
+            p,
+            FetchProgress::WritingFiles {
+                files_total: 40,
+                ..
+            }
+        )),
+        "{seen:?}"
+    );
+    assert_eq!(
+        writes.last(),
+        Some(&FetchProgress::WritingFiles {
+            files_written: 40,
+            files_total: 40
+        })
+    );
+    assert_eq!(
+        seen.last(),
+        Some(&FetchProgress::Done {
+            revision: artifact.revision().clone()
+        })
+    );
+
+    // A poll that finds nothing new only lists the refs.
+    let (request, seen) = recording(dir.path().join("out2"));
+    git.fetch(request.with_last_revision(artifact.revision().clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            FetchProgress::ListingRefs,
+            FetchProgress::Unchanged {
+                revision: artifact.revision().clone()
+            }
+        ]
+    );
+
+    // The commit is in the cache already: nothing is downloaded.
+    let (request, seen) = recording(dir.path().join("out3"));
+    git.fetch(request).await.unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen[..2],
+        [FetchProgress::ListingRefs, FetchProgress::SelectingFiles]
+    );
+    assert!(
+        !seen
+            .iter()
+            .any(|p| matches!(p, FetchProgress::Downloading { .. })),
+        "{seen:?}"
+    );
+    assert!(matches!(seen.last(), Some(FetchProgress::Done { .. })));
+
+    // A pinned commit seen last does not even ask the remote.
+    let pinned = source(
+        &repo,
+        &dir.path().join("cache-pinned"),
+        GitReference::Commit {
+            sha1: artifact.revision().sha1().unwrap().to_owned(),
+            branch: None,
+        },
+    );
+    let (request, seen) = recording(dir.path().join("out4"));
+    let revision = Revision::git("", artifact.revision().sha1().unwrap());
+    pinned
+        .fetch(request.with_last_revision(revision.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [FetchProgress::Unchanged { revision }]
+    );
+}

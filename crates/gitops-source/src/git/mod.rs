@@ -4,12 +4,15 @@
 //! revision equals the one seen last, the answer is [`FetchOutcome::Unchanged`] and nothing is
 //! downloaded. Otherwise the commit is fetched with depth 1 into a bare cache repository (only
 //! the missing objects travel when the cache already has older ones) and the selected files are
-//! read straight from the Git tree, without a checkout.
+//! read straight from the Git tree, without a checkout. Each download adds a pack to the cache;
+//! once it holds more than [`GitSourceBuilder::max_cache_packs`], the next download starts from an
+//! empty cache, so the cache stays bounded however long the source runs.
 //!
 //! gitoxide is blocking; it runs in [`tokio::task::spawn_blocking`]. The timeout covers the whole
 //! fetch; cancellation and timeout both interrupt the transfer.
 
 mod cache;
+mod progress;
 mod transport;
 mod tree;
 
@@ -27,7 +30,8 @@ use crate::artifact::{Artifact, write_artifact};
 use crate::secret::Secret;
 use crate::select::{IgnoreRules, select_files};
 use crate::source::{
-    BoxError, FetchOutcome, FetchRequest, Revision, Source, SourceError, prepare_destination,
+    BoxError, FetchOutcome, FetchProgress, FetchRequest, ProgressReporter, Revision, Source,
+    SourceError, prepare_destination,
 };
 
 use self::cache::Cache;
@@ -419,17 +423,27 @@ impl Inner {
     ) -> Result<FetchOutcome, Failure> {
         let location = self.settings.location();
         // A pinned commit never changes: no need to ask the remote.
+        let progress = request.progress();
+        let unchanged = |revision: Revision| {
+            progress.report(FetchProgress::Unchanged {
+                revision: revision.clone(),
+            });
+            Ok(FetchOutcome::Unchanged(revision))
+        };
         if let GitReference::Commit { sha1, branch } = &self.reference {
             let revision = Revision::git(branch.as_deref().unwrap_or(""), sha1);
             if request.last_revision() == Some(&revision) {
-                return Ok(FetchOutcome::Unchanged(revision));
+                return unchanged(revision);
             }
         }
         let mut repo = self.cache.open()?;
+        if !matches!(self.reference, GitReference::Commit { .. }) {
+            progress.report(FetchProgress::ListingRefs);
+        }
         let resolved = self.resolve(&repo, interrupt)?;
         let revision = Revision::git(&resolved.name, &resolved.commit.to_hex().to_string());
         if request.last_revision() == Some(&revision) {
-            return Ok(FetchOutcome::Unchanged(revision));
+            return unchanged(revision);
         }
         let commit = if repo.has_object(resolved.commit) {
             resolved.commit
@@ -446,7 +460,7 @@ impl Inner {
                 self.cache.wipe()?;
                 repo = self.cache.open()?;
             }
-            self.download(&repo, &resolved, interrupt)?
+            self.download(&repo, &resolved, progress, interrupt)?
         };
         let revision = Revision::git(&resolved.name, &commit.to_hex().to_string());
         if interrupt.load(Ordering::Relaxed) {
@@ -632,6 +646,7 @@ impl Inner {
         &self,
         repo: &gix::Repository,
         resolved: &Resolved,
+        progress: &ProgressReporter,
         interrupt: &AtomicBool,
     ) -> Result<ObjectId, Failure> {
         let location = self.settings.location();
@@ -647,31 +662,40 @@ impl Inner {
             )
             .map_err(|error| classify(&self.settings, diagnostics, "listing references", error))?;
         let depth = std::num::NonZeroU32::new(1).expect("1 is not zero");
-        let outcome = prepare
-            .with_shallow(gix::remote::fetch::Shallow::DepthAtRemote(depth))
-            .receive(gix::progress::Discard, interrupt)
-            .map_err(|error| {
-                if interrupt.load(Ordering::Relaxed) {
-                    Failure::Source(SourceError::Cancelled {
-                        location: location.to_owned(),
-                    })
-                } else {
-                    match classify_fetch(&self.settings, diagnostics, error) {
-                        // The handshake and ref listing worked: a server that then aborts while
-                        // negotiating a pinned commit refuses that `want` ("not our ref"; some
-                        // transports only show the closed pipe).
-                        Failure::Source(SourceError::Git { .. })
-                            if matches!(self.reference, GitReference::Commit { .. }) =>
-                        {
-                            Failure::Source(SourceError::UnknownReference {
-                                reference: self.reference.to_string(),
-                                location: location.to_owned(),
-                            })
-                        }
-                        other => other,
+        let prepare = prepare.with_shallow(gix::remote::fetch::Shallow::DepthAtRemote(depth));
+        let received = if progress.is_enabled() {
+            let download_progress = progress::DownloadProgress::start(progress);
+            let totals = download_progress.totals();
+            let received = prepare.receive(download_progress, interrupt);
+            if received.is_ok() {
+                totals.report();
+            }
+            received
+        } else {
+            prepare.receive(gix::progress::Discard, interrupt)
+        };
+        let outcome = received.map_err(|error| {
+            if interrupt.load(Ordering::Relaxed) {
+                Failure::Source(SourceError::Cancelled {
+                    location: location.to_owned(),
+                })
+            } else {
+                match classify_fetch(&self.settings, diagnostics, error) {
+                    // The handshake and ref listing worked: a server that then aborts while
+                    // negotiating a pinned commit refuses that `want` ("not our ref"; some
+                    // transports only show the closed pipe).
+                    Failure::Source(SourceError::Git { .. })
+                        if matches!(self.reference, GitReference::Commit { .. }) =>
+                    {
+                        Failure::Source(SourceError::UnknownReference {
+                            reference: self.reference.to_string(),
+                            location: location.to_owned(),
+                        })
                     }
+                    other => other,
                 }
-            })?;
+            }
+        })?;
         tracing::debug!(location, status = ?std::mem::discriminant(&outcome.status), "fetched");
         if let GitReference::Commit { .. } = self.reference {
             if !repo.has_object(resolved.commit) {
@@ -704,6 +728,8 @@ impl Inner {
         revision: Revision,
         request: &FetchRequest,
     ) -> Result<FetchOutcome, Failure> {
+        let progress = request.progress();
+        progress.report(FetchProgress::SelectingFiles);
         let tree = tree::GitTree::for_commit(repo, commit)?;
         let files = match select_files(&tree, &self.subpath, &self.rules) {
             Ok(files) => files,
@@ -716,14 +742,24 @@ impl Inner {
             Err(error) => return Err(SourceError::from(error).into()),
         };
         prepare_destination(request.destination())?;
-        match write_artifact(&tree, &files, request.destination()) {
-            Ok((digest, bytes)) => Ok(FetchOutcome::Fetched(Artifact::new(
-                revision,
-                digest,
-                request.destination().to_owned(),
-                files.len(),
-                bytes,
-            ))),
+        match write_artifact(
+            &tree,
+            &files,
+            request.destination(),
+            progress.writing_files(files.len()),
+        ) {
+            Ok((digest, bytes)) => {
+                progress.report(FetchProgress::Done {
+                    revision: revision.clone(),
+                });
+                Ok(FetchOutcome::Fetched(Artifact::new(
+                    revision,
+                    digest,
+                    request.destination().to_owned(),
+                    files.len(),
+                    bytes,
+                )))
+            }
             Err(error) => {
                 // Leave the destination empty for the next attempt.
                 if let Ok(entries) = std::fs::read_dir(request.destination()) {
