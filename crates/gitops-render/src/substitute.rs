@@ -75,6 +75,11 @@ pub enum SubstituteError {
 /// annotated with one of [`DISABLE_ANNOTATIONS`] set to `disabled` are left alone. Every object
 /// is validated again afterwards.
 ///
+/// As a post-render step it sees objects that were already validated, so a variable cannot stand
+/// where validation needs a well-formed value before substitution (such as
+/// `metadata.namespace: ${NS}`, which is not a DNS label); names and all other strings may use
+/// variables.
+///
 /// ```
 /// use gitops_render::Substitution;
 /// let s = Substitution::new().with_variable("ENV", "prod").with_variable("IMAGE", "web:1.2");
