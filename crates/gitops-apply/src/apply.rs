@@ -547,6 +547,22 @@ impl fmt::Debug for Applier {
     }
 }
 
+/// Why the remaining groups of a run are not written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Cancelled,
+    EarlierGroupFailed,
+}
+
+impl fmt::Display for Stop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Cancelled => "cancelled",
+            Self::EarlierGroupFailed => "an earlier group failed",
+        })
+    }
+}
+
 /// What to do with one planned object, decided before any write.
 #[derive(Debug)]
 enum Decision {
@@ -1092,13 +1108,13 @@ impl Applier {
         let mut results: Vec<Option<(Action, String, Option<ObjectError>)>> =
             (0..objects.len()).map(|_| None).collect();
         let mut offset = 0;
-        let mut stop: Option<&'static str> = None;
+        let mut stop: Option<Stop> = None;
         let group_count = plan.groups().count();
         for (group_index, group) in plan.groups().enumerate() {
             let range = offset..offset + group.len();
             offset += group.len();
             if stop.is_none() && cancel.is_cancelled() {
-                stop = Some("cancelled");
+                stop = Some(Stop::Cancelled);
             }
             if let Some(why) = stop {
                 for i in range {
@@ -1238,7 +1254,7 @@ impl Applier {
                     .count(),
             });
             if group_failed && !options.best_effort {
-                stop = Some("an earlier group failed");
+                stop = Some(Stop::EarlierGroupFailed);
             }
         }
 
@@ -1271,7 +1287,7 @@ impl Applier {
         for object in objects.iter().filter(|o| !o.synthesized) {
             inventory.insert(object.id.clone(), object.kind.resource.api_version.clone());
         }
-        let incomplete = any_failed || stop == Some("cancelled");
+        let incomplete = any_failed || stop == Some(Stop::Cancelled);
         if incomplete {
             // Only what this run attempted (a failed write may still have reached the server)
             // joins what the previous inventory lists.
@@ -1317,7 +1333,7 @@ impl Applier {
                 .await
         };
         change_set.requests = counter.get();
-        if stop == Some("cancelled") || cancel.is_cancelled() {
+        if stop == Some(Stop::Cancelled) || cancel.is_cancelled() {
             return Err(ApplyError::Cancelled {
                 change_set: Box::new(change_set),
             });

@@ -952,3 +952,69 @@ async fn keeps_the_inventory_in_a_secret() {
     let again = run(&applier, set(&app(&ns, "blue")), &ApplyOptions::default()).await;
     assert_eq!(again.count(Action::Unchanged), 4, "{again}");
 }
+
+#[tokio::test]
+async fn best_effort_writes_what_passes_and_prunes_nothing() {
+    let cp = gitops_envtest::shared().await.unwrap();
+    let client = cp.client().await.unwrap();
+    let ns = cp.create_namespace("best-effort").await.unwrap();
+    let applier = applier(&client, &ns);
+    let old =
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: old, namespace: {ns}}}\n");
+    run(&applier, set(&old), &ApplyOptions::default()).await;
+    // `good` is fine; `bad` has a field the Service schema does not know (strict validation).
+    let yaml = format!(
+        "\
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: good, namespace: {ns}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: bad, namespace: {ns}}}
+spec: {{ports: [{{port: 80}}], colour: red}}
+"
+    );
+    let strict = applier
+        .apply(
+            set(&yaml),
+            &ApplyOptions::default(),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(strict, ApplyError::Invalid { .. }), "{strict}");
+    assert!(config_map(&client, &ns, "good").await.is_none());
+
+    let best_effort = ApplyOptions {
+        best_effort: true,
+        ..ApplyOptions::default()
+    };
+    let err = applier
+        .apply(set(&yaml), &best_effort, &CancellationToken::new())
+        .await
+        .unwrap_err();
+    let ApplyError::Incomplete { change_set } = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(
+        action(change_set, &format!("{ns}_good__ConfigMap")),
+        Action::Created
+    );
+    assert_eq!(
+        action(change_set, &format!("{ns}_bad__Service")),
+        Action::Failed
+    );
+    assert!(err.to_string().contains("colour"), "{err}");
+    assert!(config_map(&client, &ns, "good").await.is_some());
+    // A failed run prunes nothing, and remembers what it wrote.
+    assert!(config_map(&client, &ns, "old").await.is_some());
+    let stored = ConfigMapInventory::new(&ns, "inventory")
+        .unwrap()
+        .load(&client)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(stored.contains(&format!("{ns}_good__ConfigMap").parse().unwrap()));
+    assert!(stored.contains(&format!("{ns}_old__ConfigMap").parse().unwrap()));
+}
