@@ -47,7 +47,9 @@ fn run(command: &mut Command) {
 
 /// A bare repository with `FILES` files and `COMMITS` commits, written with `git fast-import`.
 fn generate_repository(path: &Path) {
-    run(git(Path::new("/")).args(["init", "-q", "--bare", "-b", "main"]).arg(path));
+    run(git(Path::new("/"))
+        .args(["init", "-q", "--bare", "-b", "main"])
+        .arg(path));
     let mut stream = Vec::new();
     for commit in 0..COMMITS {
         let message = format!("commit {commit}\n");
@@ -119,9 +121,18 @@ impl Drop for Daemon {
 }
 
 fn start_daemon(base: &Path) -> Daemon {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let child = git(base)
-        .args(["daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1"])
+        .args([
+            "daemon",
+            "--reuseaddr",
+            "--export-all",
+            "--listen=127.0.0.1",
+        ])
         .arg(format!("--port={port}"))
         .arg(format!("--base-path={}", base.display()))
         .arg(base)
@@ -129,9 +140,11 @@ fn start_daemon(base: &Path) -> Daemon {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // Owned by the guard from here on, so a daemon that never answers is still killed and reaped.
+    let daemon = Daemon(child, port);
     for _ in 0..500 {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Daemon(child, port);
+            return daemon;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -167,7 +180,10 @@ fn bench_source(c: &mut Criterion) {
             || fresh(&work, &mut counter),
             |run_dir| {
                 let outcome = runtime
-                    .block_on(source(&url, &run_dir.join("cache")).fetch(FetchRequest::new(run_dir.join("out"))))
+                    .block_on(
+                        source(&url, &run_dir.join("cache"))
+                            .fetch(FetchRequest::new(run_dir.join("out"))),
+                    )
                     .unwrap();
                 assert!(matches!(outcome, FetchOutcome::Fetched(_)));
                 run_dir
@@ -179,7 +195,9 @@ fn bench_source(c: &mut Criterion) {
         b.iter_batched(
             || fresh(&work, &mut counter),
             |run_dir| {
-                run(git(&work).args(["clone", "-q", "--depth", "1", &url]).arg(run_dir.join("out")));
+                run(git(&work)
+                    .args(["clone", "-q", "--depth", "1", &url])
+                    .arg(run_dir.join("out")));
                 run_dir
             },
             BatchSize::PerIteration,
@@ -199,9 +217,12 @@ fn bench_source(c: &mut Criterion) {
     let mut group = c.benchmark_group("source/no_change_poll");
     group.bench_function("gitops-source", |b| {
         b.iter(|| {
-            let outcome = runtime
-                .block_on(poller.fetch(FetchRequest::new(warm.join("never")).with_last_revision(last.clone())))
-                .unwrap();
+            let outcome =
+                runtime
+                    .block_on(poller.fetch(
+                        FetchRequest::new(warm.join("never")).with_last_revision(last.clone()),
+                    ))
+                    .unwrap();
             assert!(matches!(outcome, FetchOutcome::Unchanged(_)));
         });
     });
@@ -212,7 +233,9 @@ fn bench_source(c: &mut Criterion) {
 
     let scratch = dir.path().join("scratch");
     let git_clone = fresh(&work, &mut counter);
-    run(git(&work).args(["clone", "-q", "--depth", "1", &url]).arg(&git_clone));
+    run(git(&work)
+        .args(["clone", "-q", "--depth", "1", &url])
+        .arg(&git_clone));
     let mut commits = 0;
     let mut group = c.benchmark_group("source/incremental_fetch_one_commit");
     group.sample_size(10);
