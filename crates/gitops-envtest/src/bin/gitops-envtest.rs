@@ -21,7 +21,10 @@ fn usage() -> ExitCode {
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            // While the apiserver starts, kube's client logs every refused readiness check as an
+            // error; they are expected, and a real failure is reported by us.
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,kube_client=off".into()),
         )
         .with_writer(std::io::stderr)
         .init();
