@@ -1,6 +1,6 @@
 //! The applier: plan, validate, write in order, prune, and the change set it returns.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,11 +16,12 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::counting::{RequestCounter, counting_client};
-use crate::health::{HealthChecks, WaitTarget, wait_for_current};
+use crate::health::{HealthChecks, WaitError, WaitProgress, WaitTarget, wait_for_current};
 use crate::inventory::{Inventory, InventoryError, InventoryStore};
 use crate::plan::{
     DefaultStaging, KindInfo, KindTable, PlanError, PlanOptions, PlannedObject, Staging, plan,
 };
+use crate::takeover::{TakeoverManager, managed_fields_after_takeover, managers_taken_over};
 
 /// The field manager used unless another is given.
 pub const DEFAULT_FIELD_MANAGER: &str = "gitops-rs";
@@ -354,6 +355,16 @@ pub enum ApplyError {
         /// What was done.
         change_set: Box<ChangeSet>,
     },
+    /// Everything was written (and pruned), but with [`ApplyOptions::wait`] the set did not
+    /// become Current: an object Failed, the timeout passed, or reading failed.
+    #[error("the applied set is not healthy")]
+    Unhealthy {
+        /// What was done.
+        change_set: Box<ChangeSet>,
+        /// Why waiting stopped.
+        #[source]
+        source: WaitError,
+    },
 }
 
 fn describe_failed(change_set: &ChangeSet) -> String {
@@ -371,7 +382,8 @@ impl ApplyError {
         match self {
             Self::Invalid { change_set }
             | Self::Incomplete { change_set }
-            | Self::Cancelled { change_set } => Some(change_set),
+            | Self::Cancelled { change_set }
+            | Self::Unhealthy { change_set, .. } => Some(change_set),
             _ => None,
         }
     }
@@ -405,6 +417,13 @@ pub enum ApplyProgress {
         /// Objects that failed in the group.
         failed: usize,
     },
+    /// With [`ApplyOptions::wait`]: a round of health checks of the applied set is done.
+    Waiting {
+        /// Objects Current.
+        current: usize,
+        /// Objects waited for.
+        total: usize,
+    },
 }
 
 /// Options of one run.
@@ -429,10 +448,17 @@ pub struct ApplyOptions {
     pub prune: bool,
     /// Accepts an empty set even when that prunes everything the inventory lists.
     pub allow_empty_set: bool,
-    /// Takes over objects last applied with client-side `kubectl apply`: the fields
-    /// `kubectl-client-side-apply` manages become ours (so fields the set no longer has are
-    /// removed), and the last-applied annotation goes.
-    pub takeover_kubectl: bool,
+    /// Field managers whose fields are taken over (empty: none, the default): their
+    /// fields become ours, so the apply sets them without a conflict and removes those the set
+    /// no longer has (such as the last-applied annotation of client-side `kubectl apply`).
+    /// [`TakeoverManager::defaults`] takes over what `kubectl` (any command) and
+    /// `before-first-apply` own, as Flux does.
+    pub takeover: Vec<TakeoverManager>,
+    /// After a run that wrote everything, wait up to this long for every object of the set to
+    /// be Current (health by the applier's [`HealthChecks`]), failing fast on the first Failed
+    /// object ([`ApplyError::Unhealthy`]). `None` (the default): do not wait; see
+    /// [`wait_for_current`] to wait separately.
+    pub wait: Option<Duration>,
 }
 
 impl Default for ApplyOptions {
@@ -446,8 +472,39 @@ impl Default for ApplyOptions {
             recreate_on_immutable: false,
             prune: true,
             allow_empty_set: false,
-            takeover_kubectl: false,
+            takeover: Vec::new(),
+            wait: None,
         }
+    }
+}
+
+impl ApplyOptions {
+    /// These options, taking over the fields of `managers` (see [`ApplyOptions::takeover`]).
+    ///
+    /// ```
+    /// use gitops_apply::{ApplyOptions, TakeoverManager};
+    /// let options = ApplyOptions::default().with_takeover(TakeoverManager::defaults());
+    /// assert!(!options.takeover.is_empty());
+    /// ```
+    #[must_use]
+    pub fn with_takeover(mut self, managers: impl IntoIterator<Item = TakeoverManager>) -> Self {
+        self.takeover = managers.into_iter().collect();
+        self
+    }
+
+    /// These options, waiting up to `timeout` for the set to be Current after the writes (see
+    /// [`ApplyOptions::wait`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use gitops_apply::ApplyOptions;
+    /// let options = ApplyOptions::default().with_wait(Duration::from_secs(120));
+    /// assert_eq!(options.wait, Some(Duration::from_secs(120)));
+    /// ```
+    #[must_use]
+    pub fn with_wait(mut self, timeout: Duration) -> Self {
+        self.wait = Some(timeout);
+        self
     }
 }
 
@@ -461,6 +518,7 @@ pub struct ApplierBuilder {
     health: HealthChecks,
     concurrency: usize,
     settle_timeout: Duration,
+    wait_interval: Duration,
 }
 
 impl ApplierBuilder {
@@ -495,6 +553,12 @@ impl ApplierBuilder {
         self
     }
 
+    /// How often the health of the set is polled with [`ApplyOptions::wait`] (default 1 s).
+    pub fn wait_interval(mut self, interval: Duration) -> Self {
+        self.wait_interval = interval;
+        self
+    }
+
     /// The applier.
     pub fn build(self) -> Applier {
         Applier {
@@ -505,6 +569,7 @@ impl ApplierBuilder {
             health: self.health,
             concurrency: self.concurrency,
             settle_timeout: self.settle_timeout,
+            wait_interval: self.wait_interval,
         }
     }
 }
@@ -535,6 +600,7 @@ pub struct Applier {
     health: HealthChecks,
     concurrency: usize,
     settle_timeout: Duration,
+    wait_interval: Duration,
 }
 
 impl fmt::Debug for Applier {
@@ -561,6 +627,15 @@ impl fmt::Display for Stop {
             Self::EarlierGroupFailed => "an earlier group failed",
         })
     }
+}
+
+/// How a run goes on after an error of a server-side apply it can live with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterError {
+    /// Go on (write as planned).
+    Proceed,
+    /// Delete the object and create it again.
+    Recreate,
 }
 
 /// What to do with one planned object, decided before any write.
@@ -640,48 +715,21 @@ impl Run<'_> {
         }
     }
 
-    /// Moves the fields `kubectl-client-side-apply` manages into our `Apply` entry of
-    /// managedFields, so that the next apply owns (and may remove) them.
+    /// Moves the fields the managers of [`ApplyOptions::takeover`] own into our `Apply` entry
+    /// of managedFields (a JSON patch guarded by the resourceVersion), so that the apply that
+    /// follows owns (and may remove) them.
     async fn take_over(&self, object: &PlannedObject, live: &Value) -> Result<(), ObjectError> {
-        let entries = live
-            .pointer("/metadata/managedFields")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        let manager = self.applier.field_manager.as_str();
-        let is_kubectl = |e: &Value| {
-            e["manager"] == KUBECTL_CLIENT_SIDE_APPLY
-                && e["operation"] == "Update"
-                && e.get("subresource").is_none()
+        let Some(entries) = managed_fields_after_takeover(
+            live,
+            &self.options.takeover,
+            &self.applier.field_manager,
+        ) else {
+            return Ok(());
         };
-        let mut taken = Value::Object(serde_json::Map::new());
-        let mut api_version = Value::Null;
-        for entry in entries.iter().filter(|e| is_kubectl(e)) {
-            merge_fields(&mut taken, &entry["fieldsV1"]);
-            api_version = entry["apiVersion"].clone();
-        }
-        let mut merged_into_ours = false;
-        let mut new_entries: Vec<Value> = Vec::with_capacity(entries.len());
-        for mut entry in entries.into_iter().filter(|e| !is_kubectl(e)) {
-            if entry["manager"] == manager && entry["operation"] == "Apply" && !merged_into_ours {
-                merge_fields(&mut entry["fieldsV1"], &taken);
-                merged_into_ours = true;
-            }
-            new_entries.push(entry);
-        }
-        if !merged_into_ours {
-            new_entries.push(serde_json::json!({
-                "manager": manager,
-                "operation": "Apply",
-                "apiVersion": api_version,
-                "fieldsType": "FieldsV1",
-                "fieldsV1": taken,
-            }));
-        }
         let patch: json_patch::Patch = serde_json::from_value(serde_json::json!([
             {"op": "test", "path": "/metadata/resourceVersion",
              "value": live.pointer("/metadata/resourceVersion")},
-            {"op": "replace", "path": "/metadata/managedFields", "value": new_entries},
+            {"op": "replace", "path": "/metadata/managedFields", "value": entries},
         ]))
         .expect("a well-formed JSON patch");
         let api = object_api(&self.client, &object.kind, object.id.namespace.as_deref());
@@ -693,6 +741,38 @@ impl Run<'_> {
         .await
         .map_err(ObjectError::from_kube)?;
         Ok(())
+    }
+
+    /// The one place that decides what a failed server-side apply of `object` (the dry run or
+    /// the write) means, `None` being a failure of the object: an immutable change is
+    /// recreated when the call or the object opts in; conflicts only with managers taken over
+    /// (`taken_over`) are no failure, as their fields are ours once taken over and the write
+    /// follows the takeover; a 404 of an object whose namespace this run creates
+    /// (`namespace_made_here`, only known in the dry run) is no failure either.
+    fn on_apply_error(
+        &self,
+        object: &PlannedObject,
+        error: &ObjectError,
+        taken_over: &BTreeSet<String>,
+        namespace_made_here: bool,
+    ) -> Option<AfterError> {
+        match error {
+            ObjectError::Immutable { .. }
+                if self.options.recreate_on_immutable || object.policy.recreate =>
+            {
+                Some(AfterError::Recreate)
+            }
+            ObjectError::Conflict { conflicts }
+                if !taken_over.is_empty()
+                    && conflicts.iter().all(|c| taken_over.contains(&c.manager)) =>
+            {
+                Some(AfterError::Proceed)
+            }
+            ObjectError::Rejected { code: 404, .. } if namespace_made_here => {
+                Some(AfterError::Proceed)
+            }
+            _ => None,
+        }
     }
 
     async fn recreate(&self, object: &PlannedObject, desired: &Value) -> Result<(), ObjectError> {
@@ -793,6 +873,7 @@ impl Applier {
             health: HealthChecks::default(),
             concurrency: 16,
             settle_timeout: Duration::from_secs(60),
+            wait_interval: Duration::from_secs(1),
         }
     }
 
@@ -916,11 +997,20 @@ impl Applier {
         let live = run.list_live(objects).await?;
 
         // Decide locally what needs a write.
+        let taken_over: Vec<BTreeSet<String>> = objects
+            .iter()
+            .map(|object| {
+                live.get(&object.id).map_or_else(BTreeSet::new, |live| {
+                    managers_taken_over(live, &options.takeover, &self.field_manager)
+                })
+            })
+            .collect();
         let mut diffs: Vec<Option<ObjectDiff>> = Vec::with_capacity(objects.len());
         let mut decisions: Vec<Decision> = objects
             .iter()
             .zip(&desired_values)
-            .map(|(object, desired)| {
+            .zip(&taken_over)
+            .map(|((object, desired), taken_over)| {
                 let live = live.get(&object.id);
                 diffs.push(if options.dry_run {
                     differ.diff(Some(desired), live).ok()
@@ -934,13 +1024,11 @@ impl Applier {
                     Some(_) if object.policy.create_only => {
                         Decision::Skip("exists; created only when absent".into())
                     }
-                    Some(live) if options.takeover_kubectl && is_kubectl_applied(live) => {
-                        Decision::Write {
-                            exists: true,
-                            recreate: false,
-                            takeover: true,
-                        }
-                    }
+                    Some(_) if !taken_over.is_empty() => Decision::Write {
+                        exists: true,
+                        recreate: false,
+                        takeover: true,
+                    },
                     Some(live) => match needs_write(&differ, desired, live) {
                         Ok(true) => Decision::Write {
                             exists: true,
@@ -982,17 +1070,20 @@ impl Applier {
                 let run = &run;
                 let object = &objects[i];
                 let desired = &desired_values[i];
-                let deferred = object
+                let taken_over = &taken_over[i];
+                let namespace_made_here = object
                     .id
                     .namespace
                     .as_deref()
                     .is_some_and(|ns| namespaces_made_here.contains(ns));
                 async move {
-                    let result = run.server_side_apply(object, desired, true).await;
-                    match result {
-                        Err(ObjectError::Rejected { code: 404, .. }) if deferred => (i, Ok(())),
-                        other => (i, other),
-                    }
+                    let result = match run.server_side_apply(object, desired, true).await {
+                        Ok(()) => Ok(AfterError::Proceed),
+                        Err(error) => run
+                            .on_apply_error(object, &error, taken_over, namespace_made_here)
+                            .ok_or(error),
+                    };
+                    (i, result)
                 }
             })
             .collect();
@@ -1001,24 +1092,15 @@ impl Applier {
             .collect::<Vec<_>>()
             .await;
         for (i, result) in validations {
-            let object = &objects[i];
             match result {
-                Ok(()) => {}
-                Err(ObjectError::Immutable { .. })
-                    if options.recreate_on_immutable || object.policy.recreate =>
-                {
+                Ok(AfterError::Proceed) => {}
+                Ok(AfterError::Recreate) => {
                     decisions[i] = Decision::Write {
                         exists: true,
                         recreate: true,
                         takeover: false,
                     };
                 }
-                // Fields kubectl applied are ours once taken over.
-                Err(ObjectError::Conflict { conflicts })
-                    if matches!(decisions[i], Decision::Write { takeover: true, .. })
-                        && conflicts
-                            .iter()
-                            .all(|c| c.manager == KUBECTL_CLIENT_SIDE_APPLY) => {}
                 Err(error) => decisions[i] = Decision::Failed(error),
             }
         }
@@ -1147,15 +1229,30 @@ impl Applier {
                                 i,
                                 (
                                     Action::Failed,
-                                    "taking over from kubectl failed".into(),
+                                    "taking over fields of other managers failed".into(),
                                     Some(error),
                                 ),
                             );
                         }
+                        let mut recreate = recreate;
                         let result = if recreate {
                             run.recreate(object, desired).await
                         } else {
-                            run.server_side_apply(object, desired, false).await
+                            match run.server_side_apply(object, desired, false).await {
+                                // Objects of kinds a CRD of this set defines had no dry run.
+                                Err(error)
+                                    if run.on_apply_error(
+                                        object,
+                                        &error,
+                                        &BTreeSet::new(),
+                                        false,
+                                    ) == Some(AfterError::Recreate) =>
+                                {
+                                    recreate = true;
+                                    run.recreate(object, desired).await
+                                }
+                                other => other,
+                            }
                         };
                         let outcome = match result {
                             Ok(()) if recreate => (
@@ -1347,6 +1444,39 @@ impl Applier {
             });
         }
         saved.map_err(ApplyError::Inventory)?;
+        if let Some(timeout) = options.wait {
+            let targets = change_set.wait_targets();
+            let waited = wait_for_current(
+                &client,
+                &targets,
+                &self.health,
+                timeout,
+                self.wait_interval,
+                cancel,
+                |round: &WaitProgress| {
+                    progress(&ApplyProgress::Waiting {
+                        current: round.current,
+                        total: round.total,
+                    });
+                },
+            )
+            .await;
+            change_set.requests = counter.get();
+            match waited {
+                Ok(()) => {}
+                Err(WaitError::Cancelled) => {
+                    return Err(ApplyError::Cancelled {
+                        change_set: Box::new(change_set),
+                    });
+                }
+                Err(source) => {
+                    return Err(ApplyError::Unhealthy {
+                        change_set: Box::new(change_set),
+                        source,
+                    });
+                }
+            }
+        }
         Ok(change_set)
     }
 
@@ -1522,38 +1652,6 @@ fn resolve_inventory_kind<'k>(
         .filter(|k| k.served)
 }
 
-/// The field manager of client-side `kubectl apply`.
-const KUBECTL_CLIENT_SIDE_APPLY: &str = "kubectl-client-side-apply";
-
-/// Whether `kubectl apply` (client-side) manages fields of the object.
-fn is_kubectl_applied(live: &Value) -> bool {
-    live.pointer("/metadata/managedFields")
-        .and_then(Value::as_array)
-        .is_some_and(|entries| {
-            entries
-                .iter()
-                .any(|e| e["manager"] == KUBECTL_CLIENT_SIDE_APPLY && e["operation"] == "Update")
-        })
-}
-
-/// Adds the fields of the fieldsV1 set `from` to `into` (a union of nested maps).
-fn merge_fields(into: &mut Value, from: &Value) {
-    let Value::Object(from) = from else {
-        return;
-    };
-    if !into.is_object() {
-        *into = Value::Object(serde_json::Map::new());
-    }
-    let into = into.as_object_mut().expect("made an object above");
-    for (key, value) in from {
-        merge_fields(
-            into.entry(key.clone())
-                .or_insert(Value::Object(serde_json::Map::new())),
-            value,
-        );
-    }
-}
-
 /// The no-op decision: whether `desired` must be written given `live`. An object in sync that
 /// our field manager does not manage yet is written once to take ownership.
 fn needs_write(differ: &Differ, desired: &Value, live: &Value) -> Result<bool, DiffError> {
@@ -1564,18 +1662,6 @@ fn needs_write(differ: &Differ, desired: &Value, live: &Value) -> Result<bool, D
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn merges_field_sets_as_a_union() {
-        let mut ours = json!({"f:data": {"f:a": {}}, "f:metadata": {"f:labels": {"f:x": {}}}});
-        let kubectl = json!({"f:data": {"f:b": {}}, "f:metadata": {"f:annotations": {"f:k": {}}}});
-        merge_fields(&mut ours, &kubectl);
-        assert_eq!(
-            ours,
-            json!({"f:data": {"f:a": {}, "f:b": {}},
-                   "f:metadata": {"f:labels": {"f:x": {}}, "f:annotations": {"f:k": {}}}})
-        );
-    }
 
     #[test]
     fn conflicts_name_managers_and_fields() {
@@ -1597,13 +1683,5 @@ mod tests {
                 field: ".data.color".into()
             }]
         );
-    }
-
-    #[test]
-    fn kubectl_applied_objects_are_recognised() {
-        let live = json!({"metadata": {"managedFields": [
-            {"manager": "kubectl-client-side-apply", "operation": "Update"}]}});
-        assert!(is_kubectl_applied(&live));
-        assert!(!is_kubectl_applied(&json!({"metadata": {}})));
     }
 }

@@ -31,14 +31,21 @@
 //! `Prune=false`) never prunes it; `apply.gitops.rs/force: enabled` forces conflicts;
 //! `apply.gitops.rs/recreate: enabled` recreates on immutable changes. See [`ObjectPolicy`].
 //!
+//! Takeover ([`ApplyOptions::takeover`], opt-in): the fields of named field managers
+//! ([`TakeoverManager`]; [`TakeoverManager::defaults`]: every `kubectl` command and
+//! `before-first-apply`, as Flux does) become ours before the write, so that manual edits are
+//! corrected without a conflict and fields the set no longer has are removed.
+//!
 //! Health ([`builtin_health`], [`wait_for_current`]) follows kstatus: Current, InProgress,
-//! Failed, NotFound.
+//! Failed, NotFound. With [`ApplyOptions::wait`], a run waits for its set to be Current after
+//! the writes and the prune, failing fast on the first Failed object.
 
 mod apply;
 mod counting;
 mod health;
 mod inventory;
 mod plan;
+mod takeover;
 
 pub use apply::{
     Action, Applier, ApplierBuilder, ApplyError, ApplyOptions, ApplyProgress, ChangeSet,
@@ -60,3 +67,4 @@ pub use plan::{
     PlanOptions, PlannedObject, RECONCILE_ANNOTATION, RECREATE_ANNOTATION, SSA_ANNOTATION, Stage,
     Staging, WAVE_ANNOTATION, plan,
 };
+pub use takeover::{ManagedOperation, TakeoverManager};

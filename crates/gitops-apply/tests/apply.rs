@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use gitops_apply::{
     Action, Applier, ApplyError, ApplyOptions, ApplyProgress, ChangeSet, ConfigMapInventory,
-    DesiredSet, HealthChecks, Inventory, InventoryStore, ObjectError, Status, WaitError,
-    WaitTarget, wait_for_current,
+    DesiredSet, HealthChecks, Inventory, InventoryStore, ManagedOperation, ObjectError, Status,
+    TakeoverManager, WaitError, WaitTarget, wait_for_current,
 };
 use gitops_core::{Manifest, ObjectId};
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -889,10 +889,7 @@ async fn takes_over_objects_applied_with_kubectl_client_side() {
         .unwrap();
     assert!(data.contains_key("b"));
 
-    let takeover = ApplyOptions {
-        takeover_kubectl: true,
-        ..ApplyOptions::default()
-    };
+    let takeover = ApplyOptions::default().with_takeover(TakeoverManager::defaults());
     let done = run(&applier, set(&yaml), &takeover).await;
     assert_eq!(
         action(&done, &format!("{ns}_legacy__ConfigMap")),
@@ -1017,4 +1014,274 @@ spec: {{ports: [{{port: 80}}], colour: red}}
         .unwrap();
     assert!(stored.contains(&format!("{ns}_good__ConfigMap").parse().unwrap()));
     assert!(stored.contains(&format!("{ns}_old__ConfigMap").parse().unwrap()));
+}
+
+/// Writes `data` into the ConfigMap `name` as field manager `manager` with an Update (a merge
+/// patch), as `kubectl edit` or a script would.
+async fn update_as(client: &kube::Client, ns: &str, name: &str, manager: &str, patch: Value) {
+    Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .patch(
+            name,
+            &PatchParams {
+                field_manager: Some(manager.into()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(patch),
+        )
+        .await
+        .unwrap();
+}
+
+fn managers(config_map: &ConfigMap) -> Vec<String> {
+    let mut managers: Vec<String> = config_map
+        .metadata
+        .managed_fields
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|m| m.manager)
+        .collect();
+    managers.sort();
+    managers
+}
+
+#[tokio::test]
+async fn takes_over_kubectl_edits_and_named_managers_then_corrects_the_drift() {
+    let cp = gitops_envtest::shared().await.unwrap();
+    let client = cp.client().await.unwrap();
+    let ns = cp.create_namespace("edits").await.unwrap();
+    let applier = applier(&client, &ns);
+    let yaml = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: settings, namespace: {ns}}}\ndata: {{color: blue, size: large}}\n"
+    );
+    run(&applier, set(&yaml), &ApplyOptions::default()).await;
+
+    // `kubectl edit` changes a field we own and adds one; a script adds another; a controller
+    // annotates the object.
+    update_as(
+        &client,
+        &ns,
+        "settings",
+        "kubectl-edit",
+        json!({"data": {"color": "red", "debug": "true"}}),
+    )
+    .await;
+    update_as(
+        &client,
+        &ns,
+        "settings",
+        "deploy-script",
+        json!({"data": {"script": "ran"}}),
+    )
+    .await;
+    update_as(
+        &client,
+        &ns,
+        "settings",
+        "annotator",
+        json!({"metadata": {"annotations": {"example.com/note": "keep"}}}),
+    )
+    .await;
+
+    // Without takeover, the edited field is a conflict with kubectl-edit.
+    let err = applier
+        .apply(
+            set(&yaml),
+            &ApplyOptions::default(),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(".data.color owned by \"kubectl-edit\""),
+        "{err}"
+    );
+
+    // With the default managers: kubectl's fields are ours, so the edit is corrected and the
+    // key it added is removed; the script's key stays (not named), as does the annotation.
+    let defaults = ApplyOptions::default().with_takeover(TakeoverManager::defaults());
+    let done = run(&applier, set(&yaml), &defaults).await;
+    let id = format!("{ns}_settings__ConfigMap");
+    assert_eq!(action(&done, &id), Action::Configured, "{done}");
+    let settings = config_map(&client, &ns, "settings").await.unwrap();
+    let data = settings.data.clone().unwrap();
+    assert_eq!(
+        data.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["color", "script", "size"]
+    );
+    assert_eq!(data["color"], "blue");
+    assert_eq!(
+        managers(&settings),
+        ["annotator", "deploy-script", "gitops-rs"]
+    );
+
+    // Naming the script's manager takes its field over too: its key goes.
+    let named =
+        ApplyOptions::default().with_takeover(TakeoverManager::defaults().into_iter().chain([
+            TakeoverManager::exact("deploy-script", ManagedOperation::Update),
+        ]));
+    let done = run(&applier, set(&yaml), &named).await;
+    assert_eq!(action(&done, &id), Action::Configured, "{done}");
+    let settings = config_map(&client, &ns, "settings").await.unwrap();
+    assert_eq!(
+        settings
+            .data
+            .clone()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        ["color", "size"]
+    );
+    assert_eq!(
+        settings.metadata.annotations.clone().unwrap()["example.com/note"],
+        "keep"
+    );
+    assert_eq!(managers(&settings), ["annotator", "gitops-rs"]);
+
+    // In sync now: nothing to take over, nothing written.
+    let version = settings.metadata.resource_version.clone();
+    let again = run(&applier, set(&yaml), &named).await;
+    assert_eq!(action(&again, &id), Action::Unchanged, "{again}");
+    assert_eq!(
+        config_map(&client, &ns, "settings")
+            .await
+            .unwrap()
+            .metadata
+            .resource_version,
+        version
+    );
+
+    // Drift by `kubectl edit` again: corrected by the next run without a conflict.
+    update_as(
+        &client,
+        &ns,
+        "settings",
+        "kubectl-edit",
+        json!({"data": {"size": "small"}}),
+    )
+    .await;
+    let corrected = run(&applier, set(&yaml), &named).await;
+    assert_eq!(action(&corrected, &id), Action::Configured, "{corrected}");
+    let settings = config_map(&client, &ns, "settings").await.unwrap();
+    assert_eq!(settings.data.clone().unwrap()["size"], "large");
+    assert_eq!(managers(&settings), ["annotator", "gitops-rs"]);
+}
+
+#[tokio::test]
+async fn waits_for_the_applied_set_when_asked() {
+    let cp = gitops_envtest::shared().await.unwrap();
+    let client = cp.client().await.unwrap();
+    let ns = cp.create_namespace("wait").await.unwrap();
+    let applier = Applier::builder(
+        client.clone(),
+        ConfigMapInventory::new(&ns, "inventory").unwrap(),
+    )
+    .wait_interval(Duration::from_millis(100))
+    .build();
+    let cancel = CancellationToken::new();
+
+    // The Deployment never becomes Available by itself: the run writes everything, then
+    // reports the set unhealthy after the timeout, naming the Deployment.
+    let short = ApplyOptions::default().with_wait(Duration::from_millis(300));
+    let err = applier
+        .apply(set(&app(&ns, "blue")), &short, &cancel)
+        .await
+        .unwrap_err();
+    let ApplyError::Unhealthy {
+        change_set,
+        source: WaitError::Timeout { pending, .. },
+    } = &err
+    else {
+        panic!("expected a timeout: {err}");
+    };
+    assert_eq!(change_set.count(Action::Created), 4, "{change_set}");
+    assert_eq!(pending.len(), 1, "{err}");
+    assert_eq!(pending[0].0.kind, "Deployment");
+
+    // The "controller" completes the rollout while the run waits; progress reports rounds.
+    let deployment = ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&());
+    let writer = {
+        let client = client.clone();
+        let ns = ns.clone();
+        let deployment = deployment.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            write_status(
+                &client,
+                &deployment,
+                &ns,
+                "web",
+                json!({"observedGeneration": 1, "replicas": 2,
+                "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2}),
+            )
+            .await;
+        })
+    };
+    let mut rounds = Vec::new();
+    let done = applier
+        .apply_with_progress(
+            set(&app(&ns, "blue")),
+            &ApplyOptions::default().with_wait(Duration::from_secs(20)),
+            &cancel,
+            |p| {
+                if let ApplyProgress::Waiting { current, total } = p {
+                    rounds.push((*current, *total));
+                }
+            },
+        )
+        .await
+        .unwrap();
+    writer.await.unwrap();
+    assert_eq!(done.count(Action::Unchanged), 4, "{done}");
+    assert!(rounds.len() >= 2, "{rounds:?}");
+    assert_eq!(rounds.first(), Some(&(3, 4)));
+    assert_eq!(rounds.last(), Some(&(4, 4)));
+
+    // A Failed object stops the wait at once, long before the timeout.
+    let job_yaml = format!(
+        "apiVersion: batch/v1
+kind: Job
+metadata: {{name: migrate, namespace: {ns}}}
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{{name: migrate, image: busybox, command: [\"false\"]}}]
+"
+    );
+    let with_job = format!("{}---\n{job_yaml}", app(&ns, "blue"));
+    run(&applier, set(&with_job), &ApplyOptions::default()).await;
+    let job = ApiResource::erase::<k8s_openapi::api::batch::v1::Job>(&());
+    let now = "2026-01-01T00:00:00Z";
+    write_status(&client, &job, &ns, "migrate", json!({"startTime": now, "failed": 1, "conditions": [
+        {"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit", "lastTransitionTime": now, "lastProbeTime": now},
+        {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit", "lastTransitionTime": now, "lastProbeTime": now}]})).await;
+    let started = std::time::Instant::now();
+    let err = applier
+        .apply(
+            set(&with_job),
+            &ApplyOptions::default().with_wait(Duration::from_secs(60)),
+            &cancel,
+        )
+        .await
+        .unwrap_err();
+    let ApplyError::Unhealthy {
+        source: WaitError::Failed { id, .. },
+        ..
+    } = &err
+    else {
+        panic!("expected a failed Job: {err}");
+    };
+    assert_eq!(id.kind, "Job");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(
+        std::error::Error::source(&err)
+            .unwrap()
+            .to_string()
+            .contains("backoff limit"),
+        "{err}"
+    );
 }
