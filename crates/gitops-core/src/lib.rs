@@ -22,6 +22,6 @@ mod parse;
 pub use id::{GroupKind, IdError, ObjectId, split_api_version};
 pub use manifest::{InvalidManifest, Manifest, Origin};
 pub use parse::{
-    Document, ParseError, documents_to_manifests, parse_json_documents, parse_manifests,
+    Document, ParseError, documents_to_manifests, is_list, parse_json_documents, parse_manifests,
     parse_yaml_documents,
 };

@@ -194,7 +194,17 @@ pub fn documents_to_manifests(documents: Vec<Document>) -> Result<Vec<Manifest>,
     Ok(manifests)
 }
 
-fn is_list(value: &Value) -> bool {
+/// Whether `value` is a list of objects that [`documents_to_manifests`] expands: a kind ending in
+/// `List` (such as `List` or `ConfigMapList`) with an `items` sequence and a `v1` API version, as
+/// kubectl reads it.
+///
+/// ```
+/// let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": []});
+/// assert!(gitops_core::is_list(&list));
+/// assert!(!gitops_core::is_list(&serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap"})));
+/// ```
+#[must_use]
+pub fn is_list(value: &Value) -> bool {
     value
         .get("kind")
         .and_then(Value::as_str)

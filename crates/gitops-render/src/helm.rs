@@ -2,14 +2,14 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use gitops_core::{Document, Manifest, Origin, ParseError};
 use serde_json::Value;
 
-use crate::process::{ProcessError, ToolRun, clean_message};
+use crate::process::{ProcessError, ToolLimits, ToolRun, clean_message};
 use crate::root::{RootError, SourceRoot};
-use crate::{RenderError, RenderRequest, Renderer, check_unique};
+use crate::substitute::plain_scalars;
+use crate::{ProgressScope, RenderError, RenderRequest, Renderer, check_unique};
 
 /// The errors of the Helm renderer.
 #[derive(Debug, thiserror::Error)]
@@ -102,14 +102,12 @@ pub struct HelmRenderer {
     skip_tests: bool,
     kube_version: Option<String>,
     api_versions: Vec<String>,
-    timeout: Duration,
-    max_output: usize,
-    max_file_size: u64,
+    limits: ToolLimits,
 }
 
 impl HelmRenderer {
     /// Uses the helm binary at `binary` to render release `release`. Defaults: CRDs included,
-    /// tests included, 60 s timeout, 256 MiB of output, 8 MiB files.
+    /// tests included, the default [`ToolLimits`].
     #[must_use]
     pub fn new(binary: impl Into<PathBuf>, release: impl Into<String>) -> Self {
         Self {
@@ -122,9 +120,7 @@ impl HelmRenderer {
             skip_tests: false,
             kube_version: None,
             api_versions: Vec::new(),
-            timeout: Duration::from_secs(60),
-            max_output: 256 << 20,
-            max_file_size: 8 << 20,
+            limits: ToolLimits::new(),
         }
     }
 
@@ -178,24 +174,11 @@ impl HelmRenderer {
         self
     }
 
-    /// How long one render may take.
+    /// The timeout of one `helm template`, its output limit, and the largest file allowed in
+    /// the chart or as a values file.
     #[must_use]
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// The most output accepted from one render, in bytes.
-    #[must_use]
-    pub fn max_output(mut self, bytes: usize) -> Self {
-        self.max_output = bytes;
-        self
-    }
-
-    /// The largest file allowed in the chart or as a values file, in bytes.
-    #[must_use]
-    pub fn max_file_size(mut self, bytes: u64) -> Self {
-        self.max_file_size = bytes;
+    pub fn limits(mut self, limits: ToolLimits) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -209,8 +192,8 @@ impl HelmRenderer {
             }
             .into());
         }
-        root.check_tree(chart, self.max_file_size)?;
-        let text = root.read_to_string(&chart_yaml, self.max_file_size)?;
+        root.check_tree(chart, self.limits.max_file_size())?;
+        let text = root.read_to_string(&chart_yaml, self.limits.max_file_size())?;
         let documents = gitops_core::parse_yaml_documents(&text, shown.clone())
             .map_err(HelmError::ChartYaml)?;
         let metadata = documents
@@ -318,6 +301,7 @@ fn assign_sources(output: &str, documents: &mut [Document], chart_name: &str, ch
 #[async_trait::async_trait]
 impl Renderer for HelmRenderer {
     async fn render(&self, request: &RenderRequest) -> Result<Vec<Manifest>, RenderError> {
+        let progress = ProgressScope::start(request, "helm");
         let root = request.root();
         let chart = request.resolve_dir()?;
         let chart_relative = root.relative(&chart).to_owned();
@@ -353,7 +337,7 @@ impl Renderer for HelmRenderer {
             let resolved = root
                 .resolve(file)
                 .and_then(|path| {
-                    root.read_to_string(&path, self.max_file_size)?;
+                    root.read_to_string(&path, self.limits.max_file_size())?;
                     Ok(path)
                 })
                 .map_err(|source| HelmError::ValuesFile {
@@ -375,8 +359,8 @@ impl Renderer for HelmRenderer {
             program: &self.binary,
             args,
             cwd: root.path(),
-            timeout: self.timeout,
-            max_output: self.max_output,
+            timeout: self.limits.timeout(),
+            max_output: self.limits.max_output(),
         }
         .run(request.cancellation())
         .await;
@@ -400,10 +384,19 @@ impl Renderer for HelmRenderer {
         let mut documents =
             gitops_core::parse_yaml_documents(&output, format!("helm template {}", self.release))
                 .map_err(HelmError::Output)?;
+        // Scalar styles are found by the output's lines, before the origins become templates.
+        let plain = request
+            .substitution()
+            .map(|_| plain_scalars(&output, &documents))
+            .unwrap_or_default();
         assign_sources(&output, &mut documents, &chart_name, &chart_relative);
+        if let Some(substitution) = request.substitution() {
+            substitution.substitute_documents(&mut documents, &plain)?;
+        }
         let manifests =
             gitops_core::documents_to_manifests(documents).map_err(HelmError::Output)?;
         check_unique(&manifests)?;
+        progress.finish(&manifests);
         Ok(manifests)
     }
 }

@@ -1,15 +1,15 @@
 //! [`KustomizeRenderer`]: `kustomize build` of a kustomization inside the source root, jailed.
 
-use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::collections::{HashMap, HashSet};
+use std::path::{Component, Path, PathBuf};
 
-use gitops_core::{Manifest, ParseError};
+use gitops_core::{Document, Manifest, Origin, ParseError};
 use serde_json::Value;
 
-use crate::process::{ProcessError, ToolRun, clean_message};
+use crate::process::{ProcessError, ToolLimits, ToolRun, clean_message};
 use crate::root::{RootError, SourceRoot};
-use crate::{RenderError, RenderRequest, Renderer, check_unique};
+use crate::substitute::plain_scalars;
+use crate::{ProgressScope, RenderError, RenderRequest, Renderer, check_unique};
 
 /// The kustomize version this crate is built and tested against.
 pub const PINNED_KUSTOMIZE_VERSION: &str = "v5.8.1";
@@ -91,6 +91,10 @@ pub enum KustomizeError {
     /// kustomize's output is not a valid set of objects.
     #[error(transparent)]
     Output(ParseError),
+    /// The temporary kustomization that asks kustomize for origin annotations could not be
+    /// written.
+    #[error("cannot write the temporary kustomization for origin annotations: {0}")]
+    Wrapper(#[source] std::io::Error),
 }
 
 /// Runs the real `kustomize build` on a directory of the source root.
@@ -104,14 +108,23 @@ pub enum KustomizeError {
 ///   `--enable-exec` or `--enable-alpha-plugins` (no exec or KRM function plugins), with a clean
 ///   environment and private home, a timeout and cancellation.
 ///
-/// Objects keep kustomize's order; their origin is `kustomize build <dir>` with the line in its
-/// output.
+/// Objects keep kustomize's order. Their origin is the file they come from, relative to the
+/// source root: the resource file (with the document and line when the object can be matched to
+/// one document of it by kind and name), or the kustomization whose generator made it. To learn
+/// it, kustomize builds a temporary kustomization outside the source root that lists the
+/// directory as its only resource and asks for origin annotations
+/// (`buildMetadata: [originAnnotations]`, the `config.kubernetes.io/origin` annotation), which
+/// are removed again unless the directory's own kustomization asks for them; its `sortOptions`
+/// are carried over. Nothing is written into the source. When a build fails, it is run again
+/// without the temporary kustomization so that kustomize's error is about the user's files only.
+/// An object kustomize gives no origin (or an origin outside the root) keeps
+/// `kustomize build <dir>` with the line in kustomize's output.
 ///
 /// ```no_run
-/// use gitops_render::{KustomizeRenderer, RenderRequest, Renderer, SourceRoot};
+/// use gitops_render::{KustomizeRenderer, RenderRequest, Renderer, SourceRoot, ToolLimits};
 /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 /// let renderer = KustomizeRenderer::new("/usr/local/bin/kustomize")
-///     .timeout(std::time::Duration::from_secs(30));
+///     .limits(ToolLimits::new().with_timeout(std::time::Duration::from_secs(30)));
 /// let root = SourceRoot::new("/srv/checkout")?;
 /// let objects = renderer.render(&RenderRequest::new(root, "overlays/prod")).await?;
 /// # let _ = objects;
@@ -121,41 +134,24 @@ pub enum KustomizeError {
 #[derive(Debug, Clone)]
 pub struct KustomizeRenderer {
     binary: PathBuf,
-    timeout: Duration,
-    max_output: usize,
-    max_file_size: u64,
+    limits: ToolLimits,
 }
 
 impl KustomizeRenderer {
-    /// Uses the kustomize binary at `binary`; a 60 s timeout, 256 MiB of output, 8 MiB files.
+    /// Uses the kustomize binary at `binary`, with the default [`ToolLimits`].
     #[must_use]
     pub fn new(binary: impl Into<PathBuf>) -> Self {
         Self {
             binary: binary.into(),
-            timeout: Duration::from_secs(60),
-            max_output: 256 << 20,
-            max_file_size: 8 << 20,
+            limits: ToolLimits::new(),
         }
     }
 
-    /// How long one build may take.
+    /// The timeout of one build, its output limit, and the largest file allowed anywhere in the
+    /// source root.
     #[must_use]
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// The most output accepted from one build, in bytes.
-    #[must_use]
-    pub fn max_output(mut self, bytes: usize) -> Self {
-        self.max_output = bytes;
-        self
-    }
-
-    /// The largest file allowed anywhere in the source root, in bytes.
-    #[must_use]
-    pub fn max_file_size(mut self, bytes: u64) -> Self {
-        self.max_file_size = bytes;
+    pub fn limits(mut self, limits: ToolLimits) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -166,7 +162,7 @@ impl KustomizeRenderer {
             program: &self.binary,
             args: vec!["version".into()],
             cwd: &cwd,
-            timeout: self.timeout,
+            timeout: self.limits.timeout(),
             max_output: 4096,
         }
         .run(&tokio_util::sync::CancellationToken::new())
@@ -200,6 +196,8 @@ struct ReferenceCheck<'a> {
     root: &'a SourceRoot,
     max_file_size: u64,
     visited: HashSet<PathBuf>,
+    /// The first kustomization read: the one built.
+    top: Option<serde_json::Map<String, Value>>,
 }
 
 impl ReferenceCheck<'_> {
@@ -229,6 +227,9 @@ impl ReferenceCheck<'_> {
         let Value::Object(kustomization) = document.value else {
             return Err(KustomizeError::NotAMapping { file: shown });
         };
+        if self.top.is_none() {
+            self.top = Some(kustomization.clone());
+        }
         if kustomization.contains_key("helmCharts")
             || kustomization.contains_key("helmChartInflationGenerator")
         {
@@ -342,9 +343,262 @@ fn is_remote(reference: &str) -> bool {
             .any(|host| reference.starts_with(host))
 }
 
+/// The annotation kustomize writes with `buildMetadata: [originAnnotations]`.
+const ORIGIN_ANNOTATION: &str = "config.kubernetes.io/origin";
+
+/// What the reference check learnt of the kustomization that is built.
+struct TopKustomization {
+    /// Its `sortOptions`, carried over to the temporary kustomization.
+    sort_options: Option<Value>,
+    /// Whether it asks for origin annotations itself (then they are kept).
+    wants_origins: bool,
+}
+
+impl TopKustomization {
+    fn new(top: Option<&serde_json::Map<String, Value>>) -> Self {
+        let wants_origins = top
+            .and_then(|k| k.get("buildMetadata"))
+            .and_then(Value::as_array)
+            .is_some_and(|items| items.iter().any(|i| i == "originAnnotations"));
+        Self {
+            sort_options: top.and_then(|k| k.get("sortOptions")).cloned(),
+            wants_origins,
+        }
+    }
+}
+
+/// A temporary kustomization, outside the source root, that builds `dir` with origin
+/// annotations.
+struct Wrapper {
+    dir: tempfile::TempDir,
+    /// Its path with symbolic links resolved (kustomize's origin paths are relative to it).
+    path: PathBuf,
+}
+
+impl Wrapper {
+    fn new(dir: &Path, top: &TopKustomization) -> Result<Self, KustomizeError> {
+        let temp = tempfile::Builder::new()
+            .prefix("gitops-render-kustomize-")
+            .tempdir()
+            .map_err(KustomizeError::Wrapper)?;
+        let path = std::fs::canonicalize(temp.path()).map_err(KustomizeError::Wrapper)?;
+        // kustomize refuses absolute resource directories; a relative one may leave the
+        // kustomization's directory (as overlays do).
+        let resource = relative_path(&path, dir);
+        let mut kustomization = serde_json::json!({
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Kustomization",
+            "resources": [resource.to_string_lossy()],
+            "buildMetadata": ["originAnnotations"],
+        });
+        if let Some(sort_options) = &top.sort_options {
+            kustomization["sortOptions"] = sort_options.clone();
+        }
+        // JSON is YAML.
+        std::fs::write(path.join("kustomization.yaml"), kustomization.to_string())
+            .map_err(KustomizeError::Wrapper)?;
+        Ok(Self { dir: temp, path })
+    }
+}
+
+/// The path from directory `from` to `to`, both absolute: `..` up to their common ancestor,
+/// then down.
+fn relative_path(from: &Path, to: &Path) -> PathBuf {
+    let from: Vec<Component<'_>> = from.components().collect();
+    let to: Vec<Component<'_>> = to.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut path = PathBuf::new();
+    for _ in common..from.len() {
+        path.push("..");
+    }
+    for component in &to[common..] {
+        path.push(component);
+    }
+    path
+}
+
+/// `base.join(relative)` with `.` and `..` resolved lexically.
+fn join_lexically(base: &Path, relative: &Path) -> PathBuf {
+    let mut path = base.to_owned();
+    for component in relative.components() {
+        match component {
+            Component::ParentDir => {
+                path.pop();
+            }
+            Component::CurDir => {}
+            other => path.push(other),
+        }
+    }
+    path
+}
+
+/// Gives each document of kustomize's output the file it comes from, from its origin
+/// annotation, and removes the annotation unless `keep`.
+struct OriginMapper<'a> {
+    root: &'a SourceRoot,
+    wrapper: &'a Path,
+    max_file_size: u64,
+    keep: bool,
+    /// The documents of each resource file read so far (`None`: unreadable).
+    files: HashMap<PathBuf, Option<Vec<Document>>>,
+}
+
+impl OriginMapper<'_> {
+    fn map(&mut self, document: &mut Document) {
+        let Some(annotation) = self.take_annotation(&mut document.value) else {
+            return;
+        };
+        let Ok(origin) = serde_saphyr::from_str::<Value>(&annotation) else {
+            return;
+        };
+        let (reference, is_resource) = match (
+            origin.get("path").and_then(Value::as_str),
+            origin.get("configuredIn").and_then(Value::as_str),
+        ) {
+            (Some(path), _) => (path, true),
+            (None, Some(kustomization)) => (kustomization, false),
+            (None, None) => return,
+        };
+        let absolute = join_lexically(self.wrapper, Path::new(reference));
+        let Ok(relative) = absolute.strip_prefix(self.root.path()) else {
+            return;
+        };
+        let mut mapped = Origin::new(relative);
+        if is_resource
+            && let Some((index, line)) = self.locate(&absolute, relative, &document.value)
+        {
+            mapped = mapped.with_document(index).with_line(line);
+        }
+        document.origin = mapped;
+    }
+
+    /// The origin annotation's text; removed from the object unless kept.
+    fn take_annotation(&self, object: &mut Value) -> Option<String> {
+        let annotations = object
+            .get_mut("metadata")?
+            .get_mut("annotations")?
+            .as_object_mut()?;
+        let text = annotations.get(ORIGIN_ANNOTATION)?.as_str()?.to_owned();
+        if !self.keep {
+            annotations.remove(ORIGIN_ANNOTATION);
+            if annotations.is_empty() {
+                object["metadata"]
+                    .as_object_mut()
+                    .expect("found metadata above")
+                    .remove("annotations");
+            }
+        }
+        Some(text)
+    }
+
+    /// The document of `file` that `object` was built from: the only one of the same kind and
+    /// API group whose name is the object's name or a part of it (kustomize adds prefixes,
+    /// suffixes and hashes). `None` when there is not exactly one.
+    fn locate(&mut self, absolute: &Path, relative: &Path, object: &Value) -> Option<(usize, u64)> {
+        let root = self.root;
+        let max_file_size = self.max_file_size;
+        let documents = self
+            .files
+            .entry(absolute.to_owned())
+            .or_insert_with(|| {
+                let text = root.read_to_string(absolute, max_file_size).ok()?;
+                let is_json = relative
+                    .extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+                if is_json {
+                    gitops_core::parse_json_documents(&text, relative).ok()
+                } else {
+                    gitops_core::parse_yaml_documents(&text, relative).ok()
+                }
+            })
+            .as_ref()?;
+        let text = |value: &Value, pointer: &str| {
+            value
+                .pointer(pointer)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        let group = |value: &Value| {
+            text(value, "/apiVersion").map(|v| gitops_core::split_api_version(&v).0.to_owned())
+        };
+        let kind = text(object, "/kind");
+        let name = text(object, "/metadata/name").unwrap_or_default();
+        let same_kind: Vec<&Document> = documents
+            .iter()
+            .filter(|d| text(&d.value, "/kind") == kind && group(&d.value) == group(object))
+            .collect();
+        let pick = |candidates: Vec<&Document>| match candidates.as_slice() {
+            [only] => Some((only.origin.document, only.origin.line)),
+            _ => None,
+        };
+        let exact: Vec<&Document> = same_kind
+            .iter()
+            .copied()
+            .filter(|d| text(&d.value, "/metadata/name").as_deref() == Some(name.as_str()))
+            .collect();
+        if !exact.is_empty() {
+            return pick(exact);
+        }
+        let contained: Vec<&Document> = same_kind
+            .iter()
+            .copied()
+            .filter(|d| {
+                text(&d.value, "/metadata/name").is_some_and(|n| !n.is_empty() && name.contains(&n))
+            })
+            .collect();
+        if !contained.is_empty() {
+            return pick(contained);
+        }
+        pick(same_kind)
+    }
+}
+
+impl KustomizeRenderer {
+    /// Runs `kustomize build` on `target`; errors name `shown_dir`.
+    async fn build(
+        &self,
+        request: &RenderRequest,
+        target: &Path,
+        shown_dir: &Path,
+    ) -> Result<String, RenderError> {
+        let root = request.root();
+        let output = ToolRun {
+            program: &self.binary,
+            args: vec![
+                "build".into(),
+                target.to_owned().into_os_string(),
+                "--load-restrictor".into(),
+                "LoadRestrictionsRootOnly".into(),
+            ],
+            cwd: root.path(),
+            timeout: self.limits.timeout(),
+            max_output: self.limits.max_output(),
+        }
+        .run(request.cancellation())
+        .await;
+        match output {
+            Ok(output) => Ok(output),
+            Err(ProcessError::Cancelled { .. }) => Err(RenderError::Cancelled),
+            Err(source) => {
+                let message = match &source {
+                    ProcessError::Failed { stderr, .. } => clean_message(root, stderr),
+                    other => other.to_string(),
+                };
+                Err(KustomizeError::Build {
+                    dir: shown_dir.to_owned(),
+                    message,
+                    source,
+                }
+                .into())
+            }
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl Renderer for KustomizeRenderer {
     async fn render(&self, request: &RenderRequest) -> Result<Vec<Manifest>, RenderError> {
+        let progress = ProgressScope::start(request, "kustomize");
         let root = request.root();
         let dir = request.resolve_dir()?;
         let relative = root.relative(&dir).to_owned();
@@ -353,58 +607,67 @@ impl Renderer for KustomizeRenderer {
         } else {
             relative.clone()
         };
-        {
+        let top = {
             let root = root.clone();
             let dir = dir.clone();
-            let max_file_size = self.max_file_size;
-            tokio::task::spawn_blocking(move || -> Result<(), RenderError> {
-                ReferenceCheck {
+            let max_file_size = self.limits.max_file_size();
+            tokio::task::spawn_blocking(move || -> Result<TopKustomization, RenderError> {
+                let mut check = ReferenceCheck {
                     root: &root,
                     max_file_size,
                     visited: HashSet::new(),
-                }
-                .check_dir(&dir)?;
+                    top: None,
+                };
+                check.check_dir(&dir)?;
                 root.check_tree(root.path(), max_file_size)?;
-                Ok(())
+                Ok(TopKustomization::new(check.top.as_ref()))
             })
             .await
-            .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))?;
-        }
-        let output = ToolRun {
-            program: &self.binary,
-            args: vec![
-                "build".into(),
-                dir.clone().into_os_string(),
-                "--load-restrictor".into(),
-                "LoadRestrictionsRootOnly".into(),
-            ],
-            cwd: root.path(),
-            timeout: self.timeout,
-            max_output: self.max_output,
-        }
-        .run(request.cancellation())
-        .await;
-        let output = match output {
+            .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))?
+        };
+        let wrapper = Wrapper::new(&dir, &top)?;
+        let output = match self.build(request, &wrapper.path, &shown_dir).await {
             Ok(output) => output,
-            Err(ProcessError::Cancelled { .. }) => return Err(RenderError::Cancelled),
-            Err(source) => {
-                let message = match &source {
-                    ProcessError::Failed { stderr, .. } => clean_message(root, stderr),
-                    other => other.to_string(),
-                };
-                return Err(KustomizeError::Build {
-                    dir: shown_dir,
-                    message,
-                    source,
-                }
-                .into());
+            Err(RenderError::Kustomize(error))
+                if matches!(
+                    &*error,
+                    KustomizeError::Build {
+                        source: ProcessError::Failed { .. },
+                        ..
+                    }
+                ) =>
+            {
+                // Build the directory itself, for an error about the user's files only.
+                self.build(request, &dir, &shown_dir).await?;
+                return Err(RenderError::Kustomize(error));
             }
+            Err(error) => return Err(error),
         };
         let origin = PathBuf::from(format!("kustomize build {}", shown_dir.display()));
-        let manifests = gitops_core::parse_yaml_documents(&output, origin)
-            .and_then(gitops_core::documents_to_manifests)
-            .map_err(KustomizeError::Output)?;
+        let mut documents =
+            gitops_core::parse_yaml_documents(&output, origin).map_err(KustomizeError::Output)?;
+        let plain = request
+            .substitution()
+            .map(|_| plain_scalars(&output, &documents))
+            .unwrap_or_default();
+        let mut mapper = OriginMapper {
+            root,
+            wrapper: &wrapper.path,
+            max_file_size: self.limits.max_file_size(),
+            keep: top.wants_origins,
+            files: HashMap::new(),
+        };
+        for document in &mut documents {
+            mapper.map(document);
+        }
+        drop(wrapper.dir);
+        if let Some(substitution) = request.substitution() {
+            substitution.substitute_documents(&mut documents, &plain)?;
+        }
+        let manifests =
+            gitops_core::documents_to_manifests(documents).map_err(KustomizeError::Output)?;
         check_unique(&manifests)?;
+        progress.finish(&manifests);
         Ok(manifests)
     }
 }
@@ -442,6 +705,7 @@ mod tests {
             root: &root,
             max_file_size: 1 << 20,
             visited: HashSet::new(),
+            top: None,
         }
         .check_dir(&start)
     }

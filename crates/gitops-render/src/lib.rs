@@ -5,8 +5,16 @@
 //!   [`PlainRenderer`] (YAML and JSON files, in-process and parallel), [`KustomizeRenderer`]
 //!   (the `kustomize` binary, jailed) and [`HelmRenderer`] (`helm template`, offline);
 //!   [`AutoRenderer`] picks one the way a user expects.
-//! - [`PostRenderer`]: a step that runs on any renderer's output, such as [`Substitution`]
-//!   (`${VAR}` with shell-style operators); [`Renderer::then`] composes them.
+//! - [`Substitution`]: `${VAR}` with shell-style operators, asked for per render with
+//!   [`RenderRequest::with_substitution`]. Every renderer applies it to each rendered document
+//!   before validating it as a Kubernetes object, so variables may stand anywhere a value can
+//!   (`replicas: ${N}` gives a number, `namespace: ${NS}` is checked after substitution), and a
+//!   value can never change an object's structure.
+//! - [`PostRenderer`]: a step that runs on any renderer's validated output;
+//!   [`Renderer::then`] composes them.
+//! - Progress and cancellation: [`RenderRequest::with_progress`] reports which directory is
+//!   rendered with which renderer, and when it is done; [`RenderRequest::with_cancellation`]
+//!   stops a render (kustomize and helm are killed).
 //! - Safety: every path is checked against the root ([`SourceRoot`]): `..`, absolute paths and
 //!   symbolic links that leave it are refused, files have a size limit, YAML alias bombs are
 //!   refused by the parser's budget, and external tools run with a clean environment, a timeout
@@ -19,12 +27,14 @@
 //! let dir = tempfile::tempdir()?;
 //! std::fs::write(
 //!     dir.path().join("app.yaml"),
-//!     "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web-${ENV}\n",
+//!     "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web-${ENV}\n  namespace: ${ENV}\nspec:\n  replicas: ${REPLICAS:=2}\n",
 //! )?;
-//! let renderer = PlainRenderer::new().then(Substitution::new().with_variable("ENV", "prod"));
-//! let request = RenderRequest::new(SourceRoot::new(dir.path())?, ".");
-//! let objects = renderer.render(&request).await?;
+//! let request = RenderRequest::new(SourceRoot::new(dir.path())?, ".")
+//!     .with_substitution(Substitution::new().with_variable("ENV", "prod"));
+//! let objects = PlainRenderer::new().render(&request).await?;
 //! assert_eq!(objects[0].name(), "web-prod");
+//! assert_eq!(objects[0].namespace(), Some("prod"));
+//! assert_eq!(objects[0].object()["spec"]["replicas"], 2);
 //! assert_eq!(objects[0].origin().to_string(), "app.yaml:1");
 //! # Ok(())
 //! # }
@@ -39,7 +49,10 @@ mod root;
 mod substitute;
 
 use std::collections::HashMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use gitops_core::{Manifest, ObjectId, Origin};
 use tokio_util::sync::CancellationToken;
@@ -48,17 +61,21 @@ pub use auto::{AutoRenderer, SourceKind, detect};
 pub use helm::{HelmError, HelmRenderer};
 pub use kustomize::{KustomizeError, KustomizeRenderer, PINNED_KUSTOMIZE_VERSION};
 pub use plain::{PlainError, PlainRenderer};
-pub use process::ProcessError;
+pub use process::{ProcessError, ToolLimits};
 pub use root::{RootError, SourceRoot};
 pub use substitute::{DISABLE_ANNOTATIONS, SubstituteError, Substitution};
 
-/// What to render: a directory inside a source root, and a token that cancels the render.
+/// What to render: a directory inside a source root; optionally the variables to substitute, a
+/// token that cancels the render and a progress callback.
 ///
 /// ```
-/// use gitops_render::{RenderRequest, SourceRoot};
+/// use gitops_render::{RenderRequest, SourceRoot, Substitution};
 /// let dir = tempfile::tempdir()?;
-/// let request = RenderRequest::new(SourceRoot::new(dir.path())?, "apps/web");
+/// let request = RenderRequest::new(SourceRoot::new(dir.path())?, "apps/web")
+///     .with_substitution(Substitution::new().with_variable("ENV", "prod"))
+///     .with_progress(|event| eprintln!("{event}"));
 /// assert_eq!(request.path(), std::path::Path::new("apps/web"));
+/// assert!(request.substitution().is_some());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -66,6 +83,98 @@ pub struct RenderRequest {
     root: SourceRoot,
     path: PathBuf,
     cancel: CancellationToken,
+    substitution: Option<Arc<Substitution>>,
+    progress: Option<ProgressCallback>,
+}
+
+/// The progress callback of a request.
+#[derive(Clone)]
+struct ProgressCallback(Arc<dyn Fn(&RenderProgress) + Send + Sync>);
+
+impl fmt::Debug for ProgressCallback {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ProgressCallback")
+    }
+}
+
+/// What a render reports through [`RenderRequest::with_progress`].
+///
+/// ```
+/// use gitops_render::RenderProgress;
+/// let event = RenderProgress::Started { path: "apps/web".into(), renderer: "kustomize" };
+/// assert_eq!(event.to_string(), "rendering apps/web with kustomize");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RenderProgress {
+    /// A renderer starts on a directory.
+    Started {
+        /// The directory, relative to the root.
+        path: PathBuf,
+        /// The renderer: `plain`, `kustomize` or `helm`.
+        renderer: &'static str,
+    },
+    /// A renderer has finished a directory.
+    Finished {
+        /// The directory, relative to the root.
+        path: PathBuf,
+        /// The renderer.
+        renderer: &'static str,
+        /// How many objects it rendered.
+        objects: usize,
+        /// How long it took.
+        elapsed: Duration,
+    },
+}
+
+impl fmt::Display for RenderProgress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Started { path, renderer } => {
+                write!(f, "rendering {} with {renderer}", path.display())
+            }
+            Self::Finished {
+                path,
+                renderer,
+                objects,
+                elapsed,
+            } => write!(
+                f,
+                "rendered {} with {renderer}: {objects} objects in {elapsed:?}",
+                path.display()
+            ),
+        }
+    }
+}
+
+/// Reports `Started` when made and `Finished` by [`ProgressScope::finish`].
+pub(crate) struct ProgressScope<'a> {
+    request: &'a RenderRequest,
+    renderer: &'static str,
+    started: std::time::Instant,
+}
+
+impl<'a> ProgressScope<'a> {
+    pub(crate) fn start(request: &'a RenderRequest, renderer: &'static str) -> Self {
+        request.report(&RenderProgress::Started {
+            path: request.path.clone(),
+            renderer,
+        });
+        Self {
+            request,
+            renderer,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    pub(crate) fn finish(self, manifests: &[Manifest]) {
+        self.request.report(&RenderProgress::Finished {
+            path: self.request.path.clone(),
+            renderer: self.renderer,
+            objects: manifests.len(),
+            elapsed: self.started.elapsed(),
+        });
+    }
 }
 
 impl RenderRequest {
@@ -76,6 +185,39 @@ impl RenderRequest {
             root,
             path: path.into(),
             cancel: CancellationToken::new(),
+            substitution: None,
+            progress: None,
+        }
+    }
+
+    /// Substitutes `${VAR}` expressions in every rendered document, before validation (see
+    /// [`Substitution`]).
+    #[must_use]
+    pub fn with_substitution(mut self, substitution: Substitution) -> Self {
+        self.substitution = Some(Arc::new(substitution));
+        self
+    }
+
+    /// Calls `progress` as the render goes (from the thread that renders).
+    #[must_use]
+    pub fn with_progress(
+        mut self,
+        progress: impl Fn(&RenderProgress) + Send + Sync + 'static,
+    ) -> Self {
+        self.progress = Some(ProgressCallback(Arc::new(progress)));
+        self
+    }
+
+    /// The substitution to apply, if any.
+    #[must_use]
+    pub fn substitution(&self) -> Option<&Substitution> {
+        self.substitution.as_deref()
+    }
+
+    /// Reports `event` to the progress callback, if any (for renderers outside this crate).
+    pub fn report(&self, event: &RenderProgress) {
+        if let Some(ProgressCallback(progress)) = &self.progress {
+            progress(event);
         }
     }
 
@@ -210,8 +352,10 @@ pub fn check_unique(manifests: &[Manifest]) -> Result<(), Box<DuplicateObject>> 
 /// Renders a directory of a source into Kubernetes objects, each with its origin.
 ///
 /// Implementations take their options when built and the directory per call, check every path
-/// against the request's [`SourceRoot`], honour its cancellation token, and return objects in a
-/// deterministic order with unique identities.
+/// against the request's [`SourceRoot`], honour its cancellation token, apply its
+/// [`Substitution`] to each document before validating it (see [`Substitution::substitute_yaml`]),
+/// report progress with [`RenderRequest::report`], and return objects in a deterministic order
+/// with unique identities.
 #[async_trait::async_trait]
 pub trait Renderer: Send + Sync {
     /// Renders the request's directory.
@@ -220,8 +364,27 @@ pub trait Renderer: Send + Sync {
     /// Runs `step` on this renderer's output.
     ///
     /// ```
-    /// use gitops_render::{PlainRenderer, Renderer, Substitution};
-    /// let renderer = PlainRenderer::new().then(Substitution::new().strict(true));
+    /// use gitops_core::Manifest;
+    /// use gitops_render::{PlainRenderer, PostRenderer, RenderError, RenderRequest, Renderer};
+    ///
+    /// /// Labels every object with the directory it was rendered from.
+    /// struct LabelPath;
+    ///
+    /// #[async_trait::async_trait]
+    /// impl PostRenderer for LabelPath {
+    ///     async fn post_render(
+    ///         &self,
+    ///         request: &RenderRequest,
+    ///         mut manifests: Vec<Manifest>,
+    ///     ) -> Result<Vec<Manifest>, RenderError> {
+    ///         for manifest in &mut manifests {
+    ///             manifest.set_label("example.com/path", &request.path().to_string_lossy());
+    ///         }
+    ///         Ok(manifests)
+    ///     }
+    /// }
+    ///
+    /// let renderer = PlainRenderer::new().then(LabelPath);
     /// # let _ = renderer;
     /// ```
     #[must_use]

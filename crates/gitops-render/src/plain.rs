@@ -4,6 +4,8 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use gitops_core::{Manifest, ParseError};
+
+use crate::ProgressScope;
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 use rayon::prelude::*;
 
@@ -193,6 +195,13 @@ impl PlainRenderer {
     /// Renders without an async runtime, on the calling thread and rayon's pool. The request's
     /// cancellation token is checked before each file.
     pub fn render_blocking(&self, request: &RenderRequest) -> Result<Vec<Manifest>, RenderError> {
+        let progress = ProgressScope::start(request, "plain");
+        let manifests = self.render_files(request)?;
+        progress.finish(&manifests);
+        Ok(manifests)
+    }
+
+    fn render_files(&self, request: &RenderRequest) -> Result<Vec<Manifest>, RenderError> {
         let root = request.root();
         let dir = request.resolve_dir()?;
         if dir.join("Chart.yaml").is_file() {
@@ -230,8 +239,7 @@ impl PlainRenderer {
                     return Err(RenderError::Cancelled);
                 }
                 let text = root.read_to_string(&file.absolute, self.max_file_size)?;
-                gitops_core::parse_manifests(&text, file.relative_to_root.clone())
-                    .map_err(|e| PlainError::Parse(e).into())
+                parse_file(request, &text, &file.relative_to_root)
             })
             .collect();
         let mut manifests = Vec::new();
@@ -322,6 +330,32 @@ impl Renderer for PlainRenderer {
             .await
             .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
     }
+}
+
+/// Parses one file, substituting before validation when the request asks for it.
+fn parse_file(
+    request: &RenderRequest,
+    text: &str,
+    file: &Path,
+) -> Result<Vec<Manifest>, RenderError> {
+    let Some(substitution) = request.substitution() else {
+        return gitops_core::parse_manifests(text, file).map_err(|e| PlainError::Parse(e).into());
+    };
+    let is_json = file
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    let mut documents = if is_json {
+        gitops_core::parse_json_documents(text, file)
+    } else {
+        gitops_core::parse_yaml_documents(text, file)
+    }
+    .map_err(PlainError::Parse)?;
+    if is_json {
+        substitution.substitute_json(&mut documents)?;
+    } else {
+        substitution.substitute_yaml(text, &mut documents)?;
+    }
+    Ok(gitops_core::documents_to_manifests(documents).map_err(PlainError::Parse)?)
 }
 
 fn has_manifest_extension(name: &str) -> bool {

@@ -79,6 +79,82 @@ pub enum ProcessError {
     },
 }
 
+/// Limits on the external tools (kustomize, helm) and on the files they may read, shared by
+/// [`KustomizeRenderer`](crate::KustomizeRenderer) and [`HelmRenderer`](crate::HelmRenderer).
+///
+/// Defaults: 60 s per run, 256 MiB of output, files up to 8 MiB.
+///
+/// ```
+/// use std::time::Duration;
+/// use gitops_render::ToolLimits;
+/// let limits = ToolLimits::new().with_timeout(Duration::from_secs(10)).with_max_output(1 << 20);
+/// assert_eq!(limits.timeout(), Duration::from_secs(10));
+/// assert_eq!(limits.max_file_size(), 8 << 20);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ToolLimits {
+    timeout: Duration,
+    max_output: usize,
+    max_file_size: u64,
+}
+
+impl Default for ToolLimits {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ToolLimits {
+    /// The defaults: 60 s, 256 MiB of output, 8 MiB files.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self {
+            timeout: Duration::from_secs(60),
+            max_output: 256 << 20,
+            max_file_size: 8 << 20,
+        }
+    }
+
+    /// How long one run may take before the tool is killed.
+    #[must_use]
+    pub const fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The most output accepted from one run, in bytes; the tool is killed beyond it.
+    #[must_use]
+    pub const fn with_max_output(mut self, bytes: usize) -> Self {
+        self.max_output = bytes;
+        self
+    }
+
+    /// The largest file allowed in the tree the tool reads (and as a values file), in bytes.
+    #[must_use]
+    pub const fn with_max_file_size(mut self, bytes: u64) -> Self {
+        self.max_file_size = bytes;
+        self
+    }
+
+    /// How long one run may take.
+    #[must_use]
+    pub const fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The most output accepted from one run, in bytes.
+    #[must_use]
+    pub const fn max_output(&self) -> usize {
+        self.max_output
+    }
+
+    /// The largest file allowed, in bytes.
+    #[must_use]
+    pub const fn max_file_size(&self) -> u64 {
+        self.max_file_size
+    }
+}
+
 /// Most of a failing tool's stderr that is kept.
 const MAX_STDERR: usize = 64 << 10;
 

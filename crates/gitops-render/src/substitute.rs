@@ -1,11 +1,11 @@
-//! [`Substitution`]: `${VAR}` variables with shell-style operators, as a post-render step.
+//! [`Substitution`]: `${VAR}` variables with shell-style operators, applied to rendered documents
+//! before they are validated as Kubernetes objects.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
-use gitops_core::{InvalidManifest, Manifest};
-use serde_json::Value;
-
-use crate::{PostRenderer, RenderError, RenderRequest};
+use gitops_core::{Document, ObjectId, Origin, split_api_version};
+use granit_parser::{Event, Parser, ScalarStyle};
+use serde_json::{Map, Value};
 
 /// Annotations that turn substitution off for one object when set to `disabled`: ours and Flux's.
 pub const DISABLE_ANNOTATIONS: [&str; 2] = [
@@ -13,7 +13,8 @@ pub const DISABLE_ANNOTATIONS: [&str; 2] = [
     "kustomize.toolkit.fluxcd.io/substitute",
 ];
 
-/// The errors of substitution. Each names the object (kind, namespace/name and origin).
+/// The errors of substitution. Those about an object name it (kind, namespace/name as written,
+/// and its origin: file and line).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubstituteError {
     /// A variable name given to [`Substitution::with_variable`] is not `[A-Za-z_][A-Za-z0-9_]*`.
@@ -37,24 +38,41 @@ pub enum SubstituteError {
     Syntax {
         /// The object.
         object: String,
-        /// The JSON pointer of the string value.
+        /// The JSON pointer of the value or key.
         pointer: String,
         /// What is wrong.
         message: String,
     },
-    /// After substitution the object is no longer valid (say, an empty name).
-    #[error("{object}: after substitution: {source}")]
-    Invalid {
-        /// The object, as it was before.
+    /// The result in an unquoted (plain) YAML scalar would not read back as that one scalar: it
+    /// would add keys, items or documents, or lose text to YAML syntax. Refused, so that a value
+    /// can never change an object's structure.
+    #[error(
+        "{object}: at {pointer}: the substituted value {value:?} would not stay one unquoted YAML scalar ({reason}); quote the expression, such as \"${{VAR}}\", to substitute it as text"
+    )]
+    Structure {
+        /// The object.
         object: String,
-        /// What is wrong now.
-        #[source]
-        source: InvalidManifest,
+        /// The JSON pointer of the value.
+        pointer: String,
+        /// The text after substitution.
+        value: String,
+        /// How YAML would read it.
+        reason: String,
+    },
+    /// A substituted mapping key collides with another key of the same mapping.
+    #[error("{object}: at {pointer}: substituted key {key:?} is already in the mapping")]
+    DuplicateKey {
+        /// The object.
+        object: String,
+        /// The JSON pointer of the mapping.
+        pointer: String,
+        /// The key after substitution.
+        key: String,
     },
 }
 
-/// Replaces `${VAR}` expressions in the string values of rendered objects, the way Flux's
-/// post-build substitution does, with these operators (`word` may itself hold `${...}`):
+/// Replaces `${VAR}` expressions in rendered documents, the way Flux's post-build substitution
+/// does, with these operators (`word` may itself hold `${...}`):
 ///
 /// | expression | value |
 /// |---|---|
@@ -70,15 +88,40 @@ pub enum SubstituteError {
 /// | `${#VAR}` | the length (in characters) |
 /// | `$${VAR}` | the literal text `${VAR}` |
 ///
-/// Patterns are literal text, not globs. Only string values are changed, never keys, so a
-/// value cannot change the object's structure: `replicas: ${N}` stays a string. Objects
-/// annotated with one of [`DISABLE_ANNOTATIONS`] set to `disabled` are left alone. Every object
-/// is validated again afterwards.
+/// Patterns are literal text, not globs.
 ///
-/// As a post-render step it sees objects that were already validated, so a variable cannot stand
-/// where validation needs a well-formed value before substitution (such as
-/// `metadata.namespace: ${NS}`, which is not a DNS label); names and all other strings may use
-/// variables.
+/// # When and where
+///
+/// Substitution runs on every rendered document (a plain file's documents, or each object of
+/// `kustomize build` or `helm template` output) *before* it is validated as a Kubernetes object,
+/// so `metadata.namespace: ${NS}` and `name: app-${ENV}` work; validation (apiVersion, kind,
+/// name, namespace) happens afterwards, with errors naming the file and line. Give it to a render
+/// with [`RenderRequest::with_substitution`](crate::RenderRequest::with_substitution); every
+/// renderer of this crate applies it.
+///
+/// # Types and structure
+///
+/// Values are substituted scalar by scalar, never as raw text, so a value cannot change the
+/// structure of an object:
+/// - in a quoted or block scalar (`"${VAR}"`, `'${VAR}'`, `|`), the result is text, whatever it
+///   holds (newlines, `: `, `---` included);
+/// - in an unquoted (plain) scalar, the result is typed the way YAML types an unquoted scalar,
+///   as Flux does: `replicas: ${REPLICAS}` with `REPLICAS=3` gives the number 3, `true` a
+///   boolean, an empty value null. A result that would not read back as that one scalar (such
+///   as `a: b`, `- x`, `x # y`, or text with a line break) is refused with
+///   [`SubstituteError::Structure`];
+/// - where Kubernetes allows only strings, a typed result stays text (as YAML reads it): label
+///   and annotation values (of the object and of templates inside it) and the `data`,
+///   `binaryData` and `stringData` values of ConfigMaps and Secrets, so `version: ${V}` with
+///   `V=1.0` is the label `"1.0"`, not a number the API server would refuse;
+/// - mapping keys may hold expressions too (their result is text); a key that collides with
+///   another is refused.
+///
+/// JSON files have only quoted strings: their results are always text. Kustomize and Helm
+/// re-write the YAML they read, so the quoting seen is that of their output, in which a string
+/// that looks like a number stays quoted.
+///
+/// Objects annotated with one of [`DISABLE_ANNOTATIONS`] set to `disabled` are left alone.
 ///
 /// ```
 /// use gitops_render::Substitution;
@@ -87,12 +130,25 @@ pub enum SubstituteError {
 /// assert_eq!(s.expand("${IMAGE/:/@}").unwrap(), "web@1.2");
 /// assert_eq!(s.expand("$${ENV}").unwrap(), "${ENV}");
 /// assert!(Substitution::new().strict(true).expand("${NOPE}").is_err());
+///
+/// let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app-${ENV}\nspec:\n  replicas: ${N}\n  minReadySeconds: \"${N}\"\n";
+/// let mut documents = gitops_core::parse_yaml_documents(text, "app.yaml")?;
+/// s.clone().with_variable("N", "3").substitute_yaml(text, &mut documents)?;
+/// assert_eq!(documents[0].value["metadata"]["name"], "app-prod");
+/// assert_eq!(documents[0].value["spec"]["replicas"], 3);
+/// assert_eq!(documents[0].value["spec"]["minReadySeconds"], "3");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct Substitution {
-    variables: BTreeMap<String, String>,
+    variables: std::collections::BTreeMap<String, String>,
     strict: bool,
 }
+
+/// Per document, the JSON pointers of the unquoted scalars that hold a `$` (those whose result
+/// is typed as YAML types an unquoted scalar).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PlainScalars(HashSet<String>);
 
 impl Substitution {
     /// No variables, not strict.
@@ -127,7 +183,7 @@ impl Substitution {
         self
     }
 
-    /// Expands one string. Errors name no object; [`PostRenderer::post_render`] adds it.
+    /// Expands one string (as in a quoted scalar: the result is text).
     pub fn expand(&self, text: &str) -> Result<String, SubstituteError> {
         self.check_names()?;
         let mut unset = BTreeSet::new();
@@ -154,59 +210,135 @@ impl Substitution {
         }
     }
 
-    /// Substitutes in one manifest.
-    pub fn apply(&self, manifest: &mut Manifest) -> Result<(), SubstituteError> {
+    /// Substitutes in the documents parsed from the YAML `text` (by
+    /// [`gitops_core::parse_yaml_documents`], with their origins' lines as parsed). Unquoted
+    /// scalars are typed; see [`Substitution`].
+    pub fn substitute_yaml(
+        &self,
+        text: &str,
+        documents: &mut [Document],
+    ) -> Result<(), SubstituteError> {
         self.check_names()?;
-        if DISABLE_ANNOTATIONS
-            .iter()
-            .any(|key| manifest.annotation(key) == Some("disabled"))
-        {
+        if !text.contains('$') {
             return Ok(());
         }
-        let object = manifest.to_string();
+        let plain = plain_scalars(text, documents);
+        self.substitute_documents(documents, &plain)
+    }
+
+    /// Substitutes in documents parsed from JSON: every string is quoted, so every result is
+    /// text.
+    pub fn substitute_json(&self, documents: &mut [Document]) -> Result<(), SubstituteError> {
+        self.check_names()?;
+        self.substitute_documents(documents, &[])
+    }
+
+    /// Substitutes in `documents`; `plain[i]` (when present) lists the unquoted scalars of
+    /// document `i`.
+    pub(crate) fn substitute_documents(
+        &self,
+        documents: &mut [Document],
+        plain: &[PlainScalars],
+    ) -> Result<(), SubstituteError> {
+        self.check_names()?;
+        let none = PlainScalars::default();
+        for (index, document) in documents.iter_mut().enumerate() {
+            let plain = plain.get(index).unwrap_or(&none);
+            if is_list(&document.value) {
+                let Some(Value::Array(items)) = document.value.get_mut("items") else {
+                    unreachable!("is_list checked for items")
+                };
+                for (item_index, item) in items.iter_mut().enumerate() {
+                    let mut pointer = format!("/items/{item_index}");
+                    self.substitute_object(item, &document.origin, &mut pointer, plain)?;
+                }
+            } else {
+                let mut pointer = String::new();
+                self.substitute_object(&mut document.value, &document.origin, &mut pointer, plain)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn substitute_object(
+        &self,
+        object: &mut Value,
+        origin: &Origin,
+        pointer: &mut String,
+        plain: &PlainScalars,
+    ) -> Result<(), SubstituteError> {
+        if DISABLE_ANNOTATIONS.iter().any(|key| {
+            object
+                .get("metadata")
+                .and_then(|m| m.get("annotations"))
+                .and_then(|a| a.get(key))
+                .and_then(Value::as_str)
+                == Some("disabled")
+        }) {
+            return Ok(());
+        }
+        let described = describe(object, origin);
         let mut unset = BTreeSet::new();
-        let mut pointer = String::new();
-        let mut changed = false;
-        self.walk(
-            manifest.object_mut(),
-            &mut pointer,
-            &mut unset,
-            &mut changed,
-        )
-        .map_err(|(pointer, message)| SubstituteError::Syntax {
-            object: object.clone(),
-            pointer,
-            message,
-        })?;
+        let mut refused = None;
+        let string_data = object.get("apiVersion").and_then(Value::as_str) == Some("v1")
+            && matches!(
+                object.get("kind").and_then(Value::as_str),
+                Some("ConfigMap" | "Secret")
+            );
+        let mut context = WalkContext {
+            plain,
+            unset: &mut unset,
+            refused: &mut refused,
+            object_start: pointer.len(),
+            string_data,
+        };
+        self.walk(object, pointer, &mut context)
+            .map_err(|failure| failure.into_error(described.clone()))?;
+        // Unset variables explain a refused value best (an empty part of it, say).
         if self.strict && !unset.is_empty() {
             return Err(SubstituteError::Unset {
-                object,
+                object: described,
                 names: unset.into_iter().collect(),
             });
         }
-        if changed {
-            manifest
-                .revalidate()
-                .map_err(|source| SubstituteError::Invalid { object, source })?;
+        match refused {
+            Some(failure) => Err(failure.into_error(described)),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     fn walk(
         &self,
         value: &mut Value,
         pointer: &mut String,
-        unset: &mut BTreeSet<String>,
-        changed: &mut bool,
-    ) -> Result<(), (String, String)> {
+        context: &mut WalkContext<'_>,
+    ) -> Result<(), WalkFailure> {
         match value {
             Value::String(text) if text.contains('$') => {
-                let expanded = self
-                    .expand_into(text, unset)
-                    .map_err(|message| (pointer.clone(), message))?;
-                if expanded != *text {
+                let expanded = self.expand_into(text, context.unset).map_err(|message| {
+                    WalkFailure::Syntax {
+                        pointer: pointer.clone(),
+                        message,
+                    }
+                })?;
+                if context.plain.0.contains(pointer.as_str()) {
+                    match type_plain_scalar(&expanded) {
+                        Ok(Value::String(typed)) => *text = typed,
+                        // What YAML reads, as text.
+                        Ok(_) if context.is_string_only(pointer) => {
+                            *text = expanded.trim_matches([' ', '\t']).to_owned();
+                        }
+                        Ok(typed) => *value = typed,
+                        Err(reason) => {
+                            context.refused.get_or_insert(WalkFailure::Structure {
+                                pointer: pointer.clone(),
+                                value: expanded,
+                                reason,
+                            });
+                        }
+                    }
+                } else {
                     *text = expanded;
-                    *changed = true;
                 }
             }
             Value::Array(items) => {
@@ -214,17 +346,49 @@ impl Substitution {
                     let len = pointer.len();
                     pointer.push('/');
                     pointer.push_str(&index.to_string());
-                    self.walk(item, pointer, unset, changed)?;
+                    self.walk(item, pointer, context)?;
                     pointer.truncate(len);
                 }
             }
             Value::Object(map) => {
+                let keys_change = map.keys().any(|k| k.contains('$'));
+                let mut renamed = Map::new();
                 for (key, item) in map.iter_mut() {
                     let len = pointer.len();
-                    pointer.push('/');
-                    pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
-                    self.walk(item, pointer, unset, changed)?;
+                    push_pointer(pointer, key);
+                    self.walk(item, pointer, context)?;
                     pointer.truncate(len);
+                }
+                if keys_change {
+                    for (key, item) in std::mem::take(map) {
+                        let key = if key.contains('$') {
+                            let len = pointer.len();
+                            push_pointer(pointer, &key);
+                            let expanded =
+                                self.expand_into(&key, context.unset).map_err(|message| {
+                                    WalkFailure::Syntax {
+                                        pointer: pointer.clone(),
+                                        message,
+                                    }
+                                })?;
+                            pointer.truncate(len);
+                            expanded
+                        } else {
+                            key
+                        };
+                        if renamed.contains_key(&key) {
+                            return Err(WalkFailure::DuplicateKey {
+                                pointer: if pointer.is_empty() {
+                                    "/".to_owned()
+                                } else {
+                                    pointer.clone()
+                                },
+                                key,
+                            });
+                        }
+                        renamed.insert(key, item);
+                    }
+                    *map = renamed;
                 }
             }
             _ => {}
@@ -398,27 +562,270 @@ fn is_name(name: &str) -> bool {
         && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
 }
 
-#[async_trait::async_trait]
-impl PostRenderer for Substitution {
-    async fn post_render(
-        &self,
-        request: &RenderRequest,
-        mut manifests: Vec<Manifest>,
-    ) -> Result<Vec<Manifest>, RenderError> {
-        for manifest in &mut manifests {
-            if request.cancellation().is_cancelled() {
-                return Err(RenderError::Cancelled);
+/// What a walk through one object carries along.
+struct WalkContext<'a> {
+    plain: &'a PlainScalars,
+    unset: &'a mut BTreeSet<String>,
+    /// The first value refused (the walk goes on, to find every unset variable).
+    refused: &'a mut Option<WalkFailure>,
+    /// Where the object starts in the pointer (after `/items/N` for an item of a List).
+    object_start: usize,
+    /// The object is a ConfigMap or Secret, whose `data`, `binaryData` and `stringData` hold
+    /// strings only.
+    string_data: bool,
+}
+
+impl WalkContext<'_> {
+    /// Whether the value at `pointer` is one that Kubernetes only allows as a string: a label or
+    /// annotation value (of the object or of any template inside it), or a ConfigMap or Secret
+    /// data value.
+    fn is_string_only(&self, pointer: &str) -> bool {
+        let relative = &pointer[self.object_start..];
+        let segments: Vec<&str> = relative.split('/').skip(1).collect();
+        match segments.as_slice() {
+            [.., "metadata", "labels" | "annotations", _] => true,
+            [field, _] => {
+                self.string_data && matches!(*field, "data" | "binaryData" | "stringData")
             }
-            self.apply(manifest)?;
+            _ => false,
         }
-        Ok(manifests)
     }
+}
+
+/// A failure inside one object, before the object's description is added.
+enum WalkFailure {
+    Syntax {
+        pointer: String,
+        message: String,
+    },
+    Structure {
+        pointer: String,
+        value: String,
+        reason: String,
+    },
+    DuplicateKey {
+        pointer: String,
+        key: String,
+    },
+}
+
+impl WalkFailure {
+    fn into_error(self, object: String) -> SubstituteError {
+        match self {
+            Self::Syntax { pointer, message } => SubstituteError::Syntax {
+                object,
+                pointer,
+                message,
+            },
+            Self::Structure {
+                pointer,
+                value,
+                reason,
+            } => SubstituteError::Structure {
+                object,
+                pointer,
+                value,
+                reason,
+            },
+            Self::DuplicateKey { pointer, key } => SubstituteError::DuplicateKey {
+                object,
+                pointer,
+                key,
+            },
+        }
+    }
+}
+
+/// Appends `/key` to a JSON pointer, escaped as RFC 6901 says.
+fn push_pointer(pointer: &mut String, key: &str) {
+    pointer.push('/');
+    if key.contains(['~', '/']) {
+        pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
+    } else {
+        pointer.push_str(key);
+    }
+}
+
+/// `ConfigMap ns/name from file:line` when kind and name are strings, else `the object at
+/// file:line`.
+fn describe(object: &Value, origin: &Origin) -> String {
+    let text = |pointer: &str| object.pointer(pointer).and_then(Value::as_str);
+    match (text("/kind"), text("/metadata/name")) {
+        (Some(kind), Some(name)) => {
+            let group = text("/apiVersion").map_or("", |v| split_api_version(v).0);
+            let namespace = text("/metadata/namespace").filter(|ns| !ns.is_empty());
+            let id = ObjectId::new(group, kind, namespace, name);
+            format!("{} from {origin}", id.display_name())
+        }
+        _ => format!("the object at {origin}"),
+    }
+}
+
+/// Whether `value` is a `kind: List` whose items are objects of their own.
+fn is_list(value: &Value) -> bool {
+    gitops_core::is_list(value)
+}
+
+/// Types the result of substitution in an unquoted scalar the way YAML types an unquoted scalar
+/// (with the same parser as the rest of the file), refusing a result that would not read back as
+/// exactly that one scalar. The error says how YAML would read it.
+fn type_plain_scalar(text: &str) -> Result<Value, String> {
+    let refuse = |_: &str, reason: &str| Err(reason.to_owned());
+    if text.contains(['\n', '\r']) {
+        return refuse(text, "it has a line break");
+    }
+    // YAML drops the blanks around an unquoted scalar; `key:` with nothing after it is null.
+    let trimmed = text.trim_matches([' ', '\t']);
+    if trimmed.is_empty() {
+        return Ok(Value::Null);
+    }
+    if trimmed.starts_with('#') || trimmed.contains(" #") || trimmed.contains("\t#") {
+        return refuse(text, "YAML reads a comment");
+    }
+    match serde_saphyr::from_str::<Value>(trimmed) {
+        Ok(Value::String(read)) if read == trimmed => Ok(Value::String(read)),
+        Ok(Value::String(_)) => refuse(text, "YAML reads other text: quotes, a tag or an anchor"),
+        Ok(Value::Null) if matches!(trimmed, "~" | "null" | "Null" | "NULL") => Ok(Value::Null),
+        Ok(Value::Null) => refuse(text, "YAML reads nothing"),
+        Ok(value @ (Value::Bool(_) | Value::Number(_))) => Ok(value),
+        Ok(Value::Array(_)) => refuse(text, "YAML reads a sequence"),
+        Ok(Value::Object(_)) => refuse(text, "YAML reads a mapping"),
+        Err(error) => {
+            let message = error.to_string();
+            let first = message.lines().next().unwrap_or_default();
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            // The location is within the value alone; leave it out.
+            let first = match first.split_once(": ") {
+                Some((location, rest)) if location.starts_with("line ") => rest,
+                _ => first,
+            };
+            refuse(text, &format!("YAML cannot read it: {first}"))
+        }
+    }
+}
+
+/// Finds, for each document, the unquoted (plain), untagged scalars that hold a `$`, by their
+/// JSON pointers, with the YAML event parser (the value parser does not keep scalar styles).
+/// Documents are matched by the line they start on, as [`gitops_core::parse_yaml_documents`]
+/// gives it. A document not found (which only a parser disagreement could cause) gets no plain
+/// scalars: its results stay text.
+pub(crate) fn plain_scalars(text: &str, documents: &[Document]) -> Vec<PlainScalars> {
+    let mut by_line: HashMap<u64, PlainScalars> = HashMap::new();
+    let mut events = Parser::new_from_str(text).map_while(Result::ok);
+    while let Some((event, _)) = events.next() {
+        if !matches!(event, Event::DocumentStart(..)) {
+            continue;
+        }
+        let Some((root, span)) = next_node(&mut events) else {
+            break;
+        };
+        let mut found = HashSet::new();
+        let mut pointer = String::new();
+        if scan_node(&mut events, root, &mut pointer, true, &mut found, 0).is_none() {
+            break;
+        }
+        by_line.insert(span.start.line() as u64, PlainScalars(found));
+    }
+    documents
+        .iter()
+        .map(|document| by_line.remove(&document.origin.line).unwrap_or_default())
+        .collect()
+}
+
+/// The next event that is a node or the end of a collection, skipping presentation events.
+fn next_node<'a>(
+    events: &mut impl Iterator<Item = (Event<'a>, granit_parser::Span)>,
+) -> Option<(Event<'a>, granit_parser::Span)> {
+    events.find(|(event, _)| {
+        matches!(
+            event,
+            Event::Scalar(..)
+                | Event::Alias(..)
+                | Event::SequenceStart(..)
+                | Event::SequenceEnd
+                | Event::MappingStart(..)
+                | Event::MappingEnd
+                | Event::DocumentEnd
+                | Event::StreamEnd
+        )
+    })
+}
+
+/// Deepest nesting scanned; serde-saphyr's own budget refuses deeper documents before this runs.
+const MAX_SCAN_DEPTH: usize = 1024;
+
+/// Scans one node whose first event is `event`; `None` when the stream ends unexpectedly.
+fn scan_node<'a>(
+    events: &mut impl Iterator<Item = (Event<'a>, granit_parser::Span)>,
+    event: Event<'a>,
+    pointer: &mut String,
+    record: bool,
+    found: &mut HashSet<String>,
+    depth: usize,
+) -> Option<()> {
+    if depth > MAX_SCAN_DEPTH {
+        return None;
+    }
+    match event {
+        Event::Scalar(value, style, _, tag)
+            if record && style == ScalarStyle::Plain && tag.is_none() && value.contains('$') =>
+        {
+            found.insert(pointer.clone());
+        }
+        Event::SequenceStart(..) => {
+            let mut index = 0usize;
+            loop {
+                let (item, _) = next_node(events)?;
+                match item {
+                    Event::SequenceEnd => break,
+                    Event::DocumentEnd | Event::StreamEnd | Event::MappingEnd => return None,
+                    item => {
+                        let len = pointer.len();
+                        pointer.push('/');
+                        pointer.push_str(&index.to_string());
+                        scan_node(events, item, pointer, record, found, depth + 1)?;
+                        pointer.truncate(len);
+                        index += 1;
+                    }
+                }
+            }
+        }
+        Event::MappingStart(..) => loop {
+            let (key, _) = next_node(events)?;
+            let key = match key {
+                Event::MappingEnd => break,
+                Event::DocumentEnd | Event::StreamEnd | Event::SequenceEnd => return None,
+                Event::Scalar(text, ..) => Some(text.into_owned()),
+                other => {
+                    // A complex key: scanned only to get past it.
+                    scan_node(events, other, pointer, false, found, depth + 1)?;
+                    None
+                }
+            };
+            let (value, _) = next_node(events)?;
+            let len = pointer.len();
+            match &key {
+                Some(key) => push_pointer(pointer, key),
+                None => pointer.push_str("/\u{0}"),
+            }
+            scan_node(
+                events,
+                value,
+                pointer,
+                record && key.is_some(),
+                found,
+                depth + 1,
+            )?;
+            pointer.truncate(len);
+        },
+        _ => {}
+    }
+    Some(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gitops_core::Origin;
     use serde_json::json;
 
     fn vars() -> Substitution {
@@ -447,6 +854,7 @@ mod tests {
             ("${APP:+set}", "set"),
             ("${EMPTY:+set}", ""),
             ("${EMPTY+set}", "set"),
+            ("${UNSET+set}", ""),
             ("${IMAGE/:/@}", "registry/web@1.2.3"),
             ("${IMAGE/./-}", "registry/web:1-2.3"),
             ("${IMAGE//./-}", "registry/web:1-2-3"),
@@ -454,7 +862,9 @@ mod tests {
             ("${IMAGE/%3/4}", "registry/web:1.2.4"),
             ("${IMAGE/registry}", "/web:1.2.3"),
             ("${IMAGE#registry/}", "web:1.2.3"),
+            ("${IMAGE##registry/}", "web:1.2.3"),
             ("${IMAGE%:1.2.3}", "registry/web"),
+            ("${IMAGE%%:1.2.3}", "registry/web"),
             ("${MIXED^^}", "HELLO WORLD"),
             ("${MIXED,,}", "hello world"),
             ("${APP^}", "Web"),
@@ -495,79 +905,172 @@ mod tests {
         );
     }
 
-    fn manifest(object: Value) -> Manifest {
-        Manifest::new(object, Origin::new("apps/web.yaml").with_line(3)).unwrap()
+    fn substitute(s: &Substitution, text: &str) -> Result<Vec<Value>, SubstituteError> {
+        let mut documents = gitops_core::parse_yaml_documents(text, "apps/web.yaml").unwrap();
+        s.substitute_yaml(text, &mut documents)?;
+        Ok(documents.into_iter().map(|d| d.value).collect())
     }
 
     #[test]
-    fn substitutes_only_string_values_and_keeps_structure() {
-        let s = vars().with_variable("EVIL", "x\nkind: Secret\n---\nfoo: bar");
-        let mut m = manifest(json!({
-            "apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "${APP}-config", "labels": {"${APP}": "${APP}"}},
-            "data": {"a": "${EVIL}", "n": 3, "list": ["${APP:0:1}", true]}
-        }));
-        s.apply(&mut m).unwrap();
+    fn types_unquoted_scalars_like_yaml_and_keeps_quoted_ones_text() {
+        let s = vars()
+            .with_variable("N", "3")
+            .with_variable("F", "0.5")
+            .with_variable("B", "true")
+            .with_variable("NULL", "null");
+        let text = "a: ${N}\nb: \"${N}\"\nc: '${N}'\nd: ${F}\ne: ${B}\nf: ${NULL}\ng: ${EMPTY}\nh: x${N}\ni: !!str ${N}\nj: |\n  ${N}\nk:\n- ${N}\n- \"${N}\"\n- l: ${B}\nm: ${N}${N}\nn: $${N}\no: ${N} ${EMPTY}\n";
+        let values = substitute(&s, text).unwrap();
         assert_eq!(
-            m.object(),
-            &json!({
-                "apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": "web-config", "labels": {"${APP}": "web"}},
-                "data": {"a": "x\nkind: Secret\n---\nfoo: bar", "n": 3, "list": ["w", true]}
+            values[0],
+            json!({
+                "a": 3, "b": "3", "c": "3", "d": 0.5, "e": true, "f": null, "g": null,
+                "h": "x3", "i": "3", "j": "3\n", "k": [3, "3", {"l": true}], "m": 33,
+                "n": "${N}", "o": 3
             })
         );
-        assert_eq!(m.kind(), "ConfigMap");
+    }
+
+    #[test]
+    fn types_as_the_parser_types_the_same_scalar_in_a_file() {
+        for value in [
+            "3", "-7", "0.5", "1e3", "0x1F", "0o17", "012", "true", "False", "yes", "on", "~",
+            "null", "1_000", "+12", "v1", "1.2.3", "web:1.2", "http://x", "- x", "a: b",
+        ] {
+            let s = Substitution::new().with_variable("V", value);
+            let typed = substitute(&s, "k: ${V}\n");
+            let direct = serde_saphyr::from_str::<Value>(&format!("k: {value}\n"));
+            match (typed, direct) {
+                (Ok(typed), Ok(direct)) => assert_eq!(typed[0]["k"], direct["k"], "{value}"),
+                // Refused here, and not a scalar (or not YAML) there.
+                (Err(SubstituteError::Structure { .. }), Err(_)) => {}
+                (typed, direct) => panic!("{value}: {typed:?} vs {direct:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn keeps_text_where_kubernetes_allows_only_strings() {
+        let s = vars().with_variable("N", "3").with_variable("B", "true");
+        let text = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  labels:\n    n: ${N}\n  annotations:\n    b: ${B}\n    e: ${EMPTY}\ndata:\n  n: ${N}\nspec:\n  n: ${N}\n  template:\n    metadata:\n      labels:\n        x: ${N}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\ndata:\n  n: ${N}\n";
+        let values = substitute(&s, text).unwrap();
+        assert_eq!(values[0]["metadata"]["labels"]["n"], "3");
+        assert_eq!(
+            values[0]["metadata"]["annotations"],
+            json!({"b": "true", "e": ""})
+        );
+        assert_eq!(values[0]["data"]["n"], "3");
+        assert_eq!(values[0]["spec"]["n"], 3);
+        assert_eq!(
+            values[0]["spec"]["template"]["metadata"]["labels"]["x"],
+            "3"
+        );
+        // Only a ConfigMap's or Secret's data is text by kind.
+        assert_eq!(values[1]["data"]["n"], 3);
+    }
+
+    #[test]
+    fn finds_documents_after_comments_and_separators() {
+        let s = vars().with_variable("N", "7");
+        let text =
+            "# head\n---\n# c\n\na: ${N}\n---\n---\n- ${N}\n- x: ${N}\n...\n---\n\"b\": ${N}\n";
+        let values = substitute(&s, text).unwrap();
+        assert_eq!(
+            values,
+            [json!({"a": 7}), json!([7, {"x": 7}]), json!({"b": 7})]
+        );
+    }
+
+    #[test]
+    fn refuses_values_that_would_change_structure_in_unquoted_scalars() {
+        for (value, reason) in [
+            ("x\n  evil: key", "line break"),
+            ("a: b", "mapping"),
+            ("- a", "sequence"),
+            ("[a, b]", "sequence"),
+            ("{a: 1}", "mapping"),
+            ("x\n---\nkind: Secret", "line break"),
+            ("x # hidden", "comment"),
+            ("#", "comment"),
+            ("'quoted'", "other text"),
+            ("!!str 3", "other text"),
+            ("*alias", "cannot read"),
+        ] {
+            let s = vars().with_variable("V", value);
+            let err = substitute(
+                &s,
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  k: ${V}\n",
+            )
+            .unwrap_err();
+            assert!(
+                matches!(err, SubstituteError::Structure { .. }),
+                "{value:?}: {err}"
+            );
+            let text = err.to_string();
+            assert!(
+                text.starts_with(
+                    "ConfigMap a from apps/web.yaml:1: at /data/k: the substituted value"
+                ),
+                "{text}"
+            );
+            assert!(text.contains(reason), "{value:?}: {text}");
+            // Quoted, the same value is text, whatever it holds.
+            let values = substitute(&s, "k: \"${V}\"\nl: |\n  ${V}\n").unwrap();
+            assert_eq!(values[0]["k"], value);
+            assert_eq!(values[0]["l"], format!("{value}\n"));
+        }
+    }
+
+    #[test]
+    fn substitutes_keys_and_refuses_collisions() {
+        let s = vars();
+        let values = substitute(&s, "labels:\n  ${APP}/tier: \"${APP}\"\n  x: 1\n").unwrap();
+        assert_eq!(values[0], json!({"labels": {"web/tier": "web", "x": 1}}));
+        let err = substitute(&s, "labels:\n  ${APP}: a\n  web: b\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the object at apps/web.yaml:1: at /labels: substituted key \"web\" is already in the mapping"
+        );
     }
 
     #[test]
     fn strict_mode_names_variables_and_object() {
         let s = vars().strict(true);
-        let mut m = manifest(json!({
-            "apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "a", "namespace": "ns"},
-            "data": {"a": "${ZED} ${ALPHA} ${ZED} ${DEFAULTED:=ok}"}
-        }));
-        let err = s.apply(&mut m).unwrap_err();
+        let text = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  namespace: ns\ndata:\n  a: ${ZED} ${ALPHA} ${ZED} ${DEFAULTED:=ok}\n";
+        let err = substitute(&s, text).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "ConfigMap ns/a from apps/web.yaml:3: variables not set (strict mode): ALPHA, ZED"
+            "ConfigMap ns/a from apps/web.yaml:1: variables not set (strict mode): ALPHA, ZED"
         );
-        let mut syntax = manifest(json!({
-            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"},
-            "data": {"a/b": "${BROKEN"}
-        }));
-        let err = s.apply(&mut syntax).unwrap_err();
+        let text =
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  a/b: ${BROKEN\n";
+        let err = substitute(&s, text).unwrap_err();
         assert!(
             err.to_string()
-                .starts_with("ConfigMap a from apps/web.yaml:3: at /data/a~1b: unterminated"),
+                .starts_with("ConfigMap a from apps/web.yaml:1: at /data/a~1b: unterminated"),
             "{err}"
         );
     }
 
     #[test]
-    fn opt_out_annotations() {
+    fn opt_out_annotations_per_object_and_list_item() {
         for key in DISABLE_ANNOTATIONS {
-            let object = json!({
-                "apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": "a", "annotations": {key: "disabled"}},
-                "data": {"script": "echo ${HOME}"}
-            });
-            let mut m = manifest(object.clone());
-            vars().strict(true).apply(&mut m).unwrap();
-            assert_eq!(m.object(), &object);
+            let text = format!(
+                "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  metadata:\n    name: a\n    annotations:\n      {key}: disabled\n  data:\n    script: echo ${{HOME}}\n- apiVersion: v1\n  kind: ConfigMap\n  metadata:\n    name: b\n  data:\n    n: ${{APP}}\n"
+            );
+            let values = substitute(&vars().strict(true), &text).unwrap();
+            assert_eq!(values[0]["items"][0]["data"]["script"], "echo ${HOME}");
+            assert_eq!(values[0]["items"][1]["data"]["n"], "web");
         }
     }
 
     #[test]
-    fn revalidates_after_substitution() {
-        let mut m = manifest(json!({
-            "apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "${NAME}"}
-        }));
-        let err = Substitution::new().apply(&mut m).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "ConfigMap ${NAME} from apps/web.yaml:3: after substitution: missing metadata.name"
-        );
+    fn json_strings_stay_text() {
+        let text = r#"{"a": "${N}", "b": ["${N}"]}"#;
+        let mut documents = gitops_core::parse_json_documents(text, "x.json").unwrap();
+        Substitution::new()
+            .with_variable("N", "3")
+            .substitute_json(&mut documents)
+            .unwrap();
+        assert_eq!(documents[0].value, json!({"a": "3", "b": ["3"]}));
     }
 }

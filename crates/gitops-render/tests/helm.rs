@@ -7,7 +7,10 @@ use std::path::Path;
 
 use common::{copy_fixture, fixtures, tool, write};
 use gitops_envtest::Tool;
-use gitops_render::{HelmError, HelmRenderer, RenderError, RenderRequest, Renderer, SourceRoot};
+use gitops_render::{
+    HelmError, HelmRenderer, RenderError, RenderRequest, Renderer, SourceRoot, SubstituteError,
+    Substitution, ToolLimits,
+};
 use serde_json::json;
 
 async fn helm(release: &str) -> HelmRenderer {
@@ -215,4 +218,73 @@ async fn refuses_values_files_outside_the_root_and_surfaces_helm_errors() {
         .await
         .unwrap_err();
     assert_eq!(err.to_string(), "env: not a Helm chart (no Chart.yaml)");
+}
+
+#[tokio::test]
+async fn substitution_applies_to_each_rendered_template_before_validation() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "chart/Chart.yaml",
+        "apiVersion: v2\nname: sub\nversion: 0.1.0\n",
+    );
+    write(
+        d,
+        "chart/templates/deploy.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{ .Release.Name }}-${ENV}\n  namespace: ${NS}\nspec:\n  replicas: ${REPLICAS}\n  template:\n    metadata:\n      annotations:\n        quoted: \"${REPLICAS}\"\n",
+    );
+    write(
+        d,
+        "chart/templates/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\nspec:\n  k: ${VALUE}\n",
+    );
+    let substitution = Substitution::new()
+        .with_variable("ENV", "prod")
+        .with_variable("NS", "shop")
+        .with_variable("REPLICAS", "3")
+        .strict(true);
+    let renderer = helm("r")
+        .await
+        .limits(ToolLimits::new().with_timeout(std::time::Duration::from_secs(60)));
+    let err = renderer
+        .render(
+            &request(d, "chart")
+                .with_substitution(substitution.clone().with_variable("VALUE", "a: b")),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, RenderError::Substitute(e) if matches!(**e, SubstituteError::Structure { .. })),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with("ConfigMap cm from chart/templates/cm.yaml: at /spec/k: "),
+        "{err}"
+    );
+    let err = renderer
+        .render(&request(d, "chart").with_substitution(substitution.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "ConfigMap cm from chart/templates/cm.yaml: variables not set (strict mode): VALUE"
+    );
+    let objects = renderer
+        .render(&request(d, "chart").with_substitution(substitution.with_variable("VALUE", "true")))
+        .await
+        .unwrap();
+    assert_eq!(objects[0].object()["spec"]["k"], true);
+    let deployment = &objects[1];
+    assert_eq!(deployment.id().to_string(), "shop_r-prod_apps_Deployment");
+    assert_eq!(deployment.object()["spec"]["replicas"], 3);
+    assert_eq!(
+        deployment.object()["spec"]["template"]["metadata"]["annotations"]["quoted"],
+        "3"
+    );
+    assert_eq!(
+        deployment.origin().to_string(),
+        "chart/templates/deploy.yaml"
+    );
 }

@@ -9,14 +9,15 @@ use std::time::Duration;
 use common::{copy_fixture, fixtures, tool, write};
 use gitops_envtest::Tool;
 use gitops_render::{
-    AutoRenderer, KustomizeError, KustomizeRenderer, PlainRenderer, RenderError, RenderRequest,
-    Renderer, RootError, SourceRoot, Substitution,
+    AutoRenderer, KustomizeError, KustomizeRenderer, PlainRenderer, RenderError, RenderProgress,
+    RenderRequest, Renderer, RootError, SourceRoot, Substitution, ToolLimits,
 };
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 async fn kustomize() -> KustomizeRenderer {
-    KustomizeRenderer::new(tool(Tool::Kustomize).await).timeout(Duration::from_secs(60))
+    KustomizeRenderer::new(tool(Tool::Kustomize).await)
+        .limits(ToolLimits::new().with_timeout(Duration::from_secs(60)))
 }
 
 fn request(root: &Path, path: &str) -> RenderRequest {
@@ -69,11 +70,102 @@ async fn builds_an_overlay_with_components_patches_generators_and_images() {
         container["envFrom"][0]["configMapRef"]["name"],
         config_name.as_str()
     );
+    // Origins are the source files, mapped from kustomize's origin annotations, which are
+    // removed again; generated objects come from the kustomization that generates them.
+    let origins: Vec<String> = objects.iter().map(|o| o.origin().to_string()).collect();
     assert_eq!(
-        objects[3].origin().file.to_str(),
-        Some("kustomize build overlays/prod")
+        origins,
+        [
+            "base/kustomization.yaml",
+            "overlays/prod/kustomization.yaml",
+            "base/service.yaml:1",
+            "base/deployment.yaml:1",
+            "components/ha/pdb.yaml:1",
+        ]
     );
-    assert!(objects[3].origin().line > 1);
+    assert!(
+        objects
+            .iter()
+            .all(|o| o.annotation("config.kubernetes.io/origin").is_none()
+                && o.object()["metadata"].get("annotations").is_none()),
+        "{objects:?}"
+    );
+}
+
+#[tokio::test]
+async fn origins_name_the_document_and_line_and_respect_the_users_build_metadata() {
+    let renderer = kustomize().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "base/all.yaml",
+        "# config\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  annotations:\n    keep: me\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: a\n",
+    );
+    write(d, "base/kustomization.yaml", "resources:\n- all.yaml\n");
+    write(
+        d,
+        "app/kustomization.yaml",
+        "resources:\n- ../base\nnameSuffix: -x\nsortOptions:\n  order: fifo\n",
+    );
+    let before: Vec<(String, std::time::SystemTime)> = walk(d);
+    let objects = renderer.render(&request(d, "app")).await.unwrap();
+    let seen: Vec<String> = objects
+        .iter()
+        .map(|o| format!("{} {} @ {}", o.kind(), o.name(), o.origin()))
+        .collect();
+    // fifo order (carried over from the user's sortOptions), each object at its own document.
+    assert_eq!(
+        seen,
+        [
+            "ConfigMap a-x @ base/all.yaml:2",
+            "ConfigMap b-x @ base/all.yaml:9 (document 2)",
+            "Secret a-x @ base/all.yaml:14 (document 3)",
+        ]
+    );
+    assert_eq!(
+        objects[0].object()["metadata"]["annotations"],
+        json!({"keep": "me"})
+    );
+    // Nothing was written into the source.
+    assert_eq!(walk(d), before);
+
+    // A kustomization that asks for origin annotations itself keeps them.
+    write(
+        d,
+        "own/kustomization.yaml",
+        "resources:\n- ../base\nbuildMetadata: [originAnnotations]\n",
+    );
+    let objects = renderer.render(&request(d, "own")).await.unwrap();
+    assert!(
+        objects
+            .iter()
+            .all(|o| o.annotation("config.kubernetes.io/origin").is_some()),
+        "{objects:?}"
+    );
+    assert_eq!(objects[0].origin().file.to_str(), Some("base/all.yaml"));
+}
+
+/// Every file under `dir` with its modification time.
+fn walk(dir: &Path) -> Vec<(String, std::time::SystemTime)> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(next) = stack.pop() {
+        for entry in std::fs::read_dir(next).unwrap() {
+            let entry = entry.unwrap();
+            let metadata = entry.metadata().unwrap();
+            if metadata.is_dir() {
+                stack.push(entry.path());
+            } else {
+                files.push((
+                    entry.path().display().to_string(),
+                    metadata.modified().unwrap(),
+                ));
+            }
+        }
+    }
+    files.sort();
+    files
 }
 
 #[tokio::test]
@@ -91,11 +183,10 @@ async fn auto_detection_and_substitution_compose() {
             .unwrap()
             .replace("namePrefix: prod-", "namePrefix: ${ENV}-"),
     );
-    let renderer = AutoRenderer::new(PlainRenderer::new())
-        .with_kustomize(kustomize().await)
-        .then(Substitution::new().with_variable("ENV", "eu").strict(true));
+    let renderer = AutoRenderer::new(PlainRenderer::new()).with_kustomize(kustomize().await);
+    let substitution = Substitution::new().with_variable("ENV", "eu").strict(true);
     let built = renderer
-        .render(&request(dir.path(), "overlays/prod"))
+        .render(&request(dir.path(), "overlays/prod").with_substitution(substitution.clone()))
         .await
         .unwrap();
     assert_eq!(built.len(), 5);
@@ -104,7 +195,7 @@ async fn auto_detection_and_substitution_compose() {
         "{built:?}"
     );
     let plain = renderer
-        .render(&request(dir.path(), "plain"))
+        .render(&request(dir.path(), "plain").with_substitution(substitution))
         .await
         .unwrap();
     assert_eq!(plain[0].name(), "shop-eu");
@@ -295,7 +386,7 @@ async fn timeout_and_cancellation_kill_the_build() {
     let tools = tempfile::tempdir().unwrap();
     let dir = copy_fixture("kustomize");
     let slow = KustomizeRenderer::new(fake_tool(tools.path(), "sleep 30"))
-        .timeout(Duration::from_millis(300));
+        .limits(ToolLimits::new().with_timeout(Duration::from_millis(300)));
     let started = std::time::Instant::now();
     let err = slow
         .render(&request(dir.path(), "overlays/prod"))
@@ -313,10 +404,85 @@ async fn timeout_and_cancellation_kill_the_build() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         canceller.cancel();
     });
-    let slow = slow.timeout(Duration::from_secs(60));
+    let slow = slow.limits(ToolLimits::new().with_timeout(Duration::from_secs(60)));
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorder = events.clone();
     let err = slow
-        .render(&request(dir.path(), "overlays/prod").with_cancellation(cancel))
+        .render(
+            &request(dir.path(), "overlays/prod")
+                .with_cancellation(cancel)
+                .with_progress(move |event| recorder.lock().unwrap().push(event.to_string())),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, RenderError::Cancelled), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // Started, never finished.
+    assert_eq!(
+        *events.lock().unwrap(),
+        ["rendering overlays/prod with kustomize"]
+    );
+}
+
+#[tokio::test]
+async fn substitution_types_kustomize_output_and_validates_it_afterwards() {
+    let renderer = kustomize().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "app/deploy.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web-${ENV}\n  namespace: ${NS}\n  annotations:\n    replicas: \"${REPLICAS}\"\nspec:\n  replicas: ${REPLICAS}\n  paused: ${PAUSED:=false}\n",
+    );
+    write(
+        d,
+        "app/kustomization.yaml",
+        "resources:\n- deploy.yaml\ncommonLabels:\n  env: ${ENV}\n",
+    );
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorder = events.clone();
+    let substitution = Substitution::new()
+        .with_variable("ENV", "prod")
+        .with_variable("NS", "shop")
+        .with_variable("REPLICAS", "3");
+    let objects = renderer
+        .render(
+            &request(d, "app")
+                .with_substitution(substitution.clone())
+                .with_progress(move |event| recorder.lock().unwrap().push(event.clone())),
+        )
+        .await
+        .unwrap();
+    let deployment = &objects[0];
+    assert_eq!(deployment.id().to_string(), "shop_web-prod_apps_Deployment");
+    assert_eq!(deployment.object()["spec"]["replicas"], 3);
+    assert_eq!(deployment.object()["spec"]["paused"], false);
+    // kustomize drops the quotes, but an annotation is always text.
+    assert_eq!(deployment.annotation("replicas"), Some("3"));
+    assert_eq!(deployment.label("env"), Some("prod"));
+    assert_eq!(deployment.origin().to_string(), "app/deploy.yaml:1");
+    let events = events.lock().unwrap().clone();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[0].to_string(), "rendering app with kustomize");
+    assert!(
+        matches!(
+            &events[1],
+            RenderProgress::Finished {
+                objects: 1,
+                renderer: "kustomize",
+                ..
+            }
+        ),
+        "{events:?}"
+    );
+
+    // Validation runs after substitution and names the source file and line.
+    let err = renderer
+        .render(&request(d, "app").with_substitution(substitution.with_variable("NS", "No_Such")))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "app/deploy.yaml:1: metadata.namespace \"No_Such\" is invalid: a namespace is a DNS label: lower-case letters, digits and '-'"
+    );
 }

@@ -197,29 +197,93 @@ async fn refuses_oversized_files_and_alias_bombs() {
     assert!(text.contains("invalid YAML"), "{text}");
 }
 
+async fn render_with(
+    root: &Path,
+    path: &str,
+    substitution: Substitution,
+) -> Result<Vec<gitops_core::Manifest>, RenderError> {
+    PlainRenderer::new()
+        .render(
+            &RenderRequest::new(SourceRoot::new(root).unwrap(), path)
+                .with_substitution(substitution),
+        )
+        .await
+}
+
 #[tokio::test]
-async fn substitution_runs_after_a_plain_render() {
+async fn substitution_runs_before_validation_with_typed_values() {
     let dir = tempfile::tempdir().unwrap();
     write(
         dir.path(),
         "app.yaml",
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ${APP}-${ENV:=dev}\n  annotations:\n    region: ${REGION:-eu}\ndata:\n  image: ${IMAGE/:/@}\n  literal: $${APP}\n  upper: ${APP^^}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: script\n  annotations:\n    kustomize.toolkit.fluxcd.io/substitute: disabled\ndata:\n  run.sh: echo ${HOME}\n",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: ${APP}-${ENV:=dev}\n  namespace: ${NS}\n  annotations:\n    region: ${REGION:-eu}\n    replicas: ${REPLICAS}\nspec:\n  replicas: ${REPLICAS}\n  paused: ${PAUSED:=false}\n  revisionHistoryLimit: \"${REPLICAS}\"\n  template:\n    spec:\n      containers:\n      - name: web\n        image: ${IMAGE/:/@}\n        args: [\"$${APP}\", \"${APP^^}\"]\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: script\n  annotations:\n    kustomize.toolkit.fluxcd.io/substitute: disabled\ndata:\n  run.sh: echo ${HOME}\n",
     );
-    let renderer = PlainRenderer::new().then(
-        Substitution::new()
-            .with_variable("APP", "web")
-            .with_variable("IMAGE", "nginx:1.27")
-            .strict(true),
+    write(
+        dir.path(),
+        "b.json",
+        r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "j-${ENV:=dev}", "namespace": "${NS}"}, "data": {"n": "${REPLICAS}"}}"#,
     );
-    let objects = render_at(&renderer, dir.path(), ".").await.unwrap();
-    assert_eq!(objects[0].name(), "web-dev");
-    assert_eq!(objects[0].annotation("region"), Some("eu"));
-    assert_eq!(
-        objects[0].object()["data"],
-        serde_json::json!({"image": "nginx@1.27", "literal": "${APP}", "upper": "WEB"})
-    );
+    let substitution = Substitution::new()
+        .with_variable("APP", "web")
+        .with_variable("NS", "shop")
+        .with_variable("REPLICAS", "3")
+        .with_variable("IMAGE", "nginx:1.27")
+        .strict(true);
+    let objects = render_with(dir.path(), ".", substitution.clone())
+        .await
+        .unwrap();
+    let deployment = &objects[0];
+    assert_eq!(deployment.id().to_string(), "shop_web-dev_apps_Deployment");
+    assert_eq!(deployment.annotation("region"), Some("eu"));
+    // An annotation is always text.
+    assert_eq!(deployment.annotation("replicas"), Some("3"));
+    let spec = &deployment.object()["spec"];
+    // Unquoted: typed as YAML types it; quoted: text.
+    assert_eq!(spec["replicas"], 3);
+    assert_eq!(spec["paused"], false);
+    assert_eq!(spec["revisionHistoryLimit"], "3");
+    let container = &spec["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], "nginx@1.27");
+    assert_eq!(container["args"], serde_json::json!(["${APP}", "WEB"]));
+    assert_eq!(deployment.origin().to_string(), "app.yaml:1");
     assert_eq!(objects[1].object()["data"]["run.sh"], "echo ${HOME}");
-    assert_eq!(objects[0].origin().to_string(), "app.yaml:1");
+    // JSON strings are always text.
+    assert_eq!(objects[2].id().to_string(), "shop_j-dev__ConfigMap");
+    assert_eq!(objects[2].object()["data"]["n"], "3");
+
+    // Validation after substitution names file and line.
+    write(
+        dir.path(),
+        "more.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: more\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bad\n  namespace: ${BAD_NS}\n",
+    );
+    let err = render_with(
+        dir.path(),
+        ".",
+        substitution.clone().with_variable("BAD_NS", "Not_A_Label"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "more.yaml:6 (document 2): metadata.namespace \"Not_A_Label\" is invalid: a namespace is a DNS label: lower-case letters, digits and '-'"
+    );
+    // Empty, the namespace is null: a cluster-wide or default-namespace object.
+    let cleared = render_with(
+        dir.path(),
+        ".",
+        substitution.clone().with_variable("BAD_NS", ""),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        cleared
+            .iter()
+            .find(|o| o.name() == "bad")
+            .unwrap()
+            .namespace(),
+        None
+    );
 
     // Strict mode names the unset variables and the object with its origin.
     write(
@@ -227,18 +291,80 @@ async fn substitution_runs_after_a_plain_render() {
         "more.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: more\ndata:\n  a: ${ZONE}${AREA:-a}\n",
     );
-    let err = render_at(&renderer, dir.path(), ".").await.unwrap_err();
+    let err = render_with(dir.path(), ".", substitution.clone())
+        .await
+        .unwrap_err();
     assert_eq!(
         err.to_string(),
         "ConfigMap more from more.yaml:1: variables not set (strict mode): ZONE"
     );
 
-    // Substitution that makes two objects collide is caught after the step.
+    // Substitution that makes two objects collide is caught.
     write(
         dir.path(),
         "more.yaml",
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ${APP}-dev\n",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: ${APP}-dev\n  namespace: shop\n",
     );
-    let err = render_at(&renderer, dir.path(), ".").await.unwrap_err();
+    let err = render_with(dir.path(), ".", substitution)
+        .await
+        .unwrap_err();
     assert!(matches!(err, RenderError::Duplicate(_)), "{err}");
+    assert!(
+        err.to_string().contains("at app.yaml:1 and at more.yaml:1"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn substitution_refuses_injection_with_the_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "app.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\n---\n# the target\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  type: ${TYPE}\n  selector:\n    app: \"${TYPE}\"\n",
+    );
+    for value in [
+        "ClusterIP\n  evil: key",
+        "a: b",
+        "x\n---\napiVersion: v1\nkind: Secret",
+        "[a, b]",
+        "{evil: 1}",
+    ] {
+        let err = render_with(
+            dir.path(),
+            ".",
+            Substitution::new().with_variable("TYPE", value),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(&err, RenderError::Substitute(e) if matches!(**e, gitops_render::SubstituteError::Structure { .. })),
+            "{value:?}: {err}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.starts_with(
+                "Service web from app.yaml:7 (document 2): at /spec/type: the substituted value"
+            ),
+            "{text}"
+        );
+    }
+    // In a quoted scalar the same text is only text: no key, no document is added.
+    write(
+        dir.path(),
+        "app.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\ndata:\n  a: \"${V}\"\n",
+    );
+    let objects = render_with(
+        dir.path(),
+        ".",
+        Substitution::new().with_variable("V", "x\n---\nkind: Secret\nevil: key"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(objects.len(), 1);
+    assert_eq!(
+        objects[0].object()["data"],
+        serde_json::json!({"a": "x\n---\nkind: Secret\nevil: key"})
+    );
 }
