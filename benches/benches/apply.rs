@@ -1,18 +1,31 @@
 //! gitops-apply: initial apply of 1,000 objects (ConfigMaps, Secrets, Deployments,
 //! ServiceAccounts, Roles) and a no-change reconcile of the same 1,000, against a real control
-//! plane (gitops-envtest), side by side with `kubectl apply --server-side` of the pinned kubectl.
+//! plane (gitops-envtest), side by side in one run with two peers:
 //!
-//! Each initial apply goes to a fresh namespace (made outside the timed part); the no-change
-//! reconcile applies again to a namespace that already holds the set. At the end the medians and
-//! their ratios are printed, with the API requests of one gitops-apply no-change run.
+//! - `kubectl apply --server-side` of the pinned kubectl (a process per run, timed whole);
+//! - Flux's server-side apply engine, `ResourceManager.ApplyAllStaged` of
+//!   `github.com/fluxcd/pkg/ssa` configured as kustomize-controller configures it (4 concurrent
+//!   dry runs, its cleanup of kubectl's field managers, ownership labels), through the Go harness
+//!   in `benches/peers/flux-ssa`. The harness times the apply call only (its client and
+//!   RESTMapper are warm, as in a running controller) and runs without a client-side rate limit
+//!   (kustomize-controller's default is 50 requests/s, which would only slow it further).
+//!
+//! Each initial apply goes to a fresh namespace (made outside the timed part); each tool's
+//! no-change reconcile applies again to a namespace of its own that already holds the set. At the
+//! end the medians, their ratios and the API requests of each engine are printed.
+//!
+//! The Flux peer needs `go` (with `GOTOOLCHAIN` able to fetch go1.27.2 from the module proxy, or
+//! a go1.27 on PATH); it is built once into the gitops-rs cache (`~/.cache/gitops-rs/peers`).
+//! Without it, the Flux comparison is skipped with a message.
 
-use std::path::Path;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_group};
-use gitops_apply::{Applier, ApplyOptions, ConfigMapInventory, DesiredSet};
+use criterion::{Criterion, SamplingMode, criterion_group};
+use gitops_apply::{Action, Applier, ApplyOptions, ConfigMapInventory, DesiredSet, RequestCounts};
 use gitops_envtest::{ControlPlane, Tool};
 use tokio_util::sync::CancellationToken;
 
@@ -69,10 +82,120 @@ fn kubectl_apply(kubectl: &Path, kubeconfig: &Path, file: &Path) {
     );
 }
 
+fn flux_peer_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/flux-ssa")
+}
+
+/// The Flux harness, built with `go` into the gitops-rs cache when missing (keyed by its
+/// sources, so an edit rebuilds it).
+fn flux_peer() -> Result<PathBuf, String> {
+    let dir = flux_peer_dir();
+    let mut hasher = DefaultHasher::new();
+    for file in ["go.mod", "go.sum", "main.go"] {
+        std::fs::read(dir.join(file))
+            .map_err(|e| format!("reading {file}: {e}"))?
+            .hash(&mut hasher);
+    }
+    let cache = gitops_envtest::tools::cache_root()
+        .map_err(|e| e.to_string())?
+        .parent()
+        .ok_or("the envtest cache has no parent directory")?
+        .join("peers")
+        .join(format!("flux-ssa-{:016x}", hasher.finish()));
+    let binary = cache.join("flux-ssa");
+    if binary.is_file() {
+        return Ok(binary);
+    }
+    std::fs::create_dir_all(&cache).map_err(|e| format!("creating {}: {e}", cache.display()))?;
+    let partial = cache.join("flux-ssa.partial");
+    let mut command = Command::new("go");
+    command
+        .args(["build", "-o"])
+        .arg(&partial)
+        .arg(".")
+        .current_dir(&dir);
+    if std::env::var_os("GOTOOLCHAIN").is_none() {
+        command.env("GOTOOLCHAIN", "go1.27.2");
+    }
+    eprintln!(
+        "building the Flux ssa harness (once; minutes) into {}",
+        cache.display()
+    );
+    let output = command.output().map_err(|e| format!("running go: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "go build failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    std::fs::rename(&partial, &binary).map_err(|e| format!("installing the harness: {e}"))?;
+    Ok(binary)
+}
+
+/// One reconcile of the Flux harness: its own timing and request counts.
+#[derive(Debug, Default, Clone, Copy)]
+struct FluxRun {
+    elapsed: Duration,
+    requests: RequestCounts,
+    created: usize,
+    unchanged: usize,
+}
+
+fn flux_apply(binary: &Path, kubeconfig: &Path, file: &Path) -> FluxRun {
+    let output = Command::new(binary)
+        .arg("-kubeconfig")
+        .arg(kubeconfig)
+        .arg("-file")
+        .arg(file)
+        .output()
+        .expect("the Flux harness runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the Flux harness failed: {}{text}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let field = |name: &str| -> u64 {
+        text.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in the harness output: {text}"))
+    };
+    FluxRun {
+        elapsed: Duration::from_nanos(field("elapsed_ns")),
+        requests: RequestCounts {
+            total: field("requests"),
+            lists: field("list"),
+            reads: field("get"),
+            dry_runs: field("dry_run"),
+            writes: field("patch") + field("other"),
+        },
+        created: field("created") as usize,
+        unchanged: field("unchanged") as usize,
+    }
+}
+
 fn median(samples: &Mutex<Vec<Duration>>) -> Duration {
     let mut samples = samples.lock().unwrap().clone();
     samples.sort();
     samples.get(samples.len() / 2).copied().unwrap_or_default()
+}
+
+fn ratio(theirs: Duration, ours: Duration) -> String {
+    if theirs.is_zero() || ours.is_zero() {
+        return "n/a".into();
+    }
+    format!("{:.1}x", theirs.as_secs_f64() / ours.as_secs_f64())
+}
+
+/// Timings of each engine: initial and no-change.
+#[derive(Default)]
+struct Timings {
+    ours_initial: Mutex<Vec<Duration>>,
+    kubectl_initial: Mutex<Vec<Duration>>,
+    flux_initial: Mutex<Vec<Duration>>,
+    ours_steady: Mutex<Vec<Duration>>,
+    kubectl_steady: Mutex<Vec<Duration>>,
+    flux_steady: Mutex<Vec<Duration>>,
 }
 
 fn bench_apply(c: &mut Criterion) {
@@ -84,14 +207,21 @@ fn bench_apply(c: &mut Criterion) {
             return;
         }
     };
+    let flux = flux_peer()
+        .map_err(|e| eprintln!("Flux ssa comparison skipped: {e}"))
+        .ok();
     let control_plane = runtime.block_on(ControlPlane::builder().start()).unwrap();
+    let kubeconfig = control_plane.kubeconfig_path().to_path_buf();
     let client = runtime.block_on(control_plane.client()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cancel = CancellationToken::new();
     let options = ApplyOptions::default();
-    let timings: [Mutex<Vec<Duration>>; 4] = Default::default();
+    let timings = Timings::default();
+    let mut ours_initial_requests = RequestCounts::default();
+    let mut flux_initial_requests = RequestCounts::default();
 
     let mut group = c.benchmark_group(format!("apply_{OBJECTS}"));
+    group.sampling_mode(SamplingMode::Flat);
     group.sample_size(10);
     group.warm_up_time(Duration::from_millis(100));
     group.measurement_time(Duration::from_secs(20));
@@ -110,11 +240,13 @@ fn bench_apply(c: &mut Criterion) {
                 )
                 .build();
                 let start = Instant::now();
-                runtime
+                let done = runtime
                     .block_on(applier.apply(set, &options, &cancel))
                     .unwrap();
                 let took = start.elapsed();
-                timings[0].lock().unwrap().push(took);
+                assert_eq!(done.count(Action::Created), OBJECTS, "{done}");
+                ours_initial_requests = done.request_counts;
+                timings.ours_initial.lock().unwrap().push(took);
                 total += took;
             }
             total
@@ -131,16 +263,37 @@ fn bench_apply(c: &mut Criterion) {
                 let file = dir.path().join(format!("{namespace}.yaml"));
                 std::fs::write(&file, set_yaml(&namespace)).unwrap();
                 let start = Instant::now();
-                kubectl_apply(&kubectl, control_plane.kubeconfig_path(), &file);
+                kubectl_apply(&kubectl, &kubeconfig, &file);
                 let took = start.elapsed();
-                timings[1].lock().unwrap().push(took);
+                timings.kubectl_initial.lock().unwrap().push(took);
                 total += took;
             }
             total
         });
     });
 
-    // The no-change reconcile: one namespace holds the set already.
+    if let Some(flux) = &flux {
+        group.bench_function("flux-ssa/initial", |b| {
+            b.iter_custom(|iterations| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iterations {
+                    let namespace = runtime
+                        .block_on(control_plane.create_namespace("flux"))
+                        .unwrap();
+                    let file = dir.path().join(format!("{namespace}.yaml"));
+                    std::fs::write(&file, set_yaml(&namespace)).unwrap();
+                    let run = flux_apply(flux, &kubeconfig, &file);
+                    assert_eq!(run.created, OBJECTS, "{run:?}");
+                    flux_initial_requests = run.requests;
+                    timings.flux_initial.lock().unwrap().push(run.elapsed);
+                    total += run.elapsed;
+                }
+                total
+            });
+        });
+    }
+
+    // The no-change reconcile: each engine has a namespace that holds the set already.
     let namespace = runtime
         .block_on(control_plane.create_namespace("steady"))
         .unwrap();
@@ -155,15 +308,26 @@ fn bench_apply(c: &mut Criterion) {
     let steady = runtime
         .block_on(applier.apply(desired(&namespace), &options, &cancel))
         .unwrap();
-    assert_eq!(
-        steady.count(gitops_apply::Action::Unchanged),
-        OBJECTS,
-        "{steady}"
-    );
-    let requests = steady.requests;
-    let steady_file = dir.path().join("steady.yaml");
-    std::fs::write(&steady_file, set_yaml(&namespace)).unwrap();
-    kubectl_apply(&kubectl, control_plane.kubeconfig_path(), &steady_file);
+    assert_eq!(steady.count(Action::Unchanged), OBJECTS, "{steady}");
+    let ours_steady_requests = steady.request_counts;
+    let kubectl_namespace = runtime
+        .block_on(control_plane.create_namespace("steady-kubectl"))
+        .unwrap();
+    let kubectl_file = dir.path().join("steady-kubectl.yaml");
+    std::fs::write(&kubectl_file, set_yaml(&kubectl_namespace)).unwrap();
+    kubectl_apply(&kubectl, &kubeconfig, &kubectl_file);
+    let flux_file = dir.path().join("steady-flux.yaml");
+    let mut flux_steady_requests = RequestCounts::default();
+    if let Some(flux) = &flux {
+        let flux_namespace = runtime
+            .block_on(control_plane.create_namespace("steady-flux"))
+            .unwrap();
+        std::fs::write(&flux_file, set_yaml(&flux_namespace)).unwrap();
+        flux_apply(flux, &kubeconfig, &flux_file);
+        let run = flux_apply(flux, &kubeconfig, &flux_file);
+        assert_eq!(run.unchanged, OBJECTS, "{run:?}");
+        flux_steady_requests = run.requests;
+    }
 
     group.bench_function("gitops-apply/no-change", |b| {
         b.iter_custom(|iterations| {
@@ -175,7 +339,7 @@ fn bench_apply(c: &mut Criterion) {
                     .block_on(applier.apply(set, &options, &cancel))
                     .unwrap();
                 let took = start.elapsed();
-                timings[2].lock().unwrap().push(took);
+                timings.ours_steady.lock().unwrap().push(took);
                 total += took;
             }
             total
@@ -187,25 +351,50 @@ fn bench_apply(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iterations {
                 let start = Instant::now();
-                kubectl_apply(&kubectl, control_plane.kubeconfig_path(), &steady_file);
+                kubectl_apply(&kubectl, &kubeconfig, &kubectl_file);
                 let took = start.elapsed();
-                timings[3].lock().unwrap().push(took);
+                timings.kubectl_steady.lock().unwrap().push(took);
                 total += took;
             }
             total
         });
     });
+
+    if let Some(flux) = &flux {
+        group.bench_function("flux-ssa/no-change", |b| {
+            b.iter_custom(|iterations| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iterations {
+                    let run = flux_apply(flux, &kubeconfig, &flux_file);
+                    timings.flux_steady.lock().unwrap().push(run.elapsed);
+                    total += run.elapsed;
+                }
+                total
+            });
+        });
+    }
     group.finish();
 
-    let [ours_initial, kubectl_initial, ours_steady, kubectl_steady] =
-        timings.each_ref().map(median);
+    let ours_initial = median(&timings.ours_initial);
+    let kubectl_initial = median(&timings.kubectl_initial);
+    let flux_initial = median(&timings.flux_initial);
+    let ours_steady = median(&timings.ours_steady);
+    let kubectl_steady = median(&timings.kubectl_steady);
+    let flux_steady = median(&timings.flux_steady);
     println!(
-        "gitops-apply vs kubectl apply --server-side, {OBJECTS} objects (medians):\n  \
-         initial apply:       gitops-apply {ours_initial:>10.2?}  kubectl {kubectl_initial:>10.2?}  ratio {:.1}x\n  \
-         no-change reconcile: gitops-apply {ours_steady:>10.2?}  kubectl {kubectl_steady:>10.2?}  ratio {:.1}x\n  \
-         API requests of one gitops-apply no-change run: {requests}",
-        kubectl_initial.as_secs_f64() / ours_initial.as_secs_f64(),
-        kubectl_steady.as_secs_f64() / ours_steady.as_secs_f64(),
+        "gitops-apply vs kubectl apply --server-side vs Flux ssa ApplyAllStaged, {OBJECTS} objects (medians; ratio = peer / gitops-apply):\n  \
+         initial apply:       gitops-apply {ours_initial:>9.2?}  kubectl {kubectl_initial:>9.2?} ({})  flux-ssa {flux_initial:>9.2?} ({})\n  \
+         no-change reconcile: gitops-apply {ours_steady:>9.2?}  kubectl {kubectl_steady:>9.2?} ({})  flux-ssa {flux_steady:>9.2?} ({})\n  \
+         API requests, initial apply:  gitops-apply {ours_initial_requests}\n  \
+         {:>30}flux-ssa     {flux_initial_requests}\n  \
+         API requests, no-change:      gitops-apply {ours_steady_requests}\n  \
+         {:>30}flux-ssa     {flux_steady_requests}",
+        ratio(kubectl_initial, ours_initial),
+        ratio(flux_initial, ours_initial),
+        ratio(kubectl_steady, ours_steady),
+        ratio(flux_steady, ours_steady),
+        "",
+        "",
     );
 }
 

@@ -15,7 +15,7 @@ use kube::discovery::{ApiResource, Discovery};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::counting::{RequestCounter, counting_client};
+use crate::counting::{RequestCounter, RequestCounts, counting_client};
 use crate::health::{HealthChecks, WaitError, WaitProgress, WaitTarget, wait_for_current};
 use crate::inventory::{Inventory, InventoryError, InventoryStore};
 use crate::plan::{
@@ -247,6 +247,8 @@ pub struct ChangeSet {
     pub changes: Vec<ObjectChange>,
     /// API requests sent by the run (discovery, reads, dry runs, writes, inventory).
     pub requests: u64,
+    /// The same requests, by what they do (lists, other reads, dry runs, writes).
+    pub request_counts: RequestCounts,
     /// Whether nothing was written (dry-run mode).
     pub dry_run: bool,
 }
@@ -1178,6 +1180,7 @@ impl Applier {
                 }
             }
             change_set.requests = counter.get();
+            change_set.request_counts = counter.counts();
             if invalid && !options.dry_run {
                 return Err(ApplyError::Invalid {
                     change_set: Box::new(change_set),
@@ -1430,6 +1433,7 @@ impl Applier {
                 .await
         };
         change_set.requests = counter.get();
+        change_set.request_counts = counter.counts();
         if stop == Some(Stop::Cancelled) || cancel.is_cancelled() {
             return Err(ApplyError::Cancelled {
                 change_set: Box::new(change_set),
@@ -1462,6 +1466,7 @@ impl Applier {
             )
             .await;
             change_set.requests = counter.get();
+            change_set.request_counts = counter.counts();
             match waited {
                 Ok(()) => {}
                 Err(WaitError::Cancelled) => {

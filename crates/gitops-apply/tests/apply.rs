@@ -146,6 +146,17 @@ async fn applies_then_writes_nothing_then_changes_one_field() {
         .resource_version;
     // Discovery (2), the inventory (1), one list per kind and namespace (4); no writes.
     assert_eq!(second.requests, 7, "{second}");
+    assert_eq!(
+        second.request_counts,
+        gitops_apply::RequestCounts {
+            total: 7,
+            lists: 4,
+            reads: 3,
+            dry_runs: 0,
+            writes: 0
+        },
+        "{second}"
+    );
 
     let third = run(&applier, set(&app(&ns, "green")), &options).await;
     assert_eq!(
