@@ -1,0 +1,398 @@
+//! What the `sync` and `reconcile` binaries share: their command-line flags ([`SyncArgs`]), the
+//! Kubernetes client they build from them, progress bars ([`ProgressBars`]) and logging.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use gitops_apply::ApplyProgress;
+use gitops_source::FetchProgress;
+
+use super::config::{
+    ConfigError, HelmRelease, InventoryLocation, RendererChoice, SourceSpec, SyncConfig,
+    parse_git_reference,
+};
+use super::report::{ProgressSink, SyncProgress, short_revision};
+
+/// The renderer, as chosen on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RendererFlag {
+    /// Kustomize for a kustomization, plain files otherwise.
+    Auto,
+    /// YAML and JSON files, recursively.
+    Plain,
+    /// `kustomize build`.
+    Kustomize,
+    /// `helm template` (see `--helm-release`).
+    Helm,
+}
+
+/// The source, render and apply flags of `sync` and `reconcile`.
+#[derive(Clone, Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["url", "path"])))]
+pub struct SyncArgs {
+    /// The Git repository (file://, git://, http(s)://, ssh:// or user@host:path).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// A local directory instead of a Git repository.
+    #[arg(long)]
+    pub path: Option<PathBuf>,
+    /// The Git reference: a branch (`main`), a tag (`v1.2.3`), a semver range (`^1.2`), a
+    /// commit (40 hex digits), a ref (`refs/...`), or explicit `branch:`/`tag:`/`semver:`.
+    /// Default: the remote's default branch.
+    #[arg(long = "ref", value_name = "REF")]
+    pub reference: Option<String>,
+    /// The directory to render, relative to the source root.
+    #[arg(long, default_value = ".")]
+    pub subpath: String,
+    /// How to render the directory.
+    #[arg(long, value_enum, default_value_t = RendererFlag::Auto)]
+    pub renderer: RendererFlag,
+    /// The Helm release name (with `--renderer helm`).
+    #[arg(long, default_value = "release")]
+    pub helm_release: String,
+    /// A Helm values file relative to the source root (repeatable).
+    #[arg(long = "helm-values", value_name = "FILE")]
+    pub helm_values: Vec<PathBuf>,
+    /// A substitution variable, `${NAME}` in the objects becomes VALUE (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_variable)]
+    pub variables: Vec<(String, String)>,
+    /// Puts every namespaced object in this namespace (created when missing).
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// The ConfigMap keeping the inventory, `<namespace>/<name>` (the namespace must exist).
+    #[arg(long, default_value = "default/gitops-rs")]
+    pub inventory: InventoryLocation,
+    /// Delete objects that left the set (the default).
+    #[arg(long, overrides_with = "no_prune")]
+    pub prune: bool,
+    /// Never delete anything.
+    #[arg(long, overrides_with = "prune")]
+    pub no_prune: bool,
+    /// Take over fields other field managers own.
+    #[arg(long)]
+    pub force: bool,
+    /// Wait up to this long for the objects to become Current (such as `90s`, `2m`).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub wait: Option<Duration>,
+    /// The field manager of server-side apply.
+    #[arg(long, default_value = gitops_apply::DEFAULT_FIELD_MANAGER)]
+    pub field_manager: String,
+    /// The kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Keep artifacts and the Git cache here (reused by later runs) instead of a temporary
+    /// directory.
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+}
+
+fn parse_variable(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("expected NAME=VALUE, got {text:?}")),
+    }
+}
+
+impl SyncArgs {
+    /// The configuration these flags describe; `dry_run` as given.
+    ///
+    /// ```
+    /// use clap::Parser;
+    /// use gitops_examples::pipeline::cli::SyncArgs;
+    ///
+    /// #[derive(Parser)]
+    /// struct Cli {
+    ///     #[command(flatten)]
+    ///     sync: SyncArgs,
+    /// }
+    /// let cli = Cli::parse_from(["sync", "--path", "/tmp", "--no-prune", "--var", "ENV=dev"]);
+    /// let config = cli.sync.to_config(false)?;
+    /// assert!(!config.prune());
+    /// assert_eq!(config.variables()["ENV"], "dev");
+    /// # Ok::<(), gitops_examples::pipeline::ConfigError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`ConfigError`] for a bad reference, subpath, inventory or release name.
+    pub fn to_config(&self, dry_run: bool) -> Result<SyncConfig, ConfigError> {
+        let source = match (&self.url, &self.path) {
+            (Some(url), _) => {
+                let reference = match &self.reference {
+                    Some(text) => parse_git_reference(text)?,
+                    None => gitops_source::GitReference::DefaultBranch,
+                };
+                SourceSpec::git(url.clone(), reference)
+            }
+            (None, Some(path)) => SourceSpec::local(path.clone()),
+            // clap's group requires one of them.
+            (None, None) => unreachable!("clap requires --url or --path"),
+        };
+        let renderer = match self.renderer {
+            RendererFlag::Auto => RendererChoice::Auto,
+            RendererFlag::Plain => RendererChoice::Plain,
+            RendererFlag::Kustomize => RendererChoice::Kustomize,
+            RendererFlag::Helm => {
+                let mut release = HelmRelease::new(self.helm_release.clone());
+                for file in &self.helm_values {
+                    release = release.values_file(file.clone());
+                }
+                RendererChoice::Helm(release)
+            }
+        };
+        let mut builder = SyncConfig::builder(source)
+            .subpath(self.subpath.clone())
+            .renderer(renderer)
+            .inventory(self.inventory.clone())
+            .prune(!self.no_prune)
+            .force(self.force)
+            .field_manager(self.field_manager.clone())
+            .dry_run(dry_run);
+        for (name, value) in &self.variables {
+            builder = builder.variable(name.clone(), value.clone());
+        }
+        if let Some(namespace) = &self.namespace {
+            builder = builder.target_namespace(namespace.clone());
+        }
+        if let Some(wait) = self.wait {
+            builder = builder.wait_timeout(wait);
+        }
+        if let Some(dir) = &self.work_dir {
+            builder = builder.work_dir(dir.clone());
+        }
+        builder.build()
+    }
+
+    /// A Kubernetes client from `--kubeconfig`, or the default configuration.
+    ///
+    /// # Errors
+    /// When the kubeconfig cannot be read or names no usable cluster.
+    pub async fn client(&self) -> anyhow::Result<kube::Client> {
+        use anyhow::Context as _;
+        let config = match &self.kubeconfig {
+            Some(path) => {
+                let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                    .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+                kube::Config::from_custom_kubeconfig(
+                    kubeconfig,
+                    &kube::config::KubeConfigOptions::default(),
+                )
+                .await
+                .with_context(|| format!("loading kubeconfig {}", path.display()))?
+            }
+            None => kube::Config::infer()
+                .await
+                .context("finding a kubeconfig (set --kubeconfig or $KUBECONFIG)")?,
+        };
+        kube::Client::try_from(config).context("creating the Kubernetes client")
+    }
+}
+
+/// Logs to standard error, filtered by `RUST_LOG` (default `warn`, so progress bars and status
+/// lines stay readable).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// A progress bar on standard error following a sync's steps: a spinner while listing refs,
+/// rendering and applying; a bar while writing files and waiting. Hidden when standard error
+/// is not a terminal.
+#[derive(Clone, Debug)]
+pub struct ProgressBars {
+    bar: ProgressBar,
+}
+
+impl Default for ProgressBars {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ProgressBars {
+    /// A hidden bar, drawn once the first step arrives.
+    #[must_use]
+    pub fn new() -> Self {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(spinner_style());
+        bar.enable_steady_tick(Duration::from_millis(120));
+        Self { bar }
+    }
+
+    /// The sink to hand to [`Pipeline::sync_once`](super::Pipeline::sync_once) or
+    /// [`Reconciler::progress`](super::Reconciler::progress).
+    #[must_use]
+    pub fn sink(&self) -> ProgressSink {
+        let bar = self.bar.clone();
+        ProgressSink::new(move |step| show(&bar, step))
+    }
+
+    /// Prints `line` above the bar (on standard output).
+    pub fn println(&self, line: &str) {
+        self.bar.suspend(|| println!("{line}"));
+    }
+
+    /// Removes the bar.
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+fn spinner_style() -> ProgressStyle {
+    ProgressStyle::with_template("{spinner} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+}
+
+fn bar_style() -> ProgressStyle {
+    ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len}")
+        .map(|style| style.progress_chars("=> "))
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+}
+
+fn as_spinner(bar: &ProgressBar, message: String) {
+    bar.set_style(spinner_style());
+    bar.set_message(message);
+}
+
+fn as_bar(bar: &ProgressBar, message: &'static str, position: u64, length: u64) {
+    bar.set_style(bar_style());
+    bar.set_message(message);
+    bar.set_length(length);
+    bar.set_position(position);
+}
+
+fn show(bar: &ProgressBar, step: &SyncProgress) {
+    match step {
+        SyncProgress::Fetching(fetch) => match fetch {
+            FetchProgress::ListingRefs => as_spinner(bar, "fetch: listing refs".into()),
+            FetchProgress::ScanningDirectory => {
+                as_spinner(bar, "fetch: scanning the directory".into());
+            }
+            FetchProgress::Downloading {
+                received_objects,
+                received_bytes,
+            } => as_spinner(
+                bar,
+                format!(
+                    "fetch: downloading, {received_objects} objects, {}",
+                    indicatif::HumanBytes(*received_bytes)
+                ),
+            ),
+            FetchProgress::SelectingFiles => as_spinner(bar, "fetch: selecting files".into()),
+            FetchProgress::WritingFiles {
+                files_written,
+                files_total,
+            } => as_bar(
+                bar,
+                "fetch: writing files",
+                *files_written as u64,
+                *files_total as u64,
+            ),
+            FetchProgress::Unchanged { revision } | FetchProgress::Done { revision } => {
+                as_spinner(bar, format!("fetched {}", short_revision(revision)));
+            }
+            _ => {}
+        },
+        SyncProgress::Fetched { revision, changed } => as_spinner(
+            bar,
+            format!(
+                "{} {}",
+                if *changed { "fetched" } else { "unchanged" },
+                short_revision(revision)
+            ),
+        ),
+        SyncProgress::Rendering { revision } => {
+            as_spinner(bar, format!("rendering {}", short_revision(revision)));
+        }
+        SyncProgress::Rendered { objects, .. } => {
+            as_spinner(bar, format!("rendered {objects} objects"));
+        }
+        SyncProgress::Applying(apply) => match apply {
+            ApplyProgress::Planned { objects, groups } => as_spinner(
+                bar,
+                format!("apply: planned {objects} objects in {groups} groups, validating"),
+            ),
+            ApplyProgress::Validated { to_write, failed } => as_spinner(
+                bar,
+                format!("apply: {to_write} to write, {failed} failed validation"),
+            ),
+            ApplyProgress::GroupDone { group, groups, .. } => {
+                as_bar(
+                    bar,
+                    "apply: writing groups",
+                    *group as u64 + 1,
+                    *groups as u64,
+                );
+            }
+            ApplyProgress::Waiting { current, total } => {
+                as_bar(bar, "wait: objects Current", *current as u64, *total as u64);
+            }
+        },
+        SyncProgress::Waiting { current, total } => {
+            as_bar(bar, "wait: objects Current", *current as u64, *total as u64);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sync: SyncArgs,
+    }
+
+    #[test]
+    fn flags_become_a_configuration() {
+        let cli = Cli::try_parse_from([
+            "sync",
+            "--url",
+            "file:///srv/repo",
+            "--ref",
+            "v1.2.0",
+            "--subpath",
+            "apps",
+            "--renderer",
+            "helm",
+            "--helm-release",
+            "web",
+            "--inventory",
+            "ops/web",
+            "--wait",
+            "90s",
+            "--no-prune",
+            "--prune",
+        ])
+        .unwrap();
+        let config = cli.sync.to_config(true).unwrap();
+        assert!(config.prune(), "the last of --prune/--no-prune wins");
+        assert!(config.dry_run());
+        assert_eq!(config.wait_timeout(), Some(Duration::from_secs(90)));
+        assert_eq!(config.inventory().to_string(), "ops/web");
+        assert!(matches!(config.renderer(), RendererChoice::Helm(r) if r.release == "web"));
+        assert!(matches!(
+            config.source(),
+            SourceSpec::Git { reference: gitops_source::GitReference::Tag(tag), .. } if tag == "v1.2.0"
+        ));
+    }
+
+    #[test]
+    fn bad_flags_are_refused() {
+        assert!(
+            Cli::try_parse_from(["sync"]).is_err(),
+            "a source is required"
+        );
+        assert!(Cli::try_parse_from(["sync", "--path", "a", "--url", "b"]).is_err());
+        assert!(Cli::try_parse_from(["sync", "--path", "a", "--var", "=x"]).is_err());
+        assert!(Cli::try_parse_from(["sync", "--path", "a", "--inventory", "noslash"]).is_err());
+        assert!(Cli::try_parse_from(["sync", "--path", "a", "--wait", "soon"]).is_err());
+    }
+}

@@ -1,0 +1,743 @@
+//! [`SyncConfig`]: what one sync unit fetches, how it renders, and how it applies.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use gitops_apply::{ConfigMapInventory, DEFAULT_FIELD_MANAGER, InventoryError};
+use gitops_source::{GitCredentials, GitReference};
+
+/// Why a [`SyncConfig`] is not usable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The Git reference text cannot be understood.
+    #[error("invalid Git reference {text:?}: {reason}")]
+    InvalidReference {
+        /// The text as given.
+        text: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The inventory location is not `namespace/name`, or not valid label values.
+    #[error("invalid inventory location {location:?}: expected <namespace>/<name>")]
+    InvalidInventory {
+        /// The location as given.
+        location: String,
+        /// Why the store refused it, when it did.
+        #[source]
+        source: Option<InventoryError>,
+    },
+    /// The subpath would leave the source.
+    #[error("subpath {subpath:?} must be relative and stay inside the source (no `..`)")]
+    InvalidSubpath {
+        /// The subpath as given.
+        subpath: String,
+    },
+    /// The field manager is empty.
+    #[error("the field manager must not be empty")]
+    EmptyFieldManager,
+    /// The Helm release name is not a valid release name.
+    #[error(
+        "invalid Helm release name {release:?}: use at most 53 lower-case letters, digits and '-'"
+    )]
+    InvalidRelease {
+        /// The name as given.
+        release: String,
+    },
+    /// A renderer needs a binary that was neither configured, nor on `PATH`, nor in the
+    /// gitops-envtest cache.
+    #[error(
+        "the {tool} binary was not found on PATH nor in the gitops-envtest cache; install it, or set its path (`cargo run -p gitops-envtest --features cli -- install` builds the pinned one)"
+    )]
+    ToolNotFound {
+        /// The binary's name.
+        tool: &'static str,
+    },
+    /// The source could not be set up (invalid URL, credentials, reference).
+    #[error("invalid source")]
+    Source(#[source] gitops_source::SourceError),
+    /// The working directory could not be prepared.
+    #[error("preparing the working directory {path}")]
+    WorkDir {
+        /// The directory.
+        path: PathBuf,
+        /// The failure.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Where the configuration comes from.
+#[derive(Clone, Debug)]
+pub enum SourceSpec {
+    /// A Git repository (`file://`, `git://`, `http(s)://`, `ssh://` or `user@host:path`).
+    Git {
+        /// The repository URL.
+        url: String,
+        /// Which revision to follow.
+        reference: GitReference,
+        /// Credentials, if the remote needs them.
+        credentials: Option<GitCredentials>,
+        /// known_hosts lines for `ssh` URLs.
+        known_hosts: Option<String>,
+    },
+    /// A directory on disk; its revision is the digest of its content.
+    LocalDirectory {
+        /// The directory.
+        path: PathBuf,
+    },
+}
+
+impl SourceSpec {
+    /// A Git repository followed at `reference`, without credentials.
+    ///
+    /// ```
+    /// use gitops_examples::pipeline::{SourceSpec, parse_git_reference};
+    /// let source = SourceSpec::git("https://example.com/config.git", parse_git_reference("main")?);
+    /// assert_eq!(source.location(), "https://example.com/config.git (branch \"main\")");
+    /// # Ok::<(), gitops_examples::pipeline::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn git(url: impl Into<String>, reference: GitReference) -> Self {
+        Self::Git {
+            url: url.into(),
+            reference,
+            credentials: None,
+            known_hosts: None,
+        }
+    }
+
+    /// A directory on disk.
+    #[must_use]
+    pub fn local(path: impl Into<PathBuf>) -> Self {
+        Self::LocalDirectory { path: path.into() }
+    }
+
+    /// A short description for logs, without credentials.
+    #[must_use]
+    pub fn location(&self) -> String {
+        match self {
+            Self::Git { url, reference, .. } => format!("{} ({reference})", strip_userinfo(url)),
+            Self::LocalDirectory { path } => path.display().to_string(),
+        }
+    }
+}
+
+/// `https://user:token@host/x` without `user:token@`.
+fn strip_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://{host}{path}"),
+        None => url.to_owned(),
+    }
+}
+
+/// Reads a Git reference the way the command line takes it:
+///
+/// | text | reference |
+/// |---|---|
+/// | `branch:NAME`, `tag:NAME`, `semver:RANGE` | that kind, explicitly |
+/// | 40 hexadecimal digits | a commit |
+/// | `refs/...` | a full ref name |
+/// | a version such as `v1.2.3` or `1.2.3` | a tag |
+/// | a range such as `^1.2`, `>=1.0.0, <2.0.0`, `1.x`, `*` | the highest matching tag |
+/// | anything else, such as `main` | a branch |
+///
+/// ```
+/// use gitops_examples::pipeline::parse_git_reference;
+/// use gitops_source::GitReference;
+/// assert_eq!(parse_git_reference("main")?, GitReference::Branch("main".into()));
+/// assert_eq!(parse_git_reference("v1.4.0")?, GitReference::Tag("v1.4.0".into()));
+/// assert_eq!(parse_git_reference("^1.4")?, GitReference::SemverRange("^1.4".into()));
+/// assert_eq!(parse_git_reference("tag:stable")?, GitReference::Tag("stable".into()));
+/// # Ok::<(), gitops_examples::pipeline::ConfigError>(())
+/// ```
+///
+/// # Errors
+/// [`ConfigError::InvalidReference`] for an empty name or an invalid semver range.
+pub fn parse_git_reference(text: &str) -> Result<GitReference, ConfigError> {
+    let invalid = |reason: &str| ConfigError::InvalidReference {
+        text: text.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let text_trimmed = text.trim();
+    if text_trimmed.is_empty() {
+        return Err(invalid("it is empty"));
+    }
+    let semver_range = |range: &str| {
+        semver::VersionReq::parse(range)
+            .map(|_| GitReference::SemverRange(range.to_owned()))
+            .map_err(|error| invalid(&format!("not a semver range: {error}")))
+    };
+    let named = |name: &str, make: fn(String) -> GitReference| {
+        if name.is_empty() {
+            Err(invalid("the name after the prefix is empty"))
+        } else {
+            Ok(make(name.to_owned()))
+        }
+    };
+    if let Some(name) = text_trimmed.strip_prefix("branch:") {
+        return named(name, GitReference::Branch);
+    }
+    if let Some(name) = text_trimmed.strip_prefix("tag:") {
+        return named(name, GitReference::Tag);
+    }
+    if let Some(range) = text_trimmed.strip_prefix("semver:") {
+        return semver_range(range);
+    }
+    if text_trimmed.len() == 40 && text_trimmed.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(GitReference::Commit {
+            sha1: text_trimmed.to_ascii_lowercase(),
+            branch: None,
+        });
+    }
+    if text_trimmed.starts_with("refs/") {
+        return Ok(GitReference::RefName(text_trimmed.to_owned()));
+    }
+    let unprefixed = text_trimmed.strip_prefix('v').unwrap_or(text_trimmed);
+    if semver::Version::parse(unprefixed).is_ok() {
+        return Ok(GitReference::Tag(text_trimmed.to_owned()));
+    }
+    let looks_like_range = text_trimmed
+        .chars()
+        .any(|c| matches!(c, '^' | '~' | '>' | '<' | '=' | '*' | ','))
+        || unprefixed.ends_with(".x")
+        || unprefixed.contains(".x.");
+    if looks_like_range {
+        return semver_range(text_trimmed);
+    }
+    Ok(GitReference::Branch(text_trimmed.to_owned()))
+}
+
+/// A Helm release to render a chart as.
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct HelmRelease {
+    /// The release name (`.Release.Name`).
+    pub release: String,
+    /// The release namespace (`.Release.Namespace`); the target namespace when `None`.
+    pub namespace: Option<String>,
+    /// Values files, relative to the source root, applied in order.
+    pub values_files: Vec<PathBuf>,
+    /// Inline values (a mapping), applied after the files.
+    pub values: Option<serde_json::Value>,
+    /// Whether the chart's `crds/` directory is rendered too.
+    pub include_crds: bool,
+}
+
+impl HelmRelease {
+    /// Release `release`, CRDs included, no values.
+    ///
+    /// ```
+    /// use gitops_examples::pipeline::HelmRelease;
+    /// let release = HelmRelease::new("web").values_file("values-prod.yaml");
+    /// assert_eq!(release.values_files.len(), 1);
+    /// ```
+    pub fn new(release: impl Into<String>) -> Self {
+        Self {
+            release: release.into(),
+            namespace: None,
+            values_files: Vec::new(),
+            values: None,
+            include_crds: true,
+        }
+    }
+
+    /// Adds a values file (relative to the source root).
+    pub fn values_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.values_files.push(path.into());
+        self
+    }
+
+    /// Sets the inline values.
+    pub fn values(mut self, values: serde_json::Value) -> Self {
+        self.values = Some(values);
+        self
+    }
+
+    /// Sets the release namespace.
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = Some(namespace.into());
+        self
+    }
+}
+
+/// How the fetched directory becomes objects.
+#[derive(Clone, Debug, Default)]
+pub enum RendererChoice {
+    /// Kustomize when the directory holds a kustomization (if the binary is available), plain
+    /// YAML/JSON files otherwise.
+    #[default]
+    Auto,
+    /// YAML and JSON files, recursively.
+    Plain,
+    /// `kustomize build`.
+    Kustomize,
+    /// `helm template` of the chart in the directory.
+    Helm(HelmRelease),
+}
+
+/// Where the inventory of applied objects is kept: a ConfigMap `namespace/name`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InventoryLocation {
+    /// The ConfigMap's namespace (must exist).
+    pub namespace: String,
+    /// The ConfigMap's name.
+    pub name: String,
+}
+
+impl InventoryLocation {
+    /// The default location: `default/gitops-rs`.
+    #[must_use]
+    pub fn default_location() -> Self {
+        Self {
+            namespace: "default".to_owned(),
+            name: "gitops-rs".to_owned(),
+        }
+    }
+}
+
+impl std::str::FromStr for InventoryLocation {
+    type Err = ConfigError;
+
+    /// Reads `namespace/name`.
+    ///
+    /// ```
+    /// use gitops_examples::pipeline::InventoryLocation;
+    /// let location: InventoryLocation = "flux-system/apps".parse()?;
+    /// assert_eq!(location.name, "apps");
+    /// assert!("apps".parse::<InventoryLocation>().is_err());
+    /// # Ok::<(), gitops_examples::pipeline::ConfigError>(())
+    /// ```
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let invalid = |source| ConfigError::InvalidInventory {
+            location: text.to_owned(),
+            source,
+        };
+        let (namespace, name) = text.split_once('/').ok_or_else(|| invalid(None))?;
+        ConfigMapInventory::new(namespace, name).map_err(|e| invalid(Some(e)))?;
+        Ok(Self {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        })
+    }
+}
+
+impl std::fmt::Display for InventoryLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Everything one sync unit needs: the source, the renderer, and how to apply. Build it with
+/// [`SyncConfig::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// use gitops_examples::pipeline::{SourceSpec, SyncConfig, parse_git_reference};
+///
+/// let config = SyncConfig::builder(SourceSpec::git(
+///         "https://example.com/config.git",
+///         parse_git_reference("main")?,
+///     ))
+///     .subpath("clusters/dev")
+///     .target_namespace("shop")
+///     .variable("ENV", "dev")
+///     .inventory("shop/gitops".parse()?)
+///     .wait_timeout(Duration::from_secs(120))
+///     .build()?;
+/// assert!(config.prune());
+/// # Ok::<(), gitops_examples::pipeline::ConfigError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct SyncConfig {
+    pub(crate) source: SourceSpec,
+    pub(crate) subpath: String,
+    pub(crate) renderer: RendererChoice,
+    pub(crate) variables: BTreeMap<String, String>,
+    pub(crate) target_namespace: Option<String>,
+    pub(crate) create_target_namespace: bool,
+    pub(crate) field_manager: String,
+    pub(crate) inventory: InventoryLocation,
+    pub(crate) prune: bool,
+    pub(crate) force: bool,
+    pub(crate) wait_timeout: Option<Duration>,
+    pub(crate) dry_run: bool,
+    pub(crate) fetch_timeout: Duration,
+    pub(crate) work_dir: Option<PathBuf>,
+    pub(crate) kustomize_binary: Option<PathBuf>,
+    pub(crate) helm_binary: Option<PathBuf>,
+}
+
+impl SyncConfig {
+    /// Starts a configuration for `source`, with the defaults: the whole source (`.`), the
+    /// automatic renderer, no substitution, no target namespace, field manager
+    /// [`DEFAULT_FIELD_MANAGER`], inventory `default/gitops-rs`, prune on, no force, no wait,
+    /// not a dry run, a 2-minute fetch timeout and a temporary working directory.
+    pub fn builder(source: SourceSpec) -> SyncConfigBuilder {
+        SyncConfigBuilder {
+            config: Self {
+                source,
+                subpath: ".".to_owned(),
+                renderer: RendererChoice::Auto,
+                variables: BTreeMap::new(),
+                target_namespace: None,
+                create_target_namespace: true,
+                field_manager: DEFAULT_FIELD_MANAGER.to_owned(),
+                inventory: InventoryLocation::default_location(),
+                prune: true,
+                force: false,
+                wait_timeout: None,
+                dry_run: false,
+                fetch_timeout: Duration::from_secs(120),
+                work_dir: None,
+                kustomize_binary: None,
+                helm_binary: None,
+            },
+        }
+    }
+
+    /// The source.
+    #[must_use]
+    pub fn source(&self) -> &SourceSpec {
+        &self.source
+    }
+
+    /// The directory rendered, relative to the source root.
+    #[must_use]
+    pub fn subpath(&self) -> &str {
+        &self.subpath
+    }
+
+    /// The renderer.
+    #[must_use]
+    pub fn renderer(&self) -> &RendererChoice {
+        &self.renderer
+    }
+
+    /// The substitution variables (`${NAME}`); none means no substitution step.
+    #[must_use]
+    pub fn variables(&self) -> &BTreeMap<String, String> {
+        &self.variables
+    }
+
+    /// The namespace every namespaced object is put in, if any.
+    #[must_use]
+    pub fn target_namespace(&self) -> Option<&str> {
+        self.target_namespace.as_deref()
+    }
+
+    /// The field manager of server-side apply.
+    #[must_use]
+    pub fn field_manager(&self) -> &str {
+        &self.field_manager
+    }
+
+    /// Where the inventory is kept.
+    #[must_use]
+    pub fn inventory(&self) -> &InventoryLocation {
+        &self.inventory
+    }
+
+    /// Whether objects that leave the set are deleted.
+    #[must_use]
+    pub fn prune(&self) -> bool {
+        self.prune
+    }
+
+    /// How long to wait for the applied objects to become Current; `None` does not wait.
+    #[must_use]
+    pub fn wait_timeout(&self) -> Option<Duration> {
+        self.wait_timeout
+    }
+
+    /// Whether nothing is written (plan and diff only).
+    #[must_use]
+    pub fn dry_run(&self) -> bool {
+        self.dry_run
+    }
+
+    /// Where artifacts and the Git cache go; a temporary directory when `None`.
+    #[must_use]
+    pub fn work_dir(&self) -> Option<&Path> {
+        self.work_dir.as_deref()
+    }
+}
+
+/// Builds a [`SyncConfig`]; [`build`](Self::build) checks it.
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct SyncConfigBuilder {
+    config: SyncConfig,
+}
+
+impl SyncConfigBuilder {
+    /// Renders this directory of the source (relative, default `.`). The whole source is
+    /// fetched, so kustomizations may refer to bases outside the subpath.
+    pub fn subpath(mut self, subpath: impl Into<String>) -> Self {
+        self.config.subpath = subpath.into();
+        self
+    }
+
+    /// The renderer (default [`RendererChoice::Auto`]).
+    pub fn renderer(mut self, renderer: RendererChoice) -> Self {
+        self.config.renderer = renderer;
+        self
+    }
+
+    /// Adds a substitution variable: `${name}` in the rendered objects becomes `value`.
+    pub fn variable(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.config.variables.insert(name.into(), value.into());
+        self
+    }
+
+    /// Puts every namespaced object in `namespace`, created when missing.
+    pub fn target_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.config.target_namespace = Some(namespace.into());
+        self
+    }
+
+    /// Whether the target namespace is created when missing (default true).
+    pub fn create_target_namespace(mut self, create: bool) -> Self {
+        self.config.create_target_namespace = create;
+        self
+    }
+
+    /// The field manager of server-side apply (default [`DEFAULT_FIELD_MANAGER`]).
+    pub fn field_manager(mut self, field_manager: impl Into<String>) -> Self {
+        self.config.field_manager = field_manager.into();
+        self
+    }
+
+    /// Where the inventory is kept (default `default/gitops-rs`). Its namespace must exist.
+    pub fn inventory(mut self, location: InventoryLocation) -> Self {
+        self.config.inventory = location;
+        self
+    }
+
+    /// Whether objects that leave the set are deleted (default true). Never after a failed
+    /// fetch or render, whatever this says.
+    pub fn prune(mut self, prune: bool) -> Self {
+        self.config.prune = prune;
+        self
+    }
+
+    /// Takes over fields other field managers own (default false).
+    pub fn force(mut self, force: bool) -> Self {
+        self.config.force = force;
+        self
+    }
+
+    /// Waits up to `timeout` for the applied objects to become Current (kstatus).
+    pub fn wait_timeout(mut self, timeout: Duration) -> Self {
+        self.config.wait_timeout = Some(timeout);
+        self
+    }
+
+    /// Plans and diffs only; writes nothing (default false).
+    pub fn dry_run(mut self, dry_run: bool) -> Self {
+        self.config.dry_run = dry_run;
+        self
+    }
+
+    /// The longest one fetch may take (default 2 minutes).
+    pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
+        self.config.fetch_timeout = timeout;
+        self
+    }
+
+    /// Keeps artifacts and the Git cache in `dir` (reused across runs: later fetches of a Git
+    /// source download only what is new) instead of a temporary directory.
+    pub fn work_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config.work_dir = Some(dir.into());
+        self
+    }
+
+    /// The kustomize binary (default: `kustomize` on `PATH`, else the gitops-envtest cache).
+    pub fn kustomize_binary(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.kustomize_binary = Some(path.into());
+        self
+    }
+
+    /// The helm binary (default: `helm` on `PATH`, else the gitops-envtest cache).
+    pub fn helm_binary(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.helm_binary = Some(path.into());
+        self
+    }
+
+    /// Checks the configuration.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the bad field.
+    pub fn build(self) -> Result<SyncConfig, ConfigError> {
+        let config = self.config;
+        check_subpath(&config.subpath)?;
+        if config.field_manager.trim().is_empty() {
+            return Err(ConfigError::EmptyFieldManager);
+        }
+        ConfigMapInventory::new(&config.inventory.namespace, &config.inventory.name).map_err(
+            |source| ConfigError::InvalidInventory {
+                location: config.inventory.to_string(),
+                source: Some(source),
+            },
+        )?;
+        if let RendererChoice::Helm(helm) = &config.renderer {
+            let valid = !helm.release.is_empty()
+                && helm.release.len() <= 53
+                && helm
+                    .release
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !helm.release.starts_with('-')
+                && !helm.release.ends_with('-');
+            if !valid {
+                return Err(ConfigError::InvalidRelease {
+                    release: helm.release.clone(),
+                });
+            }
+        }
+        Ok(config)
+    }
+}
+
+fn check_subpath(subpath: &str) -> Result<(), ConfigError> {
+    let path = Path::new(subpath);
+    let escapes = path.is_absolute()
+        || path
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir));
+    if subpath.is_empty() || escapes {
+        return Err(ConfigError::InvalidSubpath {
+            subpath: subpath.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// The binary `name`: `configured` if set, else the first `name` on `PATH`, else the
+/// gitops-envtest cache's copy if it was built.
+pub(crate) fn find_tool(
+    configured: Option<&Path>,
+    name: &'static str,
+    tool: gitops_envtest::Tool,
+) -> Option<PathBuf> {
+    if let Some(path) = configured {
+        return Some(path.to_owned());
+    }
+    if let Some(paths) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&paths) {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return Some(candidate);
+            }
+        }
+    }
+    gitops_envtest::tools::cached_path(tool)
+        .ok()
+        .filter(|path| path.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_are_classified() {
+        let hash = "0123456789abcdef0123456789ABCDEF01234567";
+        assert_eq!(
+            parse_git_reference(hash).unwrap(),
+            GitReference::Commit {
+                sha1: hash.to_ascii_lowercase(),
+                branch: None
+            }
+        );
+        assert_eq!(
+            parse_git_reference("refs/pull/1/head").unwrap(),
+            GitReference::RefName("refs/pull/1/head".into())
+        );
+        assert_eq!(
+            parse_git_reference("1.2.3").unwrap(),
+            GitReference::Tag("1.2.3".into())
+        );
+        assert_eq!(
+            parse_git_reference(">=1.0.0, <2.0.0").unwrap(),
+            GitReference::SemverRange(">=1.0.0, <2.0.0".into())
+        );
+        assert_eq!(
+            parse_git_reference("1.x").unwrap(),
+            GitReference::SemverRange("1.x".into())
+        );
+        assert_eq!(
+            parse_git_reference("feature/x").unwrap(),
+            GitReference::Branch("feature/x".into())
+        );
+        assert_eq!(
+            parse_git_reference("branch:v1.0.0").unwrap(),
+            GitReference::Branch("v1.0.0".into())
+        );
+        for bad in ["", "  ", "tag:", "semver:>>1", ">=x"] {
+            assert!(
+                matches!(
+                    parse_git_reference(bad),
+                    Err(ConfigError::InvalidReference { .. })
+                ),
+                "{bad:?} must be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn locations_hide_credentials() {
+        assert_eq!(
+            SourceSpec::git(
+                "https://user:token@example.com/a.git",
+                GitReference::DefaultBranch
+            )
+            .location(),
+            "https://example.com/a.git (the default branch)"
+        );
+        assert_eq!(
+            strip_userinfo("git@example.com:a.git"),
+            "git@example.com:a.git"
+        );
+    }
+
+    #[test]
+    fn build_checks_every_field() {
+        let source = || SourceSpec::local("/tmp");
+        assert!(SyncConfig::builder(source()).build().is_ok());
+        for bad in ["../x", "/abs", "", "a/../../b"] {
+            assert!(
+                matches!(
+                    SyncConfig::builder(source()).subpath(bad).build(),
+                    Err(ConfigError::InvalidSubpath { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            SyncConfig::builder(source()).field_manager(" ").build(),
+            Err(ConfigError::EmptyFieldManager)
+        ));
+        assert!(matches!(
+            SyncConfig::builder(source())
+                .inventory(InventoryLocation {
+                    namespace: "ns".into(),
+                    name: "-bad".into()
+                })
+                .build(),
+            Err(ConfigError::InvalidInventory { .. })
+        ));
+        assert!(matches!(
+            SyncConfig::builder(source())
+                .renderer(RendererChoice::Helm(HelmRelease::new("Web_App")))
+                .build(),
+            Err(ConfigError::InvalidRelease { .. })
+        ));
+        let error = "ns/".parse::<InventoryLocation>().unwrap_err();
+        assert!(error.to_string().contains("ns/"), "{error}");
+    }
+}

@@ -1,0 +1,500 @@
+//! What a sync reports: progress while it runs ([`SyncProgress`]), the [`SyncReport`] when it
+//! is done, and the [`SyncError`] when it is not.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gitops_apply::{Action, ApplyError, ApplyProgress, ChangeSet, WaitError};
+use gitops_render::RenderError;
+use gitops_source::{FetchProgress, Revision, SourceError};
+use serde_json::{Value, json};
+
+use super::config::ConfigError;
+
+/// A step of a sync, reported to a [`ProgressSink`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SyncProgress {
+    /// A step of the fetch (listing refs, downloading, writing files).
+    Fetching(FetchProgress),
+    /// The fetch is done.
+    Fetched {
+        /// The revision the source has now.
+        revision: Revision,
+        /// Whether it was new to this pipeline (else nothing was downloaded).
+        changed: bool,
+    },
+    /// Rendering a revision.
+    Rendering {
+        /// The revision.
+        revision: Revision,
+    },
+    /// The revision is rendered.
+    Rendered {
+        /// The revision.
+        revision: Revision,
+        /// How many objects it produced.
+        objects: usize,
+    },
+    /// A step of the apply (planned, validated, group done).
+    Applying(ApplyProgress),
+    /// Waiting for the applied objects to become Current.
+    Waiting {
+        /// Objects Current so far.
+        current: usize,
+        /// Objects waited for.
+        total: usize,
+    },
+}
+
+/// The callback of a [`ProgressSink`].
+type ProgressCallback = Arc<dyn Fn(&SyncProgress) + Send + Sync>;
+
+/// Receives [`SyncProgress`]; cheap to clone. The callback may run on a blocking thread (Git
+/// fetches), so it should return quickly.
+///
+/// ```
+/// use gitops_examples::pipeline::{ProgressSink, SyncProgress};
+/// let sink = ProgressSink::new(|step: &SyncProgress| eprintln!("{step:?}"));
+/// let quiet = ProgressSink::none();
+/// # drop((sink, quiet));
+/// ```
+#[derive(Clone, Default)]
+pub struct ProgressSink(Option<ProgressCallback>);
+
+impl ProgressSink {
+    /// A sink calling `callback` with each step.
+    #[must_use]
+    pub fn new(callback: impl Fn(&SyncProgress) + Send + Sync + 'static) -> Self {
+        Self(Some(Arc::new(callback)))
+    }
+
+    /// A sink that drops everything.
+    #[must_use]
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    /// Reports `step`.
+    pub fn report(&self, step: &SyncProgress) {
+        if let Some(callback) = &self.0 {
+            callback(step);
+        }
+    }
+
+    /// Whether anyone listens.
+    #[must_use]
+    pub fn is_enabled(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+impl fmt::Debug for ProgressSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "ProgressSink(<callback>)"
+        } else {
+            "ProgressSink(none)"
+        })
+    }
+}
+
+/// The outcome of one sync.
+#[derive(Debug)]
+pub struct SyncReport {
+    /// The revision applied.
+    pub revision: Revision,
+    /// Whether this revision was not yet applied by this pipeline (a new commit, or the first
+    /// sync). When false, every write corrected drift.
+    pub new_revision: bool,
+    /// Whether the set applied is the last good revision's, because the current one could not
+    /// be fetched or rendered (then nothing was pruned).
+    pub served_last_good: bool,
+    /// What happened to each object, and the API requests the apply sent.
+    pub change_set: ChangeSet,
+    /// How long waiting for the objects to become Current took, when waited for.
+    pub waited: Option<Duration>,
+    /// How long the whole sync took.
+    pub duration: Duration,
+    /// API requests of the whole sync: apply (discovery, reads, dry runs, writes, inventory,
+    /// prune) and wait.
+    pub api_requests: u64,
+}
+
+impl SyncReport {
+    /// How many objects had `action`.
+    #[must_use]
+    pub fn count(&self, action: Action) -> usize {
+        self.change_set.count(action)
+    }
+
+    /// Whether anything was (or, in a dry run, would be) created, changed, recreated or pruned.
+    #[must_use]
+    pub fn changed(&self) -> bool {
+        self.change_set.changes.iter().any(|change| {
+            matches!(
+                change.action,
+                Action::Created | Action::Configured | Action::Recreated | Action::Pruned
+            )
+        })
+    }
+
+    /// Objects written although the revision had been applied already: drift corrected.
+    #[must_use]
+    pub fn drift_corrected(&self) -> usize {
+        if self.new_revision || self.change_set.dry_run {
+            return 0;
+        }
+        self.count(Action::Created) + self.count(Action::Configured) + self.count(Action::Recreated)
+    }
+
+    /// One line for logs: revision, counts, drift, duration and API requests.
+    ///
+    /// `main@sha1:1a2b3c4d5e6f: 1 created, 2 configured, 7 unchanged, 1 pruned, 2 drift corrected, 0.42s, 17 API requests`
+    #[must_use]
+    pub fn status_line(&self) -> String {
+        let mut line = format!(
+            "{}{}: {} created, {} configured, {} unchanged, {} pruned",
+            short_revision(&self.revision),
+            if self.served_last_good {
+                " (last good)"
+            } else {
+                ""
+            },
+            self.count(Action::Created),
+            self.count(Action::Configured) + self.count(Action::Recreated),
+            self.count(Action::Unchanged),
+            self.count(Action::Pruned),
+        );
+        let skipped = self.count(Action::Skipped);
+        if skipped > 0 {
+            line.push_str(&format!(", {skipped} skipped"));
+        }
+        let failed = self.count(Action::Failed);
+        if failed > 0 {
+            line.push_str(&format!(", {failed} failed"));
+        }
+        line.push_str(&format!(
+            ", {} drift corrected, {:.2}s, {} API requests",
+            self.drift_corrected(),
+            self.duration.as_secs_f64(),
+            self.api_requests
+        ));
+        if self.change_set.dry_run {
+            line.push_str(" (dry run: nothing written)");
+        }
+        line
+    }
+
+    /// The report as JSON for CI: revision, counts, and one entry per object with its action,
+    /// reason, origin, error and (in a dry run) its diff with Secret values masked.
+    #[must_use]
+    pub fn to_json(&self) -> Value {
+        let objects: Vec<Value> = self
+            .change_set
+            .changes
+            .iter()
+            .map(|change| {
+                let mut entry = json!({
+                    "id": change.id.to_string(),
+                    "group": change.id.group,
+                    "kind": change.id.kind,
+                    "namespace": change.id.namespace,
+                    "name": change.id.name,
+                    "action": action_name(change.action),
+                    "reason": change.reason,
+                });
+                if let Some(origin) = &change.origin {
+                    entry["origin"] = json!(origin.to_string());
+                }
+                if let Some(error) = &change.error {
+                    entry["error"] = json!(error_chain(error));
+                }
+                if let Some(diff) = &change.diff {
+                    entry["diff"] = serde_json::to_value(diff).unwrap_or(Value::Null);
+                }
+                entry
+            })
+            .collect();
+        json!({
+            "revision": self.revision.as_str(),
+            "newRevision": self.new_revision,
+            "servedLastGood": self.served_last_good,
+            "dryRun": self.change_set.dry_run,
+            "changed": self.changed(),
+            "counts": {
+                "created": self.count(Action::Created),
+                "configured": self.count(Action::Configured),
+                "recreated": self.count(Action::Recreated),
+                "unchanged": self.count(Action::Unchanged),
+                "pruned": self.count(Action::Pruned),
+                "skipped": self.count(Action::Skipped),
+                "failed": self.count(Action::Failed),
+            },
+            "driftCorrected": self.drift_corrected(),
+            "durationSeconds": self.duration.as_secs_f64(),
+            "waitedSeconds": self.waited.map(|d| d.as_secs_f64()),
+            "apiRequests": self.api_requests,
+            "objects": objects,
+        })
+    }
+}
+
+/// The lower-case name of an action, as in JSON output: `created`, `configured`, ...
+#[must_use]
+pub fn action_name(action: Action) -> &'static str {
+    match action {
+        Action::Created => "created",
+        Action::Configured => "configured",
+        Action::Recreated => "recreated",
+        Action::Unchanged => "unchanged",
+        Action::Pruned => "pruned",
+        Action::Skipped => "skipped",
+        Action::Failed => "failed",
+    }
+}
+
+/// `main@sha1:0123456789ab` for a Git revision (12 hex digits), the revision otherwise
+/// shortened to 19 characters.
+#[must_use]
+pub fn short_revision(revision: &Revision) -> String {
+    let text = revision.as_str();
+    match text.rsplit_once("sha1:") {
+        Some((prefix, hash)) if hash.len() > 12 => format!("{prefix}sha1:{}", &hash[..12]),
+        _ if text.starts_with("sha256:") && text.len() > 19 => text[..19].to_owned(),
+        _ => text.to_owned(),
+    }
+}
+
+/// An error and its sources, joined with `: `.
+///
+/// ```
+/// let error = std::io::Error::other("disk full");
+/// assert_eq!(gitops_examples::pipeline::error_chain(&error), "disk full");
+/// ```
+#[must_use]
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(next) = source {
+        let part = next.to_string();
+        // Transparent wrappers repeat their source's message.
+        if !text.ends_with(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = next.source();
+    }
+    text
+}
+
+/// Why a sync failed.
+///
+/// A failed fetch or render never prunes: the pipeline applies the last good revision's set
+/// instead (correcting drift, pruning nothing) and reports it in `served`. There is no way to
+/// reach the prune step without a set rendered from the current revision.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The configuration is not usable.
+    #[error("invalid configuration")]
+    Config(#[source] Box<ConfigError>),
+    /// A working directory for artifacts could not be prepared.
+    #[error("preparing {path}")]
+    WorkDir {
+        /// The directory.
+        path: PathBuf,
+        /// The failure.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The fetch failed.
+    #[error("fetching {location} failed{}", served_note(.served.as_deref()))]
+    Fetch {
+        /// The source, without credentials.
+        location: String,
+        /// The failure.
+        #[source]
+        source: Box<SourceError>,
+        /// The last good revision, applied again without pruning, if there was one and its
+        /// apply succeeded.
+        served: Option<Box<SyncReport>>,
+    },
+    /// The revision could not be rendered (bad YAML, a kustomize or helm failure, ...).
+    #[error("rendering {revision} failed{}", served_note(.served.as_deref()))]
+    Render {
+        /// The revision.
+        revision: Revision,
+        /// The failure, naming file and line where there is one.
+        #[source]
+        source: RenderError,
+        /// The last good revision, applied again without pruning, if there was one and its
+        /// apply succeeded.
+        served: Option<Box<SyncReport>>,
+    },
+    /// The apply failed; see the source for what was written.
+    #[error("applying {revision} failed")]
+    Apply {
+        /// The revision.
+        revision: Revision,
+        /// The failure, with the change set when it got as far as writing.
+        #[source]
+        source: Box<ApplyError>,
+    },
+    /// The objects were applied but did not all become Current.
+    #[error("applied {}, but waiting for the objects failed", .report.revision)]
+    Wait {
+        /// The failure (an object Failed, or the timeout).
+        #[source]
+        source: Box<WaitError>,
+        /// What was applied.
+        report: Box<SyncReport>,
+    },
+    /// The caller cancelled the sync.
+    #[error("cancelled while {step}")]
+    Cancelled {
+        /// What was being done: fetching, rendering, applying or waiting.
+        step: &'static str,
+    },
+}
+
+fn served_note(served: Option<&SyncReport>) -> String {
+    match served {
+        Some(report) => format!(
+            "; served the last good revision {} without pruning",
+            short_revision(&report.revision)
+        ),
+        None => String::new(),
+    }
+}
+
+impl From<ConfigError> for SyncError {
+    fn from(error: ConfigError) -> Self {
+        Self::Config(Box::new(error))
+    }
+}
+
+impl SyncError {
+    /// The last good revision's report, when a failed fetch or render was answered by applying
+    /// it again.
+    #[must_use]
+    pub fn served(&self) -> Option<&SyncReport> {
+        match self {
+            Self::Fetch { served, .. } | Self::Render { served, .. } => served.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Whether the sync stopped because it was cancelled.
+    #[must_use]
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, Self::Cancelled { .. })
+    }
+
+    /// What the sync wrote before failing, when it got that far.
+    #[must_use]
+    pub fn change_set(&self) -> Option<&ChangeSet> {
+        match self {
+            Self::Apply { source, .. } => source.change_set(),
+            Self::Wait { report, .. } => Some(&report.change_set),
+            Self::Fetch { served, .. } | Self::Render { served, .. } => {
+                served.as_deref().map(|r| &r.change_set)
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revisions_are_shortened() {
+        let hash = "0123456789abcdef0123456789abcdef01234567";
+        assert_eq!(
+            short_revision(&Revision::git("main", hash)),
+            "main@sha1:0123456789ab"
+        );
+        assert_eq!(
+            short_revision(&Revision::from_string(format!("sha256:{hash}"))),
+            "sha256:0123456789ab"
+        );
+        assert_eq!(short_revision(&Revision::from_string("v1")), "v1");
+    }
+
+    #[test]
+    fn error_chains_skip_repeated_messages() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer")]
+        struct Outer(#[source] std::io::Error);
+        #[derive(Debug, thiserror::Error)]
+        #[error(transparent)]
+        struct Transparent(std::io::Error);
+        assert_eq!(
+            error_chain(&Outer(std::io::Error::other("inner"))),
+            "outer: inner"
+        );
+        assert_eq!(
+            error_chain(&Transparent(std::io::Error::other("inner"))),
+            "inner"
+        );
+    }
+
+    fn report(actions: &[Action], new_revision: bool) -> SyncReport {
+        let resource = kube::discovery::ApiResource {
+            group: String::new(),
+            version: "v1".into(),
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            plural: "configmaps".into(),
+        };
+        let changes = actions
+            .iter()
+            .enumerate()
+            .map(|(i, action)| gitops_apply::ObjectChange {
+                id: gitops_core::ObjectId::new("", "ConfigMap", Some("ns"), format!("c{i}")),
+                origin: None,
+                resource: resource.clone(),
+                action: *action,
+                reason: String::new(),
+                error: None,
+                diff: None,
+            })
+            .collect();
+        SyncReport {
+            revision: Revision::from_string("sha256:abc"),
+            new_revision,
+            served_last_good: false,
+            change_set: ChangeSet {
+                changes,
+                requests: 7,
+                dry_run: false,
+                ..ChangeSet::default()
+            },
+            waited: None,
+            duration: Duration::from_millis(250),
+            api_requests: 9,
+        }
+    }
+
+    #[test]
+    fn drift_is_counted_only_for_an_applied_revision() {
+        let actions = [Action::Configured, Action::Unchanged, Action::Created];
+        assert_eq!(report(&actions, true).drift_corrected(), 0);
+        let again = report(&actions, false);
+        assert_eq!(again.drift_corrected(), 2);
+        assert!(again.changed());
+        assert_eq!(
+            again.status_line(),
+            "sha256:abc: 1 created, 1 configured, 1 unchanged, 0 pruned, 2 drift corrected, 0.25s, 9 API requests"
+        );
+        let quiet = report(&[Action::Unchanged, Action::Skipped], false);
+        assert!(!quiet.changed());
+        let json = quiet.to_json();
+        assert_eq!(json["counts"]["unchanged"], 1);
+        assert_eq!(json["objects"][1]["action"], "skipped");
+        assert_eq!(json["objects"][0]["id"], "ns_c0__ConfigMap");
+    }
+}

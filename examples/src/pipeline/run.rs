@@ -1,0 +1,684 @@
+//! [`Pipeline`]: one sync cycle, source → render → diff → apply → prune → wait.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use gitops_apply::{
+    Action, Applier, ApplyError, ApplyOptions, ConfigMapInventory, DesiredSet, RequestCounter,
+    WaitError, counting_client, wait_for_current,
+};
+use gitops_diff::Colour;
+use gitops_render::{
+    AutoRenderer, HelmRenderer, KustomizeRenderer, PlainRenderer, RenderError, RenderRequest,
+    Renderer, SourceRoot, Substitution,
+};
+use gitops_source::{
+    FetchOutcome, FetchRequest, GitSource, LocalDirectorySource, Revision, Source, SourceError,
+};
+use kube::api::{Api, DynamicObject};
+use tokio_util::sync::CancellationToken;
+
+use super::config::{ConfigError, RendererChoice, SourceSpec, SyncConfig, find_tool};
+use super::report::{ProgressSink, SyncError, SyncProgress, SyncReport, error_chain};
+
+/// How often waiting polls the objects that are not Current yet.
+const WAIT_POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// A set rendered from a revision. Only [`Pipeline::render`] makes one, from a successful
+/// render.
+#[derive(Clone, Debug)]
+struct RenderedSet {
+    revision: Revision,
+    set: DesiredSet,
+}
+
+/// What an apply works from. Only a set rendered from the revision the source has now may
+/// prune; the last good set after a failed fetch or render never does.
+#[derive(Debug)]
+enum Desired {
+    /// Rendered from the current revision.
+    Current(RenderedSet),
+    /// The last good set, served because the current revision failed.
+    LastGood(RenderedSet),
+}
+
+impl Desired {
+    fn may_prune(&self) -> bool {
+        matches!(self, Desired::Current(_))
+    }
+}
+
+/// The working directory: artifacts and the Git cache.
+#[derive(Debug)]
+enum WorkDir {
+    Temporary(tempfile::TempDir),
+    Given(PathBuf),
+}
+
+impl WorkDir {
+    fn path(&self) -> &Path {
+        match self {
+            WorkDir::Temporary(dir) => dir.path(),
+            WorkDir::Given(path) => path,
+        }
+    }
+}
+
+/// The last fetched artifact (good or not).
+#[derive(Debug)]
+struct Fetched {
+    revision: Revision,
+    dir: PathBuf,
+}
+
+/// One sync unit: owns its source, renderer and applier, and remembers the last fetched
+/// revision, the last good rendered set and the last applied revision between syncs.
+///
+/// ```no_run
+/// use gitops_examples::pipeline::{Pipeline, ProgressSink, SourceSpec, SyncConfig};
+/// use tokio_util::sync::CancellationToken;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = kube::Client::try_default().await?;
+/// let config = SyncConfig::builder(SourceSpec::local("./deploy"))
+///     .inventory("default/my-app".parse()?)
+///     .build()?;
+/// let mut pipeline = Pipeline::new(client, config)?;
+/// let report = pipeline.sync_once(&CancellationToken::new(), &ProgressSink::none()).await?;
+/// println!("{}", report.status_line());
+/// # Ok(())
+/// # }
+/// ```
+pub struct Pipeline {
+    config: SyncConfig,
+    client: kube::Client,
+    counter: RequestCounter,
+    source: Box<dyn Source>,
+    renderer: Box<dyn Renderer>,
+    applier: Applier,
+    work_dir: WorkDir,
+    fetch_count: u64,
+    fetched: Option<Fetched>,
+    last_good: Option<RenderedSet>,
+    applied: Option<Revision>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("source", &self.source.location())
+            .field("config", &self.config)
+            .field("fetched", &self.fetched.as_ref().map(|f| &f.revision))
+            .field("last_good", &self.last_good.as_ref().map(|g| &g.revision))
+            .field("applied", &self.applied)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pipeline {
+    /// Sets up the source, renderer and applier of `config`, talking to the cluster through
+    /// `client`. Nothing is fetched or applied yet.
+    ///
+    /// # Errors
+    /// [`SyncError::Config`] when the source cannot be set up or a renderer's binary is
+    /// missing; [`SyncError::WorkDir`] when the working directory cannot be prepared.
+    pub fn new(client: kube::Client, config: SyncConfig) -> Result<Self, SyncError> {
+        let work_dir = match &config.work_dir {
+            Some(path) => WorkDir::Given(path.clone()),
+            None => WorkDir::Temporary(
+                tempfile::Builder::new()
+                    .prefix("gitops-sync-")
+                    .tempdir()
+                    .map_err(|source| SyncError::WorkDir {
+                        path: std::env::temp_dir(),
+                        source,
+                    })?,
+            ),
+        };
+        // Artifacts of an earlier run are stale; the Git cache is kept.
+        let artifacts = work_dir.path().join("artifacts");
+        match std::fs::remove_dir_all(&artifacts) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(SyncError::WorkDir {
+                    path: artifacts,
+                    source,
+                });
+            }
+        }
+        std::fs::create_dir_all(&artifacts).map_err(|source| SyncError::WorkDir {
+            path: artifacts.clone(),
+            source,
+        })?;
+
+        let source = build_source(&config, work_dir.path())?;
+        let renderer = build_renderer(&config)?;
+        let inventory =
+            ConfigMapInventory::new(&config.inventory.namespace, &config.inventory.name).map_err(
+                |source| ConfigError::InvalidInventory {
+                    location: config.inventory.to_string(),
+                    source: Some(source),
+                },
+            )?;
+        let counter = RequestCounter::default();
+        let client = counting_client(&client, &counter);
+        let applier = Applier::builder(client.clone(), inventory)
+            .field_manager(config.field_manager.clone())
+            .build();
+        Ok(Self {
+            config,
+            client,
+            counter,
+            source,
+            renderer,
+            applier,
+            work_dir,
+            fetch_count: 0,
+            fetched: None,
+            last_good: None,
+            applied: None,
+        })
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub fn config(&self) -> &SyncConfig {
+        &self.config
+    }
+
+    /// Where the configuration comes from, for logs.
+    #[must_use]
+    pub fn location(&self) -> String {
+        self.source.location()
+    }
+
+    /// The revision of the last good render, which a failed fetch or render falls back to.
+    #[must_use]
+    pub fn last_good_revision(&self) -> Option<&Revision> {
+        self.last_good.as_ref().map(|good| &good.revision)
+    }
+
+    /// The revision last applied (not in a dry run) without failures.
+    #[must_use]
+    pub fn applied_revision(&self) -> Option<&Revision> {
+        self.applied.as_ref()
+    }
+
+    /// The client the pipeline uses (its requests are counted in [`SyncReport::api_requests`]).
+    #[must_use]
+    pub fn client(&self) -> &kube::Client {
+        &self.client
+    }
+
+    /// One sync: fetch (nothing is downloaded when the revision is unchanged), render (skipped
+    /// when the revision's set is already rendered), apply with server-side apply (only objects
+    /// that differ from the live state are written, so unchanged cycles still correct drift),
+    /// prune what left the set, and wait for the objects to become Current when a wait timeout
+    /// is configured.
+    ///
+    /// When the fetch or render fails and an earlier revision rendered well, that set is applied
+    /// again without pruning and the error carries its report ([`SyncError::served`]).
+    ///
+    /// # Errors
+    /// See [`SyncError`].
+    pub async fn sync_once(
+        &mut self,
+        cancel: &CancellationToken,
+        progress: &ProgressSink,
+    ) -> Result<SyncReport, SyncError> {
+        let started = Instant::now();
+        let requests_before = self.counter.get();
+        let desired = match self.fetch_and_render(cancel, progress).await {
+            Ok(desired) => desired,
+            Err(failure) => {
+                return Err(self
+                    .serve_last_good(failure, cancel, progress, started, requests_before)
+                    .await);
+            }
+        };
+        self.apply(desired, cancel, progress, started, requests_before)
+            .await
+    }
+
+    /// A human-readable plan of a dry-run report: one unified YAML diff per object to create or
+    /// change (Secret values masked, coloured as `colour` says), and one line per object to
+    /// prune. Reads each changed object from the cluster.
+    ///
+    /// # Errors
+    /// [`SyncError::Apply`] never; a live object that cannot be read is shown by its field
+    /// changes instead.
+    pub async fn plan_text(&self, report: &SyncReport, colour: Colour) -> String {
+        let mut text = String::new();
+        for change in &report.change_set.changes {
+            match change.action {
+                Action::Created | Action::Configured | Action::Recreated => {}
+                Action::Pruned => {
+                    text.push_str(&format!("--- prune {}\n", change.id.display_name()));
+                    continue;
+                }
+                Action::Failed => {
+                    text.push_str(&format!("!!! {change}\n"));
+                    continue;
+                }
+                _ => continue,
+            }
+            let Some(diff) = &change.diff else {
+                text.push_str(&format!("*** {change}\n"));
+                continue;
+            };
+            let live = if change.action == Action::Created {
+                None
+            } else {
+                let api: Api<DynamicObject> = match &change.id.namespace {
+                    Some(ns) => Api::namespaced_with(self.client.clone(), ns, &change.resource),
+                    None => Api::all_with(self.client.clone(), &change.resource),
+                };
+                match api.get_opt(&change.id.name).await {
+                    Ok(live) => live.and_then(|object| serde_json::to_value(object).ok()),
+                    Err(error) => {
+                        tracing::warn!(object = %change.id.display_name(), error = %error_chain(&error), "reading the live object for the plan");
+                        None
+                    }
+                }
+            };
+            match diff.unified_yaml(live.as_ref(), colour) {
+                Ok(unified) => text.push_str(&unified),
+                Err(error) => {
+                    // The live object changed since the plan: list the field changes.
+                    tracing::debug!(error = %error_chain(&error), "falling back to field changes");
+                    text.push_str(&format!("*** {}\n", change.id.display_name()));
+                    for field in &diff.changes {
+                        text.push_str(&format!("    {:?} {}\n", field.kind, field.path));
+                    }
+                }
+            }
+        }
+        text
+    }
+
+    /// Fetches and renders the current revision; on failure, why, so that the caller serves
+    /// the last good set.
+    async fn fetch_and_render(
+        &mut self,
+        cancel: &CancellationToken,
+        progress: &ProgressSink,
+    ) -> Result<Desired, SyncError> {
+        self.fetch_count += 1;
+        let destination = self
+            .work_dir
+            .path()
+            .join("artifacts")
+            .join(self.fetch_count.to_string());
+        let mut request = FetchRequest::new(&destination).with_cancellation(cancel.clone());
+        if let Some(fetched) = &self.fetched {
+            request = request.with_last_revision(fetched.revision.clone());
+        }
+        if progress.is_enabled() {
+            let sink = progress.clone();
+            request = request.with_progress(move |step| sink.report(&SyncProgress::Fetching(step)));
+        }
+        let outcome = self.source.fetch(request).await;
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                remove_dir_quietly(&destination);
+                if matches!(error, SourceError::Cancelled { .. }) || cancel.is_cancelled() {
+                    return Err(SyncError::Cancelled { step: "fetching" });
+                }
+                return Err(SyncError::Fetch {
+                    location: self.source.location(),
+                    source: Box::new(error),
+                    served: None,
+                });
+            }
+        };
+        let changed = matches!(outcome, FetchOutcome::Fetched(_));
+        progress.report(&SyncProgress::Fetched {
+            revision: outcome.revision().clone(),
+            changed,
+        });
+        if let FetchOutcome::Fetched(artifact) = outcome {
+            tracing::info!(revision = %artifact.revision(), files = artifact.file_count(), "fetched");
+            let previous = self.fetched.replace(Fetched {
+                revision: artifact.revision().clone(),
+                dir: artifact.root().to_owned(),
+            });
+            if let Some(previous) = previous {
+                remove_dir_quietly(&previous.dir);
+            }
+        }
+        let fetched = self
+            .fetched
+            .as_ref()
+            .expect("an unchanged fetch follows a fetched one");
+        if let Some(good) = &self.last_good
+            && good.revision == fetched.revision
+        {
+            return Ok(Desired::Current(good.clone()));
+        }
+        let revision = fetched.revision.clone();
+        let dir = fetched.dir.clone();
+        let rendered = self.render(&revision, &dir, cancel, progress).await?;
+        self.last_good = Some(rendered.clone());
+        Ok(Desired::Current(rendered))
+    }
+
+    async fn render(
+        &self,
+        revision: &Revision,
+        dir: &Path,
+        cancel: &CancellationToken,
+        progress: &ProgressSink,
+    ) -> Result<RenderedSet, SyncError> {
+        progress.report(&SyncProgress::Rendering {
+            revision: revision.clone(),
+        });
+        let render_error = |source: RenderError| {
+            if matches!(source, RenderError::Cancelled) || cancel.is_cancelled() {
+                SyncError::Cancelled { step: "rendering" }
+            } else {
+                SyncError::Render {
+                    revision: revision.clone(),
+                    source,
+                    served: None,
+                }
+            }
+        };
+        let root = SourceRoot::new(dir).map_err(|e| render_error(e.into()))?;
+        let request =
+            RenderRequest::new(root, &self.config.subpath).with_cancellation(cancel.clone());
+        let manifests = self.renderer.render(&request).await.map_err(render_error)?;
+        progress.report(&SyncProgress::Rendered {
+            revision: revision.clone(),
+            objects: manifests.len(),
+        });
+        tracing::info!(%revision, objects = manifests.len(), "rendered");
+        Ok(RenderedSet {
+            revision: revision.clone(),
+            set: DesiredSet::new(manifests),
+        })
+    }
+
+    /// After a failed fetch or render: apply the last good set again, without pruning, and
+    /// return the failure with its report.
+    async fn serve_last_good(
+        &mut self,
+        mut failure: SyncError,
+        cancel: &CancellationToken,
+        progress: &ProgressSink,
+        started: Instant,
+        requests_before: u64,
+    ) -> SyncError {
+        let Some(good) = self.last_good.clone() else {
+            return failure;
+        };
+        if !matches!(failure, SyncError::Fetch { .. } | SyncError::Render { .. }) {
+            return failure;
+        }
+        tracing::warn!(error = %error_chain(&failure), last_good = %good.revision, "serving the last good revision without pruning");
+        let report = match self
+            .apply(
+                Desired::LastGood(good),
+                cancel,
+                progress,
+                started,
+                requests_before,
+            )
+            .await
+        {
+            Ok(report) => report,
+            Err(error) if error.is_cancelled() => return error,
+            Err(SyncError::Wait { report, source }) => {
+                tracing::warn!(error = %error_chain(&source), "the last good revision is applied but not Current");
+                *report
+            }
+            Err(error) => {
+                tracing::warn!(error = %error_chain(&error), "applying the last good revision failed too");
+                return failure;
+            }
+        };
+        match &mut failure {
+            SyncError::Fetch { served, .. } | SyncError::Render { served, .. } => {
+                *served = Some(Box::new(report));
+            }
+            _ => {}
+        }
+        failure
+    }
+
+    fn apply_options(&self, desired: &Desired) -> ApplyOptions {
+        ApplyOptions {
+            force: self.config.force,
+            dry_run: self.config.dry_run,
+            target_namespace: self.config.target_namespace.clone(),
+            create_target_namespace: self.config.target_namespace.is_some()
+                && self.config.create_target_namespace,
+            prune: self.config.prune && desired.may_prune(),
+            ..ApplyOptions::default()
+        }
+    }
+
+    async fn apply(
+        &mut self,
+        desired: Desired,
+        cancel: &CancellationToken,
+        progress: &ProgressSink,
+        started: Instant,
+        requests_before: u64,
+    ) -> Result<SyncReport, SyncError> {
+        let options = self.apply_options(&desired);
+        let (rendered, served_last_good) = match desired {
+            Desired::Current(rendered) => (rendered, false),
+            Desired::LastGood(rendered) => (rendered, true),
+        };
+        let revision = rendered.revision;
+        let new_revision = self.applied.as_ref() != Some(&revision);
+        let result = self
+            .applier
+            .apply_with_progress(rendered.set, &options, cancel, |step| {
+                progress.report(&SyncProgress::Applying(step.clone()));
+            })
+            .await;
+        let change_set = match result {
+            Ok(change_set) => change_set,
+            Err(ApplyError::Cancelled { .. }) => {
+                return Err(SyncError::Cancelled { step: "applying" });
+            }
+            Err(source) => {
+                return Err(SyncError::Apply {
+                    revision,
+                    source: Box::new(source),
+                });
+            }
+        };
+        if !options.dry_run {
+            self.applied = Some(revision.clone());
+        }
+        let mut report = SyncReport {
+            revision,
+            new_revision,
+            served_last_good,
+            change_set,
+            waited: None,
+            duration: Duration::ZERO,
+            api_requests: 0,
+        };
+        let wait = match self.config.wait_timeout {
+            Some(timeout) if !options.dry_run => {
+                let targets = report.change_set.wait_targets();
+                let wait_started = Instant::now();
+                let result = wait_for_current(
+                    &self.client,
+                    &targets,
+                    self.applier.health_checks(),
+                    timeout,
+                    WAIT_POLL_INTERVAL,
+                    cancel,
+                    |step| {
+                        progress.report(&SyncProgress::Waiting {
+                            current: step.current,
+                            total: step.total,
+                        });
+                    },
+                )
+                .await;
+                report.waited = Some(wait_started.elapsed());
+                result
+            }
+            _ => Ok(()),
+        };
+        report.duration = started.elapsed();
+        report.api_requests = self.counter.get() - requests_before;
+        match wait {
+            Ok(()) => {
+                tracing::info!("{}", report.status_line());
+                Ok(report)
+            }
+            Err(WaitError::Cancelled) => Err(SyncError::Cancelled { step: "waiting" }),
+            Err(source) => Err(SyncError::Wait {
+                source: Box::new(source),
+                report: Box::new(report),
+            }),
+        }
+    }
+}
+
+fn remove_dir_quietly(dir: &Path) {
+    if let Err(error) = std::fs::remove_dir_all(dir)
+        && error.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(dir = %dir.display(), %error, "removing an old artifact");
+    }
+}
+
+fn build_source(config: &SyncConfig, work_dir: &Path) -> Result<Box<dyn Source>, ConfigError> {
+    Ok(match &config.source {
+        SourceSpec::Git {
+            url,
+            reference,
+            credentials,
+            known_hosts,
+        } => {
+            let mut builder = GitSource::builder(url.clone(), work_dir.join("git-cache"))
+                .reference(reference.clone())
+                .timeout(config.fetch_timeout);
+            if let Some(credentials) = credentials {
+                builder = builder.credentials(credentials.clone());
+            }
+            if let Some(known_hosts) = known_hosts {
+                builder = builder.known_hosts(known_hosts.clone());
+            }
+            Box::new(builder.build().map_err(ConfigError::Source)?)
+        }
+        SourceSpec::LocalDirectory { path } => {
+            if !path.is_dir() {
+                return Err(ConfigError::Source(SourceError::InvalidConfiguration {
+                    message: format!("{} is not a directory", path.display()),
+                    source: None,
+                }));
+            }
+            Box::new(LocalDirectorySource::new(path.clone()))
+        }
+    })
+}
+
+fn build_renderer(config: &SyncConfig) -> Result<Box<dyn Renderer>, ConfigError> {
+    let kustomize = || {
+        find_tool(
+            config.kustomize_binary.as_deref(),
+            "kustomize",
+            gitops_envtest::Tool::Kustomize,
+        )
+        .map(KustomizeRenderer::new)
+    };
+    let renderer: Box<dyn Renderer> = match &config.renderer {
+        RendererChoice::Plain => Box::new(PlainRenderer::new()),
+        RendererChoice::Auto => {
+            let mut auto = AutoRenderer::new(PlainRenderer::new());
+            if let Some(kustomize) = kustomize() {
+                auto = auto.with_kustomize(kustomize);
+            }
+            Box::new(auto)
+        }
+        RendererChoice::Kustomize => {
+            Box::new(kustomize().ok_or(ConfigError::ToolNotFound { tool: "kustomize" })?)
+        }
+        RendererChoice::Helm(release) => {
+            let binary = find_tool(
+                config.helm_binary.as_deref(),
+                "helm",
+                gitops_envtest::Tool::Helm,
+            )
+            .ok_or(ConfigError::ToolNotFound { tool: "helm" })?;
+            let mut helm = HelmRenderer::new(binary, release.release.clone())
+                .include_crds(release.include_crds);
+            if let Some(namespace) = release
+                .namespace
+                .as_ref()
+                .or(config.target_namespace.as_ref())
+            {
+                helm = helm.namespace(namespace.clone());
+            }
+            for file in &release.values_files {
+                helm = helm.values_file(file.clone());
+            }
+            if let Some(values) = &release.values {
+                helm = helm.values(values.clone());
+            }
+            Box::new(helm)
+        }
+    };
+    if config.variables.is_empty() {
+        return Ok(renderer);
+    }
+    let substitution = Substitution::new().with_variables(config.variables.clone());
+    Ok(Box::new(renderer.then(substitution)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rendered() -> RenderedSet {
+        RenderedSet {
+            revision: Revision::from_string("sha256:1"),
+            set: DesiredSet::new(Vec::new()),
+        }
+    }
+
+    #[tokio::test]
+    async fn only_the_current_revision_may_prune() {
+        // A client that is never used: the options are computed locally.
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let pipeline = Pipeline::new(
+            client,
+            SyncConfig::builder(SourceSpec::local(dir.path()))
+                .renderer(RendererChoice::Plain)
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(pipeline.apply_options(&Desired::Current(rendered())).prune);
+        assert!(!pipeline.apply_options(&Desired::LastGood(rendered())).prune);
+    }
+
+    #[test]
+    fn missing_tools_are_named() {
+        let config = SyncConfig::builder(SourceSpec::local("/"))
+            .renderer(RendererChoice::Kustomize)
+            .kustomize_binary("/nonexistent/kustomize")
+            .build()
+            .unwrap();
+        // A configured path is taken as given; the renderer reports it when it runs.
+        assert!(build_renderer(&config).is_ok());
+        let source = SourceSpec::local("/nonexistent/dir");
+        let config = SyncConfig::builder(source).build().unwrap();
+        let Err(error) = build_source(&config, Path::new("/tmp")) else {
+            panic!("a missing directory must be refused");
+        };
+        assert!(error_chain(&error).contains("/nonexistent/dir"), "{error}");
+    }
+}
