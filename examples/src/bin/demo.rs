@@ -1,0 +1,215 @@
+//! `demo`: the README's first command. Starts a local Kubernetes control plane (building the
+//! pinned binaries on first use), makes a Git repository of the demo app in a temporary
+//! directory, and lets the reconciler take it through a plan and apply, a new commit, hand edits
+//! (drift) and a deleted file (prune). It stops by itself, and on Ctrl-C, and leaves nothing
+//! behind: the control plane is stopped and the temporary directories are removed.
+//!
+//! ```text
+//! cargo run -p gitops-examples --bin demo
+//! cargo run -p gitops-examples --bin demo -- --kubeconfig ~/.kube/config   # another cluster
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::{Parser, ValueEnum};
+use gitops_diff::Colour;
+use gitops_envtest::{ControlPlane, DEFAULT_CONTROLLERS, Tool, tools::Toolbox};
+use gitops_examples::demo::{
+    DEFAULT_NAMESPACE, DemoOptions, Narrator, Scenario, ScenarioError, Tone,
+};
+use gitops_examples::pipeline::error_chain;
+use tokio_util::sync::CancellationToken;
+
+/// The controllers the demo runs besides the defaults: the deployment and replica set
+/// controllers roll out the demo's Deployment (with no pods, as there is no kubelet), so that
+/// it becomes healthy.
+const DEMO_CONTROLLERS: &[&str] = &["deployment-controller", "replicaset-controller"];
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ColourChoice {
+    /// When standard output is a terminal.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// A GitOps loop against a local control plane, step by step: plan and apply, a new commit,
+/// drift, prune.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Use the cluster of this kubeconfig instead of starting a local control plane. The demo
+    /// creates cluster-scoped objects there (a Namespace and a CRD) and leaves them.
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// The namespace of the demo app.
+    #[arg(long, default_value = DEFAULT_NAMESPACE)]
+    namespace: String,
+    /// Seconds between reconcile cycles.
+    #[arg(long, default_value_t = 2.0, value_parser = parse_seconds)]
+    interval: f64,
+    /// Colours.
+    #[arg(long, value_enum, default_value_t = ColourChoice::Auto)]
+    color: ColourChoice,
+}
+
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|e| format!("not a number of seconds: {e}"))?;
+    if seconds.is_finite() && (0.1..=3600.0).contains(&seconds) {
+        Ok(seconds)
+    } else {
+        Err("between 0.1 and 3600 seconds".to_owned())
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                // kube logs each failed readiness probe while the apiserver starts: expected,
+                // and not worth showing.
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new("error,kube_client::client::builder=off")
+                }),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let narrator = match args.color {
+        ColourChoice::Auto => Narrator::stdout(),
+        ColourChoice::Always => Narrator::stdout_with_colour(true),
+        ColourChoice::Never => Narrator::stdout_with_colour(false),
+    };
+
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_signal.cancel();
+        }
+    });
+
+    match run(&args, &narrator, &cancel).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) if cancel.is_cancelled() => {
+            narrator.line(
+                Tone::Notice,
+                &format!("Interrupted: {}", error_chain(error.as_ref())),
+            );
+            ExitCode::from(130)
+        }
+        Err(error) => {
+            narrator.line(
+                Tone::Bad,
+                &format!("The demo failed: {}", error_chain(error.as_ref())),
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: &Args, narrator: &Narrator, cancel: &CancellationToken) -> anyhow::Result<()> {
+    narrator.title("gitops-rs demo: a GitOps reconciler against a local Kubernetes control plane");
+    let started = Instant::now();
+    let control_plane = match &args.kubeconfig {
+        Some(path) => {
+            narrator.line(
+                Tone::Plain,
+                &format!("Using the cluster of {}", path.display()),
+            );
+            ControlPlane::connect(path)
+                .await
+                .with_context(|| format!("connecting to the cluster of {}", path.display()))?
+        }
+        None => start_control_plane(narrator, cancel).await?,
+    };
+    let client = control_plane
+        .client()
+        .await
+        .context("creating a client for the control plane")?;
+    let options = DemoOptions::new()
+        .namespace(&args.namespace)
+        .interval(Duration::from_secs_f64(args.interval))
+        .colour(match args.color {
+            ColourChoice::Auto => Colour::Auto,
+            ColourChoice::Always => Colour::Always,
+            ColourChoice::Never => Colour::Never,
+        });
+    let result = Scenario::new(client, narrator, options).run(cancel).await;
+    if args.kubeconfig.is_none() {
+        narrator.line(
+            Tone::Plain,
+            "Stopping the control plane and removing its directory and the demo repository",
+        );
+    }
+    control_plane.stop();
+    let report = result.map_err(|error: ScenarioError| anyhow::Error::new(error))?;
+    narrator.line(
+        Tone::Good,
+        &format!(
+            "The demo took {:.1}s in all ({:.1}s of it the scenario)",
+            started.elapsed().as_secs_f64(),
+            report.elapsed.as_secs_f64()
+        ),
+    );
+    Ok(())
+}
+
+async fn start_control_plane(
+    narrator: &Narrator,
+    cancel: &CancellationToken,
+) -> anyhow::Result<ControlPlane> {
+    let toolbox = Toolbox::from_env().context("finding the envtest cache")?;
+    let missing: Vec<Tool> = [Tool::Etcd, Tool::KubeApiserver, Tool::KubeControllerManager]
+        .into_iter()
+        .filter(|tool| !toolbox.cached_path(*tool).is_file())
+        .collect();
+    if missing.is_empty() {
+        narrator.line(
+            Tone::Plain,
+            "Starting a local control plane: etcd, kube-apiserver, kube-controller-manager on 127.0.0.1",
+        );
+    } else {
+        let names: Vec<String> = missing.iter().map(ToString::to_string).collect();
+        narrator.line(
+            Tone::Notice,
+            &format!(
+                "First run: building {} from pinned Go modules with the machine's Go. This takes \
+                 several minutes, once; the binaries are cached in {}",
+                names.join(", "),
+                gitops_envtest::tools::cache_root()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|_| "the envtest cache".to_owned())
+            ),
+        );
+    }
+    let started = Instant::now();
+    let controllers = DEFAULT_CONTROLLERS.iter().chain(DEMO_CONTROLLERS).copied();
+    let start = ControlPlane::builder()
+        .controllers(controllers)
+        .toolbox(toolbox)
+        .start();
+    let control_plane = tokio::select! {
+        // Dropping the start future stops what it started (its watchdog removes the rest).
+        () = cancel.cancelled() => anyhow::bail!("cancelled while starting the control plane"),
+        started = start => started.context("starting the local control plane")?,
+    };
+    narrator.line(
+        Tone::Good,
+        &format!(
+            "Control plane up at {} in {:.1}s (kubeconfig for kubectl: {})",
+            control_plane.server(),
+            started.elapsed().as_secs_f64(),
+            control_plane.kubeconfig_path().display()
+        ),
+    );
+    Ok(control_plane)
+}
