@@ -30,7 +30,9 @@ impl ManagedOperation {
 /// `Apply` entry of managedFields, so that the apply sets them to the desired values (no
 /// conflict) and removes those the set does not have.
 ///
-/// Entries of subresources (`status`, `scale`) are never taken over.
+/// Entries of the `status` subresource (and any other but `scale`) are never taken over;
+/// entries of `scale` (`kubectl scale`) are, as the apiserver records them in the object's own
+/// fields (`spec.replicas`).
 ///
 /// ```
 /// use gitops_apply::{ApplyOptions, ManagedOperation, TakeoverManager};
@@ -72,7 +74,7 @@ impl TakeoverManager {
 
     /// The managers taken over by default when takeover is on: every `kubectl` command's
     /// manager (prefix `kubectl`: `kubectl-client-side-apply`, `kubectl-edit`, `kubectl-patch`,
-    /// `kubectl-label`, ...) with `Update` entries, `kubectl` server-side applies (`Apply`),
+    /// `kubectl-scale`, `kubectl-label`, ...) with `Update` entries, `kubectl` server-side applies (`Apply`),
     /// and `before-first-apply` (`Update`, what `kubectl apply --server-side` leaves when it
     /// migrates a client-side applied object).
     #[must_use]
@@ -108,7 +110,7 @@ impl TakeoverManager {
             .and_then(Value::as_str)
             .unwrap_or_default();
         entry["operation"] == self.operation.as_str()
-            && subresource.is_empty()
+            && (subresource.is_empty() || subresource == "scale")
             && if self.prefix {
                 manager.starts_with(&self.name)
             } else {
@@ -246,14 +248,17 @@ mod tests {
     }
 
     #[test]
-    fn matches_by_name_or_prefix_operation_and_never_subresources() {
+    fn matches_by_name_or_prefix_operation_and_never_status() {
         let edit = json!({"manager": "kubectl-edit", "operation": "Update"});
         let status =
             json!({"manager": "kubectl-edit", "operation": "Update", "subresource": "status"});
+        let scale =
+            json!({"manager": "kubectl-scale", "operation": "Update", "subresource": "scale"});
         let ssa = json!({"manager": "kubectl", "operation": "Apply"});
         let prefix = TakeoverManager::prefix("kubectl", ManagedOperation::Update);
         assert!(prefix.matches(&edit));
         assert!(!prefix.matches(&status));
+        assert!(prefix.matches(&scale));
         assert!(!prefix.matches(&ssa));
         let exact = TakeoverManager::exact("kubectl", ManagedOperation::Apply);
         assert!(exact.matches(&ssa));

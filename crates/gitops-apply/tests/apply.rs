@@ -1296,3 +1296,66 @@ spec:
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn takes_over_replicas_set_by_kubectl_scale() {
+    let cp = gitops_envtest::shared().await.unwrap();
+    let client = cp.client().await.unwrap();
+    let ns = cp.create_namespace("scale").await.unwrap();
+    let applier = applier(&client, &ns);
+    run(&applier, set(&app(&ns, "blue")), &ApplyOptions::default()).await;
+
+    // `kubectl scale deployment web --replicas=5`: an Update through the scale subresource.
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), &ns);
+    deployments
+        .patch_scale(
+            "web",
+            &PatchParams {
+                field_manager: Some("kubectl-scale".into()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(json!({"spec": {"replicas": 5}})),
+        )
+        .await
+        .unwrap();
+    let replicas = |d: k8s_openapi::api::apps::v1::Deployment| d.spec.replicas;
+
+    // Without takeover: a conflict naming kubectl-scale.
+    let err = applier
+        .apply(
+            set(&app(&ns, "blue")),
+            &ApplyOptions::default(),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(".spec.replicas owned by \"kubectl-scale\""),
+        "{err}"
+    );
+    assert_eq!(replicas(deployments.get("web").await.unwrap()), Some(5));
+
+    // With the default takeover the replicas come back to the desired 2.
+    let takeover = ApplyOptions::default().with_takeover(TakeoverManager::defaults());
+    let done = run(&applier, set(&app(&ns, "blue")), &takeover).await;
+    let id = format!("{ns}_web_apps_Deployment");
+    assert_eq!(action(&done, &id), Action::Configured, "{done}");
+    let web = deployments.get("web").await.unwrap();
+    let web_managers: Vec<String> = web
+        .metadata
+        .managed_fields
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|m| m.manager)
+        .collect();
+    assert!(
+        !web_managers.iter().any(|m| m == "kubectl-scale"),
+        "{web_managers:?}"
+    );
+    assert_eq!(replicas(web), Some(2));
+    let again = run(&applier, set(&app(&ns, "blue")), &takeover).await;
+    assert_eq!(action(&again, &id), Action::Unchanged, "{again}");
+}
