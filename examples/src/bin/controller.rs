@@ -1,0 +1,121 @@
+//! `controller`: the GitSync controller.
+//!
+//! ```text
+//! controller crd                       # print the CRD (kubectl apply -f -)
+//! controller run --install-crd         # install the CRD, then reconcile GitSyncs until Ctrl-C
+//! controller run --namespace team-a --kustomize /usr/local/bin/kustomize
+//! ```
+//!
+//! The cluster comes from `KUBECONFIG` (or `~/.kube/config`, or the in-cluster service account).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use gitops_examples::controller::{GitSyncController, crd_yaml, install_crd};
+use tokio_util::sync::CancellationToken;
+
+/// The GitSync controller: Flux's GitRepository and Kustomization folded into one resource.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print the CustomResourceDefinition of GitSync as YAML.
+    Crd,
+    /// Reconcile GitSyncs until interrupted (Ctrl-C or SIGTERM).
+    Run(RunArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// Install (or update) the CRD before starting, and wait until it is served.
+    #[arg(long)]
+    install_crd: bool,
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long)]
+    namespace: Option<String>,
+    /// Where Git caches and artifacts are kept (default: a directory under the system's temp dir).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// The kustomize binary (for `renderer: kustomize`, and kustomizations under `auto`).
+    #[arg(long)]
+    kustomize: Option<PathBuf>,
+    /// The helm binary (for `renderer: helm`).
+    #[arg(long)]
+    helm: Option<PathBuf>,
+    /// How many GitSyncs are reconciled at once.
+    #[arg(long, default_value_t = 4)]
+    concurrency: u16,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,kube_runtime=warn".into()),
+        )
+        .init();
+    match Cli::parse().command {
+        Command::Crd => {
+            print!("{}", crd_yaml());
+            Ok(())
+        }
+        Command::Run(args) => run(args).await,
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the cluster (KUBECONFIG)")?;
+    let cancel = CancellationToken::new();
+    tokio::spawn({
+        let cancel = cancel.clone();
+        async move {
+            let mut terminate =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("a SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+            tracing::info!("stopping");
+            cancel.cancel();
+        }
+    });
+    if args.install_crd {
+        install_crd(
+            &client,
+            "gitsync-controller",
+            Duration::from_secs(60),
+            &cancel,
+        )
+        .await
+        .context("installing the GitSync CRD")?;
+        tracing::info!("GitSync CRD installed");
+    }
+    let work_dir = args
+        .work_dir
+        .unwrap_or_else(|| std::env::temp_dir().join("gitsync-controller"));
+    std::fs::create_dir_all(&work_dir)
+        .with_context(|| format!("creating the work directory {}", work_dir.display()))?;
+    let mut builder = GitSyncController::builder(client, work_dir).concurrency(args.concurrency);
+    if let Some(namespace) = args.namespace {
+        builder = builder.namespace(namespace);
+    }
+    if let Some(kustomize) = args.kustomize {
+        builder = builder.kustomize_binary(kustomize);
+    }
+    if let Some(helm) = args.helm {
+        builder = builder.helm_binary(helm);
+    }
+    builder.build().run(cancel).await;
+    Ok(())
+}

@@ -1,0 +1,526 @@
+//! The GitSync controller against the local control plane, with real Git repositories made with
+//! the `git` CLI and fetched over `file://`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use gitops_examples::controller::{
+    GitSync, GitSyncController, GitSyncSpec, READY, RECONCILING, RendererKind, STALLED, install_crd,
+};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, ResourceExt};
+use tokio_util::sync::CancellationToken;
+
+/// How long any one expected state may take to appear.
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A Git repository in a temporary directory, on branch `main`.
+struct Repo {
+    dir: tempfile::TempDir,
+}
+
+impl Repo {
+    fn new() -> Self {
+        let repo = Self {
+            dir: tempfile::tempdir().expect("a temp dir"),
+        };
+        repo.git(&["init", "--quiet", "--initial-branch=main"]);
+        repo
+    }
+
+    fn git(&self, args: &[&str]) -> String {
+        let output = Command::new("git")
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_AUTHOR_NAME", "Test")
+            .env("GIT_AUTHOR_EMAIL", "test@example.com")
+            .env("GIT_COMMITTER_NAME", "Test")
+            .env("GIT_COMMITTER_EMAIL", "test@example.com")
+            .output()
+            .expect("git runs");
+        assert!(
+            output.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_owned()
+    }
+
+    /// Writes (`Some`) or removes (`None`) files, commits, and returns the commit's SHA-1.
+    fn commit(&self, files: &[(&str, Option<&str>)], message: &str) -> String {
+        for (path, content) in files {
+            let full = self.dir.path().join(path);
+            match content {
+                Some(content) => {
+                    std::fs::create_dir_all(full.parent().expect("a parent")).expect("mkdir");
+                    std::fs::write(&full, content).expect("write");
+                }
+                None => std::fs::remove_file(&full).expect("remove"),
+            }
+        }
+        self.git(&["add", "--all"]);
+        self.git(&["commit", "--quiet", "--message", message]);
+        self.git(&["rev-parse", "HEAD"])
+    }
+
+    fn url(&self) -> String {
+        format!("file://{}", self.dir.path().display())
+    }
+}
+
+fn config_map(namespace: Option<&str>, name: &str, value: &str) -> String {
+    let namespace = namespace.map_or(String::new(), |ns| format!("  namespace: {ns}\n"));
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n{namespace}data:\n  key: {value}\n"
+    )
+}
+
+/// The controller on a task, watching one namespace; cancelled when dropped (also on panic).
+struct RunningController {
+    cancel: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _work_dir: tempfile::TempDir,
+}
+
+impl RunningController {
+    fn start(client: &kube::Client, namespace: &str) -> Self {
+        let work_dir = tempfile::tempdir().expect("a temp dir");
+        let cancel = CancellationToken::new();
+        let controller = GitSyncController::builder(client.clone(), work_dir.path())
+            .namespace(namespace)
+            .backoff(Duration::from_millis(500), Duration::from_secs(5))
+            .build();
+        let task = tokio::spawn(controller.run(cancel.clone()));
+        Self {
+            cancel,
+            task: Some(task),
+            _work_dir: work_dir,
+        }
+    }
+
+    async fn stop(mut self) {
+        self.cancel.cancel();
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(TIMEOUT, task)
+                .await
+                .expect("the controller stops when cancelled")
+                .expect("the controller task does not panic");
+        }
+    }
+}
+
+impl Drop for RunningController {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// The shared control plane, a client, the CRD and a fresh namespace.
+async fn setup(prefix: &str) -> (kube::Client, String) {
+    let plane = gitops_envtest::shared().await.expect("the control plane");
+    let client = plane.client().await.expect("a client");
+    install_crd(&client, "gitsync-tests", TIMEOUT, &CancellationToken::new())
+        .await
+        .expect("the CRD installs");
+    let namespace = plane.create_namespace(prefix).await.expect("a namespace");
+    (client, namespace)
+}
+
+async fn create(api: &Api<GitSync>, name: &str, spec: GitSyncSpec) {
+    api.create(&PostParams::default(), &GitSync::new(name, spec))
+        .await
+        .expect("the GitSync is created");
+}
+
+/// Polls the GitSync until `check` holds; panics with its last state after [`TIMEOUT`].
+async fn wait_for(
+    api: &Api<GitSync>,
+    name: &str,
+    what: &str,
+    check: impl Fn(&GitSync) -> bool,
+) -> GitSync {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let sync = api.get(name).await.expect("the GitSync can be read");
+        if check(&sync) {
+            return sync;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}; status: {:#?}",
+            sync.status
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn condition<'a>(
+    sync: &'a GitSync,
+    type_: &str,
+) -> Option<&'a gitops_examples::controller::Condition> {
+    sync.status.as_ref().and_then(|s| s.condition(type_))
+}
+
+fn is_ready_at(sync: &GitSync, revision: &str) -> bool {
+    condition(sync, READY).is_some_and(|c| c.status == "True")
+        && sync
+            .status
+            .as_ref()
+            .is_some_and(|s| s.last_applied_revision.as_deref() == Some(revision))
+}
+
+fn inventory_ids(sync: &GitSync) -> Vec<String> {
+    sync.status
+        .as_ref()
+        .and_then(|s| s.inventory.as_ref())
+        .map(|i| i.entries.iter().map(|e| e.id.clone()).collect())
+        .unwrap_or_default()
+}
+
+async fn value_of(api: &Api<ConfigMap>, name: &str) -> Option<String> {
+    api.get_opt(name)
+        .await
+        .expect("a ConfigMap can be read")
+        .map(|cm| {
+            cm.data
+                .unwrap_or_default()
+                .get("key")
+                .cloned()
+                .unwrap_or_default()
+        })
+}
+
+/// Polls until the ConfigMap has `expected` (`None`: is absent).
+async fn wait_for_value(api: &Api<ConfigMap>, name: &str, expected: Option<&str>) {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let value = value_of(api, name).await;
+        if value.as_deref() == expected {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ConfigMap {name}: expected {expected:?}, have {value:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn wait_gone(api: &Api<GitSync>, name: &str) {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while let Some(sync) = api.get_opt(name).await.expect("read") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "GitSync {name} still exists: finalizers {:?}, status {:#?}",
+            sync.finalizers(),
+            sync.status
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn git_spec(repo: &Repo, path: &str, interval: &str) -> GitSyncSpec {
+    GitSyncSpec {
+        url: Some(repo.url()),
+        path: path.to_owned(),
+        interval: interval.to_owned(),
+        renderer: RendererKind::Auto,
+        prune: true,
+        ..GitSyncSpec::default()
+    }
+}
+
+#[tokio::test]
+async fn applies_new_commits_corrects_drift_and_prunes_on_delete() {
+    let (client, ns) = setup("gitsync-apply").await;
+    let controller = RunningController::start(&client, &ns);
+    let repo = Repo::new();
+    let first = repo.commit(
+        &[
+            ("deploy/a.yaml", Some(&config_map(Some(&ns), "a", "one"))),
+            ("deploy/b.yaml", Some(&config_map(Some(&ns), "b", "one"))),
+            ("README.md", Some("not rendered: outside the path\n")),
+        ],
+        "first",
+    );
+    let syncs: Api<GitSync> = Api::namespaced(client.clone(), &ns);
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    create(&syncs, "app", git_spec(&repo, "deploy", "2s")).await;
+
+    let first_revision = format!("main@sha1:{first}");
+    let sync = wait_for(&syncs, "app", "the first revision applied", |s| {
+        is_ready_at(s, &first_revision)
+    })
+    .await;
+    let status = sync.status.as_ref().expect("a status");
+    assert_eq!(
+        status.last_attempted_revision.as_deref(),
+        Some(first_revision.as_str())
+    );
+    assert_eq!(status.observed_generation, sync.metadata.generation);
+    let ready = condition(&sync, READY).expect("Ready");
+    assert_eq!(ready.reason, "ReconciliationSucceeded");
+    assert_eq!(ready.message, format!("Applied revision: {first_revision}"));
+    assert_eq!(ready.observed_generation, sync.metadata.generation);
+    assert!(condition(&sync, RECONCILING).is_none());
+    assert!(condition(&sync, STALLED).is_none());
+    assert_eq!(
+        inventory_ids(&sync),
+        [format!("{ns}_a__ConfigMap"), format!("{ns}_b__ConfigMap")]
+    );
+    assert!(
+        sync.finalizers()
+            .iter()
+            .any(|f| f == gitops_examples::controller::FINALIZER)
+    );
+    assert_eq!(value_of(&maps, "a").await.as_deref(), Some("one"));
+    assert_eq!(value_of(&maps, "b").await.as_deref(), Some("one"));
+
+    // A new commit is applied: a changes, b leaves the set and is pruned.
+    let second = repo.commit(
+        &[
+            ("deploy/a.yaml", Some(&config_map(Some(&ns), "a", "two"))),
+            ("deploy/b.yaml", None),
+        ],
+        "second",
+    );
+    let second_revision = format!("main@sha1:{second}");
+    let sync = wait_for(&syncs, "app", "the second revision applied", |s| {
+        is_ready_at(s, &second_revision)
+    })
+    .await;
+    assert_eq!(inventory_ids(&sync), [format!("{ns}_a__ConfigMap")]);
+    assert_eq!(value_of(&maps, "a").await.as_deref(), Some("two"));
+    assert_eq!(value_of(&maps, "b").await, None, "b was pruned");
+
+    // Drift: a change made by hand is reverted at the next interval, though Git did not change.
+    maps.patch(
+        "a",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"data": {"key": "by-hand"}})),
+    )
+    .await
+    .expect("a manual change");
+    assert_eq!(value_of(&maps, "a").await.as_deref(), Some("by-hand"));
+    wait_for_value(&maps, "a", Some("two")).await;
+
+    // Deleting the GitSync prunes its objects through the finalizer.
+    syncs
+        .delete("app", &DeleteParams::default())
+        .await
+        .expect("the GitSync is deleted");
+    wait_gone(&syncs, "app").await;
+    assert_eq!(value_of(&maps, "a").await, None, "a was pruned on delete");
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn a_malformed_manifest_stalls_names_file_and_line_and_prunes_nothing() {
+    let (client, ns) = setup("gitsync-stall").await;
+    let controller = RunningController::start(&client, &ns);
+    let repo = Repo::new();
+    // No namespaces in the files: targetNamespace puts the objects in the test's namespace.
+    let first = repo.commit(
+        &[
+            ("a.yaml", Some(&config_map(None, "a", "one"))),
+            ("b.yaml", Some(&config_map(None, "b", "one"))),
+        ],
+        "first",
+    );
+    let syncs: Api<GitSync> = Api::namespaced(client.clone(), &ns);
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let spec = GitSyncSpec {
+        target_namespace: Some(ns.clone()),
+        renderer: RendererKind::Plain,
+        ..git_spec(&repo, ".", "2s")
+    };
+    create(&syncs, "app", spec).await;
+    let first_revision = format!("main@sha1:{first}");
+    wait_for(&syncs, "app", "the first revision applied", |s| {
+        is_ready_at(s, &first_revision)
+    })
+    .await;
+
+    // b leaves the set in the same commit that breaks a file: nothing may be pruned.
+    let broken = repo.commit(
+        &[
+            ("b.yaml", None),
+            (
+                "c.yaml",
+                Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  key: [unclosed\n"),
+            ),
+        ],
+        "broken",
+    );
+    let broken_revision = format!("main@sha1:{broken}");
+    let sync = wait_for(&syncs, "app", "Stalled", |s| {
+        condition(s, STALLED).is_some_and(|c| c.status == "True")
+    })
+    .await;
+    let status = sync.status.as_ref().expect("a status");
+    assert_eq!(
+        status.last_attempted_revision.as_deref(),
+        Some(broken_revision.as_str())
+    );
+    assert_eq!(
+        status.last_applied_revision.as_deref(),
+        Some(first_revision.as_str())
+    );
+    let ready = condition(&sync, READY).expect("Ready");
+    assert_eq!(ready.status, "False");
+    assert_eq!(ready.reason, "BuildFailed");
+    assert!(
+        ready.message.contains("c.yaml:6"),
+        "the message names file and line: {}",
+        ready.message
+    );
+    assert!(
+        ready.message.contains(&broken_revision),
+        "{}",
+        ready.message
+    );
+    assert!(condition(&sync, RECONCILING).is_none());
+    assert_eq!(
+        inventory_ids(&sync),
+        [format!("{ns}_a__ConfigMap"), format!("{ns}_b__ConfigMap")],
+        "the inventory still lists what was applied"
+    );
+    // Several intervals pass: still stalled, and b is still there.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        value_of(&maps, "b").await.as_deref(),
+        Some("one"),
+        "nothing was pruned"
+    );
+    let sync = syncs.get("app").await.expect("read");
+    assert_eq!(
+        condition(&sync, STALLED).map(|c| c.status.as_str()),
+        Some("True")
+    );
+
+    // A fixing commit recovers: Ready again, Stalled gone, and now b is pruned.
+    let fixed = repo.commit(
+        &[("c.yaml", Some(&config_map(None, "c", "fixed")))],
+        "fixed",
+    );
+    let fixed_revision = format!("main@sha1:{fixed}");
+    let sync = wait_for(&syncs, "app", "the fix applied", |s| {
+        is_ready_at(s, &fixed_revision)
+    })
+    .await;
+    assert!(condition(&sync, STALLED).is_none());
+    assert_eq!(value_of(&maps, "b").await, None);
+    assert_eq!(value_of(&maps, "c").await.as_deref(), Some("fixed"));
+
+    // With prune off, deleting the GitSync leaves its objects.
+    syncs
+        .patch(
+            "app",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"prune": false}})),
+        )
+        .await
+        .expect("prune off");
+    wait_for(&syncs, "app", "the new generation observed", |s| {
+        s.status.as_ref().and_then(|st| st.observed_generation) == s.metadata.generation
+            && condition(s, READY).is_some_and(|c| c.status == "True")
+    })
+    .await;
+    syncs
+        .delete("app", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_gone(&syncs, "app").await;
+    assert_eq!(value_of(&maps, "a").await.as_deref(), Some("one"));
+    assert_eq!(value_of(&maps, "c").await.as_deref(), Some("fixed"));
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn local_paths_apply_and_invalid_specs_stall() {
+    let (client, ns) = setup("gitsync-local").await;
+    let controller = RunningController::start(&client, &ns);
+    let dir = tempfile::tempdir().expect("a temp dir");
+    std::fs::write(
+        dir.path().join("a.yaml"),
+        config_map(Some(&ns), "local", "here"),
+    )
+    .expect("write");
+    let syncs: Api<GitSync> = Api::namespaced(client.clone(), &ns);
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let local = GitSyncSpec {
+        local_path: Some(path_string(dir.path())),
+        interval: "1h".into(),
+        ..GitSyncSpec::default()
+    };
+    create(&syncs, "local", local).await;
+    let bad = GitSyncSpec {
+        url: Some("file:///nowhere".into()),
+        local_path: Some("/tmp".into()),
+        interval: "1h".into(),
+        ..GitSyncSpec::default()
+    };
+    create(&syncs, "both", bad).await;
+
+    let sync = wait_for(&syncs, "local", "Ready", |s| {
+        condition(s, READY).is_some_and(|c| c.status == "True")
+    })
+    .await;
+    let revision = sync
+        .status
+        .as_ref()
+        .and_then(|s| s.last_applied_revision.clone())
+        .expect("a revision");
+    assert!(revision.starts_with("sha256:"), "{revision}");
+    assert_eq!(value_of(&maps, "local").await.as_deref(), Some("here"));
+
+    let sync = wait_for(&syncs, "both", "Stalled", |s| {
+        condition(s, STALLED).is_some_and(|c| c.status == "True")
+    })
+    .await;
+    let stalled = condition(&sync, STALLED).expect("Stalled");
+    assert_eq!(stalled.reason, "InvalidSpec");
+    assert_eq!(
+        stalled.message,
+        "invalid GitSync: spec: exactly one of url and localPath must be set"
+    );
+
+    // The interval is an hour: a requested reconciliation picks up a change now.
+    std::fs::write(
+        dir.path().join("a.yaml"),
+        config_map(Some(&ns), "local", "changed"),
+    )
+    .expect("write");
+    syncs
+        .patch(
+            "local",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"annotations": {
+                gitops_examples::controller::REQUESTED_AT_ANNOTATION: "now"
+            }}})),
+        )
+        .await
+        .expect("request a reconciliation");
+    wait_for_value(&maps, "local", Some("changed")).await;
+
+    for name in ["local", "both"] {
+        syncs
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete");
+        wait_gone(&syncs, name).await;
+    }
+    assert_eq!(value_of(&maps, "local").await, None);
+    controller.stop().await;
+}
+
+fn path_string(path: &Path) -> String {
+    PathBuf::from(path).display().to_string()
+}
