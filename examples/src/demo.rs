@@ -23,7 +23,8 @@ mod repo;
 mod scenario;
 
 pub use app::{
-    APP_PATH, DEFAULT_NAMESPACE, DemoFile, REVISION_1, REVISION_2, REVISION_3_REMOVED, names,
+    APP_PATH, DEFAULT_NAMESPACE, DemoFile, REVISION_1, REVISION_2, REVISION_3_REMOVED,
+    greeting_group, names,
 };
 pub use narrator::{Narrator, Tone};
 pub use repo::{Commit, DemoRepository, RepositoryError};

@@ -62,6 +62,18 @@ pub const REVISION_2: &[DemoFile] = &[
 /// Revision 3 deletes these files: the Service leaves Git, and the reconciler prunes it.
 pub const REVISION_3_REMOVED: &[&str] = &["app/service.yaml"];
 
+/// The API group of the demo's custom resources in `namespace`: the namespace's name is also
+/// the group's first label, so that demos in different namespaces (tests sharing a control
+/// plane) each define a CRD of their own.
+///
+/// ```
+/// assert_eq!(gitops_examples::demo::greeting_group("gitops-demo"), "gitops-demo.gitops.rs");
+/// ```
+#[must_use]
+pub fn greeting_group(namespace: &str) -> String {
+    format!("{namespace}.gitops.rs")
+}
+
 /// The objects of the demo app, by name, as the scenario checks them.
 pub mod names {
     /// The ConfigMap.
@@ -70,8 +82,8 @@ pub mod names {
     pub const GREETING_KEY: &str = "greeting";
     /// The Deployment (and the Service, which revision 3 removes).
     pub const WEB: &str = "web";
-    /// The CRD.
-    pub const CRD: &str = "greetings.demo.gitops.rs";
+    /// The custom resources' kind.
+    pub const GREETING_KIND: &str = "Greeting";
     /// The custom resource.
     pub const GREETING: &str = "hello";
 }
@@ -99,10 +111,21 @@ mod tests {
                 "ConfigMap/web-content",
                 "Deployment/web",
                 "Service/web",
-                "CustomResourceDefinition/greetings.demo.gitops.rs",
+                "CustomResourceDefinition/greetings.gitops-demo.gitops.rs",
                 "Greeting/hello",
             ]
         );
+    }
+
+    #[test]
+    fn the_crd_defines_the_group_of_its_namespace() {
+        let crd = REVISION_1
+            .iter()
+            .find(|f| f.path == "app/greeting-crd.yaml")
+            .unwrap();
+        let crd = &parse(crd, "ns-1")[0];
+        assert_eq!(crd.object()["spec"]["group"], greeting_group("ns-1"));
+        assert_eq!(crd.name(), format!("greetings.{}", greeting_group("ns-1")));
     }
 
     #[test]

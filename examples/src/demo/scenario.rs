@@ -15,7 +15,9 @@ use kube::discovery::ApiResource;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::app::{APP_PATH, DEFAULT_NAMESPACE, REVISION_1, REVISION_2, REVISION_3_REMOVED, names};
+use super::app::{
+    APP_PATH, DEFAULT_NAMESPACE, REVISION_1, REVISION_2, REVISION_3_REMOVED, greeting_group, names,
+};
 use super::narrator::{Narrator, Tone};
 use super::repo::{Commit, DemoRepository, RepositoryError};
 use crate::pipeline::{
@@ -410,7 +412,7 @@ impl<'a> Scenario<'a> {
         repository: &DemoRepository,
         dry_run: bool,
     ) -> Result<SyncConfig, ConfigError> {
-        Ok(SyncConfig::builder(SourceSpec::git(
+        SyncConfig::builder(SourceSpec::git(
             repository.url(),
             gitops_source::GitReference::Branch("main".into()),
         ))
@@ -421,7 +423,7 @@ impl<'a> Scenario<'a> {
         .force(true)
         .wait_timeout(self.options.wait_timeout)
         .dry_run(dry_run)
-        .build()?)
+        .build()
     }
 
     /// Runs the whole scenario. Cancelling `cancel` stops it between (or inside) steps with
@@ -915,11 +917,12 @@ impl<'a> Scenario<'a> {
 
     /// The Greeting custom resource's message (for the narration).
     async fn greeting_message(&self, step: usize) -> Result<String, ScenarioError> {
+        let group = greeting_group(&self.options.namespace);
         let resource = ApiResource {
-            group: "demo.gitops.rs".into(),
+            api_version: format!("{group}/v1alpha1"),
+            group,
             version: "v1alpha1".into(),
-            api_version: "demo.gitops.rs/v1alpha1".into(),
-            kind: "Greeting".into(),
+            kind: names::GREETING_KIND.into(),
             plural: "greetings".into(),
         };
         let api: Api<DynamicObject> =
