@@ -6,7 +6,8 @@
 //!   (the `kustomize` binary, jailed) and [`HelmRenderer`] (`helm template`, offline);
 //!   [`AutoRenderer`] picks one the way a user expects.
 //! - [`Substitution`]: `${VAR}` with shell-style operators, asked for per render with
-//!   [`RenderRequest::with_substitution`]. Every renderer applies it to each rendered document
+//!   [`RenderRequest::with_substitution`] or for every render with [`Renderer::then`]. Every
+//!   renderer applies it to each rendered document
 //!   before validating it as a Kubernetes object, so variables may stand anywhere a value can
 //!   (`replicas: ${N}` gives a number, `namespace: ${NS}` is checked after substitution), and a
 //!   value can never change an object's structure.
@@ -416,6 +417,14 @@ impl<R: Renderer + ?Sized> Renderer for std::sync::Arc<R> {
 /// A step that runs on rendered objects: it may change, add or remove them.
 #[async_trait::async_trait]
 pub trait PostRenderer: Send + Sync {
+    /// The request the renderer gets, when this step needs another one; `None` (the default)
+    /// keeps it. [`Substitution`] uses it to have the renderer substitute in each document
+    /// before validation.
+    fn prepare(&self, request: &RenderRequest) -> Option<RenderRequest> {
+        let _ = request;
+        None
+    }
+
     /// Transforms `manifests`, rendered for `request`.
     async fn post_render(
         &self,
@@ -435,6 +444,8 @@ pub struct PostRendered<R, P> {
 #[async_trait::async_trait]
 impl<R: Renderer, P: PostRenderer> Renderer for PostRendered<R, P> {
     async fn render(&self, request: &RenderRequest) -> Result<Vec<Manifest>, RenderError> {
+        let prepared = self.step.prepare(request);
+        let request = prepared.as_ref().unwrap_or(request);
         let manifests = self.renderer.render(request).await?;
         if request.cancellation().is_cancelled() {
             return Err(RenderError::Cancelled);

@@ -3,9 +3,11 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use gitops_core::{Document, ObjectId, Origin, split_api_version};
+use gitops_core::{Document, Manifest, ObjectId, Origin, split_api_version};
 use granit_parser::{Event, Parser, ScalarStyle};
 use serde_json::{Map, Value};
+
+use crate::{PostRenderer, RenderError, RenderRequest};
 
 /// Annotations that turn substitution off for one object when set to `disabled`: ours and Flux's.
 pub const DISABLE_ANNOTATIONS: [&str; 2] = [
@@ -96,8 +98,11 @@ pub enum SubstituteError {
 /// `kustomize build` or `helm template` output) *before* it is validated as a Kubernetes object,
 /// so `metadata.namespace: ${NS}` and `name: app-${ENV}` work; validation (apiVersion, kind,
 /// name, namespace) happens afterwards, with errors naming the file and line. Give it to a render
-/// with [`RenderRequest::with_substitution`](crate::RenderRequest::with_substitution); every
-/// renderer of this crate applies it.
+/// with [`RenderRequest::with_substitution`], or to every render of a renderer with
+/// [`Renderer::then`](crate::Renderer::then) (as a [`PostRenderer`] it hands itself to the
+/// renderer through the request, and does nothing afterwards); every renderer of this crate
+/// applies it. When both give one, their variables are merged, the request's winning, and strict
+/// mode holds if either asks for it.
 ///
 /// # Types and structure
 ///
@@ -203,6 +208,16 @@ impl Substitution {
         Ok(out)
     }
 
+    /// These variables with `over`'s on top; strict if either is.
+    fn layered(&self, over: &Substitution) -> Substitution {
+        let mut variables = self.variables.clone();
+        variables.extend(over.variables.clone());
+        Substitution {
+            variables,
+            strict: self.strict || over.strict,
+        }
+    }
+
     fn check_names(&self) -> Result<(), SubstituteError> {
         match self.variables.keys().find(|name| !is_name(name)) {
             Some(name) => Err(SubstituteError::InvalidVariableName { name: name.clone() }),
@@ -277,7 +292,6 @@ impl Substitution {
         }) {
             return Ok(());
         }
-        let described = describe(object, origin);
         let mut unset = BTreeSet::new();
         let mut refused = None;
         let string_data = object.get("apiVersion").and_then(Value::as_str) == Some("v1")
@@ -292,17 +306,19 @@ impl Substitution {
             object_start: pointer.len(),
             string_data,
         };
-        self.walk(object, pointer, &mut context)
-            .map_err(|failure| failure.into_error(described.clone()))?;
+        // The object is named as it is after substitution (as far as it got).
+        if let Err(failure) = self.walk(object, pointer, &mut context) {
+            return Err(failure.into_error(describe(object, origin)));
+        }
         // Unset variables explain a refused value best (an empty part of it, say).
         if self.strict && !unset.is_empty() {
             return Err(SubstituteError::Unset {
-                object: described,
+                object: describe(object, origin),
                 names: unset.into_iter().collect(),
             });
         }
         match refused {
-            Some(failure) => Err(failure.into_error(described)),
+            Some(failure) => Err(failure.into_error(describe(object, origin))),
             None => Ok(()),
         }
     }
@@ -821,6 +837,43 @@ fn scan_node<'a>(
         _ => {}
     }
     Some(())
+}
+
+/// As a step after a renderer: substitutes in each document before validation, through the
+/// request (see [`Substitution`]).
+///
+/// ```
+/// use gitops_render::{PlainRenderer, RenderRequest, Renderer, SourceRoot, Substitution};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// std::fs::write(
+///     dir.path().join("ns.yaml"),
+///     "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ${TEAM}\n",
+/// )?;
+/// let renderer = PlainRenderer::new().then(Substitution::new().with_variable("TEAM", "shop"));
+/// let objects = renderer.render(&RenderRequest::new(SourceRoot::new(dir.path())?, ".")).await?;
+/// assert_eq!(objects[0].name(), "shop");
+/// # Ok(())
+/// # }
+/// ```
+#[async_trait::async_trait]
+impl PostRenderer for Substitution {
+    fn prepare(&self, request: &RenderRequest) -> Option<RenderRequest> {
+        let substitution = match request.substitution() {
+            Some(own) => self.layered(own),
+            None => self.clone(),
+        };
+        Some(request.clone().with_substitution(substitution))
+    }
+
+    async fn post_render(
+        &self,
+        _request: &RenderRequest,
+        manifests: Vec<Manifest>,
+    ) -> Result<Vec<Manifest>, RenderError> {
+        Ok(manifests)
+    }
 }
 
 #[cfg(test)]

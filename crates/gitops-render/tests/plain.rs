@@ -368,3 +368,47 @@ async fn substitution_refuses_injection_with_the_file_line_and_field() {
         serde_json::json!({"a": "x\n---\nkind: Secret\nevil: key"})
     );
 }
+
+#[tokio::test]
+async fn substitution_as_a_step_after_the_renderer_runs_before_validation() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "app.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: ${NS}\nspec:\n  replicas: ${REPLICAS}\n",
+    );
+    let renderer = PlainRenderer::new().then(
+        Substitution::new()
+            .with_variable("NS", "shop")
+            .with_variable("REPLICAS", "2"),
+    );
+    let request = RenderRequest::new(SourceRoot::new(dir.path()).unwrap(), ".");
+    let objects = renderer.render(&request).await.unwrap();
+    assert_eq!(objects[0].namespace(), Some("shop"));
+    assert_eq!(objects[0].object()["spec"]["replicas"], 2);
+    // The request's own variables win; strict mode holds if either asks for it.
+    let objects = renderer
+        .render(
+            &request
+                .clone()
+                .with_substitution(Substitution::new().with_variable("REPLICAS", "5")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(objects[0].object()["spec"]["replicas"], 5);
+    assert_eq!(objects[0].namespace(), Some("shop"));
+    write(
+        dir.path(),
+        "zone.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: zone\n  namespace: ${NS}\ndata:\n  zone: ${ZONE}\n",
+    );
+    assert!(renderer.render(&request).await.is_ok());
+    let err = renderer
+        .render(&request.with_substitution(Substitution::new().strict(true)))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "ConfigMap shop/zone from zone.yaml:1: variables not set (strict mode): ZONE"
+    );
+}
