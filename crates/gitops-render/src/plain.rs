@@ -545,6 +545,28 @@ mod tests {
     }
 
     #[test]
+    fn reports_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "apps/a.yaml", &format!("{CM}a\n---\n{CM}b\n"));
+        let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recorder = events.clone();
+        let request = RenderRequest::new(SourceRoot::new(dir.path()).unwrap(), "apps")
+            .with_progress(move |event| recorder.lock().unwrap().push(event.clone()));
+        PlainRenderer::new().render_blocking(&request).unwrap();
+        let events = events.lock().unwrap();
+        assert_eq!(events[0].to_string(), "rendering apps with plain");
+        assert!(
+            matches!(
+                &events[1],
+                crate::RenderProgress::Finished { objects: 2, renderer: "plain", path, .. }
+                    if path == Path::new("apps")
+            ),
+            "{events:?}"
+        );
+        assert_eq!(events.len(), 2);
+    }
+
+    #[test]
     fn cancellation_stops_the_render() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "a.yaml", &format!("{CM}a\n"));
