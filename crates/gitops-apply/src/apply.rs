@@ -638,7 +638,13 @@ enum AfterError {
     Proceed,
     /// Delete the object and create it again.
     Recreate,
+    /// Only managers taken over conflict: validate again taking their fields, as the write
+    /// will after the takeover (a conflict is found before validation, so it hides errors).
+    ValidateTakingOver,
 }
+
+/// No managers taken over.
+static NO_MANAGERS: BTreeSet<String> = BTreeSet::new();
 
 /// What to do with one planned object, decided before any write.
 #[derive(Debug)]
@@ -689,14 +695,17 @@ impl Run<'_> {
         params
     }
 
+    /// A server-side apply of `desired` (a dry run when `dry_run`), forced when the call or the
+    /// object asks for it or when `take_conflicts` (a dry run of an object being taken over).
     async fn server_side_apply(
         &self,
         object: &PlannedObject,
         desired: &Value,
         dry_run: bool,
+        take_conflicts: bool,
     ) -> Result<(), ObjectError> {
         let api = object_api(&self.client, &object.kind, object.id.namespace.as_deref());
-        let force = self.options.force || object.policy.force;
+        let force = self.options.force || object.policy.force || take_conflicts;
         let params = self.params(force, dry_run);
         let mut attempt = 0;
         loop {
@@ -749,7 +758,8 @@ impl Run<'_> {
     /// the write) means, `None` being a failure of the object: an immutable change is
     /// recreated when the call or the object opts in; conflicts only with managers taken over
     /// (`taken_over`) are no failure, as their fields are ours once taken over and the write
-    /// follows the takeover; a 404 of an object whose namespace this run creates
+    /// follows the takeover, but the dry run is repeated taking those fields, to validate what
+    /// the write will send; a 404 of an object whose namespace this run creates
     /// (`namespace_made_here`, only known in the dry run) is no failure either.
     fn on_apply_error(
         &self,
@@ -768,7 +778,7 @@ impl Run<'_> {
                 if !taken_over.is_empty()
                     && conflicts.iter().all(|c| taken_over.contains(&c.manager)) =>
             {
-                Some(AfterError::Proceed)
+                Some(AfterError::ValidateTakingOver)
             }
             ObjectError::Rejected { code: 404, .. } if namespace_made_here => {
                 Some(AfterError::Proceed)
@@ -805,7 +815,7 @@ impl Run<'_> {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        self.server_side_apply(object, desired, false).await
+        self.server_side_apply(object, desired, false, false).await
     }
 
     async fn list_live(
@@ -1079,11 +1089,25 @@ impl Applier {
                     .as_deref()
                     .is_some_and(|ns| namespaces_made_here.contains(ns));
                 async move {
-                    let result = match run.server_side_apply(object, desired, true).await {
-                        Ok(()) => Ok(AfterError::Proceed),
-                        Err(error) => run
-                            .on_apply_error(object, &error, taken_over, namespace_made_here)
-                            .ok_or(error),
+                    let mut taking_over = false;
+                    let result = loop {
+                        let error = match run
+                            .server_side_apply(object, desired, true, taking_over)
+                            .await
+                        {
+                            Ok(()) => break Ok(AfterError::Proceed),
+                            Err(error) => error,
+                        };
+                        let managers = if taking_over {
+                            &NO_MANAGERS
+                        } else {
+                            taken_over
+                        };
+                        match run.on_apply_error(object, &error, managers, namespace_made_here) {
+                            Some(AfterError::ValidateTakingOver) => taking_over = true,
+                            Some(after) => break Ok(after),
+                            None => break Err(error),
+                        }
                     };
                     (i, result)
                 }
@@ -1095,7 +1119,8 @@ impl Applier {
             .await;
         for (i, result) in validations {
             match result {
-                Ok(AfterError::Proceed) => {}
+                // The dry run of an object taken over was repeated above, taking the fields.
+                Ok(AfterError::Proceed | AfterError::ValidateTakingOver) => {}
                 Ok(AfterError::Recreate) => {
                     decisions[i] = Decision::Write {
                         exists: true,
@@ -1241,15 +1266,11 @@ impl Applier {
                         let result = if recreate {
                             run.recreate(object, desired).await
                         } else {
-                            match run.server_side_apply(object, desired, false).await {
+                            match run.server_side_apply(object, desired, false, false).await {
                                 // Objects of kinds a CRD of this set defines had no dry run.
                                 Err(error)
-                                    if run.on_apply_error(
-                                        object,
-                                        &error,
-                                        &BTreeSet::new(),
-                                        false,
-                                    ) == Some(AfterError::Recreate) =>
+                                    if run.on_apply_error(object, &error, &NO_MANAGERS, false)
+                                        == Some(AfterError::Recreate) =>
                                 {
                                     recreate = true;
                                     run.recreate(object, desired).await

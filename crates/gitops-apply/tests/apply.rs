@@ -1337,8 +1337,36 @@ async fn takes_over_replicas_set_by_kubectl_scale() {
     );
     assert_eq!(replicas(deployments.get("web").await.unwrap()), Some(5));
 
-    // With the default takeover the replicas come back to the desired 2.
+    // With takeover, the set is still validated before any write: an invalid replica count
+    // (hidden by the conflict in a plain dry run) fails, nothing is taken over or written.
     let takeover = ApplyOptions::default().with_takeover(TakeoverManager::defaults());
+    let invalid = app(&ns, "blue").replace("replicas: 2", "replicas: -1");
+    let err = applier
+        .apply(set(&invalid), &takeover, &CancellationToken::new())
+        .await
+        .unwrap_err();
+    let ApplyError::Invalid { change_set } = &err else {
+        panic!("expected a validation error: {err}");
+    };
+    let failed = change_set.failed().next().expect("a failed object");
+    assert!(
+        matches!(failed.error, Some(ObjectError::Rejected { code: 422, .. })),
+        "{failed}"
+    );
+    assert!(failed.to_string().contains("spec.replicas"), "{failed}");
+    let web = deployments.get("web").await.unwrap();
+    assert!(
+        web.metadata
+            .managed_fields
+            .clone()
+            .unwrap_or_default()
+            .iter()
+            .any(|m| m.manager.as_deref() == Some("kubectl-scale")),
+        "taken over although the set was invalid"
+    );
+    assert_eq!(replicas(web), Some(5));
+
+    // With a valid set the replicas come back to the desired 2.
     let done = run(&applier, set(&app(&ns, "blue")), &takeover).await;
     let id = format!("{ns}_web_apps_Deployment");
     assert_eq!(action(&done, &id), Action::Configured, "{done}");
