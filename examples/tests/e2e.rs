@@ -189,22 +189,45 @@ async fn cancelling_the_scenario_stops_it_promptly() {
     );
 }
 
-/// Runs the `demo` binary against the shared control plane (`--kubeconfig`), as a user would.
+/// The path that follows `marker` on a line of the demo's output, up to a space or `)`.
+fn path_after(output: &str, marker: &str) -> std::path::PathBuf {
+    let start = output
+        .find(marker)
+        .unwrap_or_else(|| panic!("no {marker:?} in:\n{output}"))
+        + marker.len();
+    output[start..]
+        .split([' ', ')', '\n'])
+        .next()
+        .unwrap()
+        .into()
+}
+
+/// Asserts that the demo left nothing behind: its repository and its control plane's directory
+/// are gone, and no process of the control plane is left.
+fn assert_cleaned_up(output: &str) {
+    let repository = path_after(output, "git init ");
+    assert!(!repository.exists(), "{} is left", repository.display());
+    let kubeconfig = path_after(output, "kubeconfig for kubectl: ");
+    let data_dir = kubeconfig.parent().unwrap();
+    assert!(!data_dir.exists(), "{} is left", data_dir.display());
+    let ps = std::process::Command::new("ps")
+        .args(["-eo", "args"])
+        .output()
+        .unwrap();
+    let processes = String::from_utf8_lossy(&ps.stdout);
+    let data_dir = data_dir.to_str().unwrap();
+    assert!(
+        !processes.lines().any(|p| p.contains(data_dir)),
+        "processes of {data_dir} are left:\n{processes}"
+    );
+}
+
+/// The README's first command as a user runs it: the `demo` binary starts a control plane of
+/// its own, goes through every step, exits 0, and leaves nothing behind.
 #[tokio::test]
-async fn the_demo_binary_runs_to_the_end_and_exits_zero() {
-    let control_plane = control_plane().await;
-    let namespace = unique_namespace("demo-binary");
+async fn the_demo_binary_runs_to_the_end_and_cleans_up() {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_demo"))
-        .arg("--kubeconfig")
-        .arg(control_plane.kubeconfig_path())
-        .args([
-            "--namespace",
-            &namespace,
-            "--interval",
-            "0.5",
-            "--color",
-            "never",
-        ])
+        .args(["--interval", "0.5", "--color", "never"])
         .kill_on_drop(true)
         .output()
         .await
@@ -216,27 +239,29 @@ async fn the_demo_binary_runs_to_the_end_and_exits_zero() {
         "{}\n{stdout}\n{stderr}",
         output.status
     );
-    assert!(stdout.contains("── Step 5/5"), "{stdout}");
-    assert!(stdout.contains("Drift corrected"), "{stdout}");
-    assert!(stdout.contains("The demo took"), "{stdout}");
+    for expected in [
+        "Control plane up at https://127.0.0.1:",
+        "Plan (a server-side dry run): 6 objects to create",
+        "+kind: Greeting",
+        "6 objects created and healthy",
+        "3 objects configured",
+        "Drift corrected (2 objects)",
+        "Service gitops-demo/web deleted",
+        "── Step 5/5",
+        "The demo took",
+    ] {
+        assert!(stdout.contains(expected), "no {expected:?} in:\n{stdout}");
+    }
+    assert!(!stdout.contains('\u{1b}'), "--color never");
+    assert_cleaned_up(&stdout);
 }
 
-/// Ctrl-C (SIGINT) stops the `demo` binary with exit code 130.
+/// Ctrl-C (SIGINT) in the middle stops the `demo` binary with exit code 130, and it still
+/// stops its control plane and removes its directories.
 #[tokio::test]
-async fn the_demo_binary_stops_on_sigint() {
-    let control_plane = control_plane().await;
-    let namespace = unique_namespace("demo-sigint");
+async fn the_demo_binary_stops_and_cleans_up_on_sigint() {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_demo"))
-        .arg("--kubeconfig")
-        .arg(control_plane.kubeconfig_path())
-        .args([
-            "--namespace",
-            &namespace,
-            "--interval",
-            "0.5",
-            "--color",
-            "never",
-        ])
+        .args(["--interval", "0.5", "--color", "never"])
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -256,7 +281,14 @@ async fn the_demo_binary_stops_on_sigint() {
         .await
         .expect("the demo stops within 20 s of SIGINT")
         .unwrap();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        seen.push_str(&line);
+        seen.push('\n');
+    }
     assert_eq!(status.code(), Some(130), "{seen}");
+    assert!(seen.contains("Interrupted"), "{seen}");
+    assert!(!seen.contains("── Step 5/5"), "{seen}");
+    assert_cleaned_up(&seen);
 }
 
 fn send_sigint(pid: u32) {
