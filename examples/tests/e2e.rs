@@ -13,11 +13,12 @@ use std::time::Duration;
 use gitops_apply::{Action, ConfigMapInventory, InventoryStore as _};
 use gitops_envtest::{ControlPlane, DEFAULT_CONTROLLERS};
 use gitops_examples::demo::{
-    DemoOptions, HAND_EDITED_GREETING, Narrator, REVISION_1, Scenario, ScenarioError, names,
+    DemoOptions, DemoRepository, HAND_EDITED_GREETING, Narrator, REVISION_1, REVISION_2, Scenario,
+    ScenarioError, names,
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
-use kube::api::Api;
+use kube::api::{Api, Patch, PatchParams};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio_util::sync::CancellationToken;
 
@@ -297,4 +298,264 @@ fn send_sigint(pid: u32) {
         .status()
         .unwrap();
     assert!(status.success());
+}
+
+/// The flags `sync` and `reconcile` share for the demo repository in `namespace`.
+fn source_flags(control_plane: &ControlPlane, repository: &DemoRepository) -> Vec<String> {
+    vec![
+        "--url".into(),
+        repository.url(),
+        "--ref".into(),
+        "main".into(),
+        "--subpath".into(),
+        "app".into(),
+        "--inventory".into(),
+        format!("default/{}", repository.namespace()),
+        "--kubeconfig".into(),
+        control_plane.kubeconfig_path().display().to_string(),
+        "--force".into(),
+        "--wait".into(),
+        "60s".into(),
+    ]
+}
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+async fn run_sync(flags: &[String], extra: &[&str]) -> Run {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_sync"))
+        .args(flags)
+        .args(extra)
+        .env("NO_COLOR", "1")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    Run {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// What `kubectl edit configmap` does: a write by another field manager.
+async fn edit_greeting_by_hand(client: &kube::Client, namespace: &str) {
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let patch = serde_json::json!({"data": {names::GREETING_KEY: HAND_EDITED_GREETING}});
+    config_maps
+        .patch(
+            names::CONFIG_MAP,
+            &PatchParams {
+                field_manager: Some("kubectl-edit".into()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+}
+
+async fn greeting(client: &kube::Client, namespace: &str) -> String {
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    config_maps
+        .get(names::CONFIG_MAP)
+        .await
+        .unwrap()
+        .data
+        .unwrap()[names::GREETING_KEY]
+        .clone()
+}
+
+/// `sync` on the demo repository: exit codes 2 (changed), 0 (in sync) and 1 (failed);
+/// `--dry-run` writes nothing; `--output json` parses; drift is corrected.
+#[tokio::test]
+async fn the_sync_binary_reports_changed_in_sync_and_failed() {
+    let control_plane = control_plane().await;
+    let client = control_plane.client().await.unwrap();
+    let repository = DemoRepository::create(&unique_namespace("demo-sync"))
+        .await
+        .unwrap();
+    let namespace = repository.namespace().to_owned();
+    let flags = source_flags(control_plane, &repository);
+
+    // A dry run: the plan as diffs, exit 2 (would change), and nothing written.
+    let plan = run_sync(&flags, &["--dry-run"]).await;
+    assert_eq!(plan.code, Some(2), "{}\n{}", plan.stdout, plan.stderr);
+    assert!(plan.stdout.contains("+kind: ConfigMap"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("dry run"), "{}", plan.stdout);
+    let plan_json = run_sync(&flags, &["--dry-run", "--output", "json"]).await;
+    assert_eq!(plan_json.code, Some(2), "{}", plan_json.stderr);
+    let json: serde_json::Value = serde_json::from_str(&plan_json.stdout).unwrap();
+    assert_eq!(json["dryRun"], true);
+    assert_eq!(json["counts"]["created"], 6, "{json:#}");
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    assert!(namespaces.get_opt(&namespace).await.unwrap().is_none());
+    assert!(inventory_ids(&client, &namespace).await.is_empty());
+
+    // The first sync creates the six objects: exit 2, JSON with one entry per object.
+    let first = run_sync(&flags, &["--output", "json"]).await;
+    assert_eq!(first.code, Some(2), "{}\n{}", first.stdout, first.stderr);
+    let json: serde_json::Value = serde_json::from_str(&first.stdout).unwrap();
+    assert_eq!(json["dryRun"], false);
+    assert_eq!(json["counts"]["created"], 6, "{json:#}");
+    assert_eq!(json["objects"].as_array().unwrap().len(), 6);
+    let head = repository.head().await.unwrap();
+    assert!(
+        json["revision"].as_str().unwrap().ends_with(&head.hash),
+        "{json:#}"
+    );
+    assert_eq!(greeting(&client, &namespace).await, "Hello from revision 1");
+
+    // Again: in sync, exit 0.
+    let again = run_sync(&flags, &[]).await;
+    assert_eq!(again.code, Some(0), "{}\n{}", again.stdout, again.stderr);
+    assert!(
+        again
+            .stdout
+            .contains("0 created, 0 configured, 6 unchanged"),
+        "{}",
+        again.stdout
+    );
+
+    // A hand edit is drift: corrected, exit 2.
+    edit_greeting_by_hand(&client, &namespace).await;
+    let drift = run_sync(&flags, &["--output", "json"]).await;
+    assert_eq!(drift.code, Some(2), "{}\n{}", drift.stdout, drift.stderr);
+    let json: serde_json::Value = serde_json::from_str(&drift.stdout).unwrap();
+    assert_eq!(json["counts"]["configured"], 1, "{json:#}");
+    assert_eq!(greeting(&client, &namespace).await, "Hello from revision 1");
+
+    // A commit with a broken file fails the render: exit 1, the file and line named, nothing
+    // written or pruned.
+    let broken = gitops_examples::demo::DemoFile {
+        path: "app/broken.yaml",
+        contents: "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [unclosed\n",
+    };
+    repository
+        .commit("A broken file", &[broken], &["app/service.yaml"])
+        .await
+        .unwrap();
+    let failed = run_sync(&flags, &[]).await;
+    assert_eq!(failed.code, Some(1), "{}\n{}", failed.stdout, failed.stderr);
+    assert!(
+        failed.stderr.contains("app/broken.yaml"),
+        "{}",
+        failed.stderr
+    );
+    let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
+    assert!(
+        services.get_opt(names::WEB).await.unwrap().is_some(),
+        "a failed render never prunes"
+    );
+    let failed_json = run_sync(&flags, &["--output", "json"]).await;
+    assert_eq!(failed_json.code, Some(1));
+    let json: serde_json::Value = serde_json::from_str(&failed_json.stdout).unwrap();
+    assert!(
+        json["error"].as_str().unwrap().contains("app/broken.yaml"),
+        "{json:#}"
+    );
+
+    // Bad flags fail too (not clap's 2, which means "changed" here).
+    let usage = run_sync(&["--subpath".into(), "app".into()], &[]).await;
+    assert_eq!(usage.code, Some(1), "{}", usage.stderr);
+}
+
+/// Reads `lines` until one satisfies `done`; panics after `within`, with what was read.
+async fn read_until(
+    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    seen: &mut String,
+    within: Duration,
+    what: &str,
+    done: impl Fn(&str) -> bool,
+) {
+    let found = tokio::time::timeout(within, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            seen.push_str(&line);
+            seen.push('\n');
+            if done(&line) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(
+        matches!(found, Ok(true)),
+        "no line {what} within {within:?}:\n{seen}"
+    );
+}
+
+/// `reconcile` on the demo repository applies revision 1, picks up a new commit, corrects a
+/// hand edit although Git did not change, and stops with exit 0 on SIGINT.
+#[tokio::test]
+async fn the_reconcile_binary_follows_commits_corrects_drift_and_stops_on_sigint() {
+    let control_plane = control_plane().await;
+    let client = control_plane.client().await.unwrap();
+    let repository = DemoRepository::create(&unique_namespace("demo-reconcile"))
+        .await
+        .unwrap();
+    let namespace = repository.namespace().to_owned();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_reconcile"))
+        .args(source_flags(control_plane, &repository))
+        .args(["--interval", "500ms"])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = String::new();
+    let within = Duration::from_secs(60);
+
+    let first = repository.head().await.unwrap();
+    let first_revision = format!("main@sha1:{}", &first.hash[..12]);
+    read_until(
+        &mut lines,
+        &mut seen,
+        within,
+        "applying revision 1",
+        |line| {
+            line.contains(&first_revision) && line.contains(" ok ") && line.contains("6 created")
+        },
+    )
+    .await;
+
+    let second = repository
+        .commit("Revision 2", REVISION_2, &[])
+        .await
+        .unwrap();
+    let second_revision = format!("main@sha1:{}", &second.hash[..12]);
+    read_until(
+        &mut lines,
+        &mut seen,
+        within,
+        "applying revision 2",
+        |line| line.contains(&second_revision) && line.contains("3 configured"),
+    )
+    .await;
+    assert_eq!(greeting(&client, &namespace).await, "Hello from revision 2");
+
+    edit_greeting_by_hand(&client, &namespace).await;
+    read_until(&mut lines, &mut seen, within, "correcting drift", |line| {
+        line.contains(&second_revision) && line.contains("1 drift corrected")
+    })
+    .await;
+    assert_eq!(greeting(&client, &namespace).await, "Hello from revision 2");
+
+    send_sigint(child.id().unwrap());
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("reconcile stops within 20 s of SIGINT")
+        .unwrap();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        seen.push_str(&line);
+        seen.push('\n');
+    }
+    assert_eq!(status.code(), Some(0), "{seen}");
+    assert!(
+        seen.contains(&format!("stopped; last applied main@sha1:{}", second.hash)),
+        "{seen}"
+    );
 }
