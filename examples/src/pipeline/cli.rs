@@ -70,9 +70,10 @@ pub struct SyncArgs {
     /// Never delete anything.
     #[arg(long, overrides_with = "prune")]
     pub no_prune: bool,
-    /// Take over fields other field managers own.
+    /// Leave fields other field managers took (by `kubectl edit`, say) alone and report the
+    /// conflict, instead of taking them back (the default: Git wins).
     #[arg(long)]
-    pub force: bool,
+    pub no_force: bool,
     /// Wait up to this long for the objects to become Current (such as `90s`, `2m`).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub wait: Option<Duration>,
@@ -146,7 +147,7 @@ impl SyncArgs {
             .renderer(renderer)
             .inventory(self.inventory.clone())
             .prune(!self.no_prune)
-            .force(self.force)
+            .force(!self.no_force)
             .field_manager(self.field_manager.clone())
             .dry_run(dry_run);
         for (name, value) in &self.variables {

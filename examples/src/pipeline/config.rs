@@ -375,7 +375,8 @@ pub struct SyncConfig {
 impl SyncConfig {
     /// Starts a configuration for `source`, with the defaults: the whole source (`.`), the
     /// automatic renderer, no substitution, no target namespace, field manager
-    /// [`DEFAULT_FIELD_MANAGER`], inventory `default/gitops-rs`, prune on, no force, no wait,
+    /// [`DEFAULT_FIELD_MANAGER`], inventory `default/gitops-rs`, prune on, force on (Git wins
+    /// over other field managers, as with Flux), no wait,
     /// not a dry run, a 2-minute fetch timeout and a temporary working directory.
     pub fn builder(source: SourceSpec) -> SyncConfigBuilder {
         SyncConfigBuilder {
@@ -389,7 +390,7 @@ impl SyncConfig {
                 field_manager: DEFAULT_FIELD_MANAGER.to_owned(),
                 inventory: InventoryLocation::default_location(),
                 prune: true,
-                force: false,
+                force: true,
                 wait_timeout: None,
                 dry_run: false,
                 fetch_timeout: Duration::from_secs(120),
@@ -525,7 +526,9 @@ impl SyncConfigBuilder {
         self
     }
 
-    /// Takes over fields other field managers own (default false).
+    /// Takes over fields other field managers own (default true: Git wins, so that a manual
+    /// `kubectl edit` is corrected as drift, as Flux does). Turn it off to leave fields other
+    /// managers took alone; their conflicts are then reported as failures.
     pub fn force(mut self, force: bool) -> Self {
         self.config.force = force;
         self

@@ -121,6 +121,9 @@ pub struct SyncReport {
     /// API requests of the whole sync: apply (discovery, reads, dry runs, writes, inventory,
     /// prune) and wait.
     pub api_requests: u64,
+    /// Of those, the writes (creates, patches, deletes; dry runs excluded): 0 when nothing
+    /// changed.
+    pub api_writes: u64,
 }
 
 impl SyncReport {
@@ -152,7 +155,7 @@ impl SyncReport {
 
     /// One line for logs: revision, counts, drift, duration and API requests.
     ///
-    /// `main@sha1:1a2b3c4d5e6f: 1 created, 2 configured, 7 unchanged, 1 pruned, 2 drift corrected, 0.42s, 17 API requests`
+    /// `main@sha1:1a2b3c4d5e6f: 1 created, 2 configured, 7 unchanged, 1 pruned, 2 drift corrected, 0.42s, 17 API requests (4 writes)`
     #[must_use]
     pub fn status_line(&self) -> String {
         let mut line = format!(
@@ -177,10 +180,11 @@ impl SyncReport {
             line.push_str(&format!(", {failed} failed"));
         }
         line.push_str(&format!(
-            ", {} drift corrected, {:.2}s, {} API requests",
+            ", {} drift corrected, {:.2}s, {} API requests ({} writes)",
             self.drift_corrected(),
             self.duration.as_secs_f64(),
-            self.api_requests
+            self.api_requests,
+            self.api_writes
         ));
         if self.change_set.dry_run {
             line.push_str(" (dry run: nothing written)");
@@ -237,6 +241,7 @@ impl SyncReport {
             "durationSeconds": self.duration.as_secs_f64(),
             "waitedSeconds": self.waited.map(|d| d.as_secs_f64()),
             "apiRequests": self.api_requests,
+            "apiWrites": self.api_writes,
             "objects": objects,
         })
     }
@@ -476,6 +481,7 @@ mod tests {
             waited: None,
             duration: Duration::from_millis(250),
             api_requests: 9,
+            api_writes: 2,
         }
     }
 
@@ -488,7 +494,7 @@ mod tests {
         assert!(again.changed());
         assert_eq!(
             again.status_line(),
-            "sha256:abc: 1 created, 1 configured, 1 unchanged, 0 pruned, 2 drift corrected, 0.25s, 9 API requests"
+            "sha256:abc: 1 created, 1 configured, 1 unchanged, 0 pruned, 2 drift corrected, 0.25s, 9 API requests (2 writes)"
         );
         let quiet = report(&[Action::Unchanged, Action::Skipped], false);
         assert!(!quiet.changed());

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use gitops_apply::{
     Action, Applier, ApplyError, ApplyOptions, ConfigMapInventory, DesiredSet, RequestCounter,
-    WaitError, counting_client, wait_for_current,
+    RequestCounts, WaitError, counting_client, wait_for_current,
 };
 use gitops_diff::Colour;
 use gitops_render::{
@@ -228,7 +228,7 @@ impl Pipeline {
         progress: &ProgressSink,
     ) -> Result<SyncReport, SyncError> {
         let started = Instant::now();
-        let requests_before = self.counter.get();
+        let requests_before = self.counter.counts();
         let desired = match self.fetch_and_render(cancel, progress).await {
             Ok(desired) => desired,
             Err(failure) => {
@@ -243,11 +243,8 @@ impl Pipeline {
 
     /// A human-readable plan of a dry-run report: one unified YAML diff per object to create or
     /// change (Secret values masked, coloured as `colour` says), and one line per object to
-    /// prune. Reads each changed object from the cluster.
-    ///
-    /// # Errors
-    /// [`SyncError::Apply`] never; a live object that cannot be read is shown by its field
-    /// changes instead.
+    /// prune. Reads each changed object from the cluster; an object that cannot be read, or
+    /// changed since the plan, is shown by its field changes instead.
     pub async fn plan_text(&self, report: &SyncReport, colour: Colour) -> String {
         let mut text = String::new();
         for change in &report.change_set.changes {
@@ -408,7 +405,7 @@ impl Pipeline {
         cancel: &CancellationToken,
         progress: &ProgressSink,
         started: Instant,
-        requests_before: u64,
+        requests_before: RequestCounts,
     ) -> SyncError {
         let Some(good) = self.last_good.clone() else {
             return failure;
@@ -465,7 +462,7 @@ impl Pipeline {
         cancel: &CancellationToken,
         progress: &ProgressSink,
         started: Instant,
-        requests_before: u64,
+        requests_before: RequestCounts,
     ) -> Result<SyncReport, SyncError> {
         let options = self.apply_options(&desired);
         let (rendered, served_last_good) = match desired {
@@ -503,6 +500,7 @@ impl Pipeline {
             waited: None,
             duration: Duration::ZERO,
             api_requests: 0,
+            api_writes: 0,
         };
         let wait = match self.config.wait_timeout {
             Some(timeout) if !options.dry_run => {
@@ -529,7 +527,9 @@ impl Pipeline {
             _ => Ok(()),
         };
         report.duration = started.elapsed();
-        report.api_requests = self.counter.get() - requests_before;
+        let requests = self.counter.counts();
+        report.api_requests = requests.total - requests_before.total;
+        report.api_writes = requests.writes - requests_before.writes;
         match wait {
             Ok(()) => {
                 tracing::info!("{}", report.status_line());

@@ -1,0 +1,164 @@
+//! `sync`: one GitOps sync — fetch a Git repository (or read a directory), render it, apply it
+//! with server-side apply, prune what left it, and optionally wait until everything is Current.
+//!
+//! ```text
+//! sync --url https://example.com/config.git --ref main --subpath clusters/dev \
+//!      --inventory default/dev --wait 2m
+//! sync --path ./deploy --dry-run            # coloured diffs, Secrets masked, nothing written
+//! sync --path ./deploy --output json        # the change set for CI
+//! ```
+//!
+//! Exit codes, as `terraform plan -detailed-exitcode` uses them:
+//! - `0`: in sync: nothing was (or, with `--dry-run`, would be) changed;
+//! - `1`: failed: bad flags or configuration, or the fetch, render, apply or wait failed (with
+//!   `--output json`, the error is printed as JSON);
+//! - `2`: changed: objects were (or would be) created, configured, recreated or pruned.
+//!
+//! Logs go to standard error, filtered by `RUST_LOG` (default `warn`); a progress bar on
+//! standard error follows the fetch, render, apply and wait when it is a terminal.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use gitops_diff::Colour;
+use gitops_examples::pipeline::cli::{ProgressBars, SyncArgs, init_tracing};
+use gitops_examples::pipeline::{Pipeline, SyncError, SyncReport, error_chain};
+use tokio_util::sync::CancellationToken;
+
+/// Exit code: in sync.
+const IN_SYNC: u8 = 0;
+/// Exit code: failed.
+const FAILED: u8 = 1;
+/// Exit code: changed.
+const CHANGED: u8 = 2;
+
+/// One GitOps sync: fetch, render, apply, prune, wait.
+///
+/// Exit codes (as `terraform plan -detailed-exitcode`): 0 in sync (nothing changed), 1 failed,
+/// 2 changed (objects created, configured, recreated or pruned; with --dry-run: would be).
+#[derive(Debug, Parser)]
+#[command(
+    name = "sync",
+    version,
+    after_help = "Exit codes: 0 in sync, 1 failed, 2 changed."
+)]
+struct Args {
+    #[command(flatten)]
+    sync: SyncArgs,
+    /// Print the plan as coloured unified diffs (Secret values masked) and write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// How to print the result: text, or JSON (the change set, for CI).
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // Usage errors exit with 1 (clap's own default, 2, means "changed" here).
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(error) => {
+            let _ = error.print();
+            return ExitCode::from(if error.use_stderr() { FAILED } else { IN_SYNC });
+        }
+    };
+    init_tracing();
+    match run(&args).await {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            if args.output == Output::Json {
+                println!("{}", serde_json::json!({ "error": format!("{error:#}") }));
+            }
+            eprintln!("error: {error:#}");
+            ExitCode::from(FAILED)
+        }
+    }
+}
+
+async fn run(args: &Args) -> anyhow::Result<u8> {
+    let config = args.sync.to_config(args.dry_run)?;
+    let client = args.sync.client().await?;
+    let mut pipeline = Pipeline::new(client, config)?;
+
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_signal.cancel();
+        }
+    });
+
+    let bars = ProgressBars::new();
+    let result = pipeline.sync_once(&cancel, &bars.sink()).await;
+    bars.finish();
+    match result {
+        Ok(report) => {
+            print_report(&pipeline, &report, args.output).await;
+            Ok(if report.changed() { CHANGED } else { IN_SYNC })
+        }
+        Err(error) => {
+            print_failure(&error, args.output);
+            Ok(FAILED)
+        }
+    }
+}
+
+async fn print_report(pipeline: &Pipeline, report: &SyncReport, output: Output) {
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report.to_json()).unwrap_or_default()
+        ),
+        Output::Text => {
+            if report.change_set.dry_run {
+                print!("{}", pipeline.plan_text(report, Colour::Auto).await);
+            } else {
+                for change in &report.change_set.changes {
+                    if change.action != gitops_apply::Action::Unchanged {
+                        println!("{change}");
+                    }
+                }
+            }
+            println!("{}", report.status_line());
+        }
+    }
+}
+
+fn print_failure(error: &SyncError, output: Output) {
+    let served = error.served();
+    match output {
+        Output::Json => {
+            let mut json = serde_json::json!({ "error": error_chain(error) });
+            if let Some(report) = served {
+                json["servedLastGood"] = report.to_json();
+            }
+            if let SyncError::Wait { report, .. } = error {
+                json["report"] = report.to_json();
+            }
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json).unwrap_or_default()
+            );
+        }
+        Output::Text => {
+            if let Some(change_set) = error.change_set() {
+                for change in &change_set.changes {
+                    if change.action != gitops_apply::Action::Unchanged {
+                        println!("{change}");
+                    }
+                }
+            }
+            if let Some(report) = served {
+                println!("served the last good revision: {}", report.status_line());
+            }
+        }
+    }
+    eprintln!("error: {}", error_chain(error));
+}

@@ -1,0 +1,515 @@
+//! The sync pipeline and the reconciler against the shared local control plane
+//! (gitops-envtest), with real Git repositories in temporary directories reached over `file://`.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gitops_apply::Action;
+use gitops_examples::pipeline::{
+    Backoff, Pipeline, ProgressSink, Reconciler, RendererChoice, SourceSpec, SyncConfig, SyncError,
+    SyncProgress, SyncReport, error_chain,
+};
+use gitops_source::GitReference;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+/// A Git repository in a temporary directory, committed to with the `git` CLI.
+struct Repository {
+    dir: tempfile::TempDir,
+}
+
+impl Repository {
+    fn new() -> Self {
+        let repository = Self {
+            dir: tempfile::tempdir().expect("temporary directory"),
+        };
+        repository.git(&["init", "--quiet", "--initial-branch=main"]);
+        repository
+    }
+
+    fn url(&self) -> String {
+        format!("file://{}", self.dir.path().display())
+    }
+
+    fn git(&self, args: &[&str]) {
+        let output = Command::new("git")
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("GIT_AUTHOR_NAME", "test")
+            .env("GIT_AUTHOR_EMAIL", "test@example.com")
+            .env("GIT_COMMITTER_NAME", "test")
+            .env("GIT_COMMITTER_EMAIL", "test@example.com")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", self.dir.path())
+            .output()
+            .expect("git runs");
+        assert!(
+            output.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Writes (`Some`) or deletes (`None`) files, and commits.
+    fn commit(&self, files: &[(&str, Option<&str>)], message: &str) {
+        for (path, content) in files {
+            let full = self.dir.path().join(path);
+            match content {
+                Some(content) => {
+                    std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+                    std::fs::write(&full, content).unwrap();
+                }
+                None => std::fs::remove_file(&full).unwrap(),
+            }
+        }
+        self.git(&["add", "--all"]);
+        self.git(&["commit", "--quiet", "--message", message]);
+    }
+}
+
+fn config_map(name: &str, colour: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  colour: {colour}\n"
+    )
+}
+
+const SECRET: &str =
+    "apiVersion: v1\nkind: Secret\nmetadata:\n  name: token\nstringData:\n  token: s3cret-value\n";
+
+/// A pipeline over `source` that puts everything in `namespace` and keeps its inventory there.
+fn pipeline(client: &kube::Client, namespace: &str, source: SourceSpec, dry_run: bool) -> Pipeline {
+    let config = SyncConfig::builder(source)
+        .subpath("app")
+        .renderer(RendererChoice::Plain)
+        .target_namespace(namespace)
+        .inventory(format!("{namespace}/inventory").parse().unwrap())
+        .wait_timeout(Duration::from_secs(30))
+        .dry_run(dry_run)
+        .build()
+        .expect("valid configuration");
+    Pipeline::new(client.clone(), config).expect("pipeline")
+}
+
+async fn sync(pipeline: &mut Pipeline) -> SyncReport {
+    match pipeline
+        .sync_once(&CancellationToken::new(), &ProgressSink::none())
+        .await
+    {
+        Ok(report) => report,
+        Err(error) => panic!("sync failed: {}", error_chain(&error)),
+    }
+}
+
+fn action(report: &SyncReport, kind: &str, name: &str) -> Action {
+    report
+        .change_set
+        .changes
+        .iter()
+        .find(|c| c.id.kind == kind && c.id.name == name)
+        .unwrap_or_else(|| panic!("{kind} {name} not in {}", report.change_set))
+        .action
+}
+
+async fn colour_of(client: &kube::Client, namespace: &str, name: &str) -> Option<String> {
+    Api::<ConfigMap>::namespaced(client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .unwrap()
+        .map(|cm| cm.data.unwrap_or_default()["colour"].clone())
+}
+
+/// Someone edits a live object's field that the pipeline manages, as `kubectl edit` would.
+async fn tamper(client: &kube::Client, namespace: &str, name: &str) {
+    Api::<ConfigMap>::namespaced(client.clone(), namespace)
+        .patch(
+            name,
+            &PatchParams {
+                field_manager: Some("kubectl-edit".into()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(json!({"data": {"colour": "purple"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        colour_of(client, namespace, name).await.as_deref(),
+        Some("purple")
+    );
+}
+
+async fn setup(prefix: &str) -> (kube::Client, String) {
+    let control_plane = gitops_envtest::shared().await.expect("control plane");
+    let client = control_plane.client().await.expect("client");
+    let namespace = control_plane
+        .create_namespace(prefix)
+        .await
+        .expect("namespace");
+    (client, namespace)
+}
+
+#[tokio::test]
+async fn applies_then_changes_nothing_corrects_drift_and_prunes() {
+    let (client, namespace) = setup("pipeline-cycle").await;
+    let repository = Repository::new();
+    repository.commit(
+        &[
+            ("app/a.yaml", Some(&config_map("a", "blue"))),
+            ("app/b.yaml", Some(&config_map("b", "green"))),
+            ("app/secret.yaml", Some(SECRET)),
+            ("README.md", Some("not rendered: outside the subpath\n")),
+        ],
+        "first",
+    );
+    let source = SourceSpec::git(repository.url(), GitReference::Branch("main".into()));
+    let mut pipeline = pipeline(&client, &namespace, source, false);
+
+    // First sync: everything is created, and waited for.
+    let first = sync(&mut pipeline).await;
+    assert!(first.new_revision);
+    assert!(
+        first.revision.as_str().starts_with("main@sha1:"),
+        "{}",
+        first.revision
+    );
+    assert_eq!(first.count(Action::Created), 3, "{}", first.change_set);
+    assert!(first.changed());
+    assert!(first.waited.is_some());
+    assert_eq!(
+        colour_of(&client, &namespace, "a").await.as_deref(),
+        Some("blue")
+    );
+    let version_before = Api::<ConfigMap>::namespaced(client.clone(), &namespace)
+        .get("a")
+        .await
+        .unwrap()
+        .metadata
+        .resource_version;
+
+    // Second sync, nothing changed anywhere: no writes at all.
+    let second = sync(&mut pipeline).await;
+    assert!(!second.new_revision);
+    assert_eq!(second.revision, first.revision);
+    assert!(!second.changed(), "{}", second.change_set);
+    assert_eq!(second.count(Action::Unchanged), 3);
+    assert_eq!(second.api_writes, 0, "a no-change sync must not write");
+    assert_eq!(second.drift_corrected(), 0);
+    let version_after = Api::<ConfigMap>::namespaced(client.clone(), &namespace)
+        .get("a")
+        .await
+        .unwrap()
+        .metadata
+        .resource_version;
+    assert_eq!(version_before, version_after);
+
+    // Someone changes a live object: the next sync (Git unchanged) corrects it.
+    tamper(&client, &namespace, "a").await;
+    let third = sync(&mut pipeline).await;
+    assert_eq!(action(&third, "ConfigMap", "a"), Action::Configured);
+    assert_eq!(third.drift_corrected(), 1);
+    assert_eq!(
+        colour_of(&client, &namespace, "a").await.as_deref(),
+        Some("blue")
+    );
+
+    // A commit removes b: it is pruned; a changes colour: configured, not drift.
+    repository.commit(
+        &[
+            ("app/b.yaml", None),
+            ("app/a.yaml", Some(&config_map("a", "red"))),
+        ],
+        "remove b",
+    );
+    let fourth = sync(&mut pipeline).await;
+    assert!(fourth.new_revision);
+    assert_ne!(fourth.revision, first.revision);
+    assert_eq!(action(&fourth, "ConfigMap", "b"), Action::Pruned);
+    assert_eq!(action(&fourth, "ConfigMap", "a"), Action::Configured);
+    assert_eq!(fourth.drift_corrected(), 0);
+    assert_eq!(colour_of(&client, &namespace, "b").await, None);
+    assert_eq!(
+        colour_of(&client, &namespace, "a").await.as_deref(),
+        Some("red")
+    );
+    assert_eq!(pipeline.applied_revision(), Some(&fourth.revision));
+}
+
+#[tokio::test]
+async fn a_broken_commit_keeps_the_last_good_revision_and_prunes_nothing() {
+    let (client, namespace) = setup("pipeline-broken").await;
+    let repository = Repository::new();
+    repository.commit(
+        &[
+            ("app/a.yaml", Some(&config_map("a", "blue"))),
+            ("app/b.yaml", Some(&config_map("b", "green"))),
+        ],
+        "good",
+    );
+    let source = SourceSpec::git(repository.url(), GitReference::Branch("main".into()));
+    let mut pipeline = pipeline(&client, &namespace, source, false);
+    let good = sync(&mut pipeline).await;
+    assert_eq!(good.count(Action::Created), 2);
+
+    // The broken commit drops b and has malformed YAML; meanwhile a drifts.
+    repository.commit(
+        &[
+            ("app/b.yaml", None),
+            (
+                "app/broken.yaml",
+                Some("apiVersion: v1\nkind: ConfigMap\nmetadata: [unclosed\n"),
+            ),
+        ],
+        "broken",
+    );
+    tamper(&client, &namespace, "a").await;
+    let error = pipeline
+        .sync_once(&CancellationToken::new(), &ProgressSink::none())
+        .await
+        .expect_err("a malformed file must fail the render");
+    let message = error_chain(&error);
+    assert!(matches!(error, SyncError::Render { .. }), "{message}");
+    assert!(
+        message.contains("broken.yaml"),
+        "the error names the file: {message}"
+    );
+    let served = error.served().expect("the last good revision is served");
+    assert!(served.served_last_good);
+    assert_eq!(served.revision, good.revision);
+    assert_eq!(served.count(Action::Pruned), 0, "{}", served.change_set);
+    assert_eq!(
+        action(served, "ConfigMap", "a"),
+        Action::Configured,
+        "drift still corrected"
+    );
+    assert_eq!(
+        colour_of(&client, &namespace, "a").await.as_deref(),
+        Some("blue")
+    );
+    assert_eq!(
+        colour_of(&client, &namespace, "b").await.as_deref(),
+        Some("green"),
+        "nothing is pruned after a failed render"
+    );
+    assert_eq!(pipeline.last_good_revision(), Some(&good.revision));
+
+    // Polling the same broken revision again: still failing, still nothing pruned.
+    let again = pipeline
+        .sync_once(&CancellationToken::new(), &ProgressSink::none())
+        .await
+        .expect_err("still broken");
+    assert_eq!(again.served().map(|r| r.count(Action::Pruned)), Some(0));
+    assert!(colour_of(&client, &namespace, "b").await.is_some());
+
+    // The fix: b's removal now takes effect.
+    repository.commit(&[("app/broken.yaml", None)], "fix");
+    let fixed = sync(&mut pipeline).await;
+    assert_eq!(action(&fixed, "ConfigMap", "b"), Action::Pruned);
+    assert_eq!(colour_of(&client, &namespace, "b").await, None);
+}
+
+#[tokio::test]
+async fn a_dry_run_writes_nothing_and_masks_secrets_in_the_plan() {
+    let (client, namespace) = setup("pipeline-dry").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("app")).unwrap();
+    std::fs::write(dir.path().join("app/a.yaml"), config_map("a", "${COLOUR}")).unwrap();
+    std::fs::write(dir.path().join("app/secret.yaml"), SECRET).unwrap();
+    let config = SyncConfig::builder(SourceSpec::local(dir.path()))
+        .subpath("app")
+        .target_namespace(&namespace)
+        .variable("COLOUR", "teal")
+        .inventory(format!("{namespace}/inventory").parse().unwrap())
+        .dry_run(true)
+        .build()
+        .unwrap();
+    let mut pipeline = Pipeline::new(client.clone(), config).unwrap();
+    let steps = Arc::new(Mutex::new(Vec::new()));
+    let record = Arc::clone(&steps);
+    let report = pipeline
+        .sync_once(
+            &CancellationToken::new(),
+            &ProgressSink::new(move |step| record.lock().unwrap().push(step.clone())),
+        )
+        .await
+        .expect("dry run");
+    assert!(report.change_set.dry_run);
+    assert!(report.revision.as_str().starts_with("sha256:"));
+    assert_eq!(report.count(Action::Created), 2, "{}", report.change_set);
+    assert!(report.changed());
+    assert_eq!(report.api_writes, 0, "a dry run writes nothing");
+    assert_eq!(colour_of(&client, &namespace, "a").await, None);
+    assert!(
+        Api::<Secret>::namespaced(client.clone(), &namespace)
+            .get_opt("token")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let plan = pipeline
+        .plan_text(&report, gitops_diff::Colour::Never)
+        .await;
+    assert!(
+        plan.contains(&format!("+++ desired/ConfigMap {namespace}/a")),
+        "{plan}"
+    );
+    assert!(plan.contains("colour: teal"), "substituted: {plan}");
+    assert!(
+        !plan.contains("s3cret-value"),
+        "Secret values are masked: {plan}"
+    );
+    assert!(plan.contains("***"), "{plan}");
+    let steps = steps.lock().unwrap();
+    assert!(
+        matches!(steps.first(), Some(SyncProgress::Fetching(_))),
+        "{steps:?}"
+    );
+    assert!(
+        steps
+            .iter()
+            .any(|s| matches!(s, SyncProgress::Rendered { objects: 2, .. }))
+    );
+    assert!(steps.iter().any(|s| matches!(s, SyncProgress::Applying(_))));
+}
+
+#[tokio::test]
+async fn the_reconciler_corrects_drift_each_cycle_and_stops_on_cancellation() {
+    let (client, namespace) = setup("pipeline-loop").await;
+    let repository = Repository::new();
+    repository.commit(&[("app/a.yaml", Some(&config_map("a", "blue")))], "first");
+    let source = SourceSpec::git(repository.url(), GitReference::Branch("main".into()));
+    let pipeline = pipeline(&client, &namespace, source, false);
+
+    let cancel = CancellationToken::new();
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (tampered_tx, mut tampered_rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    let drift_client = client.clone();
+    let drift_namespace = namespace.clone();
+    let record = Arc::clone(&lines);
+    let stop = cancel.clone();
+    let reconciler = Reconciler::new(pipeline, Duration::from_millis(300)).backoff(Backoff::new(
+        Duration::from_millis(100),
+        Duration::from_secs(1),
+    ));
+    let run = tokio::spawn(async move {
+        reconciler
+            .run(&stop, move |event| {
+                record.lock().unwrap().push(event.status_line());
+                if let Ok(report) = event.result
+                    && report.drift_corrected() > 0
+                {
+                    let _ = tampered_tx.send(event.cycle);
+                }
+            })
+            .await
+    });
+    // Let the first cycle apply, then drift the object; a later cycle corrects it.
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while colour_of(&drift_client, &drift_namespace, "a")
+            .await
+            .is_none()
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the first cycle applies");
+    tamper(&drift_client, &drift_namespace, "a").await;
+    let corrected_in = tokio::time::timeout(Duration::from_secs(30), tampered_rx.recv())
+        .await
+        .expect("a cycle corrects the drift")
+        .unwrap();
+    assert!(corrected_in >= 2);
+    assert_eq!(
+        colour_of(&client, &namespace, "a").await.as_deref(),
+        Some("blue")
+    );
+
+    cancel.cancel();
+    let pipeline = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("the reconciler stops promptly on cancellation")
+        .unwrap();
+    assert!(pipeline.applied_revision().is_some());
+    let lines = lines.lock().unwrap();
+    assert!(lines.len() >= 2, "{lines:?}");
+    assert!(lines[0].starts_with("cycle 1 ok main@sha1:"), "{lines:?}");
+    assert!(lines.iter().all(|l| l.contains(" ok ")), "{lines:?}");
+}
+
+/// Runs the `sync` binary with JSON output; its exit code and what it printed.
+async fn run_sync_binary(
+    kubeconfig: &Path,
+    dir: &Path,
+    namespace: &str,
+    extra: &[&str],
+) -> (i32, serde_json::Value) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_sync"))
+        .arg("--path")
+        .arg(dir)
+        .args([
+            "--subpath",
+            "app",
+            "--namespace",
+            namespace,
+            "--output",
+            "json",
+        ])
+        .args(["--inventory", &format!("{namespace}/inventory")])
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(extra)
+        .output()
+        .await
+        .expect("sync runs");
+    if output.stdout.is_empty() {
+        return (
+            output.status.code().expect("exit code"),
+            serde_json::Value::Null,
+        );
+    }
+    let json = serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+        panic!(
+            "sync printed no JSON ({error}): {}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output.status.code().expect("exit code"), json)
+}
+
+#[tokio::test]
+async fn the_sync_binary_reports_changes_with_its_exit_code() {
+    let control_plane = gitops_envtest::shared().await.expect("control plane");
+    let (client, namespace) = setup("pipeline-bin").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("app")).unwrap();
+    std::fs::write(dir.path().join("app/a.yaml"), config_map("a", "blue")).unwrap();
+    let kubeconfig = control_plane.kubeconfig_path();
+    let sync =
+        |extra: &'static [&'static str]| run_sync_binary(kubeconfig, dir.path(), &namespace, extra);
+
+    let (code, json) = sync(&["--dry-run"]).await;
+    assert_eq!(code, 2, "a dry run with changes exits 2: {json}");
+    assert_eq!(json["counts"]["created"], 1);
+    assert_eq!(colour_of(&client, &namespace, "a").await, None);
+
+    let (code, json) = sync(&[]).await;
+    assert_eq!(code, 2, "{json}");
+    let objects = json["objects"].as_array().unwrap();
+    let entry = objects.iter().find(|o| o["kind"] == "ConfigMap").unwrap();
+    assert_eq!(entry["action"], "created", "{json}");
+    let (code, json) = sync(&[]).await;
+    assert_eq!(code, 0, "in sync exits 0: {json}");
+    assert_eq!(json["apiWrites"], 0);
+
+    std::fs::write(dir.path().join("app/a.yaml"), "kind: [\n").unwrap();
+    let (code, json) = sync(&[]).await;
+    assert_eq!(code, 1, "a failure exits 1: {json}");
+    assert!(json["error"].as_str().unwrap().contains("a.yaml"), "{json}");
+
+    let (code, _) = sync(&["--renderer", "nonsense"]).await;
+    assert_eq!(code, 1, "bad flags exit 1, not 2 (which means changed)");
+}
