@@ -5,11 +5,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use gitops_envtest::tools::Tool;
 use gitops_examples::controller::{
     GitSync, GitSyncController, GitSyncSpec, READY, RECONCILING, RendererKind, STALLED, install_crd,
 };
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
@@ -91,12 +94,19 @@ struct RunningController {
 
 impl RunningController {
     fn start(client: &kube::Client, namespace: &str) -> Self {
+        Self::start_with(client, namespace, None)
+    }
+
+    fn start_with(client: &kube::Client, namespace: &str, kustomize: Option<PathBuf>) -> Self {
         let work_dir = tempfile::tempdir().expect("a temp dir");
         let cancel = CancellationToken::new();
-        let controller = GitSyncController::builder(client.clone(), work_dir.path())
+        let mut builder = GitSyncController::builder(client.clone(), work_dir.path())
             .namespace(namespace)
-            .backoff(Duration::from_millis(500), Duration::from_secs(5))
-            .build();
+            .backoff(Duration::from_millis(500), Duration::from_secs(5));
+        if let Some(kustomize) = kustomize {
+            builder = builder.kustomize_binary(kustomize);
+        }
+        let controller = builder.build();
         let task = tokio::spawn(controller.run(cancel.clone()));
         Self {
             cancel,
@@ -213,6 +223,36 @@ async fn wait_for_value(api: &Api<ConfigMap>, name: &str, expected: Option<&str>
     }
 }
 
+/// Polls until an event of `reason` about GitSync `name` is published; returns its note.
+async fn wait_for_event(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    reason: &str,
+) -> String {
+    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let list = events
+            .list(&ListParams::default())
+            .await
+            .expect("events can be listed");
+        let found = list.items.into_iter().find(|e| {
+            e.reason.as_deref() == Some(reason)
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                && e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("GitSync")
+        });
+        if let Some(event) = found {
+            return event.note.unwrap_or_default();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {reason} event about GitSync {name}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 async fn wait_gone(api: &Api<GitSync>, name: &str) {
     let deadline = tokio::time::Instant::now() + TIMEOUT;
     while let Some(sync) = api.get_opt(name).await.expect("read") {
@@ -282,6 +322,11 @@ async fn applies_new_commits_corrects_drift_and_prunes_on_delete() {
     );
     assert_eq!(value_of(&maps, "a").await.as_deref(), Some("one"));
     assert_eq!(value_of(&maps, "b").await.as_deref(), Some("one"));
+    let note = wait_for_event(&client, &ns, "app", "ReconciliationSucceeded").await;
+    assert!(
+        note.contains(&first_revision) && note.contains("2 created"),
+        "{note}"
+    );
 
     // A new commit is applied: a changes, b leaves the set and is pruned.
     let second = repo.commit(
@@ -392,6 +437,8 @@ async fn a_malformed_manifest_stalls_names_file_and_line_and_prunes_nothing() {
         [format!("{ns}_a__ConfigMap"), format!("{ns}_b__ConfigMap")],
         "the inventory still lists what was applied"
     );
+    let note = wait_for_event(&client, &ns, "app", "BuildFailed").await;
+    assert!(note.contains("c.yaml:6"), "{note}");
     // Several intervals pass: still stalled, and b is still there.
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(
@@ -523,4 +570,116 @@ async fn local_paths_apply_and_invalid_specs_stall() {
 
 fn path_string(path: &Path) -> String {
     PathBuf::from(path).display().to_string()
+}
+
+#[tokio::test]
+async fn kustomizations_render_and_unhealthy_objects_are_retried() {
+    let kustomize = tokio::task::spawn_blocking(|| gitops_envtest::tools::ensure(Tool::Kustomize))
+        .await
+        .expect("the tool task")
+        .expect("the pinned kustomize");
+    let (client, ns) = setup("gitsync-kustomize").await;
+    let controller = RunningController::start_with(&client, &ns, Some(kustomize));
+    let syncs: Api<GitSync> = Api::namespaced(client.clone(), &ns);
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+
+    // `auto` renders a directory with a kustomization with kustomize.
+    let repo = Repo::new();
+    let head = repo.commit(
+        &[
+            (
+                "base/kustomization.yaml",
+                Some("resources:\n- config.yaml\nnamePrefix: k-\n"),
+            ),
+            (
+                "base/config.yaml",
+                Some(&config_map(None, "a", "kustomized")),
+            ),
+        ],
+        "kustomization",
+    );
+    let spec = GitSyncSpec {
+        target_namespace: Some(ns.clone()),
+        ..git_spec(&repo, "base", "1h")
+    };
+    create(&syncs, "kustomized", spec).await;
+    let revision = format!("main@sha1:{head}");
+    wait_for(&syncs, "kustomized", "the kustomization applied", |s| {
+        is_ready_at(s, &revision)
+    })
+    .await;
+    assert_eq!(value_of(&maps, "k-a").await.as_deref(), Some("kustomized"));
+
+    // With `wait`, a Deployment that never becomes available (this control plane runs no
+    // deployment controller) is applied but reported unhealthy, and retried.
+    let dir = tempfile::tempdir().expect("a temp dir");
+    std::fs::write(
+        dir.path().join("web.yaml"),
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: {ns}\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    spec:\n      containers:\n      - name: web\n        image: registry.example/web:1\n"
+        ),
+    )
+    .expect("write");
+    let spec = GitSyncSpec {
+        local_path: Some(path_string(dir.path())),
+        interval: "1h".into(),
+        wait: true,
+        timeout: Some("2s".into()),
+        ..GitSyncSpec::default()
+    };
+    create(&syncs, "unhealthy", spec).await;
+    let sync = wait_for(&syncs, "unhealthy", "a failed health check", |s| {
+        condition(s, READY).is_some_and(|c| c.reason == "HealthCheckFailed")
+    })
+    .await;
+    let ready = condition(&sync, READY).expect("Ready");
+    assert_eq!(ready.status, "False");
+    assert!(
+        ready.message.contains("Deployment.apps"),
+        "{}",
+        ready.message
+    );
+    assert!(ready.message.contains("web"), "{}", ready.message);
+    assert_eq!(
+        condition(&sync, RECONCILING).map(|c| (c.status.as_str(), c.reason.as_str())),
+        Some(("True", "ProgressingWithRetry")),
+        "retried, not stalled"
+    );
+    assert!(condition(&sync, STALLED).is_none());
+    let status = sync.status.as_ref().expect("a status");
+    assert!(
+        status.last_applied_revision.is_some(),
+        "the revision was applied; only its health is missing"
+    );
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    assert!(deployments.get_opt("web").await.expect("read").is_some());
+
+    for name in ["kustomized", "unhealthy"] {
+        syncs
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete");
+        wait_gone(&syncs, name).await;
+    }
+    assert_eq!(value_of(&maps, "k-a").await, None);
+    assert!(deployments.get_opt("web").await.expect("read").is_none());
+    controller.stop().await;
+}
+
+#[test]
+fn the_binary_prints_the_crd() {
+    let output = Command::new(env!("CARGO_BIN_EXE_controller"))
+        .arg("crd")
+        .output()
+        .expect("the controller binary runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let yaml = String::from_utf8(output.stdout).expect("utf-8");
+    let manifests = gitops_core::parse_manifests(&yaml, "crd.yaml").expect("valid YAML");
+    assert_eq!(manifests.len(), 1);
+    assert_eq!(manifests[0].kind(), "CustomResourceDefinition");
+    assert_eq!(manifests[0].name(), "gitsyncs.examples.gitops-rs.io");
 }

@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use gitops_apply::{Applier, ApplyError, ApplyOptions, DesiredSet, InventoryError, WaitError};
+use gitops_apply::{
+    Applier, ApplyError, ApplyOptions, DesiredSet, InventoryError, TakeoverManager, WaitError,
+};
 use gitops_render::{
     AutoRenderer, HelmRenderer, KustomizeRenderer, PlainRenderer, RenderError, RenderRequest,
     Renderer, SourceRoot,
@@ -15,6 +17,7 @@ use gitops_source::{
     FetchOutcome, FetchRequest, GitSource, LocalDirectorySource, Revision, Source, SourceError,
 };
 use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{self, Event};
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
@@ -36,9 +39,6 @@ pub const INVENTORY_FIELD_MANAGER: &str = "gitsync-controller-inventory";
 /// `reconcile.fluxcd.io/requestedAt` works too.
 pub const REQUESTED_AT_ANNOTATION: &str = "examples.gitops-rs.io/requestedAt";
 const FLUX_REQUESTED_AT_ANNOTATION: &str = "reconcile.fluxcd.io/requestedAt";
-
-/// How often a wait polls the objects' health.
-const WAIT_POLL: Duration = Duration::from_secs(2);
 
 /// Why a reconciliation failed.
 #[derive(Debug, thiserror::Error)]
@@ -103,14 +103,15 @@ pub enum ReconcileError {
         #[source]
         source: Box<ApplyError>,
     },
-    /// The applied objects did not become Current.
-    #[error("waiting for the objects of {revision}")]
-    Wait {
+    /// Everything was applied (and pruned), but with `wait` the objects did not become
+    /// Current in time.
+    #[error("applied {revision}, but it is not healthy")]
+    Unhealthy {
         /// The revision.
         revision: String,
-        /// The failure.
+        /// The failure ([`ApplyError::Unhealthy`]).
         #[source]
-        source: Box<WaitError>,
+        source: Box<ApplyError>,
     },
     /// Pruning everything on deletion failed.
     #[error("pruning the inventory of the deleted GitSync")]
@@ -165,9 +166,12 @@ impl ReconcileError {
                 | ApplyError::EmptySet { .. } => FailureKind::Stalled,
                 _ => FailureKind::Transient,
             },
-            Self::Wait { source, .. } => match **source {
-                WaitError::Cancelled => FailureKind::Cancelled,
-                WaitError::Failed { .. } => FailureKind::Stalled,
+            // Health may come with time (or with the next commit): retried, not stalled.
+            Self::Unhealthy { source, .. } => match **source {
+                ApplyError::Unhealthy {
+                    source: WaitError::Cancelled,
+                    ..
+                } => FailureKind::Cancelled,
                 _ => FailureKind::Transient,
             },
             Self::WorkDir { .. } | Self::Status(_) | Self::Finalizer(_) => FailureKind::Transient,
@@ -185,7 +189,7 @@ impl ReconcileError {
                 "ValidationFailed"
             }
             Self::Apply { .. } => "ReconciliationFailed",
-            Self::Wait { .. } => "HealthCheckFailed",
+            Self::Unhealthy { .. } => "HealthCheckFailed",
             Self::Prune(_) => "PruneFailed",
             Self::Status(_) | Self::Finalizer(_) | Self::Cancelled => "ReconciliationFailed",
         }
@@ -273,7 +277,7 @@ impl GitSyncControllerBuilder {
             namespace: self.namespace,
             concurrency: self.concurrency,
             context: Arc::new(Context {
-                client: self.client,
+                client: self.client.clone(),
                 work_dir: self.work_dir,
                 kustomize: self.kustomize,
                 helm: self.helm,
@@ -281,6 +285,13 @@ impl GitSyncControllerBuilder {
                 max_backoff: self.max_backoff,
                 cancel: CancellationToken::new(),
                 states: Mutex::default(),
+                recorder: Recorder::new(
+                    self.client.clone(),
+                    Reporter {
+                        controller: APPLY_FIELD_MANAGER.to_owned(),
+                        instance: std::env::var("HOSTNAME").ok(),
+                    },
+                ),
             }),
         }
     }
@@ -402,6 +413,7 @@ struct Context {
     max_backoff: Duration,
     cancel: CancellationToken,
     states: Mutex<HashMap<String, SyncState>>,
+    recorder: Recorder,
 }
 
 impl std::fmt::Debug for Context {
@@ -528,6 +540,8 @@ impl Context {
         let identity = Identity::of(sync)?;
         let trigger = Trigger::of(sync);
         let mut status = sync.status.clone().unwrap_or_default();
+        let ready_before = status.condition(super::READY).cloned();
+        let applied_before = status.last_applied_revision.clone();
         let generation = sync.meta().generation;
         let key = format!("{}/{}", identity.namespace, identity.name);
         if sync.spec.suspend {
@@ -559,6 +573,10 @@ impl Context {
                 )
             }
             Err(error) => {
+                if let ReconcileError::Unhealthy { revision, .. } = error {
+                    // It was applied; only its health is missing.
+                    status.last_applied_revision = Some(revision.clone());
+                }
                 let message = error.chain();
                 match error.kind() {
                     FailureKind::Cancelled => return Ok(Action::await_change()),
@@ -587,6 +605,31 @@ impl Context {
                 }
             }
         };
+        // An event when something new happens: a revision applied, or a new failure.
+        let event = match &phase {
+            Phase::Succeeded { message } if applied_before != status.last_applied_revision => {
+                let summary = result
+                    .as_ref()
+                    .map(|s| s.summary.as_str())
+                    .unwrap_or_default();
+                Some((
+                    EventType::Normal,
+                    super::status::REASON_SUCCEEDED,
+                    format!("{message} ({summary})"),
+                ))
+            }
+            Phase::Retrying { reason, message } | Phase::Stalled { reason, message }
+                if ready_before
+                    .as_ref()
+                    .is_none_or(|c| c.reason != *reason || c.message != *message) =>
+            {
+                Some((EventType::Warning, *reason, message.clone()))
+            }
+            _ => None,
+        };
+        if let Some((type_, reason, note)) = event {
+            self.publish(sync, type_, reason, note).await;
+        }
         phase.apply_to(&mut status, generation, &now);
         status.observed_generation = generation;
         write_status(api, &identity.name, &status, STATUS_FIELD_MANAGER)
@@ -595,6 +638,29 @@ impl Context {
         let transient = matches!(&result, Err(e) if e.kind() == FailureKind::Transient);
         self.finish(&identity.uid, trigger, next, transient);
         Ok(next.map_or_else(Action::await_change, Action::requeue))
+    }
+
+    /// Publishes a Kubernetes event about the GitSync; a failure is only logged.
+    async fn publish(&self, sync: &GitSync, type_: EventType, reason: &str, note: String) {
+        // The API limits an event's note to 1 kB.
+        let mut note = note;
+        if note.len() > 1000 {
+            let mut end = 1000;
+            while !note.is_char_boundary(end) {
+                end -= 1;
+            }
+            note.truncate(end);
+        }
+        let event = KubeEvent {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: "Reconcile".to_owned(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, &sync.object_ref(&())).await {
+            tracing::warn!(gitsync = %sync.name_any(), %error, "cannot publish an event");
+        }
     }
 
     /// Records the end of a reconciliation and when the next is due.
@@ -668,8 +734,11 @@ impl Context {
             force: true,
             prune: sync.spec.prune,
             target_namespace: sync.spec.target_namespace.clone(),
+            wait: sync.spec.wait.then_some(settings.timeout),
             ..ApplyOptions::default()
-        };
+        }
+        // Objects first applied or edited with kubectl become fully ours, as with Flux.
+        .with_takeover(TakeoverManager::defaults());
         let key = format!("{}/{}", identity.namespace, identity.name);
         let change_set = applier
             .apply_with_progress(
@@ -681,29 +750,16 @@ impl Context {
                 },
             )
             .await
-            .map_err(|source| ReconcileError::Apply {
-                revision: revision.clone(),
-                source: Box::new(source),
-            })?;
-        if sync.spec.wait {
-            let targets = change_set.wait_targets();
-            gitops_apply::wait_for_current(
-                &self.client,
-                &targets,
-                applier.health_checks(),
-                settings.timeout,
-                WAIT_POLL,
-                &self.cancel,
-                |progress| {
-                    tracing::debug!(gitsync = %key, current = progress.current, total = progress.total, "waiting");
+            .map_err(|source| match source {
+                ApplyError::Unhealthy { .. } => ReconcileError::Unhealthy {
+                    revision: revision.clone(),
+                    source: Box::new(source),
                 },
-            )
-            .await
-            .map_err(|source| ReconcileError::Wait {
-                revision: revision.clone(),
-                source: Box::new(source),
+                source => ReconcileError::Apply {
+                    revision: revision.clone(),
+                    source: Box::new(source),
+                },
             })?;
-        }
         let summary = [
             gitops_apply::Action::Created,
             gitops_apply::Action::Configured,
@@ -911,12 +967,13 @@ mod tests {
     use super::*;
 
     fn context() -> Context {
+        // Never used by these tests: a client needs a runtime, not a server.
+        let client = kube::Client::try_from(kube::Config::new(
+            "http://127.0.0.1:9".parse().expect("a URL"),
+        ))
+        .expect("a client");
         Context {
-            // Never used by these tests: a client needs a runtime, not a server.
-            client: kube::Client::try_from(kube::Config::new(
-                "http://127.0.0.1:9".parse().expect("a URL"),
-            ))
-            .expect("a client"),
+            client: client.clone(),
             work_dir: PathBuf::from("/nonexistent"),
             kustomize: None,
             helm: None,
@@ -924,6 +981,13 @@ mod tests {
             max_backoff: Duration::from_secs(300),
             cancel: CancellationToken::new(),
             states: Mutex::default(),
+            recorder: Recorder::new(
+                client,
+                Reporter {
+                    controller: "test".into(),
+                    instance: None,
+                },
+            ),
         }
     }
 
