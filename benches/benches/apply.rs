@@ -17,6 +17,13 @@
 //! The Flux peer needs `go` (with `GOTOOLCHAIN` able to fetch go1.27.2 from the module proxy, or
 //! a go1.27 on PATH); it is built once into the gitops-rs cache (`~/.cache/gitops-rs/peers`).
 //! Without it, the Flux comparison is skipped with a message.
+//!
+//! Measured on 2026-11-23 (2 cores shared with other builds, load average 6 to 9; two runs):
+//! initial apply gitops-apply 2.34 s / 2.80 s, kubectl 4.06 s / 4.60 s (1.7x / 1.6x), Flux ssa
+//! 5.41 s / 6.37 s (2.3x / 2.3x); no-change reconcile gitops-apply 73 ms, kubectl 2.87 s /
+//! 3.05 s (39x / 42x), Flux ssa 2.79 s / 2.66 s (38x / 36x). Requests: a no-change run of
+//! gitops-apply sends 8 (5 lists for 5 kinds, discovery, the inventory), Flux 2,000 (a get and a
+//! dry run per object); an initial apply 2,009 against Flux's 3,000.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
