@@ -1148,7 +1148,9 @@ impl Applier {
                 dry_run: options.dry_run,
                 ..ChangeSet::default()
             };
-            for ((object, decision), diff) in objects.iter().zip(decisions).zip(diffs) {
+            for (((object, decision), diff), taken_over) in
+                objects.iter().zip(decisions).zip(diffs).zip(&taken_over)
+            {
                 let (action, reason, error) = match decision {
                     Decision::Skip(reason) => (Action::Skipped, reason, None),
                     Decision::Unchanged => (Action::Unchanged, "in sync".into(), None),
@@ -1161,7 +1163,9 @@ impl Applier {
                         None,
                     ),
                     Decision::Write {
-                        exists, recreate, ..
+                        exists,
+                        recreate,
+                        takeover,
                     } => (
                         if recreate {
                             Action::Recreated
@@ -1170,7 +1174,11 @@ impl Applier {
                         } else {
                             Action::Created
                         },
-                        "dry run".into(),
+                        if takeover {
+                            format!("dry run: {}", describe_takeover(taken_over))
+                        } else {
+                            "dry run".into()
+                        },
                         None,
                     ),
                 };
@@ -1249,6 +1257,11 @@ impl Applier {
                     let object = &objects[i];
                     let desired = &desired_values[i];
                     let live = live.get(&object.id).filter(|_| takeover);
+                    let applied = if takeover {
+                        format!("{}; applied", describe_takeover(&taken_over[i]))
+                    } else {
+                        "applied".to_owned()
+                    };
                     Some(async move {
                         if let Some(live) = live
                             && let Err(error) = run.take_over(object, live).await
@@ -1284,8 +1297,8 @@ impl Applier {
                                 "immutable field changed: deleted and created again".into(),
                                 None,
                             ),
-                            Ok(()) if exists => (Action::Configured, "applied".into(), None),
-                            Ok(()) => (Action::Created, "applied".into(), None),
+                            Ok(()) if exists => (Action::Configured, applied, None),
+                            Ok(()) => (Action::Created, applied, None),
                             Err(error) => (Action::Failed, "write failed".into(), Some(error)),
                         };
                         (i, outcome)
@@ -1676,6 +1689,12 @@ fn resolve_inventory_kind<'k>(
         .resolve(&id.group, exact, &id.kind)
         .or_else(|| kinds.resolve_group_kind(&id.group, &id.kind))
         .filter(|k| k.served)
+}
+
+/// The reason of an object taken over: `took over the fields of "kubectl-edit"`.
+fn describe_takeover(managers: &BTreeSet<String>) -> String {
+    let names: Vec<String> = managers.iter().map(|m| format!("{m:?}")).collect();
+    format!("took over the fields of {}", names.join(", "))
 }
 
 /// The no-op decision: whether `desired` must be written given `live`. An object in sync that

@@ -1112,9 +1112,30 @@ async fn takes_over_kubectl_edits_and_named_managers_then_corrects_the_drift() {
     // With the default managers: kubectl's fields are ours, so the edit is corrected and the
     // key it added is removed; the script's key stays (not named), as does the annotation.
     let defaults = ApplyOptions::default().with_takeover(TakeoverManager::defaults());
+    let plan = run(
+        &applier,
+        set(&yaml),
+        &ApplyOptions {
+            dry_run: true,
+            ..defaults.clone()
+        },
+    )
+    .await;
+    let id: ObjectId = format!("{ns}_settings__ConfigMap").parse().unwrap();
+    let planned = plan.get(&id).unwrap();
+    assert_eq!(planned.action, Action::Configured, "{plan}");
+    assert_eq!(
+        planned.reason,
+        "dry run: took over the fields of \"kubectl-edit\""
+    );
     let done = run(&applier, set(&yaml), &defaults).await;
-    let id = format!("{ns}_settings__ConfigMap");
-    assert_eq!(action(&done, &id), Action::Configured, "{done}");
+    let changed = done.get(&id).unwrap();
+    assert_eq!(changed.action, Action::Configured, "{done}");
+    assert_eq!(
+        changed.reason,
+        "took over the fields of \"kubectl-edit\"; applied"
+    );
+    let id = id.to_string();
     let settings = config_map(&client, &ns, "settings").await.unwrap();
     let data = settings.data.clone().unwrap();
     assert_eq!(
