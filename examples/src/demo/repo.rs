@@ -199,6 +199,21 @@ impl DemoRepository {
             .join("\n"))
     }
 
+    /// The patch of the last commit (`git show`), for the narration.
+    ///
+    /// # Errors
+    /// When `git` fails.
+    pub async fn last_commit_patch(&self) -> Result<String, RepositoryError> {
+        let patch = self
+            .git(&["show", "--format=%h %s", "--no-color", "HEAD"])
+            .await?;
+        Ok(patch
+            .lines()
+            .filter(|line| !line.is_empty() && !line.starts_with("index "))
+            .collect::<Vec<_>>()
+            .join("\n"))
+    }
+
     async fn git(&self, args: &[&str]) -> Result<String, RepositoryError> {
         let dir = self.dir.path();
         let output = Command::new("git")
@@ -255,6 +270,11 @@ mod tests {
         assert_eq!(second.message, "two");
         let stat = repository.last_commit_stat().await.unwrap();
         assert!(stat.contains("app/configmap.yaml"), "{stat}");
+        let patch = repository.last_commit_patch().await.unwrap();
+        assert!(
+            patch.contains("+  greeting: Hello from revision 2"),
+            "{patch}"
+        );
 
         repository
             .commit("three", &[], REVISION_3_REMOVED)

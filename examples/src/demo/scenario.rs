@@ -617,7 +617,7 @@ impl<'a> Scenario<'a> {
             Tone::Plain,
             "git commit (the files of examples/demo/revision-2):",
         );
-        narrator.block(&repository.last_commit_stat().await?);
+        narrator.block(&repository.last_commit_patch().await?);
         narrator.line(
             Tone::Plain,
             "The reconciler notices the new commit on its next poll:",
@@ -935,5 +935,74 @@ impl<'a> Scenario<'a> {
             .as_str()
             .unwrap_or_default()
             .to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(revision: &str, changes: &[(&str, Action)], drift: usize) -> CycleSummary {
+        CycleSummary {
+            cycle: 1,
+            revision: Some(gitops_source::Revision::git("main", revision)),
+            new_revision: drift == 0,
+            changes: changes
+                .iter()
+                .map(|(kind, action)| (ObjectId::new("", *kind, Some("ns"), "web"), *action))
+                .collect(),
+            drift_corrected: drift,
+            error: None,
+            status_line: String::new(),
+        }
+    }
+
+    fn commit(hash: &str) -> Commit {
+        Commit {
+            hash: hash.to_owned(),
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_cycle_applied_a_commit_only_when_it_succeeded_at_that_hash() {
+        let hash = "0123456789abcdef0123456789abcdef01234567";
+        let mut cycle = summary(hash, &[("Service", Action::Created)], 0);
+        assert!(cycle.applied(&commit(hash)));
+        assert!(!cycle.applied(&commit(&hash.replace('0', "f"))));
+        cycle.error = Some("wait timed out".into());
+        assert!(!cycle.applied(&commit(hash)));
+        assert_eq!(cycle.tone(), Tone::Bad);
+    }
+
+    #[test]
+    fn counts_actions_and_tones_follow_what_the_cycle_did() {
+        let hash = "0123456789abcdef0123456789abcdef01234567";
+        let quiet = summary(hash, &[("Service", Action::Unchanged)], 0);
+        assert_eq!(quiet.tone(), Tone::Plain);
+        let changed = summary(
+            hash,
+            &[
+                ("Service", Action::Pruned),
+                ("ConfigMap", Action::Unchanged),
+            ],
+            0,
+        );
+        assert_eq!(changed.tone(), Tone::Good);
+        assert_eq!(changed.count(Action::Pruned), 1);
+        assert_eq!(changed.action_of("Service", "web"), Some(Action::Pruned));
+        assert_eq!(changed.action_of("Service", "other"), None);
+        let drift = summary(hash, &[("ConfigMap", Action::Configured)], 1);
+        assert_eq!(drift.tone(), Tone::Notice);
+    }
+
+    #[test]
+    fn the_inventory_lives_in_default_named_after_the_namespace() {
+        let options = DemoOptions::new();
+        assert_eq!(options.namespace_name(), DEFAULT_NAMESPACE);
+        assert_eq!(
+            options.inventory_location().to_string(),
+            "default/gitops-demo"
+        );
     }
 }
