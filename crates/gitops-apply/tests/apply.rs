@@ -1408,3 +1408,35 @@ async fn takes_over_replicas_set_by_kubectl_scale() {
     let again = run(&applier, set(&app(&ns, "blue")), &takeover).await;
     assert_eq!(action(&again, &id), Action::Unchanged, "{again}");
 }
+
+#[tokio::test]
+async fn waiting_reads_one_list_per_kind_and_namespace_a_round() {
+    let cp = gitops_envtest::shared().await.unwrap();
+    let client = cp.client().await.unwrap();
+    let ns = cp.create_namespace("waitlist").await.unwrap();
+    let applier = applier(&client, &ns);
+    let yaml = (0..20)
+        .map(|i| format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm-{i:02}, namespace: {ns}}}\ndata: {{i: \"{i}\"}}\n"))
+        .collect::<Vec<_>>()
+        .join("---\n");
+    run(&applier, set(&yaml), &ApplyOptions::default()).await;
+    let waited = run(
+        &applier,
+        set(&yaml),
+        &ApplyOptions::default().with_wait(Duration::from_secs(10)),
+    )
+    .await;
+    assert_eq!(waited.count(Action::Unchanged), 20, "{waited}");
+    // Discovery (2) and the inventory (1); a list to decide, a list for the one wait round.
+    assert_eq!(
+        waited.request_counts,
+        gitops_apply::RequestCounts {
+            total: 5,
+            lists: 2,
+            reads: 3,
+            dry_runs: 0,
+            writes: 0
+        },
+        "{waited}"
+    );
+}
