@@ -160,6 +160,8 @@ async fn the_demo_scenario_goes_through_every_step() {
     );
 }
 
+/// With a minute between cycles, the scenario is still waiting for the reconciler to pick up
+/// revision 2 when it is cancelled: it stops at once, with the reconciler.
 #[tokio::test]
 async fn cancelling_the_scenario_stops_it_promptly() {
     let control_plane = control_plane().await;
@@ -169,7 +171,7 @@ async fn cancelling_the_scenario_stops_it_promptly() {
     let cancel = CancellationToken::new();
     let options = DemoOptions::new()
         .namespace(&namespace)
-        .interval(Duration::from_millis(500));
+        .interval(Duration::from_secs(60));
     let scenario = Scenario::new(client, &narrator, options);
     let canceller = cancel.clone();
     let started = std::time::Instant::now();
@@ -179,12 +181,12 @@ async fn cancelling_the_scenario_stops_it_promptly() {
     });
     let error = result.expect_err("a cancelled scenario does not finish");
     assert!(
-        matches!(error, ScenarioError::Cancelled { .. }),
+        matches!(error, ScenarioError::Cancelled { step: 2 | 3 }),
         "{error:?}\n{}",
         narrator.captured().unwrap()
     );
     assert!(
-        started.elapsed() < Duration::from_secs(20),
+        started.elapsed() < Duration::from_secs(10),
         "{:?}",
         started.elapsed()
     );
@@ -257,12 +259,13 @@ async fn the_demo_binary_runs_to_the_end_and_cleans_up() {
     assert_cleaned_up(&stdout);
 }
 
-/// Ctrl-C (SIGINT) in the middle stops the `demo` binary with exit code 130, and it still
-/// stops its control plane and removes its directories.
+/// Ctrl-C (SIGINT) in the middle (30 s between cycles: the demo waits for its second cycle)
+/// stops the `demo` binary with exit code 130, and it still stops its control plane and removes
+/// its directories.
 #[tokio::test]
 async fn the_demo_binary_stops_and_cleans_up_on_sigint() {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_demo"))
-        .args(["--interval", "0.5", "--color", "never"])
+        .args(["--interval", "30", "--color", "never"])
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
