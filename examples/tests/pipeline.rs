@@ -308,6 +308,76 @@ async fn a_broken_commit_keeps_the_last_good_revision_and_prunes_nothing() {
     let fixed = sync(&mut pipeline).await;
     assert_eq!(action(&fixed, "ConfigMap", "b"), Action::Pruned);
     assert_eq!(colour_of(&client, &namespace, "b").await, None);
+
+    // The repository disappears: the fetch fails, the last good set is served, a's drift is
+    // still corrected.
+    tamper(&client, &namespace, "a").await;
+    std::fs::remove_dir_all(repository.dir.path()).unwrap();
+    let error = pipeline
+        .sync_once(&CancellationToken::new(), &ProgressSink::none())
+        .await
+        .expect_err("the repository is gone");
+    assert!(
+        matches!(error, SyncError::Fetch { .. }),
+        "{}",
+        error_chain(&error)
+    );
+    let served = error.served().expect("served");
+    assert_eq!(served.revision, fixed.revision);
+    assert_eq!(action(served, "ConfigMap", "a"), Action::Configured);
+    assert_eq!(
+        colour_of(&client, &namespace, "a").await.as_deref(),
+        Some("blue")
+    );
+}
+
+#[tokio::test]
+async fn objects_that_never_become_current_fail_the_wait_and_cancellation_stops_early() {
+    let (client, namespace) = setup("pipeline-wait").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("app")).unwrap();
+    // No scheduler and no deployment controller run: this Deployment never becomes Current.
+    std::fs::write(
+        dir.path().join("app/web.yaml"),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers: [{name: web, image: nginx}]\n",
+    )
+    .unwrap();
+    let config = SyncConfig::builder(SourceSpec::local(dir.path()))
+        .subpath("app")
+        .target_namespace(&namespace)
+        .inventory(format!("{namespace}/inventory").parse().unwrap())
+        .wait_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let mut pipeline = Pipeline::new(client.clone(), config).unwrap();
+
+    // A cancelled token stops before anything is fetched or written.
+    let cancelled = CancellationToken::new();
+    cancelled.cancel();
+    let error = pipeline
+        .sync_once(&cancelled, &ProgressSink::none())
+        .await
+        .expect_err("cancelled");
+    assert!(error.is_cancelled(), "{}", error_chain(&error));
+    let stopped = Reconciler::new(pipeline, Duration::from_secs(1))
+        .run(&cancelled, |event| {
+            panic!("no cycle may run: {}", event.status_line())
+        })
+        .await;
+    assert!(stopped.applied_revision().is_none());
+    let mut pipeline = stopped;
+
+    let error = pipeline
+        .sync_once(&CancellationToken::new(), &ProgressSink::none())
+        .await
+        .expect_err("the Deployment never becomes Current");
+    let message = error_chain(&error);
+    let SyncError::Wait { report, .. } = &error else {
+        panic!("expected a wait failure: {message}");
+    };
+    assert_eq!(action(report, "Deployment", "web"), Action::Created);
+    assert!(report.waited.unwrap() >= Duration::from_secs(2));
+    assert!(message.contains("web"), "{message}");
 }
 
 #[tokio::test]

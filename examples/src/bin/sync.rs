@@ -51,6 +51,26 @@ struct Args {
     /// How to print the result: text, or JSON (the change set, for CI).
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
+    /// Colour the diffs of --dry-run: auto (when standard output is a terminal), always, never.
+    #[arg(long, value_enum, default_value_t = ColourFlag::Auto)]
+    color: ColourFlag,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum ColourFlag {
+    Auto,
+    Always,
+    Never,
+}
+
+impl From<ColourFlag> for Colour {
+    fn from(flag: ColourFlag) -> Self {
+        match flag {
+            ColourFlag::Auto => Colour::Auto,
+            ColourFlag::Always => Colour::Always,
+            ColourFlag::Never => Colour::Never,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -100,7 +120,7 @@ async fn run(args: &Args) -> anyhow::Result<u8> {
     bars.finish();
     match result {
         Ok(report) => {
-            print_report(&pipeline, &report, args.output).await;
+            print_report(&pipeline, &report, args).await;
             Ok(if report.changed() { CHANGED } else { IN_SYNC })
         }
         Err(error) => {
@@ -110,21 +130,17 @@ async fn run(args: &Args) -> anyhow::Result<u8> {
     }
 }
 
-async fn print_report(pipeline: &Pipeline, report: &SyncReport, output: Output) {
-    match output {
+async fn print_report(pipeline: &Pipeline, report: &SyncReport, args: &Args) {
+    match args.output {
         Output::Json => println!(
             "{}",
             serde_json::to_string_pretty(&report.to_json()).unwrap_or_default()
         ),
         Output::Text => {
             if report.change_set.dry_run {
-                print!("{}", pipeline.plan_text(report, Colour::Auto).await);
+                print!("{}", pipeline.plan_text(report, args.color.into()).await);
             } else {
-                for change in &report.change_set.changes {
-                    if change.action != gitops_apply::Action::Unchanged {
-                        println!("{change}");
-                    }
-                }
+                print_changes(&report.change_set);
             }
             println!("{}", report.status_line());
         }
@@ -149,11 +165,7 @@ fn print_failure(error: &SyncError, output: Output) {
         }
         Output::Text => {
             if let Some(change_set) = error.change_set() {
-                for change in &change_set.changes {
-                    if change.action != gitops_apply::Action::Unchanged {
-                        println!("{change}");
-                    }
-                }
+                print_changes(change_set);
             }
             if let Some(report) = served {
                 println!("served the last good revision: {}", report.status_line());
@@ -161,4 +173,15 @@ fn print_failure(error: &SyncError, output: Output) {
         }
     }
     eprintln!("error: {}", error_chain(error));
+}
+
+/// One line per object that was (or would be) created, changed, pruned, or that failed; the
+/// unchanged and skipped ones are only counted in the status line.
+fn print_changes(change_set: &gitops_apply::ChangeSet) {
+    use gitops_apply::Action;
+    for change in &change_set.changes {
+        if !matches!(change.action, Action::Unchanged | Action::Skipped) {
+            println!("{change}");
+        }
+    }
 }

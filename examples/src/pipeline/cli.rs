@@ -70,9 +70,12 @@ pub struct SyncArgs {
     /// Never delete anything.
     #[arg(long, overrides_with = "prune")]
     pub no_prune: bool,
-    /// Leave fields other field managers took (by `kubectl edit`, say) alone and report the
-    /// conflict, instead of taking them back (the default: Git wins).
-    #[arg(long)]
+    /// Take back fields other field managers took (by `kubectl edit`, say): Git wins (the
+    /// default).
+    #[arg(long, overrides_with = "no_force")]
+    pub force: bool,
+    /// Leave fields other field managers took alone and report the conflicts as failures.
+    #[arg(long, overrides_with = "force")]
     pub no_force: bool,
     /// Wait up to this long for the objects to become Current (such as `90s`, `2m`).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
@@ -375,6 +378,9 @@ mod tests {
         .unwrap();
         let config = cli.sync.to_config(true).unwrap();
         assert!(config.prune(), "the last of --prune/--no-prune wins");
+        assert!(config.force, "Git wins by default");
+        let cli = Cli::try_parse_from(["sync", "--path", "/tmp", "--force", "--no-force"]).unwrap();
+        assert!(!cli.sync.to_config(false).unwrap().force);
         assert!(config.dry_run());
         assert_eq!(config.wait_timeout(), Some(Duration::from_secs(90)));
         assert_eq!(config.inventory().to_string(), "ops/web");

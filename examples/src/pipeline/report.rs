@@ -315,7 +315,7 @@ pub enum SyncError {
         source: std::io::Error,
     },
     /// The fetch failed.
-    #[error("fetching {location} failed{}", served_note(.served.as_deref()))]
+    #[error("fetching {location} failed")]
     Fetch {
         /// The source, without credentials.
         location: String,
@@ -327,7 +327,7 @@ pub enum SyncError {
         served: Option<Box<SyncReport>>,
     },
     /// The revision could not be rendered (bad YAML, a kustomize or helm failure, ...).
-    #[error("rendering {revision} failed{}", served_note(.served.as_deref()))]
+    #[error("rendering {revision} failed")]
     Render {
         /// The revision.
         revision: Revision,
@@ -362,16 +362,6 @@ pub enum SyncError {
         /// What was being done: fetching, rendering, applying or waiting.
         step: &'static str,
     },
-}
-
-fn served_note(served: Option<&SyncReport>) -> String {
-    match served {
-        Some(report) => format!(
-            "; served the last good revision {} without pruning",
-            short_revision(&report.revision)
-        ),
-        None => String::new(),
-    }
 }
 
 impl From<ConfigError> for SyncError {

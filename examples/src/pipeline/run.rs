@@ -413,7 +413,7 @@ impl Pipeline {
         if !matches!(failure, SyncError::Fetch { .. } | SyncError::Render { .. }) {
             return failure;
         }
-        tracing::warn!(error = %error_chain(&failure), last_good = %good.revision, "serving the last good revision without pruning");
+        tracing::debug!(error = %error_chain(&failure), last_good = %good.revision, "serving the last good revision without pruning");
         let report = match self
             .apply(
                 Desired::LastGood(good),
