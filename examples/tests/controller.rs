@@ -94,10 +94,15 @@ struct RunningController {
 
 impl RunningController {
     fn start(client: &kube::Client, namespace: &str) -> Self {
-        Self::start_with(client, namespace, None)
+        Self::start_with(client, namespace, None, None)
     }
 
-    fn start_with(client: &kube::Client, namespace: &str, kustomize: Option<PathBuf>) -> Self {
+    fn start_with(
+        client: &kube::Client,
+        namespace: &str,
+        kustomize: Option<PathBuf>,
+        helm: Option<PathBuf>,
+    ) -> Self {
         let work_dir = tempfile::tempdir().expect("a temp dir");
         let cancel = CancellationToken::new();
         let mut builder = GitSyncController::builder(client.clone(), work_dir.path())
@@ -105,6 +110,9 @@ impl RunningController {
             .backoff(Duration::from_millis(500), Duration::from_secs(5));
         if let Some(kustomize) = kustomize {
             builder = builder.kustomize_binary(kustomize);
+        }
+        if let Some(helm) = helm {
+            builder = builder.helm_binary(helm);
         }
         let controller = builder.build();
         let task = tokio::spawn(controller.run(cancel.clone()));
@@ -573,17 +581,21 @@ fn path_string(path: &Path) -> String {
 }
 
 #[tokio::test]
-async fn kustomizations_render_and_unhealthy_objects_are_retried() {
-    let kustomize = tokio::task::spawn_blocking(|| gitops_envtest::tools::ensure(Tool::Kustomize))
-        .await
-        .expect("the tool task")
-        .expect("the pinned kustomize");
-    let (client, ns) = setup("gitsync-kustomize").await;
-    let controller = RunningController::start_with(&client, &ns, Some(kustomize));
+async fn kustomize_and_helm_render_and_unhealthy_objects_are_retried() {
+    let tool = |tool| async move {
+        tokio::task::spawn_blocking(move || gitops_envtest::tools::ensure(tool))
+            .await
+            .expect("the tool task")
+            .unwrap_or_else(|e| panic!("the pinned {tool:?}: {e}"))
+    };
+    let (kustomize, helm) = (tool(Tool::Kustomize).await, tool(Tool::Helm).await);
+    let (client, ns) = setup("gitsync-tools").await;
+    let controller = RunningController::start_with(&client, &ns, Some(kustomize), Some(helm));
     let syncs: Api<GitSync> = Api::namespaced(client.clone(), &ns);
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
 
-    // `auto` renders a directory with a kustomization with kustomize.
+    // `auto` renders a directory with a kustomization with kustomize; `helm` renders a chart
+    // with the GitSync's name as release name.
     let repo = Repo::new();
     let head = repo.commit(
         &[
@@ -591,23 +603,38 @@ async fn kustomizations_render_and_unhealthy_objects_are_retried() {
                 "base/kustomization.yaml",
                 Some("resources:\n- config.yaml\nnamePrefix: k-\n"),
             ),
+            ("base/config.yaml", Some(&config_map(None, "a", "kustomized"))),
+            ("chart/Chart.yaml", Some("apiVersion: v2\nname: demo\nversion: 0.1.0\n")),
+            ("chart/values.yaml", Some("greeting: hello\n")),
             (
-                "base/config.yaml",
-                Some(&config_map(None, "a", "kustomized")),
+                "chart/templates/config.yaml",
+                Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-config\ndata:\n  key: {{ .Values.greeting }}\n"),
             ),
         ],
-        "kustomization",
+        "kustomization and chart",
     );
     let spec = GitSyncSpec {
         target_namespace: Some(ns.clone()),
         ..git_spec(&repo, "base", "1h")
     };
     create(&syncs, "kustomized", spec).await;
+    let spec = GitSyncSpec {
+        target_namespace: Some(ns.clone()),
+        renderer: RendererKind::Helm,
+        ..git_spec(&repo, "chart", "1h")
+    };
+    create(&syncs, "charted", spec).await;
     let revision = format!("main@sha1:{head}");
-    wait_for(&syncs, "kustomized", "the kustomization applied", |s| {
-        is_ready_at(s, &revision)
-    })
-    .await;
+    for name in ["kustomized", "charted"] {
+        wait_for(&syncs, name, "the revision applied", |s| {
+            is_ready_at(s, &revision)
+        })
+        .await;
+    }
+    assert_eq!(
+        value_of(&maps, "charted-config").await.as_deref(),
+        Some("hello")
+    );
     assert_eq!(value_of(&maps, "k-a").await.as_deref(), Some("kustomized"));
 
     // With `wait`, a Deployment that never becomes available (this control plane runs no
@@ -654,7 +681,7 @@ async fn kustomizations_render_and_unhealthy_objects_are_retried() {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     assert!(deployments.get_opt("web").await.expect("read").is_some());
 
-    for name in ["kustomized", "unhealthy"] {
+    for name in ["kustomized", "charted", "unhealthy"] {
         syncs
             .delete(name, &DeleteParams::default())
             .await
@@ -662,6 +689,7 @@ async fn kustomizations_render_and_unhealthy_objects_are_retried() {
         wait_gone(&syncs, name).await;
     }
     assert_eq!(value_of(&maps, "k-a").await, None);
+    assert_eq!(value_of(&maps, "charted-config").await, None);
     assert!(deployments.get_opt("web").await.expect("read").is_none());
     controller.stop().await;
 }
@@ -682,4 +710,95 @@ fn the_binary_prints_the_crd() {
     assert_eq!(manifests.len(), 1);
     assert_eq!(manifests[0].kind(), "CustomResourceDefinition");
     assert_eq!(manifests[0].name(), "gitsyncs.examples.gitops-rs.io");
+}
+
+/// A child process, killed and reaped when dropped (also on panic).
+struct ChildGuard(Option<std::process::Child>);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_binary_installs_the_crd_reconciles_and_stops_on_sigterm() {
+    let (client, ns) = setup("gitsync-binary").await;
+    let plane = gitops_envtest::shared().await.expect("the control plane");
+    let work_dir = tempfile::tempdir().expect("a temp dir");
+    let log_path = work_dir.path().join("controller.log");
+    let log = std::fs::File::create(&log_path).expect("a log file");
+    let child = Command::new(env!("CARGO_BIN_EXE_controller"))
+        .args(["run", "--install-crd", "--namespace", &ns, "--work-dir"])
+        .arg(work_dir.path().join("work"))
+        .env("KUBECONFIG", plane.kubeconfig_path())
+        .env("RUST_LOG", "info")
+        .stdout(log.try_clone().expect("a second handle"))
+        .stderr(log)
+        .spawn()
+        .expect("the controller binary starts");
+    let mut guard = ChildGuard(Some(child));
+    let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+
+    let dir = tempfile::tempdir().expect("a temp dir");
+    std::fs::write(
+        dir.path().join("a.yaml"),
+        config_map(Some(&ns), "from-binary", "present"),
+    )
+    .expect("write");
+    let syncs: Api<GitSync> = Api::namespaced(client.clone(), &ns);
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let spec = GitSyncSpec {
+        local_path: Some(path_string(dir.path())),
+        interval: "1h".into(),
+        ..GitSyncSpec::default()
+    };
+    create(&syncs, "app", spec).await;
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while value_of(&maps, "from-binary").await.is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the binary did not apply; its log:\n{}",
+            read_log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    wait_for(&syncs, "app", "Ready", |s| {
+        condition(s, READY).is_some_and(|c| c.status == "True")
+    })
+    .await;
+    // Delete while it runs, so that the finalizer is not left behind.
+    syncs
+        .delete("app", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_gone(&syncs, "app").await;
+    assert_eq!(value_of(&maps, "from-binary").await, None);
+
+    let pid = guard.0.as_ref().expect("running").id().to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    let exit = loop {
+        if let Some(exit) = guard.0.as_mut().expect("running").try_wait().expect("wait") {
+            break exit;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the binary did not stop on SIGTERM; its log:\n{}",
+            read_log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    guard.0 = None;
+    assert!(exit.success(), "exit {exit:?}; log:\n{}", read_log());
+    let log = read_log();
+    assert!(log.contains("GitSync CRD installed"), "{log}");
+    assert!(log.contains("GitSync controller stopped"), "{log}");
 }

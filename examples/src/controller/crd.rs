@@ -108,6 +108,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_committed_crd_file_is_current() {
+        let committed = include_str!("../../controller/gitsync-crd.yaml");
+        assert!(
+            committed == crd_yaml(),
+            "examples/controller/gitsync-crd.yaml is stale: regenerate it with `cargo run -p gitops-examples --bin controller -- crd > examples/controller/gitsync-crd.yaml`"
+        );
+    }
+
+    #[test]
+    fn the_example_is_a_valid_gitsync() {
+        let text = include_str!("../../controller/gitsync-example.yaml");
+        let manifests = gitops_core::parse_manifests(text, "gitsync-example.yaml").unwrap();
+        let sync: GitSync = serde_json::from_value(manifests[0].object().clone()).unwrap();
+        let settings = sync.spec.settings().unwrap();
+        assert_eq!(settings.interval, Duration::from_secs(300));
+        assert_eq!(settings.timeout, Duration::from_secs(120));
+        assert!(sync.spec.wait && sync.spec.prune);
+    }
+
+    #[test]
     fn the_yaml_parses_back_as_one_crd() {
         let manifests = gitops_core::parse_manifests(&crd_yaml(), "crd.yaml").unwrap();
         assert_eq!(manifests.len(), 1);

@@ -822,6 +822,10 @@ impl Context {
                 .get(&identity.uid)
                 .is_none_or(|state| &state.location != location);
             if stale {
+                if states.contains_key(&identity.uid) {
+                    // The repository changed: its cache belongs to the old one.
+                    remove_dir_logged(&base.join("git"));
+                }
                 let source: Arc<dyn Source> = match location {
                     SourceLocation::Git { url, reference } => Arc::new(
                         GitSource::builder(url.clone(), base.join("git"))

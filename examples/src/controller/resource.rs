@@ -20,26 +20,14 @@ pub const RECONCILING: &str = "Reconciling";
 /// changes (a new commit or a new spec).
 pub const STALLED: &str = "Stalled";
 
-/// Syncs a directory of a Git repository (or of a local directory) to the cluster: Flux's
-/// `GitRepository` and `Kustomization` folded into one resource.
-///
-/// ```
-/// use gitops_examples::controller::{GitSync, GitSyncSpec, RendererKind};
-///
-/// let sync = GitSync::new("apps", GitSyncSpec {
-///     url: Some("https://git.example.com/team/config.git".into()),
-///     path: "clusters/prod".into(),
-///     interval: "5m".into(),
-///     renderer: RendererKind::Kustomize,
-///     ..GitSyncSpec::default()
-/// });
-/// assert_eq!(sync.spec.settings().unwrap().interval.as_secs(), 300);
-/// ```
+/// The spec of a [`GitSync`]: which repository (or local directory), which path in it, how
+/// often, and how to render and apply it.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "examples.gitops-rs.io",
     version = "v1alpha1",
     kind = "GitSync",
+    doc = "Syncs a directory of a Git repository (or of a local directory) to the cluster: Flux's GitRepository and Kustomization folded into one object.",
     namespaced,
     status = "GitSyncStatus",
     shortname = "gsync",
