@@ -213,15 +213,16 @@ fn assert_cleaned_up(output: &str) {
     let kubeconfig = path_after(output, "kubeconfig for kubectl: ");
     let data_dir = kubeconfig.parent().unwrap();
     assert!(!data_dir.exists(), "{} is left", data_dir.display());
-    let ps = std::process::Command::new("ps")
-        .args(["-eo", "args"])
-        .output()
-        .unwrap();
-    let processes = String::from_utf8_lossy(&ps.stdout);
     let data_dir = data_dir.to_str().unwrap();
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| std::fs::read(entry.ok()?.path().join("cmdline")).ok())
+        .map(|cmdline| String::from_utf8_lossy(&cmdline).replace('\0', " "))
+        .filter(|cmdline| cmdline.contains(data_dir))
+        .collect();
     assert!(
-        !processes.lines().any(|p| p.contains(data_dir)),
-        "processes of {data_dir} are left:\n{processes}"
+        left.is_empty(),
+        "processes of {data_dir} are left: {left:?}"
     );
 }
 
@@ -296,8 +297,9 @@ async fn the_demo_binary_stops_and_cleans_up_on_sigint() {
 }
 
 fn send_sigint(pid: u32) {
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &pid.to_string()])
+    // The shell's own `kill`, so that no package beyond a shell is needed.
+    let status = std::process::Command::new("sh")
+        .args(["-c", "kill -INT \"$1\"", "sh", &pid.to_string()])
         .status()
         .unwrap();
     assert!(status.success());
