@@ -76,8 +76,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .backoff(Backoff::new(Duration::from_secs(2), args.max_backoff))
         .progress(bars.sink())
         .run(&cancel, |event| {
-            bars.finish();
             bars.println(&event.status_line());
+            bars.set_idle(format!(
+                "next cycle in {}",
+                humantime::format_duration(event.next_in)
+            ));
         })
         .await;
     bars.finish();

@@ -7,7 +7,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use gitops_apply::ApplyProgress;
-use gitops_source::FetchProgress;
+use gitops_source::{FetchProgress, GitCredentials, Secret};
 
 use super::config::{
     ConfigError, HelmRelease, InventoryLocation, RendererChoice, SourceSpec, SyncConfig,
@@ -43,6 +43,21 @@ pub struct SyncArgs {
     /// Default: the remote's default branch.
     #[arg(long = "ref", value_name = "REF")]
     pub reference: Option<String>,
+    /// The Git user name for HTTP basic authentication (the password comes from
+    /// `--git-password-env`).
+    #[arg(long, requires = "git_password_env")]
+    pub git_username: Option<String>,
+    /// The environment variable holding the Git password or access token (HTTP basic
+    /// authentication with `--git-username`, else a bearer token). Secrets never go on the
+    /// command line, where other users can read them.
+    #[arg(long, value_name = "VARIABLE")]
+    pub git_password_env: Option<String>,
+    /// An SSH private key file for `ssh://` and `user@host:path` URLs.
+    #[arg(long, value_name = "FILE", conflicts_with = "git_password_env")]
+    pub ssh_key: Option<PathBuf>,
+    /// The known_hosts file the SSH server's key must match.
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
     /// The directory to render, relative to the source root.
     #[arg(long, default_value = ".")]
     pub subpath: String,
@@ -92,6 +107,14 @@ pub struct SyncArgs {
     pub work_dir: Option<PathBuf>,
 }
 
+fn read_file(path: &std::path::Path, what: &'static str) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+        what,
+        path: path.to_owned(),
+        source,
+    })
+}
+
 fn parse_variable(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
@@ -127,7 +150,17 @@ impl SyncArgs {
                     Some(text) => parse_git_reference(text)?,
                     None => gitops_source::GitReference::DefaultBranch,
                 };
-                SourceSpec::git(url.clone(), reference)
+                let known_hosts = self
+                    .known_hosts
+                    .as_deref()
+                    .map(|path| read_file(path, "known_hosts"))
+                    .transpose()?;
+                SourceSpec::Git {
+                    url: url.clone(),
+                    reference,
+                    credentials: self.git_credentials()?,
+                    known_hosts,
+                }
             }
             (None, Some(path)) => SourceSpec::local(path.clone()),
             // clap's group requires one of them.
@@ -166,6 +199,29 @@ impl SyncArgs {
             builder = builder.work_dir(dir.clone());
         }
         builder.build()
+    }
+
+    /// The Git credentials the flags name, read from the environment or files.
+    fn git_credentials(&self) -> Result<Option<GitCredentials>, ConfigError> {
+        if let Some(path) = &self.ssh_key {
+            return Ok(Some(GitCredentials::SshKey {
+                private_key: Secret::new(read_file(path, "SSH key")?),
+                passphrase: None,
+            }));
+        }
+        let Some(variable) = &self.git_password_env else {
+            return Ok(None);
+        };
+        let secret = std::env::var(variable).map_err(|_| ConfigError::MissingSecret {
+            variable: variable.clone(),
+        })?;
+        Ok(Some(match &self.git_username {
+            Some(username) => GitCredentials::Basic {
+                username: username.clone(),
+                password: Secret::new(secret),
+            },
+            None => GitCredentials::BearerToken(Secret::new(secret)),
+        }))
     }
 
     /// A Kubernetes client from `--kubeconfig`, or the default configuration.
@@ -234,6 +290,11 @@ impl ProgressBars {
     pub fn sink(&self) -> ProgressSink {
         let bar = self.bar.clone();
         ProgressSink::new(move |step| show(&bar, step))
+    }
+
+    /// Shows `message` with a spinner, between cycles for instance.
+    pub fn set_idle(&self, message: impl Into<String>) {
+        as_spinner(&self.bar, message.into());
     }
 
     /// Prints `line` above the bar (on standard output).
@@ -389,6 +450,49 @@ mod tests {
             config.source(),
             SourceSpec::Git { reference: gitops_source::GitReference::Tag(tag), .. } if tag == "v1.2.0"
         ));
+    }
+
+    #[test]
+    fn credentials_come_from_the_environment_and_files() {
+        let parse = |args: &[&str]| {
+            let mut all = vec!["sync", "--url", "https://example.com/a.git"];
+            all.extend_from_slice(args);
+            Cli::try_parse_from(all).unwrap().sync.to_config(false)
+        };
+        // PATH is set in every test environment; it stands in for a token variable.
+        let config = parse(&["--git-username", "bot", "--git-password-env", "PATH"]).unwrap();
+        assert!(matches!(
+            config.source(),
+            SourceSpec::Git { credentials: Some(GitCredentials::Basic { username, .. }), .. } if username == "bot"
+        ));
+        let config = parse(&["--git-password-env", "PATH"]).unwrap();
+        assert!(matches!(
+            config.source(),
+            SourceSpec::Git {
+                credentials: Some(GitCredentials::BearerToken(_)),
+                ..
+            }
+        ));
+        let missing = parse(&["--git-password-env", "GITOPS_TEST_SURELY_UNSET_VARIABLE"]);
+        assert!(matches!(missing, Err(ConfigError::MissingSecret { .. })));
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("id_ed25519");
+        std::fs::write(&key, "-----BEGIN OPENSSH PRIVATE KEY-----\n").unwrap();
+        let config = parse(&["--ssh-key", key.to_str().unwrap()]).unwrap();
+        assert!(matches!(
+            config.source(),
+            SourceSpec::Git {
+                credentials: Some(GitCredentials::SshKey { .. }),
+                ..
+            }
+        ));
+        let absent = dir.path().join("absent");
+        let error = parse(&["--known-hosts", absent.to_str().unwrap()]).unwrap_err();
+        assert!(matches!(error, ConfigError::ReadFile { .. }), "{error}");
+        assert!(
+            Cli::try_parse_from(["sync", "--url", "u", "--git-username", "bot"]).is_err(),
+            "a user name needs a password variable"
+        );
     }
 
     #[test]

@@ -53,6 +53,23 @@ pub enum ConfigError {
         /// The binary's name.
         tool: &'static str,
     },
+    /// The environment variable that should hold a secret is not set.
+    #[error("the environment variable {variable} is not set (or not UTF-8)")]
+    MissingSecret {
+        /// The variable.
+        variable: String,
+    },
+    /// A file the configuration names cannot be read.
+    #[error("reading the {what} file {path}")]
+    ReadFile {
+        /// What the file is for.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The failure.
+        #[source]
+        source: std::io::Error,
+    },
     /// The source could not be set up (invalid URL, credentials, reference).
     #[error("invalid source")]
     Source(#[source] gitops_source::SourceError),
@@ -104,6 +121,33 @@ impl SourceSpec {
             reference,
             credentials: None,
             known_hosts: None,
+        }
+    }
+
+    /// The same Git source with `credentials` (and, for `ssh` URLs, the known_hosts lines the
+    /// server's key must match). A local directory is returned unchanged.
+    ///
+    /// ```
+    /// use gitops_examples::pipeline::SourceSpec;
+    /// use gitops_source::{GitCredentials, GitReference, Secret};
+    /// let source = SourceSpec::git("https://example.com/config.git", GitReference::DefaultBranch)
+    ///     .with_credentials(GitCredentials::BearerToken(Secret::new("token")), None);
+    /// assert!(!format!("{source:?}").contains("token\""));
+    /// ```
+    #[must_use]
+    pub fn with_credentials(
+        self,
+        credentials: GitCredentials,
+        known_hosts: Option<String>,
+    ) -> Self {
+        match self {
+            Self::Git { url, reference, .. } => Self::Git {
+                url,
+                reference,
+                credentials: Some(credentials),
+                known_hosts,
+            },
+            local @ Self::LocalDirectory { .. } => local,
         }
     }
 
