@@ -371,12 +371,10 @@ impl GitSyncController {
 }
 
 /// What the controller remembers about one GitSync between reconciliations.
+#[derive(Default)]
 struct SyncState {
-    location: SourceLocation,
-    source: Arc<dyn Source>,
-    /// The last artifact fetched, kept to correct drift when the revision is unchanged.
-    artifact: Option<(Revision, PathBuf)>,
-    artifacts_made: u64,
+    /// The source, once a valid spec named one.
+    source: Option<SourceState>,
     /// The generation and requested-at annotation of the last reconciliation.
     trigger: Trigger,
     /// When the next reconciliation is due; `None` when only a change can help.
@@ -385,7 +383,17 @@ struct SyncState {
     failures: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A GitSync's source and what it fetched last.
+struct SourceState {
+    location: SourceLocation,
+    source: Arc<dyn Source>,
+    /// The last artifact fetched, kept to correct drift when the revision is unchanged.
+    artifact: Option<(Revision, PathBuf)>,
+    /// Artifacts written so far (names the next one's directory).
+    artifacts_made: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Trigger {
     generation: Option<i64>,
     requested_at: Option<String>,
@@ -678,13 +686,9 @@ impl Context {
             states.insert(
                 uid.to_owned(),
                 SyncState {
-                    location: SourceLocation::Local(PathBuf::new()),
-                    source: Arc::new(LocalDirectorySource::new(PathBuf::new())),
-                    artifact: None,
-                    artifacts_made: 0,
                     trigger,
                     next_due: next.map(|d| Instant::now() + d),
-                    failures: 0,
+                    ..SyncState::default()
                 },
             );
         }
@@ -818,13 +822,18 @@ impl Context {
         let base = self.work_dir_of(&identity.uid);
         let (source, last, destination) = {
             let mut states = self.states.lock().expect("state lock");
-            let stale = states
-                .get(&identity.uid)
-                .is_none_or(|state| &state.location != location);
-            if stale {
-                if states.contains_key(&identity.uid) {
-                    // The repository changed: its cache belongs to the old one.
+            let state = states.entry(identity.uid.clone()).or_default();
+            let current = state
+                .source
+                .as_ref()
+                .is_some_and(|source| &source.location == location);
+            if !current {
+                if let Some(previous) = state.source.take() {
+                    // The repository changed: the cache and the artifact belong to the old one.
                     remove_dir_logged(&base.join("git"));
+                    if let Some((_, dir)) = previous.artifact {
+                        remove_dir_logged(&dir);
+                    }
                 }
                 let source: Arc<dyn Source> = match location {
                     SourceLocation::Git { url, reference } => Arc::new(
@@ -835,37 +844,21 @@ impl Context {
                     ),
                     SourceLocation::Local(path) => Arc::new(LocalDirectorySource::new(path)),
                 };
-                let previous = states.remove(&identity.uid);
-                states.insert(
-                    identity.uid.clone(),
-                    SyncState {
-                        location: location.clone(),
-                        source,
-                        artifact: None,
-                        artifacts_made: previous.as_ref().map_or(0, |p| p.artifacts_made),
-                        trigger: previous.as_ref().map_or(
-                            Trigger {
-                                generation: None,
-                                requested_at: None,
-                            },
-                            |p| p.trigger.clone(),
-                        ),
-                        next_due: None,
-                        failures: previous.as_ref().map_or(0, |p| p.failures),
-                    },
-                );
-                if let Some((_, dir)) = previous.and_then(|p| p.artifact) {
-                    remove_dir_logged(&dir);
-                }
+                state.source = Some(SourceState {
+                    location: location.clone(),
+                    source,
+                    artifact: None,
+                    artifacts_made: 0,
+                });
             }
-            let state = states.get_mut(&identity.uid).expect("inserted above");
-            state.artifacts_made += 1;
+            let source = state.source.as_mut().expect("set above");
+            source.artifacts_made += 1;
             let destination = base
                 .join("artifacts")
-                .join(state.artifacts_made.to_string());
+                .join(source.artifacts_made.to_string());
             (
-                Arc::clone(&state.source),
-                state
+                Arc::clone(&source.source),
+                source
                     .artifact
                     .as_ref()
                     .map(|(revision, _)| revision.clone()),
@@ -893,8 +886,10 @@ impl Context {
             }
         })?;
         let mut states = self.states.lock().expect("state lock");
+        // Gone only when the GitSync was cleaned up meanwhile.
         let state = states
             .get_mut(&identity.uid)
+            .and_then(|state| state.source.as_mut())
             .ok_or(ReconcileError::Cancelled)?;
         match outcome {
             FetchOutcome::Unchanged(revision) => {
