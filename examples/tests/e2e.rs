@@ -192,50 +192,70 @@ async fn cancelling_the_scenario_stops_it_promptly() {
     );
 }
 
-/// The path that follows `marker` on a line of the demo's output, up to a space or `)`.
-fn path_after(output: &str, marker: &str) -> std::path::PathBuf {
-    let start = output
-        .find(marker)
-        .unwrap_or_else(|| panic!("no {marker:?} in:\n{output}"))
-        + marker.len();
-    output[start..]
-        .split([' ', ')', '\n'])
-        .next()
+/// Asserts that a demo run with `TMPDIR=tmp` left nothing behind: no file or directory in
+/// `tmp` (the demo repository, the control plane's data, the pipeline's artifacts) and no
+/// process that refers to it (etcd, kube-apiserver, kube-controller-manager, the watchdog).
+fn assert_cleaned_up(tmp: &std::path::Path, output: &str) {
+    let left: Vec<_> = std::fs::read_dir(tmp)
         .unwrap()
-        .into()
-}
-
-/// Asserts that the demo left nothing behind: its repository and its control plane's directory
-/// are gone, and no process of the control plane is left.
-fn assert_cleaned_up(output: &str) {
-    let repository = path_after(output, "git init ");
-    assert!(!repository.exists(), "{} is left", repository.display());
-    let kubeconfig = path_after(output, "kubeconfig for kubectl: ");
-    let data_dir = kubeconfig.parent().unwrap();
-    assert!(!data_dir.exists(), "{} is left", data_dir.display());
-    let data_dir = data_dir.to_str().unwrap();
-    let left: Vec<String> = std::fs::read_dir("/proc")
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert!(left.is_empty(), "left in TMPDIR: {left:?}\n{output}");
+    let tmp = tmp.to_str().unwrap();
+    let processes: Vec<String> = std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|entry| std::fs::read(entry.ok()?.path().join("cmdline")).ok())
         .map(|cmdline| String::from_utf8_lossy(&cmdline).replace('\0', " "))
-        .filter(|cmdline| cmdline.contains(data_dir))
+        .filter(|cmdline| cmdline.contains(tmp))
         .collect();
     assert!(
-        left.is_empty(),
-        "processes of {data_dir} are left: {left:?}"
+        processes.is_empty(),
+        "processes left: {processes:?}\n{output}"
     );
+}
+
+/// The `demo` binary as a user runs it (no `--kubeconfig`: a control plane of its own), with
+/// its temporary files in `tmp`.
+fn demo_command(tmp: &std::path::Path, interval: &str) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_demo"));
+    command
+        .args(["--interval", interval, "--color", "never"])
+        .env("TMPDIR", tmp)
+        .kill_on_drop(true);
+    command
+}
+
+/// Reads the child's standard output until a line contains `marker`, then sends SIGINT and
+/// returns the exit code and everything it printed.
+async fn interrupt_after(mut child: tokio::process::Child, marker: &str) -> (Option<i32>, String) {
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = String::new();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains(marker) {
+            break;
+        }
+    }
+    assert!(seen.contains(marker), "{seen}");
+    send_sigint(child.id().unwrap());
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("the demo stops within 20 s of SIGINT")
+        .unwrap();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        seen.push_str(&line);
+        seen.push('\n');
+    }
+    (status.code(), seen)
 }
 
 /// The README's first command as a user runs it: the `demo` binary starts a control plane of
 /// its own, goes through every step, exits 0, and leaves nothing behind.
 #[tokio::test]
 async fn the_demo_binary_runs_to_the_end_and_cleans_up() {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_demo"))
-        .args(["--interval", "0.5", "--color", "never"])
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let output = demo_command(tmp.path(), "0.5").output().await.unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -248,6 +268,7 @@ async fn the_demo_binary_runs_to_the_end_and_cleans_up() {
         "Plan (a server-side dry run): 6 objects to create",
         "+kind: Greeting",
         "6 objects created and healthy",
+        "+  greeting: Hello from revision 2",
         "3 objects configured",
         "Drift corrected (2 objects)",
         "Service gitops-demo/web deleted",
@@ -257,7 +278,7 @@ async fn the_demo_binary_runs_to_the_end_and_cleans_up() {
         assert!(stdout.contains(expected), "no {expected:?} in:\n{stdout}");
     }
     assert!(!stdout.contains('\u{1b}'), "--color never");
-    assert_cleaned_up(&stdout);
+    assert_cleaned_up(tmp.path(), &stdout);
 }
 
 /// Ctrl-C (SIGINT) in the middle (30 s between cycles: the demo waits for its second cycle)
@@ -265,35 +286,30 @@ async fn the_demo_binary_runs_to_the_end_and_cleans_up() {
 /// its directories.
 #[tokio::test]
 async fn the_demo_binary_stops_and_cleans_up_on_sigint() {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_demo"))
-        .args(["--interval", "30", "--color", "never"])
+    let tmp = tempfile::tempdir().unwrap();
+    let child = demo_command(tmp.path(), "30")
         .stdout(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut seen = String::new();
-    while let Some(line) = lines.next_line().await.unwrap() {
-        seen.push_str(&line);
-        seen.push('\n');
-        if line.contains("cycle  1 ·") {
-            break;
-        }
-    }
-    assert!(seen.contains("cycle  1 ·"), "{seen}");
-    send_sigint(child.id().unwrap());
-    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
-        .await
-        .expect("the demo stops within 20 s of SIGINT")
-        .unwrap();
-    while let Some(line) = lines.next_line().await.unwrap() {
-        seen.push_str(&line);
-        seen.push('\n');
-    }
-    assert_eq!(status.code(), Some(130), "{seen}");
+    let (code, seen) = interrupt_after(child, "cycle  1 ·").await;
+    assert_eq!(code, Some(130), "{seen}");
     assert!(seen.contains("Interrupted"), "{seen}");
     assert!(!seen.contains("── Step 5/5"), "{seen}");
-    assert_cleaned_up(&seen);
+    assert_cleaned_up(tmp.path(), &seen);
+}
+
+/// Ctrl-C while the control plane is starting: the half-started control plane is stopped too.
+#[tokio::test]
+async fn the_demo_binary_stops_and_cleans_up_on_sigint_while_starting() {
+    let tmp = tempfile::tempdir().unwrap();
+    let child = demo_command(tmp.path(), "30")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (code, seen) = interrupt_after(child, "Starting a local control plane").await;
+    assert_eq!(code, Some(130), "{seen}");
+    assert!(!seen.contains("── Step 1/5"), "{seen}");
+    assert_cleaned_up(tmp.path(), &seen);
 }
 
 fn send_sigint(pid: u32) {
