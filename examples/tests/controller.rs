@@ -19,15 +19,25 @@ use tokio_util::sync::CancellationToken;
 /// How long any one expected state may take to appear.
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A Git repository in a temporary directory, on branch `main`.
+/// A Git repository on branch `main`, in a temporary directory or a given one.
 struct Repo {
-    dir: tempfile::TempDir,
+    path: PathBuf,
+    _temp: Option<tempfile::TempDir>,
 }
 
 impl Repo {
     fn new() -> Self {
+        let temp = tempfile::tempdir().expect("a temp dir");
+        let mut repo = Self::at(temp.path());
+        repo._temp = Some(temp);
+        repo
+    }
+
+    /// A new repository in `path`, an existing empty directory.
+    fn at(path: &Path) -> Self {
         let repo = Self {
-            dir: tempfile::tempdir().expect("a temp dir"),
+            path: path.to_owned(),
+            _temp: None,
         };
         repo.git(&["init", "--quiet", "--initial-branch=main"]);
         repo
@@ -36,7 +46,7 @@ impl Repo {
     fn git(&self, args: &[&str]) -> String {
         let output = Command::new("git")
             .args(args)
-            .current_dir(self.dir.path())
+            .current_dir(&self.path)
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .env("GIT_AUTHOR_NAME", "Test")
@@ -59,7 +69,7 @@ impl Repo {
     /// Writes (`Some`) or removes (`None`) files, commits, and returns the commit's SHA-1.
     fn commit(&self, files: &[(&str, Option<&str>)], message: &str) -> String {
         for (path, content) in files {
-            let full = self.dir.path().join(path);
+            let full = self.path.join(path);
             match content {
                 Some(content) => {
                     std::fs::create_dir_all(full.parent().expect("a parent")).expect("mkdir");
@@ -74,7 +84,7 @@ impl Repo {
     }
 
     fn url(&self) -> String {
-        format!("file://{}", self.dir.path().display())
+        format!("file://{}", self.path.display())
     }
 }
 
@@ -801,4 +811,67 @@ async fn the_binary_installs_the_crd_reconciles_and_stops_on_sigterm() {
     let log = read_log();
     assert!(log.contains("GitSync CRD installed"), "{log}");
     assert!(log.contains("GitSync controller stopped"), "{log}");
+}
+
+#[tokio::test]
+async fn a_failed_fetch_is_retried_with_backoff_until_it_works() {
+    let (client, ns) = setup("gitsync-retry").await;
+    let controller = RunningController::start(&client, &ns);
+    let syncs: Api<GitSync> = Api::namespaced(client.clone(), &ns);
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    // The repository does not exist yet.
+    let parent = tempfile::tempdir().expect("a temp dir");
+    let path = parent.path().join("late");
+    let spec = GitSyncSpec {
+        url: Some(format!("file://{}", path.display())),
+        interval: "1h".into(),
+        ..GitSyncSpec::default()
+    };
+    create(&syncs, "late", spec).await;
+    let sync = wait_for(&syncs, "late", "a failed fetch", |s| {
+        condition(s, READY).is_some_and(|c| c.reason == "FetchFailed")
+    })
+    .await;
+    let ready = condition(&sync, READY).expect("Ready");
+    assert_eq!(ready.status, "False");
+    assert!(
+        ready.message.starts_with("fetching file://"),
+        "{}",
+        ready.message
+    );
+    assert_eq!(
+        condition(&sync, RECONCILING).map(|c| (c.status.as_str(), c.reason.as_str())),
+        Some(("True", "ProgressingWithRetry")),
+        "transient: retried, not stalled"
+    );
+    assert!(condition(&sync, STALLED).is_none());
+    assert_eq!(
+        sync.status
+            .as_ref()
+            .and_then(|s| s.last_attempted_revision.as_ref()),
+        None
+    );
+
+    // The repository appears: a retry (backoff at most 5 s here, the interval is an hour)
+    // applies it without any change to the GitSync.
+    std::fs::create_dir(&path).expect("mkdir");
+    let repo = Repo::at(&path);
+    let head = repo.commit(
+        &[("a.yaml", Some(&config_map(Some(&ns), "late", "arrived")))],
+        "late",
+    );
+    let revision = format!("main@sha1:{head}");
+    let sync = wait_for(&syncs, "late", "the retry applied", |s| {
+        is_ready_at(s, &revision)
+    })
+    .await;
+    assert!(condition(&sync, RECONCILING).is_none());
+    assert_eq!(value_of(&maps, "late").await.as_deref(), Some("arrived"));
+
+    syncs
+        .delete("late", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_gone(&syncs, "late").await;
+    controller.stop().await;
 }
