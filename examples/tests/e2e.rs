@@ -312,6 +312,34 @@ async fn the_demo_binary_stops_and_cleans_up_on_sigint_while_starting() {
     assert_cleaned_up(tmp.path(), &seen);
 }
 
+/// On a machine without the control plane's binaries the demo says that it builds them (here
+/// without Go, so the build fails at once with an error that says what to install).
+#[tokio::test]
+async fn the_demo_binary_says_when_it_must_build_the_control_plane() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let output = demo_command(tmp.path(), "0.5")
+        .env("GITOPS_ENVTEST_CACHE", cache.path())
+        .env_remove("GITOPS_ENVTEST_BIN_DIR")
+        // git, and no Go.
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("First run: building etcd v3.7.0, kube-apiserver v1.37.2, kube-controller-manager v1.37.2"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&cache.path().display().to_string()),
+        "{stdout}"
+    );
+    assert!(stdout.contains("needs Go"), "{stdout}");
+    assert_cleaned_up(tmp.path(), &stdout);
+}
+
 fn send_sigint(pid: u32) {
     // The shell's own `kill`, so that no package beyond a shell is needed.
     let status = std::process::Command::new("sh")

@@ -187,29 +187,31 @@ async fn start_control_plane(
     cancel: &CancellationToken,
 ) -> anyhow::Result<ControlPlane> {
     let toolbox = Toolbox::from_env().context("finding the envtest cache")?;
-    let missing: Vec<Tool> = [Tool::Etcd, Tool::KubeApiserver, Tool::KubeControllerManager]
+    // With GITOPS_ENVTEST_BIN_DIR the binaries are prebuilt and nothing is ever built.
+    let prebuilt = std::env::var_os("GITOPS_ENVTEST_BIN_DIR").is_some_and(|v| !v.is_empty());
+    let missing: Vec<String> = [Tool::Etcd, Tool::KubeApiserver, Tool::KubeControllerManager]
         .into_iter()
-        .filter(|tool| !toolbox.cached_path(*tool).is_file())
+        .filter(|tool| !prebuilt && !toolbox.cached_path(*tool).is_file())
+        .map(|tool| tool.to_string())
         .collect();
-    if missing.is_empty() {
-        narrator.line(
-            Tone::Plain,
-            "Starting a local control plane: etcd, kube-apiserver, kube-controller-manager on 127.0.0.1",
-        );
-    } else {
-        let names: Vec<String> = missing.iter().map(ToString::to_string).collect();
+    if !missing.is_empty() {
         narrator.line(
             Tone::Notice,
             &format!(
                 "First run: building {} from pinned Go modules with the machine's Go. This takes \
                  several minutes, once; the binaries are cached in {}",
-                names.join(", "),
+                missing.join(", "),
                 gitops_envtest::tools::cache_root()
                     .map(|p| p.display().to_string())
                     .unwrap_or_else(|_| "the envtest cache".to_owned())
             ),
         );
     }
+    narrator.line(
+        Tone::Plain,
+        "Starting a local control plane: etcd, kube-apiserver, kube-controller-manager on \
+         127.0.0.1",
+    );
     let started = Instant::now();
     let controllers = DEFAULT_CONTROLLERS.iter().chain(DEMO_CONTROLLERS).copied();
     let start = ControlPlane::builder()
