@@ -4,6 +4,9 @@
 //! Run with `cargo bench -p gitops-benches --bench render`. Criterion measures our render; then
 //! both are timed side by side, interleaved, and the bench prints the ratio (kustomize takes
 //! minutes on this corpus, so it runs `KUSTOMIZE_RUNS` times, default once).
+//!
+//! Measured on 2026-11-23 (2 cores shared with other builds): gitops-render plain 0.82 s
+//! (criterion: 0.80–1.02 s) against kustomize build v5.8.1 702 s, 857× faster (goal ≥ 10×).
 
 use std::fmt::Write as _;
 use std::path::Path;

@@ -112,11 +112,12 @@ pub enum KustomizeError {
 /// source root: the resource file (with the document and line when the object can be matched to
 /// one document of it by kind and name), or the kustomization whose generator made it. To learn
 /// it, kustomize builds a temporary kustomization outside the source root that lists the
-/// directory as its only resource and asks for origin annotations
+/// directory as its only resource (or component, for a `kind: Component`) and asks for origin annotations
 /// (`buildMetadata: [originAnnotations]`, the `config.kubernetes.io/origin` annotation), which
 /// are removed again unless the directory's own kustomization asks for them; its `sortOptions`
-/// are carried over. Nothing is written into the source. When a build fails, it is run again
-/// without the temporary kustomization so that kustomize's error is about the user's files only.
+/// are carried over. Nothing is written into the source. When that build fails, the directory is
+/// built directly: a failure then gives kustomize's error about the user's files only, and a
+/// success (a kustomization that cannot be another's resource) keeps output lines as origins.
 /// An object kustomize gives no origin (or an origin outside the root) keeps
 /// `kustomize build <dir>` with the line in kustomize's output.
 ///
@@ -352,6 +353,8 @@ struct TopKustomization {
     sort_options: Option<Value>,
     /// Whether it asks for origin annotations itself (then they are kept).
     wants_origins: bool,
+    /// Whether it is a `kind: Component` (listed under `components`, not `resources`).
+    is_component: bool,
 }
 
 impl TopKustomization {
@@ -363,6 +366,8 @@ impl TopKustomization {
         Self {
             sort_options: top.and_then(|k| k.get("sortOptions")).cloned(),
             wants_origins,
+            is_component: top.and_then(|k| k.get("kind")).and_then(Value::as_str)
+                == Some("Component"),
         }
     }
 }
@@ -385,12 +390,17 @@ impl Wrapper {
         // kustomize refuses absolute resource directories; a relative one may leave the
         // kustomization's directory (as overlays do).
         let resource = relative_path(&path, dir);
+        let field = if top.is_component {
+            "components"
+        } else {
+            "resources"
+        };
         let mut kustomization = serde_json::json!({
             "apiVersion": "kustomize.config.k8s.io/v1beta1",
             "kind": "Kustomization",
-            "resources": [resource.to_string_lossy()],
             "buildMetadata": ["originAnnotations"],
         });
+        kustomization[field] = serde_json::json!([resource.to_string_lossy()]);
         if let Some(sort_options) = &top.sort_options {
             kustomization["sortOptions"] = sort_options.clone();
         }
@@ -626,8 +636,8 @@ impl Renderer for KustomizeRenderer {
             .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))?
         };
         let wrapper = Wrapper::new(&dir, &top)?;
-        let output = match self.build(request, &wrapper.path, &shown_dir).await {
-            Ok(output) => output,
+        let (output, with_origins) = match self.build(request, &wrapper.path, &shown_dir).await {
+            Ok(output) => (output, true),
             Err(RenderError::Kustomize(error))
                 if matches!(
                     &*error,
@@ -637,9 +647,12 @@ impl Renderer for KustomizeRenderer {
                     }
                 ) =>
             {
-                // Build the directory itself, for an error about the user's files only.
-                self.build(request, &dir, &shown_dir).await?;
-                return Err(RenderError::Kustomize(error));
+                // Build the directory itself: its error is about the user's files only. Should it
+                // build (a kustomization that cannot be a resource of another), its objects
+                // keep the lines of kustomize's output as origins.
+                let output = self.build(request, &dir, &shown_dir).await?;
+                tracing::debug!(dir = %shown_dir.display(), %error, "built without origin annotations");
+                (output, false)
             }
             Err(error) => return Err(error),
         };
@@ -657,8 +670,10 @@ impl Renderer for KustomizeRenderer {
             keep: top.wants_origins,
             files: HashMap::new(),
         };
-        for document in &mut documents {
-            mapper.map(document);
+        if with_origins {
+            for document in &mut documents {
+                mapper.map(document);
+            }
         }
         drop(wrapper.dir);
         if let Some(substitution) = request.substitution() {

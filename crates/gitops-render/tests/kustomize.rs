@@ -146,6 +146,26 @@ async fn origins_name_the_document_and_line_and_respect_the_users_build_metadata
     assert_eq!(objects[0].origin().file.to_str(), Some("base/all.yaml"));
 }
 
+#[tokio::test]
+async fn a_component_built_on_its_own_keeps_file_origins() {
+    let renderer = kustomize().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "comp/kustomization.yaml",
+        "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\nresources:\n- cm.yaml\n",
+    );
+    write(
+        d,
+        "comp/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n",
+    );
+    let objects = renderer.render(&request(d, "comp")).await.unwrap();
+    assert_eq!(objects.len(), 1);
+    assert_eq!(objects[0].origin().to_string(), "comp/cm.yaml:1");
+}
+
 /// Every file under `dir` with its modification time.
 fn walk(dir: &Path) -> Vec<(String, std::time::SystemTime)> {
     let mut files = Vec::new();
