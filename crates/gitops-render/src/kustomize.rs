@@ -8,8 +8,9 @@ use serde_json::Value;
 
 use crate::process::{ProcessError, ToolLimits, ToolRun, clean_message};
 use crate::root::{RootError, SourceRoot};
-use crate::substitute::plain_scalars;
+use crate::substitute::{next_node, plain_scalars, scan_node};
 use crate::{ProgressScope, RenderError, RenderRequest, Renderer, check_unique};
+use granit_parser::Event;
 
 /// The kustomize version this crate is built and tested against.
 pub const PINNED_KUSTOMIZE_VERSION: &str = "v5.8.1";
@@ -110,7 +111,8 @@ pub enum KustomizeError {
 ///
 /// Objects keep kustomize's order. Their origin is the file they come from, relative to the
 /// source root: the resource file (with the document and line when the object can be matched to
-/// one document of it by kind and name), or the kustomization whose generator made it. To learn
+/// one document of it by kind and name), or the kustomization whose generator made it (with the
+/// line of the generator's entry). To learn
 /// it, kustomize builds a temporary kustomization outside the source root that lists the
 /// directory as its only resource (or component, for a `kind: Component`) and asks for origin annotations
 /// (`buildMetadata: [originAnnotations]`, the `config.kubernetes.io/origin` annotation), which
@@ -449,8 +451,105 @@ struct OriginMapper<'a> {
     wrapper: &'a Path,
     max_file_size: u64,
     keep: bool,
-    /// The documents of each resource file read so far (`None`: unreadable).
+    /// The text of each file read so far (`None`: unreadable).
+    texts: HashMap<PathBuf, Option<String>>,
+    /// The documents of each resource file parsed so far (`None`: not YAML or JSON).
     files: HashMap<PathBuf, Option<Vec<Document>>>,
+}
+
+/// One entry of a kustomization's `configMapGenerator` or `secretGenerator`.
+#[derive(Debug, PartialEq)]
+struct GeneratorEntry {
+    field: String,
+    name: String,
+    line: u64,
+}
+
+/// Reads past the node that starts with `event`; `None` when the stream ends first.
+fn skip_node<'a>(
+    events: &mut impl Iterator<Item = (Event<'a>, granit_parser::Span)>,
+    event: Event<'a>,
+) -> Option<()> {
+    scan_node(
+        events,
+        event,
+        &mut String::new(),
+        false,
+        &mut HashSet::new(),
+        0,
+    )
+}
+
+/// The generator entries of a kustomization, with the lines they start on.
+fn generator_entries(text: &str) -> Vec<GeneratorEntry> {
+    let mut events = granit_parser::Parser::new_from_str(text).map_while(Result::ok);
+    let mut entries = Vec::new();
+    if !events.any(|(event, _)| matches!(event, Event::MappingStart(..))) {
+        return entries;
+    }
+    while let Some((key, _)) = next_node(&mut events) {
+        let key = match key {
+            Event::Scalar(key, ..) => key.into_owned(),
+            Event::MappingEnd => break,
+            other => {
+                if skip_node(&mut events, other).is_none() {
+                    break;
+                }
+                String::new()
+            }
+        };
+        let Some((value, _)) = next_node(&mut events) else {
+            break;
+        };
+        let is_generator = key == "configMapGenerator" || key == "secretGenerator";
+        if !(is_generator && matches!(value, Event::SequenceStart(..))) {
+            if skip_node(&mut events, value).is_none() {
+                break;
+            }
+            continue;
+        }
+        while let Some((item, span)) = next_node(&mut events) {
+            match item {
+                Event::SequenceEnd => break,
+                Event::MappingStart(..) => {
+                    let mut name = String::new();
+                    while let Some((entry_key, _)) = next_node(&mut events) {
+                        if matches!(entry_key, Event::MappingEnd) {
+                            break;
+                        }
+                        let is_name = matches!(&entry_key, Event::Scalar(k, ..) if k == "name");
+                        if !matches!(entry_key, Event::Scalar(..))
+                            && skip_node(&mut events, entry_key).is_none()
+                        {
+                            return entries;
+                        }
+                        let Some((entry_value, _)) = next_node(&mut events) else {
+                            return entries;
+                        };
+                        match entry_value {
+                            Event::Scalar(value, ..) if is_name => name = value.into_owned(),
+                            other => {
+                                if skip_node(&mut events, other).is_none() {
+                                    return entries;
+                                }
+                            }
+                        }
+                    }
+                    entries.push(GeneratorEntry {
+                        field: key.clone(),
+                        name,
+                        line: span.start.line() as u64,
+                    });
+                }
+                other => {
+                    if skip_node(&mut events, other).is_none() {
+                        return entries;
+                    }
+                }
+            }
+        }
+    }
+    entries
 }
 
 impl OriginMapper<'_> {
@@ -474,12 +573,46 @@ impl OriginMapper<'_> {
             return;
         };
         let mut mapped = Origin::new(relative);
-        if is_resource
-            && let Some((index, line)) = self.locate(&absolute, relative, &document.value)
-        {
-            mapped = mapped.with_document(index).with_line(line);
+        if is_resource {
+            if let Some((index, line)) = self.locate(&absolute, &document.value) {
+                mapped = mapped.with_document(index).with_line(line);
+            }
+        } else if let Some(line) = self.generator_line(&absolute, &origin, &document.value) {
+            mapped = mapped.with_line(line);
         }
         document.origin = mapped;
+    }
+
+    /// The line of the generator entry (in the kustomization `file`) that made `object`: the
+    /// entry of the generator kind the origin names whose `name` is the longest part of the
+    /// object's name (kustomize adds prefixes, suffixes and a hash).
+    fn generator_line(&mut self, file: &Path, origin: &Value, object: &Value) -> Option<u64> {
+        let field = match origin
+            .pointer("/configuredBy/kind")
+            .and_then(Value::as_str)?
+        {
+            "ConfigMapGenerator" => "configMapGenerator",
+            "SecretGenerator" => "secretGenerator",
+            _ => return None,
+        };
+        let name = object.pointer("/metadata/name").and_then(Value::as_str)?;
+        let text = self.text(file)?;
+        generator_entries(text)
+            .into_iter()
+            .filter(|entry| entry.field == field && !entry.name.is_empty())
+            .filter(|entry| name.contains(entry.name.as_str()))
+            .max_by_key(|entry| entry.name.len())
+            .map(|entry| entry.line)
+    }
+
+    /// The text of a file of the root, read once (`None`: unreadable or too large).
+    fn text(&mut self, file: &Path) -> Option<&str> {
+        let root = self.root;
+        let max_file_size = self.max_file_size;
+        self.texts
+            .entry(file.to_owned())
+            .or_insert_with(|| root.read_to_string(file, max_file_size).ok())
+            .as_deref()
     }
 
     /// The origin annotation's text; removed from the object unless kept.
@@ -504,24 +637,22 @@ impl OriginMapper<'_> {
     /// The document of `file` that `object` was built from: the only one of the same kind and
     /// API group whose name is the object's name or a part of it (kustomize adds prefixes,
     /// suffixes and hashes). `None` when there is not exactly one.
-    fn locate(&mut self, absolute: &Path, relative: &Path, object: &Value) -> Option<(usize, u64)> {
-        let root = self.root;
-        let max_file_size = self.max_file_size;
-        let documents = self
-            .files
-            .entry(absolute.to_owned())
-            .or_insert_with(|| {
-                let text = root.read_to_string(absolute, max_file_size).ok()?;
-                let is_json = relative
-                    .extension()
-                    .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    fn locate(&mut self, absolute: &Path, object: &Value) -> Option<(usize, u64)> {
+        if !self.files.contains_key(absolute) {
+            let relative = absolute.strip_prefix(self.root.path()).ok()?.to_owned();
+            let is_json = relative
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+            let documents = self.text(absolute).and_then(|text| {
                 if is_json {
-                    gitops_core::parse_json_documents(&text, relative).ok()
+                    gitops_core::parse_json_documents(text, relative).ok()
                 } else {
-                    gitops_core::parse_yaml_documents(&text, relative).ok()
+                    gitops_core::parse_yaml_documents(text, relative).ok()
                 }
-            })
-            .as_ref()?;
+            });
+            self.files.insert(absolute.to_owned(), documents);
+        }
+        let documents = self.files.get(absolute)?.as_ref()?;
         let text = |value: &Value, pointer: &str| {
             value
                 .pointer(pointer)
@@ -668,6 +799,7 @@ impl Renderer for KustomizeRenderer {
             wrapper: &wrapper.path,
             max_file_size: self.limits.max_file_size(),
             keep: top.wants_origins,
+            texts: HashMap::new(),
             files: HashMap::new(),
         };
         if with_origins {
@@ -723,6 +855,27 @@ mod tests {
             top: None,
         }
         .check_dir(&start)
+    }
+
+    #[test]
+    fn finds_generator_entries_with_their_lines() {
+        let text = "# c\nresources: [a.yaml]\nconfigMapGenerator:\n- name: web\n  literals: [a=b]\n- literals: [c=d]\n  name: web-config\n- {name: flow}\nsecretGenerator:\n- options: {labels: {a: b}}\n  name: s\nimages:\n- name: x\n";
+        let entry = |field: &str, name: &str, line| GeneratorEntry {
+            field: field.into(),
+            name: name.into(),
+            line,
+        };
+        assert_eq!(
+            generator_entries(text),
+            [
+                entry("configMapGenerator", "web", 4),
+                entry("configMapGenerator", "web-config", 6),
+                entry("configMapGenerator", "flow", 8),
+                entry("secretGenerator", "s", 10),
+            ]
+        );
+        assert!(generator_entries("- a\n").is_empty());
+        assert!(generator_entries("configMapGenerator: [").is_empty());
     }
 
     #[test]

@@ -749,7 +749,7 @@ pub(crate) fn plain_scalars(text: &str, documents: &[Document]) -> Vec<PlainScal
 }
 
 /// The next event that is a node or the end of a collection, skipping presentation events.
-fn next_node<'a>(
+pub(crate) fn next_node<'a>(
     events: &mut impl Iterator<Item = (Event<'a>, granit_parser::Span)>,
 ) -> Option<(Event<'a>, granit_parser::Span)> {
     events.find(|(event, _)| {
@@ -771,7 +771,7 @@ fn next_node<'a>(
 const MAX_SCAN_DEPTH: usize = 1024;
 
 /// Scans one node whose first event is `event`; `None` when the stream ends unexpectedly.
-fn scan_node<'a>(
+pub(crate) fn scan_node<'a>(
     events: &mut impl Iterator<Item = (Event<'a>, granit_parser::Span)>,
     event: Event<'a>,
     pointer: &mut String,

@@ -71,13 +71,14 @@ async fn builds_an_overlay_with_components_patches_generators_and_images() {
         config_name.as_str()
     );
     // Origins are the source files, mapped from kustomize's origin annotations, which are
-    // removed again; generated objects come from the kustomization that generates them.
+    // removed again; generated objects come from the generator entry of the kustomization that
+    // generates them (a merged ConfigMap from the base's).
     let origins: Vec<String> = objects.iter().map(|o| o.origin().to_string()).collect();
     assert_eq!(
         origins,
         [
-            "base/kustomization.yaml",
-            "overlays/prod/kustomization.yaml",
+            "base/kustomization.yaml:7",
+            "overlays/prod/kustomization.yaml:25",
             "base/service.yaml:1",
             "base/deployment.yaml:1",
             "components/ha/pdb.yaml:1",
