@@ -192,6 +192,61 @@ async fn cancelling_the_scenario_stops_it_promptly() {
     );
 }
 
+/// An object in the way (an immutable ConfigMap of the same name, made by someone else) stops
+/// the scenario in step 2 with an error that names it, and nothing else is written.
+#[tokio::test]
+async fn an_object_in_the_way_fails_the_step_and_is_named() {
+    let control_plane = control_plane().await;
+    let client = control_plane.client().await.unwrap();
+    let namespace = unique_namespace("demo-in-the-way");
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let squatter: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}})).unwrap();
+    namespaces
+        .create(&Default::default(), &squatter)
+        .await
+        .unwrap();
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+    let squatter: ConfigMap = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": names::CONFIG_MAP},
+        "immutable": true,
+        "data": {names::GREETING_KEY: "not yours"},
+    }))
+    .unwrap();
+    config_maps
+        .create(&Default::default(), &squatter)
+        .await
+        .unwrap();
+
+    let narrator = Narrator::capturing(false);
+    let options = DemoOptions::new()
+        .namespace(&namespace)
+        .interval(Duration::from_millis(500))
+        .step_timeout(Duration::from_secs(10));
+    let started = std::time::Instant::now();
+    let error = Scenario::new(client.clone(), &narrator, options)
+        .run(&CancellationToken::new())
+        .await
+        .expect_err("the ConfigMap is in the way");
+    let chain = gitops_examples::pipeline::error_chain(&error);
+    assert!(chain.starts_with("step 2"), "{chain}");
+    assert!(
+        chain.contains(&format!("ConfigMap {namespace}/web-content Failed")),
+        "{chain}"
+    );
+    assert!(chain.contains("field is immutable"), "{chain}");
+    assert!(chain.contains("--namespace"), "{chain}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    // Nothing of the demo app was written.
+    let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
+    assert!(services.get_opt(names::WEB).await.unwrap().is_none());
+    assert_eq!(greeting(&client, &namespace).await, "not yours");
+}
+
 /// Asserts that a demo run with `TMPDIR=tmp` left nothing behind: no file or directory in
 /// `tmp` (the demo repository, the control plane's data, the pipeline's artifacts) and no
 /// process that refers to it (etcd, kube-apiserver, kube-controller-manager, the watchdog).

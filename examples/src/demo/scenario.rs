@@ -565,6 +565,26 @@ impl<'a> Scenario<'a> {
             Colour::Never
         };
         let text = dry_run.plan_text(&report, colour).await;
+        // The demo starts from a cluster without the app: every object is created. Anything else
+        // (an object in the way, a namespace left by an earlier run) is named.
+        let not_created: Vec<String> = report
+            .change_set
+            .changes
+            .iter()
+            .filter(|change| change.action != Action::Created)
+            .map(ToString::to_string)
+            .collect();
+        if !not_created.is_empty() {
+            return Err(ScenarioError::Unexpected {
+                step: 2,
+                what: format!(
+                    "the demo needs a namespace without the app, and {} is not: {}; pick \
+                     another with --namespace",
+                    self.options.namespace,
+                    not_created.join("; ")
+                ),
+            });
+        }
         Ok((text, report.count(Action::Created)))
     }
 
