@@ -13,8 +13,8 @@ use std::time::Duration;
 use gitops_apply::{Action, ConfigMapInventory, InventoryStore as _};
 use gitops_envtest::{ControlPlane, DEFAULT_CONTROLLERS};
 use gitops_examples::demo::{
-    DemoOptions, DemoRepository, HAND_EDITED_GREETING, Narrator, REVISION_1, REVISION_2, Scenario,
-    ScenarioError, names,
+    DemoOptions, DemoRepository, HAND_EDITED_GREETING, Narrator, REVISION_1, REVISION_2,
+    REVISION_3_REMOVED, Scenario, ScenarioError, names,
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
@@ -336,6 +336,34 @@ async fn the_demo_binary_runs_to_the_end_and_cleans_up() {
     assert_cleaned_up(tmp.path(), &stdout);
 }
 
+/// `--kubeconfig`: the demo runs against a cluster that is already there, in the namespace
+/// asked for, and stops nothing of it.
+#[tokio::test]
+async fn the_demo_binary_uses_an_existing_cluster() {
+    let control_plane = control_plane().await;
+    let namespace = unique_namespace("demo-existing");
+    let tmp = tempfile::tempdir().unwrap();
+    let output = demo_command(tmp.path(), "0.5")
+        .arg("--kubeconfig")
+        .arg(control_plane.kubeconfig_path())
+        .args(["--namespace", &namespace])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("Using the cluster of"), "{stdout}");
+    assert!(!stdout.contains("Stopping the control plane"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("Service {namespace}/web deleted")),
+        "{stdout}"
+    );
+    assert_cleaned_up(tmp.path(), &stdout);
+    // The cluster still serves, with the demo's objects in it.
+    let client = control_plane.client().await.unwrap();
+    assert_eq!(greeting(&client, &namespace).await, "Hello from revision 2");
+}
+
 /// Ctrl-C (SIGINT) in the middle (30 s between cycles: the demo waits for its second cycle)
 /// stops the `demo` binary with exit code 130, and it still stops its control plane and removes
 /// its directories.
@@ -593,7 +621,8 @@ async fn read_until(
 }
 
 /// `reconcile` on the demo repository applies revision 1, picks up a new commit, corrects a
-/// hand edit although Git did not change, and stops with exit 0 on SIGINT.
+/// hand edit although Git did not change, prunes what a commit removed, and stops with exit 0
+/// on SIGINT.
 #[tokio::test]
 async fn the_reconcile_binary_follows_commits_corrects_drift_and_stops_on_sigint() {
     let control_plane = control_plane().await;
@@ -648,6 +677,23 @@ async fn the_reconcile_binary_follows_commits_corrects_drift_and_stops_on_sigint
     .await;
     assert_eq!(greeting(&client, &namespace).await, "Hello from revision 2");
 
+    repository
+        .commit("Revision 3", &[], REVISION_3_REMOVED)
+        .await
+        .unwrap();
+    let third = repository.head().await.unwrap();
+    let third_revision = format!("main@sha1:{}", &third.hash[..12]);
+    read_until(
+        &mut lines,
+        &mut seen,
+        within,
+        "pruning the Service",
+        |line| line.contains(&third_revision) && line.contains("1 pruned"),
+    )
+    .await;
+    let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
+    assert!(services.get_opt(names::WEB).await.unwrap().is_none());
+
     send_sigint(child.id().unwrap());
     let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
         .await
@@ -659,7 +705,7 @@ async fn the_reconcile_binary_follows_commits_corrects_drift_and_stops_on_sigint
     }
     assert_eq!(status.code(), Some(0), "{seen}");
     assert!(
-        seen.contains(&format!("stopped; last applied main@sha1:{}", second.hash)),
+        seen.contains(&format!("stopped; last applied main@sha1:{}", third.hash)),
         "{seen}"
     );
 }
