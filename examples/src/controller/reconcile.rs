@@ -381,6 +381,8 @@ struct SyncState {
     next_due: Option<Instant>,
     /// Transient failures in a row.
     failures: u32,
+    /// The status written last (without the inventory): an equal one is not written again.
+    written: Option<GitSyncStatus>,
 }
 
 /// A GitSync's source and what it fetched last.
@@ -467,6 +469,8 @@ impl Identity {
 struct Synced {
     revision: String,
     summary: String,
+    /// API requests the apply sent.
+    requests: u64,
 }
 
 async fn reconcile(sync: Arc<GitSync>, context: Arc<Context>) -> Result<Action, ReconcileError> {
@@ -563,15 +567,13 @@ impl Context {
                 message: format!("reconciling generation {}", generation.unwrap_or_default()),
             }
             .apply_to(&mut status, generation, &now_rfc3339());
-            write_status(api, &identity.name, &status, STATUS_FIELD_MANAGER)
-                .await
-                .map_err(ReconcileError::Status)?;
+            self.write_status(api, &identity, &status).await?;
         }
         let result = self.sync_once(api, sync, &identity, &mut status).await;
         let now = now_rfc3339();
         let (phase, next) = match &result {
             Ok(synced) => {
-                tracing::info!(gitsync = %key, revision = %synced.revision, summary = %synced.summary, "applied");
+                tracing::info!(gitsync = %key, revision = %synced.revision, summary = %synced.summary, requests = synced.requests, "applied");
                 status.last_applied_revision = Some(synced.revision.clone());
                 (
                     Phase::Succeeded {
@@ -640,12 +642,43 @@ impl Context {
         }
         phase.apply_to(&mut status, generation, &now);
         status.observed_generation = generation;
-        write_status(api, &identity.name, &status, STATUS_FIELD_MANAGER)
-            .await
-            .map_err(ReconcileError::Status)?;
+        self.write_status(api, &identity, &status).await?;
         let transient = matches!(&result, Err(e) if e.kind() == FailureKind::Transient);
         self.finish(&identity.uid, trigger, next, transient);
         Ok(next.map_or_else(Action::await_change, Action::requeue))
+    }
+
+    /// Writes the controller's part of the status, unless it equals what was written last (a
+    /// no-change reconciliation then sends no status request).
+    async fn write_status(
+        &self,
+        api: &Api<GitSync>,
+        identity: &Identity,
+        status: &GitSyncStatus,
+    ) -> Result<(), ReconcileError> {
+        let comparable = GitSyncStatus {
+            inventory: None,
+            ..status.clone()
+        };
+        let unchanged = self
+            .states
+            .lock()
+            .expect("state lock")
+            .get(&identity.uid)
+            .is_some_and(|state| state.written.as_ref() == Some(&comparable));
+        if unchanged {
+            return Ok(());
+        }
+        write_status(api, &identity.name, status, STATUS_FIELD_MANAGER)
+            .await
+            .map_err(ReconcileError::Status)?;
+        self.states
+            .lock()
+            .expect("state lock")
+            .entry(identity.uid.clone())
+            .or_default()
+            .written = Some(comparable);
+        Ok(())
     }
 
     /// Publishes a Kubernetes event about the GitSync; a failure is only logged.
@@ -714,9 +747,7 @@ impl Context {
                 message: format!("applying revision {revision}"),
             }
             .apply_to(status, sync.meta().generation, &now_rfc3339());
-            write_status(api, &identity.name, status, STATUS_FIELD_MANAGER)
-                .await
-                .map_err(ReconcileError::Status)?;
+            self.write_status(api, identity, status).await?;
         }
 
         let render_error = |source| ReconcileError::Render {
@@ -778,7 +809,11 @@ impl Context {
         .map(|(action, count)| format!("{count} {action:?}").to_lowercase())
         .collect::<Vec<_>>()
         .join(", ");
-        Ok(Synced { revision, summary })
+        Ok(Synced {
+            revision,
+            summary,
+            requests: change_set.requests,
+        })
     }
 
     fn renderer(
