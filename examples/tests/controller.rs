@@ -574,6 +574,13 @@ async fn local_paths_apply_and_invalid_specs_stall() {
         .await
         .expect("request a reconciliation");
     wait_for_value(&maps, "local", Some("changed")).await;
+    wait_for(&syncs, "local", "the request acknowledged", |s| {
+        s.status
+            .as_ref()
+            .and_then(|st| st.last_handled_reconcile_at.as_deref())
+            == Some("now")
+    })
+    .await;
 
     for name in ["local", "both"] {
         syncs

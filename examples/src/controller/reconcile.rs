@@ -642,6 +642,9 @@ impl Context {
         }
         phase.apply_to(&mut status, generation, &now);
         status.observed_generation = generation;
+        if trigger.requested_at.is_some() {
+            status.last_handled_reconcile_at = trigger.requested_at.clone();
+        }
         self.write_status(api, &identity, &status).await?;
         let transient = matches!(&result, Err(e) if e.kind() == FailureKind::Transient);
         self.finish(&identity.uid, trigger, next, transient);

@@ -154,6 +154,10 @@ pub struct GitSyncStatus {
     /// The revision tried last, applied or not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_attempted_revision: Option<String>,
+    /// The value of the requested-at annotation (`examples.gitops-rs.io/requestedAt`, or
+    /// Flux's `reconcile.fluxcd.io/requestedAt`) the last reconciliation handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
     /// The objects applied last; written by the applier, with its own field manager.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inventory: Option<InventoryStatus>,
