@@ -381,6 +381,56 @@ async fn the_demo_binary_stops_and_cleans_up_on_sigint() {
     assert_cleaned_up(tmp.path(), &seen);
 }
 
+/// `--keep`: after the last step the control plane stays up, usable with the kubeconfig shown,
+/// until Ctrl-C, which then ends the demo normally (exit 0) and cleans up.
+#[tokio::test]
+async fn the_demo_binary_keeps_the_control_plane_until_ctrl_c() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = demo_command(tmp.path(), "0.5")
+        .arg("--keep")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = String::new();
+    read_until(
+        &mut lines,
+        &mut seen,
+        Duration::from_secs(120),
+        "with the kubectl command",
+        |line| line.contains("kubectl --kubeconfig"),
+    )
+    .await;
+    let kubeconfig = seen
+        .lines()
+        .last()
+        .unwrap()
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .to_owned();
+    let cluster = ControlPlane::connect(&kubeconfig).await.unwrap();
+    let client = cluster.client().await.unwrap();
+    assert_eq!(
+        greeting(&client, "gitops-demo").await,
+        "Hello from revision 2"
+    );
+    drop(cluster);
+
+    send_sigint(child.id().unwrap());
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("the demo stops within 20 s of SIGINT")
+        .unwrap();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        seen.push_str(&line);
+        seen.push('\n');
+    }
+    assert_eq!(status.code(), Some(0), "{seen}");
+    assert!(!std::path::Path::new(&kubeconfig).exists(), "{seen}");
+    assert_cleaned_up(tmp.path(), &seen);
+}
+
 /// Ctrl-C while the control plane is starting: the half-started control plane is stopped too.
 #[tokio::test]
 async fn the_demo_binary_stops_and_cleans_up_on_sigint_while_starting() {

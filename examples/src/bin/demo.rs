@@ -7,6 +7,7 @@
 //!
 //! ```text
 //! cargo run -p gitops-examples --bin demo
+//! cargo run -p gitops-examples --bin demo -- --keep     # then look around with kubectl
 //! cargo run -p gitops-examples --bin demo -- --kubeconfig ~/.kube/config   # another cluster
 //! ```
 
@@ -58,6 +59,10 @@ struct Args {
     /// Colours.
     #[arg(long, value_enum, default_value_t = ColourChoice::Auto)]
     color: ColourChoice,
+    /// After the last step, keep the local control plane and the demo's objects until Ctrl-C,
+    /// to look around with kubectl.
+    #[arg(long, conflicts_with = "kubeconfig")]
+    keep: bool,
 }
 
 fn parse_seconds(text: &str) -> Result<f64, String> {
@@ -163,22 +168,36 @@ async fn run(args: &Args, narrator: &Narrator, cancel: &CancellationToken) -> an
             ColourChoice::Never => Colour::Never,
         });
     let result = Scenario::new(client, narrator, options).run(cancel).await;
+    if let Ok(report) = &result {
+        narrator.line(
+            Tone::Good,
+            &format!(
+                "The demo took {:.1}s in all ({:.1}s of it the scenario)",
+                started.elapsed().as_secs_f64(),
+                report.elapsed.as_secs_f64()
+            ),
+        );
+        if args.keep {
+            narrator.line(
+                Tone::Plain,
+                &format!(
+                    "The control plane stays up until Ctrl-C; look around with\n      \
+                     kubectl --kubeconfig {} get namespace,all,configmaps,greetings -n {}",
+                    control_plane.kubeconfig_path().display(),
+                    args.namespace
+                ),
+            );
+            cancel.cancelled().await;
+        }
+    }
     if args.kubeconfig.is_none() {
         narrator.line(
             Tone::Plain,
-            "Stopping the control plane and removing its directory and the demo repository",
+            "Stopping the control plane and removing its directory",
         );
     }
     control_plane.stop();
-    let report = result.map_err(|error: ScenarioError| anyhow::Error::new(error))?;
-    narrator.line(
-        Tone::Good,
-        &format!(
-            "The demo took {:.1}s in all ({:.1}s of it the scenario)",
-            started.elapsed().as_secs_f64(),
-            report.elapsed.as_secs_f64()
-        ),
-    );
+    result.map_err(|error: ScenarioError| anyhow::Error::new(error))?;
     Ok(())
 }
 
