@@ -196,6 +196,10 @@ async fn applies_then_changes_nothing_corrects_drift_and_prunes() {
     assert!(!second.changed(), "{}", second.change_set);
     assert_eq!(second.count(Action::Unchanged), 3);
     assert_eq!(second.api_writes, 0, "a no-change sync must not write");
+    assert!(
+        second.waited.is_none(),
+        "nothing written: nothing to wait for"
+    );
     assert_eq!(second.drift_corrected(), 0);
     let version_after = Api::<ConfigMap>::namespaced(client.clone(), &namespace)
         .get("a")
@@ -210,6 +214,7 @@ async fn applies_then_changes_nothing_corrects_drift_and_prunes() {
     let third = sync(&mut pipeline).await;
     assert_eq!(action(&third, "ConfigMap", "a"), Action::Configured);
     assert_eq!(third.drift_corrected(), 1);
+    assert!(third.waited.is_some(), "a corrected object is waited for");
     assert_eq!(
         colour_of(&client, &namespace, "a").await.as_deref(),
         Some("blue")

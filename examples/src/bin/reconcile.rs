@@ -66,8 +66,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     let on_signal = cancel.clone();
     tokio::spawn(async move {
+        // The first Ctrl-C stops cleanly; a second one exits at once.
         if tokio::signal::ctrl_c().await.is_ok() {
             on_signal.cancel();
+        }
+        if tokio::signal::ctrl_c().await.is_ok() {
+            std::process::exit(130);
         }
     });
 

@@ -33,14 +33,11 @@ const FAILED: u8 = 1;
 const CHANGED: u8 = 2;
 
 /// One GitOps sync: fetch, render, apply, prune, wait.
-///
-/// Exit codes (as `terraform plan -detailed-exitcode`): 0 in sync (nothing changed), 1 failed,
-/// 2 changed (objects created, configured, recreated or pruned; with --dry-run: would be).
 #[derive(Debug, Parser)]
 #[command(
     name = "sync",
     version,
-    after_help = "Exit codes: 0 in sync, 1 failed, 2 changed."
+    after_help = "Exit codes (as terraform plan -detailed-exitcode): 0 in sync, nothing changed; 1 failed; 2 changed (with --dry-run: would change)."
 )]
 struct Args {
     #[command(flatten)]
@@ -110,8 +107,12 @@ async fn run(args: &Args) -> anyhow::Result<u8> {
     let cancel = CancellationToken::new();
     let on_signal = cancel.clone();
     tokio::spawn(async move {
+        // The first Ctrl-C stops cleanly; a second one exits at once.
         if tokio::signal::ctrl_c().await.is_ok() {
             on_signal.cancel();
+        }
+        if tokio::signal::ctrl_c().await.is_ok() {
+            std::process::exit(130);
         }
     });
 

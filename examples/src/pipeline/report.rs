@@ -114,7 +114,8 @@ pub struct SyncReport {
     pub served_last_good: bool,
     /// What happened to each object, and the API requests the apply sent.
     pub change_set: ChangeSet,
-    /// How long waiting for the objects to become Current took, when waited for.
+    /// How long waiting for the objects to become Current took, when waited for (only after a
+    /// new revision or a write, and only with a wait timeout).
     pub waited: Option<Duration>,
     /// How long the whole sync took.
     pub duration: Duration,

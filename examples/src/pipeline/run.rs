@@ -117,7 +117,8 @@ impl std::fmt::Debug for Pipeline {
 
 impl Pipeline {
     /// Sets up the source, renderer and applier of `config`, talking to the cluster through
-    /// `client`. Nothing is fetched or applied yet.
+    /// `client`. Nothing is fetched or applied yet. Call it within a Tokio runtime (the
+    /// request-counting client it wraps around `client` spawns its buffer there).
     ///
     /// # Errors
     /// [`SyncError::Config`] when the source cannot be set up or a renderer's binary is
@@ -215,7 +216,8 @@ impl Pipeline {
     /// when the revision's set is already rendered), apply with server-side apply (only objects
     /// that differ from the live state are written, so unchanged cycles still correct drift),
     /// prune what left the set, and wait for the objects to become Current when a wait timeout
-    /// is configured.
+    /// is configured (after a new revision or any write; a cycle that changed nothing for a
+    /// revision already applied does not wait).
     ///
     /// When the fetch or render fails and an earlier revision rendered well, that set is applied
     /// again without pruning and the error carries its report ([`SyncError::served`]).
@@ -502,8 +504,11 @@ impl Pipeline {
             api_requests: 0,
             api_writes: 0,
         };
+        // Waiting reads every object; a cycle that wrote nothing for a revision already applied
+        // (the steady state) skips it, so that it stays as cheap as the apply's no-op check.
+        let should_wait = !options.dry_run && (new_revision || report.changed());
         let wait = match self.config.wait_timeout {
-            Some(timeout) if !options.dry_run => {
+            Some(timeout) if should_wait => {
                 let targets = report.change_set.wait_targets();
                 let wait_started = Instant::now();
                 let result = wait_for_current(
