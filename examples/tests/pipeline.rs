@@ -588,3 +588,92 @@ async fn the_sync_binary_reports_changes_with_its_exit_code() {
     let (code, _) = sync(&["--renderer", "nonsense"]).await;
     assert_eq!(code, 1, "bad flags exit 1, not 2 (which means changed)");
 }
+
+/// The pinned binary of `tool`, built into the gitops-envtest cache when missing.
+async fn tool(tool: gitops_envtest::Tool) -> std::path::PathBuf {
+    tokio::task::spawn_blocking(move || gitops_envtest::tools::ensure(tool))
+        .await
+        .unwrap()
+        .expect("the pinned tool builds")
+}
+
+fn write(root: &Path, files: &[(&str, &str)]) {
+    for (path, content) in files {
+        let full = root.join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, content).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn kustomize_overlays_reach_bases_outside_the_subpath_and_helm_charts_render() {
+    let (client, namespace) = setup("pipeline-tools").await;
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        &[
+            ("base/kustomization.yaml", "resources: [settings.yaml]\n"),
+            ("base/settings.yaml", &config_map("settings", "blue")),
+            (
+                "overlays/prod/kustomization.yaml",
+                "resources: [../../base]\nnamePrefix: prod-\n",
+            ),
+            (
+                "chart/Chart.yaml",
+                "apiVersion: v2\nname: colours\nversion: 0.1.0\n",
+            ),
+            ("chart/values.yaml", "colour: grey\n"),
+            ("chart/values-prod.yaml", "colour: gold\n"),
+            (
+                "chart/templates/settings.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-settings\ndata:\n  colour: {{ .Values.colour }}\n",
+            ),
+        ],
+    );
+
+    // Kustomize, picked automatically; the overlay's base lies outside the subpath.
+    let config = SyncConfig::builder(SourceSpec::local(dir.path()))
+        .subpath("overlays/prod")
+        .kustomize_binary(tool(gitops_envtest::Tool::Kustomize).await)
+        .target_namespace(&namespace)
+        .inventory(format!("{namespace}/kustomize").parse().unwrap())
+        .build()
+        .unwrap();
+    let mut kustomized = Pipeline::new(client.clone(), config).unwrap();
+    let report = sync(&mut kustomized).await;
+    assert_eq!(
+        action(&report, "ConfigMap", "prod-settings"),
+        Action::Created
+    );
+    assert_eq!(
+        colour_of(&client, &namespace, "prod-settings")
+            .await
+            .as_deref(),
+        Some("blue")
+    );
+
+    // Helm, with a values file relative to the source root.
+    let config = SyncConfig::builder(SourceSpec::local(dir.path()))
+        .subpath("chart")
+        .renderer(RendererChoice::Helm(
+            gitops_examples::pipeline::HelmRelease::new("shop")
+                .values_file("chart/values-prod.yaml"),
+        ))
+        .helm_binary(tool(gitops_envtest::Tool::Helm).await)
+        .target_namespace(&namespace)
+        .inventory(format!("{namespace}/helm").parse().unwrap())
+        .build()
+        .unwrap();
+    let mut charted = Pipeline::new(client.clone(), config).unwrap();
+    let report = sync(&mut charted).await;
+    assert_eq!(
+        action(&report, "ConfigMap", "shop-settings"),
+        Action::Created
+    );
+    assert_eq!(
+        colour_of(&client, &namespace, "shop-settings")
+            .await
+            .as_deref(),
+        Some("gold")
+    );
+}
