@@ -108,7 +108,7 @@ async fn the_demo_scenario_goes_through_every_step() {
     // Drift: corrected at the same revision, counted as drift.
     assert!(report.drift.applied(second));
     assert!(!report.drift.new_revision);
-    assert!(report.drift.drift_corrected >= 2, "{:?}", report.drift);
+    assert_eq!(report.drift_corrected, 2, "{:?}", report.drift);
 
     // Revision 3: the Service pruned, nothing else written.
     assert!(report.prune.applied(third), "{:?}", report.prune);
