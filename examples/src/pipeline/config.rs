@@ -84,8 +84,9 @@ pub enum ConfigError {
     },
 }
 
-/// Where the configuration comes from.
-#[derive(Clone, Debug)]
+/// Where the configuration comes from. Its `Debug` output hides credentials, also those
+/// written into a URL (`https://user:token@host/...`).
+#[derive(Clone)]
 pub enum SourceSpec {
     /// A Git repository (`file://`, `git://`, `http(s)://`, `ssh://` or `user@host:path`).
     Git {
@@ -163,6 +164,29 @@ impl SourceSpec {
         match self {
             Self::Git { url, reference, .. } => format!("{} ({reference})", strip_userinfo(url)),
             Self::LocalDirectory { path } => path.display().to_string(),
+        }
+    }
+}
+
+impl std::fmt::Debug for SourceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Git {
+                url,
+                reference,
+                credentials,
+                known_hosts,
+            } => f
+                .debug_struct("Git")
+                .field("url", &strip_userinfo(url))
+                .field("reference", reference)
+                .field("credentials", credentials)
+                .field("known_hosts", &known_hosts.as_ref().map(|_| "<set>"))
+                .finish(),
+            Self::LocalDirectory { path } => f
+                .debug_struct("LocalDirectory")
+                .field("path", path)
+                .finish(),
         }
     }
 }
@@ -750,6 +774,15 @@ mod tests {
             strip_userinfo("git@example.com:a.git"),
             "git@example.com:a.git"
         );
+        let debug = format!(
+            "{:?}",
+            SourceSpec::git(
+                "https://bot:t0ken@example.com/a.git",
+                GitReference::DefaultBranch
+            )
+        );
+        assert!(!debug.contains("t0ken"), "{debug}");
+        assert!(debug.contains("https://example.com/a.git"), "{debug}");
     }
 
     #[test]
