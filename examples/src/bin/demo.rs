@@ -3,7 +3,7 @@
 //! directory, and lets the reconciler take it through a plan and apply, a new commit, hand edits
 //! (drift) and a deleted file (prune). It stops by itself, and on Ctrl-C (SIGINT) or SIGTERM,
 //! and leaves nothing behind: the control plane is stopped and the temporary directories are
-//! removed. Exit codes: 0 done, 1 failed, 130 interrupted.
+//! removed. Exit codes: 0 done (with `--keep`, after Ctrl-C), 1 failed, 130 interrupted.
 //!
 //! ```text
 //! cargo run -p gitops-examples --bin demo
