@@ -496,6 +496,48 @@ mod tests {
     }
 
     #[test]
+    fn progress_steps_become_bar_messages() {
+        let bar = ProgressBar::hidden();
+        let revision = gitops_source::Revision::git("main", &"ab".repeat(20));
+        show(
+            &bar,
+            &SyncProgress::Fetching(FetchProgress::WritingFiles {
+                files_written: 3,
+                files_total: 8,
+            }),
+        );
+        assert_eq!(bar.message(), "fetch: writing files");
+        assert_eq!((bar.position(), bar.length()), (3, Some(8)));
+        show(
+            &bar,
+            &SyncProgress::Fetched {
+                revision: revision.clone(),
+                changed: false,
+            },
+        );
+        assert_eq!(bar.message(), "unchanged main@sha1:abababababab");
+        show(
+            &bar,
+            &SyncProgress::Applying(ApplyProgress::GroupDone {
+                group: 1,
+                groups: 3,
+                written: 4,
+                failed: 0,
+            }),
+        );
+        assert_eq!((bar.position(), bar.length()), (2, Some(3)));
+        show(
+            &bar,
+            &SyncProgress::Waiting {
+                current: 5,
+                total: 6,
+            },
+        );
+        assert_eq!(bar.message(), "wait: objects Current");
+        assert_eq!((bar.position(), bar.length()), (5, Some(6)));
+    }
+
+    #[test]
     fn bad_flags_are_refused() {
         assert!(
             Cli::try_parse_from(["sync"]).is_err(),
