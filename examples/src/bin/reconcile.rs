@@ -6,7 +6,7 @@
 //! ```text
 //! cycle 1 ok main@sha1:3f9c0d1e2a4b: 4 created, 0 configured, 0 unchanged, 0 pruned, 0 drift corrected, 0.31s, 19 API requests (5 writes); next in 30s
 //! cycle 2 ok main@sha1:3f9c0d1e2a4b: 0 created, 1 configured, 3 unchanged, 0 pruned, 1 drift corrected, 0.05s, 8 API requests (1 writes); next in 30s
-//! cycle 3 failed after 0.04s: rendering main@sha1:77aa01b2c3d4 failed; served the last good revision … ; retry in 2s
+//! cycle 3 failed after 0.05s: rendering main@sha1:77aa01b2c3d4… failed: app/bad.yaml:1:7: invalid YAML: unclosed bracket '[' at line 1, column 7 [served main@sha1:3f9c0d1e2a4b (last good): 0 created, 0 configured, 4 unchanged, 0 pruned, 0 drift corrected, 0.05s, 6 API requests (0 writes)]; retry in 2s
 //! ```
 //!
 //! When a fetch or render fails, the last good revision is applied again without pruning, and
