@@ -169,6 +169,12 @@ fn generic(object: &Value) -> Option<Health> {
     None
 }
 
+/// Whether a live object (one with metadata.generation) has no status.observedGeneration yet.
+fn awaits_first_observation(object: &Value) -> bool {
+    int(object, "/metadata/generation").is_some()
+        && int(object, "/status/observedGeneration").is_none()
+}
+
 fn replicas_health(object: &Value, what: &str, checks: &[(&str, &str)]) -> Health {
     let wanted = int(object, "/spec/replicas").unwrap_or(1);
     for (pointer, label) in checks {
@@ -341,6 +347,12 @@ pub fn builtin_health(object: &Value) -> Health {
     let api_version = object["apiVersion"].as_str().unwrap_or_default();
     let group = gitops_core::split_api_version(api_version).0;
     let kind = object["kind"].as_str().unwrap_or_default();
+    if group == "apps" && awaits_first_observation(object) {
+        // The workload controllers always write status.observedGeneration: without it the
+        // controller has not looked at the object yet (or does not run), and the replica
+        // counts read as zero would make `replicas: 0` look rolled out.
+        return Health::in_progress("not observed by its controller yet");
+    }
     match (group, kind) {
         ("apps", "Deployment") => deployment(object),
         ("apps", "StatefulSet") => stateful_set(object),
@@ -703,6 +715,14 @@ mod tests {
         let rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "r"},
             "spec": {"replicas": 1}, "status": {"fullyLabeledReplicas": 1, "availableReplicas": 1, "readyReplicas": 1}});
         assert_eq!(status(rs), Status::Current);
+        // A live workload no controller has observed yet is not rolled out, even at zero replicas.
+        let unobserved = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "z", "generation": 1}, "spec": {"replicas": 0}});
+        assert_eq!(status(unobserved), Status::InProgress);
+        let observed = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "z", "generation": 1}, "spec": {"replicas": 0},
+            "status": {"observedGeneration": 1}});
+        assert_eq!(status(observed), Status::Current);
         let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
             "metadata": {"name": "c"}, "status": {"conditions": [{"type": "Established", "status": "True"}]}});
         assert_eq!(status(crd), Status::Current);
