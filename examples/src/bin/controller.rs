@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 /// The GitSync controller: Flux's GitRepository and Kustomization folded into one resource.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
