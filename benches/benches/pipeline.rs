@@ -22,32 +22,16 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, criterion_group};
 use gitops_envtest::{ControlPlane, Tool};
+use gitops_examples::git_repo::GitRepository;
 use gitops_examples::pipeline::{
     Pipeline, ProgressSink, RendererChoice, SourceSpec, SyncConfig, error_chain,
 };
 use gitops_source::GitReference;
+use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
 
 const FILES: usize = 20;
 const OBJECTS_PER_FILE: usize = 10;
-
-fn git(dir: &Path, args: &[&str]) {
-    let output = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "bench")
-        .env("GIT_AUTHOR_EMAIL", "bench@example.com")
-        .env("GIT_COMMITTER_NAME", "bench")
-        .env("GIT_COMMITTER_EMAIL", "bench@example.com")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .expect("git runs");
-    assert!(
-        output.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
 
 /// File `file` of the app, with `generation` in one ConfigMap so that commits change it.
 fn app_file(file: usize, generation: usize) -> String {
@@ -74,23 +58,24 @@ fn app_file(file: usize, generation: usize) -> String {
     yaml
 }
 
-fn commit_generation(repository: &Path, generation: usize) {
+/// Commits a change of one object, made by `generation`.
+fn commit_generation(runtime: &Runtime, repository: &GitRepository, generation: usize) {
     let file = generation % FILES;
-    std::fs::write(
-        repository.join(format!("app/file-{file:02}.yaml")),
-        app_file(file, generation),
-    )
-    .unwrap();
-    git(
-        repository,
-        &["commit", "--quiet", "--all", "--message", "change"],
-    );
+    let path = format!("app/file-{file:02}.yaml");
+    let contents = app_file(file, generation);
+    runtime
+        .block_on(repository.commit("change", &[(&path, Some(&contents))]))
+        .expect("a commit");
 }
 
 /// The scripted peer: update a clone, then `kubectl apply --server-side` its directory.
-fn shell_cycle(clone: &Path, kubectl: &Path, kubeconfig: &Path, namespace: &str) {
-    git(clone, &["fetch", "--quiet", "origin", "main"]);
-    git(clone, &["reset", "--quiet", "--hard", "FETCH_HEAD"]);
+fn shell_cycle(clone: &GitRepository, kubectl: &Path, kubeconfig: &Path, namespace: &str) {
+    clone
+        .git_blocking(&["fetch", "--quiet", "origin", "main"])
+        .expect("git fetch");
+    clone
+        .git_blocking(&["reset", "--quiet", "--hard", "FETCH_HEAD"])
+        .expect("git reset");
     let output = Command::new(kubectl)
         .arg("--kubeconfig")
         .arg(kubeconfig)
@@ -104,7 +89,7 @@ fn shell_cycle(clone: &Path, kubectl: &Path, kubeconfig: &Path, namespace: &str)
             "--recursive",
             "-f",
         ])
-        .arg(clone.join("app"))
+        .arg(clone.path().join("app"))
         .output()
         .expect("kubectl runs");
     assert!(
@@ -138,26 +123,27 @@ fn bench_pipeline(c: &mut Criterion) {
     let kubeconfig = control_plane.kubeconfig_path().to_owned();
 
     let scratch = tempfile::tempdir().unwrap();
-    let repository = scratch.path().join("repository");
-    std::fs::create_dir_all(repository.join("app")).unwrap();
-    git(&repository, &["init", "--quiet", "--initial-branch=main"]);
-    for file in 0..FILES {
-        std::fs::write(
-            repository.join(format!("app/file-{file:02}.yaml")),
-            app_file(file, 0),
-        )
-        .unwrap();
-    }
-    git(&repository, &["add", "--all"]);
-    git(&repository, &["commit", "--quiet", "--message", "app"]);
-    let clone = scratch.path().join("clone");
-    git(
-        scratch.path(),
-        &["clone", "--quiet", repository.to_str().unwrap(), "clone"],
-    );
+    let repository_dir = scratch.path().join("repository");
+    std::fs::create_dir_all(&repository_dir).unwrap();
+    let repository = runtime
+        .block_on(GitRepository::builder().in_dir(repository_dir).create())
+        .expect("a repository");
+    let files: Vec<(String, String)> = (0..FILES)
+        .map(|file| (format!("app/file-{file:02}.yaml"), app_file(file, 0)))
+        .collect();
+    let changes: Vec<(&str, Option<&str>)> = files
+        .iter()
+        .map(|(path, contents)| (path.as_str(), Some(contents.as_str())))
+        .collect();
+    runtime
+        .block_on(repository.commit("app", &changes))
+        .expect("the first commit");
+    let clone = runtime
+        .block_on(repository.clone_into(scratch.path().join("clone")))
+        .expect("a clone");
 
     let config = SyncConfig::builder(SourceSpec::git(
-        format!("file://{}", repository.display()),
+        repository.url(),
         GitReference::Branch("main".into()),
     ))
     .subpath("app")
@@ -226,7 +212,7 @@ fn bench_pipeline(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iterations {
                 generation += 1;
-                commit_generation(&repository, generation);
+                commit_generation(&runtime, &repository, generation);
                 let started = Instant::now();
                 sync(true);
                 let elapsed = started.elapsed();
@@ -241,7 +227,7 @@ fn bench_pipeline(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iterations {
                 generation += 1;
-                commit_generation(&repository, generation);
+                commit_generation(&runtime, &repository, generation);
                 let started = Instant::now();
                 shell_cycle(&clone, &kubectl, &kubeconfig, &shell_ns);
                 let elapsed = started.elapsed();

@@ -9,4 +9,5 @@
 
 pub mod controller;
 pub mod demo;
+pub mod git_repo;
 pub mod pipeline;

@@ -9,6 +9,7 @@ use gitops_envtest::tools::Tool;
 use gitops_examples::controller::{
     GitSync, GitSyncController, GitSyncSpec, READY, RECONCILING, RendererKind, STALLED, install_crd,
 };
+use gitops_examples::git_repo::GitRepository;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::events::v1::Event;
@@ -18,75 +19,6 @@ use tokio_util::sync::CancellationToken;
 
 /// How long any one expected state may take to appear.
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// A Git repository on branch `main`, in a temporary directory or a given one.
-struct Repo {
-    path: PathBuf,
-    _temp: Option<tempfile::TempDir>,
-}
-
-impl Repo {
-    fn new() -> Self {
-        let temp = tempfile::tempdir().expect("a temp dir");
-        let mut repo = Self::at(temp.path());
-        repo._temp = Some(temp);
-        repo
-    }
-
-    /// A new repository in `path`, an existing empty directory.
-    fn at(path: &Path) -> Self {
-        let repo = Self {
-            path: path.to_owned(),
-            _temp: None,
-        };
-        repo.git(&["init", "--quiet", "--initial-branch=main"]);
-        repo
-    }
-
-    fn git(&self, args: &[&str]) -> String {
-        let output = Command::new("git")
-            .args(args)
-            .current_dir(&self.path)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_AUTHOR_NAME", "Test")
-            .env("GIT_AUTHOR_EMAIL", "test@example.com")
-            .env("GIT_COMMITTER_NAME", "Test")
-            .env("GIT_COMMITTER_EMAIL", "test@example.com")
-            .output()
-            .expect("git runs");
-        assert!(
-            output.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout)
-            .expect("utf-8")
-            .trim()
-            .to_owned()
-    }
-
-    /// Writes (`Some`) or removes (`None`) files, commits, and returns the commit's SHA-1.
-    fn commit(&self, files: &[(&str, Option<&str>)], message: &str) -> String {
-        for (path, content) in files {
-            let full = self.path.join(path);
-            match content {
-                Some(content) => {
-                    std::fs::create_dir_all(full.parent().expect("a parent")).expect("mkdir");
-                    std::fs::write(&full, content).expect("write");
-                }
-                None => std::fs::remove_file(&full).expect("remove"),
-            }
-        }
-        self.git(&["add", "--all"]);
-        self.git(&["commit", "--quiet", "--message", message]);
-        self.git(&["rev-parse", "HEAD"])
-    }
-
-    fn url(&self) -> String {
-        format!("file://{}", self.path.display())
-    }
-}
 
 fn config_map(namespace: Option<&str>, name: &str, value: &str) -> String {
     let namespace = namespace.map_or(String::new(), |ns| format!("  namespace: {ns}\n"));
@@ -284,7 +216,7 @@ async fn wait_gone(api: &Api<GitSync>, name: &str) {
     }
 }
 
-fn git_spec(repo: &Repo, path: &str, interval: &str) -> GitSyncSpec {
+fn git_spec(repo: &GitRepository, path: &str, interval: &str) -> GitSyncSpec {
     GitSyncSpec {
         url: Some(repo.url()),
         path: path.to_owned(),
@@ -299,15 +231,22 @@ fn git_spec(repo: &Repo, path: &str, interval: &str) -> GitSyncSpec {
 async fn applies_new_commits_corrects_drift_and_prunes_on_delete() {
     let (client, ns) = setup("gitsync-apply").await;
     let controller = RunningController::start(&client, &ns);
-    let repo = Repo::new();
-    let first = repo.commit(
-        &[
-            ("deploy/a.yaml", Some(&config_map(Some(&ns), "a", "one"))),
-            ("deploy/b.yaml", Some(&config_map(Some(&ns), "b", "one"))),
-            ("README.md", Some("not rendered: outside the path\n")),
-        ],
-        "first",
-    );
+    let repo = GitRepository::builder()
+        .create()
+        .await
+        .expect("a repository");
+    let first = repo
+        .commit(
+            "first",
+            &[
+                ("deploy/a.yaml", Some(&config_map(Some(&ns), "a", "one"))),
+                ("deploy/b.yaml", Some(&config_map(Some(&ns), "b", "one"))),
+                ("README.md", Some("not rendered: outside the path\n")),
+            ],
+        )
+        .await
+        .expect("a commit")
+        .hash;
     let syncs: Api<GitSync> = Api::namespaced(client.clone(), &ns);
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
     create(&syncs, "app", git_spec(&repo, "deploy", "2s")).await;
@@ -347,13 +286,17 @@ async fn applies_new_commits_corrects_drift_and_prunes_on_delete() {
     );
 
     // A new commit is applied: a changes, b leaves the set and is pruned.
-    let second = repo.commit(
-        &[
-            ("deploy/a.yaml", Some(&config_map(Some(&ns), "a", "two"))),
-            ("deploy/b.yaml", None),
-        ],
-        "second",
-    );
+    let second = repo
+        .commit(
+            "second",
+            &[
+                ("deploy/a.yaml", Some(&config_map(Some(&ns), "a", "two"))),
+                ("deploy/b.yaml", None),
+            ],
+        )
+        .await
+        .expect("a commit")
+        .hash;
     let second_revision = format!("main@sha1:{second}");
     let sync = wait_for(&syncs, "app", "the second revision applied", |s| {
         is_ready_at(s, &second_revision)
@@ -388,15 +331,22 @@ async fn applies_new_commits_corrects_drift_and_prunes_on_delete() {
 async fn a_malformed_manifest_stalls_names_file_and_line_and_prunes_nothing() {
     let (client, ns) = setup("gitsync-stall").await;
     let controller = RunningController::start(&client, &ns);
-    let repo = Repo::new();
+    let repo = GitRepository::builder()
+        .create()
+        .await
+        .expect("a repository");
     // No namespaces in the files: targetNamespace puts the objects in the test's namespace.
-    let first = repo.commit(
-        &[
-            ("a.yaml", Some(&config_map(None, "a", "one"))),
-            ("b.yaml", Some(&config_map(None, "b", "one"))),
-        ],
-        "first",
-    );
+    let first = repo
+        .commit(
+            "first",
+            &[
+                ("a.yaml", Some(&config_map(None, "a", "one"))),
+                ("b.yaml", Some(&config_map(None, "b", "one"))),
+            ],
+        )
+        .await
+        .expect("a commit")
+        .hash;
     let syncs: Api<GitSync> = Api::namespaced(client.clone(), &ns);
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
     let spec = GitSyncSpec {
@@ -412,16 +362,13 @@ async fn a_malformed_manifest_stalls_names_file_and_line_and_prunes_nothing() {
     .await;
 
     // b leaves the set in the same commit that breaks a file: nothing may be pruned.
-    let broken = repo.commit(
-        &[
+    let broken = repo.commit("broken", &[
             ("b.yaml", None),
             (
                 "c.yaml",
                 Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  key: [unclosed\n"),
             ),
-        ],
-        "broken",
-    );
+        ]).await.expect("a commit").hash;
     let broken_revision = format!("main@sha1:{broken}");
     let sync = wait_for(&syncs, "app", "Stalled", |s| {
         condition(s, STALLED).is_some_and(|c| c.status == "True")
@@ -471,10 +418,14 @@ async fn a_malformed_manifest_stalls_names_file_and_line_and_prunes_nothing() {
     );
 
     // A fixing commit recovers: Ready again, Stalled gone, and now b is pruned.
-    let fixed = repo.commit(
-        &[("c.yaml", Some(&config_map(None, "c", "fixed")))],
-        "fixed",
-    );
+    let fixed = repo
+        .commit(
+            "fixed",
+            &[("c.yaml", Some(&config_map(None, "c", "fixed")))],
+        )
+        .await
+        .expect("a commit")
+        .hash;
     let fixed_revision = format!("main@sha1:{fixed}");
     let sync = wait_for(&syncs, "app", "the fix applied", |s| {
         is_ready_at(s, &fixed_revision)
@@ -613,9 +564,11 @@ async fn kustomize_and_helm_render_and_unhealthy_objects_are_retried() {
 
     // `auto` renders a directory with a kustomization with kustomize; `helm` renders a chart
     // with the GitSync's name as release name.
-    let repo = Repo::new();
-    let head = repo.commit(
-        &[
+    let repo = GitRepository::builder()
+        .create()
+        .await
+        .expect("a repository");
+    let head = repo.commit("kustomization and chart", &[
             (
                 "base/kustomization.yaml",
                 Some("resources:\n- config.yaml\nnamePrefix: k-\n"),
@@ -627,9 +580,7 @@ async fn kustomize_and_helm_render_and_unhealthy_objects_are_retried() {
                 "chart/templates/config.yaml",
                 Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-config\ndata:\n  key: {{ .Values.greeting }}\n"),
             ),
-        ],
-        "kustomization and chart",
-    );
+        ]).await.expect("a commit").hash;
     let spec = GitSyncSpec {
         target_namespace: Some(ns.clone()),
         ..git_spec(&repo, "base", "1h")
@@ -863,11 +814,19 @@ async fn a_failed_fetch_is_retried_with_backoff_until_it_works() {
     // The repository appears: a retry (backoff at most 5 s here, the interval is an hour)
     // applies it without any change to the GitSync.
     std::fs::create_dir(&path).expect("mkdir");
-    let repo = Repo::at(&path);
-    let head = repo.commit(
-        &[("a.yaml", Some(&config_map(Some(&ns), "late", "arrived")))],
-        "late",
-    );
+    let repo = GitRepository::builder()
+        .in_dir(&path)
+        .create()
+        .await
+        .expect("a repository");
+    let head = repo
+        .commit(
+            "late",
+            &[("a.yaml", Some(&config_map(Some(&ns), "late", "arrived")))],
+        )
+        .await
+        .expect("a commit")
+        .hash;
     let revision = format!("main@sha1:{head}");
     let sync = wait_for(&syncs, "late", "the retry applied", |s| {
         is_ready_at(s, &revision)

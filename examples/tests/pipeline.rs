@@ -2,11 +2,11 @@
 //! (gitops-envtest), with real Git repositories in temporary directories reached over `file://`.
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gitops_apply::Action;
+use gitops_examples::git_repo::GitRepository;
 use gitops_examples::pipeline::{
     Backoff, Pipeline, ProgressSink, Reconciler, RendererChoice, SourceSpec, SyncConfig, SyncError,
     SyncProgress, SyncReport, error_chain,
@@ -16,60 +16,6 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-
-/// A Git repository in a temporary directory, committed to with the `git` CLI.
-struct Repository {
-    dir: tempfile::TempDir,
-}
-
-impl Repository {
-    fn new() -> Self {
-        let repository = Self {
-            dir: tempfile::tempdir().expect("temporary directory"),
-        };
-        repository.git(&["init", "--quiet", "--initial-branch=main"]);
-        repository
-    }
-
-    fn url(&self) -> String {
-        format!("file://{}", self.dir.path().display())
-    }
-
-    fn git(&self, args: &[&str]) {
-        let output = Command::new("git")
-            .args(args)
-            .current_dir(self.dir.path())
-            .env("GIT_AUTHOR_NAME", "test")
-            .env("GIT_AUTHOR_EMAIL", "test@example.com")
-            .env("GIT_COMMITTER_NAME", "test")
-            .env("GIT_COMMITTER_EMAIL", "test@example.com")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("HOME", self.dir.path())
-            .output()
-            .expect("git runs");
-        assert!(
-            output.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-
-    /// Writes (`Some`) or deletes (`None`) files, and commits.
-    fn commit(&self, files: &[(&str, Option<&str>)], message: &str) {
-        for (path, content) in files {
-            let full = self.dir.path().join(path);
-            match content {
-                Some(content) => {
-                    std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-                    std::fs::write(&full, content).unwrap();
-                }
-                None => std::fs::remove_file(&full).unwrap(),
-            }
-        }
-        self.git(&["add", "--all"]);
-        self.git(&["commit", "--quiet", "--message", message]);
-    }
-}
 
 fn config_map(name: &str, colour: &str) -> String {
     format!(
@@ -154,16 +100,22 @@ async fn setup(prefix: &str) -> (kube::Client, String) {
 #[tokio::test]
 async fn applies_then_changes_nothing_corrects_drift_and_prunes() {
     let (client, namespace) = setup("pipeline-cycle").await;
-    let repository = Repository::new();
-    repository.commit(
-        &[
-            ("app/a.yaml", Some(&config_map("a", "blue"))),
-            ("app/b.yaml", Some(&config_map("b", "green"))),
-            ("app/secret.yaml", Some(SECRET)),
-            ("README.md", Some("not rendered: outside the subpath\n")),
-        ],
-        "first",
-    );
+    let repository = GitRepository::builder()
+        .create()
+        .await
+        .expect("a repository");
+    repository
+        .commit(
+            "first",
+            &[
+                ("app/a.yaml", Some(&config_map("a", "blue"))),
+                ("app/b.yaml", Some(&config_map("b", "green"))),
+                ("app/secret.yaml", Some(SECRET)),
+                ("README.md", Some("not rendered: outside the subpath\n")),
+            ],
+        )
+        .await
+        .expect("a commit");
     let source = SourceSpec::git(repository.url(), GitReference::Branch("main".into()));
     let mut pipeline = pipeline(&client, &namespace, source, false);
 
@@ -221,13 +173,16 @@ async fn applies_then_changes_nothing_corrects_drift_and_prunes() {
     );
 
     // A commit removes b: it is pruned; a changes colour: configured, not drift.
-    repository.commit(
-        &[
-            ("app/b.yaml", None),
-            ("app/a.yaml", Some(&config_map("a", "red"))),
-        ],
-        "remove b",
-    );
+    repository
+        .commit(
+            "remove b",
+            &[
+                ("app/b.yaml", None),
+                ("app/a.yaml", Some(&config_map("a", "red"))),
+            ],
+        )
+        .await
+        .expect("a commit");
     let fourth = sync(&mut pipeline).await;
     assert!(fourth.new_revision);
     assert_ne!(fourth.revision, first.revision);
@@ -245,30 +200,39 @@ async fn applies_then_changes_nothing_corrects_drift_and_prunes() {
 #[tokio::test]
 async fn a_broken_commit_keeps_the_last_good_revision_and_prunes_nothing() {
     let (client, namespace) = setup("pipeline-broken").await;
-    let repository = Repository::new();
-    repository.commit(
-        &[
-            ("app/a.yaml", Some(&config_map("a", "blue"))),
-            ("app/b.yaml", Some(&config_map("b", "green"))),
-        ],
-        "good",
-    );
+    let repository = GitRepository::builder()
+        .create()
+        .await
+        .expect("a repository");
+    repository
+        .commit(
+            "good",
+            &[
+                ("app/a.yaml", Some(&config_map("a", "blue"))),
+                ("app/b.yaml", Some(&config_map("b", "green"))),
+            ],
+        )
+        .await
+        .expect("a commit");
     let source = SourceSpec::git(repository.url(), GitReference::Branch("main".into()));
     let mut pipeline = pipeline(&client, &namespace, source, false);
     let good = sync(&mut pipeline).await;
     assert_eq!(good.count(Action::Created), 2);
 
     // The broken commit drops b and has malformed YAML; meanwhile a drifts.
-    repository.commit(
-        &[
-            ("app/b.yaml", None),
-            (
-                "app/broken.yaml",
-                Some("apiVersion: v1\nkind: ConfigMap\nmetadata: [unclosed\n"),
-            ),
-        ],
-        "broken",
-    );
+    repository
+        .commit(
+            "broken",
+            &[
+                ("app/b.yaml", None),
+                (
+                    "app/broken.yaml",
+                    Some("apiVersion: v1\nkind: ConfigMap\nmetadata: [unclosed\n"),
+                ),
+            ],
+        )
+        .await
+        .expect("a commit");
     tamper(&client, &namespace, "a").await;
     let error = pipeline
         .sync_once(&CancellationToken::new(), &ProgressSink::none())
@@ -309,7 +273,10 @@ async fn a_broken_commit_keeps_the_last_good_revision_and_prunes_nothing() {
     assert!(colour_of(&client, &namespace, "b").await.is_some());
 
     // The fix: b's removal now takes effect.
-    repository.commit(&[("app/broken.yaml", None)], "fix");
+    repository
+        .commit("fix", &[("app/broken.yaml", None)])
+        .await
+        .expect("a commit");
     let fixed = sync(&mut pipeline).await;
     assert_eq!(action(&fixed, "ConfigMap", "b"), Action::Pruned);
     assert_eq!(colour_of(&client, &namespace, "b").await, None);
@@ -317,7 +284,7 @@ async fn a_broken_commit_keeps_the_last_good_revision_and_prunes_nothing() {
     // The repository disappears: the fetch fails, the last good set is served, a's drift is
     // still corrected.
     tamper(&client, &namespace, "a").await;
-    std::fs::remove_dir_all(repository.dir.path()).unwrap();
+    std::fs::remove_dir_all(repository.path()).unwrap();
     let error = pipeline
         .sync_once(&CancellationToken::new(), &ProgressSink::none())
         .await
@@ -452,8 +419,14 @@ async fn a_dry_run_writes_nothing_and_masks_secrets_in_the_plan() {
 #[tokio::test]
 async fn the_reconciler_corrects_drift_each_cycle_and_stops_on_cancellation() {
     let (client, namespace) = setup("pipeline-loop").await;
-    let repository = Repository::new();
-    repository.commit(&[("app/a.yaml", Some(&config_map("a", "blue")))], "first");
+    let repository = GitRepository::builder()
+        .create()
+        .await
+        .expect("a repository");
+    repository
+        .commit("first", &[("app/a.yaml", Some(&config_map("a", "blue")))])
+        .await
+        .expect("a commit");
     let source = SourceSpec::git(repository.url(), GitReference::Branch("main".into()));
     let pipeline = pipeline(&client, &namespace, source, false);
 

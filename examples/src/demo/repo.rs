@@ -1,70 +1,15 @@
 //! [`DemoRepository`]: the demo's Git repository, in a temporary directory, driven with the `git`
 //! command as a developer would.
 
-use std::path::{Path, PathBuf};
-
-use tokio::process::Command;
+use std::path::Path;
 
 use super::app::{DemoFile, REVISION_1};
+use crate::git_repo::{GitRepository, GitRepositoryError};
 
-/// The errors of the demo repository.
-#[derive(Debug, thiserror::Error)]
-pub enum RepositoryError {
-    /// The temporary directory could not be made.
-    #[error("creating a temporary directory for the demo repository: {0}")]
-    TempDir(#[source] std::io::Error),
-    /// A file could not be written or removed.
-    #[error("{action} {path:?} in the demo repository: {source}")]
-    File {
-        /// What was being done.
-        action: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// The error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The `git` command could not be started.
-    #[error("running `git {args}` in {dir:?} (is git installed?): {source}")]
-    Spawn {
-        /// Its arguments.
-        args: String,
-        /// Where.
-        dir: PathBuf,
-        /// The error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The `git` command failed.
-    #[error("`git {args}` in {dir:?} failed with {status}: {stderr}")]
-    Git {
-        /// Its arguments.
-        args: String,
-        /// Where.
-        dir: PathBuf,
-        /// Its exit status.
-        status: std::process::ExitStatus,
-        /// What it said.
-        stderr: String,
-    },
-}
+pub use crate::git_repo::Commit;
 
-/// One commit of the demo repository.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Commit {
-    /// The full commit hash.
-    pub hash: String,
-    /// The first line of its message.
-    pub message: String,
-}
-
-impl Commit {
-    /// The abbreviated hash, as `git log --oneline` shows it.
-    #[must_use]
-    pub fn short_hash(&self) -> &str {
-        &self.hash[..self.hash.len().min(7)]
-    }
-}
+/// The errors of the demo repository: those of its [`GitRepository`].
+pub type RepositoryError = GitRepositoryError;
 
 /// A Git repository on branch `main` in a temporary directory (removed on drop), holding the demo
 /// app with its namespace renamed as asked.
@@ -79,7 +24,7 @@ impl Commit {
 /// ```
 #[derive(Debug)]
 pub struct DemoRepository {
-    dir: tempfile::TempDir,
+    repository: GitRepository,
     namespace: String,
 }
 
@@ -91,24 +36,15 @@ impl DemoRepository {
     /// # Errors
     /// When the directory cannot be made or `git` fails.
     pub async fn create(namespace: &str) -> Result<Self, RepositoryError> {
-        let dir = tempfile::Builder::new()
+        let repository = GitRepository::builder()
             .prefix("gitops-demo-repo-")
-            .tempdir()
-            .map_err(RepositoryError::TempDir)?;
+            .author("gitops-rs demo", "demo@gitops.rs.invalid")
+            .create()
+            .await?;
         let repository = Self {
-            dir,
+            repository,
             namespace: namespace.to_owned(),
         };
-        repository
-            .git(&["init", "--quiet", "--initial-branch=main"])
-            .await?;
-        for (key, value) in [
-            ("user.name", "gitops-rs demo"),
-            ("user.email", "demo@gitops.rs.invalid"),
-            ("commit.gpgsign", "false"),
-        ] {
-            repository.git(&["config", "--local", key, value]).await?;
-        }
         repository
             .commit(
                 "Revision 1: the web app, its config, service and a Greeting",
@@ -122,13 +58,13 @@ impl DemoRepository {
     /// The repository's directory (its work tree).
     #[must_use]
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        self.repository.path()
     }
 
     /// The `file://` URL a Git source fetches from.
     #[must_use]
     pub fn url(&self) -> String {
-        format!("file://{}", self.dir.path().display())
+        self.repository.url()
     }
 
     /// The namespace the app's files name.
@@ -148,27 +84,16 @@ impl DemoRepository {
         files: &[DemoFile],
         removed: &[&str],
     ) -> Result<Commit, RepositoryError> {
-        for file in files {
-            let path = self.dir.path().join(file.path);
-            if let Some(parent) = path.parent() {
-                tokio::fs::create_dir_all(parent)
-                    .await
-                    .map_err(file_error("creating", parent))?;
-            }
-            tokio::fs::write(&path, file.contents_for(&self.namespace))
-                .await
-                .map_err(file_error("writing", &path))?;
-        }
-        for relative in removed {
-            let path = self.dir.path().join(relative);
-            tokio::fs::remove_file(&path)
-                .await
-                .map_err(file_error("removing", &path))?;
-        }
-        self.git(&["add", "--all"]).await?;
-        self.git(&["commit", "--quiet", "--message", message])
-            .await?;
-        self.head().await
+        let contents: Vec<(&str, String)> = files
+            .iter()
+            .map(|file| (file.path, file.contents_for(&self.namespace)))
+            .collect();
+        let changes: Vec<(&str, Option<&str>)> = contents
+            .iter()
+            .map(|(path, contents)| (*path, Some(contents.as_str())))
+            .chain(removed.iter().map(|path| (*path, None)))
+            .collect();
+        self.repository.commit(message, &changes).await
     }
 
     /// The commit `main` points to.
@@ -176,12 +101,7 @@ impl DemoRepository {
     /// # Errors
     /// When `git` fails.
     pub async fn head(&self) -> Result<Commit, RepositoryError> {
-        let out = self.git(&["log", "-1", "--format=%H%n%s"]).await?;
-        let mut lines = out.lines();
-        Ok(Commit {
-            hash: lines.next().unwrap_or_default().to_owned(),
-            message: lines.next().unwrap_or_default().to_owned(),
-        })
+        self.repository.head().await
     }
 
     /// `git show --stat` of the last commit, for the narration.
@@ -215,40 +135,7 @@ impl DemoRepository {
     }
 
     async fn git(&self, args: &[&str]) -> Result<String, RepositoryError> {
-        let dir = self.dir.path();
-        let output = Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            // Neither the user's nor the system's configuration (hooks, signing, templates).
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_TERMINAL_PROMPT", "0")
-            .kill_on_drop(true)
-            .output()
-            .await
-            .map_err(|source| RepositoryError::Spawn {
-                args: args.join(" "),
-                dir: dir.to_owned(),
-                source,
-            })?;
-        if !output.status.success() {
-            return Err(RepositoryError::Git {
-                args: args.join(" "),
-                dir: dir.to_owned(),
-                status: output.status,
-                stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-            });
-        }
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    }
-}
-
-fn file_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RepositoryError {
-    let path = path.to_owned();
-    move |source| RepositoryError::File {
-        action,
-        path,
-        source,
+        self.repository.git(args).await
     }
 }
 
