@@ -661,15 +661,38 @@ async fn write_status(
     .unwrap();
 }
 
-#[tokio::test]
-async fn waits_for_a_rollout_and_fails_fast_on_a_failed_job() {
-    let cp = gitops_envtest::shared().await.unwrap();
-    let client = cp.client().await.unwrap();
-    let ns = cp.create_namespace("health").await.unwrap();
-    let applier = applier(&client, &ns);
-    let yaml = format!(
-        "{}---
-apiVersion: batch/v1
+/// Plays the Deployment controller on a task (the control plane has none): after each delay,
+/// writes the status of a rollout of `web` in `ns` completed with that many replicas.
+fn roll_out_web(
+    client: &kube::Client,
+    ns: &str,
+    steps: &[(Duration, u32)],
+) -> tokio::task::JoinHandle<()> {
+    let client = client.clone();
+    let ns = ns.to_owned();
+    let steps = steps.to_vec();
+    let deployment = ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&());
+    tokio::spawn(async move {
+        for (delay, replicas) in steps {
+            tokio::time::sleep(delay).await;
+            write_status(
+                &client,
+                &deployment,
+                &ns,
+                "web",
+                json!({"observedGeneration": 1, "replicas": replicas,
+                "updatedReplicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas}),
+            )
+            .await;
+        }
+    })
+}
+
+/// A Job `migrate` in `ns` that would fail at once (it never runs: the control plane has no
+/// kubelet; [`fail_job`] writes its failure).
+fn failing_job(ns: &str) -> String {
+    format!(
+        "apiVersion: batch/v1
 kind: Job
 metadata: {{name: migrate, namespace: {ns}}}
 spec:
@@ -678,16 +701,33 @@ spec:
     spec:
       restartPolicy: Never
       containers: [{{name: migrate, image: busybox, command: [\"false\"]}}]
-",
-        app(&ns, "blue")
-    );
+"
+    )
+}
+
+/// Writes the status of the [`failing_job`] that reached its backoff limit, as its
+/// controller would.
+async fn fail_job(client: &kube::Client, ns: &str) {
+    let job = ApiResource::erase::<k8s_openapi::api::batch::v1::Job>(&());
+    let now = "2026-01-01T00:00:00Z";
+    write_status(client, &job, ns, "migrate", json!({"startTime": now, "failed": 1, "conditions": [
+        {"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit", "lastTransitionTime": now, "lastProbeTime": now},
+        {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit", "lastTransitionTime": now, "lastProbeTime": now}]})).await;
+}
+
+#[tokio::test]
+async fn waits_for_a_rollout_and_fails_fast_on_a_failed_job() {
+    let cp = gitops_envtest::shared().await.unwrap();
+    let client = cp.client().await.unwrap();
+    let ns = cp.create_namespace("health").await.unwrap();
+    let applier = applier(&client, &ns);
+    let yaml = format!("{}---\n{}", app(&ns, "blue"), failing_job(&ns));
     let done = run(&applier, set(&yaml), &ApplyOptions::default()).await;
     let targets: Vec<WaitTarget> = done
         .wait_targets()
         .into_iter()
         .filter(|t| t.id.kind != "Job")
         .collect();
-    let deployment = ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&());
 
     // Not ready yet: a short wait times out naming the Deployment.
     let short = wait_for_current(
@@ -709,33 +749,14 @@ spec:
     assert_eq!(pending[0].1.status, Status::InProgress);
 
     // The "controller" completes the rollout while we wait.
-    let writer = {
-        let client = client.clone();
-        let ns = ns.clone();
-        let deployment = deployment.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            write_status(
-                &client,
-                &deployment,
-                &ns,
-                "web",
-                json!({"observedGeneration": 1, "replicas": 1,
-                "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1}),
-            )
-            .await;
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            write_status(
-                &client,
-                &deployment,
-                &ns,
-                "web",
-                json!({"observedGeneration": 1, "replicas": 2,
-                "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2}),
-            )
-            .await;
-        })
-    };
+    let writer = roll_out_web(
+        &client,
+        &ns,
+        &[
+            (Duration::from_millis(500), 1),
+            (Duration::from_millis(300), 2),
+        ],
+    );
     let mut reports = Vec::new();
     wait_for_current(
         &client,
@@ -756,11 +777,7 @@ spec:
     );
 
     // The Job fails: waiting stops at once, long before its timeout.
-    let job = ApiResource::erase::<k8s_openapi::api::batch::v1::Job>(&());
-    let now = "2026-01-01T00:00:00Z";
-    write_status(&client, &job, &ns, "migrate", json!({"startTime": now, "failed": 1, "conditions": [
-        {"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit", "lastTransitionTime": now, "lastProbeTime": now},
-        {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit", "lastTransitionTime": now, "lastProbeTime": now}]})).await;
+    fail_job(&client, &ns).await;
     let started = std::time::Instant::now();
     let err = wait_for_current(
         &client,
@@ -1233,24 +1250,7 @@ async fn waits_for_the_applied_set_when_asked() {
     assert_eq!(pending[0].0.kind, "Deployment");
 
     // The "controller" completes the rollout while the run waits; progress reports rounds.
-    let deployment = ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&());
-    let writer = {
-        let client = client.clone();
-        let ns = ns.clone();
-        let deployment = deployment.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(400)).await;
-            write_status(
-                &client,
-                &deployment,
-                &ns,
-                "web",
-                json!({"observedGeneration": 1, "replicas": 2,
-                "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2}),
-            )
-            .await;
-        })
-    };
+    let writer = roll_out_web(&client, &ns, &[(Duration::from_millis(400), 2)]);
     let mut rounds = Vec::new();
     let done = applier
         .apply_with_progress(
@@ -1272,25 +1272,9 @@ async fn waits_for_the_applied_set_when_asked() {
     assert_eq!(rounds.last(), Some(&(4, 4)));
 
     // A Failed object stops the wait at once, long before the timeout.
-    let job_yaml = format!(
-        "apiVersion: batch/v1
-kind: Job
-metadata: {{name: migrate, namespace: {ns}}}
-spec:
-  backoffLimit: 0
-  template:
-    spec:
-      restartPolicy: Never
-      containers: [{{name: migrate, image: busybox, command: [\"false\"]}}]
-"
-    );
-    let with_job = format!("{}---\n{job_yaml}", app(&ns, "blue"));
+    let with_job = format!("{}---\n{}", app(&ns, "blue"), failing_job(&ns));
     run(&applier, set(&with_job), &ApplyOptions::default()).await;
-    let job = ApiResource::erase::<k8s_openapi::api::batch::v1::Job>(&());
-    let now = "2026-01-01T00:00:00Z";
-    write_status(&client, &job, &ns, "migrate", json!({"startTime": now, "failed": 1, "conditions": [
-        {"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit", "lastTransitionTime": now, "lastProbeTime": now},
-        {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit", "lastTransitionTime": now, "lastProbeTime": now}]})).await;
+    fail_job(&client, &ns).await;
     let started = std::time::Instant::now();
     let err = applier
         .apply(
