@@ -22,9 +22,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use gitops_examples::pipeline::cli::{ProgressBars, SyncArgs, init_tracing};
+use gitops_examples::pipeline::cli::{ProgressBars, SyncArgs, cancel_on_ctrl_c, init_tracing};
 use gitops_examples::pipeline::{Backoff, Pipeline, Reconciler};
-use tokio_util::sync::CancellationToken;
 
 /// The GitOps agent: sync on an interval, correct drift, stop on Ctrl-C.
 #[derive(Debug, Parser)]
@@ -63,17 +62,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         humantime::format_duration(args.interval)
     );
 
-    let cancel = CancellationToken::new();
-    let on_signal = cancel.clone();
-    tokio::spawn(async move {
-        // The first Ctrl-C stops cleanly; a second one exits at once.
-        if tokio::signal::ctrl_c().await.is_ok() {
-            on_signal.cancel();
-        }
-        if tokio::signal::ctrl_c().await.is_ok() {
-            std::process::exit(130);
-        }
-    });
+    // The first Ctrl-C stops cleanly; a second one exits at once.
+    let cancel = cancel_on_ctrl_c();
 
     let bars = ProgressBars::new();
     let pipeline = Reconciler::new(pipeline, args.interval)

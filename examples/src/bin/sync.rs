@@ -21,9 +21,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use gitops_diff::Colour;
-use gitops_examples::pipeline::cli::{ProgressBars, SyncArgs, init_tracing};
+use gitops_examples::pipeline::cli::{ProgressBars, SyncArgs, cancel_on_ctrl_c, init_tracing};
 use gitops_examples::pipeline::{Pipeline, SyncError, SyncReport, error_chain};
-use tokio_util::sync::CancellationToken;
 
 /// Exit code: in sync.
 const IN_SYNC: u8 = 0;
@@ -104,17 +103,8 @@ async fn run(args: &Args) -> anyhow::Result<u8> {
     let client = args.sync.client().await?;
     let mut pipeline = Pipeline::new(client, config)?;
 
-    let cancel = CancellationToken::new();
-    let on_signal = cancel.clone();
-    tokio::spawn(async move {
-        // The first Ctrl-C stops cleanly; a second one exits at once.
-        if tokio::signal::ctrl_c().await.is_ok() {
-            on_signal.cancel();
-        }
-        if tokio::signal::ctrl_c().await.is_ok() {
-            std::process::exit(130);
-        }
-    });
+    // The first Ctrl-C stops cleanly; a second one exits at once.
+    let cancel = cancel_on_ctrl_c();
 
     let bars = ProgressBars::new();
     let result = pipeline.sync_once(&cancel, &bars.sink()).await;

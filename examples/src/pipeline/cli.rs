@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
+use tokio_util::sync::CancellationToken;
 
 use gitops_apply::ApplyProgress;
 use gitops_source::{FetchProgress, GitCredentials, Secret};
@@ -247,6 +248,32 @@ impl SyncArgs {
         };
         kube::Client::try_from(config).context("creating the Kubernetes client")
     }
+}
+
+/// A token cancelled by the first Ctrl-C (SIGINT), so that a run stops cleanly; a second Ctrl-C
+/// exits the process at once with status 130. Call it inside a Tokio runtime.
+///
+/// ```no_run
+/// # #[tokio::main]
+/// # async fn main() {
+/// let cancel = gitops_examples::pipeline::cli::cancel_on_ctrl_c();
+/// cancel.cancelled().await;
+/// println!("stopping");
+/// # }
+/// ```
+#[must_use]
+pub fn cancel_on_ctrl_c() -> CancellationToken {
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_signal.cancel();
+        }
+        if tokio::signal::ctrl_c().await.is_ok() {
+            std::process::exit(130);
+        }
+    });
+    cancel
 }
 
 /// Logs to standard error, filtered by `RUST_LOG` (default `warn`, so progress bars and status
