@@ -30,5 +30,5 @@ pub use narrator::{Narrator, Tone};
 pub use repo::{Commit, DemoRepository, RepositoryError};
 pub use scenario::{
     CycleSummary, DemoOptions, DemoReport, HAND_EDITED_GREETING, HAND_SCALED_REPLICAS, STEPS,
-    Scenario, ScenarioError,
+    Scenario, ScenarioError, edit_greeting_by_hand,
 };

@@ -128,6 +128,11 @@ fn condition<'a>(
     sync.status.as_ref().and_then(|s| s.condition(type_))
 }
 
+/// Whether the GitSync's Ready condition is True.
+fn is_ready(sync: &GitSync) -> bool {
+    condition(sync, READY).is_some_and(|c| c.status == "True")
+}
+
 fn is_ready_at(sync: &GitSync, revision: &str) -> bool {
     condition(sync, READY).is_some_and(|c| c.status == "True")
         && sync
@@ -203,7 +208,11 @@ async fn wait_for_event(
     }
 }
 
-async fn wait_gone(api: &Api<GitSync>, name: &str) {
+/// Deletes the GitSync `name` and waits until its finalizer has run and it is gone.
+async fn delete(api: &Api<GitSync>, name: &str) {
+    api.delete(name, &DeleteParams::default())
+        .await
+        .expect("delete");
     let deadline = tokio::time::Instant::now() + TIMEOUT;
     while let Some(sync) = api.get_opt(name).await.expect("read") {
         assert!(
@@ -318,11 +327,7 @@ async fn applies_new_commits_corrects_drift_and_prunes_on_delete() {
     wait_for_value(&maps, "a", Some("two")).await;
 
     // Deleting the GitSync prunes its objects through the finalizer.
-    syncs
-        .delete("app", &DeleteParams::default())
-        .await
-        .expect("the GitSync is deleted");
-    wait_gone(&syncs, "app").await;
+    delete(&syncs, "app").await;
     assert_eq!(value_of(&maps, "a").await, None, "a was pruned on delete");
     controller.stop().await;
 }
@@ -446,14 +451,10 @@ async fn a_malformed_manifest_stalls_names_file_and_line_and_prunes_nothing() {
         .expect("prune off");
     wait_for(&syncs, "app", "the new generation observed", |s| {
         s.status.as_ref().and_then(|st| st.observed_generation) == s.metadata.generation
-            && condition(s, READY).is_some_and(|c| c.status == "True")
+            && is_ready(s)
     })
     .await;
-    syncs
-        .delete("app", &DeleteParams::default())
-        .await
-        .expect("delete");
-    wait_gone(&syncs, "app").await;
+    delete(&syncs, "app").await;
     assert_eq!(value_of(&maps, "a").await.as_deref(), Some("one"));
     assert_eq!(value_of(&maps, "c").await.as_deref(), Some("fixed"));
     controller.stop().await;
@@ -463,19 +464,10 @@ async fn a_malformed_manifest_stalls_names_file_and_line_and_prunes_nothing() {
 async fn local_paths_apply_and_invalid_specs_stall() {
     let (client, ns) = setup("gitsync-local").await;
     let controller = RunningController::start(&client, &ns);
-    let dir = tempfile::tempdir().expect("a temp dir");
-    std::fs::write(
-        dir.path().join("a.yaml"),
-        config_map(Some(&ns), "local", "here"),
-    )
-    .expect("write");
+    let dir = local_dir(&ns, "local", "here");
     let syncs: Api<GitSync> = Api::namespaced(client.clone(), &ns);
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    let local = GitSyncSpec {
-        local_path: Some(path_string(dir.path())),
-        interval: "1h".into(),
-        ..GitSyncSpec::default()
-    };
+    let local = local_spec(dir.path());
     create(&syncs, "local", local).await;
     let bad = GitSyncSpec {
         url: Some("file:///nowhere".into()),
@@ -485,10 +477,7 @@ async fn local_paths_apply_and_invalid_specs_stall() {
     };
     create(&syncs, "both", bad).await;
 
-    let sync = wait_for(&syncs, "local", "Ready", |s| {
-        condition(s, READY).is_some_and(|c| c.status == "True")
-    })
-    .await;
+    let sync = wait_for(&syncs, "local", "Ready", is_ready).await;
     let revision = sync
         .status
         .as_ref()
@@ -534,11 +523,7 @@ async fn local_paths_apply_and_invalid_specs_stall() {
     .await;
 
     for name in ["local", "both"] {
-        syncs
-            .delete(name, &DeleteParams::default())
-            .await
-            .expect("delete");
-        wait_gone(&syncs, name).await;
+        delete(&syncs, name).await;
     }
     assert_eq!(value_of(&maps, "local").await, None);
     controller.stop().await;
@@ -546,6 +531,22 @@ async fn local_paths_apply_and_invalid_specs_stall() {
 
 fn path_string(path: &Path) -> String {
     PathBuf::from(path).display().to_string()
+}
+
+/// A temporary directory holding `a.yaml`: the ConfigMap `name` in `ns` with `value`.
+fn local_dir(ns: &str, name: &str, value: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    std::fs::write(dir.path().join("a.yaml"), config_map(Some(ns), name, value)).expect("write");
+    dir
+}
+
+/// A GitSync of the local directory `dir`, polled hourly.
+fn local_spec(dir: &Path) -> GitSyncSpec {
+    GitSyncSpec {
+        local_path: Some(path_string(dir)),
+        interval: "1h".into(),
+        ..GitSyncSpec::default()
+    }
 }
 
 #[tokio::test]
@@ -616,11 +617,9 @@ async fn kustomize_and_helm_render_and_unhealthy_objects_are_retried() {
     )
     .expect("write");
     let spec = GitSyncSpec {
-        local_path: Some(path_string(dir.path())),
-        interval: "1h".into(),
         wait: true,
         timeout: Some("2s".into()),
-        ..GitSyncSpec::default()
+        ..local_spec(dir.path())
     };
     create(&syncs, "unhealthy", spec).await;
     let sync = wait_for(&syncs, "unhealthy", "a failed health check", |s| {
@@ -650,11 +649,7 @@ async fn kustomize_and_helm_render_and_unhealthy_objects_are_retried() {
     assert!(deployments.get_opt("web").await.expect("read").is_some());
 
     for name in ["kustomized", "charted", "unhealthy"] {
-        syncs
-            .delete(name, &DeleteParams::default())
-            .await
-            .expect("delete");
-        wait_gone(&syncs, name).await;
+        delete(&syncs, name).await;
     }
     assert_eq!(value_of(&maps, "k-a").await, None);
     assert_eq!(value_of(&maps, "charted-config").await, None);
@@ -711,19 +706,10 @@ async fn the_binary_installs_the_crd_reconciles_and_stops_on_sigterm() {
     let mut guard = ChildGuard(Some(child));
     let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
 
-    let dir = tempfile::tempdir().expect("a temp dir");
-    std::fs::write(
-        dir.path().join("a.yaml"),
-        config_map(Some(&ns), "from-binary", "present"),
-    )
-    .expect("write");
+    let dir = local_dir(&ns, "from-binary", "present");
     let syncs: Api<GitSync> = Api::namespaced(client.clone(), &ns);
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    let spec = GitSyncSpec {
-        local_path: Some(path_string(dir.path())),
-        interval: "1h".into(),
-        ..GitSyncSpec::default()
-    };
+    let spec = local_spec(dir.path());
     create(&syncs, "app", spec).await;
     let deadline = tokio::time::Instant::now() + TIMEOUT;
     while value_of(&maps, "from-binary").await.is_none() {
@@ -734,16 +720,9 @@ async fn the_binary_installs_the_crd_reconciles_and_stops_on_sigterm() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    wait_for(&syncs, "app", "Ready", |s| {
-        condition(s, READY).is_some_and(|c| c.status == "True")
-    })
-    .await;
+    wait_for(&syncs, "app", "Ready", is_ready).await;
     // Delete while it runs, so that the finalizer is not left behind.
-    syncs
-        .delete("app", &DeleteParams::default())
-        .await
-        .expect("delete");
-    wait_gone(&syncs, "app").await;
+    delete(&syncs, "app").await;
     assert_eq!(value_of(&maps, "from-binary").await, None);
 
     let pid = guard.0.as_ref().expect("running").id().to_string();
@@ -835,10 +814,6 @@ async fn a_failed_fetch_is_retried_with_backoff_until_it_works() {
     assert!(condition(&sync, RECONCILING).is_none());
     assert_eq!(value_of(&maps, "late").await.as_deref(), Some("arrived"));
 
-    syncs
-        .delete("late", &DeleteParams::default())
-        .await
-        .expect("delete");
-    wait_gone(&syncs, "late").await;
+    delete(&syncs, "late").await;
     controller.stop().await;
 }

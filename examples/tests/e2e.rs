@@ -14,11 +14,11 @@ use gitops_apply::{Action, ConfigMapInventory, InventoryStore as _};
 use gitops_envtest::{ControlPlane, DEFAULT_CONTROLLERS};
 use gitops_examples::demo::{
     DemoOptions, DemoRepository, HAND_EDITED_GREETING, Narrator, REVISION_1, REVISION_2,
-    REVISION_3_REMOVED, Scenario, ScenarioError, names,
+    REVISION_3_REMOVED, Scenario, ScenarioError, edit_greeting_by_hand, names,
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio_util::sync::CancellationToken;
 
@@ -293,16 +293,28 @@ async fn interrupt_after(mut child: tokio::process::Child, marker: &str) -> (Opt
         }
     }
     assert!(seen.contains(marker), "{seen}");
+    let code = interrupt_and_drain(&mut child, &mut lines, &mut seen, "the demo").await;
+    (code, seen)
+}
+
+/// Sends SIGINT to `child` (the binary `name`), waits up to 20 s for it to exit, appends the
+/// rest of its standard output to `seen`, and returns its exit code.
+async fn interrupt_and_drain(
+    child: &mut tokio::process::Child,
+    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    seen: &mut String,
+    name: &str,
+) -> Option<i32> {
     send_sigint(child.id().unwrap());
     let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
         .await
-        .expect("the demo stops within 20 s of SIGINT")
+        .unwrap_or_else(|_| panic!("{name} did not stop within 20 s of SIGINT:\n{seen}"))
         .unwrap();
     while let Some(line) = lines.next_line().await.unwrap() {
         seen.push_str(&line);
         seen.push('\n');
     }
-    (status.code(), seen)
+    status.code()
 }
 
 /// The README's first command as a user runs it: the `demo` binary starts a control plane of
@@ -417,16 +429,8 @@ async fn the_demo_binary_keeps_the_control_plane_until_ctrl_c() {
     );
     drop(cluster);
 
-    send_sigint(child.id().unwrap());
-    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
-        .await
-        .expect("the demo stops within 20 s of SIGINT")
-        .unwrap();
-    while let Some(line) = lines.next_line().await.unwrap() {
-        seen.push_str(&line);
-        seen.push('\n');
-    }
-    assert_eq!(status.code(), Some(0), "{seen}");
+    let code = interrupt_and_drain(&mut child, &mut lines, &mut seen, "the demo").await;
+    assert_eq!(code, Some(0), "{seen}");
     assert!(!std::path::Path::new(&kubeconfig).exists(), "{seen}");
     assert_cleaned_up(tmp.path(), &seen);
 }
@@ -523,23 +527,6 @@ async fn run_sync(flags: &[String], extra: &[&str]) -> Run {
     }
 }
 
-/// What `kubectl edit configmap` does: a write by another field manager.
-async fn edit_greeting_by_hand(client: &kube::Client, namespace: &str) {
-    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    let patch = serde_json::json!({"data": {names::GREETING_KEY: HAND_EDITED_GREETING}});
-    config_maps
-        .patch(
-            names::CONFIG_MAP,
-            &PatchParams {
-                field_manager: Some("kubectl-edit".into()),
-                ..PatchParams::default()
-            },
-            &Patch::Merge(&patch),
-        )
-        .await
-        .unwrap();
-}
-
 async fn greeting(client: &kube::Client, namespace: &str) -> String {
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
     config_maps
@@ -603,7 +590,7 @@ async fn the_sync_binary_reports_changed_in_sync_and_failed() {
     );
 
     // A hand edit is drift: corrected, exit 2.
-    edit_greeting_by_hand(&client, &namespace).await;
+    edit_greeting_by_hand(&client, &namespace).await.unwrap();
     let drift = run_sync(&flags, &["--output", "json"]).await;
     assert_eq!(drift.code, Some(2), "{}\n{}", drift.stdout, drift.stderr);
     let json: serde_json::Value = serde_json::from_str(&drift.stdout).unwrap();
@@ -720,7 +707,7 @@ async fn the_reconcile_binary_follows_commits_corrects_drift_and_stops_on_sigint
     .await;
     assert_eq!(greeting(&client, &namespace).await, "Hello from revision 2");
 
-    edit_greeting_by_hand(&client, &namespace).await;
+    edit_greeting_by_hand(&client, &namespace).await.unwrap();
     read_until(&mut lines, &mut seen, within, "correcting drift", |line| {
         line.contains(&second_revision) && line.contains("1 drift corrected")
     })
@@ -744,16 +731,8 @@ async fn the_reconcile_binary_follows_commits_corrects_drift_and_stops_on_sigint
     let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
     assert!(services.get_opt(names::WEB).await.unwrap().is_none());
 
-    send_sigint(child.id().unwrap());
-    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
-        .await
-        .expect("reconcile stops within 20 s of SIGINT")
-        .unwrap();
-    while let Some(line) = lines.next_line().await.unwrap() {
-        seen.push_str(&line);
-        seen.push('\n');
-    }
-    assert_eq!(status.code(), Some(0), "{seen}");
+    let code = interrupt_and_drain(&mut child, &mut lines, &mut seen, "reconcile").await;
+    assert_eq!(code, Some(0), "{seen}");
     assert!(
         seen.contains(&format!("stopped; last applied main@sha1:{}", third.hash)),
         "{seen}"

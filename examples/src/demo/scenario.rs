@@ -891,15 +891,7 @@ impl<'a> Scenario<'a> {
         };
         let store = ConfigMapInventory::new(&location.namespace, &location.name)
             .map_err(inventory_error)?;
-        let inventory =
-            store
-                .load(&self.client)
-                .await
-                .map_err(|source| ScenarioError::Inventory {
-                    step,
-                    location: location.to_string(),
-                    source,
-                })?;
+        let inventory = store.load(&self.client).await.map_err(inventory_error)?;
         Ok(inventory.map(|i| i.ids()).unwrap_or_default())
     }
 
@@ -907,17 +899,7 @@ impl<'a> Scenario<'a> {
     /// managers, not server-side apply.
     async fn hand_edit(&self) -> Result<(), ScenarioError> {
         let namespace = &self.options.namespace;
-        let config_maps: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
-        let patch = serde_json::json!({"data": {names::GREETING_KEY: HAND_EDITED_GREETING}});
-        config_maps
-            .patch(
-                names::CONFIG_MAP,
-                &PatchParams {
-                    field_manager: Some("kubectl-edit".into()),
-                    ..PatchParams::default()
-                },
-                &Patch::Merge(&patch),
-            )
+        edit_greeting_by_hand(&self.client, namespace)
             .await
             .map_err(Self::kube_error(
                 4,
@@ -926,14 +908,7 @@ impl<'a> Scenario<'a> {
         let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
         let scale = serde_json::json!({"spec": {"replicas": HAND_SCALED_REPLICAS}});
         deployments
-            .patch_scale(
-                names::WEB,
-                &PatchParams {
-                    field_manager: Some("kubectl-scale".into()),
-                    ..PatchParams::default()
-                },
-                &Patch::Merge(&scale),
-            )
+            .patch_scale(names::WEB, &by_hand("kubectl-scale"), &Patch::Merge(&scale))
             .await
             .map_err(Self::kube_error(
                 4,
@@ -970,6 +945,42 @@ impl<'a> Scenario<'a> {
             .as_str()
             .unwrap_or_default()
             .to_owned())
+    }
+}
+
+/// What `kubectl edit configmap` does to the demo app in `namespace`: sets the ConfigMap's
+/// greeting to [`HAND_EDITED_GREETING`] with a merge patch by the field manager `kubectl-edit`,
+/// not server-side apply, so that the reconciler sees drift.
+///
+/// ```no_run
+/// # async fn example(client: kube::Client) -> Result<(), kube::Error> {
+/// gitops_examples::demo::edit_greeting_by_hand(&client, "gitops-demo").await?;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+/// When the API server refuses the patch (such as when the ConfigMap does not exist).
+pub async fn edit_greeting_by_hand(
+    client: &kube::Client,
+    namespace: &str,
+) -> Result<ConfigMap, kube::Error> {
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let patch = serde_json::json!({"data": {names::GREETING_KEY: HAND_EDITED_GREETING}});
+    config_maps
+        .patch(
+            names::CONFIG_MAP,
+            &by_hand("kubectl-edit"),
+            &Patch::Merge(&patch),
+        )
+        .await
+}
+
+/// The patch parameters of a hand edit by the tool `manager` (such as `kubectl-edit`).
+fn by_hand(manager: &str) -> PatchParams {
+    PatchParams {
+        field_manager: Some(manager.to_owned()),
+        ..PatchParams::default()
     }
 }
 
