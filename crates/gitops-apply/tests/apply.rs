@@ -23,6 +23,14 @@ fn set(yaml: &str) -> DesiredSet {
     DesiredSet::new(manifests(yaml))
 }
 
+/// The shared control plane's client and a new namespace named after `prefix`.
+async fn setup(prefix: &str) -> (kube::Client, String) {
+    let cp = gitops_envtest::shared().await.unwrap();
+    let client = cp.client().await.unwrap();
+    let ns = cp.create_namespace(prefix).await.unwrap();
+    (client, ns)
+}
+
 fn applier(client: &kube::Client, namespace: &str) -> Applier {
     let inventory = ConfigMapInventory::new(namespace, "inventory").unwrap();
     Applier::builder(client.clone(), inventory)
@@ -114,9 +122,7 @@ async fn resource_versions(
 
 #[tokio::test]
 async fn applies_then_writes_nothing_then_changes_one_field() {
-    let cp = gitops_envtest::shared().await.unwrap();
-    let client = cp.client().await.unwrap();
-    let ns = cp.create_namespace("apply").await.unwrap();
+    let (client, ns) = setup("apply").await;
     let applier = applier(&client, &ns);
     let options = ApplyOptions::default();
 
@@ -180,25 +186,19 @@ async fn applies_then_writes_nothing_then_changes_one_field() {
 
 #[tokio::test]
 async fn manual_drift_is_a_conflict_until_forced_and_a_deleted_object_comes_back() {
-    let cp = gitops_envtest::shared().await.unwrap();
-    let client = cp.client().await.unwrap();
-    let ns = cp.create_namespace("drift").await.unwrap();
+    let (client, ns) = setup("drift").await;
     let applier = applier(&client, &ns);
     run(&applier, set(&app(&ns, "blue")), &ApplyOptions::default()).await;
 
     // Someone edits a field we own with another tool.
-    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    config_maps
-        .patch(
-            "settings",
-            &PatchParams {
-                field_manager: Some("kubectl-edit".into()),
-                ..PatchParams::default()
-            },
-            &Patch::Merge(json!({"data": {"color": "red"}})),
-        )
-        .await
-        .unwrap();
+    update_as(
+        &client,
+        &ns,
+        "settings",
+        "kubectl-edit",
+        json!({"data": {"color": "red"}}),
+    )
+    .await;
     // Someone deletes an object.
     Api::<DynamicObject>::namespaced_with(
         client.clone(),
@@ -276,9 +276,7 @@ async fn manual_drift_is_a_conflict_until_forced_and_a_deleted_object_comes_back
 
 #[tokio::test]
 async fn prunes_what_left_the_set_but_keeps_never_prune_objects() {
-    let cp = gitops_envtest::shared().await.unwrap();
-    let client = cp.client().await.unwrap();
-    let ns = cp.create_namespace("prune").await.unwrap();
+    let (client, ns) = setup("prune").await;
     let applier = applier(&client, &ns);
     let three = format!(
         "\
@@ -360,9 +358,7 @@ metadata:
 
 #[tokio::test]
 async fn a_crd_and_its_custom_resources_in_one_set() {
-    let cp = gitops_envtest::shared().await.unwrap();
-    let client = cp.client().await.unwrap();
-    let ns = cp.create_namespace("crd").await.unwrap();
+    let (client, ns) = setup("crd").await;
     // A group of its own, so that tests of other runs never share the CRD.
     let group = format!("{ns}.apply.gitops.rs");
     let yaml = format!(
@@ -470,9 +466,7 @@ spec:
 
 #[tokio::test]
 async fn unknown_kinds_and_missing_namespaces_fail_before_any_write() {
-    let cp = gitops_envtest::shared().await.unwrap();
-    let client = cp.client().await.unwrap();
-    let ns = cp.create_namespace("plan").await.unwrap();
+    let (client, ns) = setup("plan").await;
     let applier = applier(&client, &ns);
     let yaml = format!(
         "\
@@ -511,9 +505,7 @@ metadata: {{name: homeless}}
 
 #[tokio::test]
 async fn immutable_change_is_reported_then_recreated_on_opt_in() {
-    let cp = gitops_envtest::shared().await.unwrap();
-    let client = cp.client().await.unwrap();
-    let ns = cp.create_namespace("immutable").await.unwrap();
+    let (client, ns) = setup("immutable").await;
     let applier = applier(&client, &ns);
     let frozen = |value: &str| {
         format!(
@@ -555,9 +547,7 @@ async fn immutable_change_is_reported_then_recreated_on_opt_in() {
 
 #[tokio::test]
 async fn per_object_policies_never_reconcile_and_create_only() {
-    let cp = gitops_envtest::shared().await.unwrap();
-    let client = cp.client().await.unwrap();
-    let ns = cp.create_namespace("policy").await.unwrap();
+    let (client, ns) = setup("policy").await;
     let applier = applier(&client, &ns);
     let yaml = |value: &str| {
         format!(
@@ -717,9 +707,7 @@ async fn fail_job(client: &kube::Client, ns: &str) {
 
 #[tokio::test]
 async fn waits_for_a_rollout_and_fails_fast_on_a_failed_job() {
-    let cp = gitops_envtest::shared().await.unwrap();
-    let client = cp.client().await.unwrap();
-    let ns = cp.create_namespace("health").await.unwrap();
+    let (client, ns) = setup("health").await;
     let applier = applier(&client, &ns);
     let yaml = format!("{}---\n{}", app(&ns, "blue"), failing_job(&ns));
     let done = run(&applier, set(&yaml), &ApplyOptions::default()).await;
@@ -881,9 +869,7 @@ async fn a_killed_apiserver_fails_the_run_prunes_nothing_and_the_next_run_conver
 
 #[tokio::test]
 async fn takes_over_objects_applied_with_kubectl_client_side() {
-    let cp = gitops_envtest::shared().await.unwrap();
-    let client = cp.client().await.unwrap();
-    let ns = cp.create_namespace("takeover").await.unwrap();
+    let (client, ns) = setup("takeover").await;
     // What `kubectl apply` (client-side) leaves: its manager and the last-applied annotation.
     let old = json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "legacy", "namespace": ns}, "data": {"a": "1", "b": "2"}});
@@ -941,9 +927,7 @@ async fn takes_over_objects_applied_with_kubectl_client_side() {
 
 #[tokio::test]
 async fn a_cancelled_run_writes_nothing() {
-    let cp = gitops_envtest::shared().await.unwrap();
-    let client = cp.client().await.unwrap();
-    let ns = cp.create_namespace("cancel").await.unwrap();
+    let (client, ns) = setup("cancel").await;
     let applier = applier(&client, &ns);
     let cancel = CancellationToken::new();
     cancel.cancel();
@@ -961,9 +945,7 @@ async fn a_cancelled_run_writes_nothing() {
 
 #[tokio::test]
 async fn keeps_the_inventory_in_a_secret() {
-    let cp = gitops_envtest::shared().await.unwrap();
-    let client = cp.client().await.unwrap();
-    let ns = cp.create_namespace("secret-inventory").await.unwrap();
+    let (client, ns) = setup("secret-inventory").await;
     let store = ConfigMapInventory::secret(&ns, "inventory").unwrap();
     let applier = Applier::builder(client.clone(), store.clone()).build();
     run(&applier, set(&app(&ns, "blue")), &ApplyOptions::default()).await;
@@ -980,9 +962,7 @@ async fn keeps_the_inventory_in_a_secret() {
 
 #[tokio::test]
 async fn best_effort_writes_what_passes_and_prunes_nothing() {
-    let cp = gitops_envtest::shared().await.unwrap();
-    let client = cp.client().await.unwrap();
-    let ns = cp.create_namespace("best-effort").await.unwrap();
+    let (client, ns) = setup("best-effort").await;
     let applier = applier(&client, &ns);
     let old =
         format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: old, namespace: {ns}}}\n");
@@ -1075,9 +1055,7 @@ fn managers(config_map: &ConfigMap) -> Vec<String> {
 
 #[tokio::test]
 async fn takes_over_kubectl_edits_and_named_managers_then_corrects_the_drift() {
-    let cp = gitops_envtest::shared().await.unwrap();
-    let client = cp.client().await.unwrap();
-    let ns = cp.create_namespace("edits").await.unwrap();
+    let (client, ns) = setup("edits").await;
     let applier = applier(&client, &ns);
     let yaml = format!(
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: settings, namespace: {ns}}}\ndata: {{color: blue, size: large}}\n"
@@ -1220,9 +1198,7 @@ async fn takes_over_kubectl_edits_and_named_managers_then_corrects_the_drift() {
 
 #[tokio::test]
 async fn waits_for_the_applied_set_when_asked() {
-    let cp = gitops_envtest::shared().await.unwrap();
-    let client = cp.client().await.unwrap();
-    let ns = cp.create_namespace("wait").await.unwrap();
+    let (client, ns) = setup("wait").await;
     let applier = Applier::builder(
         client.clone(),
         ConfigMapInventory::new(&ns, "inventory").unwrap(),
@@ -1304,9 +1280,7 @@ async fn waits_for_the_applied_set_when_asked() {
 
 #[tokio::test]
 async fn takes_over_replicas_set_by_kubectl_scale() {
-    let cp = gitops_envtest::shared().await.unwrap();
-    let client = cp.client().await.unwrap();
-    let ns = cp.create_namespace("scale").await.unwrap();
+    let (client, ns) = setup("scale").await;
     let applier = applier(&client, &ns);
     run(&applier, set(&app(&ns, "blue")), &ApplyOptions::default()).await;
 
@@ -1395,9 +1369,7 @@ async fn takes_over_replicas_set_by_kubectl_scale() {
 
 #[tokio::test]
 async fn waiting_reads_one_list_per_kind_and_namespace_a_round() {
-    let cp = gitops_envtest::shared().await.unwrap();
-    let client = cp.client().await.unwrap();
-    let ns = cp.create_namespace("waitlist").await.unwrap();
+    let (client, ns) = setup("waitlist").await;
     let applier = applier(&client, &ns);
     let yaml = (0..20)
         .map(|i| format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm-{i:02}, namespace: {ns}}}\ndata: {{i: \"{i}\"}}\n"))
