@@ -141,7 +141,7 @@ impl GitRepositoryBuilder {
 /// ```no_run
 /// # async fn example() -> Result<(), gitops_examples::git_repo::GitRepositoryError> {
 /// use gitops_examples::git_repo::GitRepository;
-/// let repository = GitRepository::builder().create().await?;
+/// let repository = GitRepository::create().await?;
 /// let commit = repository
 ///     .commit("first", &[("app/a.yaml", Some("kind: ConfigMap\n"))])
 ///     .await?;
@@ -163,6 +163,15 @@ impl GitRepository {
             dir: None,
             author: (DEFAULT_AUTHOR.0.to_owned(), DEFAULT_AUTHOR.1.to_owned()),
         }
+    }
+
+    /// A new repository in a temporary directory, commits by [`DEFAULT_AUTHOR`]: the
+    /// [`builder`](Self::builder) with its defaults.
+    ///
+    /// # Errors
+    /// When the temporary directory cannot be made or `git` fails.
+    pub async fn create() -> Result<Self, GitRepositoryError> {
+        Self::builder().create().await
     }
 
     /// An existing repository (its work tree) at `path`, such as a clone; kept on drop.
@@ -359,7 +368,7 @@ mod tests {
 
     #[tokio::test]
     async fn errors_name_the_file_and_the_command() {
-        let repository = GitRepository::builder().create().await.unwrap();
+        let repository = GitRepository::create().await.unwrap();
         let error = repository
             .commit("x", &[("app/nope.yaml", None)])
             .await

@@ -240,10 +240,7 @@ fn git_spec(repo: &GitRepository, path: &str, interval: &str) -> GitSyncSpec {
 async fn applies_new_commits_corrects_drift_and_prunes_on_delete() {
     let (client, ns) = setup("gitsync-apply").await;
     let controller = RunningController::start(&client, &ns);
-    let repo = GitRepository::builder()
-        .create()
-        .await
-        .expect("a repository");
+    let repo = GitRepository::create().await.expect("a repository");
     let first = repo
         .commit(
             "first",
@@ -336,10 +333,7 @@ async fn applies_new_commits_corrects_drift_and_prunes_on_delete() {
 async fn a_malformed_manifest_stalls_names_file_and_line_and_prunes_nothing() {
     let (client, ns) = setup("gitsync-stall").await;
     let controller = RunningController::start(&client, &ns);
-    let repo = GitRepository::builder()
-        .create()
-        .await
-        .expect("a repository");
+    let repo = GitRepository::create().await.expect("a repository");
     // No namespaces in the files: targetNamespace puts the objects in the test's namespace.
     let first = repo
         .commit(
@@ -565,10 +559,7 @@ async fn kustomize_and_helm_render_and_unhealthy_objects_are_retried() {
 
     // `auto` renders a directory with a kustomization with kustomize; `helm` renders a chart
     // with the GitSync's name as release name.
-    let repo = GitRepository::builder()
-        .create()
-        .await
-        .expect("a repository");
+    let repo = GitRepository::create().await.expect("a repository");
     let head = repo.commit("kustomization and chart", &[
             (
                 "base/kustomization.yaml",

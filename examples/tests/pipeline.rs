@@ -50,6 +50,23 @@ async fn sync(pipeline: &mut Pipeline) -> SyncReport {
     }
 }
 
+/// Syncs `config` once and checks that it created the ConfigMap `name` with `colour`.
+async fn sync_creates(
+    client: &kube::Client,
+    namespace: &str,
+    config: SyncConfig,
+    name: &str,
+    colour: &str,
+) {
+    let mut pipeline = Pipeline::new(client.clone(), config).unwrap();
+    let report = sync(&mut pipeline).await;
+    assert_eq!(action(&report, "ConfigMap", name), Action::Created);
+    assert_eq!(
+        colour_of(client, namespace, name).await.as_deref(),
+        Some(colour)
+    );
+}
+
 fn action(report: &SyncReport, kind: &str, name: &str) -> Action {
     report
         .change_set
@@ -100,10 +117,7 @@ async fn setup(prefix: &str) -> (kube::Client, String) {
 #[tokio::test]
 async fn applies_then_changes_nothing_corrects_drift_and_prunes() {
     let (client, namespace) = setup("pipeline-cycle").await;
-    let repository = GitRepository::builder()
-        .create()
-        .await
-        .expect("a repository");
+    let repository = GitRepository::create().await.expect("a repository");
     repository
         .commit(
             "first",
@@ -200,10 +214,7 @@ async fn applies_then_changes_nothing_corrects_drift_and_prunes() {
 #[tokio::test]
 async fn a_broken_commit_keeps_the_last_good_revision_and_prunes_nothing() {
     let (client, namespace) = setup("pipeline-broken").await;
-    let repository = GitRepository::builder()
-        .create()
-        .await
-        .expect("a repository");
+    let repository = GitRepository::create().await.expect("a repository");
     repository
         .commit(
             "good",
@@ -419,10 +430,7 @@ async fn a_dry_run_writes_nothing_and_masks_secrets_in_the_plan() {
 #[tokio::test]
 async fn the_reconciler_corrects_drift_each_cycle_and_stops_on_cancellation() {
     let (client, namespace) = setup("pipeline-loop").await;
-    let repository = GitRepository::builder()
-        .create()
-        .await
-        .expect("a repository");
+    let repository = GitRepository::create().await.expect("a repository");
     repository
         .commit("first", &[("app/a.yaml", Some(&config_map("a", "blue")))])
         .await
@@ -612,18 +620,7 @@ async fn kustomize_overlays_reach_bases_outside_the_subpath_and_helm_charts_rend
         .inventory(format!("{namespace}/kustomize").parse().unwrap())
         .build()
         .unwrap();
-    let mut kustomized = Pipeline::new(client.clone(), config).unwrap();
-    let report = sync(&mut kustomized).await;
-    assert_eq!(
-        action(&report, "ConfigMap", "prod-settings"),
-        Action::Created
-    );
-    assert_eq!(
-        colour_of(&client, &namespace, "prod-settings")
-            .await
-            .as_deref(),
-        Some("blue")
-    );
+    sync_creates(&client, &namespace, config, "prod-settings", "blue").await;
 
     // Helm, with a values file relative to the source root.
     let config = SyncConfig::builder(SourceSpec::local(dir.path()))
@@ -637,16 +634,5 @@ async fn kustomize_overlays_reach_bases_outside_the_subpath_and_helm_charts_rend
         .inventory(format!("{namespace}/helm").parse().unwrap())
         .build()
         .unwrap();
-    let mut charted = Pipeline::new(client.clone(), config).unwrap();
-    let report = sync(&mut charted).await;
-    assert_eq!(
-        action(&report, "ConfigMap", "shop-settings"),
-        Action::Created
-    );
-    assert_eq!(
-        colour_of(&client, &namespace, "shop-settings")
-            .await
-            .as_deref(),
-        Some("gold")
-    );
+    sync_creates(&client, &namespace, config, "shop-settings", "gold").await;
 }
