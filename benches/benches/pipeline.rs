@@ -99,6 +99,26 @@ fn shell_cycle(clone: &GitRepository, kubectl: &Path, kubeconfig: &Path, namespa
     );
 }
 
+/// Runs `cycle` `iterations` times, each after an untimed `prepare`; records each cycle's
+/// duration in `samples` and returns their total.
+fn time_cycles(
+    iterations: u64,
+    samples: &Mutex<Vec<Duration>>,
+    mut prepare: impl FnMut(),
+    mut cycle: impl FnMut(),
+) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iterations {
+        prepare();
+        let started = Instant::now();
+        cycle();
+        let elapsed = started.elapsed();
+        samples.lock().unwrap().push(elapsed);
+        total += elapsed;
+    }
+    total
+}
+
 fn median(samples: &Mutex<Vec<Duration>>) -> Duration {
     let mut samples = samples.lock().unwrap().clone();
     samples.sort();
@@ -183,58 +203,44 @@ fn bench_pipeline(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(5));
     group.bench_function("no change/gitops-rs", |b| {
         b.iter_custom(|iterations| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iterations {
-                let started = Instant::now();
-                sync(false);
-                let elapsed = started.elapsed();
-                ours_steady.lock().unwrap().push(elapsed);
-                total += elapsed;
-            }
-            total
+            time_cycles(
+                iterations,
+                &ours_steady,
+                || {},
+                || {
+                    sync(false);
+                },
+            )
         });
     });
     group.bench_function("no change/git+kubectl", |b| {
         b.iter_custom(|iterations| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iterations {
-                let started = Instant::now();
-                shell_cycle(&clone, &kubectl, &kubeconfig, &shell_ns);
-                let elapsed = started.elapsed();
-                shell_steady.lock().unwrap().push(elapsed);
-                total += elapsed;
-            }
-            total
+            time_cycles(
+                iterations,
+                &shell_steady,
+                || {},
+                || {
+                    shell_cycle(&clone, &kubectl, &kubeconfig, &shell_ns);
+                },
+            )
         });
     });
+    let mut next_commit = || {
+        generation += 1;
+        commit_generation(&runtime, &repository, generation);
+    };
     group.bench_function("new commit/gitops-rs", |b| {
         b.iter_custom(|iterations| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iterations {
-                generation += 1;
-                commit_generation(&runtime, &repository, generation);
-                let started = Instant::now();
+            time_cycles(iterations, &ours_commit, &mut next_commit, || {
                 sync(true);
-                let elapsed = started.elapsed();
-                ours_commit.lock().unwrap().push(elapsed);
-                total += elapsed;
-            }
-            total
+            })
         });
     });
     group.bench_function("new commit/git+kubectl", |b| {
         b.iter_custom(|iterations| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iterations {
-                generation += 1;
-                commit_generation(&runtime, &repository, generation);
-                let started = Instant::now();
+            time_cycles(iterations, &shell_commit, &mut next_commit, || {
                 shell_cycle(&clone, &kubectl, &kubeconfig, &shell_ns);
-                let elapsed = started.elapsed();
-                shell_commit.lock().unwrap().push(elapsed);
-                total += elapsed;
-            }
-            total
+            })
         });
     });
     group.finish();
