@@ -128,6 +128,27 @@ fn condition<'a>(
     sync.status.as_ref().and_then(|s| s.condition(type_))
 }
 
+/// Waits until the GitSync `name` is not Ready for `reason`, and checks that it is being
+/// retried (Reconciling with ProgressingWithRetry), not stalled.
+async fn wait_for_retry(api: &Api<GitSync>, name: &str, reason: &str) -> GitSync {
+    let what = format!("Ready False for {reason}");
+    let sync = wait_for(api, name, &what, |s| {
+        condition(s, READY).is_some_and(|c| c.reason == reason)
+    })
+    .await;
+    assert_eq!(
+        condition(&sync, READY).map(|c| c.status.as_str()),
+        Some("False")
+    );
+    assert_eq!(
+        condition(&sync, RECONCILING).map(|c| (c.status.as_str(), c.reason.as_str())),
+        Some(("True", "ProgressingWithRetry")),
+        "{reason}: retried, not stalled"
+    );
+    assert!(condition(&sync, STALLED).is_none(), "{reason}: not stalled");
+    sync
+}
+
 /// Whether the GitSync's Ready condition is True.
 fn is_ready(sync: &GitSync) -> bool {
     condition(sync, READY).is_some_and(|c| c.status == "True")
@@ -613,24 +634,14 @@ async fn kustomize_and_helm_render_and_unhealthy_objects_are_retried() {
         ..local_spec(dir.path())
     };
     create(&syncs, "unhealthy", spec).await;
-    let sync = wait_for(&syncs, "unhealthy", "a failed health check", |s| {
-        condition(s, READY).is_some_and(|c| c.reason == "HealthCheckFailed")
-    })
-    .await;
+    let sync = wait_for_retry(&syncs, "unhealthy", "HealthCheckFailed").await;
     let ready = condition(&sync, READY).expect("Ready");
-    assert_eq!(ready.status, "False");
     assert!(
         ready.message.contains("Deployment.apps"),
         "{}",
         ready.message
     );
     assert!(ready.message.contains("web"), "{}", ready.message);
-    assert_eq!(
-        condition(&sync, RECONCILING).map(|c| (c.status.as_str(), c.reason.as_str())),
-        Some(("True", "ProgressingWithRetry")),
-        "retried, not stalled"
-    );
-    assert!(condition(&sync, STALLED).is_none());
     let status = sync.status.as_ref().expect("a status");
     assert!(
         status.last_applied_revision.is_some(),
@@ -757,23 +768,13 @@ async fn a_failed_fetch_is_retried_with_backoff_until_it_works() {
         ..GitSyncSpec::default()
     };
     create(&syncs, "late", spec).await;
-    let sync = wait_for(&syncs, "late", "a failed fetch", |s| {
-        condition(s, READY).is_some_and(|c| c.reason == "FetchFailed")
-    })
-    .await;
+    let sync = wait_for_retry(&syncs, "late", "FetchFailed").await;
     let ready = condition(&sync, READY).expect("Ready");
-    assert_eq!(ready.status, "False");
     assert!(
         ready.message.starts_with("fetching file://"),
         "{}",
         ready.message
     );
-    assert_eq!(
-        condition(&sync, RECONCILING).map(|c| (c.status.as_str(), c.reason.as_str())),
-        Some(("True", "ProgressingWithRetry")),
-        "transient: retried, not stalled"
-    );
-    assert!(condition(&sync, STALLED).is_none());
     assert_eq!(
         sync.status
             .as_ref()
