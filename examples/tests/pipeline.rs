@@ -361,6 +361,19 @@ async fn objects_that_never_become_current_fail_the_wait_and_cancellation_stops_
     assert_eq!(action(report, "Deployment", "web"), Action::Created);
     assert!(report.waited.unwrap() >= Duration::from_secs(2));
     assert!(message.contains("web"), "{message}");
+
+    // The next cycle writes nothing, yet the apply saw from the objects it listed that the
+    // Deployment is still not Current: the cycle waits and fails again rather than pass.
+    let error = pipeline
+        .sync_once(&CancellationToken::new(), &ProgressSink::none())
+        .await
+        .expect_err("still not Current");
+    let message = error_chain(&error);
+    let SyncError::Wait { report, .. } = &error else {
+        panic!("expected a wait failure: {message}");
+    };
+    assert_eq!(action(report, "Deployment", "web"), Action::Unchanged);
+    assert_eq!(report.api_writes, 0, "{message}");
 }
 
 #[tokio::test]

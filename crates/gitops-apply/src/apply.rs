@@ -16,7 +16,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::counting::{RequestCounter, RequestCounts, counting_client};
-use crate::health::{HealthChecks, WaitError, WaitProgress, WaitTarget, wait_for_current};
+use crate::health::{Health, HealthChecks, WaitError, WaitProgress, WaitTarget, wait_for_current};
 use crate::inventory::{Inventory, InventoryError, InventoryStore};
 use crate::plan::{
     DefaultStaging, KindInfo, KindTable, PlanError, PlanOptions, PlannedObject, Staging, plan,
@@ -217,6 +217,10 @@ pub struct ObjectChange {
     pub error: Option<ObjectError>,
     /// In a dry run, the diff against the live object.
     pub diff: Option<ObjectDiff>,
+    /// For an object left [`Action::Unchanged`]: its health, judged from the live object this
+    /// run already listed (no extra request), so that a steady-state run still notices a
+    /// workload that became unhealthy without a change. `None` for every other action.
+    pub health: Option<Health>,
 }
 
 impl fmt::Display for ObjectChange {
@@ -1007,6 +1011,12 @@ impl Applier {
             groups: plan.groups().count(),
         });
         let live = run.list_live(objects).await?;
+        // An unchanged object's health comes free from the live object just listed.
+        let unchanged_health = |id: &ObjectId, action: Action| {
+            (action == Action::Unchanged)
+                .then(|| live.get(id).map(|live| self.health.check(live)))
+                .flatten()
+        };
 
         // Decide locally what needs a write.
         let taken_over: Vec<BTreeSet<String>> = objects
@@ -1190,6 +1200,7 @@ impl Applier {
                     reason,
                     error,
                     diff,
+                    health: unchanged_health(&object.id, action),
                 });
             }
             if options.dry_run
@@ -1209,6 +1220,7 @@ impl Applier {
                         reason: "dry run: left the set (deleted if it still carries the ownership labels)".into(),
                         error: None,
                         diff: None,
+                        health: None,
                     });
                 }
             }
@@ -1405,6 +1417,7 @@ impl Applier {
                 (Decision::Write { .. }, None) => (Action::Skipped, "not written".into(), None),
             };
             any_failed |= action == Action::Failed;
+            let health = unchanged_health(&object.id, action);
             change_set.changes.push(ObjectChange {
                 id: object.id.clone(),
                 origin: Some(object.manifest.origin().clone()),
@@ -1413,6 +1426,7 @@ impl Applier {
                 reason,
                 error,
                 diff: None,
+                health,
             });
         }
 
@@ -1563,6 +1577,7 @@ impl Applier {
                     reason,
                     error,
                     diff: None,
+                    health: None,
                 });
             };
             let Some(kind) = kind else {

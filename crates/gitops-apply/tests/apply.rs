@@ -1398,3 +1398,42 @@ async fn waiting_reads_one_list_per_kind_and_namespace_a_round() {
         "{waited}"
     );
 }
+
+#[tokio::test]
+async fn an_unchanged_run_reports_health_from_the_objects_it_listed() {
+    let (client, ns) = setup("steady-health").await;
+    let applier = applier(&client, &ns);
+    let yaml = app(&ns, "blue");
+    run(&applier, set(&yaml), &ApplyOptions::default()).await;
+    let health_of = |change_set: &ChangeSet, id: &str| {
+        let id: ObjectId = id.parse().unwrap();
+        let change = change_set
+            .changes
+            .iter()
+            .find(|c| c.id == id)
+            .expect("in the change set");
+        assert_eq!(change.action, Action::Unchanged, "{change}");
+        change
+            .health
+            .clone()
+            .expect("an unchanged object has its health")
+    };
+
+    // No controller has observed the Deployment: a steady run sees it as not rolled out, with
+    // no request beyond its lists.
+    let steady = run(&applier, set(&yaml), &ApplyOptions::default()).await;
+    assert_eq!(steady.request_counts.writes, 0, "{steady:?}");
+    let web = format!("{ns}_web_apps_Deployment");
+    assert_eq!(health_of(&steady, &web).status, Status::InProgress);
+    assert_eq!(
+        health_of(&steady, &format!("{ns}_settings__ConfigMap")).status,
+        Status::Current
+    );
+
+    // Once its "controller" reports the rollout, the next steady run sees it Current.
+    roll_out_web(&client, &ns, &[(Duration::ZERO, 2)])
+        .await
+        .unwrap();
+    let steady = run(&applier, set(&yaml), &ApplyOptions::default()).await;
+    assert_eq!(health_of(&steady, &web).status, Status::Current);
+}

@@ -457,6 +457,7 @@ mod tests {
                 reason: String::new(),
                 error: None,
                 diff: None,
+                health: None,
             })
             .collect();
         SyncReport {

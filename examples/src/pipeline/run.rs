@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use gitops_apply::{
     Action, Applier, ApplyError, ApplyOptions, ConfigMapInventory, DesiredSet, RequestCounter,
-    RequestCounts, WaitError, counting_client, wait_for_current,
+    RequestCounts, Status, WaitError, counting_client, wait_for_current,
 };
 use gitops_diff::Colour;
 use gitops_render::{
@@ -216,8 +216,9 @@ impl Pipeline {
     /// when the revision's set is already rendered), apply with server-side apply (only objects
     /// that differ from the live state are written, so unchanged cycles still correct drift),
     /// prune what left the set, and wait for the objects to become Current when a wait timeout
-    /// is configured (after a new revision or any write; a cycle that changed nothing for a
-    /// revision already applied does not wait).
+    /// is configured (after a new revision or any write, or when an unchanged object is not
+    /// Current by the health the apply judged from the live objects it listed; otherwise a
+    /// steady cycle does not wait, and costs no request beyond the apply's lists).
     ///
     /// When the fetch or render fails and an earlier revision rendered well, that set is applied
     /// again without pruning and the error carries its report ([`SyncError::served`]).
@@ -505,8 +506,15 @@ impl Pipeline {
             api_writes: 0,
         };
         // Waiting reads every object; a cycle that wrote nothing for a revision already applied
-        // (the steady state) skips it, so that it stays as cheap as the apply's no-op check.
-        let should_wait = !options.dry_run && (new_revision || report.changed());
+        // (the steady state) skips it unless the apply, judging health from the live objects it
+        // listed anyway, saw an object that is not Current: then it waits (and reports) too.
+        let unhealthy = report.change_set.changes.iter().any(|change| {
+            change
+                .health
+                .as_ref()
+                .is_some_and(|health| health.status != Status::Current)
+        });
+        let should_wait = !options.dry_run && (new_revision || report.changed() || unhealthy);
         let wait = match self.config.wait_timeout {
             Some(timeout) if should_wait => {
                 let targets = report.change_set.wait_targets();
