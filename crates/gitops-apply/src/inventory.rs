@@ -170,9 +170,65 @@ pub trait InventoryStore: Send + Sync {
 /// The default store: a ConfigMap (or a Secret) the caller names, key [`INVENTORY_KEY`].
 #[derive(Debug, Clone)]
 pub struct ConfigMapInventory {
+    owner: InventoryOwner,
+    secret: bool,
+}
+
+/// Whose objects these are: the namespace and name of an inventory, which the ownership labels
+/// ([`OWNER_NAMESPACE_LABEL`], [`OWNER_NAME_LABEL`]) of every applied object carry. Each
+/// [`InventoryStore`] builds its [`InventoryStore::owner_labels`] from one.
+///
+/// ```
+/// let owner = gitops_apply::InventoryOwner::new("flux-system", "apps")?;
+/// assert_eq!(owner.labels()[gitops_apply::OWNER_NAME_LABEL], "apps");
+/// assert!(gitops_apply::InventoryOwner::new("flux-system", "Not a label").is_err());
+/// # Ok::<(), gitops_apply::InventoryError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InventoryOwner {
     namespace: String,
     name: String,
-    secret: bool,
+}
+
+impl InventoryOwner {
+    /// The owner `namespace/name`.
+    ///
+    /// # Errors
+    /// [`InventoryError::InvalidName`] when the name or namespace cannot be a label value.
+    pub fn new(namespace: &str, name: &str) -> Result<Self, InventoryError> {
+        for value in [namespace, name] {
+            if !is_label_value(value) {
+                return Err(InventoryError::InvalidName {
+                    name: value.to_owned(),
+                });
+            }
+        }
+        Ok(Self {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        })
+    }
+
+    /// The namespace.
+    #[must_use]
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The ownership labels.
+    #[must_use]
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (OWNER_NAME_LABEL.to_owned(), self.name.clone()),
+            (OWNER_NAMESPACE_LABEL.to_owned(), self.namespace.clone()),
+        ])
+    }
 }
 
 fn is_label_value(value: &str) -> bool {
@@ -197,16 +253,8 @@ impl ConfigMapInventory {
     /// [`InventoryError::InvalidName`] when the name or namespace cannot be a label value (the
     /// ownership labels carry them).
     pub fn new(namespace: &str, name: &str) -> Result<Self, InventoryError> {
-        for value in [namespace, name] {
-            if !is_label_value(value) {
-                return Err(InventoryError::InvalidName {
-                    name: value.to_owned(),
-                });
-            }
-        }
         Ok(Self {
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
+            owner: InventoryOwner::new(namespace, name)?,
             secret: false,
         })
     }
@@ -235,22 +283,22 @@ impl ConfigMapInventory {
             kind: kind.into(),
             plural: plural.into(),
         };
-        Api::namespaced_with(client.clone(), &self.namespace, &resource)
+        Api::namespaced_with(client.clone(), &self.owner.namespace, &resource)
     }
 
     fn api_error(&self, action: &'static str) -> impl FnOnce(kube::Error) -> InventoryError + '_ {
         move |source| InventoryError::Api {
             action,
-            namespace: self.namespace.clone(),
-            name: self.name.clone(),
+            namespace: self.owner.namespace.clone(),
+            name: self.owner.name.clone(),
             source: Box::new(source),
         }
     }
 
     fn corrupt(&self, source: Box<dyn std::error::Error + Send + Sync>) -> InventoryError {
         InventoryError::Corrupt {
-            namespace: self.namespace.clone(),
-            name: self.name.clone(),
+            namespace: self.owner.namespace.clone(),
+            name: self.owner.name.clone(),
             source,
         }
     }
@@ -261,7 +309,7 @@ impl InventoryStore for ConfigMapInventory {
     async fn load(&self, client: &kube::Client) -> Result<Option<Inventory>, InventoryError> {
         let Some(object) = self
             .api(client)
-            .get_opt(&self.name)
+            .get_opt(&self.owner.name)
             .await
             .map_err(self.api_error("reading"))?
         else {
@@ -297,12 +345,12 @@ impl InventoryStore for ConfigMapInventory {
         let object = serde_json::json!({
             "apiVersion": "v1",
             "kind": kind,
-            "metadata": {"name": self.name, "namespace": self.namespace},
+            "metadata": {"name": self.owner.name, "namespace": self.owner.namespace},
             field: {INVENTORY_KEY: inventory.to_json()},
         });
         self.api(client)
             .patch(
-                &self.name,
+                &self.owner.name,
                 &PatchParams::apply(field_manager).force(),
                 &Patch::Apply(&object),
             )
@@ -312,10 +360,7 @@ impl InventoryStore for ConfigMapInventory {
     }
 
     fn owner_labels(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
-            (OWNER_NAME_LABEL.to_owned(), self.name.clone()),
-            (OWNER_NAMESPACE_LABEL.to_owned(), self.namespace.clone()),
-        ])
+        self.owner.labels()
     }
 }
 

@@ -3,9 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use gitops_apply::{
-    Inventory, InventoryError, InventoryStore, OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL,
-};
+use gitops_apply::{Inventory, InventoryError, InventoryOwner, InventoryStore};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 
@@ -22,8 +20,7 @@ use super::resource::{GitSync, InventoryEntry, InventoryStatus};
 /// ```
 #[derive(Debug, Clone)]
 pub struct StatusInventory {
-    namespace: String,
-    name: String,
+    owner: InventoryOwner,
     field_manager: String,
 }
 
@@ -38,24 +35,21 @@ impl StatusInventory {
         name: &str,
         field_manager: impl Into<String>,
     ) -> Result<Self, InventoryError> {
-        // The same rules as the ConfigMap store; reuse its check rather than repeat it.
-        gitops_apply::ConfigMapInventory::new(namespace, name)?;
         Ok(Self {
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
+            owner: InventoryOwner::new(namespace, name)?,
             field_manager: field_manager.into(),
         })
     }
 
     fn api(&self, client: &kube::Client) -> Api<GitSync> {
-        Api::namespaced(client.clone(), &self.namespace)
+        Api::namespaced(client.clone(), self.owner.namespace())
     }
 
     fn api_error(&self, action: &'static str) -> impl FnOnce(kube::Error) -> InventoryError + '_ {
         move |source| InventoryError::Api {
             action,
-            namespace: self.namespace.clone(),
-            name: self.name.clone(),
+            namespace: self.owner.namespace().to_owned(),
+            name: self.owner.name().to_owned(),
             source: Box::new(source),
         }
     }
@@ -94,7 +88,7 @@ impl InventoryStore for StatusInventory {
     async fn load(&self, client: &kube::Client) -> Result<Option<Inventory>, InventoryError> {
         let Some(sync) = self
             .api(client)
-            .get_opt(&self.name)
+            .get_opt(self.owner.name())
             .await
             .map_err(self.api_error("reading"))?
         else {
@@ -106,8 +100,8 @@ impl InventoryStore for StatusInventory {
         from_status(&stored)
             .map(Some)
             .map_err(|source| InventoryError::Corrupt {
-                namespace: self.namespace.clone(),
-                name: self.name.clone(),
+                namespace: self.owner.namespace().to_owned(),
+                name: self.owner.name().to_owned(),
                 source,
             })
     }
@@ -121,12 +115,12 @@ impl InventoryStore for StatusInventory {
         let patch = serde_json::json!({
             "apiVersion": format!("{}/{}", super::GROUP, super::VERSION),
             "kind": "GitSync",
-            "metadata": {"name": self.name, "namespace": self.namespace},
+            "metadata": {"name": self.owner.name(), "namespace": self.owner.namespace()},
             "status": {"inventory": to_status(inventory)},
         });
         self.api(client)
             .patch_status(
-                &self.name,
+                self.owner.name(),
                 &PatchParams::apply(&self.field_manager).force(),
                 &Patch::Apply(&patch),
             )
@@ -136,10 +130,7 @@ impl InventoryStore for StatusInventory {
     }
 
     fn owner_labels(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
-            (OWNER_NAME_LABEL.to_owned(), self.name.clone()),
-            (OWNER_NAMESPACE_LABEL.to_owned(), self.namespace.clone()),
-        ])
+        self.owner.labels()
     }
 }
 
