@@ -517,66 +517,51 @@ impl ApplyOptions {
 /// Builds an [`Applier`].
 #[must_use]
 pub struct ApplierBuilder {
-    client: kube::Client,
-    inventory: Arc<dyn InventoryStore>,
-    field_manager: String,
-    staging: Arc<dyn Staging>,
-    health: HealthChecks,
-    concurrency: usize,
-    settle_timeout: Duration,
-    wait_interval: Duration,
+    applier: Applier,
 }
 
 impl ApplierBuilder {
     /// The field manager of server-side apply (default [`DEFAULT_FIELD_MANAGER`]).
     pub fn field_manager(mut self, field_manager: impl Into<String>) -> Self {
-        self.field_manager = field_manager.into();
+        self.applier.field_manager = field_manager.into();
         self
     }
 
     /// What counts as a stage (default [`DefaultStaging`]).
     pub fn staging(mut self, staging: impl Staging + 'static) -> Self {
-        self.staging = Arc::new(staging);
+        self.applier.staging = Arc::new(staging);
         self
     }
 
-    /// The health checks used when waiting (default: the built-in ones).
+    /// The health checks used when waiting and for [`ObjectChange::health`] (default: the
+    /// built-in ones).
     pub fn health_checks(mut self, health: HealthChecks) -> Self {
-        self.health = health;
+        self.applier.health = health;
         self
     }
 
     /// How many writes of one group run at once (default 16, at least 1).
     pub fn concurrency(mut self, concurrency: usize) -> Self {
-        self.concurrency = concurrency.max(1);
+        self.applier.concurrency = concurrency.max(1);
         self
     }
 
     /// How long to wait for CRDs to be Established, Namespaces Active and recreated objects to
     /// be gone (default 60 s).
     pub fn settle_timeout(mut self, timeout: Duration) -> Self {
-        self.settle_timeout = timeout;
+        self.applier.settle_timeout = timeout;
         self
     }
 
     /// How often the health of the set is polled with [`ApplyOptions::wait`] (default 1 s).
     pub fn wait_interval(mut self, interval: Duration) -> Self {
-        self.wait_interval = interval;
+        self.applier.wait_interval = interval;
         self
     }
 
     /// The applier.
     pub fn build(self) -> Applier {
-        Applier {
-            client: self.client,
-            inventory: self.inventory,
-            field_manager: self.field_manager,
-            staging: self.staging,
-            health: self.health,
-            concurrency: self.concurrency,
-            settle_timeout: self.settle_timeout,
-            wait_interval: self.wait_interval,
-        }
+        self.applier
     }
 }
 
@@ -882,14 +867,16 @@ impl Applier {
         inventory: impl InventoryStore + 'static,
     ) -> ApplierBuilder {
         ApplierBuilder {
-            client,
-            inventory: Arc::new(inventory),
-            field_manager: DEFAULT_FIELD_MANAGER.to_owned(),
-            staging: Arc::new(DefaultStaging),
-            health: HealthChecks::default(),
-            concurrency: 16,
-            settle_timeout: Duration::from_secs(60),
-            wait_interval: Duration::from_secs(1),
+            applier: Self {
+                client,
+                inventory: Arc::new(inventory),
+                field_manager: DEFAULT_FIELD_MANAGER.to_owned(),
+                staging: Arc::new(DefaultStaging),
+                health: HealthChecks::default(),
+                concurrency: 16,
+                settle_timeout: Duration::from_secs(60),
+                wait_interval: Duration::from_secs(1),
+            },
         }
     }
 
