@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::process::{ProcessError, ToolLimits, ToolRun, clean_message};
 use crate::root::{RootError, SourceRoot};
 use crate::substitute::plain_scalars;
-use crate::{ProgressScope, RenderError, RenderRequest, Renderer, check_unique};
+use crate::{ProgressScope, RenderError, RenderRequest, Renderer};
 
 /// The errors of the Helm renderer.
 #[derive(Debug, thiserror::Error)]
@@ -390,14 +390,7 @@ impl Renderer for HelmRenderer {
             .map(|_| plain_scalars(&output, &documents))
             .unwrap_or_default();
         assign_sources(&output, &mut documents, &chart_name, &chart_relative);
-        if let Some(substitution) = request.substitution() {
-            substitution.substitute_documents(&mut documents, &plain)?;
-        }
-        let manifests =
-            gitops_core::documents_to_manifests(documents).map_err(HelmError::Output)?;
-        check_unique(&manifests)?;
-        progress.finish(&manifests);
-        Ok(manifests)
+        progress.finish_documents(documents, &plain, HelmError::Output)
     }
 }
 

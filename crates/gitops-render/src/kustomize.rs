@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::process::{ProcessError, ToolLimits, ToolRun, clean_message};
 use crate::root::{RootError, SourceRoot};
 use crate::substitute::{next_node, plain_scalars, scan_node};
-use crate::{ProgressScope, RenderError, RenderRequest, Renderer, check_unique};
+use crate::{ProgressScope, RenderError, RenderRequest, Renderer};
 use granit_parser::Event;
 
 /// The kustomize version this crate is built and tested against.
@@ -808,14 +808,7 @@ impl Renderer for KustomizeRenderer {
             }
         }
         drop(wrapper.dir);
-        if let Some(substitution) = request.substitution() {
-            substitution.substitute_documents(&mut documents, &plain)?;
-        }
-        let manifests =
-            gitops_core::documents_to_manifests(documents).map_err(KustomizeError::Output)?;
-        check_unique(&manifests)?;
-        progress.finish(&manifests);
-        Ok(manifests)
+        progress.finish_documents(documents, &plain, KustomizeError::Output)
     }
 }
 

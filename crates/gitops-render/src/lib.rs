@@ -168,6 +168,28 @@ impl<'a> ProgressScope<'a> {
         }
     }
 
+    /// Ends the render of one tool's output (helm, kustomize): substitution when the request
+    /// asks for it, with the scalar styles `plain` found in the output before its origins were
+    /// rewritten; validation into manifests (`invalid` wraps what fails); the duplicate check;
+    /// and the Finished event.
+    pub(crate) fn finish_documents<E>(
+        self,
+        mut documents: Vec<gitops_core::Document>,
+        plain: &[substitute::PlainScalars],
+        invalid: impl FnOnce(gitops_core::ParseError) -> E,
+    ) -> Result<Vec<Manifest>, RenderError>
+    where
+        RenderError: From<E>,
+    {
+        if let Some(substitution) = self.request.substitution() {
+            substitution.substitute_documents(&mut documents, plain)?;
+        }
+        let manifests = gitops_core::documents_to_manifests(documents).map_err(invalid)?;
+        check_unique(&manifests)?;
+        self.finish(&manifests);
+        Ok(manifests)
+    }
+
     pub(crate) fn finish(self, manifests: &[Manifest]) {
         self.request.report(&RenderProgress::Finished {
             path: self.request.path.clone(),
