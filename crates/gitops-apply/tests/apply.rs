@@ -63,6 +63,14 @@ async fn config_map(client: &kube::Client, namespace: &str, name: &str) -> Optio
         .unwrap()
 }
 
+/// The value of `key` in ConfigMap `namespace/name`, which must exist.
+async fn config_value(client: &kube::Client, namespace: &str, name: &str, key: &str) -> String {
+    let config_map = config_map(client, namespace, name)
+        .await
+        .unwrap_or_else(|| panic!("ConfigMap {namespace}/{name} exists"));
+    config_map.data.unwrap_or_default()[key].clone()
+}
+
 fn app(ns: &str, color: &str) -> String {
     format!(
         "\
@@ -238,14 +246,7 @@ async fn manual_drift_is_a_conflict_until_forced_and_a_deleted_object_comes_back
         action(change_set, &format!("{ns}_token__Secret")),
         Action::Skipped
     );
-    assert!(
-        config_map(&client, &ns, "settings")
-            .await
-            .unwrap()
-            .data
-            .unwrap()["color"]
-            == "red"
-    );
+    assert!(config_value(&client, &ns, "settings", "color").await == "red");
 
     let forced = ApplyOptions {
         force: true,
@@ -263,11 +264,7 @@ async fn manual_drift_is_a_conflict_until_forced_and_a_deleted_object_comes_back
         "{fixed}"
     );
     assert_eq!(
-        config_map(&client, &ns, "settings")
-            .await
-            .unwrap()
-            .data
-            .unwrap()["color"],
+        config_value(&client, &ns, "settings", "color").await,
         "blue"
     );
     let again = run(&applier, set(&app(&ns, "blue")), &ApplyOptions::default()).await;
@@ -586,14 +583,7 @@ data: {{value: \"{value}\"}}
         Action::Skipped,
         "{second}"
     );
-    assert_eq!(
-        config_map(&client, &ns, "once")
-            .await
-            .unwrap()
-            .data
-            .unwrap()["value"],
-        "1"
-    );
+    assert_eq!(config_value(&client, &ns, "once", "value").await, "1");
 }
 
 #[tokio::test]
