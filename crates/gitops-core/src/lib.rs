@@ -5,6 +5,8 @@
 //! - [`ObjectId`]: group, kind, namespace and name, with the stable string form inventories use.
 //! - [`parse_manifests`]: multi-document YAML and JSON into validated manifests, with errors that
 //!   give file and line.
+//! - [`escape`]: names from a repository or a cluster printed without control characters, so
+//!   that a hostile file name cannot forge a log line.
 //!
 //! ```
 //! let manifests = gitops_core::parse_manifests(
@@ -15,6 +17,7 @@
 //! # Ok::<(), gitops_core::ParseError>(())
 //! ```
 
+pub mod escape;
 mod id;
 mod manifest;
 mod parse;

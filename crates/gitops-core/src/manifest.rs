@@ -56,7 +56,7 @@ impl Origin {
 
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
+        write!(f, "{}", crate::escape::EscapedPath(&self.file))?;
         if self.line > 0 {
             write!(f, ":{}", self.line)?;
         }

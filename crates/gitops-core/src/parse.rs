@@ -11,7 +11,7 @@ use crate::manifest::{InvalidManifest, Manifest, Origin};
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
     /// The text is not valid YAML (or breaks a YAML safety limit, such as an alias bomb).
-    #[error("{file}:{line}:{column}: invalid YAML: {message}", file = file.display())]
+    #[error("{file}:{line}:{column}: invalid YAML: {message}", file = crate::escape::EscapedPath(file))]
     Yaml {
         /// The file.
         file: PathBuf,
@@ -26,7 +26,7 @@ pub enum ParseError {
         source: Box<serde_saphyr::Error>,
     },
     /// The text is not valid JSON.
-    #[error("{file}:{line}:{column}: invalid JSON: {source}", file = file.display())]
+    #[error("{file}:{line}:{column}: invalid JSON: {source}", file = crate::escape::EscapedPath(file))]
     Json {
         /// The file.
         file: PathBuf,
