@@ -141,19 +141,35 @@ impl ObjectId {
         GroupKind::new(self.group.clone(), self.kind.clone())
     }
 
-    /// A short form for messages: `Deployment.apps shop/web`, or `Namespace shop`.
+    /// A short form for messages: `Deployment.apps shop/web`, or `Namespace shop`. Control
+    /// characters in any part are escaped ([`crate::escape::Escaped`]): a name from a
+    /// repository cannot start a forged line.
     ///
     /// ```
     /// let id = gitops_core::ObjectId::new("apps", "Deployment", Some("shop"), "web");
     /// assert_eq!(id.display_name(), "Deployment.apps shop/web");
+    /// let forged = gitops_core::ObjectId::new("example.com", "Widget", None::<&str>, "a\nERROR b");
+    /// assert_eq!(forged.display_name(), "Widget.example.com a\\nERROR b");
     /// ```
     #[must_use]
     pub fn display_name(&self) -> String {
-        let gk = self.group_kind();
+        use crate::escape::Escaped;
+        let gk = self.group_kind().to_string();
         match &self.namespace {
-            Some(ns) => format!("{gk} {ns}/{}", self.name),
-            None => format!("{gk} {}", self.name),
+            Some(ns) => format!("{} {}/{}", Escaped(&gk), Escaped(ns), Escaped(&self.name)),
+            None => format!("{} {}", Escaped(&gk), Escaped(&self.name)),
         }
+    }
+
+    /// Whether the object is a Secret, whose values no output may show
+    /// ([`crate::secret::is_secret_kind`]).
+    ///
+    /// ```
+    /// assert!(gitops_core::ObjectId::new("", "Secret", Some("shop"), "db").is_secret());
+    /// ```
+    #[must_use]
+    pub fn is_secret(&self) -> bool {
+        crate::secret::is_secret_kind(&self.group, &self.kind)
     }
 }
 

@@ -7,6 +7,8 @@
 //!   give file and line.
 //! - [`escape`]: names from a repository or a cluster printed without control characters, so
 //!   that a hostile file name cannot forge a log line.
+//! - [`secret`]: which objects are Secrets and masked copies of them, so that no output shows a
+//!   Secret's values.
 //!
 //! ```
 //! let manifests = gitops_core::parse_manifests(
@@ -21,6 +23,7 @@ pub mod escape;
 mod id;
 mod manifest;
 mod parse;
+pub mod secret;
 
 pub use id::{GroupKind, IdError, ObjectId, split_api_version};
 pub use manifest::{InvalidManifest, Manifest, Origin};

@@ -91,7 +91,7 @@ pub enum InvalidManifest {
         expected: &'static str,
     },
     /// A field's value does not follow Kubernetes' rules.
-    #[error("{field} {value:?} is invalid: {reason}")]
+    #[error("{field} \"{}\" is invalid: {reason}", crate::escape::Escaped(value))]
     Malformed {
         /// The field.
         field: &'static str,
@@ -99,6 +99,20 @@ pub enum InvalidManifest {
         value: String,
         /// What is wrong with it.
         reason: &'static str,
+    },
+    /// A value of a Secret's `data` or `stringData` is not a string. The message names the
+    /// key and the type found, never the value.
+    #[error(
+        "{field}.{} must be a string, found {found} (the value is not shown: this is a Secret)",
+        crate::escape::Escaped(key)
+    )]
+    SecretValue {
+        /// `data` or `stringData`.
+        field: &'static str,
+        /// The key.
+        key: String,
+        /// What was found: `a number`, `a mapping`, ...
+        found: &'static str,
     },
 }
 
@@ -120,10 +134,21 @@ pub enum InvalidManifest {
 /// assert_eq!(manifest.group(), "apps");
 /// assert_eq!(manifest.id().to_string(), "shop_web_apps_Deployment");
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Its `Debug` form masks the values of a Secret (see [`crate::secret`]).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     object: Value,
     origin: Origin,
+}
+
+impl fmt::Debug for Manifest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Manifest")
+            .field("object", &crate::secret::MaskedDebug(&self.object))
+            .field("origin", &self.origin)
+            .finish()
+    }
 }
 
 impl Manifest {
@@ -229,6 +254,21 @@ impl Manifest {
                 metadata.remove("namespace");
             }
         }
+    }
+
+    /// Whether the object is a Secret, whose values no output may show
+    /// ([`crate::secret::is_secret_kind`]).
+    ///
+    /// ```
+    /// let object = serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+    ///     "metadata": {"name": "db"}, "stringData": {"password": "hunter2"}});
+    /// let manifest = gitops_core::Manifest::new(object, gitops_core::Origin::new("s.yaml")).unwrap();
+    /// assert!(manifest.is_secret());
+    /// assert!(!format!("{manifest:?}").contains("hunter2"));
+    /// ```
+    #[must_use]
+    pub fn is_secret(&self) -> bool {
+        crate::secret::is_secret_kind(self.group(), self.kind())
     }
 
     /// The object's identity.
@@ -461,6 +501,38 @@ fn validate(object: &Value) -> Result<(), InvalidManifest> {
                         "metadata.annotations"
                     },
                     expected: "a mapping",
+                });
+            }
+        }
+    }
+    if crate::secret::is_secret_kind(split_api_version(api_version).0, kind) {
+        validate_secret_values(root)?;
+    }
+    Ok(())
+}
+
+/// A Secret's `data` and `stringData` are mappings of strings (a null value is empty, as on
+/// the server). The errors name the field and the key, never a value.
+fn validate_secret_values(root: &Map<String, Value>) -> Result<(), InvalidManifest> {
+    for field in crate::secret::SECRET_VALUE_FIELDS {
+        match root.get(field) {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(map)) => {
+                if let Some((key, value)) = map
+                    .iter()
+                    .find(|(_, v)| !matches!(v, Value::String(_) | Value::Null))
+                {
+                    return Err(InvalidManifest::SecretValue {
+                        field,
+                        key: key.clone(),
+                        found: value_kind(value),
+                    });
+                }
+            }
+            Some(_) => {
+                return Err(InvalidManifest::WrongType {
+                    field,
+                    expected: "a mapping of keys to strings",
                 });
             }
         }

@@ -69,13 +69,23 @@ impl ParseError {
     }
 }
 
-/// One parsed document before validation: JSON with where it starts.
-#[derive(Debug, Clone, PartialEq)]
+/// One parsed document before validation: JSON with where it starts. Its `Debug` form masks
+/// the values of any Secret in it (see [`crate::secret`]).
+#[derive(Clone, PartialEq)]
 pub struct Document {
     /// The document's content. Empty documents are left out by the parsers.
     pub value: Value,
     /// Where it starts.
     pub origin: Origin,
+}
+
+impl std::fmt::Debug for Document {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Document")
+            .field("value", &crate::secret::MaskedDebug(&self.value))
+            .field("origin", &self.origin)
+            .finish()
+    }
 }
 
 fn yaml_options() -> serde_saphyr::Options {
@@ -299,6 +309,56 @@ mod tests {
         assert!(docs.is_empty());
         let err = parse_manifests("- a\n- b\n", "seq.yaml").unwrap_err();
         assert!(err.to_string().contains("found a sequence"), "{err}");
+    }
+
+    #[test]
+    fn a_secret_type_error_names_the_key_never_the_value() {
+        for (text, field) in [
+            (
+                "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  password: 98765432\n",
+                "stringData.password",
+            ),
+            (
+                "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Secret\n  metadata:\n    name: db\n  data:\n    password: 98765432\n",
+                "data.password",
+            ),
+            (
+                "apiVersion: v1\nkind: secret\nmetadata:\n  name: db\nstringData:\n  password: [98765432]\n",
+                "stringData.password",
+            ),
+        ] {
+            let err = parse_manifests(text, "secret.yaml").unwrap_err();
+            let shown = format!("{err} {err:?}");
+            assert!(!shown.contains("98765432"), "{shown}");
+            assert!(err.to_string().contains(field), "{err}");
+            assert!(err.to_string().starts_with("secret.yaml:"), "{err}");
+        }
+        let err = parse_manifests(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData: 98765432\n",
+            "secret.yaml",
+        )
+        .unwrap_err();
+        assert!(!format!("{err} {err:?}").contains("98765432"), "{err}");
+    }
+
+    #[test]
+    fn debug_of_secret_documents_and_manifests_is_masked() {
+        let text = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\n  annotations:\n    kubectl.kubernetes.io/last-applied-configuration: '{\"stringData\":{\"password\":\"hunter2\"}}'\nstringData:\n  password: hunter2\n";
+        let documents = parse_yaml_documents(text, "s.yaml").unwrap();
+        assert!(!format!("{documents:?}").contains("hunter2"));
+        let manifests = documents_to_manifests(documents).unwrap();
+        assert!(!format!("{manifests:?}").contains("hunter2"));
+        assert!(format!("{manifests:?}").contains("password"));
+    }
+
+    #[test]
+    fn malformed_values_are_printed_escaped() {
+        let err = parse_manifests(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: \"a/\\nERROR forged\"\n",
+            "x\ny.yaml",
+        )
+        .unwrap_err();
+        assert!(!err.to_string().contains('\n'), "{err}");
     }
 
     #[test]
