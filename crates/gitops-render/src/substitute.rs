@@ -2,7 +2,9 @@
 //! before they are validated as Kubernetes objects.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fmt;
 
+use gitops_core::escape::Escaped;
 use gitops_core::{Document, Manifest, ObjectId, Origin, split_api_version};
 use granit_parser::{Event, Parser, ScalarStyle};
 use serde_json::{Map, Value};
@@ -16,7 +18,28 @@ pub const DISABLE_ANNOTATIONS: [&str; 2] = [
 ];
 
 /// The errors of substitution. Those about an object name it (kind, namespace/name as written,
-/// and its origin: file and line).
+/// before substitution, and its origin: file and line) and the place in it (a JSON pointer of the
+/// keys as written).
+///
+/// No error, in its message, its [`Debug`](std::fmt::Debug) form or its fields, holds a
+/// variable's value, the text a substitution produced, or the text of the scalar it happened in
+/// (which may be a Secret's): they name the variables instead. Names that come from the source
+/// are printed with control characters escaped.
+///
+/// ```
+/// use gitops_render::{SubstituteError, Substitution};
+/// let text = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  url: ${DB_PASSWORD}\n";
+/// let mut documents = gitops_core::parse_yaml_documents(text, "db.yaml")?;
+/// let err = Substitution::new()
+///     .with_variable("DB_PASSWORD", "hunter2: x")
+///     .substitute_yaml(text, &mut documents)
+///     .unwrap_err();
+/// assert!(matches!(err, SubstituteError::Structure { .. }));
+/// assert!(err.to_string().contains("DB_PASSWORD"));
+/// assert!(!err.to_string().contains("hunter2"));
+/// assert!(!format!("{err:?}").contains("hunter2"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubstituteError {
     /// A variable name given to [`Substitution::with_variable`] is not `[A-Za-z_][A-Za-z0-9_]*`.
@@ -36,40 +59,48 @@ pub enum SubstituteError {
         names: Vec<String>,
     },
     /// A `${...}` expression that cannot be parsed.
-    #[error("{object}: at {pointer}: {message}")]
+    #[error("{object}: at {pointer}: {message}", pointer = Escaped(pointer))]
     Syntax {
         /// The object.
         object: String,
         /// The JSON pointer of the value or key.
         pointer: String,
-        /// What is wrong.
+        /// What is wrong (it names variables, never the text around them).
         message: String,
     },
     /// The result in an unquoted (plain) YAML scalar would not read back as that one scalar: it
     /// would add keys, items or documents, or lose text to YAML syntax. Refused, so that a value
     /// can never change an object's structure.
     #[error(
-        "{object}: at {pointer}: the substituted value {value:?} would not stay one unquoted YAML scalar ({reason}); quote the expression, such as \"${{VAR}}\", to substitute it as text"
+        "{object}: at {pointer}: the value substituted from {variables} would not stay one unquoted YAML scalar ({reason}; the value is not shown); quote the expression, such as \"${{VAR}}\", to substitute it as text",
+        pointer = Escaped(pointer),
+        variables = names_or_none(variables)
     )]
     Structure {
         /// The object.
         object: String,
         /// The JSON pointer of the value.
         pointer: String,
-        /// The text after substitution.
-        value: String,
+        /// The variables the scalar refers to, sorted (their values are not kept).
+        variables: Vec<String>,
         /// How YAML would read it.
         reason: String,
     },
     /// A substituted mapping key collides with another key of the same mapping.
-    #[error("{object}: at {pointer}: substituted key {key:?} is already in the mapping")]
+    #[error(
+        "{object}: at {pointer}: the key {key:?}, substituted from {variables}, collides with another key of the mapping (the result is not shown)",
+        pointer = Escaped(pointer),
+        variables = names_or_none(variables)
+    )]
     DuplicateKey {
         /// The object.
         object: String,
         /// The JSON pointer of the mapping.
         pointer: String,
-        /// The key after substitution.
+        /// The key as written, before substitution.
         key: String,
+        /// The variables the key refers to, sorted.
+        variables: Vec<String>,
     },
 }
 
@@ -144,10 +175,36 @@ pub enum SubstituteError {
 /// assert_eq!(documents[0].value["spec"]["minReadySeconds"], "3");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone, Default)]
+///
+/// # Secrets
+///
+/// Values are never printed: not by errors (see [`SubstituteError`]), and not by this type's
+/// [`Debug`](std::fmt::Debug), which shows the variables' names only.
+///
+/// ```
+/// use gitops_render::Substitution;
+/// let s = Substitution::new().with_variable("DB_PASSWORD", "hunter2");
+/// assert_eq!(format!("{s:?}"), r#"Substitution { variables: ["DB_PASSWORD"], values: "<not shown>", strict: false }"#);
+/// ```
+#[derive(Clone, Default)]
 pub struct Substitution {
     variables: std::collections::BTreeMap<String, String>,
     strict: bool,
+}
+
+impl fmt::Debug for Substitution {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<String> = self
+            .variables
+            .keys()
+            .map(|name| Escaped(name).to_string())
+            .collect();
+        f.debug_struct("Substitution")
+            .field("variables", &names)
+            .field("values", &"<not shown>")
+            .field("strict", &self.strict)
+            .finish()
+    }
 }
 
 /// Per document, the JSON pointers of the unquoted scalars that hold a `$` (those whose result
@@ -306,19 +363,20 @@ impl Substitution {
             object_start: pointer.len(),
             string_data,
         };
-        // The object is named as it is after substitution (as far as it got).
+        // The object is named as written: its name after substitution may hold a value.
+        let written = describe(object, origin);
         if let Err(failure) = self.walk(object, pointer, &mut context) {
-            return Err(failure.into_error(describe(object, origin)));
+            return Err(failure.into_error(written));
         }
         // Unset variables explain a refused value best (an empty part of it, say).
         if self.strict && !unset.is_empty() {
             return Err(SubstituteError::Unset {
-                object: describe(object, origin),
+                object: written,
                 names: unset.into_iter().collect(),
             });
         }
         match refused {
-            Some(failure) => Err(failure.into_error(describe(object, origin))),
+            Some(failure) => Err(failure.into_error(written)),
             None => Ok(()),
         }
     }
@@ -348,7 +406,7 @@ impl Substitution {
                         Err(reason) => {
                             context.refused.get_or_insert(WalkFailure::Structure {
                                 pointer: pointer.clone(),
-                                value: expanded,
+                                variables: referenced_names(text),
                                 reason,
                             });
                         }
@@ -376,32 +434,41 @@ impl Substitution {
                     pointer.truncate(len);
                 }
                 if keys_change {
-                    for (key, item) in std::mem::take(map) {
-                        let key = if key.contains('$') {
+                    // Each key after substitution, and as written.
+                    let mut written_keys: HashMap<String, String> = HashMap::new();
+                    for (written, item) in std::mem::take(map) {
+                        let key = if written.contains('$') {
                             let len = pointer.len();
-                            push_pointer(pointer, &key);
+                            push_pointer(pointer, &written);
                             let expanded =
-                                self.expand_into(&key, context.unset).map_err(|message| {
-                                    WalkFailure::Syntax {
+                                self.expand_into(&written, context.unset)
+                                    .map_err(|message| WalkFailure::Syntax {
                                         pointer: pointer.clone(),
                                         message,
-                                    }
-                                })?;
+                                    })?;
                             pointer.truncate(len);
                             expanded
                         } else {
-                            key
+                            written.clone()
                         };
-                        if renamed.contains_key(&key) {
+                        if let Some(other) = written_keys.get(&key) {
+                            // Name the key that was substituted (the other may be literal).
+                            let written = if written.contains('$') {
+                                written
+                            } else {
+                                other.clone()
+                            };
                             return Err(WalkFailure::DuplicateKey {
                                 pointer: if pointer.is_empty() {
                                     "/".to_owned()
                                 } else {
                                     pointer.clone()
                                 },
-                                key,
+                                variables: referenced_names(&written),
+                                key: written,
                             });
                         }
+                        written_keys.insert(key.clone(), written);
                         renamed.insert(key, item);
                     }
                     *map = renamed;
@@ -424,7 +491,7 @@ impl Substitution {
                 rest = literal;
             } else if let Some(body_start) = after.strip_prefix('{') {
                 let end = matching_brace(body_start)
-                    .ok_or_else(|| format!("unterminated ${{ in {text:?}"))?;
+                    .ok_or_else(|| "unterminated ${: no closing }".to_owned())?;
                 let body = &body_start[..end];
                 out.push_str(&self.evaluate(body, unset)?);
                 rest = &body_start[end + 1..];
@@ -440,7 +507,7 @@ impl Substitution {
     fn evaluate(&self, body: &str, unset: &mut BTreeSet<String>) -> Result<String, String> {
         if let Some(name) = body.strip_prefix('#') {
             if !is_name(name) {
-                return Err(format!("invalid expression ${{{body}}}"));
+                return Err("invalid length expression: expected ${#NAME}".to_owned());
             }
             return Ok(self.lookup(name, unset).chars().count().to_string());
         }
@@ -450,9 +517,7 @@ impl Substitution {
             .map_or(body.len(), |(i, _)| i);
         let (name, op) = body.split_at(name_len);
         if name.is_empty() {
-            return Err(format!(
-                "invalid expression ${{{body}}}: expected a variable name"
-            ));
+            return Err("invalid expression: expected a variable name after ${".to_owned());
         }
         let value = self.variables.get(name);
         // Operators that give a value to an unset variable.
@@ -531,7 +596,7 @@ impl Substitution {
             let parse = |s: &str| {
                 s.trim()
                     .parse::<usize>()
-                    .map_err(|_| format!("invalid substring ${{{body}}}: expected numbers"))
+                    .map_err(|_| format!("invalid substring of {name}: expected numbers"))
             };
             let offset = parse(offset)?;
             let chars = value.chars().skip(offset);
@@ -541,7 +606,7 @@ impl Substitution {
             });
         }
         Err(format!(
-            "invalid expression ${{{body}}}: unknown operator {op:?}"
+            "invalid expression with {name}: unknown operator (the expression is not shown)"
         ))
     }
 
@@ -616,12 +681,13 @@ enum WalkFailure {
     },
     Structure {
         pointer: String,
-        value: String,
+        variables: Vec<String>,
         reason: String,
     },
     DuplicateKey {
         pointer: String,
         key: String,
+        variables: Vec<String>,
     },
 }
 
@@ -635,18 +701,23 @@ impl WalkFailure {
             },
             Self::Structure {
                 pointer,
-                value,
+                variables,
                 reason,
             } => SubstituteError::Structure {
                 object,
                 pointer,
-                value,
+                variables,
                 reason,
             },
-            Self::DuplicateKey { pointer, key } => SubstituteError::DuplicateKey {
+            Self::DuplicateKey {
+                pointer,
+                key,
+                variables,
+            } => SubstituteError::DuplicateKey {
                 object,
                 pointer,
                 key,
+                variables,
             },
         }
     }
@@ -671,9 +742,46 @@ fn describe(object: &Value, origin: &Origin) -> String {
             let group = text("/apiVersion").map_or("", |v| split_api_version(v).0);
             let namespace = text("/metadata/namespace").filter(|ns| !ns.is_empty());
             let id = ObjectId::new(group, kind, namespace, name);
-            format!("{} from {origin}", id.display_name())
+            format!("{} from {origin}", Escaped(&id.display_name()))
         }
         _ => format!("the object at {origin}"),
+    }
+}
+
+/// The names of the variables that `text` refers to (`${NAME...}` and `${#NAME}`, nested ones
+/// included, `$${...}` left out), sorted and unique: what errors name instead of values.
+fn referenced_names(text: &str) -> Vec<String> {
+    let mut names = BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        let after = &rest[at + 1..];
+        if let Some(literal) = after.strip_prefix("${") {
+            rest = literal;
+            continue;
+        }
+        let Some(body) = after.strip_prefix('{') else {
+            rest = after;
+            continue;
+        };
+        let body = body.strip_prefix('#').unwrap_or(body);
+        let len = body
+            .char_indices()
+            .find(|&(i, c)| !(c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit())))
+            .map_or(body.len(), |(i, _)| i);
+        if len > 0 {
+            names.insert(body[..len].to_owned());
+        }
+        rest = body;
+    }
+    names.into_iter().collect()
+}
+
+/// `A, B` for error messages; `no variable` when there is none.
+fn names_or_none(names: &[String]) -> String {
+    if names.is_empty() {
+        "no variable".to_owned()
+    } else {
+        names.join(", ")
     }
 }
 
@@ -706,17 +814,8 @@ fn type_plain_scalar(text: &str) -> Result<Value, String> {
         Ok(value @ (Value::Bool(_) | Value::Number(_))) => Ok(value),
         Ok(Value::Array(_)) => refuse(text, "YAML reads a sequence"),
         Ok(Value::Object(_)) => refuse(text, "YAML reads a mapping"),
-        Err(error) => {
-            let message = error.to_string();
-            let first = message.lines().next().unwrap_or_default();
-            let first = first.strip_prefix("error: ").unwrap_or(first);
-            // The location is within the value alone; leave it out.
-            let first = match first.split_once(": ") {
-                Some((location, rest)) if location.starts_with("line ") => rest,
-                _ => first,
-            };
-            refuse(text, &format!("YAML cannot read it: {first}"))
-        }
+        // The parser's message may quote the value: it is not kept.
+        Err(_) => refuse(text, "YAML cannot read it as a scalar"),
     }
 }
 
@@ -1061,7 +1160,7 @@ mod tests {
             let text = err.to_string();
             assert!(
                 text.starts_with(
-                    "ConfigMap a from apps/web.yaml:1: at /data/k: the substituted value"
+                    "ConfigMap a from apps/web.yaml:1: at /data/k: the value substituted from V would not stay"
                 ),
                 "{text}"
             );
@@ -1081,7 +1180,7 @@ mod tests {
         let err = substitute(&s, "labels:\n  ${APP}: a\n  web: b\n").unwrap_err();
         assert_eq!(
             err.to_string(),
-            "the object at apps/web.yaml:1: at /labels: substituted key \"web\" is already in the mapping"
+            "the object at apps/web.yaml:1: at /labels: the key \"${APP}\", substituted from APP, collides with another key of the mapping (the result is not shown)"
         );
     }
 
@@ -1114,6 +1213,82 @@ mod tests {
             assert_eq!(values[0]["items"][0]["data"]["script"], "echo ${HOME}");
             assert_eq!(values[0]["items"][1]["data"]["n"], "web");
         }
+    }
+
+    /// Every text an error offers: Display, each source's Display, and Debug.
+    fn printed(err: &SubstituteError) -> String {
+        let mut text = format!("{err}\n{err:?}");
+        let mut source = std::error::Error::source(err);
+        while let Some(inner) = source {
+            text.push_str(&format!("\n{inner}\n{inner:?}"));
+            source = inner.source();
+        }
+        text
+    }
+
+    #[test]
+    fn errors_never_show_values_or_substituted_text() {
+        const SECRET: &str = "s3cr3t-Pa55";
+        let secret_vars = || {
+            Substitution::new()
+                .with_variable("DB_PASSWORD", format!("{SECRET}: x"))
+                .with_variable("PLAIN", SECRET)
+                .with_variable("LINE", format!("{SECRET}\nevil: 1"))
+                .with_variable("FLOW", format!("[{SECRET}"))
+        };
+        let object = |data: &str| {
+            format!(
+                "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db-${{PLAIN}}\nstringData:\n{data}"
+            )
+        };
+        let cases = [
+            // Structure: the value would add a key, or a line.
+            object("  url: ${DB_PASSWORD}\n"),
+            object("  url: x-${LINE}\n"),
+            object("  url: ${FLOW}\n"),
+            // A substituted key colliding with another.
+            object(&format!("  ${{PLAIN}}: a\n  {SECRET}: b\n")),
+            // Syntax errors inside a Secret's value and with a value around.
+            object(&format!("  url: \"{SECRET} ${{PLAIN\"\n")),
+            object(&format!("  url: \"{SECRET} ${{PLAIN?x}}\"\n")),
+            object(&format!("  url: \"{SECRET} ${{PLAIN:a}}\"\n")),
+            object(&format!("  url: \"{SECRET} ${{#{SECRET}-}}\"\n")),
+            object(&format!("  url: \"{SECRET} ${{}}\"\n")),
+        ];
+        for text in &cases {
+            let err = substitute(&secret_vars(), text).expect_err(text);
+            let shown = printed(&err);
+            assert!(!shown.contains(SECRET), "{text}: {shown}");
+            assert!(shown.contains("Secret db-${PLAIN}"), "{text}: {shown}");
+        }
+        // Strict mode names the unset variables only.
+        let err = substitute(
+            &secret_vars().strict(true),
+            &object("  url: \"${PLAIN}${MISSING}\"\n"),
+        )
+        .unwrap_err();
+        assert!(!printed(&err).contains(SECRET), "{err}");
+        // The variables' Debug and a request's Debug hide the values.
+        let request =
+            crate::RenderRequest::new(crate::SourceRoot::new(std::env::temp_dir()).unwrap(), ".")
+                .with_substitution(secret_vars());
+        let debug = format!("{:?} {request:?}", secret_vars());
+        assert!(!debug.contains(SECRET), "{debug}");
+        assert!(debug.contains("DB_PASSWORD"), "{debug}");
+        // The same holds for expand.
+        for text in ["${PLAIN", "${PLAIN?x}", "${PLAIN:x}"] {
+            let err = secret_vars().expand(text).unwrap_err();
+            assert!(!printed(&err).contains(SECRET), "{err}");
+        }
+    }
+
+    #[test]
+    fn names_the_variables_a_scalar_refers_to() {
+        assert_eq!(
+            referenced_names("a ${B} $${C} ${#D} ${E:-${F}} ${G/x/${H}} $I"),
+            ["B", "D", "E", "F", "G", "H"]
+        );
+        assert!(referenced_names("${ x}").is_empty());
     }
 
     #[test]

@@ -344,7 +344,7 @@ async fn substitution_refuses_injection_with_the_file_line_and_field() {
         let text = err.to_string();
         assert!(
             text.starts_with(
-                "Service web from app.yaml:7 (document 2): at /spec/type: the substituted value"
+                "Service web from app.yaml:7 (document 2): at /spec/type: the value substituted from TYPE would not stay"
             ),
             "{text}"
         );
