@@ -3,8 +3,9 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
 
+use gitops_core::escape::{Escaped, EscapedPath};
 use gitops_core::{Document, Manifest, Origin, ParseError};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::process::{ProcessError, ToolLimits, ToolRun, clean_message};
 use crate::root::{RootError, SourceRoot};
@@ -23,13 +24,13 @@ pub(crate) const KUSTOMIZATION_FILES: [&str; 3] =
 #[derive(Debug, thiserror::Error)]
 pub enum KustomizeError {
     /// The directory has no kustomization file.
-    #[error("{dir}: no kustomization.yaml, kustomization.yml or Kustomization", dir = dir.display())]
+    #[error("{dir}: no kustomization.yaml, kustomization.yml or Kustomization", dir = EscapedPath(dir))]
     NotAKustomization {
         /// The directory, relative to the root.
         dir: PathBuf,
     },
     /// The directory is a kustomization, but no kustomize binary was configured.
-    #[error("{dir}: is a kustomization, but no kustomize binary is configured", dir = dir.display())]
+    #[error("{dir}: is a kustomization, but no kustomize binary is configured", dir = EscapedPath(dir))]
     NoBinary {
         /// The directory as requested.
         dir: PathBuf,
@@ -38,13 +39,13 @@ pub enum KustomizeError {
     #[error("{0}")]
     Kustomization(#[source] ParseError),
     /// A kustomization file is not a mapping.
-    #[error("{file}: a kustomization must be a mapping", file = file.display())]
+    #[error("{file}: a kustomization must be a mapping", file = EscapedPath(file))]
     NotAMapping {
         /// The kustomization file, relative to the root.
         file: PathBuf,
     },
     /// A kustomization refers to a remote base or file; only the source root is rendered.
-    #[error("{file}: {field}: remote reference {reference:?} refused: only files inside the source root are rendered", file = file.display())]
+    #[error("{file}: {field}: remote reference {reference:?} refused: only files inside the source root are rendered", file = EscapedPath(file))]
     Remote {
         /// The kustomization file, relative to the root.
         file: PathBuf,
@@ -54,7 +55,7 @@ pub enum KustomizeError {
         reference: String,
     },
     /// A kustomization refers to a path outside the source root, or to one that does not exist.
-    #[error("{file}: {field}: {source}", file = file.display())]
+    #[error("{file}: {field}: {source}", file = EscapedPath(file))]
     Reference {
         /// The kustomization file, relative to the root.
         file: PathBuf,
@@ -64,14 +65,55 @@ pub enum KustomizeError {
         #[source]
         source: RootError,
     },
+    /// A kustomization holds a key that is not exactly one of kustomize's field names. kustomize
+    /// matches field names ignoring case (Go's JSON decoder, with its Unicode folding), so
+    /// `RESOURCES` or `reſources` would be read as `resources` past the reference check: only
+    /// exact names are accepted.
+    #[error(
+        "{file}{line}: {place}unknown field {key:?}: kustomize reads field names ignoring case, so only its exact field names are accepted",
+        file = EscapedPath(file),
+        line = line.map(|l| format!(":{l}")).unwrap_or_default(),
+        place = if place.is_empty() { String::new() } else { format!("{place}: ") }
+    )]
+    UnknownField {
+        /// The kustomization file, relative to the root.
+        file: PathBuf,
+        /// The line of the key, when known (not for a key reached through an alias).
+        line: Option<u64>,
+        /// Where the key is: empty at the top, else such as `patches[0]`.
+        place: String,
+        /// The key as written.
+        key: String,
+    },
+    /// A kustomization uses a YAML merge key (`<<`): kustomize's YAML reader and ours merge
+    /// differently, so the keys it brings could escape the reference check.
+    #[error(
+        "{file}{line}: YAML merge keys (<<) are refused in a kustomization; write the fields out",
+        file = EscapedPath(file),
+        line = line.map(|l| format!(":{l}")).unwrap_or_default()
+    )]
+    MergeKey {
+        /// The kustomization file, relative to the root.
+        file: PathBuf,
+        /// The line of the merge key.
+        line: Option<u64>,
+    },
+    /// A directory holds more than one kustomization file (kustomize refuses it too).
+    #[error("{dir}: more than one of kustomization.yaml, kustomization.yml and Kustomization", dir = EscapedPath(dir))]
+    MultipleKustomizations {
+        /// The directory, relative to the root.
+        dir: PathBuf,
+    },
     /// A kustomization uses `helmCharts`, which needs `--enable-helm`, which stays off.
-    #[error("{file}: helmCharts is not supported (kustomize runs without --enable-helm); render the chart with the Helm renderer", file = file.display())]
+    #[error("{file}: {field} is not supported (kustomize runs without --enable-helm); render the chart with the Helm renderer", file = EscapedPath(file))]
     HelmCharts {
         /// The kustomization file, relative to the root.
         file: PathBuf,
+        /// The field: `helmCharts`, `helmGlobals` or `helmChartInflationGenerator`.
+        field: &'static str,
     },
     /// `kustomize build` failed; the message is kustomize's own, with root paths made relative.
-    #[error("kustomize build {dir}: {message}", dir = dir.display())]
+    #[error("kustomize build {dir}: {message}", dir = EscapedPath(dir), message = Escaped(message))]
     Build {
         /// The directory, relative to the root.
         dir: PathBuf,
@@ -186,12 +228,416 @@ impl KustomizeRenderer {
     }
 }
 
-/// The kustomization file in `dir`, if any.
+/// The kustomization file in `dir`, if any: the one kustomize reads. kustomize refuses a
+/// directory with more than one, and so does the reference check.
 pub(crate) fn kustomization_file(dir: &Path) -> Option<PathBuf> {
     KUSTOMIZATION_FILES
         .iter()
         .map(|name| dir.join(name))
         .find(|path| path.is_file())
+}
+
+/// The fields of kustomize's `Kustomization` (kustomize v5.8, `api/types/kustomization.go`),
+/// deprecated ones included (`bases`, `patchesJson6902`, `patchesStrategicMerge`, `imageTags`,
+/// `vars`, `commonLabels`, `helmChartInflationGenerator`), which kustomize still reads.
+const KUSTOMIZATION_FIELDS: &[&str] = &[
+    "apiVersion",
+    "kind",
+    "metadata",
+    "openapi",
+    "namePrefix",
+    "nameSuffix",
+    "namespace",
+    "commonLabels",
+    "labels",
+    "commonAnnotations",
+    "patchesStrategicMerge",
+    "patchesJson6902",
+    "patches",
+    "images",
+    "imageTags",
+    "replacements",
+    "replicas",
+    "vars",
+    "sortOptions",
+    "resources",
+    "components",
+    "crds",
+    "bases",
+    "configMapGenerator",
+    "secretGenerator",
+    "helmGlobals",
+    "helmCharts",
+    "helmChartInflationGenerator",
+    "generatorOptions",
+    "configurations",
+    "generators",
+    "transformers",
+    "validators",
+    "buildMetadata",
+];
+
+/// The fields that need `--enable-helm` (and may name charts on the network).
+const HELM_FIELDS: [&str; 3] = ["helmCharts", "helmGlobals", "helmChartInflationGenerator"];
+
+/// The fields of the nested objects that name paths or URLs: `Patch` (of `patches` and
+/// `patchesJson6902`), `ReplacementField`, `ConfigMapArgs`, `SecretArgs`, and the keys of
+/// `openapi` that kustomize reads.
+const NESTED_FIELDS: [(&str, &[&str]); 6] = [
+    ("patches", &["path", "patch", "target", "options"]),
+    ("patchesJson6902", &["path", "patch", "target", "options"]),
+    (
+        "replacements",
+        &["path", "source", "targets", "sourceValue"],
+    ),
+    (
+        "configMapGenerator",
+        &[
+            "namespace",
+            "name",
+            "behavior",
+            "literals",
+            "files",
+            "envs",
+            "env",
+            "options",
+        ],
+    ),
+    (
+        "secretGenerator",
+        &[
+            "namespace",
+            "name",
+            "behavior",
+            "literals",
+            "files",
+            "envs",
+            "env",
+            "options",
+            "type",
+        ],
+    ),
+    ("openapi", &["path", "version"]),
+];
+
+/// A path or URL that a kustomization refers to, found by [`kustomization_references`].
+///
+/// ```
+/// use gitops_render::KustomizationReference;
+/// let reference = KustomizationReference {
+///     field: "resources".into(),
+///     reference: "../base".into(),
+///     may_be_kustomization: true,
+/// };
+/// assert_eq!(reference.to_string(), "resources: ../base");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KustomizationReference {
+    /// The field it is in: `resources`, `patches.path`, `configMapGenerator.files`, ...
+    pub field: String,
+    /// The reference as written (for `files` entries `key=path`, the path).
+    pub reference: String,
+    /// Whether kustomize may read it as a directory holding a kustomization of its own
+    /// (`resources`, `bases`, `components`, `generators`, `transformers`, `validators`).
+    pub may_be_kustomization: bool,
+}
+
+impl std::fmt::Display for KustomizationReference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, Escaped(&self.reference))
+    }
+}
+
+/// A kustomization read and checked by [`parse_kustomization`].
+struct ParsedKustomization {
+    /// Its fields (`None` for an empty file).
+    fields: Option<Map<String, Value>>,
+    /// The paths and URLs it refers to; remote ones are refused before.
+    references: Vec<KustomizationReference>,
+}
+
+/// Reads one kustomization file's text the way the reference check does, without touching the
+/// filesystem: parses it, checks that every key is exactly one of kustomize's field names (at the
+/// top and in the nested objects whose fields name paths or URLs: `patches`, `patchesJson6902`,
+/// `replacements`, `configMapGenerator`, `secretGenerator`, `openapi`), refuses YAML merge keys,
+/// the Helm fields and remote references, and returns every local path it refers to with its
+/// field. `file` names the file in errors.
+///
+/// kustomize decodes a kustomization with Go's JSON decoder, which matches keys to fields
+/// ignoring case (with Unicode folding: `ſ` is `s`, the Kelvin sign is `k`), so a key such as
+/// `RESOURCES` is read as `resources`: any key that is not exactly a field name is refused.
+///
+/// ```
+/// use std::path::Path;
+/// use gitops_render::{KustomizeError, kustomization_references};
+/// let file = Path::new("apps/kustomization.yaml");
+/// let references = kustomization_references("resources: [../base, cm.yaml]\n", file)?;
+/// assert_eq!(references[0].reference, "../base");
+/// assert!(references[0].may_be_kustomization);
+///
+/// let err = kustomization_references("RESOURCES: [http://example.com/x.yaml]\n", file).unwrap_err();
+/// assert!(matches!(err, KustomizeError::UnknownField { .. }));
+/// assert_eq!(
+///     err.to_string(),
+///     "apps/kustomization.yaml:1: unknown field \"RESOURCES\": kustomize reads field names ignoring case, so only its exact field names are accepted"
+/// );
+/// # Ok::<(), KustomizeError>(())
+/// ```
+pub fn kustomization_references(
+    text: &str,
+    file: &Path,
+) -> Result<Vec<KustomizationReference>, KustomizeError> {
+    parse_kustomization(text, file).map(|parsed| parsed.references)
+}
+
+fn parse_kustomization(text: &str, file: &Path) -> Result<ParsedKustomization, KustomizeError> {
+    let documents =
+        gitops_core::parse_yaml_documents(text, file).map_err(KustomizeError::Kustomization)?;
+    let Some(document) = documents.into_iter().next() else {
+        return Ok(ParsedKustomization {
+            fields: None,
+            references: Vec::new(),
+        });
+    };
+    let keys = KeyLines::scan(text);
+    if let Some(line) = keys.merge_line {
+        return Err(KustomizeError::MergeKey {
+            file: file.to_owned(),
+            line: Some(line),
+        });
+    }
+    let Value::Object(kustomization) = document.value else {
+        return Err(KustomizeError::NotAMapping {
+            file: file.to_owned(),
+        });
+    };
+    let unknown = |pointer: &str, place: String, key: &str| KustomizeError::UnknownField {
+        file: file.to_owned(),
+        line: keys.lines.get(pointer).copied(),
+        place,
+        key: key.to_owned(),
+    };
+    for key in kustomization.keys() {
+        if !KUSTOMIZATION_FIELDS.contains(&key.as_str()) {
+            return Err(unknown(&pointer_of(&[key]), String::new(), key));
+        }
+    }
+    if let Some(field) = HELM_FIELDS
+        .iter()
+        .find(|field| kustomization.contains_key(**field))
+    {
+        return Err(KustomizeError::HelmCharts {
+            file: file.to_owned(),
+            field,
+        });
+    }
+    for (field, allowed) in NESTED_FIELDS {
+        let items: Vec<(Option<usize>, &Map<String, Value>)> = match kustomization.get(field) {
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, v)| Some((Some(i), v.as_object()?)))
+                .collect(),
+            Some(Value::Object(map)) => vec![(None, map)],
+            _ => Vec::new(),
+        };
+        for (index, item) in items {
+            for key in item.keys() {
+                if !allowed.contains(&key.as_str()) {
+                    let (pointer, place) = match index {
+                        Some(i) => (
+                            pointer_of(&[field, &i.to_string(), key]),
+                            format!("{field}[{i}]"),
+                        ),
+                        None => (pointer_of(&[field, key]), field.to_owned()),
+                    };
+                    return Err(unknown(&pointer, place, key));
+                }
+            }
+        }
+    }
+    let references = references(&kustomization);
+    if let Some(remote) = references.iter().find(|r| is_remote(&r.reference)) {
+        return Err(KustomizeError::Remote {
+            file: file.to_owned(),
+            field: remote.field.clone(),
+            reference: remote.reference.clone(),
+        });
+    }
+    Ok(ParsedKustomization {
+        fields: Some(kustomization),
+        references,
+    })
+}
+
+/// The paths and URLs of a kustomization whose keys are checked.
+fn references(kustomization: &Map<String, Value>) -> Vec<KustomizationReference> {
+    let strings = |field: &str| -> Vec<String> {
+        match kustomization.get(field) {
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            Some(Value::String(s)) => vec![s.clone()],
+            _ => Vec::new(),
+        }
+    };
+    let objects = |field: &str| -> Vec<&Map<String, Value>> {
+        match kustomization.get(field) {
+            Some(Value::Array(items)) => items.iter().filter_map(Value::as_object).collect(),
+            Some(Value::Object(map)) => vec![map],
+            _ => Vec::new(),
+        }
+    };
+    let mut references = Vec::new();
+    let mut push = |field: String, reference: String, may_be_kustomization: bool| {
+        references.push(KustomizationReference {
+            field,
+            reference,
+            may_be_kustomization,
+        });
+    };
+    for field in ["resources", "bases", "components"] {
+        for reference in strings(field) {
+            push(field.to_owned(), reference, true);
+        }
+    }
+    // kustomize accumulates generators, transformers and validators as resources: files,
+    // directories of kustomizations, or inline configurations (YAML text, not paths).
+    for (field, may_be_kustomization) in [
+        ("crds", false),
+        ("configurations", false),
+        ("generators", true),
+        ("transformers", true),
+        ("validators", true),
+        ("patchesStrategicMerge", false),
+    ] {
+        for reference in strings(field) {
+            if !reference.contains('\n') {
+                push(field.to_owned(), reference, may_be_kustomization);
+            }
+        }
+    }
+    for field in ["patches", "patchesJson6902", "replacements"] {
+        for item in objects(field) {
+            if let Some(Value::String(path)) = item.get("path") {
+                push(format!("{field}.path"), path.clone(), false);
+            }
+        }
+    }
+    if let Some(Value::String(path)) = kustomization.get("openapi").and_then(|o| o.get("path")) {
+        push("openapi.path".to_owned(), path.clone(), false);
+    }
+    for field in ["configMapGenerator", "secretGenerator"] {
+        for item in objects(field) {
+            for (key, list) in [("files", true), ("envs", true), ("env", false)] {
+                let values: Vec<&str> = match item.get(key) {
+                    Some(Value::Array(items)) if list => {
+                        items.iter().filter_map(Value::as_str).collect()
+                    }
+                    Some(Value::String(s)) => vec![s.as_str()],
+                    _ => Vec::new(),
+                };
+                for value in values {
+                    // `files` entries may be `key=path`.
+                    let path = if key == "files" {
+                        value.split_once('=').map_or(value, |(_, p)| p)
+                    } else {
+                        value
+                    };
+                    push(format!("{field}.{key}"), path.to_owned(), false);
+                }
+            }
+        }
+    }
+    references
+}
+
+/// A JSON pointer of keys, escaped as RFC 6901 says.
+fn pointer_of(keys: &[&str]) -> String {
+    keys.iter()
+        .map(|key| format!("/{}", key.replace('~', "~0").replace('/', "~1")))
+        .collect()
+}
+
+/// The lines of the keys of a YAML file's first document, by JSON pointer, and the line of its
+/// first merge key (`<<`), read with the event parser.
+#[derive(Default)]
+struct KeyLines {
+    lines: HashMap<String, u64>,
+    merge_line: Option<u64>,
+}
+
+/// Deepest nesting whose keys are recorded.
+const MAX_KEY_DEPTH: usize = 64;
+
+impl KeyLines {
+    fn scan(text: &str) -> Self {
+        let mut found = Self::default();
+        let mut events = granit_parser::Parser::new_from_str(text).map_while(Result::ok);
+        if !events.any(|(event, _)| matches!(event, Event::DocumentStart(..))) {
+            return found;
+        }
+        if let Some((root, _)) = next_node(&mut events) {
+            let mut pointer = String::new();
+            found.node(&mut events, root, &mut pointer, 0);
+        }
+        found
+    }
+
+    /// Reads the node that starts with `event`; `None` when the stream ends first.
+    fn node<'a>(
+        &mut self,
+        events: &mut impl Iterator<Item = (Event<'a>, granit_parser::Span)>,
+        event: Event<'a>,
+        pointer: &mut String,
+        depth: usize,
+    ) -> Option<()> {
+        if depth > MAX_KEY_DEPTH {
+            return skip_node(events, event);
+        }
+        match event {
+            Event::SequenceStart(..) => {
+                let mut index = 0usize;
+                loop {
+                    let (item, _) = next_node(events)?;
+                    if matches!(item, Event::SequenceEnd) {
+                        break;
+                    }
+                    let len = pointer.len();
+                    pointer.push_str(&format!("/{index}"));
+                    self.node(events, item, pointer, depth + 1)?;
+                    pointer.truncate(len);
+                    index += 1;
+                }
+            }
+            Event::MappingStart(..) => loop {
+                let (key, span) = next_node(events)?;
+                let key = match key {
+                    Event::MappingEnd => break,
+                    Event::Scalar(text, ..) => Some(text.into_owned()),
+                    other => {
+                        skip_node(events, other)?;
+                        None
+                    }
+                };
+                let line = span.start.line() as u64;
+                if key.as_deref() == Some("<<") {
+                    self.merge_line.get_or_insert(line);
+                }
+                let (value, _) = next_node(events)?;
+                let len = pointer.len();
+                if let Some(key) = &key {
+                    pointer.push_str(&pointer_of(&[key]));
+                    self.lines.entry(pointer.clone()).or_insert(line);
+                }
+                self.node(events, value, pointer, depth + 1)?;
+                pointer.truncate(len);
+            },
+            _ => {}
+        }
+        Some(())
+    }
 }
 
 /// Walks the kustomization graph from `dir`, checking every referenced path.
@@ -200,7 +646,7 @@ struct ReferenceCheck<'a> {
     max_file_size: u64,
     visited: HashSet<PathBuf>,
     /// The first kustomization read: the one built.
-    top: Option<serde_json::Map<String, Value>>,
+    top: Option<Map<String, Value>>,
 }
 
 impl ReferenceCheck<'_> {
@@ -208,122 +654,43 @@ impl ReferenceCheck<'_> {
         if !self.visited.insert(dir.to_owned()) {
             return Ok(());
         }
-        let Some(file) = kustomization_file(dir) else {
-            return Err(KustomizeError::NotAKustomization {
-                dir: self.root.relative(dir).to_owned(),
-            });
+        let shown_dir = self.root.relative(dir).to_owned();
+        let found: Vec<PathBuf> = KUSTOMIZATION_FILES
+            .iter()
+            .map(|name| dir.join(name))
+            .filter(|path| path.is_file())
+            .collect();
+        let file = match found.as_slice() {
+            [] => return Err(KustomizeError::NotAKustomization { dir: shown_dir }),
+            [file] => file,
+            _ => return Err(KustomizeError::MultipleKustomizations { dir: shown_dir }),
         };
-        let shown = self.root.relative(&file).to_owned();
+        let shown = self.root.relative(file).to_owned();
         let text = self
             .root
-            .read_to_string(&file, self.max_file_size)
+            .read_to_string(file, self.max_file_size)
             .map_err(|source| KustomizeError::Reference {
                 file: shown.clone(),
                 field: "kustomization".into(),
                 source,
             })?;
-        let documents = gitops_core::parse_yaml_documents(&text, shown.clone())
-            .map_err(KustomizeError::Kustomization)?;
-        let Some(document) = documents.into_iter().next() else {
+        let parsed = parse_kustomization(&text, &shown)?;
+        let Some(fields) = parsed.fields else {
             return Ok(());
         };
-        let Value::Object(kustomization) = document.value else {
-            return Err(KustomizeError::NotAMapping { file: shown });
-        };
         if self.top.is_none() {
-            self.top = Some(kustomization.clone());
+            self.top = Some(fields);
         }
-        if kustomization.contains_key("helmCharts")
-            || kustomization.contains_key("helmChartInflationGenerator")
-        {
-            return Err(KustomizeError::HelmCharts { file: shown });
-        }
-        let strings = |field: &str| -> Vec<String> {
-            match kustomization.get(field) {
-                Some(Value::Array(items)) => items
-                    .iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect(),
-                Some(Value::String(s)) => vec![s.clone()],
-                _ => Vec::new(),
-            }
-        };
-        let objects = |field: &str| -> Vec<serde_json::Map<String, Value>> {
-            match kustomization.get(field) {
-                Some(Value::Array(items)) => items
-                    .iter()
-                    .filter_map(|v| v.as_object().cloned())
-                    .collect(),
-                Some(Value::Object(map)) => vec![map.clone()],
-                _ => Vec::new(),
-            }
-        };
-        let mut references: Vec<(String, String, bool)> = Vec::new();
-        for field in ["resources", "bases", "components"] {
-            for reference in strings(field) {
-                references.push((field.to_owned(), reference, true));
-            }
-        }
-        for field in [
-            "crds",
-            "configurations",
-            "generators",
-            "transformers",
-            "validators",
-            "patchesStrategicMerge",
-        ] {
-            for reference in strings(field) {
-                // Inline configurations and patches are YAML text, not paths.
-                if !reference.contains('\n') {
-                    references.push((field.to_owned(), reference, false));
-                }
-            }
-        }
-        for field in ["patches", "patchesJson6902", "replacements", "openapi"] {
-            for item in objects(field) {
-                if let Some(Value::String(path)) = item.get("path") {
-                    references.push((format!("{field}.path"), path.clone(), false));
-                }
-            }
-        }
-        for field in ["configMapGenerator", "secretGenerator"] {
-            for item in objects(field) {
-                for (key, list) in [("files", true), ("envs", true), ("env", false)] {
-                    let values: Vec<&str> = match item.get(key) {
-                        Some(Value::Array(items)) if list => {
-                            items.iter().filter_map(Value::as_str).collect()
-                        }
-                        Some(Value::String(s)) => vec![s.as_str()],
-                        _ => Vec::new(),
-                    };
-                    for value in values {
-                        // `files` entries may be `key=path`.
-                        let path = if key == "files" {
-                            value.split_once('=').map_or(value, |(_, p)| p)
-                        } else {
-                            value
-                        };
-                        references.push((format!("{field}.{key}"), path.to_owned(), false));
-                    }
-                }
-            }
-        }
-        for (field, reference, may_be_kustomization) in references {
-            if is_remote(&reference) {
-                return Err(KustomizeError::Remote {
-                    file: shown,
-                    field,
-                    reference,
-                });
-            }
-            let resolved = self.root.resolve_from(dir, &reference).map_err(|source| {
-                KustomizeError::Reference {
+        for reference in parsed.references {
+            let resolved = self
+                .root
+                .resolve_from(dir, &reference.reference)
+                .map_err(|source| KustomizeError::Reference {
                     file: shown.clone(),
-                    field: field.clone(),
+                    field: reference.field.clone(),
                     source,
-                }
-            })?;
-            if may_be_kustomization && resolved.is_dir() {
+                })?;
+            if reference.may_be_kustomization && resolved.is_dir() {
                 self.check_dir(&resolved)?;
             }
         }
@@ -360,7 +727,7 @@ struct TopKustomization {
 }
 
 impl TopKustomization {
-    fn new(top: Option<&serde_json::Map<String, Value>>) -> Self {
+    fn new(top: Option<&Map<String, Value>>) -> Self {
         let wants_origins = top
             .and_then(|k| k.get("buildMetadata"))
             .and_then(Value::as_array)
@@ -871,6 +1238,124 @@ mod tests {
         assert!(generator_entries("configMapGenerator: [").is_empty());
     }
 
+    fn refused(text: &str) -> KustomizeError {
+        kustomization_references(text, Path::new("k/kustomization.yaml")).expect_err(text)
+    }
+
+    #[test]
+    fn refuses_keys_that_are_not_exact_field_names() {
+        for (text, place, key, line) in [
+            (
+                "RESOURCES:\n- http://127.0.0.1:1/x.yaml\n",
+                "",
+                "RESOURCES",
+                Some(1),
+            ),
+            (
+                "kind: Kustomization\nResources: [../../outside]\n",
+                "",
+                "Resources",
+                Some(2),
+            ),
+            // Go's folding: the long s and the Kelvin sign match `s` and `k`.
+            ("re\u{17f}ources: [x]\n", "", "re\u{17f}ources", Some(1)),
+            ("\u{212a}ind: Kustomization\n", "", "\u{212a}ind", Some(1)),
+            (
+                "patches:\n- path: a.yaml\n- PATH: ../../x\n",
+                "patches[1]",
+                "PATH",
+                Some(3),
+            ),
+            (
+                "patchesJson6902:\n- Path: x\n",
+                "patchesJson6902[0]",
+                "Path",
+                Some(2),
+            ),
+            (
+                "replacements:\n- pAth: x\n",
+                "replacements[0]",
+                "pAth",
+                Some(2),
+            ),
+            (
+                "configMapGenerator:\n- name: a\n  FILES: [../../etc/passwd]\n",
+                "configMapGenerator[0]",
+                "FILES",
+                Some(3),
+            ),
+            (
+                "secretGenerator:\n- Envs: [x]\n",
+                "secretGenerator[0]",
+                "Envs",
+                Some(2),
+            ),
+            ("openapi:\n  PATH: x.json\n", "openapi", "PATH", Some(2)),
+            ("HelmCharts:\n- name: x\n", "", "HelmCharts", Some(1)),
+            ("inventory: {}\n", "", "inventory", Some(1)),
+            // Through an alias: the key has no line of its own at the place it is used.
+            (
+                "commonAnnotations: &p {a: b}\nnamePrefix: x\npatches:\n- *p\n",
+                "patches[0]",
+                "a",
+                None,
+            ),
+        ] {
+            match refused(text) {
+                KustomizeError::UnknownField {
+                    place: p,
+                    key: k,
+                    line: l,
+                    ..
+                } => assert_eq!((p.as_str(), k.as_str(), l), (place, key, line), "{text}"),
+                other => panic!("{text}: {other}"),
+            }
+        }
+        // Printed escaped: a key cannot forge a line.
+        let err = refused("\"a\\nERROR forged\": 1\n");
+        assert!(!err.to_string().contains('\n'), "{err}");
+        // Exact names, deprecated ones included, pass.
+        let ok = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nbases: [b]\npatchesStrategicMerge: [p.yaml]\npatchesJson6902:\n- path: j.yaml\n  target: {kind: A, name: b}\nimageTags: []\nvars: []\ncommonLabels: {a: b}\nopenapi: {path: s.json}\nconfigMapGenerator:\n- name: c\n  files: [k=f.txt]\n  env: e.env\n  options: {disableNameSuffixHash: true}\n";
+        let references = kustomization_references(ok, Path::new("k")).unwrap();
+        let shown: Vec<String> = references.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "bases: b",
+                "patchesStrategicMerge: p.yaml",
+                "patchesJson6902.path: j.yaml",
+                "openapi.path: s.json",
+                "configMapGenerator.files: f.txt",
+                "configMapGenerator.env: e.env"
+            ]
+        );
+    }
+
+    #[test]
+    fn refuses_merge_keys_and_helm_fields() {
+        for text in [
+            "<<: {resources: [http://127.0.0.1:1/x.yaml]}\n",
+            "base: &b {resources: [../../outside]}\n<<: *b\n",
+            "patches:\n- <<: {path: ../../x}\n",
+            "\"<<\": {}\n",
+        ] {
+            assert!(
+                matches!(refused(text), KustomizeError::MergeKey { .. }),
+                "{text}"
+            );
+        }
+        for field in HELM_FIELDS {
+            assert!(matches!(
+                refused(&format!("{field}: {{}}\n")),
+                KustomizeError::HelmCharts { .. }
+            ));
+        }
+        assert!(matches!(
+            refused("generators: [http://127.0.0.1:1/g]\n"),
+            KustomizeError::Remote { .. }
+        ));
+    }
+
     #[test]
     fn walks_the_kustomization_graph() {
         let dir = tempfile::tempdir().unwrap();
@@ -928,6 +1413,20 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "missing/kustomization.yaml: resources: missing/nope.yaml: not found in the source root"
+        );
+        write(d, "twice/kustomization.yaml", "resources: []\n");
+        write(d, "twice/Kustomization", "resources: []\n");
+        assert!(matches!(
+            check(d, "twice"),
+            Err(KustomizeError::MultipleKustomizations { .. })
+        ));
+        // A transformer may be a kustomization of its own: it is checked too.
+        write(d, "tr/kustomization.yaml", "transformers:\n- ../bad\n");
+        let err = check(d, "tr").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("bad/kustomization.yaml: resources:"),
+            "{err}"
         );
         write(d, "helm/kustomization.yaml", "helmCharts:\n- name: x\n");
         assert!(matches!(

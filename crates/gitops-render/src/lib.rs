@@ -60,7 +60,10 @@ use tokio_util::sync::CancellationToken;
 
 pub use auto::{AutoRenderer, SourceKind, detect};
 pub use helm::{HelmError, HelmRenderer};
-pub use kustomize::{KustomizeError, KustomizeRenderer, PINNED_KUSTOMIZE_VERSION};
+pub use kustomize::{
+    KustomizationReference, KustomizeError, KustomizeRenderer, PINNED_KUSTOMIZE_VERSION,
+    kustomization_references,
+};
 pub use plain::{PlainError, PlainRenderer};
 pub use process::{ProcessError, ToolLimits};
 pub use root::{RootError, SourceRoot};
