@@ -3,9 +3,12 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
+use gitops_core::escape::{Escaped, EscapedPath};
 use sha2::{Digest as _, Sha256};
+
+use crate::path::{PathError, check_relative_path};
 
 use crate::select::{DiskTree, FileTree, IgnoreRules, SelectError, SelectedFile, select_files};
 use crate::source::Revision;
@@ -20,7 +23,7 @@ const EXECUTABLE_MODE: u32 = 0o755;
 #[non_exhaustive]
 pub enum ArtifactError {
     /// A file system operation failed.
-    #[error("cannot write or read {path}")]
+    #[error("cannot write or read {}", EscapedPath(path))]
     Io {
         /// The file or directory.
         path: PathBuf,
@@ -35,7 +38,10 @@ pub enum ArtifactError {
     #[error("cannot read the artifact's files back")]
     Select(#[source] SelectError),
     /// The files on disk no longer match the artifact's digest.
-    #[error("the files under {root} were changed: expected digest {expected}, found {actual}")]
+    #[error(
+        "the files under {} were changed: expected digest {expected}, found {actual}",
+        EscapedPath(root)
+    )]
     DigestMismatch {
         /// The artifact's directory.
         root: PathBuf,
@@ -44,14 +50,22 @@ pub enum ArtifactError {
         /// The digest of what is on disk now.
         actual: Digest,
     },
-    /// An archive entry would be written outside the target directory.
-    #[error("archive entry {path:?} escapes the target directory")]
+    /// An archive entry or an artifact file has a path that [`check_relative_path`] refuses: it
+    /// would be written outside the target directory, into git's metadata, or under a name that
+    /// cannot be printed safely. Nothing was written for it.
+    #[error("path \"{}\" is refused", Escaped(path))]
     PathEscapes {
-        /// The entry's path.
+        /// The entry's path (lossily converted when it is not UTF-8).
         path: String,
+        /// Why it is refused.
+        #[source]
+        source: PathError,
     },
     /// An archive entry is a link, device or other special file.
-    #[error("archive entry {path:?} is not a regular file or directory (links are refused)")]
+    #[error(
+        "archive entry \"{}\" is not a regular file or directory (links are refused)",
+        Escaped(path)
+    )]
     UnsupportedEntry {
         /// The entry's path.
         path: String,
@@ -178,6 +192,12 @@ pub(crate) fn write_artifact<T: FileTree>(
     let mut created = std::collections::HashSet::new();
     let mut written = 0;
     archive_files(tree, files, io::sink(), |file, content| {
+        // Every source checks its entries while listing them; this is the last line of defence
+        // before a path is joined to the destination.
+        check_relative_path(&file.path).map_err(|source| ArtifactError::PathEscapes {
+            path: file.path.clone(),
+            source,
+        })?;
         let target = root.join(&file.path);
         if let Some(parent) = target.parent()
             && !created.contains(parent)
@@ -195,7 +215,8 @@ pub(crate) fn write_artifact<T: FileTree>(
     })
 }
 
-/// Create a new file with its content and mode (the directory must exist).
+/// Create a new file with its content and mode (the directory must exist). An existing file or
+/// link at `target` is an error: nothing is ever overwritten or written through a link.
 fn create_file(target: &Path, content: &[u8], executable: bool) -> Result<(), ArtifactError> {
     let io_error = |source| ArtifactError::Io {
         path: target.to_owned(),
@@ -207,7 +228,7 @@ fn create_file(target: &Path, content: &[u8], executable: bool) -> Result<(), Ar
         FILE_MODE
     };
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -438,7 +459,7 @@ pub fn unpack_tar_gz<R: Read>(
         let mut entry = entry.map_err(classify)?;
         let raw_path = entry.path_bytes();
         let display = String::from_utf8_lossy(&raw_path).into_owned();
-        let relative = safe_relative_path(&display)?;
+        let relative = safe_relative_path(&raw_path)?;
         let kind = entry.header().entry_type();
         if kind.is_dir() {
             if let Some(relative) = relative {
@@ -472,21 +493,27 @@ pub fn unpack_tar_gz<R: Read>(
     Ok(digest)
 }
 
-/// The normal components of an archive path; `None` for the archive root itself.
-fn safe_relative_path(path: &str) -> Result<Option<PathBuf>, ArtifactError> {
-    let mut relative = PathBuf::new();
-    for component in Path::new(path).components() {
-        match component {
-            Component::Normal(name) => relative.push(name),
-            Component::CurDir => {}
-            Component::ParentDir | Component::RootDir | Component::Prefix(_) => {
-                return Err(ArtifactError::PathEscapes {
-                    path: path.to_owned(),
-                });
-            }
-        }
+/// The relative path of an archive entry, checked by [`check_relative_path`]; `None` for the
+/// archive root itself. Leading `./` and one trailing `/` (directories) are accepted.
+fn safe_relative_path(raw: &[u8]) -> Result<Option<PathBuf>, ArtifactError> {
+    let refused = |source| ArtifactError::PathEscapes {
+        path: String::from_utf8_lossy(raw).into_owned(),
+        source,
+    };
+    let path = std::str::from_utf8(raw).map_err(|_| {
+        refused(PathError::NotUtf8 {
+            name: crate::path::printable(raw),
+        })
+    })?;
+    let mut path = path.strip_suffix('/').unwrap_or(path);
+    while let Some(rest) = path.strip_prefix("./") {
+        path = rest;
     }
-    Ok((!relative.as_os_str().is_empty()).then_some(relative))
+    if path.is_empty() || path == "." {
+        return Ok(None);
+    }
+    check_relative_path(path).map_err(refused)?;
+    Ok(Some(PathBuf::from(path)))
 }
 
 #[cfg(test)]
@@ -625,7 +652,16 @@ mod tests {
     fn unpack_refuses_escaping_paths_links_and_oversize() {
         let out = tempfile::tempdir().unwrap();
         let target = out.path().join("t");
-        for path in ["../evil.yaml", "/etc/evil.yaml", "a/../../evil.yaml"] {
+        for path in [
+            "../evil.yaml",
+            "/etc/evil.yaml",
+            "a/../../evil.yaml",
+            ".git/config",
+            "a/.GIT/hooks/pre-commit",
+            "a/git~1/config",
+            "a\\..\\..\\evil.yaml",
+            "forged\nERROR line.yaml",
+        ] {
             let archive = raw_archive(path, tar::EntryType::Regular, b"x");
             let error =
                 unpack_tar_gz(archive.as_slice(), &target, UnpackLimits::default()).unwrap_err();
@@ -633,8 +669,20 @@ mod tests {
                 matches!(error, ArtifactError::PathEscapes { .. }),
                 "{path}: {error:?}"
             );
+            assert!(!error.to_string().contains('\n'), "{error}");
         }
         assert!(!out.path().join("evil.yaml").exists());
+        assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0);
+
+        // A leading `./` is harmless.
+        let archive = raw_archive("./ok.yaml", tar::EntryType::Regular, b"x");
+        unpack_tar_gz(
+            archive.as_slice(),
+            &out.path().join("dot"),
+            UnpackLimits::default(),
+        )
+        .unwrap();
+        assert!(out.path().join("dot/ok.yaml").is_file());
 
         let archive = raw_archive("link.yaml", tar::EntryType::Symlink, b"");
         let error =

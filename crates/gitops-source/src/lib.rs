@@ -40,6 +40,7 @@
 mod artifact;
 pub mod git;
 mod local;
+pub mod path;
 mod secret;
 mod select;
 mod source;

@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 use ignore::Match;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
+use gitops_core::escape::Escaped;
+
+use crate::path::{PathError, check_entry_name};
 use crate::source::BoxError;
 
 /// The name of the ignore files read from every selected directory.
@@ -115,19 +118,29 @@ impl IgnoreRules {
 #[non_exhaustive]
 pub enum SelectError {
     /// The subpath does not exist or is not a directory.
-    #[error("subpath {subpath:?} does not exist or is not a directory in the source")]
+    #[error(
+        "subpath \"{}\" does not exist or is not a directory in the source",
+        Escaped(subpath)
+    )]
     SubpathNotFound {
         /// The subpath as requested.
         subpath: String,
     },
     /// The subpath is absolute or leaves the source with `..`.
-    #[error("subpath {subpath:?} must be relative and stay inside the source")]
+    #[error(
+        "subpath \"{}\" must be relative and stay inside the source",
+        Escaped(subpath)
+    )]
     InvalidSubpath {
         /// The subpath as requested.
         subpath: String,
     },
     /// A pattern in an ignore file or in the caller's rules is invalid.
-    #[error("{origin}:{line}: invalid ignore pattern {pattern:?}")]
+    #[error(
+        "{}:{line}: invalid ignore pattern \"{}\"",
+        Escaped(origin),
+        Escaped(pattern)
+    )]
     InvalidPattern {
         /// The file holding the pattern, or `caller patterns`.
         origin: String,
@@ -140,7 +153,7 @@ pub enum SelectError {
         source: ignore::Error,
     },
     /// Reading a directory, a file or a Git object failed.
-    #[error("cannot read {path}")]
+    #[error("cannot read {}", Escaped(path))]
     Read {
         /// The path inside the source.
         path: String,
@@ -149,10 +162,22 @@ pub enum SelectError {
         source: BoxError,
     },
     /// A path in the source is not valid UTF-8 (artifacts use UTF-8 paths).
-    #[error("path {path:?} is not valid UTF-8")]
+    #[error("path \"{}\" is not valid UTF-8", Escaped(path))]
     NonUtf8Path {
         /// The path, lossily converted.
         path: String,
+    },
+    /// A tree or directory holds an entry whose name could write outside the artifact or into
+    /// git's metadata ([`crate::path::check_entry_name`]). Nothing was written.
+    #[error("{origin}: refusing entry \"{entry}\" (nothing was written)")]
+    UnsafeEntry {
+        /// Where the entry comes from: `commit <sha1>` or `directory <path>`, escaped for printing.
+        origin: String,
+        /// The entry's path inside the tree, escaped for printing.
+        entry: String,
+        /// Why the name is refused.
+        #[source]
+        source: PathError,
     },
 }
 
@@ -192,6 +217,23 @@ pub(crate) trait FileTree {
     ) -> Result<Vec<TreeEntry<Self::Handle>>, SelectError>;
     /// The content of a file.
     fn read(&self, file: &Self::Handle, path: &str) -> Result<Vec<u8>, SelectError>;
+    /// Where the tree comes from, for errors: `commit <sha1>`, `directory <path>`.
+    fn origin(&self) -> String;
+
+    /// The error for an entry `name` (raw bytes) of the directory at `dir_path` that
+    /// [`check_entry_name`] refused.
+    fn unsafe_entry(&self, dir_path: &str, name: &[u8], source: PathError) -> SelectError {
+        let name = crate::path::printable(name);
+        SelectError::UnsafeEntry {
+            origin: self.origin(),
+            entry: if dir_path.is_empty() {
+                name
+            } else {
+                format!("{}/{name}", Escaped(dir_path))
+            },
+            source,
+        }
+    }
 }
 
 /// A file chosen for an artifact.
@@ -427,13 +469,23 @@ impl FileTree for DiskTree {
         for entry in std::fs::read_dir(dir).map_err(read_error)? {
             let entry = entry.map_err(read_error)?;
             let file_type = entry.file_type().map_err(read_error)?;
-            let name =
-                entry
-                    .file_name()
-                    .into_string()
-                    .map_err(|name| SelectError::NonUtf8Path {
-                        path: join(path, &name.to_string_lossy()),
-                    })?;
+            let raw_name = entry.file_name();
+            let name = match check_entry_name(raw_name.as_encoded_bytes()) {
+                Ok(name) => name.to_owned(),
+                // A checkout's own metadata directory is never part of an artifact, whatever the
+                // ignore rules say: leave it out instead of refusing the whole directory.
+                Err(PathError::GitDirectory { .. }) => {
+                    tracing::debug!(
+                        directory = %Escaped(path),
+                        name = %crate::path::printable(raw_name.as_encoded_bytes()),
+                        "leaving git metadata out of the artifact"
+                    );
+                    continue;
+                }
+                Err(error) => {
+                    return Err(self.unsafe_entry(path, raw_name.as_encoded_bytes(), error));
+                }
+            };
             let kind = if file_type.is_dir() {
                 EntryKind::Directory
             } else if file_type.is_file() {
@@ -457,6 +509,10 @@ impl FileTree for DiskTree {
             path: path.to_owned(),
             source: Box::new(source),
         })
+    }
+
+    fn origin(&self) -> String {
+        format!("directory {}", gitops_core::escape::EscapedPath(&self.root))
     }
 }
 
@@ -504,8 +560,10 @@ mod tests {
             selected(dir.path(), "", &IgnoreRules::default()),
             ["app/deploy.yaml"]
         );
+        // Without the defaults everything else is selected, but never git's metadata directory.
         let all = selected(dir.path(), "", &IgnoreRules::default().with_defaults(false));
-        assert_eq!(all.len(), 5, "{all:?}");
+        assert_eq!(all.len(), 4, "{all:?}");
+        assert!(all.iter().all(|path| !path.starts_with(".git/")), "{all:?}");
     }
 
     #[test]

@@ -5,12 +5,14 @@ use std::cell::Cell;
 use gix::ObjectId;
 use gix::objs::tree::EntryKind as GitEntryKind;
 
+use crate::path::{PathError, check_entry_name};
 use crate::select::{EntryKind, FileTree, SelectError, TreeEntry};
 
 use super::Failure;
 
 pub(super) struct GitTree<'repo> {
     repo: &'repo gix::Repository,
+    commit: ObjectId,
     root: ObjectId,
     /// Set when an object could not be read: the cache is then not trusted.
     damaged: Cell<bool>,
@@ -30,6 +32,7 @@ impl<'repo> GitTree<'repo> {
             })?;
         Ok(Self {
             repo,
+            commit,
             root,
             damaged: Cell::new(false),
         })
@@ -68,11 +71,22 @@ impl FileTree for GitTree<'_> {
             .decode()
             .map_err(|error| self.read_error(path, error))?;
         let mut entries = Vec::with_capacity(decoded.entries.len());
+        let mut seen = std::collections::HashSet::with_capacity(decoded.entries.len());
         for entry in &decoded.entries {
+            // Every entry is checked, links and submodules too: a tree holding a hostile name is
+            // refused as a whole, before anything is written.
+            let raw: &[u8] = entry.filename;
             let name =
-                std::str::from_utf8(entry.filename).map_err(|_| SelectError::NonUtf8Path {
-                    path: format!("{path}/{}", String::from_utf8_lossy(entry.filename)),
-                })?;
+                check_entry_name(raw).map_err(|error| self.unsafe_entry(path, raw, error))?;
+            if !seen.insert(name) {
+                return Err(self.unsafe_entry(
+                    path,
+                    raw,
+                    PathError::Duplicate {
+                        name: crate::path::printable(raw),
+                    },
+                ));
+            }
             let kind = match entry.mode.kind() {
                 GitEntryKind::Tree => EntryKind::Directory,
                 GitEntryKind::Blob => EntryKind::File { executable: false },
@@ -94,5 +108,9 @@ impl FileTree for GitTree<'_> {
             .find_blob(*file)
             .map_err(|error| self.read_error(path, error))?;
         Ok(blob.take_data())
+    }
+
+    fn origin(&self) -> String {
+        format!("commit {}", self.commit)
     }
 }
