@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::sync::{Arc, LazyLock};
 
+use gitops_core::escape::Escaped;
 use gitops_core::{Manifest, ObjectId};
 use json_patch::{AddOperation, PatchOperation, RemoveOperation, ReplaceOperation};
 use serde::{Deserialize, Serialize};
@@ -17,11 +18,9 @@ use crate::normalise::{NormaliseError, Normaliser, SecretStringData, Side};
 use crate::quantity::Quantity;
 use crate::schema::{FieldSchema, ListKey, ListType, Schema};
 
-/// The annotation `kubectl apply` (client side) records the applied configuration in.
-pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
-
-/// The mask shown instead of Secret values.
-pub const SECRET_MASK: &str = "***";
+/// The annotation `kubectl apply` (client side) records the applied configuration in; the
+/// mask shown instead of Secret values.
+pub use gitops_core::secret::{LAST_APPLIED_ANNOTATION, SECRET_MASK};
 
 /// An error while diffing one object.
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +55,10 @@ pub enum DiffError {
         source: NormaliseError,
     },
     /// A managedFields entry has a bad fieldsV1 tree.
-    #[error("{id}: managedFields of manager {manager:?}")]
+    #[error(
+        "{id}: managedFields of manager \"{}\"",
+        gitops_core::escape::Escaped(manager)
+    )]
     ManagedFields {
         /// The object.
         id: String,
@@ -152,8 +154,8 @@ pub struct Change {
     pub after: Option<Value>,
 }
 
-/// The diff of one object.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// The diff of one object. Its `Debug` form, like every output, masks a Secret's values.
+#[derive(Clone, PartialEq, Serialize)]
 pub struct ObjectDiff {
     /// The object.
     pub id: ObjectId,
@@ -165,6 +167,36 @@ pub struct ObjectDiff {
     pub(crate) operations: Vec<PatchOperation>,
     #[serde(skip)]
     pub(crate) secret: bool,
+}
+
+impl std::fmt::Debug for ObjectDiff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let operations: Vec<Value> = self
+            .operations
+            .iter()
+            .map(|op| {
+                let mut op = serde_json::to_value(op).unwrap_or(Value::Null);
+                let pointer = op
+                    .get("path")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                if self.secret
+                    && let Some(value) = op.get_mut("value")
+                {
+                    *value = mask_secret_at(&pointer, value, None);
+                }
+                op
+            })
+            .collect();
+        f.debug_struct("ObjectDiff")
+            .field("id", &self.id)
+            .field("status", &self.status)
+            .field("changes", &self.changes)
+            .field("operations", &operations)
+            .field("secret", &self.secret)
+            .finish()
+    }
 }
 
 impl ObjectDiff {
@@ -335,12 +367,14 @@ impl Differ {
     ///
     /// ```
     /// let manifests = gitops_core::parse_manifests(
-    ///     "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData: [not, a, map]\n",
-    ///     "secret.yaml",
+    ///     "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n",
+    ///     "config.yaml",
     /// )?;
+    /// let other = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+    ///     "metadata": {"name": "b"}});
     /// let differ = gitops_diff::Differ::builder("gitops-rs").build();
-    /// let err = differ.diff_manifest(&manifests[0], None).unwrap_err();
-    /// assert!(err.to_string().starts_with("manifest from secret.yaml"), "{err}");
+    /// let err = differ.diff_manifest(&manifests[0], Some(&other)).unwrap_err();
+    /// assert!(err.to_string().starts_with("manifest from config.yaml"), "{err}");
     /// # Ok::<(), gitops_core::ParseError>(())
     /// ```
     ///
@@ -601,6 +635,10 @@ impl Differ {
             .kind(api_version, &id.kind)
             .unwrap_or(&FieldSchema::Deduced);
         let owned = self.last_applied_set(&live, &id, root)?;
+        // The last-applied annotation is never compared (it is kubectl's bookkeeping, and on a
+        // Secret a plaintext copy of it): without it on either side, no change can carry it.
+        let desired = without_last_applied(desired);
+        let live = without_last_applied(live);
 
         let mut patterns: Vec<&PathPattern> = Vec::new();
         let mut ignored_managers: Vec<&str> = Vec::new();
@@ -662,52 +700,92 @@ impl Differ {
 }
 
 fn is_secret(id: &ObjectId) -> bool {
-    id.group.is_empty() && id.kind == "Secret"
+    id.is_secret()
 }
 
-/// Masks Secret values in a change under `data` or `stringData`.
+/// Masks the Secret values in a change: under `data` and `stringData`, and the last-applied
+/// annotation (a plaintext copy of the Secret) wherever the change holds it. A modified value
+/// shows as `*** (before)` and `*** (after)`, so that a change still shows.
 fn mask_change(change: &mut Change) {
-    let under_data =
-        change.pointer.starts_with("/data") || change.pointer.starts_with("/stringData");
-    if !under_data {
-        return;
-    }
-    let depth = change.pointer.matches('/').count();
-    let mask_all = |value: &mut Option<Value>| {
-        if let Some(v) = value {
-            *v = mask_values(v);
-        }
-    };
-    if depth == 1 {
-        mask_all(&mut change.before);
-        mask_all(&mut change.after);
-        return;
-    }
     let (before, after) = match change.kind {
-        ChangeKind::Modified => (
-            format!("{SECRET_MASK} (before)"),
-            format!("{SECRET_MASK} (after)"),
-        ),
-        _ => (SECRET_MASK.to_owned(), SECRET_MASK.to_owned()),
+        ChangeKind::Modified => (Some("before"), Some("after")),
+        _ => (None, None),
     };
-    if change.before.is_some() {
-        change.before = Some(Value::String(before));
+    if let Some(value) = &mut change.before {
+        *value = mask_secret_at(&change.pointer, value, before);
     }
-    if change.after.is_some() {
-        change.after = Some(Value::String(after));
+    if let Some(value) = &mut change.after {
+        *value = mask_secret_at(&change.pointer, value, after);
+    }
+}
+
+/// A copy of `value`, found at `pointer` in a Secret, with what is secret in it masked; a
+/// single masked value gets `mark` (`*** (before)`).
+pub(crate) fn mask_secret_at(pointer: &str, value: &Value, mark: Option<&str>) -> Value {
+    let masked_leaf = || {
+        Value::String(match mark {
+            Some(mark) => format!("{SECRET_MASK} ({mark})"),
+            None => SECRET_MASK.to_owned(),
+        })
+    };
+    let steps: Vec<String> = pointer
+        .split('/')
+        .skip(1)
+        .map(|step| step.replace("~1", "/").replace("~0", "~"))
+        .collect();
+    let steps: Vec<&str> = steps.iter().map(String::as_str).collect();
+    match steps.as_slice() {
+        [] => gitops_core::secret::masked_secret(value),
+        [field] if gitops_core::secret::SECRET_VALUE_FIELDS.contains(field) => mask_values(value),
+        [field, ..] if gitops_core::secret::SECRET_VALUE_FIELDS.contains(field) => masked_leaf(),
+        ["metadata"] => {
+            let mut copy = value.clone();
+            gitops_core::secret::mask_last_applied_in_metadata(&mut copy);
+            copy
+        }
+        ["metadata", "annotations"] => {
+            let mut copy = value.clone();
+            gitops_core::secret::mask_last_applied_in_annotations(&mut copy);
+            copy
+        }
+        ["metadata", "annotations", LAST_APPLIED_ANNOTATION, ..] => masked_leaf(),
+        _ => value.clone(),
     }
 }
 
 /// Every value of a map replaced by the mask.
 pub(crate) fn mask_values(value: &Value) -> Value {
-    match value {
-        Value::Object(map) => Value::Object(
-            map.keys()
-                .map(|k| (k.clone(), Value::String(SECRET_MASK.to_owned())))
-                .collect(),
-        ),
-        _ => Value::String(SECRET_MASK.to_owned()),
+    gitops_core::secret::mask_values(value)
+}
+
+/// The object without the last-applied annotation (and without `annotations` when that was the
+/// only one).
+fn without_last_applied(object: Cow<'_, Value>) -> Cow<'_, Value> {
+    let has = object
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+        .is_some_and(|a| a.contains_key(LAST_APPLIED_ANNOTATION));
+    if !has {
+        return object;
     }
+    let mut object = object;
+    if let Some(metadata) = object
+        .to_mut()
+        .get_mut("metadata")
+        .and_then(Value::as_object_mut)
+    {
+        let now_empty = metadata
+            .get_mut("annotations")
+            .and_then(Value::as_object_mut)
+            .is_some_and(|a| {
+                a.remove(LAST_APPLIED_ANNOTATION);
+                a.is_empty()
+            });
+        if now_empty {
+            metadata.remove("annotations");
+        }
+    }
+    object
 }
 
 static EMPTY_MAP: LazyLock<Map<String, Value>> = LazyLock::new(Map::new);
@@ -879,6 +957,38 @@ enum Label<'a> {
     Value(&'a Value),
 }
 
+/// A field name in double quotes, with `"` escaped and control characters escaped as by
+/// [`Escaped`] (which also doubles backslashes, so `\"` cannot be forged).
+struct Quoted<'a>(&'a str);
+
+impl std::fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_char('"')?;
+        for (i, part) in self.0.split('"').enumerate() {
+            if i > 0 {
+                f.write_str("\\\"")?;
+            }
+            write!(f, "{}", Escaped(part))?;
+        }
+        f.write_char('"')
+    }
+}
+
+/// A JSON value as JSON text; when the text still holds characters JSON leaves raw (DEL, C1
+/// controls, bidirectional overrides), the whole text escaped as by [`Escaped`].
+struct EscapedJson<'a>(&'a Value);
+
+impl std::fmt::Display for EscapedJson<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = self.0.to_string();
+        if gitops_core::escape::needs_escaping(&text.replace('\\', "")) {
+            write!(f, "{}", Escaped(&text))
+        } else {
+            f.write_str(&text)
+        }
+    }
+}
+
 /// Whether a field name can be shown bare in a dotted path.
 fn plain_name(name: &str) -> bool {
     !name.is_empty()
@@ -929,7 +1039,7 @@ impl<'a> Walk<'a> {
                     out.push_str(name);
                 }
                 Step::Field(name) => {
-                    let _ = write!(out, "[{}]", Value::String((*name).to_owned()));
+                    let _ = write!(out, "[{}]", Quoted(name));
                 }
                 Step::Item {
                     label: Label::Keyed(keys, item),
@@ -941,15 +1051,16 @@ impl<'a> Walk<'a> {
                             out.push(',');
                         }
                         let value = item.get(&key.name).or(key.default.as_ref());
+                        let name = Escaped(&key.name);
                         match value {
                             Some(Value::String(s)) => {
-                                let _ = write!(out, "{}={s}", key.name);
+                                let _ = write!(out, "{name}={}", Escaped(s));
                             }
                             Some(other) => {
-                                let _ = write!(out, "{}={other}", key.name);
+                                let _ = write!(out, "{name}={}", EscapedJson(other));
                             }
                             None => {
-                                let _ = write!(out, "{}=null", key.name);
+                                let _ = write!(out, "{name}=null");
                             }
                         }
                     }
@@ -959,7 +1070,7 @@ impl<'a> Walk<'a> {
                     label: Label::Value(value),
                     ..
                 } => {
-                    let _ = write!(out, "[{value}]");
+                    let _ = write!(out, "[{}]", EscapedJson(value));
                 }
             }
         }

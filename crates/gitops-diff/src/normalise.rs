@@ -82,7 +82,7 @@ impl Normaliser for SecretStringData {
     }
 
     fn applies_to(&self, group: &str, kind: &str) -> bool {
-        group.is_empty() && kind == "Secret"
+        gitops_core::secret::is_secret_kind(group, kind)
     }
 
     fn normalise(&self, object: &mut Value, _side: Side) -> Result<(), NormaliseError> {
@@ -98,7 +98,7 @@ impl Normaliser for SecretStringData {
             other => {
                 return Err(NormaliseError::Shape {
                     normaliser: self.name(),
-                    message: format!("stringData must be a map, found {other}"),
+                    message: format!("stringData must be a map, found {}", json_type(&other)),
                 });
             }
         };
@@ -118,9 +118,14 @@ impl Normaliser for SecretStringData {
             let text = match value {
                 Value::String(text) => text,
                 other => {
+                    // Name the key and the type, never the value: this is a Secret.
                     return Err(NormaliseError::Shape {
                         normaliser: self.name(),
-                        message: format!("stringData.{key} must be a string, found {other}"),
+                        message: format!(
+                            "stringData.{} must be a string, found {} (the value is not shown: this is a Secret)",
+                            gitops_core::escape::Escaped(&key),
+                            json_type(&other)
+                        ),
                     });
                 }
             };
@@ -129,6 +134,18 @@ impl Normaliser for SecretStringData {
             data.insert(key, Value::String(encoded));
         }
         Ok(())
+    }
+}
+
+/// The JSON type of a value, for messages that must not show the value.
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a sequence",
+        Value::Object(_) => "a mapping",
     }
 }
 
@@ -150,6 +167,28 @@ mod tests {
             .normalise(&mut bad, Side::Desired)
             .unwrap_err();
         assert!(err.to_string().contains("stringData.a"), "{err}");
+        // The value of a Secret is never in an error, whatever its type.
+        for value in [
+            json!(98765432),
+            json!([98765432]),
+            json!({"n": 98765432}),
+            json!(true),
+        ] {
+            let mut bad = json!({"kind": "Secret", "stringData": {"a": value.clone()}});
+            let err = SecretStringData
+                .normalise(&mut bad, Side::Desired)
+                .unwrap_err();
+            let shown = format!("{err} {err:?}");
+            assert!(
+                !shown.contains("98765432") && !shown.contains("true"),
+                "{shown}"
+            );
+            let mut bad = json!({"kind": "Secret", "stringData": value});
+            let err = SecretStringData
+                .normalise(&mut bad, Side::Desired)
+                .unwrap_err();
+            assert!(!format!("{err} {err:?}").contains("98765432"), "{err}");
+        }
         assert!(SecretStringData.applies_to("", "Secret"));
         assert!(!SecretStringData.applies_to("example.com", "Secret"));
     }

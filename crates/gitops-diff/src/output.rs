@@ -7,7 +7,9 @@ use std::io::IsTerminal as _;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::diff::{DiffStatus, LAST_APPLIED_ANNOTATION, ObjectDiff, SECRET_MASK, mask_values};
+use crate::diff::{
+    DiffStatus, LAST_APPLIED_ANNOTATION, ObjectDiff, SECRET_MASK, mask_secret_at, mask_values,
+};
 
 /// An error while rendering an output.
 #[derive(Debug, thiserror::Error)]
@@ -68,13 +70,14 @@ impl ObjectDiff {
     /// The RFC 6902 patch that turns the live object into the predicted state after applying
     /// desired. For a create it adds the whole object at the root; for a delete it removes the
     /// root. The patch holds real values (it is meant to be applied): Secret values are *not*
-    /// masked in it.
+    /// masked in it; print [`ObjectDiff::patch_for_display`] instead.
     #[must_use]
     pub fn patch(&self) -> json_patch::Patch {
         json_patch::Patch(self.operations.clone())
     }
 
-    /// The live object as it will be after applying desired (`None` after a delete).
+    /// The live object as it will be after applying desired (`None` after a delete), with real
+    /// values; print [`ObjectDiff::predicted_for_display`] instead.
     ///
     /// # Errors
     /// When `live` is not the object that was diffed and the patch does not apply.
@@ -96,6 +99,65 @@ impl ObjectDiff {
                 Ok(Some(predicted))
             }
         }
+    }
+
+    /// [`ObjectDiff::patch`] fit for printing: for a Secret, every value that holds its data
+    /// (under `data` and `stringData`, the last-applied annotation, the whole object of a
+    /// create) is masked. Not meant to be applied.
+    ///
+    /// ```
+    /// let differ = gitops_diff::Differ::builder("gitops-rs").build();
+    /// let desired = serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+    ///     "metadata": {"name": "db"}, "stringData": {"password": "hunter2"}});
+    /// let diff = differ.diff(Some(&desired), None)?;
+    /// let shown = serde_json::to_string(&diff.patch_for_display())?;
+    /// assert!(!shown.contains("hunter2") && !shown.contains("aHVudGVyMg=="), "{shown}");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn patch_for_display(&self) -> json_patch::Patch {
+        if !self.secret {
+            return self.patch();
+        }
+        let operations = self
+            .operations
+            .iter()
+            .map(|op| {
+                let mut op = op.clone();
+                match &mut op {
+                    json_patch::PatchOperation::Add(json_patch::AddOperation { path, value })
+                    | json_patch::PatchOperation::Replace(json_patch::ReplaceOperation {
+                        path,
+                        value,
+                    })
+                    | json_patch::PatchOperation::Test(json_patch::TestOperation { path, value }) =>
+                    {
+                        *value = mask_secret_at(path.as_str(), value, None);
+                    }
+                    _ => {}
+                }
+                op
+            })
+            .collect();
+        json_patch::Patch(operations)
+    }
+
+    /// [`ObjectDiff::predicted`] fit for printing: without server bookkeeping and the
+    /// last-applied annotation, and for a Secret with its values masked.
+    ///
+    /// # Errors
+    /// As [`ObjectDiff::predicted`].
+    pub fn predicted_for_display(
+        &self,
+        live: Option<&Value>,
+    ) -> Result<Option<Value>, OutputError> {
+        Ok(self.predicted(live)?.map(|predicted| {
+            let mut shown = display_copy(&predicted);
+            if self.secret {
+                gitops_core::secret::mask_secret_in_place(&mut shown);
+            }
+            shown
+        }))
     }
 
     /// A unified diff of the live object and its predicted state, as YAML, without server
@@ -150,6 +212,8 @@ impl ObjectDiff {
         };
         let before_text = to_yaml(before.as_ref())?;
         let after_text = to_yaml(after.as_ref())?;
+        let before_text = escape_unsafe(&before_text);
+        let after_text = escape_unsafe(&after_text);
         let name = self.id.display_name();
         let diff = similar::TextDiff::from_lines(&before_text, &after_text);
         let text = diff
@@ -192,6 +256,28 @@ impl ObjectDiff {
     pub fn to_json(&self) -> Result<String, OutputError> {
         serde_json::to_string_pretty(self).map_err(OutputError::Json)
     }
+}
+
+/// YAML text with what the serialiser leaves raw and a terminal would act on (control
+/// characters other than the line feeds between lines, bidirectional overrides, Unicode line
+/// separators) written as `\u{..}`, so that a key or value cannot recolour, reorder or forge
+/// lines. Backslashes are left alone: they are YAML's own escapes.
+fn escape_unsafe(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        c != '\n' && c != '\\' && gitops_core::escape::needs_escaping(c.encode_utf8(&mut [0; 4]))
+    };
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// A copy for display: no server bookkeeping, no status, no last-applied annotation.
