@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use gitops_core::escape::{Escaped, EscapedPath};
 use gitops_core::{Document, Manifest, Origin, ParseError};
 use serde_json::Value;
 
@@ -15,7 +16,7 @@ use crate::{ProgressScope, RenderError, RenderRequest, Renderer};
 #[derive(Debug, thiserror::Error)]
 pub enum HelmError {
     /// The directory has no `Chart.yaml`.
-    #[error("{dir}: not a Helm chart (no Chart.yaml)", dir = dir.display())]
+    #[error("{dir}: not a Helm chart (no Chart.yaml)", dir = EscapedPath(dir))]
     NotAChart {
         /// The directory, relative to the root.
         dir: PathBuf,
@@ -25,7 +26,7 @@ pub enum HelmError {
     ChartYaml(#[source] ParseError),
     /// A dependency listed in `Chart.yaml` is not vendored under `charts/`; rendering never
     /// downloads.
-    #[error("{chart_yaml}: dependency {name:?} (from {repository:?}) is not vendored in charts/; run `helm dependency build` and commit charts/, rendering never downloads", chart_yaml = chart_yaml.display())]
+    #[error("{chart_yaml}: dependency {name:?} (from {repository:?}) is not vendored in charts/; run `helm dependency build` and commit charts/, rendering never downloads", chart_yaml = EscapedPath(chart_yaml))]
     DependencyNotVendored {
         /// The `Chart.yaml`, relative to the root.
         chart_yaml: PathBuf,
@@ -35,7 +36,7 @@ pub enum HelmError {
         repository: String,
     },
     /// A values file is outside the root, missing, or too large.
-    #[error("values file {path}: {source}", path = path.display())]
+    #[error("values file {path}: {source}", path = EscapedPath(path))]
     ValuesFile {
         /// The path as given.
         path: PathBuf,
@@ -47,7 +48,7 @@ pub enum HelmError {
     #[error("cannot write inline values: {0}")]
     InlineValues(#[source] std::io::Error),
     /// `helm template` failed; the message is helm's own, with root paths made relative.
-    #[error("helm template {release} {chart}: {message}", chart = chart.display())]
+    #[error("helm template {release} {chart}: {message}", release = Escaped(release), chart = EscapedPath(chart), message = Escaped(message))]
     Template {
         /// The release name.
         release: String,
@@ -62,6 +63,235 @@ pub enum HelmError {
     /// helm's output is not a valid set of objects.
     #[error(transparent)]
     Output(ParseError),
+    /// A values schema of the chart or of a subchart refers outside itself: helm would load the
+    /// reference over the network (`http://`, `https://`) or from the host (`file://`, and any
+    /// relative reference, which helm resolves against `file:///`).
+    #[error(
+        "{file}: {keyword} {reference:?} refused: a values schema may only refer inside itself (\"#...\") and to the JSON Schema drafts helm embeds; rendering never reads the network or files outside the chart",
+        file = EscapedPath(file)
+    )]
+    SchemaReference {
+        /// The schema file, relative to the root (inside an archive: the archive's path, then
+        /// the file's path inside it).
+        file: PathBuf,
+        /// `$ref`, `$dynamicRef`, `$recursiveRef` or `$schema`.
+        keyword: String,
+        /// The reference as written.
+        reference: String,
+    },
+    /// A values schema is not JSON (helm would refuse it too).
+    #[error("{file}: values schema is not valid JSON: {source}", file = EscapedPath(file))]
+    Schema {
+        /// The schema file, relative to the root.
+        file: PathBuf,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A vendored chart archive in `charts/` cannot be read, or is larger than the limit.
+    #[error("{file}: cannot read the chart archive: {source}", file = EscapedPath(file))]
+    Archive {
+        /// The archive, relative to the root.
+        file: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The JSON Schema drafts whose meta-schemas helm's schema library embeds; a `$schema` naming
+/// another would be fetched. The library reads `http://` as `https://` and ignores a trailing
+/// `#` or `#/`.
+const EMBEDDED_DRAFTS: [&str; 5] = [
+    "json-schema.org/draft-04/schema",
+    "json-schema.org/draft-06/schema",
+    "json-schema.org/draft-07/schema",
+    "json-schema.org/draft/2019-09/schema",
+    "json-schema.org/draft/2020-12/schema",
+];
+
+/// Whether `uri`, the value of `$schema`, names a draft helm embeds.
+fn is_embedded_draft(uri: &str) -> bool {
+    let rest = uri
+        .strip_prefix("https://")
+        .or_else(|| uri.strip_prefix("http://"));
+    let rest = rest.map(|r| {
+        r.strip_suffix("#/")
+            .or_else(|| r.strip_suffix('#'))
+            .unwrap_or(r)
+    });
+    rest.is_some_and(|r| EMBEDDED_DRAFTS.contains(&r))
+}
+
+/// The keywords by which a JSON schema loads another document.
+const REFERENCE_KEYWORDS: [&str; 3] = ["$ref", "$dynamicRef", "$recursiveRef"];
+
+/// Checks one values schema: every `$ref`, `$dynamicRef` and `$recursiveRef` must be a fragment
+/// of the same document (`#...`) and every `$schema` an embedded draft. `file` names it in
+/// errors.
+///
+/// ```
+/// use std::path::Path;
+/// use gitops_render::{HelmError, check_values_schema};
+/// let file = Path::new("chart/values.schema.json");
+/// check_values_schema(br##"{"properties": {"a": {"$ref": "#/$defs/a"}}, "$defs": {"a": {}}}"##, file)?;
+/// let err = check_values_schema(br#"{"$ref": "https://example.com/s.json"}"#, file).unwrap_err();
+/// assert!(matches!(err, HelmError::SchemaReference { .. }));
+/// # Ok::<(), HelmError>(())
+/// ```
+pub fn check_values_schema(text: &[u8], file: &Path) -> Result<(), HelmError> {
+    let schema: Value = serde_json::from_slice(text).map_err(|source| HelmError::Schema {
+        file: file.to_owned(),
+        source,
+    })?;
+    let refused = |keyword: &str, reference: &str| HelmError::SchemaReference {
+        file: file.to_owned(),
+        keyword: keyword.to_owned(),
+        reference: reference.to_owned(),
+    };
+    // Iterative: a schema may nest deeper than the stack would like.
+    let mut pending = vec![&schema];
+    while let Some(value) = pending.pop() {
+        match value {
+            Value::Object(map) => {
+                for (key, item) in map {
+                    if let Value::String(reference) = item {
+                        if REFERENCE_KEYWORDS.contains(&key.as_str()) && !reference.starts_with('#')
+                        {
+                            return Err(refused(key, reference));
+                        }
+                        if key == "$schema" && !is_embedded_draft(reference) {
+                            return Err(refused(key, reference));
+                        }
+                    }
+                    pending.push(item);
+                }
+            }
+            Value::Array(items) => pending.extend(items),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The name of a chart's values schema.
+const SCHEMA_FILE: &str = "values.schema.json";
+
+/// Deepest directory nesting and archive nesting searched for schemas.
+const MAX_CHART_DEPTH: usize = 32;
+
+/// Most bytes unpacked from one vendored archive (with the archives inside it).
+const MAX_ARCHIVE_BYTES: u64 = 256 << 20;
+
+/// Checks every values schema helm would load for the chart in `dir` (absolute, inside the
+/// root): its own, and those of its subcharts in `charts/`, unpacked or `.tgz`, at any depth
+/// (any file named `values.schema.json` under the chart counts).
+fn check_chart_schemas(
+    root: &SourceRoot,
+    dir: &Path,
+    max_file_size: u64,
+    depth: usize,
+) -> Result<(), RenderError> {
+    if depth > MAX_CHART_DEPTH {
+        return Ok(());
+    }
+    let shown = root.relative(dir).to_owned();
+    let entries = std::fs::read_dir(dir).map_err(|source| RootError::Io {
+        path: shown.clone(),
+        source,
+    })?;
+    let in_charts = dir.file_name().is_some_and(|n| n == "charts");
+    let mut entries: Vec<_> = entries.flatten().collect();
+    entries.sort_by_key(std::fs::DirEntry::file_name);
+    for entry in entries {
+        let path = entry.path();
+        let name = entry.file_name();
+        // Symbolic links are followed: the tree check has kept them inside the root.
+        let Ok(metadata) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if metadata.is_dir() {
+            check_chart_schemas(root, &path, max_file_size, depth + 1)?;
+        } else if name == SCHEMA_FILE {
+            let text = root.read_to_string(&path, max_file_size)?;
+            check_values_schema(text.as_bytes(), root.relative(&path))?;
+        } else if in_charts && name.to_string_lossy().ends_with(".tgz") {
+            let shown = root.relative(&path).to_owned();
+            let file = std::fs::File::open(&path).map_err(|source| HelmError::Archive {
+                file: shown.clone(),
+                source,
+            })?;
+            let mut budget = MAX_ARCHIVE_BYTES;
+            check_archive_schemas(file, &shown, max_file_size, &mut budget, depth + 1)?;
+        }
+    }
+    Ok(())
+}
+
+/// Checks the values schemas inside a chart archive (gzip'd tar), and those of the archives
+/// in its `charts/` directories, spending at most `budget` unpacked bytes.
+fn check_archive_schemas(
+    archive: impl std::io::Read,
+    shown: &Path,
+    max_file_size: u64,
+    budget: &mut u64,
+    depth: usize,
+) -> Result<(), HelmError> {
+    use std::io::Read as _;
+    let failed = |source| HelmError::Archive {
+        file: shown.to_owned(),
+        source,
+    };
+    if depth > MAX_CHART_DEPTH {
+        return Ok(());
+    }
+    let start = *budget;
+    let mut unpacked = flate2::read::GzDecoder::new(archive).take(start);
+    let mut tar = tar::Archive::new(&mut unpacked);
+    for entry in tar.entries().map_err(failed)? {
+        let entry = entry.map_err(failed)?;
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let inner = entry.path().map_err(failed)?.into_owned();
+        let name = inner.file_name().unwrap_or_default().to_string_lossy();
+        let in_charts = inner
+            .parent()
+            .and_then(Path::file_name)
+            .is_some_and(|n| n == "charts");
+        let is_schema = name == SCHEMA_FILE;
+        let is_archive = in_charts && name.ends_with(".tgz");
+        if !(is_schema || is_archive) {
+            continue;
+        }
+        let size = entry.header().size().map_err(failed)?;
+        let limit = if is_schema { max_file_size } else { *budget };
+        if size > limit {
+            return Err(failed(std::io::Error::other(format!(
+                "{} is larger than {limit} bytes",
+                EscapedPath(&inner)
+            ))));
+        }
+        let mut bytes = Vec::new();
+        entry.take(limit).read_to_end(&mut bytes).map_err(failed)?;
+        let file = shown.join(&inner);
+        if is_schema {
+            check_values_schema(&bytes, &file)?;
+        } else {
+            check_archive_schemas(bytes.as_slice(), &file, max_file_size, budget, depth + 1)?;
+        }
+    }
+    // Read to the end, so that an archive cut at the budget is an error, not a partial check.
+    let mut rest = Vec::new();
+    tar.into_inner().read_to_end(&mut rest).map_err(failed)?;
+    let used = start - unpacked.limit();
+    if unpacked.limit() == 0 {
+        return Err(failed(std::io::Error::other(format!(
+            "unpacks to more than {start} bytes"
+        ))));
+    }
+    *budget = budget.saturating_sub(used);
+    Ok(())
 }
 
 /// Runs the real `helm template` on a chart directory of the source root.
@@ -229,6 +459,7 @@ impl HelmRenderer {
                 .into());
             }
         }
+        check_chart_schemas(root, chart, self.limits.max_file_size(), 0)?;
         Ok(name)
     }
 }
@@ -413,6 +644,106 @@ mod tests {
         let mut names = vendored_charts(&charts);
         names.sort();
         assert_eq!(names, ["common", "my-lib", "redis", "redis-ha"]);
+    }
+
+    #[test]
+    fn schemas_may_refer_only_inside_themselves() {
+        let file = Path::new("c/values.schema.json");
+        for ok in [
+            r##"{"$schema": "http://json-schema.org/draft-07/schema#", "properties": {"a": {"$ref": "#/definitions/a"}, "$ref": {"type": "string"}}, "definitions": {"a": {}}}"##,
+            r##"{"$schema": "https://json-schema.org/draft/2020-12/schema", "$defs": {"x": {"$dynamicRef": "#meta"}}}"##,
+            r#"{"$schema": "http://json-schema.org/draft-04/schema#/"}"#,
+            "true",
+        ] {
+            check_values_schema(ok.as_bytes(), file).expect(ok);
+        }
+        for (bad, keyword) in [
+            (r#"{"$ref": "http://127.0.0.1:1/s.json"}"#, "$ref"),
+            (
+                r#"{"properties": {"a": {"$ref": "other.json#/a"}}}"#,
+                "$ref",
+            ),
+            (r#"{"items": [{"$ref": "file:///etc/passwd"}]}"#, "$ref"),
+            (r#"{"$ref": "/etc/passwd"}"#, "$ref"),
+            (r#"{"$dynamicRef": "https://x/y"}"#, "$dynamicRef"),
+            (r#"{"$recursiveRef": "x.json"}"#, "$recursiveRef"),
+            (r#"{"$schema": "https://127.0.0.1:1/meta"}"#, "$schema"),
+            (r#"{"$schema": "file:///etc/passwd"}"#, "$schema"),
+        ] {
+            match check_values_schema(bad.as_bytes(), file) {
+                Err(HelmError::SchemaReference { keyword: k, .. }) => {
+                    assert_eq!(k, keyword, "{bad}")
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            check_values_schema(b"{", file),
+            Err(HelmError::Schema { .. })
+        ));
+    }
+
+    /// A gzip'd tar holding `files` (path, content).
+    fn tgz(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
+            Vec::new(),
+            flate2::Compression::fast(),
+        ));
+        for (path, content) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(content.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            builder.append_data(&mut header, path, *content).unwrap();
+        }
+        builder.into_inner().unwrap().finish().unwrap()
+    }
+
+    #[test]
+    fn finds_schemas_of_subcharts_unpacked_and_archived() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = SourceRoot::new(dir.path()).unwrap();
+        let chart = root.path().join("chart");
+        let write = |path: &str, content: &[u8]| {
+            let path = chart.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, content).unwrap();
+        };
+        let check = || check_chart_schemas(&root, &chart, 1 << 20, 0);
+        let remote = br#"{"$ref": "http://127.0.0.1:1/s.json"}"#;
+        write("values.schema.json", br##"{"$ref": "#/x", "x": {}}"##);
+        write("charts/a/values.schema.json", b"{}");
+        check().unwrap();
+        write("charts/a/charts/b/values.schema.json", remote);
+        let err = check().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "chart/charts/a/charts/b/values.schema.json: $ref \"http://127.0.0.1:1/s.json\" refused: a values schema may only refer inside itself (\"#...\") and to the JSON Schema drafts helm embeds; rendering never reads the network or files outside the chart"
+        );
+        std::fs::remove_dir_all(chart.join("charts/a/charts")).unwrap();
+        // A vendored archive holding an archive holding the schema.
+        let inner = tgz(&[
+            ("c/Chart.yaml", b"name: c\n"),
+            ("c/values.schema.json", remote),
+        ]);
+        let outer = tgz(&[
+            ("b/Chart.yaml", b"name: b\n"),
+            ("b/values.schema.json", b"{}"),
+            ("b/charts/c-1.0.0.tgz", &inner),
+        ]);
+        write("charts/b-1.0.0.tgz", &outer);
+        let err = check().unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "chart/charts/b-1.0.0.tgz/b/charts/c-1.0.0.tgz/c/values.schema.json: $ref"
+            ),
+            "{err}"
+        );
+        write("charts/b-1.0.0.tgz", b"not gzip");
+        assert!(matches!(
+            check(),
+            Err(RenderError::Helm(e)) if matches!(*e, HelmError::Archive { .. })
+        ));
     }
 
     #[test]

@@ -1149,7 +1149,7 @@ impl Renderer for KustomizeRenderer {
                 // build (a kustomization that cannot be a resource of another), its objects
                 // keep the lines of kustomize's output as origins.
                 let output = self.build(request, &dir, &shown_dir).await?;
-                tracing::debug!(dir = %shown_dir.display(), %error, "built without origin annotations");
+                tracing::debug!(dir = %EscapedPath(&shown_dir), %error, "built without origin annotations");
                 (output, false)
             }
             Err(error) => return Err(error),

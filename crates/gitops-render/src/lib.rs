@@ -55,11 +55,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use gitops_core::escape::{Escaped, EscapedPath};
 use gitops_core::{Manifest, ObjectId, Origin};
 use tokio_util::sync::CancellationToken;
 
 pub use auto::{AutoRenderer, SourceKind, detect};
-pub use helm::{HelmError, HelmRenderer};
+pub use helm::{HelmError, HelmRenderer, check_values_schema};
 pub use kustomize::{
     KustomizationReference, KustomizeError, KustomizeRenderer, PINNED_KUSTOMIZE_VERSION,
     kustomization_references,
@@ -135,7 +136,7 @@ impl fmt::Display for RenderProgress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Started { path, renderer } => {
-                write!(f, "rendering {} with {renderer}", path.display())
+                write!(f, "rendering {} with {renderer}", EscapedPath(path))
             }
             Self::Finished {
                 path,
@@ -145,7 +146,7 @@ impl fmt::Display for RenderProgress {
             } => write!(
                 f,
                 "rendered {} with {renderer}: {objects} objects in {elapsed:?}",
-                path.display()
+                EscapedPath(path)
             ),
         }
     }
@@ -303,7 +304,7 @@ pub enum RenderError {
     #[error("render cancelled")]
     Cancelled,
     /// An error of a renderer outside this crate.
-    #[error("{renderer}: {source}")]
+    #[error("{renderer}: {source}", renderer = Escaped(renderer))]
     Other {
         /// The renderer's name.
         renderer: String,
@@ -341,7 +342,7 @@ impl From<Box<DuplicateObject>> for RenderError {
 
 /// Two objects with the same [`ObjectId`]; names both places.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{id} is defined twice: at {first} and at {second}", id = id.display_name())]
+#[error("{id} is defined twice: at {first} and at {second}", id = Escaped(&id.display_name()))]
 pub struct DuplicateObject {
     /// The shared identity.
     pub id: ObjectId,

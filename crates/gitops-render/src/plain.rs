@@ -30,7 +30,7 @@ pub enum PlainError {
     #[error(transparent)]
     Parse(#[from] ParseError),
     /// The directory is a Helm chart: its templates are not manifests.
-    #[error("{dir}: is a Helm chart (it has Chart.yaml); render it with the Helm renderer", dir = dir.display())]
+    #[error("{dir}: is a Helm chart (it has Chart.yaml); render it with the Helm renderer", dir = gitops_core::escape::EscapedPath(dir))]
     HelmChart {
         /// The directory, relative to the root.
         dir: PathBuf,
@@ -276,7 +276,7 @@ impl PlainRenderer {
                     }
                     if let Some(marker) = other_renderer_marker(&entry.resolved) {
                         tracing::warn!(
-                            dir = %entry.relative.display(),
+                            dir = %gitops_core::escape::EscapedPath(&entry.relative),
                             marker,
                             "skipping a directory that belongs to another renderer"
                         );

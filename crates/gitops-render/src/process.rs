@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
+use gitops_core::escape::{Escaped, EscapedPath};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::sync::CancellationToken;
 
@@ -13,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
     /// The private home directory for the tool could not be made.
-    #[error("cannot create a temporary home for {program}: {source}", program = program.display())]
+    #[error("cannot create a temporary home for {program}: {source}", program = EscapedPath(program))]
     TempHome {
         /// The tool.
         program: PathBuf,
@@ -22,7 +23,7 @@ pub enum ProcessError {
         source: std::io::Error,
     },
     /// The tool could not be started.
-    #[error("cannot run {program}: {source}", program = program.display())]
+    #[error("cannot run {program}: {source}", program = EscapedPath(program))]
     Spawn {
         /// The tool.
         program: PathBuf,
@@ -31,7 +32,7 @@ pub enum ProcessError {
         source: std::io::Error,
     },
     /// Reading the tool's output or waiting for it failed.
-    #[error("{program}: {source}", program = program.display())]
+    #[error("{program}: {source}", program = EscapedPath(program))]
     Io {
         /// The tool.
         program: PathBuf,
@@ -40,7 +41,7 @@ pub enum ProcessError {
         source: std::io::Error,
     },
     /// The tool ran longer than the timeout and was killed.
-    #[error("{program} did not finish within {timeout:?} and was killed", program = program.display())]
+    #[error("{program} did not finish within {timeout:?} and was killed", program = EscapedPath(program))]
     TimedOut {
         /// The tool.
         program: PathBuf,
@@ -48,13 +49,13 @@ pub enum ProcessError {
         timeout: Duration,
     },
     /// The render was cancelled; the tool was killed.
-    #[error("{program} was cancelled", program = program.display())]
+    #[error("{program} was cancelled", program = EscapedPath(program))]
     Cancelled {
         /// The tool.
         program: PathBuf,
     },
     /// The tool wrote more than the output limit and was killed.
-    #[error("{program} wrote more than {limit} bytes and was killed", program = program.display())]
+    #[error("{program} wrote more than {limit} bytes and was killed", program = EscapedPath(program))]
     OutputTooLarge {
         /// The tool.
         program: PathBuf,
@@ -62,13 +63,13 @@ pub enum ProcessError {
         limit: usize,
     },
     /// The tool's output is not UTF-8.
-    #[error("{program} wrote output that is not UTF-8", program = program.display())]
+    #[error("{program} wrote output that is not UTF-8", program = EscapedPath(program))]
     NotUtf8 {
         /// The tool.
         program: PathBuf,
     },
     /// The tool exited with a failure; its error output is kept.
-    #[error("{program} failed ({status}): {stderr}", program = program.display())]
+    #[error("{program} failed ({status}): {stderr}", program = EscapedPath(program), stderr = Escaped(stderr))]
     Failed {
         /// The tool.
         program: PathBuf,
@@ -155,6 +156,9 @@ impl ToolLimits {
     }
 }
 
+/// The proxy the tools are given: nothing listens there, so a fetch fails at once.
+pub(crate) const UNREACHABLE_PROXY: &str = "http://127.0.0.1:9";
+
 /// Most of a failing tool's stderr that is kept.
 const MAX_STDERR: usize = 64 << 10;
 
@@ -198,7 +202,18 @@ impl ToolRun<'_> {
             .env("HELM_DATA_HOME", h.join("helm/data"))
             .env("HELM_NO_PLUGINS", "1")
             .env("KUBECONFIG", h.join("no-kubeconfig"))
-            .env("KUSTOMIZE_PLUGIN_HOME", h.join("no-plugins"))
+            .env("KUSTOMIZE_PLUGIN_HOME", h.join("no-plugins"));
+        // Offline: any fetch that got past the static checks goes to a proxy that is not there
+        // (the discard port on loopback) and fails at once. Go reaches loopback hosts without a
+        // proxy: the static checks are what keep a tool from those.
+        for name in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"] {
+            command
+                .env(name, UNREACHABLE_PROXY)
+                .env(name.to_lowercase(), UNREACHABLE_PROXY);
+        }
+        command
+            .env("NO_PROXY", "")
+            .env("no_proxy", "")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -256,7 +271,7 @@ impl ToolRun<'_> {
             });
         }
         if !err.is_empty() {
-            tracing::debug!(program = %program.display(), stderr = %String::from_utf8_lossy(&err).trim(), "tool warnings");
+            tracing::debug!(program = %EscapedPath(&program), stderr = %Escaped(String::from_utf8_lossy(&err).trim()), "tool warnings");
         }
         String::from_utf8(out).map_err(|_| ProcessError::NotUtf8 { program })
     }
@@ -304,7 +319,7 @@ mod tests {
     #[tokio::test]
     async fn runs_with_a_clean_private_environment() {
         let out = sh(
-            "echo \"$HOME|$HELM_CACHE_HOME|$CARGO\"",
+            "echo \"$HOME|$HELM_CACHE_HOME|$CARGO|$HTTPS_PROXY|$http_proxy|$ALL_PROXY|${NO_PROXY-unset}|$XDG_CACHE_HOME\"",
             Duration::from_secs(10),
             4096,
         )
@@ -315,6 +330,9 @@ mod tests {
         assert!(parts[0].contains("gitops-render-home-"), "{out}");
         assert!(parts[1].starts_with(parts[0]), "{out}");
         assert_eq!(parts[2], "", "the caller's environment leaked: {out}");
+        assert_eq!(parts[3..6], [UNREACHABLE_PROXY; 3], "{out}");
+        assert_eq!(parts[6], "", "NO_PROXY is set and empty: {out}");
+        assert!(parts[7].starts_with(parts[0]), "{out}");
     }
 
     #[tokio::test]

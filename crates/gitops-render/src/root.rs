@@ -9,7 +9,7 @@ use std::path::{Component, Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum RootError {
     /// The root itself could not be opened.
-    #[error("source root {root}: {source}", root = root.display())]
+    #[error("source root {root}: {source}", root = gitops_core::escape::EscapedPath(root))]
     OpenRoot {
         /// The root as given.
         root: PathBuf,
@@ -18,25 +18,25 @@ pub enum RootError {
         source: std::io::Error,
     },
     /// The root is a file, not a directory.
-    #[error("source root {root} is not a directory", root = root.display())]
+    #[error("source root {root} is not a directory", root = gitops_core::escape::EscapedPath(root))]
     RootNotADirectory {
         /// The root as given.
         root: PathBuf,
     },
     /// An absolute path was given where a path relative to the root is required.
-    #[error("{path}: absolute paths are refused; give a path relative to the source root", path = path.display())]
+    #[error("{path}: absolute paths are refused; give a path relative to the source root", path = gitops_core::escape::EscapedPath(path))]
     AbsolutePath {
         /// The path as given.
         path: PathBuf,
     },
     /// A path climbs out of the root with `..`.
-    #[error("{path}: the path leaves the source root", path = path.display())]
+    #[error("{path}: the path leaves the source root", path = gitops_core::escape::EscapedPath(path))]
     EscapesRoot {
         /// The path as given (relative to the root, or to the file that referenced it).
         path: PathBuf,
     },
     /// A symbolic link points outside the root.
-    #[error("{link}: symbolic link points outside the source root (to {target})", link = link.display(), target = target.display())]
+    #[error("{link}: symbolic link points outside the source root (to {target})", link = gitops_core::escape::EscapedPath(link), target = gitops_core::escape::EscapedPath(target))]
     SymlinkEscapes {
         /// The link, relative to the root.
         link: PathBuf,
@@ -44,25 +44,25 @@ pub enum RootError {
         target: PathBuf,
     },
     /// A symbolic link whose target does not exist.
-    #[error("{link}: dangling symbolic link", link = link.display())]
+    #[error("{link}: dangling symbolic link", link = gitops_core::escape::EscapedPath(link))]
     DanglingSymlink {
         /// The link, relative to the root.
         link: PathBuf,
     },
     /// A path that does not exist.
-    #[error("{path}: not found in the source root", path = path.display())]
+    #[error("{path}: not found in the source root", path = gitops_core::escape::EscapedPath(path))]
     NotFound {
         /// The path, relative to the root.
         path: PathBuf,
     },
     /// A directory was expected.
-    #[error("{path}: not a directory", path = path.display())]
+    #[error("{path}: not a directory", path = gitops_core::escape::EscapedPath(path))]
     NotADirectory {
         /// The path, relative to the root.
         path: PathBuf,
     },
     /// A file is larger than the limit.
-    #[error("{file}: {size} bytes is more than the limit of {limit} bytes", file = file.display())]
+    #[error("{file}: {size} bytes is more than the limit of {limit} bytes", file = gitops_core::escape::EscapedPath(file))]
     FileTooLarge {
         /// The file, relative to the root.
         file: PathBuf,
@@ -72,7 +72,7 @@ pub enum RootError {
         limit: u64,
     },
     /// The files to render add up to more than the limit.
-    #[error("{dir}: the files add up to more than the limit of {limit} bytes", dir = dir.display())]
+    #[error("{dir}: the files add up to more than the limit of {limit} bytes", dir = gitops_core::escape::EscapedPath(dir))]
     TotalTooLarge {
         /// The rendered directory, relative to the root.
         dir: PathBuf,
@@ -80,13 +80,13 @@ pub enum RootError {
         limit: u64,
     },
     /// A file is not UTF-8 text.
-    #[error("{file}: not UTF-8 text", file = file.display())]
+    #[error("{file}: not UTF-8 text", file = gitops_core::escape::EscapedPath(file))]
     NotUtf8 {
         /// The file, relative to the root.
         file: PathBuf,
     },
     /// Reading a file or directory failed.
-    #[error("{path}: {source}", path = path.display())]
+    #[error("{path}: {source}", path = gitops_core::escape::EscapedPath(path))]
     Io {
         /// The path, relative to the root.
         path: PathBuf,
