@@ -132,8 +132,9 @@ impl Quantity {
         } else {
             let divisor = 10i128.checked_pow(shift.unsigned_abs());
             value = match divisor {
-                // Below a nano-unit: rounded up, as Kubernetes does.
-                Some(divisor) => (value + divisor - 1) / divisor,
+                // Below a nano-unit: rounded up, as Kubernetes does (without the overflow of
+                // `value + divisor - 1` near the top of the range).
+                Some(divisor) => value / divisor + i128::from(value % divisor != 0),
                 None => i128::from(value != 0),
             };
         }
@@ -223,6 +224,16 @@ mod tests {
     #[test]
     fn rounds_up_below_a_nano_unit() {
         assert_eq!(Quantity::parse("0.0000000001").unwrap().nanos(), 1);
+    }
+
+    /// Found by the `quantity` fuzz target: a mantissa near the top of the range below a
+    /// nano-unit overflowed while rounding up (a panic with overflow checks on).
+    #[test]
+    fn rounding_up_near_the_top_of_the_range_does_not_overflow() {
+        let text = ".00000000100000000000000000000000000000000000001";
+        assert_eq!(Quantity::parse(text).unwrap().nanos(), 2);
+        let printed = Quantity::parse(text).unwrap().to_string();
+        assert_eq!(Quantity::parse(&printed).unwrap().nanos(), 2);
     }
 
     #[test]
