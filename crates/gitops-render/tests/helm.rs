@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{copy_fixture, fixtures, tool, write};
+use common::{CountingServer, copy_fixture, fixtures, tool, write};
 use gitops_envtest::Tool;
 use gitops_render::{
     HelmError, HelmRenderer, RenderError, RenderRequest, Renderer, SourceRoot, SubstituteError,
@@ -287,4 +287,95 @@ async fn substitution_applies_to_each_rendered_template_before_validation() {
         deployment.origin().to_string(),
         "chart/templates/deploy.yaml"
     );
+}
+
+#[tokio::test]
+async fn values_schemas_never_reach_the_network_or_the_host() {
+    let server = CountingServer::start(r#"{"type": "object"}"#);
+    let url = server.url("/schema.json");
+    let helm_binary = tool(gitops_envtest::Tool::Helm).await;
+    let renderer = helm("r").await;
+    let dir = copy_fixture("helm");
+    let d = dir.path();
+    let chart = "charts/web";
+    // Refs inside the schema and an embedded draft: helm validates offline.
+    write(
+        d,
+        "charts/web/values.schema.json",
+        r##"{"$schema": "http://json-schema.org/draft-07/schema#", "type": "object", "properties": {"replicaCount": {"$ref": "#/definitions/count"}}, "definitions": {"count": {"type": "integer"}}}"##,
+    );
+    renderer.render(&request(d, chart)).await.unwrap();
+
+    let refused = |err: &RenderError| match err {
+        RenderError::Helm(e) => match &**e {
+            HelmError::SchemaReference {
+                file, reference, ..
+            } => Some((file.to_string_lossy().into_owned(), reference.clone())),
+            _ => None,
+        },
+        _ => None,
+    };
+    // A remote $ref in the chart's own schema.
+    write(
+        d,
+        "charts/web/values.schema.json",
+        &format!(r#"{{"properties": {{"image": {{"$ref": "{url}"}}}}}}"#),
+    );
+    let err = renderer.render(&request(d, chart)).await.unwrap_err();
+    assert_eq!(
+        refused(&err),
+        Some(("charts/web/values.schema.json".to_owned(), url.clone())),
+        "{err}"
+    );
+    // A relative $ref: helm would read it from the host's root directory.
+    write(
+        d,
+        "charts/web/values.schema.json",
+        r#"{"$ref": "etc/passwd"}"#,
+    );
+    let err = renderer.render(&request(d, chart)).await.unwrap_err();
+    assert!(refused(&err).is_some(), "{err}");
+    // A $schema that helm's library does not embed would be fetched.
+    write(
+        d,
+        "charts/web/values.schema.json",
+        &format!(r#"{{"$schema": "{url}"}}"#),
+    );
+    let err = renderer.render(&request(d, chart)).await.unwrap_err();
+    assert!(refused(&err).is_some(), "{err}");
+    std::fs::remove_file(d.join("charts/web/values.schema.json")).unwrap();
+
+    // A subchart packaged by helm itself, vendored as an archive, with a remote $ref.
+    let sub = tempfile::tempdir().unwrap();
+    write(
+        sub.path(),
+        "sub/Chart.yaml",
+        "apiVersion: v2\nname: sub\nversion: 0.1.0\n",
+    );
+    write(
+        sub.path(),
+        "sub/values.schema.json",
+        &format!(r#"{{"$ref": "{url}"}}"#),
+    );
+    let status = std::process::Command::new(&helm_binary)
+        .arg("package")
+        .arg(sub.path().join("sub"))
+        .arg("--destination")
+        .arg(d.join("charts/web/charts"))
+        .env("HELM_CACHE_HOME", sub.path().join("cache"))
+        .env("HELM_CONFIG_HOME", sub.path().join("config"))
+        .env("HELM_DATA_HOME", sub.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{status:?}");
+    let err = renderer.render(&request(d, chart)).await.unwrap_err();
+    assert_eq!(
+        refused(&err),
+        Some((
+            "charts/web/charts/sub-0.1.0.tgz/sub/values.schema.json".to_owned(),
+            url.clone()
+        )),
+        "{err}"
+    );
+    assert_eq!(server.connections(), 0, "helm reached the network");
 }

@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{copy_fixture, fixtures, tool, write};
+use common::{CountingServer, copy_fixture, fixtures, tool, write};
 use gitops_envtest::Tool;
 use gitops_render::{
     AutoRenderer, KustomizeError, KustomizeRenderer, PlainRenderer, RenderError, RenderProgress,
@@ -305,6 +305,161 @@ async fn refuses_references_outside_the_root_and_remote_bases() {
             }
         )),
         "{err}"
+    );
+}
+
+/// What the counting server serves to kustomize: a ConfigMap.
+const FETCHED: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: fetched\n";
+
+/// Runs the pinned kustomize directly on `dir` (no checks of ours).
+async fn kustomize_build(dir: &Path) -> String {
+    let out = tokio::process::Command::new(tool(Tool::Kustomize).await)
+        .arg("build")
+        .arg(dir)
+        .output()
+        .await
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[tokio::test]
+async fn the_pinned_kustomize_reads_keys_ignoring_case_and_resolves_merge_keys() {
+    // What the reference check has to defend against: kustomize reads every one of these as
+    // `resources` (Go's JSON decoder folds case, with Unicode's long s; its YAML reader merges).
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (name, text) in [
+        ("upper", "RESOURCES: [cm.yaml]\n"),
+        ("mixed", "Resources: [cm.yaml]\n"),
+        ("folded", "re\u{17f}ources: [cm.yaml]\n"),
+        ("merged", "<<: {resources: [cm.yaml]}\n"),
+        ("nested", "resources: [cm.yaml]\npatches:\n- PATH: p.yaml\n"),
+    ] {
+        write(d, &format!("{name}/kustomization.yaml"), text);
+        write(d, &format!("{name}/cm.yaml"), FETCHED);
+        write(
+            d,
+            &format!("{name}/p.yaml"),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: fetched\ndata:\n  patched: \"yes\"\n",
+        );
+        let out = kustomize_build(&d.join(name)).await;
+        assert!(out.contains("name: fetched"), "{name}: {out}");
+        if name == "nested" {
+            assert!(out.contains("patched: \"yes\""), "{name}: {out}");
+        }
+        // Refused by the renderer before kustomize runs.
+        let err = kustomize()
+            .await
+            .render(&request(d, name))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, RenderError::Kustomize(e) if matches!(
+                **e,
+                KustomizeError::UnknownField { .. } | KustomizeError::MergeKey { .. }
+            )),
+            "{name}: {err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn keys_that_are_not_exact_field_names_are_refused_and_nothing_is_fetched() {
+    let server = CountingServer::start(FETCHED);
+    let renderer = kustomize().await;
+    let outside = tempfile::tempdir().unwrap();
+    write(
+        outside.path(),
+        "kustomization.yaml",
+        "resources:\n- cm.yaml\n",
+    );
+    write(
+        outside.path(),
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: stolen\n",
+    );
+    let outside_name = outside.path().file_name().unwrap().to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let url = server.url("/x.yaml");
+    let cases = [
+        (
+            "upper",
+            format!("RESOURCES:\n- {url}\n"),
+            "upper/kustomization.yaml:1: unknown field \"RESOURCES\"",
+        ),
+        (
+            "outside",
+            format!("kind: Kustomization\nResources: [../../{outside_name}]\n"),
+            "outside/kustomization.yaml:2: unknown field \"Resources\"",
+        ),
+        (
+            "folded",
+            format!("re\u{17f}ources: [{url}]\n"),
+            "folded/kustomization.yaml:1: unknown field \"re\u{17f}ources\"",
+        ),
+        (
+            "merged",
+            format!("<<: {{resources: [{url}]}}\n"),
+            "merged/kustomization.yaml:1: YAML merge keys (<<) are refused",
+        ),
+        (
+            "patch",
+            format!("resources: []\npatches:\n- PATH: {url}\n"),
+            "patch/kustomization.yaml:3: patches[0]: unknown field \"PATH\"",
+        ),
+        (
+            "generator",
+            "configMapGenerator:\n- name: c\n  FILES:\n  - passwd=../../../../etc/passwd\n"
+                .to_owned(),
+            "generator/kustomization.yaml:3: configMapGenerator[0]: unknown field \"FILES\"",
+        ),
+        (
+            "deep",
+            "resources: [../upper]\n".to_owned(),
+            "upper/kustomization.yaml:1: unknown field \"RESOURCES\"",
+        ),
+    ];
+    for (path, text, expected) in &cases {
+        write(d, &format!("{path}/kustomization.yaml"), text);
+        let err = renderer.render(&request(d, path)).await.unwrap_err();
+        assert!(err.to_string().starts_with(expected), "{path}: {err}");
+    }
+    assert_eq!(server.connections(), 0, "kustomize reached the network");
+}
+
+#[tokio::test]
+async fn names_are_printed_escaped() {
+    let renderer = kustomize().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A directory name that would forge a log line.
+    let name = "app\nERROR forged";
+    write(
+        d,
+        &format!("{name}/kustomization.yaml"),
+        "resources: [missing.yaml]\n",
+    );
+    let err = renderer.render(&request(d, name)).await.unwrap_err();
+    let text = err.to_string();
+    assert!(!text.contains('\n'), "{text}");
+    assert!(
+        text.starts_with(
+            "app\\nERROR forged/kustomization.yaml: resources: app\\nERROR forged/missing.yaml"
+        ),
+        "{text}"
+    );
+    let progress = RenderProgress::Started {
+        path: name.into(),
+        renderer: "kustomize",
+    };
+    assert_eq!(
+        progress.to_string(),
+        "rendering app\\nERROR forged with kustomize"
     );
 }
 

@@ -407,8 +407,40 @@ async fn substitution_as_a_step_after_the_renderer_runs_before_validation() {
         .render(&request.with_substitution(Substitution::new().strict(true)))
         .await
         .unwrap_err();
+    // The object is named as written: a name made of variables would print their values.
     assert_eq!(
         err.to_string(),
-        "ConfigMap shop/zone from zone.yaml:1: variables not set (strict mode): ZONE"
+        "ConfigMap ${NS}/zone from zone.yaml:1: variables not set (strict mode): ZONE"
     );
+}
+
+#[tokio::test]
+async fn no_error_shows_a_variables_value() {
+    const SECRET: &str = "pa55-w0rd-n0t-shown";
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "db.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  url: postgres://app:${DB_PASSWORD}@db\n",
+    );
+    let substitution = Substitution::new().with_variable("DB_PASSWORD", format!("{SECRET} # x"));
+    let err = render_with(dir.path(), ".", substitution.clone())
+        .await
+        .unwrap_err();
+    let mut shown = format!("{err}\n{err:?}");
+    let mut source = std::error::Error::source(&err);
+    while let Some(inner) = source {
+        shown.push_str(&format!("\n{inner}\n{inner:?}"));
+        source = inner.source();
+    }
+    assert!(!shown.contains(SECRET), "{shown}");
+    assert!(
+        err.to_string().starts_with(
+            "Secret db from db.yaml:1: at /stringData/url: the value substituted from DB_PASSWORD would not stay one unquoted YAML scalar"
+        ),
+        "{err}"
+    );
+    let request = RenderRequest::new(SourceRoot::new(dir.path()).unwrap(), ".")
+        .with_substitution(substitution);
+    assert!(!format!("{request:?}").contains(SECRET));
 }
