@@ -41,6 +41,7 @@ mod artifact;
 pub mod git;
 mod local;
 pub mod path;
+mod redact;
 mod secret;
 mod select;
 mod source;
@@ -48,6 +49,7 @@ mod source;
 pub use artifact::{Artifact, ArtifactError, Digest, UnpackLimits, unpack_tar_gz};
 pub use git::{DEFAULT_MAX_CACHE_PACKS, GitCredentials, GitReference, GitSource, GitSourceBuilder};
 pub use local::LocalDirectorySource;
+pub use redact::{REDACTED, redact_url};
 pub use secret::Secret;
 pub use select::{IgnoreRules, SOURCE_IGNORE_FILE, SelectError};
 pub use source::{

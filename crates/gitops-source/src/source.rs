@@ -406,6 +406,18 @@ pub enum SourceError {
         /// The location, without credentials.
         location: String,
     },
+    /// The server redirected to another origin (scheme, host or port) than the one the
+    /// credentials were configured for. The credentials were not sent there, and the redirect
+    /// is refused: if the repository moved, configure its new URL.
+    #[error(
+        "{location} redirected to another origin, {target}: the credentials are only sent to the origin they were given for, so the redirect was refused (configure the new URL if the repository moved)"
+    )]
+    CrossOriginRedirect {
+        /// The location, without credentials.
+        location: String,
+        /// The origin the redirect led to.
+        target: String,
+    },
     /// The source is configured wrongly.
     #[error("invalid source configuration: {message}")]
     InvalidConfiguration {

@@ -221,3 +221,158 @@ async fn https_with_private_ca() {
         "{error:?}"
     );
 }
+
+/// Issue #11 item 6: basic credentials go only to the origin they were given for. A redirect
+/// within the origin is followed with them; a redirect to another origin (another port of the same
+/// lighttpd, which accepts the same user) is refused, and the access log shows that no request to
+/// the other origin carried an `Authorization` header.
+#[tokio::test]
+async fn basic_credentials_stay_with_their_origin_across_redirects() {
+    let Fixture {
+        dir,
+        server,
+        head,
+        ca_pem,
+    } = fixture();
+    let builder = |url: String, cache: &str| {
+        GitSource::builder(url, dir.path().join("caches").join(cache))
+            .credentials(basic(HTTP_PASSWORD))
+            .ca_bundle_pem(ca_pem.clone())
+    };
+
+    let here = builder(server.tls_url("redirect-here", "config"), "here")
+        .build()
+        .unwrap();
+    let outcome = here
+        .fetch(FetchRequest::new(dir.path().join("out/here")))
+        .await
+        .unwrap();
+    assert_eq!(outcome.revision().as_str(), format!("main@sha1:{head}"));
+
+    let away = builder(server.tls_url("redirect-away", "config"), "away")
+        .build()
+        .unwrap();
+    let error = away
+        .fetch(FetchRequest::new(dir.path().join("out/away")))
+        .await
+        .unwrap_err();
+    let other = server.other_tls_port;
+    let tls = server.tls_port;
+    assert!(
+        matches!(
+            &error,
+            SourceError::CrossOriginRedirect { target, .. }
+                if target == &format!("https://127.0.0.1:{other}")
+        ),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains(&other.to_string()), "{error}");
+    assert!(!dir.path().join("out/away").exists());
+
+    let log = server.stop_and_read_access_log();
+    let requests = |port: u16| {
+        log.lines()
+            .filter(|line| line.starts_with(&format!("port={port} ")))
+            .collect::<Vec<_>>()
+    };
+    // The log records the header when it is there: the same-origin fetch authenticated.
+    assert!(
+        requests(tls)
+            .iter()
+            .any(|line| line.contains("/basic/") && !line.ends_with("authorization=-")),
+        "{log}"
+    );
+    let at_other = requests(other);
+    assert!(!at_other.is_empty(), "the redirect was not followed: {log}");
+    assert!(
+        at_other
+            .iter()
+            .all(|line| line.ends_with("authorization=-")),
+        "credentials reached the other origin: {log}"
+    );
+}
+
+/// Every message of an error's `source()` chain, and its `Debug`.
+fn everything_printed(error: &SourceError) -> String {
+    let mut printed = format!("{error:?}\n");
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = next {
+        printed.push_str(&current.to_string());
+        printed.push('\n');
+        next = current.source();
+    }
+    printed
+}
+
+/// Issue #11 item 5: user info and query values of a URL never appear in an error, its whole
+/// `source()` chain or its `Debug`, whether the URL parses or not.
+#[tokio::test]
+async fn url_secrets_never_appear_in_errors() {
+    let fx = fixture();
+    let password = "pw-s3cret-9876";
+    let token = "tok-s3cret-5432";
+    // URLs that fail to parse: a bad port, a bad %-escape in the password.
+    for url in [
+        format!("https://alice:{password}@127.0.0.1:99999/r.git"),
+        format!(
+            "https://alice:{password}%zz@127.0.0.1:{}/public/config",
+            fx.server.tls_port
+        ),
+        format!(
+            "https://alice:{password}@127.0.0.1:{}:{}/public/config",
+            fx.server.tls_port, fx.server.tls_port
+        ),
+    ] {
+        let error = fx.builder(url.clone(), "bad").build().unwrap_err();
+        let printed = everything_printed(&error);
+        assert!(
+            !printed.contains(password) && !printed.contains("alice"),
+            "{url}: {printed}"
+        );
+    }
+    // A token in the query, against the real server: a repository that does not exist, a
+    // closed port, and a server whose certificate is not trusted.
+    let closed = common::free_port();
+    for (url, cache) in [
+        (
+            format!(
+                "{}?access_token={token}",
+                fx.server.tls_url("public", "absent")
+            ),
+            "absent",
+        ),
+        (
+            format!("https://127.0.0.1:{closed}/r.git?access_token={token}"),
+            "closed",
+        ),
+        (
+            format!(
+                "{}?access_token={token}",
+                fx.server.tls_url("public", "config")
+            ),
+            "untrusted",
+        ),
+        (
+            format!(
+                "https://{token}@127.0.0.1:{}/basic/config",
+                fx.server.tls_port
+            ),
+            "token-user",
+        ),
+    ] {
+        let mut builder = fx.builder(url.clone(), cache);
+        if cache != "untrusted" {
+            builder = builder.ca_bundle_pem(fx.ca_pem.clone());
+        }
+        let source = builder.build().unwrap();
+        assert!(!format!("{source:?}").contains(token), "{source:?}");
+        assert!(!source.location().contains(token), "{}", source.location());
+        let error = fx.fetch(source, cache).await.unwrap_err();
+        let printed = everything_printed(&error);
+        assert!(!printed.contains(token), "{cache}: {printed}");
+        assert!(
+            printed.contains("access_token=<redacted>") || cache == "token-user",
+            "{cache}: {printed}"
+        );
+    }
+}

@@ -113,7 +113,7 @@ pub enum GitCredentials {
 ///     .build()
 ///     .unwrap();
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 #[must_use]
 pub struct GitSourceBuilder {
     url: String,
@@ -128,6 +128,29 @@ pub struct GitSourceBuilder {
     allow_insecure_http: bool,
     timeout: Duration,
     max_cache_packs: usize,
+}
+
+/// Shows the URL redacted ([`crate::redact_url`]) and no secret.
+impl std::fmt::Debug for GitSourceBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitSourceBuilder")
+            .field("url", &crate::redact_url(&self.url))
+            .field("cache_dir", &self.cache_dir)
+            .field("reference", &self.reference)
+            .field("subpath", &self.subpath)
+            .field("rules", &self.rules)
+            .field("credentials", &self.credentials)
+            .field("known_hosts", &self.known_hosts.as_ref().map(|_| "<set>"))
+            .field("accept_new_host_keys", &self.accept_new_host_keys)
+            .field(
+                "ca_bundle_pem",
+                &self.ca_bundle_pem.as_ref().map(|_| "<set>"),
+            )
+            .field("allow_insecure_http", &self.allow_insecure_http)
+            .field("timeout", &self.timeout)
+            .field("max_cache_packs", &self.max_cache_packs)
+            .finish()
+    }
 }
 
 /// The default of [`GitSourceBuilder::max_cache_packs`].
@@ -631,7 +654,7 @@ impl Inner {
             move |error: gix::Error| SourceError::Git {
                 operation,
                 location: location.to_owned(),
-                source: Box::new(error),
+                source: self.settings.redact(&error),
             }
         };
         repo.remote_at(self.settings.url.clone())
@@ -794,7 +817,7 @@ fn classify_fetch(
     if error.classify().is_corrupted() {
         return Failure::Corrupt {
             reason: "the fetched objects could not be stored in the cache".to_owned(),
-            source: Some(Box::new(error)),
+            source: Some(settings.redact(&error)),
         };
     }
     classify(settings, diagnostics, "fetching", error)

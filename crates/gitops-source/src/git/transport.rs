@@ -17,16 +17,18 @@ use std::time::Duration;
 use gix::bstr::{BStr, ByteSlice};
 use gix::protocol::transport::client::blocking_io::Transport;
 
+use crate::redact::Redactor;
 use crate::secret::Secret;
 use crate::source::{BoxError, SourceError};
 
 use super::{Failure, GitCredentials};
 
-/// The checked configuration of how to reach a remote.
-#[derive(Debug)]
+/// The checked configuration of how to reach a remote. Its `Debug` output shows the redacted
+/// location only.
 pub(super) struct Settings {
     pub(super) url: gix::Url,
     location: String,
+    redactor: Redactor,
     credentials: Option<GitCredentials>,
     known_hosts: Option<String>,
     accept_new_host_keys: bool,
@@ -48,20 +50,21 @@ impl Settings {
             message,
             source: None,
         };
+        let redactor = Redactor::new(url);
+        let location = redactor.location().to_owned();
         let parsed = gix::url::parse(url.as_bytes().as_bstr()).map_err(|error| {
             SourceError::InvalidConfiguration {
-                // The URL may hold a password: name it only by its scheme.
-                message: "the repository URL cannot be parsed".to_owned(),
-                source: Some(Box::new(error)),
+                // The parser's message quotes the URL, password included: only a redacted copy
+                // of it is kept.
+                message: format!("the repository URL {location} cannot be parsed"),
+                source: Some(redactor.error(&error)),
             }
         })?;
         if parsed.password().is_some() {
-            return Err(invalid(
-                "the repository URL contains a password: pass it as GitCredentials instead"
-                    .to_owned(),
-            ));
+            return Err(invalid(format!(
+                "the repository URL {location} contains a password: pass it as GitCredentials instead"
+            )));
         }
-        let location = parsed.to_bstring().to_string();
         use gix::url::Scheme;
         match (&parsed.scheme, &credentials) {
             (_, None) => {}
@@ -105,6 +108,7 @@ impl Settings {
         Ok(Self {
             url: parsed,
             location,
+            redactor,
             credentials,
             known_hosts,
             accept_new_host_keys,
@@ -113,9 +117,61 @@ impl Settings {
         })
     }
 
-    /// The remote's URL without credentials.
+    /// The remote's URL without credentials ([`crate::redact_url`]).
     pub(super) fn location(&self) -> &str {
         &self.location
+    }
+
+    /// A copy of `error` and its sources with the URL's secrets and the configured credentials
+    /// removed from every message.
+    pub(super) fn redact(&self, error: &(dyn std::error::Error + 'static)) -> BoxError {
+        let redacted = self.redactor.error(error);
+        match &self.credentials {
+            // The credentials never appear in gitoxide's messages; make sure of it.
+            Some(credentials) => {
+                let secrets: Vec<&str> = match credentials {
+                    GitCredentials::Basic { password, .. } => vec![password.expose()],
+                    GitCredentials::BearerToken(token) => vec![token.expose()],
+                    GitCredentials::SshKey {
+                        private_key,
+                        passphrase,
+                    } => std::iter::once(private_key.expose())
+                        .chain(passphrase.as_ref().map(Secret::expose))
+                        .collect(),
+                };
+                let mut chain = Vec::new();
+                let mut next: Option<&(dyn std::error::Error + 'static)> = Some(redacted.as_ref());
+                while let Some(current) = next {
+                    chain.push(current.to_string());
+                    next = current.source();
+                }
+                if chain.iter().any(|message| {
+                    secrets
+                        .iter()
+                        .any(|secret| !secret.is_empty() && message.contains(secret))
+                }) {
+                    Box::new(std::io::Error::other(
+                        "the underlying error mentioned the credentials and was removed",
+                    ))
+                } else {
+                    redacted
+                }
+            }
+            None => redacted,
+        }
+    }
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("location", &self.location)
+            .field("credentials", &self.credentials)
+            .field("known_hosts", &self.known_hosts.as_ref().map(|_| "<set>"))
+            .field("accept_new_host_keys", &self.accept_new_host_keys)
+            .field("ca_certificates", &self.ca_certificates.len())
+            .field("timeout", &self.timeout)
+            .finish()
     }
 }
 
@@ -153,7 +209,7 @@ pub(super) fn connect<'remote, 'repo>(
             Failure::Source(SourceError::Git {
                 operation,
                 location: settings.location.clone(),
-                source: Box::new(error),
+                source: settings.redact(&error),
             })
         }
     };
@@ -178,10 +234,33 @@ pub(super) fn connect<'remote, 'repo>(
                 Failure::Source(SourceError::Git {
                     operation: "preparing the ssh connection",
                     location: settings.location.clone(),
-                    source: Box::new(error),
+                    source: settings.redact(&error),
                 })
             })?;
             remote.to_connection_with_transport(Box::new(transport) as Box<dyn Transport + Send>)
+        }
+        Scheme::Http | Scheme::Https if settings.credentials.is_some() => {
+            // Credentials belong to the origin they were given for: the guard refuses every
+            // request once a redirect has moved the transport to another origin.
+            let (url, version) = remote
+                .sanitized_url_and_version(gix::remote::Direction::Fetch)
+                .map_err(|error| classify(settings, &diagnostics, "connecting", error))?;
+            let transport = gix::protocol::transport::client::blocking_io::connect::connect(
+                url,
+                gix::protocol::transport::client::blocking_io::connect::Options {
+                    version,
+                    ..Default::default()
+                },
+            )
+            .map_err(|error| classify(settings, &diagnostics, "connecting", error))?;
+            let guarded = OriginGuard {
+                inner: transport,
+                origin: Origin::of(&settings.url),
+            };
+            let options = http_options(settings, remote.repo())?;
+            remote
+                .to_connection_with_transport(Box::new(guarded) as Box<dyn Transport + Send>)
+                .with_transport_options(options)
         }
         Scheme::Http | Scheme::Https => {
             let connection = remote
@@ -205,23 +284,180 @@ pub(super) fn connect<'remote, 'repo>(
         Scheme::Http => None,
         _ => settings.credentials.clone(),
     };
-    let connection =
-        connection.with_credentials(move |action| answer_credentials(credentials.as_ref(), action));
+    let origin = Origin::of(&settings.url);
+    let connection = connection
+        .with_credentials(move |action| answer_credentials(credentials.as_ref(), &origin, action));
     Ok(Connected {
         connection,
         diagnostics,
     })
 }
 
+/// The origin of a URL: scheme, host and port (the default port when none is given).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Origin {
+    scheme: gix::url::Scheme,
+    host: Option<String>,
+    port: Option<u16>,
+}
+
+impl Origin {
+    fn of(url: &gix::Url) -> Self {
+        Self {
+            scheme: url.scheme.clone(),
+            host: url.host().map(str::to_ascii_lowercase),
+            port: url.port_or_default(),
+        }
+    }
+
+    /// The origin of `url`, or `None` when it cannot be parsed.
+    fn parse(url: &BStr) -> Option<Self> {
+        gix::url::parse(url).ok().map(|url| Self::of(&url))
+    }
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}://{}",
+            self.scheme,
+            gitops_core::escape::Escaped(self.host.as_deref().unwrap_or(""))
+        )?;
+        match self.port {
+            Some(port) => write!(f, ":{port}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A redirect led to another origin than the one the credentials were given for.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the server redirected from {configured} to another origin, {target}: the credentials were not sent there and the redirect is refused"
+)]
+pub(super) struct CrossOriginRedirect {
+    /// The origin the credentials were given for.
+    pub(super) configured: String,
+    /// Where the redirect led.
+    pub(super) target: String,
+}
+
+/// A transport that refuses to send anything once a redirect moved it to another origin than the
+/// one the credentials were configured for (gitoxide follows the first redirect of a fetch and
+/// asks for credentials anew at the new origin; a hostile or compromised server could otherwise
+/// collect them, or serve a repository of its choosing to an authenticated client).
+struct OriginGuard {
+    inner: Box<dyn Transport + Send>,
+    origin: Origin,
+}
+
+impl OriginGuard {
+    fn check(&self) -> Result<(), gix::protocol::transport::client::Error> {
+        let url = self.inner.to_url();
+        let target = Origin::parse(url.as_ref());
+        if target.as_ref() == Some(&self.origin) {
+            return Ok(());
+        }
+        let target = target.map_or_else(
+            || crate::redact_url(&url.to_str_lossy()),
+            |origin| origin.to_string(),
+        );
+        Err(gix::protocol::transport::client::Error::Io(
+            std::io::Error::other(CrossOriginRedirect {
+                configured: self.origin.to_string(),
+                target,
+            }),
+        ))
+    }
+}
+
+impl gix::protocol::transport::client::TransportWithoutIO for OriginGuard {
+    fn set_identity(
+        &mut self,
+        identity: gix::sec::identity::Account,
+    ) -> Result<(), gix::protocol::transport::client::Error> {
+        self.check()?;
+        self.inner.set_identity(identity)
+    }
+
+    fn to_url(&self) -> std::borrow::Cow<'_, BStr> {
+        self.inner.to_url()
+    }
+
+    fn supported_protocol_versions(&self) -> &[gix::protocol::transport::Protocol] {
+        self.inner.supported_protocol_versions()
+    }
+
+    fn connection_persists_across_multiple_requests(&self) -> bool {
+        self.inner.connection_persists_across_multiple_requests()
+    }
+
+    fn configure(&mut self, config: &dyn std::any::Any) -> gix::Result<()> {
+        self.inner.configure(config)
+    }
+}
+
+impl Transport for OriginGuard {
+    fn handshake<'a>(
+        &mut self,
+        service: gix::protocol::transport::Service,
+        extra_parameters: &'a [(&'a str, Option<&'a str>)],
+    ) -> Result<
+        gix::protocol::transport::client::blocking_io::SetServiceResponse<'_>,
+        gix::protocol::transport::client::Error,
+    > {
+        self.check()?;
+        self.inner.handshake(service, extra_parameters)
+    }
+
+    fn request(
+        &mut self,
+        write_mode: gix::protocol::transport::client::WriteMode,
+        on_into_read: gix::protocol::transport::client::MessageKind,
+        trace: bool,
+    ) -> Result<
+        gix::protocol::transport::client::blocking_io::RequestWriter<'_>,
+        gix::protocol::transport::client::Error,
+    > {
+        self.check()?;
+        self.inner.request(write_mode, on_into_read, trace)
+    }
+}
+
 /// Answer gitoxide's credential requests from the configured credentials only: never git's
-/// helpers, never a prompt.
+/// helpers, never a prompt, and only for the origin the credentials were given for.
 fn answer_credentials(
     credentials: Option<&GitCredentials>,
+    origin: &Origin,
     action: gix::credentials::helper::Action,
 ) -> gix::Result<Option<gix::credentials::protocol::Outcome>> {
     use gix::credentials::helper::Action;
     match action {
-        Action::Get(context) => match credentials {
+        Action::Get(context) if credentials.is_some() => {
+            let asked = context
+                .url
+                .as_ref()
+                .and_then(|url| Origin::parse(url.as_ref()));
+            if asked.as_ref() != Some(origin) {
+                return Err(gix::Error::from_error(CrossOriginRedirect {
+                    configured: origin.to_string(),
+                    target: asked.map_or_else(|| "an unknown URL".to_owned(), |o| o.to_string()),
+                }));
+            }
+            answer_credentials_for_origin(credentials, context)
+        }
+        Action::Get(context) => answer_credentials_for_origin(credentials, context),
+        Action::Store(_) | Action::Erase(_) => Ok(None),
+    }
+}
+
+fn answer_credentials_for_origin(
+    credentials: Option<&GitCredentials>,
+    context: gix::credentials::protocol::Context,
+) -> gix::Result<Option<gix::credentials::protocol::Outcome>> {
+    {
+        match credentials {
             Some(GitCredentials::Basic { username, password }) => {
                 Ok(Some(gix::credentials::protocol::Outcome {
                     identity: gix::sec::identity::Account {
@@ -233,8 +469,7 @@ fn answer_credentials(
                 }))
             }
             _ => Err(gix::Error::from_error(NoCredentials)),
-        },
-        Action::Store(_) | Action::Erase(_) => Ok(None),
+        }
     }
 }
 
@@ -256,7 +491,7 @@ fn http_options(
             Failure::Source(SourceError::Git {
                 operation: "configuring the http transport",
                 location: location(),
-                source: Box::new(error),
+                source: settings.redact(&error),
             })
         })?
         .and_then(|options| options.downcast::<http::Options>().ok())
@@ -415,7 +650,7 @@ pub(super) fn classify(
             return Failure::Source(SourceError::AuthenticationRefused {
                 location,
                 detail: "the SSH server refused the key".to_owned(),
-                source: Some(Box::new(error)),
+                source: Some(settings.redact(&error)),
             });
         }
         if stderr.contains("Connection refused")
@@ -425,7 +660,21 @@ pub(super) fn classify(
         {
             return Failure::Source(SourceError::UnreachableHost {
                 location,
-                source: Box::new(error),
+                source: settings.redact(&error),
+            });
+        }
+    }
+    for cause in error.iter_errors() {
+        let redirect = cause.downcast_ref::<CrossOriginRedirect>().or_else(|| {
+            cause
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<CrossOriginRedirect>())
+        });
+        if let Some(redirect) = redirect {
+            return Failure::Source(SourceError::CrossOriginRedirect {
+                location,
+                target: redirect.target.clone(),
             });
         }
     }
@@ -472,7 +721,7 @@ pub(super) fn classify(
         return Failure::Source(SourceError::AuthenticationRefused {
             location,
             detail: detail.to_owned(),
-            source: Some(Box::new(error)),
+            source: Some(settings.redact(&error)),
         });
     }
     if timed_out {
@@ -485,13 +734,13 @@ pub(super) fn classify(
     if unreachable {
         return Failure::Source(SourceError::UnreachableHost {
             location,
-            source: Box::new(error),
+            source: settings.redact(&error),
         });
     }
     Failure::Source(SourceError::Git {
         operation,
         location,
-        source: Box::new(error),
+        source: settings.redact(&error),
     })
 }
 
@@ -518,19 +767,47 @@ mod tests {
             username: "alice".to_owned(),
             password: Secret::new("pw"),
         };
-        let outcome = answer_credentials(Some(&basic), Action::Get(context.clone()))
+        let origin =
+            Origin::of(&gix::url::parse("https://example.com/r.git".as_bytes().as_bstr()).unwrap());
+        let outcome = answer_credentials(Some(&basic), &origin, Action::Get(context.clone()))
             .unwrap()
             .unwrap();
         assert_eq!(outcome.identity.username, "alice");
         assert_eq!(outcome.identity.password, "pw");
-        let error = answer_credentials(None, Action::Get(context.clone())).unwrap_err();
+        let error = answer_credentials(None, &origin, Action::Get(context.clone())).unwrap_err();
         assert!(
             error
                 .iter_errors()
                 .any(|e| e.downcast_ref::<NoCredentials>().is_some())
         );
         let bearer = GitCredentials::BearerToken(Secret::new("t"));
-        assert!(answer_credentials(Some(&bearer), Action::Get(context)).is_err());
+        assert!(answer_credentials(Some(&bearer), &origin, Action::Get(context)).is_err());
+
+        // Another scheme, host or port is another origin: the credentials are not given out.
+        for other in [
+            "https://example.org/r.git",
+            "https://example.com:8443/r.git",
+            "http://example.com/r.git",
+        ] {
+            let context = gix::credentials::protocol::Context {
+                url: Some(other.into()),
+                ..Default::default()
+            };
+            let error =
+                answer_credentials(Some(&basic), &origin, Action::Get(context)).unwrap_err();
+            assert!(
+                error
+                    .iter_errors()
+                    .any(|e| e.downcast_ref::<CrossOriginRedirect>().is_some()),
+                "{other}"
+            );
+        }
+        // The default port is the same origin as no port.
+        let context = gix::credentials::protocol::Context {
+            url: Some("https://EXAMPLE.com:443/other".into()),
+            ..Default::default()
+        };
+        assert!(answer_credentials(Some(&basic), &origin, Action::Get(context)).is_ok());
     }
 
     #[test]

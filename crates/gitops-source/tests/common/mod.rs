@@ -220,12 +220,17 @@ pub fn generate_pki() -> TestPki {
 
 /// lighttpd in front of `git http-backend` (CGI), with a generated configuration on free ports:
 /// `/public/<repo>` without authentication, `/basic/<repo>` with HTTP basic authentication,
-/// `/bearer/<repo>` with a bearer token; the same over https on `tls_port`. Killed on drop.
+/// `/bearer/<repo>` with a bearer token; the same over https on `tls_port`. Over https,
+/// `/redirect-here/<path>` redirects to `/basic/<path>` of the same origin and
+/// `/redirect-away/<path>` to `/basic/<path>` of another origin, `other_tls_port`. Every request
+/// is logged with its port and whether it carried an `Authorization` header
+/// ([`GitHttpServer::stop_and_read_access_log`]). Killed on drop.
 pub struct GitHttpServer {
     child: Child,
     pub port: u16,
     pub tls_port: u16,
-    _dir: tempfile::TempDir,
+    pub other_tls_port: u16,
+    dir: tempfile::TempDir,
 }
 
 pub const HTTP_USER: &str = "alice";
@@ -237,6 +242,7 @@ impl GitHttpServer {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let tls_port = free_port();
+        let other_tls_port = free_port();
         std::fs::write(
             dir.path().join("users"),
             format!("{HTTP_USER}:{HTTP_PASSWORD}\n"),
@@ -250,11 +256,13 @@ impl GitHttpServer {
         let backend = "/usr/lib/git-core/git-http-backend";
         let config = format!(
             r#"
-server.modules = ("mod_alias", "mod_auth", "mod_authn_file", "mod_cgi", "mod_setenv", "mod_openssl")
+server.modules = ("mod_alias", "mod_auth", "mod_authn_file", "mod_cgi", "mod_setenv", "mod_openssl", "mod_redirect", "mod_accesslog")
 server.document-root = "{root}"
 server.bind = "127.0.0.1"
 server.port = {port}
 server.errorlog = "{dir}/error.log"
+accesslog.filename = "{dir}/access.log"
+accesslog.format = "port=%p path=%U authorization=%{{Authorization}}i"
 auth.backend = "plain"
 auth.backend.plain.userfile = "{dir}/users"
 alias.url = ( "/public" => "{backend}", "/basic" => "{backend}", "/bearer" => "{backend}" )
@@ -270,6 +278,15 @@ $HTTP["url"] =~ "^/bearer/" {{
     }}
 }}
 $SERVER["socket"] == "127.0.0.1:{tls_port}" {{
+    ssl.engine = "enable"
+    ssl.pemfile = "{dir}/server.pem"
+    url.redirect-code = 302
+    url.redirect = (
+        "^/redirect-here/(.*)$" => "https://127.0.0.1:{tls_port}/basic/$1",
+        "^/redirect-away/(.*)$" => "https://127.0.0.1:{other_tls_port}/basic/$1",
+    )
+}}
+$SERVER["socket"] == "127.0.0.1:{other_tls_port}" {{
     ssl.engine = "enable"
     ssl.pemfile = "{dir}/server.pem"
 }}
@@ -290,12 +307,26 @@ $SERVER["socket"] == "127.0.0.1:{tls_port}" {{
             .expect("lighttpd must be installed (see scripts/apt/gitops-source.txt)");
         wait_for_port(port, &mut child, "lighttpd");
         wait_for_port(tls_port, &mut child, "lighttpd (tls)");
+        wait_for_port(other_tls_port, &mut child, "lighttpd (other tls)");
         Self {
             child,
             port,
             tls_port,
-            _dir: dir,
+            other_tls_port,
+            dir,
         }
+    }
+
+    /// Stop the server gracefully (so that it writes its access log out) and return the log:
+    /// one `port=<port> path=<path> authorization=<header or ->` line per request.
+    pub fn stop_and_read_access_log(mut self) -> String {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let _ = self.child.wait();
+        std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
     }
 
     pub fn url(&self, area: &str, repo: &str) -> String {
