@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
+use gitops_core::escape::Escaped;
+use gitops_core::secret::mask_quoted_values;
 use gitops_core::{Manifest, ObjectId, Origin};
 use gitops_diff::{DiffError, Differ, ObjectDiff, Schema, SchemaError};
 use kube::api::{
@@ -101,15 +103,16 @@ pub enum ObjectError {
         conflicts: Vec<FieldConflict>,
     },
     /// The change touches immutable fields; opt in to recreate the object.
-    #[error("immutable field(s) {} changed: {message}", .fields.join(", "))]
+    #[error("immutable field(s) {} changed: {}", Escaped(&.fields.join(", ")), Escaped(.message))]
     Immutable {
         /// The fields.
         fields: Vec<String>,
         /// The server's message.
         message: String,
     },
-    /// The server rejected the object (strict field validation, admission, schema).
-    #[error("rejected by the server ({code}): {message}")]
+    /// The server rejected the object (strict field validation, admission, schema). For a
+    /// Secret, the values the server's message quotes are masked.
+    #[error("rejected by the server ({code}): {}", Escaped(.message))]
     Rejected {
         /// The HTTP status code.
         code: u16,
@@ -142,12 +145,29 @@ pub enum ObjectError {
 fn describe_conflicts(conflicts: &[FieldConflict]) -> String {
     conflicts
         .iter()
-        .map(|c| format!("{} owned by {:?}", c.field, c.manager))
+        .map(|c| format!("{} owned by {:?}", Escaped(&c.field), c.manager))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
 impl ObjectError {
+    /// [`ObjectError::from_kube`] for a request about `id`: when it is a Secret, every value
+    /// the server's message quotes (`Invalid value: "..."`) is masked, in the message and in
+    /// its causes, so that a rejected Secret's value is never printed.
+    fn from_kube_about(id: &ObjectId, mut source: kube::Error) -> Self {
+        if id.is_secret()
+            && let kube::Error::Api(status) = &mut source
+        {
+            status.message = mask_quoted_values(&status.message);
+            if let Some(details) = status.details.as_mut() {
+                for cause in &mut details.causes {
+                    cause.message = mask_quoted_values(&cause.message);
+                }
+            }
+        }
+        Self::from_kube(source)
+    }
+
     fn from_kube(source: kube::Error) -> Self {
         let kube::Error::Api(status) = &source else {
             return Self::Request { source };
@@ -710,7 +730,7 @@ impl Run<'_> {
                     attempt += 1;
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
-                Err(e) => return Err(ObjectError::from_kube(e)),
+                Err(e) => return Err(ObjectError::from_kube_about(&object.id, e)),
             }
         }
     }
@@ -739,7 +759,7 @@ impl Run<'_> {
             &Patch::<()>::Json(patch),
         )
         .await
-        .map_err(ObjectError::from_kube)?;
+        .map_err(|e| ObjectError::from_kube_about(&object.id, e))?;
         Ok(())
     }
 
@@ -785,13 +805,13 @@ impl Run<'_> {
         match api.delete(&object.id.name, &params).await {
             Ok(_) => {}
             Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(e) => return Err(ObjectError::from_kube(e)),
+            Err(e) => return Err(ObjectError::from_kube_about(&object.id, e)),
         }
         let start = Instant::now();
         while api
             .get_opt(&object.id.name)
             .await
-            .map_err(ObjectError::from_kube)?
+            .map_err(|e| ObjectError::from_kube_about(&object.id, e))?
             .is_some()
         {
             if start.elapsed() > self.applier.settle_timeout {
@@ -1606,7 +1626,7 @@ impl Applier {
                     entry(
                         Action::Failed,
                         "reading before prune".into(),
-                        Some(ObjectError::from_kube(e)),
+                        Some(ObjectError::from_kube_about(&id, e)),
                         kind.resource.clone(),
                     );
                     continue;
@@ -1672,7 +1692,7 @@ impl Applier {
                     entry(
                         Action::Failed,
                         "prune failed".into(),
-                        Some(ObjectError::from_kube(e)),
+                        Some(ObjectError::from_kube_about(&id, e)),
                         kind.resource.clone(),
                     );
                 }

@@ -54,7 +54,13 @@ impl Health {
 
 impl fmt::Display for Health {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}: {}", self.status, self.message)
+        // The message comes from the cluster (a condition, a Pod's status): one line, escaped.
+        write!(
+            f,
+            "{:?}: {}",
+            self.status,
+            gitops_core::escape::Escaped(&self.message)
+        )
     }
 }
 
@@ -417,7 +423,7 @@ pub struct WaitTarget {
 #[derive(Debug, thiserror::Error)]
 pub enum WaitError {
     /// An object Failed (waiting stops at the first).
-    #[error("{} failed: {}", .id.display_name(), .health.message)]
+    #[error("{} failed: {}", .id.display_name(), gitops_core::escape::Escaped(&.health.message))]
     Failed {
         /// The object.
         id: ObjectId,

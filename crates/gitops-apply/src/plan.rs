@@ -45,6 +45,12 @@ pub enum PlanError {
     },
 }
 
+/// An object id in its inventory form, with control characters escaped: names come from the
+/// repository.
+fn shown(id: &ObjectId) -> String {
+    gitops_core::escape::Escaped(&id.to_string()).to_string()
+}
+
 fn join_lines(problems: &[ObjectProblem]) -> String {
     problems
         .iter()
@@ -58,7 +64,8 @@ fn join_lines(problems: &[ObjectProblem]) -> String {
 pub enum ObjectProblem {
     /// The cluster does not serve the kind and no CRD of the set defines it.
     #[error(
-        "{origin}: {id}: the cluster serves no kind {kind} in {api_version} and no CustomResourceDefinition of the set defines it"
+        "{origin}: {}: the cluster serves no kind {kind} in {api_version} and no CustomResourceDefinition of the set defines it",
+        shown(.id)
     )]
     UnknownKind {
         /// The object.
@@ -72,7 +79,8 @@ pub enum ObjectProblem {
     },
     /// A namespaced object without a namespace, and no target namespace given.
     #[error(
-        "{origin}: {id}: {kind} is namespaced but the object has no metadata.namespace and no target namespace was given"
+        "{origin}: {}: {kind} is namespaced but the object has no metadata.namespace and no target namespace was given",
+        shown(.id)
     )]
     MissingNamespace {
         /// The object.
@@ -83,7 +91,7 @@ pub enum ObjectProblem {
         kind: String,
     },
     /// The same object twice.
-    #[error("{origin}: {id} is also defined at {first}")]
+    #[error("{origin}: {} is also defined at {first}", shown(.id))]
     Duplicate {
         /// The object.
         id: ObjectId,
@@ -93,7 +101,7 @@ pub enum ObjectProblem {
         first: Origin,
     },
     /// A wave annotation that is not an integer.
-    #[error("{origin}: {id}: annotation {annotation} is {value:?}, not an integer")]
+    #[error("{origin}: {}: annotation {annotation} is {value:?}, not an integer", shown(.id))]
     InvalidWave {
         /// The object.
         id: ObjectId,
