@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
+use gitops_core::escape::{Escaped, EscapedPath};
 
 use crate::artifact::{Artifact, archive_files, write_artifact};
 use crate::select::{DiskTree, IgnoreRules, select_files};
@@ -69,7 +70,7 @@ impl LocalDirectorySource {
         };
         if !self.root.is_dir() {
             return Err(SourceError::InvalidConfiguration {
-                message: format!("{} is not a directory", self.root.display()),
+                message: format!("{} is not a directory", EscapedPath(&self.root)),
                 source: None,
             });
         }
@@ -115,9 +116,9 @@ impl LocalDirectorySource {
 impl Source for LocalDirectorySource {
     fn location(&self) -> String {
         if self.subpath.is_empty() {
-            self.root.display().to_string()
+            EscapedPath(&self.root).to_string()
         } else {
-            format!("{}//{}", self.root.display(), self.subpath)
+            format!("{}//{}", EscapedPath(&self.root), Escaped(&self.subpath))
         }
     }
 

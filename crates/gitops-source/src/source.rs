@@ -372,7 +372,10 @@ pub enum SourceError {
         semver_tags: usize,
     },
     /// The local cache was damaged or belonged to something else, and rebuilding it failed too.
-    #[error("the cache at {path} is corrupt and could not be rebuilt: {reason}")]
+    #[error(
+        "the cache at {} is corrupt and could not be rebuilt: {reason}",
+        gitops_core::escape::EscapedPath(path)
+    )]
     CorruptCache {
         /// The cache directory.
         path: PathBuf,
@@ -428,7 +431,10 @@ pub enum SourceError {
         source: Option<BoxError>,
     },
     /// The destination directory is not usable.
-    #[error("destination {path} must be an absent or empty directory")]
+    #[error(
+        "destination {} must be an absent or empty directory",
+        gitops_core::escape::EscapedPath(path)
+    )]
     DestinationNotEmpty {
         /// The destination.
         path: PathBuf,

@@ -43,14 +43,14 @@ impl Cache {
             match gix::open_opts(&repository, gix::open::Options::isolated()) {
                 Ok(repo) if repo.is_bare() => return Ok(repo),
                 Ok(_) => {
-                    tracing::warn!(cache = %self.dir.display(), "cache repository is not bare; rebuilding")
+                    tracing::warn!(cache = %gitops_core::escape::EscapedPath(&self.dir), "cache repository is not bare; rebuilding")
                 }
                 Err(error) => {
-                    tracing::warn!(cache = %self.dir.display(), %error, "cache repository cannot be opened; rebuilding");
+                    tracing::warn!(cache = %gitops_core::escape::EscapedPath(&self.dir), %error, "cache repository cannot be opened; rebuilding");
                 }
             }
         } else if self.dir.exists() {
-            tracing::info!(cache = %self.dir.display(), "cache is absent, foreign or from an older layout; creating it");
+            tracing::info!(cache = %gitops_core::escape::EscapedPath(&self.dir), "cache is absent, foreign or from an older layout; creating it");
         }
         self.wipe()?;
         self.create()

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use gitops_core::escape::{Escaped, EscapedPath};
 use gix::ObjectId;
 use gix::bstr::ByteSlice;
 use gix::protocol::handshake::Ref;
@@ -69,11 +70,11 @@ impl std::fmt::Display for GitReference {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             GitReference::DefaultBranch => f.write_str("the default branch"),
-            GitReference::Branch(name) => write!(f, "branch {name:?}"),
-            GitReference::Tag(name) => write!(f, "tag {name:?}"),
-            GitReference::SemverRange(range) => write!(f, "semver range {range:?}"),
-            GitReference::RefName(name) => write!(f, "ref {name:?}"),
-            GitReference::Commit { sha1, .. } => write!(f, "commit {sha1}"),
+            GitReference::Branch(name) => write!(f, "branch \"{}\"", Escaped(name)),
+            GitReference::Tag(name) => write!(f, "tag \"{}\"", Escaped(name)),
+            GitReference::SemverRange(range) => write!(f, "semver range \"{}\"", Escaped(range)),
+            GitReference::RefName(name) => write!(f, "ref \"{}\"", Escaped(name)),
+            GitReference::Commit { sha1, .. } => write!(f, "commit {}", Escaped(sha1)),
         }
     }
 }
@@ -418,7 +419,7 @@ impl Inner {
             Err(Failure::Source(error)) => Err(error),
             Err(Failure::Corrupt { reason, source }) => {
                 tracing::warn!(
-                    cache = %self.cache.path().display(),
+                    cache = %EscapedPath(self.cache.path()),
                     %reason,
                     "the git cache is damaged; rebuilding it"
                 );
@@ -474,7 +475,7 @@ impl Inner {
             let packs = self.cache.pack_count();
             if packs > self.max_cache_packs {
                 tracing::info!(
-                    cache = %self.cache.path().display(),
+                    cache = %EscapedPath(self.cache.path()),
                     packs,
                     max_packs = self.max_cache_packs,
                     "the git cache holds too many packs; rebuilding it with this fetch"
@@ -543,14 +544,11 @@ impl Inner {
                     .ok_or_else(unknown)?;
                 let (name, commit) = match found {
                     Ref::Symbolic { target, object, .. } => {
+                        // The remote names the branch its HEAD points to: it goes into the
+                        // revision, which is printed, so it is escaped.
                         let target = target.to_str_lossy();
-                        (
-                            target
-                                .strip_prefix("refs/heads/")
-                                .unwrap_or(&target)
-                                .to_owned(),
-                            *object,
-                        )
+                        let branch = target.strip_prefix("refs/heads/").unwrap_or(&target);
+                        (Escaped(branch).to_string(), *object)
                     }
                     Ref::Peeled { object, .. } | Ref::Direct { object, .. } => {
                         (short_name(&self.reference, &wanted), *object)
