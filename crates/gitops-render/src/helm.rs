@@ -139,6 +139,8 @@ const REFERENCE_KEYWORDS: [&str; 3] = ["$ref", "$dynamicRef", "$recursiveRef"];
 /// assert!(matches!(err, HelmError::SchemaReference { .. }));
 /// # Ok::<(), HelmError>(())
 /// ```
+// The same error type as the renderer's, for callers that match on it; it is not a hot path.
+#[allow(clippy::result_large_err)]
 pub fn check_values_schema(text: &[u8], file: &Path) -> Result<(), HelmError> {
     let schema: Value = serde_json::from_slice(text).map_err(|source| HelmError::Schema {
         file: file.to_owned(),
@@ -230,6 +232,7 @@ fn check_chart_schemas(
 
 /// Checks the values schemas inside a chart archive (gzip'd tar), and those of the archives
 /// in its `charts/` directories, spending at most `budget` unpacked bytes.
+#[allow(clippy::result_large_err)]
 fn check_archive_schemas(
     archive: impl std::io::Read,
     shown: &Path,
@@ -300,8 +303,11 @@ fn check_archive_schemas(
 ///   stay inside it) and inline values (applied after the files, in order), CRDs included by
 ///   default (`--include-crds`), `--kube-version` and `--api-versions` for `Capabilities`.
 /// - No network: dependencies must be vendored under `charts/` (checked first, with a clear
-///   error), nothing is downloaded, no plugins, no cluster contact; a clean environment with a
-///   private `HELM_*_HOME`, a timeout and cancellation.
+///   error), nothing is downloaded, no plugins, no cluster contact; every values schema of the
+///   chart and its subcharts (unpacked or `.tgz`) may refer only inside itself and to the drafts
+///   helm embeds (see [`check_values_schema`]), since helm loads other references over HTTP or
+///   from the host's files; a clean environment with a private `HELM_*_HOME`, an unreachable
+///   proxy, a timeout and cancellation.
 /// - The chart directory is checked for symbolic links that leave the root and oversized files.
 ///
 /// Each object's origin is the template that produced it (from helm's `# Source:` comments),

@@ -145,7 +145,9 @@ pub enum KustomizeError {
 /// Safety, beyond what kustomize does itself:
 /// - the kustomization graph is walked first: every `resources`, `components`, `patches`,
 ///   generator file and so on must be a path that exists inside the source root (remote bases
-///   and URLs are refused, so kustomize never reaches the network);
+///   and URLs are refused, so kustomize never reaches the network); every key must be exactly
+///   one of kustomize's field names, since kustomize reads `RESOURCES` as `resources`, and YAML
+///   merge keys are refused (see [`kustomization_references`], the check of one file);
 /// - the whole root is checked for symbolic links that leave it and for oversized files;
 /// - kustomize runs with `--load-restrictor LoadRestrictionsRootOnly`, without `--enable-helm`,
 ///   `--enable-exec` or `--enable-alpha-plugins` (no exec or KRM function plugins), with a clean

@@ -20,6 +20,22 @@
 //!   symbolic links that leave it are refused, files have a size limit, YAML alias bombs are
 //!   refused by the parser's budget, and external tools run with a clean environment, a timeout
 //!   and cancellation.
+//! - Offline: rendering never reads the network, nor files of the host outside the root.
+//!   This is enforced before a tool runs, by refusing what would make it fetch: for kustomize,
+//!   remote references in every field that names a path or URL, and any kustomization key that
+//!   is not exactly one of kustomize's field names (kustomize matches keys ignoring case) or is
+//!   a YAML merge key ([`kustomization_references`]); for helm, undeclared dependencies, and
+//!   any `$ref`, `$dynamicRef`, `$recursiveRef` or `$schema` in a values schema of the chart or
+//!   its subcharts (archives included) that is not inside the schema itself
+//!   ([`check_values_schema`]). As a second line, the tools run with a cleared environment (so
+//!   the caller's credentials never reach them), private `HOME`, XDG and `HELM_*` directories,
+//!   and `HTTP_PROXY`/`HTTPS_PROXY`/`ALL_PROXY` pointing at a closed loopback port with an
+//!   empty `NO_PROXY`, so that a fetch that got past the checks fails at once. (Go reaches
+//!   loopback addresses without a proxy: the checks are what guard those.)
+//! - Secrets: no error, log line or `Debug` output of this crate shows a substitution
+//!   variable's value, the text it produced, or the text of the scalar it went into (see
+//!   [`SubstituteError`]); names and paths from the source are printed with control
+//!   characters escaped ([`gitops_core::escape`]), so a file name cannot forge a log line.
 //!
 //! ```
 //! use gitops_render::{PlainRenderer, RenderRequest, Renderer, SourceRoot, Substitution};
