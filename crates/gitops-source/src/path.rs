@@ -25,14 +25,46 @@
 use gitops_core::escape::Escaped;
 
 /// The longest entry name accepted, in bytes (the `NAME_MAX` of Linux and most file systems).
+///
+/// ```
+/// use gitops_source::path::{MAX_NAME_BYTES, check_entry_name};
+///
+/// assert!(check_entry_name("x".repeat(MAX_NAME_BYTES + 1).as_bytes()).is_err());
+/// ```
 pub const MAX_NAME_BYTES: usize = 255;
 
 /// The longest relative path accepted, in bytes (the `PATH_MAX` of Linux).
+///
+/// ```
+/// assert_eq!(gitops_source::path::MAX_PATH_BYTES, 4096);
+/// ```
 pub const MAX_PATH_BYTES: usize = 4096;
+
+/// The most directory levels a path may have: a tree nested deeper is refused while it is read,
+/// before its depth can exhaust anything.
+///
+/// ```
+/// use gitops_source::path::{MAX_DEPTH, PathError, check_relative_path};
+///
+/// let deep = format!("{}x.yaml", "d/".repeat(MAX_DEPTH));
+/// assert!(matches!(check_relative_path(&deep), Err(PathError::TooDeep { .. })));
+/// ```
+pub const MAX_DEPTH: usize = 128;
 
 /// Why a name or path is refused. The names it holds are escaped for printing (control
 /// characters, bidirectional overrides and backslashes written as escapes; bytes that are not
 /// UTF-8 as `\xNN`), so that printing the error cannot forge a log line.
+///
+/// ```
+/// use gitops_source::path::{PathError, check_entry_name};
+///
+/// let error = check_entry_name(b"deploy.yaml\nERROR forged").unwrap_err();
+/// assert!(matches!(error, PathError::ControlCharacter { .. }));
+/// assert_eq!(
+///     error.to_string(),
+///     "entry \"deploy.yaml\\nERROR forged\" holds a control character"
+/// );
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PathError {
@@ -85,6 +117,14 @@ pub enum PathError {
     GitDirectory {
         /// The name, escaped for printing.
         name: String,
+    },
+    /// A tree is nested more than [`MAX_DEPTH`] levels deep.
+    #[error("the tree is nested {depth} levels deep, more than the {max} allowed")]
+    TooDeep {
+        /// The depth reached.
+        depth: usize,
+        /// The limit.
+        max: usize,
     },
     /// A directory lists the same name twice.
     #[error("entry \"{name}\" appears twice in one directory")]
@@ -233,6 +273,13 @@ pub fn check_relative_path(path: &str) -> Result<(), PathError> {
             name: printable(shown.as_bytes()),
             length: path.len(),
             max: MAX_PATH_BYTES,
+        });
+    }
+    let depth = path.bytes().filter(|byte| *byte == b'/').count();
+    if depth >= MAX_DEPTH {
+        return Err(PathError::TooDeep {
+            depth,
+            max: MAX_DEPTH,
         });
     }
     for component in path.split('/') {

@@ -26,6 +26,12 @@ use std::fmt;
 use gitops_core::escape::Escaped;
 
 /// What replaces a secret.
+///
+/// ```
+/// use gitops_source::{REDACTED, redact_url};
+///
+/// assert_eq!(redact_url("https://h/r?token=t"), format!("https://h/r?token={REDACTED}"));
+/// ```
 pub const REDACTED: &str = "<redacted>";
 
 /// Turn `url` (parsable or not) into a printable location: user info removed (an ssh user name

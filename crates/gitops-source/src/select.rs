@@ -8,7 +8,7 @@ use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
 use gitops_core::escape::Escaped;
 
-use crate::path::{PathError, check_entry_name};
+use crate::path::{MAX_DEPTH, MAX_PATH_BYTES, PathError, check_entry_name};
 use crate::source::BoxError;
 
 /// The name of the ignore files read from every selected directory.
@@ -432,6 +432,19 @@ fn walk<T: FileTree>(
                 handle: entry.handle,
             }),
             EntryKind::Directory => {
+                // A hostile tree nested thousands of levels deep would exhaust the stack of
+                // this recursive walk: depth and length are bounded before descending.
+                let depth = path.bytes().filter(|byte| *byte == b'/').count() + 1;
+                if depth >= MAX_DEPTH || path.len() > MAX_PATH_BYTES {
+                    return Err(tree.unsafe_entry(
+                        dir_path,
+                        entry.name.as_bytes(),
+                        PathError::TooDeep {
+                            depth,
+                            max: MAX_DEPTH,
+                        },
+                    ));
+                }
                 let children = tree.list(&entry.handle, &path)?;
                 walk(tree, rules, stack, caller, &path, children, selected)?;
             }
@@ -646,6 +659,40 @@ mod tests {
         assert_eq!(
             selected(dir.path(), "", &IgnoreRules::default()),
             [".sourceignore", "src/build"]
+        );
+    }
+
+    #[test]
+    fn trees_nested_too_deep_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = "d/".repeat(MAX_DEPTH + 1);
+        write(dir.path(), &format!("{deep}x.yaml"), "x");
+        let tree = DiskTree {
+            root: dir.path().to_owned(),
+        };
+        let error = select_files(&tree, "", &IgnoreRules::default()).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                SelectError::UnsafeEntry {
+                    source: PathError::TooDeep { .. },
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        // Just below the limit is fine.
+        let dir = tempfile::tempdir().unwrap();
+        let deep = "d/".repeat(MAX_DEPTH - 1);
+        write(dir.path(), &format!("{deep}x.yaml"), "x");
+        let tree = DiskTree {
+            root: dir.path().to_owned(),
+        };
+        assert_eq!(
+            select_files(&tree, "", &IgnoreRules::default())
+                .unwrap()
+                .len(),
+            1
         );
     }
 
