@@ -15,6 +15,15 @@
 //! Files are selected from a subpath with `.sourceignore` files (gitignore syntax), caller patterns
 //! and default rules for VCS metadata, CI files, archives and images ([`IgnoreRules`]).
 //!
+//! A repository is untrusted input. Every entry name a source lists (a Git tree entry, a directory
+//! entry, a tar entry) and every path the artifact writer creates goes through one check,
+//! [`path::check_entry_name`] and [`path::check_relative_path`]: a tree holding `..`, a name with
+//! `/` or `\`, an absolute name, any spelling of `.git` or a control character is refused while it
+//! is read, naming the entry and the commit, and nothing is written. Names and paths are printed
+//! escaped ([`gitops_core::escape`]); URLs are printed without user info or query values
+//! ([`redact_url`]), in every error and its whole source chain; HTTP credentials are only ever
+//! sent to the origin they were configured for (a redirect to another origin is refused).
+//!
 //! A fetch reports its steps ([`FetchProgress`]: listing refs, downloading, writing files, done)
 //! to the callback set with [`FetchRequest::with_progress`], and stops when the request's
 //! cancellation token is cancelled.
