@@ -142,6 +142,59 @@ pub enum ObjectError {
     },
 }
 
+/// The values of a Secret as a message could repeat them: each value of `data` and
+/// `stringData` (every scalar in it, for a value of the wrong type), with its base64 form (for
+/// `stringData`) or its decoded form (for `data`). Values shorter than 3 characters are left
+/// out: masking them would garble the message without hiding anything worth hiding.
+fn secret_values(object: &Value) -> Vec<String> {
+    use base64::Engine as _;
+    fn scalars(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::String(text) => out.push(text.clone()),
+            Value::Array(items) => items.iter().for_each(|item| scalars(item, out)),
+            Value::Object(map) => map.values().for_each(|item| scalars(item, out)),
+            Value::Null => {}
+            other => out.push(other.to_string()),
+        }
+    }
+    let engine = &base64::engine::general_purpose::STANDARD;
+    let mut values = Vec::new();
+    for field in gitops_core::secret::SECRET_VALUE_FIELDS {
+        let mut found = Vec::new();
+        if let Some(value) = object.get(field) {
+            scalars(value, &mut found);
+        }
+        for value in found {
+            if field == "data" {
+                if let Ok(decoded) = engine.decode(value.as_bytes())
+                    && let Ok(text) = String::from_utf8(decoded)
+                {
+                    values.push(text);
+                }
+            } else {
+                values.push(engine.encode(value.as_bytes()));
+            }
+            values.push(value);
+        }
+    }
+    values.retain(|v| v.chars().count() >= 3);
+    // Longest first, so that a value containing another is masked whole.
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    values.dedup();
+    values
+}
+
+/// `message` with every occurrence of `values` replaced by the mask.
+fn mask_known_values(message: &str, values: &[String]) -> String {
+    let mut message = message.to_owned();
+    for value in values {
+        if message.contains(value.as_str()) {
+            message = message.replace(value.as_str(), gitops_core::secret::SECRET_MASK);
+        }
+    }
+    message
+}
+
 fn describe_conflicts(conflicts: &[FieldConflict]) -> String {
     conflicts
         .iter()
@@ -151,17 +204,23 @@ fn describe_conflicts(conflicts: &[FieldConflict]) -> String {
 }
 
 impl ObjectError {
-    /// [`ObjectError::from_kube`] for a request about `id`: when it is a Secret, every value
-    /// the server's message quotes (`Invalid value: "..."`) is masked, in the message and in
-    /// its causes, so that a rejected Secret's value is never printed.
-    fn from_kube_about(id: &ObjectId, mut source: kube::Error) -> Self {
+    /// [`ObjectError::from_kube`] for a request about `id`, whose content (desired or live) is
+    /// `object` when known: when it is a Secret, what the server's message quotes
+    /// (`Invalid value: "..."`) and every value of the Secret it repeats (`expected string, got
+    /// &value.valueUnstructured{Value:...}`), as given or base64-encoded or decoded, are
+    /// masked, in the message and in its causes, so that a rejected Secret's value is never
+    /// printed.
+    fn from_kube_about(id: &ObjectId, object: Option<&Value>, mut source: kube::Error) -> Self {
         if id.is_secret()
             && let kube::Error::Api(status) = &mut source
         {
-            status.message = mask_quoted_values(&status.message);
+            let values = object.map(secret_values).unwrap_or_default();
+            let mask = |message: &str| mask_known_values(&mask_quoted_values(message), &values);
+            status.message = mask(&status.message);
             if let Some(details) = status.details.as_mut() {
                 for cause in &mut details.causes {
-                    cause.message = mask_quoted_values(&cause.message);
+                    cause.message = mask(&cause.message);
+                    cause.field = mask(&cause.field);
                 }
             }
         }
@@ -730,7 +789,7 @@ impl Run<'_> {
                     attempt += 1;
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
-                Err(e) => return Err(ObjectError::from_kube_about(&object.id, e)),
+                Err(e) => return Err(ObjectError::from_kube_about(&object.id, Some(desired), e)),
             }
         }
     }
@@ -759,7 +818,7 @@ impl Run<'_> {
             &Patch::<()>::Json(patch),
         )
         .await
-        .map_err(|e| ObjectError::from_kube_about(&object.id, e))?;
+        .map_err(|e| ObjectError::from_kube_about(&object.id, Some(live), e))?;
         Ok(())
     }
 
@@ -805,13 +864,13 @@ impl Run<'_> {
         match api.delete(&object.id.name, &params).await {
             Ok(_) => {}
             Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(e) => return Err(ObjectError::from_kube_about(&object.id, e)),
+            Err(e) => return Err(ObjectError::from_kube_about(&object.id, Some(desired), e)),
         }
         let start = Instant::now();
         while api
             .get_opt(&object.id.name)
             .await
-            .map_err(|e| ObjectError::from_kube_about(&object.id, e))?
+            .map_err(|e| ObjectError::from_kube_about(&object.id, Some(desired), e))?
             .is_some()
         {
             if start.elapsed() > self.applier.settle_timeout {
@@ -1626,7 +1685,7 @@ impl Applier {
                     entry(
                         Action::Failed,
                         "reading before prune".into(),
-                        Some(ObjectError::from_kube_about(&id, e)),
+                        Some(ObjectError::from_kube_about(&id, None, e)),
                         kind.resource.clone(),
                     );
                     continue;
@@ -1692,7 +1751,7 @@ impl Applier {
                     entry(
                         Action::Failed,
                         "prune failed".into(),
-                        Some(ObjectError::from_kube_about(&id, e)),
+                        Some(ObjectError::from_kube_about(&id, None, e)),
                         kind.resource.clone(),
                     );
                 }
