@@ -674,6 +674,24 @@ mod tests {
         assert!(!out.path().join("evil.yaml").exists());
         assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0);
 
+        // A second entry for the same path never overwrites the first.
+        let mut builder = tar::Builder::new(Vec::new());
+        for content in [&b"first"[..], b"second"] {
+            let mut header = tar::Header::new_gnu();
+            header.set_mode(0o644);
+            header.set_size(content.len() as u64);
+            builder
+                .append_data(&mut header, "twice.yaml", content)
+                .unwrap();
+        }
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(&builder.into_inner().unwrap()).unwrap();
+        let archive = encoder.finish().unwrap();
+        let twice = out.path().join("twice");
+        let error = unpack_tar_gz(archive.as_slice(), &twice, UnpackLimits::default()).unwrap_err();
+        assert!(matches!(error, ArtifactError::Io { .. }), "{error:?}");
+        assert_eq!(std::fs::read(twice.join("twice.yaml")).unwrap(), b"first");
+
         // A leading `./` is harmless.
         let archive = raw_archive("./ok.yaml", tar::EntryType::Regular, b"x");
         unpack_tar_gz(
