@@ -312,10 +312,12 @@ impl fmt::Display for ObjectChange {
             self.reason
         )?;
         if let Some(error) = &self.error {
+            // One line: the error escapes the server's messages itself, its sources (a
+            // request's error) are escaped here.
             write!(f, ": {error}")?;
             let mut source = std::error::Error::source(error);
             while let Some(s) = source {
-                write!(f, ": {s}")?;
+                write!(f, ": {}", Escaped(&s.to_string()))?;
                 source = s.source();
             }
         }

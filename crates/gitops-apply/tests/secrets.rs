@@ -94,3 +94,59 @@ async fn rejected_secrets_never_print_their_values() {
         }
     }
 }
+
+/// The kind is case-sensitive: the apiserver refuses a body of kind `secret` sent to the
+/// Secrets endpoint, and the applier, which finds kinds by discovery, refuses it before any
+/// request. Neither error shows the value.
+#[tokio::test]
+async fn a_secret_spelled_in_lower_case_is_refused_without_showing_its_value() {
+    let control_plane = gitops_envtest::shared().await.unwrap();
+    let client = control_plane.client().await.unwrap();
+    let namespace = control_plane.create_namespace("secret-case").await.unwrap();
+    let object = json!({"apiVersion": "v1", "kind": "secret",
+        "metadata": {"name": "lower", "namespace": namespace},
+        "stringData": {"password": SECRET}});
+
+    let resource = kube::discovery::ApiResource {
+        group: String::new(),
+        version: "v1".into(),
+        api_version: "v1".into(),
+        kind: "Secret".into(),
+        plural: "secrets".into(),
+    };
+    let api: kube::Api<kube::api::DynamicObject> =
+        kube::Api::namespaced_with(client.clone(), &namespace, &resource);
+    let sent = api
+        .patch(
+            "lower",
+            &kube::api::PatchParams::apply("gitops-rs").dry_run(),
+            &kube::api::Patch::Apply(&object),
+        )
+        .await;
+    assert!(
+        sent.is_err(),
+        "the apiserver accepted kind secret: {sent:?}"
+    );
+
+    let manifest = gitops_core::parse_manifests(&object.to_string(), "lower.json").unwrap();
+    assert!(manifest[0].is_secret());
+    let inventory = ConfigMapInventory::new(&namespace, "inventory").unwrap();
+    let applier = Applier::builder(client, inventory).build();
+    for dry_run in [true, false] {
+        let options = ApplyOptions {
+            dry_run,
+            ..ApplyOptions::default()
+        };
+        let error = applier
+            .apply(
+                DesiredSet::new(manifest.clone()),
+                &options,
+                &CancellationToken::new(),
+            )
+            .await
+            .unwrap_err();
+        let shown = format!("{error} {error:?} {:?}", std::error::Error::source(&error));
+        assert!(matches!(error, ApplyError::Plan(_)), "{shown}");
+        assert!(!shown.contains(SECRET), "{shown}");
+    }
+}
