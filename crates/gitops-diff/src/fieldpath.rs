@@ -18,7 +18,7 @@ use crate::schema::{FieldSchema, ListKey, ListType, Schema};
 #[non_exhaustive]
 pub enum FieldsV1Error {
     /// A node is not a JSON object.
-    #[error("fieldsV1 at {path}: expected an object, found {found}")]
+    #[error("fieldsV1 at {}: expected an object, found {found}", gitops_core::escape::Escaped(.path))]
     NotAnObject {
         /// Where, as the keys leading to the node.
         path: String,
@@ -26,7 +26,7 @@ pub enum FieldsV1Error {
         found: &'static str,
     },
     /// A key has none of the known prefixes.
-    #[error("fieldsV1 at {path}: unknown path element {element:?} (expected f:, k:, v:, i: or .)")]
+    #[error("fieldsV1 at {}: unknown path element {element:?} (expected f:, k:, v:, i: or .)", gitops_core::escape::Escaped(.path))]
     UnknownElement {
         /// Where.
         path: String,
@@ -34,7 +34,7 @@ pub enum FieldsV1Error {
         element: String,
     },
     /// A `k:` or `v:` element is not valid JSON, or `i:` not an index.
-    #[error("fieldsV1 at {path}: invalid element {element:?}")]
+    #[error("fieldsV1 at {}: invalid element {element:?}", gitops_core::escape::Escaped(.path))]
     InvalidElement {
         /// Where.
         path: String,
