@@ -159,13 +159,27 @@ impl Redactor {
         }
         all.retain(|secret| secret.len() >= MIN_SECRET_LEN);
         // Longest first, so that a secret holding another is replaced whole.
-        all.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+        all.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         all.dedup();
         Self {
             url: url.to_owned(),
             location: redact_url(url),
             secrets: all,
         }
+    }
+
+    /// Also remove these secrets (credentials given apart from the URL).
+    pub(crate) fn with_secrets<'a>(mut self, secrets: impl IntoIterator<Item = &'a str>) -> Self {
+        self.secrets.extend(
+            secrets
+                .into_iter()
+                .filter(|secret| secret.len() >= MIN_SECRET_LEN)
+                .map(str::to_owned),
+        );
+        self.secrets
+            .sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        self.secrets.dedup();
+        self
     }
 
     /// The printable location of the URL.
@@ -288,7 +302,7 @@ mod tests {
     #[test]
     fn error_chains_are_redacted_at_every_level() {
         let url = "https://alice:s3cret-pw@host/r?access_token=tok%20en";
-        let redactor = Redactor::new(url);
+        let redactor = Redactor::new(url).with_secrets(["decoded"]);
         let error = Outer(url.to_owned(), Inner);
         let redacted = redactor.error(&error);
         let mut printed = format!("{redacted:?}");
@@ -301,7 +315,10 @@ mod tests {
             assert!(!printed.contains(secret), "{secret}: {printed}");
         }
         assert!(printed.contains("outer failure for https://host/r?access_token=<redacted>"));
-        assert!(printed.contains("inner: password <redacted>"), "{printed}");
+        assert!(
+            printed.contains("inner: password <redacted> (<redacted>: <redacted>)"),
+            "{printed}"
+        );
         assert!(!format!("{redactor:?}").contains("s3cret"));
     }
 }

@@ -50,7 +50,20 @@ impl Settings {
             message,
             source: None,
         };
-        let redactor = Redactor::new(url);
+        // The credentials never appear in gitoxide's messages; the redactor makes sure of it.
+        let credential_secrets = credentials
+            .iter()
+            .flat_map(|credentials| match credentials {
+                GitCredentials::Basic { password, .. } => vec![password.expose()],
+                GitCredentials::BearerToken(token) => vec![token.expose()],
+                GitCredentials::SshKey {
+                    private_key,
+                    passphrase,
+                } => std::iter::once(private_key.expose())
+                    .chain(passphrase.as_ref().map(Secret::expose))
+                    .collect(),
+            });
+        let redactor = Redactor::new(url).with_secrets(credential_secrets);
         let location = redactor.location().to_owned();
         let parsed = gix::url::parse(url.as_bytes().as_bstr()).map_err(|error| {
             SourceError::InvalidConfiguration {
@@ -125,40 +138,7 @@ impl Settings {
     /// A copy of `error` and its sources with the URL's secrets and the configured credentials
     /// removed from every message.
     pub(super) fn redact(&self, error: &(dyn std::error::Error + 'static)) -> BoxError {
-        let redacted = self.redactor.error(error);
-        match &self.credentials {
-            // The credentials never appear in gitoxide's messages; make sure of it.
-            Some(credentials) => {
-                let secrets: Vec<&str> = match credentials {
-                    GitCredentials::Basic { password, .. } => vec![password.expose()],
-                    GitCredentials::BearerToken(token) => vec![token.expose()],
-                    GitCredentials::SshKey {
-                        private_key,
-                        passphrase,
-                    } => std::iter::once(private_key.expose())
-                        .chain(passphrase.as_ref().map(Secret::expose))
-                        .collect(),
-                };
-                let mut chain = Vec::new();
-                let mut next: Option<&(dyn std::error::Error + 'static)> = Some(redacted.as_ref());
-                while let Some(current) = next {
-                    chain.push(current.to_string());
-                    next = current.source();
-                }
-                if chain.iter().any(|message| {
-                    secrets
-                        .iter()
-                        .any(|secret| !secret.is_empty() && message.contains(secret))
-                }) {
-                    Box::new(std::io::Error::other(
-                        "the underlying error mentioned the credentials and was removed",
-                    ))
-                } else {
-                    redacted
-                }
-            }
-            None => redacted,
-        }
+        self.redactor.error(error)
     }
 }
 
