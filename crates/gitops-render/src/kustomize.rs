@@ -362,7 +362,8 @@ struct ParsedKustomization {
 /// filesystem: parses it, checks that every key is exactly one of kustomize's field names (at the
 /// top and in the nested objects whose fields name paths or URLs: `patches`, `patchesJson6902`,
 /// `replacements`, `configMapGenerator`, `secretGenerator`, `openapi`), refuses YAML merge keys,
-/// the Helm fields and remote references, and returns every local path it refers to with its
+/// the Helm fields and remote references (in inline plugin configurations of `generators`,
+/// `transformers` and `validators` too), and returns every local path it refers to with its
 /// field. `file` names the file in errors.
 ///
 /// kustomize decodes a kustomization with Go's JSON decoder, which matches keys to fields
@@ -401,13 +402,13 @@ fn parse_kustomization(text: &str, file: &Path) -> Result<ParsedKustomization, K
             references: Vec::new(),
         });
     };
-    let keys = KeyLines::scan(text);
-    if let Some(line) = keys.merge_line {
+    if let Some(line) = first_merge_key(text) {
         return Err(KustomizeError::MergeKey {
             file: file.to_owned(),
             line: Some(line),
         });
     }
+    let keys = KeyLines::scan(text);
     let Value::Object(kustomization) = document.value else {
         return Err(KustomizeError::NotAMapping {
             file: file.to_owned(),
@@ -465,6 +466,17 @@ fn parse_kustomization(text: &str, file: &Path) -> Result<ParsedKustomization, K
             field: remote.field.clone(),
             reference: remote.reference.clone(),
         });
+    }
+    // Inline plugin configurations: their paths are loaded too.
+    for field in PLUGIN_FIELDS {
+        let inline: Vec<&str> = match kustomization.get(field) {
+            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
+            Some(Value::String(text)) => vec![text.as_str()],
+            _ => Vec::new(),
+        };
+        for text in inline.into_iter().filter(|text| text.contains('\n')) {
+            check_plugin_config(text, file, field)?;
+        }
     }
     Ok(ParsedKustomization {
         fields: Some(kustomization),
@@ -555,6 +567,115 @@ fn references(kustomization: &Map<String, Value>) -> Vec<KustomizationReference>
     references
 }
 
+/// The fields whose entries are plugin configurations (files, directories of kustomizations
+/// whose resources are configurations, or inline YAML).
+const PLUGIN_FIELDS: [&str; 3] = ["generators", "transformers", "validators"];
+
+/// The fields of kustomize's builtin plugin configurations that name files kustomize loads
+/// (and would fetch, given a URL), compared after Go's case folding: `PatchTransformer.path`,
+/// `PatchStrategicMergeTransformer.paths`, the generators' `files`, `envs` and `env`,
+/// `ReplacementTransformer.replacements[].path`, the Helm generator's values files.
+const PLUGIN_PATH_FIELDS: [&str; 7] = [
+    "path",
+    "paths",
+    "files",
+    "envs",
+    "env",
+    "valuesfile",
+    "additionalvaluesfiles",
+];
+
+/// `key` folded the way Go's JSON decoder compares field names, for names made of ASCII
+/// letters: ASCII case, and the two non-ASCII letters that fold into ASCII (`ſ` to `s`, the
+/// Kelvin sign to `k`).
+fn go_fold(key: &str) -> String {
+    key.chars()
+        .map(|c| match c {
+            '\u{17f}' => 's',
+            '\u{212a}' => 'k',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
+}
+
+/// Checks one plugin configuration (the text of a `generators`, `transformers` or
+/// `validators` entry, or of a resource of a kustomization listed there): kustomize reads its
+/// fields ignoring case and loads the files they name, fetching URLs, so every value of a field
+/// that names files must not be remote, and merge keys are refused. Local paths are left to
+/// kustomize's load restrictor.
+fn check_plugin_config(text: &str, file: &Path, field: &str) -> Result<(), KustomizeError> {
+    if let Some(line) = first_merge_key(text) {
+        return Err(KustomizeError::MergeKey {
+            file: file.to_owned(),
+            line: Some(line),
+        });
+    }
+    let documents =
+        gitops_core::parse_yaml_documents(text, file).map_err(KustomizeError::Kustomization)?;
+    let mut pending: Vec<&Value> = documents.iter().map(|d| &d.value).collect();
+    while let Some(value) = pending.pop() {
+        match value {
+            Value::Object(map) => {
+                for (key, item) in map {
+                    if PLUGIN_PATH_FIELDS.contains(&go_fold(key).as_str()) {
+                        let values: Vec<&str> = match item {
+                            Value::String(s) => vec![s.as_str()],
+                            Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
+                            _ => Vec::new(),
+                        };
+                        for value in values {
+                            let path = value.split_once('=').map_or(value, |(_, p)| p);
+                            if is_remote(value) || is_remote(path) {
+                                return Err(KustomizeError::Remote {
+                                    file: file.to_owned(),
+                                    field: format!("{field} configuration: {}", Escaped(key)),
+                                    reference: value.to_owned(),
+                                });
+                            }
+                        }
+                    }
+                    pending.push(item);
+                }
+            }
+            Value::Array(items) => pending.extend(items),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The line of the first YAML merge key (`<<`) of any document of `text`.
+fn first_merge_key(text: &str) -> Option<u64> {
+    // Each open collection: for a mapping, whether its next node is a key; `None` for a
+    // sequence.
+    let mut open: Vec<Option<bool>> = Vec::new();
+    for (event, span) in granit_parser::Parser::new_from_str(text).map_while(Result::ok) {
+        match event {
+            Event::Scalar(..)
+            | Event::Alias(..)
+            | Event::MappingStart(..)
+            | Event::SequenceStart(..) => {
+                if let Some(Some(is_key)) = open.last_mut() {
+                    if *is_key && matches!(&event, Event::Scalar(key, ..) if key == "<<") {
+                        return Some(span.start.line() as u64);
+                    }
+                    *is_key = !*is_key;
+                }
+                match event {
+                    Event::MappingStart(..) => open.push(Some(true)),
+                    Event::SequenceStart(..) => open.push(None),
+                    _ => {}
+                }
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                open.pop();
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// A JSON pointer of keys, escaped as RFC 6901 says.
 fn pointer_of(keys: &[&str]) -> String {
     keys.iter()
@@ -562,12 +683,11 @@ fn pointer_of(keys: &[&str]) -> String {
         .collect()
 }
 
-/// The lines of the keys of a YAML file's first document, by JSON pointer, and the line of its
-/// first merge key (`<<`), read with the event parser.
+/// The lines of the keys of a YAML file's first document, by JSON pointer, read with the event
+/// parser.
 #[derive(Default)]
 struct KeyLines {
     lines: HashMap<String, u64>,
-    merge_line: Option<u64>,
 }
 
 /// Deepest nesting whose keys are recorded.
@@ -624,9 +744,6 @@ impl KeyLines {
                     }
                 };
                 let line = span.start.line() as u64;
-                if key.as_deref() == Some("<<") {
-                    self.merge_line.get_or_insert(line);
-                }
                 let (value, _) = next_node(events)?;
                 let len = pointer.len();
                 if let Some(key) = &key {
@@ -646,14 +763,17 @@ impl KeyLines {
 struct ReferenceCheck<'a> {
     root: &'a SourceRoot,
     max_file_size: u64,
-    visited: HashSet<PathBuf>,
+    /// The directories checked, and whether as a source of plugin configurations.
+    visited: HashSet<(PathBuf, bool)>,
     /// The first kustomization read: the one built.
     top: Option<Map<String, Value>>,
 }
 
 impl ReferenceCheck<'_> {
-    fn check_dir(&mut self, dir: &Path) -> Result<(), KustomizeError> {
-        if !self.visited.insert(dir.to_owned()) {
+    /// Checks the kustomization in `dir`; `plugins`: its resources are plugin configurations
+    /// (it is listed under `generators`, `transformers` or `validators`).
+    fn check_dir(&mut self, dir: &Path, plugins: bool) -> Result<(), KustomizeError> {
+        if !self.visited.insert((dir.to_owned(), plugins)) {
             return Ok(());
         }
         let shown_dir = self.root.relative(dir).to_owned();
@@ -692,8 +812,21 @@ impl ReferenceCheck<'_> {
                     field: reference.field.clone(),
                     source,
                 })?;
+            let configures = PLUGIN_FIELDS.contains(&reference.field.as_str())
+                || (plugins && ["resources", "bases"].contains(&reference.field.as_str()));
             if reference.may_be_kustomization && resolved.is_dir() {
-                self.check_dir(&resolved)?;
+                self.check_dir(&resolved, configures)?;
+            } else if configures && resolved.is_file() {
+                let config = self.root.relative(&resolved).to_owned();
+                let text = self
+                    .root
+                    .read_to_string(&resolved, self.max_file_size)
+                    .map_err(|source| KustomizeError::Reference {
+                        file: shown.clone(),
+                        field: reference.field.clone(),
+                        source,
+                    })?;
+                check_plugin_config(&text, &config, &reference.field)?;
             }
         }
         Ok(())
@@ -1128,7 +1261,7 @@ impl Renderer for KustomizeRenderer {
                     visited: HashSet::new(),
                     top: None,
                 };
-                check.check_dir(&dir)?;
+                check.check_dir(&dir, false)?;
                 root.check_tree(root.path(), max_file_size)?;
                 Ok(TopKustomization::new(check.top.as_ref()))
             })
@@ -1216,7 +1349,7 @@ mod tests {
             visited: HashSet::new(),
             top: None,
         }
-        .check_dir(&start)
+        .check_dir(&start, false)
     }
 
     #[test]
@@ -1356,6 +1489,65 @@ mod tests {
             refused("generators: [http://127.0.0.1:1/g]\n"),
             KustomizeError::Remote { .. }
         ));
+    }
+
+    #[test]
+    fn plugin_configurations_may_not_fetch() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let patch = "apiVersion: builtin\nkind: PatchTransformer\nmetadata:\n  name: p\n";
+        write(d, "ok/kustomization.yaml", "transformers: [t.yaml]\n");
+        write(d, "ok/t.yaml", &format!("{patch}path: p.yaml\n"));
+        write(d, "ok/p.yaml", "");
+        check(d, "ok").unwrap();
+        // A file, an inline configuration, and the resources of a kustomization listed as a
+        // transformer, with the field in any case.
+        write(d, "file/kustomization.yaml", "transformers: [t.yaml]\n");
+        write(
+            d,
+            "file/t.yaml",
+            &format!("{patch}PATH: http://127.0.0.1:1/p\n"),
+        );
+        write(
+            d,
+            "inline/kustomization.yaml",
+            "generators:\n- |\n  apiVersion: builtin\n  kind: ConfigMapGenerator\n  metadata: {name: c}\n  fIles: [k=https://127.0.0.1:1/x]\n",
+        );
+        write(d, "dir/kustomization.yaml", "validators: [../tdir]\n");
+        write(d, "tdir/kustomization.yaml", "resources: [t.yaml]\n");
+        write(
+            d,
+            "tdir/t.yaml",
+            &format!("{patch}path\u{17f}: [http://127.0.0.1:1/p]\n"),
+        );
+        write(d, "merge/kustomization.yaml", "transformers: [t.yaml]\n");
+        write(d, "merge/t.yaml", &format!("{patch}<<: {{path: x}}\n"));
+        for (start, expected) in [
+            (
+                "file",
+                "file/t.yaml: transformers configuration: PATH: remote reference",
+            ),
+            (
+                "inline",
+                "inline/kustomization.yaml: generators configuration: fIles: remote reference",
+            ),
+            (
+                "dir",
+                "tdir/t.yaml: resources configuration: path\u{17f}: remote reference",
+            ),
+            ("merge", "merge/t.yaml:5: YAML merge keys"),
+        ] {
+            let err = check(d, start).expect_err(start);
+            assert!(err.to_string().starts_with(expected), "{start}: {err}");
+        }
+        // The resources of an ordinary kustomization are objects, not configurations.
+        write(d, "plain/kustomization.yaml", "resources: [cm.yaml]\n");
+        write(
+            d,
+            "plain/cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata:\n  path: http://example.com\n",
+        );
+        check(d, "plain").unwrap();
     }
 
     #[test]

@@ -424,6 +424,23 @@ async fn keys_that_are_not_exact_field_names_are_refused_and_nothing_is_fetched(
             "upper/kustomization.yaml:1: unknown field \"RESOURCES\"",
         ),
     ];
+    // A plugin configuration whose path kustomize would fetch.
+    write(
+        d,
+        "transformer/t.yaml",
+        &format!(
+            "apiVersion: builtin\nkind: PatchTransformer\nmetadata:\n  name: p\ntarget:\n  kind: ConfigMap\npath: {url}\n"
+        ),
+    );
+    write(d, "transformer/cm.yaml", FETCHED);
+    let cases: Vec<(&str, String, &str)> = cases
+        .into_iter()
+        .chain([(
+            "transformer",
+            "resources: [cm.yaml]\ntransformers: [t.yaml]\n".to_owned(),
+            "transformer/t.yaml: transformers configuration: path: remote reference",
+        )])
+        .collect();
     for (path, text, expected) in &cases {
         write(d, &format!("{path}/kustomization.yaml"), text);
         let err = renderer.render(&request(d, path)).await.unwrap_err();
