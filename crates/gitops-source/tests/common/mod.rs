@@ -222,7 +222,8 @@ pub fn generate_pki() -> TestPki {
 /// `/public/<repo>` without authentication, `/basic/<repo>` with HTTP basic authentication,
 /// `/bearer/<repo>` with a bearer token; the same over https on `tls_port`. Over https,
 /// `/redirect-here/<path>` redirects to `/basic/<path>` of the same origin and
-/// `/redirect-away/<path>` to `/basic/<path>` of another origin, `other_tls_port`. Every request
+/// `/redirect-away/<path>` to `/basic/<path>` of another origin, `other_tls_port`;
+/// `/auth-then-away/<path>` asks for basic authentication first, then redirects there. Every request
 /// is logged with its port and whether it carried an `Authorization` header
 /// ([`GitHttpServer::stop_and_read_access_log`]). Killed on drop.
 pub struct GitHttpServer {
@@ -269,7 +270,7 @@ alias.url = ( "/public" => "{backend}", "/basic" => "{backend}", "/bearer" => "{
 cgi.assign = ( "" => "" )
 setenv.add-environment = ( "GIT_PROJECT_ROOT" => "{root}", "GIT_HTTP_EXPORT_ALL" => "1",
                            "GIT_CONFIG_NOSYSTEM" => "1", "GIT_CONFIG_GLOBAL" => "/dev/null" )
-$HTTP["url"] =~ "^/basic/" {{
+$HTTP["url"] =~ "^/(basic|auth-then-away)/" {{
     auth.require = ( "" => ( "method" => "basic", "realm" => "git", "require" => "valid-user" ) )
 }}
 $HTTP["url"] =~ "^/bearer/" {{
@@ -284,6 +285,7 @@ $SERVER["socket"] == "127.0.0.1:{tls_port}" {{
     url.redirect = (
         "^/redirect-here/(.*)$" => "https://127.0.0.1:{tls_port}/basic/$1",
         "^/redirect-away/(.*)$" => "https://127.0.0.1:{other_tls_port}/basic/$1",
+        "^/auth-then-away/(.*)$" => "https://127.0.0.1:{other_tls_port}/basic/$1",
     )
 }}
 $SERVER["socket"] == "127.0.0.1:{other_tls_port}" {{
