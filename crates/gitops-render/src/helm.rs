@@ -1,6 +1,6 @@
 //! [`HelmRenderer`]: `helm template` of a chart directory inside the source root, offline.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use gitops_core::escape::{Escaped, EscapedPath};
@@ -179,8 +179,11 @@ pub fn check_values_schema(text: &[u8], file: &Path) -> Result<(), HelmError> {
 /// The name of a chart's values schema.
 const SCHEMA_FILE: &str = "values.schema.json";
 
-/// Deepest directory nesting and archive nesting searched for schemas.
+/// Deepest archive nesting searched for schemas.
 const MAX_CHART_DEPTH: usize = 32;
+
+/// Most directories of one chart searched for schemas.
+const MAX_CHART_DIRS: usize = 100_000;
 
 /// Most bytes unpacked from one vendored archive (with the archives inside it).
 const MAX_ARCHIVE_BYTES: u64 = 256 << 20;
@@ -192,9 +195,11 @@ fn check_chart_schemas(
     root: &SourceRoot,
     dir: &Path,
     max_file_size: u64,
-    depth: usize,
+    visited: &mut HashSet<PathBuf>,
 ) -> Result<(), RenderError> {
-    if depth > MAX_CHART_DEPTH {
+    // Each directory once: links may make cycles (the tree check keeps them inside the root).
+    let canonical = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
+    if !visited.insert(canonical) || visited.len() > MAX_CHART_DIRS {
         return Ok(());
     }
     let shown = root.relative(dir).to_owned();
@@ -213,7 +218,7 @@ fn check_chart_schemas(
             continue;
         };
         if metadata.is_dir() {
-            check_chart_schemas(root, &path, max_file_size, depth + 1)?;
+            check_chart_schemas(root, &path, max_file_size, visited)?;
         } else if name == SCHEMA_FILE {
             let text = root.read_to_string(&path, max_file_size)?;
             check_values_schema(text.as_bytes(), root.relative(&path))?;
@@ -224,7 +229,7 @@ fn check_chart_schemas(
                 source,
             })?;
             let mut budget = MAX_ARCHIVE_BYTES;
-            check_archive_schemas(file, &shown, max_file_size, &mut budget, depth + 1)?;
+            check_archive_schemas(file, &shown, max_file_size, &mut budget, 0)?;
         }
     }
     Ok(())
@@ -465,7 +470,12 @@ impl HelmRenderer {
                 .into());
             }
         }
-        check_chart_schemas(root, chart, self.limits.max_file_size(), 0)?;
+        check_chart_schemas(
+            root,
+            chart,
+            self.limits.max_file_size(),
+            &mut HashSet::new(),
+        )?;
         Ok(name)
     }
 }
@@ -715,7 +725,7 @@ mod tests {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, content).unwrap();
         };
-        let check = || check_chart_schemas(&root, &chart, 1 << 20, 0);
+        let check = || check_chart_schemas(&root, &chart, 1 << 20, &mut HashSet::new());
         let remote = br#"{"$ref": "http://127.0.0.1:1/s.json"}"#;
         write("values.schema.json", br##"{"$ref": "#/x", "x": {}}"##);
         write("charts/a/values.schema.json", b"{}");
@@ -745,6 +755,11 @@ mod tests {
             ),
             "{err}"
         );
+        // Links that make cycles are walked once.
+        std::fs::remove_file(chart.join("charts/b-1.0.0.tgz")).unwrap();
+        std::os::unix::fs::symlink(&chart, chart.join("charts/a/loop")).unwrap();
+        std::os::unix::fs::symlink(&chart, chart.join("charts/a/loop2")).unwrap();
+        check().unwrap();
         write("charts/b-1.0.0.tgz", b"not gzip");
         assert!(matches!(
             check(),
