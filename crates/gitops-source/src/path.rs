@@ -403,6 +403,80 @@ mod tests {
         assert!(!error.to_string().contains('\u{202e}'));
     }
 
+    /// Arbitrary byte strings built from the characters that matter: whatever is accepted can be
+    /// joined to a directory without leaving it or naming `.git`.
+    #[test]
+    fn accepted_names_are_always_safe() {
+        let alphabet: &[&[u8]] = &[
+            b"a",
+            b".",
+            b"/",
+            b"\\",
+            b"\0",
+            b"\n",
+            b"g",
+            b"i",
+            b"t",
+            b"G",
+            b"T",
+            b"~",
+            b"1",
+            b" ",
+            b":",
+            "\u{200c}".as_bytes(),
+            b"\xff",
+            b"\xe2",
+            "é".as_bytes(),
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..200_000 {
+            let length = (next() % 8) as usize;
+            let mut name = Vec::new();
+            for _ in 0..length {
+                name.extend_from_slice(alphabet[(next() % alphabet.len() as u64) as usize]);
+            }
+            if let Ok(accepted) = check_entry_name(&name) {
+                assert!(!accepted.is_empty() && accepted != "." && accepted != "..");
+                assert!(
+                    !accepted.contains(['/', '\\', '\0'])
+                        && !accepted.chars().any(char::is_control)
+                );
+                let folded: String = accepted.chars().filter(|c| !is_hfs_ignorable(*c)).collect();
+                let base = folded
+                    .split(':')
+                    .next()
+                    .unwrap()
+                    .trim_end_matches(['.', ' ']);
+                assert!(!base.eq_ignore_ascii_case(".git"), "{accepted:?}");
+                let path = std::path::Path::new("/root").join(accepted);
+                assert_eq!(
+                    path.parent(),
+                    Some(std::path::Path::new("/root")),
+                    "{accepted:?}"
+                );
+            }
+            if let Ok(text) = std::str::from_utf8(&name)
+                && check_relative_path(text).is_ok()
+            {
+                let joined = std::path::Path::new("/root").join(text);
+                assert!(
+                    joined.components().all(|c| matches!(
+                        c,
+                        std::path::Component::RootDir | std::path::Component::Normal(_)
+                    )),
+                    "{text:?}"
+                );
+                assert!(joined.starts_with("/root"));
+            }
+        }
+    }
+
     #[test]
     fn relative_paths_are_checked_component_by_component() {
         for path in ["a.yaml", "apps/prod/a.yaml", ".sourceignore", "a/.github/x"] {
