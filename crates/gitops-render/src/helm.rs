@@ -332,7 +332,16 @@ fn check_archive_schemas(
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug, Clone)]
+///
+/// Its `Debug` output leaves out the inline values (they often hold credentials): it shows how
+/// many there are.
+///
+/// ```
+/// use gitops_render::HelmRenderer;
+/// let renderer = HelmRenderer::new("helm", "web").values(serde_json::json!({"password": "hunter2"}));
+/// assert!(!format!("{renderer:?}").contains("hunter2"));
+/// ```
+#[derive(Clone)]
 pub struct HelmRenderer {
     binary: PathBuf,
     release: String,
@@ -344,6 +353,26 @@ pub struct HelmRenderer {
     kube_version: Option<String>,
     api_versions: Vec<String>,
     limits: ToolLimits,
+}
+
+impl std::fmt::Debug for HelmRenderer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HelmRenderer")
+            .field("binary", &self.binary)
+            .field("release", &self.release)
+            .field("namespace", &self.namespace)
+            .field("values_files", &self.values_files)
+            .field(
+                "inline_values",
+                &format!("{} (not shown)", self.values.len()),
+            )
+            .field("include_crds", &self.include_crds)
+            .field("skip_tests", &self.skip_tests)
+            .field("kube_version", &self.kube_version)
+            .field("api_versions", &self.api_versions)
+            .field("limits", &self.limits)
+            .finish()
+    }
 }
 
 impl HelmRenderer {
