@@ -444,3 +444,48 @@ async fn no_error_shows_a_variables_value() {
         .with_substitution(substitution);
     assert!(!format!("{request:?}").contains(SECRET));
 }
+
+#[tokio::test]
+async fn file_names_cannot_forge_lines_in_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let forged = "app\nERROR forged \u{1b}[2J.yaml";
+    // Invalid YAML, a missing name, a path that leaves the root, a duplicate and a substitution
+    // failure: every error names the file escaped, on one line.
+    let cases = [
+        ("broken", "a: [\n"),
+        ("invalid", "apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n"),
+        (
+            "substitute",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\ndata:\n  a: ${V}\n",
+        ),
+    ];
+    for (sub, text) in cases {
+        write(dir.path(), &format!("{sub}/{forged}"), text);
+        let err = render_with(
+            dir.path(),
+            sub,
+            Substitution::new().with_variable("V", "a: b"),
+        )
+        .await
+        .unwrap_err();
+        let shown = err.to_string();
+        assert!(!shown.contains(['\n', '\u{1b}']), "{sub}: {shown:?}");
+        assert!(
+            shown.contains("app\\nERROR forged \\u{1b}[2J.yaml"),
+            "{sub}: {shown}"
+        );
+    }
+    write(
+        dir.path(),
+        &format!("dup/{forged}"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n",
+    );
+    let err = render_at(&PlainRenderer::new(), dir.path(), "dup")
+        .await
+        .unwrap_err();
+    assert!(!err.to_string().contains('\n'), "{err}");
+    let err = render_at(&PlainRenderer::new(), dir.path(), "nope\n../x")
+        .await
+        .unwrap_err();
+    assert!(!err.to_string().contains('\n'), "{err}");
+}
