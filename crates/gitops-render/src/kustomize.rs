@@ -1489,6 +1489,15 @@ mod tests {
             refused("generators: [http://127.0.0.1:1/g]\n"),
             KustomizeError::Remote { .. }
         ));
+        // Aliases are resolved as kustomize resolves them: the reference is seen where used.
+        assert!(matches!(
+            refused("nameSuffix: &u http://127.0.0.1:1/x.yaml\nresources: [*u]\n"),
+            KustomizeError::Remote { .. }
+        ));
+        assert!(matches!(
+            refused("metadata: {annotations: &p {path: http://127.0.0.1:1/p}}\npatches: [*p]\n"),
+            KustomizeError::Remote { .. }
+        ));
     }
 
     #[test]
