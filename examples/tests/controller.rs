@@ -809,3 +809,42 @@ async fn a_failed_fetch_is_retried_with_backoff_until_it_works() {
     delete(&syncs, "late").await;
     controller.stop().await;
 }
+
+/// A Secret whose value has the wrong type stalls the GitSync; the status condition and the
+/// event name the file, line and key, never the value (issue #11, item 4).
+#[tokio::test]
+async fn a_secret_type_error_never_shows_the_value_in_status_or_events() {
+    const VALUE: &str = "98765432";
+    let (client, ns) = setup("gitsync-secret").await;
+    let controller = RunningController::start(&client, &ns);
+    let repo = GitRepository::create().await.expect("a repository");
+    let secret = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  password: {VALUE}\n"
+    );
+    repo.commit("a secret", &[("secret.yaml", Some(&secret))])
+        .await
+        .expect("a commit");
+    let syncs: Api<GitSync> = Api::namespaced(client.clone(), &ns);
+    let spec = GitSyncSpec {
+        target_namespace: Some(ns.clone()),
+        renderer: RendererKind::Plain,
+        ..git_spec(&repo, ".", "2s")
+    };
+    create(&syncs, "app", spec).await;
+    let sync = wait_for(&syncs, "app", "Stalled", |s| {
+        condition(s, STALLED).is_some_and(|c| c.status == "True")
+    })
+    .await;
+    let status = format!("{:?}", sync.status);
+    assert!(!status.contains(VALUE), "{status}");
+    let ready = condition(&sync, READY).expect("Ready");
+    assert!(
+        ready.message.contains("secret.yaml:1") && ready.message.contains("stringData.password"),
+        "{}",
+        ready.message
+    );
+    let note = wait_for_event(&client, &ns, "app", "BuildFailed").await;
+    assert!(note.contains("stringData.password"), "{note}");
+    assert!(!note.contains(VALUE), "{note}");
+    controller.stop().await;
+}
