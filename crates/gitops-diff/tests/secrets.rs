@@ -177,3 +177,31 @@ fn keys_with_control_characters_print_escaped() {
         );
     }
 }
+
+#[test]
+fn a_secret_with_control_characters_in_its_name_and_keys_prints_one_line_each() {
+    let desired = json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "db\nERROR forged", "namespace": "shop"},
+        "stringData": {"pass\u{1b}[2Jword\u{202e}": NEW}});
+    let mut live = desired.clone();
+    live.as_object_mut().unwrap().remove("stringData");
+    live["data"] = json!({"pass\u{1b}[2Jword\u{202e}": b64(OLD)});
+    let differ = Differ::builder("gitops-rs").build();
+    for (desired, live) in [(Some(&desired), Some(&live)), (Some(&desired), None)] {
+        let diff = differ.diff(desired, live).unwrap();
+        let shown = every_output(&diff, live);
+        assert_no_plaintext(&shown);
+        let text = diff.unified_yaml(live, Colour::Never).unwrap();
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{202e}'),
+            "{text}"
+        );
+        assert!(
+            !text.lines().any(|line| line.starts_with("ERROR")),
+            "{text}"
+        );
+        for change in &diff.changes {
+            assert!(!change.path.contains('\u{1b}'), "{}", change.path);
+        }
+    }
+}
