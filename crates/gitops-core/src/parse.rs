@@ -11,7 +11,7 @@ use crate::manifest::{InvalidManifest, Manifest, Origin};
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
     /// The text is not valid YAML (or breaks a YAML safety limit, such as an alias bomb).
-    #[error("{file}:{line}:{column}: invalid YAML: {message}", file = crate::escape::EscapedPath(file))]
+    #[error("{file}:{line}:{column}: invalid YAML: {}", crate::escape::Escaped(message), file = crate::escape::EscapedPath(file))]
     Yaml {
         /// The file.
         file: PathBuf,
