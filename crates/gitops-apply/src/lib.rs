@@ -57,8 +57,9 @@ pub use health::{
     wait_for_current,
 };
 pub use inventory::{
-    ConfigMapInventory, INVENTORY_KEY, Inventory, InventoryError, InventoryOwner, InventoryStore,
-    OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL,
+    ConfigMapInventory, INVENTORY_FORMAT_KEY, INVENTORY_GZ_KEY, INVENTORY_KEY, Inventory,
+    InventoryError, InventoryOwner, InventoryStore, OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL,
+    PLAIN_INVENTORY_LIMIT,
 };
 pub use plan::{
     ARGO_SYNC_OPTIONS_ANNOTATION, ARGO_WAVE_ANNOTATION, DefaultStaging, FLUX_FORCE_ANNOTATION,
