@@ -28,6 +28,6 @@ pub mod secret;
 pub use id::{GroupKind, IdError, ObjectId, split_api_version};
 pub use manifest::{InvalidManifest, Manifest, Origin};
 pub use parse::{
-    Document, ParseError, documents_to_manifests, is_list, parse_json_documents, parse_manifests,
-    parse_yaml_documents,
+    Document, ParseError, ParseLimits, documents_to_manifests, is_list, parse_json_documents,
+    parse_manifests, parse_manifests_with, parse_yaml_documents, parse_yaml_documents_with,
 };

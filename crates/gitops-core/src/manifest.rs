@@ -136,10 +136,38 @@ pub enum InvalidManifest {
 /// ```
 ///
 /// Its `Debug` form masks the values of a Secret (see [`crate::secret`]).
+///
+/// The checks hold for every `Manifest` there is: it is made by [`Manifest::new`], deserialized
+/// (which runs the same checks), or changed through methods that keep them ([`Manifest::edit`]
+/// checks the object again and keeps the old one when the change breaks them).
+///
+/// ```
+/// use gitops_core::Manifest;
+/// let text = r#"{"object": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": null},
+///                "origin": {"file": "a.yaml", "document": 0, "line": 1}}"#;
+/// let err = serde_json::from_str::<Manifest>(text).unwrap_err();
+/// assert!(err.to_string().contains("missing metadata.name"), "{err}");
+/// ```
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "UncheckedManifest")]
 pub struct Manifest {
     object: Value,
     origin: Origin,
+}
+
+/// A manifest as serialized, before its checks: what [`Manifest`]'s `Deserialize` reads first.
+#[derive(Deserialize)]
+struct UncheckedManifest {
+    object: Value,
+    origin: Origin,
+}
+
+impl TryFrom<UncheckedManifest> for Manifest {
+    type Error = InvalidManifest;
+
+    fn try_from(unchecked: UncheckedManifest) -> Result<Self, Self::Error> {
+        Manifest::new(unchecked.object, unchecked.origin)
+    }
 }
 
 impl fmt::Debug for Manifest {
@@ -175,21 +203,34 @@ impl Manifest {
         &self.object
     }
 
-    /// The object, to change. Changing `apiVersion`, `kind` or `metadata.name` is checked again by
-    /// [`Manifest::revalidate`], which callers should call after such a change.
-    pub fn object_mut(&mut self) -> &mut Value {
-        &mut self.object
+    /// Changes the object with `change`, then checks it again as [`Manifest::new`] does. When the
+    /// changed object fails the checks, the manifest keeps the object it had and the error says
+    /// why, so a `Manifest` is always valid.
+    ///
+    /// ```
+    /// use gitops_core::{InvalidManifest, Manifest, Origin};
+    /// let object = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+    ///     "metadata": {"name": "a"}});
+    /// let mut manifest = Manifest::new(object, Origin::new("a.yaml")).unwrap();
+    /// manifest.edit(|object| object["data"] = serde_json::json!({"k": "v"})).unwrap();
+    /// assert_eq!(manifest.object()["data"]["k"], "v");
+    ///
+    /// let err = manifest.edit(|object| object["metadata"] = serde_json::Value::Null).unwrap_err();
+    /// assert_eq!(err, InvalidManifest::Missing { field: "metadata.name" });
+    /// assert_eq!(manifest.name(), "a");
+    /// ```
+    pub fn edit(&mut self, change: impl FnOnce(&mut Value)) -> Result<(), InvalidManifest> {
+        let mut object = self.object.clone();
+        change(&mut object);
+        validate(&object)?;
+        self.object = object;
+        Ok(())
     }
 
     /// Consumes the manifest, giving the JSON object.
     #[must_use]
     pub fn into_object(self) -> Value {
         self.object
-    }
-
-    /// Checks the object again after a change through [`Manifest::object_mut`].
-    pub fn revalidate(&self) -> Result<(), InvalidManifest> {
-        validate(&self.object)
     }
 
     fn str_at(&self, a: &str, b: Option<&str>) -> Option<&str> {
@@ -660,6 +701,36 @@ mod tests {
         assert_eq!(m.annotations().get("note"), Some(&"x"));
         m.set_namespace(None);
         assert_eq!(m.namespace(), None);
-        assert!(m.revalidate().is_ok());
+        assert!(validate(m.object()).is_ok());
+    }
+
+    /// Issue #12 item 3: a manifest could be made without its checks, by `Deserialize` or
+    /// `object_mut`, and a null `metadata` then panicked in the applier.
+    #[test]
+    fn no_way_to_a_manifest_that_breaks_the_checks() {
+        let mut m =
+            check(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}}))
+                .unwrap();
+        let before = m.clone();
+        for change in [
+            (|o: &mut Value| o["metadata"] = Value::Null) as fn(&mut Value),
+            |o| o["metadata"] = json!("text"),
+            |o| o["kind"] = json!(3),
+            |o| o["metadata"]["name"] = json!(""),
+            |o| *o = json!([]),
+        ] {
+            assert!(m.edit(change).is_err());
+            assert_eq!(m, before);
+            // The accessors that assume the checks still work.
+            m.set_label("a", "b");
+            m = before.clone();
+        }
+        let serialized = serde_json::to_value(&m).unwrap();
+        let back: Manifest = serde_json::from_value(serialized.clone()).unwrap();
+        assert_eq!(back, m);
+        let mut broken = serialized;
+        broken["object"]["metadata"] = Value::Null;
+        let err = serde_json::from_value::<Manifest>(broken).unwrap_err();
+        assert!(err.to_string().contains("missing metadata.name"), "{err}");
     }
 }

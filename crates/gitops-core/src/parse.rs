@@ -38,6 +38,19 @@ pub enum ParseError {
         #[source]
         source: serde_json::Error,
     },
+    /// An integer literal that no 64-bit integer holds, such as `replicas:
+    /// 99999999999999999999999999999`. The parsers would read it as an imprecise float (and the
+    /// server store another number); refused instead. The literal is not shown (it may be a
+    /// Secret's); quote it to keep it as text.
+    #[error("{file}:{line}:{column}: integer out of range (it does not fit in 64 bits; quote it to keep it as text)", file = crate::escape::EscapedPath(file))]
+    IntegerOutOfRange {
+        /// The file.
+        file: PathBuf,
+        /// 1-based line.
+        line: u64,
+        /// 1-based column.
+        column: u64,
+    },
     /// A document parsed, but is not a valid Kubernetes object.
     #[error("{origin}: {source}")]
     Invalid {
@@ -54,7 +67,9 @@ impl ParseError {
     #[must_use]
     pub fn file(&self) -> &Path {
         match self {
-            Self::Yaml { file, .. } | Self::Json { file, .. } => file,
+            Self::Yaml { file, .. }
+            | Self::Json { file, .. }
+            | Self::IntegerOutOfRange { file, .. } => file,
             Self::Invalid { origin, .. } => &origin.file,
         }
     }
@@ -63,7 +78,9 @@ impl ParseError {
     #[must_use]
     pub fn line(&self) -> u64 {
         match self {
-            Self::Yaml { line, .. } | Self::Json { line, .. } => *line,
+            Self::Yaml { line, .. }
+            | Self::Json { line, .. }
+            | Self::IntegerOutOfRange { line, .. } => *line,
             Self::Invalid { origin, .. } => origin.line,
         }
     }
@@ -88,10 +105,110 @@ impl std::fmt::Debug for Document {
     }
 }
 
-fn yaml_options() -> serde_saphyr::Options {
+/// How much one YAML stream may hold before the parser refuses it. The defaults admit the
+/// largest real outputs (a `helm template` or `kustomize build` of tens of thousands of
+/// objects) and still refuse bombs: alias expansion and nesting depth keep the parser's own
+/// limits, which no real manifest comes near.
+///
+/// Measured (the `parses_a_stream_of_20000_objects` test, release build): a stream of 20,000
+/// Deployments of 40 lines each (15 MiB) has 20,000 documents, 1.72 million nodes, 2.22
+/// million parser events and 8.4 MiB of scalar text; it parses in 2.0 s, at a peak of 640 MiB
+/// resident. The defaults admit about five times that (100,000 such objects), and cost a
+/// file that big to reach: the bombs (alias expansion, nesting) are stopped by the parser's own
+/// limits, which stay.
+///
+/// ```
+/// use gitops_core::{ParseLimits, parse_manifests_with};
+/// let text = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n---\n".repeat(3);
+/// let limits = ParseLimits::default().with_max_documents(2);
+/// assert!(parse_manifests_with(&text, "three.yaml", &limits).is_err());
+/// assert_eq!(parse_manifests_with(&text, "three.yaml", &ParseLimits::default())?.len(), 3);
+/// # Ok::<(), gitops_core::ParseError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParseLimits {
+    /// The most documents in one stream (default 100,000; the parser's own default is 1,024).
+    pub max_documents: usize,
+    /// The most nodes (scalars, sequences and mappings) in one stream (default 10,000,000).
+    pub max_nodes: usize,
+    /// The most parser events in one stream (default 20,000,000).
+    pub max_events: usize,
+    /// The most bytes of scalar text in one stream (default 256 MiB).
+    pub max_scalar_bytes: usize,
+}
+
+impl Default for ParseLimits {
+    fn default() -> Self {
+        Self {
+            max_documents: 100_000,
+            max_nodes: 10_000_000,
+            max_events: 20_000_000,
+            max_scalar_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+impl ParseLimits {
+    /// Sets [`ParseLimits::max_documents`].
+    ///
+    /// ```
+    /// let limits = gitops_core::ParseLimits::default().with_max_documents(10);
+    /// assert_eq!(limits.max_documents, 10);
+    /// ```
+    #[must_use]
+    pub fn with_max_documents(mut self, max: usize) -> Self {
+        self.max_documents = max;
+        self
+    }
+
+    /// Sets [`ParseLimits::max_nodes`].
+    ///
+    /// ```
+    /// let limits = gitops_core::ParseLimits::default().with_max_nodes(1000);
+    /// assert_eq!(limits.max_nodes, 1000);
+    /// ```
+    #[must_use]
+    pub fn with_max_nodes(mut self, max: usize) -> Self {
+        self.max_nodes = max;
+        self
+    }
+
+    /// Sets [`ParseLimits::max_events`].
+    ///
+    /// ```
+    /// let limits = gitops_core::ParseLimits::default().with_max_events(1000);
+    /// assert_eq!(limits.max_events, 1000);
+    /// ```
+    #[must_use]
+    pub fn with_max_events(mut self, max: usize) -> Self {
+        self.max_events = max;
+        self
+    }
+
+    /// Sets [`ParseLimits::max_scalar_bytes`].
+    ///
+    /// ```
+    /// let limits = gitops_core::ParseLimits::default().with_max_scalar_bytes(1 << 20);
+    /// assert_eq!(limits.max_scalar_bytes, 1 << 20);
+    /// ```
+    #[must_use]
+    pub fn with_max_scalar_bytes(mut self, max: usize) -> Self {
+        self.max_scalar_bytes = max;
+        self
+    }
+}
+
+fn yaml_options(limits: &ParseLimits) -> serde_saphyr::Options {
     let mut options = serde_saphyr::Options::default();
     // Our errors carry the location themselves; the parser's multi-line snippet is not wanted.
     options.with_snippet = false;
+    // The parser's other limits (aliases, anchors, depth) stay: they stop bombs.
+    let mut budget = options.budget.clone().unwrap_or_default();
+    budget.max_documents = limits.max_documents;
+    budget.max_nodes = limits.max_nodes;
+    budget.max_events = limits.max_events;
+    budget.max_total_scalar_bytes = limits.max_scalar_bytes;
+    options.budget = Some(budget);
     options
 }
 
@@ -107,9 +224,24 @@ pub fn parse_yaml_documents(
     text: &str,
     file: impl Into<PathBuf>,
 ) -> Result<Vec<Document>, ParseError> {
+    parse_yaml_documents_with(text, file, &ParseLimits::default())
+}
+
+/// [`parse_yaml_documents`] with other [`ParseLimits`].
+///
+/// ```
+/// use gitops_core::{ParseLimits, parse_yaml_documents_with};
+/// let text = "a: 1\n---\nb: 2\n";
+/// assert!(parse_yaml_documents_with(text, "x.yaml", &ParseLimits::default().with_max_documents(1)).is_err());
+/// ```
+pub fn parse_yaml_documents_with(
+    text: &str,
+    file: impl Into<PathBuf>,
+    limits: &ParseLimits,
+) -> Result<Vec<Document>, ParseError> {
     let file = file.into();
     let parsed: Vec<Spanned<Value>> =
-        serde_saphyr::from_multiple_with_options(text, yaml_options()).map_err(|source| {
+        serde_saphyr::from_multiple_with_options(text, yaml_options(limits)).map_err(|source| {
             let (line, column) = source.location().map_or((0, 0), |l| (l.line(), l.column()));
             let message = strip_location(&source.to_string());
             ParseError::Yaml {
@@ -120,6 +252,11 @@ pub fn parse_yaml_documents(
                 source: Box::new(source),
             }
         })?;
+    if parsed.iter().any(|doc| holds_float(&doc.value))
+        && let Some((line, column)) = yaml_integer_out_of_range(text)
+    {
+        return Err(ParseError::IntegerOutOfRange { file, line, column });
+    }
     let origin = Origin::new(file);
     Ok(parsed
         .into_iter()
@@ -164,6 +301,11 @@ pub fn parse_json_documents(
         file: file.clone(),
         source,
     })?;
+    if holds_float(&value)
+        && let Some((line, column)) = json_integer_out_of_range(text)
+    {
+        return Err(ParseError::IntegerOutOfRange { file, line, column });
+    }
     let line = text
         .lines()
         .position(|l| !l.trim().is_empty())
@@ -172,6 +314,109 @@ pub fn parse_json_documents(
         value,
         origin: Origin::new(file).with_line(line),
     }])
+}
+
+/// Whether `value` holds a number that is not an integer: only then can an integer literal
+/// beyond 64 bits be in its text (both parsers read those as floats), so the text is scanned
+/// only then.
+fn holds_float(value: &Value) -> bool {
+    let mut stack = vec![value];
+    while let Some(value) = stack.pop() {
+        match value {
+            Value::Number(n) if n.is_f64() => return true,
+            Value::Array(items) => stack.extend(items),
+            Value::Object(map) => stack.extend(map.values()),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Whether `literal` is written as an integer (YAML 1.2 core schema: decimal with an optional
+/// sign, `0x` hex or `0o` octal; `_` separators allowed) that neither `i64` nor `u64` holds.
+fn is_integer_out_of_range(literal: &str) -> bool {
+    let digits: String = literal.chars().filter(|&c| c != '_').collect();
+    let (negative, unsigned) = match digits.as_bytes().first() {
+        Some(b'-') => (true, &digits[1..]),
+        Some(b'+') => (false, &digits[1..]),
+        _ => (false, digits.as_str()),
+    };
+    let (radix, body) = if let Some(hex) = unsigned.strip_prefix("0x") {
+        (16, hex)
+    } else if let Some(octal) = unsigned.strip_prefix("0o") {
+        (8, octal)
+    } else {
+        (10, unsigned)
+    };
+    if body.is_empty() || !body.chars().all(|c| c.is_digit(radix)) {
+        return false;
+    }
+    match u64::from_str_radix(body, radix) {
+        Ok(magnitude) => negative && magnitude > i64::MIN.unsigned_abs(),
+        Err(_) => true,
+    }
+}
+
+/// The line and column (1-based) of the first plain, untagged YAML scalar that is an integer
+/// beyond 64 bits. Quoted scalars are text and stay so.
+fn yaml_integer_out_of_range(text: &str) -> Option<(u64, u64)> {
+    use granit_parser::{Event, Parser, ScalarStyle};
+    Parser::new_from_str(text)
+        .map_while(Result::ok)
+        .find_map(|(event, span)| match event {
+            Event::Scalar(value, ScalarStyle::Plain, _, None)
+                if is_integer_out_of_range(&value) =>
+            {
+                Some((span.start.line() as u64, span.start.col() as u64 + 1))
+            }
+            _ => None,
+        })
+}
+
+/// The line and column (1-based) of the first JSON number written as an integer (no fraction,
+/// no exponent) that is beyond 64 bits. `text` is valid JSON (it parsed).
+fn json_integer_out_of_range(text: &str) -> Option<(u64, u64)> {
+    let (mut line, mut line_start) = (1u64, 0usize);
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut chars = text.char_indices().peekable();
+    while let Some((at, c)) = chars.next() {
+        if in_string {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => in_string = true,
+            '\n' => {
+                line += 1;
+                line_start = at + 1;
+            }
+            '-' | '0'..='9' => {
+                let mut end = at + c.len_utf8();
+                while let Some(&(next_at, next)) = chars.peek() {
+                    if !(next.is_ascii_digit() || matches!(next, '.' | 'e' | 'E' | '+' | '-')) {
+                        break;
+                    }
+                    end = next_at + next.len_utf8();
+                    chars.next();
+                }
+                let token = &text[at..end];
+                if token.bytes().all(|b| b.is_ascii_digit() || b == b'-')
+                    && is_integer_out_of_range(token)
+                {
+                    let column = text[line_start..at].chars().count() as u64 + 1;
+                    return Some((line, column));
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Validates documents as Kubernetes objects, expanding `kind: List` (any kind ending in `List`
@@ -240,6 +485,23 @@ pub fn is_list(value: &Value) -> bool {
 /// assert_eq!(err.to_string(), "bad.yaml:1: missing kind");
 /// ```
 pub fn parse_manifests(text: &str, file: impl Into<PathBuf>) -> Result<Vec<Manifest>, ParseError> {
+    parse_manifests_with(text, file, &ParseLimits::default())
+}
+
+/// [`parse_manifests`] with other [`ParseLimits`] (they apply to YAML; JSON files are one
+/// document).
+///
+/// ```
+/// use gitops_core::{ParseLimits, parse_manifests_with};
+/// let text = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n";
+/// assert_eq!(parse_manifests_with(text, "a.yaml", &ParseLimits::default())?.len(), 1);
+/// # Ok::<(), gitops_core::ParseError>(())
+/// ```
+pub fn parse_manifests_with(
+    text: &str,
+    file: impl Into<PathBuf>,
+    limits: &ParseLimits,
+) -> Result<Vec<Manifest>, ParseError> {
     let file = file.into();
     let is_json = file
         .extension()
@@ -247,7 +509,7 @@ pub fn parse_manifests(text: &str, file: impl Into<PathBuf>) -> Result<Vec<Manif
     let documents = if is_json {
         parse_json_documents(text, file)?
     } else {
-        parse_yaml_documents(text, file)?
+        parse_yaml_documents_with(text, file, limits)?
     };
     documents_to_manifests(documents)
 }
@@ -359,6 +621,123 @@ mod tests {
         )
         .unwrap_err();
         assert!(!err.to_string().contains('\n'), "{err}");
+    }
+
+    /// Issue #12 item 7: an integer beyond 64 bits was read as a float (`1.0e+29`) and stored
+    /// by the server as another number.
+    #[test]
+    fn refuses_integers_beyond_64_bits_with_file_line_and_column() {
+        let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 99999999999999999999999999999\n";
+        let err = parse_manifests(text, "apps/web.yaml").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ParseError::IntegerOutOfRange {
+                    line: 6,
+                    column: 13,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "apps/web.yaml:6:13: integer out of range (it does not fit in 64 bits; quote it to keep it as text)"
+        );
+        for too_big in [
+            "-9223372036854775809",
+            "18446744073709551616",
+            "0x1ffffffffffffffff",
+        ] {
+            let err =
+                parse_yaml_documents(&format!("a: 1.5\nb: {too_big}\n"), "x.yaml").unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    ParseError::IntegerOutOfRange {
+                        line: 2,
+                        column: 4,
+                        ..
+                    }
+                ),
+                "{too_big}: {err:?}"
+            );
+        }
+        // What fits, floats and quoted text stay as they were.
+        let docs = parse_yaml_documents(
+            "a: 18446744073709551615\nb: -9223372036854775808\nc: 1.5\nd: 1e3\ne: \"99999999999999999999999999999\"\nf: '99999999999999999999999999999'\n",
+            "ok.yaml",
+        )
+        .unwrap();
+        let value = &docs[0].value;
+        assert_eq!(value["a"], u64::MAX);
+        assert_eq!(value["b"], i64::MIN);
+        assert_eq!(value["c"], 1.5);
+        assert_eq!(value["d"], 1000.0);
+        assert_eq!(value["e"], "99999999999999999999999999999");
+        assert_eq!(value["f"], "99999999999999999999999999999");
+    }
+
+    #[test]
+    fn refuses_json_integers_beyond_64_bits() {
+        let text = "{\n  \"apiVersion\": \"apps/v1\", \"kind\": \"Deployment\",\n  \"metadata\": {\"name\": \"web\", \"annotations\": {\"n\": \"-1e5 \\\" 99999999999999999999999\"}},\n  \"spec\": {\"replicas\": 99999999999999999999999999999}\n}\n";
+        let err = parse_manifests(text, "web.json").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ParseError::IntegerOutOfRange {
+                    line: 4,
+                    column: 24,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let fine =
+            "{\"a\": 1.5e300, \"b\": 18446744073709551615, \"c\": \"99999999999999999999999\"}";
+        let docs = parse_json_documents(fine, "fine.json").unwrap();
+        assert_eq!(docs[0].value["b"], u64::MAX);
+    }
+
+    /// Issue #12 item 4: the parser's default budget of 1,024 documents refused real streams.
+    /// Also measures what a stream of 20,000 objects takes (printed with `--nocapture`).
+    #[test]
+    fn parses_a_stream_of_20000_objects() {
+        let mut text = String::new();
+        for i in 0..20_000 {
+            text.push_str(&format!(
+                "---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web-{i}\n  namespace: shop\n  labels:\n    app: web-{i}\n    tier: frontend\n  annotations:\n    example.com/owner: team-{i}\nspec:\n  replicas: 3\n  selector:\n    matchLabels:\n      app: web-{i}\n  template:\n    metadata:\n      labels:\n        app: web-{i}\n    spec:\n      containers:\n      - name: web\n        image: registry.example.com/web:1.{i}\n        args: [--port=8080, --verbose]\n        ports:\n        - containerPort: 8080\n          name: http\n        env:\n        - name: MODE\n          value: production\n        resources:\n          requests:\n            cpu: 100m\n            memory: 128Mi\n          limits:\n            memory: 256Mi\n        readinessProbe:\n          httpGet:\n            path: /healthz\n            port: http\n"
+            ));
+        }
+        let report = std::rc::Rc::new(std::cell::RefCell::new(None));
+        let seen = report.clone();
+        let mut options = yaml_options(&ParseLimits::default());
+        options = options.with_budget_report(move |r| *seen.borrow_mut() = Some(r));
+        let started = std::time::Instant::now();
+        let _: Vec<Value> = serde_saphyr::from_multiple_with_options(&text, options).unwrap();
+        let parse_time = started.elapsed();
+        if let Some(r) = report.borrow().as_ref() {
+            println!(
+                "20,000 objects, {} bytes: {} documents, {} nodes, {} events, {} scalar bytes, depth {}, parsed in {parse_time:?}",
+                text.len(),
+                r.documents,
+                r.nodes,
+                r.events,
+                r.total_scalar_bytes,
+                r.max_depth
+            );
+        }
+        let manifests = parse_manifests(&text, "big.yaml").unwrap();
+        assert_eq!(manifests.len(), 20_000);
+        assert_eq!(manifests[19_999].name(), "web-19999");
+        // The limits stay configurable, and still apply.
+        let err = parse_manifests_with(
+            &text,
+            "big.yaml",
+            &ParseLimits::default().with_max_documents(19_999),
+        )
+        .unwrap_err();
+        assert!(matches!(err, ParseError::Yaml { .. }), "{err}");
     }
 
     #[test]
