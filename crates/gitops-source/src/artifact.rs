@@ -10,7 +10,9 @@ use sha2::{Digest as _, Sha256};
 
 use crate::path::{PathError, check_relative_path};
 
-use crate::select::{DiskTree, FileTree, IgnoreRules, SelectError, SelectedFile, select_files};
+use crate::select::{
+    DiskTree, FileTree, IgnoreRules, SelectError, SelectedFile, SkippedEntry, select_files,
+};
 use crate::source::Revision;
 
 /// Mode of regular files in archives and on disk.
@@ -282,6 +284,7 @@ pub struct Artifact {
     root: PathBuf,
     file_count: usize,
     total_bytes: u64,
+    skipped: Vec<SkippedEntry>,
 }
 
 impl Artifact {
@@ -298,7 +301,14 @@ impl Artifact {
             root,
             file_count,
             total_bytes,
+            skipped: Vec::new(),
         }
+    }
+
+    /// The same artifact, listing `skipped` as the entries left out of it.
+    pub(crate) fn with_skipped(mut self, skipped: Vec<SkippedEntry>) -> Self {
+        self.skipped = skipped;
+        self
     }
 
     /// The revision the files come from.
@@ -329,6 +339,22 @@ impl Artifact {
     #[must_use]
     pub fn total_bytes(&self) -> u64 {
         self.total_bytes
+    }
+
+    /// The entries of the source that were left out of the artifact although no ignore rule
+    /// excluded them: symbolic links, submodules and special files, sorted by path (relative to
+    /// the subpath). Each was also logged as a warning when the artifact was written.
+    ///
+    /// ```no_run
+    /// # fn show(artifact: &gitops_source::Artifact) {
+    /// for entry in artifact.skipped() {
+    ///     eprintln!("warning: {entry} was left out of {}", artifact.revision());
+    /// }
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn skipped(&self) -> &[SkippedEntry] {
+        &self.skipped
     }
 
     /// Recompute the digest from the files on disk and compare it with the recorded one.

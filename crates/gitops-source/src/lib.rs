@@ -13,7 +13,9 @@
 //!   safely (no path escapes the target, no links, total size capped).
 //!
 //! Files are selected from a subpath with `.sourceignore` files (gitignore syntax), caller patterns
-//! and default rules for VCS metadata, CI files, archives and images ([`IgnoreRules`]).
+//! and default rules for VCS metadata, CI files, archives and images ([`IgnoreRules`]). Artifacts
+//! hold regular files and directories only: symbolic links and submodules are left out, logged as
+//! warnings and listed by [`Artifact::skipped`] ([`SkippedEntry`]).
 //!
 //! A repository is untrusted input. Every entry name a source lists (a Git tree entry, a directory
 //! entry, a tar entry) and every path the artifact writer creates goes through one check,
@@ -60,7 +62,7 @@ pub use git::{DEFAULT_MAX_CACHE_PACKS, GitCredentials, GitReference, GitSource, 
 pub use local::LocalDirectorySource;
 pub use redact::{REDACTED, redact_url};
 pub use secret::Secret;
-pub use select::{IgnoreRules, SOURCE_IGNORE_FILE, SelectError};
+pub use select::{IgnoreRules, SOURCE_IGNORE_FILE, SelectError, SkipReason, SkippedEntry};
 pub use source::{
     BoxError, FetchOutcome, FetchProgress, FetchRequest, ProgressCallback, Revision, Source,
     SourceError,

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use gitops_core::escape::{Escaped, EscapedPath};
 
 use crate::artifact::{Artifact, archive_files, write_artifact};
-use crate::select::{DiskTree, IgnoreRules, select_files};
+use crate::select::{DiskTree, IgnoreRules, select, warn_skipped};
 use crate::source::{
     FetchOutcome, FetchProgress, FetchRequest, Revision, Source, SourceError, prepare_destination,
 };
@@ -76,7 +76,8 @@ impl LocalDirectorySource {
         }
         let progress = request.progress();
         progress.report(FetchProgress::ScanningDirectory);
-        let files = select_files(&tree, &self.subpath, &self.rules)?;
+        let selection = select(&tree, &self.subpath, &self.rules)?;
+        let files = selection.files;
         let (digest, _) = archive_files(&tree, &files, std::io::sink(), |_, _| Ok(()))?;
         let revision = Revision::from_string(digest.to_string());
         if request.last_revision() == Some(&revision) {
@@ -99,16 +100,20 @@ impl LocalDirectorySource {
         )?;
         // The directory may change while it is copied: the revision names what was written.
         let revision = Revision::from_string(written.to_string());
+        warn_skipped(&self.location(), revision.as_str(), &selection.skipped);
         progress.report(FetchProgress::Done {
             revision: revision.clone(),
         });
-        Ok(FetchOutcome::Fetched(Artifact::new(
-            revision,
-            written,
-            request.destination().to_owned(),
-            files.len(),
-            bytes,
-        )))
+        Ok(FetchOutcome::Fetched(
+            Artifact::new(
+                revision,
+                written,
+                request.destination().to_owned(),
+                files.len(),
+                bytes,
+            )
+            .with_skipped(selection.skipped),
+        ))
     }
 }
 

@@ -181,6 +181,113 @@ pub enum SelectError {
     },
 }
 
+/// Why an entry of a source was left out of its artifact although no ignore rule excluded it.
+///
+/// Artifacts hold regular files and directories only, as Flux's do: a symbolic link is neither
+/// followed nor copied, and a submodule's commit (which lives in another repository) is not
+/// fetched. Such entries are listed by [`Artifact::skipped`](crate::Artifact::skipped) and logged
+/// as warnings, so that a repository relying on them does not lose files silently.
+///
+/// ```
+/// use gitops_source::SkipReason;
+///
+/// assert_eq!(SkipReason::Symlink.to_string(), "symbolic link");
+/// assert_eq!(SkipReason::Submodule.to_string(), "submodule");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SkipReason {
+    /// A symbolic link (a Git tree entry of mode 120000, or a link on disk).
+    Symlink,
+    /// A Git submodule: a tree entry of mode 160000 naming a commit of another repository.
+    Submodule,
+    /// On disk, an entry that is neither a file, a directory nor a link: a FIFO, a socket, a
+    /// device.
+    Special,
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SkipReason::Symlink => "symbolic link",
+            SkipReason::Submodule => "submodule",
+            SkipReason::Special => "special file",
+        })
+    }
+}
+
+/// An entry of a source left out of its artifact, and why ([`SkipReason`]).
+///
+/// Its [`Display`](std::fmt::Display) form prints the path escaped
+/// ([`gitops_core::escape::Escaped`]), as it comes from the repository.
+///
+/// ```no_run
+/// use gitops_source::{FetchOutcome, FetchRequest, LocalDirectorySource, Source};
+///
+/// # async fn run() -> Result<(), gitops_source::SourceError> {
+/// let source = LocalDirectorySource::new("./deploy");
+/// if let FetchOutcome::Fetched(artifact) = source.fetch(FetchRequest::new("/tmp/out")).await? {
+///     for entry in artifact.skipped() {
+///         eprintln!("left out: {entry}"); // e.g. `app/config.yaml (symbolic link)`
+///         let _ = (entry.path(), entry.reason());
+///     }
+/// }
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SkippedEntry {
+    path: String,
+    reason: SkipReason,
+}
+
+impl SkippedEntry {
+    /// The entry's path relative to the selected subpath, `/`-separated, as in the artifact
+    /// (unescaped: print it through [`gitops_core::escape::Escaped`] or this type's `Display`).
+    #[must_use]
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Why it was left out.
+    #[must_use]
+    pub fn reason(&self) -> SkipReason {
+        self.reason
+    }
+}
+
+impl std::fmt::Display for SkippedEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", Escaped(&self.path), self.reason)
+    }
+}
+
+/// At most this many skipped entries are logged one by one; the rest are counted in one line.
+const MAX_SKIPPED_WARNINGS: usize = 20;
+
+/// Log a warning for each entry of `skipped` (up to [`MAX_SKIPPED_WARNINGS`], then a count),
+/// naming `source` (already printable: a redacted URL or an escaped path) and `revision`.
+pub(crate) fn warn_skipped(source: &str, revision: &str, skipped: &[SkippedEntry]) {
+    for entry in skipped.iter().take(MAX_SKIPPED_WARNINGS) {
+        tracing::warn!(
+            %source,
+            %revision,
+            path = %Escaped(&entry.path),
+            reason = %entry.reason,
+            "entry left out of the artifact: artifacts hold only regular files and directories"
+        );
+    }
+    if skipped.len() > MAX_SKIPPED_WARNINGS {
+        tracing::warn!(
+            %source,
+            %revision,
+            more = skipped.len() - MAX_SKIPPED_WARNINGS,
+            "more entries left out of the artifact (links, submodules or special files); \
+             Artifact::skipped lists them all"
+        );
+    }
+}
+
 /// The kind of an entry of a [`FileTree`] directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum EntryKind {
@@ -192,7 +299,7 @@ pub(crate) enum EntryKind {
     /// A directory.
     Directory,
     /// Something that never goes into an artifact: a symlink, a submodule, a device.
-    Skipped,
+    Skipped(SkipReason),
 }
 
 /// One entry of a [`FileTree`] directory.
@@ -326,12 +433,31 @@ pub(crate) fn subpath_components(subpath: &str) -> Result<Vec<String>, SelectErr
     Ok(components)
 }
 
+/// The files chosen for an artifact, and the entries left out that no rule excluded.
+#[derive(Debug)]
+pub(crate) struct Selection<H> {
+    /// The files, sorted by path.
+    pub(crate) files: Vec<SelectedFile<H>>,
+    /// Links, submodules and special files, sorted by path (relative to the subpath).
+    pub(crate) skipped: Vec<SkippedEntry>,
+}
+
 /// Select the files of `tree` below `subpath`, sorted by path.
 pub(crate) fn select_files<T: FileTree>(
     tree: &T,
     subpath: &str,
     rules: &IgnoreRules,
 ) -> Result<Vec<SelectedFile<T::Handle>>, SelectError> {
+    select(tree, subpath, rules).map(|selection| selection.files)
+}
+
+/// Select the files of `tree` below `subpath`, and list the entries left out because they are
+/// links, submodules or special files.
+pub(crate) fn select<T: FileTree>(
+    tree: &T,
+    subpath: &str,
+    rules: &IgnoreRules,
+) -> Result<Selection<T::Handle>, SelectError> {
     let mut stack = RuleStack { layers: Vec::new() };
     if rules.defaults {
         stack.layers.push((
@@ -357,7 +483,10 @@ pub(crate) fn select_files<T: FileTree>(
         entries = tree.list(&dir, &dir_path)?;
     }
     let caller = build_matcher("/", "caller patterns", &rules.patterns)?;
-    let mut selected = Vec::new();
+    let mut selected = Selection {
+        files: Vec::new(),
+        skipped: Vec::new(),
+    };
     walk(
         tree,
         rules,
@@ -372,10 +501,18 @@ pub(crate) fn select_files<T: FileTree>(
     } else {
         dir_path.len() + 1
     };
-    for file in &mut selected {
+    for file in &mut selected.files {
         file.path = file.path[prefix_len..].to_owned();
     }
-    selected.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
+    for entry in &mut selected.skipped {
+        entry.path = entry.path[prefix_len..].to_owned();
+    }
+    selected
+        .files
+        .sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
+    selected
+        .skipped
+        .sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
     Ok(selected)
 }
 
@@ -411,7 +548,7 @@ fn walk<T: FileTree>(
     caller: &Gitignore,
     dir_path: &str,
     entries: Vec<TreeEntry<T::Handle>>,
-    selected: &mut Vec<SelectedFile<T::Handle>>,
+    selected: &mut Selection<T::Handle>,
 ) -> Result<(), SelectError> {
     let pushed = push_source_ignore(tree, rules, &entries, dir_path, stack)?;
     for entry in entries {
@@ -426,7 +563,7 @@ fn walk<T: FileTree>(
             continue;
         }
         match entry.kind {
-            EntryKind::File { executable } => selected.push(SelectedFile {
+            EntryKind::File { executable } => selected.files.push(SelectedFile {
                 path,
                 executable,
                 handle: entry.handle,
@@ -448,7 +585,7 @@ fn walk<T: FileTree>(
                 let children = tree.list(&entry.handle, &path)?;
                 walk(tree, rules, stack, caller, &path, children, selected)?;
             }
-            EntryKind::Skipped => {}
+            EntryKind::Skipped(reason) => selected.skipped.push(SkippedEntry { path, reason }),
         }
     }
     if pushed {
@@ -505,8 +642,10 @@ impl FileTree for DiskTree {
                 EntryKind::File {
                     executable: is_executable(&entry.metadata().map_err(read_error)?),
                 }
+            } else if file_type.is_symlink() {
+                EntryKind::Skipped(SkipReason::Symlink)
             } else {
-                EntryKind::Skipped
+                EntryKind::Skipped(SkipReason::Special)
             };
             entries.push(TreeEntry {
                 name,
@@ -698,13 +837,99 @@ mod tests {
 
     #[cfg(unix)]
     #[test]
-    fn symlinks_are_left_out() {
+    fn links_and_special_files_are_left_out_and_listed() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "real.yaml", "x");
-        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("link.yaml")).unwrap();
+        write(dir.path(), "sub/real.yaml", "x");
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("sub/link.yaml")).unwrap();
+        std::os::unix::fs::symlink("..", dir.path().join("sub/up")).unwrap();
+        let _socket =
+            std::os::unix::net::UnixListener::bind(dir.path().join("sub/control.sock")).unwrap();
+        std::os::unix::fs::symlink("real.yaml", dir.path().join("sub/ignored.md")).unwrap();
+        std::os::unix::fs::symlink("sub", dir.path().join("outside")).unwrap();
+        let tree = DiskTree {
+            root: dir.path().to_owned(),
+        };
+        let rules = IgnoreRules::default().with_pattern("*.md");
+        let selection = select(&tree, "sub", &rules).unwrap();
+        let files: Vec<_> = selection.files.iter().map(|file| &file.path).collect();
+        assert_eq!(files, ["real.yaml"]);
+        let skipped: Vec<_> = selection
+            .skipped
+            .iter()
+            .map(|entry| (entry.path(), entry.reason()))
+            .collect();
         assert_eq!(
-            selected(dir.path(), "", &IgnoreRules::default()),
-            ["real.yaml"]
+            skipped,
+            [
+                ("control.sock", SkipReason::Special),
+                ("link.yaml", SkipReason::Symlink),
+                ("up", SkipReason::Symlink),
+            ]
         );
+    }
+
+    #[test]
+    fn skipped_entries_print_escaped_and_warnings_name_them() {
+        let entry = SkippedEntry {
+            path: "a\u{1b}[31m\u{202e}b\\c\nd".to_owned(),
+            reason: SkipReason::Symlink,
+        };
+        let shown = entry.to_string();
+        assert!(shown.ends_with(" (symbolic link)"), "{shown}");
+        assert!(
+            !shown.contains(['\u{1b}', '\u{202e}', '\n']),
+            "control characters must be escaped: {shown:?}"
+        );
+        assert!(shown.contains(&Escaped(&entry.path).to_string()), "{shown}");
+
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+        let writer = std::sync::Arc::clone(&logs);
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || SharedWriter(std::sync::Arc::clone(&writer)))
+            .finish();
+        let many: Vec<SkippedEntry> = (0..MAX_SKIPPED_WARNINGS + 5)
+            .map(|index| SkippedEntry {
+                path: format!("link-{index:02}"),
+                reason: SkipReason::Submodule,
+            })
+            .chain(std::iter::once(entry.clone()))
+            .collect();
+        tracing::subscriber::with_default(subscriber, || {
+            warn_skipped(
+                "file:///repo",
+                "main@sha1:0",
+                &many[MAX_SKIPPED_WARNINGS + 5..],
+            );
+            warn_skipped("file:///repo", "main@sha1:1", &many);
+        });
+        let text = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        // One line for the single entry, then 20 lines and a count for the 26.
+        assert_eq!(lines.len(), 1 + MAX_SKIPPED_WARNINGS + 1, "{text}");
+        assert!(lines.iter().all(|line| line.contains(" WARN ")), "{text}");
+        assert!(
+            !text.contains(['\u{1b}', '\u{202e}']),
+            "control characters must be escaped: {text:?}"
+        );
+        assert!(
+            lines[0].contains(&format!("path={}", Escaped(&entry.path))),
+            "{text}"
+        );
+        assert!(lines[0].contains("revision=main@sha1:0"), "{text}");
+        assert!(lines[1].contains("path=link-00 reason=submodule"), "{text}");
+        assert!(lines.last().unwrap().contains("more=6"), "{text}");
+    }
+
+    struct SharedWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for SharedWriter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 }

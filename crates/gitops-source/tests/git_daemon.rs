@@ -4,8 +4,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{GitDaemon, TestRepo, free_port, list_files};
-use gitops_source::{FetchOutcome, FetchRequest, GitReference, GitSource, Source, SourceError};
+use common::{GitDaemon, TestRepo, free_port, list_files, run_git};
+use gitops_source::{
+    FetchOutcome, FetchRequest, GitReference, GitSource, IgnoreRules, SkipReason, Source,
+    SourceError,
+};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test]
@@ -155,4 +158,118 @@ async fn cancellation_stops_a_hanging_fetch() {
         .await
         .unwrap_err();
     assert!(matches!(error, SourceError::Cancelled { .. }), "{error:?}");
+}
+
+/// Everything logged in this test process, for the tests that check a warning. The fetch logs
+/// from a blocking thread, so the subscriber is the global one; each test looks for its own paths.
+fn captured_logs() -> &'static std::sync::Mutex<Vec<u8>> {
+    static LOGS: std::sync::OnceLock<&'static std::sync::Mutex<Vec<u8>>> =
+        std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs: &'static std::sync::Mutex<Vec<u8>> =
+            Box::leak(Box::new(std::sync::Mutex::new(Vec::new())));
+        tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::WARN)
+            .with_writer(move || CapturedWriter(logs))
+            .init();
+        logs
+    })
+}
+
+struct CapturedWriter(&'static std::sync::Mutex<Vec<u8>>);
+
+impl std::io::Write for CapturedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn links_and_submodules_are_left_out_listed_and_logged() {
+    let logs = captured_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let repos = dir.path().join("repos");
+    let repo = TestRepo::new(&repos, "linked");
+    // A submodule's commit: any commit id will do, the other repository is never fetched.
+    let other = repo.commit(&[("app/base.yaml", "a: 1\n")], "base");
+    let app = repo.path.join("app");
+    std::os::unix::fs::symlink("base.yaml", app.join("alias-to-base.yaml")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", app.join("escape-link.yaml")).unwrap();
+    std::fs::create_dir_all(app.join("nested")).unwrap();
+    std::os::unix::fs::symlink("..", app.join("nested/parent-dir-link")).unwrap();
+    // A link that an ignore rule excludes is the user's choice, not a silent skip.
+    std::os::unix::fs::symlink("base.yaml", app.join("ignored-link.md")).unwrap();
+    // Outside the subpath: not part of this artifact at all.
+    std::os::unix::fs::symlink("app/base.yaml", repo.path.join("top-link.yaml")).unwrap();
+    run_git(&repo.path, &["add", "-A"]);
+    run_git(
+        &repo.path,
+        &[
+            "update-index",
+            "--add",
+            "--cacheinfo",
+            &format!("160000,{other},app/vendored-submodule"),
+        ],
+    );
+    run_git(&repo.path, &["commit", "-q", "-m", "links and a submodule"]);
+    let tree = run_git(&repo.path, &["ls-tree", "-r", "HEAD"]);
+    assert!(tree.contains("160000 commit"), "{tree}");
+    assert!(tree.contains("120000 blob"), "{tree}");
+    let daemon = GitDaemon::start(&repos);
+
+    let git = GitSource::builder(daemon.url("linked"), dir.path().join("cache"))
+        .subpath("app")
+        .ignore_rules(IgnoreRules::default().with_pattern("*.md"))
+        .build()
+        .unwrap();
+    let FetchOutcome::Fetched(artifact) = git
+        .fetch(FetchRequest::new(dir.path().join("out")))
+        .await
+        .unwrap()
+    else {
+        panic!("the first fetch must produce an artifact");
+    };
+    assert_eq!(list_files(artifact.root()), ["base.yaml"]);
+    let skipped: Vec<(&str, SkipReason)> = artifact
+        .skipped()
+        .iter()
+        .map(|entry| (entry.path(), entry.reason()))
+        .collect();
+    assert_eq!(
+        skipped,
+        [
+            ("alias-to-base.yaml", SkipReason::Symlink),
+            ("escape-link.yaml", SkipReason::Symlink),
+            ("nested/parent-dir-link", SkipReason::Symlink),
+            ("vendored-submodule", SkipReason::Submodule),
+        ]
+    );
+    assert_eq!(
+        artifact.skipped()[3].to_string(),
+        "vendored-submodule (submodule)"
+    );
+    artifact.verify().unwrap();
+
+    let logs = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    for (path, reason) in [
+        ("alias-to-base.yaml", "symbolic link"),
+        ("escape-link.yaml", "symbolic link"),
+        ("nested/parent-dir-link", "symbolic link"),
+        ("vendored-submodule", "submodule"),
+    ] {
+        let line = logs
+            .lines()
+            .find(|line| line.contains(&format!("path={path} ")))
+            .unwrap_or_else(|| panic!("no warning names {path}:\n{logs}"));
+        assert!(line.contains(" WARN "), "{line}");
+        assert!(line.contains(&format!("reason={reason}")), "{line}");
+        assert!(line.contains(&daemon.url("linked")), "{line}");
+    }
+    assert!(!logs.contains("ignored-link.md"), "{logs}");
+    assert!(!logs.contains("top-link.yaml"), "{logs}");
 }

@@ -29,7 +29,7 @@ use gix::protocol::handshake::Ref;
 
 use crate::artifact::{Artifact, write_artifact};
 use crate::secret::Secret;
-use crate::select::{IgnoreRules, select_files};
+use crate::select::{IgnoreRules, select, warn_skipped};
 use crate::source::{
     BoxError, FetchOutcome, FetchProgress, FetchRequest, ProgressReporter, Revision, Source,
     SourceError, prepare_destination,
@@ -752,8 +752,8 @@ impl Inner {
         let progress = request.progress();
         progress.report(FetchProgress::SelectingFiles);
         let tree = tree::GitTree::for_commit(repo, commit)?;
-        let files = match select_files(&tree, &self.subpath, &self.rules) {
-            Ok(files) => files,
+        let (files, skipped) = match select(&tree, &self.subpath, &self.rules) {
+            Ok(selection) => (selection.files, selection.skipped),
             Err(error) if tree.damaged() => {
                 return Err(Failure::Corrupt {
                     reason: "objects of the fetched tree cannot be read".to_owned(),
@@ -770,16 +770,20 @@ impl Inner {
             progress.writing_files(files.len()),
         ) {
             Ok((digest, bytes)) => {
+                warn_skipped(self.settings.location(), revision.as_str(), &skipped);
                 progress.report(FetchProgress::Done {
                     revision: revision.clone(),
                 });
-                Ok(FetchOutcome::Fetched(Artifact::new(
-                    revision,
-                    digest,
-                    request.destination().to_owned(),
-                    files.len(),
-                    bytes,
-                )))
+                Ok(FetchOutcome::Fetched(
+                    Artifact::new(
+                        revision,
+                        digest,
+                        request.destination().to_owned(),
+                        files.len(),
+                        bytes,
+                    )
+                    .with_skipped(skipped),
+                ))
             }
             Err(error) => {
                 // Leave the destination empty for the next attempt.

@@ -6,7 +6,7 @@ use gix::ObjectId;
 use gix::objs::tree::EntryKind as GitEntryKind;
 
 use crate::path::{PathError, check_entry_name};
-use crate::select::{EntryKind, FileTree, SelectError, TreeEntry};
+use crate::select::{EntryKind, FileTree, SelectError, SkipReason, TreeEntry};
 
 use super::Failure;
 
@@ -91,7 +91,8 @@ impl FileTree for GitTree<'_> {
                 GitEntryKind::Tree => EntryKind::Directory,
                 GitEntryKind::Blob => EntryKind::File { executable: false },
                 GitEntryKind::BlobExecutable => EntryKind::File { executable: true },
-                GitEntryKind::Link | GitEntryKind::Commit => EntryKind::Skipped,
+                GitEntryKind::Link => EntryKind::Skipped(SkipReason::Symlink),
+                GitEntryKind::Commit => EntryKind::Skipped(SkipReason::Submodule),
             };
             entries.push(TreeEntry {
                 name: name.to_owned(),
