@@ -187,13 +187,20 @@ async fn stopping_leaves_no_process_and_no_directory() {
     assert!(!dir.exists(), "{} still exists", dir.display());
 }
 
-/// Run by `a_process_that_dies_leaves_nothing_behind` in a child process: it starts a control
-/// plane, prints its pids and directory, and exits without dropping it.
+/// The variable that marks the child process of `a_process_that_dies_leaves_nothing_behind`.
+const WATCHDOG_CHILD: &str = "GITOPS_ENVTEST_WATCHDOG_CHILD";
+
+/// Not a test of its own: a helper that `a_process_that_dies_leaves_nothing_behind` runs in a
+/// child process (this test binary, `--exact watchdog_child --ignored`, with [`WATCHDOG_CHILD`]
+/// set). It starts a control plane, prints its pids and directory, and exits without dropping
+/// it. Run any other way, it fails instead of passing without checking anything.
 #[tokio::test]
+#[ignore = "a helper, run only by a_process_that_dies_leaves_nothing_behind"]
 async fn watchdog_child() {
-    if std::env::var_os("GITOPS_ENVTEST_WATCHDOG_CHILD").is_none() {
-        return;
-    }
+    assert!(
+        std::env::var_os(WATCHDOG_CHILD).is_some(),
+        "watchdog_child is a helper: run a_process_that_dies_leaves_nothing_behind instead"
+    );
     let control_plane = ControlPlane::builder()
         .without_controller_manager()
         .start()
@@ -214,10 +221,11 @@ async fn a_process_that_dies_leaves_nothing_behind() {
         .args([
             "--exact",
             "watchdog_child",
+            "--ignored",
             "--nocapture",
             "--test-threads=1",
         ])
-        .env("GITOPS_ENVTEST_WATCHDOG_CHILD", "1")
+        .env(WATCHDOG_CHILD, "1")
         .output()
         .await
         .unwrap();
