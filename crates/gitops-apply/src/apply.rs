@@ -18,7 +18,9 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::counting::{RequestCounter, RequestCounts, counting_client};
-use crate::health::{Health, HealthChecks, WaitError, WaitProgress, WaitTarget, wait_for_current};
+use crate::health::{
+    Health, HealthChecks, WaitError, WaitProgress, WaitTarget, wait_for_current_paged,
+};
 use crate::inventory::{Inventory, InventoryError, InventoryStore};
 use crate::plan::{
     DefaultStaging, KindInfo, KindTable, PlanError, PlanOptions, PlannedObject, Staging, plan,
@@ -236,19 +238,15 @@ impl ObjectError {
             .as_ref()
             .map(|d| d.causes.as_slice())
             .unwrap_or_default();
-        if status.code == 409 && status.reason == "Conflict" && !causes.is_empty() {
-            let conflicts = causes
-                .iter()
-                .map(|cause| FieldConflict {
-                    manager: cause
-                        .message
-                        .split('"')
-                        .nth(1)
-                        .unwrap_or(&cause.message)
-                        .to_owned(),
-                    field: cause.field.clone(),
-                })
-                .collect();
+        let conflicts: Vec<FieldConflict> = causes
+            .iter()
+            .filter(|cause| cause.reason == "FieldManagerConflict")
+            .map(|cause| FieldConflict {
+                manager: conflict_manager(&cause.message).unwrap_or_else(|| cause.message.clone()),
+                field: cause.field.clone(),
+            })
+            .collect();
+        if status.code == 409 && !conflicts.is_empty() {
             return Self::Conflict { conflicts };
         }
         let immutable: Vec<String> = causes
@@ -277,6 +275,45 @@ impl ObjectError {
         }
         Self::Request { source }
     }
+}
+
+/// The field manager a `FieldManagerConflict` cause names. The apiserver writes the message as
+/// `conflict with "<manager>"`, the manager quoted as Go's `%q` does, then optionally ` with
+/// subresource "<name>"`, ` using <apiVersion>` and ` at <time>`: the quoted string is read with
+/// its escapes, so a manager whose name holds a quote or ` using ` is read whole. `None` when
+/// the message has another shape.
+fn conflict_manager(message: &str) -> Option<String> {
+    let quoted = message.strip_prefix("conflict with \"")?;
+    let mut manager = String::new();
+    let mut chars = quoted.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(manager),
+            '\\' => {
+                let escaped = chars.next()?;
+                let hex = |chars: &mut std::str::Chars<'_>, n: usize| {
+                    let digits: String = chars.by_ref().take(n).collect();
+                    u32::from_str_radix(&digits, 16).ok()
+                };
+                manager.push(match escaped {
+                    'a' => '\u{7}',
+                    'b' => '\u{8}',
+                    'f' => '\u{c}',
+                    'n' => '\n',
+                    'r' => '\r',
+                    't' => '\t',
+                    'v' => '\u{b}',
+                    // An invalid UTF-8 byte: kept as the replacement character.
+                    'x' => hex(&mut chars, 2).map(|_| char::REPLACEMENT_CHARACTER)?,
+                    'u' => char::from_u32(hex(&mut chars, 4)?)?,
+                    'U' => char::from_u32(hex(&mut chars, 8)?)?,
+                    other => other,
+                });
+            }
+            other => manager.push(other),
+        }
+    }
+    None
 }
 
 /// One entry of a [`ChangeSet`].
@@ -640,6 +677,22 @@ impl ApplierBuilder {
         self
     }
 
+    /// How many objects a list reads per page (default [`crate::DEFAULT_PAGE_SIZE`], at least
+    /// 1). Every list of a run (the live objects, health) is paginated, and starts again when
+    /// its continue token expires.
+    ///
+    /// ```no_run
+    /// # fn example(client: kube::Client) -> Result<(), gitops_apply::InventoryError> {
+    /// let inventory = gitops_apply::ConfigMapInventory::new("flux-system", "apps")?;
+    /// let applier = gitops_apply::Applier::builder(client, inventory).page_size(200).build();
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn page_size(mut self, page_size: u32) -> Self {
+        self.applier.page_size = page_size.max(1);
+        self
+    }
+
     /// The applier.
     pub fn build(self) -> Applier {
         self.applier
@@ -673,6 +726,7 @@ pub struct Applier {
     concurrency: usize,
     settle_timeout: Duration,
     wait_interval: Duration,
+    page_size: u32,
 }
 
 impl fmt::Debug for Applier {
@@ -908,9 +962,9 @@ impl Run<'_> {
             .into_iter()
             .map(|(kind, namespace)| async move {
                 let api = object_api(&self.client, kind, namespace);
-                match api.list(&ListParams::default()).await {
+                let page_size = self.applier.page_size;
+                match crate::paging::list_all(&api, &ListParams::default(), page_size).await {
                     Ok(list) => Ok(list
-                        .items
                         .iter()
                         .map(|o| to_value(o, &kind.resource))
                         .collect::<Vec<_>>()),
@@ -957,6 +1011,7 @@ impl Applier {
                 concurrency: 16,
                 settle_timeout: Duration::from_secs(60),
                 wait_interval: Duration::from_secs(1),
+                page_size: crate::paging::DEFAULT_PAGE_SIZE,
             },
         }
     }
@@ -1422,12 +1477,12 @@ impl Applier {
                 .collect();
             if !settle.is_empty() {
                 let targets: Vec<WaitTarget> = settle.iter().map(|(_, t)| t.clone()).collect();
-                if let Err(error) = wait_for_current(
+                if let Err(error) = wait_for_current_paged(
                     &client,
                     &targets,
                     &self.health,
-                    self.settle_timeout,
-                    Duration::from_millis(100),
+                    (self.settle_timeout, Duration::from_millis(100)),
+                    self.page_size,
                     cancel,
                     |_| {},
                 )
@@ -1566,12 +1621,12 @@ impl Applier {
         saved.map_err(ApplyError::Inventory)?;
         if let Some(timeout) = options.wait {
             let targets = change_set.wait_targets();
-            let waited = wait_for_current(
+            let waited = wait_for_current_paged(
                 &client,
                 &targets,
                 &self.health,
-                timeout,
-                self.wait_interval,
+                (timeout, self.wait_interval),
+                self.page_size,
                 cancel,
                 |round: &WaitProgress| {
                     progress(&ApplyProgress::Waiting {
@@ -1811,5 +1866,43 @@ mod tests {
                 field: ".data.color".into()
             }]
         );
+    }
+
+    #[test]
+    fn conflict_managers_come_from_the_causes_with_go_quoting() {
+        // Managers as the apiserver quotes them: a quote, a backslash, " using " and a
+        // non-printable character in the name; a subresource and a time after it.
+        let status: kube::core::Status = serde_json::from_value(json!({
+            "status": "Failure", "code": 409, "reason": "Conflict",
+            "message": "Apply failed with 3 conflicts: (text not read)",
+            "details": {"causes": [
+                {"reason": "FieldManagerConflict",
+                 "message": "conflict with \"say \\\"hi\\\" using v2\" using v1", "field": ".data.a"},
+                {"reason": "FieldManagerConflict",
+                 "message": "conflict with \"back\\\\slash\\u00a0x\" with subresource \"status\" using apps/v1 at 2026-11-29T10:00:00Z",
+                 "field": ".spec.replicas"},
+                {"reason": "FieldManagerConflict", "message": "unexpected shape", "field": ".data.c"},
+                {"reason": "FieldValueInvalid", "message": "not a conflict", "field": ".data.d"}
+            ]}
+        }))
+        .unwrap();
+        let error = ObjectError::from_kube(kube::Error::Api(Box::new(status)));
+        let ObjectError::Conflict { conflicts } = &error else {
+            panic!("{error}")
+        };
+        let managers: Vec<(&str, &str)> = conflicts
+            .iter()
+            .map(|c| (c.manager.as_str(), c.field.as_str()))
+            .collect();
+        assert_eq!(
+            managers,
+            [
+                ("say \"hi\" using v2", ".data.a"),
+                ("back\\slash\u{a0}x", ".spec.replicas"),
+                ("unexpected shape", ".data.c"),
+            ]
+        );
+        assert_eq!(conflict_manager("conflict with \"unterminated"), None);
+        assert_eq!(conflict_manager("conflict with \"bad \\u12\""), None);
     }
 }

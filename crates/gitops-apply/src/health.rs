@@ -489,6 +489,28 @@ pub async fn wait_for_current(
     timeout: Duration,
     interval: Duration,
     cancel: &CancellationToken,
+    progress: impl FnMut(&WaitProgress),
+) -> Result<(), WaitError> {
+    wait_for_current_paged(
+        client,
+        targets,
+        checks,
+        (timeout, interval),
+        crate::paging::DEFAULT_PAGE_SIZE,
+        cancel,
+        progress,
+    )
+    .await
+}
+
+/// [`wait_for_current`], listing `page_size` objects a page.
+pub(crate) async fn wait_for_current_paged(
+    client: &kube::Client,
+    targets: &[WaitTarget],
+    checks: &HealthChecks,
+    (timeout, interval): (Duration, Duration),
+    page_size: u32,
+    cancel: &CancellationToken,
     mut progress: impl FnMut(&WaitProgress),
 ) -> Result<(), WaitError> {
     let start = Instant::now();
@@ -496,7 +518,7 @@ pub async fn wait_for_current(
     loop {
         let live = tokio::select! {
             () = cancel.cancelled() => return Err(WaitError::Cancelled),
-            live = read_live(client, &pending) => live?,
+            live = read_live(client, &pending, page_size) => live?,
         };
         let mut still = Vec::new();
         let mut report = Vec::new();
@@ -552,6 +574,7 @@ const READ_CONCURRENCY: usize = 8;
 async fn read_live(
     client: &kube::Client,
     targets: &[&WaitTarget],
+    page_size: u32,
 ) -> Result<Vec<Option<Value>>, WaitError> {
     let mut groups: Vec<Vec<usize>> = Vec::new();
     let mut group_of: HashMap<(&str, &str, Option<&str>), usize> = HashMap::new();
@@ -593,9 +616,10 @@ async fn read_live(
                     .map_err(api_error)?;
                 return Ok(vec![(*only, live.as_ref().map(as_value))]);
             }
-            let list = api.list(&ListParams::default()).await.map_err(api_error)?;
+            let list = crate::paging::list_all(&api, &ListParams::default(), page_size)
+                .await
+                .map_err(api_error)?;
             let mut by_name: HashMap<&str, &DynamicObject> = list
-                .items
                 .iter()
                 .filter_map(|o| Some((o.metadata.name.as_deref()?, o)))
                 .collect();

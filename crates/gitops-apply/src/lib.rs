@@ -44,6 +44,7 @@ mod apply;
 mod counting;
 mod health;
 mod inventory;
+mod paging;
 mod plan;
 mod takeover;
 
@@ -61,6 +62,7 @@ pub use inventory::{
     InventoryError, InventoryOwner, InventoryStore, OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL,
     PLAIN_INVENTORY_LIMIT,
 };
+pub use paging::DEFAULT_PAGE_SIZE;
 pub use plan::{
     ARGO_SYNC_OPTIONS_ANNOTATION, ARGO_WAVE_ANNOTATION, DefaultStaging, FLUX_FORCE_ANNOTATION,
     FLUX_PRUNE_ANNOTATION, FLUX_RECONCILE_ANNOTATION, FLUX_SSA_ANNOTATION, FORCE_ANNOTATION,
