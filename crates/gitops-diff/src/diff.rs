@@ -559,50 +559,42 @@ impl Differ {
         Ok(united)
     }
 
-    fn last_applied_set(
+    /// The fields of our manager's `Apply` entry in managedFields (not a subresource's).
+    fn applied_set(&self, live: &Value, id: &ObjectId) -> Result<Option<FieldSet>, DiffError> {
+        Self::managed_set(live, id, |entry| {
+            entry.get("manager").and_then(Value::as_str) == Some(self.field_manager.as_str())
+                && entry.get("operation").and_then(Value::as_str) == Some("Apply")
+                && entry
+                    .get("subresource")
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty)
+        })
+    }
+
+    /// The fields of the last-applied-configuration annotation, if there is one.
+    fn annotation_set(
         &self,
         live: &Value,
         id: &ObjectId,
         root: &FieldSchema,
     ) -> Result<Option<FieldSet>, DiffError> {
-        let from_managed_fields = || {
-            Self::managed_set(live, id, |entry| {
-                entry.get("manager").and_then(Value::as_str) == Some(self.field_manager.as_str())
-                    && entry.get("operation").and_then(Value::as_str) == Some("Apply")
-                    && entry
-                        .get("subresource")
-                        .and_then(Value::as_str)
-                        .is_none_or(str::is_empty)
-            })
+        let Some(text) = live
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(LAST_APPLIED_ANNOTATION))
+            .and_then(Value::as_str)
+        else {
+            return Ok(None);
         };
-        let from_annotation = || -> Result<Option<FieldSet>, DiffError> {
-            let Some(text) = live
-                .pointer("/metadata/annotations")
-                .and_then(|a| a.get(LAST_APPLIED_ANNOTATION))
-                .and_then(Value::as_str)
-            else {
-                return Ok(None);
-            };
-            let applied: Value =
-                serde_json::from_str(text).map_err(|source| DiffError::LastAppliedAnnotation {
-                    id: id.display_name(),
-                    source,
-                })?;
-            Ok(Some(FieldSet::from_applied_object(
-                &self.schema,
-                root,
-                &applied,
-            )))
-        };
-        match self.last_applied {
-            LastApplied::ManagedFieldsOrAnnotation => match from_managed_fields()? {
-                Some(set) => Ok(Some(set)),
-                None => from_annotation(),
-            },
-            LastApplied::ManagedFields => from_managed_fields(),
-            LastApplied::Annotation => from_annotation(),
-            LastApplied::Nothing => Ok(None),
-        }
+        let applied: Value =
+            serde_json::from_str(text).map_err(|source| DiffError::LastAppliedAnnotation {
+                id: id.display_name(),
+                source,
+            })?;
+        Ok(Some(FieldSet::from_applied_object(
+            &self.schema,
+            root,
+            &applied,
+        )))
     }
 
     fn compare(
@@ -634,7 +626,22 @@ impl Differ {
         let root = schema
             .kind(api_version, &id.kind)
             .unwrap_or(&FieldSchema::Deduced);
-        let owned = self.last_applied_set(&live, &id, root)?;
+        // What our manager's last apply holds (server-side apply), whatever the source of
+        // "last applied": it tells a value the apiserver dropped (an empty value of a field
+        // without a pointer type, still owned) from one removed by hand (its owner is gone).
+        let applied = self.applied_set(&live, &id)?;
+        let annotation = match (self.last_applied, &applied) {
+            (LastApplied::Annotation, _) | (LastApplied::ManagedFieldsOrAnnotation, None) => {
+                self.annotation_set(&live, &id, root)?
+            }
+            _ => None,
+        };
+        let owned = match self.last_applied {
+            LastApplied::ManagedFieldsOrAnnotation => applied.as_ref().or(annotation.as_ref()),
+            LastApplied::ManagedFields => applied.as_ref(),
+            LastApplied::Annotation => annotation.as_ref(),
+            LastApplied::Nothing => None,
+        };
         // The last-applied annotation is never compared (it is kubectl's bookkeeping, and on a
         // Secret a plaintext copy of it): without it on either side, no change can carry it.
         let desired = without_last_applied(desired);
@@ -663,6 +670,7 @@ impl Differ {
         let meta_schema = schema.object_meta().unwrap_or(FieldSchema::Deduced);
         let mut walk = Walk {
             schema,
+            applied: applied.as_ref(),
             patterns,
             first_only,
             path: Vec::new(),
@@ -670,14 +678,7 @@ impl Differ {
             operations: Vec::new(),
         };
         let ignored: Vec<&FieldSet> = ignored_sets.iter().collect();
-        walk.root(
-            root,
-            &meta_schema,
-            &desired,
-            &live,
-            owned.as_ref(),
-            &ignored,
-        );
+        walk.root(root, &meta_schema, &desired, &live, owned, &ignored);
         let secret = is_secret(&id);
         let mut changes = walk.changes;
         if secret {
@@ -810,6 +811,67 @@ fn skip_metadata_field(name: &str) -> bool {
             | "managedFields"
             | "selfLink"
     )
+}
+
+/// What our last apply owns at a node of the walk.
+#[derive(Clone, Copy)]
+enum Applied<'a> {
+    /// No apply of ours holds the node.
+    Nothing,
+    /// The node's subtree of our apply's field set.
+    Node(&'a FieldSet),
+    /// Everything under an owned leaf (an atomic map, struct or list).
+    All,
+}
+
+impl<'a> Applied<'a> {
+    fn owns(self) -> bool {
+        match self {
+            Applied::Nothing => false,
+            Applied::Node(set) => set.owns_self(),
+            Applied::All => true,
+        }
+    }
+
+    fn child(self, get: impl FnOnce(&'a FieldSet) -> Option<&'a FieldSet>) -> Self {
+        match self {
+            Applied::Nothing => Applied::Nothing,
+            Applied::All => Applied::All,
+            Applied::Node(set) if set.owns_self() && !set.has_children() => Applied::All,
+            Applied::Node(set) => get(set).map_or(Applied::Nothing, Applied::Node),
+        }
+    }
+
+    fn field(self, name: &str) -> Self {
+        self.child(|set| set.field(name))
+    }
+}
+
+/// Whether an empty desired value live lacks is what the apiserver keeps of our last apply:
+/// see `Walk::absent_in_sync`.
+fn empty_value_kept(
+    schema: &Schema,
+    node: &FieldSchema,
+    desired: &Value,
+    applied: Applied<'_>,
+) -> bool {
+    match desired {
+        Value::Null => true,
+        Value::Array(items) => {
+            items.is_empty()
+                && (matches!(
+                    node,
+                    FieldSchema::List {
+                        list_type: ListType::Map | ListType::Set,
+                        ..
+                    }
+                ) || applied.owns())
+        }
+        Value::Object(map) if !map.is_empty() => map.iter().all(|(name, value)| {
+            empty_value_kept(schema, schema.field(node, name), value, applied.field(name))
+        }),
+        _ => applied.owns(),
+    }
 }
 
 /// Whether Kubernetes treats the value like an absent field: null, false, 0, "", [], {} (and
@@ -999,6 +1061,8 @@ fn plain_name(name: &str) -> bool {
 
 struct Walk<'a> {
     schema: &'a Schema,
+    /// The fields of our manager's `Apply` entry, if it has one.
+    applied: Option<&'a FieldSet>,
     patterns: Vec<&'a PathPattern>,
     first_only: bool,
     path: Vec<Step<'a>>,
@@ -1246,9 +1310,10 @@ impl<'a> Walk<'a> {
             if self.done() {
                 return;
             }
-            // A null in desired is the same as not setting the field: the removal pass below
-            // handles it if we owned the field.
-            if skip(name) || dv.is_null() {
+            // Without an apply of ours on record, a null in desired is the same as not setting
+            // the field: the removal pass below handles it if we owned the field. With one, the
+            // null is compared as the apiserver applies it (see `Walk::null_against`).
+            if skip(name) || (dv.is_null() && self.applied.is_none()) {
                 continue;
             }
             let child_ignored: Vec<&FieldSet> =
@@ -1268,7 +1333,14 @@ impl<'a> Walk<'a> {
         let Some(owned) = owned else { return };
         let mut removed: Vec<(&'a str, &'a Value)> = owned
             .field_names()
-            .filter(|name| !skip(name) && desired.get(*name).is_none_or(Value::is_null))
+            .filter(|name| {
+                !skip(name)
+                    && match desired.get(*name) {
+                        None => true,
+                        Some(Value::Null) => self.applied.is_none(),
+                        Some(_) => false,
+                    }
+            })
             .filter_map(|name| live.get_key_value(name).map(|(k, v)| (k.as_str(), v)))
             .collect();
         removed.sort_by(|a, b| a.0.cmp(b.0));
@@ -1300,21 +1372,86 @@ impl<'a> Walk<'a> {
         owned: Option<&'a FieldSet>,
         ignored: &[&'a FieldSet],
     ) {
-        let desired = desired.filter(|v| !v.is_null());
+        let desired = if self.applied.is_none() {
+            desired.filter(|v| !v.is_null())
+        } else {
+            desired
+        };
         let live = live.filter(|v| !v.is_null());
         if self.done() || self.ignored(ignored) {
             return;
         }
         match (desired, live) {
-            (None, None) => {}
+            (None | Some(Value::Null), None) => {}
+            (Some(Value::Null), Some(l)) => self.null_against(schema, l),
             (Some(d), None) => {
-                if !is_empty_value(d) {
+                if !self.absent_in_sync(schema, d) {
                     self.record(ChangeKind::Added, None, Some(d));
                 }
             }
             (None, Some(l)) => self.removal(schema, l, owned, ignored),
             (Some(d), Some(l)) => self.both(schema, d, l, owned, ignored),
         }
+    }
+
+    /// What our last apply owns at the current path.
+    fn applied_here(&self) -> Applied<'a> {
+        let Some(root) = self.applied else {
+            return Applied::Nothing;
+        };
+        let mut node = Applied::Node(root);
+        for step in &self.path {
+            node = match step {
+                Step::Field(name) => node.field(name),
+                Step::Item {
+                    label: Label::Keyed(keys, item),
+                    ..
+                } => node.child(|set| set.key(&item_key(keys, item))),
+                Step::Item {
+                    label: Label::Value(item),
+                    ..
+                } => node.child(|set| set.value(&canonical_json(item))),
+            };
+            if matches!(node, Applied::Nothing) {
+                break;
+            }
+        }
+        node
+    }
+
+    /// Whether a desired value live lacks needs no write. A value that is not empty does. An
+    /// empty one (`false`, `0`, `""`, `[]`, `{}`, or an object of such) does not when our last
+    /// apply owns it: the apiserver dropped it (a typed field without a pointer type, such as
+    /// `hostNetwork: false`, is not stored), and applying it again changes nothing. When we do
+    /// not own it, it was removed by hand (a write that removes a field takes it from its
+    /// owners) or never applied: the apply stores it again (`automountServiceAccountToken:
+    /// false`). An empty associative list or set is never owned (server-side apply records
+    /// only its items), so it is in sync. Without an apply of ours on record, every empty value
+    /// is in sync (the applier applies such an object once anyway, to own it).
+    fn absent_in_sync(&self, schema: &FieldSchema, desired: &Value) -> bool {
+        if !is_empty_value(desired) {
+            return false;
+        }
+        if self.applied.is_none() {
+            return true;
+        }
+        empty_value_kept(self.schema, schema, desired, self.applied_here())
+    }
+
+    /// A desired null against a live value. Server-side apply treats a null as setting the
+    /// field to the zero value of its type, and owns it: a string map entry becomes `""`, a
+    /// quantity `"0"`, a pointer field is unset and may then be defaulted (`replicas: null`
+    /// becomes 1). So a zero live value is in sync, and so is any value in a field our last
+    /// apply owns (the apiserver put it there); another value, set by another writer, is
+    /// drift, and the patch removes it.
+    fn null_against(&mut self, schema: &FieldSchema, live: &'a Value) {
+        let zero = is_empty_value(live)
+            || (matches!(schema, FieldSchema::Quantity)
+                && Quantity::from_json(live).is_ok_and(|q| q.nanos() == 0));
+        if zero || self.applied_here().owns() {
+            return;
+        }
+        self.record(ChangeKind::Removed, Some(live), None);
     }
 
     /// A live value desired does not set: removed if we own it, else left alone.

@@ -220,7 +220,7 @@ impl FieldSet {
         fields.chain(keys).chain(values).chain(indices)
     }
 
-    fn has_children(&self) -> bool {
+    pub(crate) fn has_children(&self) -> bool {
         !(self.fields.is_empty()
             && self.keys.is_empty()
             && self.values.is_empty()
