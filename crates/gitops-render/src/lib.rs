@@ -84,7 +84,10 @@ pub use kustomize::{
 pub use plain::{PlainError, PlainRenderer};
 pub use process::{ProcessError, ToolLimits};
 pub use root::{RootError, SourceRoot};
-pub use substitute::{DISABLE_ANNOTATIONS, SubstituteError, Substitution};
+pub use substitute::{
+    DEFAULT_MAX_OBJECT_BYTES, DEFAULT_MAX_SCALAR_BYTES, DISABLE_ANNOTATIONS, MAX_NESTING,
+    SubstituteError, Substitution,
+};
 
 /// What to render: a directory inside a source root; optionally the variables to substitute, a
 /// token that cancels the render and a progress callback.

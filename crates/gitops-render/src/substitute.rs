@@ -86,6 +86,43 @@ pub enum SubstituteError {
         /// How YAML would read it.
         reason: String,
     },
+    /// Expressions nest deeper than [`MAX_NESTING`] (such as `${A:-${A:-${A:-...}}}`): refused
+    /// before the stack runs out.
+    #[error(
+        "{object}: at {pointer}: expressions nest deeper than {limit} levels (at the variable {variable}; the text is not shown)",
+        pointer = Escaped(pointer),
+        variable = Escaped(variable)
+    )]
+    TooDeep {
+        /// The object.
+        object: String,
+        /// The JSON pointer of the value or key.
+        pointer: String,
+        /// The variable whose operator went one level too deep.
+        variable: String,
+        /// The limit, [`MAX_NESTING`].
+        limit: usize,
+    },
+    /// A result is larger than [`Substitution::with_max_scalar_bytes`] allows for one scalar,
+    /// or the results in one object together larger than
+    /// [`Substitution::with_max_object_bytes`] allows. Checked before the text is made.
+    #[error(
+        "{object}: at {pointer}: substituting {variables} would make more than {limit} bytes ({what}; the value is not shown)",
+        pointer = Escaped(pointer),
+        variables = names_or_none(variables)
+    )]
+    TooLarge {
+        /// The object.
+        object: String,
+        /// The JSON pointer of the value or key.
+        pointer: String,
+        /// The variables the scalar refers to, sorted.
+        variables: Vec<String>,
+        /// What the limit is for: `one scalar` or `one object`.
+        what: &'static str,
+        /// The limit, in bytes.
+        limit: usize,
+    },
     /// A substituted mapping key collides with another key of the same mapping.
     #[error(
         "{object}: at {pointer}: the key {key:?}, substituted from {variables}, collides with another key of the mapping (the result is not shown)",
@@ -186,11 +223,35 @@ pub enum SubstituteError {
 /// let s = Substitution::new().with_variable("DB_PASSWORD", "hunter2");
 /// assert_eq!(format!("{s:?}"), r#"Substitution { variables: ["DB_PASSWORD"], values: "<not shown>", strict: false }"#);
 /// ```
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Substitution {
     variables: std::collections::BTreeMap<String, String>,
     strict: bool,
+    max_scalar_bytes: usize,
+    max_object_bytes: usize,
 }
+
+impl Default for Substitution {
+    fn default() -> Self {
+        Self {
+            variables: std::collections::BTreeMap::new(),
+            strict: false,
+            max_scalar_bytes: DEFAULT_MAX_SCALAR_BYTES,
+            max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
+        }
+    }
+}
+
+/// How deep `${...}` expressions may nest inside each other's operators (`${A:-${B:-x}}` is 2):
+/// deeper is [`SubstituteError::TooDeep`]. Real sources nest two or three levels.
+pub const MAX_NESTING: usize = 32;
+
+/// The default of [`Substitution::with_max_scalar_bytes`]: 3 MiB, the most the API server
+/// accepts in one request body, so no larger value could ever be applied.
+pub const DEFAULT_MAX_SCALAR_BYTES: usize = 3 * 1024 * 1024;
+
+/// The default of [`Substitution::with_max_object_bytes`]: 3 MiB, for the same reason.
+pub const DEFAULT_MAX_OBJECT_BYTES: usize = 3 * 1024 * 1024;
 
 impl fmt::Debug for Substitution {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -245,17 +306,49 @@ impl Substitution {
         self
     }
 
+    /// The most bytes one substituted scalar may have ([`DEFAULT_MAX_SCALAR_BYTES`] unless
+    /// set); a larger result is [`SubstituteError::TooLarge`], found before it is made.
+    ///
+    /// ```
+    /// use gitops_render::{SubstituteError, Substitution};
+    /// let s = Substitution::new().with_variable("A", "0123456789").with_max_scalar_bytes(25);
+    /// assert_eq!(s.expand("${A}${A}").unwrap().len(), 20);
+    /// assert!(matches!(s.expand("${A}${A}${A}"), Err(SubstituteError::TooLarge { .. })));
+    /// ```
+    #[must_use]
+    pub fn with_max_scalar_bytes(mut self, max: usize) -> Self {
+        self.max_scalar_bytes = max;
+        self
+    }
+
+    /// The most bytes the substituted scalars of one object may have together
+    /// ([`DEFAULT_MAX_OBJECT_BYTES`] unless set); more is [`SubstituteError::TooLarge`].
+    ///
+    /// ```
+    /// use gitops_render::{SubstituteError, Substitution};
+    /// let text = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  x: ${A}\n  y: ${A}\n";
+    /// let mut documents = gitops_core::parse_yaml_documents(text, "a.yaml")?;
+    /// let err = Substitution::new()
+    ///     .with_variable("A", "0123456789")
+    ///     .with_max_object_bytes(15)
+    ///     .substitute_yaml(text, &mut documents)
+    ///     .unwrap_err();
+    /// assert!(matches!(err, SubstituteError::TooLarge { what: "one object", .. }));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn with_max_object_bytes(mut self, max: usize) -> Self {
+        self.max_object_bytes = max;
+        self
+    }
+
     /// Expands one string (as in a quoted scalar: the result is text).
     pub fn expand(&self, text: &str) -> Result<String, SubstituteError> {
         self.check_names()?;
         let mut unset = BTreeSet::new();
-        let out =
-            self.expand_into(text, &mut unset)
-                .map_err(|message| SubstituteError::Syntax {
-                    object: "text".into(),
-                    pointer: String::new(),
-                    message,
-                })?;
+        let out = self
+            .expand_into(text, &mut unset, 0)
+            .map_err(|failure| failure.at(String::new(), text).into_error("text".into()))?;
         if self.strict && !unset.is_empty() {
             return Err(SubstituteError::Unset {
                 object: "text".into(),
@@ -272,6 +365,8 @@ impl Substitution {
         Substitution {
             variables,
             strict: self.strict || over.strict,
+            max_scalar_bytes: self.max_scalar_bytes.min(over.max_scalar_bytes),
+            max_object_bytes: self.max_object_bytes.min(over.max_object_bytes),
         }
     }
 
@@ -362,6 +457,7 @@ impl Substitution {
             refused: &mut refused,
             object_start: pointer.len(),
             string_data,
+            remaining_bytes: self.max_object_bytes,
         };
         // The object is named as written: its name after substitution may hold a value.
         let written = describe(object, origin);
@@ -389,12 +485,10 @@ impl Substitution {
     ) -> Result<(), WalkFailure> {
         match value {
             Value::String(text) if text.contains('$') => {
-                let expanded = self.expand_into(text, context.unset).map_err(|message| {
-                    WalkFailure::Syntax {
-                        pointer: pointer.clone(),
-                        message,
-                    }
-                })?;
+                let expanded = self
+                    .expand_into(text, context.unset, 0)
+                    .map_err(|failure| failure.at(pointer.clone(), text))?;
+                context.spend(self.max_object_bytes, expanded.len(), pointer, text)?;
                 if context.plain.0.contains(pointer.as_str()) {
                     match type_plain_scalar(&expanded) {
                         Ok(Value::String(typed)) => *text = typed,
@@ -440,12 +534,15 @@ impl Substitution {
                         let key = if written.contains('$') {
                             let len = pointer.len();
                             push_pointer(pointer, &written);
-                            let expanded =
-                                self.expand_into(&written, context.unset)
-                                    .map_err(|message| WalkFailure::Syntax {
-                                        pointer: pointer.clone(),
-                                        message,
-                                    })?;
+                            let expanded = self
+                                .expand_into(&written, context.unset, 0)
+                                .map_err(|failure| failure.at(pointer.clone(), &written))?;
+                            context.spend(
+                                self.max_object_bytes,
+                                expanded.len(),
+                                pointer,
+                                &written,
+                            )?;
                             pointer.truncate(len);
                             expanded
                         } else {
@@ -479,35 +576,81 @@ impl Substitution {
         Ok(())
     }
 
-    fn expand_into(&self, text: &str, unset: &mut BTreeSet<String>) -> Result<String, String> {
-        let mut out = String::with_capacity(text.len());
+    /// Expands `text`, which sits `depth` operators deep in an expression (0 for a scalar).
+    fn expand_into(
+        &self,
+        text: &str,
+        unset: &mut BTreeSet<String>,
+        depth: usize,
+    ) -> Result<String, Failure> {
+        let mut out = String::with_capacity(text.len().min(self.max_scalar_bytes));
         let mut rest = text;
         while let Some(at) = rest.find('$') {
+            self.check_size(out.len(), at)?;
             out.push_str(&rest[..at]);
             let after = &rest[at + 1..];
             if let Some(literal) = after.strip_prefix("${") {
                 // `$${...}`: the literal text `${...}`.
+                self.check_size(out.len(), 2)?;
                 out.push_str("${");
                 rest = literal;
             } else if let Some(body_start) = after.strip_prefix('{') {
                 let end = matching_brace(body_start)
-                    .ok_or_else(|| "unterminated ${: no closing }".to_owned())?;
+                    .ok_or_else(|| Failure::Syntax("unterminated ${: no closing }".to_owned()))?;
                 let body = &body_start[..end];
-                out.push_str(&self.evaluate(body, unset)?);
+                let value = self.evaluate(body, unset, depth)?;
+                self.check_size(out.len(), value.len())?;
+                out.push_str(&value);
                 rest = &body_start[end + 1..];
             } else {
+                self.check_size(out.len(), 1)?;
                 out.push('$');
                 rest = after;
             }
         }
+        self.check_size(out.len(), rest.len())?;
         out.push_str(rest);
         Ok(out)
     }
 
-    fn evaluate(&self, body: &str, unset: &mut BTreeSet<String>) -> Result<String, String> {
+    /// Refuses to grow a result of `len` bytes by `more` past the limit for one scalar.
+    fn check_size(&self, len: usize, more: usize) -> Result<(), Failure> {
+        match len.checked_add(more) {
+            Some(total) if total <= self.max_scalar_bytes => Ok(()),
+            _ => Err(Failure::TooLarge {
+                what: "one scalar",
+                limit: self.max_scalar_bytes,
+            }),
+        }
+    }
+
+    /// Expands the `word` of `name`'s operator, one level deeper.
+    fn expand_nested(
+        &self,
+        name: &str,
+        word: &str,
+        unset: &mut BTreeSet<String>,
+        depth: usize,
+    ) -> Result<String, Failure> {
+        if depth >= MAX_NESTING {
+            return Err(Failure::TooDeep {
+                variable: name.to_owned(),
+            });
+        }
+        self.expand_into(word, unset, depth + 1)
+    }
+
+    fn evaluate(
+        &self,
+        body: &str,
+        unset: &mut BTreeSet<String>,
+        depth: usize,
+    ) -> Result<String, Failure> {
         if let Some(name) = body.strip_prefix('#') {
             if !is_name(name) {
-                return Err("invalid length expression: expected ${#NAME}".to_owned());
+                return Err(Failure::Syntax(
+                    "invalid length expression: expected ${#NAME}".to_owned(),
+                ));
             }
             return Ok(self.lookup(name, unset).chars().count().to_string());
         }
@@ -517,7 +660,9 @@ impl Substitution {
             .map_or(body.len(), |(i, _)| i);
         let (name, op) = body.split_at(name_len);
         if name.is_empty() {
-            return Err("invalid expression: expected a variable name after ${".to_owned());
+            return Err(Failure::Syntax(
+                "invalid expression: expected a variable name after ${".to_owned(),
+            ));
         }
         let value = self.variables.get(name);
         // Operators that give a value to an unset variable.
@@ -525,14 +670,16 @@ impl Substitution {
             if let Some(word) = op.strip_prefix(prefix) {
                 return match value {
                     Some(v) if !(when_empty_too && v.is_empty()) => Ok(v.clone()),
-                    _ => self.expand_into(word, unset),
+                    _ => self.expand_nested(name, word, unset, depth),
                 };
             }
         }
         for (prefix, when_empty_too) in [(":+", true), ("+", false)] {
             if let Some(word) = op.strip_prefix(prefix) {
                 return match value {
-                    Some(v) if !(when_empty_too && v.is_empty()) => self.expand_into(word, unset),
+                    Some(v) if !(when_empty_too && v.is_empty()) => {
+                        self.expand_nested(name, word, unset, depth)
+                    }
                     _ => Ok(String::new()),
                 };
             }
@@ -549,10 +696,29 @@ impl Substitution {
                 _ => ('f', replace),
             };
             let (from, to) = replace.split_once('/').unwrap_or((replace, ""));
-            let from = self.expand_into(from, unset)?;
-            let to = self.expand_into(to, unset)?;
+            let from = self.expand_nested(name, from, unset, depth)?;
+            let to = self.expand_nested(name, to, unset, depth)?;
             if from.is_empty() {
                 return Ok(value);
+            }
+            // The size of the result, before it is made: each match of `from` becomes `to`.
+            let matches = match mode {
+                'a' => value.matches(from.as_str()).count(),
+                's' => usize::from(value.starts_with(from.as_str())),
+                'e' => usize::from(value.ends_with(from.as_str())),
+                _ => usize::from(value.contains(from.as_str())),
+            };
+            let size = matches
+                .checked_mul(to.len())
+                .and_then(|added| added.checked_add(value.len() - matches * from.len()));
+            match size {
+                Some(size) if size <= self.max_scalar_bytes => {}
+                _ => {
+                    return Err(Failure::TooLarge {
+                        what: "one scalar",
+                        limit: self.max_scalar_bytes,
+                    });
+                }
             }
             return Ok(match mode {
                 'a' => value.replace(&from, &to),
@@ -568,11 +734,13 @@ impl Substitution {
             });
         }
         if let Some(pattern) = op.strip_prefix('#') {
-            let pattern = self.expand_into(pattern.strip_prefix('#').unwrap_or(pattern), unset)?;
+            let pattern = pattern.strip_prefix('#').unwrap_or(pattern);
+            let pattern = self.expand_nested(name, pattern, unset, depth)?;
             return Ok(value.strip_prefix(&pattern).unwrap_or(&value).to_owned());
         }
         if let Some(pattern) = op.strip_prefix('%') {
-            let pattern = self.expand_into(pattern.strip_prefix('%').unwrap_or(pattern), unset)?;
+            let pattern = pattern.strip_prefix('%').unwrap_or(pattern);
+            let pattern = self.expand_nested(name, pattern, unset, depth)?;
             return Ok(value.strip_suffix(&pattern).unwrap_or(&value).to_owned());
         }
         match op {
@@ -594,9 +762,9 @@ impl Substitution {
                 None => (range, None),
             };
             let parse = |s: &str| {
-                s.trim()
-                    .parse::<usize>()
-                    .map_err(|_| format!("invalid substring of {name}: expected numbers"))
+                s.trim().parse::<usize>().map_err(|_| {
+                    Failure::Syntax(format!("invalid substring of {name}: expected numbers"))
+                })
             };
             let offset = parse(offset)?;
             let chars = value.chars().skip(offset);
@@ -605,9 +773,9 @@ impl Substitution {
                 None => chars.collect(),
             });
         }
-        Err(format!(
+        Err(Failure::Syntax(format!(
             "invalid expression with {name}: unknown operator (the expression is not shown)"
-        ))
+        )))
     }
 
     fn lookup(&self, name: &str, unset: &mut BTreeSet<String>) -> String {
@@ -654,9 +822,34 @@ struct WalkContext<'a> {
     /// The object is a ConfigMap or Secret, whose `data`, `binaryData` and `stringData` hold
     /// strings only.
     string_data: bool,
+    /// What the substituted scalars of the object may still add up to, in bytes.
+    remaining_bytes: usize,
 }
 
 impl WalkContext<'_> {
+    /// Counts `bytes` of substituted text (from `written`, at `pointer`) against the object's
+    /// limit, `limit`.
+    fn spend(
+        &mut self,
+        limit: usize,
+        bytes: usize,
+        pointer: &str,
+        written: &str,
+    ) -> Result<(), WalkFailure> {
+        match self.remaining_bytes.checked_sub(bytes) {
+            Some(remaining) => {
+                self.remaining_bytes = remaining;
+                Ok(())
+            }
+            None => Err(WalkFailure::TooLarge {
+                pointer: pointer.to_owned(),
+                variables: referenced_names(written),
+                what: "one object",
+                limit,
+            }),
+        }
+    }
+
     /// Whether the value at `pointer` is one that Kubernetes only allows as a string: a label or
     /// annotation value (of the object or of any template inside it), or a ConfigMap or Secret
     /// data value.
@@ -673,11 +866,50 @@ impl WalkContext<'_> {
     }
 }
 
+/// A failure while expanding one text, before where it happened is added.
+enum Failure {
+    /// What is wrong (it names variables, never the text around them).
+    Syntax(String),
+    TooDeep {
+        variable: String,
+    },
+    TooLarge {
+        what: &'static str,
+        limit: usize,
+    },
+}
+
+impl Failure {
+    /// The failure at `pointer`, in the text `written` (of which only variable names are kept).
+    fn at(self, pointer: String, written: &str) -> WalkFailure {
+        match self {
+            Self::Syntax(message) => WalkFailure::Syntax { pointer, message },
+            Self::TooDeep { variable } => WalkFailure::TooDeep { pointer, variable },
+            Self::TooLarge { what, limit } => WalkFailure::TooLarge {
+                pointer,
+                variables: referenced_names(written),
+                what,
+                limit,
+            },
+        }
+    }
+}
+
 /// A failure inside one object, before the object's description is added.
 enum WalkFailure {
     Syntax {
         pointer: String,
         message: String,
+    },
+    TooDeep {
+        pointer: String,
+        variable: String,
+    },
+    TooLarge {
+        pointer: String,
+        variables: Vec<String>,
+        what: &'static str,
+        limit: usize,
     },
     Structure {
         pointer: String,
@@ -698,6 +930,24 @@ impl WalkFailure {
                 object,
                 pointer,
                 message,
+            },
+            Self::TooDeep { pointer, variable } => SubstituteError::TooDeep {
+                object,
+                pointer,
+                variable,
+                limit: MAX_NESTING,
+            },
+            Self::TooLarge {
+                pointer,
+                variables,
+                what,
+                limit,
+            } => SubstituteError::TooLarge {
+                object,
+                pointer,
+                variables,
+                what,
+                limit,
             },
             Self::Structure {
                 pointer,
@@ -1300,5 +1550,103 @@ mod tests {
             .substitute_json(&mut documents)
             .unwrap();
         assert_eq!(documents[0].value, json!({"a": "3", "b": ["3"]}));
+    }
+
+    /// Issue #12 item 3: nested defaults overflowed the stack (an abort, not an error). The
+    /// seed of the `substitute` fuzz target.
+    #[test]
+    fn nesting_deeper_than_the_limit_is_an_error_not_an_abort() {
+        let nested = |levels: usize| {
+            format!(
+                "x: ${{A:-{}z{}}}\n",
+                "${A:-".repeat(levels - 1),
+                "}".repeat(levels - 1)
+            )
+        };
+        // At the limit it works...
+        let values = substitute(&Substitution::new(), &nested(MAX_NESTING)).unwrap();
+        assert_eq!(values[0]["x"], "z");
+        // ...one more level does not, nor 3,000 (the fuzz seed), on the YAML path or in expand.
+        let seed = include_str!("../../../fuzz/corpus/substitute/deep-default-nesting");
+        let secret = Substitution::new().with_variable("B", "hunter2");
+        for text in [nested(MAX_NESTING + 1), nested(3_000), seed.to_owned()] {
+            let err = substitute(&secret, &text).unwrap_err();
+            assert!(
+                matches!(&err, SubstituteError::TooDeep { variable, limit: MAX_NESTING, .. } if variable == "A"),
+                "{err:?}"
+            );
+            assert_eq!(
+                err.to_string(),
+                "the object at apps/web.yaml:1: at /x: expressions nest deeper than 32 levels (at the variable A; the text is not shown)"
+            );
+            let text = text.strip_prefix("x: ").unwrap().trim_end();
+            assert!(matches!(
+                secret.expand(text),
+                Err(SubstituteError::TooDeep { .. })
+            ));
+        }
+        // Nesting through every operator that expands its word counts.
+        for op in [
+            "-", "=", ":=", ":+", "+", "/x/", "//x/", "#", "%", "##", "%%",
+        ] {
+            let s = Substitution::new().with_variable("A", "ax");
+            // Defaults are expanded only for an unset variable, the others for a set one.
+            let name = if matches!(op, "-" | "=" | ":=") {
+                "U"
+            } else {
+                "A"
+            };
+            let deep = format!("{}{}", format!("${{{name}{op}").repeat(40), "}".repeat(40));
+            assert!(
+                matches!(s.expand(&deep), Err(SubstituteError::TooDeep { .. })),
+                "{op}"
+            );
+        }
+    }
+
+    /// Issue #12 item 3: a large value expanded many times allocated without bound (4 GiB and
+    /// an allocation failure); the size is now checked before the text is made.
+    #[test]
+    fn results_larger_than_the_limits_are_refused_before_they_are_made() {
+        let big = "x".repeat(1024 * 1024);
+        let s = Substitution::new().with_variable("BIG", big.as_str());
+        // Three copies fit in one scalar (3 MiB), four do not.
+        assert_eq!(
+            s.expand("${BIG}${BIG}${BIG}").unwrap().len(),
+            3 * 1024 * 1024
+        );
+        let err = s.expand("${BIG}${BIG}${BIG}${BIG}").unwrap_err();
+        assert!(
+            matches!(&err, SubstituteError::TooLarge { what: "one scalar", limit: DEFAULT_MAX_SCALAR_BYTES, variables, .. } if variables == &["BIG"]),
+            "{err:?}"
+        );
+        assert!(!err.to_string().contains("xxxx"), "{err}");
+        // The expansion that used to reach 4 GiB: a replacement of every character by the value.
+        let err = s.expand("${BIG//x/${BIG}}").unwrap_err();
+        assert!(matches!(err, SubstituteError::TooLarge { .. }), "{err:?}");
+        let err = s.expand(&"${BIG}".repeat(4096)).unwrap_err();
+        assert!(matches!(err, SubstituteError::TooLarge { .. }), "{err:?}");
+        // In one object, the scalars together.
+        let text = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  a: ${BIG}${BIG}\n  b: ${BIG}${BIG}\n";
+        let err = substitute(&s, text).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "ConfigMap a from apps/web.yaml:1: at /data/b: substituting BIG would make more than 3145728 bytes (one object; the value is not shown)"
+        );
+        // Configurable.
+        let small = s.clone().with_max_scalar_bytes(10);
+        assert!(matches!(
+            small.expand("${BIG:0:11}"),
+            Err(SubstituteError::TooLarge { limit: 10, .. })
+        ));
+        assert_eq!(small.expand("${BIG:0:10}").unwrap(), "xxxxxxxxxx");
+        let roomy = s.with_max_object_bytes(5 * 1024 * 1024);
+        assert_eq!(
+            substitute(&roomy, text).unwrap()[0]["data"]["b"]
+                .as_str()
+                .unwrap()
+                .len(),
+            2 * 1024 * 1024
+        );
     }
 }

@@ -402,7 +402,11 @@ async fn substitution_as_a_step_after_the_renderer_runs_before_validation() {
         "zone.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: zone\n  namespace: ${NS}\ndata:\n  zone: ${ZONE}\n",
     );
-    assert!(renderer.render(&request).await.is_ok());
+    // Not strict: the unset variable becomes empty (text, since ConfigMap data is text).
+    let objects = renderer.render(&request).await.unwrap();
+    let zone = objects.iter().find(|o| o.name() == "zone").unwrap();
+    assert_eq!(zone.namespace(), Some("shop"));
+    assert_eq!(zone.object()["data"], serde_json::json!({"zone": ""}));
     let err = renderer
         .render(&request.with_substitution(Substitution::new().strict(true)))
         .await
