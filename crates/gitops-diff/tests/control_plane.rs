@@ -4,6 +4,9 @@
 //! applied is exactly one removal; then that another manager changing one field is exactly that
 //! drift.
 
+// The CRD and corpus literals nest deeper than `json!`'s default budget.
+#![recursion_limit = "256"]
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +31,16 @@ struct Case {
     value: Value,
     /// The path the engine must report.
     expected: &'static str,
+    /// Fields another writer removes (JSON pointers into live), one at a time, with the change
+    /// the engine must report for each.
+    removals: Vec<Removal>,
+}
+
+/// A field removed by hand and the drift it is.
+struct Removal {
+    pointer: &'static str,
+    expected: &'static str,
+    kind: ChangeKind,
 }
 
 fn case(object: Value, pointer: &'static str, value: Value, expected: &'static str) -> Case {
@@ -36,19 +49,60 @@ fn case(object: Value, pointer: &'static str, value: Value, expected: &'static s
         pointer,
         value,
         expected,
+        removals: Vec::new(),
     }
 }
 
+impl Case {
+    /// Another writer removes the field at `pointer`: the engine must report `expected` as
+    /// added back (the desired value is set, live lacks it).
+    fn removes(self, pointer: &'static str, expected: &'static str) -> Self {
+        self.removes_as(pointer, expected, ChangeKind::Added)
+    }
+
+    fn removes_as(
+        mut self,
+        pointer: &'static str,
+        expected: &'static str,
+        kind: ChangeKind,
+    ) -> Self {
+        self.removals.push(Removal {
+            pointer,
+            expected,
+            kind,
+        });
+        self
+    }
+}
+
+/// A pod spec with empty values of every shape: some the apiserver stores (fields of pointer
+/// type: `automountServiceAccountToken: false`, `runAsUser: 0`), some it drops (`hostNetwork:
+/// false`, `workingDir: ""`, `nodeSelector: {}`, `tolerations: []`, an empty `env`).
 fn pod_spec(image: &str) -> Value {
-    json!({"containers": [{"name": "web", "image": image,
+    json!({"automountServiceAccountToken": false, "hostNetwork": false, "nodeSelector": {},
+        "tolerations": [], "imagePullSecrets": [],
+        "securityContext": {"runAsNonRoot": false, "supplementalGroups": []},
+        "containers": [{"name": "web", "image": image, "args": [], "workingDir": "", "stdin": false,
         "ports": [{"containerPort": 8080, "name": "http"}],
-        "env": [{"name": "MODE", "value": "test"}],
+        "env": [{"name": "MODE", "value": "test"}, {"name": "EMPTY", "value": ""}],
+        "envFrom": [],
+        "securityContext": {"allowPrivilegeEscalation": false, "runAsUser": 0, "privileged": false},
         "resources": {"requests": {"cpu": "0.1", "memory": "64Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}}]})
+}
+
+fn without(mut object: Value, field: &str) -> Value {
+    if let Some(map) = object.as_object_mut() {
+        map.remove(field);
+    }
+    object
 }
 
 const WIDGET_CRD: &str = "widgets.diff.gitops-rs.test";
 
 fn widget_crd() -> Value {
+    let string_list = json!({"type": "array", "items": {"type": "string"}});
+    let object = json!({"type": "object", "properties": {"a": {"type": "string"}}});
+    let string_map = json!({"type": "object", "additionalProperties": {"type": "string"}});
     json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
         "metadata": {"name": WIDGET_CRD, "labels": {"app": "web"}},
         "spec": {"group": "diff.gitops-rs.test", "scope": "Namespaced",
@@ -58,6 +112,12 @@ fn widget_crd() -> Value {
                     "spec": {"type": "object", "properties": {
                         "size": {"x-kubernetes-int-or-string": true},
                         "memory": {"type": "string"},
+                        "flag": {"type": "boolean"},
+                        "count": {"type": "integer"},
+                        "note": {"type": "string"},
+                        "list": string_list,
+                        "obj": object,
+                        "map": string_map,
                         "tags": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}},
                         "parts": {"type": "array", "x-kubernetes-list-type": "map",
                             "x-kubernetes-list-map-keys": ["id"],
@@ -73,11 +133,13 @@ fn corpus(ns: &str) -> Vec<Case> {
     vec![
         case(
             json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "config", "labels": labels},
-            "data": {"key": "value", "other": "x"}}),
+            "data": {"key": "value", "other": "x", "empty": ""}}),
             "/data/key",
             json!("changed"),
             "data.key",
-        ),
+        )
+        .removes("/data/empty", "data.empty")
+        .removes("/data/other", "data.other"),
         case(
             json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "secret", "labels": labels},
             "type": "Opaque", "stringData": {"password": "s3cr3t"}}),
@@ -92,14 +154,16 @@ fn corpus(ns: &str) -> Vec<Case> {
             "/spec/ports/0/targetPort",
             json!(9090),
             "spec.ports[port=80,protocol=TCP].targetPort",
-        ),
+        )
+        .removes("/spec/ports/1", "spec.ports[port=53,protocol=UDP]"),
         case(
             json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "robot", "labels": labels},
             "automountServiceAccountToken": false}),
             "/automountServiceAccountToken",
             json!(true),
             "automountServiceAccountToken",
-        ),
+        )
+        .removes("/automountServiceAccountToken", "automountServiceAccountToken"),
         case(
             json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "labels": labels},
             "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
@@ -107,6 +171,22 @@ fn corpus(ns: &str) -> Vec<Case> {
             "/spec/template/spec/containers/0/image",
             json!("nginx:1.28"),
             "spec.template.spec.containers[name=web].image",
+        )
+        .removes(
+            "/spec/template/spec/automountServiceAccountToken",
+            "spec.template.spec.automountServiceAccountToken",
+        )
+        .removes(
+            "/spec/template/spec/containers/0/securityContext/allowPrivilegeEscalation",
+            "spec.template.spec.containers[name=web].securityContext.allowPrivilegeEscalation",
+        )
+        .removes(
+            "/spec/template/spec/containers/0/securityContext/runAsUser",
+            "spec.template.spec.containers[name=web].securityContext.runAsUser",
+        )
+        .removes(
+            "/spec/template/spec/securityContext/runAsNonRoot",
+            "spec.template.spec.securityContext.runAsNonRoot",
         ),
         case(
             json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db", "labels": labels},
@@ -117,6 +197,10 @@ fn corpus(ns: &str) -> Vec<Case> {
             "/spec/replicas",
             json!(3),
             "spec.replicas",
+        )
+        .removes(
+            "/spec/template/spec/containers/0/securityContext/privileged",
+            "spec.template.spec.containers[name=web].securityContext.privileged",
         ),
         case(
             json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent", "labels": labels},
@@ -124,6 +208,14 @@ fn corpus(ns: &str) -> Vec<Case> {
                 "template": {"metadata": {"labels": {"app": "agent"}}, "spec": pod_spec("agent:1")}}}),
             "/spec/template/spec/containers/0/env/0/value",
             json!("prod"),
+            "spec.template.spec.containers[name=web].env[name=MODE].value",
+        )
+        .removes(
+            "/spec/template/spec/containers/0/env/1",
+            "spec.template.spec.containers[name=web].env[name=EMPTY]",
+        )
+        .removes(
+            "/spec/template/spec/containers/0/env/0/value",
             "spec.template.spec.containers[name=web].env[name=MODE].value",
         ),
         case(
@@ -144,19 +236,22 @@ fn corpus(ns: &str) -> Vec<Case> {
         ),
         case(
             json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "cron", "labels": labels},
-            "spec": {"schedule": "*/5 * * * *", "jobTemplate": {"spec": {"template": {"spec": {
+            "spec": {"schedule": "*/5 * * * *", "startingDeadlineSeconds": 0, "jobTemplate": {"spec": {"template": {"spec": {
                 "restartPolicy": "OnFailure", "containers": [{"name": "c", "image": "busybox"}]}}}}}}),
             "/spec/schedule",
             json!("0 * * * *"),
             "spec.schedule",
-        ),
+        )
+        .removes("/spec/startingDeadlineSeconds", "spec.startingDeadlineSeconds"),
         case(
             json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "pod", "labels": labels},
-            "spec": pod_spec("nginx:1.27")}),
+            // Not `tolerations: []`: an admission plugin adds two when the Pod is created.
+            "spec": without(pod_spec("nginx:1.27"), "tolerations")}),
             "/spec/containers/0/image",
             json!("nginx:1.26"),
             "spec.containers[name=web].image",
-        ),
+        )
+        .removes("/metadata/labels/app", "metadata.labels.app"),
         case(
             json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "claim", "labels": labels},
             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "2Gi"}}}}),
@@ -170,7 +265,8 @@ fn corpus(ns: &str) -> Vec<Case> {
             "/rules/0/verbs/0",
             json!("watch"),
             "rules",
-        ),
+        )
+        .removes_as("/rules/0/verbs/1", "rules", ChangeKind::Modified),
         case(
             json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "reader", "labels": labels},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"},
@@ -225,7 +321,8 @@ fn corpus(ns: &str) -> Vec<Case> {
             "/spec/hard/pods",
             json!("20"),
             "spec.hard.pods",
-        ),
+        )
+        .removes("/spec/hard/pods", "spec.hard.pods"),
         case(
             json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": {"name": "web-1",
                 "labels": {"app": "web", "kubernetes.io/service-name": "web"}},
@@ -237,11 +334,12 @@ fn corpus(ns: &str) -> Vec<Case> {
         ),
         case(
             json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "lock", "labels": labels},
-            "spec": {"holderIdentity": "one", "leaseDurationSeconds": 15}}),
+            "spec": {"holderIdentity": "one", "leaseDurationSeconds": 15, "leaseTransitions": 0}}),
             "/spec/holderIdentity",
             json!("two"),
             "spec.holderIdentity",
-        ),
+        )
+        .removes("/spec/leaseTransitions", "spec.leaseTransitions"),
         case(
             json!({"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "tpl", "labels": labels},
             "template": {"metadata": {"labels": {"app": "web"}}, "spec": pod_spec("nginx:1.27")}}),
@@ -251,11 +349,20 @@ fn corpus(ns: &str) -> Vec<Case> {
         ),
         case(
             json!({"apiVersion": "diff.gitops-rs.test/v1", "kind": "Widget", "metadata": {"name": "widget", "labels": labels},
-            "spec": {"size": "10", "memory": "1Gi", "tags": ["a", "b"], "parts": [{"id": "x", "size": 3}, {"id": "y"}]}}),
+            "spec": {"size": "10", "memory": "1Gi", "tags": ["a", "b"], "parts": [{"id": "x", "size": 3}, {"id": "y"}],
+                "flag": false, "count": 0, "note": "", "list": [], "obj": {}, "map": {"k": ""}}}),
             "/spec/parts/0/size",
             json!(4),
             "spec.parts[id=x].size",
-        ),
+        )
+        .removes("/spec/flag", "spec.flag")
+        .removes("/spec/count", "spec.count")
+        .removes("/spec/note", "spec.note")
+        .removes("/spec/list", "spec.list")
+        .removes("/spec/obj", "spec.obj")
+        .removes("/spec/map/k", "spec.map.k")
+        .removes("/spec/tags/1", "spec.tags[\"b\"]")
+        .removes("/spec/parts/1", "spec.parts[id=y]"),
         // Cluster-scoped.
         case(
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": cluster("extra"), "labels": labels}}),
@@ -484,6 +591,14 @@ async fn run_corpus(client: &kube::Client, ns: &str, cases: &[Case]) -> Result<V
         }
     }
 
+    // Another writer removes a field we applied (false, 0, "", an empty list or map, a list
+    // item, a map key): exactly that drift; applying again puts it back and is in sync.
+    for ((api, desired, _), case) in lives.iter().zip(cases) {
+        for removal in &case.removals {
+            failures.extend(remove_and_restore(&differ, api, desired, removal).await?);
+        }
+    }
+
     // Another manager changes one field: exactly that drift.
     for ((api, desired, _), case) in lives.iter().zip(cases) {
         let patch: json_patch::Patch = serde_json::from_value(json!([
@@ -519,6 +634,69 @@ async fn run_corpus(client: &kube::Client, ns: &str, cases: &[Case]) -> Result<V
                 diff.id.display_name()
             ));
         }
+    }
+    Ok(failures)
+}
+
+/// Removes one field as another writer (`kubectl patch --type=json`), checks the drift, applies
+/// again, and checks that the field is back and the object in sync.
+async fn remove_and_restore(
+    differ: &Differ,
+    api: &Api<DynamicObject>,
+    desired: &Value,
+    removal: &Removal,
+) -> Result<Vec<String>, Error> {
+    let mut failures = Vec::new();
+    let kind = desired["kind"].as_str().unwrap_or_default();
+    let patch: json_patch::Patch =
+        serde_json::from_value(json!([{"op": "remove", "path": removal.pointer}]))?;
+    let params = PatchParams {
+        field_manager: Some("kubectl-patch".to_owned()),
+        ..PatchParams::default()
+    };
+    api.patch(&name_of(desired), &params, &Patch::Json::<()>(patch))
+        .await
+        .map_err(|e| format!("{kind}: removing {}: {e}", removal.pointer))?;
+    let live = get(api, desired).await?;
+    if live.pointer(removal.pointer).is_some() {
+        return Err(format!(
+            "{kind}: {} is still there after its removal",
+            removal.pointer
+        )
+        .into());
+    }
+    let diff = differ.diff(Some(desired), Some(&live))?;
+    let got: Vec<_> = diff
+        .changes
+        .iter()
+        .map(|c| (c.path.as_str(), c.kind))
+        .collect();
+    if got != [(removal.expected, removal.kind)] {
+        failures.push(format!(
+            "{kind}: after removing {}, expected exactly {} ({:?}) but got {:#?}",
+            removal.pointer, removal.expected, removal.kind, diff.changes
+        ));
+    }
+    if !differ.needs_apply(desired, Some(&live))? {
+        failures.push(format!(
+            "{kind}: needs_apply missed the removal of {}",
+            removal.pointer
+        ));
+    }
+    apply(api, desired).await?;
+    let live = get(api, desired).await?;
+    if live.pointer(removal.pointer).is_none() {
+        failures.push(format!(
+            "{kind}: applying again did not restore {}",
+            removal.pointer
+        ));
+    }
+    let diff = differ.diff(Some(desired), Some(&live))?;
+    if !diff.is_in_sync() || differ.needs_apply(desired, Some(&live))? {
+        failures.push(format!(
+            "{kind}: after restoring {}, false drift {:#?}",
+            removal.pointer, diff.changes
+        ));
     }
     Ok(failures)
 }
