@@ -796,3 +796,89 @@ async fn the_cluster_schema_is_read_from_openapi_v3() -> Result<(), Error> {
     );
     Ok(())
 }
+
+/// A desired null, as a YAML `key:` with nothing after it or a Helm template with an unset value
+/// renders it: server-side apply stores the zero value of the field (`""` in a string map, `"0"`
+/// for a quantity, the default for a pointer field such as `replicas`) and owns the field, so the
+/// object is in sync after one apply and a second apply changes nothing; another writer's value
+/// there is drift, which applying again undoes.
+#[tokio::test]
+async fn desired_nulls_are_in_sync_after_one_apply() -> Result<(), Error> {
+    let control_plane = gitops_envtest::shared().await?;
+    let client = control_plane.client().await?;
+    let ns = control_plane.create_namespace("gitops-diff-null").await?;
+    let differ = Differ::builder(MANAGER).build();
+    let config_map = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "nulls", "namespace": ns, "labels": {"app": "web", "tier": null},
+            "annotations": {"note": null}},
+        "data": {"a": "x", "b": null}});
+    let mut spec = pod_spec("nginx:1.27");
+    spec["nodeSelector"] = json!({"disk": null, "zone": "a"});
+    spec["containers"][0]["resources"] = json!({"limits": {"cpu": null, "memory": "1Gi"}});
+    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "nulls", "namespace": ns},
+        "spec": {"replicas": null, "minReadySeconds": null, "selector": {"matchLabels": {"app": "nulls"}},
+            "template": {"metadata": {"labels": {"app": "nulls"}}, "spec": spec}}});
+    let mut failures = Vec::new();
+    for desired in [&config_map, &deployment] {
+        let kind = desired["kind"].as_str().unwrap_or_default();
+        let (api, _) = api_for(&client, desired, &ns).await?;
+        apply(&api, desired).await?;
+        let live = get(&api, desired).await?;
+        let diff = differ.diff(Some(desired), Some(&live))?;
+        if !diff.is_in_sync() || differ.needs_apply(desired, Some(&live))? {
+            failures.push(format!("{kind}: false drift {:#?}", diff.changes));
+        }
+        // The server agrees: a second apply changes nothing.
+        apply(&api, desired).await?;
+        let again = get(&api, desired).await?;
+        if again["metadata"]["resourceVersion"] != live["metadata"]["resourceVersion"] {
+            failures.push(format!("{kind}: the second apply changed the object"));
+        }
+    }
+    // What the server stored for the nulls.
+    let (api, _) = api_for(&client, &config_map, &ns).await?;
+    let live = get(&api, &config_map).await?;
+    assert_eq!(live["data"], json!({"a": "x", "b": ""}));
+    let (deployments, _) = api_for(&client, &deployment, &ns).await?;
+    let live_deployment = get(&deployments, &deployment).await?;
+    assert_eq!(live_deployment["spec"]["replicas"], json!(1));
+    assert_eq!(
+        live_deployment["spec"]["template"]["spec"]["nodeSelector"],
+        json!({"disk": "", "zone": "a"})
+    );
+    assert_eq!(
+        live_deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"],
+        json!("0")
+    );
+
+    // Another writer sets the null entry: drift, which applying again undoes.
+    let params = PatchParams {
+        field_manager: Some("kubectl-edit".to_owned()),
+        ..PatchParams::default()
+    };
+    api.patch("nulls", &params, &Patch::Merge(json!({"data": {"b": "y"}})))
+        .await?;
+    let live = get(&api, &config_map).await?;
+    let diff = differ.diff(Some(&config_map), Some(&live))?;
+    let got: Vec<_> = diff
+        .changes
+        .iter()
+        .map(|c| (c.path.as_str(), c.kind))
+        .collect();
+    if got != [("data.b", ChangeKind::Removed)] || !differ.needs_apply(&config_map, Some(&live))? {
+        failures.push(format!("ConfigMap: another writer's data.b gave {got:?}"));
+    }
+    apply(&api, &config_map).await?;
+    let live = get(&api, &config_map).await?;
+    if live["data"]["b"] != "" || !differ.diff(Some(&config_map), Some(&live))?.is_in_sync() {
+        failures.push(format!("ConfigMap: applying again left {}", live["data"]));
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    Ok(())
+}
