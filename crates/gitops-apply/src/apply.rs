@@ -21,7 +21,7 @@ use crate::counting::{RequestCounter, RequestCounts, counting_client};
 use crate::health::{
     Health, HealthChecks, WaitError, WaitProgress, WaitTarget, wait_for_current_paged,
 };
-use crate::inventory::{Inventory, InventoryError, InventoryStore};
+use crate::inventory::{Inventory, InventoryError, InventoryStore, OWNER_NAMESPACE_LABEL};
 use crate::plan::{
     DefaultStaging, KindInfo, KindTable, PlanError, PlanOptions, PlannedObject, Staging, plan,
 };
@@ -461,6 +461,17 @@ pub enum ApplyError {
         /// Objects the inventory lists.
         previous: usize,
     },
+    /// Pruning a Namespace or a CRD that left the set would delete objects of the set with it
+    /// (those in the Namespace, those of the CRD's kind); nothing was written. Allow it with
+    /// [`ApplyOptions::allow_cascading_prune`].
+    #[error(
+        "refusing to prune what would delete objects of the set with it (allow it with ApplyOptions::allow_cascading_prune):\n{}",
+        describe_losses(.losses)
+    )]
+    CascadingPrune {
+        /// Each object that would be pruned, with the desired objects its deletion would take.
+        losses: Vec<CascadingLoss>,
+    },
     /// Some objects failed server-side validation; nothing was written.
     #[error("{} object(s) failed validation, nothing was written:\n{}", .change_set.count(Action::Failed), describe_failed(.change_set))]
     Invalid {
@@ -489,6 +500,55 @@ pub enum ApplyError {
         #[source]
         source: WaitError,
     },
+}
+
+/// A Namespace or CRD that left the set, and the objects of the set its deletion would delete.
+///
+/// ```
+/// use gitops_apply::{ApplyError, CascadingLoss};
+/// use gitops_core::ObjectId;
+///
+/// let error = ApplyError::CascadingPrune {
+///     losses: vec![CascadingLoss {
+///         pruned: ObjectId::new("", "Namespace", None::<&str>, "shop"),
+///         lost: vec![ObjectId::new("", "ConfigMap", Some("shop"), "settings")],
+///     }],
+/// };
+/// assert!(error.to_string().contains("Namespace shop would delete 1 object(s) of the set: ConfigMap shop/settings"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CascadingLoss {
+    /// The Namespace or CRD that would be pruned.
+    pub pruned: ObjectId,
+    /// The desired objects in that Namespace or of that CRD's kind.
+    pub lost: Vec<ObjectId>,
+}
+
+/// At most this many lost objects are named per pruned object in a message.
+const LOSSES_SHOWN: usize = 10;
+
+fn describe_losses(losses: &[CascadingLoss]) -> String {
+    losses
+        .iter()
+        .map(|loss| {
+            let mut names: Vec<String> = loss
+                .lost
+                .iter()
+                .take(LOSSES_SHOWN)
+                .map(ObjectId::display_name)
+                .collect();
+            if loss.lost.len() > LOSSES_SHOWN {
+                names.push(format!("and {} more", loss.lost.len() - LOSSES_SHOWN));
+            }
+            format!(
+                "  - {} would delete {} object(s) of the set: {}",
+                loss.pruned.display_name(),
+                loss.lost.len(),
+                names.join(", ")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn describe_failed(change_set: &ChangeSet) -> String {
@@ -572,6 +632,10 @@ pub struct ApplyOptions {
     pub prune: bool,
     /// Accepts an empty set even when that prunes everything the inventory lists.
     pub allow_empty_set: bool,
+    /// Prunes a Namespace or a CRD even when objects of the set live in that Namespace or are
+    /// of that CRD's kind (their deletion would delete those desired objects with it). Off by
+    /// default: such a run fails with [`ApplyError::CascadingPrune`] before any write.
+    pub allow_cascading_prune: bool,
     /// Field managers whose fields are taken over (empty: none, the default): their
     /// fields become ours, so the apply sets them without a conflict and removes those the set
     /// no longer has (such as the last-applied annotation of client-side `kubectl apply`).
@@ -596,6 +660,7 @@ impl Default for ApplyOptions {
             recreate_on_immutable: false,
             prune: true,
             allow_empty_set: false,
+            allow_cascading_prune: false,
             takeover: Vec::new(),
             wait: None,
         }
@@ -942,6 +1007,44 @@ impl Run<'_> {
         self.server_side_apply(object, desired, false, false).await
     }
 
+    /// The Namespaces and CRDs that left the set, would be pruned (they exist, carry the
+    /// ownership labels and allow pruning) and whose deletion would delete objects of the set.
+    async fn cascading_losses(
+        &self,
+        kinds: &KindTable,
+        previous: &Inventory,
+        objects: &[PlannedObject],
+    ) -> Result<Vec<CascadingLoss>, ApplyError> {
+        let desired: HashSet<&ObjectId> = objects.iter().map(|o| &o.id).collect();
+        let owner_labels = self.applier.inventory.owner_labels();
+        let mut losses = Vec::new();
+        for (id, version) in previous.iter().filter(|(id, _)| !desired.contains(id)) {
+            let lost = cascade_of(id, objects);
+            if lost.is_empty() {
+                continue;
+            }
+            let Some(kind) = resolve_inventory_kind(kinds, id, version) else {
+                continue;
+            };
+            let api = object_api(&self.client, kind, None);
+            let live = api
+                .get_opt(&id.name)
+                .await
+                .map_err(|source| ApplyError::List {
+                    plural: kind.resource.plural.clone(),
+                    namespace: "the cluster".into(),
+                    source,
+                })?;
+            if live.is_some_and(|live| prunable(&live, &owner_labels).is_ok()) {
+                losses.push(CascadingLoss {
+                    pruned: id.clone(),
+                    lost: lost.into_iter().cloned().collect(),
+                });
+            }
+        }
+        Ok(losses)
+    }
+
     async fn list_live(
         &self,
         objects: &[PlannedObject],
@@ -1116,6 +1219,15 @@ impl Applier {
         )
         .map_err(ApplyError::Plan)?;
         let objects = plan.objects();
+        if options.prune
+            && !options.allow_cascading_prune
+            && let Some(previous) = &previous
+        {
+            let losses = run.cascading_losses(&kinds, previous, objects).await?;
+            if !losses.is_empty() {
+                return Err(ApplyError::CascadingPrune { losses });
+            }
+        }
         let owner_labels = self.inventory.owner_labels();
         let desired_values: Vec<Value> = objects
             .iter()
@@ -1357,6 +1469,39 @@ impl Applier {
             return Ok(change_set);
         }
 
+        // Record what this run may write before its first write (the previous inventory and
+        // the new set): an interruption at any point then leaves nothing untracked, and a bad
+        // inventory location (a missing namespace, no permission) fails here, with nothing
+        // written. Entries of objects never created are harmless: pruning one finds it gone.
+        // When the inventory's namespace is one this run creates, the record follows the group
+        // that creates it.
+        let mut recorded_union = Inventory::default();
+        for object in objects.iter().filter(|o| !o.synthesized) {
+            recorded_union.insert(object.id.clone(), object.kind.resource.api_version.clone());
+        }
+        if let Some(previous) = &previous {
+            recorded_union = recorded_union.union(previous);
+        }
+        let mut stored = previous.clone();
+        let inventory_namespace = owner_labels.get(OWNER_NAMESPACE_LABEL).cloned();
+        let inventory_namespace_index = inventory_namespace
+            .as_deref()
+            .filter(|ns| namespaces_made_here.contains(ns))
+            .and_then(|ns| {
+                objects.iter().position(|o| {
+                    o.id.group.is_empty() && o.id.kind == "Namespace" && o.id.name == ns
+                })
+            });
+        let mut recorded = !decisions
+            .iter()
+            .any(|d| matches!(d, Decision::Write { .. }));
+        if !recorded && inventory_namespace_index.is_none() {
+            self.record(&client, &recorded_union, &mut stored)
+                .await
+                .map_err(ApplyError::Inventory)?;
+            recorded = true;
+        }
+
         // Write group by group.
         let mut results: Vec<Option<(Action, String, Option<ObjectError>)>> =
             (0..objects.len()).map(|_| None).collect();
@@ -1501,6 +1646,24 @@ impl Applier {
                     }
                 }
             }
+            if !recorded
+                && inventory_namespace_index.is_some_and(|i| {
+                    matches!(
+                        results[i],
+                        Some((
+                            Action::Created | Action::Configured | Action::Recreated,
+                            _,
+                            _
+                        ))
+                    )
+                })
+            {
+                if let Err(error) = self.record(&client, &recorded_union, &mut stored).await {
+                    tracing::warn!(error = %error, "could not record the inventory");
+                    return Err(ApplyError::Inventory(error));
+                }
+                recorded = true;
+            }
             progress(&ApplyProgress::GroupDone {
                 group: group_index,
                 groups: group_count,
@@ -1596,7 +1759,7 @@ impl Applier {
             .await;
         }
         // An unchanged inventory is not written either: a no-change run writes nothing.
-        let saved = if previous.as_ref().unwrap_or(&Inventory::default()) == &inventory {
+        let saved = if stored.as_ref().unwrap_or(&Inventory::default()) == &inventory {
             Ok(())
         } else {
             self.inventory
@@ -1654,6 +1817,32 @@ impl Applier {
             }
         }
         Ok(change_set)
+    }
+
+    /// Saves `union` (the previous inventory and the new set) unless the cluster holds it
+    /// already (`stored`); with no inventory yet and nothing to record, checks that one could
+    /// be saved (a server-side dry run for [`crate::ConfigMapInventory`]).
+    async fn record(
+        &self,
+        client: &kube::Client,
+        union: &Inventory,
+        stored: &mut Option<Inventory>,
+    ) -> Result<(), InventoryError> {
+        match stored {
+            Some(stored) if stored == union => Ok(()),
+            None if union.is_empty() => {
+                self.inventory
+                    .check(client, union, &self.field_manager)
+                    .await
+            }
+            _ => {
+                self.inventory
+                    .save(client, union, &self.field_manager)
+                    .await?;
+                *stored = Some(union.clone());
+                Ok(())
+            }
+        }
     }
 
     /// Deletes, in reverse apply order, what `previous` lists and `inventory` (the new set)
@@ -1757,28 +1946,10 @@ impl Applier {
                 );
                 continue;
             };
-            let labels = live.metadata.labels.clone().unwrap_or_default();
-            let owned = owner_labels.iter().all(|(k, v)| labels.get(k) == Some(v));
-            if !owned {
+            if let Err(why) = prunable(&live, &owner_labels) {
                 entry(
                     Action::Skipped,
-                    "not pruned: it no longer carries our ownership labels".into(),
-                    None,
-                    kind.resource.clone(),
-                );
-                continue;
-            }
-            let annotations: BTreeMap<&str, &str> = live
-                .metadata
-                .annotations
-                .iter()
-                .flatten()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            if !crate::plan::ObjectPolicy::from_annotations(&annotations).prune {
-                entry(
-                    Action::Skipped,
-                    "not pruned: pruning disabled by annotation".into(),
+                    format!("not pruned: {why}"),
                     None,
                     kind.resource.clone(),
                 );
@@ -1815,6 +1986,45 @@ impl Applier {
             }
         }
     }
+}
+
+/// Whether a live object that left the set may be pruned: it still carries the ownership
+/// labels and does not disable pruning by annotation. `Err` says why not.
+fn prunable(
+    live: &DynamicObject,
+    owner_labels: &BTreeMap<String, String>,
+) -> Result<(), &'static str> {
+    let labels = live.metadata.labels.clone().unwrap_or_default();
+    if !owner_labels.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+        return Err("it no longer carries our ownership labels");
+    }
+    let annotations: BTreeMap<&str, &str> = live
+        .metadata
+        .annotations
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    if !crate::plan::ObjectPolicy::from_annotations(&annotations).prune {
+        return Err("pruning disabled by annotation");
+    }
+    Ok(())
+}
+
+/// The objects of `objects` a deletion of `id` would delete with it: for a Namespace, those in
+/// it; for a CRD (named `<plural>.<group>`), those of its kind.
+fn cascade_of<'o>(id: &ObjectId, objects: &'o [PlannedObject]) -> Vec<&'o ObjectId> {
+    let namespace = id.group.is_empty() && id.kind == "Namespace";
+    let crd = id.group == "apiextensions.k8s.io" && id.kind == "CustomResourceDefinition";
+    let (plural, group) = id.name.split_once('.').unwrap_or((&id.name, ""));
+    objects
+        .iter()
+        .filter(|o| {
+            (namespace && o.id.namespace.as_deref() == Some(id.name.as_str()))
+                || (crd && o.kind.resource.plural == plural && o.kind.resource.group == group)
+        })
+        .map(|o| &o.id)
+        .collect()
 }
 
 fn resolve_inventory_kind<'k>(

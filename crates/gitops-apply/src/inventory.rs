@@ -200,8 +200,7 @@ impl Inventory {
     #[must_use]
     pub fn to_gzip(&self) -> Vec<u8> {
         use std::io::Write as _;
-        let mut encoder =
-            flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         encoder
             .write_all(self.to_json().as_bytes())
             .expect("writing to memory");
@@ -530,9 +529,9 @@ impl InventoryStore for ConfigMapInventory {
             Some("2") => {
                 let field = if self.secret { "data" } else { "binaryData" };
                 let Some(value) = object.data[field][INVENTORY_GZ_KEY].as_str() else {
-                    return Err(self.corrupt(
-                        format!("format 2 without {field}.{INVENTORY_GZ_KEY}").into(),
-                    ));
+                    return Err(
+                        self.corrupt(format!("format 2 without {field}.{INVENTORY_GZ_KEY}").into())
+                    );
                 };
                 let bytes = engine.decode(value).map_err(|e| self.corrupt(e.into()))?;
                 Inventory::from_gzip(&bytes)
@@ -719,8 +718,7 @@ mod tests {
     #[test]
     fn gzip_bombs_and_garbage_are_refused() {
         assert!(Inventory::from_gzip(b"not gzip").is_err());
-        let mut encoder =
-            flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
         std::io::Write::write_all(&mut encoder, &vec![b' '; Inventory::MAX_JSON_BYTES + 2])
             .unwrap();
         let bomb = encoder.finish().unwrap();

@@ -49,8 +49,8 @@ mod plan;
 mod takeover;
 
 pub use apply::{
-    Action, Applier, ApplierBuilder, ApplyError, ApplyOptions, ApplyProgress, ChangeSet,
-    DEFAULT_FIELD_MANAGER, DesiredSet, FieldConflict, ObjectChange, ObjectError,
+    Action, Applier, ApplierBuilder, ApplyError, ApplyOptions, ApplyProgress, CascadingLoss,
+    ChangeSet, DEFAULT_FIELD_MANAGER, DesiredSet, FieldConflict, ObjectChange, ObjectError,
 };
 pub use counting::{RequestCounter, RequestCounts, counting_client};
 pub use health::{

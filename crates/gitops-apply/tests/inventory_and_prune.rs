@@ -1,0 +1,617 @@
+//! The inventory is recorded before the writes, prunes never take desired objects with them, and
+//! prune order, ownership and paging, against a real control plane (gitops-envtest).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use gitops_apply::{
+    Action, Applier, ApplyError, ApplyOptions, ChangeSet, ConfigMapInventory, DesiredSet,
+    Inventory, InventoryError, InventoryStore, OWNER_NAME_LABEL,
+};
+use gitops_core::ObjectId;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::discovery::ApiResource;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+fn set(yaml: &str) -> DesiredSet {
+    DesiredSet::new(gitops_core::parse_manifests(yaml, "set.yaml").expect("test YAML parses"))
+}
+
+/// The shared control plane's client and a new namespace named after `prefix`.
+async fn setup(prefix: &str) -> (kube::Client, String) {
+    let cp = gitops_envtest::shared().await.unwrap();
+    let client = cp.client().await.unwrap();
+    let ns = cp.create_namespace(prefix).await.unwrap();
+    (client, ns)
+}
+
+fn applier(client: &kube::Client, namespace: &str) -> Applier {
+    let inventory = ConfigMapInventory::new(namespace, "inventory").unwrap();
+    Applier::builder(client.clone(), inventory)
+        .settle_timeout(Duration::from_secs(30))
+        .build()
+}
+
+async fn run(applier: &Applier, desired: DesiredSet, options: &ApplyOptions) -> ChangeSet {
+    match applier
+        .apply(desired, options, &CancellationToken::new())
+        .await
+    {
+        Ok(change_set) => change_set,
+        Err(e) => panic!("apply failed: {e}"),
+    }
+}
+
+fn action(change_set: &ChangeSet, id: &str) -> Action {
+    let id: ObjectId = id.parse().unwrap();
+    change_set
+        .get(&id)
+        .unwrap_or_else(|| panic!("{id} not in the change set:\n{change_set}"))
+        .action
+}
+
+fn resource(api_version: &str, kind: &str, plural: &str) -> ApiResource {
+    let (group, version) = gitops_core::split_api_version(api_version);
+    ApiResource {
+        group: group.into(),
+        version: version.into(),
+        api_version: api_version.into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    }
+}
+
+fn api(client: &kube::Client, resource: &ApiResource, ns: Option<&str>) -> Api<DynamicObject> {
+    match ns {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, resource),
+        None => Api::all_with(client.clone(), resource),
+    }
+}
+
+fn config_maps(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
+    api(client, &resource("v1", "ConfigMap", "configmaps"), Some(ns))
+}
+
+/// The resourceVersion as a number. The apiserver backed by etcd hands out etcd's revision,
+/// one counter for every object: comparing two says which write came first, without timing.
+fn revision(object: &DynamicObject) -> u64 {
+    object
+        .metadata
+        .resource_version
+        .as_deref()
+        .unwrap()
+        .parse()
+        .expect("etcd revisions are numbers")
+}
+
+fn config_map_yaml(ns: &str, names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|name| {
+            format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: {ns}}}\ndata: {{k: v}}\n"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+#[tokio::test]
+async fn a_missing_inventory_namespace_fails_before_any_write() {
+    let (client, ns) = setup("inv-missing").await;
+    let missing = format!("{ns}-missing");
+    let inventory = ConfigMapInventory::new(&missing, "inventory").unwrap();
+    let applier = Applier::builder(client.clone(), inventory).build();
+    let err = applier
+        .apply(
+            set(&config_map_yaml(&ns, &["a", "b"])),
+            &ApplyOptions::default(),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ApplyError::Inventory(InventoryError::Api { .. })),
+        "{err}"
+    );
+    let written = config_maps(&client, &ns).get_opt("a").await.unwrap();
+    assert!(written.is_none(), "an object was written: {written:?}");
+    assert!(
+        config_maps(&client, &ns)
+            .get_opt("b")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn the_inventory_is_recorded_before_the_objects_are_written() {
+    use futures::StreamExt as _;
+    use kube::api::{WatchEvent, WatchParams};
+    let (client, ns) = setup("inv-first").await;
+    let applier = applier(&client, &ns);
+    run(
+        &applier,
+        set(&config_map_yaml(&ns, &["a"])),
+        &ApplyOptions::default(),
+    )
+    .await;
+    let since = config_maps(&client, &ns)
+        .list(&kube::api::ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+
+    // b and c join, a leaves. Every ConfigMap write of the run, in the order the apiserver
+    // made them, through a watch started before it.
+    let cms = config_maps(&client, &ns);
+    let mut events = cms
+        .watch(&WatchParams::default(), &since)
+        .await
+        .unwrap()
+        .boxed();
+    let changed = run(
+        &applier,
+        set(&config_map_yaml(&ns, &["b", "c"])),
+        &ApplyOptions::default(),
+    )
+    .await;
+    assert_eq!(
+        action(&changed, &format!("{ns}_a__ConfigMap")),
+        Action::Pruned
+    );
+    let last = revision(&cms.get("inventory").await.unwrap());
+    let store = ConfigMapInventory::new(&ns, "inventory").unwrap();
+    let mut seen = Vec::new();
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(60), events.next())
+            .await
+            .expect("the watch delivers the run's writes")
+            .expect("the watch stays open")
+            .unwrap();
+        let (verb, object) = match event {
+            WatchEvent::Added(o) => ("added", o),
+            WatchEvent::Modified(o) => ("modified", o),
+            WatchEvent::Deleted(o) => ("deleted", o),
+            WatchEvent::Bookmark(_) => continue,
+            WatchEvent::Error(e) => panic!("{e:?}"),
+        };
+        let name = object.metadata.name.clone().unwrap();
+        let done = name == "inventory" && revision(&object) == last;
+        if name == "inventory" {
+            let entries: Vec<String> = object.data["data"][gitops_apply::INVENTORY_KEY]
+                .as_str()
+                .map(|json| Inventory::from_json(json).unwrap())
+                .unwrap()
+                .iter()
+                .map(|(id, _)| id.name.clone())
+                .collect();
+            seen.push(format!("inventory {}", entries.join(",")));
+        } else if verb != "modified" {
+            seen.push(format!("{verb} {name}"));
+        }
+        if done {
+            break;
+        }
+    }
+    // b and c are written at once, in either order.
+    seen[1..3].sort();
+    assert_eq!(
+        seen,
+        [
+            "inventory a,b,c",
+            "added b",
+            "added c",
+            "deleted a",
+            "inventory b,c"
+        ],
+        "{changed}"
+    );
+    let ids: Vec<String> = store
+        .load(&client)
+        .await
+        .unwrap()
+        .unwrap()
+        .iter()
+        .map(|(id, _)| id.to_string())
+        .collect();
+    assert_eq!(
+        ids,
+        [format!("{ns}_b__ConfigMap"), format!("{ns}_c__ConfigMap")]
+    );
+}
+
+#[tokio::test]
+async fn a_recorded_entry_of_an_object_never_created_is_harmless() {
+    let (client, ns) = setup("inv-ghost").await;
+    let applier = applier(&client, &ns);
+    // As an interrupted run leaves it: the union recorded, one object never written.
+    let store = ConfigMapInventory::new(&ns, "inventory").unwrap();
+    let mut recorded = Inventory::default();
+    for name in ["a", "ghost"] {
+        recorded.insert(
+            ObjectId::new("", "ConfigMap", Some(ns.as_str()), name),
+            "v1",
+        );
+    }
+    store
+        .save(&client, &recorded, gitops_apply::DEFAULT_FIELD_MANAGER)
+        .await
+        .unwrap();
+    let next = run(
+        &applier,
+        set(&config_map_yaml(&ns, &["a"])),
+        &ApplyOptions::default(),
+    )
+    .await;
+    assert_eq!(
+        action(&next, &format!("{ns}_a__ConfigMap")),
+        Action::Created
+    );
+    let ghost = next
+        .get(&format!("{ns}_ghost__ConfigMap").parse().unwrap())
+        .unwrap();
+    assert_eq!(
+        (ghost.action, ghost.reason.as_str()),
+        (Action::Pruned, "already gone")
+    );
+    assert_eq!(store.load(&client).await.unwrap().unwrap().len(), 1);
+}
+
+/// With the Write of the record observed: the run that adds objects writes the inventory
+/// before them (its revision is below theirs) when nothing leaves the set.
+#[tokio::test]
+async fn the_record_precedes_the_writes_it_covers() {
+    let (client, ns) = setup("inv-order").await;
+    let applier = applier(&client, &ns);
+    let first = run(
+        &applier,
+        set(&config_map_yaml(&ns, &["a", "b"])),
+        &ApplyOptions::default(),
+    )
+    .await;
+    assert_eq!(first.count(Action::Created), 2, "{first}");
+    let inventory = config_maps(&client, &ns).get("inventory").await.unwrap();
+    for name in ["a", "b"] {
+        let object = config_maps(&client, &ns).get(name).await.unwrap();
+        assert!(
+            revision(&inventory) < revision(&object),
+            "{name} was written before the inventory recorded it"
+        );
+    }
+}
+
+#[tokio::test]
+async fn pruning_a_namespace_that_holds_objects_of_the_set_is_refused() {
+    let (client, ns) = setup("cascade-ns").await;
+    let inner = format!("{ns}-inner");
+    let applier = applier(&client, &ns);
+    let with_namespace = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {inner}}}\n---\n{}",
+        config_map_yaml(&inner, &["settings"])
+    );
+    run(&applier, set(&with_namespace), &ApplyOptions::default()).await;
+
+    // The Namespace leaves Git, its ConfigMap stays: pruning it would delete the ConfigMap.
+    let without = config_map_yaml(&inner, &["settings"]);
+    let err = applier
+        .apply(
+            set(&without),
+            &ApplyOptions::default(),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+    let ApplyError::CascadingPrune { losses } = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(losses.len(), 1, "{err}");
+    assert_eq!(losses[0].pruned.to_string(), format!("_{inner}__Namespace"));
+    assert_eq!(
+        losses[0].lost,
+        [ObjectId::new(
+            "",
+            "ConfigMap",
+            Some(inner.as_str()),
+            "settings"
+        )]
+    );
+    assert!(
+        err.to_string()
+            .contains(&format!("ConfigMap {inner}/settings")),
+        "{err}"
+    );
+    let namespaces = api(&client, &resource("v1", "Namespace", "namespaces"), None);
+    let live = namespaces.get(&inner).await.unwrap();
+    assert!(
+        live.metadata.deletion_timestamp.is_none(),
+        "the namespace was deleted"
+    );
+
+    // Opted in: pruned as before.
+    let options = ApplyOptions {
+        allow_cascading_prune: true,
+        ..ApplyOptions::default()
+    };
+    let pruned = run(&applier, set(&without), &options).await;
+    assert_eq!(
+        action(&pruned, &format!("_{inner}__Namespace")),
+        Action::Pruned,
+        "{pruned}"
+    );
+    let live = namespaces.get_opt(&inner).await.unwrap();
+    assert!(live.is_none_or(|ns| ns.metadata.deletion_timestamp.is_some()));
+}
+
+#[tokio::test]
+async fn pruning_a_crd_whose_kind_the_set_still_uses_is_refused() {
+    let (client, ns) = setup("cascade-crd").await;
+    let group = format!("{ns}.apply.gitops.rs");
+    let crd = format!(
+        "\
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {{name: gadgets.{group}}}
+spec:
+  group: {group}
+  scope: Namespaced
+  names: {{kind: Gadget, plural: gadgets, singular: gadget}}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema: {{type: object, x-kubernetes-preserve-unknown-fields: true}}
+"
+    );
+    let gadget =
+        format!("apiVersion: {group}/v1\nkind: Gadget\nmetadata: {{name: g1, namespace: {ns}}}\n");
+    let applier = applier(&client, &ns);
+    run(
+        &applier,
+        set(&format!("{crd}---\n{gadget}")),
+        &ApplyOptions::default(),
+    )
+    .await;
+
+    let err = applier
+        .apply(
+            set(&gadget),
+            &ApplyOptions::default(),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+    let ApplyError::CascadingPrune { losses } = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(losses[0].pruned.name, format!("gadgets.{group}"), "{err}");
+    assert_eq!(
+        losses[0].lost,
+        [ObjectId::new(&group, "Gadget", Some(ns.as_str()), "g1")]
+    );
+    let crds = api(
+        &client,
+        &resource(
+            "apiextensions.k8s.io/v1",
+            "CustomResourceDefinition",
+            "customresourcedefinitions",
+        ),
+        None,
+    );
+    let live = crds.get(&format!("gadgets.{group}")).await.unwrap();
+    assert!(
+        live.metadata.deletion_timestamp.is_none(),
+        "the CRD was deleted"
+    );
+    crds.delete(&format!("gadgets.{group}"), &DeleteParams::default())
+        .await
+        .unwrap();
+}
+
+const HOLD: &str = "test.gitops.rs/hold";
+
+#[tokio::test]
+async fn prune_deletes_in_reverse_apply_order() {
+    let (client, ns) = setup("prune-order").await;
+    let role_name = format!("{ns}-reader");
+    // Every object holds a finalizer: its deletion is a write (deletionTimestamp) that stays
+    // visible, at the revision it happened. Kinds no controller writes to after a deletion.
+    let yaml = format!(
+        "\
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: {ns}, finalizers: [{HOLD}]}}
+spec: {{ports: [{{port: 80}}]}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {{name: {role_name}, finalizers: [{HOLD}]}}
+rules: []
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: settings, namespace: {ns}, finalizers: [{HOLD}]}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: reader, namespace: {ns}, finalizers: [{HOLD}]}}
+rules: []
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: robot, namespace: {ns}, finalizers: [{HOLD}]}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: keep, namespace: {ns}}}
+"
+    );
+    let applier = applier(&client, &ns);
+    let first = run(&applier, set(&yaml), &ApplyOptions::default()).await;
+    let applied: Vec<String> = first.changes.iter().map(|c| c.id.display_name()).collect();
+    let pruned = run(
+        &applier,
+        set(&config_map_yaml(&ns, &["keep"])),
+        &ApplyOptions::default(),
+    )
+    .await;
+    assert_eq!(pruned.count(Action::Pruned), 5, "{pruned}");
+
+    let objects = [
+        (
+            resource("v1", "Service", "services"),
+            Some(ns.as_str()),
+            "web",
+        ),
+        (
+            resource(
+                "rbac.authorization.k8s.io/v1",
+                "ClusterRole",
+                "clusterroles",
+            ),
+            None,
+            role_name.as_str(),
+        ),
+        (
+            resource("v1", "ConfigMap", "configmaps"),
+            Some(ns.as_str()),
+            "settings",
+        ),
+        (
+            resource("rbac.authorization.k8s.io/v1", "Role", "roles"),
+            Some(ns.as_str()),
+            "reader",
+        ),
+        (
+            resource("v1", "ServiceAccount", "serviceaccounts"),
+            Some(ns.as_str()),
+            "robot",
+        ),
+    ];
+    let mut deletions = BTreeMap::new();
+    for (resource, namespace, name) in &objects {
+        let live = api(&client, resource, *namespace).get(name).await.unwrap();
+        assert!(
+            live.metadata.deletion_timestamp.is_some(),
+            "{name} not deleted"
+        );
+        let id = ObjectId::new(&resource.group, &resource.kind, *namespace, *name);
+        deletions.insert(revision(&live), id.display_name());
+    }
+    let deleted: Vec<String> = deletions.into_values().collect();
+    let mut expected: Vec<String> = applied
+        .into_iter()
+        .filter(|n| !n.ends_with("/keep"))
+        .collect();
+    expected.reverse();
+    assert_eq!(
+        expected,
+        [
+            format!("Service {ns}/web"),
+            format!("Role.rbac.authorization.k8s.io {ns}/reader"),
+            format!("ConfigMap {ns}/settings"),
+            format!("ServiceAccount {ns}/robot"),
+            format!("ClusterRole.rbac.authorization.k8s.io {role_name}"),
+        ],
+        "apply order"
+    );
+    assert_eq!(deleted, expected, "deletions in revision order");
+
+    // Let them go.
+    for (resource, namespace, name) in &objects {
+        api(&client, resource, *namespace)
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn objects_whose_ownership_labels_were_removed_or_changed_are_not_pruned() {
+    let (client, ns) = setup("prune-owner").await;
+    let applier = applier(&client, &ns);
+    run(
+        &applier,
+        set(&config_map_yaml(
+            &ns,
+            &["unlabelled", "relabelled", "owned", "keep"],
+        )),
+        &ApplyOptions::default(),
+    )
+    .await;
+    let cms = config_maps(&client, &ns);
+    let params = PatchParams {
+        field_manager: Some("someone-else".into()),
+        ..PatchParams::default()
+    };
+    cms.patch(
+        "unlabelled",
+        &params,
+        &Patch::Merge(json!({"metadata": {"labels": {OWNER_NAME_LABEL: null}}})),
+    )
+    .await
+    .unwrap();
+    cms.patch(
+        "relabelled",
+        &params,
+        &Patch::Merge(json!({"metadata": {"labels": {OWNER_NAME_LABEL: "another-inventory"}}})),
+    )
+    .await
+    .unwrap();
+
+    let pruned = run(
+        &applier,
+        set(&config_map_yaml(&ns, &["keep"])),
+        &ApplyOptions::default(),
+    )
+    .await;
+    assert_eq!(
+        action(&pruned, &format!("{ns}_owned__ConfigMap")),
+        Action::Pruned
+    );
+    for name in ["unlabelled", "relabelled"] {
+        let change = pruned
+            .get(&format!("{ns}_{name}__ConfigMap").parse().unwrap())
+            .unwrap();
+        assert_eq!(change.action, Action::Skipped, "{pruned}");
+        assert!(change.reason.contains("ownership labels"), "{change}");
+        let live = cms.get(name).await.unwrap();
+        assert!(
+            live.metadata.deletion_timestamp.is_none(),
+            "{name} was deleted"
+        );
+    }
+    let owned = cms.get_opt("owned").await.unwrap();
+    assert!(owned.is_none_or(|o| o.metadata.deletion_timestamp.is_some()));
+}
+
+#[tokio::test]
+async fn lists_are_read_in_pages() {
+    let (client, ns) = setup("paging").await;
+    let names = ["a", "b", "c", "d", "e"];
+    let applier = Applier::builder(
+        client.clone(),
+        ConfigMapInventory::new(&ns, "inventory").unwrap(),
+    )
+    .page_size(2)
+    .build();
+    let options = ApplyOptions::default().with_wait(Duration::from_secs(30));
+    let first = run(&applier, set(&config_map_yaml(&ns, &names)), &options).await;
+    assert_eq!(first.count(Action::Created), 5, "{first}");
+    let second = run(&applier, set(&config_map_yaml(&ns, &names)), &options).await;
+    // Every object found on some page: nothing to write.
+    assert_eq!(second.count(Action::Unchanged), 5, "{second}");
+    assert_eq!(second.request_counts.writes, 0, "{second}");
+    // Six ConfigMaps (with the inventory) in pages of two: three lists to read them, three
+    // more for the one round of waiting.
+    assert_eq!(second.request_counts.lists, 6, "{}", second.request_counts);
+}
