@@ -435,6 +435,8 @@ mod tests {
             state ^= state << 17;
             state
         };
+        // Counted, so that a check refusing everything cannot pass this test vacuously.
+        let (mut accepted_names, mut accepted_paths) = (0_u32, 0_u32);
         for _ in 0..200_000 {
             let length = (next() % 8) as usize;
             let mut name = Vec::new();
@@ -442,6 +444,7 @@ mod tests {
                 name.extend_from_slice(alphabet[(next() % alphabet.len() as u64) as usize]);
             }
             if let Ok(accepted) = check_entry_name(&name) {
+                accepted_names += 1;
                 assert!(!accepted.is_empty() && accepted != "." && accepted != "..");
                 assert!(
                     !accepted.contains(['/', '\\', '\0'])
@@ -464,6 +467,7 @@ mod tests {
             if let Ok(text) = std::str::from_utf8(&name)
                 && check_relative_path(text).is_ok()
             {
+                accepted_paths += 1;
                 let joined = std::path::Path::new("/root").join(text);
                 assert!(
                     joined.components().all(|c| matches!(
@@ -475,6 +479,11 @@ mod tests {
                 assert!(joined.starts_with("/root"));
             }
         }
+        // Measured: about 49,000 names and 53,000 paths of the 200,000 are accepted.
+        assert!(
+            accepted_names > 10_000 && accepted_paths > 10_000,
+            "too few inputs accepted to check anything: {accepted_names} names, {accepted_paths} paths"
+        );
     }
 
     #[test]

@@ -761,7 +761,14 @@ mod tests {
                 .any(|e| e.downcast_ref::<NoCredentials>().is_some())
         );
         let bearer = GitCredentials::BearerToken(Secret::new("t"));
-        assert!(answer_credentials(Some(&bearer), &origin, Action::Get(context)).is_err());
+        // A bearer token goes in a header, never to git's credential prompt.
+        let error = answer_credentials(Some(&bearer), &origin, Action::Get(context)).unwrap_err();
+        assert!(
+            error
+                .iter_errors()
+                .any(|e| e.downcast_ref::<NoCredentials>().is_some()),
+            "{error}"
+        );
 
         // Another scheme, host or port is another origin: the credentials are not given out.
         for other in [
@@ -787,7 +794,11 @@ mod tests {
             url: Some("https://EXAMPLE.com:443/other".into()),
             ..Default::default()
         };
-        assert!(answer_credentials(Some(&basic), &origin, Action::Get(context)).is_ok());
+        let outcome = answer_credentials(Some(&basic), &origin, Action::Get(context))
+            .unwrap()
+            .expect("the same origin is given the credentials");
+        assert_eq!(outcome.identity.username, "alice");
+        assert_eq!(outcome.identity.password, "pw");
     }
 
     #[test]
