@@ -637,6 +637,7 @@ impl Renderer for HelmRenderer {
             cwd: root.path(),
             timeout: self.limits.timeout(),
             max_output: self.limits.max_output(),
+            max_memory: self.limits.max_memory(),
         }
         .run(request.cancellation())
         .await;
@@ -657,9 +658,12 @@ impl Renderer for HelmRenderer {
                 .into());
             }
         };
-        let mut documents =
-            gitops_core::parse_yaml_documents(&output, format!("helm template {}", self.release))
-                .map_err(HelmError::Output)?;
+        let mut documents = gitops_core::parse_yaml_documents_with(
+            &output,
+            format!("helm template {}", self.release),
+            request.parse_limits(),
+        )
+        .map_err(HelmError::Output)?;
         // Scalar styles are found by the output's lines, before the origins become templates.
         let plain = request
             .substitution()

@@ -211,6 +211,7 @@ impl KustomizeRenderer {
             cwd: &cwd,
             timeout: self.limits.timeout(),
             max_output: 4096,
+            max_memory: self.limits.max_memory(),
         }
         .run(&tokio_util::sync::CancellationToken::new())
         .await
@@ -1216,6 +1217,7 @@ impl KustomizeRenderer {
             cwd: root.path(),
             timeout: self.limits.timeout(),
             max_output: self.limits.max_output(),
+            max_memory: self.limits.max_memory(),
         }
         .run(request.cancellation())
         .await;
@@ -1291,7 +1293,8 @@ impl Renderer for KustomizeRenderer {
         };
         let origin = PathBuf::from(format!("kustomize build {}", shown_dir.display()));
         let mut documents =
-            gitops_core::parse_yaml_documents(&output, origin).map_err(KustomizeError::Output)?;
+            gitops_core::parse_yaml_documents_with(&output, origin, request.parse_limits())
+                .map_err(KustomizeError::Output)?;
         let plain = request
             .substitution()
             .map(|_| plain_scalars(&output, &documents))

@@ -72,7 +72,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gitops_core::escape::{Escaped, EscapedPath};
-use gitops_core::{Manifest, ObjectId, Origin};
+use gitops_core::{Manifest, ObjectId, Origin, ParseLimits};
 use tokio_util::sync::CancellationToken;
 
 pub use auto::{AutoRenderer, SourceKind, detect};
@@ -109,6 +109,7 @@ pub struct RenderRequest {
     cancel: CancellationToken,
     substitution: Option<Arc<Substitution>>,
     progress: Option<ProgressCallback>,
+    parse_limits: ParseLimits,
 }
 
 /// The progress callback of a request.
@@ -233,7 +234,33 @@ impl RenderRequest {
             cancel: CancellationToken::new(),
             substitution: None,
             progress: None,
+            parse_limits: ParseLimits::default(),
         }
+    }
+
+    /// The limits on the YAML the renderers parse: the files of a plain directory and the
+    /// output of `kustomize build` and `helm template` (default [`ParseLimits::default`], which
+    /// admits tens of thousands of objects and refuses alias bombs and deep nesting).
+    ///
+    /// ```
+    /// use gitops_core::ParseLimits;
+    /// use gitops_render::{RenderRequest, SourceRoot};
+    /// let dir = tempfile::tempdir()?;
+    /// let request = RenderRequest::new(SourceRoot::new(dir.path())?, ".")
+    ///     .with_parse_limits(ParseLimits::default().with_max_documents(500_000));
+    /// assert_eq!(request.parse_limits().max_documents, 500_000);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn with_parse_limits(mut self, limits: ParseLimits) -> Self {
+        self.parse_limits = limits;
+        self
+    }
+
+    /// The limits on the YAML the renderers parse.
+    #[must_use]
+    pub fn parse_limits(&self) -> &ParseLimits {
+        &self.parse_limits
     }
 
     /// Substitutes `${VAR}` expressions in every rendered document, before validation (see

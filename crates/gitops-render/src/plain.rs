@@ -339,7 +339,8 @@ fn parse_file(
     file: &Path,
 ) -> Result<Vec<Manifest>, RenderError> {
     let Some(substitution) = request.substitution() else {
-        return gitops_core::parse_manifests(text, file).map_err(|e| PlainError::Parse(e).into());
+        return gitops_core::parse_manifests_with(text, file, request.parse_limits())
+            .map_err(|e| PlainError::Parse(e).into());
     };
     let is_json = file
         .extension()
@@ -347,7 +348,7 @@ fn parse_file(
     let mut documents = if is_json {
         gitops_core::parse_json_documents(text, file)
     } else {
-        gitops_core::parse_yaml_documents(text, file)
+        gitops_core::parse_yaml_documents_with(text, file, request.parse_limits())
     }
     .map_err(PlainError::Parse)?;
     if is_json {

@@ -1,5 +1,15 @@
-//! Running an external tool (kustomize, helm): clean environment, timeout, output limit,
-//! cancellation, and the child killed whenever we stop waiting for it.
+//! Running an external tool (kustomize, helm): clean environment, timeout, output and memory
+//! limits, cancellation, and the tool killed with every process it started whenever we stop
+//! waiting for it.
+//!
+//! Each tool runs in a process group of its own; on timeout, cancellation, output overflow or
+//! when the run is dropped, the whole group is killed (`SIGKILL`), so a `helm` plugin or a
+//! kustomize exec function left behind cannot keep running. Memory is bounded with
+//! `RLIMIT_DATA` (not `RLIMIT_AS`: Go programs reserve far more address space than they use),
+//! set by util-linux's `prlimit` command, which starts the tool: the limit holds from the first
+//! instruction and is inherited by what it starts. Setting it from here on the running child
+//! (`prlimit(2)` after the spawn) would leave a window, and setting it between fork and exec
+//! needs `unsafe` code (`pre_exec`), which this workspace does not allow.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -62,6 +72,13 @@ pub enum ProcessError {
         /// The limit.
         limit: usize,
     },
+    /// [`ToolLimits::max_memory`] is set, but util-linux's `prlimit`, which sets it, is not
+    /// installed.
+    #[error("cannot bound the memory of {program}: prlimit (util-linux) is not installed in /usr/bin or /bin; install it, or run without a memory limit (ToolLimits::with_max_memory(None))", program = EscapedPath(program))]
+    NoPrlimit {
+        /// The tool.
+        program: PathBuf,
+    },
     /// The tool's output is not UTF-8.
     #[error("{program} wrote output that is not UTF-8", program = EscapedPath(program))]
     NotUtf8 {
@@ -83,7 +100,8 @@ pub enum ProcessError {
 /// Limits on the external tools (kustomize, helm) and on the files they may read, shared by
 /// [`KustomizeRenderer`](crate::KustomizeRenderer) and [`HelmRenderer`](crate::HelmRenderer).
 ///
-/// Defaults: 60 s per run, 256 MiB of output, files up to 8 MiB.
+/// Defaults: 60 s per run, 256 MiB of output, 4 GiB of memory (data segment), files up to
+/// 8 MiB.
 ///
 /// ```
 /// use std::time::Duration;
@@ -91,12 +109,14 @@ pub enum ProcessError {
 /// let limits = ToolLimits::new().with_timeout(Duration::from_secs(10)).with_max_output(1 << 20);
 /// assert_eq!(limits.timeout(), Duration::from_secs(10));
 /// assert_eq!(limits.max_file_size(), 8 << 20);
+/// assert_eq!(limits.max_memory(), Some(4 << 30));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ToolLimits {
     timeout: Duration,
     max_output: usize,
     max_file_size: u64,
+    max_memory: Option<u64>,
 }
 
 impl Default for ToolLimits {
@@ -106,14 +126,36 @@ impl Default for ToolLimits {
 }
 
 impl ToolLimits {
-    /// The defaults: 60 s, 256 MiB of output, 8 MiB files.
+    /// The defaults: 60 s, 256 MiB of output, 4 GiB of memory, 8 MiB files.
     #[must_use]
     pub const fn new() -> Self {
         Self {
             timeout: Duration::from_secs(60),
             max_output: 256 << 20,
             max_file_size: 8 << 20,
+            max_memory: Some(4 << 30),
         }
+    }
+
+    /// The most memory one run may allocate (its data segment, `RLIMIT_DATA`, for the tool and
+    /// each process it starts), in bytes; `None` for no limit. Beyond it allocations fail and
+    /// the tool exits with an error. Needs util-linux's `prlimit` (see
+    /// [`ProcessError::NoPrlimit`]).
+    ///
+    /// ```
+    /// let limits = gitops_render::ToolLimits::new().with_max_memory(Some(1 << 30));
+    /// assert_eq!(limits.max_memory(), Some(1 << 30));
+    /// ```
+    #[must_use]
+    pub const fn with_max_memory(mut self, bytes: Option<u64>) -> Self {
+        self.max_memory = bytes;
+        self
+    }
+
+    /// The most memory one run may allocate, in bytes.
+    #[must_use]
+    pub const fn max_memory(&self) -> Option<u64> {
+        self.max_memory
     }
 
     /// How long one run may take before the tool is killed.
@@ -170,6 +212,37 @@ pub(crate) struct ToolRun<'a> {
     pub(crate) cwd: &'a Path,
     pub(crate) timeout: Duration,
     pub(crate) max_output: usize,
+    pub(crate) max_memory: Option<u64>,
+}
+
+/// Kills a tool's process group when dropped, unless the tool exited and was reaped first.
+struct GroupGuard {
+    group: Option<rustix::process::Pid>,
+}
+
+impl GroupGuard {
+    /// Kills every process of the group (the tool's, until it is reaped its pid cannot be
+    /// reused, so the group is still its own).
+    fn kill(&mut self) {
+        if let Some(group) = self.group.take() {
+            // ESRCH only means every process of it has exited.
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Where util-linux's `prlimit` is.
+fn find_prlimit() -> Option<&'static Path> {
+    ["/usr/bin/prlimit", "/bin/prlimit"]
+        .into_iter()
+        .map(Path::new)
+        .find(|path| path.is_file())
 }
 
 impl ToolRun<'_> {
@@ -186,7 +259,20 @@ impl ToolRun<'_> {
                 source,
             })?;
         let h = home.path();
-        let mut command = tokio::process::Command::new(&program);
+        let mut command = match self.max_memory {
+            Some(bytes) => {
+                let prlimit = find_prlimit().ok_or_else(|| ProcessError::NoPrlimit {
+                    program: program.clone(),
+                })?;
+                let mut command = tokio::process::Command::new(prlimit);
+                command
+                    .arg(format!("--data={bytes}:{bytes}"))
+                    .arg("--")
+                    .arg(&program);
+                command
+            }
+            None => tokio::process::Command::new(&program),
+        };
         command
             .args(&self.args)
             .current_dir(self.cwd)
@@ -217,11 +303,21 @@ impl ToolRun<'_> {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // A group of its own, led by the tool, to kill with everything it started.
+            .process_group(0)
             .kill_on_drop(true);
         let mut child = command.spawn().map_err(|source| ProcessError::Spawn {
             program: program.clone(),
             source,
         })?;
+        // The group's id is the child's pid; never 0 or 1 (which would signal far more).
+        let mut group = GroupGuard {
+            group: child
+                .id()
+                .and_then(|pid| i32::try_from(pid).ok())
+                .filter(|&pid| pid > 1)
+                .and_then(rustix::process::Pid::from_raw),
+        };
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
         let io = |source| ProcessError::Io {
@@ -257,12 +353,15 @@ impl ToolRun<'_> {
         let (out, err) = match outcome {
             Ok(output) => output,
             Err(e) => {
-                // Kill and reap; errors here only mean it already exited.
+                // Kill the whole group, then reap; errors here only mean it already exited.
+                group.kill();
                 let _ = child.kill().await;
                 return Err(e);
             }
         };
         let status = child.wait().await.map_err(io)?;
+        // Reaped: its pid (the group's id) may be reused, so the group is not signalled any more.
+        group.group = None;
         if !status.success() {
             return Err(ProcessError::Failed {
                 program,
@@ -313,6 +412,7 @@ mod tests {
             cwd: Path::new("/"),
             timeout,
             max_output,
+            max_memory: None,
         }
     }
 
@@ -375,5 +475,30 @@ mod tests {
             matches!(err, ProcessError::OutputTooLarge { limit: 1000, .. }),
             "{err}"
         );
+    }
+
+    /// Issue #12 item 8: the tools' memory was not bounded. The limit is set before the tool
+    /// starts, and what it starts inherits it.
+    #[tokio::test]
+    async fn bounds_the_memory_of_the_tool_and_its_children() {
+        let mut run = sh(
+            "grep 'Max data size' /proc/self/limits",
+            Duration::from_secs(10),
+            4096,
+        );
+        run.max_memory = Some(1 << 30);
+        let out = run.run(&CancellationToken::new()).await.unwrap();
+        let fields: Vec<&str> = out.split_whitespace().collect();
+        assert_eq!(fields[3..5], ["1073741824", "1073741824"], "{out}");
+
+        // Beyond it, allocations fail and the tool fails.
+        let mut run = sh(
+            "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo ${#x}",
+            Duration::from_secs(60),
+            4096,
+        );
+        run.max_memory = Some(32 << 20);
+        let err = run.run(&CancellationToken::new()).await.unwrap_err();
+        assert!(matches!(err, ProcessError::Failed { .. }), "{err}");
     }
 }

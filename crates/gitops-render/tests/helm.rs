@@ -379,3 +379,111 @@ async fn values_schemas_never_reach_the_network_or_the_host() {
     );
     assert_eq!(server.connections(), 0, "helm reached the network");
 }
+
+/// Whether the process `pid` still runs (a zombie waiting to be reaped does not).
+fn running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name in parentheses.
+        Ok(stat) => !matches!(
+            stat.rsplit_once(") ")
+                .and_then(|(_, rest)| rest.chars().next()),
+            Some('Z' | 'X')
+        ),
+        Err(_) => false,
+    }
+}
+
+/// Waits (up to a minute: a kill takes effect at once, the bound only keeps a broken run from
+/// hanging) until `pid` no longer runs; whether it still runs then.
+async fn still_running_after_waiting(pid: u32) -> bool {
+    for _ in 0..600 {
+        if !running(pid) {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    running(pid)
+}
+
+/// Issue #12 item 8: a timeout or a cancellation killed only the tool, not what it started. A
+/// fake helm starts a grandchild (`sleep 1000`) and hangs; after the timeout and after a
+/// cancellation, the grandchild is gone too.
+#[tokio::test]
+async fn timeout_and_cancellation_kill_everything_the_tool_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("grandchild.pid");
+    let fake = dir.path().join("fake-helm");
+    write(
+        dir.path(),
+        "fake-helm",
+        &format!(
+            "#!/bin/sh\nsleep 1000 &\necho $! > '{}.tmp'\nmv '{0}.tmp' '{0}'\nsleep 1000\n",
+            pid_file.display()
+        ),
+    );
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let grandchild = || async {
+        for _ in 0..600 {
+            if let Ok(text) = std::fs::read_to_string(&pid_file) {
+                return text.trim().parse::<u32>().unwrap();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("the fake helm never started its grandchild");
+    };
+
+    // Timeout.
+    let renderer = HelmRenderer::new(&fake, "web")
+        .limits(ToolLimits::new().with_timeout(std::time::Duration::from_secs(3)));
+    let err = renderer
+        .render(&request(&fixtures().join("helm"), "charts/web"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("did not finish within"), "{err}");
+    let pid = grandchild().await;
+    assert!(
+        !still_running_after_waiting(pid).await,
+        "the grandchild {pid} survived the timeout"
+    );
+
+    // Cancellation.
+    std::fs::remove_file(&pid_file).unwrap();
+    let renderer = HelmRenderer::new(&fake, "web");
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let request = request(&fixtures().join("helm"), "charts/web").with_cancellation(cancel.clone());
+    let render = tokio::spawn(async move { renderer.render(&request).await });
+    let pid = grandchild().await;
+    assert!(running(pid));
+    cancel.cancel();
+    let err = render.await.unwrap().unwrap_err();
+    assert!(matches!(err, RenderError::Cancelled), "{err}");
+    assert!(
+        !still_running_after_waiting(pid).await,
+        "the grandchild {pid} survived the cancellation"
+    );
+}
+
+/// Issue #12 item 4: the YAML parser's default budget of 1,024 documents refused a
+/// `helm template` of more objects.
+#[tokio::test]
+async fn renders_a_chart_of_more_than_1024_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "big/Chart.yaml",
+        "apiVersion: v2\nname: big\nversion: 0.1.0\n",
+    );
+    write(dir.path(), "big/values.yaml", "count: 3000\n");
+    write(
+        dir.path(),
+        "big/templates/many.yaml",
+        "{{- range $i := until (int .Values.count) }}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c-{{ $i }}\ndata:\n  index: \"{{ $i }}\"\n{{- end }}\n",
+    );
+    let objects = helm("big")
+        .await
+        .render(&request(dir.path(), "big"))
+        .await
+        .unwrap();
+    assert_eq!(objects.len(), 3000);
+    assert!(objects.iter().any(|o| o.name() == "c-2999"));
+}
