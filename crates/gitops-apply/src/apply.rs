@@ -1492,9 +1492,11 @@ impl Applier {
                     o.id.group.is_empty() && o.id.kind == "Namespace" && o.id.name == ns
                 })
             });
-        let mut recorded = !decisions
-            .iter()
-            .any(|d| matches!(d, Decision::Write { .. }));
+        // A run cancelled already writes nothing, not even the record.
+        let mut recorded = cancel.is_cancelled()
+            || !decisions
+                .iter()
+                .any(|d| matches!(d, Decision::Write { .. }));
         if !recorded && inventory_namespace_index.is_none() {
             self.record(&client, &recorded_union, &mut stored)
                 .await

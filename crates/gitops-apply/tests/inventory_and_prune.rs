@@ -615,3 +615,32 @@ async fn lists_are_read_in_pages() {
     // more for the one round of waiting.
     assert_eq!(second.request_counts.lists, 6, "{}", second.request_counts);
 }
+
+#[tokio::test]
+async fn an_inventory_in_a_namespace_the_set_creates_is_recorded_once_it_exists() {
+    let (client, ns) = setup("inv-home").await;
+    let home = format!("{ns}-home");
+    let applier = applier(&client, &home);
+    let yaml = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {home}}}\n---\n{}",
+        config_map_yaml(&home, &["a"])
+    );
+    let first = run(&applier, set(&yaml), &ApplyOptions::default()).await;
+    assert_eq!(first.count(Action::Created), 2, "{first}");
+    let inventory = config_maps(&client, &home).get("inventory").await.unwrap();
+    let a = config_maps(&client, &home).get("a").await.unwrap();
+    // Recorded after the Namespace's group, before the ConfigMap's.
+    assert!(
+        revision(&inventory) < revision(&a),
+        "a was written unrecorded"
+    );
+    let stored = ConfigMapInventory::new(&home, "inventory")
+        .unwrap()
+        .load(&client)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.len(), 2);
+    let again = run(&applier, set(&yaml), &ApplyOptions::default()).await;
+    assert_eq!(again.count(Action::Unchanged), 2, "{again}");
+}
