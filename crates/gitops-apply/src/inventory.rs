@@ -657,8 +657,7 @@ mod tests {
             let (group, kind) = kinds[i % kinds.len()];
             let name = format!("team-service-{i:05}-{:016x}", state);
             let namespace = format!("tenant-{:02}", i % 40);
-            let version = if group.is_empty() { "v1" } else { "v1" };
-            inventory.insert(ObjectId::new(group, kind, Some(namespace), name), version);
+            inventory.insert(ObjectId::new(group, kind, Some(namespace), name), "v1");
         }
         inventory
     }
