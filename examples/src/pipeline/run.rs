@@ -678,20 +678,103 @@ mod tests {
         assert!(!pipeline.apply_options(&Desired::LastGood(rendered())).prune);
     }
 
-    #[test]
-    fn missing_tools_are_named() {
+    /// Marks the child process of `missing_tools_are_named`.
+    const MISSING_TOOLS_CHILD: &str = "GITOPS_EXAMPLES_MISSING_TOOLS_CHILD";
+
+    #[tokio::test]
+    async fn missing_tools_are_named() {
+        // A configured path is taken as given; the renderer names it when it runs.
         let config = SyncConfig::builder(SourceSpec::local("/"))
             .renderer(RendererChoice::Kustomize)
             .kustomize_binary("/nonexistent/kustomize")
             .build()
             .unwrap();
-        // A configured path is taken as given; the renderer reports it when it runs.
-        assert!(build_renderer(&config).is_ok());
+        let renderer = build_renderer(&config).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("kustomization.yaml"),
+            "resources: [cm.yaml]\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("cm.yaml"),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n",
+        )
+        .unwrap();
+        let request = RenderRequest::new(SourceRoot::new(dir.path()).unwrap(), ".");
+        let Err(error) = renderer.render(&request).await else {
+            panic!("rendering with a kustomize binary that does not exist must fail");
+        };
+        assert!(
+            error_chain(&error).contains("/nonexistent/kustomize"),
+            "{error}"
+        );
+
+        // Found nowhere (an empty PATH and an empty gitops-envtest cache): the error names the
+        // tool and how to get it. The environment is the process's, so a child process checks it.
+        let empty = tempfile::tempdir().unwrap();
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "pipeline::run::tests::missing_tools_child",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(MISSING_TOOLS_CHILD, "1")
+            .env("PATH", empty.path())
+            .env("GITOPS_ENVTEST_CACHE", empty.path())
+            .env("GITOPS_ENVTEST_BIN_DIR", empty.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.contains("test result: ok. 1 passed"),
+            "the child failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+
         let source = SourceSpec::local("/nonexistent/dir");
         let config = SyncConfig::builder(source).build().unwrap();
         let Err(error) = build_source(&config, Path::new("/tmp")) else {
             panic!("a missing directory must be refused");
         };
         assert!(error_chain(&error).contains("/nonexistent/dir"), "{error}");
+    }
+
+    /// Not a test of its own: `missing_tools_are_named` runs it in a child process whose PATH
+    /// and gitops-envtest cache are empty. Run any other way, it fails.
+    #[test]
+    #[ignore = "a helper, run only by missing_tools_are_named"]
+    fn missing_tools_child() {
+        assert!(
+            std::env::var_os(MISSING_TOOLS_CHILD).is_some(),
+            "missing_tools_child is a helper: run missing_tools_are_named instead"
+        );
+        for (choice, tool) in [
+            (RendererChoice::Kustomize, "kustomize"),
+            (
+                RendererChoice::Helm(crate::pipeline::HelmRelease::new("release")),
+                "helm",
+            ),
+        ] {
+            let config = SyncConfig::builder(SourceSpec::local("/"))
+                .renderer(choice)
+                .build()
+                .unwrap();
+            let Err(error) = build_renderer(&config) else {
+                panic!("{tool} is nowhere, yet a renderer was built");
+            };
+            assert!(
+                matches!(error, ConfigError::ToolNotFound { tool: named } if named == tool),
+                "{error:?}"
+            );
+            let message = error.to_string();
+            assert!(message.contains(&format!("the {tool} binary")), "{message}");
+            assert!(
+                message.contains(gitops_envtest::tools::INSTALL_COMMAND),
+                "{message}"
+            );
+        }
     }
 }
