@@ -867,8 +867,10 @@ fn empty_value_kept(
                     }
                 ) || applied.owns())
         }
-        Value::Object(map) if !map.is_empty() => map.iter().all(|(name, value)| {
-            empty_value_kept(schema, schema.field(node, name), value, applied.field(name))
+        // A null map entry is stored (as `""`, `"0"`): see `Walk::object`.
+        Value::Object(map) if !map.is_empty() => map.iter().all(|(name, value)| match value {
+            Value::Null => !matches!(node, FieldSchema::Map(_)) || applied.field(name).owns(),
+            _ => empty_value_kept(schema, schema.field(node, name), value, applied.field(name)),
         }),
         _ => applied.owns(),
     }
@@ -1319,6 +1321,19 @@ impl<'a> Walk<'a> {
             let child_ignored: Vec<&FieldSet> =
                 ignored.iter().filter_map(|s| s.field(name)).collect();
             self.path.push(Step::Field(name));
+            if dv.is_null() && live.get(name).is_none_or(Value::is_null) {
+                // A null map entry is stored as the zero value of the map's values (`""`,
+                // `"0"`), owned by us: if we do not own it, another writer removed it. A null
+                // field of an object is stored as nothing.
+                if matches!(schema, FieldSchema::Map(_))
+                    && !self.applied_here().owns()
+                    && !self.ignored(&child_ignored)
+                {
+                    self.record(ChangeKind::Added, None, Some(dv));
+                }
+                self.path.pop();
+                continue;
+            }
             visit(
                 self,
                 name,

@@ -472,7 +472,7 @@ impl Schema {
         Ok(schema)
     }
 
-    /// Writes the compact table: only what matters for merging (lists, quantities,
+    /// Writes the compact table: only what matters for merging (lists, maps, quantities,
     /// int-or-string and the objects that lead to them), sorted for stable output.
     #[must_use]
     pub fn to_compact(&self) -> String {
@@ -541,7 +541,9 @@ impl Schema {
             FieldSchema::Scalar | FieldSchema::Deduced => false,
             FieldSchema::Quantity | FieldSchema::IntOrString => true,
             FieldSchema::Object(id) => interesting[id.0 as usize],
-            FieldSchema::Map(values) => self.spec_interesting(values, interesting),
+            // A map is kept even of plain values: a null entry is stored (as `""`, `"0"`)
+            // where a null field of an object is not.
+            FieldSchema::Map(_) => true,
             FieldSchema::List {
                 list_type, items, ..
             } => *list_type != ListType::Atomic || self.spec_interesting(items, interesting),

@@ -882,3 +882,428 @@ async fn desired_nulls_are_in_sync_after_one_apply() -> Result<(), Error> {
     );
     Ok(())
 }
+
+mod against_the_server {
+    //! The diff properties checked against the real apiserver instead of the differ itself:
+    //! apply a generated PodTemplate (a whole pod spec, and no controller that acts on it) as
+    //! `gitops-rs`, let another writer edit it (remove, change or add a field) and maybe change
+    //! desired, then ask the server what applying desired would do (a server-side dry-run
+    //! apply) and compare with the differ's verdict.
+
+    use proptest::prelude::*;
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    use serde_json::{Map, Value, json};
+
+    fn optional(map: &mut Map<String, Value>, name: &str, value: Option<Value>) {
+        if let Some(value) = value {
+            map.insert(name.to_owned(), value);
+        }
+    }
+
+    /// A string, an empty string or a null.
+    fn text(values: &'static [&'static str]) -> impl Strategy<Value = Value> {
+        prop_oneof![
+            prop::sample::select(values).prop_map(|s| json!(s)),
+            Just(json!("")),
+            Just(Value::Null),
+        ]
+    }
+
+    fn container(name: &'static str) -> impl Strategy<Value = Value> {
+        (
+            prop::sample::select(vec!["nginx:1.27", "nginx:1.28"]),
+            prop::option::of(prop_oneof![Just(json!([])), Just(json!(["-v"]))]),
+            prop::option::of(prop_oneof![Just(json!("")), Just(json!("/srv"))]),
+            prop::option::of(any::<bool>()),
+            prop::option::of(prop::collection::btree_map(
+                prop::sample::select(vec!["A", "B", "C"]),
+                text(&["x", "y"]),
+                0..3,
+            )),
+            prop::option::of(prop::collection::btree_set(
+                prop::sample::select(vec![80u16, 8080]),
+                0..3,
+            )),
+            prop::option::of((
+                prop::sample::select(vec![json!("1"), json!("1000m"), json!("0"), Value::Null]),
+                prop::sample::select(vec![json!("64Mi"), json!("67108864")]),
+            )),
+            prop::option::of((
+                prop::option::of(any::<bool>()),
+                // Not `true`: the apiserver refuses it with `allowPrivilegeEscalation: false`.
+                prop::option::of(Just(false)),
+                prop::option::of(prop::sample::select(vec![0i64, 1000])),
+            )),
+        )
+            .prop_map(
+                move |(image, args, working_dir, stdin, env, ports, resources, security)| {
+                    let mut c = Map::new();
+                    c.insert("name".into(), json!(name));
+                    c.insert("image".into(), json!(image));
+                    optional(&mut c, "args", args);
+                    optional(&mut c, "workingDir", working_dir);
+                    optional(&mut c, "stdin", stdin.map(Value::Bool));
+                    optional(
+                        &mut c,
+                        "env",
+                        env.map(|env| {
+                            env.into_iter()
+                                .map(|(k, v)| json!({"name": k, "value": v}))
+                                .collect()
+                        }),
+                    );
+                    optional(
+                        &mut c,
+                        "ports",
+                        ports.map(|ports| {
+                            ports
+                                .into_iter()
+                                .map(|p| json!({"containerPort": p}))
+                                .collect()
+                        }),
+                    );
+                    optional(
+                        &mut c,
+                        "resources",
+                        resources.map(|(cpu, memory)| {
+                            json!({"limits": {"cpu": cpu}, "requests": {"memory": memory}})
+                        }),
+                    );
+                    optional(
+                        &mut c,
+                        "securityContext",
+                        security.map(|(escalation, privileged, user)| {
+                            let mut s = Map::new();
+                            optional(
+                                &mut s,
+                                "allowPrivilegeEscalation",
+                                escalation.map(Value::Bool),
+                            );
+                            optional(&mut s, "privileged", privileged.map(Value::Bool));
+                            optional(&mut s, "runAsUser", user.map(|u| json!(u)));
+                            Value::Object(s)
+                        }),
+                    );
+                    Value::Object(c)
+                },
+            )
+    }
+
+    pub(super) fn pod_template(name: String) -> impl Strategy<Value = Value> {
+        let containers = prop_oneof![
+            container("web").prop_map(|c| vec![c]),
+            (container("web"), container("log")).prop_map(|(a, b)| vec![a, b]),
+        ];
+        (
+            prop::collection::btree_map(
+                prop::sample::select(vec!["tier", "team"]),
+                text(&["a", "b"]),
+                0..3,
+            ),
+            prop::option::of(any::<bool>()),
+            prop::option::of(any::<bool>()),
+            prop::option::of(prop::collection::btree_map(
+                prop::sample::select(vec!["disk", "zone"]),
+                text(&["ssd", "a"]),
+                0..3,
+            )),
+            prop::option::of(prop_oneof![
+                Just(json!([])),
+                Just(json!([{"key": "k", "operator": "Exists"}]))
+            ]),
+            prop::option::of(prop::sample::select(vec![0i64, 30, 60])),
+            prop::option::of((
+                prop::option::of(any::<bool>()),
+                prop::option::of(prop::sample::select(vec![0i64, 1000])),
+            )),
+            containers,
+        )
+            .prop_map(
+                move |(
+                    labels,
+                    automount,
+                    host_network,
+                    node_selector,
+                    tolerations,
+                    grace,
+                    security,
+                    containers,
+                )| {
+                    let mut spec = Map::new();
+                    optional(
+                        &mut spec,
+                        "automountServiceAccountToken",
+                        automount.map(Value::Bool),
+                    );
+                    optional(&mut spec, "hostNetwork", host_network.map(Value::Bool));
+                    optional(&mut spec, "nodeSelector", node_selector.map(|m| json!(m)));
+                    optional(&mut spec, "tolerations", tolerations);
+                    optional(
+                        &mut spec,
+                        "terminationGracePeriodSeconds",
+                        grace.map(|g| json!(g)),
+                    );
+                    optional(
+                        &mut spec,
+                        "securityContext",
+                        security.map(|(non_root, user)| {
+                            let mut s = Map::new();
+                            optional(&mut s, "runAsNonRoot", non_root.map(Value::Bool));
+                            optional(&mut s, "runAsUser", user.map(|u| json!(u)));
+                            Value::Object(s)
+                        }),
+                    );
+                    spec.insert("containers".into(), Value::Array(containers));
+                    let mut labels: Map<String, Value> =
+                        labels.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+                    labels.insert("app".into(), json!("web"));
+                    json!({"apiVersion": "v1", "kind": "PodTemplate",
+                        "metadata": {"name": name, "labels": labels},
+                        "template": {"metadata": {"labels": {"app": "web"}}, "spec": spec}})
+                },
+            )
+    }
+
+    /// What another writer does to the live object.
+    #[derive(Debug, Clone, Copy)]
+    pub(super) enum Edit {
+        /// Remove the field or item at this position among all of them.
+        Remove(usize),
+        /// Change the scalar at this position among all of them.
+        Change(usize),
+        /// Add a label nobody applies.
+        AddLabel,
+        Nothing,
+    }
+
+    pub(super) fn edit() -> impl Strategy<Value = Edit> {
+        prop_oneof![
+            4 => any::<usize>().prop_map(Edit::Remove),
+            3 => any::<usize>().prop_map(Edit::Change),
+            1 => Just(Edit::AddLabel),
+            1 => Just(Edit::Nothing),
+        ]
+    }
+
+    /// Every JSON pointer under `pointer` in `value` (fields, items, and their contents).
+    fn pointers(value: &Value, pointer: &str, out: &mut Vec<(String, Value)>) {
+        let escape = |s: &str| s.replace('~', "~0").replace('/', "~1");
+        match value {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    let p = format!("{pointer}/{}", escape(k));
+                    out.push((p.clone(), v.clone()));
+                    pointers(v, &p, out);
+                }
+            }
+            Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    let p = format!("{pointer}/{i}");
+                    out.push((p.clone(), v.clone()));
+                    pointers(v, &p, out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The JSON patch of an edit against `live`, if it has one.
+    pub(super) fn edit_patch(edit: Edit, live: &Value) -> Option<Value> {
+        let mut all = Vec::new();
+        for root in ["/metadata/labels", "/template"] {
+            if let Some(v) = live.pointer(root) {
+                pointers(v, root, &mut all);
+            }
+        }
+        match edit {
+            Edit::Remove(i) if !all.is_empty() => {
+                let (path, _) = &all[i % all.len()];
+                Some(json!([{"op": "remove", "path": path}]))
+            }
+            Edit::Change(i) => {
+                let scalars: Vec<_> = all
+                    .iter()
+                    .filter(|(_, v)| !v.is_object() && !v.is_array() && !v.is_null())
+                    .collect();
+                let (path, value) = scalars.get(i % scalars.len().max(1))?;
+                let changed = match value {
+                    Value::Bool(b) => json!(!b),
+                    Value::Number(n) => json!(n.as_i64().unwrap_or(0) + 1),
+                    Value::String(s) => json!(format!("{s}0")),
+                    _ => return None,
+                };
+                Some(json!([{"op": "replace", "path": path, "value": changed}]))
+            }
+            Edit::AddLabel => {
+                Some(json!([{"op": "add", "path": "/metadata/labels/foreign", "value": "x"}]))
+            }
+            _ => None,
+        }
+    }
+
+    /// The object without server bookkeeping, for comparing contents.
+    pub(super) fn content(object: &Value) -> Value {
+        let mut object = object.clone();
+        if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+            for field in [
+                "managedFields",
+                "resourceVersion",
+                "creationTimestamp",
+                "uid",
+                "generation",
+            ] {
+                meta.remove(field);
+            }
+        }
+        object
+    }
+
+    /// The fields of `manager`'s `Apply` entry.
+    pub(super) fn applied_fields(object: &Value, manager: &str) -> Value {
+        object
+            .pointer("/metadata/managedFields")
+            .and_then(Value::as_array)
+            .and_then(|entries| {
+                entries
+                    .iter()
+                    .find(|e| e["manager"] == manager && e["operation"] == "Apply")
+            })
+            .map(|e| e["fieldsV1"].clone())
+            .unwrap_or(Value::Null)
+    }
+
+    /// One generated case: what was applied, what desired is now, and another writer's edit.
+    pub(super) fn cases(count: usize) -> Vec<(Value, Value, Edit)> {
+        let strategy = (0..count).map(|i| {
+            let name = format!("pt-{i}");
+            (
+                pod_template(name.clone()),
+                prop::option::weighted(0.3, pod_template(name)),
+                edit(),
+            )
+        });
+        let mut runner = TestRunner::deterministic();
+        strategy
+            .map(|s| {
+                let (applied, desired, edit) = s
+                    .new_tree(&mut runner)
+                    .expect("generating a case")
+                    .current();
+                let desired = desired.unwrap_or_else(|| applied.clone());
+                (applied, desired, edit)
+            })
+            .collect()
+    }
+}
+
+/// The differ's verdict against the server's: for generated PodTemplates, hand edits and
+/// changes of desired, a server-side dry-run apply of desired changes the object whenever the
+/// differ reports drift, and the differ reports drift whenever the dry-run changes the object's
+/// contents (a drift report that changes only our ownership is allowed: a desired empty value
+/// we never applied is applied once, to own it); after the real apply the differ reports the
+/// object in sync.
+#[tokio::test]
+async fn the_differs_verdict_is_the_servers() -> Result<(), Error> {
+    use against_the_server::{applied_fields, cases, content, edit_patch};
+
+    let control_plane = gitops_envtest::shared().await?;
+    let client = control_plane.client().await?;
+    let ns = control_plane.create_namespace("gitops-diff-server").await?;
+    let differ = Differ::builder(MANAGER).build();
+    let count = std::env::var("GITOPS_DIFF_SERVER_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
+    let mut failures = Vec::new();
+    let (mut edited, mut drifted, mut in_sync) = (0, 0, 0);
+    // Generating walks deeply nested strategies: on a thread with room for them.
+    let generated = std::thread::Builder::new()
+        .stack_size(64 << 20)
+        .spawn(move || cases(count))?
+        .join()
+        .map_err(|_| "generating the cases panicked")?;
+    for (applied, desired, edit) in generated {
+        let name = name_of(&applied);
+        let (api, _) = api_for(&client, &applied, &ns).await?;
+        let params = PatchParams::apply(MANAGER).force();
+        api.patch(&name, &params, &Patch::Apply(&applied))
+            .await
+            .map_err(|e| format!("{name}: applying {applied}: {e}"))?;
+        let mut live = get(&api, &applied).await?;
+        if let Some(patch) = edit_patch(edit, &live) {
+            let patch: json_patch::Patch = serde_json::from_value(patch)?;
+            let params = PatchParams {
+                field_manager: Some("kubectl-edit".to_owned()),
+                ..PatchParams::default()
+            };
+            // An edit the apiserver refuses (an invalid value) leaves the object as it was.
+            if api
+                .patch(&name, &params, &Patch::Json::<()>(patch))
+                .await
+                .is_ok()
+            {
+                edited += 1;
+                live = get(&api, &applied).await?;
+            }
+        }
+        let mut desired = desired;
+        desired["metadata"]["namespace"] = json!(ns);
+        let diff = differ.diff(Some(&desired), Some(&live))?;
+        let drift = !diff.is_in_sync();
+        if differ.needs_apply(&desired, Some(&live))? != drift {
+            failures.push(format!("{name}: needs_apply disagrees with diff"));
+        }
+        let dry_run = PatchParams::apply(MANAGER).force().dry_run();
+        let predicted = serde_json::to_value(
+            api.patch(&name, &dry_run, &Patch::Apply(&desired))
+                .await
+                .map_err(|e| format!("{name}: dry-run apply: {e}"))?,
+        )?;
+        let contents_change = content(&predicted) != content(&live);
+        let ownership_changes =
+            applied_fields(&predicted, MANAGER) != applied_fields(&live, MANAGER);
+        let show = || {
+            format!(
+                "edit {edit:?}\napplied {applied}\ndesired {desired}\nlive {}\nserver's result {}\ndiffer {:#?}",
+                content(&live),
+                content(&predicted),
+                diff.changes
+            )
+        };
+        if contents_change && !drift {
+            failures.push(format!("{name}: missed drift\n{}", show()));
+        }
+        if drift && !contents_change && !ownership_changes {
+            failures.push(format!("{name}: false drift\n{}", show()));
+        }
+        if drift {
+            drifted += 1;
+        } else {
+            in_sync += 1;
+        }
+        api.patch(&name, &params, &Patch::Apply(&desired)).await?;
+        let live = get(&api, &desired).await?;
+        let again = differ.diff(Some(&desired), Some(&live))?;
+        if !again.is_in_sync() {
+            failures.push(format!(
+                "{name}: not in sync after applying: {:#?}\ndesired {desired}\nlive {}",
+                again.changes,
+                content(&live)
+            ));
+        }
+    }
+    eprintln!("{count} cases: {edited} edited, {drifted} drifted, {in_sync} in sync");
+    // The generator must exercise both verdicts.
+    assert!(
+        drifted > count / 5 && in_sync > count / 10,
+        "{drifted} drifted, {in_sync} in sync"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+    Ok(())
+}
