@@ -679,3 +679,30 @@ async fn substitution_types_kustomize_output_and_validates_it_afterwards() {
         "app/deploy.yaml:1: metadata.namespace \"No_Such\" is invalid: a namespace is a DNS label: lower-case letters, digits and '-'"
     );
 }
+
+/// Issue #12 item 4: the YAML parser's default budget of 1,024 documents refused a
+/// `kustomize build` of more objects.
+#[tokio::test]
+async fn builds_more_than_1024_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut resources = String::new();
+    for i in 0..3000 {
+        resources.push_str(&format!(
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c-{i}\ndata:\n  index: \"{i}\"\n"
+        ));
+    }
+    write(dir.path(), "app/many.yaml", &resources);
+    write(
+        dir.path(),
+        "app/kustomization.yaml",
+        "resources:\n- many.yaml\nnamespace: shop\n",
+    );
+    let objects = kustomize()
+        .await
+        .render(&request(dir.path(), "app"))
+        .await
+        .unwrap();
+    assert_eq!(objects.len(), 3000);
+    assert!(objects.iter().all(|o| o.namespace() == Some("shop")));
+    assert!(objects.iter().any(|o| o.name() == "c-2999"));
+}

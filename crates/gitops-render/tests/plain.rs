@@ -493,3 +493,72 @@ async fn file_names_cannot_forge_lines_in_errors() {
         .unwrap_err();
     assert!(!err.to_string().contains('\n'), "{err}");
 }
+
+/// Issue #12 item 4: the YAML parser's default budget of 1,024 documents refused a file of more
+/// objects; 20,000 render, and the limit stays configurable per request.
+#[tokio::test]
+async fn renders_a_file_of_20000_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    for i in 0..20_000 {
+        text.push_str(&format!(
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c-{i}\n  labels:\n    app: web\ndata:\n  index: \"{i}\"\n"
+        ));
+    }
+    write(dir.path(), "many.yaml", &text);
+    let objects = render_at(&PlainRenderer::new(), dir.path(), ".")
+        .await
+        .unwrap();
+    assert_eq!(objects.len(), 20_000);
+    assert_eq!(objects[19_999].object()["data"]["index"], "19999");
+    let err = PlainRenderer::new()
+        .render(
+            &RenderRequest::new(SourceRoot::new(dir.path()).unwrap(), ".")
+                .with_parse_limits(gitops_core::ParseLimits::default().with_max_documents(10_000)),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().starts_with("many.yaml:"), "{err}");
+}
+
+/// Issue #12 item 3: a post-render step could null `metadata` through `object_mut`, and the
+/// applier panicked on it. A step can now only change an object through `Manifest::edit`,
+/// which refuses the change with a clear error and keeps the object valid.
+#[tokio::test]
+async fn a_post_renderer_that_nulls_metadata_gets_a_clear_error() {
+    struct NullMetadata;
+
+    #[async_trait::async_trait]
+    impl gitops_render::PostRenderer for NullMetadata {
+        async fn post_render(
+            &self,
+            _request: &RenderRequest,
+            mut manifests: Vec<gitops_core::Manifest>,
+        ) -> Result<Vec<gitops_core::Manifest>, RenderError> {
+            for manifest in &mut manifests {
+                let origin = manifest.origin().to_string();
+                manifest
+                    .edit(|object| object["metadata"] = serde_json::Value::Null)
+                    .map_err(|source| RenderError::Other {
+                        renderer: format!("null-metadata at {origin}"),
+                        source: Box::new(source),
+                    })?;
+            }
+            Ok(manifests)
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n",
+    );
+    let err = render_at(&PlainRenderer::new().then(NullMetadata), dir.path(), ".")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "null-metadata at cm.yaml:1: missing metadata.name"
+    );
+}
