@@ -292,6 +292,23 @@ impl Toolbox {
             .join(tool.binary_name())
     }
 
+    /// The path of `tool` if it is already there, without building anything: in the directory
+    /// of prebuilt binaries when one is set ([`Toolbox::prebuilt`]), else in the cache.
+    ///
+    /// ```
+    /// use gitops_envtest::{Tool, tools::Toolbox};
+    /// let empty = std::env::temp_dir().join("no-tools-here");
+    /// assert_eq!(Toolbox::new("/nonexistent").prebuilt(&empty).installed(Tool::Helm), None);
+    /// ```
+    #[must_use]
+    pub fn installed(&self, tool: Tool) -> Option<PathBuf> {
+        let path = match &self.bin_dir {
+            Some(dir) => dir.join(tool.binary_name()),
+            None => self.cached_path(tool),
+        };
+        path.is_file().then_some(path)
+    }
+
     /// The path of `tool`, building it first when it is missing. Blocking: a cold build of the
     /// control plane takes minutes. Call it from `spawn_blocking` in async code.
     pub fn ensure(&self, tool: Tool) -> Result<PathBuf, ToolError> {
@@ -327,6 +344,20 @@ impl Toolbox {
 /// Where `tool` is (or will be) in the cache of [`Toolbox::from_env`], without building it.
 pub fn cached_path(tool: Tool) -> Result<PathBuf, ToolError> {
     Ok(Toolbox::from_env()?.cached_path(tool))
+}
+
+/// The path of `tool` in the [`Toolbox::from_env`] if it is already there
+/// (`GITOPS_ENVTEST_BIN_DIR` when set, else the cache), without building anything; `None` when it
+/// is missing or no cache directory can be chosen.
+///
+/// ```
+/// if let Some(kustomize) = gitops_envtest::tools::installed(gitops_envtest::Tool::Kustomize) {
+///     assert!(kustomize.ends_with("kustomize"));
+/// }
+/// ```
+#[must_use]
+pub fn installed(tool: Tool) -> Option<PathBuf> {
+    Toolbox::from_env().ok()?.installed(tool)
 }
 
 /// The path of `tool` from the [`Toolbox::from_env`], building it first when it is missing.
@@ -552,6 +583,28 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn installed_looks_where_ensure_would_and_builds_nothing() {
+        let prebuilt = tempfile::tempdir().unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let cached = Toolbox::new(cache.path());
+        // The cache has helm; a toolbox of prebuilt binaries does not look there.
+        let helm = cached.cached_path(Tool::Helm);
+        fs::create_dir_all(helm.parent().unwrap()).unwrap();
+        fs::write(&helm, "").unwrap();
+        assert_eq!(cached.installed(Tool::Helm), Some(helm));
+        assert_eq!(cached.installed(Tool::Kustomize), None);
+        let toolbox = cached.clone().prebuilt(prebuilt.path());
+        assert_eq!(toolbox.installed(Tool::Helm), None);
+        fs::write(prebuilt.path().join("helm"), "").unwrap();
+        assert_eq!(
+            toolbox.installed(Tool::Helm),
+            Some(prebuilt.path().join("helm"))
+        );
+        // Nothing was built or created.
+        assert!(!cache.path().join(Tool::Kustomize.cache_key()).exists());
     }
 
     #[test]
