@@ -688,8 +688,8 @@ fn check_subpath(subpath: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// The binary `name`: `configured` if set, else the first `name` on `PATH`, else the
-/// gitops-envtest cache's copy if it was built.
+/// The binary `name`: `configured` if set, else the first `name` on `PATH`, else gitops-envtest's
+/// copy if it is there (in `GITOPS_ENVTEST_BIN_DIR` when set, else in its cache).
 pub(crate) fn find_tool(
     configured: Option<&Path>,
     name: &'static str,
@@ -706,9 +706,7 @@ pub(crate) fn find_tool(
             }
         }
     }
-    gitops_envtest::tools::cached_path(tool)
-        .ok()
-        .filter(|path| path.is_file())
+    gitops_envtest::tools::installed(tool)
 }
 
 #[cfg(test)]

@@ -710,8 +710,9 @@ mod tests {
             "{error}"
         );
 
-        // Found nowhere (an empty PATH and an empty gitops-envtest cache): the error names the
-        // tool and how to get it. The environment is the process's, so a child process checks it.
+        // Found nowhere (an empty PATH and an empty GITOPS_ENVTEST_BIN_DIR, which replaces the
+        // gitops-envtest cache): the error names the tool and how to get it. The environment is
+        // the process's, so a child process checks it.
         let empty = tempfile::tempdir().unwrap();
         let output = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
@@ -723,7 +724,6 @@ mod tests {
             ])
             .env(MISSING_TOOLS_CHILD, "1")
             .env("PATH", empty.path())
-            .env("GITOPS_ENVTEST_CACHE", empty.path())
             .env("GITOPS_ENVTEST_BIN_DIR", empty.path())
             .output()
             .unwrap();
@@ -743,7 +743,7 @@ mod tests {
     }
 
     /// Not a test of its own: `missing_tools_are_named` runs it in a child process whose PATH
-    /// and gitops-envtest cache are empty. Run any other way, it fails.
+    /// and `GITOPS_ENVTEST_BIN_DIR` are empty. Run any other way, it fails.
     #[test]
     #[ignore = "a helper, run only by missing_tools_are_named"]
     fn missing_tools_child() {
