@@ -645,7 +645,7 @@ pub struct ApplyOptions {
     /// After a run that wrote everything, wait up to this long for every object of the set to
     /// be Current (health by the applier's [`HealthChecks`]), failing fast on the first Failed
     /// object ([`ApplyError::Unhealthy`]). `None` (the default): do not wait; see
-    /// [`wait_for_current`] to wait separately.
+    /// [`wait_for_current`](crate::wait_for_current) to wait separately.
     pub wait: Option<Duration>,
 }
 

@@ -644,3 +644,82 @@ async fn an_inventory_in_a_namespace_the_set_creates_is_recorded_once_it_exists(
     let again = run(&applier, set(&yaml), &ApplyOptions::default()).await;
     assert_eq!(again.count(Action::Unchanged), 2, "{again}");
 }
+
+#[tokio::test]
+async fn twenty_thousand_entries_are_saved_and_read_back() {
+    let (client, ns) = setup("inv-large").await;
+    let mut inventory = Inventory::default();
+    for i in 0..20_000u32 {
+        // Names with a part that compresses poorly, as generated names have.
+        let name = format!("service-{i:05}-{:08x}", i.wrapping_mul(2_654_435_761));
+        let namespace = format!("tenant-{:02}", i % 40);
+        inventory.insert(
+            ObjectId::new("apps", "Deployment", Some(namespace), name),
+            "v1",
+        );
+    }
+    assert!(
+        inventory.to_json().len() > 1024 * 1024,
+        "the plain form would not fit"
+    );
+    for store in [
+        ConfigMapInventory::new(&ns, "large").unwrap(),
+        ConfigMapInventory::secret(&ns, "large").unwrap(),
+    ] {
+        store
+            .save(&client, &inventory, gitops_apply::DEFAULT_FIELD_MANAGER)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.load(&client).await.unwrap().as_ref(),
+            Some(&inventory)
+        );
+    }
+    // Back to a small set: the plain form again, the compressed key gone.
+    let mut small = Inventory::default();
+    small.insert(ObjectId::new("", "ConfigMap", Some(ns.as_str()), "a"), "v1");
+    let store = ConfigMapInventory::new(&ns, "large").unwrap();
+    store
+        .save(&client, &small, gitops_apply::DEFAULT_FIELD_MANAGER)
+        .await
+        .unwrap();
+    assert_eq!(store.load(&client).await.unwrap(), Some(small));
+    let live = config_maps(&client, &ns).get("large").await.unwrap();
+    assert!(live.data.get("binaryData").is_none(), "{:?}", live.data);
+    assert_eq!(live.data["data"][gitops_apply::INVENTORY_FORMAT_KEY], "1");
+}
+
+#[tokio::test]
+async fn an_inventory_of_the_first_format_is_still_read() {
+    let (client, ns) = setup("inv-v1").await;
+    let id = format!("{ns}_a__ConfigMap");
+    // As versions before the format key wrote it: one JSON key, nothing else.
+    config_maps(&client, &ns)
+        .patch(
+            "inventory",
+            &PatchParams::apply(gitops_apply::DEFAULT_FIELD_MANAGER),
+            &Patch::Apply(json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "inventory", "namespace": ns},
+                "data": {"inventory.json": format!(r#"{{"entries":[{{"id":"{id}","v":"v1"}}]}}"#)},
+            })),
+        )
+        .await
+        .unwrap();
+    let store = ConfigMapInventory::new(&ns, "inventory").unwrap();
+    let loaded = store.load(&client).await.unwrap().unwrap();
+    let ids: Vec<String> = loaded.iter().map(|(id, _)| id.to_string()).collect();
+    assert_eq!(ids, [id.clone()]);
+    // The next run prunes by it and writes the new form.
+    let applier = applier(&client, &ns);
+    let next = run(
+        &applier,
+        set(&config_map_yaml(&ns, &["b"])),
+        &ApplyOptions::default(),
+    )
+    .await;
+    assert_eq!(action(&next, &id), Action::Pruned, "{next}");
+    let live = config_maps(&client, &ns).get("inventory").await.unwrap();
+    assert_eq!(live.data["data"][gitops_apply::INVENTORY_FORMAT_KEY], "1");
+    assert_eq!(store.load(&client).await.unwrap().unwrap().len(), 1);
+}
