@@ -450,6 +450,16 @@ pub enum ApplyError {
         #[source]
         source: kube::Error,
     },
+    /// Reading an object the run needed to see before its writes failed (a Namespace or CRD
+    /// leaving the set, to know what pruning it would delete); nothing was written.
+    #[error("reading {} before any write", .id.display_name())]
+    Read {
+        /// The object.
+        id: ObjectId,
+        /// The failure.
+        #[source]
+        source: kube::Error,
+    },
     /// The inventory could not be read or written.
     #[error("inventory")]
     Inventory(#[source] InventoryError),
@@ -1030,9 +1040,8 @@ impl Run<'_> {
             let live = api
                 .get_opt(&id.name)
                 .await
-                .map_err(|source| ApplyError::List {
-                    plural: kind.resource.plural.clone(),
-                    namespace: "the cluster".into(),
+                .map_err(|source| ApplyError::Read {
+                    id: id.clone(),
                     source,
                 })?;
             if live.is_some_and(|live| prunable(&live, &owner_labels).is_ok()) {
