@@ -437,9 +437,42 @@ impl Differ {
     /// the schema of the desired version is used for both. `metadata` is compared for labels,
     /// annotations (without the last-applied annotation), finalizers and owner references;
     /// identity and bookkeeping fields (`name`, `uid`, `resourceVersion`, `managedFields`, ...)
-    /// and `status` are not compared. A desired `null` counts as unset; a desired empty value
-    /// (`""`, `0`, `false`, `[]`, `{}`) against an absent live field is in sync, as the
-    /// apiserver drops such values for most fields.
+    /// and `status` are not compared.
+    ///
+    /// Empty values and nulls are compared as server-side apply stores them, which the fields
+    /// of our manager's `Apply` entry in `metadata.managedFields` tell:
+    ///
+    /// - A desired empty value (`""`, `0`, `false`, `[]`, `{}`) that live lacks is in sync when
+    ///   that entry owns it (the apiserver drops it: `hostNetwork: false`, `nodeSelector: {}`),
+    ///   and drift when it does not (another writer removed it, which takes it from its owners,
+    ///   as `kubectl patch` removing `automountServiceAccountToken: false` does; or it was never
+    ///   applied). An empty associative list or set is in sync (it is never owned).
+    /// - A desired `null` sets the field to its zero value and owns it: a zero live value is in
+    ///   sync, as is any value in a field the entry owns (a default, such as `replicas: 1`);
+    ///   another writer's value is drift (to the zero value), and so is a null map entry
+    ///   (stored as `""` or `"0"`) that live lacks and the entry does not own.
+    ///
+    /// Without such an entry (an object we have not applied yet), a desired null counts as unset
+    /// and an empty value against an absent live field is in sync.
+    ///
+    /// ```
+    /// use gitops_diff::{ChangeKind, Differ};
+    /// use serde_json::json;
+    ///
+    /// let differ = Differ::builder("gitops-rs").build();
+    /// let desired = json!({"apiVersion": "v1", "kind": "ServiceAccount",
+    ///     "metadata": {"name": "robot", "labels": {"app": "web"}},
+    ///     "automountServiceAccountToken": false});
+    /// // Another writer removed the field, and with it our ownership of it.
+    /// let live = json!({"apiVersion": "v1", "kind": "ServiceAccount",
+    ///     "metadata": {"name": "robot", "labels": {"app": "web"}, "managedFields": [
+    ///         {"manager": "gitops-rs", "operation": "Apply", "fieldsType": "FieldsV1",
+    ///          "fieldsV1": {"f:metadata": {"f:labels": {"f:app": {}}}}}]}});
+    /// let diff = differ.diff(Some(&desired), Some(&live))?;
+    /// assert_eq!(diff.changes[0].path, "automountServiceAccountToken");
+    /// assert_eq!(diff.changes[0].kind, ChangeKind::Added);
+    /// # Ok::<(), gitops_diff::DiffError>(())
+    /// ```
     ///
     /// # Errors
     /// When neither is given, when they are not Kubernetes objects or not the same object, when
@@ -811,6 +844,28 @@ fn skip_metadata_field(name: &str) -> bool {
             | "managedFields"
             | "selfLink"
     )
+}
+
+/// The zero value of a value's JSON type, as the apiserver stores a null there.
+fn zero_like(value: &Value) -> Value {
+    match value {
+        Value::Null => Value::Null,
+        Value::Bool(_) => Value::Bool(false),
+        Value::Number(_) => Value::from(0),
+        Value::String(_) => Value::String(String::new()),
+        Value::Array(_) => Value::Array(Vec::new()),
+        Value::Object(_) => Value::Object(Map::new()),
+    }
+}
+
+/// The zero value of a map's values, as the apiserver stores a null entry.
+fn zero_of(values: &FieldSchema) -> Value {
+    match values {
+        FieldSchema::Quantity => Value::String("0".to_owned()),
+        FieldSchema::Object(_) | FieldSchema::Map(_) => Value::Object(Map::new()),
+        FieldSchema::List { .. } => Value::Array(Vec::new()),
+        _ => Value::String(String::new()),
+    }
 }
 
 /// What our last apply owns at a node of the walk.
@@ -1325,11 +1380,12 @@ impl<'a> Walk<'a> {
                 // A null map entry is stored as the zero value of the map's values (`""`,
                 // `"0"`), owned by us: if we do not own it, another writer removed it. A null
                 // field of an object is stored as nothing.
-                if matches!(schema, FieldSchema::Map(_))
+                if let FieldSchema::Map(values) = schema
                     && !self.applied_here().owns()
                     && !self.ignored(&child_ignored)
                 {
-                    self.record(ChangeKind::Added, None, Some(dv));
+                    let zero = zero_of(values);
+                    self.record(ChangeKind::Added, None, Some(&zero));
                 }
                 self.path.pop();
                 continue;
@@ -1458,7 +1514,7 @@ impl<'a> Walk<'a> {
     /// quantity `"0"`, a pointer field is unset and may then be defaulted (`replicas: null`
     /// becomes 1). So a zero live value is in sync, and so is any value in a field our last
     /// apply owns (the apiserver put it there); another value, set by another writer, is
-    /// drift, and the patch removes it.
+    /// drift, and the patch sets the zero value.
     fn null_against(&mut self, schema: &FieldSchema, live: &'a Value) {
         let zero = is_empty_value(live)
             || (matches!(schema, FieldSchema::Quantity)
@@ -1466,7 +1522,8 @@ impl<'a> Walk<'a> {
         if zero || self.applied_here().owns() {
             return;
         }
-        self.record(ChangeKind::Removed, Some(live), None);
+        let zero = zero_like(live);
+        self.record(ChangeKind::Modified, Some(live), Some(&zero));
     }
 
     /// A live value desired does not set: removed if we own it, else left alone.

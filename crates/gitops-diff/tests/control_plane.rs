@@ -866,7 +866,7 @@ async fn desired_nulls_are_in_sync_after_one_apply() -> Result<(), Error> {
         .iter()
         .map(|c| (c.path.as_str(), c.kind))
         .collect();
-    if got != [("data.b", ChangeKind::Removed)] || !differ.needs_apply(&config_map, Some(&live))? {
+    if got != [("data.b", ChangeKind::Modified)] || !differ.needs_apply(&config_map, Some(&live))? {
         failures.push(format!("ConfigMap: another writer's data.b gave {got:?}"));
     }
     apply(&api, &config_map).await?;

@@ -599,3 +599,112 @@ fn long_associative_lists_match_by_key() {
     );
     assert_patch_converges(&differ(), &desired, &live);
 }
+
+/// What the apiserver returned for a Deployment applied with `hostNetwork: false` (dropped: not a
+/// pointer field, yet owned) and `automountServiceAccountToken: false` (stored), after another
+/// writer removed the latter (which takes it from its owners).
+#[test]
+fn an_empty_value_we_own_may_be_absent_but_one_removed_by_hand_is_drift() {
+    let mut desired = deployment(json!([{"name": "web", "image": "nginx:1.27",
+        "securityContext": {"allowPrivilegeEscalation": false, "privileged": false}}]));
+    desired["spec"]["template"]["spec"]["hostNetwork"] = json!(false);
+    desired["spec"]["template"]["spec"]["automountServiceAccountToken"] = json!(false);
+    desired["spec"]["template"]["spec"]["nodeSelector"] = json!({});
+    let owned = json!({"f:metadata": {"f:labels": {"f:app": {}}}, "f:spec": {
+        "f:replicas": {}, "f:selector": {}, "f:template": {"f:metadata": {"f:labels": {"f:app": {}}},
+        "f:spec": {"f:hostNetwork": {}, "f:nodeSelector": {}, "f:containers": {"k:{\"name\":\"web\"}": {
+            ".": {}, "f:name": {}, "f:image": {}, "f:securityContext": {"f:privileged": {}}}}}}}});
+    let mut live = as_server_returns(&desired, Some(owned));
+    let pod = live["spec"]["template"]["spec"].as_object_mut().unwrap();
+    pod.remove("hostNetwork");
+    pod.remove("automountServiceAccountToken");
+    pod.remove("nodeSelector");
+    pod["containers"][0]["securityContext"]
+        .as_object_mut()
+        .unwrap()
+        .remove("allowPrivilegeEscalation");
+    let differ = differ();
+    let diff = differ.diff(Some(&desired), Some(&live)).unwrap();
+    assert_eq!(
+        paths(&diff),
+        [
+            (
+                "spec.template.spec.automountServiceAccountToken",
+                ChangeKind::Added
+            ),
+            (
+                "spec.template.spec.containers[name=web].securityContext.allowPrivilegeEscalation",
+                ChangeKind::Added
+            ),
+        ]
+    );
+    assert!(differ.needs_apply(&desired, Some(&live)).unwrap());
+    assert_patch_converges(&differ, &desired, &live);
+    // Not applied by us yet: no ownership to tell, so empty values are not drift (the applier
+    // applies such an object once anyway).
+    live["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("managedFields");
+    assert!(
+        differ
+            .diff(Some(&desired), Some(&live))
+            .unwrap()
+            .is_in_sync()
+    );
+}
+
+/// A desired null is the zero value server-side apply stores, in a field it then owns.
+#[test]
+fn a_desired_null_is_compared_as_the_server_stores_it() {
+    let desired = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "c", "namespace": "shop", "labels": {"tier": null}},
+        "data": {"a": "x", "b": null}});
+    let ours = |fields: Value| {
+        json!([{"manager": "gitops-rs", "operation": "Apply", "apiVersion": "v1",
+            "fieldsType": "FieldsV1", "fieldsV1": fields}])
+    };
+    let all = json!({"f:metadata": {"f:labels": {"f:tier": {}}}, "f:data": {"f:a": {}, "f:b": {}}});
+    let stored = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "c", "namespace": "shop", "labels": {"tier": ""}, "managedFields": ours(all)},
+        "data": {"a": "x", "b": ""}});
+    let differ = differ();
+    assert!(
+        differ
+            .diff(Some(&desired), Some(&stored))
+            .unwrap()
+            .is_in_sync()
+    );
+    assert!(!differ.needs_apply(&desired, Some(&stored)).unwrap());
+
+    // Another writer set data.b (taking it from us): drift back to the zero value.
+    let mut edited = stored.clone();
+    edited["data"]["b"] = json!("y");
+    edited["metadata"]["managedFields"] =
+        ours(json!({"f:metadata": {"f:labels": {"f:tier": {}}}, "f:data": {"f:a": {}}}));
+    let diff = differ.diff(Some(&desired), Some(&edited)).unwrap();
+    assert_eq!(paths(&diff), [("data.b", ChangeKind::Modified)]);
+    assert_eq!(diff.changes[0].after, Some(json!("")));
+    assert_patch_converges(&differ, &desired, &edited);
+
+    // Another writer removed the label (taking it from us): the apply stores it again.
+    let mut removed = stored.clone();
+    removed["metadata"]["labels"] = json!({});
+    removed["metadata"]["managedFields"] = ours(json!({"f:data": {"f:a": {}, "f:b": {}}}));
+    let diff = differ.diff(Some(&desired), Some(&removed)).unwrap();
+    assert_eq!(paths(&diff), [("metadata.labels.tier", ChangeKind::Added)]);
+    assert_patch_converges(&differ, &desired, &removed);
+
+    // `replicas: null` is defaulted to 1 in a field we own: in sync.
+    let mut desired = deployment(json!([{"name": "web", "image": "nginx:1.27"}]));
+    desired["spec"]["replicas"] = Value::Null;
+    let owned = json!({"f:spec": {"f:replicas": {}}});
+    let mut live = as_server_returns(&desired, Some(owned));
+    live["spec"]["replicas"] = json!(1);
+    assert!(
+        differ
+            .diff(Some(&desired), Some(&live))
+            .unwrap()
+            .is_in_sync()
+    );
+}
