@@ -202,6 +202,8 @@ async fn links_and_submodules_are_left_out_listed_and_logged() {
     std::os::unix::fs::symlink("/etc/passwd", app.join("escape-link.yaml")).unwrap();
     std::fs::create_dir_all(app.join("nested")).unwrap();
     std::os::unix::fs::symlink("..", app.join("nested/parent-dir-link")).unwrap();
+    // A right-to-left override is a legal name; the warning must print it escaped (log forging).
+    std::os::unix::fs::symlink("base.yaml", app.join("rtl-\u{202e}lmay.exe")).unwrap();
     // A link that an ignore rule excludes is the user's choice, not a silent skip.
     std::os::unix::fs::symlink("base.yaml", app.join("ignored-link.md")).unwrap();
     // Outside the subpath: not part of this artifact at all.
@@ -246,13 +248,16 @@ async fn links_and_submodules_are_left_out_listed_and_logged() {
             ("alias-to-base.yaml", SkipReason::Symlink),
             ("escape-link.yaml", SkipReason::Symlink),
             ("nested/parent-dir-link", SkipReason::Symlink),
+            ("rtl-\u{202e}lmay.exe", SkipReason::Symlink),
             ("vendored-submodule", SkipReason::Submodule),
         ]
     );
     assert_eq!(
-        artifact.skipped()[3].to_string(),
+        artifact.skipped()[4].to_string(),
         "vendored-submodule (submodule)"
     );
+    let rtl = artifact.skipped()[3].to_string();
+    assert_eq!(rtl, "rtl-\\u{202e}lmay.exe (symbolic link)");
     artifact.verify().unwrap();
 
     let logs = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
@@ -270,6 +275,15 @@ async fn links_and_submodules_are_left_out_listed_and_logged() {
         assert!(line.contains(&format!("reason={reason}")), "{line}");
         assert!(line.contains(&daemon.url("linked")), "{line}");
     }
+    let rtl_line = logs
+        .lines()
+        .find(|line| line.contains("path=rtl-"))
+        .unwrap_or_else(|| panic!("no warning names the link with an override:\n{logs}"));
+    assert!(
+        rtl_line.contains("path=rtl-\\u{202e}lmay.exe reason=symbolic link"),
+        "{rtl_line}"
+    );
+    assert!(!logs.contains('\u{202e}'), "{logs}");
     assert!(!logs.contains("ignored-link.md"), "{logs}");
     assert!(!logs.contains("top-link.yaml"), "{logs}");
 }

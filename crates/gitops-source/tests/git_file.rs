@@ -303,6 +303,13 @@ async fn subpath_ignore_rules_modes_and_links_from_the_tree() {
         panic!("local fetch must produce an artifact");
     };
     assert_eq!(local.digest(), artifact.digest());
+    // The link is left out of both, and both say so.
+    #[cfg(unix)]
+    for skipped in [artifact.skipped(), local.skipped()] {
+        assert_eq!(skipped.len(), 1, "{skipped:?}");
+        assert_eq!(skipped[0].path(), "link.yaml");
+        assert_eq!(skipped[0].reason(), gitops_source::SkipReason::Symlink);
+    }
 
     let missing = GitSource::builder(repo.file_url(), dir.path().join("cache"))
         .subpath("clusters/none")
