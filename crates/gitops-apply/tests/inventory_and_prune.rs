@@ -709,7 +709,7 @@ async fn an_inventory_of_the_first_format_is_still_read() {
     let store = ConfigMapInventory::new(&ns, "inventory").unwrap();
     let loaded = store.load(&client).await.unwrap().unwrap();
     let ids: Vec<String> = loaded.iter().map(|(id, _)| id.to_string()).collect();
-    assert_eq!(ids, [id.clone()]);
+    assert_eq!(ids, std::slice::from_ref(&id));
     // The next run prunes by it and writes the new form.
     let applier = applier(&client, &ns);
     let next = run(
