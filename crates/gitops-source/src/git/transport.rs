@@ -807,7 +807,14 @@ mod tests {
         let token = || Some(GitCredentials::BearerToken(Secret::new("t")));
         let http = Settings::new("http://h/r", token(), None, false, None, false, timeout);
         assert!(matches!(http, Err(SourceError::InsecureCredentials { .. })));
-        assert!(Settings::new("http://h/r", token(), None, false, None, true, timeout).is_ok());
+        // Allowed over plain HTTP only when asked for.
+        let allowed =
+            Settings::new("http://h/r", token(), None, false, None, true, timeout).unwrap();
+        assert_eq!(allowed.location(), "http://h/r");
+        assert!(matches!(
+            allowed.credentials,
+            Some(GitCredentials::BearerToken(_))
+        ));
         let git = Settings::new("git://h/r", token(), None, false, None, false, timeout);
         assert!(matches!(git, Err(SourceError::InvalidConfiguration { .. })));
         let settings = Settings::new(
