@@ -28,6 +28,7 @@ pub mod secret;
 pub use id::{GroupKind, IdError, ObjectId, split_api_version};
 pub use manifest::{InvalidManifest, Manifest, Origin};
 pub use parse::{
-    Document, ParseError, ParseLimits, documents_to_manifests, is_list, parse_json_documents,
-    parse_manifests, parse_manifests_with, parse_yaml_documents, parse_yaml_documents_with,
+    Document, ParseError, ParseLimits, documents_to_manifests, is_integer_out_of_range, is_list,
+    parse_json_documents, parse_manifests, parse_manifests_with, parse_yaml_documents,
+    parse_yaml_documents_with,
 };

@@ -333,8 +333,18 @@ fn holds_float(value: &Value) -> bool {
 }
 
 /// Whether `literal` is written as an integer (YAML 1.2 core schema: decimal with an optional
-/// sign, `0x` hex or `0o` octal; `_` separators allowed) that neither `i64` nor `u64` holds.
-fn is_integer_out_of_range(literal: &str) -> bool {
+/// sign, `0x` hex or `0o` octal; `_` separators allowed) that neither `i64` nor `u64` holds:
+/// the parsers would read it as an imprecise float.
+///
+/// ```
+/// use gitops_core::is_integer_out_of_range;
+/// assert!(is_integer_out_of_range("99999999999999999999999999999"));
+/// assert!(!is_integer_out_of_range("18446744073709551615"));
+/// assert!(!is_integer_out_of_range("1e30"));
+/// assert!(!is_integer_out_of_range("web"));
+/// ```
+#[must_use]
+pub fn is_integer_out_of_range(literal: &str) -> bool {
     let digits: String = literal.chars().filter(|&c| c != '_').collect();
     let (negative, unsigned) = match digits.as_bytes().first() {
         Some(b'-') => (true, &digits[1..]),

@@ -1061,6 +1061,10 @@ fn type_plain_scalar(text: &str) -> Result<Value, String> {
         Ok(Value::String(_)) => refuse(text, "YAML reads other text: quotes, a tag or an anchor"),
         Ok(Value::Null) if matches!(trimmed, "~" | "null" | "Null" | "NULL") => Ok(Value::Null),
         Ok(Value::Null) => refuse(text, "YAML reads nothing"),
+        // An integer beyond 64 bits would become an imprecise float.
+        Ok(Value::Number(n)) if n.is_f64() && gitops_core::is_integer_out_of_range(trimmed) => {
+            refuse(text, "YAML reads an integer beyond 64 bits")
+        }
         Ok(value @ (Value::Bool(_) | Value::Number(_))) => Ok(value),
         Ok(Value::Array(_)) => refuse(text, "YAML reads a sequence"),
         Ok(Value::Object(_)) => refuse(text, "YAML reads a mapping"),
@@ -1648,5 +1652,24 @@ mod tests {
                 .len(),
             2 * 1024 * 1024
         );
+    }
+
+    /// Issue #12 item 7, through substitution: an integer beyond 64 bits became a float.
+    #[test]
+    fn an_integer_beyond_64_bits_is_refused_in_a_plain_scalar() {
+        let s = Substitution::new().with_variable("N", "99999999999999999999999999999");
+        let err = substitute(&s, "replicas: ${N}\n").unwrap_err();
+        assert!(
+            matches!(&err, SubstituteError::Structure { reason, .. } if reason == "YAML reads an integer beyond 64 bits"),
+            "{err:?}"
+        );
+        let values = substitute(&s, "replicas: \"${N}\"\n").unwrap();
+        assert_eq!(values[0]["replicas"], "99999999999999999999999999999");
+        let values = substitute(
+            &s.with_variable("N", "18446744073709551615"),
+            "replicas: ${N}\n",
+        )
+        .unwrap();
+        assert_eq!(values[0]["replicas"], u64::MAX);
     }
 }
