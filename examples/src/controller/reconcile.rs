@@ -163,7 +163,10 @@ impl ReconcileError {
                 ApplyError::Plan(_)
                 | ApplyError::Schema { .. }
                 | ApplyError::Invalid { .. }
-                | ApplyError::EmptySet { .. } => FailureKind::Stalled,
+                | ApplyError::EmptySet { .. }
+                // A prune that would delete desired objects waits for a new revision (or the
+                // opt-in): retrying cannot change the answer.
+                | ApplyError::CascadingPrune { .. } => FailureKind::Stalled,
                 _ => FailureKind::Transient,
             },
             // Health may come with time (or with the next commit): retried, not stalled.
