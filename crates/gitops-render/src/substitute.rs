@@ -227,8 +227,10 @@ pub enum SubstituteError {
 pub struct Substitution {
     variables: std::collections::BTreeMap<String, String>,
     strict: bool,
-    max_scalar_bytes: usize,
-    max_object_bytes: usize,
+    /// Set by [`Substitution::with_max_scalar_bytes`]; `None` for the default.
+    max_scalar_bytes: Option<usize>,
+    /// Set by [`Substitution::with_max_object_bytes`]; `None` for the default.
+    max_object_bytes: Option<usize>,
 }
 
 impl Default for Substitution {
@@ -236,8 +238,8 @@ impl Default for Substitution {
         Self {
             variables: std::collections::BTreeMap::new(),
             strict: false,
-            max_scalar_bytes: DEFAULT_MAX_SCALAR_BYTES,
-            max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
+            max_scalar_bytes: None,
+            max_object_bytes: None,
         }
     }
 }
@@ -317,7 +319,7 @@ impl Substitution {
     /// ```
     #[must_use]
     pub fn with_max_scalar_bytes(mut self, max: usize) -> Self {
-        self.max_scalar_bytes = max;
+        self.max_scalar_bytes = Some(max);
         self
     }
 
@@ -338,7 +340,7 @@ impl Substitution {
     /// ```
     #[must_use]
     pub fn with_max_object_bytes(mut self, max: usize) -> Self {
-        self.max_object_bytes = max;
+        self.max_object_bytes = Some(max);
         self
     }
 
@@ -358,6 +360,14 @@ impl Substitution {
         Ok(out)
     }
 
+    fn scalar_limit(&self) -> usize {
+        self.max_scalar_bytes.unwrap_or(DEFAULT_MAX_SCALAR_BYTES)
+    }
+
+    fn object_limit(&self) -> usize {
+        self.max_object_bytes.unwrap_or(DEFAULT_MAX_OBJECT_BYTES)
+    }
+
     /// These variables with `over`'s on top; strict if either is.
     fn layered(&self, over: &Substitution) -> Substitution {
         let mut variables = self.variables.clone();
@@ -365,8 +375,9 @@ impl Substitution {
         Substitution {
             variables,
             strict: self.strict || over.strict,
-            max_scalar_bytes: self.max_scalar_bytes.min(over.max_scalar_bytes),
-            max_object_bytes: self.max_object_bytes.min(over.max_object_bytes),
+            // The request's limits win where it sets them, as its variables do.
+            max_scalar_bytes: over.max_scalar_bytes.or(self.max_scalar_bytes),
+            max_object_bytes: over.max_object_bytes.or(self.max_object_bytes),
         }
     }
 
@@ -457,7 +468,7 @@ impl Substitution {
             refused: &mut refused,
             object_start: pointer.len(),
             string_data,
-            remaining_bytes: self.max_object_bytes,
+            remaining_bytes: self.object_limit(),
         };
         // The object is named as written: its name after substitution may hold a value.
         let written = describe(object, origin);
@@ -488,7 +499,7 @@ impl Substitution {
                 let expanded = self
                     .expand_into(text, context.unset, 0)
                     .map_err(|failure| failure.at(pointer.clone(), text))?;
-                context.spend(self.max_object_bytes, expanded.len(), pointer, text)?;
+                context.spend(self.object_limit(), expanded.len(), pointer, text)?;
                 if context.plain.0.contains(pointer.as_str()) {
                     match type_plain_scalar(&expanded) {
                         Ok(Value::String(typed)) => *text = typed,
@@ -538,7 +549,7 @@ impl Substitution {
                                 .expand_into(&written, context.unset, 0)
                                 .map_err(|failure| failure.at(pointer.clone(), &written))?;
                             context.spend(
-                                self.max_object_bytes,
+                                self.object_limit(),
                                 expanded.len(),
                                 pointer,
                                 &written,
@@ -583,7 +594,7 @@ impl Substitution {
         unset: &mut BTreeSet<String>,
         depth: usize,
     ) -> Result<String, Failure> {
-        let mut out = String::with_capacity(text.len().min(self.max_scalar_bytes));
+        let mut out = String::with_capacity(text.len().min(self.scalar_limit()));
         let mut rest = text;
         while let Some(at) = rest.find('$') {
             self.check_size(out.len(), at)?;
@@ -616,10 +627,10 @@ impl Substitution {
     /// Refuses to grow a result of `len` bytes by `more` past the limit for one scalar.
     fn check_size(&self, len: usize, more: usize) -> Result<(), Failure> {
         match len.checked_add(more) {
-            Some(total) if total <= self.max_scalar_bytes => Ok(()),
+            Some(total) if total <= self.scalar_limit() => Ok(()),
             _ => Err(Failure::TooLarge {
                 what: "one scalar",
-                limit: self.max_scalar_bytes,
+                limit: self.scalar_limit(),
             }),
         }
     }
@@ -712,11 +723,11 @@ impl Substitution {
                 .checked_mul(to.len())
                 .and_then(|added| added.checked_add(value.len() - matches * from.len()));
             match size {
-                Some(size) if size <= self.max_scalar_bytes => {}
+                Some(size) if size <= self.scalar_limit() => {}
                 _ => {
                     return Err(Failure::TooLarge {
                         what: "one scalar",
-                        limit: self.max_scalar_bytes,
+                        limit: self.scalar_limit(),
                     });
                 }
             }
@@ -1671,5 +1682,20 @@ mod tests {
         )
         .unwrap();
         assert_eq!(values[0]["replicas"], u64::MAX);
+    }
+
+    #[test]
+    fn the_requests_limits_win_where_it_sets_them() {
+        let step = Substitution::new()
+            .with_variable("A", "0123456789")
+            .with_max_scalar_bytes(15);
+        let layered = step.layered(&Substitution::new());
+        assert!(matches!(
+            layered.expand("${A}${A}"),
+            Err(SubstituteError::TooLarge { limit: 15, .. })
+        ));
+        let layered = step.layered(&Substitution::new().with_max_scalar_bytes(20));
+        assert_eq!(layered.expand("${A}${A}").unwrap().len(), 20);
+        assert_eq!(layered.object_limit(), DEFAULT_MAX_OBJECT_BYTES);
     }
 }
