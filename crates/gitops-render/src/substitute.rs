@@ -223,7 +223,7 @@ pub enum SubstituteError {
 /// let s = Substitution::new().with_variable("DB_PASSWORD", "hunter2");
 /// assert_eq!(format!("{s:?}"), r#"Substitution { variables: ["DB_PASSWORD"], values: "<not shown>", strict: false }"#);
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct Substitution {
     variables: std::collections::BTreeMap<String, String>,
     strict: bool,
@@ -231,17 +231,6 @@ pub struct Substitution {
     max_scalar_bytes: Option<usize>,
     /// Set by [`Substitution::with_max_object_bytes`]; `None` for the default.
     max_object_bytes: Option<usize>,
-}
-
-impl Default for Substitution {
-    fn default() -> Self {
-        Self {
-            variables: std::collections::BTreeMap::new(),
-            strict: false,
-            max_scalar_bytes: None,
-            max_object_bytes: None,
-        }
-    }
 }
 
 /// How deep `${...}` expressions may nest inside each other's operators (`${A:-${B:-x}}` is 2):
