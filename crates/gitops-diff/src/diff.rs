@@ -1002,12 +1002,16 @@ pub(crate) fn subset_equal(
                     list_type: ListType::Map,
                     keys,
                     items,
-                } => d.iter().all(|dv| {
-                    let dk = item_key(keys, dv);
-                    l.iter()
-                        .find(|lv| item_key(keys, lv) == dk)
-                        .is_some_and(|lv| subset_equal(schema, items, dv, lv))
-                }),
+                } => {
+                    let dk: Vec<String> = d.iter().map(|v| item_key(keys, v)).collect();
+                    let lk: Vec<String> = l.iter().map(|v| item_key(keys, v)).collect();
+                    let (d_index, l_index) = (KeyIndex::new(&dk), KeyIndex::new(&lk));
+                    d.iter().enumerate().all(|(i, dv)| {
+                        l_index
+                            .nth(&dk[i], d_index.occurrence(i))
+                            .is_some_and(|j| subset_equal(schema, items, dv, &l[j]))
+                    })
+                }
                 FieldSchema::List {
                     list_type: ListType::Set,
                     items,
@@ -1030,10 +1034,13 @@ pub(crate) fn subset_equal(
     }
 }
 
-/// Finds list items by key: a linear scan for short lists, a hash map for long ones.
-enum KeyIndex<'k> {
-    Scan(&'k [String]),
-    Map(std::collections::HashMap<&'k str, usize>),
+/// Finds list items by key: a linear scan for short lists, a hash map for long ones. Items with
+/// the same key (invalid in Kubernetes, but possible in input) pair up in order: the second such
+/// item of desired with the second of live.
+struct KeyIndex<'k> {
+    keys: &'k [String],
+    /// The first index of each key, for long lists.
+    map: Option<std::collections::HashMap<&'k str, usize>>,
 }
 
 impl<'k> KeyIndex<'k> {
@@ -1041,20 +1048,49 @@ impl<'k> KeyIndex<'k> {
 
     fn new(keys: &'k [String]) -> Self {
         if keys.len() <= Self::SCAN_UP_TO {
-            return KeyIndex::Scan(keys);
+            return KeyIndex { keys, map: None };
         }
         let mut map = std::collections::HashMap::with_capacity(keys.len());
         for (i, key) in keys.iter().enumerate() {
             // The first item wins, as in the scan.
             map.entry(key.as_str()).or_insert(i);
         }
-        KeyIndex::Map(map)
+        KeyIndex {
+            keys,
+            map: Some(map),
+        }
     }
 
     fn position(&self, key: &str) -> Option<usize> {
-        match self {
-            KeyIndex::Scan(keys) => keys.iter().position(|k| k == key),
-            KeyIndex::Map(map) => map.get(key).copied(),
+        match &self.map {
+            None => self.keys.iter().position(|k| k == key),
+            Some(map) => map.get(key).copied(),
+        }
+    }
+
+    /// The index of the `n`-th item (from 0) with this key.
+    fn nth(&self, key: &str, n: usize) -> Option<usize> {
+        let first = self.position(key)?;
+        if n == 0 {
+            return Some(first);
+        }
+        self.keys
+            .iter()
+            .enumerate()
+            .skip(first + 1)
+            .filter(|(_, k)| *k == key)
+            .nth(n - 1)
+            .map(|(i, _)| i)
+    }
+
+    /// How many items before `index` have the same key as it.
+    fn occurrence(&self, index: usize) -> usize {
+        let key = &self.keys[index];
+        match self.position(key) {
+            Some(first) if first < index => {
+                self.keys[first..index].iter().filter(|k| *k == key).count()
+            }
+            _ => 0,
         }
     }
 }
@@ -1677,11 +1713,11 @@ impl<'a> Walk<'a> {
         let live_index = KeyIndex::new(&live_keys);
         let desired_index = KeyIndex::new(&desired_keys);
         let mut appended = Vec::new();
-        for (item, key) in desired.iter().zip(&desired_keys) {
+        for (position, (item, key)) in desired.iter().zip(&desired_keys).enumerate() {
             if self.done() {
                 return;
             }
-            let Some(index) = live_index.position(key) else {
+            let Some(index) = live_index.nth(key, desired_index.occurrence(position)) else {
                 appended.push((item, key));
                 continue;
             };
@@ -1704,7 +1740,10 @@ impl<'a> Walk<'a> {
                 if self.done() {
                     return;
                 }
-                if desired_index.position(key).is_some() {
+                if desired_index
+                    .nth(key, live_index.occurrence(index))
+                    .is_some()
+                {
                     continue;
                 }
                 let Some(child) = owned.key(key) else {
@@ -1773,5 +1812,45 @@ impl<'a> Walk<'a> {
             self.record(ChangeKind::Added, None, Some(item));
             self.path.pop();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::{Differ, LastApplied};
+
+    /// Found by fuzzing (three_way_diff): items of an associative list with the same key (here
+    /// no `port`, so `port=0,protocol=TCP`) all paired with the first live one, so an object
+    /// differed from itself. They now pair in order.
+    #[test]
+    fn items_with_the_same_key_pair_in_order() {
+        let object = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a"},
+            "spec": {"ports": [-1.5e-102, {}, {"image": null}]}});
+        for mode in [LastApplied::ManagedFieldsOrAnnotation, LastApplied::Nothing] {
+            let differ = Differ::builder("gitops-fuzz").last_applied(mode).build();
+            let diff = differ.diff(Some(&object), Some(&object)).unwrap();
+            assert!(diff.is_in_sync(), "{:?}", diff.changes);
+            assert!(!differ.needs_apply(&object, Some(&object)).unwrap());
+        }
+        // Inside an atomic list too (compared whole).
+        let object = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a"},
+            "spec": {"ephemeralContainers": [], "unknown": [{"ports": [1, {}]}]}});
+        let differ = Differ::builder("gitops-fuzz").build();
+        assert!(
+            differ
+                .diff(Some(&object), Some(&object))
+                .unwrap()
+                .is_in_sync()
+        );
+        // A second item with a key is matched with the second live one.
+        let desired = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a"},
+            "spec": {"ports": [{"port": 80, "name": "a"}, {"port": 80, "name": "b"}]}});
+        let mut live = desired.clone();
+        live["spec"]["ports"][1]["name"] = json!("c");
+        let diff = differ.diff(Some(&desired), Some(&live)).unwrap();
+        assert_eq!(diff.changes.len(), 1, "{:?}", diff.changes);
+        assert_eq!(diff.changes[0].pointer, "/spec/ports/1/name");
     }
 }
