@@ -1,5 +1,8 @@
 //! Property tests: an object never differs from itself, and applying the produced patch to live
 //! gives a state in sync with desired that keeps what other managers set.
+//!
+//! These check the differ against itself; `control_plane.rs` (`the_differs_verdict_is_the_servers`)
+//! checks its verdicts against a real apiserver's server-side dry-run apply.
 
 use gitops_diff::{Differ, FieldSet, Schema};
 use proptest::prelude::*;
