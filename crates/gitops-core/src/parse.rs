@@ -332,36 +332,29 @@ fn holds_float(value: &Value) -> bool {
     false
 }
 
-/// Whether `literal` is written as an integer (YAML 1.2 core schema: decimal with an optional
-/// sign, `0x` hex or `0o` octal; `_` separators allowed) that neither `i64` nor `u64` holds:
-/// the parsers would read it as an imprecise float.
+/// Whether `literal` is a decimal integer (digits with an optional sign) that neither `i64`
+/// nor `u64` holds: both parsers read such a literal as an imprecise float. (Hexadecimal,
+/// octal and `_`-separated literals beyond 64 bits are read as text, exactly as written.)
 ///
 /// ```
 /// use gitops_core::is_integer_out_of_range;
 /// assert!(is_integer_out_of_range("99999999999999999999999999999"));
+/// assert!(is_integer_out_of_range("-9223372036854775809"));
 /// assert!(!is_integer_out_of_range("18446744073709551615"));
 /// assert!(!is_integer_out_of_range("1e30"));
 /// assert!(!is_integer_out_of_range("web"));
 /// ```
 #[must_use]
 pub fn is_integer_out_of_range(literal: &str) -> bool {
-    let digits: String = literal.chars().filter(|&c| c != '_').collect();
-    let (negative, unsigned) = match digits.as_bytes().first() {
-        Some(b'-') => (true, &digits[1..]),
-        Some(b'+') => (false, &digits[1..]),
-        _ => (false, digits.as_str()),
+    let (negative, digits) = match literal.as_bytes().first() {
+        Some(b'-') => (true, &literal[1..]),
+        Some(b'+') => (false, &literal[1..]),
+        _ => (false, literal),
     };
-    let (radix, body) = if let Some(hex) = unsigned.strip_prefix("0x") {
-        (16, hex)
-    } else if let Some(octal) = unsigned.strip_prefix("0o") {
-        (8, octal)
-    } else {
-        (10, unsigned)
-    };
-    if body.is_empty() || !body.chars().all(|c| c.is_digit(radix)) {
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return false;
     }
-    match u64::from_str_radix(body, radix) {
+    match digits.parse::<u64>() {
         Ok(magnitude) => negative && magnitude > i64::MIN.unsigned_abs(),
         Err(_) => true,
     }
@@ -657,7 +650,7 @@ mod tests {
         for too_big in [
             "-9223372036854775809",
             "18446744073709551616",
-            "0x1ffffffffffffffff",
+            "+99999999999999999999",
         ] {
             let err =
                 parse_yaml_documents(&format!("a: 1.5\nb: {too_big}\n"), "x.yaml").unwrap_err();
@@ -675,11 +668,13 @@ mod tests {
         }
         // What fits, floats and quoted text stay as they were.
         let docs = parse_yaml_documents(
-            "a: 18446744073709551615\nb: -9223372036854775808\nc: 1.5\nd: 1e3\ne: \"99999999999999999999999999999\"\nf: '99999999999999999999999999999'\n",
+            "a: 18446744073709551615\nb: -9223372036854775808\nc: 1.5\nd: 1e3\ne: \"99999999999999999999999999999\"\nf: '99999999999999999999999999999'\ng: 0x1ffffffffffffffff\n",
             "ok.yaml",
         )
         .unwrap();
         let value = &docs[0].value;
+        // The parser reads a hexadecimal literal beyond 64 bits as text, as written.
+        assert_eq!(value["g"], "0x1ffffffffffffffff");
         assert_eq!(value["a"], u64::MAX);
         assert_eq!(value["b"], i64::MIN);
         assert_eq!(value["c"], 1.5);
