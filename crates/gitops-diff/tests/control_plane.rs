@@ -132,13 +132,16 @@ fn corpus(ns: &str) -> Vec<Case> {
     let labels = json!({"app": "web"});
     vec![
         case(
-            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "config", "labels": labels},
-            "data": {"key": "value", "other": "x", "empty": ""}}),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "config", "labels": labels,
+                // Empty lists of other types than atomic: server-side apply records no owner.
+                "finalizers": [], "ownerReferences": [], "annotations": {}},
+            "data": {"key": "value", "other": "x", "empty": ""}, "binaryData": {}, "immutable": false}),
             "/data/key",
             json!("changed"),
             "data.key",
         )
         .removes("/data/empty", "data.empty")
+        .removes("/immutable", "immutable")
         .removes("/data/other", "data.other"),
         case(
             json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "secret", "labels": labels},
