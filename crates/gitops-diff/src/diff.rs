@@ -452,8 +452,10 @@ impl Differ {
     ///   another writer's value is drift (to the zero value), and so is a null map entry
     ///   (stored as `""` or `"0"`) that live lacks and the entry does not own.
     ///
-    /// Without such an entry (an object we have not applied yet), a desired null counts as unset
-    /// and an empty value against an absent live field is in sync.
+    /// Without such an entry (an object we have not applied yet, or whose every field other
+    /// writers took) nothing is owned: applying stores the empty values and nulls, or at least
+    /// makes the entry, so they are drift. An object not applied by us yet needs that one apply
+    /// anyway (see [`Differ::is_managed`]).
     ///
     /// ```
     /// use gitops_diff::{ChangeKind, Differ};
@@ -703,7 +705,8 @@ impl Differ {
         let meta_schema = schema.object_meta().unwrap_or(FieldSchema::Deduced);
         let mut walk = Walk {
             schema,
-            applied: applied.as_ref(),
+            applied: applied.as_ref().unwrap_or(&EMPTY_SET),
+            live: &live,
             patterns,
             first_only,
             path: Vec::new(),
@@ -823,6 +826,7 @@ fn without_last_applied(object: Cow<'_, Value>) -> Cow<'_, Value> {
 }
 
 static EMPTY_MAP: LazyLock<Map<String, Value>> = LazyLock::new(Map::new);
+static EMPTY_SET: LazyLock<FieldSet> = LazyLock::new(FieldSet::new);
 
 /// Fields of the root object that are not compared.
 fn skip_root_field(name: &str) -> bool {
@@ -888,17 +892,27 @@ impl<'a> Applied<'a> {
         }
     }
 
-    fn child(self, get: impl FnOnce(&'a FieldSet) -> Option<&'a FieldSet>) -> Self {
+    /// The child node. Under an owned leaf, `stored` says whether live holds a value that is
+    /// not empty there: then the leaf is an atomic map, struct or list and owns all of it; else
+    /// it is an empty value we applied (`labels: {}`), which owns no entries.
+    fn child(self, get: impl FnOnce(&'a FieldSet) -> Option<&'a FieldSet>, stored: bool) -> Self {
         match self {
             Applied::Nothing => Applied::Nothing,
             Applied::All => Applied::All,
-            Applied::Node(set) if set.owns_self() && !set.has_children() => Applied::All,
+            Applied::Node(set) if set.owns_self() && !set.has_children() => {
+                if stored {
+                    Applied::All
+                } else {
+                    Applied::Nothing
+                }
+            }
             Applied::Node(set) => get(set).map_or(Applied::Nothing, Applied::Node),
         }
     }
 
+    /// A field under a node live lacks.
     fn field(self, name: &str) -> Self {
-        self.child(|set| set.field(name))
+        self.child(|set| set.field(name), false)
     }
 }
 
@@ -1154,8 +1168,11 @@ fn plain_name(name: &str) -> bool {
 
 struct Walk<'a> {
     schema: &'a Schema,
-    /// The fields of our manager's `Apply` entry, if it has one.
-    applied: Option<&'a FieldSet>,
+    /// The fields of our manager's `Apply` entry (none when it has none: not applied by us
+    /// yet, or every field it had taken by other writers).
+    applied: &'a FieldSet,
+    /// The live object (normalised), for `applied_here`.
+    live: &'a Value,
     patterns: Vec<&'a PathPattern>,
     first_only: bool,
     path: Vec<Step<'a>>,
@@ -1403,16 +1420,14 @@ impl<'a> Walk<'a> {
             if self.done() {
                 return;
             }
-            // Without an apply of ours on record, a null in desired is the same as not setting
-            // the field: the removal pass below handles it if we owned the field. With one, the
-            // null is compared as the apiserver applies it (see `Walk::null_against`).
-            if skip(name) || (dv.is_null() && self.applied.is_none()) {
+            // A null is compared as server-side apply stores it (see `Walk::null_against`).
+            if skip(name) {
                 continue;
             }
             let child_ignored: Vec<&FieldSet> =
                 ignored.iter().filter_map(|s| s.field(name)).collect();
             self.path.push(Step::Field(name));
-            if dv.is_null() && live.get(name).is_none_or(Value::is_null) {
+            if dv.is_null() && live.get(name).is_none() {
                 // A null map entry is stored as the zero value of the map's values (`""`,
                 // `"0"`), owned by us: if we do not own it, another writer removed it. A null
                 // field of an object is stored as nothing.
@@ -1440,14 +1455,7 @@ impl<'a> Walk<'a> {
         let Some(owned) = owned else { return };
         let mut removed: Vec<(&'a str, &'a Value)> = owned
             .field_names()
-            .filter(|name| {
-                !skip(name)
-                    && match desired.get(*name) {
-                        None => true,
-                        Some(Value::Null) => self.applied.is_none(),
-                        Some(_) => false,
-                    }
-            })
+            .filter(|name| !skip(name) && desired.get(*name).is_none())
             .filter_map(|name| live.get_key_value(name).map(|(k, v)| (k.as_str(), v)))
             .collect();
         removed.sort_by(|a, b| a.0.cmp(b.0));
@@ -1479,11 +1487,6 @@ impl<'a> Walk<'a> {
         owned: Option<&'a FieldSet>,
         ignored: &[&'a FieldSet],
     ) {
-        let desired = if self.applied.is_none() {
-            desired.filter(|v| !v.is_null())
-        } else {
-            desired
-        };
         let live = live.filter(|v| !v.is_null());
         if self.done() || self.ignored(ignored) {
             return;
@@ -1503,21 +1506,25 @@ impl<'a> Walk<'a> {
 
     /// What our last apply owns at the current path.
     fn applied_here(&self) -> Applied<'a> {
-        let Some(root) = self.applied else {
-            return Applied::Nothing;
-        };
-        let mut node = Applied::Node(root);
+        let mut node = Applied::Node(self.applied);
+        let mut live = Some(self.live);
         for step in &self.path {
+            let stored = live.is_some_and(|v| !is_empty_value(v));
             node = match step {
-                Step::Field(name) => node.field(name),
+                Step::Field(name) => node.child(|set| set.field(name), stored),
                 Step::Item {
                     label: Label::Keyed(keys, item),
                     ..
-                } => node.child(|set| set.key(&item_key(keys, item))),
+                } => node.child(|set| set.key(&item_key(keys, item)), stored),
                 Step::Item {
                     label: Label::Value(item),
                     ..
-                } => node.child(|set| set.value(&canonical_json(item))),
+                } => node.child(|set| set.value(&canonical_json(item)), stored),
+            };
+            live = match step {
+                Step::Field(name) => live.and_then(|v| v.get(*name)),
+                Step::Item { index: Some(i), .. } => live.and_then(|v| v.get(*i)),
+                Step::Item { index: None, .. } => None,
             };
             if matches!(node, Applied::Nothing) {
                 break;
@@ -1533,14 +1540,10 @@ impl<'a> Walk<'a> {
     /// not own it, it was removed by hand (a write that removes a field takes it from its
     /// owners) or never applied: the apply stores it again (`automountServiceAccountToken:
     /// false`). An empty associative list or set is never owned (server-side apply records
-    /// only its items), so it is in sync. Without an apply of ours on record, every empty value
-    /// is in sync (the applier applies such an object once anyway, to own it).
+    /// only its items), so it is in sync.
     fn absent_in_sync(&self, schema: &FieldSchema, desired: &Value) -> bool {
         if !is_empty_value(desired) {
             return false;
-        }
-        if self.applied.is_none() {
-            return true;
         }
         empty_value_kept(self.schema, schema, desired, self.applied_here())
     }

@@ -888,7 +888,8 @@ async fn desired_nulls_are_in_sync_after_one_apply() -> Result<(), Error> {
 
 mod against_the_server {
     //! The diff properties checked against the real apiserver instead of the differ itself:
-    //! apply a generated PodTemplate (a whole pod spec, and no controller that acts on it) as
+    //! apply a generated PodTemplate (a whole pod spec, and no controller that acts on it) or
+    //! ConfigMap (string maps with empty and null values) as
     //! `gitops-rs`, let another writer edit it (remove, change or add a field) and maybe change
     //! desired, then ask the server what applying desired would do (a server-side dry-run
     //! apply) and compare with the differ's verdict.
@@ -1068,6 +1069,35 @@ mod against_the_server {
             )
     }
 
+    /// A ConfigMap: string maps with empty and null values.
+    pub(super) fn config_map(name: String) -> impl Strategy<Value = Value> {
+        (
+            prop::collection::btree_map(
+                prop::sample::select(vec!["tier", "team"]),
+                text(&["a", "b"]),
+                0..3,
+            ),
+            prop::option::of(prop::collection::btree_map(
+                prop::sample::select(vec!["a", "b", "c"]),
+                text(&["x", "y"]),
+                0..4,
+            )),
+            prop::option::of(Just(json!({}))),
+            // Not `true`: an immutable ConfigMap refuses the next case's changes.
+            prop::option::of(Just(false)),
+        )
+            .prop_map(move |(labels, data, binary, immutable)| {
+                let mut object = Map::new();
+                object.insert("apiVersion".into(), json!("v1"));
+                object.insert("kind".into(), json!("ConfigMap"));
+                object.insert("metadata".into(), json!({"name": name, "labels": labels}));
+                optional(&mut object, "data", data.map(|d| json!(d)));
+                optional(&mut object, "binaryData", binary);
+                optional(&mut object, "immutable", immutable.map(Value::Bool));
+                Value::Object(object)
+            })
+    }
+
     /// What another writer does to the live object.
     #[derive(Debug, Clone, Copy)]
     pub(super) enum Edit {
@@ -1114,8 +1144,15 @@ mod against_the_server {
     /// The JSON patch of an edit against `live`, if it has one.
     pub(super) fn edit_patch(edit: Edit, live: &Value) -> Option<Value> {
         let mut all = Vec::new();
-        for root in ["/metadata/labels", "/template"] {
+        for root in [
+            "/metadata/labels",
+            "/template",
+            "/data",
+            "/binaryData",
+            "/immutable",
+        ] {
             if let Some(v) = live.pointer(root) {
+                all.push((root.to_owned(), v.clone()));
                 pointers(v, root, &mut all);
             }
         }
@@ -1127,7 +1164,10 @@ mod against_the_server {
             Edit::Change(i) => {
                 let scalars: Vec<_> = all
                     .iter()
-                    .filter(|(_, v)| !v.is_object() && !v.is_array() && !v.is_null())
+                    // `immutable: true` would refuse every later write.
+                    .filter(|(p, v)| {
+                        !v.is_object() && !v.is_array() && !v.is_null() && p != "/immutable"
+                    })
                     .collect();
                 let (path, value) = scalars.get(i % scalars.len().max(1))?;
                 let changed = match value {
@@ -1179,10 +1219,18 @@ mod against_the_server {
     /// One generated case: what was applied, what desired is now, and another writer's edit.
     pub(super) fn cases(count: usize) -> Vec<(Value, Value, Edit)> {
         let strategy = (0..count).map(|i| {
-            let name = format!("pt-{i}");
+            // Even cases a PodTemplate, odd ones a ConfigMap.
+            let object = move |name: String| {
+                if i % 2 == 0 {
+                    pod_template(name).boxed()
+                } else {
+                    config_map(name).boxed()
+                }
+            };
+            let name = format!("case-{i}");
             (
-                pod_template(name.clone()),
-                prop::option::weighted(0.3, pod_template(name)),
+                object(name.clone()),
+                prop::option::weighted(0.3, object(name)),
                 edit(),
             )
         });
@@ -1200,7 +1248,8 @@ mod against_the_server {
     }
 }
 
-/// The differ's verdict against the server's: for generated PodTemplates, hand edits and
+/// The differ's verdict against the server's: for generated PodTemplates and ConfigMaps, hand
+/// edits and
 /// changes of desired, a server-side dry-run apply of desired changes the object whenever the
 /// differ reports drift, and the differ reports drift whenever the dry-run changes the object's
 /// contents (a drift report that changes only our ownership is allowed: a desired empty value
