@@ -8,53 +8,15 @@ use gitops_apply::{
     DesiredSet, HealthChecks, Inventory, InventoryStore, ManagedOperation, ObjectError, Status,
     TakeoverManager, WaitError, WaitTarget, wait_for_current,
 };
-use gitops_core::{Manifest, ObjectId};
+use gitops_core::ObjectId;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::discovery::ApiResource;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-fn manifests(yaml: &str) -> Vec<Manifest> {
-    gitops_core::parse_manifests(yaml, "set.yaml").expect("test YAML parses")
-}
-
-fn set(yaml: &str) -> DesiredSet {
-    DesiredSet::new(manifests(yaml))
-}
-
-/// The shared control plane's client and a new namespace named after `prefix`.
-async fn setup(prefix: &str) -> (kube::Client, String) {
-    let cp = gitops_envtest::shared().await.unwrap();
-    let client = cp.client().await.unwrap();
-    let ns = cp.create_namespace(prefix).await.unwrap();
-    (client, ns)
-}
-
-fn applier(client: &kube::Client, namespace: &str) -> Applier {
-    let inventory = ConfigMapInventory::new(namespace, "inventory").unwrap();
-    Applier::builder(client.clone(), inventory)
-        .settle_timeout(Duration::from_secs(30))
-        .build()
-}
-
-async fn run(applier: &Applier, desired: DesiredSet, options: &ApplyOptions) -> ChangeSet {
-    match applier
-        .apply(desired, options, &CancellationToken::new())
-        .await
-    {
-        Ok(change_set) => change_set,
-        Err(e) => panic!("apply failed: {e}"),
-    }
-}
-
-fn action(change_set: &ChangeSet, id: &str) -> Action {
-    let id: ObjectId = id.parse().unwrap();
-    change_set
-        .get(&id)
-        .unwrap_or_else(|| panic!("{id} not in the change set:\n{change_set}"))
-        .action
-}
+mod common;
+use common::{action, applier, run, set, setup};
 
 async fn config_map(client: &kube::Client, namespace: &str, name: &str) -> Option<ConfigMap> {
     Api::<ConfigMap>::namespaced(client.clone(), namespace)

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use gitops_apply::{
-    Action, Applier, ApplyError, ApplyOptions, ChangeSet, ConfigMapInventory, DesiredSet,
-    Inventory, InventoryError, InventoryStore, OWNER_NAME_LABEL,
+    Action, Applier, ApplyError, ApplyOptions, ConfigMapInventory, Inventory, InventoryError,
+    InventoryStore, OWNER_NAME_LABEL,
 };
 use gitops_core::ObjectId;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
@@ -14,42 +14,8 @@ use kube::discovery::ApiResource;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-fn set(yaml: &str) -> DesiredSet {
-    DesiredSet::new(gitops_core::parse_manifests(yaml, "set.yaml").expect("test YAML parses"))
-}
-
-/// The shared control plane's client and a new namespace named after `prefix`.
-async fn setup(prefix: &str) -> (kube::Client, String) {
-    let cp = gitops_envtest::shared().await.unwrap();
-    let client = cp.client().await.unwrap();
-    let ns = cp.create_namespace(prefix).await.unwrap();
-    (client, ns)
-}
-
-fn applier(client: &kube::Client, namespace: &str) -> Applier {
-    let inventory = ConfigMapInventory::new(namespace, "inventory").unwrap();
-    Applier::builder(client.clone(), inventory)
-        .settle_timeout(Duration::from_secs(30))
-        .build()
-}
-
-async fn run(applier: &Applier, desired: DesiredSet, options: &ApplyOptions) -> ChangeSet {
-    match applier
-        .apply(desired, options, &CancellationToken::new())
-        .await
-    {
-        Ok(change_set) => change_set,
-        Err(e) => panic!("apply failed: {e}"),
-    }
-}
-
-fn action(change_set: &ChangeSet, id: &str) -> Action {
-    let id: ObjectId = id.parse().unwrap();
-    change_set
-        .get(&id)
-        .unwrap_or_else(|| panic!("{id} not in the change set:\n{change_set}"))
-        .action
-}
+mod common;
+use common::{action, applier, run, set, setup};
 
 fn resource(api_version: &str, kind: &str, plural: &str) -> ApiResource {
     let (group, version) = gitops_core::split_api_version(api_version);
