@@ -65,4 +65,4 @@ pub use reconcile::{Backoff, CycleEvent, Reconciler};
 pub use report::{
     ProgressSink, SyncError, SyncProgress, SyncReport, action_name, error_chain, short_revision,
 };
-pub use run::Pipeline;
+pub use run::{APPLIED_REVISION_ANNOTATION, Pipeline};

@@ -122,6 +122,9 @@ async fn run(args: &Args) -> anyhow::Result<u8> {
 }
 
 async fn print_report(pipeline: &Pipeline, report: &SyncReport, args: &Args) {
+    for entry in &report.skipped_entries {
+        eprintln!("warning: {entry} was left out of the artifact");
+    }
     match args.output {
         Output::Json => println!(
             "{}",

@@ -77,9 +77,13 @@ pub struct SyncArgs {
     /// Puts every namespaced object in this namespace (created when missing).
     #[arg(long)]
     pub namespace: Option<String>,
-    /// The ConfigMap keeping the inventory, `<namespace>/<name>` (the namespace must exist).
-    #[arg(long, default_value = "default/gitops-rs")]
-    pub inventory: InventoryLocation,
+    /// The ConfigMap keeping the inventory, `<namespace>/<name>` (the namespace must exist or
+    /// be the one `--namespace` creates). Default: `gitops-<hash>` in the `--namespace` or
+    /// `default`, the hash taken from the URL (or the directory) and `--subpath`, so that syncs
+    /// of different repositories or folders never share one (and never prune each other's
+    /// objects). Name it to keep the inventory when the URL or subpath changes.
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    pub inventory: Option<InventoryLocation>,
     /// Delete objects that left the set (the default).
     #[arg(long, overrides_with = "no_prune")]
     pub prune: bool,
@@ -182,7 +186,6 @@ impl SyncArgs {
         let mut builder = SyncConfig::builder(source)
             .subpath(self.subpath.clone())
             .renderer(renderer)
-            .inventory(self.inventory.clone())
             .prune(!self.no_prune)
             .force(!self.no_force)
             .field_manager(self.field_manager.clone())
@@ -192,6 +195,9 @@ impl SyncArgs {
         }
         if let Some(namespace) = &self.namespace {
             builder = builder.target_namespace(namespace.clone());
+        }
+        if let Some(inventory) = &self.inventory {
+            builder = builder.inventory(inventory.clone());
         }
         if let Some(wait) = self.wait {
             builder = builder.wait_timeout(wait);

@@ -358,12 +358,71 @@ pub struct InventoryLocation {
 }
 
 impl InventoryLocation {
-    /// The default location: `default/gitops-rs`.
+    /// The fixed location `default/gitops-rs`. No longer the default: every sync naming it
+    /// shares one inventory, so syncing another source there prunes the first one's objects
+    /// (see [`InventoryLocation::derived`]).
     #[must_use]
     pub fn default_location() -> Self {
         Self {
             namespace: "default".to_owned(),
             name: "gitops-rs".to_owned(),
+        }
+    }
+}
+
+impl InventoryLocation {
+    /// The inventory a sync of `source` at `subpath` uses when none is named: ConfigMap
+    /// `gitops-<hash>` in `namespace` (the target namespace) or `default`, where `<hash>` is the
+    /// first 12 hex digits of the SHA-256 of the normalised source (a Git URL without a
+    /// trailing `/` or `.git`, or a local directory made absolute) and the normalised subpath.
+    /// Two applications synced from different repositories or folders thus never share an
+    /// inventory, so neither prunes the other's objects; the same one always gets the same.
+    ///
+    /// ```
+    /// use gitops_examples::pipeline::{InventoryLocation, SourceSpec};
+    /// use gitops_source::GitReference;
+    ///
+    /// let a = SourceSpec::git("https://example.com/a.git", GitReference::DefaultBranch);
+    /// let a_again = SourceSpec::git("https://example.com/a/", GitReference::DefaultBranch);
+    /// let b = SourceSpec::git("https://example.com/b.git", GitReference::DefaultBranch);
+    /// let location = InventoryLocation::derived(&a, "./apps/", None);
+    /// assert_eq!(location.namespace, "default");
+    /// assert!(location.name.starts_with("gitops-"));
+    /// assert_eq!(location, InventoryLocation::derived(&a_again, "apps", None));
+    /// assert_ne!(location, InventoryLocation::derived(&b, "apps", None));
+    /// assert_ne!(location, InventoryLocation::derived(&a, ".", None));
+    /// assert_eq!(InventoryLocation::derived(&a, "apps", Some("shop")).namespace, "shop");
+    /// ```
+    #[must_use]
+    pub fn derived(source: &SourceSpec, subpath: &str, namespace: Option<&str>) -> Self {
+        use sha2::Digest as _;
+        let source = match source {
+            SourceSpec::Git { url, .. } => {
+                let url = url.trim().trim_end_matches('/');
+                let url = url.strip_suffix(".git").unwrap_or(url);
+                format!("git:{}", url.trim_end_matches('/'))
+            }
+            SourceSpec::LocalDirectory { path } => {
+                let absolute = std::fs::canonicalize(path)
+                    .or_else(|_| std::path::absolute(path))
+                    .unwrap_or_else(|_| path.clone());
+                format!("dir:{}", absolute.to_string_lossy())
+            }
+        };
+        let subpath: Vec<String> = Path::new(subpath)
+            .components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        let digest = sha2::Sha256::digest(format!("{source}\n{}", subpath.join("/")).as_bytes());
+        let hash: String = digest
+            .iter()
+            .take(6)
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        Self {
+            namespace: namespace.unwrap_or("default").to_owned(),
+            name: format!("gitops-{hash}"),
         }
     }
 }
@@ -443,7 +502,8 @@ pub struct SyncConfig {
 impl SyncConfig {
     /// Starts a configuration for `source`, with the defaults: the whole source (`.`), the
     /// automatic renderer, no substitution, no target namespace, field manager
-    /// [`DEFAULT_FIELD_MANAGER`], inventory `default/gitops-rs`, prune on, force on (Git wins
+    /// [`DEFAULT_FIELD_MANAGER`], an inventory derived from the source and subpath
+    /// ([`InventoryLocation::derived`]), prune on, force on (Git wins
     /// over other field managers, as with Flux), no wait,
     /// not a dry run, a 2-minute fetch timeout and a temporary working directory.
     pub fn builder(source: SourceSpec) -> SyncConfigBuilder {
@@ -466,6 +526,7 @@ impl SyncConfig {
                 kustomize_binary: None,
                 helm_binary: None,
             },
+            inventory_named: false,
         }
     }
 
@@ -541,6 +602,8 @@ impl SyncConfig {
 #[must_use]
 pub struct SyncConfigBuilder {
     config: SyncConfig,
+    /// Whether [`SyncConfigBuilder::inventory`] named one; else it is derived when built.
+    inventory_named: bool,
 }
 
 impl SyncConfigBuilder {
@@ -581,9 +644,12 @@ impl SyncConfigBuilder {
         self
     }
 
-    /// Where the inventory is kept (default `default/gitops-rs`). Its namespace must exist.
+    /// Where the inventory is kept (default: [`InventoryLocation::derived`] from the source,
+    /// the subpath and the target namespace). Its namespace must exist or be the target
+    /// namespace, which the sync creates.
     pub fn inventory(mut self, location: InventoryLocation) -> Self {
         self.config.inventory = location;
+        self.inventory_named = true;
         self
     }
 
@@ -644,8 +710,15 @@ impl SyncConfigBuilder {
     /// # Errors
     /// [`ConfigError`] naming the bad field.
     pub fn build(self) -> Result<SyncConfig, ConfigError> {
-        let config = self.config;
+        let mut config = self.config;
         check_subpath(&config.subpath)?;
+        if !self.inventory_named {
+            config.inventory = InventoryLocation::derived(
+                &config.source,
+                &config.subpath,
+                config.target_namespace.as_deref(),
+            );
+        }
         if config.field_manager.trim().is_empty() {
             return Err(ConfigError::EmptyFieldManager);
         }

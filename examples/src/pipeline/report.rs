@@ -125,6 +125,9 @@ pub struct SyncReport {
     /// Of those, the writes (creates, patches, deletes; dry runs excluded): 0 when nothing
     /// changed.
     pub api_writes: u64,
+    /// The entries of the fetched revision left out of the artifact (symbolic links,
+    /// submodules, special files), each as `path (reason)` with the path escaped: warnings.
+    pub skipped_entries: Vec<String>,
 }
 
 impl SyncReport {
@@ -194,7 +197,9 @@ impl SyncReport {
     }
 
     /// The report as JSON for CI: revision, counts, and one entry per object with its action,
-    /// reason, origin, error and (in a dry run) its diff with Secret values masked.
+    /// reason, origin, error and (in a dry run) its diff with Secret values masked, and for an
+    /// object to create its content (`object`, Secret values masked); the entries the fetch
+    /// left out (`skippedEntries`).
     #[must_use]
     pub fn to_json(&self) -> Value {
         let objects: Vec<Value> = self
@@ -219,6 +224,13 @@ impl SyncReport {
                 }
                 if let Some(diff) = &change.diff {
                     entry["diff"] = serde_json::to_value(diff).unwrap_or(Value::Null);
+                    // What an object to create will hold, so that CI sees it (Secret values
+                    // masked, server bookkeeping left out).
+                    if change.action == Action::Created
+                        && let Ok(Some(object)) = diff.predicted_for_display(None)
+                    {
+                        entry["object"] = object;
+                    }
                 }
                 entry
             })
@@ -243,6 +255,7 @@ impl SyncReport {
             "waitedSeconds": self.waited.map(|d| d.as_secs_f64()),
             "apiRequests": self.api_requests,
             "apiWrites": self.api_writes,
+            "skippedEntries": self.skipped_entries,
             "objects": objects,
         })
     }
@@ -461,6 +474,7 @@ mod tests {
             })
             .collect();
         SyncReport {
+            skipped_entries: Vec::new(),
             revision: Revision::from_string("sha256:abc"),
             new_revision,
             served_last_good: false,

@@ -21,6 +21,10 @@ use tokio_util::sync::CancellationToken;
 use super::config::{ConfigError, RendererChoice, SourceSpec, SyncConfig, find_tool};
 use super::report::{ProgressSink, SyncError, SyncProgress, SyncReport, error_chain};
 
+/// The annotation of the inventory ConfigMap naming the revision last applied to it, so that a
+/// one-shot `sync` (which remembers nothing between runs) tells a new revision from drift.
+pub const APPLIED_REVISION_ANNOTATION: &str = "sync.gitops.rs/applied-revision";
+
 /// How often waiting polls the objects that are not Current yet.
 const WAIT_POLL_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -69,6 +73,8 @@ impl WorkDir {
 struct Fetched {
     revision: Revision,
     dir: PathBuf,
+    /// The entries the artifact left out (symbolic links, submodules), as shown to users.
+    skipped: Vec<String>,
 }
 
 /// One sync unit: owns its source, renderer and applier, and remembers the last fetched
@@ -101,6 +107,13 @@ pub struct Pipeline {
     fetched: Option<Fetched>,
     last_good: Option<RenderedSet>,
     applied: Option<Revision>,
+    /// The client without request counting: the revision bookkeeping on the inventory is not
+    /// part of a sync's apply.
+    bookkeeping_client: kube::Client,
+    /// Whether the inventory's recorded revision was read (once, before the first apply).
+    recorded_read: bool,
+    /// The revision the inventory records, as last read or written.
+    recorded: Option<Revision>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -163,12 +176,16 @@ impl Pipeline {
                 },
             )?;
         let counter = RequestCounter::default();
+        let raw_client = client.clone();
         let client = counting_client(&client, &counter);
         let applier = Applier::builder(client.clone(), inventory)
             .field_manager(config.field_manager.clone())
             .build();
         Ok(Self {
             config,
+            bookkeeping_client: raw_client,
+            recorded_read: false,
+            recorded: None,
             client,
             counter,
             source,
@@ -343,6 +360,7 @@ impl Pipeline {
             let previous = self.fetched.replace(Fetched {
                 revision: artifact.revision().clone(),
                 dir: artifact.root().to_owned(),
+                skipped: artifact.skipped().iter().map(ToString::to_string).collect(),
             });
             if let Some(previous) = previous {
                 remove_dir_quietly(&previous.dir);
@@ -473,6 +491,14 @@ impl Pipeline {
             Desired::LastGood(rendered) => (rendered, true),
         };
         let revision = rendered.revision;
+        if !self.recorded_read {
+            // A one-shot run remembers nothing: the inventory records the revision last applied.
+            self.recorded_read = true;
+            self.recorded = self.read_recorded_revision().await;
+            if self.applied.is_none() {
+                self.applied.clone_from(&self.recorded);
+            }
+        }
         let new_revision = self.applied.as_ref() != Some(&revision);
         let result = self
             .applier
@@ -494,7 +520,16 @@ impl Pipeline {
         };
         if !options.dry_run {
             self.applied = Some(revision.clone());
+            if self.recorded.as_ref() != Some(&revision) && self.record_revision(&revision).await {
+                self.recorded = Some(revision.clone());
+            }
         }
+        let skipped_entries = self
+            .fetched
+            .as_ref()
+            .filter(|fetched| fetched.revision == revision)
+            .map(|fetched| fetched.skipped.clone())
+            .unwrap_or_default();
         let mut report = SyncReport {
             revision,
             new_revision,
@@ -504,6 +539,7 @@ impl Pipeline {
             duration: Duration::ZERO,
             api_requests: 0,
             api_writes: 0,
+            skipped_entries,
         };
         // Waiting reads every object; a cycle that wrote nothing for a revision already applied
         // (the steady state) skips it unless the apply, judging health from the live objects it
@@ -553,6 +589,63 @@ impl Pipeline {
                 source: Box::new(source),
                 report: Box::new(report),
             }),
+        }
+    }
+}
+
+impl Pipeline {
+    fn inventory_api(&self) -> Api<k8s_openapi::api::core::v1::ConfigMap> {
+        Api::namespaced(
+            self.bookkeeping_client.clone(),
+            &self.config.inventory.namespace,
+        )
+    }
+
+    /// The revision the inventory ConfigMap records ([`APPLIED_REVISION_ANNOTATION`]); `None`
+    /// when there is no inventory yet, it records none, or it cannot be read (then the
+    /// revision counts as new, as on a first sync).
+    async fn read_recorded_revision(&self) -> Option<Revision> {
+        match self
+            .inventory_api()
+            .get_opt(&self.config.inventory.name)
+            .await
+        {
+            Ok(configmap) => configmap
+                .and_then(|configmap| configmap.metadata.annotations)
+                .and_then(|mut annotations| annotations.remove(APPLIED_REVISION_ANNOTATION))
+                .map(Revision::from_string),
+            Err(error) => {
+                tracing::debug!(inventory = %self.config.inventory, error = %error_chain(&error), "reading the applied revision");
+                None
+            }
+        }
+    }
+
+    /// Records `revision` on the inventory ConfigMap (a merge patch of one annotation, which
+    /// the applier's server-side apply of the inventory leaves alone). Whether it was written:
+    /// not when there is no inventory (nothing was ever applied).
+    async fn record_revision(&self, revision: &Revision) -> bool {
+        let patch = serde_json::json!({
+            "metadata": {"annotations": {APPLIED_REVISION_ANNOTATION: revision.as_str()}}
+        });
+        let params = kube::api::PatchParams {
+            field_manager: Some(self.config.field_manager.clone()),
+            ..kube::api::PatchParams::default()
+        };
+        match self
+            .inventory_api()
+            .patch(
+                &self.config.inventory.name,
+                &params,
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(_) => true,
+            Err(error) => {
+                tracing::debug!(inventory = %self.config.inventory, error = %error_chain(&error), "recording the applied revision");
+                false
+            }
         }
     }
 }
