@@ -21,7 +21,9 @@ use crate::counting::{RequestCounter, RequestCounts, counting_client};
 use crate::health::{
     Health, HealthChecks, WaitError, WaitProgress, WaitTarget, wait_for_current_paged,
 };
-use crate::inventory::{Inventory, InventoryError, InventoryStore, OWNER_NAMESPACE_LABEL};
+use crate::inventory::{
+    Inventory, InventoryError, InventoryStore, OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL,
+};
 use crate::plan::{
     DefaultStaging, KindInfo, KindTable, PlanError, PlanOptions, PlannedObject, Staging, plan,
 };
@@ -104,12 +106,29 @@ pub enum ObjectError {
         /// The conflicting fields.
         conflicts: Vec<FieldConflict>,
     },
-    /// The change touches immutable fields; opt in to recreate the object.
-    #[error("immutable field(s) {} changed: {}", Escaped(&.fields.join(", ")), Escaped(.message))]
+    /// The change touches immutable fields; opt in to recreate the object. Shown short: the
+    /// fields and the hint to recreate, not the server's message (which can dump whole Go
+    /// structs), kept in `message`.
+    ///
+    /// ```
+    /// let error = gitops_apply::ObjectError::Immutable {
+    ///     fields: vec!["spec.selector".into()],
+    ///     message: "Deployment.apps \"web\" is invalid: spec.selector: Invalid value: v1.LabelSelector{...}".into(),
+    /// };
+    /// let text = error.to_string();
+    /// assert!(text.starts_with("immutable field(s) spec.selector changed"));
+    /// assert!(text.contains("ApplyOptions::recreate_on_immutable"));
+    /// assert!(!text.contains("LabelSelector"));
+    /// ```
+    #[error(
+        "immutable field(s) {} changed; recreate the object to apply it (ApplyOptions::recreate_on_immutable, or the annotation {}: enabled)",
+        Escaped(&.fields.join(", ")),
+        crate::plan::RECREATE_ANNOTATION
+    )]
     Immutable {
         /// The fields.
         fields: Vec<String>,
-        /// The server's message.
+        /// The server's message (not shown by `Display`).
         message: String,
     },
     /// The server rejected the object (strict field validation, admission, schema). For a
@@ -134,6 +153,28 @@ pub enum ObjectError {
         /// The failure.
         #[source]
         source: DiffError,
+    },
+    /// The live object's ownership labels ([`OWNER_NAMESPACE_LABEL`], [`OWNER_NAME_LABEL`])
+    /// name another inventory: another set applies it too. It is left alone (the entry is
+    /// [`Action::Skipped`], the run goes on) unless [`ApplyOptions::take_ownership`].
+    ///
+    /// ```
+    /// let error = gitops_apply::ObjectError::OwnedByOtherInventory {
+    ///     namespace: "flux-system".into(),
+    ///     name: "apps".into(),
+    /// };
+    /// assert!(error.to_string().contains("owned by inventory flux-system/apps"));
+    /// ```
+    #[error(
+        "owned by inventory {}/{}: left alone (take it over with ApplyOptions::take_ownership)",
+        Escaped(.namespace),
+        Escaped(.name)
+    )]
+    OwnedByOtherInventory {
+        /// The other inventory's namespace (its label; empty when missing).
+        namespace: String,
+        /// The other inventory's name (its label; empty when missing).
+        name: String,
     },
     /// The object did not settle (a CRD not Established, a Namespace not Active, a deleted
     /// object not gone) in time.
@@ -329,7 +370,8 @@ pub struct ObjectChange {
     pub action: Action,
     /// Why, in words.
     pub reason: String,
-    /// The error of a failed object.
+    /// The error of a failed object, or why an object was skipped when that is an error of
+    /// its own ([`ObjectError::OwnedByOtherInventory`]).
     pub error: Option<ObjectError>,
     /// In a dry run, the diff against the live object.
     pub diff: Option<ObjectDiff>,
@@ -657,6 +699,12 @@ pub struct ApplyOptions {
     /// object ([`ApplyError::Unhealthy`]). `None` (the default): do not wait; see
     /// [`wait_for_current`](crate::wait_for_current) to wait separately.
     pub wait: Option<Duration>,
+    /// Takes over objects whose ownership labels name another inventory (another set applies
+    /// them too): they are applied and labelled as ours. Off by default: such an object is
+    /// left alone and reported as [`Action::Skipped`] with
+    /// [`ObjectError::OwnedByOtherInventory`], so that two sets never take an object from each
+    /// other on every run.
+    pub take_ownership: bool,
 }
 
 impl Default for ApplyOptions {
@@ -673,6 +721,7 @@ impl Default for ApplyOptions {
             allow_cascading_prune: false,
             takeover: Vec::new(),
             wait: None,
+            take_ownership: false,
         }
     }
 }
@@ -849,6 +898,7 @@ static NO_MANAGERS: BTreeSet<String> = BTreeSet::new();
 #[derive(Debug)]
 enum Decision {
     Skip(String),
+    OwnedElsewhere(ObjectError),
     Unchanged,
     Write {
         exists: bool,
@@ -1286,6 +1336,12 @@ impl Applier {
                 if !object.policy.reconcile {
                     return Decision::Skip("reconcile disabled by annotation".into());
                 }
+                if !options.take_ownership
+                    && !object.synthesized
+                    && let Some(owner) = live.and_then(|live| other_owner(live, &owner_labels))
+                {
+                    return Decision::OwnedElsewhere(owner);
+                }
                 match live {
                     Some(_) if object.policy.create_only => {
                         Decision::Skip("exists; created only when absent".into())
@@ -1407,7 +1463,13 @@ impl Applier {
             {
                 let (action, reason, error) = match decision {
                     Decision::Skip(reason) => (Action::Skipped, reason, None),
+                    Decision::OwnedElsewhere(error) => {
+                        (Action::Skipped, OWNED_ELSEWHERE.into(), Some(error))
+                    }
                     Decision::Unchanged => (Action::Unchanged, "in sync".into(), None),
+                    Decision::Failed(error) if options.dry_run => {
+                        (Action::Failed, "dry-run apply failed".into(), Some(error))
+                    }
                     Decision::Failed(error) => {
                         (Action::Failed, "failed validation".into(), Some(error))
                     }
@@ -1707,6 +1769,9 @@ impl Applier {
             let (action, reason, error) = match (decision, result) {
                 (_, Some(outcome)) => outcome,
                 (Decision::Skip(reason), None) => (Action::Skipped, reason, None),
+                (Decision::OwnedElsewhere(error), None) => {
+                    (Action::Skipped, OWNED_ELSEWHERE.into(), Some(error))
+                }
                 (Decision::Unchanged, None) => (Action::Unchanged, "in sync".into(), None),
                 (Decision::Failed(error), None) => {
                     (Action::Failed, "failed validation".into(), Some(error))
@@ -2001,6 +2066,34 @@ impl Applier {
 
 /// Whether a live object that left the set may be pruned: it still carries the ownership
 /// labels and does not disable pruning by annotation. `Err` says why not.
+/// The reason of an entry left alone because another inventory owns it.
+const OWNED_ELSEWHERE: &str = "owned by another inventory";
+
+/// When `live`'s ownership labels name another inventory than ours (`owner_labels`): that
+/// inventory. An object without ownership labels (created by hand, say) is nobody's.
+fn other_owner(live: &Value, owner_labels: &BTreeMap<String, String>) -> Option<ObjectError> {
+    let labels = live.pointer("/metadata/labels")?.as_object()?;
+    let differs = owner_labels.iter().any(|(key, ours)| {
+        labels
+            .get(key)
+            .and_then(Value::as_str)
+            .is_some_and(|theirs| theirs != ours)
+    });
+    differs.then(|| {
+        let label = |key: &str| {
+            labels
+                .get(key)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        ObjectError::OwnedByOtherInventory {
+            namespace: label(OWNER_NAMESPACE_LABEL),
+            name: label(OWNER_NAME_LABEL),
+        }
+    })
+}
+
 fn prunable(
     live: &DynamicObject,
     owner_labels: &BTreeMap<String, String>,

@@ -6,8 +6,9 @@
 //! unchanged, pruned, skipped or failed, with the reason, and the number of API requests sent.
 //!
 //! 1. **Plan** ([`plan`]): every kind is resolved through discovery (kinds defined by CRDs of the
-//!    same set too); namespaces are filled in or overridden by the target namespace; an unknown
-//!    kind or a namespaced object without a namespace is an error before any write. Objects are
+//!    same set too); namespaces are filled in or overridden by the target namespace (without one,
+//!    a namespaced object without a namespace goes to `default`, as with kubectl); an unknown
+//!    kind is an error before any write. Objects are
 //!    ordered by wave (`apply.gitops.rs/wave`, or Argo CD's `argocd.argoproj.io/sync-wave`),
 //!    then [`Stage`] (definitions: CRDs, Namespaces, cluster RBAC; then `*Class` kinds; then
 //!    the rest), then a fixed kind order, namespace and name.
@@ -77,10 +78,10 @@ pub use inventory::{
 };
 pub use paging::DEFAULT_PAGE_SIZE;
 pub use plan::{
-    ARGO_SYNC_OPTIONS_ANNOTATION, ARGO_WAVE_ANNOTATION, DefaultStaging, FLUX_FORCE_ANNOTATION,
-    FLUX_PRUNE_ANNOTATION, FLUX_RECONCILE_ANNOTATION, FLUX_SSA_ANNOTATION, FORCE_ANNOTATION,
-    KindInfo, KindTable, ObjectPolicy, ObjectProblem, PRUNE_ANNOTATION, Plan, PlanError,
-    PlanOptions, PlannedObject, RECONCILE_ANNOTATION, RECREATE_ANNOTATION, SSA_ANNOTATION, Stage,
-    Staging, WAVE_ANNOTATION, plan,
+    ARGO_SYNC_OPTIONS_ANNOTATION, ARGO_WAVE_ANNOTATION, DEFAULT_NAMESPACE, DefaultStaging,
+    FLUX_FORCE_ANNOTATION, FLUX_PRUNE_ANNOTATION, FLUX_RECONCILE_ANNOTATION, FLUX_SSA_ANNOTATION,
+    FORCE_ANNOTATION, KindInfo, KindTable, ObjectPolicy, ObjectProblem, PRUNE_ANNOTATION, Plan,
+    PlanError, PlanOptions, PlannedObject, RECONCILE_ANNOTATION, RECREATE_ANNOTATION,
+    SSA_ANNOTATION, Stage, Staging, WAVE_ANNOTATION, plan,
 };
 pub use takeover::{ManagedOperation, TakeoverManager};

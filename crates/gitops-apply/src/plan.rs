@@ -77,19 +77,6 @@ pub enum ObjectProblem {
         /// Its kind.
         kind: String,
     },
-    /// A namespaced object without a namespace, and no target namespace given.
-    #[error(
-        "{origin}: {}: {kind} is namespaced but the object has no metadata.namespace and no target namespace was given",
-        shown(.id)
-    )]
-    MissingNamespace {
-        /// The object.
-        id: ObjectId,
-        /// Where it comes from.
-        origin: Origin,
-        /// Its kind.
-        kind: String,
-    },
     /// The same object twice.
     #[error("{origin}: {} is also defined at {first}", shown(.id))]
     Duplicate {
@@ -428,10 +415,19 @@ impl PlannedObject {
     }
 }
 
+/// The namespace of a namespaced object that names none when no target namespace is given
+/// ([`PlanOptions::target_namespace`]), as `kubectl apply` and Argo CD use it.
+///
+/// ```
+/// assert_eq!(gitops_apply::DEFAULT_NAMESPACE, "default");
+/// ```
+pub const DEFAULT_NAMESPACE: &str = "default";
+
 /// Options of [`plan`].
 #[derive(Debug, Clone, Default)]
 pub struct PlanOptions {
-    /// Sets (overrides or fills in) the namespace of every namespaced object.
+    /// Sets (overrides or fills in) the namespace of every namespaced object; without it, a
+    /// namespaced object without a namespace goes to [`DEFAULT_NAMESPACE`].
     pub target_namespace: Option<String>,
     /// Adds the target namespace to the set when the set does not define it.
     pub create_target_namespace: bool,
@@ -512,7 +508,7 @@ fn wave_of(manifest: &Manifest) -> Result<i64, (&'static str, String)> {
 /// ```
 ///
 /// # Errors
-/// [`PlanError::Invalid`] listing unknown kinds, namespaced objects without namespace,
+/// [`PlanError::Invalid`] listing unknown kinds,
 /// duplicates and invalid wave annotations.
 pub fn plan(
     manifests: Vec<Manifest>,
@@ -543,12 +539,8 @@ pub fn plan(
             if let Some(target) = &options.target_namespace {
                 manifest.set_namespace(Some(target));
             } else if manifest.namespace().is_none_or(str::is_empty) {
-                problems.push(ObjectProblem::MissingNamespace {
-                    id: manifest.id(),
-                    origin: manifest.origin().clone(),
-                    kind,
-                });
-                continue;
+                // As kubectl and Argo CD do: the target namespace, else `default`.
+                manifest.set_namespace(Some(DEFAULT_NAMESPACE));
             }
         } else if manifest.namespace().is_some() {
             manifest.set_namespace(None);
@@ -830,18 +822,27 @@ metadata: {name: a, namespace: x}
         )
         .unwrap_err();
         let PlanError::Invalid { problems } = &err;
-        assert_eq!(problems.len(), 4, "{err}");
-        assert!(matches!(
-            problems[0],
-            ObjectProblem::MissingNamespace { .. }
-        ));
-        assert!(matches!(problems[1], ObjectProblem::UnknownKind { .. }));
-        assert!(matches!(problems[2], ObjectProblem::InvalidWave { .. }));
-        assert!(matches!(problems[3], ObjectProblem::Duplicate { .. }));
+        assert_eq!(problems.len(), 3, "{err}");
+        assert!(matches!(problems[0], ObjectProblem::UnknownKind { .. }));
+        assert!(matches!(problems[1], ObjectProblem::InvalidWave { .. }));
+        assert!(matches!(problems[2], ObjectProblem::Duplicate { .. }));
         let text = err.to_string();
-        assert!(text.contains("set.yaml:1"), "{text}");
         assert!(text.contains("set.yaml:5"), "{text}");
         assert!(text.contains("is also defined at set.yaml:13"), "{text}");
+    }
+
+    #[test]
+    fn a_namespaced_object_without_namespace_goes_to_default() {
+        let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: nons}\n";
+        let plan = plan(
+            parse(yaml),
+            &kinds(),
+            &DefaultStaging,
+            &PlanOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(plan.objects()[0].id.namespace.as_deref(), Some("default"));
+        assert_eq!(plan.objects()[0].manifest.namespace(), Some("default"));
     }
 
     #[test]

@@ -455,11 +455,37 @@ metadata: {{name: homeless}}
         text.contains("set.yaml:5") && text.contains("Ghost"),
         "{text}"
     );
-    assert!(
-        text.contains("set.yaml:9") && text.contains("no metadata.namespace"),
-        "{text}"
-    );
+    // A ConfigMap without a namespace is no problem: it goes to `default`.
+    assert!(!text.contains("homeless"), "{text}");
     assert!(config_map(&client, &ns, "fine").await.is_none());
+}
+
+/// As with kubectl and Argo CD: a namespaced object without a namespace, and no target
+/// namespace, lands in `default` (issue #13).
+#[tokio::test]
+async fn a_namespaced_object_without_namespace_lands_in_default() {
+    let (client, ns) = setup("nons").await;
+    let applier = applier(&client, &ns);
+    let name = format!("homeless-{ns}");
+    let yaml =
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{a: b}}\n");
+    let change_set = run(&applier, set(&yaml), &ApplyOptions::default()).await;
+    assert_eq!(
+        action(&change_set, &format!("default_{name}__ConfigMap")),
+        Action::Created
+    );
+    assert!(config_map(&client, "default", &name).await.is_some());
+    // Again: unchanged, and the inventory names it in `default`.
+    let again = run(&applier, set(&yaml), &ApplyOptions::default()).await;
+    assert_eq!(
+        action(&again, &format!("default_{name}__ConfigMap")),
+        Action::Unchanged
+    );
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    config_maps
+        .delete(&name, &DeleteParams::default())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -1388,4 +1414,123 @@ async fn an_unchanged_run_reports_health_from_the_objects_it_listed() {
         .unwrap();
     let steady = run(&applier, set(&yaml), &ApplyOptions::default()).await;
     assert_eq!(health_of(&steady, &web).status, Status::Current);
+}
+
+/// Issue #13, defect 3: a dry run reports, per object, what the real run fails on, with the
+/// same typed errors: an immutable change, a conflict with another field manager, an object
+/// the server rejects (strict field validation).
+#[tokio::test]
+async fn a_dry_run_reports_what_the_real_run_would_fail_on() {
+    let (client, ns) = setup("dryfail").await;
+    let applier = applier(&client, &ns);
+    let live = |name: &str, extra: serde_json::Value| {
+        let mut object = serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": ns},
+            "data": {"color": "red"},
+        });
+        object
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        object
+    };
+    let config_maps: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &ns, &ApiResource::erase::<ConfigMap>(&()));
+    // `frozen` is ours (a conflict is found before an immutable change), `edited` another
+    // manager's.
+    for (name, manager, extra) in [
+        (
+            "frozen",
+            gitops_apply::DEFAULT_FIELD_MANAGER,
+            serde_json::json!({"immutable": true}),
+        ),
+        ("edited", "kubectl-edit", serde_json::json!({})),
+    ] {
+        config_maps
+            .patch(
+                name,
+                &PatchParams::apply(manager),
+                &Patch::Apply(live(name, extra)),
+            )
+            .await
+            .unwrap();
+    }
+    let yaml = format!(
+        "\
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: frozen, namespace: {ns}}}
+immutable: true
+data: {{color: blue}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: edited, namespace: {ns}}}
+data: {{color: blue}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: strange, namespace: {ns}}}
+spec: {{unknown: field}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: fine, namespace: {ns}}}
+data: {{color: blue}}
+"
+    );
+    let check = |change_set: &ChangeSet, dry_run: bool| {
+        let error = |name: &str| {
+            let id: gitops_core::ObjectId = format!("{ns}_{name}__ConfigMap").parse().unwrap();
+            let change = change_set.get(&id).unwrap();
+            assert_eq!(change.action, Action::Failed, "{change_set}");
+            if dry_run {
+                assert_eq!(change.reason, "dry-run apply failed", "{change}");
+            }
+            change.error.as_ref().unwrap()
+        };
+        assert!(
+            matches!(error("frozen"), ObjectError::Immutable { fields, .. } if fields == &["data"]),
+            "{change_set}"
+        );
+        assert!(
+            matches!(error("edited"), ObjectError::Conflict { conflicts } if conflicts[0].manager == "kubectl-edit"),
+            "{change_set}"
+        );
+        assert!(
+            matches!(error("strange"), ObjectError::Rejected { .. }),
+            "{change_set}"
+        );
+        assert_eq!(change_set.count(Action::Failed), 3, "{change_set}");
+    };
+
+    let dry_run = ApplyOptions {
+        dry_run: true,
+        ..ApplyOptions::default()
+    };
+    let plan = run(&applier, set(&yaml), &dry_run).await;
+    check(&plan, true);
+    assert_eq!(
+        action(&plan, &format!("{ns}_fine__ConfigMap")),
+        Action::Created
+    );
+    // Short: the fields and the hint, not the server's message.
+    let frozen = plan.failed().find(|c| c.id.name == "frozen").unwrap();
+    let text = frozen.to_string();
+    assert!(text.contains("recreate_on_immutable"), "{text}");
+    assert!(!text.contains("is invalid"), "{text}");
+    assert_eq!(text.matches("immutable").count(), 2, "{text}");
+
+    let err = applier
+        .apply(
+            set(&yaml),
+            &ApplyOptions::default(),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ApplyError::Invalid { .. }), "{err}");
+    check(err.change_set().unwrap(), false);
+    assert!(config_map(&client, &ns, "fine").await.is_none());
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use gitops_apply::{
     Action, Applier, ApplyError, ApplyOptions, ConfigMapInventory, Inventory, InventoryError,
-    InventoryStore, OWNER_NAME_LABEL,
+    InventoryStore, OWNER_NAME_LABEL, ObjectError,
 };
 use gitops_core::ObjectId;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
@@ -688,4 +688,107 @@ async fn an_inventory_of_the_first_format_is_still_read() {
     let live = config_maps(&client, &ns).get("inventory").await.unwrap();
     assert_eq!(live.data["data"][gitops_apply::INVENTORY_FORMAT_KEY], "1");
     assert_eq!(store.load(&client).await.unwrap().unwrap().len(), 1);
+}
+
+/// Issue #13, defect 7: two inventories with one shared object. The second reports it as owned
+/// by the first and writes nothing to it; with `take_ownership` it takes it, and the first then
+/// reports it as owned by the second, writing nothing either.
+#[tokio::test]
+async fn an_object_owned_by_another_inventory_is_left_alone_unless_taken_over() {
+    let (client, ns) = setup("owners").await;
+    let first = Applier::builder(
+        client.clone(),
+        ConfigMapInventory::new(&ns, "first").unwrap(),
+    )
+    .build();
+    let second = Applier::builder(
+        client.clone(),
+        ConfigMapInventory::new(&ns, "second").unwrap(),
+    )
+    .build();
+    let yaml = |own: &str, color: &str| {
+        format!(
+            "\
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: shared, namespace: {ns}}}
+data: {{color: {color}}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: {own}, namespace: {ns}}}
+data: {{color: {color}}}
+"
+        )
+    };
+    let shared_id = format!("{ns}_shared__ConfigMap");
+    let shared = |client: kube::Client| {
+        let ns = ns.clone();
+        async move { config_maps(&client, &ns).get("shared").await.unwrap() }
+    };
+    let done = run(&first, set(&yaml("mine", "red")), &ApplyOptions::default()).await;
+    assert_eq!(action(&done, &shared_id), Action::Created);
+    let version = shared(client.clone()).await.metadata.resource_version;
+
+    // The second inventory: the shared object is left alone, the rest of its set applied.
+    let owned = run(
+        &second,
+        set(&yaml("yours", "blue")),
+        &ApplyOptions::default(),
+    )
+    .await;
+    let entry = owned.get(&shared_id.parse().unwrap()).unwrap();
+    assert_eq!(entry.action, Action::Skipped, "{owned}");
+    let Some(ObjectError::OwnedByOtherInventory { namespace, name }) = &entry.error else {
+        panic!("expected owned by another inventory: {owned}");
+    };
+    assert_eq!((namespace.as_str(), name.as_str()), (ns.as_str(), "first"));
+    assert!(entry.to_string().contains("take_ownership"), "{entry}");
+    assert_eq!(
+        action(&owned, &format!("{ns}_yours__ConfigMap")),
+        Action::Created
+    );
+    let live = shared(client.clone()).await;
+    assert_eq!(live.metadata.resource_version, version, "nothing written");
+    assert_eq!(live.data["data"]["color"], "red");
+    // A dry run says the same.
+    let dry_run = ApplyOptions {
+        dry_run: true,
+        ..ApplyOptions::default()
+    };
+    let plan = run(&second, set(&yaml("yours", "blue")), &dry_run).await;
+    assert!(
+        matches!(
+            plan.get(&shared_id.parse().unwrap()).unwrap().error,
+            Some(ObjectError::OwnedByOtherInventory { .. })
+        ),
+        "{plan}"
+    );
+
+    // Opting in: the second takes it.
+    let take = ApplyOptions {
+        take_ownership: true,
+        ..ApplyOptions::default()
+    };
+    let taken = run(&second, set(&yaml("yours", "blue")), &take).await;
+    assert_eq!(action(&taken, &shared_id), Action::Configured, "{taken}");
+    let live = shared(client.clone()).await;
+    assert_eq!(live.data["data"]["color"], "blue");
+    assert_eq!(
+        live.metadata.labels.as_ref().unwrap()[OWNER_NAME_LABEL],
+        "second"
+    );
+
+    // The first now finds it owned by the second, and leaves it alone.
+    let version = live.metadata.resource_version;
+    let back = run(&first, set(&yaml("mine", "red")), &ApplyOptions::default()).await;
+    let entry = back.get(&shared_id.parse().unwrap()).unwrap();
+    assert!(
+        matches!(&entry.error, Some(ObjectError::OwnedByOtherInventory { name, .. }) if name == "second"),
+        "{back}"
+    );
+    assert_eq!(
+        shared(client.clone()).await.metadata.resource_version,
+        version
+    );
 }
