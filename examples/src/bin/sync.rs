@@ -11,7 +11,8 @@
 //! Exit codes, as `terraform plan -detailed-exitcode` uses them:
 //! - `0`: in sync: nothing was (or, with `--dry-run`, would be) changed;
 //! - `1`: failed: bad flags or configuration, or the fetch, render, apply or wait failed (with
-//!   `--output json`, the error is printed as JSON);
+//!   `--output json`, the error is printed as JSON); with `--dry-run`, objects the real run
+//!   would fail on (an immutable change, a conflict, a rejected object);
 //! - `2`: changed: objects were (or would be) created, configured, recreated or pruned.
 //!
 //! Logs go to standard error, filtered by `RUST_LOG` (default `warn`); a progress bar on
@@ -112,7 +113,15 @@ async fn run(args: &Args) -> anyhow::Result<u8> {
     match result {
         Ok(report) => {
             print_report(&pipeline, &report, args).await;
-            Ok(if report.changed() { CHANGED } else { IN_SYNC })
+            // A dry run reports what the real run would fail on as failed objects: the exit
+            // code is then the real run's, 1.
+            Ok(if report.change_set.failed().next().is_some() {
+                FAILED
+            } else if report.changed() {
+                CHANGED
+            } else {
+                IN_SYNC
+            })
         }
         Err(error) => {
             print_failure(&error, args.output);
