@@ -34,6 +34,23 @@ const ETCD_GO_MOD: &str = include_str!("../go/etcd/go.mod");
 const ETCD_GO_SUM: &str = include_str!("../go/etcd/go.sum");
 const ETCD_MAIN_GO: &str = include_str!("../go/etcd/main.go");
 
+/// The Go variables helm's own release build (its Makefile) stamps with `-X`, besides the
+/// version: without them `helm version` prints no release and `helm template` takes the cluster
+/// for Kubernetes v1.20.0 (`.Capabilities.KubeVersion`, and `kubeVersion:` constraints of charts).
+///
+/// The Kubernetes version is the one of the `k8s.io/client-go` that helm's `go.mod` requires
+/// (`v0.37.x` gives `1` and `37`), as helm's Makefile derives it. Part of helm's cache key, so
+/// that changing the recipe rebuilds helm once.
+const HELM_STAMPED_VARIABLES: &[&str] = &[
+    "helm.sh/helm/v3/internal/version.version",
+    "helm.sh/helm/v3/internal/version.metadata",
+    "helm.sh/helm/v3/internal/version.gitTreeState",
+    "helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor",
+    "helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor",
+    "helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor",
+    "helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor",
+];
+
 /// The command that builds every tool ahead of time, named in error messages.
 pub const INSTALL_COMMAND: &str = "cargo run -p gitops-envtest --features cli -- install";
 
@@ -88,6 +105,17 @@ pub enum ToolError {
         tool: Tool,
         /// The directory.
         dir: PathBuf,
+    },
+    /// The Kubernetes version helm is stamped with could not be read from helm's `go.mod`.
+    #[error(
+        "building {} needs the k8s.io/client-go version of helm's go.mod {path:?}: {reason}",
+        Tool::Helm
+    )]
+    HelmGoMod {
+        /// The `go.mod` file (or the command output) read.
+        path: PathBuf,
+        /// What was wrong.
+        reason: String,
     },
     /// Neither `GITOPS_ENVTEST_CACHE`, `XDG_CACHE_HOME` nor `HOME` is set.
     #[error("cannot choose a cache directory: set GITOPS_ENVTEST_CACHE (or HOME)")]
@@ -179,14 +207,16 @@ impl Tool {
     }
 
     /// The cache directory name: the version and, for tools built from our Go modules, a digest
-    /// of those modules, so that a changed pin builds anew.
+    /// of those modules (for helm, of the variables its build stamps), so that a changed pin or
+    /// build recipe builds anew.
     fn cache_key(self) -> String {
         let modules: &[&str] = match self {
             Tool::KubeApiserver | Tool::KubeControllerManager | Tool::Kubectl => {
                 &[KUBERNETES_GO_MOD, KUBERNETES_GO_SUM]
             }
             Tool::Etcd => &[ETCD_GO_MOD, ETCD_GO_SUM, ETCD_MAIN_GO],
-            Tool::Helm | Tool::Kustomize => &[],
+            Tool::Helm => HELM_STAMPED_VARIABLES,
+            Tool::Kustomize => &[],
         };
         let family = match self {
             Tool::KubeApiserver | Tool::KubeControllerManager | Tool::Kubectl => "kubernetes",
@@ -455,15 +485,39 @@ fn build(go: &Path, tool: Tool, key_dir: &Path) -> Result<(), ToolError> {
                 .arg(".");
         }
         Tool::Helm | Tool::Kustomize => {
+            // kustomize stamps its version from the module's build information; helm needs the
+            // `-X` flags of its release build.
+            let ldflags = match tool {
+                Tool::Helm => helm_ldflags(go, staging.path())?,
+                _ => "-s -w".to_owned(),
+            };
             // `go install module@version` resolves the module's own pinned dependencies.
             command
                 .current_dir(staging.path())
                 .env("GOBIN", &out_dir)
                 .env("GOFLAGS", "-buildvcs=false")
-                .args(["install", "-trimpath", "-ldflags", "-s -w"])
+                .args(["install", "-trimpath", "-ldflags", &ldflags])
                 .arg(format!("{}@{}", tool.package(), tool.version()));
         }
     }
+    run(&mut command, tool)?;
+    // Move every binary the build made into place; a rename within one file system is atomic,
+    // so a reader never sees a half-written binary.
+    let entries = fs::read_dir(&out_dir).map_err(io_error("reading", &out_dir))?;
+    for entry in entries {
+        let entry = entry.map_err(io_error("reading", &out_dir))?;
+        let target = bin_dir.join(entry.file_name());
+        fs::rename(entry.path(), &target).map_err(io_error("moving a binary to", &target))?;
+    }
+    let stamp = key_dir.join("BUILT");
+    let mut file = fs::File::create(&stamp).map_err(io_error("writing", &stamp))?;
+    writeln!(file, "{tool}").map_err(io_error("writing", &stamp))?;
+    Ok(())
+}
+
+/// Runs a Go command of the build of `tool`, returning its standard output; a failure carries
+/// the command line and the last lines it printed.
+fn run(command: &mut Command, tool: Tool) -> Result<Vec<u8>, ToolError> {
     let command_line = format!("{command:?}");
     let output = command
         .output()
@@ -480,18 +534,73 @@ fn build(go: &Path, tool: Tool, key_dir: &Path) -> Result<(), ToolError> {
             output_tail,
         });
     }
-    // Move every binary the build made into place; a rename within one file system is atomic,
-    // so a reader never sees a half-written binary.
-    let entries = fs::read_dir(&out_dir).map_err(io_error("reading", &out_dir))?;
-    for entry in entries {
-        let entry = entry.map_err(io_error("reading", &out_dir))?;
-        let target = bin_dir.join(entry.file_name());
-        fs::rename(entry.path(), &target).map_err(io_error("moving a binary to", &target))?;
+    Ok(output.stdout)
+}
+
+/// The `-ldflags` of helm's release build ([`HELM_STAMPED_VARIABLES`]): the pinned version, a
+/// clean tree of a tagged release (no metadata), and the Kubernetes version of the client-go that
+/// helm's `go.mod` requires, read from the module Go downloads for the build anyway.
+///
+/// The git commit is not stamped: the module proxy serves the tagged tree without it.
+fn helm_ldflags(go: &Path, work_dir: &Path) -> Result<String, ToolError> {
+    let tool = Tool::Helm;
+    let module = tool.package().trim_end_matches("/cmd/helm");
+    let stdout = run(
+        Command::new(go)
+            .current_dir(work_dir)
+            .env("GOTOOLCHAIN", "local")
+            .env("GOFLAGS", "-buildvcs=false")
+            .args(["mod", "download", "-json"])
+            .arg(format!("{module}@{HELM_VERSION}")),
+        tool,
+    )?;
+    let download: serde_json::Value =
+        serde_json::from_slice(&stdout).map_err(|source| ToolError::HelmGoMod {
+            path: PathBuf::from("(output of go mod download -json)"),
+            reason: source.to_string(),
+        })?;
+    let go_mod_path = PathBuf::from(download["GoMod"].as_str().unwrap_or_default());
+    let go_mod = fs::read_to_string(&go_mod_path).map_err(|source| ToolError::HelmGoMod {
+        path: go_mod_path.clone(),
+        reason: source.to_string(),
+    })?;
+    let (major, minor) =
+        kubernetes_version_of_client_go(&go_mod).ok_or_else(|| ToolError::HelmGoMod {
+            path: go_mod_path.clone(),
+            reason: "it requires no k8s.io/client-go v0.<minor>.<patch>".to_owned(),
+        })?;
+    let values = [
+        HELM_VERSION.to_owned(),
+        String::new(),
+        "clean".to_owned(),
+        major.to_string(),
+        minor.to_string(),
+        major.to_string(),
+        minor.to_string(),
+    ];
+    let mut ldflags = "-s -w".to_owned();
+    for (variable, value) in HELM_STAMPED_VARIABLES.iter().zip(values) {
+        ldflags.push_str(&format!(" -X {variable}={value}"));
     }
-    let stamp = key_dir.join("BUILT");
-    let mut file = fs::File::create(&stamp).map_err(io_error("writing", &stamp))?;
-    writeln!(file, "{tool}").map_err(io_error("writing", &stamp))?;
-    Ok(())
+    Ok(ldflags)
+}
+
+/// The Kubernetes version `(1, minor)` of the `k8s.io/client-go v0.<minor>.<patch>` a `go.mod`
+/// requires, as helm's Makefile derives it; `None` when it requires none.
+fn kubernetes_version_of_client_go(go_mod: &str) -> Option<(u32, u32)> {
+    go_mod
+        .lines()
+        .map(|line| line.split("//").next().unwrap_or_default())
+        .filter(|line| !line.contains("=>"))
+        .find_map(|line| {
+            let mut words = line
+                .split_whitespace()
+                .skip_while(|w| *w != "k8s.io/client-go");
+            words.next()?;
+            let version = words.next()?.strip_prefix("v0.")?;
+            let minor = version.split('.').next()?.parse().ok()?;
+            Some((1, minor))
+        })
 }
 
 fn write_files(dir: &Path, files: &[(&str, &str)]) -> Result<(), ToolError> {
@@ -613,8 +722,29 @@ mod tests {
         assert!(apiserver.starts_with("kubernetes-v1.37.2-"), "{apiserver}");
         // Tools of one module share a directory, so one build serves them all.
         assert_eq!(apiserver, Tool::KubeControllerManager.cache_key());
-        assert_eq!(Tool::Helm.cache_key(), "helm-v3.22.0");
+        // helm's key changed when its build began stamping the version: the unstamped binary of
+        // the old key is never used again.
+        let helm = Tool::Helm.cache_key();
+        assert!(helm.starts_with("helm-v3.22.0-"), "{helm}");
+        assert_eq!(Tool::Kustomize.cache_key(), "kustomize-v5.8.1");
         assert_ne!(Tool::Etcd.cache_key(), apiserver);
+    }
+
+    #[test]
+    fn helm_is_stamped_with_the_kubernetes_minor_of_its_client_go() {
+        let go_mod = "module helm.sh/helm/v3\n\ngo 1.25.0\n\nrequire (\n\
+                      \tk8s.io/api v0.37.0\n\tk8s.io/client-go v0.37.1 // indirect\n)\n";
+        assert_eq!(kubernetes_version_of_client_go(go_mod), Some((1, 37)));
+        assert_eq!(
+            kubernetes_version_of_client_go("require k8s.io/client-go v0.34.2\n"),
+            Some((1, 34))
+        );
+        // A replacement is not the requirement; a module without client-go has no version.
+        assert_eq!(
+            kubernetes_version_of_client_go("replace k8s.io/client-go => ../client-go\n"),
+            None
+        );
+        assert_eq!(kubernetes_version_of_client_go("module x\n"), None);
     }
 
     #[test]
