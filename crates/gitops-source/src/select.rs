@@ -14,7 +14,8 @@ use crate::source::BoxError;
 /// The name of the ignore files read from every selected directory.
 pub const SOURCE_IGNORE_FILE: &str = ".sourceignore";
 
-/// Default exclusions: version control metadata, CI configuration, archives and images.
+/// Default exclusions: version control metadata, CI configuration, archives and images, except
+/// the archives of vendored Helm dependencies.
 const DEFAULT_PATTERNS: &[&str] = &[
     // Version control metadata.
     ".git/",
@@ -44,6 +45,12 @@ const DEFAULT_PATTERNS: &[&str] = &[
     "*.gif",
     "*.ico",
     "*.webp",
+    // Except vendored Helm dependencies: `helm dependency build` writes each one as an archive
+    // directly in the chart's `charts/` directory, and a chart that commits them needs them.
+    // Any `charts/` directory qualifies, whether or not a `Chart.yaml` sits beside it: helm
+    // only looks there inside a chart, and the rule stays the same for every subpath.
+    "!**/charts/*.tgz",
+    "!**/charts/*.tar.gz",
 ];
 
 /// Which files of a source go into its artifact, in gitignore syntax.
@@ -51,6 +58,10 @@ const DEFAULT_PATTERNS: &[&str] = &[
 /// Precedence, strongest first: the caller's patterns, `.sourceignore` files (a deeper file before
 /// the ones above it), then the defaults (VCS metadata, CI files, archives and images). A later
 /// `!pattern` can re-include what an earlier rule of the same file excluded, as in git.
+///
+/// The defaults keep the archives of vendored Helm dependencies: a `*.tgz` or `*.tar.gz` directly
+/// in a directory named `charts` (what `helm dependency build` writes) stays, while other
+/// archives are left out. A caller pattern or a `.sourceignore` file can still exclude them.
 ///
 /// ```
 /// use gitops_source::IgnoreRules;
@@ -716,6 +727,45 @@ mod tests {
         let all = selected(dir.path(), "", &IgnoreRules::default().with_defaults(false));
         assert_eq!(all.len(), 4, "{all:?}");
         assert!(all.iter().all(|path| !path.starts_with(".git/")), "{all:?}");
+    }
+
+    #[test]
+    fn defaults_keep_vendored_helm_dependencies_only() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "app/Chart.yaml", "name: app");
+        write(dir.path(), "app/charts/redis-1.2.3.tgz", "x");
+        write(dir.path(), "app/charts/legacy-0.1.0.tar.gz", "x");
+        write(dir.path(), "charts/top-1.0.0.tgz", "x");
+        // Not directly in `charts/`, or not a chart archive: left out as before.
+        write(dir.path(), "app/charts/sub/deeper.tgz", "x");
+        write(dir.path(), "app/charts/bundle.zip", "x");
+        write(dir.path(), "app/release.tgz", "x");
+        write(dir.path(), "backup.tar.gz", "x");
+        write(dir.path(), "mycharts/x.tgz", "x");
+        assert_eq!(
+            selected(dir.path(), "", &IgnoreRules::default()),
+            [
+                "app/Chart.yaml",
+                "app/charts/legacy-0.1.0.tar.gz",
+                "app/charts/redis-1.2.3.tgz",
+                "charts/top-1.0.0.tgz"
+            ]
+        );
+        // The chart as the subpath keeps them too.
+        assert_eq!(
+            selected(dir.path(), "app", &IgnoreRules::default()),
+            [
+                "Chart.yaml",
+                "charts/legacy-0.1.0.tar.gz",
+                "charts/redis-1.2.3.tgz"
+            ]
+        );
+        // A caller pattern still excludes them.
+        let rules = IgnoreRules::default().with_pattern("*.tgz");
+        assert_eq!(
+            selected(dir.path(), "app", &rules),
+            ["Chart.yaml", "charts/legacy-0.1.0.tar.gz"]
+        );
     }
 
     #[test]

@@ -287,3 +287,100 @@ async fn links_and_submodules_are_left_out_listed_and_logged() {
     assert!(!logs.contains("ignored-link.md"), "{logs}");
     assert!(!logs.contains("top-link.yaml"), "{logs}");
 }
+
+/// A gzipped tar of a small chart, as `helm package` and `helm dependency build` write one.
+fn chart_archive(name: &str) -> Vec<u8> {
+    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::default(),
+    ));
+    for (path, content) in [
+        (
+            format!("{name}/Chart.yaml"),
+            format!("apiVersion: v2\nname: {name}\nversion: 1.2.3\n"),
+        ),
+        (
+            format!("{name}/templates/cm.yaml"),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: dep\n".to_owned(),
+        ),
+    ] {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(content.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, path, content.as_bytes())
+            .unwrap();
+    }
+    builder.into_inner().unwrap().finish().unwrap()
+}
+
+#[tokio::test]
+async fn vendored_helm_dependencies_arrive_and_other_archives_stay_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let repos = dir.path().join("repos");
+    let repo = TestRepo::new(&repos, "charts");
+    let redis = chart_archive("redis");
+    let files: [(&str, &[u8]); 6] = [
+        (
+            "apps/web/Chart.yaml",
+            b"apiVersion: v2\nname: web\nversion: 0.1.0\ndependencies:\n- name: redis\n  \
+              version: 1.2.3\n  repository: https://charts.example.invalid\n",
+        ),
+        ("apps/web/Chart.lock", b"dependencies: []\n"),
+        ("apps/web/charts/redis-1.2.3.tgz", &redis),
+        // Archives elsewhere are still left out by default.
+        ("apps/web/release-backup.tgz", &redis),
+        ("apps/web/charts/old/redis-1.0.0.tgz", &redis),
+        ("dist/bundle.tar.gz", &redis),
+    ];
+    for (path, content) in files {
+        let full = repo.path.join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, content).unwrap();
+    }
+    repo.commit(&[], "a chart with its dependency vendored");
+    let daemon = GitDaemon::start(&repos);
+
+    let whole = GitSource::builder(daemon.url("charts"), dir.path().join("cache"))
+        .build()
+        .unwrap();
+    let artifact = whole
+        .fetch(FetchRequest::new(dir.path().join("out")))
+        .await
+        .unwrap();
+    let FetchOutcome::Fetched(artifact) = artifact else {
+        panic!("the first fetch must produce an artifact");
+    };
+    assert_eq!(
+        list_files(artifact.root()),
+        [
+            "apps/web/Chart.lock",
+            "apps/web/Chart.yaml",
+            "apps/web/charts/redis-1.2.3.tgz"
+        ]
+    );
+    // The archive arrives byte for byte.
+    assert_eq!(
+        std::fs::read(artifact.root().join("apps/web/charts/redis-1.2.3.tgz")).unwrap(),
+        redis
+    );
+    artifact.verify().unwrap();
+
+    // With the chart as the subpath, as a Helm renderer fetches it.
+    let chart = GitSource::builder(daemon.url("charts"), dir.path().join("cache-chart"))
+        .subpath("apps/web")
+        .build()
+        .unwrap();
+    let FetchOutcome::Fetched(artifact) = chart
+        .fetch(FetchRequest::new(dir.path().join("out-chart")))
+        .await
+        .unwrap()
+    else {
+        panic!("the first fetch must produce an artifact");
+    };
+    assert_eq!(
+        list_files(artifact.root()),
+        ["Chart.lock", "Chart.yaml", "charts/redis-1.2.3.tgz"]
+    );
+}
