@@ -4,8 +4,8 @@ use gitops_core::Manifest;
 
 use crate::kustomize::kustomization_file;
 use crate::{
-    HelmRenderer, KustomizeError, KustomizeRenderer, PlainRenderer, RenderError, RenderRequest,
-    Renderer, RootError,
+    HelmError, HelmRenderer, KustomizeError, KustomizeRenderer, PlainRenderer, RenderError,
+    RenderRequest, Renderer, RootError,
 };
 
 /// What kind of source a directory is.
@@ -15,20 +15,22 @@ pub enum SourceKind {
     Plain,
     /// A kustomization.
     Kustomize,
-    /// A Helm chart (never detected: Helm is used when asked for).
+    /// A Helm chart: a directory holding `Chart.yaml`.
     Helm,
 }
 
-/// Detects the kind of the request's directory: [`SourceKind::Kustomize`] when it holds
-/// `kustomization.yaml`, `kustomization.yml` or `Kustomization`, [`SourceKind::Plain`] otherwise.
-/// A chart is not detected: rendering a chart needs a release name and values, so Helm is chosen
-/// by the caller.
+/// Detects the kind of the request's directory, in this order: [`SourceKind::Kustomize`] when it
+/// holds `kustomization.yaml`, `kustomization.yml` or `Kustomization` (a kustomization may hold
+/// a chart: kustomize's `helmCharts` is its business); else [`SourceKind::Helm`] when it holds
+/// `Chart.yaml`; else [`SourceKind::Plain`].
 ///
 /// ```
 /// use gitops_render::{RenderRequest, SourceKind, SourceRoot, detect};
 /// let dir = tempfile::tempdir()?;
 /// let request = RenderRequest::new(SourceRoot::new(dir.path())?, ".");
 /// assert_eq!(detect(&request)?, SourceKind::Plain);
+/// std::fs::write(dir.path().join("Chart.yaml"), "apiVersion: v2\nname: web\nversion: 0.1.0\n")?;
+/// assert_eq!(detect(&request)?, SourceKind::Helm);
 /// std::fs::write(dir.path().join("kustomization.yaml"), "resources: []\n")?;
 /// assert_eq!(detect(&request)?, SourceKind::Kustomize);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -37,13 +39,19 @@ pub fn detect(request: &RenderRequest) -> Result<SourceKind, RootError> {
     let dir = request.resolve_dir()?;
     Ok(if kustomization_file(&dir).is_some() {
         SourceKind::Kustomize
+    } else if dir.join("Chart.yaml").is_file() {
+        SourceKind::Helm
     } else {
         SourceKind::Plain
     })
 }
 
-/// Renders with Helm when a [`HelmRenderer`] is given, else with Kustomize when the directory is
-/// a kustomization, else as plain files.
+/// Renders each directory with the renderer [`detect`] picks: Kustomize for a kustomization,
+/// else Helm for a chart (a directory holding `Chart.yaml`), else plain files. Kustomize and Helm
+/// need their renderers ([`AutoRenderer::with_kustomize`], [`AutoRenderer::with_helm`]): a
+/// directory that needs one that was not given is an error naming it. The plain renderer builds
+/// kustomizations in subdirectories with the kustomize renderer given here, unless it has its own
+/// ([`PlainRenderer::with_kustomize`]).
 ///
 /// ```
 /// use gitops_render::{AutoRenderer, PlainRenderer, RenderRequest, Renderer, SourceRoot};
@@ -82,18 +90,17 @@ impl AutoRenderer {
         self
     }
 
-    /// Renders the directory as a Helm chart.
+    /// Renders charts with `helm` (its release name, values and capabilities apply to every
+    /// chart rendered; without a release name set, each release is named after its chart's
+    /// directory, see [`HelmRenderer::with_binary`]).
     #[must_use]
     pub fn with_helm(mut self, helm: HelmRenderer) -> Self {
         self.helm = Some(helm);
         self
     }
 
-    /// The kind this renderer will use for `request`.
+    /// The kind this renderer will use for `request` (see [`detect`]).
     pub fn kind_for(&self, request: &RenderRequest) -> Result<SourceKind, RootError> {
-        if self.helm.is_some() {
-            return Ok(SourceKind::Helm);
-        }
         detect(request)
     }
 }
@@ -102,10 +109,13 @@ impl AutoRenderer {
 impl Renderer for AutoRenderer {
     async fn render(&self, request: &RenderRequest) -> Result<Vec<Manifest>, RenderError> {
         match self.kind_for(request)? {
-            SourceKind::Helm => {
-                let helm = self.helm.as_ref().expect("kind_for saw a Helm renderer");
-                helm.render(request).await
-            }
+            SourceKind::Helm => match &self.helm {
+                Some(helm) => helm.render(request).await,
+                None => Err(HelmError::NoBinary {
+                    dir: request.path().to_owned(),
+                }
+                .into()),
+            },
             SourceKind::Kustomize => match &self.kustomize {
                 Some(kustomize) => kustomize.render(request).await,
                 None => Err(KustomizeError::NoBinary {
@@ -113,7 +123,16 @@ impl Renderer for AutoRenderer {
                 }
                 .into()),
             },
-            SourceKind::Plain => self.plain.render(request).await,
+            SourceKind::Plain => match &self.kustomize {
+                Some(kustomize) if !self.plain.has_kustomize() => {
+                    self.plain
+                        .clone()
+                        .with_kustomize(kustomize.clone())
+                        .render(request)
+                        .await
+                }
+                _ => self.plain.render(request).await,
+            },
         }
     }
 }

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::process::{ProcessError, ToolLimits, ToolRun, clean_message};
 use crate::root::{RootError, SourceRoot};
-use crate::substitute::plain_scalars;
+use crate::substitute::{PlainScalars, plain_scalars};
 use crate::{ProgressScope, RenderError, RenderRequest, Renderer};
 
 /// The errors of the Helm renderer.
@@ -19,6 +19,12 @@ pub enum HelmError {
     #[error("{dir}: not a Helm chart (no Chart.yaml)", dir = EscapedPath(dir))]
     NotAChart {
         /// The directory, relative to the root.
+        dir: PathBuf,
+    },
+    /// The directory is a chart, but no helm renderer was configured ([`crate::AutoRenderer`]).
+    #[error("{dir}: is a Helm chart (it has Chart.yaml), but no helm binary is configured", dir = EscapedPath(dir))]
+    NoBinary {
+        /// The directory as requested.
         dir: PathBuf,
     },
     /// `Chart.yaml` is not valid YAML.
@@ -43,6 +49,20 @@ pub enum HelmError {
         /// What is wrong.
         #[source]
         source: RootError,
+    },
+    /// The Kubernetes version given with [`HelmRenderer::with_kube_version`] is not a version
+    /// such as `v1.37.2` or `1.37`.
+    #[error("kube version \"{version}\" is not a Kubernetes version such as v1.37.2 or 1.37", version = Escaped(version))]
+    InvalidKubeVersion {
+        /// The version as given.
+        version: String,
+    },
+    /// An API version given with [`HelmRenderer::with_api_versions`] is not `version`,
+    /// `group/version` or `group/version/Kind`.
+    #[error("API version \"{api_version}\" is not an API version such as apps/v1 or batch/v1/Job", api_version = Escaped(api_version))]
+    InvalidApiVersion {
+        /// The API version as given.
+        api_version: String,
     },
     /// The inline values could not be written for helm.
     #[error("cannot write inline values: {0}")]
@@ -302,6 +322,162 @@ fn check_archive_schemas(
     Ok(())
 }
 
+/// What [`HelmRenderer`] does with the chart's hooks: objects carrying the `helm.sh/hook`
+/// annotation, which `helm install` runs around the release instead of keeping as release
+/// objects.
+///
+/// Test hooks (`test`, `test-success`, `test-failure`) are never returned: they are run by
+/// `helm test`, not installed, and often have random names. Other hooks (`pre-install`,
+/// `post-upgrade`, ...) are left out by default and reported, never silently applied as
+/// ordinary objects.
+///
+/// ```
+/// use gitops_render::HookPolicy;
+/// assert_eq!(HookPolicy::default(), HookPolicy::Skip);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HookPolicy {
+    /// Leaves hooks out of the rendered set, each reported by a warning and a
+    /// [`RenderProgress::HookSkipped`](crate::RenderProgress::HookSkipped) event.
+    #[default]
+    Skip,
+    /// Keeps hooks other than tests as objects, their annotations intact, for a step that runs
+    /// them in their phases.
+    Include,
+}
+
+/// The annotation that makes an object a Helm hook.
+pub const HOOK_ANNOTATION: &str = "helm.sh/hook";
+
+/// The hook kinds of `helm test`.
+const TEST_HOOKS: [&str; 3] = ["test", "test-success", "test-failure"];
+
+/// The hook kinds of a document, lowercased and trimmed as helm reads them; `None` when it is
+/// not a hook.
+fn hook_kinds(document: &Value) -> Option<Vec<String>> {
+    let value = document
+        .get("metadata")?
+        .get("annotations")?
+        .get(HOOK_ANNOTATION)?;
+    let text = match value {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    Some(
+        text.split(',')
+            .map(|kind| kind.trim().to_ascii_lowercase())
+            .filter(|kind| !kind.is_empty())
+            .collect(),
+    )
+}
+
+/// A document's kind and name for messages (`Job migrate`), or its `generateName`.
+fn document_name(document: &Value) -> String {
+    let kind = document.get("kind").and_then(Value::as_str).unwrap_or("?");
+    let metadata = document.get("metadata");
+    let name = metadata
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .or_else(|| {
+            metadata
+                .and_then(|m| m.get("generateName"))
+                .and_then(Value::as_str)
+                .map(|prefix| format!("{prefix}*"))
+        })
+        .unwrap_or_else(|| "?".to_owned());
+    format!("{kind} {name}")
+}
+
+/// Removes hooks from helm's output according to `policy` (tests always), keeping `plain` (the
+/// scalar styles per document, empty when not needed) in step, and reports each hook skipped.
+fn filter_hooks(
+    request: &RenderRequest,
+    policy: HookPolicy,
+    documents: Vec<Document>,
+    plain: Vec<PlainScalars>,
+) -> (Vec<Document>, Vec<PlainScalars>) {
+    let mut plain = plain.into_iter();
+    let mut kept_documents = Vec::with_capacity(documents.len());
+    let mut kept_plain = Vec::new();
+    for document in documents {
+        let styles = plain.next();
+        let keep = match hook_kinds(&document.value) {
+            None => true,
+            Some(kinds) if kinds.iter().any(|k| TEST_HOOKS.contains(&k.as_str())) => false,
+            Some(_) if policy == HookPolicy::Include => true,
+            Some(kinds) => {
+                let event = crate::RenderProgress::HookSkipped {
+                    path: request.path().to_owned(),
+                    object: document_name(&document.value),
+                    hooks: kinds,
+                    origin: document.origin.clone(),
+                };
+                tracing::warn!("{event}");
+                request.report(&event);
+                false
+            }
+        };
+        if keep {
+            kept_documents.push(document);
+            kept_plain.extend(styles);
+        }
+    }
+    (kept_documents, kept_plain)
+}
+
+/// Whether `version` is a Kubernetes version helm accepts: `[v]MAJOR.MINOR[.PATCH]`, then an
+/// optional `-prerelease` and `+build` of letters, digits, `.` and `-`.
+fn is_kube_version(version: &str) -> bool {
+    let rest = version.strip_prefix('v').unwrap_or(version);
+    let (core, suffix) = match rest.find(['-', '+']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let numbers: Vec<&str> = core.split('.').collect();
+    let numbers_ok = (2..=3).contains(&numbers.len())
+        && numbers
+            .iter()
+            .all(|n| !n.is_empty() && n.len() <= 9 && n.bytes().all(|b| b.is_ascii_digit()));
+    let suffix_ok = suffix.len() <= 128
+        && suffix
+            .bytes()
+            .skip(1)
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'+'))
+        && (suffix.is_empty() || suffix.len() > 1);
+    numbers_ok && suffix_ok
+}
+
+/// Whether `api_version` is `version`, `group/version`, `version/Kind` or
+/// `group/version/Kind`: segments of letters, digits, `.` and `-` (no commas: helm would split
+/// the flag's value on them).
+fn is_api_version(api_version: &str) -> bool {
+    let segments: Vec<&str> = api_version.split('/').collect();
+    api_version.len() <= 317
+        && (1..=3).contains(&segments.len())
+        && segments.iter().all(|s| {
+            !s.is_empty()
+                && !s.starts_with(['-', '.'])
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'))
+        })
+}
+
+/// Whether helm accepts `name` as a release name.
+fn is_release_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 53
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+}
+
 /// Runs the real `helm template` on a chart directory of the source root.
 ///
 /// - Release name and namespace, values files (paths relative to the source root, checked to
@@ -344,12 +520,13 @@ fn check_archive_schemas(
 #[derive(Clone)]
 pub struct HelmRenderer {
     binary: PathBuf,
-    release: String,
+    release: Option<String>,
     namespace: Option<String>,
     values_files: Vec<PathBuf>,
     values: Vec<Value>,
     include_crds: bool,
     skip_tests: bool,
+    hooks: HookPolicy,
     kube_version: Option<String>,
     api_versions: Vec<String>,
     limits: ToolLimits,
@@ -368,6 +545,7 @@ impl std::fmt::Debug for HelmRenderer {
             )
             .field("include_crds", &self.include_crds)
             .field("skip_tests", &self.skip_tests)
+            .field("hooks", &self.hooks)
             .field("kube_version", &self.kube_version)
             .field("api_versions", &self.api_versions)
             .field("limits", &self.limits)
@@ -377,21 +555,58 @@ impl std::fmt::Debug for HelmRenderer {
 
 impl HelmRenderer {
     /// Uses the helm binary at `binary` to render release `release`. Defaults: CRDs included,
-    /// tests included, the default [`ToolLimits`].
+    /// hooks left out ([`HookPolicy::Skip`]), the default [`ToolLimits`].
+    ///
+    /// ```
+    /// use gitops_render::HelmRenderer;
+    /// let renderer = HelmRenderer::new("helm", "web");
+    /// assert_eq!(renderer.release_name(), Some("web"));
+    /// ```
     #[must_use]
     pub fn new(binary: impl Into<PathBuf>, release: impl Into<String>) -> Self {
+        Self::with_binary(binary).release(release)
+    }
+
+    /// Uses the helm binary at `binary`, with the release named after the chart's directory
+    /// (as Argo CD names it after the application): `charts/web` renders release `web`. When
+    /// the chart is the source root itself, or its directory's name is not a valid release name
+    /// (lowercase letters, digits, `-` and `.`, at most 53 characters), the chart's own name
+    /// (from `Chart.yaml`) is used. [`HelmRenderer::release`] sets a name.
+    ///
+    /// ```
+    /// use gitops_render::HelmRenderer;
+    /// let renderer = HelmRenderer::with_binary("helm");
+    /// assert_eq!(renderer.release_name(), None);
+    /// assert_eq!(renderer.release("shop").release_name(), Some("shop"));
+    /// ```
+    #[must_use]
+    pub fn with_binary(binary: impl Into<PathBuf>) -> Self {
         Self {
             binary: binary.into(),
-            release: release.into(),
+            release: None,
             namespace: None,
             values_files: Vec::new(),
             values: Vec::new(),
             include_crds: true,
             skip_tests: false,
+            hooks: HookPolicy::Skip,
             kube_version: None,
             api_versions: Vec::new(),
             limits: ToolLimits::new(),
         }
+    }
+
+    /// The release name (`.Release.Name`).
+    #[must_use]
+    pub fn release(mut self, release: impl Into<String>) -> Self {
+        self.release = Some(release.into());
+        self
+    }
+
+    /// The release name set, if any (else it comes from the chart's directory).
+    #[must_use]
+    pub fn release_name(&self) -> Option<&str> {
+        self.release.as_deref()
     }
 
     /// The release namespace (`.Release.Namespace`).
@@ -401,7 +616,9 @@ impl HelmRenderer {
         self
     }
 
-    /// Adds a values file, relative to the source root.
+    /// Adds a values file, relative to the chart directory (as in Argo CD and Flux):
+    /// `values-prod.yaml` is beside `Chart.yaml`, `../../env/prod.yaml` is above it. The file
+    /// must still be inside the source root.
     #[must_use]
     pub fn values_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.values_files.push(path.into());
@@ -422,26 +639,75 @@ impl HelmRenderer {
         self
     }
 
-    /// Whether to leave out the chart's test hooks (default false).
+    /// Whether helm should not even render the chart's test hooks (`--skip-tests`, default
+    /// false). Test hooks are never returned either way (see [`HookPolicy`]).
     #[must_use]
     pub fn skip_tests(mut self, skip: bool) -> Self {
         self.skip_tests = skip;
         self
     }
 
-    /// The Kubernetes version templates see as `.Capabilities.KubeVersion`.
+    /// What to do with the chart's hooks other than tests (default [`HookPolicy::Skip`]).
+    ///
+    /// ```
+    /// use gitops_render::{HelmRenderer, HookPolicy};
+    /// let renderer = HelmRenderer::new("helm", "web").with_hooks(HookPolicy::Include);
+    /// assert_eq!(renderer.hooks(), HookPolicy::Include);
+    /// ```
     #[must_use]
-    pub fn kube_version(mut self, version: impl Into<String>) -> Self {
+    pub fn with_hooks(mut self, policy: HookPolicy) -> Self {
+        self.hooks = policy;
+        self
+    }
+
+    /// The hook policy.
+    #[must_use]
+    pub fn hooks(&self) -> HookPolicy {
+        self.hooks
+    }
+
+    /// The cluster's Kubernetes version, which templates see as `.Capabilities.KubeVersion` and
+    /// a chart's `kubeVersion` constraint is checked against (helm's `--kube-version`): `v1.37.2`,
+    /// `1.37`, or a provider's version such as `v1.37.2-gke.100`. Checked when rendering
+    /// ([`HelmError::InvalidKubeVersion`]). Without it, helm uses the version it was built with.
+    ///
+    /// ```
+    /// use gitops_render::HelmRenderer;
+    /// let renderer = HelmRenderer::new("helm", "web")
+    ///     .with_kube_version("v1.37.2")
+    ///     .with_api_versions(["apps/v1", "policy/v1/PodDisruptionBudget"]);
+    /// # let _ = renderer;
+    /// ```
+    #[must_use]
+    pub fn with_kube_version(mut self, version: impl Into<String>) -> Self {
         self.kube_version = Some(version.into());
         self
     }
 
-    /// Adds an API version (`group/version` or `group/version/Kind`) to
-    /// `.Capabilities.APIVersions`.
+    /// Adds API versions the cluster serves to `.Capabilities.APIVersions` (helm's
+    /// `--api-versions`, once each): `v1`, `group/version` (`apps/v1`) or
+    /// `group/version/Kind` (`batch/v1/Job`). Checked when rendering
+    /// ([`HelmError::InvalidApiVersion`]).
     #[must_use]
-    pub fn api_version(mut self, api_version: impl Into<String>) -> Self {
-        self.api_versions.push(api_version.into());
+    pub fn with_api_versions(
+        mut self,
+        api_versions: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        self.api_versions
+            .extend(api_versions.into_iter().map(Into::into));
         self
+    }
+
+    /// The same as [`HelmRenderer::with_kube_version`].
+    #[must_use]
+    pub fn kube_version(self, version: impl Into<String>) -> Self {
+        self.with_kube_version(version)
+    }
+
+    /// Adds one API version, as [`HelmRenderer::with_api_versions`] does.
+    #[must_use]
+    pub fn api_version(self, api_version: impl Into<String>) -> Self {
+        self.with_api_versions([api_version])
     }
 
     /// The timeout of one `helm template`, its output limit, and the largest file allowed in
@@ -589,9 +855,30 @@ impl Renderer for HelmRenderer {
                 .await
                 .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))?
         };
+        if let Some(version) = &self.kube_version
+            && !is_kube_version(version)
+        {
+            return Err(HelmError::InvalidKubeVersion {
+                version: version.clone(),
+            }
+            .into());
+        }
+        if let Some(bad) = self.api_versions.iter().find(|a| !is_api_version(a)) {
+            return Err(HelmError::InvalidApiVersion {
+                api_version: bad.clone(),
+            }
+            .into());
+        }
+        let release = self.release.clone().unwrap_or_else(|| {
+            chart_relative
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+                .filter(|name| is_release_name(name))
+                .unwrap_or_else(|| chart_name.clone())
+        });
         let mut args: Vec<std::ffi::OsString> = vec![
             "template".into(),
-            self.release.clone().into(),
+            release.clone().into(),
             chart.clone().into_os_string(),
         ];
         if let Some(namespace) = &self.namespace {
@@ -610,8 +897,9 @@ impl Renderer for HelmRenderer {
             args.extend(["--api-versions".into(), api_version.into()]);
         }
         for file in &self.values_files {
+            // Relative to the chart, as in Argo CD and Flux; the jail is the root's.
             let resolved = root
-                .resolve(file)
+                .resolve(chart_relative.join(file))
                 .and_then(|path| {
                     root.read_to_string(&path, self.limits.max_file_size())?;
                     Ok(path)
@@ -650,7 +938,7 @@ impl Renderer for HelmRenderer {
                     other => other.to_string(),
                 };
                 return Err(HelmError::Template {
-                    release: self.release.clone(),
+                    release,
                     chart: chart_relative,
                     message,
                     source,
@@ -660,7 +948,7 @@ impl Renderer for HelmRenderer {
         };
         let mut documents = gitops_core::parse_yaml_documents_with(
             &output,
-            format!("helm template {}", self.release),
+            format!("helm template {release}"),
             request.parse_limits(),
         )
         .map_err(HelmError::Output)?;
@@ -670,6 +958,7 @@ impl Renderer for HelmRenderer {
             .map(|_| plain_scalars(&output, &documents))
             .unwrap_or_default();
         assign_sources(&output, &mut documents, &chart_name, &chart_relative);
+        let (documents, plain) = filter_hooks(request, self.hooks, documents, plain);
         progress.finish_documents(documents, &plain, HelmError::Output)
     }
 }
@@ -677,6 +966,88 @@ impl Renderer for HelmRenderer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn validates_capabilities_and_release_names() {
+        for ok in [
+            "v1.37.2",
+            "1.37",
+            "1.37.0",
+            "v1.27.4+k3s1",
+            "v1.27.3-gke.100",
+            "v1.30.0-rc.1",
+        ] {
+            assert!(is_kube_version(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "v",
+            "1",
+            "v1.",
+            "1..2",
+            "1.2.3.4",
+            "latest",
+            "--help",
+            "1.2-",
+            "1.2 ",
+            "1.2\n",
+            "v1.2/x",
+            "1.2.3-a,b",
+            "1234567890.1",
+        ] {
+            assert!(!is_kube_version(bad), "{bad:?}");
+        }
+        for ok in [
+            "v1",
+            "apps/v1",
+            "batch/v1/Job",
+            "v1/Pod",
+            "policy/v1/PodDisruptionBudget",
+            "example.com/v1alpha1/Widget",
+        ] {
+            assert!(is_api_version(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "/",
+            "apps/",
+            "/v1",
+            "a/b/c/d",
+            "apps/v1,batch/v1",
+            "-v1",
+            "apps/v1 ",
+            "apps/v1\n",
+        ] {
+            assert!(!is_api_version(bad), "{bad:?}");
+        }
+        for ok in ["web", "web-1", "a.b", "x"] {
+            assert!(is_release_name(ok), "{ok}");
+        }
+        for bad in ["", "Web", "my_app", "-web", "web-", "a..b", &"a".repeat(54)] {
+            assert!(!is_release_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn reads_hook_kinds_as_helm_does() {
+        let doc = |annotations: Value| serde_json::json!({"kind": "Job", "metadata": {"name": "j", "annotations": annotations}});
+        assert_eq!(hook_kinds(&doc(serde_json::json!({}))), None);
+        assert_eq!(
+            hook_kinds(&doc(
+                serde_json::json!({"helm.sh/hook": " Pre-Install, post-upgrade ,"})
+            )),
+            Some(vec!["pre-install".to_owned(), "post-upgrade".to_owned()])
+        );
+        assert_eq!(
+            hook_kinds(&doc(serde_json::json!({"helm.sh/hook": ""}))),
+            Some(vec![])
+        );
+        assert_eq!(document_name(&doc(serde_json::json!({}))), "Job j");
+        assert_eq!(
+            document_name(&serde_json::json!({"kind": "Pod", "metadata": {"generateName": "t-"}})),
+            "Pod t-*"
+        );
+    }
 
     #[test]
     fn finds_vendored_charts() {

@@ -76,7 +76,7 @@ use gitops_core::{Manifest, ObjectId, Origin, ParseLimits};
 use tokio_util::sync::CancellationToken;
 
 pub use auto::{AutoRenderer, SourceKind, detect};
-pub use helm::{HelmError, HelmRenderer, check_values_schema};
+pub use helm::{HOOK_ANNOTATION, HelmError, HelmRenderer, HookPolicy, check_values_schema};
 pub use kustomize::{
     KustomizationReference, KustomizeError, KustomizeRenderer, PINNED_KUSTOMIZE_VERSION,
     kustomization_references,
@@ -150,6 +150,17 @@ pub enum RenderProgress {
         /// How long it took.
         elapsed: Duration,
     },
+    /// A Helm hook was left out of the rendered set ([`HookPolicy::Skip`]).
+    HookSkipped {
+        /// The chart directory, relative to the root.
+        path: PathBuf,
+        /// The object's kind and name (`Job migrate`), as written in the chart.
+        object: String,
+        /// Its hook kinds (`pre-install`, `post-upgrade`, ...).
+        hooks: Vec<String>,
+        /// The template that produced it.
+        origin: Origin,
+    },
 }
 
 impl fmt::Display for RenderProgress {
@@ -167,6 +178,19 @@ impl fmt::Display for RenderProgress {
                 f,
                 "rendered {} with {renderer}: {objects} objects in {elapsed:?}",
                 EscapedPath(path)
+            ),
+            Self::HookSkipped {
+                path,
+                object,
+                hooks,
+                origin,
+            } => write!(
+                f,
+                "{}: left out helm hook {} ({}) from {}: hooks are not release objects (HookPolicy::Include keeps them)",
+                EscapedPath(path),
+                Escaped(object),
+                Escaped(&hooks.join(",")),
+                origin,
             ),
         }
     }

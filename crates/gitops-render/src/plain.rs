@@ -9,7 +9,8 @@ use crate::ProgressScope;
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 use rayon::prelude::*;
 
-use crate::kustomize::KUSTOMIZATION_FILES;
+use crate::KustomizeRenderer;
+use crate::kustomize::{KUSTOMIZATION_FILES, kustomization_file};
 use crate::root::{EntryKind, SourceRoot};
 use crate::{RenderError, RenderRequest, Renderer, check_unique};
 
@@ -29,6 +30,19 @@ pub enum PlainError {
     /// The message starts with the file and line.
     #[error(transparent)]
     Parse(#[from] ParseError),
+    /// A subdirectory holds a kustomization, and no kustomize renderer was given to build it.
+    #[error("{dir}: holds a kustomization, which the plain renderer builds with kustomize; no kustomize renderer is configured (PlainRenderer::with_kustomize)", dir = gitops_core::escape::EscapedPath(dir))]
+    KustomizationWithoutKustomize {
+        /// The subdirectory, relative to the root.
+        dir: PathBuf,
+    },
+    /// A subdirectory holds a kustomization, which [`PlainRenderer::render_blocking`] cannot
+    /// build (kustomize runs on the async runtime).
+    #[error("{dir}: holds a kustomization, which only the async render builds (Renderer::render)", dir = gitops_core::escape::EscapedPath(dir))]
+    KustomizationInBlockingRender {
+        /// The subdirectory, relative to the root.
+        dir: PathBuf,
+    },
     /// The directory is a Helm chart: its templates are not manifests.
     #[error("{dir}: is a Helm chart (it has Chart.yaml); render it with the Helm renderer", dir = gitops_core::escape::EscapedPath(dir))]
     HelmChart {
@@ -51,8 +65,13 @@ const DEFAULT_MAX_TOTAL_SIZE: u64 = 256 << 20;
 /// - `kustomization.yaml` (`.yml`, `Kustomization`), `Chart.yaml`, `Chart.lock` and Helm values
 ///   files (`values.yaml`, `values-*.yaml`, `values.*.yaml`, `values_*.yaml`, and `.yml`/`.json`)
 ///   are not manifests and are skipped;
-/// - a subdirectory holding a kustomization or a `Chart.yaml` belongs to another renderer and is
-///   not descended into (logged at `warn`); rendering a chart directory itself is an error;
+/// - a subdirectory holding a kustomization is built with kustomize, as Flux builds it as part of
+///   the tree: with the renderer given by [`PlainRenderer::with_kustomize`] (jailed to the same
+///   root like any kustomize build; without one it is an error), its objects merged in with their
+///   origins, at the subdirectory's place in the order (include patterns do not apply to it,
+///   exclude patterns do); an identity defined twice across the tree is still an error;
+/// - a subdirectory holding a `Chart.yaml` belongs to the Helm renderer and is not descended into
+///   (logged at `warn`); rendering a chart directory itself is an error;
 /// - empty documents and comment-only files are skipped.
 ///
 /// Include and exclude patterns are globs: a pattern without `/` matches a file or directory name
@@ -76,6 +95,7 @@ const DEFAULT_MAX_TOTAL_SIZE: u64 = 256 << 20;
 /// ```
 #[derive(Debug, Clone)]
 pub struct PlainRenderer {
+    kustomize: Option<KustomizeRenderer>,
     include: Vec<String>,
     exclude: Vec<String>,
     recursive: bool,
@@ -143,18 +163,55 @@ struct FileToRead {
     relative_to_root: PathBuf,
 }
 
+/// What the walk found, in order.
+enum Unit {
+    /// A manifest file.
+    File(FileToRead),
+    /// A subdirectory holding a kustomization, relative to the root.
+    Kustomization(PathBuf),
+}
+
+/// A unit, read.
+enum Part {
+    /// The objects of a file.
+    Objects(Vec<Manifest>),
+    /// A kustomization still to build, relative to the root.
+    Kustomization(PathBuf),
+}
+
 impl PlainRenderer {
     /// A renderer with the defaults: recursive, no include or exclude patterns, files up to
     /// 8 MiB, 256 MiB in all.
     #[must_use]
     pub fn new() -> Self {
         Self {
+            kustomize: None,
             include: Vec::new(),
             exclude: Vec::new(),
             recursive: true,
             max_file_size: DEFAULT_MAX_FILE_SIZE,
             max_total_size: DEFAULT_MAX_TOTAL_SIZE,
         }
+    }
+
+    /// Builds subdirectories that hold a kustomization with `kustomize` (see the type's
+    /// documentation).
+    ///
+    /// ```
+    /// use gitops_render::{KustomizeRenderer, PlainRenderer};
+    /// let renderer = PlainRenderer::new().with_kustomize(KustomizeRenderer::new("kustomize"));
+    /// assert!(renderer.has_kustomize());
+    /// ```
+    #[must_use]
+    pub fn with_kustomize(mut self, kustomize: KustomizeRenderer) -> Self {
+        self.kustomize = Some(kustomize);
+        self
+    }
+
+    /// Whether a kustomize renderer was given.
+    #[must_use]
+    pub fn has_kustomize(&self) -> bool {
+        self.kustomize.is_some()
     }
 
     /// Reads only files that match `pattern` (may be given several times).
@@ -193,15 +250,63 @@ impl PlainRenderer {
     }
 
     /// Renders without an async runtime, on the calling thread and rayon's pool. The request's
-    /// cancellation token is checked before each file.
+    /// cancellation token is checked before each file. A subdirectory holding a kustomization is
+    /// an error here ([`PlainError::KustomizationInBlockingRender`]): kustomize runs on the
+    /// async runtime ([`Renderer::render`]).
     pub fn render_blocking(&self, request: &RenderRequest) -> Result<Vec<Manifest>, RenderError> {
         let progress = ProgressScope::start(request, "plain");
-        let manifests = self.render_files(request)?;
+        let mut manifests = Vec::new();
+        for part in self.render_files(request)? {
+            match part {
+                Part::Objects(objects) => manifests.extend(objects),
+                Part::Kustomization(dir) => return Err(self.no_kustomize(dir, true).into()),
+            }
+        }
+        check_unique(&manifests)?;
         progress.finish(&manifests);
         Ok(manifests)
     }
 
-    fn render_files(&self, request: &RenderRequest) -> Result<Vec<Manifest>, RenderError> {
+    fn no_kustomize(&self, dir: PathBuf, blocking: bool) -> PlainError {
+        if blocking && self.kustomize.is_some() {
+            PlainError::KustomizationInBlockingRender { dir }
+        } else {
+            PlainError::KustomizationWithoutKustomize { dir }
+        }
+    }
+
+    /// Renders on the async runtime: files on the blocking pool, kustomizations with kustomize.
+    async fn render_async(&self, request: &RenderRequest) -> Result<Vec<Manifest>, RenderError> {
+        let progress = ProgressScope::start(request, "plain");
+        let parts = {
+            let renderer = self.clone();
+            let request = request.clone();
+            tokio::task::spawn_blocking(move || renderer.render_files(&request))
+                .await
+                .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))?
+        };
+        let mut manifests = Vec::new();
+        for part in parts {
+            match part {
+                Part::Objects(objects) => manifests.extend(objects),
+                Part::Kustomization(dir) => {
+                    let Some(kustomize) = &self.kustomize else {
+                        return Err(self.no_kustomize(dir, false).into());
+                    };
+                    let sub = RenderRequest {
+                        path: dir,
+                        ..request.clone()
+                    };
+                    manifests.extend(kustomize.render(&sub).await?);
+                }
+            }
+        }
+        check_unique(&manifests)?;
+        progress.finish(&manifests);
+        Ok(manifests)
+    }
+
+    fn render_files(&self, request: &RenderRequest) -> Result<Vec<Part>, RenderError> {
         let root = request.root();
         let dir = request.resolve_dir()?;
         if dir.join("Chart.yaml").is_file() {
@@ -212,7 +317,7 @@ impl PlainRenderer {
         }
         let include = Patterns::new(&self.include)?;
         let exclude = Patterns::new(&self.exclude)?;
-        let mut files = Vec::new();
+        let mut units = Vec::new();
         let mut visited = HashSet::new();
         let mut total = 0u64;
         self.collect(
@@ -221,7 +326,7 @@ impl PlainRenderer {
             Path::new(""),
             (&include, &exclude),
             &mut visited,
-            &mut files,
+            &mut units,
             &mut total,
         )?;
         if total > self.max_total_size {
@@ -232,22 +337,19 @@ impl PlainRenderer {
             .into());
         }
         let cancel = request.cancellation();
-        let parsed: Vec<Result<Vec<Manifest>, RenderError>> = files
-            .par_iter()
-            .map(|file| {
-                if cancel.is_cancelled() {
-                    return Err(RenderError::Cancelled);
+        units
+            .into_par_iter()
+            .map(|unit| match unit {
+                Unit::Kustomization(dir) => Ok(Part::Kustomization(dir)),
+                Unit::File(file) => {
+                    if cancel.is_cancelled() {
+                        return Err(RenderError::Cancelled);
+                    }
+                    let text = root.read_to_string(&file.absolute, self.max_file_size)?;
+                    parse_file(request, &text, &file.relative_to_root).map(Part::Objects)
                 }
-                let text = root.read_to_string(&file.absolute, self.max_file_size)?;
-                parse_file(request, &text, &file.relative_to_root)
             })
-            .collect();
-        let mut manifests = Vec::new();
-        for result in parsed {
-            manifests.extend(result?);
-        }
-        check_unique(&manifests)?;
-        Ok(manifests)
+            .collect()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -258,7 +360,7 @@ impl PlainRenderer {
         relative_dir: &Path,
         (include, exclude): (&Patterns, &Patterns),
         visited: &mut HashSet<PathBuf>,
-        files: &mut Vec<FileToRead>,
+        files: &mut Vec<Unit>,
         total: &mut u64,
     ) -> Result<(), RenderError> {
         if !visited.insert(dir.to_owned()) {
@@ -272,6 +374,10 @@ impl PlainRenderer {
             match entry.kind {
                 EntryKind::Dir => {
                     if !self.recursive || exclude.matches(&relative, &entry.name) {
+                        continue;
+                    }
+                    if kustomization_file(&entry.resolved).is_some() {
+                        files.push(Unit::Kustomization(entry.relative));
                         continue;
                     }
                     if let Some(marker) = other_renderer_marker(&entry.resolved) {
@@ -309,10 +415,10 @@ impl PlainRenderer {
                         .into());
                     }
                     *total = total.saturating_add(size);
-                    files.push(FileToRead {
+                    files.push(Unit::File(FileToRead {
                         absolute: entry.path,
                         relative_to_root: entry.relative,
-                    });
+                    }));
                 }
                 EntryKind::Other => {}
             }
@@ -324,11 +430,7 @@ impl PlainRenderer {
 #[async_trait::async_trait]
 impl Renderer for PlainRenderer {
     async fn render(&self, request: &RenderRequest) -> Result<Vec<Manifest>, RenderError> {
-        let renderer = self.clone();
-        let request = request.clone();
-        tokio::task::spawn_blocking(move || renderer.render_blocking(&request))
-            .await
-            .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
+        self.render_async(request).await
     }
 }
 
@@ -498,7 +600,21 @@ mod tests {
             "apiVersion: v2\nname: c\nversion: 1.0.0\n",
         );
         write(d, "chart/templates/x.yaml", "{{ .Values.x }}\n");
-        let r = render(&PlainRenderer::new(), d).unwrap();
+        // A kustomization below is built with kustomize (the integration tests do): without
+        // one, or without a runtime, it is an error naming it, never skipped.
+        let err = render(&PlainRenderer::new(), d).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "overlay: holds a kustomization, which the plain renderer builds with kustomize; no kustomize renderer is configured (PlainRenderer::with_kustomize)"
+        );
+        let with_kustomize =
+            PlainRenderer::new().with_kustomize(crate::KustomizeRenderer::new("kustomize"));
+        let err = render(&with_kustomize, d).unwrap_err();
+        assert!(
+            matches!(&err, RenderError::Plain(e) if matches!(**e, PlainError::KustomizationInBlockingRender { .. })),
+            "{err}"
+        );
+        let r = render(&PlainRenderer::new().exclude("overlay"), d).unwrap();
         assert_eq!(names(&r), ["a@a.yaml:1"]);
         let err = PlainRenderer::new()
             .render_blocking(&RenderRequest::new(SourceRoot::new(d).unwrap(), "chart"))

@@ -8,8 +8,8 @@ use std::path::Path;
 use common::{CountingServer, copy_fixture, fixtures, tool, write};
 use gitops_envtest::Tool;
 use gitops_render::{
-    HelmError, HelmRenderer, RenderError, RenderRequest, Renderer, SourceRoot, SubstituteError,
-    Substitution, ToolLimits,
+    AutoRenderer, HelmError, HelmRenderer, HookPolicy, PlainRenderer, RenderError, RenderProgress,
+    RenderRequest, Renderer, SourceRoot, SubstituteError, Substitution, ToolLimits,
 };
 use serde_json::json;
 
@@ -26,7 +26,7 @@ async fn renders_a_chart_with_values_crds_and_capabilities() {
     let renderer = helm("shop")
         .await
         .namespace("retail")
-        .values_file("env/prod-values.yaml")
+        .values_file("../../env/prod-values.yaml")
         .values(json!({"greeting": "bonjour", "extra": "yes"}))
         .kube_version("1.37.2")
         .api_version("example.com/v1/Widget");
@@ -130,7 +130,7 @@ async fn refuses_values_files_outside_the_root_and_surfaces_helm_errors() {
         .to_owned();
     for (file, expected) in [
         (
-            format!("../{name}/values.yaml"),
+            format!("../../../{name}/values.yaml"),
             "the path leaves the source root",
         ),
         (
@@ -138,8 +138,8 @@ async fn refuses_values_files_outside_the_root_and_surfaces_helm_errors() {
             "absolute paths are refused",
         ),
         (
-            "env/missing.yaml".to_owned(),
-            "env/missing.yaml: not found in the source root",
+            "missing.yaml".to_owned(),
+            "charts/web/missing.yaml: not found in the source root",
         ),
     ] {
         let err = helm("r")
@@ -162,7 +162,7 @@ async fn refuses_values_files_outside_the_root_and_surfaces_helm_errors() {
     .unwrap();
     let err = helm("r")
         .await
-        .values_file("env/link.yaml")
+        .values_file("../../env/link.yaml")
         .render(&request(dir.path(), "charts/web"))
         .await
         .unwrap_err();
@@ -486,4 +486,234 @@ async fn renders_a_chart_of_more_than_1024_objects() {
         .unwrap();
     assert_eq!(objects.len(), 3000);
     assert!(objects.iter().any(|o| o.name() == "c-2999"));
+}
+
+/// A chart in `dir/charts/app` with a ConfigMap, a test Pod of a random name and a pre-install
+/// Job, and a values file beside its Chart.yaml.
+fn chart_with_hooks(dir: &Path) {
+    write(
+        dir,
+        "charts/app/Chart.yaml",
+        "apiVersion: v2\nname: app-chart\nversion: 0.1.0\n",
+    );
+    write(dir, "charts/app/values.yaml", "greeting: hello\n");
+    write(dir, "charts/app/values-prod.yaml", "greeting: bonjour\n");
+    write(
+        dir,
+        "charts/app/templates/config.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-config\ndata:\n  greeting: {{ .Values.greeting }}\n",
+    );
+    write(
+        dir,
+        "charts/app/templates/tests/test-connection.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {{ .Release.Name }}-test-{{ randAlphaNum 6 | lower }}\n  annotations:\n    \"helm.sh/hook\": test\nspec:\n  restartPolicy: Never\n  containers:\n  - name: wget\n    image: busybox\n",
+    );
+    write(
+        dir,
+        "charts/app/templates/migrate.yaml",
+        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: {{ .Release.Name }}-migrate\n  annotations:\n    \"helm.sh/hook\": pre-install,Pre-Upgrade\n    \"helm.sh/hook-delete-policy\": before-hook-creation\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n      - name: migrate\n        image: busybox\n",
+    );
+}
+
+#[tokio::test]
+async fn hooks_are_never_release_objects_tests_never_returned_others_skipped_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    chart_with_hooks(dir.path());
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = events.clone();
+    let request = request(dir.path(), "charts/app").with_progress(move |event| {
+        if let RenderProgress::HookSkipped { .. } = event {
+            seen.lock().unwrap().push(event.clone());
+        }
+    });
+    // The release is named after the chart's directory, not "release".
+    let renderer = HelmRenderer::with_binary(tool(Tool::Helm).await);
+    let first = renderer.render(&request).await.unwrap();
+    let second = renderer.render(&request).await.unwrap();
+    let summary = |objects: &[gitops_core::Manifest]| -> Vec<String> {
+        objects
+            .iter()
+            .map(|o| format!("{} {} @ {}", o.kind(), o.name(), o.origin()))
+            .collect()
+    };
+    assert_eq!(
+        summary(&first),
+        ["ConfigMap app-config @ charts/app/templates/config.yaml"]
+    );
+    assert_eq!(first, second, "two renders give the same set");
+    let events = events.lock().unwrap().clone();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(
+        events[0],
+        RenderProgress::HookSkipped {
+            path: "charts/app".into(),
+            object: "Job app-migrate".into(),
+            hooks: vec!["pre-install".into(), "pre-upgrade".into()],
+            origin: gitops_core::Origin::new("charts/app/templates/migrate.yaml"),
+        }
+    );
+    assert_eq!(
+        events[0].to_string(),
+        "charts/app: left out helm hook Job app-migrate (pre-install,pre-upgrade) from charts/app/templates/migrate.yaml: hooks are not release objects (HookPolicy::Include keeps them)"
+    );
+
+    // Kept for a phase engine, annotations intact; the test Pod still never.
+    let objects = renderer
+        .clone()
+        .with_hooks(HookPolicy::Include)
+        .render(&request)
+        .await
+        .unwrap();
+    assert_eq!(
+        summary(&objects),
+        [
+            "ConfigMap app-config @ charts/app/templates/config.yaml",
+            "Job app-migrate @ charts/app/templates/migrate.yaml",
+        ]
+    );
+    assert_eq!(
+        objects[1].object()["metadata"]["annotations"]["helm.sh/hook"],
+        "pre-install,Pre-Upgrade"
+    );
+
+    // helm's --skip-tests changes nothing we return.
+    let objects = renderer
+        .clone()
+        .skip_tests(true)
+        .render(&request)
+        .await
+        .unwrap();
+    assert_eq!(first, objects);
+}
+
+#[tokio::test]
+async fn values_files_are_relative_to_the_chart_and_the_release_defaults_to_its_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    chart_with_hooks(dir.path());
+    write(dir.path(), "env/prod.yaml", "greeting: hola\n");
+    let helm = tool(Tool::Helm).await;
+    let greeting = |objects: &[gitops_core::Manifest]| {
+        objects[0].object()["data"]["greeting"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let objects = HelmRenderer::with_binary(&helm)
+        .values_file("values-prod.yaml")
+        .render(&request(dir.path(), "charts/app"))
+        .await
+        .unwrap();
+    assert_eq!(objects[0].name(), "app-config");
+    assert_eq!(greeting(&objects), "bonjour");
+    let objects = HelmRenderer::with_binary(&helm)
+        .release("shop")
+        .values_file("../../env/prod.yaml")
+        .render(&request(dir.path(), "charts/app"))
+        .await
+        .unwrap();
+    assert_eq!(objects[0].name(), "shop-config");
+    assert_eq!(greeting(&objects), "hola");
+    // Above the root is still refused.
+    let err = HelmRenderer::with_binary(&helm)
+        .values_file("../../../values.yaml")
+        .render(&request(dir.path(), "charts/app"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("the path leaves the source root"),
+        "{err}"
+    );
+
+    // A chart at the root of the source: its release is the chart's own name.
+    let chart_root = dir.path().join("charts/app");
+    let objects = HelmRenderer::with_binary(&helm)
+        .render(&request(&chart_root, "."))
+        .await
+        .unwrap();
+    assert_eq!(objects[0].name(), "app-chart-config");
+
+    // Auto picks Helm for a directory holding Chart.yaml (and says so when it has no helm).
+    let auto = AutoRenderer::new(PlainRenderer::new());
+    let err = auto
+        .render(&request(dir.path(), "charts/app"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "charts/app: is a Helm chart (it has Chart.yaml), but no helm binary is configured"
+    );
+    let objects = auto
+        .with_helm(HelmRenderer::with_binary(&helm))
+        .render(&request(dir.path(), "charts/app"))
+        .await
+        .unwrap();
+    assert_eq!(objects.len(), 1);
+    assert_eq!(objects[0].name(), "app-config");
+}
+
+#[tokio::test]
+async fn capabilities_come_from_the_given_kube_version_and_api_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "web/Chart.yaml",
+        "apiVersion: v2\nname: web\nversion: 0.1.0\nkubeVersion: \">=1.23.0-0\"\n",
+    );
+    write(
+        dir.path(),
+        "web/templates/pdb.yaml",
+        "{{- if .Capabilities.APIVersions.Has \"policy/v1/PodDisruptionBudget\" }}\napiVersion: policy/v1\n{{- else }}\napiVersion: policy/v1beta1\n{{- end }}\nkind: PodDisruptionBudget\nmetadata:\n  name: {{ .Release.Name }}\n  annotations:\n    kube: {{ .Capabilities.KubeVersion.Version }}\nspec:\n  maxUnavailable: 1\n",
+    );
+    let helm = tool(Tool::Helm).await;
+    let objects = HelmRenderer::with_binary(&helm)
+        .with_kube_version("v1.37.2")
+        .with_api_versions(["apps/v1", "policy/v1/PodDisruptionBudget"])
+        .render(&request(dir.path(), "web"))
+        .await
+        .unwrap();
+    assert_eq!(objects.len(), 1);
+    assert_eq!(objects[0].api_version(), "policy/v1");
+    assert_eq!(
+        objects[0].object()["metadata"]["annotations"]["kube"],
+        "v1.37.2"
+    );
+    let objects = HelmRenderer::with_binary(&helm)
+        .with_kube_version("1.37")
+        .render(&request(dir.path(), "web"))
+        .await
+        .unwrap();
+    assert_eq!(objects[0].api_version(), "policy/v1beta1");
+    assert_eq!(
+        objects[0].object()["metadata"]["annotations"]["kube"],
+        "v1.37"
+    );
+    // An older cluster: helm's own refusal, naming the constraint.
+    let err = HelmRenderer::with_binary(&helm)
+        .with_kube_version("v1.22.5")
+        .render(&request(dir.path(), "web"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains(">=1.23.0-0"), "{err}");
+    assert!(err.to_string().contains("v1.22.5"), "{err}");
+
+    // Checked before helm runs.
+    let err = HelmRenderer::with_binary(&helm)
+        .with_kube_version("latest\u{1b}[31m")
+        .render(&request(dir.path(), "web"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, RenderError::Helm(e) if matches!(**e, HelmError::InvalidKubeVersion { .. })),
+        "{err}"
+    );
+    assert!(!err.to_string().contains('\u{1b}'), "{err}");
+    let err = HelmRenderer::with_binary(&helm)
+        .with_api_versions(["apps/v1,batch/v1"])
+        .render(&request(dir.path(), "web"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "API version \"apps/v1,batch/v1\" is not an API version such as apps/v1 or batch/v1/Job"
+    );
 }
