@@ -22,7 +22,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use gitops_diff::Colour;
-use gitops_examples::pipeline::cli::{ProgressBars, SyncArgs, cancel_on_ctrl_c, init_tracing};
+use gitops_examples::pipeline::cli::{
+    ProgressBars, SyncArgs, cancel_on_ctrl_c, init_tracing, name_flags,
+};
 use gitops_examples::pipeline::{Pipeline, SyncError, SyncReport, error_chain};
 
 /// Exit code: in sync.
@@ -90,10 +92,11 @@ async fn main() -> ExitCode {
     match run(&args).await {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
+            let message = name_flags(&format!("{error:#}"));
             if args.output == Output::Json {
-                println!("{}", serde_json::json!({ "error": format!("{error:#}") }));
+                println!("{}", serde_json::json!({ "error": message }));
             }
-            eprintln!("error: {error:#}");
+            eprintln!("error: {message}");
             ExitCode::from(FAILED)
         }
     }
@@ -137,11 +140,12 @@ async fn print_report(pipeline: &Pipeline, report: &SyncReport, args: &Args) {
     match args.output {
         Output::Json => println!(
             "{}",
-            serde_json::to_string_pretty(&report.to_json()).unwrap_or_default()
+            name_flags(&serde_json::to_string_pretty(&report.to_json()).unwrap_or_default())
         ),
         Output::Text => {
             if report.change_set.dry_run {
-                print!("{}", pipeline.plan_text(report, args.color.into()).await);
+                let plan = pipeline.plan_text(report, args.color.into()).await;
+                print!("{}", name_flags(&plan));
             } else {
                 print_changes(&report.change_set);
             }
@@ -154,7 +158,7 @@ fn print_failure(error: &SyncError, output: Output) {
     let served = error.served();
     match output {
         Output::Json => {
-            let mut json = serde_json::json!({ "error": error_chain(error) });
+            let mut json = serde_json::json!({ "error": name_flags(&error_chain(error)) });
             if let Some(report) = served {
                 json["servedLastGood"] = report.to_json();
             }
@@ -163,7 +167,7 @@ fn print_failure(error: &SyncError, output: Output) {
             }
             println!(
                 "{}",
-                serde_json::to_string_pretty(&json).unwrap_or_default()
+                name_flags(&serde_json::to_string_pretty(&json).unwrap_or_default())
             );
         }
         Output::Text => {
@@ -175,7 +179,7 @@ fn print_failure(error: &SyncError, output: Output) {
             }
         }
     }
-    eprintln!("error: {}", error_chain(error));
+    eprintln!("error: {}", name_flags(&error_chain(error)));
 }
 
 /// One line per object that was (or would be) created, changed, pruned, or that failed; the
@@ -184,7 +188,7 @@ fn print_changes(change_set: &gitops_apply::ChangeSet) {
     use gitops_apply::Action;
     for change in &change_set.changes {
         if !matches!(change.action, Action::Unchanged | Action::Skipped) {
-            println!("{change}");
+            println!("{}", name_flags(&change.to_string()));
         }
     }
 }

@@ -97,6 +97,23 @@ pub struct SyncArgs {
     /// Leave fields other field managers took alone and report the conflicts as failures.
     #[arg(long, overrides_with = "force")]
     pub no_force: bool,
+    /// Delete and create again an object whose immutable fields change (a ConfigMap marked
+    /// immutable, a Job's template, a Service's clusterIP); without it such an object fails.
+    #[arg(long)]
+    pub recreate: bool,
+    /// Accept a set that renders empty even when that prunes every object the inventory
+    /// lists; without it such a sync fails before writing anything.
+    #[arg(long)]
+    pub allow_empty: bool,
+    /// Prune a Namespace or CustomResourceDefinition even when objects of the set live in it
+    /// or are of its kind (they would be deleted with it); without it such a sync fails before
+    /// writing anything.
+    #[arg(long)]
+    pub allow_cascading_prune: bool,
+    /// Make a `${NAME}` without a value (`--var`) or a default (`${NAME:=default}`) an error,
+    /// instead of the empty string.
+    #[arg(long)]
+    pub strict_substitution: bool,
     /// Wait up to this long for the objects to become Current (such as `90s`, `2m`).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub wait: Option<Duration>,
@@ -189,6 +206,10 @@ impl SyncArgs {
             .prune(!self.no_prune)
             .force(!self.no_force)
             .field_manager(self.field_manager.clone())
+            .recreate_on_immutable(self.recreate)
+            .allow_empty_set(self.allow_empty)
+            .allow_cascading_prune(self.allow_cascading_prune)
+            .strict_substitution(self.strict_substitution)
             .dry_run(dry_run);
         for (name, value) in &self.variables {
             builder = builder.variable(name.clone(), value.clone());
@@ -283,14 +304,72 @@ pub fn cancel_on_ctrl_c() -> CancellationToken {
 }
 
 /// Logs to standard error, filtered by `RUST_LOG` (default `warn`, so progress bars and status
-/// lines stay readable).
+/// lines stay readable); coloured only when standard error is a terminal and `NO_COLOR` is
+/// unset. Library options that log lines name are replaced by the flags that set them
+/// ([`name_flags`]).
 pub fn init_tracing() {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_ansi(colour)
+        .with_writer(|| FlagNamingWriter(std::io::stderr()))
         .init();
+}
+
+/// The library options some errors and warnings name (for callers of the library), and the
+/// flag of `sync` and `reconcile` that sets each.
+const OPTION_FLAGS: [(&str, &str); 5] = [
+    ("ApplyOptions::allow_empty_set", "--allow-empty"),
+    ("ApplyOptions::recreate_on_immutable", "--recreate"),
+    (
+        "ApplyOptions::allow_cascading_prune",
+        "--allow-cascading-prune",
+    ),
+    ("ApplyOptions::take_ownership", "--take-ownership"),
+    ("HookPolicy::Include", "--helm-hooks include"),
+];
+
+/// `text` with every library option it names (such as `ApplyOptions::allow_empty_set`)
+/// replaced by the command-line flag that sets it (`--allow-empty`): what the binaries print.
+///
+/// ```
+/// use gitops_examples::pipeline::cli::name_flags;
+/// assert_eq!(
+///     name_flags("refusing to prune them all (allow it with ApplyOptions::allow_empty_set)"),
+///     "refusing to prune them all (allow it with --allow-empty)"
+/// );
+/// ```
+#[must_use]
+pub fn name_flags(text: &str) -> String {
+    OPTION_FLAGS
+        .iter()
+        .fold(text.to_owned(), |text, (option, flag)| {
+            text.replace(option, flag)
+        })
+}
+
+/// Writes log lines to standard error through [`name_flags`]. The formatter writes each event
+/// in one call, so a name is never split between two writes.
+struct FlagNamingWriter(std::io::Stderr);
+
+impl std::io::Write for FlagNamingWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match std::str::from_utf8(buf) {
+            Ok(text) if text.contains("::") => {
+                self.0.write_all(name_flags(text).as_bytes())?;
+            }
+            _ => self.0.write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 /// A progress bar on standard error following a sync's steps: a spinner while listing refs,

@@ -497,6 +497,10 @@ pub struct SyncConfig {
     pub(crate) work_dir: Option<PathBuf>,
     pub(crate) kustomize_binary: Option<PathBuf>,
     pub(crate) helm_binary: Option<PathBuf>,
+    pub(crate) recreate_on_immutable: bool,
+    pub(crate) allow_empty_set: bool,
+    pub(crate) allow_cascading_prune: bool,
+    pub(crate) strict_substitution: bool,
 }
 
 impl SyncConfig {
@@ -525,9 +529,40 @@ impl SyncConfig {
                 work_dir: None,
                 kustomize_binary: None,
                 helm_binary: None,
+                recreate_on_immutable: false,
+                allow_empty_set: false,
+                allow_cascading_prune: false,
+                strict_substitution: false,
             },
             inventory_named: false,
         }
+    }
+
+    /// Whether objects whose immutable fields change are recreated
+    /// ([`SyncConfigBuilder::recreate_on_immutable`]).
+    #[must_use]
+    pub fn recreate_on_immutable(&self) -> bool {
+        self.recreate_on_immutable
+    }
+
+    /// Whether an empty set may prune everything ([`SyncConfigBuilder::allow_empty_set`]).
+    #[must_use]
+    pub fn allow_empty_set(&self) -> bool {
+        self.allow_empty_set
+    }
+
+    /// Whether a prune may delete objects of the set with a Namespace or CRD
+    /// ([`SyncConfigBuilder::allow_cascading_prune`]).
+    #[must_use]
+    pub fn allow_cascading_prune(&self) -> bool {
+        self.allow_cascading_prune
+    }
+
+    /// Whether a variable without a value is an error
+    /// ([`SyncConfigBuilder::strict_substitution`]).
+    #[must_use]
+    pub fn strict_substitution(&self) -> bool {
+        self.strict_substitution
     }
 
     /// The source.
@@ -702,6 +737,50 @@ impl SyncConfigBuilder {
     /// The helm binary (default: `helm` on `PATH`, else the gitops-envtest cache).
     pub fn helm_binary(mut self, path: impl Into<PathBuf>) -> Self {
         self.config.helm_binary = Some(path.into());
+        self
+    }
+
+    /// Deletes and creates again an object whose immutable fields change (default false: such
+    /// an object fails, naming the fields).
+    ///
+    /// ```
+    /// use gitops_examples::pipeline::{SourceSpec, SyncConfig};
+    /// let config = SyncConfig::builder(SourceSpec::local("."))
+    ///     .recreate_on_immutable(true)
+    ///     .allow_empty_set(true)
+    ///     .allow_cascading_prune(true)
+    ///     .strict_substitution(true)
+    ///     .build()?;
+    /// assert!(config.recreate_on_immutable() && config.allow_empty_set());
+    /// assert!(config.allow_cascading_prune() && config.strict_substitution());
+    /// # Ok::<(), gitops_examples::pipeline::ConfigError>(())
+    /// ```
+    pub fn recreate_on_immutable(mut self, recreate: bool) -> Self {
+        self.config.recreate_on_immutable = recreate;
+        self
+    }
+
+    /// Accepts a set that renders empty even when that prunes everything the inventory lists
+    /// (default false: such a sync fails before writing). See
+    /// [`SyncConfigBuilder::recreate_on_immutable`] for an example.
+    pub fn allow_empty_set(mut self, allow: bool) -> Self {
+        self.config.allow_empty_set = allow;
+        self
+    }
+
+    /// Prunes a Namespace or CRD even when objects of the set live in it or are of its kind
+    /// (default false: such a sync fails before writing). See
+    /// [`SyncConfigBuilder::recreate_on_immutable`] for an example.
+    pub fn allow_cascading_prune(mut self, allow: bool) -> Self {
+        self.config.allow_cascading_prune = allow;
+        self
+    }
+
+    /// Makes a `${NAME}` without a value or a default an error (default false: it becomes
+    /// empty). Substitution then runs even without variables. See
+    /// [`SyncConfigBuilder::recreate_on_immutable`] for an example.
+    pub fn strict_substitution(mut self, strict: bool) -> Self {
+        self.config.strict_substitution = strict;
         self
     }
 

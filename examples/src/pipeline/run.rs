@@ -473,6 +473,9 @@ impl Pipeline {
             create_target_namespace: self.config.target_namespace.is_some()
                 && self.config.create_target_namespace,
             prune: self.config.prune && desired.may_prune(),
+            recreate_on_immutable: self.config.recreate_on_immutable,
+            allow_empty_set: self.config.allow_empty_set,
+            allow_cascading_prune: self.config.allow_cascading_prune,
             ..ApplyOptions::default()
         }
     }
@@ -735,10 +738,12 @@ fn build_renderer(config: &SyncConfig) -> Result<Box<dyn Renderer>, ConfigError>
             Box::new(helm)
         }
     };
-    if config.variables.is_empty() {
+    if config.variables.is_empty() && !config.strict_substitution {
         return Ok(renderer);
     }
-    let substitution = Substitution::new().with_variables(config.variables.clone());
+    let substitution = Substitution::new()
+        .with_variables(config.variables.clone())
+        .strict(config.strict_substitution);
     Ok(Box::new(renderer.then(substitution)))
 }
 

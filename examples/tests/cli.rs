@@ -1,0 +1,386 @@
+//! End to end: the `sync` binary's defaults, reports and flags against a real control plane
+//! (issue #13: defects 6 and 8, and the command-line rough edges).
+//!
+//! The tests share one control plane (started on first use, stopped by its watchdog when the
+//! test process exits); each test works in namespaces and directories of its own.
+
+use gitops_envtest::ControlPlane;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, Patch, PatchParams};
+
+static CONTROL_PLANE: tokio::sync::OnceCell<ControlPlane> = tokio::sync::OnceCell::const_new();
+
+async fn control_plane() -> &'static ControlPlane {
+    CONTROL_PLANE
+        .get_or_init(|| async {
+            ControlPlane::start()
+                .await
+                .expect("the control plane starts")
+        })
+        .await
+}
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}\n{}", self.stdout, self.stderr))
+    }
+}
+
+/// Runs `sync` with `args` and `env` (standard error is a pipe, not a terminal).
+async fn sync_with_env(args: &[String], env: &[(&str, &str)]) -> Run {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_sync"));
+    command.args(args).env_remove("NO_COLOR").kill_on_drop(true);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = command.output().await.unwrap();
+    Run {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+async fn sync(args: &[String]) -> Run {
+    sync_with_env(args, &[]).await
+}
+
+/// `--path <dir> --kubeconfig <control plane>` and `extra`.
+fn flags(control_plane: &ControlPlane, dir: &std::path::Path, extra: &[&str]) -> Vec<String> {
+    let mut flags = vec![
+        "--path".to_owned(),
+        dir.display().to_string(),
+        "--kubeconfig".to_owned(),
+        control_plane.kubeconfig_path().display().to_string(),
+    ];
+    flags.extend(extra.iter().map(|flag| (*flag).to_owned()));
+    flags
+}
+
+fn config_map_yaml(namespace: &str, name: &str, color: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {namespace}\ndata:\n  color: {color}\n"
+    )
+}
+
+/// A directory holding `files` (name, contents).
+fn repository(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, contents) in files {
+        std::fs::write(dir.path().join(name), contents).unwrap();
+    }
+    dir
+}
+
+async fn color(client: &kube::Client, namespace: &str, name: &str) -> Option<String> {
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    config_maps
+        .get_opt(name)
+        .await
+        .unwrap()
+        .map(|config_map| config_map.data.unwrap_or_default()["color"].clone())
+}
+
+/// Defect 6: two repositories synced one after the other, each with the default inventory,
+/// both keep their objects (they shared `default/gitops-rs`, so the second sync pruned the
+/// first one's objects); `--help` says how the default is derived.
+#[tokio::test]
+async fn default_inventories_of_two_repositories_keep_both_sets() {
+    let control_plane = control_plane().await;
+    let client = control_plane.client().await.unwrap();
+    let namespace = control_plane.create_namespace("two-repos").await.unwrap();
+    let first = repository(&[("a.yaml", &config_map_yaml(&namespace, "a", "red"))]);
+    let second = repository(&[("b.yaml", &config_map_yaml(&namespace, "b", "blue"))]);
+
+    let first_run = sync(&flags(control_plane, first.path(), &[])).await;
+    assert_eq!(
+        first_run.code,
+        Some(2),
+        "{}\n{}",
+        first_run.stdout,
+        first_run.stderr
+    );
+    for dir in [&second, &first] {
+        let run = sync(&flags(control_plane, dir.path(), &[])).await;
+        assert!(
+            matches!(run.code, Some(0 | 2)),
+            "{}\n{}",
+            run.stdout,
+            run.stderr
+        );
+        assert!(run.stdout.contains(" 0 pruned"), "{}", run.stdout);
+        assert_eq!(
+            color(&client, &namespace, "a").await.as_deref(),
+            Some("red")
+        );
+        assert_eq!(
+            color(&client, &namespace, "b").await.as_deref(),
+            Some("blue")
+        );
+    }
+    // Each sync of the same directory uses the same inventory: the last run changed nothing.
+    let again = sync(&flags(control_plane, second.path(), &[])).await;
+    assert_eq!(again.code, Some(0), "{}\n{}", again.stdout, again.stderr);
+
+    let help = sync(&["--help".to_owned()]).await;
+    assert_eq!(help.code, Some(0));
+    assert!(help.stdout.contains("gitops-<hash>"), "{}", help.stdout);
+    assert!(help.stdout.contains("--subpath"), "{}", help.stdout);
+}
+
+/// Defect 8: a one-shot sync right after a hand edit reports the drift it corrected, and its
+/// JSON says the revision is not new (it said `0 drift corrected` and `newRevision: true`).
+#[tokio::test]
+async fn a_one_shot_sync_reports_the_drift_it_corrected() {
+    let control_plane = control_plane().await;
+    let client = control_plane.client().await.unwrap();
+    let namespace = control_plane.create_namespace("drift").await.unwrap();
+    let dir = repository(&[("a.yaml", &config_map_yaml(&namespace, "a", "red"))]);
+    let args = flags(control_plane, dir.path(), &[]);
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+    let hand_edit = || async {
+        config_maps
+            .patch(
+                "a",
+                &PatchParams {
+                    field_manager: Some("kubectl-edit".into()),
+                    ..PatchParams::default()
+                },
+                &Patch::Merge(serde_json::json!({"data": {"color": "green"}})),
+            )
+            .await
+            .unwrap();
+    };
+
+    let first = sync(&[args.clone(), vec!["--output".into(), "json".into()]].concat()).await;
+    assert_eq!(first.code, Some(2), "{}\n{}", first.stdout, first.stderr);
+    let json = first.json();
+    assert_eq!(json["newRevision"], true, "{json:#}");
+    assert_eq!(json["driftCorrected"], 0, "{json:#}");
+
+    hand_edit().await;
+    let text = sync(&args).await;
+    assert_eq!(text.code, Some(2), "{}\n{}", text.stdout, text.stderr);
+    assert!(text.stdout.contains("1 drift corrected"), "{}", text.stdout);
+    assert_eq!(
+        color(&client, &namespace, "a").await.as_deref(),
+        Some("red")
+    );
+
+    hand_edit().await;
+    let json_run = sync(&[args.clone(), vec!["--output".into(), "json".into()]].concat()).await;
+    assert_eq!(json_run.code, Some(2), "{}", json_run.stderr);
+    let json = json_run.json();
+    assert_eq!(json["newRevision"], false, "{json:#}");
+    assert_eq!(json["driftCorrected"], 1, "{json:#}");
+
+    // A new revision is new again, and its writes are not drift.
+    std::fs::write(
+        dir.path().join("a.yaml"),
+        config_map_yaml(&namespace, "a", "yellow"),
+    )
+    .unwrap();
+    let changed = sync(&[args.clone(), vec!["--output".into(), "json".into()]].concat()).await;
+    let json = changed.json();
+    assert_eq!(json["newRevision"], true, "{json:#}");
+    assert_eq!(json["driftCorrected"], 0, "{json:#}");
+    assert_eq!(json["counts"]["configured"], 1, "{json:#}");
+}
+
+/// `--dry-run --output json` carries what each object to create will hold, Secret values
+/// masked, so that CI can see it.
+#[tokio::test]
+async fn a_json_dry_run_carries_the_objects_to_create() {
+    let control_plane = control_plane().await;
+    let namespace = control_plane.create_namespace("dry-json").await.unwrap();
+    let secret = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\n  namespace: {namespace}\nstringData:\n  password: hunter2-plain\n"
+    );
+    let dir = repository(&[
+        ("a.yaml", &config_map_yaml(&namespace, "a", "red")),
+        ("secret.yaml", &secret),
+    ]);
+    let run = sync(&flags(
+        control_plane,
+        dir.path(),
+        &["--dry-run", "--output", "json"],
+    ))
+    .await;
+    assert_eq!(run.code, Some(2), "{}\n{}", run.stdout, run.stderr);
+    let json = run.json();
+    let objects = json["objects"].as_array().unwrap();
+    let by_name = |name: &str| {
+        objects
+            .iter()
+            .find(|object| object["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {json:#}"))
+    };
+    assert_eq!(by_name("a")["action"], "created", "{json:#}");
+    assert_eq!(by_name("a")["object"]["data"]["color"], "red", "{json:#}");
+    assert_eq!(by_name("a")["object"]["kind"], "ConfigMap", "{json:#}");
+    let shown = &by_name("db")["object"];
+    assert_eq!(shown["kind"], "Secret", "{json:#}");
+    assert!(!run.stdout.contains("hunter2"), "{}", run.stdout);
+    assert!(!run.stderr.contains("hunter2"), "{}", run.stderr);
+}
+
+/// `--allow-empty`: an empty set that would prune everything fails naming the flag (not the
+/// library's `ApplyOptions::allow_empty_set`), and passes with it.
+#[tokio::test]
+async fn allow_empty_is_a_flag_and_errors_name_it() {
+    let control_plane = control_plane().await;
+    let client = control_plane.client().await.unwrap();
+    let namespace = control_plane.create_namespace("empty").await.unwrap();
+    let dir = repository(&[("a.yaml", &config_map_yaml(&namespace, "a", "red"))]);
+    let args = flags(control_plane, dir.path(), &[]);
+    let first = sync(&args).await;
+    assert_eq!(first.code, Some(2), "{}\n{}", first.stdout, first.stderr);
+
+    std::fs::remove_file(dir.path().join("a.yaml")).unwrap();
+    for extra in [&[][..], &["--output", "json"][..]] {
+        let refused = sync(
+            &[
+                args.clone(),
+                extra.iter().map(|s| (*s).to_owned()).collect(),
+            ]
+            .concat(),
+        )
+        .await;
+        assert_eq!(
+            refused.code,
+            Some(1),
+            "{}\n{}",
+            refused.stdout,
+            refused.stderr
+        );
+        let all = format!("{}{}", refused.stdout, refused.stderr);
+        assert!(all.contains("--allow-empty"), "{all}");
+        assert!(!all.contains("ApplyOptions"), "{all}");
+    }
+    assert_eq!(
+        color(&client, &namespace, "a").await.as_deref(),
+        Some("red")
+    );
+
+    let allowed = sync(&[args.clone(), vec!["--allow-empty".into()]].concat()).await;
+    assert_eq!(
+        allowed.code,
+        Some(2),
+        "{}\n{}",
+        allowed.stdout,
+        allowed.stderr
+    );
+    assert_eq!(color(&client, &namespace, "a").await, None);
+}
+
+/// `--recreate`: an immutable ConfigMap whose data changes fails naming the flag, and is
+/// recreated with it.
+#[tokio::test]
+async fn recreate_is_a_flag_and_errors_name_it() {
+    let control_plane = control_plane().await;
+    let client = control_plane.client().await.unwrap();
+    let namespace = control_plane.create_namespace("recreate").await.unwrap();
+    let frozen = |color: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: frozen\n  namespace: {namespace}\nimmutable: true\ndata:\n  color: {color}\n"
+        )
+    };
+    let dir = repository(&[("frozen.yaml", &frozen("blue"))]);
+    let args = flags(control_plane, dir.path(), &[]);
+    let first = sync(&args).await;
+    assert_eq!(first.code, Some(2), "{}\n{}", first.stdout, first.stderr);
+
+    std::fs::write(dir.path().join("frozen.yaml"), frozen("green")).unwrap();
+    let refused = sync(&args).await;
+    assert_eq!(
+        refused.code,
+        Some(1),
+        "{}\n{}",
+        refused.stdout,
+        refused.stderr
+    );
+    let all = format!("{}{}", refused.stdout, refused.stderr);
+    assert!(all.contains("--recreate"), "{all}");
+    assert!(!all.contains("ApplyOptions"), "{all}");
+    assert_eq!(
+        color(&client, &namespace, "frozen").await.as_deref(),
+        Some("blue")
+    );
+
+    let recreated = sync(&[args.clone(), vec!["--recreate".into()]].concat()).await;
+    assert_eq!(
+        recreated.code,
+        Some(2),
+        "{}\n{}",
+        recreated.stdout,
+        recreated.stderr
+    );
+    assert_eq!(
+        color(&client, &namespace, "frozen").await.as_deref(),
+        Some("green")
+    );
+}
+
+/// `--strict-substitution`: a variable without a value fails the render, naming it; without
+/// the flag it becomes empty.
+#[tokio::test]
+async fn strict_substitution_is_a_flag() {
+    let control_plane = control_plane().await;
+    let client = control_plane.client().await.unwrap();
+    let namespace = control_plane.create_namespace("strict").await.unwrap();
+    let dir = repository(&[(
+        "a.yaml",
+        &config_map_yaml(&namespace, "a", "\"x${UNSET_COLOR}\""),
+    )]);
+    let args = flags(control_plane, dir.path(), &[]);
+
+    let strict = sync(&[args.clone(), vec!["--strict-substitution".into()]].concat()).await;
+    assert_eq!(strict.code, Some(1), "{}\n{}", strict.stdout, strict.stderr);
+    assert!(strict.stderr.contains("UNSET_COLOR"), "{}", strict.stderr);
+    assert_eq!(color(&client, &namespace, "a").await, None);
+
+    let lenient = sync(&[args.clone(), vec!["--var".into(), "OTHER=1".into()]].concat()).await;
+    assert_eq!(
+        lenient.code,
+        Some(2),
+        "{}\n{}",
+        lenient.stdout,
+        lenient.stderr
+    );
+    assert_eq!(color(&client, &namespace, "a").await.as_deref(), Some("x"));
+}
+
+/// Logs carry no colour escapes when standard error is not a terminal; entries the source left
+/// out (a symbolic link) are shown as warnings and listed in the JSON.
+#[tokio::test]
+async fn logs_are_plain_and_skipped_entries_are_warnings() {
+    let control_plane = control_plane().await;
+    let namespace = control_plane.create_namespace("plain-logs").await.unwrap();
+    let dir = repository(&[("a.yaml", &config_map_yaml(&namespace, "a", "red"))]);
+    std::os::unix::fs::symlink(dir.path().join("a.yaml"), dir.path().join("link.yaml")).unwrap();
+    let args = flags(control_plane, dir.path(), &["--output", "json"]);
+
+    let run = sync_with_env(&args, &[("RUST_LOG", "info")]).await;
+    assert_eq!(run.code, Some(2), "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("INFO"), "{}", run.stderr);
+    assert!(!run.stderr.contains('\u{1b}'), "{:?}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("warning: link.yaml (symbolic link) was left out"),
+        "{}",
+        run.stderr
+    );
+    let json = run.json();
+    assert_eq!(
+        json["skippedEntries"],
+        serde_json::json!(["link.yaml (symbolic link)"]),
+        "{json:#}"
+    );
+}
