@@ -13,7 +13,8 @@
 //!   safely (no path escapes the target, no links, total size capped).
 //!
 //! Files are selected from a subpath with `.sourceignore` files (gitignore syntax), caller patterns
-//! and default rules for VCS metadata, CI files, archives and images ([`IgnoreRules`]). Artifacts
+//! and default rules for VCS metadata, CI files, archives and images, keeping the archives of
+//! vendored Helm dependencies in `charts/` ([`IgnoreRules`]). Artifacts
 //! hold regular files and directories only: symbolic links and submodules are left out, logged as
 //! warnings and listed by [`Artifact::skipped`] ([`SkippedEntry`]).
 //!
