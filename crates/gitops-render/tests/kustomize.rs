@@ -706,3 +706,110 @@ async fn builds_more_than_1024_objects() {
     assert!(objects.iter().all(|o| o.namespace() == Some("shop")));
     assert!(objects.iter().any(|o| o.name() == "c-2999"));
 }
+
+#[tokio::test]
+async fn plain_builds_a_kustomization_subfolder_with_kustomize_as_flux_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "apps/a.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n",
+    );
+    write(
+        d,
+        "apps/web/kustomization.yaml",
+        "namePrefix: web-\nresources:\n- cm.yaml\n",
+    );
+    write(
+        d,
+        "apps/web/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\n",
+    );
+    write(
+        d,
+        "apps/z.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: z\n",
+    );
+    let kustomize = kustomize().await;
+    let renderer = PlainRenderer::new().with_kustomize(kustomize.clone());
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = events.clone();
+    let objects = renderer
+        .render(&request(d, "apps").with_progress(move |event| {
+            if let RenderProgress::Started { path, renderer } = event {
+                seen.lock()
+                    .unwrap()
+                    .push(format!("{renderer} {}", path.display()));
+            }
+        }))
+        .await
+        .unwrap();
+    let summary: Vec<String> = objects
+        .iter()
+        .map(|o| format!("{} @ {}", o.name(), o.origin()))
+        .collect();
+    // In the tree's order, each object with its origin.
+    assert_eq!(
+        summary,
+        [
+            "a @ apps/a.yaml:1",
+            "web-b @ apps/web/cm.yaml:1",
+            "z @ apps/z.yaml:1"
+        ]
+    );
+    assert_eq!(
+        *events.lock().unwrap(),
+        ["plain apps", "kustomize apps/web"]
+    );
+
+    // The auto renderer lends its kustomize to the plain renderer.
+    let auto = AutoRenderer::new(PlainRenderer::new()).with_kustomize(kustomize.clone());
+    assert_eq!(auto.render(&request(d, "apps")).await.unwrap(), objects);
+
+    // Never skipped silently: without kustomize it is an error naming the folder.
+    let err = PlainRenderer::new()
+        .render(&request(d, "apps"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("apps/web: holds a kustomization"),
+        "{err}"
+    );
+
+    // Duplicates across the tree are errors naming both places.
+    write(d, "apps/web/kustomization.yaml", "resources:\n- cm.yaml\n");
+    write(
+        d,
+        "apps/web/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n",
+    );
+    let err = renderer.render(&request(d, "apps")).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "ConfigMap a is defined twice: at apps/a.yaml:1 and at apps/web/cm.yaml:1"
+    );
+
+    // Jailed like any kustomize build.
+    let outside = tempfile::tempdir().unwrap();
+    write(
+        outside.path(),
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: secret\n",
+    );
+    write(
+        d,
+        "apps/web/kustomization.yaml",
+        &format!(
+            "resources:\n- {}\n",
+            outside.path().join("cm.yaml").display()
+        ),
+    );
+    let err = renderer.render(&request(d, "apps")).await.unwrap_err();
+    assert!(
+        matches!(&err, RenderError::Root(_) | RenderError::Kustomize(_)),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("secret"), "{err}");
+}
