@@ -3,6 +3,8 @@
 //!
 //! Each binary is built once with the machine's Go into a cache directory outside the checkout,
 //! keyed by the pinned version and the Go module files, and rebuilt only when those change.
+//! Binaries report their pinned version, stamped as their own releases stamp it; helm also
+//! renders for the Kubernetes minor of its client-go (1.37 for helm v3.22.0), not v1.20.0.
 //! Builds hold a file lock, so parallel test processes wait for one build instead of racing.
 //!
 //! - `GITOPS_ENVTEST_BIN_DIR`: use prebuilt binaries from this directory; nothing is built.
