@@ -308,6 +308,13 @@ async fn recreate_is_a_flag_and_errors_name_it() {
     );
     let all = format!("{}{}", refused.stdout, refused.stderr);
     assert!(all.contains("--recreate"), "{all}");
+    // The failure is shown once (stdout lists the object; the error does not repeat it).
+    assert_eq!(
+        all.matches("immutable field(s) data changed").count(),
+        1,
+        "{all}"
+    );
+    assert!(refused.stderr.contains("failed validation"), "{all}");
     assert!(!all.contains("ApplyOptions"), "{all}");
     assert_eq!(
         color(&client, &namespace, "frozen").await.as_deref(),

@@ -23,7 +23,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use gitops_diff::Colour;
 use gitops_examples::pipeline::cli::{
-    ProgressBars, SyncArgs, cancel_on_ctrl_c, init_tracing, name_flags,
+    ProgressBars, SyncArgs, cancel_on_ctrl_c, init_tracing, name_flags, without_listed_changes,
 };
 use gitops_examples::pipeline::{Pipeline, SyncError, SyncReport, error_chain};
 
@@ -179,7 +179,14 @@ fn print_failure(error: &SyncError, output: Output) {
             }
         }
     }
-    eprintln!("error: {}", name_flags(&error_chain(error)));
+    let mut message = error_chain(error);
+    if output == Output::Text
+        && let Some(change_set) = error.change_set()
+    {
+        // The failed objects are listed above already: once is enough.
+        message = without_listed_changes(&message, change_set);
+    }
+    eprintln!("error: {}", name_flags(&message));
 }
 
 /// One line per object that was (or would be) created, changed, pruned, or that failed; the

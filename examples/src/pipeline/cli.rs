@@ -352,6 +352,37 @@ pub fn name_flags(text: &str) -> String {
         })
 }
 
+/// `message` (an error) without the lines that list an object of `change_set` as the text
+/// output prints it (`  - ConfigMap shop/a Failed: ...`), and without the colon that
+/// introduced them, for a binary that printed the change set already: each failure is then
+/// shown once.
+///
+/// ```
+/// use gitops_apply::{Action, ChangeSet};
+/// use gitops_examples::pipeline::cli::without_listed_changes;
+///
+/// let message = "applying r failed: 0 object(s) failed validation, nothing was written:";
+/// let shortened = without_listed_changes(message, &ChangeSet::default());
+/// assert_eq!(shortened, "applying r failed: 0 object(s) failed validation, nothing was written");
+/// ```
+#[must_use]
+pub fn without_listed_changes(message: &str, change_set: &gitops_apply::ChangeSet) -> String {
+    let listed: std::collections::BTreeSet<String> = change_set
+        .changes
+        .iter()
+        .map(|change| change.to_string())
+        .collect();
+    let kept: Vec<&str> = message
+        .lines()
+        .filter(|line| {
+            line.trim_start()
+                .strip_prefix("- ")
+                .is_none_or(|item| !listed.contains(item.trim_end()))
+        })
+        .collect();
+    kept.join("\n").trim_end().trim_end_matches(':').to_owned()
+}
+
 /// Writes log lines to standard error through [`name_flags`]. The formatter writes each event
 /// in one call, so a name is never split between two writes.
 struct FlagNamingWriter(std::io::Stderr);
