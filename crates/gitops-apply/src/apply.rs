@@ -24,6 +24,7 @@ use crate::health::{
 use crate::inventory::{
     Inventory, InventoryError, InventoryStore, OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL,
 };
+use crate::kube_error::KubeError;
 use crate::plan::{
     DefaultStaging, KindInfo, KindTable, PlanError, PlanOptions, PlannedObject, Staging, plan,
 };
@@ -468,7 +469,7 @@ impl fmt::Display for ChangeSet {
 pub enum ApplyError {
     /// Discovery failed; nothing was written.
     #[error("discovering the kinds the cluster serves")]
-    Discovery(#[source] kube::Error),
+    Discovery(#[source] KubeError),
     /// The set cannot be planned; nothing was written.
     #[error("planning the set")]
     Plan(#[source] PlanError),
@@ -490,7 +491,7 @@ pub enum ApplyError {
         namespace: String,
         /// The failure.
         #[source]
-        source: kube::Error,
+        source: KubeError,
     },
     /// Reading an object the run needed to see before its writes failed (a Namespace or CRD
     /// leaving the set, to know what pruning it would delete); nothing was written.
@@ -500,7 +501,7 @@ pub enum ApplyError {
         id: ObjectId,
         /// The failure.
         #[source]
-        source: kube::Error,
+        source: KubeError,
     },
     /// The inventory could not be read or written.
     #[error("inventory")]
@@ -1092,7 +1093,7 @@ impl Run<'_> {
                 .await
                 .map_err(|source| ApplyError::Read {
                     id: id.clone(),
-                    source,
+                    source: source.into(),
                 })?;
             if live.is_some_and(|live| prunable(&live, &owner_labels).is_ok()) {
                 losses.push(CascadingLoss {
@@ -1134,7 +1135,7 @@ impl Run<'_> {
                     Err(source) => Err(ApplyError::List {
                         plural: kind.resource.plural.clone(),
                         namespace: namespace.unwrap_or("the cluster").to_owned(),
-                        source,
+                        source: source.into(),
                     }),
                 }
             })
@@ -1229,7 +1230,7 @@ impl Applier {
         let discovery = Discovery::new(client.clone())
             .run_aggregated()
             .await
-            .map_err(ApplyError::Discovery)?;
+            .map_err(|e| ApplyError::Discovery(e.into()))?;
         let mut kinds = KindTable::from_discovery(&discovery);
         kinds.add_crds(desired.manifests());
         let previous = self

@@ -445,7 +445,7 @@ pub enum WaitError {
         id: ObjectId,
         /// The failure.
         #[source]
-        source: kube::Error,
+        source: crate::KubeError,
     },
     /// The token was cancelled.
     #[error("waiting was cancelled")]
@@ -598,9 +598,9 @@ async fn read_live(
                 Some(ns) => Api::namespaced_with(client.clone(), ns, &first.resource),
                 None => Api::all_with(client.clone(), &first.resource),
             };
-            let api_error = |source| WaitError::Api {
+            let api_error = |source: kube::Error| WaitError::Api {
                 id: first.id.clone(),
-                source,
+                source: source.into(),
             };
             let as_value = |object: &DynamicObject| {
                 let mut value = serde_json::to_value(object).expect("objects serialise");

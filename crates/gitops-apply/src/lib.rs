@@ -58,6 +58,7 @@ mod apply;
 mod counting;
 mod health;
 mod inventory;
+mod kube_error;
 mod paging;
 mod plan;
 mod takeover;
@@ -76,6 +77,7 @@ pub use inventory::{
     InventoryError, InventoryOwner, InventoryStore, OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL,
     PLAIN_INVENTORY_LIMIT,
 };
+pub use kube_error::KubeError;
 pub use paging::DEFAULT_PAGE_SIZE;
 pub use plan::{
     ARGO_SYNC_OPTIONS_ANNOTATION, ARGO_WAVE_ANNOTATION, DEFAULT_NAMESPACE, DefaultStaging,
