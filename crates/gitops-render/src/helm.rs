@@ -480,9 +480,14 @@ fn is_release_name(name: &str) -> bool {
 
 /// Runs the real `helm template` on a chart directory of the source root.
 ///
-/// - Release name and namespace, values files (paths relative to the source root, checked to
-///   stay inside it) and inline values (applied after the files, in order), CRDs included by
-///   default (`--include-crds`), `--kube-version` and `--api-versions` for `Capabilities`.
+/// - Release name (by default the chart directory's name, see [`HelmRenderer::with_binary`]) and
+///   namespace, values files (paths relative to the chart directory as in Argo CD and Flux,
+///   checked to stay inside the source root) and inline values (applied after the files, in
+///   order), CRDs included by default (`--include-crds`), the cluster's version and API versions
+///   for `.Capabilities` ([`HelmRenderer::with_kube_version`],
+///   [`HelmRenderer::with_api_versions`]; the caller reads them from the cluster's discovery).
+/// - Hooks (objects annotated `helm.sh/hook`) are not release objects: test hooks are never
+///   returned, others are left out and reported unless [`HookPolicy::Include`] keeps them.
 /// - No network: dependencies must be vendored under `charts/` (checked first, with a clear
 ///   error), nothing is downloaded, no plugins, no cluster contact; every values schema of the
 ///   chart and its subcharts (unpacked or `.tgz`) may refer only inside itself and to the drafts
@@ -499,9 +504,10 @@ fn is_release_name(name: &str) -> bool {
 /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 /// let renderer = HelmRenderer::new("/usr/local/bin/helm", "web")
 ///     .namespace("shop")
-///     .values_file("env/prod/values.yaml")
+///     .values_file("../../env/prod/values.yaml")
 ///     .values(serde_json::json!({"replicaCount": 3}))
-///     .kube_version("1.37.2");
+///     .with_kube_version("v1.37.2")
+///     .with_api_versions(["apps/v1", "policy/v1/PodDisruptionBudget"]);
 /// let root = SourceRoot::new("/srv/checkout")?;
 /// let objects = renderer.render(&RenderRequest::new(root, "charts/web")).await?;
 /// # let _ = objects;

@@ -3,8 +3,10 @@
 //!
 //! - [`Renderer`]: a directory of a [`SourceRoot`] in, objects out. Implementations:
 //!   [`PlainRenderer`] (YAML and JSON files, in-process and parallel), [`KustomizeRenderer`]
-//!   (the `kustomize` binary, jailed) and [`HelmRenderer`] (`helm template`, offline);
-//!   [`AutoRenderer`] picks one the way a user expects.
+//!   (the `kustomize` binary, jailed) and [`HelmRenderer`] (`helm template`, offline; hooks are
+//!   never returned as release objects, see [`HookPolicy`]); [`AutoRenderer`] picks one the way
+//!   a user expects: a kustomization, else a chart (`Chart.yaml`), else plain files, whose
+//!   kustomization subdirectories are built with kustomize.
 //! - [`Substitution`]: `${VAR}` with shell-style operators, asked for per render with
 //!   [`RenderRequest::with_substitution`] or for every render with [`Renderer::then`]. Every
 //!   renderer applies it to each rendered document

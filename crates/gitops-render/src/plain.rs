@@ -180,8 +180,8 @@ enum Part {
 }
 
 impl PlainRenderer {
-    /// A renderer with the defaults: recursive, no include or exclude patterns, files up to
-    /// 8 MiB, 256 MiB in all.
+    /// A renderer with the defaults: recursive, no include or exclude patterns, no kustomize
+    /// renderer for kustomization subdirectories, files up to 8 MiB, 256 MiB in all.
     #[must_use]
     pub fn new() -> Self {
         Self {
