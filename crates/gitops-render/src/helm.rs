@@ -1056,6 +1056,19 @@ mod tests {
     }
 
     #[test]
+    fn skipped_hooks_are_reported_escaped() {
+        let event = crate::RenderProgress::HookSkipped {
+            path: "charts/w\u{1b}[2Jeb".into(),
+            object: "Job a\nINFO forged".into(),
+            hooks: vec!["pre-install\u{202e}".into()],
+            origin: Origin::new("charts/web/templates/\u{1b}x.yaml"),
+        };
+        let text = event.to_string();
+        assert!(!text.contains(['\u{1b}', '\n', '\u{202e}']), "{text}");
+        assert!(text.contains("left out helm hook Job a"), "{text}");
+    }
+
+    #[test]
     fn finds_vendored_charts() {
         let dir = tempfile::tempdir().unwrap();
         let charts = dir.path().join("charts");
