@@ -391,3 +391,117 @@ async fn logs_are_plain_and_skipped_entries_are_warnings() {
         "{json:#}"
     );
 }
+
+/// A chart rendered with the automatic renderer: the release is named after the chart's
+/// directory, helm sees the cluster's version and served API versions (a CRD's kind included),
+/// `--helm-kube-version` overrides the version, and hooks are left out unless
+/// `--helm-hooks include`.
+#[tokio::test]
+async fn helm_renders_for_the_cluster_it_syncs_to() {
+    let control_plane = control_plane().await;
+    let client = control_plane.client().await.unwrap();
+    let namespace = control_plane.create_namespace("helm-caps").await.unwrap();
+
+    // A CRD only this cluster serves: helm knows its kind only through discovery.
+    let group = format!("{namespace}.example.com");
+    let crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition =
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": format!("widgets.{group}")},
+            "spec": {
+                "group": group,
+                "names": {"kind": "Widget", "plural": "widgets", "singular": "widget", "listKind": "WidgetList"},
+                "scope": "Namespaced",
+                "versions": [{"name": "v1", "served": true, "storage": true,
+                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}],
+            },
+        }))
+        .unwrap();
+    Api::all(client.clone())
+        .create(&kube::api::PostParams::default(), &crd)
+        .await
+        .unwrap();
+    let mut served = false;
+    for _ in 0..120 {
+        let groups = client.list_api_groups().await.unwrap();
+        if groups.groups.iter().any(|g| g.name == group) {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert!(served, "the CRD's group is never served");
+
+    let dir = tempfile::tempdir().unwrap();
+    let chart = dir.path().join("web");
+    std::fs::create_dir_all(chart.join("templates")).unwrap();
+    std::fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: webchart\nversion: 0.1.0\nkubeVersion: \">=1.23.0-0\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        chart.join("templates/settings.yaml"),
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{{{ .Release.Name }}}}-settings\ndata:\n  kube: {{{{ .Capabilities.KubeVersion.Version | quote }}}}\n  widget: {{{{ .Capabilities.APIVersions.Has \"{group}/v1/Widget\" | quote }}}}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        chart.join("templates/hook.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-hook\n  annotations:\n    helm.sh/hook: pre-install\ndata:\n  a: b\n",
+    )
+    .unwrap();
+    let args = flags(
+        control_plane,
+        dir.path(),
+        &["--subpath", "web", "--namespace", &namespace],
+    );
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+    let data = |name: &'static str| {
+        let config_maps = config_maps.clone();
+        async move {
+            config_maps
+                .get_opt(name)
+                .await
+                .unwrap()
+                .map(|config_map| config_map.data.unwrap_or_default())
+        }
+    };
+
+    let run = sync(&args).await;
+    assert_eq!(run.code, Some(2), "{}\n{}", run.stdout, run.stderr);
+    let settings = data("web-settings")
+        .await
+        .expect("release named after the chart directory");
+    let version = client.apiserver_version().await.unwrap().git_version;
+    assert_eq!(settings["kube"], version, "{settings:?}");
+    assert_eq!(settings["widget"], "true", "{settings:?}");
+    assert!(data("web-hook").await.is_none(), "a hook was applied");
+    assert!(run.stderr.contains("hook"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("--helm-hooks include"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("HookPolicy"), "{}", run.stderr);
+
+    let pinned = sync(
+        &[
+            args.clone(),
+            vec![
+                "--helm-kube-version".into(),
+                "v1.30.0".into(),
+                "--helm-hooks".into(),
+                "include".into(),
+            ],
+        ]
+        .concat(),
+    )
+    .await;
+    assert_eq!(pinned.code, Some(2), "{}\n{}", pinned.stdout, pinned.stderr);
+    assert_eq!(data("web-settings").await.unwrap()["kube"], "v1.30.0");
+    assert!(
+        data("web-hook").await.is_some(),
+        "--helm-hooks include keeps hooks"
+    );
+}

@@ -635,12 +635,12 @@ async fn kustomize_overlays_reach_bases_outside_the_subpath_and_helm_charts_rend
         .unwrap();
     sync_creates(&client, &namespace, config, "prod-settings", "blue").await;
 
-    // Helm, with a values file relative to the source root.
+    // Helm, with a values file relative to the chart (as in Argo CD and Flux).
     let config = SyncConfig::builder(SourceSpec::local(dir.path()))
         .subpath("chart")
         .renderer(RendererChoice::Helm(
             gitops_examples::pipeline::HelmRelease::new("shop")
-                .values_file("chart/values-prod.yaml"),
+                .values_file("values-prod.yaml"),
         ))
         .helm_binary(tool(gitops_envtest::Tool::Helm).await)
         .target_namespace(&namespace)

@@ -29,6 +29,15 @@ pub enum RendererFlag {
     Helm,
 }
 
+/// What Helm does with hooks, as chosen on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum HooksFlag {
+    /// Leave hooks out, with a warning.
+    Skip,
+    /// Keep hooks other than tests as objects.
+    Include,
+}
+
 /// The source, render and apply flags of `sync` and `reconcile`.
 #[derive(Clone, Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["url", "path"])))]
@@ -65,10 +74,21 @@ pub struct SyncArgs {
     /// How to render the directory.
     #[arg(long, value_enum, default_value_t = RendererFlag::Auto)]
     pub renderer: RendererFlag,
-    /// The Helm release name (with `--renderer helm`).
-    #[arg(long, default_value = "release")]
-    pub helm_release: String,
-    /// A Helm values file relative to the source root (repeatable).
+    /// The Helm release name (with `--renderer helm`). Default: the chart directory's name (the
+    /// chart's name when it is the source root), as Argo CD names it after the application.
+    #[arg(long)]
+    pub helm_release: Option<String>,
+    /// What Helm does with a chart's hooks (`helm.sh/hook`): skip them with a warning, or
+    /// include those other than tests as objects. Test hooks are never applied.
+    #[arg(long, value_enum, default_value_t = HooksFlag::Skip)]
+    pub helm_hooks: HooksFlag,
+    /// The Kubernetes version Helm renders for (`.Capabilities.KubeVersion`, checked against a
+    /// chart's `kubeVersion`), such as `v1.35.0`. Default: the cluster's, read by discovery
+    /// with the API versions it serves (`.Capabilities.APIVersions`).
+    #[arg(long, value_name = "VERSION")]
+    pub helm_kube_version: Option<String>,
+    /// A Helm values file relative to the chart directory, as in Argo CD and Flux
+    /// (repeatable).
     #[arg(long = "helm-values", value_name = "FILE")]
     pub helm_values: Vec<PathBuf>,
     /// A substitution variable, `${NAME}` in the objects becomes VALUE (repeatable).
@@ -193,7 +213,10 @@ impl SyncArgs {
             RendererFlag::Plain => RendererChoice::Plain,
             RendererFlag::Kustomize => RendererChoice::Kustomize,
             RendererFlag::Helm => {
-                let mut release = HelmRelease::new(self.helm_release.clone());
+                let mut release = match &self.helm_release {
+                    Some(name) => HelmRelease::new(name.clone()),
+                    None => HelmRelease::after_chart(),
+                };
                 for file in &self.helm_values {
                     release = release.values_file(file.clone());
                 }
@@ -210,12 +233,19 @@ impl SyncArgs {
             .allow_empty_set(self.allow_empty)
             .allow_cascading_prune(self.allow_cascading_prune)
             .strict_substitution(self.strict_substitution)
+            .helm_hooks(match self.helm_hooks {
+                HooksFlag::Skip => gitops_render::HookPolicy::Skip,
+                HooksFlag::Include => gitops_render::HookPolicy::Include,
+            })
             .dry_run(dry_run);
         for (name, value) in &self.variables {
             builder = builder.variable(name.clone(), value.clone());
         }
         if let Some(namespace) = &self.namespace {
             builder = builder.target_namespace(namespace.clone());
+        }
+        if let Some(version) = &self.helm_kube_version {
+            builder = builder.helm_kube_version(version.clone());
         }
         if let Some(inventory) = &self.inventory {
             builder = builder.inventory(inventory.clone());

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use gitops_apply::{ConfigMapInventory, DEFAULT_FIELD_MANAGER, InventoryError};
+use gitops_render::HookPolicy;
 use gitops_source::{GitCredentials, GitReference};
 
 /// Why a [`SyncConfig`] is not usable.
@@ -284,11 +285,13 @@ pub fn parse_git_reference(text: &str) -> Result<GitReference, ConfigError> {
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct HelmRelease {
-    /// The release name (`.Release.Name`).
+    /// The release name (`.Release.Name`); empty: named after the chart's directory (see
+    /// [`HelmRelease::after_chart`]).
     pub release: String,
     /// The release namespace (`.Release.Namespace`); the target namespace when `None`.
     pub namespace: Option<String>,
-    /// Values files, relative to the source root, applied in order.
+    /// Values files, relative to the chart directory (as in Argo CD and Flux), applied in
+    /// order.
     pub values_files: Vec<PathBuf>,
     /// Inline values (a mapping), applied after the files.
     pub values: Option<serde_json::Value>,
@@ -314,10 +317,23 @@ impl HelmRelease {
         }
     }
 
-    /// Adds a values file (relative to the source root).
+    /// Adds a values file (relative to the chart directory; it must stay inside the source).
     pub fn values_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.values_files.push(path.into());
         self
+    }
+
+    /// A release named after the chart's directory (`charts/web` renders release `web`; the
+    /// chart's own name when the chart is the source root), as Argo CD names it after the
+    /// application.
+    ///
+    /// ```
+    /// use gitops_examples::pipeline::HelmRelease;
+    /// assert!(HelmRelease::after_chart().release.is_empty());
+    /// ```
+    #[must_use]
+    pub fn after_chart() -> Self {
+        Self::new("")
     }
 
     /// Sets the inline values.
@@ -501,6 +517,8 @@ pub struct SyncConfig {
     pub(crate) allow_empty_set: bool,
     pub(crate) allow_cascading_prune: bool,
     pub(crate) strict_substitution: bool,
+    pub(crate) helm_hooks: HookPolicy,
+    pub(crate) helm_kube_version: Option<String>,
 }
 
 impl SyncConfig {
@@ -533,6 +551,8 @@ impl SyncConfig {
                 allow_empty_set: false,
                 allow_cascading_prune: false,
                 strict_substitution: false,
+                helm_hooks: HookPolicy::Skip,
+                helm_kube_version: None,
             },
             inventory_named: false,
         }
@@ -563,6 +583,18 @@ impl SyncConfig {
     #[must_use]
     pub fn strict_substitution(&self) -> bool {
         self.strict_substitution
+    }
+
+    /// What Helm does with hooks ([`SyncConfigBuilder::helm_hooks`]).
+    #[must_use]
+    pub fn helm_hooks(&self) -> HookPolicy {
+        self.helm_hooks
+    }
+
+    /// The Kubernetes version given for Helm, if any ([`SyncConfigBuilder::helm_kube_version`]).
+    #[must_use]
+    pub fn helm_kube_version(&self) -> Option<&str> {
+        self.helm_kube_version.as_deref()
     }
 
     /// The source.
@@ -784,6 +816,35 @@ impl SyncConfigBuilder {
         self
     }
 
+    /// What Helm does with a chart's hooks (`helm.sh/hook`): [`HookPolicy::Skip`] (the
+    /// default) leaves them out with a warning, [`HookPolicy::Include`] keeps those other than
+    /// tests. Test hooks are never applied.
+    ///
+    /// ```
+    /// use gitops_examples::pipeline::{SourceSpec, SyncConfig};
+    /// use gitops_render::HookPolicy;
+    /// let config = SyncConfig::builder(SourceSpec::local("."))
+    ///     .helm_hooks(HookPolicy::Include)
+    ///     .helm_kube_version("v1.35.0")
+    ///     .build()?;
+    /// assert_eq!(config.helm_hooks(), HookPolicy::Include);
+    /// assert_eq!(config.helm_kube_version(), Some("v1.35.0"));
+    /// # Ok::<(), gitops_examples::pipeline::ConfigError>(())
+    /// ```
+    pub fn helm_hooks(mut self, hooks: HookPolicy) -> Self {
+        self.config.helm_hooks = hooks;
+        self
+    }
+
+    /// The Kubernetes version Helm renders for (`.Capabilities.KubeVersion`, a chart's
+    /// `kubeVersion` constraint). Default: the cluster's, read by discovery before the first
+    /// Helm render, with the API versions it serves. See [`SyncConfigBuilder::helm_hooks`]
+    /// for an example.
+    pub fn helm_kube_version(mut self, version: impl Into<String>) -> Self {
+        self.config.helm_kube_version = Some(version.into());
+        self
+    }
+
     /// Checks the configuration.
     ///
     /// # Errors
@@ -807,7 +868,9 @@ impl SyncConfigBuilder {
                 source: Some(source),
             },
         )?;
-        if let RendererChoice::Helm(helm) = &config.renderer {
+        if let RendererChoice::Helm(helm) = &config.renderer
+            && !helm.release.is_empty()
+        {
             let valid = !helm.release.is_empty()
                 && helm.release.len() <= 53
                 && helm

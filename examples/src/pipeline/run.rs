@@ -68,6 +68,13 @@ impl WorkDir {
     }
 }
 
+/// What Helm is told of the cluster: `.Capabilities.KubeVersion` and `.Capabilities.APIVersions`.
+#[derive(Clone, Debug, Default)]
+struct Capabilities {
+    kube_version: Option<String>,
+    api_versions: Vec<String>,
+}
+
 /// The last fetched artifact (good or not).
 #[derive(Debug)]
 struct Fetched {
@@ -114,6 +121,8 @@ pub struct Pipeline {
     recorded_read: bool,
     /// The revision the inventory records, as last read or written.
     recorded: Option<Revision>,
+    /// The cluster's capabilities, read by discovery before the first Helm render.
+    capabilities: Option<Capabilities>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -167,7 +176,7 @@ impl Pipeline {
         })?;
 
         let source = build_source(&config, work_dir.path())?;
-        let renderer = build_renderer(&config)?;
+        let renderer = build_renderer(&config, None)?;
         let inventory =
             ConfigMapInventory::new(&config.inventory.namespace, &config.inventory.name).map_err(
                 |source| ConfigError::InvalidInventory {
@@ -186,6 +195,7 @@ impl Pipeline {
             bookkeeping_client: raw_client,
             recorded_read: false,
             recorded: None,
+            capabilities: None,
             client,
             counter,
             source,
@@ -377,6 +387,15 @@ impl Pipeline {
         }
         let revision = fetched.revision.clone();
         let dir = fetched.dir.clone();
+        if self.capabilities.is_none() && self.renders_helm(&dir) {
+            let capabilities = discover_capabilities(
+                &self.bookkeeping_client,
+                self.config.helm_kube_version.as_deref(),
+            )
+            .await;
+            self.renderer = build_renderer(&self.config, Some(&capabilities))?;
+            self.capabilities = Some(capabilities);
+        }
         let rendered = self.render(&revision, &dir, cancel, progress).await?;
         self.last_good = Some(rendered.clone());
         Ok(Desired::Current(rendered))
@@ -597,6 +616,15 @@ impl Pipeline {
 }
 
 impl Pipeline {
+    /// Whether rendering `dir` runs helm: the Helm renderer, or the automatic one on a chart.
+    fn renders_helm(&self, dir: &Path) -> bool {
+        match &self.config.renderer {
+            RendererChoice::Helm(_) => true,
+            RendererChoice::Auto => dir.join(&self.config.subpath).join("Chart.yaml").is_file(),
+            RendererChoice::Plain | RendererChoice::Kustomize => false,
+        }
+    }
+
     fn inventory_api(&self) -> Api<k8s_openapi::api::core::v1::ConfigMap> {
         Api::namespaced(
             self.bookkeeping_client.clone(),
@@ -692,7 +720,123 @@ fn build_source(config: &SyncConfig, work_dir: &Path) -> Result<Box<dyn Source>,
     })
 }
 
-fn build_renderer(config: &SyncConfig) -> Result<Box<dyn Renderer>, ConfigError> {
+/// The cluster's version (unless `kube_version` is given) and the API versions it serves, as
+/// helm's `--kube-version` and `--api-versions` take them (`v1`, `v1/Pod`, `apps/v1`,
+/// `apps/v1/Deployment`), read with aggregated discovery (two requests). What cannot be read is
+/// left out with a warning: helm then uses its own defaults.
+async fn discover_capabilities(client: &kube::Client, kube_version: Option<&str>) -> Capabilities {
+    let kube_version = match kube_version {
+        Some(version) => Some(version.to_owned()),
+        None => match client.apiserver_version().await {
+            Ok(info) => Some(info.git_version),
+            Err(error) => {
+                tracing::warn!(error = %error_chain(&error), "reading the cluster's version for helm (set --helm-kube-version)");
+                None
+            }
+        },
+    };
+    let mut api_versions = std::collections::BTreeSet::new();
+    for (what, result) in [
+        ("/api", client.list_core_api_versions_aggregated().await),
+        ("/apis", client.list_api_groups_aggregated().await),
+    ] {
+        let list = match result {
+            Ok(list) => list,
+            Err(error) => {
+                tracing::warn!(error = %error_chain(&error), "reading the API versions the cluster serves ({what}) for helm");
+                continue;
+            }
+        };
+        for group in list.items {
+            let name = group
+                .metadata
+                .and_then(|metadata| metadata.name)
+                .unwrap_or_default();
+            for version in group.versions {
+                let Some(version_name) = version.version else {
+                    continue;
+                };
+                let group_version = if name.is_empty() {
+                    version_name
+                } else {
+                    format!("{name}/{version_name}")
+                };
+                for resource in &version.resources {
+                    if let Some(kind) = resource
+                        .response_kind
+                        .as_ref()
+                        .and_then(|kind| kind.kind.as_deref())
+                        .filter(|kind| !kind.is_empty())
+                    {
+                        api_versions.insert(format!("{group_version}/{kind}"));
+                    }
+                }
+                api_versions.insert(group_version);
+            }
+        }
+    }
+    tracing::debug!(
+        ?kube_version,
+        api_versions = api_versions.len(),
+        "cluster capabilities for helm"
+    );
+    Capabilities {
+        kube_version,
+        api_versions: api_versions.into_iter().collect(),
+    }
+}
+
+/// A Helm renderer with the configuration's namespace, hooks and `capabilities`; `release`
+/// names the release and its values (else the release is named after the chart).
+fn helm_renderer(
+    config: &SyncConfig,
+    binary: PathBuf,
+    release: Option<&crate::pipeline::HelmRelease>,
+    capabilities: Option<&Capabilities>,
+) -> HelmRenderer {
+    let mut helm = HelmRenderer::with_binary(binary).with_hooks(config.helm_hooks);
+    if let Some(namespace) = release
+        .and_then(|release| release.namespace.as_ref())
+        .or(config.target_namespace.as_ref())
+    {
+        helm = helm.namespace(namespace.clone());
+    }
+    if let Some(release) = release {
+        if !release.release.is_empty() {
+            helm = helm.release(release.release.clone());
+        }
+        helm = helm.include_crds(release.include_crds);
+        for file in &release.values_files {
+            helm = helm.values_file(file.clone());
+        }
+        if let Some(values) = &release.values {
+            helm = helm.values(values.clone());
+        }
+    }
+    let kube_version = config
+        .helm_kube_version
+        .as_ref()
+        .or(capabilities.and_then(|c| c.kube_version.as_ref()));
+    if let Some(version) = kube_version {
+        helm = helm.with_kube_version(version.clone());
+    }
+    if let Some(capabilities) = capabilities {
+        helm = helm.with_api_versions(capabilities.api_versions.iter().cloned());
+    }
+    helm
+}
+
+fn build_renderer(
+    config: &SyncConfig,
+    capabilities: Option<&Capabilities>,
+) -> Result<Box<dyn Renderer>, ConfigError> {
+    let helm_binary = || {
+        find_tool(
+            config.helm_binary.as_deref(),
+            "helm",
+            gitops_envtest::Tool::Helm,
+        )
+    };
     let kustomize = || {
         find_tool(
             config.kustomize_binary.as_deref(),
@@ -708,34 +852,17 @@ fn build_renderer(config: &SyncConfig) -> Result<Box<dyn Renderer>, ConfigError>
             if let Some(kustomize) = kustomize() {
                 auto = auto.with_kustomize(kustomize);
             }
+            if let Some(helm) = helm_binary() {
+                auto = auto.with_helm(helm_renderer(config, helm, None, capabilities));
+            }
             Box::new(auto)
         }
         RendererChoice::Kustomize => {
             Box::new(kustomize().ok_or(ConfigError::ToolNotFound { tool: "kustomize" })?)
         }
         RendererChoice::Helm(release) => {
-            let binary = find_tool(
-                config.helm_binary.as_deref(),
-                "helm",
-                gitops_envtest::Tool::Helm,
-            )
-            .ok_or(ConfigError::ToolNotFound { tool: "helm" })?;
-            let mut helm = HelmRenderer::new(binary, release.release.clone())
-                .include_crds(release.include_crds);
-            if let Some(namespace) = release
-                .namespace
-                .as_ref()
-                .or(config.target_namespace.as_ref())
-            {
-                helm = helm.namespace(namespace.clone());
-            }
-            for file in &release.values_files {
-                helm = helm.values_file(file.clone());
-            }
-            if let Some(values) = &release.values {
-                helm = helm.values(values.clone());
-            }
-            Box::new(helm)
+            let binary = helm_binary().ok_or(ConfigError::ToolNotFound { tool: "helm" })?;
+            Box::new(helm_renderer(config, binary, Some(release), capabilities))
         }
     };
     if config.variables.is_empty() && !config.strict_substitution {
@@ -787,7 +914,7 @@ mod tests {
             .kustomize_binary("/nonexistent/kustomize")
             .build()
             .unwrap();
-        let renderer = build_renderer(&config).unwrap();
+        let renderer = build_renderer(&config, None).unwrap();
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("kustomization.yaml"),
@@ -860,7 +987,7 @@ mod tests {
                 .renderer(choice)
                 .build()
                 .unwrap();
-            let Err(error) = build_renderer(&config) else {
+            let Err(error) = build_renderer(&config, None) else {
                 panic!("{tool} is nowhere, yet a renderer was built");
             };
             assert!(
