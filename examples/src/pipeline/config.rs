@@ -331,7 +331,6 @@ impl HelmRelease {
     /// use gitops_examples::pipeline::HelmRelease;
     /// assert!(HelmRelease::after_chart().release.is_empty());
     /// ```
-    #[must_use]
     pub fn after_chart() -> Self {
         Self::new("")
     }
