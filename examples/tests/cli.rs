@@ -505,3 +505,38 @@ async fn helm_renders_for_the_cluster_it_syncs_to() {
         "--helm-hooks include keeps hooks"
     );
 }
+
+/// `reconcile` shows the entries the source left out (a symbolic link) as warnings.
+#[tokio::test]
+async fn reconcile_warns_of_skipped_entries() {
+    use tokio::io::AsyncBufReadExt as _;
+    let control_plane = control_plane().await;
+    let namespace = control_plane
+        .create_namespace("reconcile-skip")
+        .await
+        .unwrap();
+    let dir = repository(&[("a.yaml", &config_map_yaml(&namespace, "a", "red"))]);
+    std::os::unix::fs::symlink(dir.path().join("a.yaml"), dir.path().join("link.yaml")).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_reconcile"))
+        .args(flags(control_plane, dir.path(), &["--interval", "1h"]))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = String::new();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.starts_with("cycle 1 ") {
+            break;
+        }
+    }
+    child.kill().await.unwrap();
+    assert!(
+        seen.contains("warning: link.yaml (symbolic link) was left out"),
+        "{seen}"
+    );
+    assert!(seen.contains("cycle 1 ok"), "{seen}");
+}

@@ -22,7 +22,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use gitops_examples::pipeline::cli::{ProgressBars, SyncArgs, cancel_on_ctrl_c, init_tracing};
+use gitops_examples::pipeline::cli::{
+    ProgressBars, SyncArgs, cancel_on_ctrl_c, init_tracing, name_flags,
+};
 use gitops_examples::pipeline::{Backoff, Pipeline, Reconciler};
 
 /// The GitOps agent: sync on an interval, correct drift, stop on Ctrl-C.
@@ -46,7 +48,7 @@ async fn main() -> ExitCode {
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", name_flags(&format!("{error:#}")));
             ExitCode::FAILURE
         }
     }
@@ -70,7 +72,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .backoff(Backoff::new(Duration::from_secs(2), args.max_backoff))
         .progress(bars.sink())
         .run(&cancel, |event| {
-            bars.println(&event.status_line());
+            // Entries the fetch left out (symbolic links, submodules), once per revision.
+            if let Ok(report) = event.result
+                && report.new_revision
+            {
+                for entry in &report.skipped_entries {
+                    bars.println(&format!("warning: {entry} was left out of the artifact"));
+                }
+            }
+            bars.println(&name_flags(&event.status_line()));
             bars.set_idle(format!(
                 "next cycle in {}",
                 humantime::format_duration(event.next_in)
