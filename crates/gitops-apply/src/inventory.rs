@@ -48,9 +48,9 @@ pub enum InventoryError {
         namespace: String,
         /// Its name.
         name: String,
-        /// The failure.
+        /// The failure, as readable text ([`crate::KubeError`]).
         #[source]
-        source: Box<kube::Error>,
+        source: Box<crate::KubeError>,
     },
     /// The name cannot be the name of a ConfigMap or Secret (a DNS subdomain: lowercase
     /// alphanumerics, `-` and `.`).
@@ -425,7 +425,7 @@ impl ConfigMapInventory {
             action,
             namespace: self.owner.namespace.clone(),
             name: self.owner.name.clone(),
-            source: Box::new(source),
+            source: Box::new(source.into()),
         }
     }
 

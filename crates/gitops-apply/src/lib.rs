@@ -45,6 +45,14 @@
 //! `Prune=false`) never prunes it; `apply.gitops.rs/force: enabled` forces conflicts;
 //! `apply.gitops.rs/recreate: enabled` recreates on immutable changes. See [`ObjectPolicy`].
 //!
+//! Ownership: every applied object carries its inventory's labels ([`OWNER_NAMESPACE_LABEL`],
+//! [`OWNER_NAME_LABEL`]). An object whose live labels name another inventory belongs to another
+//! set: it is left alone and reported as [`Action::Skipped`] with
+//! [`ObjectError::OwnedByOtherInventory`] (the rest of the set is applied, the run does not
+//! fail), so that two sets never take an object from each other on every run, unless
+//! [`ApplyOptions::take_ownership`]. A dry run reports what the real run would fail on as
+//! [`Action::Failed`] entries with the same typed errors.
+//!
 //! Takeover ([`ApplyOptions::takeover`], opt-in): the fields of named field managers
 //! ([`TakeoverManager`]; [`TakeoverManager::defaults`]: every `kubectl` command and
 //! `before-first-apply`, as Flux does) become ours before the write, so that manual edits are

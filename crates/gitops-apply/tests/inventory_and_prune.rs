@@ -81,6 +81,15 @@ async fn a_missing_inventory_namespace_fails_before_any_write() {
         matches!(err, ApplyError::Inventory(InventoryError::Api { .. })),
         "{err}"
     );
+    // The whole chain reads as text: the server's message, not kube's Debug of its status.
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    assert!(!text.contains("Status {"), "{text}");
+    assert!(text.contains("not found (NotFound, 404)"), "{text}");
     let written = config_maps(&client, &ns).get_opt("a").await.unwrap();
     assert!(written.is_none(), "an object was written: {written:?}");
     assert!(

@@ -50,7 +50,7 @@ impl StatusInventory {
             action,
             namespace: self.owner.namespace().to_owned(),
             name: self.owner.name().to_owned(),
-            source: Box::new(source),
+            source: Box::new(source.into()),
         }
     }
 }
