@@ -234,7 +234,7 @@ async fn an_object_in_the_way_fails_the_step_and_is_named() {
         chain.contains(&format!("ConfigMap {namespace}/web-content Failed")),
         "{chain}"
     );
-    assert!(chain.contains("field is immutable"), "{chain}");
+    assert!(chain.contains("immutable field(s) data changed"), "{chain}");
     assert!(chain.contains("--namespace"), "{chain}");
     assert!(
         started.elapsed() < Duration::from_secs(30),
