@@ -1417,8 +1417,8 @@ async fn an_unchanged_run_reports_health_from_the_objects_it_listed() {
 }
 
 /// Issue #13, defect 3: a dry run reports, per object, what the real run fails on, with the
-/// same typed errors: an immutable change, a conflict with another field manager, an object
-/// the server rejects (strict field validation).
+/// same typed errors: an immutable change, a conflict with another field manager, objects the
+/// server rejects (strict field validation, an invalid name).
 #[tokio::test]
 async fn a_dry_run_reports_what_the_real_run_would_fail_on() {
     let (client, ns) = setup("dryfail").await;
@@ -1476,6 +1476,11 @@ spec: {{unknown: field}}
 ---
 apiVersion: v1
 kind: ConfigMap
+metadata: {{name: Not_A_Name, namespace: {ns}}}
+data: {{color: blue}}
+---
+apiVersion: v1
+kind: ConfigMap
 metadata: {{name: fine, namespace: {ns}}}
 data: {{color: blue}}
 "
@@ -1502,7 +1507,11 @@ data: {{color: blue}}
             matches!(error("strange"), ObjectError::Rejected { .. }),
             "{change_set}"
         );
-        assert_eq!(change_set.count(Action::Failed), 3, "{change_set}");
+        assert!(
+            matches!(error("Not_A_Name"), ObjectError::Rejected { code: 422, .. }),
+            "{change_set}"
+        );
+        assert_eq!(change_set.count(Action::Failed), 4, "{change_set}");
     };
 
     let dry_run = ApplyOptions {
