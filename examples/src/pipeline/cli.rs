@@ -589,6 +589,48 @@ mod tests {
     }
 
     #[test]
+    fn listed_failures_are_not_repeated_and_options_become_flags() {
+        let change = gitops_apply::ObjectChange {
+            id: gitops_core::ObjectId::new("", "ConfigMap", Some("shop"), "frozen"),
+            origin: None,
+            resource: kube::discovery::ApiResource {
+                group: String::new(),
+                version: "v1".into(),
+                api_version: "v1".into(),
+                kind: "ConfigMap".into(),
+                plural: "configmaps".into(),
+            },
+            action: gitops_apply::Action::Failed,
+            reason: "failed validation: immutable".into(),
+            error: None,
+            diff: None,
+            health: None,
+        };
+        let listed = change.to_string();
+        let change_set = gitops_apply::ChangeSet {
+            changes: vec![change],
+            ..gitops_apply::ChangeSet::default()
+        };
+        let change = listed;
+        let message = format!(
+            "applying r failed: 1 object(s) failed validation, nothing was written:\n  - {change}\n  - ConfigMap shop/other Failed: not listed"
+        );
+        assert_eq!(
+            without_listed_changes(&message, &change_set),
+            "applying r failed: 1 object(s) failed validation, nothing was written:\n  - ConfigMap shop/other Failed: not listed"
+        );
+        let only = format!("applying r failed: 1 object(s) failed:\n  - {change}");
+        assert_eq!(
+            without_listed_changes(&only, &change_set),
+            "applying r failed: 1 object(s) failed"
+        );
+        assert_eq!(
+            name_flags("(ApplyOptions::recreate_on_immutable) and HookPolicy::Include"),
+            "(--recreate) and --helm-hooks include"
+        );
+    }
+
+    #[test]
     fn flags_become_a_configuration() {
         let cli = Cli::try_parse_from([
             "sync",
