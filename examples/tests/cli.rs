@@ -268,6 +268,26 @@ async fn allow_empty_is_a_flag_and_errors_name_it() {
         color(&client, &namespace, "a").await.as_deref(),
         Some("red")
     );
+    // A dry run says it was planning, not applying.
+    let planned = sync(&[args.clone(), vec!["--dry-run".into()]].concat()).await;
+    assert_eq!(
+        planned.code,
+        Some(1),
+        "{}\n{}",
+        planned.stdout,
+        planned.stderr
+    );
+    assert!(
+        planned.stderr.contains("planning (dry run)"),
+        "{}",
+        planned.stderr
+    );
+    assert!(!planned.stderr.contains("applying"), "{}", planned.stderr);
+    assert!(
+        planned.stderr.contains("--allow-empty"),
+        "{}",
+        planned.stderr
+    );
 
     let allowed = sync(&[args.clone(), vec!["--allow-empty".into()]].concat()).await;
     assert_eq!(

@@ -352,11 +352,14 @@ pub enum SyncError {
         /// apply succeeded.
         served: Option<Box<SyncReport>>,
     },
-    /// The apply failed; see the source for what was written.
-    #[error("applying {revision} failed")]
+    /// The apply failed; see the source for what was written. In a dry run ("planning"),
+    /// nothing was.
+    #[error("{} {revision} failed", if *.dry_run { "planning (dry run)" } else { "applying" })]
     Apply {
         /// The revision.
         revision: Revision,
+        /// Whether it was a dry run.
+        dry_run: bool,
         /// The failure, with the change set when it got as far as writing.
         #[source]
         source: Box<ApplyError>,

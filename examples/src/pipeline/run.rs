@@ -536,6 +536,7 @@ impl Pipeline {
             Err(source) => {
                 return Err(SyncError::Apply {
                     revision,
+                    dry_run: options.dry_run,
                     source: Box::new(source),
                 });
             }
