@@ -560,3 +560,34 @@ async fn reconcile_warns_of_skipped_entries() {
     );
     assert!(seen.contains("cycle 1 ok"), "{seen}");
 }
+
+/// `--take-ownership`: an object another application's inventory owns is left alone and
+/// reported, naming the flag; with the flag it is taken over.
+#[tokio::test]
+async fn take_ownership_is_a_flag_and_the_refusal_names_it() {
+    let control_plane = control_plane().await;
+    let client = control_plane.client().await.unwrap();
+    let namespace = control_plane.create_namespace("owned").await.unwrap();
+    let first = repository(&[("a.yaml", &config_map_yaml(&namespace, "a", "red"))]);
+    let second = repository(&[("a.yaml", &config_map_yaml(&namespace, "a", "blue"))]);
+    let run = sync(&flags(control_plane, first.path(), &[])).await;
+    assert_eq!(run.code, Some(2), "{}\n{}", run.stdout, run.stderr);
+
+    for extra in [&[][..], &["--output", "json"][..], &["--dry-run"][..]] {
+        let refused = sync(&flags(control_plane, second.path(), extra)).await;
+        let all = format!("{}{}", refused.stdout, refused.stderr);
+        assert!(all.contains("--take-ownership"), "{all}");
+        assert!(!all.contains("ApplyOptions"), "{all}");
+        assert_eq!(
+            color(&client, &namespace, "a").await.as_deref(),
+            Some("red")
+        );
+    }
+
+    let taken = sync(&flags(control_plane, second.path(), &["--take-ownership"])).await;
+    assert_eq!(taken.code, Some(2), "{}\n{}", taken.stdout, taken.stderr);
+    assert_eq!(
+        color(&client, &namespace, "a").await.as_deref(),
+        Some("blue")
+    );
+}

@@ -189,12 +189,15 @@ fn print_failure(error: &SyncError, output: Output) {
     eprintln!("error: {}", name_flags(&message));
 }
 
-/// One line per object that was (or would be) created, changed, pruned, or that failed; the
-/// unchanged and skipped ones are only counted in the status line.
+/// One line per object that was (or would be) created, changed, pruned, that failed, or that
+/// was left alone for a reason to act on (owned by another inventory); the unchanged and
+/// other skipped ones are only counted in the status line.
 fn print_changes(change_set: &gitops_apply::ChangeSet) {
     use gitops_apply::Action;
     for change in &change_set.changes {
-        if !matches!(change.action, Action::Unchanged | Action::Skipped) {
+        let quiet = change.action == Action::Unchanged
+            || (change.action == Action::Skipped && change.error.is_none());
+        if !quiet {
             println!("{}", name_flags(&change.to_string()));
         }
     }

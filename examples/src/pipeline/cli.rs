@@ -130,6 +130,11 @@ pub struct SyncArgs {
     /// writing anything.
     #[arg(long)]
     pub allow_cascading_prune: bool,
+    /// Take over objects another inventory owns (their ownership labels name it); without it
+    /// such an object is left alone and reported as skipped, so that two applications never
+    /// take an object from each other on every run.
+    #[arg(long)]
+    pub take_ownership: bool,
     /// Make a `${NAME}` without a value (`--var`) or a default (`${NAME:=default}`) an error,
     /// instead of the empty string.
     #[arg(long)]
@@ -233,6 +238,7 @@ impl SyncArgs {
             .allow_empty_set(self.allow_empty)
             .allow_cascading_prune(self.allow_cascading_prune)
             .strict_substitution(self.strict_substitution)
+            .take_ownership(self.take_ownership)
             .helm_hooks(match self.helm_hooks {
                 HooksFlag::Skip => gitops_render::HookPolicy::Skip,
                 HooksFlag::Include => gitops_render::HookPolicy::Include,

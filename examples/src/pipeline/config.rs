@@ -516,6 +516,7 @@ pub struct SyncConfig {
     pub(crate) allow_empty_set: bool,
     pub(crate) allow_cascading_prune: bool,
     pub(crate) strict_substitution: bool,
+    pub(crate) take_ownership: bool,
     pub(crate) helm_hooks: HookPolicy,
     pub(crate) helm_kube_version: Option<String>,
 }
@@ -550,6 +551,7 @@ impl SyncConfig {
                 allow_empty_set: false,
                 allow_cascading_prune: false,
                 strict_substitution: false,
+                take_ownership: false,
                 helm_hooks: HookPolicy::Skip,
                 helm_kube_version: None,
             },
@@ -582,6 +584,13 @@ impl SyncConfig {
     #[must_use]
     pub fn strict_substitution(&self) -> bool {
         self.strict_substitution
+    }
+
+    /// Whether objects of another inventory are taken over
+    /// ([`SyncConfigBuilder::take_ownership`]).
+    #[must_use]
+    pub fn take_ownership(&self) -> bool {
+        self.take_ownership
     }
 
     /// What Helm does with hooks ([`SyncConfigBuilder::helm_hooks`]).
@@ -804,6 +813,21 @@ impl SyncConfigBuilder {
     /// [`SyncConfigBuilder::recreate_on_immutable`] for an example.
     pub fn allow_cascading_prune(mut self, allow: bool) -> Self {
         self.config.allow_cascading_prune = allow;
+        self
+    }
+
+    /// Takes over objects another inventory owns (their ownership labels name it): they are
+    /// applied and labelled as ours. Default false: such an object is left alone and reported
+    /// as skipped, so that two sets never take an object from each other on every run.
+    ///
+    /// ```
+    /// use gitops_examples::pipeline::{SourceSpec, SyncConfig};
+    /// let config = SyncConfig::builder(SourceSpec::local(".")).take_ownership(true).build()?;
+    /// assert!(config.take_ownership());
+    /// # Ok::<(), gitops_examples::pipeline::ConfigError>(())
+    /// ```
+    pub fn take_ownership(mut self, take: bool) -> Self {
+        self.config.take_ownership = take;
         self
     }
 

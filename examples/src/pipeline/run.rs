@@ -273,7 +273,8 @@ impl Pipeline {
 
     /// A human-readable plan of a dry-run report: one unified YAML diff per object to create or
     /// change (Secret values masked, coloured as `colour` says), and one line per object to
-    /// prune. Reads each changed object from the cluster; an object that cannot be read, or
+    /// prune, fail, or be left alone for a reason to act on (owned by another inventory). Reads
+    /// each changed object from the cluster; an object that cannot be read, or
     /// changed since the plan, is shown by its field changes instead.
     pub async fn plan_text(&self, report: &SyncReport, colour: Colour) -> String {
         let mut text = String::new();
@@ -286,6 +287,11 @@ impl Pipeline {
                 }
                 Action::Failed => {
                     text.push_str(&format!("!!! {change}\n"));
+                    continue;
+                }
+                // Left alone for a reason to act on (owned by another inventory).
+                Action::Skipped if change.error.is_some() => {
+                    text.push_str(&format!("=== {change}\n"));
                     continue;
                 }
                 _ => continue,
@@ -495,6 +501,7 @@ impl Pipeline {
             recreate_on_immutable: self.config.recreate_on_immutable,
             allow_empty_set: self.config.allow_empty_set,
             allow_cascading_prune: self.config.allow_cascading_prune,
+            take_ownership: self.config.take_ownership,
             ..ApplyOptions::default()
         }
     }
