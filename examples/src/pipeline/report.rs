@@ -120,7 +120,9 @@ pub struct SyncReport {
     /// How long the whole sync took.
     pub duration: Duration,
     /// API requests of the whole sync: apply (discovery, reads, dry runs, writes, inventory,
-    /// prune) and wait.
+    /// prune) and wait. Not counted: a pipeline's one-time bookkeeping (reading the revision the
+    /// inventory records before its first apply, recording a new one after an apply, and the
+    /// discovery of the cluster's version and API versions before its first Helm render).
     pub api_requests: u64,
     /// Of those, the writes (creates, patches, deletes; dry runs excluded): 0 when nothing
     /// changed.
