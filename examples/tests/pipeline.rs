@@ -639,8 +639,7 @@ async fn kustomize_overlays_reach_bases_outside_the_subpath_and_helm_charts_rend
     let config = SyncConfig::builder(SourceSpec::local(dir.path()))
         .subpath("chart")
         .renderer(RendererChoice::Helm(
-            gitops_examples::pipeline::HelmRelease::new("shop")
-                .values_file("values-prod.yaml"),
+            gitops_examples::pipeline::HelmRelease::new("shop").values_file("values-prod.yaml"),
         ))
         .helm_binary(tool(gitops_envtest::Tool::Helm).await)
         .target_namespace(&namespace)
