@@ -8,6 +8,9 @@ use gitops_envtest::ControlPlane;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams};
 
+mod common;
+use common::{Run, sync_with_env};
+
 static CONTROL_PLANE: tokio::sync::OnceCell<ControlPlane> = tokio::sync::OnceCell::const_new();
 
 async fn control_plane() -> &'static ControlPlane {
@@ -18,34 +21,6 @@ async fn control_plane() -> &'static ControlPlane {
                 .expect("the control plane starts")
         })
         .await
-}
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("{e}: {}\n{}", self.stdout, self.stderr))
-    }
-}
-
-/// Runs `sync` with `args` and `env` (standard error is a pipe, not a terminal).
-async fn sync_with_env(args: &[String], env: &[(&str, &str)]) -> Run {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_sync"));
-    command.args(args).env_remove("NO_COLOR").kill_on_drop(true);
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    let output = command.output().await.unwrap();
-    Run {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
 }
 
 async fn sync(args: &[String]) -> Run {

@@ -5,27 +5,8 @@ use gitops_envtest::ControlPlane;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
 
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-async fn run_sync(flags: &[String], extra: &[&str]) -> Run {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_sync"))
-        .args(flags)
-        .args(extra)
-        .env("NO_COLOR", "1")
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap();
-    Run {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
+mod common;
+use common::run_sync;
 
 /// An immutable ConfigMap whose data the repository changes: the real run fails (exit 1), and
 /// so does the dry run, which names the immutable field instead of promising a change.

@@ -22,6 +22,9 @@ use kube::api::Api;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio_util::sync::CancellationToken;
 
+mod common;
+use common::run_sync;
+
 static CONTROL_PLANE: tokio::sync::OnceCell<ControlPlane> = tokio::sync::OnceCell::const_new();
 
 async fn control_plane() -> &'static ControlPlane {
@@ -503,28 +506,6 @@ fn source_flags(control_plane: &ControlPlane, repository: &DemoRepository) -> Ve
         "--wait".into(),
         "60s".into(),
     ]
-}
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-async fn run_sync(flags: &[String], extra: &[&str]) -> Run {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_sync"))
-        .args(flags)
-        .args(extra)
-        .env("NO_COLOR", "1")
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap();
-    Run {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
 }
 
 async fn greeting(client: &kube::Client, namespace: &str) -> String {
