@@ -938,7 +938,12 @@ impl Renderer for HelmRenderer {
         let output = match output {
             Ok(output) => output,
             Err(ProcessError::Cancelled { .. }) => return Err(RenderError::Cancelled),
-            Err(source) => {
+            Err(mut source) => {
+                // Inline values often hold credentials, and helm quotes values in its errors
+                // (`fail`, `required`, template errors): mask them in everything kept.
+                if let ProcessError::Failed { stderr, .. } = &mut source {
+                    *stderr = mask_inline_values(stderr, &self.values);
+                }
                 let message = match &source {
                     ProcessError::Failed { stderr, .. } => clean_message(root, stderr),
                     other => other.to_string(),
@@ -969,9 +974,59 @@ impl Renderer for HelmRenderer {
     }
 }
 
+/// Inline values shorter than this are not masked in helm's messages: they would garble them
+/// (`true`, `80`, `v1`) and are unlikely to be credentials.
+const MIN_MASKED_VALUE_CHARS: usize = 4;
+
+/// `text` with every string (and number) of the inline `values` that is at least
+/// [`MIN_MASKED_VALUE_CHARS`] long replaced by `***`, longest first so that a value containing
+/// another is masked whole.
+fn mask_inline_values(text: &str, values: &[Value]) -> String {
+    fn leaves(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::String(s) => out.push(s.clone()),
+            Value::Number(n) => out.push(n.to_string()),
+            Value::Array(items) => items.iter().for_each(|item| leaves(item, out)),
+            Value::Object(map) => map.values().for_each(|item| leaves(item, out)),
+            Value::Null | Value::Bool(_) => {}
+        }
+    }
+    let mut secrets = Vec::new();
+    for value in values {
+        leaves(value, &mut secrets);
+    }
+    secrets.retain(|s| s.chars().count() >= MIN_MASKED_VALUE_CHARS);
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets.dedup();
+    let mut masked = text.to_owned();
+    for secret in &secrets {
+        if masked.contains(secret.as_str()) {
+            masked = masked.replace(secret.as_str(), gitops_core::secret::SECRET_MASK);
+        }
+    }
+    masked
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inline_values_are_masked_in_helm_messages() {
+        let values = [serde_json::json!({
+            "db": {"password": "hunter2-secret", "port": 5432, "user": "app"},
+            "tokens": ["tok-abcdef", "tok-abcdef-longer"],
+        })];
+        let text = "execution error at (c/templates/x.yaml:1:4): hunter2-secret and \
+                    tok-abcdef-longer, tok-abcdef on 5432 as app";
+        let masked = mask_inline_values(text, &values);
+        for secret in ["hunter2-secret", "tok-abcdef", "5432"] {
+            assert!(!masked.contains(secret), "{masked}");
+        }
+        // Too short to mask without garbling the message.
+        assert!(masked.contains(" as app"), "{masked}");
+        assert!(masked.starts_with("execution error at (c/templates/x.yaml:1:4): "));
+    }
 
     #[test]
     fn validates_capabilities_and_release_names() {

@@ -717,3 +717,35 @@ async fn capabilities_come_from_the_given_kube_version_and_api_versions() {
         "API version \"apps/v1,batch/v1\" is not an API version such as apps/v1 or batch/v1/Job"
     );
 }
+
+/// helm quotes values in its errors (`fail`, `required`, template errors); inline values often
+/// hold credentials, so they are masked in the error, its whole source chain and `Debug`.
+#[tokio::test]
+async fn inline_values_never_appear_in_helm_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "chart/Chart.yaml",
+        "apiVersion: v2\nname: leaky\nversion: 0.1.0\n",
+    );
+    write(
+        dir.path(),
+        "chart/templates/fail.yaml",
+        "{{ fail (printf \"refusing %s\" .Values.db.password) }}\n",
+    );
+    let secret = "hunter2-secret-value";
+    let error = helm("leaky")
+        .await
+        .values(json!({"db": {"password": secret}}))
+        .render(&request(dir.path(), "chart"))
+        .await
+        .unwrap_err();
+    let mut printed = format!("{error} {error:?}");
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        printed.push_str(&format!(" {cause} {cause:?}"));
+        source = cause.source();
+    }
+    assert!(printed.contains("refusing ***"), "{printed}");
+    assert!(!printed.contains(secret), "{printed}");
+}
