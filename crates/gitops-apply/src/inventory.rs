@@ -429,6 +429,29 @@ impl ConfigMapInventory {
         }
     }
 
+    /// Server-side applies the inventory's object, or only checks that it could (`dry_run`).
+    async fn apply(
+        &self,
+        client: &kube::Client,
+        inventory: &Inventory,
+        field_manager: &str,
+        dry_run: bool,
+    ) -> Result<(), InventoryError> {
+        let object = self.object(inventory)?;
+        let mut params = PatchParams::apply(field_manager).force();
+        let action = if dry_run {
+            params = params.dry_run();
+            "checking (server-side dry run)"
+        } else {
+            "writing"
+        };
+        self.api(client)
+            .patch(&self.owner.name, &params, &Patch::Apply(&object))
+            .await
+            .map_err(self.api_error(action))?;
+        Ok(())
+    }
+
     /// The object `save` applies: plain JSON up to [`PLAIN_INVENTORY_LIMIT`], gzip above.
     fn object(&self, inventory: &Inventory) -> Result<serde_json::Value, InventoryError> {
         let engine = &base64::engine::general_purpose::STANDARD;
@@ -554,16 +577,7 @@ impl InventoryStore for ConfigMapInventory {
         inventory: &Inventory,
         field_manager: &str,
     ) -> Result<(), InventoryError> {
-        let object = self.object(inventory)?;
-        self.api(client)
-            .patch(
-                &self.owner.name,
-                &PatchParams::apply(field_manager).force().dry_run(),
-                &Patch::Apply(&object),
-            )
-            .await
-            .map_err(self.api_error("checking (server-side dry run)"))?;
-        Ok(())
+        self.apply(client, inventory, field_manager, true).await
     }
 
     async fn save(
@@ -572,16 +586,7 @@ impl InventoryStore for ConfigMapInventory {
         inventory: &Inventory,
         field_manager: &str,
     ) -> Result<(), InventoryError> {
-        let object = self.object(inventory)?;
-        self.api(client)
-            .patch(
-                &self.owner.name,
-                &PatchParams::apply(field_manager).force(),
-                &Patch::Apply(&object),
-            )
-            .await
-            .map_err(self.api_error("writing"))?;
-        Ok(())
+        self.apply(client, inventory, field_manager, false).await
     }
 
     fn owner_labels(&self) -> BTreeMap<String, String> {
