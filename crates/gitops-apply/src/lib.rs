@@ -75,7 +75,7 @@ pub use apply::{
     Action, Applier, ApplierBuilder, ApplyError, ApplyOptions, ApplyProgress, CascadingLoss,
     ChangeSet, DEFAULT_FIELD_MANAGER, DesiredSet, FieldConflict, ObjectChange, ObjectError,
 };
-pub use counting::{RequestCounter, RequestCounts, counting_client};
+pub use counting::{LoggedRequest, RequestCounter, RequestCounts, RequestKind, counting_client};
 pub use health::{
     Health, HealthCheck, HealthChecks, Status, WaitError, WaitProgress, WaitTarget, builtin_health,
     wait_for_current,
