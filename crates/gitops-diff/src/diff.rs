@@ -244,9 +244,9 @@ impl ObjectDiff {
 /// ```
 #[derive(Clone)]
 pub struct Differ {
-    schema: Arc<Schema>,
+    pub(crate) schema: Arc<Schema>,
     field_manager: String,
-    ignore_rules: Vec<IgnoreRule>,
+    pub(crate) ignore_rules: Vec<IgnoreRule>,
     normalisers: Vec<Arc<dyn Normaliser>>,
     last_applied: LastApplied,
 }
@@ -301,6 +301,18 @@ impl DifferBuilder {
         self
     }
 
+    /// Compares for this field manager instead (the one the applier uses for server-side
+    /// apply).
+    ///
+    /// ```
+    /// let differ = gitops_diff::Differ::builder("a").field_manager("b").build();
+    /// assert_eq!(differ.field_manager(), "b");
+    /// ```
+    pub fn field_manager(mut self, field_manager: impl Into<String>) -> Self {
+        self.differ.field_manager = field_manager.into();
+        self
+    }
+
     /// Where the last applied state comes from.
     pub fn last_applied(mut self, source: LastApplied) -> Self {
         self.differ.last_applied = source;
@@ -314,7 +326,7 @@ impl DifferBuilder {
 }
 
 /// The identity of an object read from its JSON.
-fn object_id(object: &Value, side: Side) -> Result<ObjectId, DiffError> {
+pub(crate) fn object_id(object: &Value, side: Side) -> Result<ObjectId, DiffError> {
     let not = |message| DiffError::NotAnObject { side, message };
     let api_version = object
         .get("apiVersion")
@@ -349,6 +361,32 @@ impl Differ {
                 last_applied: LastApplied::default(),
             },
         }
+    }
+
+    /// A builder holding this differ's settings (schema, field manager, ignore rules,
+    /// normalisers, last-applied source), to change some of them: an applier sets the schema
+    /// and field manager per run and keeps the user's rules and normalisers.
+    ///
+    /// ```
+    /// use gitops_diff::{Differ, IgnoreRule, Schema, Selector};
+    ///
+    /// let user = Differ::builder("me")
+    ///     .ignore(IgnoreRule::new(Selector::default().kind("Deployment")).manager("hpa"))
+    ///     .build();
+    /// let per_run = user.to_builder().field_manager("gitops-rs").schema(Schema::embedded()).build();
+    /// assert_eq!(per_run.field_manager(), "gitops-rs");
+    /// assert_eq!(per_run.ignore_rules(), user.ignore_rules());
+    /// ```
+    pub fn to_builder(&self) -> DifferBuilder {
+        DifferBuilder {
+            differ: self.clone(),
+        }
+    }
+
+    /// The ignore rules, in the order they were added.
+    #[must_use]
+    pub fn ignore_rules(&self) -> &[IgnoreRule] {
+        &self.ignore_rules
     }
 
     /// The schema in use.
@@ -546,8 +584,12 @@ impl Differ {
         id: &ObjectId,
     ) -> Result<Cow<'v, Value>, DiffError> {
         let mut result = Cow::Borrowed(object);
+        if self.normalisers.is_empty() {
+            return Ok(result);
+        }
+        let kind = id.group_kind();
         for normaliser in &self.normalisers {
-            if normaliser.applies_to(&id.group, &id.kind) {
+            if normaliser.applies_to(&kind) {
                 normaliser
                     .normalise(result.to_mut(), side)
                     .map_err(|source| DiffError::Normalise {
@@ -560,7 +602,7 @@ impl Differ {
     }
 
     /// The fields of the managedFields entries matching `wanted`, united.
-    fn managed_set(
+    pub(crate) fn managed_set(
         live: &Value,
         id: &ObjectId,
         wanted: impl Fn(&Value) -> bool,
@@ -595,15 +637,22 @@ impl Differ {
     }
 
     /// The fields of our manager's `Apply` entry in managedFields (not a subresource's).
-    fn applied_set(&self, live: &Value, id: &ObjectId) -> Result<Option<FieldSet>, DiffError> {
-        Self::managed_set(live, id, |entry| {
-            entry.get("manager").and_then(Value::as_str) == Some(self.field_manager.as_str())
-                && entry.get("operation").and_then(Value::as_str) == Some("Apply")
-                && entry
-                    .get("subresource")
-                    .and_then(Value::as_str)
-                    .is_none_or(str::is_empty)
-        })
+    pub(crate) fn applied_set(
+        &self,
+        live: &Value,
+        id: &ObjectId,
+    ) -> Result<Option<FieldSet>, DiffError> {
+        Self::managed_set(live, id, |entry| self.is_our_apply_entry(entry))
+    }
+
+    /// Whether a managedFields entry is our manager's `Apply` entry (not a subresource's).
+    pub(crate) fn is_our_apply_entry(&self, entry: &Value) -> bool {
+        entry.get("manager").and_then(Value::as_str) == Some(self.field_manager.as_str())
+            && entry.get("operation").and_then(Value::as_str) == Some("Apply")
+            && entry
+                .get("subresource")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
     }
 
     /// The fields of the last-applied-configuration annotation, if there is one.

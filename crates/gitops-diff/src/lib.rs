@@ -47,6 +47,7 @@
 //! # Ok::<(), gitops_diff::DiffError>(())
 //! ```
 
+mod applied;
 mod cluster;
 mod diff;
 mod fieldpath;

@@ -3,6 +3,7 @@
 //! [`crate::DifferBuilder::normaliser`].
 
 use base64::Engine as _;
+use gitops_core::GroupKind;
 use serde_json::{Map, Value};
 
 /// Which side of the comparison an object is.
@@ -31,6 +32,7 @@ pub enum NormaliseError {
 /// Rewrites an object before it is compared.
 ///
 /// ```
+/// use gitops_core::GroupKind;
 /// use gitops_diff::{NormaliseError, Normaliser, Side};
 /// use serde_json::Value;
 ///
@@ -39,7 +41,7 @@ pub enum NormaliseError {
 ///
 /// impl Normaliser for DropInjectedAnnotation {
 ///     fn name(&self) -> &'static str { "drop-injected-annotation" }
-///     fn applies_to(&self, _group: &str, kind: &str) -> bool { kind == "Pod" }
+///     fn applies_to(&self, kind: &GroupKind) -> bool { kind.group.is_empty() && kind.kind == "Pod" }
 ///     fn normalise(&self, object: &mut Value, _side: Side) -> Result<(), NormaliseError> {
 ///         if let Some(a) = object.pointer_mut("/metadata/annotations").and_then(Value::as_object_mut) {
 ///             a.remove("sidecar.example.com/injected");
@@ -53,7 +55,7 @@ pub trait Normaliser: Send + Sync {
     fn name(&self) -> &'static str;
     /// Whether the normaliser applies to objects of this group and kind; when it does not, the
     /// objects are not copied.
-    fn applies_to(&self, group: &str, kind: &str) -> bool;
+    fn applies_to(&self, kind: &GroupKind) -> bool;
     /// Rewrites the object in place.
     ///
     /// # Errors
@@ -81,8 +83,8 @@ impl Normaliser for SecretStringData {
         "secret-string-data"
     }
 
-    fn applies_to(&self, group: &str, kind: &str) -> bool {
-        gitops_core::secret::is_secret_kind(group, kind)
+    fn applies_to(&self, kind: &GroupKind) -> bool {
+        gitops_core::secret::is_secret_kind(&kind.group, &kind.kind)
     }
 
     fn normalise(&self, object: &mut Value, _side: Side) -> Result<(), NormaliseError> {
@@ -189,7 +191,7 @@ mod tests {
                 .unwrap_err();
             assert!(!format!("{err} {err:?}").contains("98765432"), "{err}");
         }
-        assert!(SecretStringData.applies_to("", "Secret"));
-        assert!(!SecretStringData.applies_to("example.com", "Secret"));
+        assert!(SecretStringData.applies_to(&GroupKind::new("", "Secret")));
+        assert!(!SecretStringData.applies_to(&GroupKind::new("example.com", "Secret")));
     }
 }

@@ -1365,3 +1365,97 @@ async fn the_differs_verdict_is_the_servers() -> Result<(), Error> {
     );
     Ok(())
 }
+
+/// Ignore rules bind apply: another field manager (as an HPA does, through the scale
+/// subresource) owns `spec.replicas`; with a rule ignoring that manager, the object the differ
+/// gives to apply leaves the replicas out, so a server-side apply without force neither
+/// conflicts nor changes them, and the other manager keeps them. A path rule on a field we alone
+/// own keeps its live value: the apply does not delete it.
+#[tokio::test]
+async fn the_applied_object_leaves_another_managers_field_alone() -> Result<(), Error> {
+    let control_plane = gitops_envtest::shared().await?;
+    let client = control_plane.client().await?;
+    let ns = control_plane
+        .create_namespace("gitops-diff-applied")
+        .await?;
+    let desired = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "scaled", "namespace": ns},
+        "spec": {"replicas": 2, "minReadySeconds": 5,
+            "selector": {"matchLabels": {"app": "scaled"}},
+            "template": {"metadata": {"labels": {"app": "scaled"}}, "spec": pod_spec("nginx:1.27")}}});
+    let (api, _) = api_for(&client, &desired, &ns).await?;
+    apply(&api, &desired).await?;
+    // The autoscaler's write, as the HPA controller makes it.
+    let scale = PatchParams {
+        field_manager: Some("hpa-test".to_owned()),
+        ..PatchParams::default()
+    };
+    api.patch_subresource(
+        "scale",
+        "scaled",
+        &scale,
+        &Patch::Merge(json!({"spec": {"replicas": 5}})),
+    )
+    .await?;
+    let live = get(&api, &desired).await?;
+    assert_eq!(live["spec"]["replicas"], 5);
+    let no_force = PatchParams::apply(MANAGER);
+
+    // Without a rule: the replicas are drift, and applying them conflicts.
+    let plain = Differ::builder(MANAGER).build();
+    assert_eq!(plain.applied_object(&desired, Some(&live))?, desired);
+    assert!(plain.needs_apply(&desired, Some(&live))?);
+    let conflict = api
+        .patch("scaled", &no_force, &Patch::Apply(&desired))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&conflict, kube::Error::Api(s) if s.code == 409),
+        "{conflict}"
+    );
+
+    // With a rule for the autoscaler: no drift, and the applied object leaves replicas alone.
+    let differ = Differ::builder(MANAGER)
+        .ignore(
+            gitops_diff::IgnoreRule::new(gitops_diff::Selector::default().kind("Deployment"))
+                .manager("hpa-test"),
+        )
+        .build();
+    let applied = differ.applied_object(&desired, Some(&live))?;
+    assert!(applied.pointer("/spec/replicas").is_none(), "{applied}");
+    assert!(!differ.needs_apply(&applied, Some(&live))?);
+    assert!(differ.diff(Some(&applied), Some(&live))?.is_in_sync());
+    api.patch("scaled", &no_force, &Patch::Apply(&applied))
+        .await?;
+    let after = get(&api, &desired).await?;
+    assert_eq!(after["spec"]["replicas"], 5);
+    assert_eq!(after["spec"]["minReadySeconds"], 5);
+    let owners: Vec<&str> = after["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|entry| entry.pointer("/fieldsV1/f:spec/f:replicas").is_some())
+        .filter_map(|entry| entry["manager"].as_str())
+        .collect();
+    assert_eq!(owners, ["hpa-test"]);
+
+    // A path rule on a field we alone own: its live value is kept, not deleted nor changed.
+    let mut changed = desired.clone();
+    changed["spec"]["minReadySeconds"] = json!(10);
+    let by_path = differ
+        .to_builder()
+        .ignore(
+            gitops_diff::IgnoreRule::new(gitops_diff::Selector::default().kind("Deployment"))
+                .path("/spec/minReadySeconds")?,
+        )
+        .build();
+    let applied = by_path.applied_object(&changed, Some(&after))?;
+    assert_eq!(applied["spec"]["minReadySeconds"], 5);
+    assert!(!by_path.needs_apply(&applied, Some(&after))?);
+    api.patch("scaled", &no_force, &Patch::Apply(&applied))
+        .await?;
+    let last = get(&api, &desired).await?;
+    assert_eq!(last["spec"]["minReadySeconds"], 5);
+    assert_eq!(last["spec"]["replicas"], 5);
+    Ok(())
+}
