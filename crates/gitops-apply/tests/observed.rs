@@ -1,0 +1,420 @@
+//! The applier observed from the wire, against a real control plane (gitops-envtest): the
+//! requests it sends are counted and logged by a counting client placed under it
+//! ([`gitops_apply::counting_client`] with [`RequestCounter::with_log`]), so that the tests
+//! assert what it does, not what it reports: how many writes are in flight at once, the order
+//! of the deletes of a prune, and the requests of a run that has nothing to change.
+
+use std::collections::BTreeMap;
+
+use gitops_apply::{
+    Action, Applier, ApplyOptions, ConfigMapInventory, DesiredSet, LoggedRequest, RequestCounter,
+    RequestKind, counting_client,
+};
+use http::Method;
+
+mod common;
+use common::{run, set, setup};
+
+/// An applier whose every request goes through a counting client that keeps a log.
+fn observed_applier(
+    client: &kube::Client,
+    namespace: &str,
+    concurrency: usize,
+) -> (Applier, RequestCounter) {
+    let counter = RequestCounter::with_log();
+    let inventory = ConfigMapInventory::new(namespace, "inventory").unwrap();
+    let applier = Applier::builder(counting_client(client, &counter), inventory)
+        .concurrency(concurrency)
+        .build();
+    (applier, counter)
+}
+
+/// The path of the ConfigMap inventory in `namespace`.
+fn inventory_path(namespace: &str) -> String {
+    format!("/api/v1/namespaces/{namespace}/configmaps/inventory")
+}
+
+/// The writes of `log` to objects of the set: those to the inventory left out.
+fn object_writes<'a>(log: &'a [LoggedRequest], namespace: &str) -> Vec<&'a LoggedRequest> {
+    let inventory = inventory_path(namespace);
+    log.iter()
+        .filter(|request| request.path != inventory)
+        .collect()
+}
+
+fn config_maps(namespace: &str, count: usize) -> String {
+    (0..count)
+        .map(|i| {
+            format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm-{i:02}, namespace: {namespace}}}\ndata: {{n: \"{i}\"}}\n"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+/// Applies 40 ConfigMaps (one group) with an applier of the given concurrency; returns the most
+/// writes that were in flight at once.
+async fn max_in_flight_writing_40_config_maps(prefix: &str, concurrency: usize) -> u64 {
+    let (client, ns) = setup(prefix).await;
+    let (applier, counter) = observed_applier(&client, &ns, concurrency);
+    let change_set = run(
+        &applier,
+        set(&config_maps(&ns, 40)),
+        &ApplyOptions::default(),
+    )
+    .await;
+    assert_eq!(change_set.count(Action::Created), 40, "{change_set}");
+    // Every ConfigMap was written exactly once, by a server-side apply: the bound was put to
+    // the test on 40 writes, not on fewer.
+    let log = counter.log();
+    let writes = object_writes(&log, &ns);
+    assert_eq!(writes.len(), 40, "{writes:?}");
+    assert!(
+        writes.iter().all(|w| w.method == Method::PATCH
+            && w.path
+                .starts_with(&format!("/api/v1/namespaces/{ns}/configmaps/cm-"))),
+        "{writes:?}"
+    );
+    counter.max_writes_in_flight()
+}
+
+#[tokio::test]
+async fn writes_in_flight_never_exceed_the_concurrency() {
+    let parallel = max_in_flight_writing_40_config_maps("conc3", 3).await;
+    assert!(
+        parallel > 1,
+        "with concurrency 3, the 40 writes of one group were sent one at a time"
+    );
+    assert!(
+        parallel <= 3,
+        "with concurrency 3, {parallel} writes were in flight at once"
+    );
+
+    let serial = max_in_flight_writing_40_config_maps("conc1", 1).await;
+    assert_eq!(
+        serial, 1,
+        "with concurrency 1, {serial} writes were in flight at once"
+    );
+}
+
+/// A set of one kind of each stage: a Namespace, a CRD and a ClusterRole (definitions), then a
+/// ServiceAccount, a ConfigMap and a Deployment in the Namespace, and a custom resource of the
+/// CRD. `app` is the set's Namespace, `group` the CRD's group.
+fn mixed_kinds(app: &str, group: &str, cluster_role: &str) -> String {
+    format!(
+        "\
+apiVersion: v1
+kind: Namespace
+metadata: {{name: {app}}}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {{name: gadgets.{group}}}
+spec:
+  group: {group}
+  scope: Namespaced
+  names: {{kind: Gadget, plural: gadgets, singular: gadget}}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              size: {{type: integer}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {{name: {cluster_role}}}
+rules:
+- apiGroups: [\"\"]
+  resources: [configmaps]
+  verbs: [get, list]
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: runner, namespace: {app}}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: settings, namespace: {app}}}
+data: {{color: blue}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: {app}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.27
+---
+apiVersion: {group}/v1
+kind: Gadget
+metadata: {{name: g1, namespace: {app}}}
+spec: {{size: 3}}
+"
+    )
+}
+
+/// The position of `path` in `paths`, which must hold it.
+fn position(paths: &[&str], path: &str) -> usize {
+    paths
+        .iter()
+        .position(|p| *p == path)
+        .unwrap_or_else(|| panic!("{path} not in {paths:#?}"))
+}
+
+#[tokio::test]
+async fn prune_deletes_in_exactly_the_reverse_of_the_apply_order() {
+    let (client, ns) = setup("order").await;
+    let app = format!("{ns}-app");
+    let group = format!("{ns}.observed.gitops.rs");
+    let cluster_role = format!("{ns}-reader");
+    // Concurrency 1: the objects of a group are written one after the other, in plan order, so
+    // that the log gives the apply order.
+    let (applier, counter) = observed_applier(&client, &ns, 1);
+    let applied = run(
+        &applier,
+        set(&mixed_kinds(&app, &group, &cluster_role)),
+        &ApplyOptions::default(),
+    )
+    .await;
+    assert_eq!(applied.count(Action::Created), 7, "{applied}");
+    let apply_log = counter.log();
+    let apply_writes = object_writes(&apply_log, &ns);
+    assert!(
+        apply_writes.iter().all(|w| w.method == Method::PATCH),
+        "{apply_writes:#?}"
+    );
+    let apply_order: Vec<&str> = apply_writes.iter().map(|w| w.path.as_str()).collect();
+
+    let crd = format!("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/gadgets.{group}");
+    let namespace = format!("/api/v1/namespaces/{app}");
+    let role = format!("/apis/rbac.authorization.k8s.io/v1/clusterroles/{cluster_role}");
+    let gadget = format!("/apis/{group}/v1/namespaces/{app}/gadgets/g1");
+    let in_namespace = [
+        format!("/api/v1/namespaces/{app}/serviceaccounts/runner"),
+        format!("/api/v1/namespaces/{app}/configmaps/settings"),
+        format!("/apis/apps/v1/namespaces/{app}/deployments/web"),
+        gadget.clone(),
+    ];
+    let mut expected: Vec<&str> = vec![&crd, &namespace, &role];
+    expected.extend(in_namespace.iter().map(String::as_str));
+    let mut sorted_apply = apply_order.clone();
+    sorted_apply.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(
+        sorted_apply, expected,
+        "each object written exactly once: {apply_order:#?}"
+    );
+    // Definitions first: the CRD before its custom resource, the Namespace before what is in it.
+    assert!(position(&apply_order, &crd) < position(&apply_order, &gadget));
+    for path in &in_namespace {
+        assert!(position(&apply_order, &namespace) < position(&apply_order, path));
+    }
+
+    // The empty set, allowed: everything is pruned.
+    let pruned = run(
+        &applier,
+        DesiredSet::new(Vec::new()),
+        &ApplyOptions {
+            allow_empty_set: true,
+            ..ApplyOptions::default()
+        },
+    )
+    .await;
+    assert_eq!(pruned.count(Action::Pruned), 7, "{pruned}");
+    let prune_log = counter.log()[apply_log.len()..].to_vec();
+    let deletes: Vec<&str> = object_writes(&prune_log, &ns)
+        .into_iter()
+        .map(|w| {
+            assert_eq!(w.method, Method::DELETE, "a prune wrote {w}");
+            w.path.as_str()
+        })
+        .collect();
+    let mut reversed = apply_order.clone();
+    reversed.reverse();
+    assert_eq!(
+        deletes, reversed,
+        "the deletes are not the reverse of the apply order"
+    );
+    assert!(
+        position(&deletes, &gadget) < position(&deletes, &crd),
+        "the custom resource is deleted after its CRD: {deletes:#?}"
+    );
+    for path in &in_namespace {
+        assert!(
+            position(&deletes, path) < position(&deletes, &namespace),
+            "{path} is deleted after its Namespace: {deletes:#?}"
+        );
+    }
+}
+
+/// A set of several kinds in two namespaces, cluster-scoped kinds and a custom resource.
+fn spread_set(ns: &str, other: &str, group: &str, cluster_role: &str) -> String {
+    format!(
+        "\
+apiVersion: v1
+kind: Namespace
+metadata: {{name: {other}}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {{name: {cluster_role}}}
+rules:
+- apiGroups: [\"\"]
+  resources: [secrets]
+  verbs: [get]
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {{name: gadgets.{group}}}
+spec:
+  group: {group}
+  scope: Namespaced
+  names: {{kind: Gadget, plural: gadgets, singular: gadget}}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              size: {{type: integer}}
+---
+apiVersion: {group}/v1
+kind: Gadget
+metadata: {{name: g1, namespace: {ns}}}
+spec: {{size: 3}}
+---
+apiVersion: {group}/v1
+kind: Gadget
+metadata: {{name: g2, namespace: {ns}}}
+spec: {{size: 4}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: a, namespace: {ns}}}
+data: {{k: v}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: b, namespace: {ns}}}
+data: {{k: v}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: c, namespace: {other}}}
+data: {{k: v}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: token, namespace: {other}}}
+stringData: {{token: s3cret}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: {ns}}}
+spec:
+  selector: {{app: web}}
+  ports: [{{port: 80, targetPort: 8080}}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: {ns}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.27
+"
+    )
+}
+
+#[tokio::test]
+async fn a_no_change_run_sends_one_list_per_kind_and_namespace_and_nothing_else() {
+    let (client, ns) = setup("quiet").await;
+    let other = format!("{ns}-other");
+    let group = format!("{ns}.observed.gitops.rs");
+    let cluster_role = format!("{ns}-viewer");
+    let yaml = spread_set(&ns, &other, &group, &cluster_role);
+    let (applier, counter) = observed_applier(&client, &ns, 4);
+    let first = run(&applier, set(&yaml), &ApplyOptions::default()).await;
+    assert_eq!(first.count(Action::Created), 11, "{first}");
+
+    let before = counter.requests().len();
+    let writes_before = counter.log().len();
+    let second = run(&applier, set(&yaml), &ApplyOptions::default()).await;
+    assert_eq!(second.count(Action::Unchanged), 11, "{second}");
+    let requests = counter.requests()[before..].to_vec();
+
+    let mut by_kind: BTreeMap<RequestKind, Vec<String>> = BTreeMap::new();
+    for request in &requests {
+        assert_eq!(request.method, Method::GET, "{request}");
+        by_kind
+            .entry(request.kind)
+            .or_default()
+            .push(request.path.clone());
+    }
+    // One list per kind and namespace, each exactly once.
+    let mut lists = by_kind.remove(&RequestKind::List).unwrap_or_default();
+    lists.sort_unstable();
+    let mut expected_lists = vec![
+        "/api/v1/namespaces".to_owned(),
+        "/apis/rbac.authorization.k8s.io/v1/clusterroles".to_owned(),
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions".to_owned(),
+        format!("/apis/{group}/v1/namespaces/{ns}/gadgets"),
+        format!("/api/v1/namespaces/{ns}/configmaps"),
+        format!("/api/v1/namespaces/{other}/configmaps"),
+        format!("/api/v1/namespaces/{other}/secrets"),
+        format!("/api/v1/namespaces/{ns}/services"),
+        format!("/apis/apps/v1/namespaces/{ns}/deployments"),
+    ];
+    expected_lists.sort_unstable();
+    assert_eq!(lists, expected_lists, "lists of a no-change run");
+    // Other reads: the discovery documents and the inventory, once each (sorted).
+    let mut reads = by_kind.remove(&RequestKind::Read).unwrap_or_default();
+    reads.sort_unstable();
+    assert_eq!(
+        reads,
+        ["/api", inventory_path(&ns).as_str(), "/apis"],
+        "reads of a no-change run"
+    );
+    // Nothing else: no dry run, no write.
+    assert!(
+        by_kind.is_empty(),
+        "a no-change run sent more: {by_kind:#?}"
+    );
+    assert_eq!(counter.log().len(), writes_before, "a no-change run wrote");
+    assert_eq!(requests.len(), 12, "{requests:#?}");
+    assert_eq!(second.requests, 12, "{second}");
+    assert_eq!(
+        second.request_counts,
+        gitops_apply::RequestCounts {
+            total: 12,
+            lists: 9,
+            reads: 3,
+            dry_runs: 0,
+            writes: 0
+        },
+        "{second}"
+    );
+}
