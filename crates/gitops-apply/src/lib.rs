@@ -65,6 +65,7 @@
 mod apply;
 mod counting;
 mod health;
+mod hooks;
 mod inventory;
 mod kube_error;
 mod paging;
@@ -79,6 +80,12 @@ pub use counting::{LoggedRequest, RequestCounter, RequestCounts, RequestKind, co
 pub use health::{
     Health, HealthCheck, HealthChecks, Status, WaitError, WaitProgress, WaitTarget, builtin_health,
     wait_for_current,
+};
+pub use hooks::{
+    ARGO_HOOK_ANNOTATION, ARGO_HOOK_DELETE_POLICY_ANNOTATION, HELM_HOOK_ANNOTATION,
+    HELM_HOOK_DELETE_POLICY_ANNOTATION, HELM_HOOK_WEIGHT_ANNOTATION, HOOK_OF_NAME_LABEL,
+    HOOK_OF_NAMESPACE_LABEL, HOOK_PHASE_LABEL, HookDeletePolicy, HookError, HookOutcome, HookRun,
+    HookSource, HookSpec, SyncPhase, hook_spec,
 };
 pub use inventory::{
     ConfigMapInventory, INVENTORY_FORMAT_KEY, INVENTORY_GZ_KEY, INVENTORY_KEY, Inventory,

@@ -26,7 +26,7 @@ mod parse;
 pub mod secret;
 
 pub use id::{GroupKind, IdError, ObjectId, split_api_version};
-pub use manifest::{InvalidManifest, Manifest, Origin};
+pub use manifest::{ARGO_HOOK_ANNOTATION, HELM_HOOK_ANNOTATION, InvalidManifest, Manifest, Origin};
 pub use parse::{
     Document, ParseError, ParseLimits, documents_to_manifests, is_integer_out_of_range, is_list,
     parse_json_documents, parse_manifests, parse_manifests_with, parse_yaml_documents,

@@ -10,6 +10,21 @@ use serde_json::{Map, Value};
 
 use crate::id::{GroupKind, ObjectId, split_api_version};
 
+/// Argo CD's hook annotation (`PreSync`, `Sync`, `PostSync`, `SyncFail`, `Skip`): an object
+/// carrying it is a hook, run in a sync phase instead of being applied as a resource.
+///
+/// ```
+/// assert_eq!(gitops_core::ARGO_HOOK_ANNOTATION, "argocd.argoproj.io/hook");
+/// ```
+pub const ARGO_HOOK_ANNOTATION: &str = "argocd.argoproj.io/hook";
+
+/// Helm's hook annotation (`pre-install`, `post-upgrade`, `test`, ...).
+///
+/// ```
+/// assert_eq!(gitops_core::HELM_HOOK_ANNOTATION, "helm.sh/hook");
+/// ```
+pub const HELM_HOOK_ANNOTATION: &str = "helm.sh/hook";
+
 /// Where an object came from: a file (relative to the source root where there is one), the index
 /// of the YAML document in it, and the line on which that document starts.
 ///
@@ -81,6 +96,17 @@ pub enum InvalidManifest {
     Missing {
         /// The field: `apiVersion`, `kind` or `metadata.name`.
         field: &'static str,
+    },
+    /// `metadata.generateName` without `metadata.name` on an object that is not a hook: only
+    /// hooks are created anew with a server-generated name; a resource needs a name of its own
+    /// to be updated and pruned.
+    #[error(
+        "metadata.generateName \"{}\" is only allowed for hooks (objects annotated {ARGO_HOOK_ANNOTATION} or {HELM_HOOK_ANNOTATION}): set metadata.name",
+        crate::escape::Escaped(generate_name)
+    )]
+    GenerateNameWithoutHook {
+        /// The `generateName` prefix found.
+        generate_name: String,
     },
     /// A field has the wrong type.
     #[error("{field} must be {expected}")]
@@ -271,10 +297,52 @@ impl Manifest {
         GroupKind::new(self.group(), self.kind())
     }
 
-    /// `metadata.name`.
+    /// `metadata.name`; for a hook that has only `metadata.generateName`, that prefix (see
+    /// [`Manifest::generate_name`]).
     #[must_use]
     pub fn name(&self) -> &str {
-        self.str_at("metadata", Some("name")).unwrap_or_default()
+        match self.str_at("metadata", Some("name")) {
+            Some(name) if !name.is_empty() => name,
+            _ => self.generate_name().unwrap_or_default(),
+        }
+    }
+
+    /// `metadata.generateName` when the object has no `metadata.name`: the server then creates
+    /// it under a new name made of this prefix and random characters, on every create. Only
+    /// hooks (objects annotated [`ARGO_HOOK_ANNOTATION`] or [`HELM_HOOK_ANNOTATION`]) may do
+    /// so: [`Manifest::new`] refuses it on any other object, which must be found again by name
+    /// to be updated and pruned. `None` when the object has a name (the server ignores
+    /// `generateName` then).
+    ///
+    /// For such an object, [`Manifest::name`] and the name in [`Manifest::id`] are the prefix:
+    /// the id stands for the hook as written in the source, not for an object in the cluster,
+    /// and an applier must create it (`POST`) rather than apply it by that name.
+    ///
+    /// ```
+    /// use gitops_core::{InvalidManifest, Manifest, Origin};
+    /// let job = serde_json::json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {
+    ///     "generateName": "migrate-", "namespace": "shop",
+    ///     "annotations": {"argocd.argoproj.io/hook": "PreSync"}}});
+    /// let hook = Manifest::new(job.clone(), Origin::new("job.yaml")).unwrap();
+    /// assert_eq!(hook.generate_name(), Some("migrate-"));
+    /// assert_eq!(hook.id().to_string(), "shop_migrate-_batch_Job");
+    ///
+    /// let mut plain = job;
+    /// plain["metadata"]["annotations"] = serde_json::json!({});
+    /// let err = Manifest::new(plain, Origin::new("job.yaml")).unwrap_err();
+    /// assert!(matches!(err, InvalidManifest::GenerateNameWithoutHook { .. }));
+    /// assert!(err.to_string().contains("only allowed for hooks"), "{err}");
+    /// ```
+    #[must_use]
+    pub fn generate_name(&self) -> Option<&str> {
+        if self
+            .str_at("metadata", Some("name"))
+            .is_some_and(|name| !name.is_empty())
+        {
+            return None;
+        }
+        self.str_at("metadata", Some("generateName"))
+            .filter(|prefix| !prefix.is_empty())
     }
 
     /// `metadata.namespace`, if set and not empty.
@@ -492,12 +560,34 @@ fn validate(object: &Value) -> Result<(), InvalidManifest> {
             });
         }
     };
-    let name = required_string(metadata, "name", "metadata.name")?;
+    let (name, name_field) = match required_string(metadata, "name", "metadata.name") {
+        Ok(name) => (name, "metadata.name"),
+        Err(missing @ InvalidManifest::Missing { .. }) => {
+            let generate_name = match metadata.get("generateName") {
+                None | Some(Value::Null) => return Err(missing),
+                Some(Value::String(prefix)) if prefix.is_empty() => return Err(missing),
+                Some(_) => required_string(metadata, "generateName", "metadata.generateName")?,
+            };
+            let is_hook = metadata
+                .get("annotations")
+                .and_then(Value::as_object)
+                .is_some_and(|a| {
+                    a.contains_key(ARGO_HOOK_ANNOTATION) || a.contains_key(HELM_HOOK_ANNOTATION)
+                });
+            if !is_hook {
+                return Err(InvalidManifest::GenerateNameWithoutHook {
+                    generate_name: generate_name.to_owned(),
+                });
+            }
+            (generate_name, "metadata.generateName")
+        }
+        Err(other) => return Err(other),
+    };
     // The rules every kind shares (path segment names); kinds add their own, which the server
     // checks.
     if name == "." || name == ".." || name.contains('/') || name.contains('%') || name.len() > 253 {
         return Err(InvalidManifest::Malformed {
-            field: "metadata.name",
+            field: name_field,
             value: name.to_owned(),
             reason: "a name may not be '.' or '..', contain '/' or '%', or be longer than 253",
         });
@@ -556,7 +646,7 @@ fn validate(object: &Value) -> Result<(), InvalidManifest> {
     let id = ObjectId::new(group, kind, namespace, name);
     if id.to_string().parse::<ObjectId>().ok().as_ref() != Some(&id) {
         return Err(InvalidManifest::Malformed {
-            field: "metadata.name",
+            field: name_field,
             value: name.to_owned(),
             reason: "a name may not contain \"__\": an inventory records ':' as \"__\"",
         });
@@ -686,6 +776,102 @@ mod tests {
             let id = manifest.id();
             assert_eq!(id.to_string().parse::<ObjectId>().unwrap(), id, "{fine}");
         }
+    }
+
+    fn job(metadata: Value) -> Value {
+        json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata})
+    }
+
+    #[test]
+    fn generate_name_is_allowed_for_argo_and_helm_hooks_only() {
+        for annotation in [ARGO_HOOK_ANNOTATION, HELM_HOOK_ANNOTATION] {
+            let m = check(job(json!({"generateName": "migrate-", "namespace": "shop",
+                "annotations": {annotation: "PreSync"}})))
+            .unwrap();
+            assert_eq!(m.generate_name(), Some("migrate-"));
+            assert_eq!(m.name(), "migrate-");
+            assert_eq!(
+                m.id(),
+                ObjectId::new("batch", "Job", Some("shop"), "migrate-")
+            );
+        }
+        let e = check(job(json!({"generateName": "migrate-",
+            "annotations": {"note": "PreSync"}})))
+        .unwrap_err();
+        assert_eq!(
+            e,
+            InvalidManifest::GenerateNameWithoutHook {
+                generate_name: "migrate-".into()
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "metadata.generateName \"migrate-\" is only allowed for hooks (objects annotated \
+             argocd.argoproj.io/hook or helm.sh/hook): set metadata.name"
+        );
+        assert!(matches!(
+            check(job(json!({"generateName": "migrate-"}))),
+            Err(InvalidManifest::GenerateNameWithoutHook { .. })
+        ));
+    }
+
+    #[test]
+    fn a_name_wins_over_generate_name() {
+        let m = check(job(json!({"name": "fixed", "generateName": "migrate-"}))).unwrap();
+        assert_eq!(m.generate_name(), None);
+        assert_eq!(m.name(), "fixed");
+    }
+
+    #[test]
+    fn generate_name_follows_the_name_rules() {
+        let hook = json!({ARGO_HOOK_ANNOTATION: "PreSync"});
+        // Empty or null: the name is missing, as before.
+        for prefix in [json!(""), Value::Null] {
+            assert_eq!(
+                check(job(
+                    json!({"generateName": prefix, "annotations": hook.clone()})
+                )),
+                Err(InvalidManifest::Missing {
+                    field: "metadata.name"
+                })
+            );
+        }
+        assert_eq!(
+            check(job(json!({"generateName": 3, "annotations": hook.clone()}))),
+            Err(InvalidManifest::WrongType {
+                field: "metadata.generateName",
+                expected: "a string"
+            })
+        );
+        for bad in ["a/b-", "..", "a__b-"] {
+            assert!(
+                matches!(
+                    check(job(
+                        json!({"generateName": bad, "annotations": hook.clone()})
+                    )),
+                    Err(InvalidManifest::Malformed {
+                        field: "metadata.generateName",
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+        }
+        // The hook annotation's value must still be a string.
+        assert!(matches!(
+            check(job(
+                json!({"generateName": "m-", "annotations": {ARGO_HOOK_ANNOTATION: 1}})
+            )),
+            Err(InvalidManifest::WrongType { .. })
+        ));
+        // Removing the hook annotation by an edit is refused, the manifest unchanged.
+        let mut m = check(job(json!({"generateName": "m-", "annotations": hook}))).unwrap();
+        let before = m.clone();
+        assert!(
+            m.edit(|o| o["metadata"]["annotations"] = json!({}))
+                .is_err()
+        );
+        assert_eq!(m, before);
     }
 
     #[test]
