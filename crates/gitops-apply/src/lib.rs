@@ -63,6 +63,7 @@
 //! the writes and the prune, failing fast on the first Failed object.
 
 mod apply;
+mod catalog;
 mod counting;
 mod health;
 mod hooks;
@@ -76,6 +77,7 @@ pub use apply::{
     Action, Applier, ApplierBuilder, ApplyError, ApplyOptions, ApplyProgress, CascadingLoss,
     ChangeSet, DEFAULT_FIELD_MANAGER, DesiredSet, FieldConflict, ObjectChange, ObjectError,
 };
+pub use catalog::{CatalogError, DEFAULT_DISCOVERY_TTL};
 pub use counting::{LoggedRequest, RequestCounter, RequestCounts, RequestKind, counting_client};
 pub use health::{
     Health, HealthCheck, HealthChecks, Status, WaitError, WaitProgress, WaitTarget, builtin_health,

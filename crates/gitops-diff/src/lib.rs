@@ -57,7 +57,10 @@ mod output;
 mod quantity;
 mod schema;
 
-pub use cluster::{BoxError, ClusterSchemaError, fetch_cluster_schema};
+pub use cluster::{
+    BoxError, ClusterSchemaError, OpenApiDocument, OpenApiIndex, fetch_cluster_schema,
+    fetch_cluster_schema_of, fetch_openapi_documents, fetch_openapi_index,
+};
 pub use diff::{
     Change, ChangeKind, DiffError, DiffStatus, Differ, DifferBuilder, LAST_APPLIED_ANNOTATION,
     LastApplied, ObjectDiff, SECRET_MASK,

@@ -718,7 +718,7 @@ impl OpenApiConverter<'_> {
         let properties = definition.get("properties").and_then(Value::as_object);
         let Some(properties) = properties else {
             // Not an object with fields: a scalar alias, a free-form object or a map.
-            let converted = self.node(definition)?;
+            let converted = self.node(definition, name)?;
             self.done.insert(name.to_owned(), converted.clone());
             return Ok(converted);
         };
@@ -732,11 +732,11 @@ impl OpenApiConverter<'_> {
         }
         let mut fields = HashMap::new();
         for (field, sub) in properties {
-            let converted = self.node(sub)?;
+            let converted = self.node(sub, &format!("{name}.{field}"))?;
             fields.insert(field.clone(), converted);
         }
         let additional = match definition.get("additionalProperties") {
-            Some(a) if a.is_object() => Some(self.node(a)?),
+            Some(a) if a.is_object() => Some(self.node(a, &format!("{name}.*"))?),
             _ => None,
         };
         let ty = &mut self.schema.types[id.0 as usize];
@@ -751,7 +751,9 @@ impl OpenApiConverter<'_> {
             .and_then(Value::as_str)
     }
 
-    fn node(&mut self, node: &Value) -> Result<FieldSchema, SchemaError> {
+    /// Converts a schema node; `name` names the type of an inline object with properties (as
+    /// the documents of custom resources have: their structural schema is inline).
+    fn node(&mut self, node: &Value, name: &str) -> Result<FieldSchema, SchemaError> {
         if let Some(reference) = Self::reference(node) {
             let name = reference.strip_prefix(REF_PREFIX).ok_or_else(|| {
                 SchemaError::DanglingReference {
@@ -772,7 +774,7 @@ impl OpenApiConverter<'_> {
             Some("array") => {
                 let items_node = node.get("items");
                 let items = match items_node {
-                    Some(items) => self.node(items)?,
+                    Some(items) => self.node(items, &format!("{name}[]"))?,
                     None => FieldSchema::Deduced,
                 };
                 let item_definition = items_node
@@ -785,14 +787,30 @@ impl OpenApiConverter<'_> {
                         .cloned()
                 }))
             }
-            Some("object") => match node.get("additionalProperties") {
-                Some(values) if values.is_object() => {
-                    Ok(FieldSchema::Map(Box::new(self.node(values)?)))
+            Some("object") | None => {
+                let additional = match node.get("additionalProperties") {
+                    Some(values) if values.is_object() => {
+                        Some(self.node(values, &format!("{name}.*"))?)
+                    }
+                    _ => None,
+                };
+                let Some(properties) = node.get("properties").and_then(Value::as_object) else {
+                    return Ok(additional.map_or(FieldSchema::Deduced, |values| {
+                        FieldSchema::Map(Box::new(values))
+                    }));
+                };
+                let id = self.schema.type_id(name);
+                let mut fields = HashMap::new();
+                for (field, sub) in properties {
+                    let converted = self.node(sub, &format!("{name}.{field}"))?;
+                    fields.insert(field.clone(), converted);
                 }
-                _ => Ok(FieldSchema::Deduced),
-            },
+                let ty = &mut self.schema.types[id.0 as usize];
+                ty.fields = fields;
+                ty.additional = additional;
+                Ok(FieldSchema::Object(id))
+            }
             Some(_) => Ok(FieldSchema::Scalar),
-            None => Ok(FieldSchema::Deduced),
         }
     }
 }
@@ -884,6 +902,49 @@ mod tests {
         assert!(err.to_string().contains("line 3"), "{err}");
         let err = Schema::from_compact("nope").unwrap_err();
         assert!(err.to_string().contains("line 1"), "{err}");
+    }
+
+    /// The apiserver publishes a custom resource's schema inline (no `$ref` below the root,
+    /// but for ObjectMeta): its objects with properties were deduced, so a list-map was
+    /// compared as an atomic list.
+    #[test]
+    fn inline_objects_of_a_cluster_document_are_typed() {
+        let document = json!({"components": {"schemas": {
+            "test.example.v1.Gadget": {
+                "type": "object",
+                "x-kubernetes-group-version-kind": [
+                    {"group": "example.test", "version": "v1", "kind": "Gadget"}],
+                "properties": {
+                    "metadata": {"allOf": [{"$ref":
+                        "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"}]},
+                    "spec": {"type": "object", "properties": {
+                        "parts": {"type": "array", "x-kubernetes-list-type": "map",
+                            "x-kubernetes-list-map-keys": ["name"],
+                            "items": {"type": "object", "properties": {
+                                "name": {"type": "string"},
+                                "limits": {"type": "object",
+                                    "additionalProperties": {"x-kubernetes-int-or-string": true}}}}}}}}},
+            "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta": {"type": "object",
+                "properties": {"name": {"type": "string"}}}}}});
+        let mut schema = Schema::new();
+        schema
+            .add_openapi_v3_document(&document)
+            .expect("valid document");
+        let parts = list_of(&schema, ("example.test/v1", "Gadget"), &["spec", "parts"]);
+        let FieldSchema::List {
+            list_type, keys, ..
+        } = parts
+        else {
+            panic!("parts is not a list: {parts:?}")
+        };
+        assert_eq!(*list_type, ListType::Map);
+        assert_eq!(keys[0].name, "name");
+        let limit = list_of(
+            &schema,
+            ("example.test/v1", "Gadget"),
+            &["spec", "parts", "limits", "cpu"],
+        );
+        assert_eq!(*limit, FieldSchema::IntOrString);
     }
 
     #[test]
