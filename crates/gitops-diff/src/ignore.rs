@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// An error in an ignore rule.
 #[derive(Debug, thiserror::Error)]
@@ -32,24 +32,58 @@ pub enum IgnoreError {
         /// The pattern as given.
         pattern: String,
     },
+    /// A label or annotation selector is not in the Kubernetes selector syntax.
+    #[error("selector {selector:?}: {message}")]
+    BadLabelSelector {
+        /// The selector as given.
+        selector: String,
+        /// What is wrong, and where.
+        message: String,
+    },
+    /// A regular expression does not compile.
+    #[error("regular expression {pattern:?} for the {field}")]
+    BadRegex {
+        /// The field it selects by.
+        field: SelectorField,
+        /// The expression as given.
+        pattern: String,
+        /// The regex error.
+        #[source]
+        source: regex::Error,
+    },
 }
 
 /// Which objects a rule applies to; an unset part matches everything.
 ///
+/// Group, kind, namespace and name take `*` wildcards; labels and annotations match by value or
+/// by Kubernetes selector expressions ([`LabelSelector`]); [`Selector::regex`] adds anchored
+/// regular expressions (the form Flux's targets use).
+///
 /// ```
-/// use gitops_diff::Selector;
+/// use gitops_diff::{Selector, SelectorField};
 ///
 /// let selector = Selector::default().kind("Deployment").name("web-*").label("tier", "front");
 /// let object = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
-///     "metadata": {"name": "web-eu", "labels": {"tier": "front"}}});
+///     "metadata": {"name": "web-eu", "labels": {"tier": "front"},
+///                  "annotations": {"team": "shop"}}});
 /// assert!(selector.matches(&object));
+/// let selector = Selector::default()
+///     .version("v1")
+///     .annotation_selector("team in (shop, pay)")?
+///     .regex(SelectorField::Name, "web-(eu|us)")?;
+/// assert!(selector.matches(&object));
+/// assert!(!Selector::default().version("v2").matches(&object));
+/// # Ok::<(), gitops_diff::IgnoreError>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Selector {
-    /// The API group (empty for core); `None` matches any.
+    /// The API group (empty for core), with `*` wildcards; `None` matches any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
-    /// The kind; `None` matches any.
+    /// The API version (`v1`, without the group); `None` matches any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The kind, with `*` wildcards; `None` matches any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     /// The namespace, with `*` wildcards; `None` matches any.
@@ -61,6 +95,363 @@ pub struct Selector {
     /// Labels the object must carry with these values.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Label requirements (`app in (web, api), !canary`).
+    #[serde(
+        default,
+        rename = "labelSelector",
+        skip_serializing_if = "LabelSelector::is_empty"
+    )]
+    pub label_selector: LabelSelector,
+    /// Annotation requirements, in the label selector syntax.
+    #[serde(
+        default,
+        rename = "annotationSelector",
+        skip_serializing_if = "LabelSelector::is_empty"
+    )]
+    pub annotation_selector: LabelSelector,
+    /// Anchored regular expressions the object's fields must match.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regexes: Vec<FieldRegex>,
+}
+
+/// A part of an object a [`Selector`] can match with a regular expression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum SelectorField {
+    /// The API group (empty for core).
+    Group,
+    /// The API version, without the group.
+    Version,
+    /// The kind.
+    Kind,
+    /// `metadata.namespace` (empty for cluster-scoped objects).
+    Namespace,
+    /// `metadata.name`.
+    Name,
+}
+
+impl std::fmt::Display for SelectorField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SelectorField::Group => "group",
+            SelectorField::Version => "version",
+            SelectorField::Kind => "kind",
+            SelectorField::Namespace => "namespace",
+            SelectorField::Name => "name",
+        })
+    }
+}
+
+/// An anchored regular expression over one field of an object (it must match the whole
+/// value, as in Flux's and kustomize's selectors).
+///
+/// ```
+/// use gitops_diff::{FieldRegex, SelectorField};
+///
+/// let regex = FieldRegex::new(SelectorField::Name, "web-.*")?;
+/// assert!(regex.is_match("web-eu"));
+/// assert!(!regex.is_match("my-web-eu"));
+/// # Ok::<(), gitops_diff::IgnoreError>(())
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "FieldRegexText", into = "FieldRegexText")]
+pub struct FieldRegex {
+    field: SelectorField,
+    pattern: String,
+    regex: regex::Regex,
+}
+
+#[derive(Serialize, Deserialize)]
+struct FieldRegexText {
+    field: SelectorField,
+    pattern: String,
+}
+
+impl TryFrom<FieldRegexText> for FieldRegex {
+    type Error = IgnoreError;
+
+    fn try_from(text: FieldRegexText) -> Result<Self, IgnoreError> {
+        FieldRegex::new(text.field, &text.pattern)
+    }
+}
+
+impl From<FieldRegex> for FieldRegexText {
+    fn from(regex: FieldRegex) -> Self {
+        FieldRegexText {
+            field: regex.field,
+            pattern: regex.pattern,
+        }
+    }
+}
+
+impl PartialEq for FieldRegex {
+    fn eq(&self, other: &Self) -> bool {
+        self.field == other.field && self.pattern == other.pattern
+    }
+}
+
+impl Eq for FieldRegex {}
+
+impl FieldRegex {
+    /// Compiles `pattern`, anchored at both ends.
+    ///
+    /// # Errors
+    /// [`IgnoreError::BadRegex`] when it does not compile.
+    pub fn new(field: SelectorField, pattern: &str) -> Result<Self, IgnoreError> {
+        let regex = regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|source| {
+            IgnoreError::BadRegex {
+                field,
+                pattern: pattern.to_owned(),
+                source,
+            }
+        })?;
+        Ok(Self {
+            field,
+            pattern: pattern.to_owned(),
+            regex,
+        })
+    }
+
+    /// The field matched.
+    #[must_use]
+    pub fn field(&self) -> SelectorField {
+        self.field
+    }
+
+    /// The expression as given (without the anchors).
+    #[must_use]
+    pub fn pattern(&self) -> &str {
+        &self.pattern
+    }
+
+    /// Whether the whole text matches.
+    #[must_use]
+    pub fn is_match(&self, text: &str) -> bool {
+        self.regex.is_match(text)
+    }
+}
+
+/// One requirement of a [`LabelSelector`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Requirement {
+    /// `key`: the key is present.
+    Exists(String),
+    /// `!key`: the key is absent.
+    DoesNotExist(String),
+    /// `key=value` or `key==value`.
+    Equals(String, String),
+    /// `key!=value`: absent, or another value.
+    NotEquals(String, String),
+    /// `key in (a, b)`.
+    In(String, Vec<String>),
+    /// `key notin (a, b)`: absent, or none of these values.
+    NotIn(String, Vec<String>),
+}
+
+impl Requirement {
+    fn matches(&self, map: Option<&Map<String, Value>>) -> bool {
+        let get = |key: &str| map.and_then(|m| m.get(key)).and_then(Value::as_str);
+        match self {
+            Requirement::Exists(key) => get(key).is_some(),
+            Requirement::DoesNotExist(key) => get(key).is_none(),
+            Requirement::Equals(key, value) => get(key) == Some(value.as_str()),
+            Requirement::NotEquals(key, value) => get(key) != Some(value.as_str()),
+            Requirement::In(key, values) => get(key).is_some_and(|v| values.iter().any(|x| x == v)),
+            Requirement::NotIn(key, values) => {
+                get(key).is_none_or(|v| values.iter().all(|x| x != v))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Requirement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Requirement::Exists(key) => write!(f, "{key}"),
+            Requirement::DoesNotExist(key) => write!(f, "!{key}"),
+            Requirement::Equals(key, value) => write!(f, "{key}={value}"),
+            Requirement::NotEquals(key, value) => write!(f, "{key}!={value}"),
+            Requirement::In(key, values) => write!(f, "{key} in ({})", values.join(",")),
+            Requirement::NotIn(key, values) => write!(f, "{key} notin ({})", values.join(",")),
+        }
+    }
+}
+
+/// A Kubernetes label selector in its text form (`app=web,tier in (front,back),!canary`), also
+/// used for annotations. Every requirement must hold; the empty selector matches everything.
+///
+/// ```
+/// use gitops_diff::LabelSelector;
+///
+/// let selector: LabelSelector = "app=web, tier notin (db), !canary".parse()?;
+/// let labels = serde_json::json!({"app": "web", "tier": "front"});
+/// assert!(selector.matches(labels.as_object()));
+/// assert_eq!(selector.to_string(), "app=web,tier notin (db),!canary");
+/// assert!("app in web".parse::<LabelSelector>().is_err());
+/// # Ok::<(), gitops_diff::IgnoreError>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct LabelSelector {
+    requirements: Vec<Requirement>,
+}
+
+impl LabelSelector {
+    /// The requirements, in the order given.
+    #[must_use]
+    pub fn requirements(&self) -> &[Requirement] {
+        &self.requirements
+    }
+
+    /// Whether there is no requirement.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.requirements.is_empty()
+    }
+
+    /// Whether every requirement holds for this map of labels or annotations (`None`: the
+    /// object has none).
+    #[must_use]
+    pub fn matches(&self, map: Option<&Map<String, Value>>) -> bool {
+        self.requirements.iter().all(|r| r.matches(map))
+    }
+}
+
+impl std::fmt::Display for LabelSelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, requirement) in self.requirements.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{requirement}")?;
+        }
+        Ok(())
+    }
+}
+
+impl From<LabelSelector> for String {
+    fn from(selector: LabelSelector) -> Self {
+        selector.to_string()
+    }
+}
+
+impl TryFrom<String> for LabelSelector {
+    type Error = IgnoreError;
+
+    fn try_from(text: String) -> Result<Self, IgnoreError> {
+        text.parse()
+    }
+}
+
+impl std::str::FromStr for LabelSelector {
+    type Err = IgnoreError;
+
+    fn from_str(text: &str) -> Result<Self, IgnoreError> {
+        let bad = |message: String| IgnoreError::BadLabelSelector {
+            selector: text.to_owned(),
+            message,
+        };
+        let mut requirements = Vec::new();
+        let mut depth = 0usize;
+        let mut start = 0;
+        let mut parts = Vec::new();
+        for (i, c) in text.char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' => {
+                    depth = depth
+                        .checked_sub(1)
+                        .ok_or_else(|| bad(format!("unbalanced ')' at byte {i}")))?;
+                }
+                ',' if depth == 0 => {
+                    parts.push(&text[start..i]);
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        if depth != 0 {
+            return Err(bad("unbalanced '('".to_owned()));
+        }
+        parts.push(&text[start..]);
+        if parts.len() == 1 && parts[0].trim().is_empty() {
+            return Ok(Self::default());
+        }
+        for part in parts {
+            requirements.push(parse_requirement(part.trim()).map_err(bad)?);
+        }
+        Ok(Self { requirements })
+    }
+}
+
+/// Whether a label key or value has only the characters Kubernetes allows (checked loosely:
+/// no spaces, operators or parentheses).
+fn valid_token(token: &str) -> bool {
+    !token.is_empty()
+        && token
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+}
+
+fn parse_requirement(part: &str) -> Result<Requirement, String> {
+    let key_of = |key: &str| {
+        let key = key.trim();
+        if valid_token(key) {
+            Ok(key.to_owned())
+        } else {
+            Err(format!("{key:?} is not a valid key"))
+        }
+    };
+    let value_of = |value: &str| {
+        let value = value.trim();
+        if value.is_empty() || valid_token(value) {
+            Ok(value.to_owned())
+        } else {
+            Err(format!("{value:?} is not a valid value"))
+        }
+    };
+    if part.is_empty() {
+        return Err("an empty requirement".to_owned());
+    }
+    if let Some(key) = part.strip_prefix('!') {
+        return Ok(Requirement::DoesNotExist(key_of(key)?));
+    }
+    if let Some((key, value)) = part.split_once("!=") {
+        return Ok(Requirement::NotEquals(key_of(key)?, value_of(value)?));
+    }
+    if let Some((key, value)) = part.split_once("==").or_else(|| part.split_once('=')) {
+        return Ok(Requirement::Equals(key_of(key)?, value_of(value)?));
+    }
+    let words: Vec<&str> = part.splitn(2, char::is_whitespace).collect();
+    if let [key, rest] = words.as_slice() {
+        let rest = rest.trim_start();
+        let (operator, values) = if let Some(values) = rest.strip_prefix("notin") {
+            ("notin", values)
+        } else if let Some(values) = rest.strip_prefix("in") {
+            ("in", values)
+        } else {
+            return Err(format!("{part:?}: expected in, notin, =, == or !="));
+        };
+        let values = values.trim();
+        let Some(inner) = values.strip_prefix('(').and_then(|v| v.strip_suffix(')')) else {
+            return Err(format!(
+                "{part:?}: the values of {operator} go in parentheses"
+            ));
+        };
+        let values = inner
+            .split(',')
+            .map(value_of)
+            .collect::<Result<Vec<_>, _>>()?;
+        let key = key_of(key)?;
+        return Ok(if operator == "in" {
+            Requirement::In(key, values)
+        } else {
+            Requirement::NotIn(key, values)
+        });
+    }
+    Ok(Requirement::Exists(key_of(part)?))
 }
 
 impl Selector {
@@ -69,6 +460,40 @@ impl Selector {
     pub fn group(mut self, group: impl Into<String>) -> Self {
         self.group = Some(group.into());
         self
+    }
+
+    /// Only this API version (without the group, such as `v1`).
+    #[must_use]
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = Some(version.into());
+        self
+    }
+
+    /// Only objects whose labels meet this selector (`app in (web, api),!canary`).
+    ///
+    /// # Errors
+    /// When it is not in the Kubernetes selector syntax.
+    pub fn label_selector(mut self, selector: &str) -> Result<Self, IgnoreError> {
+        self.label_selector = selector.parse()?;
+        Ok(self)
+    }
+
+    /// Only objects whose annotations meet this selector (in the label selector syntax).
+    ///
+    /// # Errors
+    /// When it is not in the Kubernetes selector syntax.
+    pub fn annotation_selector(mut self, selector: &str) -> Result<Self, IgnoreError> {
+        self.annotation_selector = selector.parse()?;
+        Ok(self)
+    }
+
+    /// Only objects whose `field` matches this regular expression as a whole.
+    ///
+    /// # Errors
+    /// When the expression does not compile.
+    pub fn regex(mut self, field: SelectorField, pattern: &str) -> Result<Self, IgnoreError> {
+        self.regexes.push(FieldRegex::new(field, pattern)?);
+        Ok(self)
     }
 
     /// Only this kind.
@@ -108,9 +533,31 @@ impl Selector {
                 .and_then(Value::as_str)
                 .unwrap_or("")
         };
-        let (group, _) = gitops_core::split_api_version(text("/apiVersion"));
-        self.group.as_deref().is_none_or(|g| g == group)
-            && self.kind.as_deref().is_none_or(|k| k == text("/kind"))
+        let (group, version) = gitops_core::split_api_version(text("/apiVersion"));
+        let field = |field: SelectorField| match field {
+            SelectorField::Group => group,
+            SelectorField::Version => version,
+            SelectorField::Kind => text("/kind"),
+            SelectorField::Namespace => text("/metadata/namespace"),
+            SelectorField::Name => text("/metadata/name"),
+        };
+        let map = |pointer: &str| object.pointer(pointer).and_then(Value::as_object);
+        self.group
+            .as_deref()
+            .is_none_or(|pattern| wildcard_match(pattern, group))
+            && self.version.as_deref().is_none_or(|v| v == version)
+            && self
+                .kind
+                .as_deref()
+                .is_none_or(|pattern| wildcard_match(pattern, text("/kind")))
+            && self
+                .regexes
+                .iter()
+                .all(|regex| regex.is_match(field(regex.field)))
+            && self.label_selector.matches(map("/metadata/labels"))
+            && self
+                .annotation_selector
+                .matches(map("/metadata/annotations"))
             && self
                 .namespace
                 .as_deref()
@@ -222,6 +669,42 @@ impl PathPattern {
         }
         Ok(Self {
             text: pattern.to_owned(),
+            segments,
+        })
+    }
+
+    /// A plain JSON pointer (RFC 6901), as Flux and Argo CD rules write them: every segment is
+    /// literal (`*` is a field named `*`; a number is a list index).
+    ///
+    /// ```
+    /// use gitops_diff::PathPattern;
+    ///
+    /// let pointer = PathPattern::pointer("/metadata/labels/*")?;
+    /// assert!(pointer.matches(&["metadata", "labels", "*"]));
+    /// assert!(!pointer.matches(&["metadata", "labels", "app"]));
+    /// # Ok::<(), gitops_diff::IgnoreError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// When the pointer does not start with `/` or has a bad escape.
+    pub fn pointer(pointer: &str) -> Result<Self, IgnoreError> {
+        let Some(rest) = pointer.strip_prefix('/') else {
+            return Err(IgnoreError::NotAPointer {
+                pattern: pointer.to_owned(),
+            });
+        };
+        let segments = rest
+            .split('/')
+            .map(|raw| {
+                unescape(raw)
+                    .map(Segment::Literal)
+                    .ok_or_else(|| IgnoreError::BadEscape {
+                        pattern: pointer.to_owned(),
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            text: pointer.to_owned(),
             segments,
         })
     }
@@ -360,6 +843,15 @@ impl IgnoreRule {
     /// When the pattern is not a JSON pointer.
     pub fn path(mut self, pattern: &str) -> Result<Self, IgnoreError> {
         self.paths.push(PathPattern::parse(pattern)?);
+        Ok(self)
+    }
+
+    /// Also ignore a plain JSON pointer (see [`PathPattern::pointer`]).
+    ///
+    /// # Errors
+    /// When it is not a JSON pointer.
+    pub fn pointer(mut self, pointer: &str) -> Result<Self, IgnoreError> {
+        self.paths.push(PathPattern::pointer(pointer)?);
         Ok(self)
     }
 

@@ -54,6 +54,7 @@ mod fieldpath;
 mod ignore;
 mod normalise;
 mod output;
+mod peers;
 mod quantity;
 mod schema;
 
@@ -66,8 +67,12 @@ pub use diff::{
     LastApplied, ObjectDiff, SECRET_MASK,
 };
 pub use fieldpath::{FieldSet, FieldsV1Error, PathElement, canonical_json, item_key};
-pub use ignore::{IgnoreError, IgnoreRule, PathPattern, PathStep, Selector};
+pub use ignore::{
+    FieldRegex, IgnoreError, IgnoreRule, LabelSelector, PathPattern, PathStep, Requirement,
+    Selector, SelectorField,
+};
 pub use normalise::{NormaliseError, Normaliser, SecretStringData, Side};
 pub use output::{Colour, DiffReport, OutputError, Summary};
+pub use peers::{ArgoIgnoreDifference, FluxDriftIgnoreRule, FluxTarget, PeerRuleError};
 pub use quantity::{Quantity, QuantityError};
 pub use schema::{FieldSchema, ListKey, ListType, Schema, SchemaError, TypeId};
