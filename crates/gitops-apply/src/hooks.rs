@@ -20,11 +20,18 @@
 //! writes the resources, and the `Sync` hooks with them; once the resources are healthy the
 //! `PostSync` hooks run. When any step fails, the `SyncFail` hooks run and the sync fails.
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::time::{Duration, Instant};
 
 use gitops_core::escape::Escaped;
 use gitops_core::{Manifest, ObjectId, Origin};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use serde::Serialize;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Health, HealthChecks, KindInfo, KindTable, KubeError, Staging, Status};
 
 pub use gitops_core::{ARGO_HOOK_ANNOTATION, HELM_HOOK_ANNOTATION};
 
@@ -270,7 +277,7 @@ impl HookSpec {
 /// assert!(err.to_string().starts_with("job.yaml:3: Job.batch migrate: annotation argocd.argoproj.io/hook"), "{err}");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HookError {
     /// An annotation holds a value that is not one of those allowed.
@@ -317,6 +324,67 @@ pub enum HookError {
         /// Its value.
         value: String,
     },
+    /// A hook of a kind the cluster does not serve.
+    #[error(
+        "{origin}: {}: the cluster serves no kind {} in {}",
+        .id.display_name(),
+        Escaped(&.id.kind),
+        Escaped(api_version)
+    )]
+    UnknownKind {
+        /// The hook.
+        id: ObjectId,
+        /// Where it comes from.
+        origin: Origin,
+        /// Its apiVersion.
+        api_version: String,
+    },
+    /// The same hook twice in a set.
+    #[error("{origin}: hook {} is also defined at {first}", .id.display_name())]
+    Duplicate {
+        /// The hook.
+        id: ObjectId,
+        /// The second definition.
+        origin: Origin,
+        /// The first definition.
+        first: Origin,
+    },
+    /// A hook failed: its object failed, or was not done in time. The sync fails with it.
+    #[error("{origin}: {run}", origin = .run.origin)]
+    Failed {
+        /// The record of the hook object that failed (its id has the generated name).
+        run: Box<HookRun>,
+    },
+    /// A named hook's previous object is to be deleted before it is created again, but the
+    /// object of that name is not a hook of this inventory: it is left alone.
+    #[error(
+        "{origin}: hook {}: an object of that name exists that is not a hook of this inventory; it is left alone (rename the hook or delete the object)",
+        .id.display_name()
+    )]
+    NotOurs {
+        /// The hook.
+        id: ObjectId,
+        /// Where it comes from.
+        origin: Origin,
+    },
+    /// An API call about a hook failed.
+    #[error("{origin}: {phase} hook {}: {doing} it", .id.display_name())]
+    Api {
+        /// The hook (by its prefix for a `generateName` hook not created yet).
+        id: ObjectId,
+        /// Where it comes from.
+        origin: Origin,
+        /// The phase.
+        phase: SyncPhase,
+        /// What failed: `creating`, `applying`, `reading`, `deleting the previous object of`.
+        doing: &'static str,
+        /// The failure.
+        #[source]
+        source: KubeError,
+    },
+    /// The run was cancelled while hooks ran.
+    #[error("cancelled while running hooks")]
+    Cancelled,
     /// An object with `metadata.generateName` whose hook annotation does not make it a hook
     /// (Helm's `crd-install`, which Argo CD applies as an ordinary object): it could be neither
     /// run as a hook nor applied by name.
@@ -620,6 +688,761 @@ pub fn hook_spec(manifest: &Manifest) -> Result<Option<HookSpec>, HookError> {
     Ok(Some(spec))
 }
 
+/// One hook of a set, ready to run: its object with the namespace resolved as for the
+/// resources, its [`HookSpec`] and how the cluster serves its kind ([`plan_hooks`]).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PlannedHook {
+    /// The object as it will be created (namespace filled in).
+    pub manifest: Manifest,
+    /// Its id: for a `generateName` hook, with the prefix as the name.
+    pub id: ObjectId,
+    /// Its phases, delete policies and weight.
+    pub spec: HookSpec,
+    /// How the cluster serves its kind.
+    pub kind: KindInfo,
+    /// The rank of its kind ([`Staging::kind_rank`]): hooks of one weight run in kind order.
+    pub kind_rank: usize,
+}
+
+impl PlannedHook {
+    fn order_key(&self) -> (i64, usize, &str, Option<&str>, &str) {
+        (
+            self.spec.weight,
+            self.kind_rank,
+            self.id.kind.as_str(),
+            self.id.namespace.as_deref(),
+            self.id.name.as_str(),
+        )
+    }
+
+    /// The id shown for it: a `generateName` hook by its prefix and `*`.
+    fn shown(&self) -> String {
+        if self.manifest.generate_name().is_some() {
+            format!("{}*", self.id.display_name())
+        } else {
+            self.id.display_name()
+        }
+    }
+}
+
+/// The hooks of a set, in run order: by weight, then kind order, kind, namespace and name
+/// ([`plan_hooks`]). Its `Display` lists them by phase; it serialises (for a plan's JSON) as a
+/// list of `{"id", "origin", "phases", "delete_policies", "weight", "generate_name"}`, objects
+/// never included.
+///
+/// ```
+/// let hooks = gitops_apply::PlannedHooks::default();
+/// assert!(hooks.is_empty());
+/// assert_eq!(hooks.to_string(), "");
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct PlannedHooks {
+    hooks: Vec<PlannedHook>,
+}
+
+impl PlannedHooks {
+    /// Every hook, in run order.
+    #[must_use]
+    pub fn all(&self) -> &[PlannedHook] {
+        &self.hooks
+    }
+
+    /// Whether the set has no hook to run.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.hooks.is_empty()
+    }
+
+    /// How many hooks there are.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.hooks.len()
+    }
+
+    /// The hooks of one phase, in run order.
+    pub fn in_phase(&self, phase: SyncPhase) -> impl Iterator<Item = &PlannedHook> {
+        self.hooks.iter().filter(move |h| h.spec.runs_in(phase))
+    }
+
+    /// Whether any hook runs in `phase`.
+    #[must_use]
+    pub fn has_phase(&self, phase: SyncPhase) -> bool {
+        self.in_phase(phase).next().is_some()
+    }
+
+    /// One [`HookOutcome::Planned`] record per hook and phase, in run order: what a dry run
+    /// reports.
+    #[must_use]
+    pub fn planned_runs(&self) -> Vec<HookRun> {
+        SyncPhase::ALL
+            .into_iter()
+            .flat_map(|phase| {
+                self.in_phase(phase).map(move |hook| {
+                    HookRun::new(
+                        hook.id.clone(),
+                        hook.manifest.origin().clone(),
+                        phase,
+                        HookOutcome::Planned,
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+impl fmt::Display for PlannedHooks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for phase in SyncPhase::ALL {
+            if !self.has_phase(phase) {
+                continue;
+            }
+            writeln!(f, "{phase} hooks:")?;
+            for hook in self.in_phase(phase) {
+                write!(f, "  {}", hook.shown())?;
+                if hook.spec.weight != 0 {
+                    write!(f, " (weight {})", hook.spec.weight)?;
+                }
+                let policies: Vec<&str> = hook
+                    .spec
+                    .delete_policies
+                    .iter()
+                    .map(|p| p.as_str())
+                    .collect();
+                writeln!(f, ", deleted {}", policies.join(", "))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for PlannedHooks {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Shown<'h> {
+            id: String,
+            origin: String,
+            phases: &'h [SyncPhase],
+            delete_policies: &'h [HookDeletePolicy],
+            weight: i64,
+            generate_name: bool,
+        }
+        serializer.collect_seq(self.hooks.iter().map(|h| Shown {
+            id: h.id.to_string(),
+            origin: h.manifest.origin().to_string(),
+            phases: &h.spec.phases,
+            delete_policies: &h.spec.delete_policies,
+            weight: h.spec.weight,
+            generate_name: h.manifest.generate_name().is_some(),
+        }))
+    }
+}
+
+/// Takes the hooks out of a set: returns the resources (every object that is not a hook, in
+/// their order) and the hooks to run, resolved and ordered. Hooks never applied by a sync
+/// (Argo CD's `Skip`, Helm's test, delete and rollback hooks) are left out of both. A hook's
+/// namespace is set as a resource's would be: `target_namespace` when given, else its own,
+/// else [`crate::DEFAULT_NAMESPACE`]; cluster-scoped kinds lose theirs.
+///
+/// ```
+/// use gitops_apply::{DefaultStaging, KindInfo, KindTable, SyncPhase, plan_hooks};
+/// use kube::discovery::ApiResource;
+///
+/// let mut kinds = KindTable::default();
+/// for (group, version, kind, plural) in [("", "v1", "ConfigMap", "configmaps"), ("batch", "v1", "Job", "jobs")] {
+///     kinds.insert(KindInfo {
+///         resource: ApiResource { group: group.into(), version: version.into(),
+///             api_version: if group.is_empty() { version.into() } else { format!("{group}/{version}") },
+///             kind: kind.into(), plural: plural.into() },
+///         namespaced: true, served: true,
+///     });
+/// }
+/// let set = gitops_core::parse_manifests(
+///     "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\n\
+///      apiVersion: batch/v1\nkind: Job\nmetadata:\n  generateName: migrate-\n  \
+///      annotations: {argocd.argoproj.io/hook: PreSync}\n",
+///     "set.yaml",
+/// )?;
+/// let (resources, hooks) = plan_hooks(set, &kinds, &DefaultStaging, Some("shop")).unwrap();
+/// assert_eq!(resources.len(), 1);
+/// let presync: Vec<String> = hooks.in_phase(SyncPhase::PreSync).map(|h| h.id.to_string()).collect();
+/// assert_eq!(presync, ["shop_migrate-_batch_Job"]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+/// Every [`HookError`] of the set at once: bad hook annotations, a hook of a kind the cluster
+/// does not serve, the same hook twice.
+pub fn plan_hooks(
+    manifests: Vec<Manifest>,
+    kinds: &KindTable,
+    staging: &dyn Staging,
+    target_namespace: Option<&str>,
+) -> Result<(Vec<Manifest>, PlannedHooks), Vec<HookError>> {
+    let mut resources = Vec::with_capacity(manifests.len());
+    let mut hooks: Vec<PlannedHook> = Vec::new();
+    let mut errors = Vec::new();
+    for mut manifest in manifests {
+        let spec = match hook_spec(&manifest) {
+            Ok(None) => {
+                resources.push(manifest);
+                continue;
+            }
+            Ok(Some(spec)) if spec.is_never_applied() => continue,
+            Ok(Some(spec)) => spec,
+            Err(error) => {
+                errors.push(error);
+                continue;
+            }
+        };
+        let Some(info) = kinds.resolve(manifest.group(), manifest.version(), manifest.kind())
+        else {
+            errors.push(HookError::UnknownKind {
+                id: manifest.id(),
+                origin: manifest.origin().clone(),
+                api_version: manifest.api_version().to_owned(),
+            });
+            continue;
+        };
+        if info.namespaced {
+            if let Some(target) = target_namespace {
+                manifest.set_namespace(Some(target));
+            } else if manifest.namespace().is_none() {
+                manifest.set_namespace(Some(crate::DEFAULT_NAMESPACE));
+            }
+        } else {
+            manifest.set_namespace(None);
+        }
+        let id = manifest.id();
+        if let Some(first) = hooks.iter().find(|h| h.id == id) {
+            errors.push(HookError::Duplicate {
+                id,
+                origin: manifest.origin().clone(),
+                first: first.manifest.origin().clone(),
+            });
+            continue;
+        }
+        let kind_rank = staging.kind_rank(manifest.group(), manifest.kind());
+        hooks.push(PlannedHook {
+            manifest,
+            id,
+            spec,
+            kind: info.clone(),
+            kind_rank,
+        });
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    hooks.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+    Ok((resources, PlannedHooks { hooks }))
+}
+
+/// How long a hook may take when the run gives no wait timeout: Argo CD waits for hooks
+/// without a limit; a limit keeps a hook whose Job never starts from holding a sync forever.
+///
+/// ```
+/// assert_eq!(gitops_apply::DEFAULT_HOOK_TIMEOUT, std::time::Duration::from_secs(600));
+/// ```
+pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The labels a hook object carries: the phase it runs in, and the inventory it belongs to
+/// (the values of the inventory's ownership labels under [`HOOK_OF_NAMESPACE_LABEL`] and
+/// [`HOOK_OF_NAME_LABEL`]), never the ownership labels themselves.
+pub(crate) fn hook_labels(
+    owner_labels: &BTreeMap<String, String>,
+    phase: SyncPhase,
+) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::from([(HOOK_PHASE_LABEL.to_owned(), phase.as_str().to_owned())]);
+    for (owner, hook) in [
+        (crate::OWNER_NAMESPACE_LABEL, HOOK_OF_NAMESPACE_LABEL),
+        (crate::OWNER_NAME_LABEL, HOOK_OF_NAME_LABEL),
+    ] {
+        if let Some(value) = owner_labels.get(owner) {
+            labels.insert(hook.to_owned(), value.clone());
+        }
+    }
+    labels
+}
+
+/// The health of a hook object: a Pod is done when it Succeeded (not when Ready, as a
+/// resource would be); other kinds by the applier's checks (a Job Complete is Current).
+fn hook_health(checks: &HealthChecks, live: &Value) -> Health {
+    let core_pod = live["kind"] == "Pod" && live["apiVersion"] == "v1";
+    if core_pod {
+        return match live.pointer("/status/phase").and_then(Value::as_str) {
+            Some("Succeeded") => Health {
+                status: Status::Current,
+                message: "pod succeeded".into(),
+            },
+            Some("Failed") => Health {
+                status: Status::Failed,
+                message: live
+                    .pointer("/status/message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("pod failed")
+                    .to_owned(),
+            },
+            phase => Health {
+                status: Status::InProgress,
+                message: format!("pod {}", phase.unwrap_or("pending").to_lowercase()),
+            },
+        };
+    }
+    checks.check(live)
+}
+
+/// Runs the hooks of a phase against a cluster, as a sync does ([`HookRunner::run_phase`]);
+/// [`crate::Applier`] uses one for the phases of `apply_set`.
+///
+/// ```no_run
+/// # async fn example(client: kube::Client, hooks: gitops_apply::PlannedHooks) -> Result<(), gitops_apply::HookError> {
+/// use gitops_apply::{HookRunner, InventoryOwner, SyncPhase};
+/// let owner = InventoryOwner::new("shop", "inventory").expect("valid names");
+/// let runner = HookRunner::new(client, owner.labels());
+/// let mut runs = Vec::new();
+/// let cancel = tokio_util::sync::CancellationToken::new();
+/// runner.run_phase(&hooks, SyncPhase::PreSync, &mut runs, &cancel).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct HookRunner {
+    client: kube::Client,
+    field_manager: String,
+    owner_labels: BTreeMap<String, String>,
+    checks: HealthChecks,
+    timeout: Duration,
+    interval: Duration,
+}
+
+impl fmt::Debug for HookRunner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HookRunner")
+            .field("field_manager", &self.field_manager)
+            .field("owner_labels", &self.owner_labels)
+            .field("timeout", &self.timeout)
+            .field("interval", &self.interval)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HookRunner {
+    /// A runner for the hooks of the inventory whose ownership labels are `owner_labels`
+    /// ([`crate::InventoryStore::owner_labels`]): field manager
+    /// [`crate::DEFAULT_FIELD_MANAGER`], the built-in health checks, [`DEFAULT_HOOK_TIMEOUT`]
+    /// per phase wave, polled every 2 s.
+    #[must_use]
+    pub fn new(client: kube::Client, owner_labels: BTreeMap<String, String>) -> Self {
+        Self {
+            client,
+            field_manager: crate::DEFAULT_FIELD_MANAGER.to_owned(),
+            owner_labels,
+            checks: HealthChecks::default(),
+            timeout: DEFAULT_HOOK_TIMEOUT,
+            interval: Duration::from_secs(2),
+        }
+    }
+
+    /// Writes as this field manager.
+    #[must_use]
+    pub fn with_field_manager(mut self, field_manager: impl Into<String>) -> Self {
+        self.field_manager = field_manager.into();
+        self
+    }
+
+    /// Judges hook objects with these checks (a Pod hook is done when it Succeeded, whatever
+    /// they say).
+    #[must_use]
+    pub fn with_health_checks(mut self, checks: HealthChecks) -> Self {
+        self.checks = checks;
+        self
+    }
+
+    /// How long the hooks of one weight may take.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How often hook objects are read while they run.
+    #[must_use]
+    pub fn with_interval(mut self, interval: Duration) -> Self {
+        self.interval = interval;
+        self
+    }
+}
+
+/// One hook object created in a phase and not finished yet.
+struct Running<'h> {
+    hook: &'h PlannedHook,
+    api: Api<DynamicObject>,
+    name: String,
+    run: HookRun,
+}
+
+impl HookRunner {
+    fn api(&self, hook: &PlannedHook) -> Api<DynamicObject> {
+        match &hook.id.namespace {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &hook.kind.resource),
+            None => Api::all_with(self.client.clone(), &hook.kind.resource),
+        }
+    }
+
+    fn api_error<'h>(
+        hook: &'h PlannedHook,
+        phase: SyncPhase,
+        doing: &'static str,
+    ) -> impl FnOnce(kube::Error) -> HookError + 'h {
+        move |source| HookError::Api {
+            id: hook.id.clone(),
+            origin: hook.manifest.origin().clone(),
+            phase,
+            doing,
+            source: masked(hook, source).into(),
+        }
+    }
+
+    /// Whether a live object is a hook of ours: it carries our hook labels, or our ownership
+    /// labels (a hook an earlier version applied as a resource).
+    fn is_ours(&self, live: &DynamicObject) -> bool {
+        let labels = live.metadata.labels.clone().unwrap_or_default();
+        let carries = |pairs: &BTreeMap<String, String>| {
+            !pairs.is_empty() && pairs.iter().all(|(k, v)| labels.get(k) == Some(v))
+        };
+        let mut hook_of = hook_labels(&self.owner_labels, SyncPhase::Sync);
+        hook_of.remove(HOOK_PHASE_LABEL);
+        carries(&hook_of) || carries(&self.owner_labels)
+    }
+
+    /// Runs the hooks of `phase`, weight by weight: the hooks of one weight are created (the
+    /// previous objects of those with [`HookDeletePolicy::BeforeHookCreation`] deleted first),
+    /// then waited for together; those done are deleted as their policies say. The first
+    /// failure stops the phase. Every hook object touched is recorded in `runs`.
+    ///
+    /// # Errors
+    /// [`HookError::Failed`] naming the hook that failed, [`HookError::Api`],
+    /// [`HookError::NotOurs`] or [`HookError::Cancelled`].
+    pub async fn run_phase(
+        &self,
+        hooks: &PlannedHooks,
+        phase: SyncPhase,
+        runs: &mut Vec<HookRun>,
+        cancel: &CancellationToken,
+    ) -> Result<(), HookError> {
+        let in_phase: Vec<&PlannedHook> = hooks.in_phase(phase).collect();
+        let mut start = 0;
+        while start < in_phase.len() {
+            let weight = in_phase[start].spec.weight;
+            let end = in_phase[start..]
+                .iter()
+                .position(|h| h.spec.weight != weight)
+                .map_or(in_phase.len(), |n| start + n);
+            let wave = &in_phase[start..end];
+            start = end;
+            let mut running = Vec::with_capacity(wave.len());
+            let mut created = Ok(());
+            for hook in wave {
+                match self.start(hook, phase, cancel).await {
+                    Ok(started) => running.push(started),
+                    Err(error) => {
+                        created = Err(error);
+                        break;
+                    }
+                }
+            }
+            let waited = match created {
+                Ok(()) => self.wait(&mut running, phase, cancel).await,
+                Err(error) => Err(error),
+            };
+            let failed = running
+                .iter()
+                .find(|r| r.run.outcome == HookOutcome::Failed)
+                .map(|r| r.run.clone());
+            for mut done in running {
+                if cancel.is_cancelled() {
+                    runs.push(done.run);
+                    continue;
+                }
+                let delete = match done.run.outcome {
+                    HookOutcome::Succeeded => {
+                        done.hook.spec.deletes_on(HookDeletePolicy::HookSucceeded)
+                    }
+                    HookOutcome::Failed => done.hook.spec.deletes_on(HookDeletePolicy::HookFailed),
+                    _ => false,
+                };
+                if delete {
+                    match self.delete(&done.api, &done.name).await {
+                        Ok(()) => done.run.deleted = true,
+                        Err(error) => tracing::warn!(
+                            "deleting {} after it ran: {}",
+                            done.run.id.display_name(),
+                            KubeError::from(masked(done.hook, error))
+                        ),
+                    }
+                }
+                runs.push(done.run);
+            }
+            waited?;
+            if let Some(run) = failed {
+                return Err(HookError::Failed { run: Box::new(run) });
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the previous objects of `hook` when its policies say so, then creates it.
+    async fn start<'h>(
+        &self,
+        hook: &'h PlannedHook,
+        phase: SyncPhase,
+        cancel: &CancellationToken,
+    ) -> Result<Running<'h>, HookError> {
+        if cancel.is_cancelled() {
+            return Err(HookError::Cancelled);
+        }
+        let api = self.api(hook);
+        if hook.spec.deletes_on(HookDeletePolicy::BeforeHookCreation) {
+            self.delete_previous(hook, phase, &api, cancel).await?;
+        }
+        let mut object = hook.manifest.object().clone();
+        let labels = object["metadata"]
+            .as_object_mut()
+            .expect("a valid manifest has a metadata mapping")
+            .entry("labels")
+            .or_insert_with(|| Value::Object(serde_json::Map::new()));
+        if !labels.is_object() {
+            *labels = Value::Object(serde_json::Map::new());
+        }
+        for (key, value) in hook_labels(&self.owner_labels, phase) {
+            labels[key] = Value::String(value);
+        }
+        let created = match hook.manifest.generate_name() {
+            Some(_) => {
+                let object: DynamicObject =
+                    serde_json::from_value(object).expect("a valid manifest is a DynamicObject");
+                let params = PostParams {
+                    field_manager: Some(self.field_manager.clone()),
+                    ..PostParams::default()
+                };
+                api.create(&params, &object)
+                    .await
+                    .map_err(Self::api_error(hook, phase, "creating"))?
+            }
+            None => {
+                let params = PatchParams::apply(&self.field_manager).validation_strict();
+                api.patch(&hook.id.name, &params, &Patch::Apply(&object))
+                    .await
+                    .map_err(Self::api_error(hook, phase, "applying"))?
+            }
+        };
+        let name = created.metadata.name.unwrap_or_default();
+        let id = ObjectId::new(
+            hook.id.group.as_str(),
+            hook.id.kind.as_str(),
+            hook.id.namespace.as_deref(),
+            name.as_str(),
+        );
+        tracing::info!("{phase} hook {} created", id.display_name());
+        Ok(Running {
+            hook,
+            api,
+            name,
+            run: HookRun::new(
+                id,
+                hook.manifest.origin().clone(),
+                phase,
+                HookOutcome::NotRun,
+            ),
+        })
+    }
+
+    /// Deletes the objects an earlier sync created for `hook` in `phase`, and waits until a
+    /// named one is gone (its name is taken until then).
+    async fn delete_previous(
+        &self,
+        hook: &PlannedHook,
+        phase: SyncPhase,
+        api: &Api<DynamicObject>,
+        cancel: &CancellationToken,
+    ) -> Result<(), HookError> {
+        if let Some(prefix) = hook.manifest.generate_name() {
+            let selector = hook_labels(&self.owner_labels, phase)
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            let previous = crate::paging::list_all(
+                api,
+                &ListParams::default().labels(&selector),
+                crate::DEFAULT_PAGE_SIZE,
+            )
+            .await
+            .map_err(Self::api_error(
+                hook,
+                phase,
+                "listing the previous objects of",
+            ))?;
+            for object in previous {
+                if object.metadata.generate_name.as_deref() != Some(prefix) {
+                    continue;
+                }
+                let Some(name) = object.metadata.name.as_deref() else {
+                    continue;
+                };
+                self.delete(api, name).await.map_err(Self::api_error(
+                    hook,
+                    phase,
+                    "deleting the previous object of",
+                ))?;
+            }
+            return Ok(());
+        }
+        let name = hook.id.name.as_str();
+        let Some(live) = api
+            .get_opt(name)
+            .await
+            .map_err(Self::api_error(hook, phase, "reading"))?
+        else {
+            return Ok(());
+        };
+        if !self.is_ours(&live) {
+            return Err(HookError::NotOurs {
+                id: hook.id.clone(),
+                origin: hook.manifest.origin().clone(),
+            });
+        }
+        let uid = live.metadata.uid.clone();
+        self.delete(api, name).await.map_err(Self::api_error(
+            hook,
+            phase,
+            "deleting the previous object of",
+        ))?;
+        let start = Instant::now();
+        loop {
+            let gone = api
+                .get_opt(name)
+                .await
+                .map_err(Self::api_error(hook, phase, "reading"))?
+                .is_none_or(|live| live.metadata.uid != uid);
+            if gone {
+                return Ok(());
+            }
+            if start.elapsed() >= self.timeout {
+                return Err(HookError::Failed {
+                    run: Box::new(
+                        HookRun::new(
+                            hook.id.clone(),
+                            hook.manifest.origin().clone(),
+                            phase,
+                            HookOutcome::Failed,
+                        )
+                        .with_message(format!(
+                            "the previous object was not gone after {:?}",
+                            self.timeout
+                        )),
+                    ),
+                });
+            }
+            self.pause(cancel).await?;
+        }
+    }
+
+    async fn delete(&self, api: &Api<DynamicObject>, name: &str) -> Result<(), kube::Error> {
+        let params = DeleteParams::background();
+        match api.delete(name, &params).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn pause(&self, cancel: &CancellationToken) -> Result<(), HookError> {
+        tokio::select! {
+            () = cancel.cancelled() => Err(HookError::Cancelled),
+            () = tokio::time::sleep(self.interval) => Ok(()),
+        }
+    }
+
+    /// Waits until every hook of `running` succeeded or one failed (or the timeout passed),
+    /// recording each outcome.
+    async fn wait(
+        &self,
+        running: &mut [Running<'_>],
+        phase: SyncPhase,
+        cancel: &CancellationToken,
+    ) -> Result<(), HookError> {
+        let start = Instant::now();
+        loop {
+            let mut pending = false;
+            for hook in running.iter_mut() {
+                if hook.run.outcome != HookOutcome::NotRun {
+                    continue;
+                }
+                let live = tokio::select! {
+                    () = cancel.cancelled() => return Err(HookError::Cancelled),
+                    live = hook.api.get_opt(&hook.name) => live.map_err(Self::api_error(hook.hook, phase, "reading"))?,
+                };
+                let health = match live {
+                    None => Health {
+                        status: Status::Failed,
+                        message: "deleted while it ran".into(),
+                    },
+                    Some(live) => {
+                        let mut value = serde_json::to_value(&live).expect("objects serialise");
+                        value["apiVersion"] =
+                            Value::String(hook.hook.kind.resource.api_version.clone());
+                        value["kind"] = Value::String(hook.hook.kind.resource.kind.clone());
+                        hook_health(&self.checks, &value)
+                    }
+                };
+                match health.status {
+                    Status::Current => hook.run.outcome = HookOutcome::Succeeded,
+                    Status::Failed => {
+                        hook.run.outcome = HookOutcome::Failed;
+                        hook.run.message = health.message;
+                        // The first failure ends the wave: the others stay as they are.
+                        return Ok(());
+                    }
+                    Status::InProgress | Status::NotFound => {
+                        pending = true;
+                        hook.run.message = health.message;
+                    }
+                }
+            }
+            if !pending {
+                for hook in running.iter_mut() {
+                    hook.run.message.clear();
+                }
+                return Ok(());
+            }
+            if start.elapsed() >= self.timeout {
+                for hook in running.iter_mut() {
+                    if hook.run.outcome == HookOutcome::NotRun {
+                        hook.run.outcome = HookOutcome::Failed;
+                        hook.run.message =
+                            format!("not done after {:?} ({})", self.timeout, hook.run.message);
+                        break;
+                    }
+                }
+                return Ok(());
+            }
+            self.pause(cancel).await?;
+        }
+    }
+}
+
+/// For a Secret hook, the API error with the values it may quote masked.
+fn masked(hook: &PlannedHook, error: kube::Error) -> kube::Error {
+    match error {
+        kube::Error::Api(mut status) if hook.manifest.is_secret() => {
+            status.message = gitops_core::secret::mask_quoted_values(&status.message);
+            kube::Error::Api(status)
+        }
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -817,14 +1640,11 @@ mod tests {
             HookError::UnknownValue { annotation, .. }
                 if annotation == HELM_HOOK_DELETE_POLICY_ANNOTATION
         ));
-        assert_eq!(
+        assert!(matches!(
             err(json!({ARGO_HOOK_ANNOTATION: " , "})),
-            HookError::Empty {
-                id: manifest(json!({})).id(),
-                origin: Origin::new("hooks.yaml").with_line(7),
-                annotation: ARGO_HOOK_ANNOTATION
-            }
-        );
+            HookError::Empty { id, origin, annotation: ARGO_HOOK_ANNOTATION }
+                if id == manifest(json!({})).id() && origin == Origin::new("hooks.yaml").with_line(7)
+        ));
         assert!(matches!(
             err(json!({HELM_HOOK_ANNOTATION: ""})),
             HookError::Empty { .. }
@@ -875,6 +1695,211 @@ mod tests {
         assert!(
             text.starts_with("PreSync hook Job.batch ns/m\\u{1b}[2J failed: "),
             "{text}"
+        );
+    }
+
+    fn kinds() -> KindTable {
+        let mut table = KindTable::default();
+        for (group, kind, plural, namespaced) in [
+            ("", "ConfigMap", "configmaps", true),
+            ("", "Pod", "pods", true),
+            ("batch", "Job", "jobs", true),
+            (
+                "rbac.authorization.k8s.io",
+                "ClusterRole",
+                "clusterroles",
+                false,
+            ),
+        ] {
+            table.insert(KindInfo {
+                resource: kube::discovery::ApiResource {
+                    group: group.into(),
+                    version: "v1".into(),
+                    api_version: if group.is_empty() {
+                        "v1".into()
+                    } else {
+                        format!("{group}/v1")
+                    },
+                    kind: kind.into(),
+                    plural: plural.into(),
+                },
+                namespaced,
+                served: true,
+            });
+        }
+        table
+    }
+
+    fn parse(yaml: &str) -> Vec<Manifest> {
+        gitops_core::parse_manifests(yaml, "set.yaml").unwrap()
+    }
+
+    const SET: &str = "\
+apiVersion: batch/v1
+kind: Job
+metadata: {name: b, annotations: {argocd.argoproj.io/hook: PreSync}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: plain}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {generateName: a-, namespace: elsewhere, annotations: {argocd.argoproj.io/hook: \"PreSync,PostSync\"}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: z, annotations: {argocd.argoproj.io/hook: PreSync}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: late, annotations: {argocd.argoproj.io/hook: PreSync, helm.sh/hook-weight: \"5\"}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: early, namespace: x, annotations: {argocd.argoproj.io/hook: PreSync, argocd.argoproj.io/sync-wave: \"-1\"}}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: skipped, annotations: {argocd.argoproj.io/hook: Skip}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: smoke, annotations: {helm.sh/hook: test}}
+";
+
+    #[test]
+    fn plan_hooks_orders_by_weight_kind_and_name_and_leaves_out_skipped_hooks() {
+        let (resources, hooks) =
+            plan_hooks(parse(SET), &kinds(), &crate::DefaultStaging, None).unwrap();
+        let names: Vec<String> = resources.iter().map(|m| m.id().to_string()).collect();
+        assert_eq!(names, ["_plain__ConfigMap"]);
+        let presync: Vec<String> = hooks
+            .in_phase(PreSync)
+            .map(|h| h.id.display_name())
+            .collect();
+        assert_eq!(
+            presync,
+            [
+                "ClusterRole.rbac.authorization.k8s.io early",
+                "Pod default/z",
+                "Job.batch default/b",
+                "Job.batch elsewhere/a-",
+                "ConfigMap default/late",
+            ]
+        );
+        assert_eq!(hooks.in_phase(PostSync).count(), 1);
+        assert!(!hooks.has_phase(SyncFail));
+        assert_eq!(hooks.len(), 5);
+        let planned = hooks.planned_runs();
+        assert_eq!(planned.len(), 6);
+        assert!(planned.iter().all(|r| r.outcome == HookOutcome::Planned));
+        assert_eq!(planned[5].phase, PostSync);
+    }
+
+    #[test]
+    fn plan_hooks_sets_namespaces_as_for_resources() {
+        let (_, hooks) =
+            plan_hooks(parse(SET), &kinds(), &crate::DefaultStaging, Some("team")).unwrap();
+        for hook in hooks.all() {
+            let expected = (hook.id.kind != "ClusterRole").then_some("team");
+            assert_eq!(hook.id.namespace.as_deref(), expected, "{}", hook.id);
+            assert_eq!(hook.manifest.namespace(), expected);
+        }
+    }
+
+    #[test]
+    fn plan_hooks_reports_every_problem() {
+        let yaml = "\
+apiVersion: example.com/v1
+kind: Widget
+metadata: {name: w, annotations: {argocd.argoproj.io/hook: PreSync}}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {generateName: m-, annotations: {argocd.argoproj.io/hook: PreSync}}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {generateName: m-, annotations: {argocd.argoproj.io/hook: PostSync}}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: bad, annotations: {argocd.argoproj.io/hook: Later}}
+";
+        let errors = plan_hooks(parse(yaml), &kinds(), &crate::DefaultStaging, None).unwrap_err();
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(matches!(errors[0], HookError::UnknownKind { .. }));
+        assert!(matches!(errors[1], HookError::Duplicate { .. }));
+        assert!(
+            errors[1]
+                .to_string()
+                .contains("is also defined at set.yaml:5"),
+            "{}",
+            errors[1]
+        );
+        assert!(matches!(errors[2], HookError::UnknownValue { .. }));
+    }
+
+    #[test]
+    fn planned_hooks_print_by_phase_and_serialise_without_objects() {
+        let yaml = "\
+apiVersion: v1
+kind: Secret
+metadata: {name: token, annotations: {argocd.argoproj.io/hook: PreSync, argocd.argoproj.io/hook-delete-policy: HookSucceeded}}
+stringData: {token: hunter2}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {generateName: m-, annotations: {argocd.argoproj.io/hook: SyncFail, helm.sh/hook-weight: \"2\"}}
+";
+        let mut table = kinds();
+        table.insert(KindInfo {
+            resource: kube::discovery::ApiResource::erase::<k8s_openapi::api::core::v1::Secret>(&()),
+            namespaced: true,
+            served: true,
+        });
+        let (_, hooks) = plan_hooks(parse(yaml), &table, &crate::DefaultStaging, None).unwrap();
+        assert_eq!(
+            hooks.to_string(),
+            "PreSync hooks:\n  Secret default/token, deleted HookSucceeded\n\
+             SyncFail hooks:\n  Job.batch default/m-* (weight 2), deleted BeforeHookCreation\n"
+        );
+        let json = serde_json::to_value(&hooks).unwrap();
+        assert!(!json.to_string().contains("hunter2"), "{json}");
+        assert_eq!(json[1]["id"], "default_m-_batch_Job");
+        assert_eq!(json[1]["phases"], json!(["SyncFail"]));
+        assert_eq!(json[1]["delete_policies"], json!(["BeforeHookCreation"]));
+        assert_eq!(json[1]["weight"], 2);
+        assert_eq!(json[1]["generate_name"], true);
+    }
+
+    #[test]
+    fn hook_labels_name_the_phase_and_the_inventory_never_the_owner_labels() {
+        let owner = crate::InventoryOwner::new("shop", "apps").unwrap().labels();
+        let labels = hook_labels(&owner, PostSync);
+        assert_eq!(labels[HOOK_PHASE_LABEL], "PostSync");
+        assert_eq!(labels[HOOK_OF_NAMESPACE_LABEL], "shop");
+        assert_eq!(labels[HOOK_OF_NAME_LABEL], "apps");
+        assert!(owner.keys().all(|k| !labels.contains_key(k)));
+    }
+
+    #[test]
+    fn a_pod_hook_is_done_when_it_succeeded_not_when_ready() {
+        let checks = HealthChecks::default();
+        let pod = |status: Value| json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "status": status});
+        let ready =
+            pod(json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}));
+        assert_eq!(checks.check(&ready).status, Status::Current);
+        assert_eq!(hook_health(&checks, &ready).status, Status::InProgress);
+        assert_eq!(
+            hook_health(&checks, &pod(json!({"phase": "Succeeded"}))).status,
+            Status::Current
+        );
+        let failed = hook_health(&checks, &pod(json!({"phase": "Failed", "message": "oom"})));
+        assert_eq!(
+            (failed.status, failed.message.as_str()),
+            (Status::Failed, "oom")
         );
     }
 }

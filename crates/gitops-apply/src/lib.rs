@@ -84,10 +84,11 @@ pub use health::{
     wait_for_current,
 };
 pub use hooks::{
-    ARGO_HOOK_ANNOTATION, ARGO_HOOK_DELETE_POLICY_ANNOTATION, HELM_HOOK_ANNOTATION,
-    HELM_HOOK_DELETE_POLICY_ANNOTATION, HELM_HOOK_WEIGHT_ANNOTATION, HOOK_OF_NAME_LABEL,
-    HOOK_OF_NAMESPACE_LABEL, HOOK_PHASE_LABEL, HookDeletePolicy, HookError, HookOutcome, HookRun,
-    HookSource, HookSpec, SyncPhase, hook_spec,
+    ARGO_HOOK_ANNOTATION, ARGO_HOOK_DELETE_POLICY_ANNOTATION, DEFAULT_HOOK_TIMEOUT,
+    HELM_HOOK_ANNOTATION, HELM_HOOK_DELETE_POLICY_ANNOTATION, HELM_HOOK_WEIGHT_ANNOTATION,
+    HOOK_OF_NAME_LABEL, HOOK_OF_NAMESPACE_LABEL, HOOK_PHASE_LABEL, HookDeletePolicy, HookError,
+    HookOutcome, HookRun, HookRunner, HookSource, HookSpec, PlannedHook, PlannedHooks, SyncPhase,
+    hook_spec, plan_hooks,
 };
 pub use inventory::{
     ConfigMapInventory, INVENTORY_FORMAT_KEY, INVENTORY_GZ_KEY, INVENTORY_KEY, Inventory,

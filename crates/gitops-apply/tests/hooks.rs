@@ -1,0 +1,373 @@
+//! Hooks and sync phases against a real control plane (gitops-envtest). No kubelet runs here:
+//! the tests write a hook Job's status as its controller would.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use gitops_apply::{
+    DefaultStaging, HOOK_OF_NAME_LABEL, HOOK_OF_NAMESPACE_LABEL, HOOK_PHASE_LABEL, HookError,
+    HookOutcome, HookRun, HookRunner, InventoryOwner, KindInfo, KindTable, OWNER_NAME_LABEL,
+    PlannedHooks, SyncPhase, plan_hooks,
+};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::discovery::ApiResource;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+/// The shared control plane's client and a new namespace named after `prefix`.
+async fn setup(prefix: &str) -> (kube::Client, String) {
+    let cp = gitops_envtest::shared().await.unwrap();
+    let client = cp.client().await.unwrap();
+    let ns = cp.create_namespace(prefix).await.unwrap();
+    (client, ns)
+}
+
+fn job_resource() -> ApiResource {
+    ApiResource::erase::<k8s_openapi::api::batch::v1::Job>(&())
+}
+
+fn config_map_resource() -> ApiResource {
+    ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&())
+}
+
+/// The kinds these tests use.
+fn kinds() -> KindTable {
+    let mut table = KindTable::default();
+    for resource in [job_resource(), config_map_resource()] {
+        table.insert(KindInfo {
+            resource,
+            namespaced: true,
+            served: true,
+        });
+    }
+    table
+}
+
+fn owner(ns: &str) -> InventoryOwner {
+    InventoryOwner::new(ns, "inventory").unwrap()
+}
+
+fn runner(client: &kube::Client, ns: &str) -> HookRunner {
+    HookRunner::new(client.clone(), owner(ns).labels())
+        .with_interval(Duration::from_millis(100))
+        .with_timeout(Duration::from_secs(60))
+}
+
+fn hooks(yaml: &str) -> PlannedHooks {
+    let set = gitops_core::parse_manifests(yaml, "hooks.yaml").unwrap();
+    let (_, hooks) = plan_hooks(set, &kinds(), &DefaultStaging, None).unwrap();
+    hooks
+}
+
+/// A Job hook: `name` is `metadata.name`, or `generateName` when it ends in '-'.
+fn job(ns: &str, name: &str, annotations: &str) -> String {
+    let key = if name.ends_with('-') {
+        "generateName"
+    } else {
+        "name"
+    };
+    format!(
+        "apiVersion: batch/v1
+kind: Job
+metadata:
+  {key}: {name}
+  namespace: {ns}
+  annotations: {{{annotations}}}
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{{name: main, image: busybox, command: [\"true\"]}}]
+"
+    )
+}
+
+async fn jobs(client: &kube::Client, ns: &str) -> Vec<DynamicObject> {
+    Api::<DynamicObject>::namespaced_with(client.clone(), ns, &job_resource())
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+}
+
+/// Waits until a Job whose name starts with `prefix` exists, and returns it.
+async fn job_appears(client: &kube::Client, ns: &str, prefix: &str) -> DynamicObject {
+    new_job_appears(client, ns, prefix, None).await
+}
+
+/// Waits until a Job whose name starts with `prefix` exists, other than the object `not`
+/// (a uid), and returns it.
+async fn new_job_appears(
+    client: &kube::Client,
+    ns: &str,
+    prefix: &str,
+    not: Option<&str>,
+) -> DynamicObject {
+    for _ in 0..300 {
+        if let Some(job) = jobs(client, ns).await.into_iter().find(|j| {
+            j.metadata
+                .name
+                .as_deref()
+                .is_some_and(|n| n.starts_with(prefix))
+                && j.metadata.deletion_timestamp.is_none()
+                && j.metadata.uid.as_deref() != not
+        }) {
+            return job;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no new Job {prefix}* in {ns}");
+}
+
+async fn write_job_status(client: &kube::Client, ns: &str, name: &str, status: Value) {
+    Api::<DynamicObject>::namespaced_with(client.clone(), ns, &job_resource())
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": status})),
+        )
+        .await
+        .unwrap();
+}
+
+const NOW: &str = "2026-01-01T00:00:00Z";
+
+/// Writes the status of a Job that completed, as its controller would.
+async fn complete_job(client: &kube::Client, ns: &str, name: &str) {
+    write_job_status(client, ns, name, json!({"startTime": NOW, "completionTime": NOW, "succeeded": 1, "conditions": [
+        {"type": "SuccessCriteriaMet", "status": "True", "reason": "CompletionsReached", "message": "Reached expected number of succeeded pods", "lastTransitionTime": NOW, "lastProbeTime": NOW},
+        {"type": "Complete", "status": "True", "reason": "CompletionsReached", "message": "Reached expected number of succeeded pods", "lastTransitionTime": NOW, "lastProbeTime": NOW}]})).await;
+}
+
+/// Writes the status of a Job that reached its backoff limit.
+async fn fail_job(client: &kube::Client, ns: &str, name: &str) {
+    write_job_status(client, ns, name, json!({"startTime": NOW, "failed": 1, "conditions": [
+        {"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit", "lastTransitionTime": NOW, "lastProbeTime": NOW},
+        {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit", "lastTransitionTime": NOW, "lastProbeTime": NOW}]})).await;
+}
+
+/// Runs one phase on a task, so that the test can play the Job controller meanwhile.
+fn spawn_phase(
+    runner: HookRunner,
+    hooks: PlannedHooks,
+    phase: SyncPhase,
+) -> tokio::task::JoinHandle<(Vec<HookRun>, Result<(), HookError>)> {
+    tokio::spawn(async move {
+        let mut runs = Vec::new();
+        let result = runner
+            .run_phase(&hooks, phase, &mut runs, &CancellationToken::new())
+            .await;
+        (runs, result)
+    })
+}
+
+fn name_of(object: &DynamicObject) -> String {
+    object.metadata.name.clone().unwrap()
+}
+
+#[tokio::test]
+async fn a_generate_name_presync_job_runs_until_it_completes() {
+    let (client, ns) = setup("hook-presync").await;
+    let hooks = hooks(&job(&ns, "migrate-", "argocd.argoproj.io/hook: PreSync"));
+    let task = spawn_phase(runner(&client, &ns), hooks, SyncPhase::PreSync);
+
+    let created = job_appears(&client, &ns, "migrate-").await;
+    let name = name_of(&created);
+    assert_ne!(name, "migrate-", "the server generated the name");
+    let labels = created.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(labels[HOOK_PHASE_LABEL], "PreSync");
+    assert_eq!(labels[HOOK_OF_NAMESPACE_LABEL], ns);
+    assert_eq!(labels[HOOK_OF_NAME_LABEL], "inventory");
+    assert!(
+        !labels.contains_key(OWNER_NAME_LABEL),
+        "a hook never carries the inventory's ownership labels: {labels:?}"
+    );
+    // Pending until the Job completes.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !task.is_finished(),
+        "the phase ended before its Job completed"
+    );
+
+    complete_job(&client, &ns, &name).await;
+    let (runs, result) = task.await.unwrap();
+    result.unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].id.name, name);
+    assert_eq!(runs[0].phase, SyncPhase::PreSync);
+    assert_eq!(runs[0].outcome, HookOutcome::Succeeded);
+    // The default policy (BeforeHookCreation) keeps it until the next sync.
+    assert!(!runs[0].deleted);
+    assert_eq!(jobs(&client, &ns).await.len(), 1);
+}
+
+#[tokio::test]
+async fn before_hook_creation_replaces_the_previous_object() {
+    let (client, ns) = setup("hook-replace").await;
+    let yaml = format!(
+        "{}---\n{}",
+        job(&ns, "migrate-", "argocd.argoproj.io/hook: PreSync"),
+        job(&ns, "seed", "argocd.argoproj.io/hook: PreSync")
+    );
+    let mut previous: BTreeMap<&str, String> = BTreeMap::new();
+    for _ in 0..2 {
+        let task = spawn_phase(runner(&client, &ns), hooks(&yaml), SyncPhase::PreSync);
+        for prefix in ["migrate-", "seed"] {
+            let old = previous.get(prefix).map(String::as_str);
+            let job = new_job_appears(&client, &ns, prefix, old).await;
+            // The new object is created only once the previous one is gone.
+            if let Some(old) = old {
+                assert!(
+                    jobs(&client, &ns).await.iter().all(|j| {
+                        j.metadata.uid.as_deref() != Some(old)
+                            || j.metadata.deletion_timestamp.is_some()
+                    }),
+                    "{prefix}: the previous object is still there"
+                );
+            }
+            complete_job(&client, &ns, &name_of(&job)).await;
+            previous.insert(prefix, job.metadata.uid.clone().unwrap());
+        }
+        let (runs, result) = task.await.unwrap();
+        result.unwrap();
+        assert_eq!(runs.len(), 2);
+    }
+    let left: Vec<String> = jobs(&client, &ns)
+        .await
+        .iter()
+        .filter(|j| j.metadata.deletion_timestamp.is_none())
+        .map(name_of)
+        .collect();
+    assert_eq!(
+        left.len(),
+        2,
+        "one object per hook after two syncs: {left:?}"
+    );
+}
+
+#[tokio::test]
+async fn hook_succeeded_deletes_it_and_a_failure_fails_the_phase_naming_the_hook() {
+    let (client, ns) = setup("hook-policies").await;
+    let yaml = job(
+        &ns,
+        "check-",
+        "argocd.argoproj.io/hook: PostSync, argocd.argoproj.io/hook-delete-policy: HookSucceeded",
+    );
+    let task = spawn_phase(runner(&client, &ns), hooks(&yaml), SyncPhase::PostSync);
+    let name = name_of(&job_appears(&client, &ns, "check-").await);
+    complete_job(&client, &ns, &name).await;
+    let (runs, result) = task.await.unwrap();
+    result.unwrap();
+    assert!(runs[0].deleted, "{runs:?}");
+    assert_eq!(runs[0].outcome, HookOutcome::Succeeded);
+    for _ in 0..100 {
+        if jobs(&client, &ns).await.iter().all(|j| name_of(j) != name) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(jobs(&client, &ns).await.iter().all(|j| name_of(j) != name));
+
+    // A failure: the phase fails with a typed error naming the hook object; HookSucceeded
+    // keeps a failed hook for a look.
+    let task = spawn_phase(runner(&client, &ns), hooks(&yaml), SyncPhase::PostSync);
+    let name = name_of(&job_appears(&client, &ns, "check-").await);
+    fail_job(&client, &ns, &name).await;
+    let (runs, result) = task.await.unwrap();
+    let error = result.unwrap_err();
+    let HookError::Failed { run } = &error else {
+        panic!("not a hook failure: {error}");
+    };
+    assert_eq!(run.id.name, name);
+    assert_eq!(run.outcome, HookOutcome::Failed);
+    let text = error.to_string();
+    assert!(
+        text.contains(&format!("PostSync hook Job.batch {ns}/{name} failed")),
+        "{text}"
+    );
+    assert!(text.contains("backoff limit"), "{text}");
+    assert!(text.starts_with("hooks.yaml:1: "), "{text}");
+    assert!(!runs[0].deleted);
+    assert!(jobs(&client, &ns).await.iter().any(|j| name_of(j) == name));
+}
+
+#[tokio::test]
+async fn hook_failed_deletes_a_failed_hook() {
+    let (client, ns) = setup("hook-failed").await;
+    let yaml = job(
+        &ns,
+        "check-",
+        "helm.sh/hook: post-install, helm.sh/hook-delete-policy: hook-failed",
+    );
+    let task = spawn_phase(runner(&client, &ns), hooks(&yaml), SyncPhase::PostSync);
+    let name = name_of(&job_appears(&client, &ns, "check-").await);
+    fail_job(&client, &ns, &name).await;
+    let (runs, result) = task.await.unwrap();
+    assert!(matches!(result, Err(HookError::Failed { .. })));
+    assert!(runs[0].deleted, "{runs:?}");
+}
+
+#[tokio::test]
+async fn a_named_hook_leaves_an_object_that_is_not_ours_alone() {
+    let (client, ns) = setup("hook-not-ours").await;
+    let api = Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &config_map_resource());
+    let theirs: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "seed", "namespace": ns}, "data": {"owner": "someone else"}}))
+    .unwrap();
+    api.create(&PostParams::default(), &theirs).await.unwrap();
+    let yaml = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: seed, namespace: {ns}, \
+         annotations: {{argocd.argoproj.io/hook: PreSync}}}}\ndata: {{owner: hook}}\n"
+    );
+    let mut runs = Vec::new();
+    let error = runner(&client, &ns)
+        .run_phase(
+            &hooks(&yaml),
+            SyncPhase::PreSync,
+            &mut runs,
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(error, HookError::NotOurs { .. }), "{error}");
+    assert!(error.to_string().contains("left alone"), "{error}");
+    let live = api.get("seed").await.unwrap();
+    assert_eq!(live.data["data"]["owner"], "someone else");
+}
+
+#[tokio::test]
+async fn helm_hooks_run_in_their_mapped_phase_and_test_hooks_never() {
+    let (client, ns) = setup("hook-helm").await;
+    let yaml = format!(
+        "{}---\n{}",
+        job(&ns, "install-", "helm.sh/hook: \"pre-install,pre-upgrade\""),
+        job(&ns, "smoke-", "helm.sh/hook: test")
+    );
+    let hooks = hooks(&yaml);
+    assert_eq!(hooks.len(), 1, "the test hook is left out:\n{hooks}");
+    assert!(hooks.has_phase(SyncPhase::PreSync));
+    // A phase without hooks writes nothing.
+    let mut runs = Vec::new();
+    runner(&client, &ns)
+        .run_phase(
+            &hooks,
+            SyncPhase::PostSync,
+            &mut runs,
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert!(runs.is_empty());
+    assert!(jobs(&client, &ns).await.is_empty());
+
+    let task = spawn_phase(runner(&client, &ns), hooks, SyncPhase::PreSync);
+    let name = name_of(&job_appears(&client, &ns, "install-").await);
+    complete_job(&client, &ns, &name).await;
+    let (runs, result) = task.await.unwrap();
+    result.unwrap();
+    assert_eq!(runs[0].outcome, HookOutcome::Succeeded);
+    let names: Vec<String> = jobs(&client, &ns).await.iter().map(name_of).collect();
+    assert!(names.iter().all(|n| !n.starts_with("smoke-")), "{names:?}");
+}
