@@ -32,7 +32,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, criterion_group};
-use gitops_apply::{Action, Applier, ApplyOptions, ConfigMapInventory, DesiredSet, RequestCounts};
+use gitops_apply::{
+    Applier, ApplyOptions, ConfigMapInventory, DesiredSet, ObjectAction, RequestCounts,
+};
 use gitops_envtest::{ControlPlane, Tool};
 use tokio_util::sync::CancellationToken;
 
@@ -66,7 +68,11 @@ fn set_yaml(namespace: &str) -> String {
 }
 
 fn desired(namespace: &str) -> DesiredSet {
-    DesiredSet::new(gitops_core::parse_manifests(&set_yaml(namespace), "set.yaml").unwrap())
+    DesiredSet::from_render(gitops_core::parse_manifests(
+        &set_yaml(namespace),
+        "set.yaml",
+    ))
+    .unwrap()
 }
 
 fn kubectl_apply(kubectl: &Path, kubeconfig: &Path, file: &Path) {
@@ -248,10 +254,10 @@ fn bench_apply(c: &mut Criterion) {
                 .build();
                 let start = Instant::now();
                 let done = runtime
-                    .block_on(applier.apply(set, &options, &cancel))
+                    .block_on(applier.apply_set(set, &options, &cancel))
                     .unwrap();
                 let took = start.elapsed();
-                assert_eq!(done.count(Action::Created), OBJECTS, "{done}");
+                assert_eq!(done.count(ObjectAction::Created), OBJECTS, "{done}");
                 ours_initial_requests = done.request_counts;
                 timings.ours_initial.lock().unwrap().push(took);
                 total += took;
@@ -310,12 +316,12 @@ fn bench_apply(c: &mut Criterion) {
     )
     .build();
     runtime
-        .block_on(applier.apply(desired(&namespace), &options, &cancel))
+        .block_on(applier.apply_set(desired(&namespace), &options, &cancel))
         .unwrap();
     let steady = runtime
-        .block_on(applier.apply(desired(&namespace), &options, &cancel))
+        .block_on(applier.apply_set(desired(&namespace), &options, &cancel))
         .unwrap();
-    assert_eq!(steady.count(Action::Unchanged), OBJECTS, "{steady}");
+    assert_eq!(steady.count(ObjectAction::Unchanged), OBJECTS, "{steady}");
     let ours_steady_requests = steady.request_counts;
     let kubectl_namespace = runtime
         .block_on(control_plane.create_namespace("steady-kubectl"))
@@ -343,7 +349,7 @@ fn bench_apply(c: &mut Criterion) {
                 let set = desired(&namespace);
                 let start = Instant::now();
                 runtime
-                    .block_on(applier.apply(set, &options, &cancel))
+                    .block_on(applier.apply_set(set, &options, &cancel))
                     .unwrap();
                 let took = start.elapsed();
                 timings.ours_steady.lock().unwrap().push(took);

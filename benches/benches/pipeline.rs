@@ -183,7 +183,7 @@ fn bench_pipeline(c: &mut Criterion) {
     };
     let first = sync(true);
     assert_eq!(
-        first.count(gitops_apply::Action::Created),
+        first.count(gitops_apply::ObjectAction::Created),
         FILES * OBJECTS_PER_FILE
     );
     shell_cycle(&clone, &kubectl, &kubeconfig, &shell_ns);

@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use gitops_apply::{Action, ConfigMapInventory, InventoryStore as _};
+use gitops_apply::{ConfigMapInventory, InventoryStore as _, ObjectAction};
 use gitops_envtest::{ControlPlane, DEFAULT_CONTROLLERS};
 use gitops_examples::demo::{
     DemoOptions, DemoRepository, HAND_EDITED_GREETING, Narrator, REVISION_1, REVISION_2,
@@ -99,13 +99,25 @@ async fn the_demo_scenario_goes_through_every_step() {
     };
     assert!(report.initial.applied(first), "{:?}", report.initial);
     assert!(report.initial.new_revision);
-    assert_eq!(report.initial.count(Action::Created), 6, "{narration}");
+    assert_eq!(
+        report.initial.count(ObjectAction::Created),
+        6,
+        "{narration}"
+    );
 
     // Revision 2: the three changed objects configured, the rest untouched.
     assert!(report.change.applied(second), "{:?}", report.change);
     assert!(report.change.new_revision);
-    assert_eq!(report.change.count(Action::Configured), 3, "{narration}");
-    assert_eq!(report.change.count(Action::Unchanged), 3, "{narration}");
+    assert_eq!(
+        report.change.count(ObjectAction::Configured),
+        3,
+        "{narration}"
+    );
+    assert_eq!(
+        report.change.count(ObjectAction::Unchanged),
+        3,
+        "{narration}"
+    );
     assert_eq!(report.change.drift_corrected, 0);
 
     // Drift: corrected at the same revision, counted as drift.
@@ -115,10 +127,10 @@ async fn the_demo_scenario_goes_through_every_step() {
 
     // Revision 3: the Service pruned, nothing else written.
     assert!(report.prune.applied(third), "{:?}", report.prune);
-    assert_eq!(report.prune.count(Action::Pruned), 1, "{narration}");
+    assert_eq!(report.prune.count(ObjectAction::Pruned), 1, "{narration}");
     assert_eq!(
         report.prune.action_of("Service", names::WEB),
-        Some(Action::Pruned)
+        Some(ObjectAction::Pruned)
     );
     assert_eq!(report.inventory_after_prune.len(), REVISION_1.len() - 1);
 

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use gitops_apply::Action;
+use gitops_apply::ObjectAction;
 use gitops_examples::git_repo::GitRepository;
 use gitops_examples::pipeline::{
     Backoff, Pipeline, ProgressSink, Reconciler, RendererChoice, SourceSpec, SyncConfig, SyncError,
@@ -60,14 +60,14 @@ async fn sync_creates(
 ) {
     let mut pipeline = Pipeline::new(client.clone(), config).unwrap();
     let report = sync(&mut pipeline).await;
-    assert_eq!(action(&report, "ConfigMap", name), Action::Created);
+    assert_eq!(action(&report, "ConfigMap", name), ObjectAction::Created);
     assert_eq!(
         colour_of(client, namespace, name).await.as_deref(),
         Some(colour)
     );
 }
 
-fn action(report: &SyncReport, kind: &str, name: &str) -> Action {
+fn action(report: &SyncReport, kind: &str, name: &str) -> ObjectAction {
     report
         .change_set
         .changes
@@ -141,7 +141,12 @@ async fn applies_then_changes_nothing_corrects_drift_and_prunes() {
         "{}",
         first.revision
     );
-    assert_eq!(first.count(Action::Created), 3, "{}", first.change_set);
+    assert_eq!(
+        first.count(ObjectAction::Created),
+        3,
+        "{}",
+        first.change_set
+    );
     assert!(first.changed());
     assert!(first.waited.is_some());
     assert_eq!(
@@ -160,7 +165,7 @@ async fn applies_then_changes_nothing_corrects_drift_and_prunes() {
     assert!(!second.new_revision);
     assert_eq!(second.revision, first.revision);
     assert!(!second.changed(), "{}", second.change_set);
-    assert_eq!(second.count(Action::Unchanged), 3);
+    assert_eq!(second.count(ObjectAction::Unchanged), 3);
     assert_eq!(second.api_writes, 0, "a no-change sync must not write");
     assert!(
         second.waited.is_none(),
@@ -178,7 +183,7 @@ async fn applies_then_changes_nothing_corrects_drift_and_prunes() {
     // Someone changes a live object: the next sync (Git unchanged) corrects it.
     tamper(&client, &namespace, "a").await;
     let third = sync(&mut pipeline).await;
-    assert_eq!(action(&third, "ConfigMap", "a"), Action::Configured);
+    assert_eq!(action(&third, "ConfigMap", "a"), ObjectAction::Configured);
     assert_eq!(third.drift_corrected(), 1);
     assert!(third.waited.is_some(), "a corrected object is waited for");
     assert_eq!(
@@ -200,8 +205,8 @@ async fn applies_then_changes_nothing_corrects_drift_and_prunes() {
     let fourth = sync(&mut pipeline).await;
     assert!(fourth.new_revision);
     assert_ne!(fourth.revision, first.revision);
-    assert_eq!(action(&fourth, "ConfigMap", "b"), Action::Pruned);
-    assert_eq!(action(&fourth, "ConfigMap", "a"), Action::Configured);
+    assert_eq!(action(&fourth, "ConfigMap", "b"), ObjectAction::Pruned);
+    assert_eq!(action(&fourth, "ConfigMap", "a"), ObjectAction::Configured);
     assert_eq!(fourth.drift_corrected(), 0);
     assert_eq!(colour_of(&client, &namespace, "b").await, None);
     assert_eq!(
@@ -228,7 +233,7 @@ async fn a_broken_commit_keeps_the_last_good_revision_and_prunes_nothing() {
     let source = SourceSpec::git(repository.url(), GitReference::Branch("main".into()));
     let mut pipeline = pipeline(&client, &namespace, source, false);
     let good = sync(&mut pipeline).await;
-    assert_eq!(good.count(Action::Created), 2);
+    assert_eq!(good.count(ObjectAction::Created), 2);
 
     // The broken commit drops b and has malformed YAML; meanwhile a drifts.
     repository
@@ -258,10 +263,15 @@ async fn a_broken_commit_keeps_the_last_good_revision_and_prunes_nothing() {
     let served = error.served().expect("the last good revision is served");
     assert!(served.served_last_good);
     assert_eq!(served.revision, good.revision);
-    assert_eq!(served.count(Action::Pruned), 0, "{}", served.change_set);
+    assert_eq!(
+        served.count(ObjectAction::Pruned),
+        0,
+        "{}",
+        served.change_set
+    );
     assert_eq!(
         action(served, "ConfigMap", "a"),
-        Action::Configured,
+        ObjectAction::Configured,
         "drift still corrected"
     );
     assert_eq!(
@@ -280,7 +290,10 @@ async fn a_broken_commit_keeps_the_last_good_revision_and_prunes_nothing() {
         .sync_once(&CancellationToken::new(), &ProgressSink::none())
         .await
         .expect_err("still broken");
-    assert_eq!(again.served().map(|r| r.count(Action::Pruned)), Some(0));
+    assert_eq!(
+        again.served().map(|r| r.count(ObjectAction::Pruned)),
+        Some(0)
+    );
     assert!(colour_of(&client, &namespace, "b").await.is_some());
 
     // The fix: b's removal now takes effect.
@@ -289,7 +302,7 @@ async fn a_broken_commit_keeps_the_last_good_revision_and_prunes_nothing() {
         .await
         .expect("a commit");
     let fixed = sync(&mut pipeline).await;
-    assert_eq!(action(&fixed, "ConfigMap", "b"), Action::Pruned);
+    assert_eq!(action(&fixed, "ConfigMap", "b"), ObjectAction::Pruned);
     assert_eq!(colour_of(&client, &namespace, "b").await, None);
 
     // The repository disappears: the fetch fails, the last good set is served, a's drift is
@@ -307,7 +320,7 @@ async fn a_broken_commit_keeps_the_last_good_revision_and_prunes_nothing() {
     );
     let served = error.served().expect("served");
     assert_eq!(served.revision, fixed.revision);
-    assert_eq!(action(served, "ConfigMap", "a"), Action::Configured);
+    assert_eq!(action(served, "ConfigMap", "a"), ObjectAction::Configured);
     assert_eq!(
         colour_of(&client, &namespace, "a").await.as_deref(),
         Some("blue")
@@ -358,7 +371,7 @@ async fn objects_that_never_become_current_fail_the_wait_and_cancellation_stops_
     let SyncError::Wait { report, .. } = &error else {
         panic!("expected a wait failure: {message}");
     };
-    assert_eq!(action(report, "Deployment", "web"), Action::Created);
+    assert_eq!(action(report, "Deployment", "web"), ObjectAction::Created);
     assert!(report.waited.unwrap() >= Duration::from_secs(2));
     assert!(message.contains("web"), "{message}");
 
@@ -372,7 +385,7 @@ async fn objects_that_never_become_current_fail_the_wait_and_cancellation_stops_
     let SyncError::Wait { report, .. } = &error else {
         panic!("expected a wait failure: {message}");
     };
-    assert_eq!(action(report, "Deployment", "web"), Action::Unchanged);
+    assert_eq!(action(report, "Deployment", "web"), ObjectAction::Unchanged);
     assert_eq!(report.api_writes, 0, "{message}");
 }
 
@@ -403,7 +416,12 @@ async fn a_dry_run_writes_nothing_and_masks_secrets_in_the_plan() {
         .expect("dry run");
     assert!(report.change_set.dry_run);
     assert!(report.revision.as_str().starts_with("sha256:"));
-    assert_eq!(report.count(Action::Created), 2, "{}", report.change_set);
+    assert_eq!(
+        report.count(ObjectAction::Created),
+        2,
+        "{}",
+        report.change_set
+    );
     assert!(report.changed());
     assert_eq!(report.api_writes, 0, "a dry run writes nothing");
     assert_eq!(colour_of(&client, &namespace, "a").await, None);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use gitops_core::ObjectId;
+use gitops_core::{GroupKind, ObjectId};
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::discovery::ApiResource;
 use serde_json::Value;
@@ -80,8 +80,9 @@ impl<F: Fn(&Value) -> Health + Send + Sync> HealthCheck for F {
 ///
 /// ```
 /// use gitops_apply::{Health, HealthChecks, Status};
+/// use gitops_core::GroupKind;
 /// let mut checks = HealthChecks::default();
-/// checks.register("example.com", "Widget", |object: &serde_json::Value| {
+/// checks.register(GroupKind::new("example.com", "Widget"), |object: &serde_json::Value| {
 ///     if object["status"]["ok"] == true {
 ///         Health { status: Status::Current, message: "ok".into() }
 ///     } else {
@@ -94,7 +95,7 @@ impl<F: Fn(&Value) -> Health + Send + Sync> HealthCheck for F {
 /// ```
 #[derive(Clone, Default)]
 pub struct HealthChecks {
-    custom: HashMap<(String, String), Arc<dyn HealthCheck>>,
+    custom: HashMap<GroupKind, Arc<dyn HealthCheck>>,
 }
 
 impl fmt::Debug for HealthChecks {
@@ -106,19 +107,20 @@ impl fmt::Debug for HealthChecks {
 }
 
 impl HealthChecks {
-    /// Uses `check` for objects of `group`/`kind`.
-    pub fn register(&mut self, group: &str, kind: &str, check: impl HealthCheck + 'static) {
-        self.custom
-            .insert((group.to_owned(), kind.to_owned()), Arc::new(check));
+    /// Uses `check` for objects of `kind` (a group and kind).
+    pub fn register(&mut self, kind: GroupKind, check: impl HealthCheck + 'static) {
+        self.custom.insert(kind, Arc::new(check));
     }
 
     /// The health of a live object.
     #[must_use]
     pub fn check(&self, object: &Value) -> Health {
         let api_version = object["apiVersion"].as_str().unwrap_or_default();
-        let group = gitops_core::split_api_version(api_version).0;
         let kind = object["kind"].as_str().unwrap_or_default();
-        match self.custom.get(&(group.to_owned(), kind.to_owned())) {
+        match self
+            .custom
+            .get(&GroupKind::from_api_version(api_version, kind))
+        {
             Some(check) => check.check(object),
             None => builtin_health(object),
         }
@@ -421,6 +423,7 @@ pub struct WaitTarget {
 
 /// Why waiting stopped before every object was Current.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum WaitError {
     /// An object Failed (waiting stops at the first).
     #[error("{} failed: {}", .id.display_name(), gitops_core::escape::Escaped(&.health.message))]

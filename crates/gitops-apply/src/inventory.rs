@@ -30,6 +30,7 @@ const OBJECT_DATA_LIMIT: usize = 1024 * 1024 - 16 * 1024;
 
 /// Why the inventory cannot be read or written.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum InventoryError {
     /// The name cannot be a label value (at most 63 characters, alphanumerics, `-`, `_`, `.`).
     #[error(

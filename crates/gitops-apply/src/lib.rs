@@ -5,7 +5,7 @@
 //! the cluster to it, returning a [`ChangeSet`]: per object created, configured, recreated,
 //! unchanged, pruned, skipped or failed, with the reason, and the number of API requests sent.
 //!
-//! 1. **Plan** ([`plan`]): every kind is resolved through discovery (kinds defined by CRDs of the
+//! 1. **Plan** ([`order`]): every kind is resolved through discovery (kinds defined by CRDs of the
 //!    same set too); namespaces are filled in or overridden by the target namespace (without one,
 //!    a namespaced object without a namespace goes to `default`, as with kubectl); an unknown
 //!    kind is an error before any write. Objects are
@@ -47,11 +47,11 @@
 //!
 //! Ownership: every applied object carries its inventory's labels ([`OWNER_NAMESPACE_LABEL`],
 //! [`OWNER_NAME_LABEL`]). An object whose live labels name another inventory belongs to another
-//! set: it is left alone and reported as [`Action::Skipped`] with
+//! set: it is left alone and reported as [`ObjectAction::Skipped`] with
 //! [`ObjectError::OwnedByOtherInventory`] (the rest of the set is applied, the run does not
 //! fail), so that two sets never take an object from each other on every run, unless
 //! [`ApplyOptions::take_ownership`]. A dry run reports what the real run would fail on as
-//! [`Action::Failed`] entries with the same typed errors.
+//! [`ObjectAction::Failed`] entries with the same typed errors.
 //!
 //! Takeover ([`ApplyOptions::takeover`], opt-in): the fields of named field managers
 //! ([`TakeoverManager`]; [`TakeoverManager::defaults`]: every `kubectl` command and
@@ -64,21 +64,24 @@
 
 mod apply;
 mod catalog;
+mod change;
 mod counting;
+mod error;
 mod health;
 mod hooks;
 mod inventory;
 mod kube_error;
+mod options;
 mod paging;
 mod plan;
+mod set;
 mod takeover;
 
-pub use apply::{
-    Action, Applier, ApplierBuilder, ApplyError, ApplyOptions, ApplyProgress, CascadingLoss,
-    ChangeSet, DEFAULT_FIELD_MANAGER, DesiredSet, FieldConflict, ObjectChange, ObjectError,
-};
+pub use apply::{Applier, ApplierBuilder, DEFAULT_FIELD_MANAGER};
 pub use catalog::{CatalogError, DEFAULT_DISCOVERY_TTL};
+pub use change::{ChangeSet, ObjectAction, ObjectChange, PlannedAction, Reason};
 pub use counting::{LoggedRequest, RequestCounter, RequestCounts, RequestKind, counting_client};
+pub use error::{ApplyError, CascadingLoss, FieldConflict, ObjectError};
 pub use health::{
     Health, HealthCheck, HealthChecks, Status, WaitError, WaitProgress, WaitTarget, builtin_health,
     wait_for_current,
@@ -96,12 +99,15 @@ pub use inventory::{
     PLAIN_INVENTORY_LIMIT,
 };
 pub use kube_error::KubeError;
+pub use options::{ApplyOptions, ApplyProgress};
 pub use paging::DEFAULT_PAGE_SIZE;
 pub use plan::{
-    ARGO_SYNC_OPTIONS_ANNOTATION, ARGO_WAVE_ANNOTATION, DEFAULT_NAMESPACE, DefaultStaging,
-    FLUX_FORCE_ANNOTATION, FLUX_PRUNE_ANNOTATION, FLUX_RECONCILE_ANNOTATION, FLUX_SSA_ANNOTATION,
-    FORCE_ANNOTATION, KindInfo, KindTable, ObjectPolicy, ObjectProblem, PRUNE_ANNOTATION, Plan,
-    PlanError, PlanOptions, PlannedObject, RECONCILE_ANNOTATION, RECREATE_ANNOTATION,
-    SSA_ANNOTATION, Stage, Staging, WAVE_ANNOTATION, plan,
+    ARGO_SYNC_OPTIONS_ANNOTATION, ARGO_WAVE_ANNOTATION, ApplyOrder, COMPARE_OPTIONS_ANNOTATION,
+    DEFAULT_NAMESPACE, DefaultStaging, FLUX_FORCE_ANNOTATION, FLUX_PRUNE_ANNOTATION,
+    FLUX_RECONCILE_ANNOTATION, FLUX_SSA_ANNOTATION, FORCE_ANNOTATION, KindInfo, KindTable,
+    ObjectPolicy, ObjectProblem, OrderOptions, PRUNE_ANNOTATION, PlanError, PlannedObject,
+    RECONCILE_ANNOTATION, RECREATE_ANNOTATION, SSA_ANNOTATION, Stage, Staging, WAVE_ANNOTATION,
+    ignores_extraneous, order,
 };
+pub use set::DesiredSet;
 pub use takeover::{ManagedOperation, TakeoverManager};

@@ -1,10 +1,11 @@
-//! Planning: resolving every object's kind, filling namespaces, reading per-object policies and
-//! putting the set in apply order (waves, stages, kinds, then namespace and name).
+//! Ordering: resolving every object's kind, filling namespaces, reading per-object policies and
+//! putting the set in apply order (waves, stages, kinds, then namespace and name). The reviewed
+//! [`Plan`](crate::Plan) builds on this [`ApplyOrder`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-use gitops_core::{Manifest, ObjectId, Origin};
+use gitops_core::{GroupKind, Manifest, ObjectId, Origin};
 use kube::discovery::{ApiResource, Discovery, Scope};
 use serde_json::Value;
 
@@ -32,10 +33,30 @@ pub const FORCE_ANNOTATION: &str = "apply.gitops.rs/force";
 pub const RECREATE_ANNOTATION: &str = "apply.gitops.rs/recreate";
 /// Flux's `force: enabled`, which means recreate on immutable changes.
 pub const FLUX_FORCE_ANNOTATION: &str = "kustomize.toolkit.fluxcd.io/force";
+/// Argo CD's compare options; `IgnoreExtraneous` among them on a live object that left the set
+/// means it is not counted as drift (it still follows the prune rules).
+pub const COMPARE_OPTIONS_ANNOTATION: &str = "argocd.argoproj.io/compare-options";
+
+/// Whether the annotations of an object (a live one, that left the set) carry Argo CD's
+/// `argocd.argoproj.io/compare-options: IgnoreExtraneous`.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// let annotations = BTreeMap::from([("argocd.argoproj.io/compare-options", "IgnoreExtraneous")]);
+/// assert!(gitops_apply::ignores_extraneous(&annotations));
+/// assert!(!gitops_apply::ignores_extraneous(&BTreeMap::new()));
+/// ```
+#[must_use]
+pub fn ignores_extraneous(annotations: &BTreeMap<&str, &str>) -> bool {
+    annotations
+        .get(COMPARE_OPTIONS_ANNOTATION)
+        .is_some_and(|options| options.split(',').any(|o| o.trim() == "IgnoreExtraneous"))
+}
 
 /// Why a set cannot be planned. Every problem of the set is listed, each with the object's
 /// origin (file and line).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PlanError {
     /// One or more objects are invalid; nothing was written.
     #[error("{} object(s) cannot be applied:\n{}", .problems.len(), join_lines(.problems))]
@@ -61,6 +82,7 @@ fn join_lines(problems: &[ObjectProblem]) -> String {
 
 /// One object that cannot be planned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ObjectProblem {
     /// The cluster does not serve the kind and no CRD of the set defines it.
     #[error(
@@ -242,10 +264,10 @@ pub enum Stage {
 /// Decides the stage of a kind and the order of kinds within a stage; implement it to change
 /// what counts as a stage.
 pub trait Staging: Send + Sync {
-    /// The stage of objects of `group`/`kind`.
-    fn stage(&self, group: &str, kind: &str, namespaced: bool) -> Stage;
+    /// The stage of objects of `kind` (a group and kind).
+    fn stage(&self, kind: &GroupKind, namespaced: bool) -> Stage;
     /// The rank of `kind` within its stage; lower first, ties broken by kind name.
-    fn kind_rank(&self, group: &str, kind: &str) -> usize;
+    fn kind_rank(&self, kind: &GroupKind) -> usize;
 }
 
 /// The default [`Staging`]: definitions, classes, the rest; kinds in a fixed order in which each
@@ -290,9 +312,9 @@ const KIND_ORDER: &[&str] = &[
 ];
 
 impl Staging for DefaultStaging {
-    fn stage(&self, group: &str, kind: &str, namespaced: bool) -> Stage {
+    fn stage(&self, kind: &GroupKind, namespaced: bool) -> Stage {
         let definition = matches!(
-            (group, kind),
+            (kind.group.as_str(), kind.kind.as_str()),
             ("apiextensions.k8s.io", "CustomResourceDefinition")
                 | ("", "Namespace")
                 | (
@@ -302,17 +324,17 @@ impl Staging for DefaultStaging {
         );
         if definition {
             Stage::Definitions
-        } else if kind.ends_with("Class") && !namespaced {
+        } else if kind.kind.ends_with("Class") && !namespaced {
             Stage::Classes
         } else {
             Stage::Rest
         }
     }
 
-    fn kind_rank(&self, _group: &str, kind: &str) -> usize {
+    fn kind_rank(&self, kind: &GroupKind) -> usize {
         KIND_ORDER
             .iter()
-            .position(|k| *k == kind)
+            .position(|k| *k == kind.kind)
             .unwrap_or(KIND_ORDER.len())
     }
 }
@@ -416,16 +438,17 @@ impl PlannedObject {
 }
 
 /// The namespace of a namespaced object that names none when no target namespace is given
-/// ([`PlanOptions::target_namespace`]), as `kubectl apply` and Argo CD use it.
+/// ([`OrderOptions::target_namespace`]), as `kubectl apply` and Argo CD use it.
 ///
 /// ```
 /// assert_eq!(gitops_apply::DEFAULT_NAMESPACE, "default");
 /// ```
 pub const DEFAULT_NAMESPACE: &str = "default";
 
-/// Options of [`plan`].
+/// Options of [`order`].
 #[derive(Debug, Clone, Default)]
-pub struct PlanOptions {
+#[non_exhaustive]
+pub struct OrderOptions {
     /// Sets (overrides or fills in) the namespace of every namespaced object; without it, a
     /// namespaced object without a namespace goes to [`DEFAULT_NAMESPACE`].
     pub target_namespace: Option<String>,
@@ -433,28 +456,54 @@ pub struct PlanOptions {
     pub create_target_namespace: bool,
 }
 
+impl OrderOptions {
+    /// These options with [`OrderOptions::target_namespace`] set.
+    ///
+    /// ```
+    /// let options = gitops_apply::OrderOptions::default().with_target_namespace("shop");
+    /// assert_eq!(options.target_namespace.as_deref(), Some("shop"));
+    /// ```
+    #[must_use]
+    pub fn with_target_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.target_namespace = Some(namespace.into());
+        self
+    }
+
+    /// These options with [`OrderOptions::create_target_namespace`] set to `value`.
+    ///
+    /// ```
+    /// let options = gitops_apply::OrderOptions::default().with_create_target_namespace(true);
+    /// assert!(options.create_target_namespace);
+    /// ```
+    #[must_use]
+    pub fn with_create_target_namespace(mut self, value: bool) -> Self {
+        self.create_target_namespace = value;
+        self
+    }
+}
+
 /// A set in apply order, split into groups (one per wave and stage) that are written one after
 /// the other; objects of a group are written in parallel.
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub struct ApplyOrder {
     objects: Vec<PlannedObject>,
     groups: Vec<std::ops::Range<usize>>,
 }
 
-impl Plan {
+impl ApplyOrder {
     /// Every object, in apply order.
     #[must_use]
     pub fn objects(&self) -> &[PlannedObject] {
         &self.objects
     }
 
-    /// The groups, in order: each a slice of [`Plan::objects`] of one wave and stage.
+    /// The groups, in order: each a slice of [`ApplyOrder::objects`] of one wave and stage.
     pub fn groups(&self) -> impl Iterator<Item = &[PlannedObject]> {
         self.groups.iter().map(|r| &self.objects[r.clone()])
     }
 }
 
-impl fmt::Display for Plan {
+impl fmt::Display for ApplyOrder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, group) in self.groups().enumerate() {
             let first = &group[0];
@@ -480,11 +529,11 @@ fn wave_of(manifest: &Manifest) -> Result<i64, (&'static str, String)> {
     Ok(0)
 }
 
-/// Plans a set: resolves every kind through `kinds`, sets namespaces, reads policies and orders
+/// Orders a set: resolves every kind through `kinds`, sets namespaces, reads policies and orders
 /// the objects. Every problem of the set is reported at once.
 ///
 /// ```
-/// use gitops_apply::{DefaultStaging, KindInfo, KindTable, PlanOptions, plan};
+/// use gitops_apply::{DefaultStaging, KindInfo, KindTable, OrderOptions, order};
 /// use kube::discovery::ApiResource;
 ///
 /// let mut kinds = KindTable::default();
@@ -500,22 +549,22 @@ fn wave_of(manifest: &Manifest) -> Result<i64, (&'static str, String)> {
 ///      apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n",
 ///     "set.yaml",
 /// )?;
-/// let options = PlanOptions { target_namespace: Some("shop".into()), ..Default::default() };
-/// let plan = plan(set, &kinds, &DefaultStaging, &options)?;
-/// let order: Vec<String> = plan.objects().iter().map(|o| o.id.to_string()).collect();
-/// assert_eq!(order, ["_shop__Namespace", "shop_a__ConfigMap"]);
+/// let options = OrderOptions::default().with_target_namespace("shop");
+/// let ordered = order(set, &kinds, &DefaultStaging, &options)?;
+/// let ids: Vec<String> = ordered.objects().iter().map(|o| o.id.to_string()).collect();
+/// assert_eq!(ids, ["_shop__Namespace", "shop_a__ConfigMap"]);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
 /// # Errors
 /// [`PlanError::Invalid`] listing unknown kinds,
 /// duplicates and invalid wave annotations.
-pub fn plan(
+pub fn order(
     manifests: Vec<Manifest>,
     kinds: &KindTable,
     staging: &dyn Staging,
-    options: &PlanOptions,
-) -> Result<Plan, PlanError> {
+    options: &OrderOptions,
+) -> Result<ApplyOrder, PlanError> {
     let mut problems = Vec::new();
     let mut seen: HashMap<ObjectId, Origin> = HashMap::new();
     let mut objects = Vec::with_capacity(manifests.len() + 1);
@@ -575,8 +624,11 @@ pub fn plan(
         }
         let policy = ObjectPolicy::from_annotations(&manifest.annotations());
         objects.push(PlannedObject {
-            stage: staging.stage(&group, &kind, info.namespaced),
-            kind_rank: staging.kind_rank(&group, &kind),
+            stage: staging.stage(
+                &GroupKind::new(group.as_str(), kind.as_str()),
+                info.namespaced,
+            ),
+            kind_rank: staging.kind_rank(&GroupKind::new(group.as_str(), kind.as_str())),
             kind: info.clone(),
             manifest,
             id,
@@ -604,7 +656,7 @@ pub fn plan(
             kind: info.clone(),
             wave: objects.iter().map(|o| o.wave).min().unwrap_or(0).min(0),
             stage: Stage::Definitions,
-            kind_rank: staging.kind_rank("", "Namespace"),
+            kind_rank: staging.kind_rank(&GroupKind::new("", "Namespace")),
             policy: ObjectPolicy {
                 create_only: true,
                 prune: false,
@@ -627,7 +679,7 @@ pub fn plan(
             _ => groups.push(i..i + 1),
         }
     }
-    Ok(Plan { objects, groups })
+    Ok(ApplyOrder { objects, groups })
 }
 
 #[cfg(test)]
@@ -690,7 +742,7 @@ mod tests {
         gitops_core::parse_manifests(yaml, "set.yaml").unwrap()
     }
 
-    fn order(plan: &Plan) -> Vec<String> {
+    fn ids(plan: &ApplyOrder) -> Vec<String> {
         plan.objects().iter().map(|o| o.id.display_name()).collect()
     }
 
@@ -726,11 +778,11 @@ metadata: {name: shop}
 
     #[test]
     fn orders_by_stage_then_kind_then_name() {
-        let plan = plan(
+        let plan = order(
             parse(MIXED),
             &kinds(),
             &DefaultStaging,
-            &PlanOptions::default(),
+            &OrderOptions::default(),
         )
         .unwrap();
         let ids: Vec<String> = plan.objects().iter().map(|o| o.id.to_string()).collect();
@@ -776,15 +828,15 @@ apiVersion: v1
 kind: Namespace
 metadata: {name: x}
 ";
-        let plan = plan(
+        let plan = order(
             parse(yaml),
             &kinds(),
             &DefaultStaging,
-            &PlanOptions::default(),
+            &OrderOptions::default(),
         )
         .unwrap();
         assert_eq!(
-            order(&plan),
+            ids(&plan),
             ["ConfigMap x/early", "Namespace x", "ConfigMap x/late"]
         );
         let waves: Vec<i64> = plan.groups().map(|g| g[0].wave).collect();
@@ -814,11 +866,11 @@ apiVersion: v1
 kind: ConfigMap
 metadata: {name: a, namespace: x}
 ";
-        let err = plan(
+        let err = order(
             parse(yaml),
             &kinds(),
             &DefaultStaging,
-            &PlanOptions::default(),
+            &OrderOptions::default(),
         )
         .unwrap_err();
         let PlanError::Invalid { problems } = &err;
@@ -834,11 +886,11 @@ metadata: {name: a, namespace: x}
     #[test]
     fn a_namespaced_object_without_namespace_goes_to_default() {
         let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: nons}\n";
-        let plan = plan(
+        let plan = order(
             parse(yaml),
             &kinds(),
             &DefaultStaging,
-            &PlanOptions::default(),
+            &OrderOptions::default(),
         )
         .unwrap();
         assert_eq!(plan.objects()[0].id.namespace.as_deref(), Some("default"));
@@ -860,13 +912,12 @@ apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata: {name: reader, namespace: ignored}
 ";
-        let options = PlanOptions {
-            target_namespace: Some("team".into()),
-            create_target_namespace: true,
-        };
-        let plan = plan(parse(yaml), &kinds(), &DefaultStaging, &options).unwrap();
+        let options = OrderOptions::default()
+            .with_target_namespace("team")
+            .with_create_target_namespace(true);
+        let plan = order(parse(yaml), &kinds(), &DefaultStaging, &options).unwrap();
         assert_eq!(
-            order(&plan),
+            ids(&plan),
             [
                 "Namespace team",
                 "ClusterRole.rbac.authorization.k8s.io reader",
@@ -882,11 +933,10 @@ metadata: {name: reader, namespace: ignored}
     #[test]
     fn target_namespace_defined_in_the_set_is_not_added_twice() {
         let yaml = "apiVersion: v1\nkind: Namespace\nmetadata: {name: team}\n";
-        let options = PlanOptions {
-            target_namespace: Some("team".into()),
-            create_target_namespace: true,
-        };
-        let plan = plan(parse(yaml), &kinds(), &DefaultStaging, &options).unwrap();
+        let options = OrderOptions::default()
+            .with_target_namespace("team")
+            .with_create_target_namespace(true);
+        let plan = order(parse(yaml), &kinds(), &DefaultStaging, &options).unwrap();
         assert_eq!(plan.objects().len(), 1);
         assert!(!plan.objects()[0].synthesized);
     }
@@ -910,9 +960,9 @@ spec:
         let manifests = parse(yaml);
         let mut table = kinds();
         table.add_crds(&manifests);
-        let plan = plan(manifests, &table, &DefaultStaging, &PlanOptions::default()).unwrap();
+        let plan = order(manifests, &table, &DefaultStaging, &OrderOptions::default()).unwrap();
         assert_eq!(
-            order(&plan),
+            ids(&plan),
             [
                 "CustomResourceDefinition.apiextensions.k8s.io widgets.example.com",
                 "Widget.example.com x/w"

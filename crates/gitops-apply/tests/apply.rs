@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use gitops_apply::{
-    Action, Applier, ApplyError, ApplyOptions, ApplyProgress, ChangeSet, ConfigMapInventory,
-    DesiredSet, HealthChecks, Inventory, InventoryStore, ManagedOperation, ObjectError, Status,
-    TakeoverManager, WaitError, WaitTarget, wait_for_current,
+    Applier, ApplyError, ApplyOptions, ApplyProgress, ChangeSet, ConfigMapInventory, DesiredSet,
+    HealthChecks, Inventory, InventoryStore, ManagedOperation, ObjectAction, ObjectError, Reason,
+    Status, TakeoverManager, WaitError, WaitTarget, wait_for_current,
 };
 use gitops_core::ObjectId;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -97,7 +97,7 @@ async fn applies_then_writes_nothing_then_changes_one_field() {
     let options = ApplyOptions::default();
 
     let first = run(&applier, set(&app(&ns, "blue")), &options).await;
-    assert_eq!(first.count(Action::Created), 4, "{first}");
+    assert_eq!(first.count(ObjectAction::Created), 4, "{first}");
     let inventory = ConfigMapInventory::new(&ns, "inventory").unwrap();
     let stored = inventory
         .load(&client)
@@ -112,7 +112,7 @@ async fn applies_then_writes_nothing_then_changes_one_field() {
 
     let before = resource_versions(&client, &first).await;
     let second = run(&applier, set(&app(&ns, "blue")), &options).await;
-    assert_eq!(second.count(Action::Unchanged), 4, "{second}");
+    assert_eq!(second.count(ObjectAction::Unchanged), 4, "{second}");
     let after = resource_versions(&client, &second).await;
     assert_eq!(before, after, "a no-change run wrote something");
     let inventory_version = config_map(&client, &ns, "inventory")
@@ -137,10 +137,10 @@ async fn applies_then_writes_nothing_then_changes_one_field() {
     let third = run(&applier, set(&app(&ns, "green")), &options).await;
     assert_eq!(
         action(&third, &format!("{ns}_settings__ConfigMap")),
-        Action::Configured,
+        ObjectAction::Configured,
         "{third}"
     );
-    assert_eq!(third.count(Action::Unchanged), 3, "{third}");
+    assert_eq!(third.count(ObjectAction::Unchanged), 3, "{third}");
     let settings = config_map(&client, &ns, "settings").await.unwrap();
     assert_eq!(settings.data.unwrap()["color"], "green");
     assert_eq!(
@@ -180,7 +180,7 @@ async fn manual_drift_is_a_conflict_until_forced_and_a_deleted_object_comes_back
     .unwrap();
 
     let err = applier
-        .apply(
+        .apply_set(
             set(&app(&ns, "blue")),
             &ApplyOptions::default(),
             &CancellationToken::new(),
@@ -206,23 +206,20 @@ async fn manual_drift_is_a_conflict_until_forced_and_a_deleted_object_comes_back
     // Nothing written: the deleted Secret is still missing.
     assert_eq!(
         action(change_set, &format!("{ns}_token__Secret")),
-        Action::Skipped
+        ObjectAction::Skipped
     );
     assert!(config_value(&client, &ns, "settings", "color").await == "red");
 
-    let forced = ApplyOptions {
-        force: true,
-        ..ApplyOptions::default()
-    };
+    let forced = ApplyOptions::default().with_force(true);
     let fixed = run(&applier, set(&app(&ns, "blue")), &forced).await;
     assert_eq!(
         action(&fixed, &settings_id.to_string()),
-        Action::Configured,
+        ObjectAction::Configured,
         "{fixed}"
     );
     assert_eq!(
         action(&fixed, &format!("{ns}_token__Secret")),
-        Action::Created,
+        ObjectAction::Created,
         "{fixed}"
     );
     assert_eq!(
@@ -230,7 +227,7 @@ async fn manual_drift_is_a_conflict_until_forced_and_a_deleted_object_comes_back
         "blue"
     );
     let again = run(&applier, set(&app(&ns, "blue")), &ApplyOptions::default()).await;
-    assert_eq!(again.count(Action::Unchanged), 4, "{again}");
+    assert_eq!(again.count(ObjectAction::Unchanged), 4, "{again}");
 }
 
 #[tokio::test]
@@ -259,8 +256,8 @@ metadata:
 
     // An empty set would prune everything: refused.
     let err = applier
-        .apply(
-            DesiredSet::new(Vec::new()),
+        .apply_set(
+            DesiredSet::from_render(Ok::<_, std::convert::Infallible>(Vec::new())).unwrap(),
             &ApplyOptions::default(),
             &CancellationToken::new(),
         )
@@ -274,13 +271,10 @@ metadata:
     let dry = run(
         &applier,
         set(&only_a),
-        &ApplyOptions {
-            dry_run: true,
-            ..ApplyOptions::default()
-        },
+        &ApplyOptions::default().with_dry_run(true),
     )
     .await;
-    assert_eq!(dry.count(Action::Pruned), 2, "{dry}");
+    assert_eq!(dry.count(ObjectAction::Pruned), 2, "{dry}");
     assert!(
         config_map(&client, &ns, "b").await.is_some(),
         "a dry run deleted"
@@ -289,17 +283,17 @@ metadata:
     let pruned = run(&applier, set(&only_a), &ApplyOptions::default()).await;
     assert_eq!(
         action(&pruned, &format!("{ns}_b__ConfigMap")),
-        Action::Pruned,
+        ObjectAction::Pruned,
         "{pruned}"
     );
     assert_eq!(
         action(&pruned, &format!("{ns}_keep__ConfigMap")),
-        Action::Skipped,
+        ObjectAction::Skipped,
         "{pruned}"
     );
     assert_eq!(
         action(&pruned, &format!("{ns}_a__ConfigMap")),
-        Action::Unchanged,
+        ObjectAction::Unchanged,
         "{pruned}"
     );
     let deleted = config_map(&client, &ns, "b").await;
@@ -351,18 +345,15 @@ spec:
     )
     .replace("example.gitops.rs", &group);
     let applier = applier(&client, &ns);
-    let options = ApplyOptions {
-        target_namespace: Some(ns.clone()),
-        ..ApplyOptions::default()
-    };
+    let options = ApplyOptions::default().with_target_namespace(Some(ns.clone()));
     let mut events = Vec::new();
     let first = applier
-        .apply_with_progress(set(&yaml), &options, &CancellationToken::new(), |p| {
+        .apply_set_with_progress(set(&yaml), &options, &CancellationToken::new(), |p| {
             events.push(p.clone());
         })
         .await
         .unwrap();
-    assert_eq!(first.count(Action::Created), 2, "{first}");
+    assert_eq!(first.count(ObjectAction::Created), 2, "{first}");
     // The CRD's group, then (once it is Established) the custom resource's.
     assert_eq!(
         events,
@@ -394,12 +385,12 @@ spec:
         "{first}"
     );
     let second = run(&applier, set(&yaml), &options).await;
-    assert_eq!(second.count(Action::Unchanged), 2, "{second}");
+    assert_eq!(second.count(ObjectAction::Unchanged), 2, "{second}");
 
     // A strict-validation failure: an unknown field, reported before anything is written.
     let bad = yaml.replace("size: 3,", "size: 3, colour: red,");
     let err = applier
-        .apply(set(&bad), &options, &CancellationToken::new())
+        .apply_set(set(&bad), &options, &CancellationToken::new())
         .await
         .unwrap_err();
     let ApplyError::Invalid { change_set } = &err else {
@@ -443,7 +434,7 @@ metadata: {{name: homeless}}
 "
     );
     let err = applier
-        .apply(
+        .apply_set(
             set(&yaml),
             &ApplyOptions::default(),
             &CancellationToken::new(),
@@ -472,14 +463,14 @@ async fn a_namespaced_object_without_namespace_lands_in_default() {
     let change_set = run(&applier, set(&yaml), &ApplyOptions::default()).await;
     assert_eq!(
         action(&change_set, &format!("default_{name}__ConfigMap")),
-        Action::Created
+        ObjectAction::Created
     );
     assert!(config_map(&client, "default", &name).await.is_some());
     // Again: unchanged, and the inventory names it in `default`.
     let again = run(&applier, set(&yaml), &ApplyOptions::default()).await;
     assert_eq!(
         action(&again, &format!("default_{name}__ConfigMap")),
-        Action::Unchanged
+        ObjectAction::Unchanged
     );
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     config_maps
@@ -505,7 +496,7 @@ async fn immutable_change_is_reported_then_recreated_on_opt_in() {
         .uid;
 
     let err = applier
-        .apply(
+        .apply_set(
             set(&frozen("2")),
             &ApplyOptions::default(),
             &CancellationToken::new(),
@@ -519,12 +510,9 @@ async fn immutable_change_is_reported_then_recreated_on_opt_in() {
     };
     assert_eq!(fields, &["data"]);
 
-    let recreate = ApplyOptions {
-        recreate_on_immutable: true,
-        ..ApplyOptions::default()
-    };
+    let recreate = ApplyOptions::default().with_recreate_on_immutable(true);
     let done = run(&applier, set(&frozen("2")), &recreate).await;
-    assert_eq!(done.count(Action::Recreated), 1, "{done}");
+    assert_eq!(done.count(ObjectAction::Recreated), 1, "{done}");
     let now = config_map(&client, &ns, "frozen").await.unwrap();
     assert_eq!(now.data.unwrap()["value"], "2");
     assert_ne!(now.metadata.uid, uid);
@@ -558,17 +546,17 @@ data: {{value: \"{value}\"}}
     let first = run(&applier, set(&yaml("1")), &ApplyOptions::default()).await;
     assert_eq!(
         action(&first, &format!("{ns}_once__ConfigMap")),
-        Action::Created
+        ObjectAction::Created
     );
     assert_eq!(
         action(&first, &format!("{ns}_hands-off__ConfigMap")),
-        Action::Skipped
+        ObjectAction::Skipped
     );
     assert!(config_map(&client, &ns, "hands-off").await.is_none());
     let second = run(&applier, set(&yaml("2")), &ApplyOptions::default()).await;
     assert_eq!(
         action(&second, &format!("{ns}_once__ConfigMap")),
-        Action::Skipped,
+        ObjectAction::Skipped,
         "{second}"
     );
     assert_eq!(config_value(&client, &ns, "once", "value").await, "1");
@@ -582,15 +570,13 @@ async fn creates_the_target_namespace() {
     let target = format!("{home}-made");
     let applier = applier(&client, &home);
     let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: ignored}\n";
-    let options = ApplyOptions {
-        target_namespace: Some(target.clone()),
-        create_target_namespace: true,
-        ..ApplyOptions::default()
-    };
+    let options = ApplyOptions::default()
+        .with_target_namespace(Some(target.clone()))
+        .with_create_target_namespace(true);
     let done = run(&applier, set(yaml), &options).await;
     assert_eq!(
         action(&done, &format!("_{target}__Namespace")),
-        Action::Created,
+        ObjectAction::Created,
         "{done}"
     );
     assert!(config_map(&client, &target, "a").await.is_some());
@@ -793,7 +779,7 @@ async fn a_killed_apiserver_fails_the_run_prunes_nothing_and_the_next_run_conver
     let run_set = set(&next);
     let apply = tokio::spawn(async move {
         run_applier
-            .apply(run_set, &ApplyOptions::default(), &CancellationToken::new())
+            .apply_set(run_set, &ApplyOptions::default(), &CancellationToken::new())
             .await
     });
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -821,7 +807,7 @@ async fn a_killed_apiserver_fails_the_run_prunes_nothing_and_the_next_run_conver
     let done = run(&applier, set(&next), &ApplyOptions::default()).await;
     assert_eq!(
         action(&done, &format!("{ns}_cm-0000__ConfigMap")),
-        Action::Pruned,
+        ObjectAction::Pruned,
         "{done}"
     );
     let list = Api::<ConfigMap>::namespaced(client.clone(), &ns)
@@ -837,7 +823,7 @@ async fn a_killed_apiserver_fails_the_run_prunes_nothing_and_the_next_run_conver
         .collect();
     assert_eq!(names.len(), 399);
     let again = run(&applier, set(&next), &ApplyOptions::default()).await;
-    assert_eq!(again.count(Action::Unchanged), 399, "{again}");
+    assert_eq!(again.count(ObjectAction::Unchanged), 399, "{again}");
     let stored: Inventory = ConfigMapInventory::new(&ns, "inventory")
         .unwrap()
         .load(&client)
@@ -887,7 +873,7 @@ async fn takes_over_objects_applied_with_kubectl_client_side() {
     let done = run(&applier, set(&yaml), &takeover).await;
     assert_eq!(
         action(&done, &format!("{ns}_legacy__ConfigMap")),
-        Action::Configured,
+        ObjectAction::Configured,
         "{done}"
     );
     let legacy = config_map(&client, &ns, "legacy").await.unwrap();
@@ -902,7 +888,7 @@ async fn takes_over_objects_applied_with_kubectl_client_side() {
         .collect();
     assert_eq!(managers, ["gitops-rs"]);
     let again = run(&applier, set(&yaml), &takeover).await;
-    assert_eq!(again.count(Action::Unchanged), 1, "{again}");
+    assert_eq!(again.count(ObjectAction::Unchanged), 1, "{again}");
 }
 
 #[tokio::test]
@@ -912,13 +898,13 @@ async fn a_cancelled_run_writes_nothing() {
     let cancel = CancellationToken::new();
     cancel.cancel();
     let err = applier
-        .apply(set(&app(&ns, "blue")), &ApplyOptions::default(), &cancel)
+        .apply_set(set(&app(&ns, "blue")), &ApplyOptions::default(), &cancel)
         .await
         .unwrap_err();
     let ApplyError::Cancelled { change_set } = &err else {
         panic!("{err}")
     };
-    assert_eq!(change_set.count(Action::Skipped), 4, "{change_set}");
+    assert_eq!(change_set.count(ObjectAction::Skipped), 4, "{change_set}");
     assert!(config_map(&client, &ns, "settings").await.is_none());
     assert!(config_map(&client, &ns, "inventory").await.is_none());
 }
@@ -937,7 +923,7 @@ async fn keeps_the_inventory_in_a_secret() {
         .expect("saved in the Secret");
     assert_eq!(stored.len(), 4);
     let again = run(&applier, set(&app(&ns, "blue")), &ApplyOptions::default()).await;
-    assert_eq!(again.count(Action::Unchanged), 4, "{again}");
+    assert_eq!(again.count(ObjectAction::Unchanged), 4, "{again}");
 }
 
 #[tokio::test]
@@ -961,7 +947,7 @@ spec: {{ports: [{{port: 80}}], colour: red}}
 "
     );
     let strict = applier
-        .apply(
+        .apply_set(
             set(&yaml),
             &ApplyOptions::default(),
             &CancellationToken::new(),
@@ -971,12 +957,9 @@ spec: {{ports: [{{port: 80}}], colour: red}}
     assert!(matches!(strict, ApplyError::Invalid { .. }), "{strict}");
     assert!(config_map(&client, &ns, "good").await.is_none());
 
-    let best_effort = ApplyOptions {
-        best_effort: true,
-        ..ApplyOptions::default()
-    };
+    let best_effort = ApplyOptions::default().with_best_effort(true);
     let err = applier
-        .apply(set(&yaml), &best_effort, &CancellationToken::new())
+        .apply_set(set(&yaml), &best_effort, &CancellationToken::new())
         .await
         .unwrap_err();
     let ApplyError::Incomplete { change_set } = &err else {
@@ -984,11 +967,11 @@ spec: {{ports: [{{port: 80}}], colour: red}}
     };
     assert_eq!(
         action(change_set, &format!("{ns}_good__ConfigMap")),
-        Action::Created
+        ObjectAction::Created
     );
     assert_eq!(
         action(change_set, &format!("{ns}_bad__Service")),
-        Action::Failed
+        ObjectAction::Failed
     );
     assert!(err.to_string().contains("colour"), "{err}");
     assert!(config_map(&client, &ns, "good").await.is_some());
@@ -1071,7 +1054,7 @@ async fn takes_over_kubectl_edits_and_named_managers_then_corrects_the_drift() {
 
     // Without takeover, the edited field is a conflict with kubectl-edit.
     let err = applier
-        .apply(
+        .apply_set(
             set(&yaml),
             &ApplyOptions::default(),
             &CancellationToken::new(),
@@ -1087,28 +1070,24 @@ async fn takes_over_kubectl_edits_and_named_managers_then_corrects_the_drift() {
     // With the default managers: kubectl's fields are ours, so the edit is corrected and the
     // key it added is removed; the script's key stays (not named), as does the annotation.
     let defaults = ApplyOptions::default().with_takeover(TakeoverManager::defaults());
-    let plan = run(
-        &applier,
-        set(&yaml),
-        &ApplyOptions {
-            dry_run: true,
-            ..defaults.clone()
-        },
-    )
-    .await;
+    let plan = run(&applier, set(&yaml), &defaults.clone().with_dry_run(true)).await;
     let id: ObjectId = format!("{ns}_settings__ConfigMap").parse().unwrap();
     let planned = plan.get(&id).unwrap();
-    assert_eq!(planned.action, Action::Configured, "{plan}");
+    assert_eq!(planned.action, ObjectAction::Configured, "{plan}");
     assert_eq!(
         planned.reason,
-        "dry run: took over the fields of \"kubectl-edit\""
+        Reason::TakingOver {
+            managers: vec!["kubectl-edit".into()]
+        }
     );
     let done = run(&applier, set(&yaml), &defaults).await;
     let changed = done.get(&id).unwrap();
-    assert_eq!(changed.action, Action::Configured, "{done}");
+    assert_eq!(changed.action, ObjectAction::Configured, "{done}");
     assert_eq!(
         changed.reason,
-        "took over the fields of \"kubectl-edit\"; applied"
+        Reason::TakingOver {
+            managers: vec!["kubectl-edit".into()]
+        }
     );
     let id = id.to_string();
     let settings = config_map(&client, &ns, "settings").await.unwrap();
@@ -1129,7 +1108,7 @@ async fn takes_over_kubectl_edits_and_named_managers_then_corrects_the_drift() {
             TakeoverManager::exact("deploy-script", ManagedOperation::Update),
         ]));
     let done = run(&applier, set(&yaml), &named).await;
-    assert_eq!(action(&done, &id), Action::Configured, "{done}");
+    assert_eq!(action(&done, &id), ObjectAction::Configured, "{done}");
     let settings = config_map(&client, &ns, "settings").await.unwrap();
     assert_eq!(
         settings
@@ -1150,7 +1129,7 @@ async fn takes_over_kubectl_edits_and_named_managers_then_corrects_the_drift() {
     // In sync now: nothing to take over, nothing written.
     let version = settings.metadata.resource_version.clone();
     let again = run(&applier, set(&yaml), &named).await;
-    assert_eq!(action(&again, &id), Action::Unchanged, "{again}");
+    assert_eq!(action(&again, &id), ObjectAction::Unchanged, "{again}");
     assert_eq!(
         config_map(&client, &ns, "settings")
             .await
@@ -1170,7 +1149,11 @@ async fn takes_over_kubectl_edits_and_named_managers_then_corrects_the_drift() {
     )
     .await;
     let corrected = run(&applier, set(&yaml), &named).await;
-    assert_eq!(action(&corrected, &id), Action::Configured, "{corrected}");
+    assert_eq!(
+        action(&corrected, &id),
+        ObjectAction::Configured,
+        "{corrected}"
+    );
     let settings = config_map(&client, &ns, "settings").await.unwrap();
     assert_eq!(settings.data.clone().unwrap()["size"], "large");
     assert_eq!(managers(&settings), ["annotator", "gitops-rs"]);
@@ -1191,7 +1174,7 @@ async fn waits_for_the_applied_set_when_asked() {
     // reports the set unhealthy after the timeout, naming the Deployment.
     let short = ApplyOptions::default().with_wait(Duration::from_millis(300));
     let err = applier
-        .apply(set(&app(&ns, "blue")), &short, &cancel)
+        .apply_set(set(&app(&ns, "blue")), &short, &cancel)
         .await
         .unwrap_err();
     let ApplyError::Unhealthy {
@@ -1201,7 +1184,7 @@ async fn waits_for_the_applied_set_when_asked() {
     else {
         panic!("expected a timeout: {err}");
     };
-    assert_eq!(change_set.count(Action::Created), 4, "{change_set}");
+    assert_eq!(change_set.count(ObjectAction::Created), 4, "{change_set}");
     assert_eq!(pending.len(), 1, "{err}");
     assert_eq!(pending[0].0.kind, "Deployment");
 
@@ -1209,7 +1192,7 @@ async fn waits_for_the_applied_set_when_asked() {
     let writer = roll_out_web(&client, &ns, &[(Duration::from_millis(400), 2)]);
     let mut rounds = Vec::new();
     let done = applier
-        .apply_with_progress(
+        .apply_set_with_progress(
             set(&app(&ns, "blue")),
             &ApplyOptions::default().with_wait(Duration::from_secs(20)),
             &cancel,
@@ -1222,7 +1205,7 @@ async fn waits_for_the_applied_set_when_asked() {
         .await
         .unwrap();
     writer.await.unwrap();
-    assert_eq!(done.count(Action::Unchanged), 4, "{done}");
+    assert_eq!(done.count(ObjectAction::Unchanged), 4, "{done}");
     assert!(rounds.len() >= 2, "{rounds:?}");
     assert_eq!(rounds.first(), Some(&(3, 4)));
     assert_eq!(rounds.last(), Some(&(4, 4)));
@@ -1233,7 +1216,7 @@ async fn waits_for_the_applied_set_when_asked() {
     fail_job(&client, &ns).await;
     let started = std::time::Instant::now();
     let err = applier
-        .apply(
+        .apply_set(
             set(&with_job),
             &ApplyOptions::default().with_wait(Duration::from_secs(60)),
             &cancel,
@@ -1282,7 +1265,7 @@ async fn takes_over_replicas_set_by_kubectl_scale() {
 
     // Without takeover: a conflict naming kubectl-scale.
     let err = applier
-        .apply(
+        .apply_set(
             set(&app(&ns, "blue")),
             &ApplyOptions::default(),
             &CancellationToken::new(),
@@ -1301,7 +1284,7 @@ async fn takes_over_replicas_set_by_kubectl_scale() {
     let takeover = ApplyOptions::default().with_takeover(TakeoverManager::defaults());
     let invalid = app(&ns, "blue").replace("replicas: 2", "replicas: -1");
     let err = applier
-        .apply(set(&invalid), &takeover, &CancellationToken::new())
+        .apply_set(set(&invalid), &takeover, &CancellationToken::new())
         .await
         .unwrap_err();
     let ApplyError::Invalid { change_set } = &err else {
@@ -1328,7 +1311,7 @@ async fn takes_over_replicas_set_by_kubectl_scale() {
     // With a valid set the replicas come back to the desired 2.
     let done = run(&applier, set(&app(&ns, "blue")), &takeover).await;
     let id = format!("{ns}_web_apps_Deployment");
-    assert_eq!(action(&done, &id), Action::Configured, "{done}");
+    assert_eq!(action(&done, &id), ObjectAction::Configured, "{done}");
     let web = deployments.get("web").await.unwrap();
     let web_managers: Vec<String> = web
         .metadata
@@ -1344,7 +1327,7 @@ async fn takes_over_replicas_set_by_kubectl_scale() {
     );
     assert_eq!(replicas(web), Some(2));
     let again = run(&applier, set(&app(&ns, "blue")), &takeover).await;
-    assert_eq!(action(&again, &id), Action::Unchanged, "{again}");
+    assert_eq!(action(&again, &id), ObjectAction::Unchanged, "{again}");
 }
 
 #[tokio::test]
@@ -1362,7 +1345,7 @@ async fn waiting_reads_one_list_per_kind_and_namespace_a_round() {
         &ApplyOptions::default().with_wait(Duration::from_secs(10)),
     )
     .await;
-    assert_eq!(waited.count(Action::Unchanged), 20, "{waited}");
+    assert_eq!(waited.count(ObjectAction::Unchanged), 20, "{waited}");
     // Discovery (2) and the inventory (1); a list to decide, a list for the one wait round.
     assert_eq!(
         waited.request_counts,
@@ -1390,7 +1373,7 @@ async fn an_unchanged_run_reports_health_from_the_objects_it_listed() {
             .iter()
             .find(|c| c.id == id)
             .expect("in the change set");
-        assert_eq!(change.action, Action::Unchanged, "{change}");
+        assert_eq!(change.action, ObjectAction::Unchanged, "{change}");
         change
             .health
             .clone()
@@ -1489,9 +1472,9 @@ data: {{color: blue}}
         let error = |name: &str| {
             let id: gitops_core::ObjectId = format!("{ns}_{name}__ConfigMap").parse().unwrap();
             let change = change_set.get(&id).unwrap();
-            assert_eq!(change.action, Action::Failed, "{change_set}");
+            assert_eq!(change.action, ObjectAction::Failed, "{change_set}");
             if dry_run {
-                assert_eq!(change.reason, "dry-run apply failed", "{change}");
+                assert_eq!(change.reason, Reason::ValidationFailed, "{change}");
             }
             change.error.as_ref().unwrap()
         };
@@ -1511,18 +1494,15 @@ data: {{color: blue}}
             matches!(error("Not_A_Name"), ObjectError::Rejected { code: 422, .. }),
             "{change_set}"
         );
-        assert_eq!(change_set.count(Action::Failed), 4, "{change_set}");
+        assert_eq!(change_set.count(ObjectAction::Failed), 4, "{change_set}");
     };
 
-    let dry_run = ApplyOptions {
-        dry_run: true,
-        ..ApplyOptions::default()
-    };
+    let dry_run = ApplyOptions::default().with_dry_run(true);
     let plan = run(&applier, set(&yaml), &dry_run).await;
     check(&plan, true);
     assert_eq!(
         action(&plan, &format!("{ns}_fine__ConfigMap")),
-        Action::Created
+        ObjectAction::Created
     );
     // Short: the fields and the hint, not the server's message.
     let frozen = plan.failed().find(|c| c.id.name == "frozen").unwrap();
@@ -1532,7 +1512,7 @@ data: {{color: blue}}
     assert_eq!(text.matches("immutable").count(), 2, "{text}");
 
     let err = applier
-        .apply(
+        .apply_set(
             set(&yaml),
             &ApplyOptions::default(),
             &CancellationToken::new(),

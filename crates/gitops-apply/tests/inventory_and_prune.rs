@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use gitops_apply::{
-    Action, Applier, ApplyError, ApplyOptions, ConfigMapInventory, Inventory, InventoryError,
-    InventoryStore, OWNER_NAME_LABEL, ObjectError,
+    Applier, ApplyError, ApplyOptions, ConfigMapInventory, Inventory, InventoryError,
+    InventoryStore, OWNER_NAME_LABEL, ObjectAction, ObjectError, Reason,
 };
 use gitops_core::ObjectId;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
@@ -70,7 +70,7 @@ async fn a_missing_inventory_namespace_fails_before_any_write() {
     let inventory = ConfigMapInventory::new(&missing, "inventory").unwrap();
     let applier = Applier::builder(client.clone(), inventory).build();
     let err = applier
-        .apply(
+        .apply_set(
             set(&config_map_yaml(&ns, &["a", "b"])),
             &ApplyOptions::default(),
             &CancellationToken::new(),
@@ -137,7 +137,7 @@ async fn the_inventory_is_recorded_before_the_objects_are_written() {
     .await;
     assert_eq!(
         action(&changed, &format!("{ns}_a__ConfigMap")),
-        Action::Pruned
+        ObjectAction::Pruned
     );
     let last = revision(&cms.get("inventory").await.unwrap());
     let store = ConfigMapInventory::new(&ns, "inventory").unwrap();
@@ -225,14 +225,14 @@ async fn a_recorded_entry_of_an_object_never_created_is_harmless() {
     .await;
     assert_eq!(
         action(&next, &format!("{ns}_a__ConfigMap")),
-        Action::Created
+        ObjectAction::Created
     );
     let ghost = next
         .get(&format!("{ns}_ghost__ConfigMap").parse().unwrap())
         .unwrap();
     assert_eq!(
-        (ghost.action, ghost.reason.as_str()),
-        (Action::Pruned, "already gone")
+        (ghost.action, &ghost.reason),
+        (ObjectAction::Pruned, &Reason::AlreadyGone)
     );
     assert_eq!(store.load(&client).await.unwrap().unwrap().len(), 1);
 }
@@ -249,7 +249,7 @@ async fn the_record_precedes_the_writes_it_covers() {
         &ApplyOptions::default(),
     )
     .await;
-    assert_eq!(first.count(Action::Created), 2, "{first}");
+    assert_eq!(first.count(ObjectAction::Created), 2, "{first}");
     let inventory = config_maps(&client, &ns).get("inventory").await.unwrap();
     for name in ["a", "b"] {
         let object = config_maps(&client, &ns).get(name).await.unwrap();
@@ -274,7 +274,7 @@ async fn pruning_a_namespace_that_holds_objects_of_the_set_is_refused() {
     // The Namespace leaves Git, its ConfigMap stays: pruning it would delete the ConfigMap.
     let without = config_map_yaml(&inner, &["settings"]);
     let err = applier
-        .apply(
+        .apply_set(
             set(&without),
             &ApplyOptions::default(),
             &CancellationToken::new(),
@@ -308,14 +308,11 @@ async fn pruning_a_namespace_that_holds_objects_of_the_set_is_refused() {
     );
 
     // Opted in: pruned as before.
-    let options = ApplyOptions {
-        allow_cascading_prune: true,
-        ..ApplyOptions::default()
-    };
+    let options = ApplyOptions::default().with_allow_cascading_prune(true);
     let pruned = run(&applier, set(&without), &options).await;
     assert_eq!(
         action(&pruned, &format!("_{inner}__Namespace")),
-        Action::Pruned,
+        ObjectAction::Pruned,
         "{pruned}"
     );
     let live = namespaces.get_opt(&inner).await.unwrap();
@@ -354,7 +351,7 @@ spec:
     .await;
 
     let err = applier
-        .apply(
+        .apply_set(
             set(&gadget),
             &ApplyOptions::default(),
             &CancellationToken::new(),
@@ -435,7 +432,7 @@ metadata: {{name: keep, namespace: {ns}}}
         &ApplyOptions::default(),
     )
     .await;
-    assert_eq!(pruned.count(Action::Pruned), 5, "{pruned}");
+    assert_eq!(pruned.count(ObjectAction::Pruned), 5, "{pruned}");
 
     let objects = [
         (
@@ -551,14 +548,14 @@ async fn objects_whose_ownership_labels_were_removed_or_changed_are_not_pruned()
     .await;
     assert_eq!(
         action(&pruned, &format!("{ns}_owned__ConfigMap")),
-        Action::Pruned
+        ObjectAction::Pruned
     );
     for name in ["unlabelled", "relabelled"] {
         let change = pruned
             .get(&format!("{ns}_{name}__ConfigMap").parse().unwrap())
             .unwrap();
-        assert_eq!(change.action, Action::Skipped, "{pruned}");
-        assert!(change.reason.contains("ownership labels"), "{change}");
+        assert_eq!(change.action, ObjectAction::Skipped, "{pruned}");
+        assert_eq!(change.reason, Reason::NoOwnershipLabels, "{change}");
         let live = cms.get(name).await.unwrap();
         assert!(
             live.metadata.deletion_timestamp.is_none(),
@@ -581,10 +578,10 @@ async fn lists_are_read_in_pages() {
     .build();
     let options = ApplyOptions::default().with_wait(Duration::from_secs(30));
     let first = run(&applier, set(&config_map_yaml(&ns, &names)), &options).await;
-    assert_eq!(first.count(Action::Created), 5, "{first}");
+    assert_eq!(first.count(ObjectAction::Created), 5, "{first}");
     let second = run(&applier, set(&config_map_yaml(&ns, &names)), &options).await;
     // Every object found on some page: nothing to write.
-    assert_eq!(second.count(Action::Unchanged), 5, "{second}");
+    assert_eq!(second.count(ObjectAction::Unchanged), 5, "{second}");
     assert_eq!(second.request_counts.writes, 0, "{second}");
     // Six ConfigMaps (with the inventory) in pages of two: three lists to read them, three
     // more for the one round of waiting.
@@ -601,7 +598,7 @@ async fn an_inventory_in_a_namespace_the_set_creates_is_recorded_once_it_exists(
         config_map_yaml(&home, &["a"])
     );
     let first = run(&applier, set(&yaml), &ApplyOptions::default()).await;
-    assert_eq!(first.count(Action::Created), 2, "{first}");
+    assert_eq!(first.count(ObjectAction::Created), 2, "{first}");
     let inventory = config_maps(&client, &home).get("inventory").await.unwrap();
     let a = config_maps(&client, &home).get("a").await.unwrap();
     // Recorded after the Namespace's group, before the ConfigMap's.
@@ -617,7 +614,7 @@ async fn an_inventory_in_a_namespace_the_set_creates_is_recorded_once_it_exists(
         .unwrap();
     assert_eq!(stored.len(), 2);
     let again = run(&applier, set(&yaml), &ApplyOptions::default()).await;
-    assert_eq!(again.count(Action::Unchanged), 2, "{again}");
+    assert_eq!(again.count(ObjectAction::Unchanged), 2, "{again}");
 }
 
 #[tokio::test]
@@ -693,7 +690,7 @@ async fn an_inventory_of_the_first_format_is_still_read() {
         &ApplyOptions::default(),
     )
     .await;
-    assert_eq!(action(&next, &id), Action::Pruned, "{next}");
+    assert_eq!(action(&next, &id), ObjectAction::Pruned, "{next}");
     let live = config_maps(&client, &ns).get("inventory").await.unwrap();
     assert_eq!(live.data["data"][gitops_apply::INVENTORY_FORMAT_KEY], "1");
     assert_eq!(store.load(&client).await.unwrap().unwrap().len(), 1);
@@ -736,7 +733,7 @@ data: {{color: {color}}}
         async move { config_maps(&client, &ns).get("shared").await.unwrap() }
     };
     let done = run(&first, set(&yaml("mine", "red")), &ApplyOptions::default()).await;
-    assert_eq!(action(&done, &shared_id), Action::Created);
+    assert_eq!(action(&done, &shared_id), ObjectAction::Created);
     let version = shared(client.clone()).await.metadata.resource_version;
 
     // The second inventory: the shared object is left alone, the rest of its set applied.
@@ -747,7 +744,7 @@ data: {{color: {color}}}
     )
     .await;
     let entry = owned.get(&shared_id.parse().unwrap()).unwrap();
-    assert_eq!(entry.action, Action::Skipped, "{owned}");
+    assert_eq!(entry.action, ObjectAction::Skipped, "{owned}");
     let Some(ObjectError::OwnedByOtherInventory { namespace, name }) = &entry.error else {
         panic!("expected owned by another inventory: {owned}");
     };
@@ -755,16 +752,13 @@ data: {{color: {color}}}
     assert!(entry.to_string().contains("take_ownership"), "{entry}");
     assert_eq!(
         action(&owned, &format!("{ns}_yours__ConfigMap")),
-        Action::Created
+        ObjectAction::Created
     );
     let live = shared(client.clone()).await;
     assert_eq!(live.metadata.resource_version, version, "nothing written");
     assert_eq!(live.data["data"]["color"], "red");
     // A dry run says the same.
-    let dry_run = ApplyOptions {
-        dry_run: true,
-        ..ApplyOptions::default()
-    };
+    let dry_run = ApplyOptions::default().with_dry_run(true);
     let plan = run(&second, set(&yaml("yours", "blue")), &dry_run).await;
     assert!(
         matches!(
@@ -775,12 +769,13 @@ data: {{color: {color}}}
     );
 
     // Opting in: the second takes it.
-    let take = ApplyOptions {
-        take_ownership: true,
-        ..ApplyOptions::default()
-    };
+    let take = ApplyOptions::default().with_take_ownership(true);
     let taken = run(&second, set(&yaml("yours", "blue")), &take).await;
-    assert_eq!(action(&taken, &shared_id), Action::Configured, "{taken}");
+    assert_eq!(
+        action(&taken, &shared_id),
+        ObjectAction::Configured,
+        "{taken}"
+    );
     let live = shared(client.clone()).await;
     assert_eq!(live.data["data"]["color"], "blue");
     assert_eq!(

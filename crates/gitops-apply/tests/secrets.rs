@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use gitops_apply::{Action, Applier, ApplyError, ApplyOptions, ConfigMapInventory, DesiredSet};
+use gitops_apply::{
+    Applier, ApplyError, ApplyOptions, ConfigMapInventory, DesiredSet, ObjectAction,
+};
 use gitops_core::{Manifest, Origin};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -67,13 +69,13 @@ async fn rejected_secrets_never_print_their_values() {
         .build();
     for dry_run in [true, false] {
         for manifest in &cases {
-            let options = ApplyOptions {
-                dry_run,
-                ..ApplyOptions::default()
-            };
+            let options = ApplyOptions::default().with_dry_run(dry_run);
             let result = applier
-                .apply(
-                    DesiredSet::new(vec![manifest.clone()]),
+                .apply_set(
+                    DesiredSet::from_render(Ok::<_, std::convert::Infallible>(vec![
+                        manifest.clone(),
+                    ]))
+                    .unwrap(),
                     &options,
                     &CancellationToken::new(),
                 )
@@ -92,7 +94,7 @@ async fn rejected_secrets_never_print_their_values() {
             };
             // Refused: in a dry run an entry that failed, else the run's error.
             let refused = match &result {
-                Ok(change_set) => dry_run && change_set.count(Action::Failed) == 1,
+                Ok(change_set) => dry_run && change_set.count(ObjectAction::Failed) == 1,
                 Err(error) => !dry_run && matches!(error, ApplyError::Invalid { .. }),
             };
             assert!(refused, "{}: {shown}", manifest.name());
@@ -143,13 +145,11 @@ async fn a_secret_spelled_in_lower_case_is_refused_without_showing_its_value() {
     let inventory = ConfigMapInventory::new(&namespace, "inventory").unwrap();
     let applier = Applier::builder(client, inventory).build();
     for dry_run in [true, false] {
-        let options = ApplyOptions {
-            dry_run,
-            ..ApplyOptions::default()
-        };
+        let options = ApplyOptions::default().with_dry_run(dry_run);
         let error = applier
-            .apply(
-                DesiredSet::new(manifest.clone()),
+            .apply_set(
+                DesiredSet::from_render(Ok::<_, std::convert::Infallible>(manifest.clone()))
+                    .unwrap(),
                 &options,
                 &CancellationToken::new(),
             )

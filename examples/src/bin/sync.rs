@@ -193,10 +193,10 @@ fn print_failure(error: &SyncError, output: Output) {
 /// was left alone for a reason to act on (owned by another inventory); the unchanged and
 /// other skipped ones are only counted in the status line.
 fn print_changes(change_set: &gitops_apply::ChangeSet) {
-    use gitops_apply::Action;
+    use gitops_apply::ObjectAction;
     for change in &change_set.changes {
-        let quiet = change.action == Action::Unchanged
-            || (change.action == Action::Skipped && change.error.is_none());
+        let quiet = change.action == ObjectAction::Unchanged
+            || (change.action == ObjectAction::Skipped && change.error.is_none());
         if !quiet {
             println!("{}", name_flags(&change.to_string()));
         }

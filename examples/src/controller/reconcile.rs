@@ -764,32 +764,25 @@ impl Context {
         let root = SourceRoot::new(&artifact_dir).map_err(|e| render_error(e.into()))?;
         let request =
             RenderRequest::new(root, &settings.path).with_cancellation(self.cancel.child_token());
-        let manifests = renderer.render(&request).await.map_err(render_error)?;
+        let set = DesiredSet::from_render(renderer.render(&request).await).map_err(render_error)?;
 
         let applier = Applier::builder(self.client.clone(), inventory)
             .field_manager(APPLY_FIELD_MANAGER)
             .build();
-        let options = ApplyOptions {
+        let options = ApplyOptions::default()
             // Git is the source of truth: fields changed by hand (drift) are taken back, as
             // Flux does with forced field ownership.
-            force: true,
-            prune: sync.spec.prune,
-            target_namespace: sync.spec.target_namespace.clone(),
-            wait: sync.spec.wait.then_some(settings.timeout),
-            ..ApplyOptions::default()
-        }
-        // Objects first applied or edited with kubectl become fully ours, as with Flux.
-        .with_takeover(TakeoverManager::defaults());
+            .with_force(true)
+            .with_prune(sync.spec.prune)
+            .with_target_namespace(sync.spec.target_namespace.clone())
+            .with_wait(sync.spec.wait.then_some(settings.timeout))
+            // Objects first applied or edited with kubectl become fully ours, as with Flux.
+            .with_takeover(TakeoverManager::defaults());
         let key = format!("{}/{}", identity.namespace, identity.name);
         let change_set = applier
-            .apply_with_progress(
-                DesiredSet::new(manifests),
-                &options,
-                &self.cancel,
-                |progress| {
-                    tracing::debug!(gitsync = %key, ?progress, "apply");
-                },
-            )
+            .apply_set_with_progress(set, &options, &self.cancel, |progress| {
+                tracing::debug!(gitsync = %key, ?progress, "apply");
+            })
             .await
             .map_err(|source| match source {
                 ApplyError::Unhealthy { .. } => ReconcileError::Unhealthy {
@@ -802,12 +795,12 @@ impl Context {
                 },
             })?;
         let summary = [
-            gitops_apply::Action::Created,
-            gitops_apply::Action::Configured,
-            gitops_apply::Action::Recreated,
-            gitops_apply::Action::Unchanged,
-            gitops_apply::Action::Pruned,
-            gitops_apply::Action::Skipped,
+            gitops_apply::ObjectAction::Created,
+            gitops_apply::ObjectAction::Configured,
+            gitops_apply::ObjectAction::Recreated,
+            gitops_apply::ObjectAction::Unchanged,
+            gitops_apply::ObjectAction::Pruned,
+            gitops_apply::ObjectAction::Skipped,
         ]
         .iter()
         .map(|action| (action, change_set.count(*action)))
@@ -967,16 +960,19 @@ impl Context {
                     let applier = Applier::builder(self.client.clone(), inventory)
                         .field_manager(APPLY_FIELD_MANAGER)
                         .build();
-                    let options = ApplyOptions {
-                        prune: true,
-                        allow_empty_set: true,
-                        ..ApplyOptions::default()
-                    };
+                    let options = ApplyOptions::default()
+                        .with_prune(true)
+                        .with_allow_empty_set(true);
+                    let empty = Ok::<_, std::convert::Infallible>(Vec::new());
                     let change_set = applier
-                        .apply(DesiredSet::new(Vec::new()), &options, &self.cancel)
+                        .apply_set(
+                            DesiredSet::from_render(empty).unwrap_or_else(|e| match e {}),
+                            &options,
+                            &self.cancel,
+                        )
                         .await
                         .map_err(|e| ReconcileError::Prune(Box::new(e)))?;
-                    tracing::info!(gitsync = %key, pruned = change_set.count(gitops_apply::Action::Pruned), "deleted; pruned its objects");
+                    tracing::info!(gitsync = %key, pruned = change_set.count(gitops_apply::ObjectAction::Pruned), "deleted; pruned its objects");
                 }
             }
         } else {

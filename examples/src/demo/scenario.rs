@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use gitops_apply::{Action, ConfigMapInventory, InventoryStore as _};
+use gitops_apply::{ConfigMapInventory, InventoryStore as _, ObjectAction};
 use gitops_core::ObjectId;
 use gitops_diff::Colour;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -206,7 +206,7 @@ pub struct CycleSummary {
     /// Whether the revision was new to the reconciler.
     pub new_revision: bool,
     /// What happened to each object.
-    pub changes: Vec<(ObjectId, Action)>,
+    pub changes: Vec<(ObjectId, ObjectAction)>,
     /// Objects written although the revision had been applied already.
     pub drift_corrected: usize,
     /// The error chain of a failed cycle.
@@ -257,13 +257,13 @@ impl CycleSummary {
 
     /// How many objects had `action`.
     #[must_use]
-    pub fn count(&self, action: Action) -> usize {
+    pub fn count(&self, action: ObjectAction) -> usize {
         self.changes.iter().filter(|(_, a)| *a == action).count()
     }
 
     /// What happened to the object of this kind and name, if it was in the cycle.
     #[must_use]
-    pub fn action_of(&self, kind: &str, name: &str) -> Option<Action> {
+    pub fn action_of(&self, kind: &str, name: &str) -> Option<ObjectAction> {
         self.changes
             .iter()
             .find(|(id, _)| id.kind == kind && id.name == name)
@@ -289,7 +289,7 @@ impl CycleSummary {
         } else if self
             .changes
             .iter()
-            .any(|(_, a)| !matches!(a, Action::Unchanged | Action::Skipped))
+            .any(|(_, a)| !matches!(a, ObjectAction::Unchanged | ObjectAction::Skipped))
         {
             Tone::Good
         } else {
@@ -335,7 +335,7 @@ pub struct DemoReport {
 /// let narrator = Narrator::stdout();
 /// let cancel = tokio_util::sync::CancellationToken::new();
 /// let report = Scenario::new(client, &narrator, DemoOptions::new()).run(&cancel).await?;
-/// assert_eq!(report.initial.count(gitops_apply::Action::Created), 6);
+/// assert_eq!(report.initial.count(gitops_apply::ObjectAction::Created), 6);
 /// # Ok(())
 /// # }
 /// ```
@@ -528,7 +528,7 @@ impl<'a> Scenario<'a> {
                  reconcile cycles and {:.1}s",
                 report.commits.len(),
                 report.drift_corrected,
-                report.prune.count(Action::Pruned),
+                report.prune.count(ObjectAction::Pruned),
                 report.cycles.len(),
                 report.elapsed.as_secs_f64()
             ),
@@ -573,7 +573,7 @@ impl<'a> Scenario<'a> {
             .change_set
             .changes
             .iter()
-            .filter(|change| change.action != Action::Created)
+            .filter(|change| change.action != ObjectAction::Created)
             .map(ToString::to_string)
             .collect();
         if !not_created.is_empty() {
@@ -587,7 +587,7 @@ impl<'a> Scenario<'a> {
                 ),
             });
         }
-        Ok((text, report.count(Action::Created)))
+        Ok((text, report.count(ObjectAction::Created)))
     }
 
     async fn steps(
@@ -605,7 +605,7 @@ impl<'a> Scenario<'a> {
         let initial = cycles
             .wait_for(2, "applying revision 1", cancel, |c| c.applied(&first))
             .await?;
-        let created = initial.count(Action::Created);
+        let created = initial.count(ObjectAction::Created);
         if created != REVISION_1.len() {
             return Err(ScenarioError::Unexpected {
                 step: 2,
@@ -652,7 +652,7 @@ impl<'a> Scenario<'a> {
             ("Deployment", names::WEB),
             ("Greeting", names::GREETING),
         ] {
-            if change.action_of(kind, name) != Some(Action::Configured) {
+            if change.action_of(kind, name) != Some(ObjectAction::Configured) {
                 return Err(ScenarioError::Unexpected {
                     step: 3,
                     what: format!(
@@ -721,7 +721,7 @@ impl<'a> Scenario<'a> {
                     for (kind, name) in
                         [("ConfigMap", names::CONFIG_MAP), ("Deployment", names::WEB)]
                     {
-                        if c.action_of(kind, name) == Some(Action::Configured) {
+                        if c.action_of(kind, name) == Some(ObjectAction::Configured) {
                             corrected.insert(kind);
                         }
                     }
@@ -760,7 +760,7 @@ impl<'a> Scenario<'a> {
         let prune = cycles
             .wait_for(5, "pruning the Service", cancel, |c| c.applied(&third))
             .await?;
-        if prune.action_of("Service", names::WEB) != Some(Action::Pruned) {
+        if prune.action_of("Service", names::WEB) != Some(ObjectAction::Pruned) {
             return Err(ScenarioError::Unexpected {
                 step: 5,
                 what: format!("the Service was not pruned: {}", prune.status_line),
@@ -988,7 +988,7 @@ fn by_hand(manager: &str) -> PatchParams {
 mod tests {
     use super::*;
 
-    fn summary(revision: &str, changes: &[(&str, Action)], drift: usize) -> CycleSummary {
+    fn summary(revision: &str, changes: &[(&str, ObjectAction)], drift: usize) -> CycleSummary {
         CycleSummary {
             cycle: 1,
             revision: Some(gitops_source::Revision::git("main", revision)),
@@ -1013,7 +1013,7 @@ mod tests {
     #[test]
     fn a_cycle_applied_a_commit_only_when_it_succeeded_at_that_hash() {
         let hash = "0123456789abcdef0123456789abcdef01234567";
-        let mut cycle = summary(hash, &[("Service", Action::Created)], 0);
+        let mut cycle = summary(hash, &[("Service", ObjectAction::Created)], 0);
         assert!(cycle.applied(&commit(hash)));
         assert!(!cycle.applied(&commit(&hash.replace('0', "f"))));
         cycle.error = Some("wait timed out".into());
@@ -1024,21 +1024,24 @@ mod tests {
     #[test]
     fn counts_actions_and_tones_follow_what_the_cycle_did() {
         let hash = "0123456789abcdef0123456789abcdef01234567";
-        let quiet = summary(hash, &[("Service", Action::Unchanged)], 0);
+        let quiet = summary(hash, &[("Service", ObjectAction::Unchanged)], 0);
         assert_eq!(quiet.tone(), Tone::Plain);
         let changed = summary(
             hash,
             &[
-                ("Service", Action::Pruned),
-                ("ConfigMap", Action::Unchanged),
+                ("Service", ObjectAction::Pruned),
+                ("ConfigMap", ObjectAction::Unchanged),
             ],
             0,
         );
         assert_eq!(changed.tone(), Tone::Good);
-        assert_eq!(changed.count(Action::Pruned), 1);
-        assert_eq!(changed.action_of("Service", "web"), Some(Action::Pruned));
+        assert_eq!(changed.count(ObjectAction::Pruned), 1);
+        assert_eq!(
+            changed.action_of("Service", "web"),
+            Some(ObjectAction::Pruned)
+        );
         assert_eq!(changed.action_of("Service", "other"), None);
-        let drift = summary(hash, &[("ConfigMap", Action::Configured)], 1);
+        let drift = summary(hash, &[("ConfigMap", ObjectAction::Configured)], 1);
         assert_eq!(drift.tone(), Tone::Notice);
     }
 

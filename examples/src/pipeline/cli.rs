@@ -394,7 +394,7 @@ pub fn name_flags(text: &str) -> String {
 /// shown once.
 ///
 /// ```
-/// use gitops_apply::{Action, ChangeSet};
+/// use gitops_apply::{ObjectAction, ChangeSet};
 /// use gitops_examples::pipeline::cli::without_listed_changes;
 ///
 /// let message = "applying r failed: 0 object(s) failed validation, nothing was written:";
@@ -576,6 +576,7 @@ fn show(bar: &ProgressBar, step: &SyncProgress) {
             ApplyProgress::Waiting { current, total } => {
                 as_bar(bar, "wait: objects Current", *current as u64, *total as u64);
             }
+            _ => {}
         },
         SyncProgress::Waiting { current, total } => {
             as_bar(bar, "wait: objects Current", *current as u64, *total as u64);
@@ -606,8 +607,8 @@ mod tests {
                 kind: "ConfigMap".into(),
                 plural: "configmaps".into(),
             },
-            action: gitops_apply::Action::Failed,
-            reason: "failed validation: immutable".into(),
+            action: gitops_apply::ObjectAction::Failed,
+            reason: gitops_apply::Reason::ValidationFailed,
             error: None,
             diff: None,
             health: None,

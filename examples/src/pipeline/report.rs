@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gitops_apply::{Action, ApplyError, ApplyProgress, ChangeSet, WaitError};
+use gitops_apply::{ApplyError, ApplyProgress, ChangeSet, ObjectAction, WaitError};
 use gitops_render::RenderError;
 use gitops_source::{FetchProgress, Revision, SourceError};
 use serde_json::{Value, json};
@@ -135,7 +135,7 @@ pub struct SyncReport {
 impl SyncReport {
     /// How many objects had `action`.
     #[must_use]
-    pub fn count(&self, action: Action) -> usize {
+    pub fn count(&self, action: ObjectAction) -> usize {
         self.change_set.count(action)
     }
 
@@ -145,7 +145,10 @@ impl SyncReport {
         self.change_set.changes.iter().any(|change| {
             matches!(
                 change.action,
-                Action::Created | Action::Configured | Action::Recreated | Action::Pruned
+                ObjectAction::Created
+                    | ObjectAction::Configured
+                    | ObjectAction::Recreated
+                    | ObjectAction::Pruned
             )
         })
     }
@@ -156,7 +159,9 @@ impl SyncReport {
         if self.new_revision || self.change_set.dry_run {
             return 0;
         }
-        self.count(Action::Created) + self.count(Action::Configured) + self.count(Action::Recreated)
+        self.count(ObjectAction::Created)
+            + self.count(ObjectAction::Configured)
+            + self.count(ObjectAction::Recreated)
     }
 
     /// One line for logs: revision, counts, drift, duration and API requests.
@@ -172,16 +177,16 @@ impl SyncReport {
             } else {
                 ""
             },
-            self.count(Action::Created),
-            self.count(Action::Configured) + self.count(Action::Recreated),
-            self.count(Action::Unchanged),
-            self.count(Action::Pruned),
+            self.count(ObjectAction::Created),
+            self.count(ObjectAction::Configured) + self.count(ObjectAction::Recreated),
+            self.count(ObjectAction::Unchanged),
+            self.count(ObjectAction::Pruned),
         );
-        let skipped = self.count(Action::Skipped);
+        let skipped = self.count(ObjectAction::Skipped);
         if skipped > 0 {
             line.push_str(&format!(", {skipped} skipped"));
         }
-        let failed = self.count(Action::Failed);
+        let failed = self.count(ObjectAction::Failed);
         if failed > 0 {
             line.push_str(&format!(", {failed} failed"));
         }
@@ -216,7 +221,7 @@ impl SyncReport {
                     "namespace": change.id.namespace,
                     "name": change.id.name,
                     "action": action_name(change.action),
-                    "reason": change.reason,
+                    "reason": change.reason.to_string(),
                 });
                 if let Some(origin) = &change.origin {
                     entry["origin"] = json!(origin.to_string());
@@ -228,7 +233,7 @@ impl SyncReport {
                     entry["diff"] = serde_json::to_value(diff).unwrap_or(Value::Null);
                     // What an object to create will hold, so that CI sees it (Secret values
                     // masked, server bookkeeping left out).
-                    if change.action == Action::Created
+                    if change.action == ObjectAction::Created
                         && let Ok(Some(object)) = diff.predicted_for_display(None)
                     {
                         entry["object"] = object;
@@ -244,13 +249,13 @@ impl SyncReport {
             "dryRun": self.change_set.dry_run,
             "changed": self.changed(),
             "counts": {
-                "created": self.count(Action::Created),
-                "configured": self.count(Action::Configured),
-                "recreated": self.count(Action::Recreated),
-                "unchanged": self.count(Action::Unchanged),
-                "pruned": self.count(Action::Pruned),
-                "skipped": self.count(Action::Skipped),
-                "failed": self.count(Action::Failed),
+                "created": self.count(ObjectAction::Created),
+                "configured": self.count(ObjectAction::Configured),
+                "recreated": self.count(ObjectAction::Recreated),
+                "unchanged": self.count(ObjectAction::Unchanged),
+                "pruned": self.count(ObjectAction::Pruned),
+                "skipped": self.count(ObjectAction::Skipped),
+                "failed": self.count(ObjectAction::Failed),
             },
             "driftCorrected": self.drift_corrected(),
             "durationSeconds": self.duration.as_secs_f64(),
@@ -265,15 +270,17 @@ impl SyncReport {
 
 /// The lower-case name of an action, as in JSON output: `created`, `configured`, ...
 #[must_use]
-pub fn action_name(action: Action) -> &'static str {
+pub fn action_name(action: ObjectAction) -> &'static str {
     match action {
-        Action::Created => "created",
-        Action::Configured => "configured",
-        Action::Recreated => "recreated",
-        Action::Unchanged => "unchanged",
-        Action::Pruned => "pruned",
-        Action::Skipped => "skipped",
-        Action::Failed => "failed",
+        ObjectAction::Created => "created",
+        ObjectAction::Configured => "configured",
+        ObjectAction::Recreated => "recreated",
+        ObjectAction::Unchanged => "unchanged",
+        ObjectAction::Pruned => "pruned",
+        ObjectAction::Skipped => "skipped",
+        ObjectAction::Failed => "failed",
+        // Actions added later are named by their own Display.
+        _ => "other",
     }
 }
 
@@ -456,7 +463,7 @@ mod tests {
         );
     }
 
-    fn report(actions: &[Action], new_revision: bool) -> SyncReport {
+    fn report(actions: &[ObjectAction], new_revision: bool) -> SyncReport {
         let resource = kube::discovery::ApiResource {
             group: String::new(),
             version: "v1".into(),
@@ -472,7 +479,7 @@ mod tests {
                 origin: None,
                 resource: resource.clone(),
                 action: *action,
-                reason: String::new(),
+                reason: gitops_apply::Reason::InSync,
                 error: None,
                 diff: None,
                 health: None,
@@ -498,7 +505,11 @@ mod tests {
 
     #[test]
     fn drift_is_counted_only_for_an_applied_revision() {
-        let actions = [Action::Configured, Action::Unchanged, Action::Created];
+        let actions = [
+            ObjectAction::Configured,
+            ObjectAction::Unchanged,
+            ObjectAction::Created,
+        ];
         assert_eq!(report(&actions, true).drift_corrected(), 0);
         let again = report(&actions, false);
         assert_eq!(again.drift_corrected(), 2);
@@ -507,7 +518,7 @@ mod tests {
             again.status_line(),
             "sha256:abc: 1 created, 1 configured, 1 unchanged, 0 pruned, 2 drift corrected, 0.25s, 9 API requests (2 writes)"
         );
-        let quiet = report(&[Action::Unchanged, Action::Skipped], false);
+        let quiet = report(&[ObjectAction::Unchanged, ObjectAction::Skipped], false);
         assert!(!quiet.changed());
         let json = quiet.to_json();
         assert_eq!(json["counts"]["unchanged"], 1);

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use gitops_apply::{
-    Action, Applier, ApplyError, ApplyOptions, ConfigMapInventory, DesiredSet, RequestCounter,
-    RequestCounts, Status, WaitError, counting_client, wait_for_current,
+    Applier, ApplyError, ApplyOptions, ConfigMapInventory, DesiredSet, ObjectAction,
+    RequestCounter, RequestCounts, Status, WaitError, counting_client, wait_for_current,
 };
 use gitops_diff::Colour;
 use gitops_render::{
@@ -280,17 +280,17 @@ impl Pipeline {
         let mut text = String::new();
         for change in &report.change_set.changes {
             match change.action {
-                Action::Created | Action::Configured | Action::Recreated => {}
-                Action::Pruned => {
+                ObjectAction::Created | ObjectAction::Configured | ObjectAction::Recreated => {}
+                ObjectAction::Pruned => {
                     text.push_str(&format!("--- prune {}\n", change.id.display_name()));
                     continue;
                 }
-                Action::Failed => {
+                ObjectAction::Failed => {
                     text.push_str(&format!("!!! {change}\n"));
                     continue;
                 }
                 // Left alone for a reason to act on (owned by another inventory).
-                Action::Skipped if change.error.is_some() => {
+                ObjectAction::Skipped if change.error.is_some() => {
                     text.push_str(&format!("=== {change}\n"));
                     continue;
                 }
@@ -300,7 +300,7 @@ impl Pipeline {
                 text.push_str(&format!("*** {change}\n"));
                 continue;
             };
-            let live = if change.action == Action::Created {
+            let live = if change.action == ObjectAction::Created {
                 None
             } else {
                 let api: Api<DynamicObject> = match &change.id.namespace {
@@ -431,15 +431,17 @@ impl Pipeline {
         let root = SourceRoot::new(dir).map_err(|e| render_error(e.into()))?;
         let request =
             RenderRequest::new(root, &self.config.subpath).with_cancellation(cancel.clone());
-        let manifests = self.renderer.render(&request).await.map_err(render_error)?;
+        // Only a successful render makes a set that may prune.
+        let set =
+            DesiredSet::from_render(self.renderer.render(&request).await).map_err(render_error)?;
         progress.report(&SyncProgress::Rendered {
             revision: revision.clone(),
-            objects: manifests.len(),
+            objects: set.manifests().len(),
         });
-        tracing::info!(%revision, objects = manifests.len(), "rendered");
+        tracing::info!(%revision, objects = set.manifests().len(), "rendered");
         Ok(RenderedSet {
             revision: revision.clone(),
-            set: DesiredSet::new(manifests),
+            set,
         })
     }
 
@@ -491,19 +493,18 @@ impl Pipeline {
     }
 
     fn apply_options(&self, desired: &Desired) -> ApplyOptions {
-        ApplyOptions {
-            force: self.config.force,
-            dry_run: self.config.dry_run,
-            target_namespace: self.config.target_namespace.clone(),
-            create_target_namespace: self.config.target_namespace.is_some()
-                && self.config.create_target_namespace,
-            prune: self.config.prune && desired.may_prune(),
-            recreate_on_immutable: self.config.recreate_on_immutable,
-            allow_empty_set: self.config.allow_empty_set,
-            allow_cascading_prune: self.config.allow_cascading_prune,
-            take_ownership: self.config.take_ownership,
-            ..ApplyOptions::default()
-        }
+        ApplyOptions::default()
+            .with_force(self.config.force)
+            .with_dry_run(self.config.dry_run)
+            .with_target_namespace(self.config.target_namespace.clone())
+            .with_create_target_namespace(
+                self.config.target_namespace.is_some() && self.config.create_target_namespace,
+            )
+            .with_prune(self.config.prune && desired.may_prune())
+            .with_recreate_on_immutable(self.config.recreate_on_immutable)
+            .with_allow_empty_set(self.config.allow_empty_set)
+            .with_allow_cascading_prune(self.config.allow_cascading_prune)
+            .with_take_ownership(self.config.take_ownership)
     }
 
     async fn apply(
@@ -531,7 +532,7 @@ impl Pipeline {
         let new_revision = self.applied.as_ref() != Some(&revision);
         let result = self
             .applier
-            .apply_with_progress(rendered.set, &options, cancel, |step| {
+            .apply_set_with_progress(rendered.set, &options, cancel, |step| {
                 progress.report(&SyncProgress::Applying(step.clone()));
             })
             .await;
@@ -889,7 +890,7 @@ mod tests {
     fn rendered() -> RenderedSet {
         RenderedSet {
             revision: Revision::from_string("sha256:1"),
-            set: DesiredSet::new(Vec::new()),
+            set: DesiredSet::from_render(Ok::<_, std::convert::Infallible>(Vec::new())).unwrap(),
         }
     }
 

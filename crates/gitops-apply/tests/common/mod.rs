@@ -7,7 +7,9 @@
 
 use std::time::Duration;
 
-use gitops_apply::{Action, Applier, ApplyOptions, ChangeSet, ConfigMapInventory, DesiredSet};
+use gitops_apply::{
+    Applier, ApplyOptions, ChangeSet, ConfigMapInventory, DesiredSet, ObjectAction,
+};
 use gitops_core::{Manifest, ObjectId};
 use tokio_util::sync::CancellationToken;
 
@@ -16,7 +18,7 @@ pub(crate) fn manifests(yaml: &str) -> Vec<Manifest> {
 }
 
 pub(crate) fn set(yaml: &str) -> DesiredSet {
-    DesiredSet::new(manifests(yaml))
+    DesiredSet::from_render(Ok::<_, std::convert::Infallible>(manifests(yaml))).unwrap()
 }
 
 /// The shared control plane's client and a new namespace named after `prefix`.
@@ -40,7 +42,7 @@ pub(crate) async fn run(
     options: &ApplyOptions,
 ) -> ChangeSet {
     match applier
-        .apply(desired, options, &CancellationToken::new())
+        .apply_set(desired, options, &CancellationToken::new())
         .await
     {
         Ok(change_set) => change_set,
@@ -48,7 +50,7 @@ pub(crate) async fn run(
     }
 }
 
-pub(crate) fn action(change_set: &ChangeSet, id: &str) -> Action {
+pub(crate) fn action(change_set: &ChangeSet, id: &str) -> ObjectAction {
     let id: ObjectId = id.parse().unwrap();
     change_set
         .get(&id)
