@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 
 use gitops_apply::{
-    Action, Applier, ApplyOptions, ConfigMapInventory, DesiredSet, LoggedRequest, RequestCounter,
-    RequestKind, counting_client,
+    Applier, ApplyOptions, ConfigMapInventory, DesiredSet, LoggedRequest, ObjectAction,
+    RequestCounter, RequestKind, counting_client,
 };
 use http::Method;
 
@@ -64,7 +64,7 @@ async fn max_in_flight_writing_40_config_maps(prefix: &str, concurrency: usize) 
         &ApplyOptions::default(),
     )
     .await;
-    assert_eq!(change_set.count(Action::Created), 40, "{change_set}");
+    assert_eq!(change_set.count(ObjectAction::Created), 40, "{change_set}");
     // Every ConfigMap was written exactly once, by a server-side apply: the bound was put to
     // the test on 40 writes, not on fewer.
     let log = counter.log();
@@ -189,7 +189,7 @@ async fn prune_deletes_in_exactly_the_reverse_of_the_apply_order() {
         &ApplyOptions::default(),
     )
     .await;
-    assert_eq!(applied.count(Action::Created), 7, "{applied}");
+    assert_eq!(applied.count(ObjectAction::Created), 7, "{applied}");
     let apply_log = counter.log();
     let apply_writes = object_writes(&apply_log, &ns);
     assert!(
@@ -226,14 +226,11 @@ async fn prune_deletes_in_exactly_the_reverse_of_the_apply_order() {
     // The empty set, allowed: everything is pruned.
     let pruned = run(
         &applier,
-        DesiredSet::new(Vec::new()),
-        &ApplyOptions {
-            allow_empty_set: true,
-            ..ApplyOptions::default()
-        },
+        DesiredSet::from_render(Ok::<_, std::convert::Infallible>(Vec::new())).unwrap(),
+        &ApplyOptions::default().with_allow_empty_set(true),
     )
     .await;
-    assert_eq!(pruned.count(Action::Pruned), 7, "{pruned}");
+    assert_eq!(pruned.count(ObjectAction::Pruned), 7, "{pruned}");
     let prune_log = counter.log()[apply_log.len()..].to_vec();
     let deletes: Vec<&str> = object_writes(&prune_log, &ns)
         .into_iter()
@@ -358,12 +355,12 @@ async fn a_no_change_run_sends_one_list_per_kind_and_namespace_and_nothing_else(
     let yaml = spread_set(&ns, &other, &group, &cluster_role);
     let (applier, counter) = observed_applier(&client, &ns, 4);
     let first = run(&applier, set(&yaml), &ApplyOptions::default()).await;
-    assert_eq!(first.count(Action::Created), 11, "{first}");
+    assert_eq!(first.count(ObjectAction::Created), 11, "{first}");
 
     let before = counter.requests().len();
     let writes_before = counter.log().len();
     let second = run(&applier, set(&yaml), &ApplyOptions::default()).await;
-    assert_eq!(second.count(Action::Unchanged), 11, "{second}");
+    assert_eq!(second.count(ObjectAction::Unchanged), 11, "{second}");
     let requests = counter.requests()[before..].to_vec();
 
     let mut by_kind: BTreeMap<RequestKind, Vec<String>> = BTreeMap::new();
