@@ -922,7 +922,10 @@ pub fn plan_hooks(
             });
             continue;
         }
-        let kind_rank = staging.kind_rank(manifest.group(), manifest.kind());
+        let kind_rank = staging.kind_rank(&gitops_core::GroupKind::new(
+            manifest.group(),
+            manifest.kind(),
+        ));
         hooks.push(PlannedHook {
             manifest,
             id,
