@@ -371,3 +371,130 @@ async fn helm_hooks_run_in_their_mapped_phase_and_test_hooks_never() {
     let names: Vec<String> = jobs(&client, &ns).await.iter().map(name_of).collect();
     assert!(names.iter().all(|n| !n.starts_with("smoke-")), "{names:?}");
 }
+
+#[tokio::test]
+async fn a_failing_postsync_hook_runs_the_syncfail_hook_and_fails_the_sync_naming_it() {
+    let (client, ns) = setup("hook-syncfail").await;
+    let yaml = format!(
+        "{}---\n\
+         apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: report, namespace: {ns}, \
+         annotations: {{argocd.argoproj.io/hook: SyncFail}}}}\ndata: {{sync: failed}}\n",
+        job(&ns, "check-", "argocd.argoproj.io/hook: PostSync")
+    );
+    let hooks = hooks(&yaml);
+    let runner = runner(&client, &ns);
+    let configs =
+        Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &config_map_resource());
+    let task = {
+        let configs = configs.clone();
+        tokio::spawn(async move {
+            let mut runs = Vec::new();
+            let app: DynamicObject = serde_json::from_value(json!({
+                "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "app"}}))
+            .unwrap();
+            let result = runner
+                .run_sync(
+                    &hooks,
+                    &mut runs,
+                    &CancellationToken::new(),
+                    async { configs.create(&PostParams::default(), &app).await },
+                    async |_: &DynamicObject| Ok(()),
+                )
+                .await;
+            (runs, result)
+        })
+    };
+    let name = name_of(&job_appears(&client, &ns, "check-").await);
+    // The PostSync hook runs after the sync phase wrote its objects; SyncFail has not run.
+    assert!(configs.get_opt("app").await.unwrap().is_some());
+    assert!(configs.get_opt("report").await.unwrap().is_none());
+    fail_job(&client, &ns, &name).await;
+    let (runs, result) = task.await.unwrap();
+    let Err(gitops_apply::PhaseFailure::Hook(error)) = result else {
+        panic!("the sync did not fail with the hook: {result:?}");
+    };
+    assert!(
+        error
+            .to_string()
+            .contains(&format!("PostSync hook Job.batch {ns}/{name} failed")),
+        "{error}"
+    );
+    let phases: Vec<(SyncPhase, HookOutcome)> = runs.iter().map(|r| (r.phase, r.outcome)).collect();
+    assert_eq!(
+        phases,
+        [
+            (SyncPhase::PostSync, HookOutcome::Failed),
+            (SyncPhase::SyncFail, HookOutcome::Succeeded)
+        ]
+    );
+    let report = configs.get("report").await.unwrap();
+    assert_eq!(
+        report.metadata.labels.unwrap_or_default()[HOOK_PHASE_LABEL],
+        "SyncFail"
+    );
+}
+
+#[tokio::test]
+async fn a_presync_failure_stops_the_sync_before_it_writes() {
+    let (client, ns) = setup("hook-presync-fail").await;
+    let hooks = hooks(&job(&ns, "migrate-", "argocd.argoproj.io/hook: PreSync"));
+    let runner = runner(&client, &ns);
+    let task = tokio::spawn(async move {
+        let mut runs = Vec::new();
+        let result = runner
+            .run_sync(
+                &hooks,
+                &mut runs,
+                &CancellationToken::new(),
+                async { Err::<(), _>("the sync phase ran") },
+                async |_: &()| Ok(()),
+            )
+            .await;
+        (runs, result)
+    });
+    let name = name_of(&job_appears(&client, &ns, "migrate-").await);
+    fail_job(&client, &ns, &name).await;
+    let (runs, result) = task.await.unwrap();
+    assert!(
+        matches!(result, Err(gitops_apply::PhaseFailure::Hook(_))),
+        "{result:?}"
+    );
+    assert_eq!(runs.len(), 1);
+}
+
+#[tokio::test]
+async fn a_generate_name_hook_is_created_with_strict_field_validation() {
+    let (client, ns) = setup("hook-strict").await;
+    let yaml = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{generateName: bad-, namespace: {ns}, \
+         annotations: {{argocd.argoproj.io/hook: PreSync}}}}\nbogus: 1\n"
+    );
+    let mut runs = Vec::new();
+    let error = runner(&client, &ns)
+        .run_phase(
+            &hooks(&yaml),
+            SyncPhase::PreSync,
+            &mut runs,
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(error, HookError::Api { .. }), "{error}");
+    let text = format!("{error}: {}", std::error::Error::source(&error).unwrap());
+    assert!(
+        text.contains(&format!("PreSync hook ConfigMap {ns}/bad-: creating it")),
+        "{text}"
+    );
+    assert!(text.contains("bogus"), "{text}");
+    let configs =
+        Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &config_map_resource());
+    assert!(
+        configs
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .all(|c| !name_of(c).starts_with("bad-"))
+    );
+}

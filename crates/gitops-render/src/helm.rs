@@ -343,7 +343,10 @@ pub enum HookPolicy {
     #[default]
     Skip,
     /// Keeps hooks other than tests as objects, their annotations intact, for a step that runs
-    /// them in their phases.
+    /// them in their phases: gitops-apply's sync runs `pre-install` and `pre-upgrade` hooks
+    /// before the resources and `post-install` and `post-upgrade` hooks after them (as Argo CD
+    /// maps them), never records them in its inventory, and never applies delete or rollback
+    /// hooks. A hook may then use `metadata.generateName` instead of a name.
     Include,
 }
 
