@@ -2,15 +2,19 @@
 //! the last-applied annotation or a `managedFields` entry of arbitrary shape). It must never
 //! panic; the applier's early-exit check (`needs_apply`) must agree with the full diff; an object
 //! compared with itself is in sync; and every output (patch, predicted object, unified YAML,
-//! JSON) is produced without panicking.
+//! JSON) is produced without panicking. The object to apply under ignore rules
+//! (`applied_object`, with another manager owning what the fuzzed fieldsV1 names) is made
+//! without panicking, keeps the object's identity, and is desired itself on create.
 #![no_main]
 
 use arbitrary::Arbitrary;
-use gitops_diff::{Differ, LAST_APPLIED_ANNOTATION, LastApplied};
+use gitops_diff::{Differ, IgnoreRule, LAST_APPLIED_ANNOTATION, LastApplied, Selector};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value, json};
 
 const MANAGER: &str = "gitops-fuzz";
+/// Another field manager, whose fields an ignore rule covers.
+const OTHER: &str = "other-fuzz";
 
 /// A JSON value whose keys and strings lean on the words the Kubernetes schema gives meaning to
 /// (list-map keys, quantities, int-or-string), so that the fuzzer reaches the list semantics.
@@ -257,6 +261,9 @@ fuzz_target!(|input: Input| {
                 live["metadata"]["managedFields"] = json!([{
                     "manager": MANAGER, "operation": "Apply", "fieldsType": "FieldsV1",
                     "fieldsV1": node.to_json(0),
+                }, {
+                    "manager": OTHER, "operation": "Update", "fieldsType": "FieldsV1",
+                    "fieldsV1": node.to_json(0),
                 }]);
             }
         }
@@ -274,6 +281,29 @@ fuzz_target!(|input: Input| {
         }
         if let Ok(needs) = differ.needs_apply(desired, Some(desired)) {
             assert!(!needs, "an object needs applying over itself");
+        }
+    }
+
+    if let Some(desired) = desired.as_ref() {
+        let ignoring = differ
+            .to_builder()
+            .ignore(IgnoreRule::new(Selector::default()).manager(OTHER))
+            .ignore(
+                IgnoreRule::new(Selector::default())
+                    .path("/spec/**/image")
+                    .and_then(|rule| rule.path("/metadata/labels/*"))
+                    .and_then(|rule| rule.path("/spec/*/[name=web]"))
+                    .expect("valid patterns"),
+            )
+            .build();
+        if let Ok(applied) = ignoring.applied_object(desired, live.as_ref()) {
+            for pointer in ["/apiVersion", "/kind", "/metadata/name"] {
+                assert_eq!(applied.pointer(pointer), desired.pointer(pointer), "{pointer}");
+            }
+            if live.is_none() {
+                assert_eq!(&applied, desired, "a create sends desired whole");
+            }
+            let _ = ignoring.needs_apply(&applied, live.as_ref());
         }
     }
 
