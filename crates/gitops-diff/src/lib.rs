@@ -14,12 +14,17 @@
 //! by `name`, ports by `containerPort` and `protocol`, ...), sets as sets, atomic lists whole. The
 //! schema of the built-in kinds is embedded (generated from the Kubernetes v1.37.2 OpenAPI v3
 //! documents); CRDs add theirs ([`Schema::add_crd`]), and [`fetch_cluster_schema`] reads what a
-//! cluster serves. Before comparing, quantities (`"1000m"` = `"1"`) and int-or-string values are
+//! cluster serves ([`fetch_cluster_schema_of`] only the group-versions asked for, with the
+//! hashes of their documents for a cache). Before comparing, quantities (`"1000m"` = `"1"`) and int-or-string values are
 //! normalised; [`Normaliser`]s handle the rest (Secret `stringData` by default). Empty values
 //! (`false`, `0`, `""`, `[]`, `{}`) and nulls are compared as server-side apply stores them,
 //! with our field manager's ownership telling a value the apiserver dropped from one removed by
 //! hand (see [`Differ::diff`]): every verdict is checked against a real apiserver's dry-run
-//! apply in the tests. [`IgnoreRule`]s skip paths or fields owned by other managers (an HPA's replicas).
+//! apply in the tests. [`IgnoreRule`]s skip paths or fields owned by other managers (an HPA's
+//! replicas), and bind apply too: [`Differ::applied_object`] is the object to send, with those
+//! fields left out so that their owner keeps them. Flux's drift ignore rules
+//! ([`FluxDriftIgnoreRule`]) and Argo CD's `ignoreDifferences` ([`ArgoIgnoreDifference`]) convert
+//! into ignore rules.
 //!
 //! Outputs: per object a [`DiffStatus`] and field-level [`Change`]s, an RFC 6902 patch
 //! ([`ObjectDiff::patch`]), a unified YAML diff with Secret values masked
