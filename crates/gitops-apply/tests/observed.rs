@@ -11,6 +11,7 @@ use gitops_apply::{
     RequestCounter, RequestKind, counting_client,
 };
 use http::Method;
+use tokio_util::sync::CancellationToken;
 
 mod common;
 use common::{run, set, setup};
@@ -413,5 +414,71 @@ async fn a_no_change_run_sends_one_list_per_kind_and_namespace_and_nothing_else(
             writes: 0
         },
         "{second}"
+    );
+}
+
+#[tokio::test]
+async fn a_run_that_fails_validation_sends_no_write_and_prunes_nothing() {
+    let (client, ns) = setup("invalid").await;
+    let (applier, counter) = observed_applier(&client, &ns, 4);
+    let two = format!(
+        "\
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: a, namespace: {ns}}}
+data: {{k: one}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: b, namespace: {ns}}}
+data: {{k: one}}
+"
+    );
+    let first = run(&applier, set(&two), &ApplyOptions::default()).await;
+    assert_eq!(first.count(ObjectAction::Created), 2, "{first}");
+    let writes_before = counter.log().len();
+    let dry_runs_before = counter.counts().dry_runs;
+
+    // `a` changes, `b` leaves the set (a prune), and `bad` has a field the server rejects.
+    let broken = format!(
+        "\
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: a, namespace: {ns}}}
+data: {{k: two}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: bad, namespace: {ns}}}
+data: {{k: one}}
+colour: red
+"
+    );
+    let err = applier
+        .apply_set(
+            set(&broken),
+            &ApplyOptions::default(),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+    // The server was asked (dry runs of the two writes), and nothing was written: neither the
+    // objects, nor the inventory, nor a delete of `b`.
+    assert!(
+        counter.counts().dry_runs >= dry_runs_before + 2,
+        "{}",
+        counter.counts()
+    );
+    let writes: Vec<String> = counter.log()[writes_before..]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "a run that failed validation wrote: {writes:#?}"
+    );
+    assert!(
+        matches!(err, gitops_apply::ApplyError::Invalid { .. }),
+        "expected a validation error, got {err}"
     );
 }
