@@ -7,27 +7,23 @@ use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use gitops_core::{Manifest, ObjectId, Origin};
-use gitops_diff::{DiffError, Differ, ObjectDiff, Schema};
+use gitops_diff::{DiffError, Differ, IgnoreRule, Normaliser};
 use kube::api::{
     Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PropagationPolicy,
 };
-use kube::discovery::{ApiResource, Discovery};
+use kube::discovery::ApiResource;
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
-use crate::change::{ChangeSet, ObjectAction, ObjectChange, Reason};
-use crate::counting::{RequestCounter, counting_client};
+use crate::catalog::Catalog;
+use crate::change::Reason;
 use crate::error::{ApplyError, CascadingLoss, ObjectError};
-use crate::health::{HealthChecks, WaitError, WaitProgress, WaitTarget, wait_for_current_paged};
+use crate::health::HealthChecks;
 use crate::inventory::{
     Inventory, InventoryError, InventoryStore, OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL,
 };
-use crate::options::{ApplyOptions, ApplyProgress};
-use crate::plan::{
-    DefaultStaging, KindInfo, KindTable, OrderOptions, PlannedObject, Staging, order,
-};
-use crate::set::DesiredSet;
-use crate::takeover::{managed_fields_after_takeover, managers_taken_over};
+use crate::options::ApplyOptions;
+use crate::plan::{DefaultStaging, KindInfo, KindTable, PlannedObject, Staging};
+use crate::takeover::managed_fields_after_takeover;
 
 /// The field manager used unless another is given.
 pub const DEFAULT_FIELD_MANAGER: &str = "gitops-rs";
@@ -93,6 +89,97 @@ impl ApplierBuilder {
         self
     }
 
+    /// The differ whose ignore rules and normalisers the applier uses (default: none of
+    /// either beyond gitops-diff's built-in normalisers); the schema and field manager are set
+    /// per run. Ignore rules bind apply: a field a rule covers is left out of the applied
+    /// object, so it is neither drift nor written, and its owner keeps it.
+    ///
+    /// ```no_run
+    /// use gitops_diff::{Differ, IgnoreRule, Selector};
+    /// # fn example(client: kube::Client) -> Result<(), gitops_apply::InventoryError> {
+    /// let differ = Differ::builder("any")
+    ///     .ignore(IgnoreRule::new(Selector::default().kind("Deployment")).manager("hpa"))
+    ///     .build();
+    /// let inventory = gitops_apply::ConfigMapInventory::new("flux-system", "apps")?;
+    /// let applier = gitops_apply::Applier::builder(client, inventory).differ(differ).build();
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn differ(mut self, differ: Differ) -> Self {
+        self.applier.differ = differ;
+        self
+    }
+
+    /// Adds an ignore rule to the differ (see [`ApplierBuilder::differ`]).
+    ///
+    /// ```no_run
+    /// use gitops_diff::{IgnoreRule, Selector};
+    /// # fn example(client: kube::Client) -> Result<(), gitops_apply::InventoryError> {
+    /// let inventory = gitops_apply::ConfigMapInventory::new("flux-system", "apps")?;
+    /// let applier = gitops_apply::Applier::builder(client, inventory)
+    ///     .ignore(IgnoreRule::new(Selector::default().kind("Deployment")).manager("hpa"))
+    ///     .build();
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn ignore(mut self, rule: IgnoreRule) -> Self {
+        self.applier.differ = self.applier.differ.to_builder().ignore(rule).build();
+        self
+    }
+
+    /// Adds a normaliser to the differ (see [`ApplierBuilder::differ`]).
+    ///
+    /// ```no_run
+    /// # fn example(client: kube::Client, normaliser: impl gitops_diff::Normaliser + 'static) -> Result<(), gitops_apply::InventoryError> {
+    /// let inventory = gitops_apply::ConfigMapInventory::new("flux-system", "apps")?;
+    /// let applier = gitops_apply::Applier::builder(client, inventory).normaliser(normaliser).build();
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn normaliser(mut self, normaliser: impl Normaliser + 'static) -> Self {
+        self.applier.differ = self
+            .applier
+            .differ
+            .to_builder()
+            .normaliser(normaliser)
+            .build();
+        self
+    }
+
+    /// Whether the merge schema adds the cluster's `/openapi/v3` documents of the
+    /// group-versions the set uses that the embedded table lacks (custom resources of installed
+    /// CRDs, aggregated APIs), read once per discovery (default `true`).
+    ///
+    /// ```no_run
+    /// # fn example(client: kube::Client) -> Result<(), gitops_apply::InventoryError> {
+    /// let inventory = gitops_apply::ConfigMapInventory::new("flux-system", "apps")?;
+    /// let applier = gitops_apply::Applier::builder(client, inventory).cluster_schema(false).build();
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn cluster_schema(mut self, enabled: bool) -> Self {
+        self.applier.catalog = self.applier.catalog.with_cluster_schema(enabled);
+        self
+    }
+
+    /// How long discovery (and the cluster's OpenAPI index) is reused across runs (default
+    /// [`crate::DEFAULT_DISCOVERY_TTL`]); it is read again sooner when the set names a kind it
+    /// lacks or after the applier wrote or pruned a CRD.
+    ///
+    /// ```no_run
+    /// # fn example(client: kube::Client) -> Result<(), gitops_apply::InventoryError> {
+    /// let inventory = gitops_apply::ConfigMapInventory::new("flux-system", "apps")?;
+    /// let applier = gitops_apply::Applier::builder(client, inventory)
+    ///     .discovery_ttl(std::time::Duration::from_secs(60))
+    ///     .build();
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn discovery_ttl(mut self, ttl: Duration) -> Self {
+        self.applier.catalog = self.applier.catalog.with_ttl(ttl);
+        self
+    }
+
     /// The applier.
     pub fn build(self) -> Applier {
         self.applier
@@ -118,15 +205,17 @@ impl ApplierBuilder {
 /// ```
 #[derive(Clone)]
 pub struct Applier {
-    client: kube::Client,
-    inventory: Arc<dyn InventoryStore>,
-    field_manager: String,
-    staging: Arc<dyn Staging>,
-    health: HealthChecks,
-    concurrency: usize,
-    settle_timeout: Duration,
-    wait_interval: Duration,
-    page_size: u32,
+    pub(crate) client: kube::Client,
+    pub(crate) inventory: Arc<dyn InventoryStore>,
+    pub(crate) field_manager: String,
+    pub(crate) staging: Arc<dyn Staging>,
+    pub(crate) health: HealthChecks,
+    pub(crate) concurrency: usize,
+    pub(crate) settle_timeout: Duration,
+    pub(crate) wait_interval: Duration,
+    pub(crate) page_size: u32,
+    pub(crate) differ: Differ,
+    pub(crate) catalog: Catalog,
 }
 
 impl fmt::Debug for Applier {
@@ -141,13 +230,13 @@ impl fmt::Debug for Applier {
 
 /// Why the remaining groups of a run are not written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stop {
+pub(crate) enum Stop {
     Cancelled,
     EarlierGroupFailed,
 }
 
 impl Stop {
-    fn reason(self) -> Reason {
+    pub(crate) fn reason(self) -> Reason {
         match self {
             Self::Cancelled => Reason::Cancelled,
             Self::EarlierGroupFailed => Reason::EarlierGroupFailed,
@@ -157,7 +246,7 @@ impl Stop {
 
 /// How a run goes on after an error of a server-side apply it can live with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AfterError {
+pub(crate) enum AfterError {
     /// Go on (write as planned).
     Proceed,
     /// Delete the object and create it again.
@@ -167,12 +256,30 @@ enum AfterError {
     ValidateTakingOver,
 }
 
+/// The lists a run read: (apiVersion, plural, namespace) of each.
+pub(crate) type Listed = HashSet<(String, String, Option<String>)>;
+
+/// The lists [`Run::list_live`] reads for `objects`.
+fn keys_listed(objects: &[PlannedObject]) -> Listed {
+    objects
+        .iter()
+        .filter(|o| o.kind.served)
+        .map(|o| {
+            (
+                o.kind.resource.api_version.clone(),
+                o.kind.resource.plural.clone(),
+                o.id.namespace.clone(),
+            )
+        })
+        .collect()
+}
+
 /// No managers taken over.
-static NO_MANAGERS: BTreeSet<String> = BTreeSet::new();
+pub(crate) static NO_MANAGERS: BTreeSet<String> = BTreeSet::new();
 
 /// What to do with one planned object, decided before any write.
 #[derive(Debug)]
-enum Decision {
+pub(crate) enum Decision {
     Skip(Reason),
     OwnedElsewhere(ObjectError),
     Unchanged,
@@ -185,7 +292,7 @@ enum Decision {
     Failed(ObjectError),
 }
 
-fn object_api(
+pub(crate) fn object_api(
     client: &kube::Client,
     kind: &KindInfo,
     namespace: Option<&str>,
@@ -196,17 +303,17 @@ fn object_api(
     }
 }
 
-fn to_value(object: &DynamicObject, resource: &ApiResource) -> Value {
+pub(crate) fn to_value(object: &DynamicObject, resource: &ApiResource) -> Value {
     let mut value = serde_json::to_value(object).expect("objects serialise");
     value["apiVersion"] = Value::String(resource.api_version.clone());
     value["kind"] = Value::String(resource.kind.clone());
     value
 }
 
-struct Run<'a> {
-    applier: &'a Applier,
-    client: kube::Client,
-    options: &'a ApplyOptions,
+pub(crate) struct Run<'a> {
+    pub(crate) applier: &'a Applier,
+    pub(crate) client: kube::Client,
+    pub(crate) options: &'a ApplyOptions,
 }
 
 impl Run<'_> {
@@ -223,7 +330,7 @@ impl Run<'_> {
 
     /// A server-side apply of `desired` (a dry run when `dry_run`), forced when the call or the
     /// object asks for it or when `take_conflicts` (a dry run of an object being taken over).
-    async fn server_side_apply(
+    pub(crate) async fn server_side_apply(
         &self,
         object: &PlannedObject,
         desired: &Value,
@@ -255,7 +362,11 @@ impl Run<'_> {
     /// Moves the fields the managers of [`ApplyOptions::takeover`] own into our `Apply` entry
     /// of managedFields (a JSON patch guarded by the resourceVersion), so that the apply that
     /// follows owns (and may remove) them.
-    async fn take_over(&self, object: &PlannedObject, live: &Value) -> Result<(), ObjectError> {
+    pub(crate) async fn take_over(
+        &self,
+        object: &PlannedObject,
+        live: &Value,
+    ) -> Result<(), ObjectError> {
         let Some(entries) = managed_fields_after_takeover(
             live,
             &self.options.takeover,
@@ -287,7 +398,7 @@ impl Run<'_> {
     /// follows the takeover, but the dry run is repeated taking those fields, to validate what
     /// the write will send; a 404 of an object whose namespace this run creates
     /// (`namespace_made_here`, only known in the dry run) is no failure either.
-    fn on_apply_error(
+    pub(crate) fn on_apply_error(
         &self,
         object: &PlannedObject,
         error: &ObjectError,
@@ -313,7 +424,11 @@ impl Run<'_> {
         }
     }
 
-    async fn recreate(&self, object: &PlannedObject, desired: &Value) -> Result<(), ObjectError> {
+    pub(crate) async fn recreate(
+        &self,
+        object: &PlannedObject,
+        desired: &Value,
+    ) -> Result<(), ObjectError> {
         let api = object_api(&self.client, &object.kind, object.id.namespace.as_deref());
         let params = DeleteParams {
             propagation_policy: Some(PropagationPolicy::Background),
@@ -346,7 +461,7 @@ impl Run<'_> {
 
     /// The Namespaces and CRDs that left the set, would be pruned (they exist, carry the
     /// ownership labels and allow pruning) and whose deletion would delete objects of the set.
-    async fn cascading_losses(
+    pub(crate) async fn cascading_losses(
         &self,
         kinds: &KindTable,
         previous: &Inventory,
@@ -371,7 +486,9 @@ impl Run<'_> {
                     id: id.clone(),
                     source: source.into(),
                 })?;
-            if live.is_some_and(|live| prunable(&live, &owner_labels).is_ok()) {
+            if live.is_some_and(|live| {
+                prunable(&to_value(&live, &kind.resource), &owner_labels).is_ok()
+            }) {
                 losses.push(CascadingLoss {
                     pruned: id.clone(),
                     lost: lost.into_iter().cloned().collect(),
@@ -381,10 +498,10 @@ impl Run<'_> {
         Ok(losses)
     }
 
-    async fn list_live(
+    pub(crate) async fn list_live(
         &self,
         objects: &[PlannedObject],
-    ) -> Result<HashMap<ObjectId, Value>, ApplyError> {
+    ) -> Result<(HashMap<ObjectId, Value>, Listed), ApplyError> {
         let mut keys: Vec<(&KindInfo, Option<&str>)> = Vec::new();
         let mut seen = HashSet::new();
         for object in objects.iter().filter(|o| o.kind.served) {
@@ -430,7 +547,8 @@ impl Run<'_> {
             let id = manifest.id();
             live.insert(id, manifest.into_object());
         }
-        Ok(live)
+        let listed = keys_listed(objects);
+        Ok((live, listed))
     }
 }
 
@@ -451,6 +569,8 @@ impl Applier {
                 settle_timeout: Duration::from_secs(60),
                 wait_interval: Duration::from_secs(1),
                 page_size: crate::paging::DEFAULT_PAGE_SIZE,
+                differ: Differ::builder(DEFAULT_FIELD_MANAGER).build(),
+                catalog: Catalog::default(),
             },
         }
     }
@@ -467,711 +587,10 @@ impl Applier {
         &self.health
     }
 
-    /// Brings the cluster to `desired` (the one-call path): plans (discovery, namespaces, order), reads the live
-    /// objects (one list per kind and namespace), validates every object that needs a write with
-    /// a server-side dry run and strict field validation, writes group by group (objects of a
-    /// group in parallel), then updates the inventory and prunes what left the set.
-    ///
-    /// # Errors
-    /// See [`ApplyError`]; nothing is written when planning or validation fails, and nothing is
-    /// pruned when a write failed.
-    pub async fn apply_set(
-        &self,
-        desired: DesiredSet,
-        options: &ApplyOptions,
-        cancel: &CancellationToken,
-    ) -> Result<ChangeSet, ApplyError> {
-        self.apply_set_with_progress(desired, options, cancel, |_| {})
-            .await
-    }
-
-    /// [`Applier::apply_set`], reporting progress as it goes.
-    ///
-    /// # Errors
-    /// As [`Applier::apply_set`].
-    pub async fn apply_set_with_progress(
-        &self,
-        desired: DesiredSet,
-        options: &ApplyOptions,
-        cancel: &CancellationToken,
-        mut progress: impl FnMut(&ApplyProgress) + Send,
-    ) -> Result<ChangeSet, ApplyError> {
-        let counter = RequestCounter::default();
-        let client = counting_client(&self.client, &counter);
-        let run = Run {
-            applier: self,
-            client: client.clone(),
-            options,
-        };
-        let discovery = Discovery::new(client.clone())
-            .run_aggregated()
-            .await
-            .map_err(|e| ApplyError::Discovery(e.into()))?;
-        let mut kinds = KindTable::from_discovery(&discovery);
-        kinds.add_crds(desired.manifests());
-        // A set that does not come from a render never prunes.
-        let prune = options.prune && desired.may_prune();
-        let previous = self
-            .inventory
-            .load(&client)
-            .await
-            .map_err(ApplyError::Inventory)?;
-        let previous_len = previous.as_ref().map_or(0, Inventory::len);
-        if desired.manifests().is_empty() && prune && previous_len > 0 && !options.allow_empty_set {
-            return Err(ApplyError::EmptySet {
-                previous: previous_len,
-            });
-        }
-        let mut schema: Option<Schema> = None;
-        for manifest in desired.manifests() {
-            if manifest.group() == "apiextensions.k8s.io"
-                && manifest.kind() == "CustomResourceDefinition"
-            {
-                schema
-                    .get_or_insert_with(|| Schema::embedded().as_ref().clone())
-                    .add_crd(manifest.object())
-                    .map_err(|source| ApplyError::Schema {
-                        origin: manifest.origin().clone(),
-                        source,
-                    })?;
-            }
-        }
-        let mut differ = Differ::builder(self.field_manager.clone());
-        if let Some(schema) = schema {
-            differ = differ.schema(Arc::new(schema));
-        }
-        let differ = differ.build();
-        let order_options = OrderOptions {
-            target_namespace: options.target_namespace.clone(),
-            create_target_namespace: options.create_target_namespace,
-        };
-        let plan = order(
-            desired.into_manifests(),
-            &kinds,
-            self.staging.as_ref(),
-            &order_options,
-        )
-        .map_err(ApplyError::Plan)?;
-        let objects = plan.objects();
-        if prune
-            && !options.allow_cascading_prune
-            && let Some(previous) = &previous
-        {
-            let losses = run.cascading_losses(&kinds, previous, objects).await?;
-            if !losses.is_empty() {
-                return Err(ApplyError::CascadingPrune { losses });
-            }
-        }
-        let owner_labels = self.inventory.owner_labels();
-        let desired_values: Vec<Value> = objects
-            .iter()
-            .map(|object| {
-                let mut manifest = object.manifest.clone();
-                if !object.synthesized {
-                    for (key, value) in &owner_labels {
-                        manifest.set_label(key, value);
-                    }
-                }
-                manifest.into_object()
-            })
-            .collect();
-        progress(&ApplyProgress::Planned {
-            objects: objects.len(),
-            groups: plan.groups().count(),
-        });
-        let live = run.list_live(objects).await?;
-        // An unchanged object's health comes free from the live object just listed.
-        let unchanged_health = |id: &ObjectId, action: ObjectAction| {
-            (action == ObjectAction::Unchanged)
-                .then(|| live.get(id).map(|live| self.health.check(live)))
-                .flatten()
-        };
-
-        // Decide locally what needs a write.
-        let taken_over: Vec<BTreeSet<String>> = objects
-            .iter()
-            .map(|object| {
-                live.get(&object.id).map_or_else(BTreeSet::new, |live| {
-                    managers_taken_over(live, &options.takeover, &self.field_manager)
-                })
-            })
-            .collect();
-        let mut diffs: Vec<Option<ObjectDiff>> = Vec::with_capacity(objects.len());
-        let mut decisions: Vec<Decision> = objects
-            .iter()
-            .zip(&desired_values)
-            .zip(&taken_over)
-            .map(|((object, desired), taken_over)| {
-                let live = live.get(&object.id);
-                diffs.push(if options.dry_run {
-                    differ.diff(Some(desired), live).ok()
-                } else {
-                    None
-                });
-                if !object.policy.reconcile {
-                    return Decision::Skip(Reason::ReconcileDisabled);
-                }
-                if !options.take_ownership
-                    && !object.synthesized
-                    && let Some(owner) = live.and_then(|live| other_owner(live, &owner_labels))
-                {
-                    return Decision::OwnedElsewhere(owner);
-                }
-                match live {
-                    Some(_) if object.policy.create_only => {
-                        Decision::Skip(Reason::CreateOnlyExists)
-                    }
-                    Some(_) if !taken_over.is_empty() => Decision::Write {
-                        exists: true,
-                        recreate: false,
-                        takeover: true,
-                        reason: Reason::TakingOver {
-                            managers: taken_over.iter().cloned().collect(),
-                        },
-                    },
-                    Some(live) => match needs_write(&differ, desired, live) {
-                        Ok(Some(reason)) => Decision::Write {
-                            exists: true,
-                            recreate: false,
-                            takeover: false,
-                            reason,
-                        },
-                        Ok(None) => Decision::Unchanged,
-                        Err(source) => Decision::Failed(ObjectError::Diff { source }),
-                    },
-                    None => Decision::Write {
-                        exists: false,
-                        recreate: false,
-                        takeover: false,
-                        reason: Reason::NotFound,
-                    },
-                }
-            })
-            .collect();
-
-        // Validate every write with a server-side dry run before the first write.
-        let namespaces_made_here: HashSet<&str> = objects
-            .iter()
-            .zip(&decisions)
-            .filter(|(o, d)| {
-                o.id.group.is_empty()
-                    && o.id.kind == "Namespace"
-                    && matches!(d, Decision::Write { exists: false, .. })
-            })
-            .map(|(o, _)| o.id.name.as_str())
-            .collect();
-        let to_validate: Vec<usize> = decisions
-            .iter()
-            .enumerate()
-            .filter(|(i, d)| matches!(d, Decision::Write { .. }) && objects[*i].kind.served)
-            .map(|(i, _)| i)
-            .collect();
-        let validations: Vec<_> = to_validate
-            .into_iter()
-            .map(|i| {
-                let run = &run;
-                let object = &objects[i];
-                let desired = &desired_values[i];
-                let taken_over = &taken_over[i];
-                let namespace_made_here = object
-                    .id
-                    .namespace
-                    .as_deref()
-                    .is_some_and(|ns| namespaces_made_here.contains(ns));
-                async move {
-                    let mut taking_over = false;
-                    let result = loop {
-                        let error = match run
-                            .server_side_apply(object, desired, true, taking_over)
-                            .await
-                        {
-                            Ok(()) => break Ok(AfterError::Proceed),
-                            Err(error) => error,
-                        };
-                        let managers = if taking_over {
-                            &NO_MANAGERS
-                        } else {
-                            taken_over
-                        };
-                        match run.on_apply_error(object, &error, managers, namespace_made_here) {
-                            Some(AfterError::ValidateTakingOver) => taking_over = true,
-                            Some(after) => break Ok(after),
-                            None => break Err(error),
-                        }
-                    };
-                    (i, result)
-                }
-            })
-            .collect();
-        let validations = futures::stream::iter(validations)
-            .buffer_unordered(self.concurrency)
-            .collect::<Vec<_>>()
-            .await;
-        for (i, result) in validations {
-            match result {
-                // The dry run of an object taken over was repeated above, taking the fields.
-                Ok(AfterError::Proceed | AfterError::ValidateTakingOver) => {}
-                Ok(AfterError::Recreate) => {
-                    decisions[i] = Decision::Write {
-                        exists: true,
-                        recreate: true,
-                        takeover: false,
-                        reason: Reason::ImmutableChanged,
-                    };
-                }
-                Err(error) => decisions[i] = Decision::Failed(error),
-            }
-        }
-        let invalid = decisions.iter().any(|d| matches!(d, Decision::Failed(_)));
-        progress(&ApplyProgress::Validated {
-            to_write: decisions
-                .iter()
-                .filter(|d| matches!(d, Decision::Write { .. }))
-                .count(),
-            failed: decisions
-                .iter()
-                .filter(|d| matches!(d, Decision::Failed(_)))
-                .count(),
-        });
-
-        if options.dry_run || (invalid && !options.best_effort) {
-            let mut change_set = ChangeSet {
-                dry_run: options.dry_run,
-                ..ChangeSet::default()
-            };
-            for ((object, decision), diff) in objects.iter().zip(decisions).zip(diffs) {
-                let (action, reason, error) = match decision {
-                    Decision::Skip(reason) => (ObjectAction::Skipped, reason, None),
-                    Decision::OwnedElsewhere(error) => (
-                        ObjectAction::Skipped,
-                        Reason::OwnedByOtherInventory,
-                        Some(error),
-                    ),
-                    Decision::Unchanged => (ObjectAction::Unchanged, Reason::InSync, None),
-                    Decision::Failed(error) if options.dry_run => {
-                        (ObjectAction::Failed, Reason::ValidationFailed, Some(error))
-                    }
-                    Decision::Failed(error) => {
-                        (ObjectAction::Failed, Reason::ValidationFailed, Some(error))
-                    }
-                    Decision::Write { .. } if invalid && !options.dry_run => {
-                        (ObjectAction::Skipped, Reason::OthersFailedValidation, None)
-                    }
-                    Decision::Write {
-                        exists,
-                        recreate,
-                        reason,
-                        ..
-                    } => (
-                        if recreate {
-                            ObjectAction::Recreated
-                        } else if exists {
-                            ObjectAction::Configured
-                        } else {
-                            ObjectAction::Created
-                        },
-                        reason,
-                        None,
-                    ),
-                };
-                change_set.changes.push(ObjectChange {
-                    id: object.id.clone(),
-                    origin: Some(object.manifest.origin().clone()),
-                    resource: object.kind.resource.clone(),
-                    action,
-                    reason,
-                    error,
-                    diff,
-                    health: unchanged_health(&object.id, action),
-                });
-            }
-            if options.dry_run
-                && prune
-                && let Some(previous) = &previous
-            {
-                let keep: HashSet<&ObjectId> = objects.iter().map(|o| &o.id).collect();
-                for (id, version) in previous.iter().filter(|(id, _)| !keep.contains(id)) {
-                    let Some(kind) = resolve_inventory_kind(&kinds, id, version) else {
-                        continue;
-                    };
-                    change_set.changes.push(ObjectChange {
-                        id: id.clone(),
-                        origin: None,
-                        resource: kind.resource.clone(),
-                        action: ObjectAction::Pruned,
-                        reason: Reason::LeftTheSet,
-                        error: None,
-                        diff: None,
-                        health: None,
-                    });
-                }
-            }
-            change_set.requests = counter.get();
-            change_set.request_counts = counter.counts();
-            if invalid && !options.dry_run {
-                return Err(ApplyError::Invalid {
-                    change_set: Box::new(change_set),
-                });
-            }
-            return Ok(change_set);
-        }
-
-        // Record what this run may write before its first write (the previous inventory and
-        // the new set): an interruption at any point then leaves nothing untracked, and a bad
-        // inventory location (a missing namespace, no permission) fails here, with nothing
-        // written. Entries of objects never created are harmless: pruning one finds it gone.
-        // When the inventory's namespace is one this run creates, the record follows the group
-        // that creates it.
-        let mut recorded_union = Inventory::default();
-        for object in objects.iter().filter(|o| !o.synthesized) {
-            recorded_union.insert(object.id.clone(), object.kind.resource.api_version.clone());
-        }
-        if let Some(previous) = &previous {
-            recorded_union = recorded_union.union(previous);
-        }
-        let mut stored = previous.clone();
-        let inventory_namespace = owner_labels.get(OWNER_NAMESPACE_LABEL).cloned();
-        let inventory_namespace_index = inventory_namespace
-            .as_deref()
-            .filter(|ns| namespaces_made_here.contains(ns))
-            .and_then(|ns| {
-                objects.iter().position(|o| {
-                    o.id.group.is_empty() && o.id.kind == "Namespace" && o.id.name == ns
-                })
-            });
-        // A run cancelled already writes nothing, not even the record.
-        let mut recorded = cancel.is_cancelled()
-            || !decisions
-                .iter()
-                .any(|d| matches!(d, Decision::Write { .. }));
-        if !recorded && inventory_namespace_index.is_none() {
-            self.record(&client, &recorded_union, &mut stored)
-                .await
-                .map_err(ApplyError::Inventory)?;
-            recorded = true;
-        }
-
-        // Write group by group.
-        let mut results: Vec<Option<(ObjectAction, Reason, Option<ObjectError>)>> =
-            (0..objects.len()).map(|_| None).collect();
-        let mut offset = 0;
-        let mut stop: Option<Stop> = None;
-        let group_count = plan.groups().count();
-        for (group_index, group) in plan.groups().enumerate() {
-            let range = offset..offset + group.len();
-            offset += group.len();
-            if stop.is_none() && cancel.is_cancelled() {
-                stop = Some(Stop::Cancelled);
-            }
-            if let Some(why) = stop {
-                for i in range {
-                    if matches!(decisions[i], Decision::Write { .. }) {
-                        results[i] = Some((ObjectAction::Skipped, why.reason(), None));
-                    }
-                }
-                continue;
-            }
-            let writes: Vec<_> = range
-                .clone()
-                .filter_map(|i| {
-                    let Decision::Write {
-                        exists,
-                        recreate,
-                        takeover,
-                        ref reason,
-                    } = decisions[i]
-                    else {
-                        return None;
-                    };
-                    let run = &run;
-                    let object = &objects[i];
-                    let desired = &desired_values[i];
-                    let live = live.get(&object.id).filter(|_| takeover);
-                    let applied = reason.clone();
-                    Some(async move {
-                        if let Some(live) = live
-                            && let Err(error) = run.take_over(object, live).await
-                        {
-                            return (
-                                i,
-                                (ObjectAction::Failed, Reason::TakeoverFailed, Some(error)),
-                            );
-                        }
-                        let mut recreate = recreate;
-                        let result = if recreate {
-                            run.recreate(object, desired).await
-                        } else {
-                            match run.server_side_apply(object, desired, false, false).await {
-                                // Objects of kinds a CRD of this set defines had no dry run.
-                                Err(error)
-                                    if run.on_apply_error(object, &error, &NO_MANAGERS, false)
-                                        == Some(AfterError::Recreate) =>
-                                {
-                                    recreate = true;
-                                    run.recreate(object, desired).await
-                                }
-                                other => other,
-                            }
-                        };
-                        let outcome = match result {
-                            Ok(()) if recreate => {
-                                (ObjectAction::Recreated, Reason::ImmutableChanged, None)
-                            }
-                            Ok(()) if exists => (ObjectAction::Configured, applied, None),
-                            Ok(()) => (ObjectAction::Created, applied, None),
-                            Err(error) => (ObjectAction::Failed, Reason::WriteFailed, Some(error)),
-                        };
-                        (i, outcome)
-                    })
-                })
-                .collect();
-            let writes = futures::stream::iter(writes)
-                .buffer_unordered(self.concurrency)
-                .collect::<Vec<_>>()
-                .await;
-            let mut group_failed = false;
-            for (i, outcome) in writes {
-                group_failed |= outcome.0 == ObjectAction::Failed;
-                results[i] = Some(outcome);
-            }
-            // CRDs must be Established and Namespaces Active before the next group.
-            let settle: Vec<(usize, WaitTarget)> = range
-                .clone()
-                .filter(|i| {
-                    let id = &objects[*i].id;
-                    matches!(
-                        results[*i],
-                        Some((
-                            ObjectAction::Created
-                                | ObjectAction::Configured
-                                | ObjectAction::Recreated,
-                            _,
-                            _
-                        ))
-                    ) && ((id.group == "apiextensions.k8s.io"
-                        && id.kind == "CustomResourceDefinition")
-                        || (id.group.is_empty() && id.kind == "Namespace"))
-                })
-                .map(|i| {
-                    (
-                        i,
-                        WaitTarget {
-                            id: objects[i].id.clone(),
-                            resource: objects[i].kind.resource.clone(),
-                        },
-                    )
-                })
-                .collect();
-            if !settle.is_empty() {
-                let targets: Vec<WaitTarget> = settle.iter().map(|(_, t)| t.clone()).collect();
-                if let Err(error) = wait_for_current_paged(
-                    &client,
-                    &targets,
-                    &self.health,
-                    (self.settle_timeout, Duration::from_millis(100)),
-                    self.page_size,
-                    cancel,
-                    |_| {},
-                )
-                .await
-                {
-                    group_failed = true;
-                    let message = error.to_string();
-                    for (i, _) in &settle {
-                        results[*i] = Some((
-                            ObjectAction::Failed,
-                            Reason::DidNotSettle,
-                            Some(ObjectError::NotReady {
-                                message: message.clone(),
-                            }),
-                        ));
-                    }
-                }
-            }
-            if !recorded
-                && inventory_namespace_index.is_some_and(|i| {
-                    matches!(
-                        results[i],
-                        Some((
-                            ObjectAction::Created
-                                | ObjectAction::Configured
-                                | ObjectAction::Recreated,
-                            _,
-                            _
-                        ))
-                    )
-                })
-            {
-                if let Err(error) = self.record(&client, &recorded_union, &mut stored).await {
-                    tracing::warn!(error = %error, "could not record the inventory");
-                    return Err(ApplyError::Inventory(error));
-                }
-                recorded = true;
-            }
-            progress(&ApplyProgress::GroupDone {
-                group: group_index,
-                groups: group_count,
-                written: range
-                    .clone()
-                    .filter(|i| {
-                        matches!(
-                            results[*i],
-                            Some((
-                                ObjectAction::Created
-                                    | ObjectAction::Configured
-                                    | ObjectAction::Recreated,
-                                _,
-                                _
-                            ))
-                        )
-                    })
-                    .count(),
-                failed: range
-                    .clone()
-                    .filter(|i| matches!(results[*i], Some((ObjectAction::Failed, _, _))))
-                    .count(),
-            });
-            if group_failed && !options.best_effort {
-                stop = Some(Stop::EarlierGroupFailed);
-            }
-        }
-
-        let mut change_set = ChangeSet::default();
-        let mut any_failed = false;
-        for ((object, decision), result) in objects.iter().zip(decisions).zip(results) {
-            let (action, reason, error) = match (decision, result) {
-                (_, Some(outcome)) => outcome,
-                (Decision::Skip(reason), None) => (ObjectAction::Skipped, reason, None),
-                (Decision::OwnedElsewhere(error), None) => (
-                    ObjectAction::Skipped,
-                    Reason::OwnedByOtherInventory,
-                    Some(error),
-                ),
-                (Decision::Unchanged, None) => (ObjectAction::Unchanged, Reason::InSync, None),
-                (Decision::Failed(error), None) => {
-                    (ObjectAction::Failed, Reason::ValidationFailed, Some(error))
-                }
-                (Decision::Write { .. }, None) => (ObjectAction::Skipped, Reason::NotWritten, None),
-            };
-            any_failed |= action == ObjectAction::Failed;
-            let health = unchanged_health(&object.id, action);
-            change_set.changes.push(ObjectChange {
-                id: object.id.clone(),
-                origin: Some(object.manifest.origin().clone()),
-                resource: object.kind.resource.clone(),
-                action,
-                reason,
-                error,
-                diff: None,
-                health,
-            });
-        }
-
-        // The inventory: never forget an object this run may have written.
-        let mut inventory = Inventory::default();
-        for object in objects.iter().filter(|o| !o.synthesized) {
-            inventory.insert(object.id.clone(), object.kind.resource.api_version.clone());
-        }
-        let incomplete = any_failed || stop == Some(Stop::Cancelled);
-        if incomplete {
-            // Only what this run attempted (a failed write may still have reached the server)
-            // joins what the previous inventory lists.
-            let attempted: HashSet<&ObjectId> = change_set
-                .changes
-                .iter()
-                .filter(|c| c.action != ObjectAction::Skipped)
-                .map(|c| &c.id)
-                .collect();
-            inventory = Inventory::default();
-            for object in objects
-                .iter()
-                .filter(|o| !o.synthesized && attempted.contains(&o.id))
-            {
-                inventory.insert(object.id.clone(), object.kind.resource.api_version.clone());
-            }
-            if let Some(previous) = &previous {
-                for (id, version) in previous.iter() {
-                    if !inventory.contains(id) {
-                        inventory.insert(id.clone(), version);
-                    }
-                }
-            }
-        } else if prune && let Some(previous) = &previous {
-            self.prune(
-                &run,
-                &kinds,
-                previous,
-                &mut inventory,
-                &mut change_set,
-                cancel,
-            )
-            .await;
-        }
-        // An unchanged inventory is not written either: a no-change run writes nothing.
-        let saved = if stored.as_ref().unwrap_or(&Inventory::default()) == &inventory {
-            Ok(())
-        } else {
-            self.inventory
-                .save(&client, &inventory, &self.field_manager)
-                .await
-        };
-        change_set.requests = counter.get();
-        change_set.request_counts = counter.counts();
-        if stop == Some(Stop::Cancelled) || cancel.is_cancelled() {
-            return Err(ApplyError::Cancelled {
-                change_set: Box::new(change_set),
-            });
-        }
-        if change_set.count(ObjectAction::Failed) > 0 {
-            if let Err(error) = &saved {
-                tracing::warn!(error = %error, "could not save the inventory after a failed run");
-            }
-            return Err(ApplyError::Incomplete {
-                change_set: Box::new(change_set),
-            });
-        }
-        saved.map_err(ApplyError::Inventory)?;
-        if let Some(timeout) = options.wait {
-            let targets = change_set.wait_targets();
-            let waited = wait_for_current_paged(
-                &client,
-                &targets,
-                &self.health,
-                (timeout, self.wait_interval),
-                self.page_size,
-                cancel,
-                |round: &WaitProgress| {
-                    progress(&ApplyProgress::Waiting {
-                        current: round.current,
-                        total: round.total,
-                    });
-                },
-            )
-            .await;
-            change_set.requests = counter.get();
-            change_set.request_counts = counter.counts();
-            match waited {
-                Ok(()) => {}
-                Err(WaitError::Cancelled) => {
-                    return Err(ApplyError::Cancelled {
-                        change_set: Box::new(change_set),
-                    });
-                }
-                Err(source) => {
-                    return Err(ApplyError::Unhealthy {
-                        change_set: Box::new(change_set),
-                        source,
-                    });
-                }
-            }
-        }
-        Ok(change_set)
-    }
-
     /// Saves `union` (the previous inventory and the new set) unless the cluster holds it
     /// already (`stored`); with no inventory yet and nothing to record, checks that one could
     /// be saved (a server-side dry run for [`crate::ConfigMapInventory`]).
-    async fn record(
+    pub(crate) async fn record(
         &self,
         client: &kube::Client,
         union: &Inventory,
@@ -1193,148 +612,14 @@ impl Applier {
             }
         }
     }
-
-    /// Deletes, in reverse apply order, what `previous` lists and `inventory` (the new set)
-    /// lacks, if it still carries our ownership labels and does not disable pruning.
-    async fn prune(
-        &self,
-        run: &Run<'_>,
-        kinds: &KindTable,
-        previous: &Inventory,
-        inventory: &mut Inventory,
-        change_set: &mut ChangeSet,
-        cancel: &CancellationToken,
-    ) {
-        let owner_labels = self.inventory.owner_labels();
-        let mut gone: Vec<(ObjectId, String, Option<KindInfo>)> = previous
-            .iter()
-            .filter(|(id, _)| !inventory.contains(id))
-            .map(|(id, version)| {
-                (
-                    id.clone(),
-                    version.to_owned(),
-                    resolve_inventory_kind(kinds, id, version).cloned(),
-                )
-            })
-            .collect();
-        let key = |id: &ObjectId, kind: &Option<KindInfo>| {
-            let namespaced = kind.as_ref().is_none_or(|k| k.namespaced);
-            (
-                self.staging.stage(&id.group_kind(), namespaced),
-                self.staging.kind_rank(&id.group_kind()),
-                id.kind.clone(),
-                id.namespace.clone(),
-                id.name.clone(),
-            )
-        };
-        gone.sort_by_key(|(id, _, kind)| std::cmp::Reverse(key(id, kind)));
-        for (id, version, kind) in gone {
-            let mut entry = |action, reason: Reason, error, resource| {
-                change_set.changes.push(ObjectChange {
-                    id: id.clone(),
-                    origin: None,
-                    resource,
-                    action,
-                    reason,
-                    error,
-                    diff: None,
-                    health: None,
-                });
-            };
-            let Some(kind) = kind else {
-                // The kind is no longer served (its CRD went): so are its objects.
-                let group = &id.group;
-                entry(
-                    ObjectAction::Pruned,
-                    Reason::KindNoLongerServed,
-                    None,
-                    ApiResource {
-                        group: group.clone(),
-                        version: version.clone(),
-                        api_version: if group.is_empty() {
-                            version.clone()
-                        } else {
-                            format!("{group}/{version}")
-                        },
-                        kind: id.kind.clone(),
-                        plural: String::new(),
-                    },
-                );
-                continue;
-            };
-            if cancel.is_cancelled() {
-                inventory.insert(id.clone(), version);
-                entry(
-                    ObjectAction::Skipped,
-                    Reason::Cancelled,
-                    None,
-                    kind.resource.clone(),
-                );
-                continue;
-            }
-            let api = object_api(&run.client, &kind, id.namespace.as_deref());
-            let live = match api.get_opt(&id.name).await {
-                Ok(live) => live,
-                Err(e) => {
-                    inventory.insert(id.clone(), version);
-                    entry(
-                        ObjectAction::Failed,
-                        Reason::ReadFailed,
-                        Some(ObjectError::from_kube_about(&id, None, e)),
-                        kind.resource.clone(),
-                    );
-                    continue;
-                }
-            };
-            let Some(live) = live else {
-                entry(
-                    ObjectAction::Pruned,
-                    Reason::AlreadyGone,
-                    None,
-                    kind.resource.clone(),
-                );
-                continue;
-            };
-            if let Err(why) = prunable(&live, &owner_labels) {
-                entry(ObjectAction::Skipped, why, None, kind.resource.clone());
-                continue;
-            }
-            let params = DeleteParams {
-                propagation_policy: Some(PropagationPolicy::Background),
-                ..DeleteParams::default()
-            };
-            match api.delete(&id.name, &params).await {
-                Ok(_) => entry(
-                    ObjectAction::Pruned,
-                    Reason::LeftTheSet,
-                    None,
-                    kind.resource.clone(),
-                ),
-                Err(kube::Error::Api(status)) if status.code == 404 => {
-                    entry(
-                        ObjectAction::Pruned,
-                        Reason::AlreadyGone,
-                        None,
-                        kind.resource.clone(),
-                    );
-                }
-                Err(e) => {
-                    inventory.insert(id.clone(), version);
-                    entry(
-                        ObjectAction::Failed,
-                        Reason::DeleteFailed,
-                        Some(ObjectError::from_kube_about(&id, None, e)),
-                        kind.resource.clone(),
-                    );
-                }
-            }
-        }
-    }
 }
 
 /// When `live`'s ownership labels name another inventory than ours (`owner_labels`): that
 /// inventory. An object without ownership labels (created by hand, say) is nobody's.
-fn other_owner(live: &Value, owner_labels: &BTreeMap<String, String>) -> Option<ObjectError> {
+pub(crate) fn other_owner(
+    live: &Value,
+    owner_labels: &BTreeMap<String, String>,
+) -> Option<ObjectError> {
     let labels = live.pointer("/metadata/labels")?.as_object()?;
     let differs = owner_labels.iter().any(|(key, ours)| {
         labels
@@ -1359,18 +644,21 @@ fn other_owner(live: &Value, owner_labels: &BTreeMap<String, String>) -> Option<
 
 /// Whether a live object that left the set may be pruned: it still carries the ownership
 /// labels and does not disable pruning by annotation. `Err` says why not.
-fn prunable(live: &DynamicObject, owner_labels: &BTreeMap<String, String>) -> Result<(), Reason> {
-    let labels = live.metadata.labels.clone().unwrap_or_default();
-    if !owner_labels.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+pub(crate) fn prunable(
+    live: &Value,
+    owner_labels: &BTreeMap<String, String>,
+) -> Result<(), Reason> {
+    let labels = live.pointer("/metadata/labels");
+    let has = |key: &str, value: &str| {
+        labels
+            .and_then(|labels| labels.get(key))
+            .and_then(Value::as_str)
+            == Some(value)
+    };
+    if !owner_labels.iter().all(|(k, v)| has(k, v)) {
         return Err(Reason::NoOwnershipLabels);
     }
-    let annotations: BTreeMap<&str, &str> = live
-        .metadata
-        .annotations
-        .iter()
-        .flatten()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let annotations = crate::planner::annotations_of(live);
     if !crate::plan::ObjectPolicy::from_annotations(&annotations).prune {
         return Err(Reason::PruneDisabled);
     }
@@ -1379,7 +667,7 @@ fn prunable(live: &DynamicObject, owner_labels: &BTreeMap<String, String>) -> Re
 
 /// The objects of `objects` a deletion of `id` would delete with it: for a Namespace, those in
 /// it; for a CRD (named `<plural>.<group>`), those of its kind.
-fn cascade_of<'o>(id: &ObjectId, objects: &'o [PlannedObject]) -> Vec<&'o ObjectId> {
+pub(crate) fn cascade_of<'o>(id: &ObjectId, objects: &'o [PlannedObject]) -> Vec<&'o ObjectId> {
     let namespace = id.group.is_empty() && id.kind == "Namespace";
     let crd = id.group == "apiextensions.k8s.io" && id.kind == "CustomResourceDefinition";
     let (plural, group) = id.name.split_once('.').unwrap_or((&id.name, ""));
@@ -1393,7 +681,7 @@ fn cascade_of<'o>(id: &ObjectId, objects: &'o [PlannedObject]) -> Vec<&'o Object
         .collect()
 }
 
-fn resolve_inventory_kind<'k>(
+pub(crate) fn resolve_inventory_kind<'k>(
     kinds: &'k KindTable,
     id: &ObjectId,
     version: &str,
@@ -1407,7 +695,7 @@ fn resolve_inventory_kind<'k>(
 
 /// The no-op decision: whether `desired` must be written given `live`. An object in sync that
 /// our field manager does not manage yet is written once to take ownership.
-fn needs_write(
+pub(crate) fn needs_write(
     differ: &Differ,
     desired: &Value,
     live: &Value,

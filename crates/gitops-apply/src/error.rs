@@ -6,8 +6,10 @@ use gitops_core::{ObjectId, Origin};
 use gitops_diff::{DiffError, SchemaError};
 use serde_json::Value;
 
+use crate::catalog::CatalogError;
 use crate::change::{ChangeSet, ObjectAction};
 use crate::health::WaitError;
+use crate::hooks::HookError;
 use crate::inventory::InventoryError;
 use crate::kube_error::KubeError;
 use crate::plan::PlanError;
@@ -307,6 +309,38 @@ pub enum ApplyError {
         #[source]
         source: SchemaError,
     },
+    /// The kinds or the merge schema could not be read (the cluster's OpenAPI documents);
+    /// nothing was written.
+    #[error("reading what the cluster serves")]
+    Catalog(#[source] CatalogError),
+    /// Hooks of the set are invalid (bad hook annotations, unknown kinds, duplicates); nothing
+    /// was written.
+    #[error("{} hook(s) of the set are invalid:\n{}", .errors.len(), describe_hook_errors(.errors))]
+    Hooks {
+        /// Every problem.
+        errors: Vec<HookError>,
+    },
+    /// The live state a reviewed plan was made from has moved (a field the set sets was
+    /// edited, an object to create now exists, one to update or prune is gone...): nothing was
+    /// written. Plan again and review the new plan.
+    ///
+    /// ```
+    /// use gitops_core::ObjectId;
+    /// let error = gitops_apply::ApplyError::StalePlan {
+    ///     moved: vec![ObjectId::new("", "ConfigMap", Some("shop"), "settings")],
+    /// };
+    /// assert!(error.to_string().contains("ConfigMap shop/settings"));
+    /// assert!(error.to_string().contains("plan again"));
+    /// ```
+    #[error(
+        "the plan is stale: {} object(s) changed since it was made ({}); nothing was written, plan again",
+        .moved.len(),
+        .moved.iter().map(ObjectId::display_name).collect::<Vec<_>>().join(", ")
+    )]
+    StalePlan {
+        /// The objects whose outcome moved.
+        moved: Vec<ObjectId>,
+    },
     /// Reading the live objects failed; nothing was written.
     #[error("listing live {plural} in {namespace}")]
     List {
@@ -437,7 +471,25 @@ fn describe_failed(change_set: &ChangeSet) -> String {
         .join("\n")
 }
 
+fn describe_hook_errors(errors: &[HookError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("  - {e}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 impl ApplyError {
+    /// The error of the catalog, as the applier's: discovery and CRD schemas keep their own
+    /// variants.
+    pub(crate) fn from_catalog(error: CatalogError) -> Self {
+        match error {
+            CatalogError::Discovery(source) => Self::Discovery(source),
+            CatalogError::Crd { origin, source } => Self::Schema { origin, source },
+            other => Self::Catalog(other),
+        }
+    }
+
     /// The change set of the run, when it got as far as writing or validating.
     #[must_use]
     pub fn change_set(&self) -> Option<&ChangeSet> {

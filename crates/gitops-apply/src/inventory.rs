@@ -279,6 +279,12 @@ pub trait InventoryStore: Send + Sync {
     /// The labels that mark an object as owned by this inventory; only objects that still carry
     /// them are pruned.
     fn owner_labels(&self) -> BTreeMap<String, String>;
+    /// Removes the inventory ([`crate::Applier::delete_all`] calls it once everything it listed
+    /// is gone). The default saves an empty inventory.
+    async fn delete(&self, client: &kube::Client) -> Result<(), InventoryError> {
+        self.save(client, &Inventory::default(), crate::DEFAULT_FIELD_MANAGER)
+            .await
+    }
 }
 
 /// The default store: a ConfigMap (or a Secret) the caller names, key [`INVENTORY_KEY`].
@@ -592,6 +598,18 @@ impl InventoryStore for ConfigMapInventory {
 
     fn owner_labels(&self) -> BTreeMap<String, String> {
         self.owner.labels()
+    }
+
+    async fn delete(&self, client: &kube::Client) -> Result<(), InventoryError> {
+        match self
+            .api(client)
+            .delete(&self.owner.name, &kube::api::DeleteParams::default())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(e) => Err(self.api_error("deleting")(e)),
+        }
     }
 }
 

@@ -67,6 +67,7 @@ mod catalog;
 mod change;
 mod counting;
 mod error;
+mod execute;
 mod health;
 mod hooks;
 mod inventory;
@@ -74,6 +75,8 @@ mod kube_error;
 mod options;
 mod paging;
 mod plan;
+mod planner;
+mod prune;
 mod set;
 mod takeover;
 
@@ -109,5 +112,6 @@ pub use plan::{
     RECONCILE_ANNOTATION, RECREATE_ANNOTATION, SSA_ANNOTATION, Stage, Staging, WAVE_ANNOTATION,
     ignores_extraneous, order,
 };
+pub use planner::{Plan, PlanEntry, PlanSummary, StaleObject};
 pub use set::DesiredSet;
 pub use takeover::{ManagedOperation, TakeoverManager};

@@ -79,9 +79,4 @@ impl DesiredSet {
     pub fn may_prune(&self) -> bool {
         self.may_prune
     }
-
-    /// The objects, taken out.
-    pub(crate) fn into_manifests(self) -> Vec<Manifest> {
-        self.manifests
-    }
 }
