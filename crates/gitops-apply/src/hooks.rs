@@ -1077,20 +1077,32 @@ impl HookRunner {
 }
 
 /// Why a sync run in phases ([`HookRunner::run_sync`]) failed: a hook, or the sync phase's own
-/// work. The SyncFail hooks ran either way (unless the run was cancelled).
+/// work. The SyncFail hooks ran either way (unless the run was cancelled). `done` is what the
+/// sync phase returned when it got that far.
 ///
 /// ```
 /// use gitops_apply::{HookError, PhaseFailure};
-/// let failure: PhaseFailure<std::io::Error> = PhaseFailure::Hook(Box::new(HookError::Cancelled));
-/// assert!(matches!(failure, PhaseFailure::Hook(_)));
+/// let failure: PhaseFailure<(), std::io::Error> =
+///     PhaseFailure::Hook { error: Box::new(HookError::Cancelled), done: None };
+/// assert!(matches!(failure, PhaseFailure::Hook { done: None, .. }));
 /// ```
 #[derive(Debug)]
 #[non_exhaustive]
-pub enum PhaseFailure<E> {
+pub enum PhaseFailure<T, E> {
     /// A hook failed (or its API calls did).
-    Hook(Box<HookError>),
+    Hook {
+        /// The failure, naming the hook.
+        error: Box<HookError>,
+        /// What the sync phase returned, when the failure came after it.
+        done: Option<T>,
+    },
     /// Writing the resources, or waiting for them before the PostSync hooks, failed.
-    Sync(E),
+    Sync {
+        /// The failure of the sync phase or of the wait.
+        error: E,
+        /// What the sync phase returned, when the wait failed.
+        done: Option<T>,
+    },
 }
 
 impl HookRunner {
@@ -1126,20 +1138,37 @@ impl HookRunner {
         cancel: &CancellationToken,
         sync: impl Future<Output = Result<T, E>>,
         settle: impl AsyncFnOnce(&T) -> Result<(), E>,
-    ) -> Result<T, PhaseFailure<E>> {
+    ) -> Result<T, PhaseFailure<T, E>> {
         let result = async {
-            self.run_phase(hooks, SyncPhase::PreSync, runs, cancel)
+            let hook = |error, done| PhaseFailure::Hook {
+                error: Box::new(error),
+                done,
+            };
+            if let Err(error) = self
+                .run_phase(hooks, SyncPhase::PreSync, runs, cancel)
                 .await
-                .map_err(|e| PhaseFailure::Hook(Box::new(e)))?;
-            let done = sync.await.map_err(PhaseFailure::Sync)?;
-            self.run_phase(hooks, SyncPhase::Sync, runs, cancel)
+            {
+                return Err(hook(error, None));
+            }
+            let done = sync
                 .await
-                .map_err(|e| PhaseFailure::Hook(Box::new(e)))?;
+                .map_err(|error| PhaseFailure::Sync { error, done: None })?;
+            if let Err(error) = self.run_phase(hooks, SyncPhase::Sync, runs, cancel).await {
+                return Err(hook(error, Some(done)));
+            }
             if hooks.has_phase(SyncPhase::PostSync) {
-                settle(&done).await.map_err(PhaseFailure::Sync)?;
-                self.run_phase(hooks, SyncPhase::PostSync, runs, cancel)
+                if let Err(error) = settle(&done).await {
+                    return Err(PhaseFailure::Sync {
+                        error,
+                        done: Some(done),
+                    });
+                }
+                if let Err(error) = self
+                    .run_phase(hooks, SyncPhase::PostSync, runs, cancel)
                     .await
-                    .map_err(|e| PhaseFailure::Hook(Box::new(e)))?;
+                {
+                    return Err(hook(error, Some(done)));
+                }
             }
             Ok(done)
         }

@@ -410,9 +410,13 @@ async fn a_failing_postsync_hook_runs_the_syncfail_hook_and_fails_the_sync_namin
     assert!(configs.get_opt("report").await.unwrap().is_none());
     fail_job(&client, &ns, &name).await;
     let (runs, result) = task.await.unwrap();
-    let Err(gitops_apply::PhaseFailure::Hook(error)) = result else {
+    let Err(gitops_apply::PhaseFailure::Hook { error, done }) = result else {
         panic!("the sync did not fail with the hook: {result:?}");
     };
+    assert_eq!(
+        done.and_then(|app| app.metadata.name).as_deref(),
+        Some("app")
+    );
     assert!(
         error
             .to_string()
@@ -456,7 +460,10 @@ async fn a_presync_failure_stops_the_sync_before_it_writes() {
     fail_job(&client, &ns, &name).await;
     let (runs, result) = task.await.unwrap();
     assert!(
-        matches!(result, Err(gitops_apply::PhaseFailure::Hook(_))),
+        matches!(
+            result,
+            Err(gitops_apply::PhaseFailure::Hook { done: None, .. })
+        ),
         "{result:?}"
     );
     assert_eq!(runs.len(), 1);
