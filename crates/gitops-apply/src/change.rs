@@ -359,3 +359,81 @@ impl fmt::Display for ChangeSet {
         write!(f, "{} API request(s)", self.requests)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_reads_as_its_own_words() {
+        let reasons = [
+            (Reason::NotFound, "not found"),
+            (Reason::Drifted, "drifted"),
+            (Reason::NotManagedYet, "in sync but not managed by us yet"),
+            (
+                Reason::TakingOver {
+                    managers: vec!["kubectl-edit".into(), "evil\u{1b}[31m".into()],
+                },
+                "taking over the fields of \"kubectl-edit\", \"evil\\u{1b}[31m\"",
+            ),
+            (Reason::ImmutableChanged, "an immutable field changed"),
+            (Reason::InSync, "in sync"),
+            (Reason::ReconcileDisabled, "reconcile disabled by annotation"),
+            (Reason::CreateOnlyExists, "exists; created only when absent"),
+            (Reason::OwnedByOtherInventory, "owned by another inventory"),
+            (Reason::LeftTheSet, "left the set"),
+            (Reason::AlreadyGone, "already gone"),
+            (Reason::KindNoLongerServed, "its kind is no longer served"),
+            (
+                Reason::NoOwnershipLabels,
+                "it no longer carries our ownership labels",
+            ),
+            (Reason::PruneDisabled, "pruning disabled by annotation"),
+            (
+                Reason::IgnoredExtraneous,
+                "left the set; extraneous objects ignored (IgnoreExtraneous)",
+            ),
+            (Reason::Cancelled, "cancelled"),
+            (Reason::EarlierGroupFailed, "an earlier group failed"),
+            (
+                Reason::OthersFailedValidation,
+                "other objects failed validation",
+            ),
+            (Reason::ValidationFailed, "failed validation"),
+            (Reason::WriteFailed, "write failed"),
+            (
+                Reason::TakeoverFailed,
+                "taking over fields of other managers failed",
+            ),
+            (Reason::ReadFailed, "reading it failed"),
+            (Reason::DeleteFailed, "delete failed"),
+            (Reason::DidNotSettle, "did not settle"),
+            (Reason::NotWritten, "not written"),
+        ];
+        for (reason, text) in &reasons {
+            assert_eq!(reason.to_string(), *text, "{reason:?}");
+            // JSON names the variant.
+            let json = serde_json::to_value(reason).unwrap();
+            let name = format!("{reason:?}");
+            assert!(name.starts_with(json["reason"].as_str().unwrap()), "{json}");
+        }
+        let texts: std::collections::HashSet<String> =
+            reasons.iter().map(|(r, _)| r.to_string()).collect();
+        assert_eq!(texts.len(), reasons.len(), "two reasons read the same");
+    }
+
+    #[test]
+    fn actions_read_in_lower_case_and_serialise_so() {
+        assert_eq!(ObjectAction::Pruned.to_string(), "pruned");
+        assert_eq!(
+            serde_json::to_value(ObjectAction::Created).unwrap(),
+            serde_json::json!("created")
+        );
+        assert_eq!(PlannedAction::Invalid.to_string(), "invalid");
+        assert_eq!(PlannedAction::Invalid.symbol(), "!");
+        assert_eq!(
+            serde_json::to_value(PlannedAction::Recreate).unwrap(),
+            serde_json::json!("recreate")
+        );
+    }
+}

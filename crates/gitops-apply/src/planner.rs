@@ -989,3 +989,217 @@ pub(crate) fn decide(
     };
     (sent, decision)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{DefaultStaging, KindInfo};
+    use serde_json::json;
+
+    fn kinds() -> KindTable {
+        let mut kinds = KindTable::default();
+        for (kind, plural) in [("ConfigMap", "configmaps"), ("Secret", "secrets")] {
+            kinds.insert(KindInfo {
+                resource: ApiResource {
+                    group: String::new(),
+                    version: "v1".into(),
+                    api_version: "v1".into(),
+                    kind: kind.into(),
+                    plural: plural.into(),
+                },
+                namespaced: true,
+                served: true,
+            });
+        }
+        kinds
+    }
+
+    /// A plan made by hand: a ConfigMap to create, one drifted, a Secret drifted, one in sync,
+    /// one invalid; two stale objects, one of them ignored as extraneous.
+    fn plan() -> Plan {
+        let yaml = "\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: new, namespace: shop}
+data: {a: '1'}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: shop}
+data: {color: blue}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: token, namespace: shop}
+stringData: {password: hunter2-is-secret}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: same, namespace: shop}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: bad, namespace: shop}
+";
+        let manifests = gitops_core::parse_manifests(yaml, "set.yaml").unwrap();
+        let kinds = kinds();
+        let ordered = order(manifests, &kinds, &DefaultStaging, &OrderOptions::default()).unwrap();
+        let differ = Differ::builder("gitops-rs").build();
+        let desired: Vec<Value> = ordered
+            .objects()
+            .iter()
+            .map(|o| o.manifest.object().clone())
+            .collect();
+        let mut decisions = Vec::new();
+        let mut diffs = Vec::new();
+        for (object, desired) in ordered.objects().iter().zip(&desired) {
+            let write = |exists, reason| Decision::Write {
+                exists,
+                recreate: false,
+                takeover: false,
+                reason,
+            };
+            let (decision, live) = match object.id.name.as_str() {
+                "new" => (write(false, Reason::NotFound), None),
+                "settings" => (
+                    write(true, Reason::Drifted),
+                    Some(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": "settings", "namespace": "shop"},
+                        "data": {"color": "red"}})),
+                ),
+                "token" => (
+                    write(true, Reason::Drifted),
+                    Some(json!({"apiVersion": "v1", "kind": "Secret",
+                        "metadata": {"name": "token", "namespace": "shop"},
+                        "data": {"password": "b2xkLXNlY3JldC12YWx1ZQ=="}})),
+                ),
+                "bad" => (
+                    Decision::Failed(ObjectError::Rejected {
+                        code: 422,
+                        message: "data: Invalid value".into(),
+                    }),
+                    None,
+                ),
+                _ => (Decision::Unchanged, None),
+            };
+            let diff = matches!(decision, Decision::Write { .. })
+                .then(|| differ.diff(Some(desired), live.as_ref()).unwrap());
+            decisions.push(decision);
+            diffs.push(diff);
+        }
+        let stale = |name: &str, action, reason| StaleObject {
+            id: ObjectId::new("", "ConfigMap", Some("shop"), name),
+            api_version: "v1".into(),
+            kind: kinds.resolve("", "v1", "ConfigMap").cloned(),
+            action,
+            reason,
+            resource_version: Some("1".into()),
+        };
+        let count = ordered.objects().len();
+        Plan {
+            stale: vec![
+                stale("old", PlannedAction::Prune, Reason::LeftTheSet),
+                stale("extra", PlannedAction::Prune, Reason::IgnoredExtraneous),
+            ],
+            ordered,
+            kinds,
+            previous: None,
+            options: ApplyOptions::default(),
+            prune: true,
+            may_prune: true,
+            differ,
+            desired,
+            applied: vec![None; count],
+            decisions,
+            taken_over: vec![BTreeSet::new(); count],
+            diffs,
+            live: HashMap::new(),
+            namespaces_made_here: HashSet::new(),
+            hooks: PlannedHooks::default(),
+            counter: RequestCounter::default(),
+        }
+    }
+
+    #[test]
+    fn a_plan_prints_like_terraform_plan_with_secrets_masked() {
+        let plan = plan();
+        let text = plan.to_string();
+        let expected = [
+            "    ~ Secret shop/token (drifted)",
+            "        ~ data.password: \"*** (before)\" -> \"*** (after)\"",
+            "    ! ConfigMap shop/bad (failed validation): rejected by the server (422): data: Invalid value",
+            "    + ConfigMap shop/new (not found)",
+            "    ~ ConfigMap shop/settings (drifted)",
+            "        ~ data.color: \"red\" -> \"blue\"",
+            "    - ConfigMap shop/old (left the set)",
+            "    - ConfigMap shop/extra (left the set; extraneous objects ignored (IgnoreExtraneous))",
+            "Plan: 1 to create, 2 to update, 0 to recreate, 2 to prune, 1 unchanged. 1 invalid.",
+        ]
+        .join("\n");
+        assert_eq!(text, expected);
+        assert!(!text.contains("hunter2-is-secret"), "{text}");
+        assert!(!text.contains("b2xkLXNlY3JldC12YWx1ZQ"), "{text}");
+        assert!(!text.contains("old-secret-value"), "{text}");
+        assert!(text.contains("    - ConfigMap shop/old (left the set)\n"), "{text}");
+        assert!(text.contains("    - ConfigMap shop/extra (left the set; extraneous"), "{text}");
+        assert!(!text.contains("shop/same"), "unchanged objects only in {{:#}}: {text}");
+        assert!(
+            text.ends_with(
+                "Plan: 1 to create, 2 to update, 0 to recreate, 2 to prune, 1 unchanged. 1 invalid."
+            ),
+            "{text}"
+        );
+        let verbose = format!("{plan:#}");
+        assert!(verbose.contains("    = ConfigMap shop/same (in sync)\n"), "{verbose}");
+    }
+
+    #[test]
+    fn a_plan_serialises_to_a_stable_json_shape() {
+        let plan = plan();
+        let json = serde_json::to_value(&plan).unwrap();
+        let text = json.to_string();
+        assert!(!text.contains("hunter2-is-secret"), "{text}");
+        assert!(!text.contains("b2xkLXNlY3JldC12YWx1ZQ"), "{text}");
+        let objects = json["objects"].as_array().unwrap();
+        assert_eq!(objects.len(), 5);
+        let settings = objects
+            .iter()
+            .find(|o| o["name"] == "ConfigMap shop/settings")
+            .unwrap();
+        assert_eq!(settings["id"], "shop_settings__ConfigMap");
+        assert_eq!(settings["action"], "update");
+        assert_eq!(settings["reason"], "Drifted");
+        assert_eq!(settings["wave"], 0);
+        assert_eq!(settings["changes"][0]["path"], "data.color");
+        assert_eq!(settings["changes"][0]["before"], "red");
+        assert_eq!(settings["changes"][0]["after"], "blue");
+        let bad = objects.iter().find(|o| o["action"] == "invalid").unwrap();
+        assert_eq!(bad["reason"], "ValidationFailed");
+        assert!(bad["error"].as_str().unwrap().contains("422"), "{bad}");
+        let same = objects.iter().find(|o| o["action"] == "unchanged").unwrap();
+        assert!(same.get("changes").is_none() && same.get("error").is_none(), "{same}");
+        assert_eq!(json["stale"][0]["action"], "prune");
+        assert_eq!(json["stale"][1]["reason"], "IgnoredExtraneous");
+        assert_eq!(
+            json["summary"],
+            json!({"create": 1, "update": 2, "recreate": 0, "prune": 2, "unchanged": 1,
+                   "skip": 0, "invalid": 1})
+        );
+        assert_eq!(json["in_sync"], false);
+        assert_eq!(json["hooks"], json!([]));
+    }
+
+    #[test]
+    fn an_extraneous_object_is_not_drift() {
+        let mut plan = plan();
+        // Only the extraneous stale object is left to do.
+        plan.decisions = plan.decisions.iter().map(|_| Decision::Unchanged).collect();
+        plan.diffs = plan.diffs.iter().map(|_| None).collect();
+        plan.stale.remove(0);
+        assert_eq!(plan.summary().prune, 1);
+        assert!(plan.is_in_sync(), "{plan}");
+        assert_eq!(plan.drifted().count(), 0);
+        plan.stale[0].reason = Reason::LeftTheSet;
+        assert!(!plan.is_in_sync());
+    }
+}

@@ -960,16 +960,9 @@ impl Context {
                     let applier = Applier::builder(self.client.clone(), inventory)
                         .field_manager(APPLY_FIELD_MANAGER)
                         .build();
-                    let options = ApplyOptions::default()
-                        .with_prune(true)
-                        .with_allow_empty_set(true);
-                    let empty = Ok::<_, std::convert::Infallible>(Vec::new());
+                    // A finalizer deletes everything its inventory lists.
                     let change_set = applier
-                        .apply_set(
-                            DesiredSet::from_render(empty).unwrap_or_else(|e| match e {}),
-                            &options,
-                            &self.cancel,
-                        )
+                        .delete_all(&self.cancel)
                         .await
                         .map_err(|e| ReconcileError::Prune(Box::new(e)))?;
                     tracing::info!(gitsync = %key, pruned = change_set.count(gitops_apply::ObjectAction::Pruned), "deleted; pruned its objects");

@@ -1,0 +1,448 @@
+//! The applier's verbs, each alone, against a real control plane (gitops-envtest): a reviewed
+//! plan executed as is, a stale plan refused, `delete_all` for finalizers, health-gated waves,
+//! and the requests of a run with nothing to change.
+
+use std::time::Duration;
+
+use gitops_apply::{
+    Applier, ApplyError, ApplyOptions, ConfigMapInventory, InventoryStore as _, LoggedRequest,
+    ObjectAction, PlannedAction, Reason, RequestCounter, RequestKind, counting_client,
+};
+use gitops_core::ObjectId;
+use http::Method;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+mod common;
+use common::{applier, run, set, setup};
+
+async fn config_map(client: &kube::Client, ns: &str, name: &str) -> Option<ConfigMap> {
+    Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .unwrap()
+}
+
+async fn color(client: &kube::Client, ns: &str, name: &str) -> String {
+    config_map(client, ns, name).await.unwrap().data.unwrap()["color"].clone()
+}
+
+/// A hand edit of a ConfigMap, as `kubectl edit` makes it.
+async fn edit(client: &kube::Client, ns: &str, name: &str, patch: serde_json::Value) {
+    Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .patch(
+            name,
+            &PatchParams {
+                field_manager: Some("kubectl-edit".into()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(patch),
+        )
+        .await
+        .unwrap();
+}
+
+fn config_maps(ns: &str, colors: &[(&str, &str)]) -> String {
+    colors
+        .iter()
+        .map(|(name, color)| {
+            format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: {ns}}}\ndata: {{color: {color}}}\n"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+fn deployment(ns: &str, annotations: &str) -> String {
+    format!(
+        "\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: {ns}, annotations: {{{annotations}}}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers: [{{name: web, image: nginx:1.27}}]
+"
+    )
+}
+
+async fn write_deployment_status(client: &kube::Client, ns: &str) {
+    let resource = ApiResource::erase::<Deployment>(&());
+    Api::<DynamicObject>::namespaced_with(client.clone(), ns, &resource)
+        .patch_status(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"observedGeneration": 1, "replicas": 1,
+                "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1}})),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_reviewed_plan_is_executed_as_shown() {
+    let (client, ns) = setup("plan-as-is").await;
+    let applier = applier(&client, &ns);
+    let cancel = CancellationToken::new();
+    run(
+        &applier,
+        set(&config_maps(
+            &ns,
+            &[("a", "red"), ("b", "red"), ("c", "red")],
+        )),
+        &ApplyOptions::default(),
+    )
+    .await;
+
+    // a changes, b stays, c leaves the set, d is new.
+    let next = set(&config_maps(
+        &ns,
+        &[("a", "blue"), ("b", "red"), ("d", "green")],
+    ));
+    let plan = applier
+        .plan(&next, &ApplyOptions::default(), &cancel)
+        .await
+        .unwrap();
+    let text = plan.to_string();
+    let expected = [
+        format!("    ~ ConfigMap {ns}/a (drifted)"),
+        "        ~ data.color: \"red\" -> \"blue\"".to_owned(),
+        format!("    + ConfigMap {ns}/d (not found)"),
+        format!("    - ConfigMap {ns}/c (left the set)"),
+        "Plan: 1 to create, 1 to update, 0 to recreate, 1 to prune, 1 unchanged.".to_owned(),
+    ]
+    .join("\n");
+    assert_eq!(text, expected);
+    let json = serde_json::to_value(&plan).unwrap();
+    assert_eq!(json["summary"]["create"], 1, "{json}");
+    assert_eq!(json["summary"]["prune"], 1, "{json}");
+    assert_eq!(json["in_sync"], false);
+    let a = json["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == format!("ConfigMap {ns}/a"))
+        .unwrap();
+    assert_eq!(
+        (&a["action"], &a["reason"], &a["changes"][0]["after"]),
+        (&json!("update"), &json!("Drifted"), &json!("blue")),
+        "{a}"
+    );
+    assert!(!plan.is_in_sync());
+    // Nothing was written by planning.
+    assert_eq!(color(&client, &ns, "a").await, "red");
+    assert!(config_map(&client, &ns, "d").await.is_none());
+
+    let done = applier.apply(plan, &cancel, |_| {}).await.unwrap();
+    let action = |name: &str| {
+        done.get(&format!("{ns}_{name}__ConfigMap").parse().unwrap())
+            .map(|c| (c.action, c.reason.clone()))
+            .unwrap()
+    };
+    assert_eq!(action("a"), (ObjectAction::Configured, Reason::Drifted));
+    assert_eq!(action("b"), (ObjectAction::Unchanged, Reason::InSync));
+    assert_eq!(action("c"), (ObjectAction::Pruned, Reason::LeftTheSet));
+    assert_eq!(action("d"), (ObjectAction::Created, Reason::NotFound));
+    assert_eq!(color(&client, &ns, "a").await, "blue");
+    assert_eq!(color(&client, &ns, "d").await, "green");
+    let c = config_map(&client, &ns, "c").await;
+    assert!(c.is_none_or(|c| c.metadata.deletion_timestamp.is_some()));
+
+    // The next plan is in sync.
+    let again = applier
+        .plan(&next, &ApplyOptions::default(), &cancel)
+        .await
+        .unwrap();
+    assert!(again.is_in_sync(), "{again:#}");
+}
+
+#[tokio::test]
+async fn a_plan_made_stale_by_a_hand_edit_is_refused_and_the_replan_applies() {
+    let (client, ns) = setup("plan-stale").await;
+    let applier = applier(&client, &ns);
+    let cancel = CancellationToken::new();
+    run(
+        &applier,
+        set(&config_maps(&ns, &[("a", "red"), ("b", "red")])),
+        &ApplyOptions::default(),
+    )
+    .await;
+    let next = set(&config_maps(&ns, &[("a", "blue"), ("b", "red")]));
+    let plan = applier
+        .plan(&next, &ApplyOptions::default(), &cancel)
+        .await
+        .unwrap();
+    assert_eq!(plan.summary().update, 1, "{plan}");
+
+    // Between plan and apply, someone edits b, a field the set sets.
+    edit(&client, &ns, "b", json!({"data": {"color": "black"}})).await;
+    let err = applier.apply(plan, &cancel, |_| {}).await.unwrap_err();
+    let ApplyError::StalePlan { moved } = &err else {
+        panic!("{err}")
+    };
+    let b: ObjectId = format!("{ns}_b__ConfigMap").parse().unwrap();
+    assert_eq!(moved, &[b], "{err}");
+    assert!(err.to_string().contains("plan again"), "{err}");
+    // Nothing was written: not even the planned change of a.
+    assert_eq!(color(&client, &ns, "a").await, "red");
+    assert_eq!(color(&client, &ns, "b").await, "black");
+
+    // The re-plan shows both and applies.
+    let plan = applier
+        .plan(&next, &ApplyOptions::default().with_force(true), &cancel)
+        .await
+        .unwrap();
+    assert_eq!(plan.summary().update, 2, "{plan}");
+    let done = applier.apply(plan, &cancel, |_| {}).await.unwrap();
+    assert_eq!(done.count(ObjectAction::Configured), 2, "{done}");
+    assert_eq!(color(&client, &ns, "a").await, "blue");
+    assert_eq!(color(&client, &ns, "b").await, "red");
+
+    // An object to create that appears in the meantime makes the plan stale too.
+    let with_c = set(&config_maps(
+        &ns,
+        &[("a", "blue"), ("b", "red"), ("c", "red")],
+    ));
+    let plan = applier
+        .plan(&with_c, &ApplyOptions::default(), &cancel)
+        .await
+        .unwrap();
+    assert_eq!(plan.summary().create, 1, "{plan}");
+    Api::<ConfigMap>::namespaced(client.clone(), &ns)
+        .create(
+            &Default::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "c"}, "data": {"color": "x"}}))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let err = applier.apply(plan, &cancel, |_| {}).await.unwrap_err();
+    assert!(matches!(err, ApplyError::StalePlan { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn a_status_update_does_not_make_a_plan_stale() {
+    let (client, ns) = setup("plan-status").await;
+    let applier = applier(&client, &ns);
+    let cancel = CancellationToken::new();
+    let first = format!(
+        "{}---\n{}",
+        deployment(&ns, ""),
+        config_maps(&ns, &[("a", "red")])
+    );
+    run(&applier, set(&first), &ApplyOptions::default()).await;
+    let next = format!(
+        "{}---\n{}",
+        deployment(&ns, ""),
+        config_maps(&ns, &[("a", "blue")])
+    );
+    let plan = applier
+        .plan(&set(&next), &ApplyOptions::default(), &cancel)
+        .await
+        .unwrap();
+    assert_eq!(
+        (plan.summary().update, plan.summary().unchanged),
+        (1, 1),
+        "{plan:#}"
+    );
+    let before: Deployment = Api::namespaced(client.clone(), &ns)
+        .get("web")
+        .await
+        .unwrap();
+    // A controller writes the Deployment's status: its resourceVersion moves.
+    write_deployment_status(&client, &ns).await;
+    let after: Deployment = Api::namespaced(client.clone(), &ns)
+        .get("web")
+        .await
+        .unwrap();
+    assert_ne!(
+        before.metadata.resource_version,
+        after.metadata.resource_version
+    );
+    let done = applier.apply(plan, &cancel, |_| {}).await.unwrap();
+    assert_eq!(done.count(ObjectAction::Configured), 1, "{done}");
+    assert_eq!(color(&client, &ns, "a").await, "blue");
+}
+
+#[tokio::test]
+async fn delete_all_deletes_in_reverse_order_only_what_carries_our_labels_then_the_inventory() {
+    let (client, ns) = setup("delete-all").await;
+    let counter = RequestCounter::with_log();
+    let inventory = ConfigMapInventory::new(&ns, "inventory").unwrap();
+    let applier = Applier::builder(counting_client(&client, &counter), inventory.clone()).build();
+    let yaml = format!(
+        "{}---\n{}---\napiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: {ns}}}\nspec: {{ports: [{{port: 80}}]}}\n",
+        deployment(&ns, ""),
+        config_maps(&ns, &[("a", "red"), ("b", "red"), ("kept", "red")])
+    );
+    run(&applier, set(&yaml), &ApplyOptions::default()).await;
+    // Someone takes `kept` away from us: its ownership labels removed by hand.
+    Api::<ConfigMap>::namespaced(client.clone(), &ns)
+        .patch(
+            "kept",
+            &PatchParams::default(),
+            &Patch::Json::<()>(
+                serde_json::from_value(json!([
+                    {"op": "remove", "path": "/metadata/labels"}
+                ]))
+                .unwrap(),
+            ),
+        )
+        .await
+        .unwrap();
+    let start = counter.log().len();
+
+    let deleted = applier.delete_all(&CancellationToken::new()).await.unwrap();
+    let entry = |name: &str, kind: &str, group: &str| {
+        let id: ObjectId = format!("{ns}_{name}_{group}_{kind}").parse().unwrap();
+        deleted
+            .get(&id)
+            .map(|c| (c.action, c.reason.clone()))
+            .unwrap_or_else(|| panic!("{id} not in {deleted}"))
+    };
+    assert_eq!(
+        entry("web", "Deployment", "apps"),
+        (ObjectAction::Pruned, Reason::LeftTheSet)
+    );
+    assert_eq!(
+        entry("kept", "ConfigMap", ""),
+        (ObjectAction::Skipped, Reason::NoOwnershipLabels)
+    );
+    // The deletes, in the reverse of the apply order (ConfigMaps, Service, Deployment), the
+    // inventory last.
+    let log = counter.log();
+    let deletes: Vec<&LoggedRequest> = log[start..]
+        .iter()
+        .filter(|r| r.method == Method::DELETE)
+        .collect();
+    let paths: Vec<String> = deletes.iter().map(|r| r.path.clone()).collect();
+    assert_eq!(
+        paths,
+        [
+            format!("/apis/apps/v1/namespaces/{ns}/deployments/web"),
+            format!("/api/v1/namespaces/{ns}/services/web"),
+            format!("/api/v1/namespaces/{ns}/configmaps/b"),
+            format!("/api/v1/namespaces/{ns}/configmaps/a"),
+            format!("/api/v1/namespaces/{ns}/configmaps/inventory"),
+        ],
+        "{deleted}"
+    );
+    assert!(deletes.iter().all(|r| r.kind == RequestKind::Write));
+    assert!(config_map(&client, &ns, "kept").await.is_some());
+    let gone = config_map(&client, &ns, "a").await;
+    assert!(gone.is_none_or(|c| c.metadata.deletion_timestamp.is_some()));
+    assert!(inventory.load(&client).await.unwrap().is_none());
+
+    // Nothing left to delete: a second call is a no-op.
+    let again = applier.delete_all(&CancellationToken::new()).await.unwrap();
+    assert!(again.changes.is_empty(), "{again}");
+}
+
+#[tokio::test]
+async fn a_health_gated_wave_waits_for_the_deployment_of_the_wave_before() {
+    let (client, ns) = setup("waves").await;
+    let applier = applier(&client, &ns);
+    let yaml = format!(
+        "{}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: after, namespace: {ns}, annotations: {{argocd.argoproj.io/sync-wave: \"1\"}}}}\ndata: {{color: red}}\n",
+        deployment(&ns, "")
+    );
+    let options = ApplyOptions::default().with_wait_between_waves(Duration::from_secs(60));
+    let task = {
+        let applier = applier.clone();
+        let desired = set(&yaml);
+        tokio::spawn(async move {
+            applier
+                .apply_set(desired, &options, &CancellationToken::new())
+                .await
+        })
+    };
+    // Wave 0 is written...
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    while deployments.get_opt("web").await.unwrap().is_none() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // ... and wave 1 waits: the Deployment cannot be Current without a status, which only this
+    // test writes (no controller runs here).
+    assert!(!task.is_finished());
+    assert!(config_map(&client, &ns, "after").await.is_none());
+    write_deployment_status(&client, &ns).await;
+    let done = task.await.unwrap().unwrap();
+    assert_eq!(done.count(ObjectAction::Created), 2, "{done}");
+    assert_eq!(color(&client, &ns, "after").await, "red");
+
+    // A wave that never becomes healthy fails the run, and the next wave is not written.
+    let failing = format!(
+        "{}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: never, namespace: {ns}, annotations: {{argocd.argoproj.io/sync-wave: \"1\"}}}}\n",
+        deployment(&ns, "").replace("nginx:1.27", "nginx:1.28")
+    );
+    let err = applier
+        .apply_set(
+            set(&failing),
+            &ApplyOptions::default().with_wait_between_waves(Duration::from_secs(2)),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+    let ApplyError::Unhealthy { change_set, .. } = &err else {
+        panic!("{err}")
+    };
+    let never = change_set
+        .get(&format!("{ns}_never__ConfigMap").parse().unwrap())
+        .unwrap();
+    assert_eq!(
+        (never.action, &never.reason),
+        (ObjectAction::Skipped, &Reason::EarlierGroupFailed),
+        "{change_set}"
+    );
+    assert!(config_map(&client, &ns, "never").await.is_none());
+}
+
+#[tokio::test]
+async fn a_no_change_run_lists_once_per_kind_and_namespace_and_writes_nothing() {
+    let (client, ns) = setup("verbs-steady").await;
+    let applier = applier(&client, &ns);
+    let yaml = format!(
+        "{}---\n{}",
+        deployment(&ns, ""),
+        config_maps(&ns, &[("a", "red"), ("b", "red")])
+    );
+    run(&applier, set(&yaml), &ApplyOptions::default()).await;
+    let steady = run(&applier, set(&yaml), &ApplyOptions::default()).await;
+    assert_eq!(steady.count(ObjectAction::Unchanged), 3, "{steady}");
+    // The inventory (1), one list per kind and namespace (2); discovery is cached, no dry
+    // run, no write. Before #14 the same run sent 5 (discovery twice).
+    assert_eq!(
+        steady.request_counts,
+        gitops_apply::RequestCounts {
+            total: 3,
+            lists: 2,
+            reads: 1,
+            dry_runs: 0,
+            writes: 0
+        },
+        "{steady}"
+    );
+    // The plan of the same set says so, and reads the same.
+    let plan = applier
+        .plan(
+            &set(&yaml),
+            &ApplyOptions::default(),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert!(plan.is_in_sync(), "{plan:#}");
+    assert!(
+        plan.entries()
+            .iter()
+            .all(|e| e.action == PlannedAction::Unchanged)
+    );
+}
