@@ -1,0 +1,343 @@
+//! Against the real control plane: ignore rules bind apply (a field another manager owns, as
+//! an HPA owns `spec.replicas`, is neither drift nor written), and custom resources of a CRD
+//! installed before the run are diffed with the cluster's schema (a list-map is compared by
+//! key, not as an atomic list).
+
+use std::time::Duration;
+
+use gitops_apply::{
+    Applier, ApplyError, ApplyOptions, ChangeSet, ConfigMapInventory, DesiredSet, ObjectAction,
+    ObjectError, RequestCounter, counting_client,
+};
+use gitops_core::{Manifest, ObjectId};
+use gitops_diff::{ChangeKind, IgnoreRule, Selector};
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+fn manifests(yaml: &str) -> Vec<Manifest> {
+    gitops_core::parse_manifests(yaml, "set.yaml").expect("test YAML parses")
+}
+
+fn set(yaml: &str) -> DesiredSet {
+    DesiredSet::from_render(Ok::<_, std::convert::Infallible>(manifests(yaml)))
+        .expect("a rendered set")
+}
+
+async fn setup(prefix: &str) -> (kube::Client, String) {
+    let control_plane = gitops_envtest::shared().await.expect("control plane");
+    let client = control_plane.client().await.expect("client");
+    let ns = control_plane
+        .create_namespace(prefix)
+        .await
+        .expect("namespace");
+    (client, ns)
+}
+
+/// An applier counting its requests, with these ignore rules.
+fn applier(
+    client: &kube::Client,
+    ns: &str,
+    counter: &RequestCounter,
+    rules: &[IgnoreRule],
+) -> Applier {
+    let inventory = ConfigMapInventory::new(ns, "inventory").expect("inventory name");
+    let mut builder = Applier::builder(counting_client(client, counter), inventory)
+        .settle_timeout(Duration::from_secs(30));
+    for rule in rules {
+        builder = builder.ignore(rule.clone());
+    }
+    builder.build()
+}
+
+async fn run(applier: &Applier, yaml: &str, options: &ApplyOptions) -> ChangeSet {
+    match applier
+        .apply_set(set(yaml), options, &CancellationToken::new())
+        .await
+    {
+        Ok(change_set) => change_set,
+        Err(e) => panic!("apply failed: {e}"),
+    }
+}
+
+fn patches(counter: &RequestCounter) -> Vec<String> {
+    counter
+        .requests()
+        .iter()
+        .filter(|r| r.method == http::Method::PATCH && r.kind.is_write())
+        .map(ToString::to_string)
+        .collect()
+}
+
+fn deployment(ns: &str) -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: {ns}}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers: [{{name: web, image: nginx:1.27}}]
+"
+    )
+}
+
+/// Scales the Deployment through its scale subresource, as the HPA controller does.
+async fn autoscale(client: &kube::Client, ns: &str, replicas: u32) {
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        ns,
+        &ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&()),
+    );
+    let params = PatchParams {
+        field_manager: Some("hpa-test".to_owned()),
+        ..PatchParams::default()
+    };
+    api.patch_subresource(
+        "scale",
+        "web",
+        &params,
+        &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+    )
+    .await
+    .expect("scale");
+}
+
+async fn live_replicas(client: &kube::Client, ns: &str) -> Value {
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        ns,
+        &ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&()),
+    );
+    let live = serde_json::to_value(api.get("web").await.expect("get")).expect("json");
+    live["spec"]["replicas"].clone()
+}
+
+#[tokio::test]
+async fn an_ignored_managers_field_is_neither_drift_nor_written() {
+    let (client, ns) = setup("ignore-hpa").await;
+    let yaml = deployment(&ns);
+    let id: ObjectId = format!("{ns}_web_apps_Deployment").parse().unwrap();
+    let counter = RequestCounter::with_log();
+    let plain = applier(&client, &ns, &counter, &[]);
+    run(&plain, &yaml, &ApplyOptions::default()).await;
+    autoscale(&client, &ns, 5).await;
+
+    // Without a rule: the replicas are another manager's now, and applying ours conflicts.
+    let err = plain
+        .apply_set(
+            set(&yaml),
+            &ApplyOptions::default(),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+    let ApplyError::Invalid { change_set } = &err else {
+        panic!("expected a validation error, got {err}");
+    };
+    let failed = change_set.get(&id).expect("the Deployment is reported");
+    let Some(ObjectError::Conflict { conflicts }) = &failed.error else {
+        panic!("expected a conflict: {failed}");
+    };
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].manager, "hpa-test");
+    assert_eq!(conflicts[0].field, ".spec.replicas");
+    assert_eq!(live_replicas(&client, &ns).await, 5);
+
+    // With a rule for the autoscaler, by manager or by path: no drift, no write, no conflict,
+    // run after run, and the autoscaler keeps its replicas.
+    let by_manager =
+        IgnoreRule::new(Selector::default().group("apps").kind("Deployment")).manager("hpa-test");
+    let by_path = IgnoreRule::new(Selector::default().kind("Deployment"))
+        .pointer("/spec/replicas")
+        .unwrap();
+    let mut replicas = 5;
+    for rule in [by_manager, by_path] {
+        for round in 0..2 {
+            let counter = RequestCounter::with_log();
+            let ignoring = applier(&client, &ns, &counter, std::slice::from_ref(&rule));
+            let change_set = run(&ignoring, &yaml, &ApplyOptions::default()).await;
+            let change = change_set.get(&id).expect("the Deployment is reported");
+            assert_eq!(
+                change.action,
+                ObjectAction::Unchanged,
+                "{rule:?} {round}: {change}"
+            );
+            assert!(
+                change.diff.as_ref().is_none_or(|d| d.is_in_sync()),
+                "{rule:?} {round}: {change}"
+            );
+            assert_eq!(patches(&counter), Vec::<String>::new(), "{rule:?} {round}");
+            assert_eq!(change_set.request_counts.writes, 0, "{change_set}");
+            // Built-in kinds only: the embedded schema, no OpenAPI request.
+            assert_eq!(openapi_requests(&counter), 0, "{rule:?} {round}");
+            assert_eq!(live_replicas(&client, &ns).await, replicas);
+            // The autoscaler moves on; the next run leaves that alone too.
+            replicas += 1;
+            autoscale(&client, &ns, replicas).await;
+        }
+    }
+
+    // A change elsewhere in the Deployment is written, still without touching the replicas.
+    let counter = RequestCounter::with_log();
+    let rule = IgnoreRule::new(Selector::default().kind("Deployment")).manager("hpa-test");
+    let ignoring = applier(&client, &ns, &counter, &[rule]);
+    let changed = yaml.replace("nginx:1.27", "nginx:1.28");
+    let change_set = run(&ignoring, &changed, &ApplyOptions::default()).await;
+    assert_eq!(
+        change_set.get(&id).unwrap().action,
+        ObjectAction::Configured,
+        "{change_set}"
+    );
+    assert_eq!(patches(&counter).len(), 1, "{:?}", patches(&counter));
+    assert_eq!(live_replicas(&client, &ns).await, replicas);
+}
+
+const GADGET_CRD: &str = "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: gadgets.schema.gitops-rs.test}
+spec:
+  group: schema.gitops-rs.test
+  scope: Namespaced
+  names: {kind: Gadget, plural: gadgets, singular: gadget, listKind: GadgetList}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              parts:
+                type: array
+                x-kubernetes-list-type: map
+                x-kubernetes-list-map-keys: [name]
+                items:
+                  type: object
+                  required: [name]
+                  properties:
+                    name: {type: string}
+                    size: {type: integer}
+";
+
+/// Installs the CRD outside any run, and waits until it is served and its OpenAPI document
+/// published.
+async fn install_crd(client: &kube::Client) {
+    let api: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ApiResource::erase::<
+            k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+        >(&()),
+    );
+    let crd = manifests(GADGET_CRD).remove(0);
+    api.patch(
+        "gadgets.schema.gitops-rs.test",
+        &PatchParams::apply("platform-team").force(),
+        &Patch::Apply(crd.object()),
+    )
+    .await
+    .expect("install the CRD");
+    for _ in 0..100 {
+        let request = http::Request::get("/openapi/v3").body(Vec::new()).unwrap();
+        let index: Value =
+            serde_json::from_str(&client.request_text(request).await.unwrap()).unwrap();
+        if index
+            .pointer("/paths/apis~1schema.gitops-rs.test~1v1")
+            .is_some()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the Gadget CRD was never published");
+}
+
+fn gadget(ns: &str, parts: &[(&str, u32)]) -> String {
+    let parts: Vec<String> = parts
+        .iter()
+        .map(|(name, size)| format!("{{name: {name}, size: {size}}}"))
+        .collect();
+    format!(
+        "apiVersion: schema.gitops-rs.test/v1
+kind: Gadget
+metadata: {{name: g, namespace: {ns}}}
+spec:
+  parts: [{}]
+",
+        parts.join(", ")
+    )
+}
+
+fn openapi_requests(counter: &RequestCounter) -> usize {
+    counter
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/openapi"))
+        .count()
+}
+
+#[tokio::test]
+async fn a_list_map_of_an_installed_crd_is_compared_by_key() {
+    let (client, ns) = setup("ignore-schema").await;
+    install_crd(&client).await;
+    let id: ObjectId = format!("{ns}_g_schema.gitops-rs.test_Gadget")
+        .parse()
+        .unwrap();
+    let counter = RequestCounter::with_log();
+    let applier = applier(&client, &ns, &counter, &[]);
+    run(
+        &applier,
+        &gadget(&ns, &[("a", 1), ("b", 2), ("c", 3)]),
+        &ApplyOptions::default(),
+    )
+    .await;
+    assert!(
+        openapi_requests(&counter) > 0,
+        "the cluster schema was read"
+    );
+
+    // Reordered in Git: the same list-map, so no drift and no write; and the schema comes
+    // from the cache (no /openapi request on the second run).
+    let counter_before = counter.requests().len();
+    let change_set = run(
+        &applier,
+        &gadget(&ns, &[("c", 3), ("a", 1), ("b", 2)]),
+        &ApplyOptions::default(),
+    )
+    .await;
+    let change = change_set.get(&id).expect("the Gadget is reported");
+    assert_eq!(change.action, ObjectAction::Unchanged, "{change}");
+    assert_eq!(change_set.request_counts.writes, 0, "{change_set}");
+    let second: Vec<_> = counter.requests()[counter_before..].to_vec();
+    assert!(
+        second.iter().all(|r| !r.path.starts_with("/openapi")),
+        "{second:?}"
+    );
+
+    // One item changed by key: exactly one change, at that item.
+    let dry_run = ApplyOptions::default().with_dry_run(true);
+    let change_set = run(
+        &applier,
+        &gadget(&ns, &[("c", 3), ("a", 1), ("b", 5)]),
+        &dry_run,
+    )
+    .await;
+    let change = change_set.get(&id).expect("the Gadget is reported");
+    let diff = change.diff.as_ref().expect("a diff");
+    let changes: Vec<(&str, ChangeKind)> = diff
+        .changes
+        .iter()
+        .map(|c| (c.path.as_str(), c.kind))
+        .collect();
+    assert_eq!(
+        changes,
+        [("spec.parts[name=b].size", ChangeKind::Modified)],
+        "{change}"
+    );
+}
