@@ -307,6 +307,10 @@ pub struct ChangeSet {
     pub request_counts: RequestCounts,
     /// Whether nothing was written (dry-run mode).
     pub dry_run: bool,
+    /// The hook objects of the run, by phase in run order ([`crate::HookRun`]); in a dry run,
+    /// the hooks that would run ([`crate::HookOutcome::Planned`]). Hooks are never entries
+    /// of [`ChangeSet::changes`] nor of the inventory.
+    pub hooks: Vec<crate::HookRun>,
 }
 
 impl ChangeSet {
@@ -356,6 +360,9 @@ impl fmt::Display for ChangeSet {
         for change in &self.changes {
             writeln!(f, "{change}")?;
         }
+        for hook in &self.hooks {
+            writeln!(f, "{hook}")?;
+        }
         write!(f, "{} API request(s)", self.requests)
     }
 }
@@ -378,7 +385,10 @@ mod tests {
             ),
             (Reason::ImmutableChanged, "an immutable field changed"),
             (Reason::InSync, "in sync"),
-            (Reason::ReconcileDisabled, "reconcile disabled by annotation"),
+            (
+                Reason::ReconcileDisabled,
+                "reconcile disabled by annotation",
+            ),
             (Reason::CreateOnlyExists, "exists; created only when absent"),
             (Reason::OwnedByOtherInventory, "owned by another inventory"),
             (Reason::LeftTheSet, "left the set"),

@@ -412,6 +412,18 @@ pub enum ApplyError {
         #[source]
         source: WaitError,
     },
+    /// A sync hook failed (its object failed or was not done in time, or an API call about it
+    /// failed): the run stopped at its phase and the SyncFail hooks ran. A PreSync failure
+    /// leaves the resources unwritten; a later one comes after the writes. The change set
+    /// records every hook object ([`ChangeSet::hooks`]).
+    #[error("a sync hook failed")]
+    Hook {
+        /// The failure, naming the hook object and where it comes from.
+        #[source]
+        source: Box<HookError>,
+        /// What was done.
+        change_set: Box<ChangeSet>,
+    },
 }
 
 /// A Namespace or CRD that left the set, and the objects of the set its deletion would delete.
@@ -497,7 +509,20 @@ impl ApplyError {
             Self::Invalid { change_set }
             | Self::Incomplete { change_set }
             | Self::Cancelled { change_set }
-            | Self::Unhealthy { change_set, .. } => Some(change_set),
+            | Self::Unhealthy { change_set, .. }
+            | Self::Hook { change_set, .. } => Some(change_set),
+            _ => None,
+        }
+    }
+
+    /// The change set of the run, to add what came after it (the hooks).
+    pub(crate) fn change_set_mut(&mut self) -> Option<&mut ChangeSet> {
+        match self {
+            Self::Invalid { change_set }
+            | Self::Incomplete { change_set }
+            | Self::Cancelled { change_set }
+            | Self::Unhealthy { change_set, .. }
+            | Self::Hook { change_set, .. } => Some(change_set),
             _ => None,
         }
     }

@@ -66,7 +66,7 @@ impl Applier {
         let plan = self
             .plan_with_progress(&desired, options, cancel, &mut progress)
             .await?;
-        self.execute(plan, cancel, &mut progress).await
+        self.execute_in_phases(plan, cancel, &mut progress).await
     }
 
     /// Executes exactly `plan`, as it was reviewed. First the live objects are read again (the
@@ -88,7 +88,7 @@ impl Applier {
         if !plan.options.dry_run {
             self.refresh(&mut plan).await?;
         }
-        self.execute(plan, cancel, &mut progress).await
+        self.execute_in_phases(plan, cancel, &mut progress).await
     }
 
     /// Reads the live state again and refuses a plan whose outcome moved; the live objects of

@@ -1186,6 +1186,86 @@ impl HookRunner {
     }
 }
 
+impl crate::Applier {
+    /// Executes a plan in its sync phases ([`HookRunner::run_sync`]): the PreSync hooks, the
+    /// plan's writes and prune with the Sync hooks, the wait for the set's health (unless the
+    /// run already waited, [`crate::ApplyOptions::wait`]) and the PostSync hooks; the SyncFail
+    /// hooks on a failure. A plan without hooks is executed as it is, with no request more; a
+    /// dry run lists the hooks it would run. Hooks run with the run's wait timeout, else
+    /// [`DEFAULT_HOOK_TIMEOUT`].
+    pub(crate) async fn execute_in_phases(
+        &self,
+        mut plan: crate::Plan,
+        cancel: &CancellationToken,
+        progress: &mut (dyn FnMut(&crate::ApplyProgress) + Send),
+    ) -> Result<crate::ChangeSet, crate::ApplyError> {
+        use crate::{ApplyError, ChangeSet};
+        let hooks = std::mem::take(&mut plan.hooks);
+        if hooks.is_empty() {
+            return self.execute(plan, cancel, progress).await;
+        }
+        if plan.options.dry_run {
+            let mut change_set = self.execute(plan, cancel, progress).await?;
+            change_set.hooks = hooks.planned_runs();
+            return Ok(change_set);
+        }
+        let waited = plan.options.wait.is_some();
+        let timeout = plan.options.wait.unwrap_or(DEFAULT_HOOK_TIMEOUT);
+        let counter = plan.counter.clone();
+        let client = crate::counting_client(&self.client, &counter);
+        let runner = HookRunner::new(client.clone(), self.inventory.owner_labels())
+            .with_field_manager(self.field_manager.clone())
+            .with_health_checks(self.health.clone())
+            .with_timeout(timeout)
+            .with_interval(self.wait_interval);
+        let mut runs = Vec::new();
+        let result = runner
+            .run_sync(
+                &hooks,
+                &mut runs,
+                cancel,
+                self.execute(plan, cancel, progress),
+                async |done: &ChangeSet| {
+                    if waited {
+                        return Ok(());
+                    }
+                    let targets = done.wait_targets();
+                    self.wait_on(&client, &targets, timeout, cancel)
+                        .await
+                        .map_err(|source| ApplyError::Unhealthy {
+                            // Filled in with the run's change set below.
+                            change_set: Box::default(),
+                            source,
+                        })
+                },
+            )
+            .await;
+        let with_hooks = |mut change_set: ChangeSet, runs: Vec<HookRun>| {
+            change_set.hooks = runs;
+            change_set.requests = counter.get();
+            change_set.request_counts = counter.counts();
+            change_set
+        };
+        match result {
+            Ok(change_set) => Ok(with_hooks(change_set, runs)),
+            Err(PhaseFailure::Hook { error, done }) => Err(ApplyError::Hook {
+                source: error,
+                change_set: Box::new(with_hooks(done.unwrap_or_default(), runs)),
+            }),
+            Err(PhaseFailure::Sync { mut error, done }) => {
+                if let (ApplyError::Unhealthy { change_set, .. }, Some(done)) = (&mut error, done) {
+                    **change_set = done;
+                }
+                if let Some(change_set) = error.change_set_mut() {
+                    let taken = std::mem::take(change_set);
+                    *change_set = with_hooks(taken, runs);
+                }
+                Err(error)
+            }
+        }
+    }
+}
+
 /// One hook object created in a phase and not finished yet.
 struct Running<'h> {
     hook: &'h PlannedHook,

@@ -505,3 +505,204 @@ async fn a_generate_name_hook_is_created_with_strict_field_validation() {
             .all(|c| !name_of(c).starts_with("bad-"))
     );
 }
+
+// The hooks through the applier's one-call path (`Applier::apply_set`).
+
+fn applier(client: &kube::Client, ns: &str) -> gitops_apply::Applier {
+    let inventory = gitops_apply::ConfigMapInventory::new(ns, "inventory").unwrap();
+    gitops_apply::Applier::builder(client.clone(), inventory)
+        .settle_timeout(Duration::from_secs(30))
+        .wait_interval(Duration::from_millis(100))
+        .build()
+}
+
+fn desired(yaml: &str) -> gitops_apply::DesiredSet {
+    let manifests = gitops_core::parse_manifests(yaml, "set.yaml").unwrap();
+    gitops_apply::DesiredSet::from_render(Ok::<_, std::convert::Infallible>(manifests)).unwrap()
+}
+
+fn config_map(ns: &str, name: &str, annotations: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: {ns}, \
+         annotations: {{{annotations}}}}}\ndata: {{k: v}}\n"
+    )
+}
+
+/// Runs `apply_set` on a task, so that the test can play the Job controller meanwhile.
+fn spawn_apply(
+    applier: gitops_apply::Applier,
+    yaml: String,
+    options: gitops_apply::ApplyOptions,
+) -> tokio::task::JoinHandle<Result<gitops_apply::ChangeSet, gitops_apply::ApplyError>> {
+    tokio::spawn(async move {
+        applier
+            .apply_set(desired(&yaml), &options, &CancellationToken::new())
+            .await
+    })
+}
+
+async fn inventory_ids(client: &kube::Client, ns: &str) -> Vec<String> {
+    use gitops_apply::InventoryStore as _;
+    gitops_apply::ConfigMapInventory::new(ns, "inventory")
+        .unwrap()
+        .load(client)
+        .await
+        .unwrap()
+        .map(|inventory| inventory.iter().map(|(id, _)| id.to_string()).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn apply_set_runs_a_presync_job_before_the_sync_phase_writes() {
+    let (client, ns) = setup("apply-presync").await;
+    let yaml = format!(
+        "{}---\n{}",
+        job(&ns, "migrate-", "argocd.argoproj.io/hook: PreSync"),
+        config_map(&ns, "app", "")
+    );
+    let configs =
+        Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &config_map_resource());
+    let task = spawn_apply(
+        applier(&client, &ns),
+        yaml.clone(),
+        gitops_apply::ApplyOptions::default(),
+    );
+    let name = name_of(&job_appears(&client, &ns, "migrate-").await);
+    // While the PreSync hook runs, the Sync phase has written nothing.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(configs.get_opt("app").await.unwrap().is_none());
+    assert!(!task.is_finished());
+    complete_job(&client, &ns, &name).await;
+    let change_set = task.await.unwrap().unwrap();
+    assert!(configs.get_opt("app").await.unwrap().is_some());
+    assert_eq!(change_set.hooks.len(), 1, "{change_set}");
+    let run = &change_set.hooks[0];
+    assert_eq!(
+        (run.phase, run.outcome, run.id.name.as_str()),
+        (SyncPhase::PreSync, HookOutcome::Succeeded, name.as_str())
+    );
+    // The hook is neither an entry of the change set nor in the inventory.
+    assert!(change_set.changes.iter().all(|c| c.id.kind != "Job"));
+    assert_eq!(
+        inventory_ids(&client, &ns).await,
+        [format!("{ns}_app__ConfigMap")]
+    );
+}
+
+#[tokio::test]
+async fn apply_set_fails_naming_a_failed_postsync_hook_after_running_the_syncfail_hook() {
+    let (client, ns) = setup("apply-postsync").await;
+    let yaml = format!(
+        "{}---\n{}---\n{}",
+        config_map(&ns, "app", ""),
+        job(&ns, "check-", "argocd.argoproj.io/hook: PostSync"),
+        config_map(&ns, "report", "argocd.argoproj.io/hook: SyncFail")
+    );
+    let configs =
+        Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &config_map_resource());
+    let task = spawn_apply(
+        applier(&client, &ns),
+        yaml,
+        gitops_apply::ApplyOptions::default(),
+    );
+    let name = name_of(&job_appears(&client, &ns, "check-").await);
+    assert!(configs.get_opt("app").await.unwrap().is_some());
+    fail_job(&client, &ns, &name).await;
+    let error = task.await.unwrap().unwrap_err();
+    assert!(
+        matches!(error, gitops_apply::ApplyError::Hook { .. }),
+        "{error}"
+    );
+    let text = format!("{error}: {}", std::error::Error::source(&error).unwrap());
+    assert!(
+        text.contains(&format!("PostSync hook Job.batch {ns}/{name} failed")),
+        "{text}"
+    );
+    let change_set = error.change_set().expect("the run's change set");
+    let phases: Vec<(SyncPhase, HookOutcome)> = change_set
+        .hooks
+        .iter()
+        .map(|r| (r.phase, r.outcome))
+        .collect();
+    assert_eq!(
+        phases,
+        [
+            (SyncPhase::PostSync, HookOutcome::Failed),
+            (SyncPhase::SyncFail, HookOutcome::Succeeded)
+        ]
+    );
+    assert!(configs.get_opt("report").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn hooks_are_never_in_the_inventory_and_removing_one_prunes_nothing() {
+    let (client, ns) = setup("apply-hook-prune").await;
+    let applier = applier(&client, &ns);
+    let cancel = CancellationToken::new();
+    let options = gitops_apply::ApplyOptions::default();
+    let with_hook = format!(
+        "{}---\n{}",
+        config_map(&ns, "app", ""),
+        config_map(&ns, "seed", "argocd.argoproj.io/hook: PreSync")
+    );
+    let first = applier
+        .apply_set(desired(&with_hook), &options, &cancel)
+        .await
+        .unwrap();
+    assert_eq!(first.hooks.len(), 1, "{first}");
+    assert_eq!(
+        inventory_ids(&client, &ns).await,
+        [format!("{ns}_app__ConfigMap")]
+    );
+    let configs =
+        Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &config_map_resource());
+    let seed = configs.get("seed").await.unwrap();
+    let labels = seed.metadata.labels.unwrap_or_default();
+    assert!(!labels.contains_key(OWNER_NAME_LABEL), "{labels:?}");
+
+    // The hook leaves the set: nothing is pruned, its object stays.
+    let second = applier
+        .apply_set(desired(&config_map(&ns, "app", "")), &options, &cancel)
+        .await
+        .unwrap();
+    assert!(second.hooks.is_empty());
+    assert_eq!(
+        second.count(gitops_apply::ObjectAction::Pruned),
+        0,
+        "{second}"
+    );
+    assert!(configs.get_opt("seed").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn a_dry_run_lists_the_hooks_by_phase_without_running_them() {
+    let (client, ns) = setup("apply-hook-dry").await;
+    let yaml = format!(
+        "{}---\n{}---\n{}",
+        config_map(&ns, "app", ""),
+        job(&ns, "migrate-", "helm.sh/hook: pre-install"),
+        job(&ns, "smoke-", "helm.sh/hook: test-success")
+    );
+    let change_set = applier(&client, &ns)
+        .apply_set(
+            desired(&yaml),
+            &gitops_apply::ApplyOptions::default().with_dry_run(true),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    let planned: Vec<(SyncPhase, HookOutcome, String)> = change_set
+        .hooks
+        .iter()
+        .map(|r| (r.phase, r.outcome, r.id.name.clone()))
+        .collect();
+    assert_eq!(
+        planned,
+        [(
+            SyncPhase::PreSync,
+            HookOutcome::Planned,
+            "migrate-".to_owned()
+        )]
+    );
+    assert!(jobs(&client, &ns).await.is_empty());
+}
