@@ -152,7 +152,8 @@ impl Binder<'_> {
                     let live_item = live_index.and_then(|i| live_items.and_then(|l| l.get(i)));
                     self.path.push(Step {
                         text: live_index.unwrap_or(index).to_string(),
-                        item: Some(item.clone()),
+                        // Only keyed path segments (`[name=web]`) look at the item.
+                        item: (!self.patterns.is_empty()).then(|| item.clone()),
                     });
                     if self.covered(item_owners) {
                         match live_item.and_then(|li| {
