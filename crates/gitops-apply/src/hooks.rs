@@ -1248,6 +1248,12 @@ impl crate::Applier {
         };
         match result {
             Ok(change_set) => Ok(with_hooks(change_set, runs)),
+            // Cancelled while a hook ran: what was written stays written, as for the writes.
+            Err(PhaseFailure::Hook { error, done }) if matches!(*error, HookError::Cancelled) => {
+                Err(ApplyError::Cancelled {
+                    change_set: Box::new(with_hooks(done.unwrap_or_default(), runs)),
+                })
+            }
             Err(PhaseFailure::Hook { error, done }) => Err(ApplyError::Hook {
                 source: error,
                 change_set: Box::new(with_hooks(done.unwrap_or_default(), runs)),

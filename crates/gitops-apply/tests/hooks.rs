@@ -706,3 +706,38 @@ async fn a_dry_run_lists_the_hooks_by_phase_without_running_them() {
     );
     assert!(jobs(&client, &ns).await.is_empty());
 }
+
+#[tokio::test]
+async fn cancelling_while_a_presync_hook_runs_writes_nothing_and_reports_cancelled() {
+    let (client, ns) = setup("apply-hook-cancel").await;
+    let yaml = format!(
+        "{}---\n{}",
+        job(&ns, "migrate-", "argocd.argoproj.io/hook: PreSync"),
+        config_map(&ns, "app", "")
+    );
+    let cancel = CancellationToken::new();
+    let task = {
+        let applier = applier(&client, &ns);
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            applier
+                .apply_set(
+                    desired(&yaml),
+                    &gitops_apply::ApplyOptions::default(),
+                    &cancel,
+                )
+                .await
+        })
+    };
+    job_appears(&client, &ns, "migrate-").await;
+    cancel.cancel();
+    let error = task.await.unwrap().unwrap_err();
+    let gitops_apply::ApplyError::Cancelled { change_set } = &error else {
+        panic!("not a cancellation: {error}");
+    };
+    assert!(change_set.changes.is_empty(), "{change_set}");
+    let configs =
+        Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &config_map_resource());
+    assert!(configs.get_opt("app").await.unwrap().is_none());
+    assert!(inventory_ids(&client, &ns).await.is_empty());
+}

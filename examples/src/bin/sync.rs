@@ -201,4 +201,8 @@ fn print_changes(change_set: &gitops_apply::ChangeSet) {
             println!("{}", name_flags(&change.to_string()));
         }
     }
+    // The sync hooks (Argo CD's, or Helm's with `--helm-hooks include`), by phase.
+    for hook in &change_set.hooks {
+        println!("{hook}");
+    }
 }

@@ -34,7 +34,7 @@ pub enum RendererFlag {
 pub enum HooksFlag {
     /// Leave hooks out, with a warning.
     Skip,
-    /// Keep hooks other than tests as objects.
+    /// Keep hooks other than tests, run in their sync phases.
     Include,
 }
 
@@ -79,7 +79,8 @@ pub struct SyncArgs {
     #[arg(long)]
     pub helm_release: Option<String>,
     /// What Helm does with a chart's hooks (`helm.sh/hook`): skip them with a warning, or
-    /// include those other than tests as objects. Test hooks are never applied.
+    /// include those other than tests, run as sync hooks (pre-install and pre-upgrade before
+    /// the objects, post-install and post-upgrade after). Test hooks are never applied.
     #[arg(long, value_enum, default_value_t = HooksFlag::Skip)]
     pub helm_hooks: HooksFlag,
     /// The Kubernetes version Helm renders for (`.Capabilities.KubeVersion`, checked against a

@@ -206,7 +206,8 @@ impl SyncReport {
     /// The report as JSON for CI: revision, counts, and one entry per object with its action,
     /// reason, origin, error and (in a dry run) its diff with Secret values masked, and for an
     /// object to create its content (`object`, Secret values masked); the entries the fetch
-    /// left out (`skippedEntries`).
+    /// left out (`skippedEntries`); the sync hooks run (`hooks`: id, origin, phase, outcome,
+    /// message, deleted; `planned` in a dry run).
     #[must_use]
     pub fn to_json(&self) -> Value {
         let objects: Vec<Value> = self
@@ -264,6 +265,7 @@ impl SyncReport {
             "apiWrites": self.api_writes,
             "skippedEntries": self.skipped_entries,
             "objects": objects,
+            "hooks": serde_json::to_value(&self.change_set.hooks).unwrap_or(Value::Null),
         })
     }
 }
