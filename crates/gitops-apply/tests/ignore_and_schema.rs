@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use gitops_apply::{
     Applier, ApplyError, ApplyOptions, ChangeSet, ConfigMapInventory, DesiredSet, ObjectAction,
-    ObjectError, RequestCounter, counting_client,
+    ObjectError, PlannedAction, RequestCounter, counting_client,
 };
 use gitops_core::{Manifest, ObjectId};
 use gitops_diff::{ChangeKind, IgnoreRule, Selector};
@@ -159,6 +159,15 @@ async fn an_ignored_managers_field_is_neither_drift_nor_written() {
         for round in 0..2 {
             let counter = RequestCounter::with_log();
             let ignoring = applier(&client, &ns, &counter, std::slice::from_ref(&rule));
+            let plan = ignoring
+                .plan(
+                    &set(&yaml),
+                    &ApplyOptions::default(),
+                    &CancellationToken::new(),
+                )
+                .await
+                .expect("a plan");
+            assert!(plan.is_in_sync(), "{rule:?} {round}: {plan:#}");
             let change_set = run(&ignoring, &yaml, &ApplyOptions::default()).await;
             let change = change_set.get(&id).expect("the Deployment is reported");
             assert_eq!(
@@ -320,16 +329,22 @@ async fn a_list_map_of_an_installed_crd_is_compared_by_key() {
         "{second:?}"
     );
 
-    // One item changed by key: exactly one change, at that item.
-    let dry_run = ApplyOptions::default().with_dry_run(true);
-    let change_set = run(
-        &applier,
-        &gadget(&ns, &[("c", 3), ("a", 1), ("b", 5)]),
-        &dry_run,
-    )
-    .await;
-    let change = change_set.get(&id).expect("the Gadget is reported");
-    let diff = change.diff.as_ref().expect("a diff");
+    // One item changed by key: the plan has exactly one change, at that item.
+    let plan = applier
+        .plan(
+            &set(&gadget(&ns, &[("c", 3), ("a", 1), ("b", 5)])),
+            &ApplyOptions::default(),
+            &CancellationToken::new(),
+        )
+        .await
+        .expect("a plan");
+    let entries = plan.entries();
+    let entry = entries
+        .iter()
+        .find(|e| *e.id == id)
+        .expect("the Gadget is planned");
+    assert_eq!(entry.action, PlannedAction::Update, "{plan}");
+    let diff = entry.diff.expect("a diff");
     let changes: Vec<(&str, ChangeKind)> = diff
         .changes
         .iter()
@@ -338,6 +353,16 @@ async fn a_list_map_of_an_installed_crd_is_compared_by_key() {
     assert_eq!(
         changes,
         [("spec.parts[name=b].size", ChangeKind::Modified)],
-        "{change}"
+        "{plan}"
     );
+    // And a plan of the reordered list is in sync.
+    let reordered = applier
+        .plan(
+            &set(&gadget(&ns, &[("b", 2), ("c", 3), ("a", 1)])),
+            &ApplyOptions::default(),
+            &CancellationToken::new(),
+        )
+        .await
+        .expect("a plan");
+    assert!(reordered.is_in_sync(), "{reordered:#}");
 }
