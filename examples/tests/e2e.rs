@@ -246,7 +246,7 @@ async fn an_object_in_the_way_fails_the_step_and_is_named() {
     let chain = gitops_examples::pipeline::error_chain(&error);
     assert!(chain.starts_with("step 2"), "{chain}");
     assert!(
-        chain.contains(&format!("ConfigMap {namespace}/web-content Failed")),
+        chain.contains(&format!("ConfigMap {namespace}/web-content failed")),
         "{chain}"
     );
     assert!(chain.contains("immutable field(s) data changed"), "{chain}");

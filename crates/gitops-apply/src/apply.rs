@@ -47,7 +47,7 @@ impl ApplierBuilder {
         self
     }
 
-    /// The health checks used when waiting and for [`ObjectChange::health`] (default: the
+    /// The health checks used when waiting and for [`ObjectChange::health`](crate::ObjectChange::health) (default: the
     /// built-in ones).
     pub fn health_checks(mut self, health: HealthChecks) -> Self {
         self.applier.health = health;

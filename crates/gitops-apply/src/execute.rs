@@ -145,10 +145,8 @@ impl Applier {
             .stale_objects(&client, &plan.kinds, gone, &live, &listed)
             .await?;
         for (before, now) in plan.stale.iter().zip(&stale_now) {
-            let unchanged = before.action == now.action
-                && (before.action != PlannedAction::Prune
-                    || before.resource_version == now.resource_version);
-            if !unchanged {
+            // What pruning it means, not its resourceVersion (a status update is no move).
+            if before.action != now.action || before.reason != now.reason {
                 moved.push(before.id.clone());
             }
         }

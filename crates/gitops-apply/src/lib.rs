@@ -2,10 +2,29 @@
 //! health.
 //!
 //! An [`Applier`] takes a [`DesiredSet`] (the objects a successful render produced) and brings
-//! the cluster to it, returning a [`ChangeSet`]: per object created, configured, recreated,
-//! unchanged, pruned, skipped or failed, with the reason, and the number of API requests sent.
+//! the cluster to it, returning a [`ChangeSet`]: per object an [`ObjectAction`] (created,
+//! configured, recreated, unchanged, pruned, skipped or failed) with a typed [`Reason`], and the
+//! number of API requests sent.
 //!
-//! 1. **Plan** ([`order`]): every kind is resolved through discovery (kinds defined by CRDs of the
+//! Its verbs are usable alone, as Flux's `ssa.ResourceManager`'s are:
+//! - [`Applier::plan`]: a reviewed [`Plan`] (per object a [`PlannedAction`], a [`Reason`] and
+//!   the structured diff; the [`StaleObject`]s to prune; the hooks), nothing written. It prints
+//!   like `terraform plan` and serialises to JSON.
+//! - [`Applier::apply`]: executes exactly a reviewed plan, or refuses it
+//!   ([`ApplyError::StalePlan`]) when the live state it was made from moved.
+//! - [`Applier::apply_set`]: plan then execute, the one-call path.
+//! - [`Applier::prune`] (the stale objects of a plan), [`Applier::delete_all`] (for
+//!   finalizers: everything the inventory lists, then the inventory) and [`Applier::wait`].
+//!
+//! The differ comes from the builder ([`ApplierBuilder::differ`], [`ApplierBuilder::ignore`],
+//! [`ApplierBuilder::normaliser`]): ignore rules bind apply (a covered field is left out of what
+//! is sent, so it is neither drift nor written, and its owner keeps it). Discovery and the merge
+//! schema (the embedded tables, the CRDs of the set, and the cluster's `/openapi/v3` documents
+//! for custom resources of installed CRDs) are cached across runs
+//! ([`ApplierBuilder::discovery_ttl`], [`ApplierBuilder::cluster_schema`]): a run with nothing
+//! to change sends the inventory read and one list per kind and namespace, nothing else.
+//!
+//! 1. **Plan** ([`Applier::plan`], ordering by [`order`]): every kind is resolved through discovery (kinds defined by CRDs of the
 //!    same set too); namespaces are filled in or overridden by the target namespace (without one,
 //!    a namespaced object without a namespace goes to `default`, as with kubectl); an unknown
 //!    kind is an error before any write. Objects are
@@ -60,7 +79,13 @@
 //!
 //! Health ([`builtin_health`], [`wait_for_current`]) follows kstatus: Current, InProgress,
 //! Failed, NotFound. With [`ApplyOptions::wait`], a run waits for its set to be Current after
-//! the writes and the prune, failing fast on the first Failed object.
+//! the writes and the prune, failing fast on the first Failed object. With
+//! [`ApplyOptions::wait_between_waves`] (opt-in, Argo CD's semantics), wave N+1 is written only
+//! when every object of wave N is Current.
+//!
+//! Argo CD's `argocd.argoproj.io/compare-options: IgnoreExtraneous` ([`COMPARE_OPTIONS_ANNOTATION`])
+//! on a live object that left the set: it still follows the prune rules, but does not count as
+//! drift ([`Plan::is_in_sync`], [`Plan::drifted`]).
 
 mod apply;
 mod catalog;

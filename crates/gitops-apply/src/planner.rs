@@ -113,8 +113,6 @@ pub struct StaleObject {
     pub action: PlannedAction,
     /// Why.
     pub reason: Reason,
-    /// Its resourceVersion when the plan read it.
-    pub(crate) resource_version: Option<String>,
 }
 
 impl StaleObject {
@@ -848,7 +846,6 @@ impl Applier {
                     kind,
                     action: PlannedAction::Prune,
                     reason: Reason::KindNoLongerServed,
-                    resource_version: None,
                 });
                 continue;
             };
@@ -881,11 +878,6 @@ impl Applier {
                 },
             };
             stale.push(StaleObject {
-                resource_version: object.as_ref().and_then(|o| {
-                    o.pointer("/metadata/resourceVersion")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned)
-                }),
                 id,
                 api_version,
                 kind,
@@ -1093,7 +1085,6 @@ metadata: {name: bad, namespace: shop}
             kind: kinds.resolve("", "v1", "ConfigMap").cloned(),
             action,
             reason,
-            resource_version: Some("1".into()),
         };
         let count = ordered.objects().len();
         Plan {
@@ -1140,9 +1131,18 @@ metadata: {name: bad, namespace: shop}
         assert!(!text.contains("hunter2-is-secret"), "{text}");
         assert!(!text.contains("b2xkLXNlY3JldC12YWx1ZQ"), "{text}");
         assert!(!text.contains("old-secret-value"), "{text}");
-        assert!(text.contains("    - ConfigMap shop/old (left the set)\n"), "{text}");
-        assert!(text.contains("    - ConfigMap shop/extra (left the set; extraneous"), "{text}");
-        assert!(!text.contains("shop/same"), "unchanged objects only in {{:#}}: {text}");
+        assert!(
+            text.contains("    - ConfigMap shop/old (left the set)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("    - ConfigMap shop/extra (left the set; extraneous"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("shop/same"),
+            "unchanged objects only in {{:#}}: {text}"
+        );
         assert!(
             text.ends_with(
                 "Plan: 1 to create, 2 to update, 0 to recreate, 2 to prune, 1 unchanged. 1 invalid."
@@ -1150,7 +1150,10 @@ metadata: {name: bad, namespace: shop}
             "{text}"
         );
         let verbose = format!("{plan:#}");
-        assert!(verbose.contains("    = ConfigMap shop/same (in sync)\n"), "{verbose}");
+        assert!(
+            verbose.contains("    = ConfigMap shop/same (in sync)\n"),
+            "{verbose}"
+        );
     }
 
     #[test]
@@ -1177,7 +1180,10 @@ metadata: {name: bad, namespace: shop}
         assert_eq!(bad["reason"], "ValidationFailed");
         assert!(bad["error"].as_str().unwrap().contains("422"), "{bad}");
         let same = objects.iter().find(|o| o["action"] == "unchanged").unwrap();
-        assert!(same.get("changes").is_none() && same.get("error").is_none(), "{same}");
+        assert!(
+            same.get("changes").is_none() && same.get("error").is_none(),
+            "{same}"
+        );
         assert_eq!(json["stale"][0]["action"], "prune");
         assert_eq!(json["stale"][1]["reason"], "IgnoredExtraneous");
         assert_eq!(

@@ -390,7 +390,7 @@ pub fn name_flags(text: &str) -> String {
 }
 
 /// `message` (an error) without the lines that list an object of `change_set` as the text
-/// output prints it (`  - ConfigMap shop/a Failed: ...`), and without the colon that
+/// output prints it (`  - ConfigMap shop/a failed: ...`), and without the colon that
 /// introduced them, for a binary that printed the change set already: each failure is then
 /// shown once.
 ///
@@ -621,11 +621,11 @@ mod tests {
         };
         let change = listed;
         let message = format!(
-            "applying r failed: 1 object(s) failed validation, nothing was written:\n  - {change}\n  - ConfigMap shop/other Failed: not listed"
+            "applying r failed: 1 object(s) failed validation, nothing was written:\n  - {change}\n  - ConfigMap shop/other failed: not listed"
         );
         assert_eq!(
             without_listed_changes(&message, &change_set),
-            "applying r failed: 1 object(s) failed validation, nothing was written:\n  - ConfigMap shop/other Failed: not listed"
+            "applying r failed: 1 object(s) failed validation, nothing was written:\n  - ConfigMap shop/other failed: not listed"
         );
         let only = format!("applying r failed: 1 object(s) failed:\n  - {change}");
         assert_eq!(
