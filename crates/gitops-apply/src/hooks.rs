@@ -1187,6 +1187,16 @@ impl HookRunner {
 }
 
 impl crate::Applier {
+    /// A runner for this applier's hooks: its field manager, health checks, poll interval and
+    /// inventory, requests counted on `client`.
+    pub(crate) fn hook_runner(&self, client: kube::Client, timeout: Duration) -> HookRunner {
+        HookRunner::new(client, self.inventory.owner_labels())
+            .with_field_manager(self.field_manager.clone())
+            .with_health_checks(self.health.clone())
+            .with_timeout(timeout)
+            .with_interval(self.wait_interval)
+    }
+
     /// Executes a plan in its sync phases ([`HookRunner::run_sync`]): the PreSync hooks, the
     /// plan's writes and prune with the Sync hooks, the wait for the set's health (unless the
     /// run already waited, [`crate::ApplyOptions::wait`]) and the PostSync hooks; the SyncFail
@@ -1213,11 +1223,7 @@ impl crate::Applier {
         let timeout = plan.options.wait.unwrap_or(DEFAULT_HOOK_TIMEOUT);
         let counter = plan.counter.clone();
         let client = crate::counting_client(&self.client, &counter);
-        let runner = HookRunner::new(client.clone(), self.inventory.owner_labels())
-            .with_field_manager(self.field_manager.clone())
-            .with_health_checks(self.health.clone())
-            .with_timeout(timeout)
-            .with_interval(self.wait_interval);
+        let runner = self.hook_runner(client.clone(), timeout);
         let mut runs = Vec::new();
         let result = runner
             .run_sync(
@@ -1390,6 +1396,57 @@ impl HookRunner {
         Ok(())
     }
 
+    /// Validates every hook with a server-side dry run of its creation (strict field
+    /// validation), as the resources are validated before any write: a hook the server would
+    /// refuse fails the plan, not the sync halfway. A named hook is sent under a generated name,
+    /// so that its previous object (deleted before it is created again) is no conflict. Hooks
+    /// the server cannot validate yet are left to their run: a kind a CRD of the set defines, a
+    /// namespace the set creates.
+    ///
+    /// # Errors
+    /// Every hook the server refused, each a [`HookError::Api`] (`validating`).
+    pub async fn validate(
+        &self,
+        hooks: &PlannedHooks,
+        cancel: &CancellationToken,
+    ) -> Result<(), Vec<HookError>> {
+        let mut errors = Vec::new();
+        for hook in hooks.all() {
+            if cancel.is_cancelled() {
+                return Err(vec![HookError::Cancelled]);
+            }
+            if !hook.kind.served {
+                continue;
+            }
+            let mut object = hook.manifest.object().clone();
+            let metadata = object["metadata"]
+                .as_object_mut()
+                .expect("a valid manifest has a metadata mapping");
+            if let Some(name) = metadata
+                .remove("name")
+                .and_then(|n| n.as_str().map(str::to_owned))
+            {
+                metadata.insert("generateName".into(), Value::String(format!("{name}-")));
+            }
+            let phase = hook.spec.phases[0];
+            match self.create_strict(hook, &object, true).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(status))
+                    if status.code == 404
+                        && status
+                            .details
+                            .as_ref()
+                            .is_some_and(|d| d.kind == "namespaces") => {}
+                Err(error) => errors.push(Self::api_error(hook, phase, "validating")(error)),
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
     /// Deletes the previous objects of `hook` when its policies say so, then creates it.
     async fn start<'h>(
         &self,
@@ -1418,7 +1475,7 @@ impl HookRunner {
         }
         let created = match hook.manifest.generate_name() {
             Some(_) => self
-                .create_strict(hook, &object)
+                .create_strict(hook, &object, false)
                 .await
                 .map_err(Self::api_error(hook, phase, "creating"))?,
             None => {
@@ -1547,12 +1604,13 @@ impl HookRunner {
         &self,
         hook: &PlannedHook,
         object: &Value,
+        dry_run: bool,
     ) -> Result<DynamicObject, kube::Error> {
         use kube::Resource as _;
         let url = DynamicObject::url_path(&hook.kind.resource, hook.id.namespace.as_deref());
         let params = PostParams {
             field_manager: Some(self.field_manager.clone()),
-            ..PostParams::default()
+            dry_run,
         };
         let body = serde_json::to_vec(object).map_err(kube::Error::SerdeError)?;
         let mut request = kube::core::Request::new(url)

@@ -608,6 +608,8 @@ impl Applier {
             .kinds(&client, set.manifests())
             .await
             .map_err(ApplyError::from_catalog)?;
+        // The CRDs of the set first: a hook may be a custom resource of one of them.
+        kinds.add_crds(set.manifests());
         let (resources, hooks) = plan_hooks(
             set.manifests().to_vec(),
             &kinds,
@@ -615,7 +617,12 @@ impl Applier {
             options.target_namespace.as_deref(),
         )
         .map_err(|errors| ApplyError::Hooks { errors })?;
-        kinds.add_crds(&resources);
+        if !hooks.is_empty() {
+            self.hook_runner(client.clone(), crate::DEFAULT_HOOK_TIMEOUT)
+                .validate(&hooks, cancel)
+                .await
+                .map_err(|errors| ApplyError::Hooks { errors })?;
+        }
         let previous = self
             .inventory
             .load(&client)

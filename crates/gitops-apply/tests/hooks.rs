@@ -741,3 +741,76 @@ async fn cancelling_while_a_presync_hook_runs_writes_nothing_and_reports_cancell
     assert!(configs.get_opt("app").await.unwrap().is_none());
     assert!(inventory_ids(&client, &ns).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_hook_the_server_refuses_fails_the_plan_before_any_write() {
+    let (client, ns) = setup("apply-hook-invalid").await;
+    let yaml = format!(
+        "{}---\n{}---\n\
+         apiVersion: v1\nkind: ConfigMap\nmetadata: {{generateName: report-, namespace: {ns}, \
+         annotations: {{argocd.argoproj.io/hook: PostSync}}}}\nbogus: 1\n",
+        job(&ns, "migrate-", "argocd.argoproj.io/hook: PreSync"),
+        config_map(&ns, "app", "")
+    );
+    let error = applier(&client, &ns)
+        .apply_set(
+            desired(&yaml),
+            &gitops_apply::ApplyOptions::default(),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+    let gitops_apply::ApplyError::Hooks { errors } = &error else {
+        panic!("not a hook problem: {error}");
+    };
+    assert_eq!(errors.len(), 1, "{error}");
+    let text = format!(
+        "{}: {}",
+        errors[0],
+        std::error::Error::source(&errors[0]).unwrap()
+    );
+    assert!(
+        text.contains(&format!(
+            "PostSync hook ConfigMap {ns}/report-: validating it"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("bogus"), "{text}");
+    // Nothing ran, nothing was written.
+    assert!(jobs(&client, &ns).await.is_empty());
+    let configs =
+        Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &config_map_resource());
+    assert!(configs.get_opt("app").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn hooks_validate_in_a_namespace_the_set_creates_and_run_again_by_name() {
+    let (client, ns) = setup("apply-hook-newns").await;
+    let made = format!("{ns}-made");
+    let yaml = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {made}}}\n---\n{}---\n{}",
+        config_map(&made, "app", ""),
+        config_map(&made, "seed", "argocd.argoproj.io/hook: PostSync")
+    );
+    let applier = applier(&client, &ns);
+    let configs =
+        Api::<DynamicObject>::namespaced_with(client.clone(), &made, &config_map_resource());
+    let mut uids = Vec::new();
+    for _ in 0..2 {
+        let change_set = applier
+            .apply_set(
+                desired(&yaml),
+                &gitops_apply::ApplyOptions::default(),
+                &CancellationToken::new(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(change_set.hooks.len(), 1, "{change_set}");
+        assert_eq!(change_set.hooks[0].outcome, HookOutcome::Succeeded);
+        uids.push(configs.get("seed").await.unwrap().metadata.uid.unwrap());
+    }
+    assert_ne!(
+        uids[0], uids[1],
+        "BeforeHookCreation made the named hook anew"
+    );
+}
