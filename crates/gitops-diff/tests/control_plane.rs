@@ -1459,3 +1459,89 @@ async fn the_applied_object_leaves_another_managers_field_alone() -> Result<(), 
     assert_eq!(last["spec"]["replicas"], 5);
     Ok(())
 }
+
+/// The cluster's OpenAPI v3 document of just one group-version (a CRD installed outside the
+/// set): its list-map is typed, so a reordered list is no drift and one item changed by key is
+/// one change; the embedded table alone compares the list as atomic. The document's hash is
+/// returned, and stays the same while the CRD does.
+#[tokio::test]
+async fn the_schema_of_one_installed_crd_is_read_from_the_cluster() -> Result<(), Error> {
+    let control_plane = gitops_envtest::shared().await?;
+    let client = control_plane.client().await?;
+    let ns = control_plane.create_namespace("gitops-diff-subset").await?;
+    let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "racks.subset.gitops-rs.test"},
+        "spec": {"group": "subset.gitops-rs.test", "scope": "Namespaced",
+            "names": {"kind": "Rack", "plural": "racks", "singular": "rack", "listKind": "RackList"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "properties": {
+                        "slots": {"type": "array", "x-kubernetes-list-type": "map",
+                            "x-kubernetes-list-map-keys": ["slot"],
+                            "items": {"type": "object", "required": ["slot"], "properties": {
+                                "slot": {"type": "integer"}, "card": {"type": "string"}}}}}}}}}}]}});
+    let (crds, _) = api_for(&client, &crd, &ns).await?;
+    apply(&crds, &crd).await?;
+    let path = gitops_diff::OpenApiIndex::path_of("subset.gitops-rs.test", "v1");
+    let fetch = |path: String| {
+        let client = client.clone();
+        async move {
+            let request = http::Request::get(path).body(Vec::new())?;
+            Ok::<_, Error>(client.request_text(request).await?)
+        }
+    };
+    let cancel = CancellationToken::new();
+    // The document is published a moment after the CRD is established.
+    let mut read = None;
+    for _ in 0..100 {
+        let (schema, hashes) =
+            gitops_diff::fetch_cluster_schema_of(fetch, std::slice::from_ref(&path), &cancel)
+                .await?;
+        if hashes.contains_key(&path) {
+            read = Some((schema, hashes));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (schema, hashes) = read.ok_or("the Rack document was never published")?;
+    assert!(!hashes[&path].is_empty(), "{hashes:?}");
+    assert_eq!(
+        hashes.len(),
+        1,
+        "only the group-version asked for: {hashes:?}"
+    );
+    let (_, again) =
+        gitops_diff::fetch_cluster_schema_of(fetch, std::slice::from_ref(&path), &cancel).await?;
+    assert_eq!(again, hashes);
+
+    let rack = |slots: Value| {
+        json!({"apiVersion": "subset.gitops-rs.test/v1", "kind": "Rack",
+            "metadata": {"name": "r", "namespace": ns}, "spec": {"slots": slots}})
+    };
+    let applied = rack(json!([{"slot": 1, "card": "a"}, {"slot": 2, "card": "b"}]));
+    let (racks, _) = api_for(&client, &applied, &ns).await?;
+    apply(&racks, &applied).await?;
+    let live = get(&racks, &applied).await?;
+    let with_cluster = Differ::builder(MANAGER).schema(Arc::new(schema)).build();
+    let embedded_only = Differ::builder(MANAGER).build();
+    let reordered = rack(json!([{"slot": 2, "card": "b"}, {"slot": 1, "card": "a"}]));
+    assert!(
+        with_cluster
+            .diff(Some(&reordered), Some(&live))?
+            .is_in_sync()
+    );
+    assert!(
+        !embedded_only
+            .diff(Some(&reordered), Some(&live))?
+            .is_in_sync()
+    );
+    let one_changed = rack(json!([{"slot": 2, "card": "c"}, {"slot": 1, "card": "a"}]));
+    let diff = with_cluster.diff(Some(&one_changed), Some(&live))?;
+    let changes: Vec<(&str, ChangeKind)> = diff
+        .changes
+        .iter()
+        .map(|c| (c.path.as_str(), c.kind))
+        .collect();
+    assert_eq!(changes, [("spec.slots[slot=2].card", ChangeKind::Modified)]);
+    Ok(())
+}
