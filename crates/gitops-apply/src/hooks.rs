@@ -1034,6 +1034,11 @@ impl HookRunner {
     /// ([`crate::InventoryStore::owner_labels`]): field manager
     /// [`crate::DEFAULT_FIELD_MANAGER`], the built-in health checks, [`DEFAULT_HOOK_TIMEOUT`]
     /// per phase wave, polled every 2 s.
+    ///
+    /// Hook objects are found again (to delete those of an earlier sync) by the values of
+    /// [`crate::OWNER_NAMESPACE_LABEL`] and [`crate::OWNER_NAME_LABEL`] in `owner_labels`, copied
+    /// to [`HOOK_OF_NAMESPACE_LABEL`] and [`HOOK_OF_NAME_LABEL`]: an inventory store whose
+    /// owner labels lack them would share its hooks' objects with other such stores.
     #[must_use]
     pub fn new(client: kube::Client, owner_labels: BTreeMap<String, String>) -> Self {
         Self {
@@ -1428,7 +1433,7 @@ impl HookRunner {
             {
                 metadata.insert("generateName".into(), Value::String(format!("{name}-")));
             }
-            let phase = hook.spec.phases[0];
+            let phase = hook.spec.phases.first().copied().unwrap_or(SyncPhase::Sync);
             match self.create_strict(hook, &object, true).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(status))
@@ -1677,7 +1682,8 @@ impl HookRunner {
                     Status::Failed => {
                         hook.run.outcome = HookOutcome::Failed;
                         hook.run.message = health.message;
-                        // The first failure ends the wave: the others stay as they are.
+                        // The first failure ends the wave: the others are left as they are.
+                        left_running(running);
                         return Ok(());
                     }
                     Status::InProgress | Status::NotFound => {
@@ -1701,9 +1707,19 @@ impl HookRunner {
                         break;
                     }
                 }
+                left_running(running);
                 return Ok(());
             }
             self.pause(cancel).await?;
+        }
+    }
+}
+
+/// Marks the hooks of a wave still running when another failed: they are left as they are.
+fn left_running(running: &mut [Running<'_>]) {
+    for other in running {
+        if other.run.outcome == HookOutcome::NotRun {
+            other.run.message = "left running: another hook of its phase failed".into();
         }
     }
 }

@@ -814,3 +814,53 @@ async fn hooks_validate_in_a_namespace_the_set_creates_and_run_again_by_name() {
         "BeforeHookCreation made the named hook anew"
     );
 }
+
+#[tokio::test]
+async fn hooks_of_one_weight_run_together_and_a_lower_weight_runs_first() {
+    let (client, ns) = setup("hook-weights").await;
+    let yaml = format!(
+        "{}---\n{}---\n{}",
+        job(
+            &ns,
+            "first-",
+            "argocd.argoproj.io/hook: PreSync, argocd.argoproj.io/sync-wave: \"-1\""
+        ),
+        job(&ns, "a-", "argocd.argoproj.io/hook: PreSync"),
+        job(&ns, "b-", "argocd.argoproj.io/hook: PreSync"),
+    );
+    let task = spawn_phase(runner(&client, &ns), hooks(&yaml), SyncPhase::PreSync);
+    let first = name_of(&job_appears(&client, &ns, "first-").await);
+    // The hooks of weight 0 wait for the one of weight -1.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let names: Vec<String> = jobs(&client, &ns).await.iter().map(name_of).collect();
+    assert_eq!(names, std::slice::from_ref(&first));
+    complete_job(&client, &ns, &first).await;
+    let a = name_of(&job_appears(&client, &ns, "a-").await);
+    let b = name_of(&job_appears(&client, &ns, "b-").await);
+    fail_job(&client, &ns, &a).await;
+    let (runs, result) = task.await.unwrap();
+    assert!(
+        matches!(result, Err(HookError::Failed { .. })),
+        "{result:?}"
+    );
+    let outcomes: Vec<(String, HookOutcome, String)> = runs
+        .iter()
+        .map(|r| (r.id.name.clone(), r.outcome, r.message.clone()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            (first, HookOutcome::Succeeded, String::new()),
+            (
+                a,
+                HookOutcome::Failed,
+                "Job has reached the specified backoff limit".to_owned()
+            ),
+            (
+                b,
+                HookOutcome::NotRun,
+                "left running: another hook of its phase failed".to_owned()
+            ),
+        ]
+    );
+}
