@@ -527,3 +527,95 @@ colour: red
         "expected a validation error, got {err}"
     );
 }
+
+/// The list paths among `requests`, sorted.
+fn list_paths(requests: &[LoggedRequest]) -> Vec<String> {
+    let mut lists: Vec<String> = requests
+        .iter()
+        .filter(|r| r.kind == RequestKind::List)
+        .map(|r| r.path.clone())
+        .collect();
+    lists.sort_unstable();
+    lists
+}
+
+#[tokio::test]
+async fn a_reviewed_plan_is_executed_as_shown_and_no_more() {
+    let (client, ns) = setup("as-shown").await;
+    let (applier, counter) = observed_applier(&client, &ns, 2);
+    let cancel = CancellationToken::new();
+    let first = run(
+        &applier,
+        set(&config_maps(&ns, 10)),
+        &ApplyOptions::default(),
+    )
+    .await;
+    assert_eq!(first.count(ObjectAction::Created), 10, "{first}");
+
+    // cm-03 and cm-07 change, cm-09 leaves the set, cm-10 joins it.
+    let changed = config_maps(&ns, 11)
+        .replace("cm-09", "gone")
+        .replace("n: \"3\"", "n: \"three\"")
+        .replace("n: \"7\"", "n: \"seven\"");
+    let desired: Vec<_> = common::manifests(&changed)
+        .into_iter()
+        .filter(|m| m.name() != "gone")
+        .collect();
+    let desired = DesiredSet::from_render(Ok::<_, std::convert::Infallible>(desired)).unwrap();
+    let before_plan = counter.requests().len();
+    let plan = applier
+        .plan(&desired, &ApplyOptions::default(), &cancel)
+        .await
+        .unwrap();
+    let planning = counter.requests()[before_plan..].to_vec();
+    assert!(
+        planning.iter().all(|r| !r.kind.is_write()),
+        "planning wrote: {planning:#?}"
+    );
+    let summary = plan.summary();
+    assert_eq!(
+        (
+            summary.create,
+            summary.update,
+            summary.prune,
+            summary.unchanged
+        ),
+        (1, 2, 1, 7),
+        "{plan:#}"
+    );
+
+    let before_apply = counter.requests().len();
+    let changes = applier.apply(plan, &cancel, |_| {}).await.unwrap();
+    assert_eq!(changes.count(ObjectAction::Pruned), 1, "{changes}");
+    let applying = counter.requests()[before_apply..].to_vec();
+    // The re-read before the writes is the plan's own lists, no more.
+    assert_eq!(
+        list_paths(&applying),
+        list_paths(&planning),
+        "{applying:#?}"
+    );
+    // Exactly the writes the plan showed: the two updates and the create, then the prune.
+    let writes: Vec<String> = object_writes(&applying, &ns)
+        .into_iter()
+        .filter(|w| w.kind.is_write())
+        .map(ToString::to_string)
+        .collect();
+    let configmaps = format!("/api/v1/namespaces/{ns}/configmaps");
+    let mut applied = writes[..3].to_vec();
+    applied.sort_unstable();
+    assert_eq!(
+        applied,
+        [
+            format!("PATCH {configmaps}/cm-03"),
+            format!("PATCH {configmaps}/cm-07"),
+            format!("PATCH {configmaps}/cm-10"),
+        ],
+        "{writes:#?}"
+    );
+    assert_eq!(
+        writes[3..],
+        [format!("DELETE {configmaps}/cm-09")],
+        "{writes:#?}"
+    );
+    assert!(counter.max_writes_in_flight() <= 2);
+}
