@@ -121,6 +121,19 @@ pub enum ObjectProblem {
         /// Its value.
         value: String,
     },
+    /// An object with `metadata.generateName` and no name: a hook, created anew on every sync,
+    /// which cannot be applied, recorded or pruned as a resource. Take the hooks out of the set
+    /// first ([`crate::plan_hooks`]; [`crate::Applier::plan`] does).
+    #[error(
+        "{origin}: {}: an object with metadata.generateName is a hook, not a resource (take the hooks out with plan_hooks)",
+        shown(.id)
+    )]
+    GeneratedName {
+        /// The object, by its `generateName` prefix.
+        id: ObjectId,
+        /// Where it comes from.
+        origin: Origin,
+    },
 }
 
 /// How the cluster serves one kind at one version.
@@ -570,6 +583,13 @@ pub fn order(
     let mut objects = Vec::with_capacity(manifests.len() + 1);
     let mut defines_target = false;
     for mut manifest in manifests {
+        if manifest.generate_name().is_some() {
+            problems.push(ObjectProblem::GeneratedName {
+                id: manifest.id(),
+                origin: manifest.origin().clone(),
+            });
+            continue;
+        }
         let (group, version, kind) = (
             manifest.group().to_owned(),
             manifest.version().to_owned(),
@@ -989,5 +1009,32 @@ spec:
         assert!(policy(&[(FORCE_ANNOTATION, "enabled")]).force);
         assert!(policy(&[(FLUX_FORCE_ANNOTATION, "enabled")]).recreate);
         assert!(policy(&[(PRUNE_ANNOTATION, "enabled")]).prune);
+    }
+
+    #[test]
+    fn a_generate_name_hook_is_never_ordered_as_a_resource() {
+        let yaml = "\
+apiVersion: v1
+kind: ConfigMap
+metadata: {generateName: report-, namespace: x, annotations: {argocd.argoproj.io/hook: PostSync}}
+";
+        let err = order(
+            parse(yaml),
+            &kinds(),
+            &DefaultStaging,
+            &OrderOptions::default(),
+        )
+        .unwrap_err();
+        let PlanError::Invalid { problems } = &err;
+        assert!(
+            matches!(problems[..], [ObjectProblem::GeneratedName { .. }]),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains(
+                "set.yaml:1: x_report-__ConfigMap: an object with metadata.generateName is a hook"
+            ),
+            "{err}"
+        );
     }
 }
