@@ -154,8 +154,19 @@ async fn an_ignored_managers_field_is_neither_drift_nor_written() {
     let by_path = IgnoreRule::new(Selector::default().kind("Deployment"))
         .pointer("/spec/replicas")
         .unwrap();
+    // The same rules in the shapes Flux and Argo CD users write.
+    let argo: gitops_diff::ArgoIgnoreDifference = serde_json::from_value(
+        json!({"group": "apps", "kind": "Deployment", "managedFieldsManagers": ["hpa-test"]}),
+    )
+    .unwrap();
+    let flux: gitops_diff::FluxDriftIgnoreRule = serde_json::from_value(
+        json!({"paths": ["/spec/replicas"], "target": {"kind": "Deployment", "name": "w.b"}}),
+    )
+    .unwrap();
+    let argo = IgnoreRule::try_from(argo).unwrap();
+    let flux = IgnoreRule::try_from(flux).unwrap();
     let mut replicas = 5;
-    for rule in [by_manager, by_path] {
+    for rule in [by_manager, by_path, argo, flux] {
         for round in 0..2 {
             let counter = RequestCounter::with_log();
             let ignoring = applier(&client, &ns, &counter, std::slice::from_ref(&rule));
