@@ -446,3 +446,123 @@ async fn a_no_change_run_lists_once_per_kind_and_namespace_and_writes_nothing() 
             .all(|e| e.action == PlannedAction::Unchanged)
     );
 }
+
+#[tokio::test]
+async fn stale_objects_prune_alone_and_an_extraneous_one_is_no_drift() {
+    let (client, ns) = setup("verbs-prune").await;
+    let applier = applier(&client, &ns);
+    let inventory = ConfigMapInventory::new(&ns, "inventory").unwrap();
+    let cancel = CancellationToken::new();
+    run(
+        &applier,
+        set(&config_maps(
+            &ns,
+            &[("a", "red"), ("b", "red"), ("c", "red")],
+        )),
+        &ApplyOptions::default(),
+    )
+    .await;
+    // c is marked as Argo CD's extraneous: leaving the set, it is no drift.
+    Api::<ConfigMap>::namespaced(client.clone(), &ns)
+        .patch(
+            "c",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations":
+                {"argocd.argoproj.io/compare-options": "IgnoreExtraneous"}}})),
+        )
+        .await
+        .unwrap();
+    let only_a = set(&config_maps(&ns, &[("a", "red")]));
+    let plan = applier
+        .plan(&only_a, &ApplyOptions::default(), &cancel)
+        .await
+        .unwrap();
+    let stale: Vec<(String, PlannedAction, Reason)> = plan
+        .stale()
+        .iter()
+        .map(|s| (s.id.name.clone(), s.action, s.reason.clone()))
+        .collect();
+    assert_eq!(
+        stale,
+        [
+            (
+                "c".to_owned(),
+                PlannedAction::Prune,
+                Reason::IgnoredExtraneous
+            ),
+            ("b".to_owned(), PlannedAction::Prune, Reason::LeftTheSet),
+        ],
+        "{plan}"
+    );
+    assert!(!plan.is_in_sync(), "b is drift: {plan}");
+    let drifted: Vec<String> = plan.drifted().map(|e| e.id.name.clone()).collect();
+    assert_eq!(drifted, ["b"]);
+
+    // The stale objects pruned alone: the inventory forgets them.
+    let pruned = applier.prune(plan.stale(), &cancel).await.unwrap();
+    assert_eq!(pruned.count(ObjectAction::Pruned), 2, "{pruned}");
+    for name in ["b", "c"] {
+        let gone = config_map(&client, &ns, name).await;
+        assert!(gone.is_none_or(|c| c.metadata.deletion_timestamp.is_some()));
+    }
+    let listed = inventory.load(&client).await.unwrap().unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let plan = applier
+        .plan(&only_a, &ApplyOptions::default(), &cancel)
+        .await
+        .unwrap();
+    assert!(plan.is_in_sync() && plan.stale().is_empty(), "{plan:#}");
+
+    // Only c left the set this time: the plan is in sync all the same.
+    run(
+        &applier,
+        set(&config_maps(&ns, &[("a", "red"), ("c", "red")])),
+        &ApplyOptions::default(),
+    )
+    .await;
+    Api::<ConfigMap>::namespaced(client.clone(), &ns)
+        .patch(
+            "c",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations":
+                {"argocd.argoproj.io/compare-options": "ServerSideDiff=true, IgnoreExtraneous"}}})),
+        )
+        .await
+        .unwrap();
+    let plan = applier
+        .plan(&only_a, &ApplyOptions::default(), &cancel)
+        .await
+        .unwrap();
+    assert_eq!(plan.summary().prune, 1, "{plan}");
+    assert!(plan.is_in_sync(), "{plan}");
+}
+
+#[tokio::test]
+async fn an_apply_only_set_never_prunes_and_forgets_nothing() {
+    let (client, ns) = setup("verbs-apply-only").await;
+    let applier = applier(&client, &ns);
+    let inventory = ConfigMapInventory::new(&ns, "inventory").unwrap();
+    let cancel = CancellationToken::new();
+    run(
+        &applier,
+        set(&config_maps(&ns, &[("a", "red"), ("b", "red")])),
+        &ApplyOptions::default(),
+    )
+    .await;
+    let extra = gitops_apply::DesiredSet::apply_only(common::manifests(&config_maps(
+        &ns,
+        &[("c", "green")],
+    )));
+    let plan = applier
+        .plan(&extra, &ApplyOptions::default(), &cancel)
+        .await
+        .unwrap();
+    assert!(plan.stale().is_empty(), "{plan}");
+    let done = applier.apply(plan, &cancel, |_| {}).await.unwrap();
+    assert_eq!(done.count(ObjectAction::Created), 1, "{done}");
+    assert_eq!(done.count(ObjectAction::Pruned), 0, "{done}");
+    assert!(config_map(&client, &ns, "a").await.is_some());
+    // a and b stay tracked: a later render without them prunes them.
+    let listed = inventory.load(&client).await.unwrap().unwrap();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+}
