@@ -424,6 +424,9 @@ pub enum HookOutcome {
     Failed,
     /// Not run because the sync was cancelled or an earlier step failed.
     NotRun,
+    /// Created and not done yet (reported as progress), or left running when another hook
+    /// of its phase failed or the run was cancelled.
+    Running,
 }
 
 impl fmt::Display for HookOutcome {
@@ -433,6 +436,7 @@ impl fmt::Display for HookOutcome {
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
             Self::NotRun => "not run",
+            Self::Running => "running",
         })
     }
 }
@@ -1144,13 +1148,28 @@ impl HookRunner {
         sync: impl Future<Output = Result<T, E>>,
         settle: impl AsyncFnOnce(&T) -> Result<(), E>,
     ) -> Result<T, PhaseFailure<T, E>> {
+        self.run_sync_observed(hooks, runs, cancel, sync, settle, &mut |_| {})
+            .await
+    }
+
+    /// [`HookRunner::run_sync`], telling `observe` of each hook object when it is created and
+    /// when it is done.
+    pub(crate) async fn run_sync_observed<T, E>(
+        &self,
+        hooks: &PlannedHooks,
+        runs: &mut Vec<HookRun>,
+        cancel: &CancellationToken,
+        sync: impl Future<Output = Result<T, E>>,
+        settle: impl AsyncFnOnce(&T) -> Result<(), E>,
+        observe: &mut (dyn FnMut(&HookRun) + Send),
+    ) -> Result<T, PhaseFailure<T, E>> {
         let result = async {
             let hook = |error, done| PhaseFailure::Hook {
                 error: Box::new(error),
                 done,
             };
             if let Err(error) = self
-                .run_phase(hooks, SyncPhase::PreSync, runs, cancel)
+                .run_phase_observed(hooks, SyncPhase::PreSync, runs, cancel, observe)
                 .await
             {
                 return Err(hook(error, None));
@@ -1158,7 +1177,10 @@ impl HookRunner {
             let done = sync
                 .await
                 .map_err(|error| PhaseFailure::Sync { error, done: None })?;
-            if let Err(error) = self.run_phase(hooks, SyncPhase::Sync, runs, cancel).await {
+            if let Err(error) = self
+                .run_phase_observed(hooks, SyncPhase::Sync, runs, cancel, observe)
+                .await
+            {
                 return Err(hook(error, Some(done)));
             }
             if hooks.has_phase(SyncPhase::PostSync) {
@@ -1169,7 +1191,7 @@ impl HookRunner {
                     });
                 }
                 if let Err(error) = self
-                    .run_phase(hooks, SyncPhase::PostSync, runs, cancel)
+                    .run_phase_observed(hooks, SyncPhase::PostSync, runs, cancel, observe)
                     .await
                 {
                     return Err(hook(error, Some(done)));
@@ -1182,7 +1204,7 @@ impl HookRunner {
             && hooks.has_phase(SyncPhase::SyncFail)
             && !cancel.is_cancelled()
             && let Err(error) = self
-                .run_phase(hooks, SyncPhase::SyncFail, runs, cancel)
+                .run_phase_observed(hooks, SyncPhase::SyncFail, runs, cancel, observe)
                 .await
         {
             tracing::warn!("SyncFail hooks: {error}");
@@ -1230,12 +1252,23 @@ impl crate::Applier {
         let client = crate::counting_client(&self.client, &counter);
         let runner = self.hook_runner(client.clone(), timeout);
         let mut runs = Vec::new();
+        // The phases run one after the other: the writes hold the progress callback while
+        // they run, the hooks take it between them to report each hook object.
+        let progress = futures::lock::Mutex::new(progress);
+        let mut observe = |run: &HookRun| {
+            if let Some(mut progress) = progress.try_lock() {
+                (*progress)(&crate::ApplyProgress::Hook(run.clone()));
+            }
+        };
         let result = runner
-            .run_sync(
+            .run_sync_observed(
                 &hooks,
                 &mut runs,
                 cancel,
-                self.execute(plan, cancel, progress),
+                async {
+                    let mut progress = progress.lock().await;
+                    self.execute(plan, cancel, &mut **progress).await
+                },
                 async |done: &ChangeSet| {
                     if waited {
                         return Ok(());
@@ -1249,6 +1282,7 @@ impl crate::Applier {
                             source,
                         })
                 },
+                &mut observe,
             )
             .await;
         let with_hooks = |mut change_set: ChangeSet, runs: Vec<HookRun>| {
@@ -1340,6 +1374,20 @@ impl HookRunner {
         runs: &mut Vec<HookRun>,
         cancel: &CancellationToken,
     ) -> Result<(), HookError> {
+        self.run_phase_observed(hooks, phase, runs, cancel, &mut |_| {})
+            .await
+    }
+
+    /// [`HookRunner::run_phase`], telling `observe` of each hook object when it is created
+    /// ([`HookOutcome::Running`]) and when it is done.
+    pub(crate) async fn run_phase_observed(
+        &self,
+        hooks: &PlannedHooks,
+        phase: SyncPhase,
+        runs: &mut Vec<HookRun>,
+        cancel: &CancellationToken,
+        observe: &mut (dyn FnMut(&HookRun) + Send),
+    ) -> Result<(), HookError> {
         let in_phase: Vec<&PlannedHook> = hooks.in_phase(phase).collect();
         let mut start = 0;
         while start < in_phase.len() {
@@ -1354,7 +1402,10 @@ impl HookRunner {
             let mut created = Ok(());
             for hook in wave {
                 match self.start(hook, phase, cancel).await {
-                    Ok(started) => running.push(started),
+                    Ok(started) => {
+                        observe(&started.run);
+                        running.push(started);
+                    }
                     Err(error) => {
                         created = Err(error);
                         break;
@@ -1391,6 +1442,7 @@ impl HookRunner {
                         ),
                     }
                 }
+                observe(&done.run);
                 runs.push(done.run);
             }
             waited?;
@@ -1506,7 +1558,7 @@ impl HookRunner {
                 id,
                 hook.manifest.origin().clone(),
                 phase,
-                HookOutcome::NotRun,
+                HookOutcome::Running,
             ),
         })
     }
@@ -1657,7 +1709,7 @@ impl HookRunner {
         loop {
             let mut pending = false;
             for hook in running.iter_mut() {
-                if hook.run.outcome != HookOutcome::NotRun {
+                if hook.run.outcome != HookOutcome::Running {
                     continue;
                 }
                 let live = tokio::select! {
@@ -1700,7 +1752,7 @@ impl HookRunner {
             }
             if start.elapsed() >= self.timeout {
                 for hook in running.iter_mut() {
-                    if hook.run.outcome == HookOutcome::NotRun {
+                    if hook.run.outcome == HookOutcome::Running {
                         hook.run.outcome = HookOutcome::Failed;
                         hook.run.message =
                             format!("not done after {:?} ({})", self.timeout, hook.run.message);
@@ -1718,7 +1770,7 @@ impl HookRunner {
 /// Marks the hooks of a wave still running when another failed: they are left as they are.
 fn left_running(running: &mut [Running<'_>]) {
     for other in running {
-        if other.run.outcome == HookOutcome::NotRun {
+        if other.run.outcome == HookOutcome::Running {
             other.run.message = "left running: another hook of its phase failed".into();
         }
     }

@@ -42,6 +42,9 @@ pub enum ApplyProgress {
         /// Objects waited for.
         total: usize,
     },
+    /// A sync hook object was created ([`crate::HookOutcome::Running`]) or is done (its
+    /// outcome, after its delete policy).
+    Hook(crate::HookRun),
 }
 
 /// Options of one run. Made with `ApplyOptions::default()` and the `with_*` methods.

@@ -797,14 +797,32 @@ async fn hooks_validate_in_a_namespace_the_set_creates_and_run_again_by_name() {
         Api::<DynamicObject>::namespaced_with(client.clone(), &made, &config_map_resource());
     let mut uids = Vec::new();
     for _ in 0..2 {
+        let mut events = Vec::new();
         let change_set = applier
-            .apply_set(
+            .apply_set_with_progress(
                 desired(&yaml),
                 &gitops_apply::ApplyOptions::default(),
                 &CancellationToken::new(),
+                |progress| {
+                    if let gitops_apply::ApplyProgress::Hook(run) = progress {
+                        events.push((run.phase, run.outcome, run.id.name.clone()));
+                    }
+                },
             )
             .await
             .unwrap();
+        // Each hook object is reported when created and when done.
+        assert_eq!(
+            events,
+            [
+                (SyncPhase::PostSync, HookOutcome::Running, "seed".to_owned()),
+                (
+                    SyncPhase::PostSync,
+                    HookOutcome::Succeeded,
+                    "seed".to_owned()
+                ),
+            ]
+        );
         assert_eq!(change_set.hooks.len(), 1, "{change_set}");
         assert_eq!(change_set.hooks[0].outcome, HookOutcome::Succeeded);
         uids.push(configs.get("seed").await.unwrap().metadata.uid.unwrap());
@@ -858,7 +876,7 @@ async fn hooks_of_one_weight_run_together_and_a_lower_weight_runs_first() {
             ),
             (
                 b,
-                HookOutcome::NotRun,
+                HookOutcome::Running,
                 "left running: another hook of its phase failed".to_owned()
             ),
         ]

@@ -577,6 +577,7 @@ fn show(bar: &ProgressBar, step: &SyncProgress) {
             ApplyProgress::Waiting { current, total } => {
                 as_bar(bar, "wait: objects Current", *current as u64, *total as u64);
             }
+            ApplyProgress::Hook(run) => as_spinner(bar, format!("hook: {run}")),
             _ => {}
         },
         SyncProgress::Waiting { current, total } => {
