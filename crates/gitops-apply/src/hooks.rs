@@ -17,8 +17,27 @@
 //! created anew, under a name the server generates, on every sync.
 //!
 //! The phases of a sync: the `PreSync` hooks run and must all succeed; then the `Sync` phase
-//! writes the resources, and the `Sync` hooks with them; once the resources are healthy the
-//! `PostSync` hooks run. When any step fails, the `SyncFail` hooks run and the sync fails.
+//! writes the resources, and the `Sync` hooks after them; once the resources are healthy the
+//! `PostSync` hooks run. When any step fails, the `SyncFail` hooks run and the sync fails
+//! ([`crate::ApplyError::Hook`] names the hook object). Within a phase, hooks run by weight
+//! (wave annotations, else `helm.sh/hook-weight`), those of one weight together, then by kind
+//! order and name.
+//!
+//! How [`crate::Applier`] runs them: [`crate::Applier::plan`] takes the hooks out of the set
+//! ([`plan_hooks`]: [`crate::Plan::hooks`], listed by phase) and validates them with a
+//! server-side dry run; [`crate::Applier::apply_set`] and [`crate::Applier::apply`] run the
+//! phases around the writes ([`HookRunner::run_sync`]) and record every hook object in
+//! [`crate::ChangeSet::hooks`] ([`HookOutcome::Planned`] in a dry run), reporting each as
+//! [`crate::ApplyProgress::Hook`]. A plan without hooks runs exactly as before. Each hook
+//! object carries [`HOOK_PHASE_LABEL`] and the inventory's name in [`HOOK_OF_NAMESPACE_LABEL`]
+//! and [`HOOK_OF_NAME_LABEL`], by which the objects of an earlier sync are found and deleted
+//! ([`HookDeletePolicy::BeforeHookCreation`]); a named hook's object that lacks them is left
+//! alone ([`HookError::NotOurs`]). Hooks wait up to the run's [`crate::ApplyOptions::wait`],
+//! else [`DEFAULT_HOOK_TIMEOUT`].
+//!
+//! What Argo CD does that this does not: the Sync hooks run after the resources of the Sync
+//! phase are written rather than alongside them, and a hook's generated name comes from the
+//! server rather than from the sync's id.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -536,9 +555,19 @@ fn items(value: &str) -> impl Iterator<Item = &str> {
 }
 
 /// Whether `manifest` is a hook and how it runs: `None` for an ordinary object, `Some` for a
-/// hook (see the [module](self) for the annotations and the Helm mapping). A hook whose
-/// [`HookSpec::is_never_applied`] is true (Argo CD's `Skip`, Helm's test, delete and rollback
-/// hooks) must be left out of the set: neither applied nor run.
+/// hook. A hook is an object annotated [`ARGO_HOOK_ANNOTATION`] (`PreSync`, `Sync`,
+/// `PostSync`, `SyncFail`, `Skip`, comma-separated) or [`HELM_HOOK_ANNOTATION`], whose events
+/// are mapped as Argo CD maps them: `pre-install` and `pre-upgrade` run in
+/// [`SyncPhase::PreSync`], `post-install` and `post-upgrade` in [`SyncPhase::PostSync`];
+/// `pre-delete`, `post-delete`, `pre-rollback`, `post-rollback` and the test hooks are never
+/// applied by a sync (nor is anything Argo CD's `Skip`, `PreDelete` or `PostDelete` alone
+/// names). When both annotations are there, Argo CD's wins, for the phases, the delete
+/// policies ([`ARGO_HOOK_DELETE_POLICY_ANNOTATION`], else
+/// [`HELM_HOOK_DELETE_POLICY_ANNOTATION`]; [`HookDeletePolicy::BeforeHookCreation`] when none)
+/// and the weight ([`crate::WAVE_ANNOTATION`], [`crate::ARGO_WAVE_ANNOTATION`], else
+/// [`HELM_HOOK_WEIGHT_ANNOTATION`]). Helm 2's `crd-install` alone is not a hook (Argo CD
+/// applies such an object as a resource). A hook whose [`HookSpec::is_never_applied`] is true
+/// must be left out of the set: neither applied nor run.
 ///
 /// ```
 /// use gitops_apply::{HookDeletePolicy, SyncPhase, hook_spec};
