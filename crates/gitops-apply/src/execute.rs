@@ -253,7 +253,24 @@ impl Applier {
                         resource: objects[i].kind.resource.clone(),
                     })
                     .collect();
-                if let Err(error) = self.wait_on(&client, &targets, timeout, cancel).await {
+                let next_wave = objects[range.start].wave;
+                let waited = wait_for_current_paged(
+                    &client,
+                    &targets,
+                    &self.health,
+                    (timeout, self.wait_interval),
+                    self.page_size,
+                    cancel,
+                    |round: &WaitProgress| {
+                        progress(&ApplyProgress::WaveWaiting {
+                            next_wave,
+                            current: round.current,
+                            total: round.total,
+                        });
+                    },
+                )
+                .await;
+                if let Err(error) = waited {
                     stop = Some(if matches!(error, WaitError::Cancelled) {
                         Stop::Cancelled
                     } else {

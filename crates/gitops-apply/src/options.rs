@@ -42,6 +42,16 @@ pub enum ApplyProgress {
         /// Objects waited for.
         total: usize,
     },
+    /// With [`ApplyOptions::wait_between_waves`]: a round of health checks of the wave before
+    /// `next_wave` is done (the next wave is written when all are Current).
+    WaveWaiting {
+        /// The wave that waits.
+        next_wave: i64,
+        /// Objects of the wave before that are Current.
+        current: usize,
+        /// Objects of the wave before waited for.
+        total: usize,
+    },
     /// A sync hook object was created ([`crate::HookOutcome::Running`]) or is done (its
     /// outcome, after its delete policy).
     Hook(crate::HookRun),

@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use gitops_apply::{
-    Applier, ApplyError, ApplyOptions, ConfigMapInventory, InventoryStore as _, LoggedRequest,
-    ObjectAction, PlannedAction, Reason, RequestCounter, RequestKind, counting_client,
+    Applier, ApplyError, ApplyOptions, ApplyProgress, ConfigMapInventory, InventoryStore as _,
+    LoggedRequest, ObjectAction, PlannedAction, Reason, RequestCounter, RequestKind,
+    counting_client,
 };
 use gitops_core::ObjectId;
 use http::Method;
@@ -355,12 +356,20 @@ async fn a_health_gated_wave_waits_for_the_deployment_of_the_wave_before() {
         deployment(&ns, "")
     );
     let options = ApplyOptions::default().with_wait_between_waves(Duration::from_secs(60));
+    let (rounds, mut waiting) = tokio::sync::mpsc::unbounded_channel();
     let task = {
         let applier = applier.clone();
         let desired = set(&yaml);
         tokio::spawn(async move {
             applier
-                .apply_set(desired, &options, &CancellationToken::new())
+                .apply_set_with_progress(desired, &options, &CancellationToken::new(), |p| {
+                    if let ApplyProgress::WaveWaiting {
+                        next_wave, total, ..
+                    } = p
+                    {
+                        let _ = rounds.send((*next_wave, *total));
+                    }
+                })
                 .await
         })
     };
@@ -369,8 +378,9 @@ async fn a_health_gated_wave_waits_for_the_deployment_of_the_wave_before() {
     while deployments.get_opt("web").await.unwrap().is_none() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // ... and wave 1 waits: the Deployment cannot be Current without a status, which only this
-    // test writes (no controller runs here).
+    // ... and wave 1 waits for the one object of wave 0: the Deployment cannot be Current
+    // without a status, which only this test writes (no controller runs here).
+    assert_eq!(waiting.recv().await, Some((1, 1)));
     assert!(!task.is_finished());
     assert!(config_map(&client, &ns, "after").await.is_none());
     write_deployment_status(&client, &ns).await;
