@@ -2275,4 +2275,37 @@ metadata: {generateName: m-, annotations: {argocd.argoproj.io/hook: SyncFail, he
             (Status::Failed, "oom")
         );
     }
+
+    #[test]
+    fn api_errors_about_a_secret_hook_do_not_quote_its_values() {
+        let yaml = "\
+apiVersion: v1
+kind: Secret
+metadata: {name: token, annotations: {argocd.argoproj.io/hook: PreSync}}
+stringData: {token: hunter2}
+";
+        let mut table = kinds();
+        table.insert(KindInfo {
+            resource: kube::discovery::ApiResource::erase::<k8s_openapi::api::core::v1::Secret>(
+                &(),
+            ),
+            namespaced: true,
+            served: true,
+        });
+        let (_, hooks) = plan_hooks(parse(yaml), &table, &crate::DefaultStaging, None).unwrap();
+        let status = kube::core::Status::failure(
+            r#"Secret "token" is invalid: data[token]: Invalid value: "hunter2": bad"#,
+            "Invalid",
+        )
+        .with_code(422);
+        let error = HookRunner::api_error(&hooks.all()[0], PreSync, "creating")(kube::Error::Api(
+            Box::new(status),
+        ));
+        let text = format!("{error}: {}", std::error::Error::source(&error).unwrap());
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(
+            text.contains("PreSync hook Secret default/token: creating it"),
+            "{text}"
+        );
+    }
 }
