@@ -42,6 +42,15 @@ impl Applier {
     /// # Errors
     /// See [`ApplyError`]; nothing is written when planning or validation fails, and nothing is
     /// pruned when a write failed.
+    ///
+    /// ```no_run
+    /// # async fn example(applier: gitops_apply::Applier, set: gitops_apply::DesiredSet) -> Result<(), gitops_apply::ApplyError> {
+    /// let cancel = tokio_util::sync::CancellationToken::new();
+    /// let changes = applier.apply_set(set, &gitops_apply::ApplyOptions::default(), &cancel).await?;
+    /// println!("{changes}");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn apply_set(
         &self,
         desired: DesiredSet,
@@ -53,6 +62,17 @@ impl Applier {
     }
 
     /// [`Applier::apply_set`], reporting progress as it goes.
+    ///
+    /// ```no_run
+    /// # async fn example(applier: gitops_apply::Applier, set: gitops_apply::DesiredSet) -> Result<(), gitops_apply::ApplyError> {
+    /// let cancel = tokio_util::sync::CancellationToken::new();
+    /// let options = gitops_apply::ApplyOptions::default();
+    /// let changes = applier
+    ///     .apply_set_with_progress(set, &options, &cancel, |step| println!("{step:?}"))
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     /// As [`Applier::apply_set`].
@@ -75,6 +95,18 @@ impl Applier {
     /// prune is gone, its owner changed), nothing is written and the plan is refused
     /// ([`ApplyError::StalePlan`]): plan again. A status update alone does not make a plan
     /// stale. A dry-run plan returns what would happen.
+    ///
+    /// ```no_run
+    /// # async fn example(applier: gitops_apply::Applier, set: gitops_apply::DesiredSet) -> Result<(), gitops_apply::ApplyError> {
+    /// let cancel = tokio_util::sync::CancellationToken::new();
+    /// let plan = applier.plan(&set, &gitops_apply::ApplyOptions::default(), &cancel).await?;
+    /// match applier.apply(plan, &cancel, |_| {}).await {
+    ///     Err(gitops_apply::ApplyError::StalePlan { moved }) => println!("plan again: {moved:?}"),
+    ///     other => println!("{}", other?),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     /// [`ApplyError::StalePlan`], and as [`Applier::apply_set`].

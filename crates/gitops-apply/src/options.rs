@@ -7,6 +7,16 @@ use crate::takeover::TakeoverManager;
 use crate::{Applier, ApplyError, HealthChecks, ObjectAction, ObjectError};
 
 /// Progress of a run, reported by [`Applier::apply_set_with_progress`] and [`Applier::apply`].
+///
+/// ```
+/// use gitops_apply::ApplyProgress;
+/// let step = ApplyProgress::Waiting { current: 1, total: 2 };
+/// let text = match &step {
+///     ApplyProgress::Waiting { current, total } => format!("{current}/{total} Current"),
+///     _ => String::new(),
+/// };
+/// assert_eq!(text, "1/2 Current");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ApplyProgress {

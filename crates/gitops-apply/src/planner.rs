@@ -100,6 +100,14 @@ impl fmt::Debug for Plan {
 }
 
 /// An object the previous inventory lists and the set no longer has: what pruning it means.
+///
+/// ```no_run
+/// # fn example(plan: &gitops_apply::Plan) {
+/// for stale in plan.stale() {
+///     println!("{} {}: {}", stale.action, stale.id.display_name(), stale.reason);
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct StaleObject {
     /// The object.
@@ -140,6 +148,16 @@ impl StaleObject {
 }
 
 /// One object of a plan, as [`Plan::entries`] shows it.
+///
+/// ```no_run
+/// # fn example(plan: &gitops_apply::Plan) {
+/// let invalid = plan
+///     .entries()
+///     .into_iter()
+///     .filter(|e| e.action == gitops_apply::PlannedAction::Invalid)
+///     .count();
+/// # }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct PlanEntry<'p> {
@@ -195,6 +213,14 @@ impl Decision {
 }
 
 /// How many objects a plan creates, updates, ... (its summary line).
+///
+/// ```
+/// let summary = gitops_apply::PlanSummary::default();
+/// assert_eq!(
+///     summary.to_string(),
+///     "Plan: 0 to create, 0 to update, 0 to recreate, 0 to prune, 0 unchanged."
+/// );
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct PlanSummary {
@@ -574,6 +600,15 @@ impl Applier {
     /// a write, and per object the action, a typed reason and the diff; then the stale objects
     /// (what the previous inventory lists and the set lacks, when the set and the options may
     /// prune). Nothing is written. Execute it with [`Applier::apply`].
+    ///
+    /// ```no_run
+    /// # async fn example(applier: gitops_apply::Applier, set: gitops_apply::DesiredSet) -> Result<(), gitops_apply::ApplyError> {
+    /// let cancel = tokio_util::sync::CancellationToken::new();
+    /// let plan = applier.plan(&set, &gitops_apply::ApplyOptions::default(), &cancel).await?;
+    /// println!("{plan}");
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     /// Discovery, schema, hooks, ordering, the inventory, a cascading prune or reading the live
