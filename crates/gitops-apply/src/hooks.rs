@@ -1275,6 +1275,26 @@ impl crate::Applier {
             change_set.hooks = hooks.planned_runs();
             return Ok(change_set);
         }
+        // Objects the server refused in the plan's dry run: nothing is written and no hook
+        // runs (as Argo CD's dry run fails a sync before its phases), not even SyncFail.
+        if plan.is_invalid() && !plan.options.best_effort {
+            let result = self.execute(plan, cancel, progress).await;
+            let Err(mut error) = result else {
+                return result;
+            };
+            if let Some(change_set) = error.change_set_mut() {
+                change_set.hooks = hooks
+                    .planned_runs()
+                    .into_iter()
+                    .map(|mut run| {
+                        run.outcome = HookOutcome::NotRun;
+                        run.message = "objects of the set failed validation".into();
+                        run
+                    })
+                    .collect();
+            }
+            return Err(error);
+        }
         let waited = plan.options.wait.is_some();
         let timeout = plan.options.wait.unwrap_or(DEFAULT_HOOK_TIMEOUT);
         let counter = plan.counter.clone();

@@ -882,3 +882,44 @@ async fn hooks_of_one_weight_run_together_and_a_lower_weight_runs_first() {
         ]
     );
 }
+
+#[tokio::test]
+async fn no_hook_runs_when_objects_of_the_set_fail_validation() {
+    let (client, ns) = setup("apply-hook-novalid").await;
+    let yaml = format!(
+        "{}---\n{}---\n\
+         apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: broken, namespace: {ns}}}\nbogus: 1\n",
+        config_map(&ns, "seed", "argocd.argoproj.io/hook: PreSync"),
+        config_map(&ns, "report", "argocd.argoproj.io/hook: SyncFail")
+    );
+    let error = applier(&client, &ns)
+        .apply_set(
+            desired(&yaml),
+            &gitops_apply::ApplyOptions::default(),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, gitops_apply::ApplyError::Invalid { .. }),
+        "{error}"
+    );
+    let outcomes: Vec<(SyncPhase, HookOutcome)> = error
+        .change_set()
+        .unwrap()
+        .hooks
+        .iter()
+        .map(|r| (r.phase, r.outcome))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            (SyncPhase::PreSync, HookOutcome::NotRun),
+            (SyncPhase::SyncFail, HookOutcome::NotRun)
+        ]
+    );
+    let configs =
+        Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &config_map_resource());
+    assert!(configs.get_opt("seed").await.unwrap().is_none());
+    assert!(configs.get_opt("report").await.unwrap().is_none());
+}
