@@ -368,6 +368,19 @@ pub enum HookError {
         /// The first definition.
         first: Origin,
     },
+    /// A named hook is the same object as a resource of the set.
+    #[error(
+        "{origin}: hook {} is the same object as the resource defined at {resource}: rename one of them",
+        .id.display_name()
+    )]
+    AlsoAResource {
+        /// The hook.
+        id: ObjectId,
+        /// Where the hook comes from.
+        origin: Origin,
+        /// Where the resource comes from.
+        resource: Origin,
+    },
     /// A hook failed: its object failed, or was not done in time. The sync fails with it.
     #[error("{origin}: {run}", origin = .run.origin)]
     Failed {
@@ -967,11 +980,49 @@ pub fn plan_hooks(
             kind_rank,
         });
     }
+    // A named hook that is also a resource of the set would delete it (BeforeHookCreation)
+    // or fight it on every sync.
+    let resource_ids: std::collections::HashMap<ObjectId, &Origin> = resources
+        .iter()
+        .filter_map(|m| Some((resolved_id(m, kinds, target_namespace)?, m.origin())))
+        .collect();
+    for hook in &hooks {
+        if let Some(resource) = resource_ids.get(&hook.id) {
+            errors.push(HookError::AlsoAResource {
+                id: hook.id.clone(),
+                origin: hook.manifest.origin().clone(),
+                resource: (*resource).clone(),
+            });
+        }
+    }
     if !errors.is_empty() {
         return Err(errors);
     }
     hooks.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
     Ok((resources, PlannedHooks { hooks }))
+}
+
+/// The id of an object once its namespace is set as the planner sets it (`None` for a kind
+/// the cluster does not serve: the planner reports it).
+fn resolved_id(
+    manifest: &Manifest,
+    kinds: &KindTable,
+    target_namespace: Option<&str>,
+) -> Option<ObjectId> {
+    let info = kinds.resolve(manifest.group(), manifest.version(), manifest.kind())?;
+    let namespace = if info.namespaced {
+        target_namespace
+            .or(manifest.namespace())
+            .or(Some(crate::DEFAULT_NAMESPACE))
+    } else {
+        None
+    };
+    Some(ObjectId::new(
+        manifest.group(),
+        manifest.kind(),
+        namespace,
+        manifest.name(),
+    ))
 }
 
 /// How long a hook may take when the run gives no wait timeout: Argo CD waits for hooks
@@ -2327,5 +2378,31 @@ stringData: {token: hunter2}
             text.contains("PreSync hook Secret default/token: creating it"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_named_hook_may_not_be_a_resource_of_the_set_too() {
+        let yaml = "\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: seed, namespace: team}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: seed, annotations: {argocd.argoproj.io/hook: PreSync}}
+";
+        let errors =
+            plan_hooks(parse(yaml), &kinds(), &crate::DefaultStaging, Some("team")).unwrap_err();
+        assert!(
+            matches!(&errors[..], [HookError::AlsoAResource { .. }]),
+            "{errors:?}"
+        );
+        assert_eq!(
+            errors[0].to_string(),
+            "set.yaml:5 (document 2): hook ConfigMap team/seed is the same object as the \
+             resource defined at set.yaml:1: rename one of them"
+        );
+        // In another namespace, it is another object.
+        assert!(plan_hooks(parse(yaml), &kinds(), &crate::DefaultStaging, None).is_ok());
     }
 }
