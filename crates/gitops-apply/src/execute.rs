@@ -512,6 +512,11 @@ impl Applier {
         for object in objects.iter().filter(|o| !o.synthesized) {
             inventory.insert(object.id.clone(), object.kind.resource.api_version.clone());
         }
+        if any_failed {
+            // What the cluster serves may have changed under the run (a CRD deleted by hand):
+            // the next run discovers again.
+            self.catalog.invalidate().await;
+        }
         let incomplete = any_failed || stop == Some(Stop::Cancelled) || wave_error.is_some();
         if incomplete {
             // Only what this run attempted (a failed write may still have reached the server)

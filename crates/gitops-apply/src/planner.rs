@@ -822,6 +822,10 @@ impl Applier {
                 Err(error) => decisions[i] = Decision::Failed(error),
             }
         }
+        if decisions.iter().any(|d| matches!(d, Decision::Failed(_))) {
+            // A kind that vanished since discovery fails validation: discover again next time.
+            self.catalog.invalidate().await;
+        }
         progress(&ApplyProgress::Validated {
             to_write: decisions
                 .iter()

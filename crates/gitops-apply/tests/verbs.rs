@@ -576,3 +576,111 @@ async fn an_apply_only_set_never_prunes_and_forgets_nothing() {
     let listed = inventory.load(&client).await.unwrap().unwrap();
     assert_eq!(listed.len(), 3, "{listed:?}");
 }
+
+/// A CRD of `group` whose kind is `Gadget`.
+fn gadget_crd(group: &str) -> String {
+    format!(
+        "\
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {{name: gadgets.{group}}}
+spec:
+  group: {group}
+  scope: Namespaced
+  names: {{kind: Gadget, plural: gadgets, singular: gadget}}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec: {{type: object, properties: {{size: {{type: integer}}}}}}
+"
+    )
+}
+
+#[tokio::test]
+async fn a_kind_deleted_by_hand_is_rediscovered_not_served_from_the_cache() {
+    let (client, ns) = setup("verbs-rediscover").await;
+    let group = format!("{ns}.verbs.gitops.rs");
+    let gadget = format!(
+        "apiVersion: {group}/v1\nkind: Gadget\nmetadata: {{name: g1, namespace: {ns}}}\nspec: {{size: 1}}\n"
+    );
+    // The CRD is installed by someone else; the set has only the custom resource.
+    let crds: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ApiResource::erase::<
+            k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+        >(&()),
+    );
+    let crd: DynamicObject = serde_json::from_value(object_of(&gadget_crd(&group))).unwrap();
+    crds.create(&Default::default(), &crd).await.unwrap();
+    let applier = applier(&client, &ns);
+    // The kind may take a moment to be served after its creation.
+    let mut attempts = 0;
+    loop {
+        match applier
+            .apply_set(
+                set(&gadget),
+                &ApplyOptions::default(),
+                &CancellationToken::new(),
+            )
+            .await
+        {
+            Ok(done) => {
+                assert_eq!(done.count(ObjectAction::Created), 1, "{done}");
+                break;
+            }
+            Err(_) if attempts < 50 => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(error) => panic!("{error}"),
+        }
+    }
+
+    // The CRD is deleted by hand: its kind is gone, but the applier's discovery is cached.
+    crds.delete(&format!("gadgets.{group}"), &Default::default())
+        .await
+        .unwrap();
+    while crds
+        .get_opt(&format!("gadgets.{group}"))
+        .await
+        .unwrap()
+        .is_some()
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A failing run discovers again on the next run: within a few runs (not after the cache's
+    // five minutes) the error names the unknown kind before any request to the gone kind.
+    let mut last = String::new();
+    for _ in 0..25 {
+        let error = applier
+            .apply_set(
+                set(&gadget),
+                &ApplyOptions::default(),
+                &CancellationToken::new(),
+            )
+            .await
+            .unwrap_err();
+        if let ApplyError::Plan(problem) = &error {
+            assert!(
+                problem
+                    .to_string()
+                    .contains("the cluster serves no kind Gadget"),
+                "{problem}"
+            );
+            return;
+        }
+        last = error.to_string();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("still served from the cache: {last}");
+}
+
+/// A YAML document as JSON.
+fn object_of(yaml: &str) -> serde_json::Value {
+    common::manifests(yaml).remove(0).into_object()
+}
