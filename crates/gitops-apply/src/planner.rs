@@ -1242,6 +1242,22 @@ metadata: {name: bad, namespace: shop}
     }
 
     #[test]
+    fn names_and_values_from_a_repository_or_a_cluster_are_escaped() {
+        let mut plan = plan();
+        plan.stale[0].id = ObjectId::new("", "ConfigMap", Some("shop"), "old\nPlan: 0 to create");
+        let text = plan.to_string();
+        assert!(
+            text.contains("    - ConfigMap shop/old\\nPlan: 0 to create (left the set)\n"),
+            "{text}"
+        );
+        assert_eq!(
+            text.lines().filter(|l| l.starts_with("Plan:")).count(),
+            1,
+            "{text}"
+        );
+    }
+
+    #[test]
     fn an_extraneous_object_is_not_drift() {
         let mut plan = plan();
         // Only the extraneous stale object is left to do.
