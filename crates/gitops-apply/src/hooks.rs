@@ -24,11 +24,13 @@
 //! order and name.
 //!
 //! How [`crate::Applier`] runs them: [`crate::Applier::plan`] takes the hooks out of the set
-//! ([`plan_hooks`]: [`crate::Plan::hooks`], listed by phase) and validates them with a
-//! server-side dry run; [`crate::Applier::apply_set`] and [`crate::Applier::apply`] run the
-//! phases around the writes ([`HookRunner::run_sync`]) and record every hook object in
-//! [`crate::ChangeSet::hooks`] ([`HookOutcome::Planned`] in a dry run), reporting each as
-//! [`crate::ApplyProgress::Hook`]. A plan without hooks runs exactly as before. Each hook
+//! ([`plan_hooks`]: [`crate::Plan::hooks`], listed by phase); [`crate::Applier::apply_set`]
+//! and [`crate::Applier::apply`], when the plan is not in sync ([`RunHooks`]), validate every
+//! hook with a server-side dry run, then run the phases around the writes
+//! ([`HookRunner::run_sync`]), recording every hook object in [`crate::ChangeSet::hooks`]
+//! ([`HookOutcome::Planned`] in a dry run) and reporting each as
+//! [`crate::ApplyProgress::Hook`]. A plan without hooks, or in sync, runs exactly as before,
+//! with no request more. Each hook
 //! object carries [`HOOK_PHASE_LABEL`] and the inventory's name in [`HOOK_OF_NAMESPACE_LABEL`]
 //! and [`HOOK_OF_NAME_LABEL`], by which the objects of an earlier sync are found and deleted
 //! ([`HookDeletePolicy::BeforeHookCreation`]); a named hook's object that lacks them is left
@@ -734,6 +736,25 @@ pub fn hook_spec(manifest: &Manifest) -> Result<Option<HookSpec>, HookError> {
     Ok(Some(spec))
 }
 
+/// When a run's sync hooks run ([`crate::ApplyOptions::run_hooks`]).
+///
+/// ```
+/// assert_eq!(gitops_apply::RunHooks::default(), gitops_apply::RunHooks::WhenOutOfSync);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RunHooks {
+    /// Only when the plan is not in sync (something to create, update, recreate or prune, or
+    /// an invalid object), as Argo CD's automated sync: a run with nothing to do runs no hook
+    /// and sends no request for them. The default.
+    #[default]
+    WhenOutOfSync,
+    /// On every run, as a manual sync in Argo CD.
+    Always,
+    /// Never: the hooks are listed (not run) and left out.
+    Never,
+}
+
 /// One hook of a set, ready to run: its object with the namespace resolved as for the
 /// resources, its [`HookSpec`] and how the cluster serves its kind ([`plan_hooks`]).
 #[derive(Debug, Clone)]
@@ -1326,6 +1347,17 @@ impl crate::Applier {
             change_set.hooks = hooks.planned_runs();
             return Ok(change_set);
         }
+        let not_run = |message: &str| -> Vec<HookRun> {
+            hooks
+                .planned_runs()
+                .into_iter()
+                .map(|mut run| {
+                    run.outcome = HookOutcome::NotRun;
+                    run.message = message.to_owned();
+                    run
+                })
+                .collect()
+        };
         // Objects the server refused in the plan's dry run: nothing is written and no hook
         // runs (as Argo CD's dry run fails a sync before its phases), not even SyncFail.
         if plan.is_invalid() && !plan.options.best_effort {
@@ -1334,23 +1366,31 @@ impl crate::Applier {
                 return result;
             };
             if let Some(change_set) = error.change_set_mut() {
-                change_set.hooks = hooks
-                    .planned_runs()
-                    .into_iter()
-                    .map(|mut run| {
-                        run.outcome = HookOutcome::NotRun;
-                        run.message = "objects of the set failed validation".into();
-                        run
-                    })
-                    .collect();
+                change_set.hooks = not_run("objects of the set failed validation");
             }
             return Err(error);
+        }
+        let skip = match plan.options.run_hooks {
+            RunHooks::Always => None,
+            RunHooks::Never => Some("hooks are not run (RunHooks::Never)"),
+            _ if plan.is_in_sync() => Some("in sync: hooks run when there is something to sync"),
+            _ => None,
+        };
+        if let Some(why) = skip {
+            let mut change_set = self.execute(plan, cancel, progress).await?;
+            change_set.hooks = not_run(why);
+            return Ok(change_set);
         }
         let waited = plan.options.wait.is_some();
         let timeout = plan.options.wait.unwrap_or(DEFAULT_HOOK_TIMEOUT);
         let counter = plan.counter.clone();
         let client = crate::counting_client(&self.client, &counter);
         let runner = self.hook_runner(client.clone(), timeout);
+        // Every hook validated (a server-side dry run) before the first one runs.
+        runner
+            .validate(&hooks, cancel)
+            .await
+            .map_err(|errors| ApplyError::Hooks { errors })?;
         let mut runs = Vec::new();
         // The phases run one after the other: the writes hold the progress callback while
         // they run, the hooks take it between them to report each hook object.
@@ -1555,7 +1595,7 @@ impl HookRunner {
 
     /// Validates every hook with a server-side dry run of its creation (strict field
     /// validation), as the resources are validated before any write: a hook the server would
-    /// refuse fails the plan, not the sync halfway. A named hook is sent under a generated name,
+    /// refuse fails the run before its first phase, not halfway. A named hook is sent under a generated name,
     /// so that its previous object (deleted before it is created again) is no conflict. Hooks
     /// the server cannot validate yet are left to their run: a kind a CRD of the set defines, a
     /// namespace the set creates.

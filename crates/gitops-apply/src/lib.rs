@@ -119,7 +119,7 @@ pub use hooks::{
     HELM_HOOK_ANNOTATION, HELM_HOOK_DELETE_POLICY_ANNOTATION, HELM_HOOK_WEIGHT_ANNOTATION,
     HOOK_OF_NAME_LABEL, HOOK_OF_NAMESPACE_LABEL, HOOK_PHASE_LABEL, HookDeletePolicy, HookError,
     HookOutcome, HookRun, HookRunner, HookSource, HookSpec, PhaseFailure, PlannedHook,
-    PlannedHooks, SyncPhase, hook_spec, plan_hooks,
+    PlannedHooks, RunHooks, SyncPhase, hook_spec, plan_hooks,
 };
 pub use inventory::{
     ConfigMapInventory, INVENTORY_FORMAT_KEY, INVENTORY_GZ_KEY, INVENTORY_KEY, Inventory,

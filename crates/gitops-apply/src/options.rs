@@ -125,6 +125,10 @@ pub struct ApplyOptions {
     /// failing the run on a Failed object or the timeout ([`ApplyError::Unhealthy`]). `None`
     /// (the default): waves are only an order.
     pub wait_between_waves: Option<Duration>,
+    /// When the set's sync hooks run ([`crate::RunHooks`]): by default only when the plan is
+    /// not in sync, as Argo CD's automated sync runs them, so that a reconcile loop does not
+    /// run a PreSync migration on every pass.
+    pub run_hooks: crate::RunHooks,
 }
 
 impl Default for ApplyOptions {
@@ -143,6 +147,7 @@ impl Default for ApplyOptions {
             wait: None,
             take_ownership: false,
             wait_between_waves: None,
+            run_hooks: crate::RunHooks::default(),
         }
     }
 }
@@ -308,6 +313,19 @@ impl ApplyOptions {
     #[must_use]
     pub fn with_wait_between_waves(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.wait_between_waves = timeout.into();
+        self
+    }
+
+    /// These options with [`ApplyOptions::run_hooks`] set.
+    ///
+    /// ```
+    /// use gitops_apply::{ApplyOptions, RunHooks};
+    /// let options = ApplyOptions::default().with_run_hooks(RunHooks::Always);
+    /// assert_eq!(options.run_hooks, RunHooks::Always);
+    /// ```
+    #[must_use]
+    pub fn with_run_hooks(mut self, run_hooks: crate::RunHooks) -> Self {
+        self.run_hooks = run_hooks;
         self
     }
 }

@@ -652,12 +652,6 @@ impl Applier {
             options.target_namespace.as_deref(),
         )
         .map_err(|errors| ApplyError::Hooks { errors })?;
-        if !hooks.is_empty() {
-            self.hook_runner(client.clone(), crate::DEFAULT_HOOK_TIMEOUT)
-                .validate(&hooks, cancel)
-                .await
-                .map_err(|errors| ApplyError::Hooks { errors })?;
-        }
         let previous = self
             .inventory
             .load(&client)

@@ -796,12 +796,16 @@ async fn hooks_validate_in_a_namespace_the_set_creates_and_run_again_by_name() {
     let configs =
         Api::<DynamicObject>::namespaced_with(client.clone(), &made, &config_map_resource());
     let mut uids = Vec::new();
-    for _ in 0..2 {
+    // The second run has nothing to sync: only RunHooks::Always runs its hooks.
+    for options in [
+        gitops_apply::ApplyOptions::default(),
+        gitops_apply::ApplyOptions::default().with_run_hooks(gitops_apply::RunHooks::Always),
+    ] {
         let mut events = Vec::new();
         let change_set = applier
             .apply_set_with_progress(
                 desired(&yaml),
-                &gitops_apply::ApplyOptions::default(),
+                &options,
                 &CancellationToken::new(),
                 |progress| {
                     if let gitops_apply::ApplyProgress::Hook(run) = progress {
@@ -922,4 +926,54 @@ async fn no_hook_runs_when_objects_of_the_set_fail_validation() {
         Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &config_map_resource());
     assert!(configs.get_opt("seed").await.unwrap().is_none());
     assert!(configs.get_opt("report").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_run_with_nothing_to_sync_runs_no_hook_and_sends_no_request_for_them() {
+    let (client, ns) = setup("apply-hook-insync").await;
+    let applier = applier(&client, &ns);
+    let cancel = CancellationToken::new();
+    let options = gitops_apply::ApplyOptions::default();
+    let plain = config_map(&ns, "app", "");
+    let with_hook = format!(
+        "{plain}---\n{}",
+        config_map(&ns, "seed", "argocd.argoproj.io/hook: PreSync")
+    );
+    let first = applier
+        .apply_set(desired(&with_hook), &options, &cancel)
+        .await
+        .unwrap();
+    assert_eq!(first.hooks[0].outcome, HookOutcome::Succeeded);
+    // Nothing to sync: the hook is listed as not run, and the run sends what a run of the
+    // same set without the hook sends.
+    let configs =
+        Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &config_map_resource());
+    let uid = configs.get("seed").await.unwrap().metadata.uid;
+    let again = applier
+        .apply_set(desired(&with_hook), &options, &cancel)
+        .await
+        .unwrap();
+    assert_eq!(again.hooks.len(), 1);
+    assert_eq!(again.hooks[0].outcome, HookOutcome::NotRun);
+    assert_eq!(configs.get("seed").await.unwrap().metadata.uid, uid);
+    let without = applier
+        .apply_set(desired(&plain), &options, &cancel)
+        .await
+        .unwrap();
+    assert_eq!(again.request_counts, without.request_counts);
+    assert_eq!(again.request_counts.writes, 0);
+    // Never: not even a run with something to sync runs them.
+    let changed = with_hook.replace("{k: v}", "{k: changed}");
+    let never = applier
+        .apply_set(
+            desired(&changed),
+            &options
+                .clone()
+                .with_run_hooks(gitops_apply::RunHooks::Never),
+            &cancel,
+        )
+        .await
+        .unwrap();
+    assert_eq!(never.hooks[0].outcome, HookOutcome::NotRun);
+    assert_eq!(configs.get("seed").await.unwrap().metadata.uid, uid);
 }
