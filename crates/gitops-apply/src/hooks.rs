@@ -246,6 +246,17 @@ impl HookSpec {
     }
 
     /// The same spec with these delete policies (the default when empty).
+    ///
+    /// ```
+    /// use gitops_apply::{HookDeletePolicy, HookSpec, SyncPhase};
+    /// let spec = HookSpec::new([SyncPhase::PostSync])
+    ///     .with_delete_policies([HookDeletePolicy::HookSucceeded, HookDeletePolicy::HookFailed])
+    ///     .with_weight(-2);
+    /// assert!(spec.deletes_on(HookDeletePolicy::HookFailed));
+    /// assert!(!spec.deletes_on(HookDeletePolicy::BeforeHookCreation));
+    /// assert_eq!(spec.weight, -2);
+    /// assert!(HookSpec::new([]).is_never_applied());
+    /// ```
     #[must_use]
     pub fn with_delete_policies(
         mut self,
@@ -521,6 +532,13 @@ impl HookRun {
     }
 
     /// The same record with a message.
+    ///
+    /// ```
+    /// use gitops_apply::{HookOutcome, HookRun, SyncPhase};
+    /// let run = HookRun::new("shop_m-x_batch_Job".parse().unwrap(), gitops_core::Origin::new("m.yaml"),
+    ///     SyncPhase::PreSync, HookOutcome::Failed).with_message("BackoffLimitExceeded");
+    /// assert!(run.to_string().ends_with("failed: BackoffLimitExceeded"));
+    /// ```
     #[must_use]
     pub fn with_message(mut self, message: impl Into<String>) -> Self {
         self.message = message.into();
@@ -840,6 +858,13 @@ impl PlannedHooks {
 
     /// One [`HookOutcome::Planned`] record per hook and phase, in run order: what a dry run
     /// reports.
+    ///
+    /// ```
+    /// let hooks = gitops_apply::PlannedHooks::default();
+    /// assert!(hooks.planned_runs().is_empty());
+    /// assert!(!hooks.has_phase(gitops_apply::SyncPhase::PreSync));
+    /// assert_eq!((hooks.len(), hooks.all().len()), (0, 0));
+    /// ```
     #[must_use]
     pub fn planned_runs(&self) -> Vec<HookRun> {
         SyncPhase::ALL
@@ -1139,6 +1164,18 @@ impl HookRunner {
     /// ([`crate::InventoryStore::owner_labels`]): field manager
     /// [`crate::DEFAULT_FIELD_MANAGER`], the built-in health checks, [`DEFAULT_HOOK_TIMEOUT`]
     /// per phase wave, polled every 2 s.
+    ///
+    /// ```no_run
+    /// # fn example(client: kube::Client) -> Result<(), gitops_apply::InventoryError> {
+    /// use std::time::Duration;
+    /// use gitops_apply::{HealthChecks, HookRunner, InventoryOwner};
+    /// let runner = HookRunner::new(client, InventoryOwner::new("shop", "apps")?.labels())
+    ///     .with_field_manager("my-controller")
+    ///     .with_health_checks(HealthChecks::default())
+    ///     .with_timeout(Duration::from_secs(300))
+    ///     .with_interval(Duration::from_secs(1));
+    /// # Ok(()) }
+    /// ```
     ///
     /// Hook objects are found again (to delete those of an earlier sync) by the values of
     /// [`crate::OWNER_NAMESPACE_LABEL`] and [`crate::OWNER_NAME_LABEL`] in `owner_labels`, copied
