@@ -37,6 +37,12 @@
 //! alone ([`HookError::NotOurs`]). Hooks wait up to the run's [`crate::ApplyOptions::wait`],
 //! else [`DEFAULT_HOOK_TIMEOUT`].
 //!
+//! Hook objects are not the inventory's: [`crate::Applier::delete_all`] does not delete those
+//! left by earlier syncs (as `helm uninstall` leaves a release's hook resources); give hooks
+//! the [`HookDeletePolicy::HookSucceeded`] (and [`HookDeletePolicy::HookFailed`]) policy to
+//! have them deleted once they ran, or find them by [`HOOK_OF_NAMESPACE_LABEL`] and
+//! [`HOOK_OF_NAME_LABEL`].
+//!
 //! What Argo CD does that this does not: the Sync hooks run after the resources of the Sync
 //! phase are written rather than alongside them, and a hook's generated name comes from the
 //! server rather than from the sync's id.
