@@ -433,6 +433,18 @@ pub enum HookError {
         #[source]
         source: KubeError,
     },
+    /// Creating the run's target namespace before the PreSync hooks failed.
+    #[error(
+        "creating the target namespace {} before the PreSync hooks",
+        Escaped(name)
+    )]
+    TargetNamespace {
+        /// The namespace.
+        name: String,
+        /// The failure.
+        #[source]
+        source: KubeError,
+    },
     /// The run was cancelled while hooks ran.
     #[error("cancelled while running hooks")]
     Cancelled,
@@ -1429,6 +1441,31 @@ impl crate::Applier {
         let counter = plan.counter.clone();
         let client = crate::counting_client(&self.client, &counter);
         let runner = self.hook_runner(client.clone(), timeout);
+        // The target namespace the run creates (ApplyOptions::create_target_namespace) is
+        // created before the PreSync hooks, which may run in it, as Argo CD's CreateNamespace
+        // does; the Sync phase applies it again, unchanged.
+        if hooks.has_phase(SyncPhase::PreSync) {
+            for namespace in plan.ordered.objects().iter().filter(|o| o.synthesized) {
+                let api = crate::apply::object_api(&client, &namespace.kind, None);
+                let params = PatchParams::apply(&self.field_manager);
+                if let Err(source) = api
+                    .patch(
+                        &namespace.id.name,
+                        &params,
+                        &Patch::Apply(namespace.manifest.object()),
+                    )
+                    .await
+                {
+                    return Err(ApplyError::Hook {
+                        source: Box::new(HookError::TargetNamespace {
+                            name: namespace.id.name.clone(),
+                            source: source.into(),
+                        }),
+                        change_set: Box::new(ChangeSet::default()),
+                    });
+                }
+            }
+        }
         // Every hook validated (a server-side dry run) before the first one runs.
         runner
             .validate(&hooks, cancel)
@@ -1590,6 +1627,27 @@ impl HookRunner {
                         running.push(started);
                     }
                     Err(error) => {
+                        // The hook that could not be created is recorded too, with why.
+                        if !matches!(error, HookError::Cancelled) {
+                            let mut message = String::new();
+                            let mut cause: Option<&dyn std::error::Error> = Some(&error);
+                            while let Some(current) = cause {
+                                if !message.is_empty() {
+                                    message.push_str(": ");
+                                }
+                                message.push_str(&current.to_string());
+                                cause = current.source();
+                            }
+                            let run = HookRun::new(
+                                hook.id.clone(),
+                                hook.manifest.origin().clone(),
+                                phase,
+                                HookOutcome::Failed,
+                            )
+                            .with_message(message);
+                            observe(&run);
+                            runs.push(run);
+                        }
                         created = Err(error);
                         break;
                     }

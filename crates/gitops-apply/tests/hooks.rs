@@ -493,6 +493,10 @@ async fn a_generate_name_hook_is_created_with_strict_field_validation() {
         "{text}"
     );
     assert!(text.contains("bogus"), "{text}");
+    // The hook that could not be created is recorded, with why.
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].outcome, HookOutcome::Failed);
+    assert!(runs[0].message.contains("bogus"), "{}", runs[0].message);
     let configs =
         Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &config_map_resource());
     assert!(
@@ -976,4 +980,32 @@ async fn a_run_with_nothing_to_sync_runs_no_hook_and_sends_no_request_for_them()
         .unwrap();
     assert_eq!(never.hooks[0].outcome, HookOutcome::NotRun);
     assert_eq!(configs.get("seed").await.unwrap().metadata.uid, uid);
+}
+
+#[tokio::test]
+async fn the_target_namespace_is_created_before_the_presync_hooks() {
+    let (client, ns) = setup("apply-hook-target").await;
+    let target = format!("{ns}-target");
+    let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\ndata: {k: v}\n---\n\
+         apiVersion: v1\nkind: ConfigMap\nmetadata: {name: seed, \
+         annotations: {argocd.argoproj.io/hook: PreSync}}\ndata: {k: v}\n";
+    let change_set = applier(&client, &ns)
+        .apply_set(
+            desired(yaml),
+            &gitops_apply::ApplyOptions::default()
+                .with_target_namespace(target.clone())
+                .with_create_target_namespace(true),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(change_set.hooks[0].outcome, HookOutcome::Succeeded);
+    assert_eq!(
+        change_set.hooks[0].id.namespace.as_deref(),
+        Some(target.as_str())
+    );
+    let configs =
+        Api::<DynamicObject>::namespaced_with(client.clone(), &target, &config_map_resource());
+    assert!(configs.get_opt("seed").await.unwrap().is_some());
+    assert!(configs.get_opt("app").await.unwrap().is_some());
 }
