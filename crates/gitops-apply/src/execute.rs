@@ -336,6 +336,9 @@ impl Applier {
                     let run = &run;
                     let object = &objects[i];
                     let sent = plan.applied[i].as_ref().unwrap_or(&plan.desired[i]);
+                    // A recreate is a create: the object goes whole, the fields ignore rules
+                    // leave out of an update included (there is no owner left to keep them).
+                    let whole = &plan.desired[i];
                     let live = live.get(&object.id).filter(|_| takeover);
                     let applied = reason.clone();
                     Some(async move {
@@ -349,7 +352,7 @@ impl Applier {
                         }
                         let mut recreate = recreate;
                         let result = if recreate {
-                            run.recreate(object, sent).await
+                            run.recreate(object, whole).await
                         } else {
                             match run.server_side_apply(object, sent, false, false).await {
                                 // Objects of kinds a CRD of this set defines had no dry run.
@@ -358,7 +361,7 @@ impl Applier {
                                         == Some(AfterError::Recreate) =>
                                 {
                                     recreate = true;
-                                    run.recreate(object, sent).await
+                                    run.recreate(object, whole).await
                                 }
                                 other => other,
                             }

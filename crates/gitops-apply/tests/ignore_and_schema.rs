@@ -377,3 +377,26 @@ async fn a_list_map_of_an_installed_crd_is_compared_by_key() {
         .expect("a plan");
     assert!(reordered.is_in_sync(), "{reordered:#}");
 }
+
+/// A recreate is a create: the object is sent whole, the fields an ignore rule leaves out of an
+/// update included, since deleting the object deleted their owner's value too.
+#[tokio::test]
+async fn a_recreated_object_is_sent_whole_despite_ignore_rules() {
+    let (client, ns) = setup("ignore-recreate").await;
+    let yaml = deployment(&ns);
+    let id: ObjectId = format!("{ns}_web_apps_Deployment").parse().unwrap();
+    let counter = RequestCounter::default();
+    let rule = IgnoreRule::new(Selector::default().kind("Deployment")).manager("hpa-test");
+    let ignoring = applier(&client, &ns, &counter, &[rule]);
+    run(&ignoring, &yaml, &ApplyOptions::default()).await;
+    autoscale(&client, &ns, 5).await;
+
+    // The selector is immutable: with recreate on, the Deployment is deleted and created again.
+    let moved = yaml.replace("app: web", "app: shop");
+    let options = ApplyOptions::default().with_recreate_on_immutable(true);
+    let change_set = run(&ignoring, &moved, &options).await;
+    let change = change_set.get(&id).expect("the Deployment is reported");
+    assert_eq!(change.action, ObjectAction::Recreated, "{change_set}");
+    // Git's replicas, not the server's default of 1 (what the trimmed object would give).
+    assert_eq!(live_replicas(&client, &ns).await, 2);
+}
