@@ -338,7 +338,8 @@ pub enum ApplyError {
         .moved.iter().map(ObjectId::display_name).collect::<Vec<_>>().join(", ")
     )]
     StalePlan {
-        /// The objects whose outcome moved.
+        /// The objects whose outcome moved, and those whose inventory entry another run
+        /// changed since the plan read it.
         moved: Vec<ObjectId>,
     },
     /// Reading the live objects failed; nothing was written.

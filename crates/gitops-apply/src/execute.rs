@@ -1,7 +1,7 @@
 //! The `apply` verb: executing a reviewed [`Plan`] (after checking it is not stale), and
 //! `apply_set`, the one-call path (plan, then execute).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -92,7 +92,8 @@ impl Applier {
     /// Executes exactly `plan`, as it was reviewed. First the live objects are read again (the
     /// same lists as the plan) and each object's decision and diff recomputed: when any moved
     /// (a field the set sets was edited, an object to create now exists, one to update or
-    /// prune is gone, its owner changed), nothing is written and the plan is refused
+    /// prune is gone, its owner changed, or another run saved the inventory since), nothing is
+    /// written and the plan is refused
     /// ([`ApplyError::StalePlan`]): plan again. A status update alone does not make a plan
     /// stale. A dry-run plan returns what would happen.
     ///
@@ -182,7 +183,20 @@ impl Applier {
                 moved.push(before.id.clone());
             }
         }
+        // Another run may have saved the inventory since: recording ours over it would forget
+        // what that run wrote (never pruned then), and pruning by the old one is wrong too.
+        let inventory_now = self
+            .inventory
+            .load(&client)
+            .await
+            .map_err(ApplyError::Inventory)?;
+        moved.extend(inventory_moves(
+            plan.previous.as_ref(),
+            inventory_now.as_ref(),
+        ));
         if !moved.is_empty() {
+            moved.sort();
+            moved.dedup();
             return Err(ApplyError::StalePlan { moved });
         }
         plan.live = live;
@@ -619,5 +633,71 @@ impl Applier {
             }
         }
         Ok(change_set)
+    }
+}
+
+/// The objects whose inventory entry differs between the inventory a plan read (`before`) and
+/// the one stored now: listed by one and not the other, or recorded at another apiVersion. No
+/// inventory and an empty one are the same.
+fn inventory_moves(before: Option<&Inventory>, now: Option<&Inventory>) -> Vec<ObjectId> {
+    let empty = Inventory::default();
+    let (before, now) = (before.unwrap_or(&empty), now.unwrap_or(&empty));
+    if before == now {
+        return Vec::new();
+    }
+    let versions = |inventory: &Inventory| -> BTreeMap<ObjectId, String> {
+        inventory
+            .iter()
+            .map(|(id, version)| (id.clone(), version.to_owned()))
+            .collect()
+    };
+    let (before, now) = (versions(before), versions(now));
+    let mut moved: Vec<ObjectId> = before
+        .iter()
+        .filter(|(id, version)| now.get(*id) != Some(*version))
+        .map(|(id, _)| id.clone())
+        .collect();
+    moved.extend(now.keys().filter(|id| !before.contains_key(*id)).cloned());
+    moved
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inventory(entries: &[(&str, &str)]) -> Inventory {
+        let mut inventory = Inventory::default();
+        for (id, version) in entries {
+            inventory.insert(id.parse().unwrap(), *version);
+        }
+        inventory
+    }
+
+    #[test]
+    fn inventory_moves_name_added_dropped_and_re_versioned_entries() {
+        let before = inventory(&[
+            ("shop_a__ConfigMap", "v1"),
+            ("shop_b_apps_Deployment", "apps/v1"),
+        ]);
+        assert!(inventory_moves(Some(&before), Some(&before.clone())).is_empty());
+        assert!(inventory_moves(None, Some(&Inventory::default())).is_empty());
+        let now = inventory(&[
+            ("shop_b_apps_Deployment", "apps/v1beta2"),
+            ("shop_c__ConfigMap", "v1"),
+        ]);
+        let mut moved: Vec<String> = inventory_moves(Some(&before), Some(&now))
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        moved.sort();
+        assert_eq!(
+            moved,
+            [
+                "shop_a__ConfigMap",
+                "shop_b_apps_Deployment",
+                "shop_c__ConfigMap"
+            ]
+        );
+        assert_eq!(inventory_moves(None, Some(&now)).len(), 2);
     }
 }

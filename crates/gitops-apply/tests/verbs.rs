@@ -229,6 +229,52 @@ async fn a_plan_made_stale_by_a_hand_edit_is_refused_and_the_replan_applies() {
     assert!(matches!(err, ApplyError::StalePlan { .. }), "{err}");
 }
 
+/// Another run with the same inventory between plan and apply: recording the reviewed plan's
+/// inventory over it would forget what that run wrote (never pruned then).
+#[tokio::test]
+async fn a_plan_is_stale_when_another_run_saved_the_inventory_since() {
+    let (client, ns) = setup("plan-inventory").await;
+    let applier = applier(&client, &ns);
+    let cancel = CancellationToken::new();
+    run(
+        &applier,
+        set(&config_maps(&ns, &[("a", "red")])),
+        &ApplyOptions::default(),
+    )
+    .await;
+    let plan = applier
+        .plan(
+            &set(&config_maps(&ns, &[("a", "blue")])),
+            &ApplyOptions::default(),
+            &cancel,
+        )
+        .await
+        .unwrap();
+
+    // Another run (another process, the same inventory) adds d.
+    run(
+        &applier,
+        set(&config_maps(&ns, &[("a", "red"), ("d", "red")])),
+        &ApplyOptions::default(),
+    )
+    .await;
+    let err = applier.apply(plan, &cancel, |_| {}).await.unwrap_err();
+    let ApplyError::StalePlan { moved } = &err else {
+        panic!("{err}")
+    };
+    let d: ObjectId = format!("{ns}_d__ConfigMap").parse().unwrap();
+    assert_eq!(moved, &[d], "{err}");
+    assert_eq!(color(&client, &ns, "a").await, "red");
+    // The inventory still lists d, so that a later run prunes it.
+    let inventory = ConfigMapInventory::new(&ns, "inventory")
+        .unwrap()
+        .load(&client)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(inventory.len(), 2, "{inventory:?}");
+}
+
 #[tokio::test]
 async fn a_status_update_does_not_make_a_plan_stale() {
     let (client, ns) = setup("plan-status").await;
