@@ -1,8 +1,11 @@
 //! [`AutoRenderer`]: picks Kustomize, Helm or plain the way a user expects.
 
+use std::path::Path;
+
 use gitops_core::Manifest;
 
 use crate::kustomize::kustomization_file;
+use crate::tool::{LocateError, Tool, ToolLocator};
 use crate::{
     HelmError, HelmRenderer, KustomizeError, KustomizeRenderer, PlainRenderer, RenderError,
     RenderRequest, Renderer, RootError,
@@ -97,6 +100,43 @@ impl AutoRenderer {
     pub fn with_helm(mut self, helm: HelmRenderer) -> Self {
         self.helm = Some(helm);
         self
+    }
+
+    /// Adds Kustomize and Helm (with [`HelmRenderer::with_binary`]'s defaults) for each tool
+    /// found: `kustomize` / `helm` if given, else the binary `GITOPS_KUSTOMIZE` / `GITOPS_HELM`
+    /// names, else the first on `PATH` (see [`crate::tool`]). A tool found nowhere is left out:
+    /// a directory that needs it is then an error naming the directory. A renderer already
+    /// added is kept.
+    ///
+    /// ```
+    /// use gitops_render::{AutoRenderer, PlainRenderer};
+    /// let renderer = AutoRenderer::new(PlainRenderer::new()).with_located_tools(None, None)?;
+    /// # let _ = renderer;
+    /// # Ok::<(), gitops_render::tool::LocateError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`LocateError`]: a path given (or named by a variable) is not an executable file.
+    pub fn with_located_tools(
+        mut self,
+        kustomize: Option<&Path>,
+        helm: Option<&Path>,
+    ) -> Result<Self, LocateError> {
+        if self.kustomize.is_none()
+            && let Some(found) = ToolLocator::new(Tool::Kustomize)
+                .explicit(kustomize)
+                .locate_optional()?
+        {
+            self.kustomize = Some(KustomizeRenderer::new(found.into_path()));
+        }
+        if self.helm.is_none()
+            && let Some(found) = ToolLocator::new(Tool::Helm)
+                .explicit(helm)
+                .locate_optional()?
+        {
+            self.helm = Some(HelmRenderer::with_binary(found.into_path()));
+        }
+        Ok(self)
     }
 
     /// The kind this renderer will use for `request` (see [`detect`]).

@@ -605,6 +605,37 @@ impl HelmRenderer {
         }
     }
 
+    /// Uses the helm binary `explicit` if given, else the one `GITOPS_HELM` names, else the
+    /// first on `PATH` (see [`crate::tool`]), with the release named after the chart's
+    /// directory (as [`HelmRenderer::with_binary`]).
+    ///
+    /// ```no_run
+    /// use gitops_render::HelmRenderer;
+    /// # fn example() -> Result<(), gitops_render::tool::LocateError> {
+    /// let renderer = HelmRenderer::locate(None)?.release("web").namespace("shop");
+    /// # let _ = renderer;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`LocateError`](crate::tool::LocateError): not found, or the path given is not an
+    /// executable file.
+    pub fn locate(explicit: Option<&Path>) -> Result<Self, crate::tool::LocateError> {
+        crate::tool::locate(crate::tool::Tool::Helm, explicit).map(Self::with_binary)
+    }
+
+    /// The binary this renderer runs.
+    ///
+    /// ```
+    /// let renderer = gitops_render::HelmRenderer::with_binary("/usr/local/bin/helm");
+    /// assert_eq!(renderer.binary(), std::path::Path::new("/usr/local/bin/helm"));
+    /// ```
+    #[must_use]
+    pub fn binary(&self) -> &Path {
+        &self.binary
+    }
+
     /// The release name (`.Release.Name`).
     #[must_use]
     pub fn release(mut self, release: impl Into<String>) -> Self {

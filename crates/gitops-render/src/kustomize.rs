@@ -194,6 +194,36 @@ impl KustomizeRenderer {
         }
     }
 
+    /// Uses the kustomize binary `explicit` if given, else the one `GITOPS_KUSTOMIZE` names,
+    /// else the first on `PATH` (see [`crate::tool`]).
+    ///
+    /// ```no_run
+    /// use gitops_render::KustomizeRenderer;
+    /// # fn example(flag: Option<std::path::PathBuf>) -> Result<(), gitops_render::tool::LocateError> {
+    /// let renderer = KustomizeRenderer::locate(flag.as_deref())?;
+    /// # let _ = renderer;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`LocateError`](crate::tool::LocateError): not found, or the path given is not an
+    /// executable file.
+    pub fn locate(explicit: Option<&Path>) -> Result<Self, crate::tool::LocateError> {
+        crate::tool::locate(crate::tool::Tool::Kustomize, explicit).map(Self::new)
+    }
+
+    /// The binary this renderer runs.
+    ///
+    /// ```
+    /// let renderer = gitops_render::KustomizeRenderer::new("/usr/local/bin/kustomize");
+    /// assert_eq!(renderer.binary(), std::path::Path::new("/usr/local/bin/kustomize"));
+    /// ```
+    #[must_use]
+    pub fn binary(&self) -> &Path {
+        &self.binary
+    }
+
     /// The timeout of one build, its output limit, and the largest file allowed anywhere in the
     /// source root.
     #[must_use]

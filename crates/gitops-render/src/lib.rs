@@ -15,6 +15,10 @@
 //!   value can never change an object's structure.
 //! - [`PostRenderer`]: a step that runs on any renderer's validated output;
 //!   [`Renderer::then`] composes them.
+//! - Finding the tools: [`tool`] locates `kustomize` and `helm` from an explicit path, else
+//!   `GITOPS_KUSTOMIZE` / `GITOPS_HELM`, else `PATH` (and checks their version when asked);
+//!   [`KustomizeRenderer::locate`], [`HelmRenderer::locate`] and
+//!   [`AutoRenderer::with_located_tools`] use it.
 //! - Progress and cancellation: [`RenderRequest::with_progress`] reports which directory is
 //!   rendered with which renderer, and when it is done; [`RenderRequest::with_cancellation`]
 //!   stops a render (kustomize and helm are killed).
@@ -66,6 +70,7 @@ mod plain;
 mod process;
 mod root;
 mod substitute;
+pub mod tool;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -90,6 +95,7 @@ pub use substitute::{
     DEFAULT_MAX_OBJECT_BYTES, DEFAULT_MAX_SCALAR_BYTES, DISABLE_ANNOTATIONS, MAX_NESTING,
     SubstituteError, Substitution,
 };
+pub use tool::PINNED_HELM_VERSION;
 
 /// What to render: a directory inside a source root; optionally the variables to substitute, a
 /// token that cancels the render and a progress callback.
