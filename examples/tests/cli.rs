@@ -27,6 +27,15 @@ async fn sync(args: &[String]) -> Run {
     sync_with_env(args, &[]).await
 }
 
+/// The pinned binary of `tool` (built into the gitops-envtest cache when missing): the tests
+/// hand it to the binaries, which find tools with `gitops_render::tool` only.
+async fn pinned(tool: gitops_envtest::Tool) -> std::path::PathBuf {
+    tokio::task::spawn_blocking(move || gitops_envtest::tools::ensure(tool))
+        .await
+        .unwrap()
+        .expect("the pinned tool builds")
+}
+
 /// `--path <dir> --kubeconfig <control plane>` and `extra`.
 fn flags(control_plane: &ControlPlane, dir: &std::path::Path, extra: &[&str]) -> Vec<String> {
     let mut flags = vec![
@@ -446,10 +455,18 @@ async fn helm_renders_for_the_cluster_it_syncs_to() {
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-hook\n  annotations:\n    helm.sh/hook: pre-install\ndata:\n  a: b\n",
     )
     .unwrap();
+    let helm = pinned(gitops_envtest::Tool::Helm).await;
     let args = flags(
         control_plane,
         dir.path(),
-        &["--subpath", "web", "--namespace", &namespace],
+        &[
+            "--subpath",
+            "web",
+            "--namespace",
+            &namespace,
+            "--helm",
+            &helm.display().to_string(),
+        ],
     );
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
     let data = |name: &'static str| {
@@ -564,5 +581,107 @@ async fn take_ownership_is_a_flag_and_the_refusal_names_it() {
     assert_eq!(
         color(&client, &namespace, "a").await.as_deref(),
         Some("blue")
+    );
+}
+
+/// Issue #15: `sync` finds kustomize with `--kustomize`, else `GITOPS_KUSTOMIZE`, else `PATH`
+/// (it looked in gitops-envtest's cache); a path given that is wrong fails before any write,
+/// naming it, and a tool found nowhere says how to give it.
+#[tokio::test]
+async fn sync_finds_kustomize_by_flag_variable_or_path() {
+    let control_plane = control_plane().await;
+    let client = control_plane.client().await.unwrap();
+    let namespace = control_plane.create_namespace("tools").await.unwrap();
+    let kustomize = pinned(gitops_envtest::Tool::Kustomize).await;
+    let dir = repository(&[
+        (
+            "kustomization.yaml",
+            "resources: [cm.yaml]\nnamePrefix: k-\n",
+        ),
+        ("cm.yaml", &config_map_yaml(&namespace, "a", "red")),
+    ]);
+    let bin = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(&kustomize, bin.path().join("kustomize")).unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    // git for nothing here (a local directory), and no kustomize on PATH unless given.
+    let no_tools = format!("{}:/usr/bin:/bin", empty.path().display());
+    let with_bin = format!("{}:/usr/bin:/bin", bin.path().display());
+    let args = |extra: &[&str]| {
+        flags(
+            control_plane,
+            dir.path(),
+            &[&["--renderer", "kustomize", "--output", "json"], extra].concat(),
+        )
+    };
+    let kustomize_text = kustomize.display().to_string();
+
+    let nowhere = sync_with_env(&args(&[]), &[("PATH", &no_tools), ("GITOPS_KUSTOMIZE", "")]).await;
+    assert_eq!(
+        nowhere.code,
+        Some(1),
+        "{}\n{}",
+        nowhere.stdout,
+        nowhere.stderr
+    );
+    let output = format!("{}{}", nowhere.stdout, nowhere.stderr);
+    assert!(
+        output.contains("kustomize not found: set GITOPS_KUSTOMIZE, pass its path (such as --kustomize) or put it on PATH"),
+        "{output}"
+    );
+    assert_eq!(color(&client, &namespace, "k-a").await, None);
+
+    let wrong = sync_with_env(
+        &args(&["--kustomize", "/nonexistent/kustomize"]),
+        &[("PATH", &with_bin)],
+    )
+    .await;
+    assert_eq!(wrong.code, Some(1), "{}\n{}", wrong.stdout, wrong.stderr);
+    let output = format!("{}{}", wrong.stdout, wrong.stderr);
+    assert!(
+        output.contains("kustomize at /nonexistent/kustomize (given explicitly)"),
+        "a wrong path is never passed over for the one on PATH: {output}"
+    );
+    assert_eq!(color(&client, &namespace, "k-a").await, None);
+
+    let by_variable = sync_with_env(
+        &args(&[]),
+        &[("PATH", &no_tools), ("GITOPS_KUSTOMIZE", &kustomize_text)],
+    )
+    .await;
+    assert_eq!(
+        by_variable.code,
+        Some(2),
+        "{}\n{}",
+        by_variable.stdout,
+        by_variable.stderr
+    );
+    assert_eq!(
+        color(&client, &namespace, "k-a").await.as_deref(),
+        Some("red")
+    );
+
+    let by_path = sync_with_env(&args(&[]), &[("PATH", &with_bin), ("GITOPS_KUSTOMIZE", "")]).await;
+    assert_eq!(
+        by_path.code,
+        Some(0),
+        "{}\n{}",
+        by_path.stdout,
+        by_path.stderr
+    );
+
+    let by_flag = sync_with_env(
+        &args(&["--kustomize", &kustomize_text]),
+        &[
+            ("PATH", &no_tools),
+            ("GITOPS_KUSTOMIZE", "/nonexistent/kustomize"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        by_flag.code,
+        Some(0),
+        "the flag wins: {}\n{}",
+        by_flag.stdout,
+        by_flag.stderr
     );
 }

@@ -6,6 +6,9 @@
 //! controller run --namespace team-a --kustomize /usr/local/bin/kustomize
 //! ```
 //!
+//! kustomize and helm: `--kustomize` / `--helm`, else `GITOPS_KUSTOMIZE` / `GITOPS_HELM`, else
+//! `PATH` (see `gitops_render::tool`).
+//!
 //! The cluster comes from `KUBECONFIG` (or `~/.kube/config`, or the in-cluster service account).
 
 use std::path::PathBuf;
@@ -13,7 +16,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use gitops_core::escape::EscapedPath;
 use gitops_examples::controller::{GitSyncController, crd_yaml, install_crd};
+use gitops_render::tool::{Located, Tool, ToolLocator};
 use tokio_util::sync::CancellationToken;
 
 /// The GitSync controller: Flux's GitRepository and Kustomization folded into one resource.
@@ -44,9 +49,10 @@ struct RunArgs {
     #[arg(long)]
     work_dir: Option<PathBuf>,
     /// The kustomize binary (for `renderer: kustomize`, and kustomizations under `auto`).
+    /// Default: $GITOPS_KUSTOMIZE, else `kustomize` on PATH.
     #[arg(long)]
     kustomize: Option<PathBuf>,
-    /// The helm binary (for `renderer: helm`).
+    /// The helm binary (for `renderer: helm`). Default: $GITOPS_HELM, else `helm` on PATH.
     #[arg(long)]
     helm: Option<PathBuf>,
     /// How many GitSyncs are reconciled at once.
@@ -111,10 +117,27 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(namespace) = args.namespace {
         builder = builder.namespace(namespace);
     }
-    if let Some(kustomize) = args.kustomize {
+    // Each tool: the flag, else GITOPS_KUSTOMIZE / GITOPS_HELM, else PATH; a GitSync that needs
+    // one found nowhere stalls, naming it.
+    let locate = |tool: Tool, flag: Option<PathBuf>| {
+        let found = ToolLocator::new(tool)
+            .explicit(flag)
+            .locate_optional()
+            .with_context(|| format!("finding {tool}"))?;
+        match &found {
+            Some(found) => tracing::info!(
+                path = %EscapedPath(found.path()),
+                "{tool} {}",
+                found.found_by().describe(tool)
+            ),
+            None => tracing::info!("{tool} not found: GitSyncs that need it will stall"),
+        }
+        anyhow::Ok(found.map(Located::into_path))
+    };
+    if let Some(kustomize) = locate(Tool::Kustomize, args.kustomize)? {
         builder = builder.kustomize_binary(kustomize);
     }
-    if let Some(helm) = args.helm {
+    if let Some(helm) = locate(Tool::Helm, args.helm)? {
         builder = builder.helm_binary(helm);
     }
     builder.build().run(cancel).await;

@@ -75,7 +75,8 @@ pub enum ReconcileError {
     },
     /// The renderer needs a tool the controller was not given.
     #[error(
-        "renderer {renderer} needs the {tool} binary; start the controller with --{tool} <path>"
+        "renderer {renderer} needs the {tool} binary, which the controller was not given: start it with --{tool} <path>, set GITOPS_{upper}, or put {tool} on PATH",
+        upper = tool.to_uppercase()
     )]
     MissingTool {
         /// The renderer asked for.
@@ -248,13 +249,15 @@ impl GitSyncControllerBuilder {
         self
     }
 
-    /// The `kustomize` binary, for the `kustomize` renderer and kustomizations under `auto`.
+    /// The `kustomize` binary, for the `kustomize` renderer and kustomizations under `auto`
+    /// (the `controller` binary finds it with [`gitops_render::tool`]).
     pub fn kustomize_binary(mut self, path: impl Into<PathBuf>) -> Self {
         self.kustomize = Some(path.into());
         self
     }
 
-    /// The `helm` binary, for the `helm` renderer.
+    /// The `helm` binary, for the `helm` renderer (the `controller` binary finds it with
+    /// [`gitops_render::tool`]).
     pub fn helm_binary(mut self, path: impl Into<PathBuf>) -> Self {
         self.helm = Some(path.into());
         self

@@ -146,6 +146,12 @@ pub struct SyncArgs {
     /// The field manager of server-side apply.
     #[arg(long, default_value = gitops_apply::DEFAULT_FIELD_MANAGER)]
     pub field_manager: String,
+    /// The kustomize binary (default: $GITOPS_KUSTOMIZE, else `kustomize` on PATH).
+    #[arg(long, value_name = "PATH")]
+    pub kustomize: Option<PathBuf>,
+    /// The helm binary (default: $GITOPS_HELM, else `helm` on PATH).
+    #[arg(long, value_name = "PATH")]
+    pub helm: Option<PathBuf>,
     /// The kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster).
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
@@ -262,6 +268,12 @@ impl SyncArgs {
         }
         if let Some(dir) = &self.work_dir {
             builder = builder.work_dir(dir.clone());
+        }
+        if let Some(kustomize) = &self.kustomize {
+            builder = builder.kustomize_binary(kustomize.clone());
+        }
+        if let Some(helm) = &self.helm {
+            builder = builder.helm_binary(helm.clone());
         }
         builder.build()
     }

@@ -45,15 +45,12 @@ pub enum ConfigError {
         /// The name as given.
         release: String,
     },
-    /// A renderer needs a binary that was neither configured, nor on `PATH`, nor in the
-    /// gitops-envtest cache.
-    #[error(
-        "the {tool} binary was not found on PATH nor in the gitops-envtest cache; install it, or set its path (`cargo run -p gitops-envtest --features cli -- install` builds the pinned one)"
-    )]
-    ToolNotFound {
-        /// The binary's name.
-        tool: &'static str,
-    },
+    /// A renderer needs kustomize or helm, and it was not found: neither given
+    /// ([`SyncConfigBuilder::kustomize_binary`], `--kustomize`), nor named by
+    /// `GITOPS_KUSTOMIZE` / `GITOPS_HELM`, nor on `PATH`; or the path given is not an executable
+    /// file.
+    #[error(transparent)]
+    Tool(#[from] gitops_render::tool::LocateError),
     /// The environment variable that should hold a secret is not set.
     #[error("the environment variable {variable} is not set (or not UTF-8)")]
     MissingSecret {
@@ -768,13 +765,15 @@ impl SyncConfigBuilder {
         self
     }
 
-    /// The kustomize binary (default: `kustomize` on `PATH`, else the gitops-envtest cache).
+    /// The kustomize binary (default: the one `GITOPS_KUSTOMIZE` names, else `kustomize` on
+    /// `PATH`; see [`gitops_render::tool`]). It must exist and be executable.
     pub fn kustomize_binary(mut self, path: impl Into<PathBuf>) -> Self {
         self.config.kustomize_binary = Some(path.into());
         self
     }
 
-    /// The helm binary (default: `helm` on `PATH`, else the gitops-envtest cache).
+    /// The helm binary (default: the one `GITOPS_HELM` names, else `helm` on `PATH`; see
+    /// [`gitops_render::tool`]). It must exist and be executable.
     pub fn helm_binary(mut self, path: impl Into<PathBuf>) -> Self {
         self.config.helm_binary = Some(path.into());
         self
@@ -924,27 +923,6 @@ fn check_subpath(subpath: &str) -> Result<(), ConfigError> {
         });
     }
     Ok(())
-}
-
-/// The binary `name`: `configured` if set, else the first `name` on `PATH`, else gitops-envtest's
-/// copy if it is there (in `GITOPS_ENVTEST_BIN_DIR` when set, else in its cache).
-pub(crate) fn find_tool(
-    configured: Option<&Path>,
-    name: &'static str,
-    tool: gitops_envtest::Tool,
-) -> Option<PathBuf> {
-    if let Some(path) = configured {
-        return Some(path.to_owned());
-    }
-    if let Some(paths) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&paths) {
-            let candidate = dir.join(name);
-            if candidate.is_file() {
-                return Some(candidate);
-            }
-        }
-    }
-    gitops_envtest::tools::installed(tool)
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use gitops_apply::{
     RequestCounter, RequestCounts, Status, WaitError, counting_client, wait_for_current,
 };
 use gitops_diff::Colour;
+use gitops_render::tool::{Located, Tool, ToolLocator, locate};
 use gitops_render::{
     AutoRenderer, HelmRenderer, KustomizeRenderer, PlainRenderer, RenderError, RenderRequest,
     Renderer, SourceRoot, Substitution,
@@ -18,7 +19,7 @@ use gitops_source::{
 use kube::api::{Api, DynamicObject};
 use tokio_util::sync::CancellationToken;
 
-use super::config::{ConfigError, RendererChoice, SourceSpec, SyncConfig, find_tool};
+use super::config::{ConfigError, RendererChoice, SourceSpec, SyncConfig};
 use super::report::{ProgressSink, SyncError, SyncProgress, SyncReport, error_chain};
 
 /// The annotation of the inventory ConfigMap naming the revision last applied to it, so that a
@@ -839,38 +840,37 @@ fn build_renderer(
     config: &SyncConfig,
     capabilities: Option<&Capabilities>,
 ) -> Result<Box<dyn Renderer>, ConfigError> {
+    // Each tool: the configured path, else GITOPS_KUSTOMIZE / GITOPS_HELM, else PATH. A path
+    // configured that is wrong is an error; a tool found nowhere is one only when needed.
     let helm_binary = || {
-        find_tool(
-            config.helm_binary.as_deref(),
-            "helm",
-            gitops_envtest::Tool::Helm,
-        )
+        ToolLocator::new(Tool::Helm)
+            .explicit(config.helm_binary.as_deref())
+            .locate_optional()
+            .map(|found| found.map(Located::into_path))
     };
     let kustomize = || {
-        find_tool(
-            config.kustomize_binary.as_deref(),
-            "kustomize",
-            gitops_envtest::Tool::Kustomize,
-        )
-        .map(KustomizeRenderer::new)
+        ToolLocator::new(Tool::Kustomize)
+            .explicit(config.kustomize_binary.as_deref())
+            .locate_optional()
+            .map(|found| found.map(|found| KustomizeRenderer::new(found.into_path())))
     };
     let renderer: Box<dyn Renderer> = match &config.renderer {
         RendererChoice::Plain => Box::new(PlainRenderer::new()),
         RendererChoice::Auto => {
             let mut auto = AutoRenderer::new(PlainRenderer::new());
-            if let Some(kustomize) = kustomize() {
+            if let Some(kustomize) = kustomize()? {
                 auto = auto.with_kustomize(kustomize);
             }
-            if let Some(helm) = helm_binary() {
+            if let Some(helm) = helm_binary()? {
                 auto = auto.with_helm(helm_renderer(config, helm, None, capabilities));
             }
             Box::new(auto)
         }
-        RendererChoice::Kustomize => {
-            Box::new(kustomize().ok_or(ConfigError::ToolNotFound { tool: "kustomize" })?)
-        }
+        RendererChoice::Kustomize => Box::new(KustomizeRenderer::locate(
+            config.kustomize_binary.as_deref(),
+        )?),
         RendererChoice::Helm(release) => {
-            let binary = helm_binary().ok_or(ConfigError::ToolNotFound { tool: "helm" })?;
+            let binary = locate(Tool::Helm, config.helm_binary.as_deref())?;
             Box::new(helm_renderer(config, binary, Some(release), capabilities))
         }
     };
@@ -915,38 +915,32 @@ mod tests {
     /// Marks the child process of `missing_tools_are_named`.
     const MISSING_TOOLS_CHILD: &str = "GITOPS_EXAMPLES_MISSING_TOOLS_CHILD";
 
-    #[tokio::test]
-    async fn missing_tools_are_named() {
-        // A configured path is taken as given; the renderer names it when it runs.
-        let config = SyncConfig::builder(SourceSpec::local("/"))
-            .renderer(RendererChoice::Kustomize)
-            .kustomize_binary("/nonexistent/kustomize")
-            .build()
-            .unwrap();
-        let renderer = build_renderer(&config, None).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("kustomization.yaml"),
-            "resources: [cm.yaml]\n",
-        )
-        .unwrap();
-        std::fs::write(
-            dir.path().join("cm.yaml"),
-            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n",
-        )
-        .unwrap();
-        let request = RenderRequest::new(SourceRoot::new(dir.path()).unwrap(), ".");
-        let Err(error) = renderer.render(&request).await else {
-            panic!("rendering with a kustomize binary that does not exist must fail");
-        };
-        assert!(
-            error_chain(&error).contains("/nonexistent/kustomize"),
-            "{error}"
-        );
+    #[test]
+    fn missing_tools_are_named() {
+        // A configured path must be an executable file: it is refused when the renderer is
+        // made, naming it (it was taken as given, and failed only when a kustomization came).
+        for choice in [RendererChoice::Kustomize, RendererChoice::Auto] {
+            let config = SyncConfig::builder(SourceSpec::local("/"))
+                .renderer(choice)
+                .kustomize_binary("/nonexistent/kustomize")
+                .build()
+                .unwrap();
+            let Err(error) = build_renderer(&config, None) else {
+                panic!("a kustomize binary that does not exist must be refused");
+            };
+            assert!(
+                matches!(error, ConfigError::Tool(ref e) if !e.is_not_found()),
+                "{error:?}"
+            );
+            assert!(
+                error_chain(&error).contains("/nonexistent/kustomize (given explicitly)"),
+                "{error}"
+            );
+        }
 
-        // Found nowhere (an empty PATH and an empty GITOPS_ENVTEST_BIN_DIR, which replaces the
-        // gitops-envtest cache): the error names the tool and how to get it. The environment is
-        // the process's, so a child process checks it.
+        // Found nowhere (an empty PATH, GITOPS_KUSTOMIZE and GITOPS_HELM unset): the error names
+        // the tool and how to give it. The environment is the process's, so a child process
+        // checks it.
         let empty = tempfile::tempdir().unwrap();
         let output = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
@@ -958,7 +952,8 @@ mod tests {
             ])
             .env(MISSING_TOOLS_CHILD, "1")
             .env("PATH", empty.path())
-            .env("GITOPS_ENVTEST_BIN_DIR", empty.path())
+            .env_remove("GITOPS_KUSTOMIZE")
+            .env_remove("GITOPS_HELM")
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout);
@@ -977,7 +972,7 @@ mod tests {
     }
 
     /// Not a test of its own: `missing_tools_are_named` runs it in a child process whose PATH
-    /// and `GITOPS_ENVTEST_BIN_DIR` are empty. Run any other way, it fails.
+    /// is empty, without `GITOPS_KUSTOMIZE` and `GITOPS_HELM`. Run any other way, it fails.
     #[test]
     #[ignore = "a helper, run only by missing_tools_are_named"]
     fn missing_tools_child() {
@@ -1000,15 +995,19 @@ mod tests {
                 panic!("{tool} is nowhere, yet a renderer was built");
             };
             assert!(
-                matches!(error, ConfigError::ToolNotFound { tool: named } if named == tool),
+                matches!(error, ConfigError::Tool(ref e) if e.is_not_found()),
                 "{error:?}"
             );
-            let message = error.to_string();
-            assert!(message.contains(&format!("the {tool} binary")), "{message}");
-            assert!(
-                message.contains(gitops_envtest::tools::INSTALL_COMMAND),
-                "{message}"
+            assert_eq!(
+                error.to_string(),
+                format!(
+                    "{tool} not found: set GITOPS_{}, pass its path (such as --{tool}) or put it on PATH",
+                    tool.to_uppercase()
+                )
             );
         }
+        // The automatic renderer does without them, until a directory needs one.
+        let config = SyncConfig::builder(SourceSpec::local("/")).build().unwrap();
+        assert!(build_renderer(&config, None).is_ok());
     }
 }
