@@ -357,6 +357,34 @@ impl Artifact {
         &self.skipped
     }
 
+    /// The artifact of the files a source of another crate wrote below `root` for `revision`
+    /// (every regular file is part of it; links are left out): what an implementation of
+    /// [`Source`](crate::Source) outside this crate returns in
+    /// [`FetchOutcome::Fetched`](crate::FetchOutcome::Fetched).
+    ///
+    /// ```
+    /// use gitops_source::{Artifact, Revision};
+    /// let dir = tempfile::tempdir()?;
+    /// std::fs::write(dir.path().join("cm.yaml"), "kind: ConfigMap\n")?;
+    /// let artifact = Artifact::from_dir(Revision::from_string("v1"), dir.path())?;
+    /// assert_eq!((artifact.file_count(), artifact.total_bytes()), (1, 16));
+    /// artifact.verify()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`ArtifactError`] when the files cannot be read.
+    pub fn from_dir(revision: Revision, root: impl Into<PathBuf>) -> Result<Self, ArtifactError> {
+        let root = root.into();
+        let tree = DiskTree { root: root.clone() };
+        let rules = IgnoreRules::default()
+            .with_defaults(false)
+            .with_source_ignore_files(false);
+        let files = select_files(&tree, "", &rules).map_err(ArtifactError::Select)?;
+        let (digest, total_bytes) = archive_files(&tree, &files, io::sink(), |_, _| Ok(()))?;
+        Ok(Self::new(revision, digest, root, files.len(), total_bytes))
+    }
+
     /// Recompute the digest from the files on disk and compare it with the recorded one.
     pub fn verify(&self) -> Result<(), ArtifactError> {
         self.write_archive(io::sink())

@@ -70,7 +70,7 @@ pub enum SyncError {
         report: Box<SyncReport>,
         /// Why waiting stopped.
         #[source]
-        source: WaitError,
+        source: Box<WaitError>,
     },
     /// The unit's artifact store could not be made.
     #[error("setting up the sync unit")]
@@ -103,11 +103,11 @@ impl SyncError {
     /// let unreachable = SyncError::Fetch {
     ///     source: StoreError::Fetch {
     ///         location: "https://git.example/repo".into(),
-    ///         source: SourceError::Timeout {
+    ///         source: Box::new(SourceError::Timeout {
     ///             operation: "listing refs",
     ///             location: "https://git.example/repo".into(),
     ///             after: std::time::Duration::from_secs(60),
-    ///         },
+    ///         }),
     ///     },
     ///     served: None,
     /// };
@@ -127,7 +127,7 @@ impl SyncError {
                 _ => ErrorClass::Stalled,
             },
             Self::Apply { source, .. } => apply_class(source),
-            Self::Wait { source, .. } => match source {
+            Self::Wait { source, .. } => match **source {
                 WaitError::Cancelled => ErrorClass::Cancelled,
                 _ => ErrorClass::Transient,
             },
@@ -241,7 +241,7 @@ mod tests {
         SyncError::Fetch {
             source: StoreError::Fetch {
                 location: "git://127.0.0.1/repo".into(),
-                source,
+                source: Box::new(source),
             },
             served: None,
         }

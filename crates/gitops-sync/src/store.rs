@@ -21,7 +21,7 @@ pub enum StoreError {
         location: String,
         /// The source's error.
         #[source]
-        source: SourceError,
+        source: Box<SourceError>,
     },
     /// The store's directory could not be prepared.
     #[error("preparing the artifact directory {}", EscapedPath(path))]
@@ -54,7 +54,7 @@ impl StoreError {
     /// use gitops_sync::StoreError;
     /// let error = StoreError::Fetch {
     ///     location: "file:///repo".into(),
-    ///     source: SourceError::Cancelled { location: "file:///repo".into() },
+    ///     source: Box::new(SourceError::Cancelled { location: "file:///repo".into() }),
     /// };
     /// assert!(matches!(error.source_error(), Some(SourceError::Cancelled { .. })));
     /// ```
@@ -265,7 +265,6 @@ impl ArtifactStore {
     /// assert_eq!(store.limits().artifacts(), 2);
     /// # Ok::<(), gitops_sync::StoreError>(())
     /// ```
-    #[must_use]
     pub fn limits(&self) -> &StoreLimits {
         &self.limits
     }
@@ -333,7 +332,7 @@ impl ArtifactStore {
                 remove_quietly(&destination);
                 return Err(StoreError::Fetch {
                     location: source.location(),
-                    source: error,
+                    source: Box::new(error),
                 });
             }
         };

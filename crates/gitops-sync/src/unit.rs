@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gitops_apply::{
-    Applier, ApplyError, ApplyOptions, ApplyProgress, ChangeSet, ObjectAction, Status, WaitError,
-    WaitProgress,
+    Applier, ApplyError, ApplyOptions, ApplyProgress, ChangeSet, ObjectAction, Status,
+    TakeoverManager, WaitError, WaitProgress,
 };
 use gitops_render::{RenderError, RenderRequest, Renderer, SourceRoot, Substitution};
 use gitops_source::{Artifact, FetchProgress, Revision, Source};
@@ -176,9 +176,17 @@ impl fmt::Display for SyncReport {
 /// The progress callback of a unit.
 type ProgressFn = Arc<dyn Fn(&SyncProgress) + Send + Sync>;
 
+/// The apply options of a unit unless told otherwise: [`ApplyOptions::default`] (which prunes),
+/// taking over the fields of `kubectl` edits ([`TakeoverManager::defaults`], as Flux does), so
+/// that drift made by hand is corrected rather than a conflict.
+fn default_options() -> ApplyOptions {
+    ApplyOptions::default().with_takeover(TakeoverManager::defaults())
+}
+
 /// Builds a [`SyncUnit`]: the source, renderer and applier are required; the rest has defaults
 /// (the whole artifact as the directory to render, no substitution, [`ApplyOptions::default`]
-/// (which prunes), [`WaitPolicy::Never`], a temporary [`ArtifactStore`]).
+/// (which prunes) taking over the fields of `kubectl` edits ([`TakeoverManager::defaults`]),
+/// [`WaitPolicy::Never`], a temporary [`ArtifactStore`]).
 #[must_use]
 pub struct SyncUnitBuilder {
     name: String,
@@ -222,8 +230,9 @@ impl SyncUnitBuilder {
         self
     }
 
-    /// The apply options. `prune` applies only to a set rendered from the current revision:
-    /// the last good set served after a failure never prunes.
+    /// The apply options (they replace the default's takeover of `kubectl` edits too). `prune`
+    /// applies only to a set rendered from the current revision: the last good set served after
+    /// a failure never prunes.
     pub fn apply_options(mut self, options: ApplyOptions) -> Self {
         self.options = options;
         self
@@ -370,7 +379,7 @@ impl SyncUnit {
             applier,
             path: PathBuf::from("."),
             substitution: None,
-            options: ApplyOptions::default(),
+            options: default_options(),
             wait: WaitPolicy::Never,
             store: None,
             progress: None,
@@ -584,7 +593,7 @@ impl SyncUnit {
             .await
         {
             Ok(report) => report,
-            Err(SyncError::Wait { report, source }) if !matches!(source, WaitError::Cancelled) => {
+            Err(SyncError::Wait { report, source }) if !matches!(*source, WaitError::Cancelled) => {
                 tracing::warn!(unit = %self.name, error = %source, "the last good revision is applied but not Current");
                 *report
             }
@@ -684,7 +693,7 @@ impl SyncUnit {
             Err(WaitError::Cancelled) => Err(SyncError::Cancelled { step: "waiting" }),
             Err(source) => Err(SyncError::Wait {
                 report: Box::new(report),
-                source,
+                source: Box::new(source),
             }),
         }
     }

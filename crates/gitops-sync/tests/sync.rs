@@ -1,0 +1,544 @@
+//! The sync cycle and the reconcile loop against the shared local control plane
+//! (gitops-envtest), with local directories, a Git URL nobody answers on, and a source and a
+//! renderer written here.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gitops_apply::{
+    Applier, ApplyOptions, ConfigMapInventory, OWNER_NAME_LABEL, ObjectAction, TakeoverManager,
+};
+use gitops_core::Manifest;
+use gitops_render::{PlainRenderer, RenderError, RenderRequest, Renderer};
+use gitops_source::{
+    Artifact, FetchOutcome, FetchRequest, GitSource, LocalDirectorySource, Revision, Source,
+    SourceError,
+};
+use gitops_sync::{
+    Backoff, ErrorClass, Reconciler, SyncError, SyncProgress, SyncReport, SyncUnit, SyncUnitBuilder,
+};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, Patch, PatchParams};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+fn config_map(name: &str, colour: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  colour: {colour}\n"
+    )
+}
+
+fn write(dir: &Path, file: &str, text: &str) {
+    std::fs::write(dir.join(file), text).unwrap();
+}
+
+async fn setup(prefix: &str) -> (kube::Client, String) {
+    let control_plane = gitops_envtest::shared().await.expect("control plane");
+    let client = control_plane.client().await.expect("client");
+    let namespace = control_plane
+        .create_namespace(prefix)
+        .await
+        .expect("namespace");
+    (client, namespace)
+}
+
+fn applier(client: &kube::Client, namespace: &str, inventory: &str) -> Applier {
+    Applier::builder(
+        client.clone(),
+        ConfigMapInventory::new(namespace, inventory).unwrap(),
+    )
+    .build()
+}
+
+/// A unit over `source`, rendering plain YAML into `namespace`, its inventory `inventory` there.
+fn unit(
+    client: &kube::Client,
+    namespace: &str,
+    inventory: &str,
+    source: impl Source + 'static,
+) -> SyncUnitBuilder {
+    SyncUnit::builder(
+        source,
+        PlainRenderer::new(),
+        applier(client, namespace, inventory),
+    )
+    .name(inventory)
+    .apply_options(
+        ApplyOptions::default()
+            .with_takeover(TakeoverManager::defaults())
+            .with_target_namespace(namespace.to_owned()),
+    )
+}
+
+async fn sync(unit: &mut SyncUnit) -> SyncReport {
+    match unit.sync(&CancellationToken::new()).await {
+        Ok(report) => report,
+        Err(error) => panic!("sync failed: {}", error.chain()),
+    }
+}
+
+fn action(report: &SyncReport, name: &str) -> ObjectAction {
+    report
+        .change_set
+        .changes
+        .iter()
+        .find(|c| c.id.kind == "ConfigMap" && c.id.name == name)
+        .unwrap_or_else(|| panic!("ConfigMap {name} not in {}", report.change_set))
+        .action
+}
+
+async fn live(client: &kube::Client, namespace: &str, name: &str) -> Option<ConfigMap> {
+    Api::<ConfigMap>::namespaced(client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .unwrap()
+}
+
+async fn colour_of(client: &kube::Client, namespace: &str, name: &str) -> Option<String> {
+    live(client, namespace, name)
+        .await
+        .map(|cm| cm.data.unwrap_or_default()["colour"].clone())
+}
+
+#[tokio::test]
+async fn applies_then_writes_nothing_corrects_drift_and_prunes() {
+    let (client, namespace) = setup("sync-cycle").await;
+    let repo = tempfile::tempdir().unwrap();
+    write(repo.path(), "a.yaml", &config_map("a", "blue"));
+    write(repo.path(), "b.yaml", &config_map("b", "green"));
+    let mut unit = unit(
+        &client,
+        &namespace,
+        "inventory",
+        LocalDirectorySource::new(repo.path()),
+    )
+    .build()
+    .unwrap();
+
+    let first = sync(&mut unit).await;
+    assert!(first.new_revision && !first.served_last_good);
+    assert_eq!(action(&first, "a"), ObjectAction::Created);
+    assert_eq!(action(&first, "b"), ObjectAction::Created);
+    assert_eq!(
+        colour_of(&client, &namespace, "a").await.as_deref(),
+        Some("blue")
+    );
+
+    // Nothing changed: the same artifact, no write.
+    let steady = sync(&mut unit).await;
+    assert!(!steady.new_revision && !steady.changed(), "{steady}");
+    assert_eq!(steady.change_set.request_counts.writes, 0, "{steady}");
+    assert_eq!(steady.revision, first.revision);
+    assert_eq!(unit.artifact_store().artifacts().count(), 1);
+
+    // A hand edit is drift: corrected on the next cycle, with no new revision.
+    Api::<ConfigMap>::namespaced(client.clone(), &namespace)
+        .patch(
+            "a",
+            &PatchParams {
+                field_manager: Some("kubectl-edit".into()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(serde_json::json!({"data": {"colour": "purple"}})),
+        )
+        .await
+        .unwrap();
+    let corrected = sync(&mut unit).await;
+    assert!(!corrected.new_revision);
+    assert_eq!(action(&corrected, "a"), ObjectAction::Configured);
+    assert_eq!(
+        colour_of(&client, &namespace, "a").await.as_deref(),
+        Some("blue")
+    );
+
+    // A file removed from the source: its object is pruned.
+    std::fs::remove_file(repo.path().join("b.yaml")).unwrap();
+    let pruned = sync(&mut unit).await;
+    assert!(pruned.new_revision);
+    assert_eq!(action(&pruned, "b"), ObjectAction::Pruned);
+    assert!(live(&client, &namespace, "b").await.is_none());
+    assert!(live(&client, &namespace, "a").await.is_some());
+}
+
+#[tokio::test]
+async fn a_broken_revision_serves_the_last_good_set_without_pruning() {
+    let (client, namespace) = setup("sync-broken").await;
+    let repo = tempfile::tempdir().unwrap();
+    write(repo.path(), "a.yaml", &config_map("a", "blue"));
+    write(repo.path(), "b.yaml", &config_map("b", "green"));
+    let renders = Arc::new(Mutex::new(0_usize));
+    let counter = Arc::clone(&renders);
+    let mut unit = unit(
+        &client,
+        &namespace,
+        "inventory",
+        LocalDirectorySource::new(repo.path()),
+    )
+    .progress(move |step| {
+        if matches!(step, SyncProgress::Rendering { .. }) {
+            *counter.lock().unwrap() += 1;
+        }
+    })
+    .build()
+    .unwrap();
+    let good = sync(&mut unit).await;
+
+    // A commit that removes b and breaks a file: b would be pruned if the set were trusted.
+    std::fs::remove_file(repo.path().join("b.yaml")).unwrap();
+    write(repo.path(), "broken.yaml", "kind: ConfigMap\nmetadata: [\n");
+    // Drift too, so that serving the last good set is seen to apply.
+    Api::<ConfigMap>::namespaced(client.clone(), &namespace)
+        .patch(
+            "a",
+            &PatchParams {
+                field_manager: Some("kubectl-edit".into()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(serde_json::json!({"data": {"colour": "purple"}})),
+        )
+        .await
+        .unwrap();
+    let error = unit.sync(&CancellationToken::new()).await.unwrap_err();
+    assert!(
+        matches!(error, SyncError::Render { .. }),
+        "{}",
+        error.chain()
+    );
+    assert_eq!(error.class(), ErrorClass::Stalled);
+    assert!(error.chain().contains("broken.yaml"), "{}", error.chain());
+    let served = error.served().expect("the last good set was served");
+    assert!(served.served_last_good);
+    assert_eq!(served.revision, good.revision);
+    assert_eq!(served.change_set.count(ObjectAction::Pruned), 0);
+    assert_eq!(action(served, "a"), ObjectAction::Configured);
+    assert!(live(&client, &namespace, "b").await.is_some(), "b pruned");
+    assert_eq!(
+        colour_of(&client, &namespace, "a").await.as_deref(),
+        Some("blue")
+    );
+    assert_eq!(unit.last_good_revision(), Some(&good.revision));
+
+    // The same broken revision is not rendered again: it stalls until a new one.
+    let again = unit.sync(&CancellationToken::new()).await.unwrap_err();
+    assert_eq!(again.class(), ErrorClass::Stalled);
+    assert!(again.served().is_some());
+    assert_eq!(
+        *renders.lock().unwrap(),
+        2,
+        "first render and the broken one"
+    );
+
+    // Fixed: the current revision renders, and now b is pruned.
+    std::fs::remove_file(repo.path().join("broken.yaml")).unwrap();
+    let fixed = sync(&mut unit).await;
+    assert!(!fixed.served_last_good);
+    assert_eq!(action(&fixed, "b"), ObjectAction::Pruned);
+    assert!(live(&client, &namespace, "b").await.is_none());
+}
+
+/// What the tests keep of a cycle.
+#[derive(Debug)]
+struct Seen {
+    class: Option<ErrorClass>,
+    failures: u32,
+    next_in: Duration,
+    triggered: bool,
+    actions: BTreeMap<String, ObjectAction>,
+}
+
+/// Runs `reconciler` in a task, sending what each cycle did to the returned channel.
+fn spawn(
+    reconciler: Reconciler,
+    cancel: &CancellationToken,
+) -> (
+    mpsc::UnboundedReceiver<Seen>,
+    tokio::task::JoinHandle<SyncUnit>,
+) {
+    let (sender, receiver) = mpsc::unbounded_channel();
+    let cancel = cancel.clone();
+    let task = tokio::spawn(async move {
+        reconciler
+            .run(&cancel, move |event| {
+                let actions = match event.result {
+                    Ok(report) => report
+                        .change_set
+                        .changes
+                        .iter()
+                        .map(|c| (c.id.name.clone(), c.action))
+                        .collect(),
+                    Err(_) => BTreeMap::new(),
+                };
+                let _ = sender.send(Seen {
+                    class: event.class,
+                    failures: event.failures,
+                    next_in: event.next_in,
+                    triggered: event.triggered,
+                    actions,
+                });
+            })
+            .await
+    });
+    (receiver, task)
+}
+
+async fn next(receiver: &mut mpsc::UnboundedReceiver<Seen>) -> Seen {
+    tokio::time::timeout(Duration::from_secs(120), receiver.recv())
+        .await
+        .expect("a cycle within two minutes")
+        .expect("the reconciler is running")
+}
+
+#[tokio::test]
+async fn a_failed_fetch_backs_off_exponentially() {
+    let (client, namespace) = setup("sync-backoff").await;
+    // A loopback port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cache = tempfile::tempdir().unwrap();
+    let source = GitSource::builder(format!("git://127.0.0.1:{port}/repo.git"), cache.path())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let unit = unit(&client, &namespace, "inventory", source)
+        .build()
+        .unwrap();
+    let cancel = CancellationToken::new();
+    let reconciler = Reconciler::new(unit, Duration::from_secs(3600)).backoff(Backoff::new(
+        Duration::from_millis(50),
+        Duration::from_millis(200),
+    ));
+    let (mut receiver, task) = spawn(reconciler, &cancel);
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        seen.push(next(&mut receiver).await);
+    }
+    cancel.cancel();
+    let unit = task.await.unwrap();
+    assert!(unit.applied_revision().is_none());
+    let classes: Vec<_> = seen.iter().map(|s| s.class).collect();
+    assert_eq!(classes, [Some(ErrorClass::Transient); 4]);
+    let delays: Vec<_> = seen.iter().map(|s| s.next_in).collect();
+    assert_eq!(delays, [50, 100, 200, 200].map(Duration::from_millis));
+    let failures: Vec<_> = seen.iter().map(|s| s.failures).collect();
+    assert_eq!(failures, [1, 2, 3, 4]);
+    // Nothing was applied, so no inventory was made.
+    assert!(live(&client, &namespace, "inventory").await.is_none());
+}
+
+#[tokio::test]
+async fn a_trigger_asks_for_a_sync_now() {
+    let (client, namespace) = setup("sync-trigger").await;
+    let repo = tempfile::tempdir().unwrap();
+    write(repo.path(), "a.yaml", &config_map("a", "blue"));
+    let unit = unit(
+        &client,
+        &namespace,
+        "inventory",
+        LocalDirectorySource::new(repo.path()),
+    )
+    .build()
+    .unwrap();
+    let cancel = CancellationToken::new();
+    // An hour between cycles: only the trigger can start the second one within the test.
+    let reconciler = Reconciler::new(unit, Duration::from_secs(3600)).jitter(0.1);
+    let trigger = reconciler.trigger();
+    let (mut receiver, task) = spawn(reconciler, &cancel);
+    let first = next(&mut receiver).await;
+    assert_eq!(first.class, None);
+    assert!(!first.triggered);
+    assert_eq!(first.actions["a"], ObjectAction::Created);
+    assert!(first.next_in >= Duration::from_secs(3600));
+
+    write(repo.path(), "c.yaml", &config_map("c", "red"));
+    let webhook = trigger.clone();
+    tokio::spawn(async move {
+        webhook.sync_now();
+        webhook.sync_now();
+    })
+    .await
+    .unwrap();
+    let second = next(&mut receiver).await;
+    assert!(second.triggered);
+    assert_eq!(second.actions["c"], ObjectAction::Created);
+    assert_eq!(second.actions["a"], ObjectAction::Unchanged);
+    assert!(live(&client, &namespace, "c").await.is_some());
+    cancel.cancel();
+    task.await.unwrap();
+    // Two asks made one sync.
+    assert!(receiver.recv().await.is_none());
+}
+
+/// A source written outside the library: files kept in memory, a revision per version.
+#[derive(Clone, Default)]
+struct MemorySource {
+    state: Arc<Mutex<(u64, BTreeMap<String, String>)>>,
+}
+
+impl MemorySource {
+    fn set(&self, file: &str, text: Option<&str>) {
+        let mut state = self.state.lock().unwrap();
+        state.0 += 1;
+        match text {
+            Some(text) => state.1.insert(file.to_owned(), text.to_owned()),
+            None => state.1.remove(file),
+        };
+    }
+}
+
+#[async_trait::async_trait]
+impl Source for MemorySource {
+    fn location(&self) -> String {
+        "memory".to_owned()
+    }
+
+    async fn fetch(&self, request: FetchRequest) -> Result<FetchOutcome, SourceError> {
+        let (version, files) = self.state.lock().unwrap().clone();
+        let revision = Revision::from_string(format!("memory:{version}"));
+        if request.last_revision() == Some(&revision) {
+            return Ok(FetchOutcome::Unchanged(revision));
+        }
+        let other = |error: std::io::Error| SourceError::Other {
+            location: "memory".into(),
+            message: "writing the artifact".into(),
+            source: Some(error.into()),
+        };
+        std::fs::create_dir_all(request.destination()).map_err(other)?;
+        for (file, text) in &files {
+            std::fs::write(request.destination().join(file), text).map_err(other)?;
+        }
+        Ok(FetchOutcome::Fetched(Artifact::from_dir(
+            revision,
+            request.destination(),
+        )?))
+    }
+}
+
+/// A renderer written outside the library: each line `name=colour` of `colours.txt` is a
+/// ConfigMap.
+struct ColourRenderer;
+
+#[async_trait::async_trait]
+impl Renderer for ColourRenderer {
+    async fn render(&self, request: &RenderRequest) -> Result<Vec<Manifest>, RenderError> {
+        let error = |message: String| RenderError::Other {
+            renderer: "colours".into(),
+            source: message.into(),
+        };
+        let file = request.resolve_dir()?.join("colours.txt");
+        let text = std::fs::read_to_string(&file).map_err(|e| error(e.to_string()))?;
+        let mut manifests = Vec::new();
+        for (line, entry) in text.lines().enumerate() {
+            let Some((name, colour)) = entry.split_once('=') else {
+                return Err(error(format!("colours.txt:{}: not name=colour", line + 1)));
+            };
+            manifests.extend(
+                gitops_core::parse_manifests(&config_map(name, colour), "colours.txt")
+                    .map_err(|e| error(e.to_string()))?,
+            );
+        }
+        Ok(manifests)
+    }
+}
+
+#[tokio::test]
+async fn a_source_and_a_renderer_of_our_own_fit_the_seams() {
+    let (client, namespace) = setup("sync-seams").await;
+    let source = MemorySource::default();
+    source.set("colours.txt", Some("sky=blue\ngrass=green\n"));
+    let mut unit = SyncUnit::builder(
+        source.clone(),
+        ColourRenderer,
+        applier(&client, &namespace, "colours"),
+    )
+    .apply_options(ApplyOptions::default().with_target_namespace(namespace.clone()))
+    .build()
+    .unwrap();
+    let first = sync(&mut unit).await;
+    assert_eq!(first.revision.as_str(), "memory:1");
+    assert_eq!(action(&first, "sky"), ObjectAction::Created);
+    assert_eq!(
+        colour_of(&client, &namespace, "grass").await.as_deref(),
+        Some("green")
+    );
+    let steady = sync(&mut unit).await;
+    assert!(!steady.changed() && !steady.new_revision);
+
+    // A bad line stalls without pruning; the fix prunes.
+    source.set("colours.txt", Some("sky=blue\nnonsense\n"));
+    let error = unit.sync(&CancellationToken::new()).await.unwrap_err();
+    assert_eq!(error.class(), ErrorClass::Stalled);
+    assert!(error.chain().contains("colours.txt:2"), "{}", error.chain());
+    assert!(live(&client, &namespace, "grass").await.is_some());
+    source.set("colours.txt", Some("sky=navy\n"));
+    let fixed = sync(&mut unit).await;
+    assert_eq!(fixed.revision.as_str(), "memory:3");
+    assert_eq!(action(&fixed, "grass"), ObjectAction::Pruned);
+    assert_eq!(
+        colour_of(&client, &namespace, "sky").await.as_deref(),
+        Some("navy")
+    );
+}
+
+#[tokio::test]
+async fn two_units_with_their_own_inventories_run_side_by_side() {
+    let (client, namespace) = setup("sync-two").await;
+    let repo_a = tempfile::tempdir().unwrap();
+    let repo_b = tempfile::tempdir().unwrap();
+    write(repo_a.path(), "a.yaml", &config_map("a1", "blue"));
+    write(repo_a.path(), "a2.yaml", &config_map("a2", "blue"));
+    write(repo_b.path(), "b.yaml", &config_map("b1", "green"));
+    let cancel = CancellationToken::new();
+    let mut runs = Vec::new();
+    for (inventory, repo) in [("app-a", &repo_a), ("app-b", &repo_b)] {
+        let unit = unit(
+            &client,
+            &namespace,
+            inventory,
+            LocalDirectorySource::new(repo.path()),
+        )
+        .build()
+        .unwrap();
+        let reconciler = Reconciler::new(unit, Duration::from_secs(3600));
+        let trigger = reconciler.trigger();
+        let (receiver, task) = spawn(reconciler, &cancel);
+        runs.push((trigger, receiver, task));
+    }
+    for (_, receiver, _) in &mut runs {
+        assert_eq!(next(receiver).await.class, None);
+    }
+    let owner = |cm: Option<ConfigMap>| {
+        cm.and_then(|cm| cm.metadata.labels)
+            .and_then(|labels| labels.get(OWNER_NAME_LABEL).cloned())
+    };
+    assert_eq!(
+        owner(live(&client, &namespace, "a1").await).as_deref(),
+        Some("app-a")
+    );
+    assert_eq!(
+        owner(live(&client, &namespace, "b1").await).as_deref(),
+        Some("app-b")
+    );
+
+    // Unit A drops a2: only A prunes, and B's objects stay.
+    std::fs::remove_file(repo_a.path().join("a2.yaml")).unwrap();
+    runs[0].0.sync_now();
+    let seen = next(&mut runs[0].1).await;
+    assert_eq!(seen.actions["a2"], ObjectAction::Pruned);
+    assert!(!seen.actions.contains_key("b1"));
+    assert!(live(&client, &namespace, "a2").await.is_none());
+    assert!(live(&client, &namespace, "b1").await.is_some());
+    runs[1].0.sync_now();
+    let seen = next(&mut runs[1].1).await;
+    assert_eq!(seen.actions["b1"], ObjectAction::Unchanged);
+    assert!(!seen.actions.contains_key("a1"));
+
+    cancel.cancel();
+    for (_, _, task) in runs {
+        task.await.unwrap();
+    }
+}
