@@ -337,6 +337,12 @@ fn knows_all(table: &KindTable, manifests: &[Manifest]) -> bool {
         .all(|m| table.resolve(m.group(), m.version(), m.kind()).is_some())
 }
 
+/// The CRDs of the tests, shared with the integration tests.
+#[cfg(test)]
+#[allow(dead_code)]
+#[path = "../tests/common/crd.rs"]
+mod test_crd;
+
 #[cfg(test)]
 mod tests {
     //! Against a real control plane: what the catalog asks the apiserver, counted.
@@ -366,70 +372,10 @@ mod tests {
         gitops_core::parse_manifests(text, "set.yaml").expect("test manifests parse")
     }
 
-    const GADGET_CRD: &str = "apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: gadgets.catalog.gitops-rs.test}
-spec:
-  group: catalog.gitops-rs.test
-  scope: Namespaced
-  names: {kind: Gadget, plural: gadgets, singular: gadget, listKind: GadgetList}
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema:
-        type: object
-        properties:
-          spec:
-            type: object
-            properties:
-              parts:
-                type: array
-                x-kubernetes-list-type: map
-                x-kubernetes-list-map-keys: [name]
-                items:
-                  type: object
-                  required: [name]
-                  properties:
-                    name: {type: string}
-                    size: {type: integer}
-";
+    use super::test_crd::{PARTS, gadget_crd, install_crd};
 
-    async fn install_crd(client: &kube::Client) -> Result<(), Error> {
-        use kube::api::{Api, DynamicObject, Patch, PatchParams};
-        use kube::discovery::ApiResource;
-        let crd = manifests(GADGET_CRD).remove(0);
-        let api: Api<DynamicObject> = Api::all_with(
-            client.clone(),
-            &ApiResource::erase::<
-                k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-            >(&()),
-        );
-        api.patch(
-            "gadgets.catalog.gitops-rs.test",
-            &PatchParams::apply("catalog-test").force(),
-            &Patch::Apply(crd.object()),
-        )
-        .await?;
-        // Served once its group appears in discovery and its OpenAPI document is published.
-        for _ in 0..100 {
-            let discovery = Discovery::new(client.clone()).run_aggregated().await?;
-            let request = http::Request::get("/openapi/v3").body(Vec::new())?;
-            let index: Value = serde_json::from_str(&client.request_text(request).await?)?;
-            if discovery
-                .groups()
-                .any(|g| g.name() == "catalog.gitops-rs.test")
-                && index
-                    .pointer("/paths/apis~1catalog.gitops-rs.test~1v1")
-                    .is_some()
-            {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Err("the Gadget CRD was never served".into())
-    }
+    /// The group of the CRD these tests install.
+    const GROUP: &str = "catalog.gitops-rs.test";
 
     #[tokio::test]
     async fn discovery_and_the_cluster_schema_are_read_once() -> Result<(), Error> {
@@ -462,7 +408,7 @@ spec:
         // A custom resource of a CRD installed before the run (not in the set): discovery
         // again (its kind is new), the index and its document once; the second run reads
         // nothing.
-        install_crd(&client).await?;
+        install_crd(&client, &gadget_crd(GROUP, PARTS), "catalog-test").await?;
         let custom =
             manifests("apiVersion: catalog.gitops-rs.test/v1\nkind: Gadget\nmetadata: {name: g}\n");
         let mut first = None;
@@ -537,7 +483,8 @@ spec:
         let cancel = CancellationToken::new();
         let catalog = Catalog::default();
         let set = manifests(&format!(
-            "{GADGET_CRD}---\napiVersion: catalog.gitops-rs.test/v1\nkind: Gadget\nmetadata: {{name: g}}\n"
+            "{}---\napiVersion: catalog.gitops-rs.test/v1\nkind: Gadget\nmetadata: {{name: g}}\n",
+            gadget_crd(GROUP, PARTS)
         ));
         let counter = RequestCounter::with_log();
         let counted = counting_client(&client, &counter);

@@ -4,35 +4,27 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use gitops_apply::{
-    Applier, ApplyError, ApplyOptions, ApplyProgress, ChangeSet, ConfigMapInventory, DesiredSet,
-    HealthChecks, Inventory, InventoryStore, ManagedOperation, ObjectAction, ObjectError, Reason,
-    Status, TakeoverManager, WaitError, WaitTarget, wait_for_current,
+    Applier, ApplyError, ApplyOptions, ApplyProgress, ChangeSet, ConfigMapInventory, HealthChecks,
+    InventoryStore, ManagedOperation, ObjectAction, ObjectError, Reason, Status, TakeoverManager,
+    WaitError, WaitTarget, wait_for_current,
 };
 use gitops_core::ObjectId;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
-use kube::discovery::ApiResource;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 mod common;
-use common::{action, applier, run, set, setup};
+use common::cluster::{config_map, config_value, dynamic, fail_job, update_as, web_rolled_out};
+use common::crd::{SIZE_AND_TAGS, crds, gadget_crd};
+use common::fixtures::{config_map_yaml, stream, web_service};
+use common::{
+    action, applier, inventory, outcome, read_only_counts, run, run_err, set, set_of, setup,
+    stored_inventory,
+};
 
-async fn config_map(client: &kube::Client, namespace: &str, name: &str) -> Option<ConfigMap> {
-    Api::<ConfigMap>::namespaced(client.clone(), namespace)
-        .get_opt(name)
-        .await
-        .unwrap()
-}
-
-/// The value of `key` in ConfigMap `namespace/name`, which must exist.
-async fn config_value(client: &kube::Client, namespace: &str, name: &str, key: &str) -> String {
-    let config_map = config_map(client, namespace, name)
-        .await
-        .unwrap_or_else(|| panic!("ConfigMap {namespace}/{name} exists"));
-    config_map.data.unwrap_or_default()[key].clone()
-}
-
+/// The application most tests apply: a ConfigMap `settings` of this `color`, a Secret, and a
+/// Service and Deployment `web` of two replicas (with ports and resource requests).
 fn app(ns: &str, color: &str) -> String {
     format!(
         "\
@@ -46,13 +38,7 @@ kind: Secret
 metadata: {{name: token, namespace: {ns}}}
 stringData: {{token: s3cret}}
 ---
-apiVersion: v1
-kind: Service
-metadata: {{name: web, namespace: {ns}}}
-spec:
-  selector: {{app: web}}
-  ports: [{{port: 80, targetPort: 8080}}]
----
+{service}---
 apiVersion: apps/v1
 kind: Deployment
 metadata: {{name: web, namespace: {ns}}}
@@ -67,7 +53,8 @@ spec:
         image: nginx:1.27
         ports: [{{containerPort: 8080}}]
         resources: {{requests: {{cpu: 100m, memory: 64Mi}}}}
-"
+",
+        service = web_service(ns)
     )
 }
 
@@ -98,12 +85,7 @@ async fn applies_then_writes_nothing_then_changes_one_field() {
 
     let first = run(&applier, set(&app(&ns, "blue")), &options).await;
     assert_eq!(first.count(ObjectAction::Created), 4, "{first}");
-    let inventory = ConfigMapInventory::new(&ns, "inventory").unwrap();
-    let stored = inventory
-        .load(&client)
-        .await
-        .unwrap()
-        .expect("inventory saved");
+    let stored = stored_inventory(&client, &ns).await;
     assert_eq!(stored.len(), 4);
     let settings = config_map(&client, &ns, "settings").await.unwrap();
     let labels = settings.metadata.labels.unwrap();
@@ -123,17 +105,7 @@ async fn applies_then_writes_nothing_then_changes_one_field() {
     // The inventory (1), one list per kind and namespace (4); no writes. Discovery (2 before
     // #14) is cached by the applier across runs.
     assert_eq!(second.requests, 5, "{second}");
-    assert_eq!(
-        second.request_counts,
-        gitops_apply::RequestCounts {
-            total: 5,
-            lists: 4,
-            reads: 1,
-            dry_runs: 0,
-            writes: 0
-        },
-        "{second}"
-    );
+    assert_eq!(second.request_counts, read_only_counts(4, 1), "{second}");
 
     let third = run(&applier, set(&app(&ns, "green")), &options).await;
     assert_eq!(
@@ -171,23 +143,12 @@ async fn manual_drift_is_a_conflict_until_forced_and_a_deleted_object_comes_back
     )
     .await;
     // Someone deletes an object.
-    Api::<DynamicObject>::namespaced_with(
-        client.clone(),
-        &ns,
-        &ApiResource::erase::<k8s_openapi::api::core::v1::Secret>(&()),
-    )
-    .delete("token", &DeleteParams::default())
-    .await
-    .unwrap();
-
-    let err = applier
-        .apply_set(
-            set(&app(&ns, "blue")),
-            &ApplyOptions::default(),
-            &CancellationToken::new(),
-        )
+    dynamic::<Secret>(&client, &ns)
+        .delete("token", &DeleteParams::default())
         .await
-        .unwrap_err();
+        .unwrap();
+
+    let err = run_err(&applier, set(&app(&ns, "blue")), &ApplyOptions::default()).await;
     let ApplyError::Invalid { change_set } = &err else {
         panic!("expected a validation error, got {err}");
     };
@@ -256,14 +217,7 @@ metadata:
     run(&applier, set(&three), &ApplyOptions::default()).await;
 
     // An empty set would prune everything: refused.
-    let err = applier
-        .apply_set(
-            DesiredSet::from_render(Ok::<_, std::convert::Infallible>(Vec::new())).unwrap(),
-            &ApplyOptions::default(),
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap_err();
+    let err = run_err(&applier, set_of(Vec::new()), &ApplyOptions::default()).await;
     assert!(matches!(err, ApplyError::EmptySet { previous: 3 }), "{err}");
     assert!(config_map(&client, &ns, "a").await.is_some());
 
@@ -278,12 +232,9 @@ metadata:
     // The plan read the objects that left the set: the one that disables pruning is left
     // alone, as the real run will.
     assert_eq!(dry.count(ObjectAction::Pruned), 1, "{dry}");
-    let kept = dry
-        .get(&format!("{ns}_keep__ConfigMap").parse().unwrap())
-        .unwrap();
     assert_eq!(
-        (kept.action, &kept.reason),
-        (ObjectAction::Skipped, &Reason::PruneDisabled),
+        outcome(&dry, &format!("{ns}_keep__ConfigMap")),
+        (ObjectAction::Skipped, Reason::PruneDisabled),
         "{dry}"
     );
     assert!(
@@ -310,12 +261,7 @@ metadata:
     let deleted = config_map(&client, &ns, "b").await;
     assert!(deleted.is_none() || deleted.unwrap().metadata.deletion_timestamp.is_some());
     assert!(config_map(&client, &ns, "keep").await.is_some());
-    let stored = ConfigMapInventory::new(&ns, "inventory")
-        .unwrap()
-        .load(&client)
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = stored_inventory(&client, &ns).await;
     let ids: Vec<String> = stored.iter().map(|(id, _)| id.to_string()).collect();
     assert_eq!(ids, [format!("{ns}_a__ConfigMap")]);
 }
@@ -326,35 +272,9 @@ async fn a_crd_and_its_custom_resources_in_one_set() {
     // A group of its own, so that tests of other runs never share the CRD.
     let group = format!("{ns}.apply.gitops.rs");
     let yaml = format!(
-        "\
-apiVersion: example.gitops.rs/v1
-kind: Gadget
-metadata: {{name: g1}}
-spec: {{size: 3, tags: [a, b]}}
----
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {{name: gadgets.{group}}}
-spec:
-  group: {group}
-  scope: Namespaced
-  names: {{kind: Gadget, plural: gadgets, singular: gadget}}
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema:
-        type: object
-        properties:
-          spec:
-            type: object
-            properties:
-              size: {{type: integer}}
-              tags: {{type: array, items: {{type: string}}}}
-"
-    )
-    .replace("example.gitops.rs", &group);
+        "apiVersion: {group}/v1\nkind: Gadget\nmetadata: {{name: g1}}\nspec: {{size: 3, tags: [a, b]}}\n---\n{}",
+        gadget_crd(&group, SIZE_AND_TAGS)
+    );
     let applier = applier(&client, &ns);
     let options = ApplyOptions::default().with_target_namespace(Some(ns.clone()));
     let mut events = Vec::new();
@@ -400,10 +320,7 @@ spec:
 
     // A strict-validation failure: an unknown field, reported before anything is written.
     let bad = yaml.replace("size: 3,", "size: 3, colour: red,");
-    let err = applier
-        .apply_set(set(&bad), &options, &CancellationToken::new())
-        .await
-        .unwrap_err();
+    let err = run_err(&applier, set(&bad), &options).await;
     let ApplyError::Invalid { change_set } = &err else {
         panic!("{err}")
     };
@@ -416,11 +333,8 @@ spec:
     assert!(err.to_string().contains("colour"), "{err}");
 
     // Clean up the cluster-scoped CRD of this test.
-    let crds: Api<DynamicObject> = Api::all_with(
-        client.clone(),
-        &ApiResource::erase::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>(&()),
-    );
-    crds.delete(&format!("gadgets.{group}"), &DeleteParams::default())
+    crds(&client)
+        .delete(&format!("gadgets.{group}"), &DeleteParams::default())
         .await
         .unwrap();
 }
@@ -444,14 +358,7 @@ kind: ConfigMap
 metadata: {{name: homeless}}
 "
     );
-    let err = applier
-        .apply_set(
-            set(&yaml),
-            &ApplyOptions::default(),
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap_err();
+    let err = run_err(&applier, set(&yaml), &ApplyOptions::default()).await;
     let text = format!("{err}: {}", std::error::Error::source(&err).unwrap());
     assert!(
         text.contains("set.yaml:5") && text.contains("Ghost"),
@@ -506,14 +413,7 @@ async fn immutable_change_is_reported_then_recreated_on_opt_in() {
         .metadata
         .uid;
 
-    let err = applier
-        .apply_set(
-            set(&frozen("2")),
-            &ApplyOptions::default(),
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap_err();
+    let err = run_err(&applier, set(&frozen("2")), &ApplyOptions::default()).await;
     let change_set = err.change_set().expect("a change set");
     let failed = change_set.failed().next().expect("one failure");
     let Some(ObjectError::Immutable { fields, .. }) = &failed.error else {
@@ -575,9 +475,7 @@ data: {{value: \"{value}\"}}
 
 #[tokio::test]
 async fn creates_the_target_namespace() {
-    let cp = gitops_envtest::shared().await.unwrap();
-    let client = cp.client().await.unwrap();
-    let home = cp.create_namespace("target-home").await.unwrap();
+    let (client, home) = setup("target-home").await;
     let target = format!("{home}-made");
     let applier = applier(&client, &home);
     let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: ignored}\n";
@@ -591,12 +489,7 @@ async fn creates_the_target_namespace() {
         "{done}"
     );
     assert!(config_map(&client, &target, "a").await.is_some());
-    let stored = ConfigMapInventory::new(&home, "inventory")
-        .unwrap()
-        .load(&client)
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = stored_inventory(&client, &home).await;
     assert_eq!(
         stored.len(),
         1,
@@ -609,23 +502,6 @@ async fn creates_the_target_namespace() {
         .unwrap();
 }
 
-async fn write_status(
-    client: &kube::Client,
-    resource: &ApiResource,
-    ns: &str,
-    name: &str,
-    status: Value,
-) {
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, resource);
-    api.patch_status(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"status": status})),
-    )
-    .await
-    .unwrap();
-}
-
 /// Plays the Deployment controller on a task (the control plane has none): after each delay,
 /// writes the status of a rollout of `web` in `ns` completed with that many replicas.
 fn roll_out_web(
@@ -636,25 +512,16 @@ fn roll_out_web(
     let client = client.clone();
     let ns = ns.to_owned();
     let steps = steps.to_vec();
-    let deployment = ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&());
     tokio::spawn(async move {
         for (delay, replicas) in steps {
             tokio::time::sleep(delay).await;
-            write_status(
-                &client,
-                &deployment,
-                &ns,
-                "web",
-                json!({"observedGeneration": 1, "replicas": replicas,
-                "updatedReplicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas}),
-            )
-            .await;
+            web_rolled_out(&client, &ns, replicas).await;
         }
     })
 }
 
 /// A Job `migrate` in `ns` that would fail at once (it never runs: the control plane has no
-/// kubelet; [`fail_job`] writes its failure).
+/// kubelet; the test writes its failure with [`fail_job`]).
 fn failing_job(ns: &str) -> String {
     format!(
         "apiVersion: batch/v1
@@ -668,16 +535,6 @@ spec:
       containers: [{{name: migrate, image: busybox, command: [\"false\"]}}]
 "
     )
-}
-
-/// Writes the status of the [`failing_job`] that reached its backoff limit, as its
-/// controller would.
-async fn fail_job(client: &kube::Client, ns: &str) {
-    let job = ApiResource::erase::<k8s_openapi::api::batch::v1::Job>(&());
-    let now = "2026-01-01T00:00:00Z";
-    write_status(client, &job, ns, "migrate", json!({"startTime": now, "failed": 1, "conditions": [
-        {"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit", "lastTransitionTime": now, "lastProbeTime": now},
-        {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit", "lastTransitionTime": now, "lastProbeTime": now}]})).await;
 }
 
 #[tokio::test]
@@ -740,7 +597,7 @@ async fn waits_for_a_rollout_and_fails_fast_on_a_failed_job() {
     );
 
     // The Job fails: waiting stops at once, long before its timeout.
-    fail_job(&client, &ns).await;
+    fail_job(&client, &ns, "migrate").await;
     let started = std::time::Instant::now();
     let err = wait_for_current(
         &client,
@@ -769,22 +626,22 @@ async fn a_killed_apiserver_fails_the_run_prunes_nothing_and_the_next_run_conver
         .unwrap();
     let client = cp.client().await.unwrap();
     let ns = cp.create_namespace("crash").await.unwrap();
-    let applier = Applier::builder(
-        client.clone(),
-        ConfigMapInventory::new(&ns, "inventory").unwrap(),
-    )
-    .concurrency(2)
-    .build();
+    let applier = Applier::builder(client.clone(), inventory(&ns))
+        .concurrency(2)
+        .build();
     let many = |count: usize| {
-        (0..count)
-            .map(|i| format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm-{i:04}, namespace: {ns}}}\ndata: {{i: \"{i}\"}}\n"))
-            .collect::<Vec<_>>()
-            .join("---\n")
+        stream(
+            (0..count).map(|i| config_map_yaml(&ns, &format!("cm-{i:04}"), &format!("i: \"{i}\""))),
+        )
     };
     run(&applier, set(&many(10)), &ApplyOptions::default()).await;
 
     // The next set drops cm-0000 and adds many objects; the apiserver dies during the run.
-    let next = many(400).replacen(&format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm-0000, namespace: {ns}}}\ndata: {{i: \"0\"}}\n---\n"), "", 1);
+    let next = many(400).replacen(
+        &format!("{}---\n", config_map_yaml(&ns, "cm-0000", "i: \"0\"")),
+        "",
+        1,
+    );
     assert!(!next.contains("cm-0000"));
     let run_applier = applier.clone();
     let run_set = set(&next);
@@ -810,11 +667,7 @@ async fn a_killed_apiserver_fails_the_run_prunes_nothing_and_the_next_run_conver
         "pruned after a failed run"
     );
 
-    let applier = Applier::builder(
-        client.clone(),
-        ConfigMapInventory::new(&ns, "inventory").unwrap(),
-    )
-    .build();
+    let applier = Applier::builder(client.clone(), inventory(&ns)).build();
     let done = run(&applier, set(&next), &ApplyOptions::default()).await;
     assert_eq!(
         action(&done, &format!("{ns}_cm-0000__ConfigMap")),
@@ -835,12 +688,7 @@ async fn a_killed_apiserver_fails_the_run_prunes_nothing_and_the_next_run_conver
     assert_eq!(names.len(), 399);
     let again = run(&applier, set(&next), &ApplyOptions::default()).await;
     assert_eq!(again.count(ObjectAction::Unchanged), 399, "{again}");
-    let stored: Inventory = ConfigMapInventory::new(&ns, "inventory")
-        .unwrap()
-        .load(&client)
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = stored_inventory(&client, &ns).await;
     assert_eq!(stored.len(), 399);
 }
 
@@ -853,8 +701,7 @@ async fn takes_over_objects_applied_with_kubectl_client_side() {
     let mut created = old.clone();
     created["metadata"]["annotations"] =
         json!({"kubectl.kubernetes.io/last-applied-configuration": old.to_string()});
-    let config_maps: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), &ns, &ApiResource::erase::<ConfigMap>(&()));
+    let config_maps = dynamic::<ConfigMap>(&client, &ns);
     config_maps
         .create(
             &kube::api::PostParams {
@@ -957,22 +804,12 @@ metadata: {{name: bad, namespace: {ns}}}
 spec: {{ports: [{{port: 80}}], colour: red}}
 "
     );
-    let strict = applier
-        .apply_set(
-            set(&yaml),
-            &ApplyOptions::default(),
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap_err();
+    let strict = run_err(&applier, set(&yaml), &ApplyOptions::default()).await;
     assert!(matches!(strict, ApplyError::Invalid { .. }), "{strict}");
     assert!(config_map(&client, &ns, "good").await.is_none());
 
     let best_effort = ApplyOptions::default().with_best_effort(true);
-    let err = applier
-        .apply_set(set(&yaml), &best_effort, &CancellationToken::new())
-        .await
-        .unwrap_err();
+    let err = run_err(&applier, set(&yaml), &best_effort).await;
     let ApplyError::Incomplete { change_set } = &err else {
         panic!("{err}")
     };
@@ -988,32 +825,12 @@ spec: {{ports: [{{port: 80}}], colour: red}}
     assert!(config_map(&client, &ns, "good").await.is_some());
     // A failed run prunes nothing, and remembers what it wrote.
     assert!(config_map(&client, &ns, "old").await.is_some());
-    let stored = ConfigMapInventory::new(&ns, "inventory")
-        .unwrap()
-        .load(&client)
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = stored_inventory(&client, &ns).await;
     assert!(stored.contains(&format!("{ns}_good__ConfigMap").parse().unwrap()));
     assert!(stored.contains(&format!("{ns}_old__ConfigMap").parse().unwrap()));
 }
 
-/// Writes `data` into the ConfigMap `name` as field manager `manager` with an Update (a merge
-/// patch), as `kubectl edit` or a script would.
-async fn update_as(client: &kube::Client, ns: &str, name: &str, manager: &str, patch: Value) {
-    Api::<ConfigMap>::namespaced(client.clone(), ns)
-        .patch(
-            name,
-            &PatchParams {
-                field_manager: Some(manager.into()),
-                ..PatchParams::default()
-            },
-            &Patch::Merge(patch),
-        )
-        .await
-        .unwrap();
-}
-
+/// The field managers of `config_map`, sorted.
 fn managers(config_map: &ConfigMap) -> Vec<String> {
     let mut managers: Vec<String> = config_map
         .metadata
@@ -1064,14 +881,7 @@ async fn takes_over_kubectl_edits_and_named_managers_then_corrects_the_drift() {
     .await;
 
     // Without takeover, the edited field is a conflict with kubectl-edit.
-    let err = applier
-        .apply_set(
-            set(&yaml),
-            &ApplyOptions::default(),
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap_err();
+    let err = run_err(&applier, set(&yaml), &ApplyOptions::default()).await;
     assert!(
         err.to_string()
             .contains(".data.color owned by \"kubectl-edit\""),
@@ -1173,12 +983,9 @@ async fn takes_over_kubectl_edits_and_named_managers_then_corrects_the_drift() {
 #[tokio::test]
 async fn waits_for_the_applied_set_when_asked() {
     let (client, ns) = setup("wait").await;
-    let applier = Applier::builder(
-        client.clone(),
-        ConfigMapInventory::new(&ns, "inventory").unwrap(),
-    )
-    .wait_interval(Duration::from_millis(100))
-    .build();
+    let applier = Applier::builder(client.clone(), inventory(&ns))
+        .wait_interval(Duration::from_millis(100))
+        .build();
     let cancel = CancellationToken::new();
 
     // The Deployment never becomes Available by itself: the run writes everything, then
@@ -1224,7 +1031,7 @@ async fn waits_for_the_applied_set_when_asked() {
     // A Failed object stops the wait at once, long before the timeout.
     let with_job = format!("{}---\n{}", app(&ns, "blue"), failing_job(&ns));
     run(&applier, set(&with_job), &ApplyOptions::default()).await;
-    fail_job(&client, &ns).await;
+    fail_job(&client, &ns, "migrate").await;
     let started = std::time::Instant::now();
     let err = applier
         .apply_set(
@@ -1275,14 +1082,7 @@ async fn takes_over_replicas_set_by_kubectl_scale() {
     let replicas = |d: k8s_openapi::api::apps::v1::Deployment| d.spec.replicas;
 
     // Without takeover: a conflict naming kubectl-scale.
-    let err = applier
-        .apply_set(
-            set(&app(&ns, "blue")),
-            &ApplyOptions::default(),
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap_err();
+    let err = run_err(&applier, set(&app(&ns, "blue")), &ApplyOptions::default()).await;
     assert!(
         err.to_string()
             .contains(".spec.replicas owned by \"kubectl-scale\""),
@@ -1294,10 +1094,7 @@ async fn takes_over_replicas_set_by_kubectl_scale() {
     // (hidden by the conflict in a plain dry run) fails, nothing is taken over or written.
     let takeover = ApplyOptions::default().with_takeover(TakeoverManager::defaults());
     let invalid = app(&ns, "blue").replace("replicas: 2", "replicas: -1");
-    let err = applier
-        .apply_set(set(&invalid), &takeover, &CancellationToken::new())
-        .await
-        .unwrap_err();
+    let err = run_err(&applier, set(&invalid), &takeover).await;
     let ApplyError::Invalid { change_set } = &err else {
         panic!("expected a validation error: {err}");
     };
@@ -1345,10 +1142,9 @@ async fn takes_over_replicas_set_by_kubectl_scale() {
 async fn waiting_reads_one_list_per_kind_and_namespace_a_round() {
     let (client, ns) = setup("waitlist").await;
     let applier = applier(&client, &ns);
-    let yaml = (0..20)
-        .map(|i| format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm-{i:02}, namespace: {ns}}}\ndata: {{i: \"{i}\"}}\n"))
-        .collect::<Vec<_>>()
-        .join("---\n");
+    let yaml = stream(
+        (0..20).map(|i| config_map_yaml(&ns, &format!("cm-{i:02}"), &format!("i: \"{i}\""))),
+    );
     run(&applier, set(&yaml), &ApplyOptions::default()).await;
     let waited = run(
         &applier,
@@ -1359,17 +1155,7 @@ async fn waiting_reads_one_list_per_kind_and_namespace_a_round() {
     assert_eq!(waited.count(ObjectAction::Unchanged), 20, "{waited}");
     // The inventory (1), discovery being cached; a list to decide, a list for the one wait
     // round.
-    assert_eq!(
-        waited.request_counts,
-        gitops_apply::RequestCounts {
-            total: 3,
-            lists: 2,
-            reads: 1,
-            dry_runs: 0,
-            writes: 0
-        },
-        "{waited}"
-    );
+    assert_eq!(waited.request_counts, read_only_counts(2, 1), "{waited}");
 }
 
 #[tokio::test]
@@ -1404,9 +1190,7 @@ async fn an_unchanged_run_reports_health_from_the_objects_it_listed() {
     );
 
     // Once its "controller" reports the rollout, the next steady run sees it Current.
-    roll_out_web(&client, &ns, &[(Duration::ZERO, 2)])
-        .await
-        .unwrap();
+    web_rolled_out(&client, &ns, 2).await;
     let steady = run(&applier, set(&yaml), &ApplyOptions::default()).await;
     assert_eq!(health_of(&steady, &web).status, Status::Current);
 }
@@ -1430,8 +1214,7 @@ async fn a_dry_run_reports_what_the_real_run_would_fail_on() {
             .extend(extra.as_object().unwrap().clone());
         object
     };
-    let config_maps: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), &ns, &ApiResource::erase::<ConfigMap>(&()));
+    let config_maps = dynamic::<ConfigMap>(&client, &ns);
     // `frozen` is ours (a conflict is found before an immutable change), `edited` another
     // manager's.
     for (name, manager, extra) in [
@@ -1459,26 +1242,17 @@ metadata: {{name: frozen, namespace: {ns}}}
 immutable: true
 data: {{color: blue}}
 ---
-apiVersion: v1
-kind: ConfigMap
-metadata: {{name: edited, namespace: {ns}}}
-data: {{color: blue}}
----
+{edited}---
 apiVersion: v1
 kind: ConfigMap
 metadata: {{name: strange, namespace: {ns}}}
 spec: {{unknown: field}}
 ---
-apiVersion: v1
-kind: ConfigMap
-metadata: {{name: Not_A_Name, namespace: {ns}}}
-data: {{color: blue}}
----
-apiVersion: v1
-kind: ConfigMap
-metadata: {{name: fine, namespace: {ns}}}
-data: {{color: blue}}
-"
+{not_a_name}---
+{fine}",
+        edited = config_map_yaml(&ns, "edited", "color: blue"),
+        not_a_name = config_map_yaml(&ns, "Not_A_Name", "color: blue"),
+        fine = config_map_yaml(&ns, "fine", "color: blue"),
     );
     let check = |change_set: &ChangeSet, dry_run: bool| {
         let error = |name: &str| {
@@ -1523,14 +1297,7 @@ data: {{color: blue}}
     assert!(!text.contains("is invalid"), "{text}");
     assert_eq!(text.matches("immutable").count(), 2, "{text}");
 
-    let err = applier
-        .apply_set(
-            set(&yaml),
-            &ApplyOptions::default(),
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap_err();
+    let err = run_err(&applier, set(&yaml), &ApplyOptions::default()).await;
     assert!(matches!(err, ApplyError::Invalid { .. }), "{err}");
     check(err.change_set().unwrap(), false);
     assert!(config_map(&client, &ns, "fine").await.is_none());

@@ -9,31 +9,24 @@ use gitops_apply::{
     HookOutcome, HookRun, HookRunner, InventoryOwner, KindInfo, KindTable, OWNER_NAME_LABEL,
     PlannedHooks, SyncPhase, plan_hooks,
 };
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{DynamicObject, ListParams, PostParams};
 use kube::discovery::ApiResource;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-/// The shared control plane's client and a new namespace named after `prefix`.
-async fn setup(prefix: &str) -> (kube::Client, String) {
-    let cp = gitops_envtest::shared().await.unwrap();
-    let client = cp.client().await.unwrap();
-    let ns = cp.create_namespace(prefix).await.unwrap();
-    (client, ns)
-}
-
-fn job_resource() -> ApiResource {
-    ApiResource::erase::<k8s_openapi::api::batch::v1::Job>(&())
-}
-
-fn config_map_resource() -> ApiResource {
-    ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&())
-}
+mod common;
+use common::cluster::{complete_job, dynamic, fail_job};
+use common::{applier_builder, inventory_ids, run_err, set, setup};
 
 /// The kinds these tests use.
 fn kinds() -> KindTable {
     let mut table = KindTable::default();
-    for resource in [job_resource(), config_map_resource()] {
+    for resource in [
+        ApiResource::erase::<Job>(&()),
+        ApiResource::erase::<ConfigMap>(&()),
+    ] {
         table.insert(KindInfo {
             resource,
             namespaced: true,
@@ -84,7 +77,7 @@ spec:
 }
 
 async fn jobs(client: &kube::Client, ns: &str) -> Vec<DynamicObject> {
-    Api::<DynamicObject>::namespaced_with(client.clone(), ns, &job_resource())
+    dynamic::<Job>(client, ns)
         .list(&ListParams::default())
         .await
         .unwrap()
@@ -120,33 +113,6 @@ async fn new_job_appears(
     panic!("no new Job {prefix}* in {ns}");
 }
 
-async fn write_job_status(client: &kube::Client, ns: &str, name: &str, status: Value) {
-    Api::<DynamicObject>::namespaced_with(client.clone(), ns, &job_resource())
-        .patch_status(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": status})),
-        )
-        .await
-        .unwrap();
-}
-
-const NOW: &str = "2026-01-01T00:00:00Z";
-
-/// Writes the status of a Job that completed, as its controller would.
-async fn complete_job(client: &kube::Client, ns: &str, name: &str) {
-    write_job_status(client, ns, name, json!({"startTime": NOW, "completionTime": NOW, "succeeded": 1, "conditions": [
-        {"type": "SuccessCriteriaMet", "status": "True", "reason": "CompletionsReached", "message": "Reached expected number of succeeded pods", "lastTransitionTime": NOW, "lastProbeTime": NOW},
-        {"type": "Complete", "status": "True", "reason": "CompletionsReached", "message": "Reached expected number of succeeded pods", "lastTransitionTime": NOW, "lastProbeTime": NOW}]})).await;
-}
-
-/// Writes the status of a Job that reached its backoff limit.
-async fn fail_job(client: &kube::Client, ns: &str, name: &str) {
-    write_job_status(client, ns, name, json!({"startTime": NOW, "failed": 1, "conditions": [
-        {"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit", "lastTransitionTime": NOW, "lastProbeTime": NOW},
-        {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit", "lastTransitionTime": NOW, "lastProbeTime": NOW}]})).await;
-}
-
 /// Runs one phase on a task, so that the test can play the Job controller meanwhile.
 fn spawn_phase(
     runner: HookRunner,
@@ -162,6 +128,50 @@ fn spawn_phase(
     })
 }
 
+/// Runs `phase` of `hooks` here, to its end, and returns its runs and result.
+async fn phase_here(
+    client: &kube::Client,
+    ns: &str,
+    hooks: &PlannedHooks,
+    phase: SyncPhase,
+) -> (Vec<HookRun>, Result<(), HookError>) {
+    let mut runs = Vec::new();
+    let result = runner(client, ns)
+        .run_phase(hooks, phase, &mut runs, &CancellationToken::new())
+        .await;
+    (runs, result)
+}
+
+/// How the test, playing the Job controller, ends a hook Job.
+#[derive(Debug, Clone, Copy)]
+enum JobEnd {
+    /// Completed: [`complete_job`].
+    Completed,
+    /// Failed at its backoff limit: [`fail_job`].
+    Failed,
+}
+
+/// Runs `phase` of `hooks` on a task, waits for its Job whose name starts with `prefix`, ends it
+/// as `end`, and returns the Job's name with the phase's runs and result.
+async fn phase_with_job(
+    client: &kube::Client,
+    ns: &str,
+    hooks: PlannedHooks,
+    phase: SyncPhase,
+    prefix: &str,
+    end: JobEnd,
+) -> (String, Vec<HookRun>, Result<(), HookError>) {
+    let task = spawn_phase(runner(client, ns), hooks, phase);
+    let name = name_of(&job_appears(client, ns, prefix).await);
+    match end {
+        JobEnd::Completed => complete_job(client, ns, &name).await,
+        JobEnd::Failed => fail_job(client, ns, &name).await,
+    }
+    let (runs, result) = task.await.unwrap();
+    (name, runs, result)
+}
+
+/// The name of `object`, which has one.
 fn name_of(object: &DynamicObject) -> String {
     object.metadata.name.clone().unwrap()
 }
@@ -254,10 +264,15 @@ async fn hook_succeeded_deletes_it_and_a_failure_fails_the_phase_naming_the_hook
         "check-",
         "argocd.argoproj.io/hook: PostSync, argocd.argoproj.io/hook-delete-policy: HookSucceeded",
     );
-    let task = spawn_phase(runner(&client, &ns), hooks(&yaml), SyncPhase::PostSync);
-    let name = name_of(&job_appears(&client, &ns, "check-").await);
-    complete_job(&client, &ns, &name).await;
-    let (runs, result) = task.await.unwrap();
+    let (name, runs, result) = phase_with_job(
+        &client,
+        &ns,
+        hooks(&yaml),
+        SyncPhase::PostSync,
+        "check-",
+        JobEnd::Completed,
+    )
+    .await;
     result.unwrap();
     assert!(runs[0].deleted, "{runs:?}");
     assert_eq!(runs[0].outcome, HookOutcome::Succeeded);
@@ -271,10 +286,15 @@ async fn hook_succeeded_deletes_it_and_a_failure_fails_the_phase_naming_the_hook
 
     // A failure: the phase fails with a typed error naming the hook object; HookSucceeded
     // keeps a failed hook for a look.
-    let task = spawn_phase(runner(&client, &ns), hooks(&yaml), SyncPhase::PostSync);
-    let name = name_of(&job_appears(&client, &ns, "check-").await);
-    fail_job(&client, &ns, &name).await;
-    let (runs, result) = task.await.unwrap();
+    let (name, runs, result) = phase_with_job(
+        &client,
+        &ns,
+        hooks(&yaml),
+        SyncPhase::PostSync,
+        "check-",
+        JobEnd::Failed,
+    )
+    .await;
     let error = result.unwrap_err();
     let HookError::Failed { run } = &error else {
         panic!("not a hook failure: {error}");
@@ -300,10 +320,15 @@ async fn hook_failed_deletes_a_failed_hook() {
         "check-",
         "helm.sh/hook: post-install, helm.sh/hook-delete-policy: hook-failed",
     );
-    let task = spawn_phase(runner(&client, &ns), hooks(&yaml), SyncPhase::PostSync);
-    let name = name_of(&job_appears(&client, &ns, "check-").await);
-    fail_job(&client, &ns, &name).await;
-    let (runs, result) = task.await.unwrap();
+    let (_, runs, result) = phase_with_job(
+        &client,
+        &ns,
+        hooks(&yaml),
+        SyncPhase::PostSync,
+        "check-",
+        JobEnd::Failed,
+    )
+    .await;
     assert!(matches!(result, Err(HookError::Failed { .. })));
     assert!(runs[0].deleted, "{runs:?}");
 }
@@ -311,7 +336,7 @@ async fn hook_failed_deletes_a_failed_hook() {
 #[tokio::test]
 async fn a_named_hook_leaves_an_object_that_is_not_ours_alone() {
     let (client, ns) = setup("hook-not-ours").await;
-    let api = Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &config_map_resource());
+    let api = dynamic::<ConfigMap>(&client, &ns);
     let theirs: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "seed", "namespace": ns}, "data": {"owner": "someone else"}}))
@@ -321,16 +346,8 @@ async fn a_named_hook_leaves_an_object_that_is_not_ours_alone() {
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: seed, namespace: {ns}, \
          annotations: {{argocd.argoproj.io/hook: PreSync}}}}\ndata: {{owner: hook}}\n"
     );
-    let mut runs = Vec::new();
-    let error = runner(&client, &ns)
-        .run_phase(
-            &hooks(&yaml),
-            SyncPhase::PreSync,
-            &mut runs,
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap_err();
+    let (_, result) = phase_here(&client, &ns, &hooks(&yaml), SyncPhase::PreSync).await;
+    let error = result.unwrap_err();
     assert!(matches!(error, HookError::NotOurs { .. }), "{error}");
     assert!(error.to_string().contains("left alone"), "{error}");
     let live = api.get("seed").await.unwrap();
@@ -349,23 +366,20 @@ async fn helm_hooks_run_in_their_mapped_phase_and_test_hooks_never() {
     assert_eq!(hooks.len(), 1, "the test hook is left out:\n{hooks}");
     assert!(hooks.has_phase(SyncPhase::PreSync));
     // A phase without hooks writes nothing.
-    let mut runs = Vec::new();
-    runner(&client, &ns)
-        .run_phase(
-            &hooks,
-            SyncPhase::PostSync,
-            &mut runs,
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap();
+    let (runs, result) = phase_here(&client, &ns, &hooks, SyncPhase::PostSync).await;
+    result.unwrap();
     assert!(runs.is_empty());
     assert!(jobs(&client, &ns).await.is_empty());
 
-    let task = spawn_phase(runner(&client, &ns), hooks, SyncPhase::PreSync);
-    let name = name_of(&job_appears(&client, &ns, "install-").await);
-    complete_job(&client, &ns, &name).await;
-    let (runs, result) = task.await.unwrap();
+    let (_, runs, result) = phase_with_job(
+        &client,
+        &ns,
+        hooks,
+        SyncPhase::PreSync,
+        "install-",
+        JobEnd::Completed,
+    )
+    .await;
     result.unwrap();
     assert_eq!(runs[0].outcome, HookOutcome::Succeeded);
     let names: Vec<String> = jobs(&client, &ns).await.iter().map(name_of).collect();
@@ -383,8 +397,7 @@ async fn a_failing_postsync_hook_runs_the_syncfail_hook_and_fails_the_sync_namin
     );
     let hooks = hooks(&yaml);
     let runner = runner(&client, &ns);
-    let configs =
-        Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &config_map_resource());
+    let configs = dynamic::<ConfigMap>(&client, &ns);
     let task = {
         let configs = configs.clone();
         tokio::spawn(async move {
@@ -476,16 +489,8 @@ async fn a_generate_name_hook_is_created_with_strict_field_validation() {
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {{generateName: bad-, namespace: {ns}, \
          annotations: {{argocd.argoproj.io/hook: PreSync}}}}\nbogus: 1\n"
     );
-    let mut runs = Vec::new();
-    let error = runner(&client, &ns)
-        .run_phase(
-            &hooks(&yaml),
-            SyncPhase::PreSync,
-            &mut runs,
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap_err();
+    let (runs, result) = phase_here(&client, &ns, &hooks(&yaml), SyncPhase::PreSync).await;
+    let error = result.unwrap_err();
     assert!(matches!(error, HookError::Api { .. }), "{error}");
     let text = format!("{error}: {}", std::error::Error::source(&error).unwrap());
     assert!(
@@ -497,8 +502,7 @@ async fn a_generate_name_hook_is_created_with_strict_field_validation() {
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].outcome, HookOutcome::Failed);
     assert!(runs[0].message.contains("bogus"), "{}", runs[0].message);
-    let configs =
-        Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &config_map_resource());
+    let configs = dynamic::<ConfigMap>(&client, &ns);
     assert!(
         configs
             .list(&ListParams::default())
@@ -512,17 +516,11 @@ async fn a_generate_name_hook_is_created_with_strict_field_validation() {
 
 // The hooks through the applier's one-call path (`Applier::apply_set`).
 
+/// The shared test applier, which looks at its hooks every 100 ms.
 fn applier(client: &kube::Client, ns: &str) -> gitops_apply::Applier {
-    let inventory = gitops_apply::ConfigMapInventory::new(ns, "inventory").unwrap();
-    gitops_apply::Applier::builder(client.clone(), inventory)
-        .settle_timeout(Duration::from_secs(30))
+    applier_builder(client, ns)
         .wait_interval(Duration::from_millis(100))
         .build()
-}
-
-fn desired(yaml: &str) -> gitops_apply::DesiredSet {
-    let manifests = gitops_core::parse_manifests(yaml, "set.yaml").unwrap();
-    gitops_apply::DesiredSet::from_render(Ok::<_, std::convert::Infallible>(manifests)).unwrap()
 }
 
 fn config_map(ns: &str, name: &str, annotations: &str) -> String {
@@ -540,20 +538,9 @@ fn spawn_apply(
 ) -> tokio::task::JoinHandle<Result<gitops_apply::ChangeSet, gitops_apply::ApplyError>> {
     tokio::spawn(async move {
         applier
-            .apply_set(desired(&yaml), &options, &CancellationToken::new())
+            .apply_set(set(&yaml), &options, &CancellationToken::new())
             .await
     })
-}
-
-async fn inventory_ids(client: &kube::Client, ns: &str) -> Vec<String> {
-    use gitops_apply::InventoryStore as _;
-    gitops_apply::ConfigMapInventory::new(ns, "inventory")
-        .unwrap()
-        .load(client)
-        .await
-        .unwrap()
-        .map(|inventory| inventory.iter().map(|(id, _)| id.to_string()).collect())
-        .unwrap_or_default()
 }
 
 #[tokio::test]
@@ -564,8 +551,7 @@ async fn apply_set_runs_a_presync_job_before_the_sync_phase_writes() {
         job(&ns, "migrate-", "argocd.argoproj.io/hook: PreSync"),
         config_map(&ns, "app", "")
     );
-    let configs =
-        Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &config_map_resource());
+    let configs = dynamic::<ConfigMap>(&client, &ns);
     let task = spawn_apply(
         applier(&client, &ns),
         yaml.clone(),
@@ -602,8 +588,7 @@ async fn apply_set_fails_naming_a_failed_postsync_hook_after_running_the_syncfai
         job(&ns, "check-", "argocd.argoproj.io/hook: PostSync"),
         config_map(&ns, "report", "argocd.argoproj.io/hook: SyncFail")
     );
-    let configs =
-        Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &config_map_resource());
+    let configs = dynamic::<ConfigMap>(&client, &ns);
     let task = spawn_apply(
         applier(&client, &ns),
         yaml,
@@ -650,7 +635,7 @@ async fn hooks_are_never_in_the_inventory_and_removing_one_prunes_nothing() {
         config_map(&ns, "seed", "argocd.argoproj.io/hook: PreSync")
     );
     let first = applier
-        .apply_set(desired(&with_hook), &options, &cancel)
+        .apply_set(set(&with_hook), &options, &cancel)
         .await
         .unwrap();
     assert_eq!(first.hooks.len(), 1, "{first}");
@@ -658,15 +643,14 @@ async fn hooks_are_never_in_the_inventory_and_removing_one_prunes_nothing() {
         inventory_ids(&client, &ns).await,
         [format!("{ns}_app__ConfigMap")]
     );
-    let configs =
-        Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &config_map_resource());
+    let configs = dynamic::<ConfigMap>(&client, &ns);
     let seed = configs.get("seed").await.unwrap();
     let labels = seed.metadata.labels.unwrap_or_default();
     assert!(!labels.contains_key(OWNER_NAME_LABEL), "{labels:?}");
 
     // The hook leaves the set: nothing is pruned, its object stays.
     let second = applier
-        .apply_set(desired(&config_map(&ns, "app", "")), &options, &cancel)
+        .apply_set(set(&config_map(&ns, "app", "")), &options, &cancel)
         .await
         .unwrap();
     assert!(second.hooks.is_empty());
@@ -689,7 +673,7 @@ async fn a_dry_run_lists_the_hooks_by_phase_without_running_them() {
     );
     let change_set = applier(&client, &ns)
         .apply_set(
-            desired(&yaml),
+            set(&yaml),
             &gitops_apply::ApplyOptions::default().with_dry_run(true),
             &CancellationToken::new(),
         )
@@ -725,11 +709,7 @@ async fn cancelling_while_a_presync_hook_runs_writes_nothing_and_reports_cancell
         let cancel = cancel.clone();
         tokio::spawn(async move {
             applier
-                .apply_set(
-                    desired(&yaml),
-                    &gitops_apply::ApplyOptions::default(),
-                    &cancel,
-                )
+                .apply_set(set(&yaml), &gitops_apply::ApplyOptions::default(), &cancel)
                 .await
         })
     };
@@ -740,8 +720,7 @@ async fn cancelling_while_a_presync_hook_runs_writes_nothing_and_reports_cancell
         panic!("not a cancellation: {error}");
     };
     assert!(change_set.changes.is_empty(), "{change_set}");
-    let configs =
-        Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &config_map_resource());
+    let configs = dynamic::<ConfigMap>(&client, &ns);
     assert!(configs.get_opt("app").await.unwrap().is_none());
     assert!(inventory_ids(&client, &ns).await.is_empty());
 }
@@ -756,14 +735,12 @@ async fn a_hook_the_server_refuses_fails_the_plan_before_any_write() {
         job(&ns, "migrate-", "argocd.argoproj.io/hook: PreSync"),
         config_map(&ns, "app", "")
     );
-    let error = applier(&client, &ns)
-        .apply_set(
-            desired(&yaml),
-            &gitops_apply::ApplyOptions::default(),
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap_err();
+    let error = run_err(
+        &applier(&client, &ns),
+        set(&yaml),
+        &gitops_apply::ApplyOptions::default(),
+    )
+    .await;
     let gitops_apply::ApplyError::Hooks { errors } = &error else {
         panic!("not a hook problem: {error}");
     };
@@ -782,8 +759,7 @@ async fn a_hook_the_server_refuses_fails_the_plan_before_any_write() {
     assert!(text.contains("bogus"), "{text}");
     // Nothing ran, nothing was written.
     assert!(jobs(&client, &ns).await.is_empty());
-    let configs =
-        Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &config_map_resource());
+    let configs = dynamic::<ConfigMap>(&client, &ns);
     assert!(configs.get_opt("app").await.unwrap().is_none());
 }
 
@@ -797,8 +773,7 @@ async fn hooks_validate_in_a_namespace_the_set_creates_and_run_again_by_name() {
         config_map(&made, "seed", "argocd.argoproj.io/hook: PostSync")
     );
     let applier = applier(&client, &ns);
-    let configs =
-        Api::<DynamicObject>::namespaced_with(client.clone(), &made, &config_map_resource());
+    let configs = dynamic::<ConfigMap>(&client, &made);
     let mut uids = Vec::new();
     // The second run has nothing to sync: only RunHooks::Always runs its hooks.
     for options in [
@@ -808,7 +783,7 @@ async fn hooks_validate_in_a_namespace_the_set_creates_and_run_again_by_name() {
         let mut events = Vec::new();
         let change_set = applier
             .apply_set_with_progress(
-                desired(&yaml),
+                set(&yaml),
                 &options,
                 &CancellationToken::new(),
                 |progress| {
@@ -900,14 +875,12 @@ async fn no_hook_runs_when_objects_of_the_set_fail_validation() {
         config_map(&ns, "seed", "argocd.argoproj.io/hook: PreSync"),
         config_map(&ns, "report", "argocd.argoproj.io/hook: SyncFail")
     );
-    let error = applier(&client, &ns)
-        .apply_set(
-            desired(&yaml),
-            &gitops_apply::ApplyOptions::default(),
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap_err();
+    let error = run_err(
+        &applier(&client, &ns),
+        set(&yaml),
+        &gitops_apply::ApplyOptions::default(),
+    )
+    .await;
     assert!(
         matches!(error, gitops_apply::ApplyError::Invalid { .. }),
         "{error}"
@@ -926,8 +899,7 @@ async fn no_hook_runs_when_objects_of_the_set_fail_validation() {
             (SyncPhase::SyncFail, HookOutcome::NotRun)
         ]
     );
-    let configs =
-        Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &config_map_resource());
+    let configs = dynamic::<ConfigMap>(&client, &ns);
     assert!(configs.get_opt("seed").await.unwrap().is_none());
     assert!(configs.get_opt("report").await.unwrap().is_none());
 }
@@ -944,24 +916,23 @@ async fn a_run_with_nothing_to_sync_runs_no_hook_and_sends_no_request_for_them()
         config_map(&ns, "seed", "argocd.argoproj.io/hook: PreSync")
     );
     let first = applier
-        .apply_set(desired(&with_hook), &options, &cancel)
+        .apply_set(set(&with_hook), &options, &cancel)
         .await
         .unwrap();
     assert_eq!(first.hooks[0].outcome, HookOutcome::Succeeded);
     // Nothing to sync: the hook is listed as not run, and the run sends what a run of the
     // same set without the hook sends.
-    let configs =
-        Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &config_map_resource());
+    let configs = dynamic::<ConfigMap>(&client, &ns);
     let uid = configs.get("seed").await.unwrap().metadata.uid;
     let again = applier
-        .apply_set(desired(&with_hook), &options, &cancel)
+        .apply_set(set(&with_hook), &options, &cancel)
         .await
         .unwrap();
     assert_eq!(again.hooks.len(), 1);
     assert_eq!(again.hooks[0].outcome, HookOutcome::NotRun);
     assert_eq!(configs.get("seed").await.unwrap().metadata.uid, uid);
     let without = applier
-        .apply_set(desired(&plain), &options, &cancel)
+        .apply_set(set(&plain), &options, &cancel)
         .await
         .unwrap();
     assert_eq!(again.request_counts, without.request_counts);
@@ -970,7 +941,7 @@ async fn a_run_with_nothing_to_sync_runs_no_hook_and_sends_no_request_for_them()
     let changed = with_hook.replace("{k: v}", "{k: changed}");
     let never = applier
         .apply_set(
-            desired(&changed),
+            set(&changed),
             &options
                 .clone()
                 .with_run_hooks(gitops_apply::RunHooks::Never),
@@ -991,7 +962,7 @@ async fn the_target_namespace_is_created_before_the_presync_hooks() {
          annotations: {argocd.argoproj.io/hook: PreSync}}\ndata: {k: v}\n";
     let change_set = applier(&client, &ns)
         .apply_set(
-            desired(yaml),
+            set(yaml),
             &gitops_apply::ApplyOptions::default()
                 .with_target_namespace(target.clone())
                 .with_create_target_namespace(true),
@@ -1004,8 +975,7 @@ async fn the_target_namespace_is_created_before_the_presync_hooks() {
         change_set.hooks[0].id.namespace.as_deref(),
         Some(target.as_str())
     );
-    let configs =
-        Api::<DynamicObject>::namespaced_with(client.clone(), &target, &config_map_resource());
+    let configs = dynamic::<ConfigMap>(&client, &target);
     assert!(configs.get_opt("seed").await.unwrap().is_some());
     assert!(configs.get_opt("app").await.unwrap().is_some());
 }

@@ -3,36 +3,21 @@
 //! installed before the run are diffed with the cluster's schema (a list-map is compared by
 //! key, not as an atomic list).
 
-use std::time::Duration;
-
 use gitops_apply::{
-    Applier, ApplyError, ApplyOptions, ChangeSet, ConfigMapInventory, DesiredSet, ObjectAction,
-    ObjectError, PlannedAction, RequestCounter, counting_client,
+    Applier, ApplyError, ApplyOptions, ObjectAction, ObjectError, PlannedAction, RequestCounter,
+    counting_client,
 };
-use gitops_core::{Manifest, ObjectId};
+use gitops_core::ObjectId;
 use gitops_diff::{ChangeKind, IgnoreRule, Selector};
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
-fn manifests(yaml: &str) -> Vec<Manifest> {
-    gitops_core::parse_manifests(yaml, "set.yaml").expect("test YAML parses")
-}
-
-fn set(yaml: &str) -> DesiredSet {
-    DesiredSet::from_render(Ok::<_, std::convert::Infallible>(manifests(yaml)))
-        .expect("a rendered set")
-}
-
-async fn setup(prefix: &str) -> (kube::Client, String) {
-    let control_plane = gitops_envtest::shared().await.expect("control plane");
-    let client = control_plane.client().await.expect("client");
-    let ns = control_plane
-        .create_namespace(prefix)
-        .await
-        .expect("namespace");
-    (client, ns)
-}
+mod common;
+use common::cluster::dynamic;
+use common::crd::{PARTS, gadget_crd, install_crd};
+use common::fixtures::web_deployment;
+use common::{applier_builder, planned, run, run_err, set, setup};
 
 /// An applier counting its requests, with these ignore rules.
 fn applier(
@@ -41,23 +26,11 @@ fn applier(
     counter: &RequestCounter,
     rules: &[IgnoreRule],
 ) -> Applier {
-    let inventory = ConfigMapInventory::new(ns, "inventory").expect("inventory name");
-    let mut builder = Applier::builder(counting_client(client, counter), inventory)
-        .settle_timeout(Duration::from_secs(30));
+    let mut builder = applier_builder(&counting_client(client, counter), ns);
     for rule in rules {
         builder = builder.ignore(rule.clone());
     }
     builder.build()
-}
-
-async fn run(applier: &Applier, yaml: &str, options: &ApplyOptions) -> ChangeSet {
-    match applier
-        .apply_set(set(yaml), options, &CancellationToken::new())
-        .await
-    {
-        Ok(change_set) => change_set,
-        Err(e) => panic!("apply failed: {e}"),
-    }
 }
 
 fn patches(counter: &RequestCounter) -> Vec<String> {
@@ -69,29 +42,9 @@ fn patches(counter: &RequestCounter) -> Vec<String> {
         .collect()
 }
 
-fn deployment(ns: &str) -> String {
-    format!(
-        "apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web, namespace: {ns}}}
-spec:
-  replicas: 2
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      containers: [{{name: web, image: nginx:1.27}}]
-"
-    )
-}
-
 /// Scales the Deployment through its scale subresource, as the HPA controller does.
 async fn autoscale(client: &kube::Client, ns: &str, replicas: u32) {
-    let api: Api<DynamicObject> = Api::namespaced_with(
-        client.clone(),
-        ns,
-        &ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&()),
-    );
+    let api = dynamic::<Deployment>(client, ns);
     let params = PatchParams {
         field_manager: Some("hpa-test".to_owned()),
         ..PatchParams::default()
@@ -107,11 +60,7 @@ async fn autoscale(client: &kube::Client, ns: &str, replicas: u32) {
 }
 
 async fn live_replicas(client: &kube::Client, ns: &str) -> Value {
-    let api: Api<DynamicObject> = Api::namespaced_with(
-        client.clone(),
-        ns,
-        &ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&()),
-    );
+    let api = dynamic::<Deployment>(client, ns);
     let live = serde_json::to_value(api.get("web").await.expect("get")).expect("json");
     live["spec"]["replicas"].clone()
 }
@@ -119,22 +68,15 @@ async fn live_replicas(client: &kube::Client, ns: &str) -> Value {
 #[tokio::test]
 async fn an_ignored_managers_field_is_neither_drift_nor_written() {
     let (client, ns) = setup("ignore-hpa").await;
-    let yaml = deployment(&ns);
+    let yaml = web_deployment(&ns, 2);
     let id: ObjectId = format!("{ns}_web_apps_Deployment").parse().unwrap();
     let counter = RequestCounter::with_log();
     let plain = applier(&client, &ns, &counter, &[]);
-    run(&plain, &yaml, &ApplyOptions::default()).await;
+    run(&plain, set(&yaml), &ApplyOptions::default()).await;
     autoscale(&client, &ns, 5).await;
 
     // Without a rule: the replicas are another manager's now, and applying ours conflicts.
-    let err = plain
-        .apply_set(
-            set(&yaml),
-            &ApplyOptions::default(),
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap_err();
+    let err = run_err(&plain, set(&yaml), &ApplyOptions::default()).await;
     let ApplyError::Invalid { change_set } = &err else {
         panic!("expected a validation error, got {err}");
     };
@@ -170,16 +112,9 @@ async fn an_ignored_managers_field_is_neither_drift_nor_written() {
         for round in 0..2 {
             let counter = RequestCounter::with_log();
             let ignoring = applier(&client, &ns, &counter, std::slice::from_ref(&rule));
-            let plan = ignoring
-                .plan(
-                    &set(&yaml),
-                    &ApplyOptions::default(),
-                    &CancellationToken::new(),
-                )
-                .await
-                .expect("a plan");
+            let plan = planned(&ignoring, &set(&yaml), &ApplyOptions::default()).await;
             assert!(plan.is_in_sync(), "{rule:?} {round}: {plan:#}");
-            let change_set = run(&ignoring, &yaml, &ApplyOptions::default()).await;
+            let change_set = run(&ignoring, set(&yaml), &ApplyOptions::default()).await;
             let change = change_set.get(&id).expect("the Deployment is reported");
             assert_eq!(
                 change.action,
@@ -206,7 +141,7 @@ async fn an_ignored_managers_field_is_neither_drift_nor_written() {
     let rule = IgnoreRule::new(Selector::default().kind("Deployment")).manager("hpa-test");
     let ignoring = applier(&client, &ns, &counter, &[rule]);
     let changed = yaml.replace("nginx:1.27", "nginx:1.28");
-    let change_set = run(&ignoring, &changed, &ApplyOptions::default()).await;
+    let change_set = run(&ignoring, set(&changed), &ApplyOptions::default()).await;
     assert_eq!(
         change_set.get(&id).unwrap().action,
         ObjectAction::Configured,
@@ -216,67 +151,8 @@ async fn an_ignored_managers_field_is_neither_drift_nor_written() {
     assert_eq!(live_replicas(&client, &ns).await, replicas);
 }
 
-const GADGET_CRD: &str = "apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: gadgets.schema.gitops-rs.test}
-spec:
-  group: schema.gitops-rs.test
-  scope: Namespaced
-  names: {kind: Gadget, plural: gadgets, singular: gadget, listKind: GadgetList}
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema:
-        type: object
-        properties:
-          spec:
-            type: object
-            properties:
-              parts:
-                type: array
-                x-kubernetes-list-type: map
-                x-kubernetes-list-map-keys: [name]
-                items:
-                  type: object
-                  required: [name]
-                  properties:
-                    name: {type: string}
-                    size: {type: integer}
-";
-
-/// Installs the CRD outside any run, and waits until it is served and its OpenAPI document
-/// published.
-async fn install_crd(client: &kube::Client) {
-    let api: Api<DynamicObject> = Api::all_with(
-        client.clone(),
-        &ApiResource::erase::<
-            k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-        >(&()),
-    );
-    let crd = manifests(GADGET_CRD).remove(0);
-    api.patch(
-        "gadgets.schema.gitops-rs.test",
-        &PatchParams::apply("platform-team").force(),
-        &Patch::Apply(crd.object()),
-    )
-    .await
-    .expect("install the CRD");
-    for _ in 0..100 {
-        let request = http::Request::get("/openapi/v3").body(Vec::new()).unwrap();
-        let index: Value =
-            serde_json::from_str(&client.request_text(request).await.unwrap()).unwrap();
-        if index
-            .pointer("/paths/apis~1schema.gitops-rs.test~1v1")
-            .is_some()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the Gadget CRD was never published");
-}
+/// The group of the CRD these tests install.
+const GROUP: &str = "schema.gitops-rs.test";
 
 fn gadget(ns: &str, parts: &[(&str, u32)]) -> String {
     let parts: Vec<String> = parts
@@ -284,7 +160,7 @@ fn gadget(ns: &str, parts: &[(&str, u32)]) -> String {
         .map(|(name, size)| format!("{{name: {name}, size: {size}}}"))
         .collect();
     format!(
-        "apiVersion: schema.gitops-rs.test/v1
+        "apiVersion: {GROUP}/v1
 kind: Gadget
 metadata: {{name: g, namespace: {ns}}}
 spec:
@@ -305,7 +181,9 @@ fn openapi_requests(counter: &RequestCounter) -> usize {
 #[tokio::test]
 async fn a_list_map_of_an_installed_crd_is_compared_by_key() {
     let (client, ns) = setup("ignore-schema").await;
-    install_crd(&client).await;
+    install_crd(&client, &gadget_crd(GROUP, PARTS), "platform-team")
+        .await
+        .expect("install the CRD");
     let id: ObjectId = format!("{ns}_g_schema.gitops-rs.test_Gadget")
         .parse()
         .unwrap();
@@ -313,7 +191,7 @@ async fn a_list_map_of_an_installed_crd_is_compared_by_key() {
     let applier = applier(&client, &ns, &counter, &[]);
     run(
         &applier,
-        &gadget(&ns, &[("a", 1), ("b", 2), ("c", 3)]),
+        set(&gadget(&ns, &[("a", 1), ("b", 2), ("c", 3)])),
         &ApplyOptions::default(),
     )
     .await;
@@ -327,7 +205,7 @@ async fn a_list_map_of_an_installed_crd_is_compared_by_key() {
     let counter_before = counter.requests().len();
     let change_set = run(
         &applier,
-        &gadget(&ns, &[("c", 3), ("a", 1), ("b", 2)]),
+        set(&gadget(&ns, &[("c", 3), ("a", 1), ("b", 2)])),
         &ApplyOptions::default(),
     )
     .await;
@@ -341,14 +219,12 @@ async fn a_list_map_of_an_installed_crd_is_compared_by_key() {
     );
 
     // One item changed by key: the plan has exactly one change, at that item.
-    let plan = applier
-        .plan(
-            &set(&gadget(&ns, &[("c", 3), ("a", 1), ("b", 5)])),
-            &ApplyOptions::default(),
-            &CancellationToken::new(),
-        )
-        .await
-        .expect("a plan");
+    let plan = planned(
+        &applier,
+        &set(&gadget(&ns, &[("c", 3), ("a", 1), ("b", 5)])),
+        &ApplyOptions::default(),
+    )
+    .await;
     let entries = plan.entries();
     let entry = entries
         .iter()
@@ -367,14 +243,12 @@ async fn a_list_map_of_an_installed_crd_is_compared_by_key() {
         "{plan}"
     );
     // And a plan of the reordered list is in sync.
-    let reordered = applier
-        .plan(
-            &set(&gadget(&ns, &[("b", 2), ("c", 3), ("a", 1)])),
-            &ApplyOptions::default(),
-            &CancellationToken::new(),
-        )
-        .await
-        .expect("a plan");
+    let reordered = planned(
+        &applier,
+        &set(&gadget(&ns, &[("b", 2), ("c", 3), ("a", 1)])),
+        &ApplyOptions::default(),
+    )
+    .await;
     assert!(reordered.is_in_sync(), "{reordered:#}");
 }
 
@@ -383,18 +257,18 @@ async fn a_list_map_of_an_installed_crd_is_compared_by_key() {
 #[tokio::test]
 async fn a_recreated_object_is_sent_whole_despite_ignore_rules() {
     let (client, ns) = setup("ignore-recreate").await;
-    let yaml = deployment(&ns);
+    let yaml = web_deployment(&ns, 2);
     let id: ObjectId = format!("{ns}_web_apps_Deployment").parse().unwrap();
     let counter = RequestCounter::default();
     let rule = IgnoreRule::new(Selector::default().kind("Deployment")).manager("hpa-test");
     let ignoring = applier(&client, &ns, &counter, &[rule]);
-    run(&ignoring, &yaml, &ApplyOptions::default()).await;
+    run(&ignoring, set(&yaml), &ApplyOptions::default()).await;
     autoscale(&client, &ns, 5).await;
 
     // The selector is immutable: with recreate on, the Deployment is deleted and created again.
     let moved = yaml.replace("app: web", "app: shop");
     let options = ApplyOptions::default().with_recreate_on_immutable(true);
-    let change_set = run(&ignoring, &moved, &options).await;
+    let change_set = run(&ignoring, set(&moved), &options).await;
     let change = change_set.get(&id).expect("the Deployment is reported");
     assert_eq!(change.action, ObjectAction::Recreated, "{change_set}");
     // Git's replicas, not the server's default of 1 (what the trimmed object would give).

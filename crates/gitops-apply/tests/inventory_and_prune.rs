@@ -12,10 +12,13 @@ use gitops_core::ObjectId;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::discovery::ApiResource;
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 
 mod common;
-use common::{action, applier, run, set, setup};
+use common::crd::{SIZE, crds, gadget_crd};
+use common::fixtures::{config_map_yaml, stream};
+use common::{
+    action, applier, change, inventory, inventory_ids, outcome, run, run_err, set, setup,
+};
 
 fn resource(api_version: &str, kind: &str, plural: &str) -> ApiResource {
     let (group, version) = gitops_core::split_api_version(api_version);
@@ -51,32 +54,21 @@ fn revision(object: &DynamicObject) -> u64 {
         .expect("etcd revisions are numbers")
 }
 
-fn config_map_yaml(ns: &str, names: &[&str]) -> String {
-    names
-        .iter()
-        .map(|name| {
-            format!(
-                "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: {ns}}}\ndata: {{k: v}}\n"
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("---\n")
+fn config_maps_yaml(ns: &str, names: &[&str]) -> String {
+    stream(names.iter().map(|name| config_map_yaml(ns, name, "k: v")))
 }
 
 #[tokio::test]
 async fn a_missing_inventory_namespace_fails_before_any_write() {
     let (client, ns) = setup("inv-missing").await;
     let missing = format!("{ns}-missing");
-    let inventory = ConfigMapInventory::new(&missing, "inventory").unwrap();
-    let applier = Applier::builder(client.clone(), inventory).build();
-    let err = applier
-        .apply_set(
-            set(&config_map_yaml(&ns, &["a", "b"])),
-            &ApplyOptions::default(),
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap_err();
+    let applier = Applier::builder(client.clone(), inventory(&missing)).build();
+    let err = run_err(
+        &applier,
+        set(&config_maps_yaml(&ns, &["a", "b"])),
+        &ApplyOptions::default(),
+    )
+    .await;
     assert!(
         matches!(err, ApplyError::Inventory(InventoryError::Api { .. })),
         "{err}"
@@ -109,7 +101,7 @@ async fn the_inventory_is_recorded_before_the_objects_are_written() {
     let applier = applier(&client, &ns);
     run(
         &applier,
-        set(&config_map_yaml(&ns, &["a"])),
+        set(&config_maps_yaml(&ns, &["a"])),
         &ApplyOptions::default(),
     )
     .await;
@@ -131,7 +123,7 @@ async fn the_inventory_is_recorded_before_the_objects_are_written() {
         .boxed();
     let changed = run(
         &applier,
-        set(&config_map_yaml(&ns, &["b", "c"])),
+        set(&config_maps_yaml(&ns, &["b", "c"])),
         &ApplyOptions::default(),
     )
     .await;
@@ -140,7 +132,6 @@ async fn the_inventory_is_recorded_before_the_objects_are_written() {
         ObjectAction::Pruned
     );
     let last = revision(&cms.get("inventory").await.unwrap());
-    let store = ConfigMapInventory::new(&ns, "inventory").unwrap();
     let mut seen = Vec::new();
     loop {
         let event = tokio::time::timeout(Duration::from_secs(60), events.next())
@@ -186,16 +177,8 @@ async fn the_inventory_is_recorded_before_the_objects_are_written() {
         ],
         "{changed}"
     );
-    let ids: Vec<String> = store
-        .load(&client)
-        .await
-        .unwrap()
-        .unwrap()
-        .iter()
-        .map(|(id, _)| id.to_string())
-        .collect();
     assert_eq!(
-        ids,
+        inventory_ids(&client, &ns).await,
         [format!("{ns}_b__ConfigMap"), format!("{ns}_c__ConfigMap")]
     );
 }
@@ -205,7 +188,7 @@ async fn a_recorded_entry_of_an_object_never_created_is_harmless() {
     let (client, ns) = setup("inv-ghost").await;
     let applier = applier(&client, &ns);
     // As an interrupted run leaves it: the union recorded, one object never written.
-    let store = ConfigMapInventory::new(&ns, "inventory").unwrap();
+    let store = inventory(&ns);
     let mut recorded = Inventory::default();
     for name in ["a", "ghost"] {
         recorded.insert(
@@ -219,7 +202,7 @@ async fn a_recorded_entry_of_an_object_never_created_is_harmless() {
         .unwrap();
     let next = run(
         &applier,
-        set(&config_map_yaml(&ns, &["a"])),
+        set(&config_maps_yaml(&ns, &["a"])),
         &ApplyOptions::default(),
     )
     .await;
@@ -227,12 +210,9 @@ async fn a_recorded_entry_of_an_object_never_created_is_harmless() {
         action(&next, &format!("{ns}_a__ConfigMap")),
         ObjectAction::Created
     );
-    let ghost = next
-        .get(&format!("{ns}_ghost__ConfigMap").parse().unwrap())
-        .unwrap();
     assert_eq!(
-        (ghost.action, &ghost.reason),
-        (ObjectAction::Pruned, &Reason::AlreadyGone)
+        outcome(&next, &format!("{ns}_ghost__ConfigMap")),
+        (ObjectAction::Pruned, Reason::AlreadyGone)
     );
     assert_eq!(store.load(&client).await.unwrap().unwrap().len(), 1);
 }
@@ -245,7 +225,7 @@ async fn the_record_precedes_the_writes_it_covers() {
     let applier = applier(&client, &ns);
     let first = run(
         &applier,
-        set(&config_map_yaml(&ns, &["a", "b"])),
+        set(&config_maps_yaml(&ns, &["a", "b"])),
         &ApplyOptions::default(),
     )
     .await;
@@ -267,20 +247,13 @@ async fn pruning_a_namespace_that_holds_objects_of_the_set_is_refused() {
     let applier = applier(&client, &ns);
     let with_namespace = format!(
         "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {inner}}}\n---\n{}",
-        config_map_yaml(&inner, &["settings"])
+        config_maps_yaml(&inner, &["settings"])
     );
     run(&applier, set(&with_namespace), &ApplyOptions::default()).await;
 
     // The Namespace leaves Git, its ConfigMap stays: pruning it would delete the ConfigMap.
-    let without = config_map_yaml(&inner, &["settings"]);
-    let err = applier
-        .apply_set(
-            set(&without),
-            &ApplyOptions::default(),
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap_err();
+    let without = config_maps_yaml(&inner, &["settings"]);
+    let err = run_err(&applier, set(&without), &ApplyOptions::default()).await;
     let ApplyError::CascadingPrune { losses } = &err else {
         panic!("{err}")
     };
@@ -323,23 +296,7 @@ async fn pruning_a_namespace_that_holds_objects_of_the_set_is_refused() {
 async fn pruning_a_crd_whose_kind_the_set_still_uses_is_refused() {
     let (client, ns) = setup("cascade-crd").await;
     let group = format!("{ns}.apply.gitops.rs");
-    let crd = format!(
-        "\
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {{name: gadgets.{group}}}
-spec:
-  group: {group}
-  scope: Namespaced
-  names: {{kind: Gadget, plural: gadgets, singular: gadget}}
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema: {{type: object, x-kubernetes-preserve-unknown-fields: true}}
-"
-    );
+    let crd = gadget_crd(&group, SIZE);
     let gadget =
         format!("apiVersion: {group}/v1\nkind: Gadget\nmetadata: {{name: g1, namespace: {ns}}}\n");
     let applier = applier(&client, &ns);
@@ -350,14 +307,7 @@ spec:
     )
     .await;
 
-    let err = applier
-        .apply_set(
-            set(&gadget),
-            &ApplyOptions::default(),
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap_err();
+    let err = run_err(&applier, set(&gadget), &ApplyOptions::default()).await;
     let ApplyError::CascadingPrune { losses } = &err else {
         panic!("{err}")
     };
@@ -366,15 +316,7 @@ spec:
         losses[0].lost,
         [ObjectId::new(&group, "Gadget", Some(ns.as_str()), "g1")]
     );
-    let crds = api(
-        &client,
-        &resource(
-            "apiextensions.k8s.io/v1",
-            "CustomResourceDefinition",
-            "customresourcedefinitions",
-        ),
-        None,
-    );
+    let crds = crds(&client);
     let live = crds.get(&format!("gadgets.{group}")).await.unwrap();
     assert!(
         live.metadata.deletion_timestamp.is_none(),
@@ -428,7 +370,7 @@ metadata: {{name: keep, namespace: {ns}}}
     let applied: Vec<String> = first.changes.iter().map(|c| c.id.display_name()).collect();
     let pruned = run(
         &applier,
-        set(&config_map_yaml(&ns, &["keep"])),
+        set(&config_maps_yaml(&ns, &["keep"])),
         &ApplyOptions::default(),
     )
     .await;
@@ -513,7 +455,7 @@ async fn objects_whose_ownership_labels_were_removed_or_changed_are_not_pruned()
     let applier = applier(&client, &ns);
     run(
         &applier,
-        set(&config_map_yaml(
+        set(&config_maps_yaml(
             &ns,
             &["unlabelled", "relabelled", "owned", "keep"],
         )),
@@ -542,7 +484,7 @@ async fn objects_whose_ownership_labels_were_removed_or_changed_are_not_pruned()
 
     let pruned = run(
         &applier,
-        set(&config_map_yaml(&ns, &["keep"])),
+        set(&config_maps_yaml(&ns, &["keep"])),
         &ApplyOptions::default(),
     )
     .await;
@@ -551,11 +493,11 @@ async fn objects_whose_ownership_labels_were_removed_or_changed_are_not_pruned()
         ObjectAction::Pruned
     );
     for name in ["unlabelled", "relabelled"] {
-        let change = pruned
-            .get(&format!("{ns}_{name}__ConfigMap").parse().unwrap())
-            .unwrap();
-        assert_eq!(change.action, ObjectAction::Skipped, "{pruned}");
-        assert_eq!(change.reason, Reason::NoOwnershipLabels, "{change}");
+        assert_eq!(
+            outcome(&pruned, &format!("{ns}_{name}__ConfigMap")),
+            (ObjectAction::Skipped, Reason::NoOwnershipLabels),
+            "{pruned}"
+        );
         let live = cms.get(name).await.unwrap();
         assert!(
             live.metadata.deletion_timestamp.is_none(),
@@ -570,16 +512,13 @@ async fn objects_whose_ownership_labels_were_removed_or_changed_are_not_pruned()
 async fn lists_are_read_in_pages() {
     let (client, ns) = setup("paging").await;
     let names = ["a", "b", "c", "d", "e"];
-    let applier = Applier::builder(
-        client.clone(),
-        ConfigMapInventory::new(&ns, "inventory").unwrap(),
-    )
-    .page_size(2)
-    .build();
+    let applier = Applier::builder(client.clone(), inventory(&ns))
+        .page_size(2)
+        .build();
     let options = ApplyOptions::default().with_wait(Duration::from_secs(30));
-    let first = run(&applier, set(&config_map_yaml(&ns, &names)), &options).await;
+    let first = run(&applier, set(&config_maps_yaml(&ns, &names)), &options).await;
     assert_eq!(first.count(ObjectAction::Created), 5, "{first}");
-    let second = run(&applier, set(&config_map_yaml(&ns, &names)), &options).await;
+    let second = run(&applier, set(&config_maps_yaml(&ns, &names)), &options).await;
     // Every object found on some page: nothing to write.
     assert_eq!(second.count(ObjectAction::Unchanged), 5, "{second}");
     assert_eq!(second.request_counts.writes, 0, "{second}");
@@ -595,7 +534,7 @@ async fn an_inventory_in_a_namespace_the_set_creates_is_recorded_once_it_exists(
     let applier = applier(&client, &home);
     let yaml = format!(
         "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {home}}}\n---\n{}",
-        config_map_yaml(&home, &["a"])
+        config_maps_yaml(&home, &["a"])
     );
     let first = run(&applier, set(&yaml), &ApplyOptions::default()).await;
     assert_eq!(first.count(ObjectAction::Created), 2, "{first}");
@@ -606,12 +545,7 @@ async fn an_inventory_in_a_namespace_the_set_creates_is_recorded_once_it_exists(
         revision(&inventory) < revision(&a),
         "a was written unrecorded"
     );
-    let stored = ConfigMapInventory::new(&home, "inventory")
-        .unwrap()
-        .load(&client)
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = common::stored_inventory(&client, &home).await;
     assert_eq!(stored.len(), 2);
     let again = run(&applier, set(&yaml), &ApplyOptions::default()).await;
     assert_eq!(again.count(ObjectAction::Unchanged), 2, "{again}");
@@ -678,7 +612,7 @@ async fn an_inventory_of_the_first_format_is_still_read() {
         )
         .await
         .unwrap();
-    let store = ConfigMapInventory::new(&ns, "inventory").unwrap();
+    let store = inventory(&ns);
     let loaded = store.load(&client).await.unwrap().unwrap();
     let ids: Vec<String> = loaded.iter().map(|(id, _)| id.to_string()).collect();
     assert_eq!(ids, std::slice::from_ref(&id));
@@ -686,7 +620,7 @@ async fn an_inventory_of_the_first_format_is_still_read() {
     let applier = applier(&client, &ns);
     let next = run(
         &applier,
-        set(&config_map_yaml(&ns, &["b"])),
+        set(&config_maps_yaml(&ns, &["b"])),
         &ApplyOptions::default(),
     )
     .await;
@@ -743,7 +677,7 @@ data: {{color: {color}}}
         &ApplyOptions::default(),
     )
     .await;
-    let entry = owned.get(&shared_id.parse().unwrap()).unwrap();
+    let entry = change(&owned, &shared_id);
     assert_eq!(entry.action, ObjectAction::Skipped, "{owned}");
     let Some(ObjectError::OwnedByOtherInventory { namespace, name }) = &entry.error else {
         panic!("expected owned by another inventory: {owned}");
@@ -762,7 +696,7 @@ data: {{color: {color}}}
     let plan = run(&second, set(&yaml("yours", "blue")), &dry_run).await;
     assert!(
         matches!(
-            plan.get(&shared_id.parse().unwrap()).unwrap().error,
+            change(&plan, &shared_id).error,
             Some(ObjectError::OwnedByOtherInventory { .. })
         ),
         "{plan}"
@@ -786,7 +720,7 @@ data: {{color: {color}}}
     // The first now finds it owned by the second, and leaves it alone.
     let version = live.metadata.resource_version;
     let back = run(&first, set(&yaml("mine", "red")), &ApplyOptions::default()).await;
-    let entry = back.get(&shared_id.parse().unwrap()).unwrap();
+    let entry = change(&back, &shared_id);
     assert!(
         matches!(&entry.error, Some(ObjectError::OwnedByOtherInventory { name, .. }) if name == "second"),
         "{back}"

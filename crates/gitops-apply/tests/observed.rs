@@ -7,14 +7,16 @@
 use std::collections::BTreeMap;
 
 use gitops_apply::{
-    Applier, ApplyOptions, ConfigMapInventory, DesiredSet, LoggedRequest, ObjectAction,
-    RequestCounter, RequestKind, counting_client,
+    Applier, ApplyOptions, LoggedRequest, ObjectAction, RequestCounter, RequestKind,
+    counting_client,
 };
 use http::Method;
 use tokio_util::sync::CancellationToken;
 
 mod common;
-use common::{run, set, setup};
+use common::crd::{SIZE, gadget_crd};
+use common::fixtures::{config_map_yaml, stream, web_deployment, web_service};
+use common::{inventory, manifests, planned, read_only_counts, run, set, set_of, setup};
 
 /// An applier whose every request goes through a counting client that keeps a log.
 fn observed_applier(
@@ -23,8 +25,7 @@ fn observed_applier(
     concurrency: usize,
 ) -> (Applier, RequestCounter) {
     let counter = RequestCounter::with_log();
-    let inventory = ConfigMapInventory::new(namespace, "inventory").unwrap();
-    let applier = Applier::builder(counting_client(client, &counter), inventory)
+    let applier = Applier::builder(counting_client(client, &counter), inventory(namespace))
         .concurrency(concurrency)
         .build();
     (applier, counter)
@@ -44,14 +45,10 @@ fn object_writes<'a>(log: &'a [LoggedRequest], namespace: &str) -> Vec<&'a Logge
 }
 
 fn config_maps(namespace: &str, count: usize) -> String {
-    (0..count)
-        .map(|i| {
-            format!(
-                "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm-{i:02}, namespace: {namespace}}}\ndata: {{n: \"{i}\"}}\n"
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("---\n")
+    stream(
+        (0..count)
+            .map(|i| config_map_yaml(namespace, &format!("cm-{i:02}"), &format!("n: \"{i}\""))),
+    )
 }
 
 /// Applies 40 ConfigMaps (one group) with an applier of the given concurrency; returns the most
@@ -109,26 +106,7 @@ apiVersion: v1
 kind: Namespace
 metadata: {{name: {app}}}
 ---
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {{name: gadgets.{group}}}
-spec:
-  group: {group}
-  scope: Namespaced
-  names: {{kind: Gadget, plural: gadgets, singular: gadget}}
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema:
-        type: object
-        properties:
-          spec:
-            type: object
-            properties:
-              size: {{type: integer}}
----
+{crd}---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata: {{name: {cluster_role}}}
@@ -146,24 +124,14 @@ kind: ConfigMap
 metadata: {{name: settings, namespace: {app}}}
 data: {{color: blue}}
 ---
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web, namespace: {app}}}
-spec:
-  replicas: 1
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      containers:
-      - name: web
-        image: nginx:1.27
----
+{deployment}---
 apiVersion: {group}/v1
 kind: Gadget
 metadata: {{name: g1, namespace: {app}}}
 spec: {{size: 3}}
-"
+",
+        crd = gadget_crd(group, SIZE),
+        deployment = web_deployment(app, 1),
     )
 }
 
@@ -250,7 +218,7 @@ async fn deletes_in_exactly_the_reverse_of_the_apply_order(prefix: &str, by: Del
         DeleteBy::EmptySet => {
             run(
                 &applier,
-                DesiredSet::from_render(Ok::<_, std::convert::Infallible>(Vec::new())).unwrap(),
+                set_of(Vec::new()),
                 &ApplyOptions::default().with_allow_empty_set(true),
             )
             .await
@@ -316,26 +284,7 @@ rules:
   resources: [secrets]
   verbs: [get]
 ---
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {{name: gadgets.{group}}}
-spec:
-  group: {group}
-  scope: Namespaced
-  names: {{kind: Gadget, plural: gadgets, singular: gadget}}
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema:
-        type: object
-        properties:
-          spec:
-            type: object
-            properties:
-              size: {{type: integer}}
----
+{crd}---
 apiVersion: {group}/v1
 kind: Gadget
 metadata: {{name: g1, namespace: {ns}}}
@@ -346,46 +295,22 @@ kind: Gadget
 metadata: {{name: g2, namespace: {ns}}}
 spec: {{size: 4}}
 ---
-apiVersion: v1
-kind: ConfigMap
-metadata: {{name: a, namespace: {ns}}}
-data: {{k: v}}
----
-apiVersion: v1
-kind: ConfigMap
-metadata: {{name: b, namespace: {ns}}}
-data: {{k: v}}
----
-apiVersion: v1
-kind: ConfigMap
-metadata: {{name: c, namespace: {other}}}
-data: {{k: v}}
----
+{a}---
+{b}---
+{c}---
 apiVersion: v1
 kind: Secret
 metadata: {{name: token, namespace: {other}}}
 stringData: {{token: s3cret}}
 ---
-apiVersion: v1
-kind: Service
-metadata: {{name: web, namespace: {ns}}}
-spec:
-  selector: {{app: web}}
-  ports: [{{port: 80, targetPort: 8080}}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web, namespace: {ns}}}
-spec:
-  replicas: 1
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      containers:
-      - name: web
-        image: nginx:1.27
-"
+{service}---
+{deployment}",
+        crd = gadget_crd(group, SIZE),
+        a = config_map_yaml(ns, "a", "k: v"),
+        b = config_map_yaml(ns, "b", "k: v"),
+        c = config_map_yaml(other, "c", "k: v"),
+        service = web_service(ns),
+        deployment = web_deployment(ns, 1),
     )
 }
 
@@ -449,36 +374,17 @@ async fn a_no_change_run_sends_one_list_per_kind_and_namespace_and_nothing_else(
     assert_eq!(counter.log().len(), writes_before, "a no-change run wrote");
     // What the applier counted itself agrees with what went through the wire.
     assert_eq!(requests.len(), 10, "{requests:#?}");
-    assert_eq!(
-        third.request_counts,
-        gitops_apply::RequestCounts {
-            total: 10,
-            lists: 9,
-            reads: 1,
-            dry_runs: 0,
-            writes: 0
-        },
-        "{third}"
-    );
+    assert_eq!(third.request_counts, read_only_counts(9, 1), "{third}");
 }
 
 #[tokio::test]
 async fn a_run_that_fails_validation_sends_no_write_and_prunes_nothing() {
     let (client, ns) = setup("invalid").await;
     let (applier, counter) = observed_applier(&client, &ns, 4);
-    let two = format!(
-        "\
-apiVersion: v1
-kind: ConfigMap
-metadata: {{name: a, namespace: {ns}}}
-data: {{k: one}}
----
-apiVersion: v1
-kind: ConfigMap
-metadata: {{name: b, namespace: {ns}}}
-data: {{k: one}}
-"
-    );
+    let two = stream([
+        config_map_yaml(&ns, "a", "k: one"),
+        config_map_yaml(&ns, "b", "k: one"),
+    ]);
     let first = run(&applier, set(&two), &ApplyOptions::default()).await;
     assert_eq!(first.count(ObjectAction::Created), 2, "{first}");
     let writes_before = counter.log().len();
@@ -486,27 +392,11 @@ data: {{k: one}}
 
     // `a` changes, `b` leaves the set (a prune), and `bad` has a field the server rejects.
     let broken = format!(
-        "\
-apiVersion: v1
-kind: ConfigMap
-metadata: {{name: a, namespace: {ns}}}
-data: {{k: two}}
----
-apiVersion: v1
-kind: ConfigMap
-metadata: {{name: bad, namespace: {ns}}}
-data: {{k: one}}
-colour: red
-"
+        "{}---\n{}colour: red\n",
+        config_map_yaml(&ns, "a", "k: two"),
+        config_map_yaml(&ns, "bad", "k: one")
     );
-    let err = applier
-        .apply_set(
-            set(&broken),
-            &ApplyOptions::default(),
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap_err();
+    let err = common::run_err(&applier, set(&broken), &ApplyOptions::default()).await;
     // The server was asked (dry runs of the two writes), and nothing was written: neither the
     // objects, nor the inventory, nor a delete of `b`.
     assert!(
@@ -557,16 +447,14 @@ async fn a_reviewed_plan_is_executed_as_shown_and_no_more() {
         .replace("cm-09", "gone")
         .replace("n: \"3\"", "n: \"three\"")
         .replace("n: \"7\"", "n: \"seven\"");
-    let desired: Vec<_> = common::manifests(&changed)
-        .into_iter()
-        .filter(|m| m.name() != "gone")
-        .collect();
-    let desired = DesiredSet::from_render(Ok::<_, std::convert::Infallible>(desired)).unwrap();
+    let desired = set_of(
+        manifests(&changed)
+            .into_iter()
+            .filter(|m| m.name() != "gone")
+            .collect(),
+    );
     let before_plan = counter.requests().len();
-    let plan = applier
-        .plan(&desired, &ApplyOptions::default(), &cancel)
-        .await
-        .unwrap();
+    let plan = planned(&applier, &desired, &ApplyOptions::default()).await;
     let planning = counter.requests()[before_plan..].to_vec();
     assert!(
         planning.iter().all(|r| !r.kind.is_write()),

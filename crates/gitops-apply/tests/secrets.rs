@@ -2,14 +2,13 @@
 //! the apiserver returns for a rejected Secret (which may echo the value), nor in the change
 //! set's `Display` and `Debug`.
 
-use std::time::Duration;
-
-use gitops_apply::{
-    Applier, ApplyError, ApplyOptions, ConfigMapInventory, DesiredSet, ObjectAction,
-};
+use gitops_apply::{Applier, ApplyError, ApplyOptions, ObjectAction};
 use gitops_core::{Manifest, Origin};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
+
+mod common;
+use common::{applier, inventory, run_err, set_of, setup};
 
 /// The value every case hides; never to be printed.
 const SECRET: &str = "98765432";
@@ -35,12 +34,7 @@ fn secret(namespace: &str, name: &str, edit: impl FnOnce(&mut Value)) -> Option<
 
 #[tokio::test]
 async fn rejected_secrets_never_print_their_values() {
-    let control_plane = gitops_envtest::shared().await.unwrap();
-    let client = control_plane.client().await.unwrap();
-    let namespace = control_plane
-        .create_namespace("secret-rejected")
-        .await
-        .unwrap();
+    let (client, namespace) = setup("secret-rejected").await;
     let cases = vec![
         secret(&namespace, "bad-base64", |o| {
             o["data"] = json!({"password": format!("not base64 {SECRET}!")});
@@ -63,19 +57,13 @@ async fn rejected_secrets_never_print_their_values() {
     .into_iter()
     .flatten()
     .collect::<Vec<_>>();
-    let inventory = ConfigMapInventory::new(&namespace, "inventory").unwrap();
-    let applier = Applier::builder(client.clone(), inventory)
-        .settle_timeout(Duration::from_secs(30))
-        .build();
+    let applier = applier(&client, &namespace);
     for dry_run in [true, false] {
         for manifest in &cases {
             let options = ApplyOptions::default().with_dry_run(dry_run);
             let result = applier
                 .apply_set(
-                    DesiredSet::from_render(Ok::<_, std::convert::Infallible>(vec![
-                        manifest.clone(),
-                    ]))
-                    .unwrap(),
+                    set_of(vec![manifest.clone()]),
                     &options,
                     &CancellationToken::new(),
                 )
@@ -112,9 +100,7 @@ async fn rejected_secrets_never_print_their_values() {
 /// request. Neither error shows the value.
 #[tokio::test]
 async fn a_secret_spelled_in_lower_case_is_refused_without_showing_its_value() {
-    let control_plane = gitops_envtest::shared().await.unwrap();
-    let client = control_plane.client().await.unwrap();
-    let namespace = control_plane.create_namespace("secret-case").await.unwrap();
+    let (client, namespace) = setup("secret-case").await;
     let object = json!({"apiVersion": "v1", "kind": "secret",
         "metadata": {"name": "lower", "namespace": namespace},
         "stringData": {"password": SECRET}});
@@ -142,19 +128,10 @@ async fn a_secret_spelled_in_lower_case_is_refused_without_showing_its_value() {
 
     let manifest = gitops_core::parse_manifests(&object.to_string(), "lower.json").unwrap();
     assert!(manifest[0].is_secret());
-    let inventory = ConfigMapInventory::new(&namespace, "inventory").unwrap();
-    let applier = Applier::builder(client, inventory).build();
+    let applier = Applier::builder(client, inventory(&namespace)).build();
     for dry_run in [true, false] {
         let options = ApplyOptions::default().with_dry_run(dry_run);
-        let error = applier
-            .apply_set(
-                DesiredSet::from_render(Ok::<_, std::convert::Infallible>(manifest.clone()))
-                    .unwrap(),
-                &options,
-                &CancellationToken::new(),
-            )
-            .await
-            .unwrap_err();
+        let error = run_err(&applier, set_of(manifest.clone()), &options).await;
         let shown = format!("{error} {error:?} {:?}", std::error::Error::source(&error));
         assert!(matches!(error, ApplyError::Plan(_)), "{shown}");
         assert!(!shown.contains(SECRET), "{shown}");

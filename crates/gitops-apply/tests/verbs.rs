@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use gitops_apply::{
-    Applier, ApplyError, ApplyOptions, ApplyProgress, ConfigMapInventory, InventoryStore as _,
+    Applier, ApplyError, ApplyOptions, ApplyProgress, ChangeSet, InventoryStore as _,
     LoggedRequest, ObjectAction, PlannedAction, Reason, RequestCounter, RequestKind,
     counting_client,
 };
@@ -13,79 +13,59 @@ use gitops_core::ObjectId;
 use http::Method;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 mod common;
-use common::{applier, run, set, setup};
+use common::cluster::{config_map, config_value, update_as, web_rolled_out};
+use common::crd::{SIZE, crds, gadget_crd, install_crd};
+use common::fixtures::{config_map_yaml, stream, web_deployment};
+use common::{
+    applier, inventory, manifests, outcome, planned, read_only_counts, run, run_err, set, setup,
+    stored_inventory,
+};
 
-async fn config_map(client: &kube::Client, ns: &str, name: &str) -> Option<ConfigMap> {
-    Api::<ConfigMap>::namespaced(client.clone(), ns)
-        .get_opt(name)
-        .await
-        .unwrap()
-}
-
+/// The value of `color` in ConfigMap `ns/name`, which must exist.
 async fn color(client: &kube::Client, ns: &str, name: &str) -> String {
-    config_map(client, ns, name).await.unwrap().data.unwrap()["color"].clone()
+    config_value(client, ns, name, "color").await
 }
 
 /// A hand edit of a ConfigMap, as `kubectl edit` makes it.
 async fn edit(client: &kube::Client, ns: &str, name: &str, patch: serde_json::Value) {
+    update_as(client, ns, name, "kubectl-edit", patch).await;
+}
+
+/// Argo CD's compare options `options` on the ConfigMap `ns/name`, set by hand.
+async fn compare_options(client: &kube::Client, ns: &str, name: &str, options: &str) {
     Api::<ConfigMap>::namespaced(client.clone(), ns)
         .patch(
             name,
-            &PatchParams {
-                field_manager: Some("kubectl-edit".into()),
-                ..PatchParams::default()
-            },
-            &Patch::Merge(patch),
-        )
-        .await
-        .unwrap();
-}
-
-fn config_maps(ns: &str, colors: &[(&str, &str)]) -> String {
-    colors
-        .iter()
-        .map(|(name, color)| {
-            format!(
-                "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: {ns}}}\ndata: {{color: {color}}}\n"
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("---\n")
-}
-
-fn deployment(ns: &str, annotations: &str) -> String {
-    format!(
-        "\
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web, namespace: {ns}, annotations: {{{annotations}}}}}
-spec:
-  replicas: 1
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      containers: [{{name: web, image: nginx:1.27}}]
-"
-    )
-}
-
-async fn write_deployment_status(client: &kube::Client, ns: &str) {
-    let resource = ApiResource::erase::<Deployment>(&());
-    Api::<DynamicObject>::namespaced_with(client.clone(), ns, &resource)
-        .patch_status(
-            "web",
             &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"observedGeneration": 1, "replicas": 1,
-                "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1}})),
+            &Patch::Merge(json!({"metadata": {"annotations":
+                {"argocd.argoproj.io/compare-options": options}}})),
         )
         .await
         .unwrap();
+}
+
+/// Applies the [`config_maps`] of these names and colors, which must succeed.
+async fn apply_colors(applier: &Applier, ns: &str, colors: &[(&str, &str)]) -> ChangeSet {
+    run(
+        applier,
+        set(&config_maps(ns, colors)),
+        &ApplyOptions::default(),
+    )
+    .await
+}
+
+/// ConfigMaps in `ns` of these names and colors.
+fn config_maps(ns: &str, colors: &[(&str, &str)]) -> String {
+    stream(
+        colors
+            .iter()
+            .map(|(name, color)| config_map_yaml(ns, name, &format!("color: {color}"))),
+    )
 }
 
 #[tokio::test]
@@ -93,25 +73,14 @@ async fn a_reviewed_plan_is_executed_as_shown() {
     let (client, ns) = setup("plan-as-is").await;
     let applier = applier(&client, &ns);
     let cancel = CancellationToken::new();
-    run(
-        &applier,
-        set(&config_maps(
-            &ns,
-            &[("a", "red"), ("b", "red"), ("c", "red")],
-        )),
-        &ApplyOptions::default(),
-    )
-    .await;
+    apply_colors(&applier, &ns, &[("a", "red"), ("b", "red"), ("c", "red")]).await;
 
     // a changes, b stays, c leaves the set, d is new.
     let next = set(&config_maps(
         &ns,
         &[("a", "blue"), ("b", "red"), ("d", "green")],
     ));
-    let plan = applier
-        .plan(&next, &ApplyOptions::default(), &cancel)
-        .await
-        .unwrap();
+    let plan = planned(&applier, &next, &ApplyOptions::default()).await;
     let text = plan.to_string();
     let expected = [
         format!("    ~ ConfigMap {ns}/a (drifted)"),
@@ -143,11 +112,7 @@ async fn a_reviewed_plan_is_executed_as_shown() {
     assert!(config_map(&client, &ns, "d").await.is_none());
 
     let done = applier.apply(plan, &cancel, |_| {}).await.unwrap();
-    let action = |name: &str| {
-        done.get(&format!("{ns}_{name}__ConfigMap").parse().unwrap())
-            .map(|c| (c.action, c.reason.clone()))
-            .unwrap()
-    };
+    let action = |name: &str| outcome(&done, &format!("{ns}_{name}__ConfigMap"));
     assert_eq!(action("a"), (ObjectAction::Configured, Reason::Drifted));
     assert_eq!(action("b"), (ObjectAction::Unchanged, Reason::InSync));
     assert_eq!(action("c"), (ObjectAction::Pruned, Reason::LeftTheSet));
@@ -158,10 +123,7 @@ async fn a_reviewed_plan_is_executed_as_shown() {
     assert!(c.is_none_or(|c| c.metadata.deletion_timestamp.is_some()));
 
     // The next plan is in sync.
-    let again = applier
-        .plan(&next, &ApplyOptions::default(), &cancel)
-        .await
-        .unwrap();
+    let again = planned(&applier, &next, &ApplyOptions::default()).await;
     assert!(again.is_in_sync(), "{again:#}");
 }
 
@@ -170,17 +132,9 @@ async fn a_plan_made_stale_by_a_hand_edit_is_refused_and_the_replan_applies() {
     let (client, ns) = setup("plan-stale").await;
     let applier = applier(&client, &ns);
     let cancel = CancellationToken::new();
-    run(
-        &applier,
-        set(&config_maps(&ns, &[("a", "red"), ("b", "red")])),
-        &ApplyOptions::default(),
-    )
-    .await;
+    apply_colors(&applier, &ns, &[("a", "red"), ("b", "red")]).await;
     let next = set(&config_maps(&ns, &[("a", "blue"), ("b", "red")]));
-    let plan = applier
-        .plan(&next, &ApplyOptions::default(), &cancel)
-        .await
-        .unwrap();
+    let plan = planned(&applier, &next, &ApplyOptions::default()).await;
     assert_eq!(plan.summary().update, 1, "{plan}");
 
     // Between plan and apply, someone edits b, a field the set sets.
@@ -197,10 +151,7 @@ async fn a_plan_made_stale_by_a_hand_edit_is_refused_and_the_replan_applies() {
     assert_eq!(color(&client, &ns, "b").await, "black");
 
     // The re-plan shows both and applies.
-    let plan = applier
-        .plan(&next, &ApplyOptions::default().with_force(true), &cancel)
-        .await
-        .unwrap();
+    let plan = planned(&applier, &next, &ApplyOptions::default().with_force(true)).await;
     assert_eq!(plan.summary().update, 2, "{plan}");
     let done = applier.apply(plan, &cancel, |_| {}).await.unwrap();
     assert_eq!(done.count(ObjectAction::Configured), 2, "{done}");
@@ -212,10 +163,7 @@ async fn a_plan_made_stale_by_a_hand_edit_is_refused_and_the_replan_applies() {
         &ns,
         &[("a", "blue"), ("b", "red"), ("c", "red")],
     ));
-    let plan = applier
-        .plan(&with_c, &ApplyOptions::default(), &cancel)
-        .await
-        .unwrap();
+    let plan = planned(&applier, &with_c, &ApplyOptions::default()).await;
     assert_eq!(plan.summary().create, 1, "{plan}");
     Api::<ConfigMap>::namespaced(client.clone(), &ns)
         .create(
@@ -236,28 +184,16 @@ async fn a_plan_is_stale_when_another_run_saved_the_inventory_since() {
     let (client, ns) = setup("plan-inventory").await;
     let applier = applier(&client, &ns);
     let cancel = CancellationToken::new();
-    run(
+    apply_colors(&applier, &ns, &[("a", "red")]).await;
+    let plan = planned(
         &applier,
-        set(&config_maps(&ns, &[("a", "red")])),
+        &set(&config_maps(&ns, &[("a", "blue")])),
         &ApplyOptions::default(),
     )
     .await;
-    let plan = applier
-        .plan(
-            &set(&config_maps(&ns, &[("a", "blue")])),
-            &ApplyOptions::default(),
-            &cancel,
-        )
-        .await
-        .unwrap();
 
     // Another run (another process, the same inventory) adds d.
-    run(
-        &applier,
-        set(&config_maps(&ns, &[("a", "red"), ("d", "red")])),
-        &ApplyOptions::default(),
-    )
-    .await;
+    apply_colors(&applier, &ns, &[("a", "red"), ("d", "red")]).await;
     let err = applier.apply(plan, &cancel, |_| {}).await.unwrap_err();
     let ApplyError::StalePlan { moved } = &err else {
         panic!("{err}")
@@ -266,12 +202,7 @@ async fn a_plan_is_stale_when_another_run_saved_the_inventory_since() {
     assert_eq!(moved, &[d], "{err}");
     assert_eq!(color(&client, &ns, "a").await, "red");
     // The inventory still lists d, so that a later run prunes it.
-    let inventory = ConfigMapInventory::new(&ns, "inventory")
-        .unwrap()
-        .load(&client)
-        .await
-        .unwrap()
-        .unwrap();
+    let inventory = stored_inventory(&client, &ns).await;
     assert_eq!(inventory.len(), 2, "{inventory:?}");
 }
 
@@ -282,19 +213,16 @@ async fn a_status_update_does_not_make_a_plan_stale() {
     let cancel = CancellationToken::new();
     let first = format!(
         "{}---\n{}",
-        deployment(&ns, ""),
+        web_deployment(&ns, 1),
         config_maps(&ns, &[("a", "red")])
     );
     run(&applier, set(&first), &ApplyOptions::default()).await;
     let next = format!(
         "{}---\n{}",
-        deployment(&ns, ""),
+        web_deployment(&ns, 1),
         config_maps(&ns, &[("a", "blue")])
     );
-    let plan = applier
-        .plan(&set(&next), &ApplyOptions::default(), &cancel)
-        .await
-        .unwrap();
+    let plan = planned(&applier, &set(&next), &ApplyOptions::default()).await;
     assert_eq!(
         (plan.summary().update, plan.summary().unchanged),
         (1, 1),
@@ -305,7 +233,7 @@ async fn a_status_update_does_not_make_a_plan_stale() {
         .await
         .unwrap();
     // A controller writes the Deployment's status: its resourceVersion moves.
-    write_deployment_status(&client, &ns).await;
+    web_rolled_out(&client, &ns, 1).await;
     let after: Deployment = Api::namespaced(client.clone(), &ns)
         .get("web")
         .await
@@ -323,11 +251,10 @@ async fn a_status_update_does_not_make_a_plan_stale() {
 async fn delete_all_deletes_in_reverse_order_only_what_carries_our_labels_then_the_inventory() {
     let (client, ns) = setup("delete-all").await;
     let counter = RequestCounter::with_log();
-    let inventory = ConfigMapInventory::new(&ns, "inventory").unwrap();
-    let applier = Applier::builder(counting_client(&client, &counter), inventory.clone()).build();
+    let applier = Applier::builder(counting_client(&client, &counter), inventory(&ns)).build();
     let yaml = format!(
         "{}---\n{}---\napiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: {ns}}}\nspec: {{ports: [{{port: 80}}]}}\n",
-        deployment(&ns, ""),
+        web_deployment(&ns, 1),
         config_maps(&ns, &[("a", "red"), ("b", "red"), ("kept", "red")])
     );
     run(&applier, set(&yaml), &ApplyOptions::default()).await;
@@ -349,11 +276,7 @@ async fn delete_all_deletes_in_reverse_order_only_what_carries_our_labels_then_t
 
     let deleted = applier.delete_all(&CancellationToken::new()).await.unwrap();
     let entry = |name: &str, kind: &str, group: &str| {
-        let id: ObjectId = format!("{ns}_{name}_{group}_{kind}").parse().unwrap();
-        deleted
-            .get(&id)
-            .map(|c| (c.action, c.reason.clone()))
-            .unwrap_or_else(|| panic!("{id} not in {deleted}"))
+        outcome(&deleted, &format!("{ns}_{name}_{group}_{kind}"))
     };
     assert_eq!(
         entry("web", "Deployment", "apps"),
@@ -386,7 +309,7 @@ async fn delete_all_deletes_in_reverse_order_only_what_carries_our_labels_then_t
     assert!(config_map(&client, &ns, "kept").await.is_some());
     let gone = config_map(&client, &ns, "a").await;
     assert!(gone.is_none_or(|c| c.metadata.deletion_timestamp.is_some()));
-    assert!(inventory.load(&client).await.unwrap().is_none());
+    assert!(inventory(&ns).load(&client).await.unwrap().is_none());
 
     // Nothing left to delete: a second call is a no-op.
     let again = applier.delete_all(&CancellationToken::new()).await.unwrap();
@@ -399,7 +322,7 @@ async fn a_health_gated_wave_waits_for_the_deployment_of_the_wave_before() {
     let applier = applier(&client, &ns);
     let yaml = format!(
         "{}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: after, namespace: {ns}, annotations: {{argocd.argoproj.io/sync-wave: \"1\"}}}}\ndata: {{color: red}}\n",
-        deployment(&ns, "")
+        web_deployment(&ns, 1)
     );
     let options = ApplyOptions::default().with_wait_between_waves(Duration::from_secs(60));
     let (rounds, mut waiting) = tokio::sync::mpsc::unbounded_channel();
@@ -429,7 +352,7 @@ async fn a_health_gated_wave_waits_for_the_deployment_of_the_wave_before() {
     assert_eq!(waiting.recv().await, Some((1, 1)));
     assert!(!task.is_finished());
     assert!(config_map(&client, &ns, "after").await.is_none());
-    write_deployment_status(&client, &ns).await;
+    web_rolled_out(&client, &ns, 1).await;
     let done = task.await.unwrap().unwrap();
     assert_eq!(done.count(ObjectAction::Created), 2, "{done}");
     assert_eq!(color(&client, &ns, "after").await, "red");
@@ -437,25 +360,20 @@ async fn a_health_gated_wave_waits_for_the_deployment_of_the_wave_before() {
     // A wave that never becomes healthy fails the run, and the next wave is not written.
     let failing = format!(
         "{}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: never, namespace: {ns}, annotations: {{argocd.argoproj.io/sync-wave: \"1\"}}}}\n",
-        deployment(&ns, "").replace("nginx:1.27", "nginx:1.28")
+        web_deployment(&ns, 1).replace("nginx:1.27", "nginx:1.28")
     );
-    let err = applier
-        .apply_set(
-            set(&failing),
-            &ApplyOptions::default().with_wait_between_waves(Duration::from_secs(2)),
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap_err();
+    let err = run_err(
+        &applier,
+        set(&failing),
+        &ApplyOptions::default().with_wait_between_waves(Duration::from_secs(2)),
+    )
+    .await;
     let ApplyError::Unhealthy { change_set, .. } = &err else {
         panic!("{err}")
     };
-    let never = change_set
-        .get(&format!("{ns}_never__ConfigMap").parse().unwrap())
-        .unwrap();
     assert_eq!(
-        (never.action, &never.reason),
-        (ObjectAction::Skipped, &Reason::EarlierGroupFailed),
+        outcome(change_set, &format!("{ns}_never__ConfigMap")),
+        (ObjectAction::Skipped, Reason::EarlierGroupFailed),
         "{change_set}"
     );
     assert!(config_map(&client, &ns, "never").await.is_none());
@@ -467,7 +385,7 @@ async fn a_no_change_run_lists_once_per_kind_and_namespace_and_writes_nothing() 
     let applier = applier(&client, &ns);
     let yaml = format!(
         "{}---\n{}",
-        deployment(&ns, ""),
+        web_deployment(&ns, 1),
         config_maps(&ns, &[("a", "red"), ("b", "red")])
     );
     run(&applier, set(&yaml), &ApplyOptions::default()).await;
@@ -475,26 +393,9 @@ async fn a_no_change_run_lists_once_per_kind_and_namespace_and_writes_nothing() 
     assert_eq!(steady.count(ObjectAction::Unchanged), 3, "{steady}");
     // The inventory (1), one list per kind and namespace (2); discovery is cached, no dry
     // run, no write. Before #14 the same run sent 5 (discovery twice).
-    assert_eq!(
-        steady.request_counts,
-        gitops_apply::RequestCounts {
-            total: 3,
-            lists: 2,
-            reads: 1,
-            dry_runs: 0,
-            writes: 0
-        },
-        "{steady}"
-    );
+    assert_eq!(steady.request_counts, read_only_counts(2, 1), "{steady}");
     // The plan of the same set says so, and reads the same.
-    let plan = applier
-        .plan(
-            &set(&yaml),
-            &ApplyOptions::default(),
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap();
+    let plan = planned(&applier, &set(&yaml), &ApplyOptions::default()).await;
     assert!(plan.is_in_sync(), "{plan:#}");
     assert!(
         plan.entries()
@@ -507,32 +408,12 @@ async fn a_no_change_run_lists_once_per_kind_and_namespace_and_writes_nothing() 
 async fn stale_objects_prune_alone_and_an_extraneous_one_is_no_drift() {
     let (client, ns) = setup("verbs-prune").await;
     let applier = applier(&client, &ns);
-    let inventory = ConfigMapInventory::new(&ns, "inventory").unwrap();
     let cancel = CancellationToken::new();
-    run(
-        &applier,
-        set(&config_maps(
-            &ns,
-            &[("a", "red"), ("b", "red"), ("c", "red")],
-        )),
-        &ApplyOptions::default(),
-    )
-    .await;
+    apply_colors(&applier, &ns, &[("a", "red"), ("b", "red"), ("c", "red")]).await;
     // c is marked as Argo CD's extraneous: leaving the set, it is no drift.
-    Api::<ConfigMap>::namespaced(client.clone(), &ns)
-        .patch(
-            "c",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations":
-                {"argocd.argoproj.io/compare-options": "IgnoreExtraneous"}}})),
-        )
-        .await
-        .unwrap();
+    compare_options(&client, &ns, "c", "IgnoreExtraneous").await;
     let only_a = set(&config_maps(&ns, &[("a", "red")]));
-    let plan = applier
-        .plan(&only_a, &ApplyOptions::default(), &cancel)
-        .await
-        .unwrap();
+    let plan = planned(&applier, &only_a, &ApplyOptions::default()).await;
     let stale: Vec<(String, PlannedAction, Reason)> = plan
         .stale()
         .iter()
@@ -561,34 +442,15 @@ async fn stale_objects_prune_alone_and_an_extraneous_one_is_no_drift() {
         let gone = config_map(&client, &ns, name).await;
         assert!(gone.is_none_or(|c| c.metadata.deletion_timestamp.is_some()));
     }
-    let listed = inventory.load(&client).await.unwrap().unwrap();
+    let listed = stored_inventory(&client, &ns).await;
     assert_eq!(listed.len(), 1, "{listed:?}");
-    let plan = applier
-        .plan(&only_a, &ApplyOptions::default(), &cancel)
-        .await
-        .unwrap();
+    let plan = planned(&applier, &only_a, &ApplyOptions::default()).await;
     assert!(plan.is_in_sync() && plan.stale().is_empty(), "{plan:#}");
 
     // Only c left the set this time: the plan is in sync all the same.
-    run(
-        &applier,
-        set(&config_maps(&ns, &[("a", "red"), ("c", "red")])),
-        &ApplyOptions::default(),
-    )
-    .await;
-    Api::<ConfigMap>::namespaced(client.clone(), &ns)
-        .patch(
-            "c",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations":
-                {"argocd.argoproj.io/compare-options": "ServerSideDiff=true, IgnoreExtraneous"}}})),
-        )
-        .await
-        .unwrap();
-    let plan = applier
-        .plan(&only_a, &ApplyOptions::default(), &cancel)
-        .await
-        .unwrap();
+    apply_colors(&applier, &ns, &[("a", "red"), ("c", "red")]).await;
+    compare_options(&client, &ns, "c", "ServerSideDiff=true, IgnoreExtraneous").await;
+    let plan = planned(&applier, &only_a, &ApplyOptions::default()).await;
     assert_eq!(plan.summary().prune, 1, "{plan}");
     assert!(plan.is_in_sync(), "{plan}");
 }
@@ -597,54 +459,19 @@ async fn stale_objects_prune_alone_and_an_extraneous_one_is_no_drift() {
 async fn an_apply_only_set_never_prunes_and_forgets_nothing() {
     let (client, ns) = setup("verbs-apply-only").await;
     let applier = applier(&client, &ns);
-    let inventory = ConfigMapInventory::new(&ns, "inventory").unwrap();
     let cancel = CancellationToken::new();
-    run(
-        &applier,
-        set(&config_maps(&ns, &[("a", "red"), ("b", "red")])),
-        &ApplyOptions::default(),
-    )
-    .await;
-    let extra = gitops_apply::DesiredSet::apply_only(common::manifests(&config_maps(
-        &ns,
-        &[("c", "green")],
-    )));
-    let plan = applier
-        .plan(&extra, &ApplyOptions::default(), &cancel)
-        .await
-        .unwrap();
+    apply_colors(&applier, &ns, &[("a", "red"), ("b", "red")]).await;
+    let extra =
+        gitops_apply::DesiredSet::apply_only(manifests(&config_maps(&ns, &[("c", "green")])));
+    let plan = planned(&applier, &extra, &ApplyOptions::default()).await;
     assert!(plan.stale().is_empty(), "{plan}");
     let done = applier.apply(plan, &cancel, |_| {}).await.unwrap();
     assert_eq!(done.count(ObjectAction::Created), 1, "{done}");
     assert_eq!(done.count(ObjectAction::Pruned), 0, "{done}");
     assert!(config_map(&client, &ns, "a").await.is_some());
     // a and b stay tracked: a later render without them prunes them.
-    let listed = inventory.load(&client).await.unwrap().unwrap();
+    let listed = stored_inventory(&client, &ns).await;
     assert_eq!(listed.len(), 3, "{listed:?}");
-}
-
-/// A CRD of `group` whose kind is `Gadget`.
-fn gadget_crd(group: &str) -> String {
-    format!(
-        "\
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {{name: gadgets.{group}}}
-spec:
-  group: {group}
-  scope: Namespaced
-  names: {{kind: Gadget, plural: gadgets, singular: gadget}}
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema:
-        type: object
-        properties:
-          spec: {{type: object, properties: {{size: {{type: integer}}}}}}
-"
-    )
 }
 
 #[tokio::test]
@@ -655,14 +482,10 @@ async fn a_kind_deleted_by_hand_is_rediscovered_not_served_from_the_cache() {
         "apiVersion: {group}/v1\nkind: Gadget\nmetadata: {{name: g1, namespace: {ns}}}\nspec: {{size: 1}}\n"
     );
     // The CRD is installed by someone else; the set has only the custom resource.
-    let crds: Api<DynamicObject> = Api::all_with(
-        client.clone(),
-        &ApiResource::erase::<
-            k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-        >(&()),
-    );
-    let crd: DynamicObject = serde_json::from_value(object_of(&gadget_crd(&group))).unwrap();
-    crds.create(&Default::default(), &crd).await.unwrap();
+    install_crd(&client, &gadget_crd(&group, SIZE), "someone-else")
+        .await
+        .unwrap();
+    let crds = crds(&client);
     let applier = applier(&client, &ns);
     // The kind may take a moment to be served after its creation.
     let mut attempts = 0;
@@ -703,14 +526,7 @@ async fn a_kind_deleted_by_hand_is_rediscovered_not_served_from_the_cache() {
     // five minutes) the error names the unknown kind before any request to the gone kind.
     let mut last = String::new();
     for _ in 0..25 {
-        let error = applier
-            .apply_set(
-                set(&gadget),
-                &ApplyOptions::default(),
-                &CancellationToken::new(),
-            )
-            .await
-            .unwrap_err();
+        let error = run_err(&applier, set(&gadget), &ApplyOptions::default()).await;
         if let ApplyError::Plan(problem) = &error {
             assert!(
                 problem
@@ -724,9 +540,4 @@ async fn a_kind_deleted_by_hand_is_rediscovered_not_served_from_the_cache() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     panic!("still served from the cache: {last}");
-}
-
-/// A YAML document as JSON.
-fn object_of(yaml: &str) -> serde_json::Value {
-    common::manifests(yaml).remove(0).into_object()
 }

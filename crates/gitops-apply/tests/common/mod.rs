@@ -1,24 +1,38 @@
 //! Helpers shared by the applier's tests against the real control plane: a desired set from
 //! YAML, a namespace on the shared control plane, an applier with a ConfigMap inventory, one run
-//! that must succeed, and the action taken on one object.
+//! that must succeed (or fail), and what a change set says of one object. The submodules hold
+//! the objects the tests read and write on the cluster ([`cluster`]), the YAML of the objects
+//! they apply ([`fixtures`]) and the CRDs they install ([`crd`]).
 
 // Each test binary uses its own part of these.
 #![allow(dead_code)]
 
+pub(crate) mod cluster;
+pub(crate) mod crd;
+pub(crate) mod fixtures;
+
 use std::time::Duration;
 
 use gitops_apply::{
-    Applier, ApplyOptions, ChangeSet, ConfigMapInventory, DesiredSet, ObjectAction,
+    Applier, ApplierBuilder, ApplyError, ApplyOptions, ChangeSet, ConfigMapInventory, DesiredSet,
+    Inventory, InventoryStore as _, ObjectAction, ObjectChange, Plan, Reason, RequestCounts,
 };
 use gitops_core::{Manifest, ObjectId};
 use tokio_util::sync::CancellationToken;
 
+/// The manifests of `yaml`, parsed as the file `set.yaml`.
 pub(crate) fn manifests(yaml: &str) -> Vec<Manifest> {
     gitops_core::parse_manifests(yaml, "set.yaml").expect("test YAML parses")
 }
 
+/// A rendered desired set of `manifests`.
+pub(crate) fn set_of(manifests: Vec<Manifest>) -> DesiredSet {
+    DesiredSet::from_render(Ok::<_, std::convert::Infallible>(manifests)).expect("a rendered set")
+}
+
+/// A rendered desired set of the manifests of `yaml` (the file `set.yaml`).
 pub(crate) fn set(yaml: &str) -> DesiredSet {
-    DesiredSet::from_render(Ok::<_, std::convert::Infallible>(manifests(yaml))).unwrap()
+    set_of(manifests(yaml))
 }
 
 /// The shared control plane's client and a new namespace named after `prefix`.
@@ -29,31 +43,104 @@ pub(crate) async fn setup(prefix: &str) -> (kube::Client, String) {
     (client, ns)
 }
 
-pub(crate) fn applier(client: &kube::Client, namespace: &str) -> Applier {
-    let inventory = ConfigMapInventory::new(namespace, "inventory").unwrap();
-    Applier::builder(client.clone(), inventory)
-        .settle_timeout(Duration::from_secs(30))
-        .build()
+/// The ConfigMap inventory `inventory` in `namespace`, the one every test applier keeps.
+pub(crate) fn inventory(namespace: &str) -> ConfigMapInventory {
+    ConfigMapInventory::new(namespace, "inventory").unwrap()
 }
 
+/// A builder of an applier through `client` with [`inventory`] in `namespace`, which waits 30 s
+/// at most for a CRD or Namespace of the set to settle.
+pub(crate) fn applier_builder(client: &kube::Client, namespace: &str) -> ApplierBuilder {
+    Applier::builder(client.clone(), inventory(namespace)).settle_timeout(Duration::from_secs(30))
+}
+
+/// The applier of [`applier_builder`], as it is.
+pub(crate) fn applier(client: &kube::Client, namespace: &str) -> Applier {
+    applier_builder(client, namespace).build()
+}
+
+/// One `apply_set` run that must succeed, and its change set.
 pub(crate) async fn run(
     applier: &Applier,
     desired: DesiredSet,
     options: &ApplyOptions,
 ) -> ChangeSet {
-    match applier
+    let result = applier
         .apply_set(desired, options, &CancellationToken::new())
-        .await
-    {
-        Ok(change_set) => change_set,
-        Err(e) => panic!("apply failed: {e}"),
+        .await;
+    result.unwrap_or_else(|e| panic!("apply failed: {e}"))
+}
+
+/// One `apply_set` run that must fail, and its error.
+pub(crate) async fn run_err(
+    applier: &Applier,
+    desired: DesiredSet,
+    options: &ApplyOptions,
+) -> ApplyError {
+    let result = applier
+        .apply_set(desired, options, &CancellationToken::new())
+        .await;
+    result.expect_err("the run must fail")
+}
+
+/// The plan of `desired`, which must be made.
+pub(crate) async fn planned(
+    applier: &Applier,
+    desired: &DesiredSet,
+    options: &ApplyOptions,
+) -> Plan {
+    let result = applier
+        .plan(desired, options, &CancellationToken::new())
+        .await;
+    result.unwrap_or_else(|e| panic!("planning failed: {e}"))
+}
+
+/// The requests a run counts when it sent `lists` lists and `reads` other reads, and nothing
+/// else (no dry run, no write).
+pub(crate) fn read_only_counts(lists: u64, reads: u64) -> RequestCounts {
+    RequestCounts {
+        total: lists + reads,
+        lists,
+        reads,
+        dry_runs: 0,
+        writes: 0,
     }
 }
 
-pub(crate) fn action(change_set: &ChangeSet, id: &str) -> ObjectAction {
+/// The entry of `id` (an [`ObjectId`] as text) in `change_set`, which must hold it.
+pub(crate) fn change<'a>(change_set: &'a ChangeSet, id: &str) -> &'a ObjectChange {
     let id: ObjectId = id.parse().unwrap();
     change_set
         .get(&id)
         .unwrap_or_else(|| panic!("{id} not in the change set:\n{change_set}"))
-        .action
+}
+
+/// The action taken on `id` in `change_set`.
+pub(crate) fn action(change_set: &ChangeSet, id: &str) -> ObjectAction {
+    change(change_set, id).action
+}
+
+/// The action taken on `id` in `change_set`, and why.
+pub(crate) fn outcome(change_set: &ChangeSet, id: &str) -> (ObjectAction, Reason) {
+    let change = change(change_set, id);
+    (change.action, change.reason.clone())
+}
+
+/// The stored [`inventory`] of `namespace`, which must exist.
+pub(crate) async fn stored_inventory(client: &kube::Client, namespace: &str) -> Inventory {
+    inventory(namespace)
+        .load(client)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("no inventory in {namespace}"))
+}
+
+/// The ids (as text) the stored [`inventory`] of `namespace` lists; none without an inventory.
+pub(crate) async fn inventory_ids(client: &kube::Client, namespace: &str) -> Vec<String> {
+    inventory(namespace)
+        .load(client)
+        .await
+        .unwrap()
+        .map(|inventory| inventory.iter().map(|(id, _)| id.to_string()).collect())
+        .unwrap_or_default()
 }
