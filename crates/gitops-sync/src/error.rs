@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use gitops_apply::{ApplyError, ObjectError, WaitError};
+use gitops_core::escape::Escaped;
 use gitops_render::RenderError;
 use gitops_source::{Revision, SourceError};
 
@@ -42,7 +43,7 @@ pub enum SyncError {
         served: Option<Box<SyncReport>>,
     },
     /// Rendering a revision failed.
-    #[error("rendering {revision} failed{}", served_note(.served))]
+    #[error("rendering {} failed{}", Escaped(.revision.as_str()), served_note(.served))]
     Render {
         /// The revision.
         revision: Revision,
@@ -53,7 +54,7 @@ pub enum SyncError {
         served: Option<Box<SyncReport>>,
     },
     /// Applying (planning, writing or pruning) failed.
-    #[error("applying {revision} failed")]
+    #[error("applying {} failed", Escaped(.revision.as_str()))]
     Apply {
         /// The revision.
         revision: Revision,
@@ -64,7 +65,7 @@ pub enum SyncError {
         source: Box<ApplyError>,
     },
     /// Everything was applied, but the objects did not become Current in time.
-    #[error("{} was applied but is not healthy", .report.revision)]
+    #[error("{} was applied but is not healthy", Escaped(.report.revision.as_str()))]
     Wait {
         /// What was done.
         report: Box<SyncReport>,
@@ -87,7 +88,7 @@ fn served_note(served: &Option<Box<SyncReport>>) -> String {
     match served {
         Some(report) => format!(
             " (served the last good revision {} again, without pruning)",
-            report.revision
+            Escaped(report.revision.as_str())
         ),
         None => String::new(),
     }
@@ -245,6 +246,18 @@ mod tests {
             },
             served: None,
         }
+    }
+
+    #[test]
+    fn revisions_are_escaped_in_messages() {
+        let error = SyncError::Apply {
+            revision: Revision::from_string("main\nERROR forged line\u{202e}@sha1:0"),
+            served_last_good: false,
+            source: Box::new(ApplyError::EmptySet { previous: 1 }),
+        };
+        let text = error.chain();
+        assert!(!text.contains('\n') && !text.contains('\u{202e}'), "{text}");
+        assert!(text.contains("forged line"), "{text}");
     }
 
     #[test]

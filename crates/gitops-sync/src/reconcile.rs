@@ -367,7 +367,7 @@ impl Reconciler {
                 () = self.trigger.asked() => true,
             };
         }
-        tracing::info!(unit = %self.unit.name(), cycles = cycle, "reconciler stopped");
+        tracing::info!(unit = %gitops_core::escape::Escaped(self.unit.name()), cycles = cycle, "reconciler stopped");
         self.unit
     }
 }

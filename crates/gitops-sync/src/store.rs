@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
-use gitops_core::escape::EscapedPath;
+use gitops_core::escape::{Escaped, EscapedPath};
 use gitops_source::{
     Artifact, FetchOutcome, FetchRequest, ProgressCallback, Revision, Source, SourceError,
 };
@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 #[non_exhaustive]
 pub enum StoreError {
     /// The source failed.
-    #[error("fetching from {location}")]
+    #[error("fetching from {}", Escaped(.location))]
     Fetch {
         /// The source's location (never with credentials).
         location: String,
@@ -34,7 +34,10 @@ pub enum StoreError {
     },
     /// The source answered "unchanged" for a revision the store does not hold.
     #[error(
-        "{location} answered that {revision} is unchanged, but the store holds {held}: the source does not honour FetchRequest::last_revision"
+        "{} answered that {} is unchanged, but the store holds {}: the source does not honour FetchRequest::last_revision",
+        Escaped(.location),
+        Escaped(.revision.as_str()),
+        Escaped(.held)
     )]
     UnexpectedUnchanged {
         /// The source's location.
@@ -374,7 +377,7 @@ impl ArtifactStore {
                 || self.limits.bytes.is_some_and(|max| bytes(&self.kept) > max))
         {
             if let Some(old) = self.kept.pop_back() {
-                tracing::debug!(revision = %old.artifact.revision(), dir = %EscapedPath(&old.dir), "removing an old artifact");
+                tracing::debug!(revision = %Escaped(old.artifact.revision().as_str()), dir = %EscapedPath(&old.dir), "removing an old artifact");
                 remove_quietly(&old.dir);
             }
         }

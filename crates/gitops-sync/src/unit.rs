@@ -10,6 +10,7 @@ use gitops_apply::{
     Applier, ApplyError, ApplyOptions, ApplyProgress, ChangeSet, ObjectAction, Status,
     TakeoverManager, WaitError, WaitProgress,
 };
+use gitops_core::escape::Escaped;
 use gitops_render::{RenderError, RenderRequest, Renderer, SourceRoot, Substitution};
 use gitops_source::{Artifact, FetchProgress, Revision, Source};
 use tokio_util::sync::CancellationToken;
@@ -158,7 +159,7 @@ impl fmt::Display for SyncReport {
         write!(
             f,
             "{}: {} created, {} configured, {} recreated, {} pruned, {} unchanged, {} failed",
-            self.revision,
+            Escaped(self.revision.as_str()),
             count(ObjectAction::Created),
             count(ObjectAction::Configured),
             count(ObjectAction::Recreated),
@@ -547,7 +548,7 @@ impl SyncUnit {
         let rendered = self.renderer.render(&request).await;
         match RenderedSet::from_render(revision.clone(), rendered) {
             Ok(set) => {
-                tracing::info!(unit = %self.name, %revision, objects = set.manifests().len(), "rendered");
+                tracing::info!(unit = %Escaped(&self.name), revision = %Escaped(revision.as_str()), objects = set.manifests().len(), "rendered");
                 self.report(SyncProgress::Rendered {
                     revision: revision.clone(),
                     objects: set.manifests().len(),
@@ -580,7 +581,7 @@ impl SyncUnit {
         let Some(good) = self.last_good.clone() else {
             return failure;
         };
-        tracing::warn!(unit = %self.name, error = %failure.chain(), last_good = %good.revision(), "serving the last good revision again, without pruning");
+        tracing::warn!(unit = %Escaped(&self.name), error = %failure.chain(), last_good = %Escaped(good.revision().as_str()), "serving the last good revision again, without pruning");
         self.report(SyncProgress::ServingLastGood {
             revision: good.revision().clone(),
         });
@@ -594,12 +595,12 @@ impl SyncUnit {
         {
             Ok(report) => report,
             Err(SyncError::Wait { report, source }) if !matches!(*source, WaitError::Cancelled) => {
-                tracing::warn!(unit = %self.name, error = %source, "the last good revision is applied but not Current");
+                tracing::warn!(unit = %Escaped(&self.name), error = %source, "the last good revision is applied but not Current");
                 *report
             }
             Err(error) if error.is_cancelled() => return error,
             Err(error) => {
-                tracing::warn!(unit = %self.name, error = %error.chain(), "applying the last good revision failed too");
+                tracing::warn!(unit = %Escaped(&self.name), error = %error.chain(), "applying the last good revision failed too");
                 return failure;
             }
         };
@@ -687,7 +688,7 @@ impl SyncUnit {
         report.timings.total = started.elapsed();
         match wait {
             Ok(()) => {
-                tracing::info!(unit = %self.name, "{report}");
+                tracing::info!(unit = %Escaped(&self.name), "{report}");
                 Ok(report)
             }
             Err(WaitError::Cancelled) => Err(SyncError::Cancelled { step: "waiting" }),

@@ -17,7 +17,8 @@ use gitops_source::{
     SourceError,
 };
 use gitops_sync::{
-    Backoff, ErrorClass, Reconciler, SyncError, SyncProgress, SyncReport, SyncUnit, SyncUnitBuilder,
+    Backoff, ErrorClass, Reconciler, SyncError, SyncProgress, SyncReport, SyncUnit,
+    SyncUnitBuilder, WaitPolicy,
 };
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams};
@@ -541,4 +542,47 @@ async fn two_units_with_their_own_inventories_run_side_by_side() {
     for (_, _, task) in runs {
         task.await.unwrap();
     }
+}
+
+#[tokio::test]
+async fn waiting_follows_the_policy() {
+    let (client, namespace) = setup("sync-wait").await;
+    let repo = tempfile::tempdir().unwrap();
+    write(repo.path(), "a.yaml", &config_map("a", "blue"));
+    let mut unit = unit(
+        &client,
+        &namespace,
+        "inventory",
+        LocalDirectorySource::new(repo.path()),
+    )
+    .wait(WaitPolicy::WhenChanged(Duration::from_secs(60)))
+    .build()
+    .unwrap();
+    // A new revision waits; a steady cycle (nothing written, all Current) does not.
+    assert!(sync(&mut unit).await.timings.wait.is_some());
+    assert!(sync(&mut unit).await.timings.wait.is_none());
+
+    // A Deployment never becomes available without nodes: the wait fails, as a transient
+    // error that carries what was applied.
+    write(
+        repo.path(),
+        "web.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - {name: web, image: registry.invalid/web:1}\n",
+    );
+    drop(unit);
+    let mut unit = self::unit(
+        &client,
+        &namespace,
+        "inventory",
+        LocalDirectorySource::new(repo.path()),
+    )
+    .wait(WaitPolicy::Always(Duration::from_secs(2)))
+    .build()
+    .unwrap();
+    let error = unit.sync(&CancellationToken::new()).await.unwrap_err();
+    assert!(matches!(error, SyncError::Wait { .. }), "{}", error.chain());
+    assert_eq!(error.class(), ErrorClass::Transient);
+    let report = error.served().expect("the report of the apply");
+    assert_eq!(action(report, "a"), ObjectAction::Unchanged);
+    assert!(error.chain().contains("web"), "{}", error.chain());
 }
