@@ -630,6 +630,22 @@ async fn sync_finds_kustomize_by_flag_variable_or_path() {
     );
     assert_eq!(color(&client, &namespace, "k-a").await, None);
 
+    // The automatic renderer, too, when the directory is a kustomization.
+    let auto_args = flags(control_plane, dir.path(), &["--output", "json"]);
+    let nowhere = sync_with_env(&auto_args, &[("PATH", &no_tools), ("GITOPS_KUSTOMIZE", "")]).await;
+    assert_eq!(
+        nowhere.code,
+        Some(1),
+        "{}\n{}",
+        nowhere.stdout,
+        nowhere.stderr
+    );
+    let output = format!("{}{}", nowhere.stdout, nowhere.stderr);
+    assert!(
+        output.contains(".: is a kustomization, but kustomize was not found: kustomize not found: set GITOPS_KUSTOMIZE, pass its path (such as --kustomize) or put it on PATH"),
+        "{output}"
+    );
+
     let wrong = sync_with_env(
         &args(&["--kustomize", "/nonexistent/kustomize"]),
         &[("PATH", &with_bin)],

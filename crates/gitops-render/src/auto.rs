@@ -73,6 +73,10 @@ pub struct AutoRenderer {
     plain: PlainRenderer,
     kustomize: Option<KustomizeRenderer>,
     helm: Option<HelmRenderer>,
+    /// Whether kustomize was searched for and not found (the error then says how to give it).
+    kustomize_not_found: bool,
+    /// Whether helm was searched for and not found.
+    helm_not_found: bool,
 }
 
 impl AutoRenderer {
@@ -83,6 +87,8 @@ impl AutoRenderer {
             plain,
             kustomize: None,
             helm: None,
+            kustomize_not_found: false,
+            helm_not_found: false,
         }
     }
 
@@ -105,7 +111,8 @@ impl AutoRenderer {
     /// Adds Kustomize and Helm (with [`HelmRenderer::with_binary`]'s defaults) for each tool
     /// found: `kustomize` / `helm` if given, else the binary `GITOPS_KUSTOMIZE` / `GITOPS_HELM`
     /// names, else the first on `PATH` (see [`crate::tool`]). A tool found nowhere is left out:
-    /// a directory that needs it is then an error naming the directory. A renderer already
+    /// a directory that needs it is then an error naming the directory and saying how to give
+    /// the tool ([`KustomizeError::NotFound`], [`HelmError::NotFound`]). A renderer already
     /// added is kept.
     ///
     /// ```
@@ -118,23 +125,46 @@ impl AutoRenderer {
     /// # Errors
     /// [`LocateError`]: a path given (or named by a variable) is not an executable file.
     pub fn with_located_tools(
-        mut self,
+        self,
         kustomize: Option<&Path>,
         helm: Option<&Path>,
     ) -> Result<Self, LocateError> {
-        if self.kustomize.is_none()
-            && let Some(found) = ToolLocator::new(Tool::Kustomize)
-                .explicit(kustomize)
-                .locate_optional()?
-        {
-            self.kustomize = Some(KustomizeRenderer::new(found.into_path()));
+        self.with_tools_located_by(
+            &ToolLocator::new(Tool::Kustomize).explicit(kustomize),
+            &ToolLocator::new(Tool::Helm).explicit(helm),
+        )
+    }
+
+    /// [`AutoRenderer::with_located_tools`] with locators of the caller's (their own `PATH`
+    /// or variable, see [`ToolLocator`]).
+    ///
+    /// ```
+    /// use gitops_render::tool::{Tool, ToolLocator};
+    /// use gitops_render::{AutoRenderer, PlainRenderer};
+    /// let empty = tempfile::tempdir()?;
+    /// let nowhere = |tool| ToolLocator::new(tool).without_variable().with_search_path(empty.path());
+    /// let renderer = AutoRenderer::new(PlainRenderer::new())
+    ///     .with_tools_located_by(&nowhere(Tool::Kustomize), &nowhere(Tool::Helm))?;
+    /// # let _ = renderer;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`LocateError`]: a path given (or named by a variable) is not an executable file.
+    pub fn with_tools_located_by(
+        mut self,
+        kustomize: &ToolLocator,
+        helm: &ToolLocator,
+    ) -> Result<Self, LocateError> {
+        if self.kustomize.is_none() {
+            let found = kustomize.locate_optional()?;
+            self.kustomize_not_found = found.is_none();
+            self.kustomize = found.map(|found| KustomizeRenderer::new(found.into_path()));
         }
-        if self.helm.is_none()
-            && let Some(found) = ToolLocator::new(Tool::Helm)
-                .explicit(helm)
-                .locate_optional()?
-        {
-            self.helm = Some(HelmRenderer::with_binary(found.into_path()));
+        if self.helm.is_none() {
+            let found = helm.locate_optional()?;
+            self.helm_not_found = found.is_none();
+            self.helm = found.map(|found| HelmRenderer::with_binary(found.into_path()));
         }
         Ok(self)
     }
@@ -151,6 +181,11 @@ impl Renderer for AutoRenderer {
         match self.kind_for(request)? {
             SourceKind::Helm => match &self.helm {
                 Some(helm) => helm.render(request).await,
+                None if self.helm_not_found => Err(HelmError::NotFound {
+                    dir: request.path().to_owned(),
+                    source: LocateError::NotFound { tool: Tool::Helm },
+                }
+                .into()),
                 None => Err(HelmError::NoBinary {
                     dir: request.path().to_owned(),
                 }
@@ -158,6 +193,13 @@ impl Renderer for AutoRenderer {
             },
             SourceKind::Kustomize => match &self.kustomize {
                 Some(kustomize) => kustomize.render(request).await,
+                None if self.kustomize_not_found => Err(KustomizeError::NotFound {
+                    dir: request.path().to_owned(),
+                    source: LocateError::NotFound {
+                        tool: Tool::Kustomize,
+                    },
+                }
+                .into()),
                 None => Err(KustomizeError::NoBinary {
                     dir: request.path().to_owned(),
                 }
@@ -174,5 +216,112 @@ impl Renderer for AutoRenderer {
                 _ => self.plain.render(request).await,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+    use crate::SourceRoot;
+
+    /// A directory that is a kustomization, beside a chart.
+    fn sources() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("app")).unwrap();
+        std::fs::create_dir_all(dir.path().join("chart")).unwrap();
+        std::fs::write(dir.path().join("app/kustomization.yaml"), "resources: []\n").unwrap();
+        std::fs::write(
+            dir.path().join("chart/Chart.yaml"),
+            "apiVersion: v2\nname: web\nversion: 0.1.0\n",
+        )
+        .unwrap();
+        dir
+    }
+
+    fn chain(error: &dyn std::error::Error) -> String {
+        let mut text = error.to_string();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
+    }
+
+    /// Issue #15: a tool searched for and found nowhere says, when a directory needs it, how to
+    /// give it (it said only that none was configured).
+    #[tokio::test]
+    async fn a_tool_found_nowhere_says_how_to_give_it() {
+        let dir = sources();
+        let empty = tempfile::tempdir().unwrap();
+        let nowhere = |tool| {
+            ToolLocator::new(tool)
+                .without_variable()
+                .with_search_path(empty.path())
+        };
+        let auto = AutoRenderer::new(PlainRenderer::new())
+            .with_tools_located_by(&nowhere(Tool::Kustomize), &nowhere(Tool::Helm))
+            .unwrap();
+        let request = |path| RenderRequest::new(SourceRoot::new(dir.path()).unwrap(), path);
+        let err = auto.render(&request("app")).await.unwrap_err();
+        assert_eq!(
+            chain(&err),
+            "app: is a kustomization, but kustomize was not found: kustomize not found: set GITOPS_KUSTOMIZE, pass its path (such as --kustomize) or put it on PATH"
+        );
+        let err = auto.render(&request("chart")).await.unwrap_err();
+        assert_eq!(
+            chain(&err),
+            "chart: is a Helm chart (it has Chart.yaml), but helm was not found: helm not found: set GITOPS_HELM, pass its path (such as --helm) or put it on PATH"
+        );
+
+        // Not searched for: only that none is configured.
+        let err = AutoRenderer::new(PlainRenderer::new())
+            .render(&request("app"))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            chain(&err),
+            "app: is a kustomization, but no kustomize binary is configured"
+        );
+    }
+
+    #[test]
+    fn tools_found_are_added_and_renderers_given_are_kept() {
+        let bin = tempfile::tempdir().unwrap();
+        for name in ["kustomize", "helm"] {
+            let path = bin.path().join(name);
+            std::fs::write(&path, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let on_path = |tool| {
+            ToolLocator::new(tool)
+                .without_variable()
+                .with_search_path(bin.path())
+        };
+        let auto = AutoRenderer::new(PlainRenderer::new())
+            .with_helm(HelmRenderer::with_binary("/given/helm"))
+            .with_tools_located_by(&on_path(Tool::Kustomize), &on_path(Tool::Helm))
+            .unwrap();
+        assert_eq!(
+            auto.kustomize.as_ref().unwrap().binary(),
+            bin.path().join("kustomize")
+        );
+        assert_eq!(
+            auto.helm.as_ref().unwrap().binary(),
+            Path::new("/given/helm")
+        );
+        assert!(!auto.kustomize_not_found && !auto.helm_not_found);
+
+        // A wrong path given is an error, not a tool left out.
+        let err = AutoRenderer::new(PlainRenderer::new())
+            .with_tools_located_by(
+                &on_path(Tool::Kustomize).explicit(Some("/nonexistent/kustomize")),
+                &on_path(Tool::Helm),
+            )
+            .unwrap_err();
+        assert!(!err.is_not_found(), "{err}");
     }
 }

@@ -27,6 +27,17 @@ pub enum HelmError {
         /// The directory as requested.
         dir: PathBuf,
     },
+    /// The directory is a chart, and helm was searched for
+    /// ([`AutoRenderer::with_located_tools`](crate::AutoRenderer::with_located_tools)) but not
+    /// found; the source says how to give it.
+    #[error("{dir}: is a Helm chart (it has Chart.yaml), but helm was not found", dir = EscapedPath(dir))]
+    NotFound {
+        /// The directory as requested.
+        dir: PathBuf,
+        /// Where it was searched, and how to give it.
+        #[source]
+        source: crate::tool::LocateError,
+    },
     /// `Chart.yaml` is not valid YAML.
     #[error("{0}")]
     ChartYaml(#[source] ParseError),

@@ -35,6 +35,17 @@ pub enum KustomizeError {
         /// The directory as requested.
         dir: PathBuf,
     },
+    /// The directory is a kustomization, and kustomize was searched for
+    /// ([`AutoRenderer::with_located_tools`](crate::AutoRenderer::with_located_tools)) but not
+    /// found; the source says how to give it.
+    #[error("{dir}: is a kustomization, but kustomize was not found", dir = EscapedPath(dir))]
+    NotFound {
+        /// The directory as requested.
+        dir: PathBuf,
+        /// Where it was searched, and how to give it.
+        #[source]
+        source: crate::tool::LocateError,
+    },
     /// A kustomization file is not valid YAML or not a mapping.
     #[error("{0}")]
     Kustomization(#[source] ParseError),

@@ -8,7 +8,7 @@ use gitops_apply::{
     RequestCounter, RequestCounts, Status, WaitError, counting_client, wait_for_current,
 };
 use gitops_diff::Colour;
-use gitops_render::tool::{Located, Tool, ToolLocator, locate};
+use gitops_render::tool::{Tool, ToolLocator, locate};
 use gitops_render::{
     AutoRenderer, HelmRenderer, KustomizeRenderer, PlainRenderer, RenderError, RenderRequest,
     Renderer, SourceRoot, Substitution,
@@ -841,30 +841,22 @@ fn build_renderer(
     capabilities: Option<&Capabilities>,
 ) -> Result<Box<dyn Renderer>, ConfigError> {
     // Each tool: the configured path, else GITOPS_KUSTOMIZE / GITOPS_HELM, else PATH. A path
-    // configured that is wrong is an error; a tool found nowhere is one only when needed.
-    let helm_binary = || {
-        ToolLocator::new(Tool::Helm)
-            .explicit(config.helm_binary.as_deref())
-            .locate_optional()
-            .map(|found| found.map(Located::into_path))
-    };
-    let kustomize = || {
-        ToolLocator::new(Tool::Kustomize)
-            .explicit(config.kustomize_binary.as_deref())
-            .locate_optional()
-            .map(|found| found.map(|found| KustomizeRenderer::new(found.into_path())))
-    };
+    // configured that is wrong is an error; a tool found nowhere is one only when a directory
+    // needs it, and the error then says how to give it.
     let renderer: Box<dyn Renderer> = match &config.renderer {
         RendererChoice::Plain => Box::new(PlainRenderer::new()),
         RendererChoice::Auto => {
             let mut auto = AutoRenderer::new(PlainRenderer::new());
-            if let Some(kustomize) = kustomize()? {
-                auto = auto.with_kustomize(kustomize);
+            let helm = ToolLocator::new(Tool::Helm)
+                .explicit(config.helm_binary.as_deref())
+                .locate_optional()?;
+            if let Some(helm) = helm {
+                auto = auto.with_helm(helm_renderer(config, helm.into_path(), None, capabilities));
             }
-            if let Some(helm) = helm_binary()? {
-                auto = auto.with_helm(helm_renderer(config, helm, None, capabilities));
-            }
-            Box::new(auto)
+            Box::new(auto.with_located_tools(
+                config.kustomize_binary.as_deref(),
+                config.helm_binary.as_deref(),
+            )?)
         }
         RendererChoice::Kustomize => Box::new(KustomizeRenderer::locate(
             config.kustomize_binary.as_deref(),
