@@ -133,6 +133,13 @@ async fn applies_then_writes_nothing_corrects_drift_and_prunes() {
     assert_eq!(steady.change_set.request_counts.writes, 0, "{steady}");
     assert_eq!(steady.revision, first.revision);
     assert_eq!(unit.artifact_store().artifacts().count(), 1);
+    eprintln!(
+        "steady cycle: {} requests ({}), {:?} in all, {:?} fetching",
+        steady.change_set.requests,
+        steady.change_set.request_counts,
+        steady.timings.total,
+        steady.timings.fetch
+    );
 
     // A hand edit is drift: corrected on the next cycle, with no new revision.
     Api::<ConfigMap>::namespaced(client.clone(), &namespace)
@@ -585,4 +592,80 @@ async fn waiting_follows_the_policy() {
     let report = error.served().expect("the report of the apply");
     assert_eq!(action(report, "a"), ObjectAction::Unchanged);
     assert!(error.chain().contains("web"), "{}", error.chain());
+}
+
+#[tokio::test]
+async fn a_failed_fetch_serves_the_last_good_set_without_pruning() {
+    let (client, namespace) = setup("sync-fetch-fails").await;
+    let parent = tempfile::tempdir().unwrap();
+    let repo = parent.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    write(&repo, "a.yaml", &config_map("a", "blue"));
+    let mut unit = unit(
+        &client,
+        &namespace,
+        "inventory",
+        LocalDirectorySource::new(&repo),
+    )
+    .build()
+    .unwrap();
+    let good = sync(&mut unit).await;
+    // The directory is gone: an empty set would prune everything, a failed fetch prunes nothing.
+    std::fs::remove_dir_all(&repo).unwrap();
+    let error = unit.sync(&CancellationToken::new()).await.unwrap_err();
+    assert!(
+        matches!(error, SyncError::Fetch { .. }),
+        "{}",
+        error.chain()
+    );
+    // A missing directory is configuration: it stalls (retried at the interval).
+    assert_eq!(error.class(), ErrorClass::Stalled);
+    let served = error.served().expect("the last good set was served");
+    assert!(served.served_last_good);
+    assert_eq!(served.revision, good.revision);
+    assert_eq!(served.change_set.count(ObjectAction::Pruned), 0);
+    assert!(live(&client, &namespace, "a").await.is_some());
+}
+
+#[tokio::test]
+async fn cancelling_stops_the_loop_within_a_sync() {
+    let (client, namespace) = setup("sync-cancel").await;
+    let repo = tempfile::tempdir().unwrap();
+    // Never available without nodes: the sync waits until cancelled.
+    write(
+        repo.path(),
+        "web.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - {name: web, image: registry.invalid/web:1}\n",
+    );
+    let cancel = CancellationToken::new();
+    let stop = cancel.clone();
+    let unit = unit(
+        &client,
+        &namespace,
+        "inventory",
+        LocalDirectorySource::new(repo.path()),
+    )
+    .wait(WaitPolicy::Always(Duration::from_secs(3600)))
+    .progress(move |step| {
+        if matches!(step, SyncProgress::Waiting(_)) {
+            stop.cancel();
+        }
+    })
+    .build()
+    .unwrap();
+    let (mut receiver, task) = spawn(Reconciler::new(unit, Duration::from_secs(3600)), &cancel);
+    let unit = tokio::time::timeout(Duration::from_secs(120), task)
+        .await
+        .expect("the loop stops when cancelled")
+        .unwrap();
+    // The cancelled cycle is not reported; what was written stays written.
+    assert!(receiver.recv().await.is_none());
+    assert!(unit.applied_revision().is_some());
+    assert!(
+        Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client.clone(), &namespace)
+            .get_opt("web")
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
