@@ -352,12 +352,9 @@ mod tests {
 
     type Error = Box<dyn std::error::Error + Send + Sync>;
 
+    /// How many requests of `counter` read the cluster's OpenAPI documents.
     fn openapi_requests(counter: &RequestCounter) -> usize {
-        counter
-            .requests()
-            .iter()
-            .filter(|r| r.path.starts_with("/openapi"))
-            .count()
+        openapi_reads(counter.requests().iter().map(|r| r.path.as_str()))
     }
 
     fn discovery_requests(counter: &RequestCounter) -> usize {
@@ -372,7 +369,7 @@ mod tests {
         gitops_core::parse_manifests(text, "set.yaml").expect("test manifests parse")
     }
 
-    use super::test_crd::{PARTS, gadget_crd, install_crd};
+    use super::test_crd::{PARTS, gadget_crd, install_crd, openapi_reads};
 
     /// The group of the CRD these tests install.
     const GROUP: &str = "catalog.gitops-rs.test";

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 mod common;
 use common::cluster::{complete_job, dynamic, fail_job};
-use common::{applier_builder, inventory_ids, run_err, set, setup};
+use common::{applier_builder, inventory_ids, run, run_err, set, setup};
 
 /// The kinds these tests use.
 fn kinds() -> KindTable {
@@ -627,17 +627,13 @@ async fn apply_set_fails_naming_a_failed_postsync_hook_after_running_the_syncfai
 async fn hooks_are_never_in_the_inventory_and_removing_one_prunes_nothing() {
     let (client, ns) = setup("apply-hook-prune").await;
     let applier = applier(&client, &ns);
-    let cancel = CancellationToken::new();
     let options = gitops_apply::ApplyOptions::default();
     let with_hook = format!(
         "{}---\n{}",
         config_map(&ns, "app", ""),
         config_map(&ns, "seed", "argocd.argoproj.io/hook: PreSync")
     );
-    let first = applier
-        .apply_set(set(&with_hook), &options, &cancel)
-        .await
-        .unwrap();
+    let first = run(&applier, set(&with_hook), &options).await;
     assert_eq!(first.hooks.len(), 1, "{first}");
     assert_eq!(
         inventory_ids(&client, &ns).await,
@@ -649,10 +645,7 @@ async fn hooks_are_never_in_the_inventory_and_removing_one_prunes_nothing() {
     assert!(!labels.contains_key(OWNER_NAME_LABEL), "{labels:?}");
 
     // The hook leaves the set: nothing is pruned, its object stays.
-    let second = applier
-        .apply_set(set(&config_map(&ns, "app", "")), &options, &cancel)
-        .await
-        .unwrap();
+    let second = run(&applier, set(&config_map(&ns, "app", "")), &options).await;
     assert!(second.hooks.is_empty());
     assert_eq!(
         second.count(gitops_apply::ObjectAction::Pruned),
@@ -671,14 +664,12 @@ async fn a_dry_run_lists_the_hooks_by_phase_without_running_them() {
         job(&ns, "migrate-", "helm.sh/hook: pre-install"),
         job(&ns, "smoke-", "helm.sh/hook: test-success")
     );
-    let change_set = applier(&client, &ns)
-        .apply_set(
-            set(&yaml),
-            &gitops_apply::ApplyOptions::default().with_dry_run(true),
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap();
+    let change_set = run(
+        &applier(&client, &ns),
+        set(&yaml),
+        &gitops_apply::ApplyOptions::default().with_dry_run(true),
+    )
+    .await;
     let planned: Vec<(SyncPhase, HookOutcome, String)> = change_set
         .hooks
         .iter()
@@ -908,47 +899,35 @@ async fn no_hook_runs_when_objects_of_the_set_fail_validation() {
 async fn a_run_with_nothing_to_sync_runs_no_hook_and_sends_no_request_for_them() {
     let (client, ns) = setup("apply-hook-insync").await;
     let applier = applier(&client, &ns);
-    let cancel = CancellationToken::new();
     let options = gitops_apply::ApplyOptions::default();
     let plain = config_map(&ns, "app", "");
     let with_hook = format!(
         "{plain}---\n{}",
         config_map(&ns, "seed", "argocd.argoproj.io/hook: PreSync")
     );
-    let first = applier
-        .apply_set(set(&with_hook), &options, &cancel)
-        .await
-        .unwrap();
+    let first = run(&applier, set(&with_hook), &options).await;
     assert_eq!(first.hooks[0].outcome, HookOutcome::Succeeded);
     // Nothing to sync: the hook is listed as not run, and the run sends what a run of the
     // same set without the hook sends.
     let configs = dynamic::<ConfigMap>(&client, &ns);
     let uid = configs.get("seed").await.unwrap().metadata.uid;
-    let again = applier
-        .apply_set(set(&with_hook), &options, &cancel)
-        .await
-        .unwrap();
+    let again = run(&applier, set(&with_hook), &options).await;
     assert_eq!(again.hooks.len(), 1);
     assert_eq!(again.hooks[0].outcome, HookOutcome::NotRun);
     assert_eq!(configs.get("seed").await.unwrap().metadata.uid, uid);
-    let without = applier
-        .apply_set(set(&plain), &options, &cancel)
-        .await
-        .unwrap();
+    let without = run(&applier, set(&plain), &options).await;
     assert_eq!(again.request_counts, without.request_counts);
     assert_eq!(again.request_counts.writes, 0);
     // Never: not even a run with something to sync runs them.
     let changed = with_hook.replace("{k: v}", "{k: changed}");
-    let never = applier
-        .apply_set(
-            set(&changed),
-            &options
-                .clone()
-                .with_run_hooks(gitops_apply::RunHooks::Never),
-            &cancel,
-        )
-        .await
-        .unwrap();
+    let never = run(
+        &applier,
+        set(&changed),
+        &options
+            .clone()
+            .with_run_hooks(gitops_apply::RunHooks::Never),
+    )
+    .await;
     assert_eq!(never.hooks[0].outcome, HookOutcome::NotRun);
     assert_eq!(configs.get("seed").await.unwrap().metadata.uid, uid);
 }
@@ -960,16 +939,14 @@ async fn the_target_namespace_is_created_before_the_presync_hooks() {
     let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\ndata: {k: v}\n---\n\
          apiVersion: v1\nkind: ConfigMap\nmetadata: {name: seed, \
          annotations: {argocd.argoproj.io/hook: PreSync}}\ndata: {k: v}\n";
-    let change_set = applier(&client, &ns)
-        .apply_set(
-            set(yaml),
-            &gitops_apply::ApplyOptions::default()
-                .with_target_namespace(target.clone())
-                .with_create_target_namespace(true),
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap();
+    let change_set = run(
+        &applier(&client, &ns),
+        set(yaml),
+        &gitops_apply::ApplyOptions::default()
+            .with_target_namespace(target.clone())
+            .with_create_target_namespace(true),
+    )
+    .await;
     assert_eq!(change_set.hooks[0].outcome, HookOutcome::Succeeded);
     assert_eq!(
         change_set.hooks[0].id.namespace.as_deref(),

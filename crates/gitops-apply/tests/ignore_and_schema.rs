@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 mod common;
 use common::cluster::dynamic;
-use common::crd::{PARTS, gadget_crd, install_crd};
+use common::crd::{PARTS, gadget_crd, install_crd, openapi_reads};
 use common::fixtures::web_deployment;
 use common::{applier_builder, planned, run, run_err, set, setup};
 
@@ -170,12 +170,9 @@ spec:
     )
 }
 
+/// How many requests of `counter` read the cluster's OpenAPI documents.
 fn openapi_requests(counter: &RequestCounter) -> usize {
-    counter
-        .requests()
-        .iter()
-        .filter(|r| r.path.starts_with("/openapi"))
-        .count()
+    openapi_reads(counter.requests().iter().map(|r| r.path.as_str()))
 }
 
 #[tokio::test]

@@ -40,8 +40,7 @@ pub(crate) async fn config_value(
     config_map.data.unwrap_or_default()[key].clone()
 }
 
-/// Writes `patch` (a merge patch) into the ConfigMap `namespace/name` as field manager
-/// `manager` with an Update, as `kubectl edit` or a script would.
+/// A merge patch of ConfigMap `namespace/name` by field manager `manager`, as `kubectl edit` makes.
 pub(crate) async fn update_as(
     client: &kube::Client,
     namespace: &str,
@@ -62,8 +61,7 @@ pub(crate) async fn update_as(
         .unwrap();
 }
 
-/// Writes `status` into the object `namespace/name` of the built-in kind `K` (a merge patch of
-/// its status subresource), as its controller would.
+/// Writes `status` into the status of the `K` `namespace/name`, as its controller would.
 pub(crate) async fn write_status<K>(
     client: &kube::Client,
     namespace: &str,
@@ -82,8 +80,7 @@ pub(crate) async fn write_status<K>(
         .unwrap();
 }
 
-/// Writes the status of the Deployment `namespace/web` rolled out with `replicas` replicas, all
-/// ready and available, as the Deployment controller would (the control plane has none).
+/// Writes the status of Deployment `namespace/web` rolled out, `replicas` ready and available.
 pub(crate) async fn web_rolled_out(client: &kube::Client, namespace: &str, replicas: u32) {
     write_status::<k8s_openapi::api::apps::v1::Deployment>(
         client,
@@ -98,16 +95,14 @@ pub(crate) async fn web_rolled_out(client: &kube::Client, namespace: &str, repli
 /// When the Jobs of [`complete_job`] and [`fail_job`] started and ended.
 const NOW: &str = "2026-01-01T00:00:00Z";
 
-/// Writes the status of the Job `namespace/name` that completed, as its controller would (the
-/// control plane has no kubelet: a Job never runs).
+/// Writes the status of the Job `namespace/name` that completed (no kubelet runs Jobs here).
 pub(crate) async fn complete_job(client: &kube::Client, namespace: &str, name: &str) {
     write_status::<k8s_openapi::api::batch::v1::Job>(client, namespace, name, json!({"startTime": NOW, "completionTime": NOW, "succeeded": 1, "conditions": [
         {"type": "SuccessCriteriaMet", "status": "True", "reason": "CompletionsReached", "message": "Reached expected number of succeeded pods", "lastTransitionTime": NOW, "lastProbeTime": NOW},
         {"type": "Complete", "status": "True", "reason": "CompletionsReached", "message": "Reached expected number of succeeded pods", "lastTransitionTime": NOW, "lastProbeTime": NOW}]})).await;
 }
 
-/// Writes the status of the Job `namespace/name` that reached its backoff limit, as its
-/// controller would.
+/// Writes the status of the Job `namespace/name` that reached its backoff limit.
 pub(crate) async fn fail_job(client: &kube::Client, namespace: &str, name: &str) {
     write_status::<k8s_openapi::api::batch::v1::Job>(client, namespace, name, json!({"startTime": NOW, "failed": 1, "conditions": [
         {"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit", "lastTransitionTime": NOW, "lastProbeTime": NOW},

@@ -14,17 +14,14 @@ pub(crate) const SIZE: &str = "size: {type: integer}";
 pub(crate) const SIZE_AND_TAGS: &str =
     "size: {type: integer}, tags: {type: array, items: {type: string}}";
 
-/// The spec of a Gadget whose `parts` is a list-map keyed by `name` (each part a name and a
-/// size): compared by key, not as an atomic list.
+/// The spec of a Gadget whose `parts` is a list-map keyed by `name` (each a name and a size).
 pub(crate) const PARTS: &str = concat!(
     "parts: {type: array, x-kubernetes-list-type: map, x-kubernetes-list-map-keys: [name], ",
     "items: {type: object, required: [name], ",
     "properties: {name: {type: string}, size: {type: integer}}}}"
 );
 
-/// The YAML of the CRD `gadgets.{group}`: a namespaced kind `Gadget` served as `{group}/v1`,
-/// whose `spec` has the properties `spec` (the schemas of a YAML flow mapping, without its
-/// braces: [`SIZE`], [`SIZE_AND_TAGS`] or [`PARTS`]).
+/// The CRD `gadgets.{group}` of kind `Gadget` (`{group}/v1`) whose spec is `spec`, as [`SIZE`].
 pub(crate) fn gadget_crd(group: &str, spec: &str) -> String {
     format!(
         "\
@@ -58,8 +55,7 @@ pub(crate) fn crds(client: &kube::Client) -> Api<DynamicObject> {
     )
 }
 
-/// Installs the CRD of the YAML `crd` outside any run (a forced server-side apply by `manager`),
-/// and waits until its group is served and its OpenAPI document published.
+/// Installs the CRD `crd` (YAML) as `manager` outside any run; waits until served and published.
 pub(crate) async fn install_crd(
     client: &kube::Client,
     crd: &str,
@@ -90,4 +86,12 @@ pub(crate) async fn install_crd(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Err(format!("the CRD of {group} was never served").into())
+}
+
+/// How many of the request paths `paths` read the cluster's OpenAPI documents.
+pub(crate) fn openapi_reads<'a>(paths: impl IntoIterator<Item = &'a str>) -> usize {
+    paths
+        .into_iter()
+        .filter(|path| path.starts_with("/openapi"))
+        .count()
 }

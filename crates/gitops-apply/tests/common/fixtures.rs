@@ -1,7 +1,6 @@
 //! The YAML of objects several tests apply.
 
-/// A Deployment `web` in `namespace` of `replicas` replicas of one nginx container, its pods
-/// labelled `app: web`.
+/// A Deployment `web` in `namespace` of `replicas` nginx pods labelled `app: web`.
 pub(crate) fn web_deployment(namespace: &str, replicas: u32) -> String {
     format!(
         "\

@@ -48,8 +48,7 @@ pub(crate) fn inventory(namespace: &str) -> ConfigMapInventory {
     ConfigMapInventory::new(namespace, "inventory").unwrap()
 }
 
-/// A builder of an applier through `client` with [`inventory`] in `namespace`, which waits 30 s
-/// at most for a CRD or Namespace of the set to settle.
+/// An applier builder with [`inventory`] in `namespace` that waits 30 s at most for settling.
 pub(crate) fn applier_builder(client: &kube::Client, namespace: &str) -> ApplierBuilder {
     Applier::builder(client.clone(), inventory(namespace)).settle_timeout(Duration::from_secs(30))
 }
@@ -59,15 +58,24 @@ pub(crate) fn applier(client: &kube::Client, namespace: &str) -> Applier {
     applier_builder(client, namespace).build()
 }
 
+/// One `apply_set` run with a token never cancelled.
+async fn apply_set(
+    applier: &Applier,
+    desired: DesiredSet,
+    options: &ApplyOptions,
+) -> Result<ChangeSet, ApplyError> {
+    applier
+        .apply_set(desired, options, &CancellationToken::new())
+        .await
+}
+
 /// One `apply_set` run that must succeed, and its change set.
 pub(crate) async fn run(
     applier: &Applier,
     desired: DesiredSet,
     options: &ApplyOptions,
 ) -> ChangeSet {
-    let result = applier
-        .apply_set(desired, options, &CancellationToken::new())
-        .await;
+    let result = apply_set(applier, desired, options).await;
     result.unwrap_or_else(|e| panic!("apply failed: {e}"))
 }
 
@@ -77,9 +85,7 @@ pub(crate) async fn run_err(
     desired: DesiredSet,
     options: &ApplyOptions,
 ) -> ApplyError {
-    let result = applier
-        .apply_set(desired, options, &CancellationToken::new())
-        .await;
+    let result = apply_set(applier, desired, options).await;
     result.expect_err("the run must fail")
 }
 
@@ -95,8 +101,7 @@ pub(crate) async fn planned(
     result.unwrap_or_else(|e| panic!("planning failed: {e}"))
 }
 
-/// The requests a run counts when it sent `lists` lists and `reads` other reads, and nothing
-/// else (no dry run, no write).
+/// The request counts of a run that sent `lists` lists, `reads` other reads and nothing else.
 pub(crate) fn read_only_counts(lists: u64, reads: u64) -> RequestCounts {
     RequestCounts {
         total: lists + reads,
