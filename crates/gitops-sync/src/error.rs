@@ -1,10 +1,8 @@
 //! [`SyncError`]: why a sync failed, and [`ErrorClass`]: what to do about it.
 
-use std::sync::Arc;
-
 use gitops_apply::{ApplyError, ObjectError, WaitError};
 use gitops_core::escape::Escaped;
-use gitops_render::RenderError;
+use gitops_render::{ProcessError, RenderError};
 use gitops_source::{Revision, SourceError};
 
 use crate::store::StoreError;
@@ -47,9 +45,9 @@ pub enum SyncError {
     Render {
         /// The revision.
         revision: Revision,
-        /// The renderer's error (shared: a stalled revision is not rendered again).
+        /// The renderer's error.
         #[source]
-        source: Arc<RenderError>,
+        source: Box<RenderError>,
         /// The last good set applied again without pruning, if there was one.
         served: Option<Box<SyncReport>>,
     },
@@ -123,10 +121,7 @@ impl SyncError {
                 StoreError::Io { .. } => ErrorClass::Transient,
                 StoreError::UnexpectedUnchanged { .. } => ErrorClass::Stalled,
             },
-            Self::Render { source, .. } => match **source {
-                RenderError::Cancelled => ErrorClass::Cancelled,
-                _ => ErrorClass::Stalled,
-            },
+            Self::Render { source, .. } => render_class(source),
             Self::Apply { source, .. } => apply_class(source),
             Self::Wait { source, .. } => match **source {
                 WaitError::Cancelled => ErrorClass::Cancelled,
@@ -194,6 +189,28 @@ fn source_class(error: &SourceError) -> ErrorClass {
         | SourceError::Select(_) => ErrorClass::Stalled,
         _ => ErrorClass::Transient,
     }
+}
+
+/// What the source holds is bad input; a tool that ran out of time or could not write its
+/// temporary files is not.
+fn render_class(error: &RenderError) -> ErrorClass {
+    if matches!(error, RenderError::Cancelled) {
+        return ErrorClass::Cancelled;
+    }
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = next {
+        match current.downcast_ref::<ProcessError>() {
+            Some(ProcessError::Cancelled { .. }) => return ErrorClass::Cancelled,
+            Some(
+                ProcessError::TimedOut { .. }
+                | ProcessError::TempHome { .. }
+                | ProcessError::Io { .. },
+            ) => return ErrorClass::Transient,
+            _ => {}
+        }
+        next = current.source();
+    }
+    ErrorClass::Stalled
 }
 
 /// The set or its objects are bad input; the cluster being busy, away or in a conflict is not.
@@ -282,13 +299,25 @@ mod tests {
     fn render_errors_stall_and_invalid_objects_stall_but_conflicts_do_not() {
         let render = SyncError::Render {
             revision: Revision::from_string("sha256:1"),
-            source: Arc::new(RenderError::Other {
+            source: Box::new(RenderError::Other {
                 renderer: "test".into(),
                 source: "bad".into(),
             }),
             served: None,
         };
         assert_eq!(render.class(), ErrorClass::Stalled);
+        let timed_out = SyncError::Render {
+            revision: Revision::from_string("sha256:1"),
+            source: Box::new(RenderError::Other {
+                renderer: "kustomize".into(),
+                source: Box::new(ProcessError::TimedOut {
+                    program: "/usr/bin/kustomize".into(),
+                    timeout: std::time::Duration::from_secs(60),
+                }),
+            }),
+            served: None,
+        };
+        assert_eq!(timed_out.class(), ErrorClass::Transient);
 
         let with_failure = |error: ObjectError| {
             let mut change_set = ChangeSet::default();

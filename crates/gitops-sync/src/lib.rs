@@ -14,8 +14,8 @@
 //!   [`SyncError`] whose [`SyncError::class`] says [`ErrorClass::Transient`] (retry with
 //!   backoff) or [`ErrorClass::Stalled`] (bad input: wait for a new revision).
 //! - [`Reconciler`]: the loop — interval with jitter, exponential [`Backoff`] on transient
-//!   errors, stalled units waiting for the interval (a revision that failed to render is not
-//!   rendered again), cancellation, a report per cycle ([`CycleEvent`]), and a [`Trigger`] that
+//!   errors, stalled units waiting for the interval (or a trigger) instead of retrying soon,
+//!   cancellation, a report per cycle ([`CycleEvent`]), and a [`Trigger`] that
 //!   asks for a sync now. One loop per unit, nothing global: many units fit in one process.
 //!
 //! # Your own reconciler

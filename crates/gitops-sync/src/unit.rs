@@ -279,7 +279,6 @@ impl SyncUnitBuilder {
             store,
             progress: self.progress,
             last_good: None,
-            failed: None,
             applied: None,
         })
     }
@@ -287,11 +286,10 @@ impl SyncUnitBuilder {
 
 /// One unit of configuration kept in sync: a [`Source`], a [`Renderer`] and an [`Applier`]
 /// (with its inventory), and what the unit remembers between syncs: the artifacts it fetched,
-/// the last good rendered set, a revision that failed to render, the revision last applied.
+/// the last good rendered set, the revision last applied.
 ///
 /// [`SyncUnit::sync`] runs one cycle: fetch (nothing is downloaded when the revision is
-/// unchanged), render (skipped when the revision's set is already rendered; a revision that
-/// failed to render is not rendered again), apply with server-side apply (only what differs
+/// unchanged), render (skipped when the revision's set is already rendered), apply with server-side apply (only what differs
 /// from the live state is written, so a steady cycle still corrects drift), prune what left the
 /// set (only a set rendered from the current revision prunes), and wait by [`WaitPolicy`]. After
 /// a failed fetch or render, the last good set is applied again without pruning.
@@ -327,7 +325,6 @@ pub struct SyncUnit {
     store: ArtifactStore,
     progress: Option<ProgressFn>,
     last_good: Option<RenderedSet>,
-    failed: Option<(Revision, Arc<RenderError>)>,
     applied: Option<Revision>,
 }
 
@@ -509,8 +506,7 @@ impl SyncUnit {
         self.apply(set, cancel, started, timings).await
     }
 
-    /// The set of `artifact`'s revision: the one already rendered, the failure already seen, or
-    /// a new render.
+    /// The set of `artifact`'s revision: the one already rendered, or a new render.
     async fn render(
         &mut self,
         artifact: &Artifact,
@@ -522,22 +518,12 @@ impl SyncUnit {
         {
             return Ok(good.clone());
         }
-        if let Some((failed, error)) = &self.failed
-            && failed == revision
-        {
-            // The same revision fails the same way: wait for a new one.
-            return Err(SyncError::Render {
-                revision: revision.clone(),
-                source: Arc::clone(error),
-                served: None,
-            });
-        }
         self.report(SyncProgress::Rendering {
             revision: revision.clone(),
         });
         let render_error = |source: RenderError| SyncError::Render {
             revision: revision.clone(),
-            source: Arc::new(source),
+            source: Box::new(source),
             served: None,
         };
         let root = SourceRoot::new(artifact.root()).map_err(|e| render_error(e.into()))?;
@@ -554,19 +540,10 @@ impl SyncUnit {
                     objects: set.manifests().len(),
                 });
                 self.last_good = Some(set.clone());
-                self.failed = None;
                 Ok(set)
             }
             Err(RenderError::Cancelled) => Err(SyncError::Cancelled { step: "rendering" }),
-            Err(error) => {
-                let error = Arc::new(error);
-                self.failed = Some((revision.clone(), Arc::clone(&error)));
-                Err(SyncError::Render {
-                    revision: revision.clone(),
-                    source: error,
-                    served: None,
-                })
-            }
+            Err(error) => Err(render_error(error)),
         }
     }
 

@@ -228,14 +228,17 @@ async fn a_broken_revision_serves_the_last_good_set_without_pruning() {
     );
     assert_eq!(unit.last_good_revision(), Some(&good.revision));
 
-    // The same broken revision is not rendered again: it stalls until a new one.
+    // The same broken revision fails the same way (a loop retries it at the interval, not
+    // with backoff), and the last good set is served again, from memory (not rendered again).
     let again = unit.sync(&CancellationToken::new()).await.unwrap_err();
     assert_eq!(again.class(), ErrorClass::Stalled);
-    assert!(again.served().is_some());
+    let served = again.served().expect("served again");
+    assert_eq!(served.change_set.count(ObjectAction::Pruned), 0);
+    assert!(live(&client, &namespace, "b").await.is_some(), "b pruned");
     assert_eq!(
         *renders.lock().unwrap(),
-        2,
-        "first render and the broken one"
+        3,
+        "the good render, the broken one twice"
     );
 
     // Fixed: the current revision renders, and now b is pruned.
