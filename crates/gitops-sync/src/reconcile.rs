@@ -77,7 +77,7 @@ impl Default for Backoff {
 /// let trigger = gitops_sync::Trigger::new();
 /// let webhook = trigger.clone();
 /// std::thread::spawn(move || webhook.sync_now()).join().unwrap();
-/// assert!(trigger.is_pending());
+/// assert!(trigger.take_request());
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct Trigger {
@@ -89,7 +89,7 @@ impl Trigger {
     /// [`Reconciler::with_trigger`]).
     ///
     /// ```
-    /// assert!(!gitops_sync::Trigger::new().is_pending());
+    /// assert!(!gitops_sync::Trigger::new().take_request());
     /// ```
     #[must_use]
     pub fn new() -> Self {
@@ -102,23 +102,24 @@ impl Trigger {
     /// let trigger = gitops_sync::Trigger::new();
     /// trigger.sync_now();
     /// trigger.sync_now();
-    /// assert!(trigger.is_pending());
+    /// assert!(trigger.take_request());
     /// ```
     pub fn sync_now(&self) {
         self.notify.notify_one();
     }
 
-    /// Whether an ask is waiting to be served. Checking takes the ask: use it in tests and
-    /// for a reconciler of your own, not beside a running [`Reconciler`].
+    /// Takes the ask waiting to be served, if any: whether there was one. For a reconciler of
+    /// your own (take the ask before each sync, so that one sync serves it); a running
+    /// [`Reconciler`] takes them itself.
     ///
     /// ```
     /// let trigger = gitops_sync::Trigger::new();
     /// trigger.sync_now();
-    /// assert!(trigger.is_pending());
-    /// assert!(!trigger.is_pending());
+    /// assert!(trigger.take_request());
+    /// assert!(!trigger.take_request());
     /// ```
     #[must_use]
-    pub fn is_pending(&self) -> bool {
+    pub fn take_request(&self) -> bool {
         self.notify.notified().now_or_never().is_some()
     }
 
@@ -334,7 +335,7 @@ impl Reconciler {
         while !cancel.is_cancelled() {
             cycle += 1;
             // An ask made before this sync starts is served by it.
-            let _ = self.trigger.is_pending();
+            let _ = self.trigger.take_request();
             let started = Instant::now();
             let result = self.unit.sync(cancel).await;
             let class = result.as_ref().err().map(SyncError::class);
@@ -417,7 +418,7 @@ mod tests {
         for _ in 0..5 {
             trigger.clone().sync_now();
         }
-        assert!(trigger.is_pending());
-        assert!(!trigger.is_pending(), "five asks make one sync");
+        assert!(trigger.take_request());
+        assert!(!trigger.take_request(), "five asks make one sync");
     }
 }

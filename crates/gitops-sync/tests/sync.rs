@@ -672,3 +672,40 @@ async fn cancelling_stops_the_loop_within_a_sync() {
             .is_some()
     );
 }
+
+#[tokio::test]
+async fn a_stalled_unit_waits_for_the_interval_not_the_backoff() {
+    let (client, namespace) = setup("sync-stalled").await;
+    let repo = tempfile::tempdir().unwrap();
+    write(repo.path(), "broken.yaml", "kind: ConfigMap\nmetadata: [\n");
+    let unit = unit(
+        &client,
+        &namespace,
+        "inventory",
+        LocalDirectorySource::new(repo.path()),
+    )
+    .build()
+    .unwrap();
+    let cancel = CancellationToken::new();
+    let reconciler = Reconciler::new(unit, Duration::from_secs(3600)).backoff(Backoff::new(
+        Duration::from_millis(50),
+        Duration::from_millis(200),
+    ));
+    let trigger = reconciler.trigger();
+    let (mut receiver, task) = spawn(reconciler, &cancel);
+    let stalled = next(&mut receiver).await;
+    assert_eq!(stalled.class, Some(ErrorClass::Stalled));
+    assert_eq!(stalled.failures, 0);
+    assert_eq!(stalled.next_in, Duration::from_secs(3600));
+
+    // A fix, and a trigger (a webhook on push): applied at once, nothing was ever pruned.
+    std::fs::remove_file(repo.path().join("broken.yaml")).unwrap();
+    write(repo.path(), "a.yaml", &config_map("a", "blue"));
+    trigger.sync_now();
+    let fixed = next(&mut receiver).await;
+    assert_eq!(fixed.class, None);
+    assert!(fixed.triggered);
+    assert_eq!(fixed.actions["a"], ObjectAction::Created);
+    cancel.cancel();
+    task.await.unwrap();
+}
