@@ -1,5 +1,5 @@
-//! The whole GitOps cycle of `gitops-examples`' pipeline (Git poll → render → diff → apply →
-//! prune) on a repository of 200 objects in 20 files, against a real control plane
+//! The whole GitOps cycle of a `gitops-sync` unit (Git poll → render → diff → apply → prune) on a
+//! repository of 200 objects in 20 files, against a real control plane
 //! (gitops-envtest), side by side in one run with the loop many teams script by hand:
 //! `git fetch` + `git reset --hard` of a clone, then `kubectl apply --server-side` of the
 //! directory (the pinned kubectl; processes timed whole).
@@ -15,19 +15,17 @@
 //! gitops-rs 21 ms (7 API requests, 0 writes: a ref listing, discovery, one list per kind, the
 //! inventory) against git+kubectl 706 ms, 33x; new commit, gitops-rs 87 ms against 756 ms, 8.7x.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, criterion_group};
+use gitops_apply::{Applier, ApplyOptions, ConfigMapInventory, TakeoverManager};
 use gitops_envtest::{ControlPlane, Tool};
-use gitops_examples::git_repo::GitRepository;
-use gitops_examples::pipeline::{
-    Pipeline, ProgressSink, RendererChoice, SourceSpec, SyncConfig, error_chain,
-};
-use gitops_source::GitReference;
-use tokio::runtime::Runtime;
+use gitops_render::PlainRenderer;
+use gitops_source::{GitReference, GitSource};
+use gitops_sync::{SyncReport, SyncUnit};
 use tokio_util::sync::CancellationToken;
 
 const FILES: usize = 20;
@@ -58,24 +56,59 @@ fn app_file(file: usize, generation: usize) -> String {
     yaml
 }
 
+/// Runs `git args` in `dir`, without the user's or the system's configuration.
+fn git(dir: &Path, args: &[&str]) {
+    let output = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .expect("git runs");
+    assert!(
+        output.status.success(),
+        "git {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Writes `files` (path, contents) into the repository at `dir` and commits everything.
+fn commit(dir: &Path, files: &[(String, String)]) {
+    for (path, contents) in files {
+        let path = dir.join(path);
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("a directory");
+        std::fs::write(path, contents).expect("a file");
+    }
+    git(dir, &["add", "--all"]);
+    git(dir, &["commit", "--quiet", "--message", "change"]);
+}
+
+/// A new repository on branch `main` at `dir`.
+fn create_repository(dir: &Path) {
+    std::fs::create_dir_all(dir).expect("a directory");
+    git(dir, &["init", "--quiet", "--initial-branch=main"]);
+    for (key, value) in [
+        ("user.name", "bench"),
+        ("user.email", "bench@example.invalid"),
+        ("commit.gpgsign", "false"),
+    ] {
+        git(dir, &["config", "--local", key, value]);
+    }
+}
+
 /// Commits a change of one object, made by `generation`.
-fn commit_generation(runtime: &Runtime, repository: &GitRepository, generation: usize) {
+fn commit_generation(repository: &Path, generation: usize) {
     let file = generation % FILES;
     let path = format!("app/file-{file:02}.yaml");
-    let contents = app_file(file, generation);
-    runtime
-        .block_on(repository.commit("change", &[(&path, Some(&contents))]))
-        .expect("a commit");
+    commit(repository, &[(path, app_file(file, generation))]);
 }
 
 /// The scripted peer: update a clone, then `kubectl apply --server-side` its directory.
-fn shell_cycle(clone: &GitRepository, kubectl: &Path, kubeconfig: &Path, namespace: &str) {
-    clone
-        .git_blocking(&["fetch", "--quiet", "origin", "main"])
-        .expect("git fetch");
-    clone
-        .git_blocking(&["reset", "--quiet", "--hard", "FETCH_HEAD"])
-        .expect("git reset");
+fn shell_cycle(clone: &Path, kubectl: &Path, kubeconfig: &Path, namespace: &str) {
+    git(clone, &["fetch", "--quiet", "origin", "main"]);
+    git(clone, &["reset", "--quiet", "--hard", "FETCH_HEAD"]);
     let output = Command::new(kubectl)
         .arg("--kubeconfig")
         .arg(kubeconfig)
@@ -89,7 +122,7 @@ fn shell_cycle(clone: &GitRepository, kubectl: &Path, kubeconfig: &Path, namespa
             "--recursive",
             "-f",
         ])
-        .arg(clone.path().join("app"))
+        .arg(clone.join("app"))
         .output()
         .expect("kubectl runs");
     assert!(
@@ -143,47 +176,53 @@ fn bench_pipeline(c: &mut Criterion) {
     let kubeconfig = control_plane.kubeconfig_path().to_owned();
 
     let scratch = tempfile::tempdir().unwrap();
-    let repository_dir = scratch.path().join("repository");
-    std::fs::create_dir_all(&repository_dir).unwrap();
-    let repository = runtime
-        .block_on(GitRepository::builder().in_dir(repository_dir).create())
-        .expect("a repository");
+    let repository: PathBuf = scratch.path().join("repository");
+    create_repository(&repository);
     let files: Vec<(String, String)> = (0..FILES)
         .map(|file| (format!("app/file-{file:02}.yaml"), app_file(file, 0)))
         .collect();
-    let changes: Vec<(&str, Option<&str>)> = files
-        .iter()
-        .map(|(path, contents)| (path.as_str(), Some(contents.as_str())))
-        .collect();
-    runtime
-        .block_on(repository.commit("app", &changes))
-        .expect("the first commit");
-    let clone = runtime
-        .block_on(repository.clone_into(scratch.path().join("clone")))
-        .expect("a clone");
+    commit(&repository, &files);
+    let clone = scratch.path().join("clone");
+    git(
+        scratch.path(),
+        &[
+            "clone",
+            "--quiet",
+            &repository.to_string_lossy(),
+            &clone.to_string_lossy(),
+        ],
+    );
 
-    let config = SyncConfig::builder(SourceSpec::git(
-        repository.url(),
-        GitReference::Branch("main".into()),
-    ))
-    .subpath("app")
-    .renderer(RendererChoice::Plain)
-    .target_namespace(ours_ns.clone())
-    .inventory(format!("{ours_ns}/inventory").parse().unwrap())
+    // The unit an agent would run: a Git source, plain YAML, an inventory ConfigMap.
+    let source = GitSource::builder(
+        format!("file://{}", repository.display()),
+        scratch.path().join("git-cache"),
+    )
+    .reference(GitReference::Branch("main".into()))
     .build()
-    .unwrap();
-    let mut pipeline = Pipeline::new(client, config).unwrap();
+    .expect("a Git source");
+    let inventory = ConfigMapInventory::new(&ours_ns, "inventory").expect("an inventory");
+    let applier = Applier::builder(client, inventory).build();
+    let mut unit = SyncUnit::builder(source, PlainRenderer::new(), applier)
+        .path("app")
+        .apply_options(
+            ApplyOptions::default()
+                .with_takeover(TakeoverManager::defaults())
+                .with_target_namespace(ours_ns.clone()),
+        )
+        .build()
+        .expect("a unit");
     let cancel = CancellationToken::new();
-    let mut sync = |expect_change: bool| {
+    let mut sync = |expect_change: bool| -> SyncReport {
         let report = runtime
-            .block_on(pipeline.sync_once(&cancel, &ProgressSink::none()))
-            .unwrap_or_else(|error| panic!("sync: {}", error_chain(&error)));
-        assert_eq!(report.changed(), expect_change, "{}", report.status_line());
+            .block_on(unit.sync(&cancel))
+            .unwrap_or_else(|error| panic!("sync: {}", error.chain()));
+        assert_eq!(report.changed(), expect_change, "{report}");
         report
     };
     let first = sync(true);
     assert_eq!(
-        first.count(gitops_apply::ObjectAction::Created),
+        first.change_set.count(gitops_apply::ObjectAction::Created),
         FILES * OBJECTS_PER_FILE
     );
     shell_cycle(&clone, &kubectl, &kubeconfig, &shell_ns);
@@ -227,7 +266,7 @@ fn bench_pipeline(c: &mut Criterion) {
     });
     let mut next_commit = || {
         generation += 1;
-        commit_generation(&runtime, &repository, generation);
+        commit_generation(&repository, generation);
     };
     group.bench_function("new commit/gitops-rs", |b| {
         b.iter_custom(|iterations| {
@@ -253,11 +292,11 @@ fn bench_pipeline(c: &mut Criterion) {
          new commit: gitops-rs {ours_new:.2?}, git+kubectl {shell_new:.2?} ({:.1}x)",
         FILES * OBJECTS_PER_FILE,
         shell.as_secs_f64() / ours.as_secs_f64().max(1e-9),
-        steady.api_requests,
-        steady.api_writes,
+        steady.change_set.request_counts.total,
+        steady.change_set.request_counts.writes,
         shell_new.as_secs_f64() / ours_new.as_secs_f64().max(1e-9),
     );
-    drop(pipeline);
+    drop(unit);
     control_plane.stop();
 }
 
