@@ -56,6 +56,7 @@ mod config;
 mod reconcile;
 mod report;
 mod run;
+mod unit;
 
 pub use config::{
     ConfigError, HelmRelease, InventoryLocation, RendererChoice, SourceSpec, SyncConfig,
@@ -66,3 +67,4 @@ pub use report::{
     ProgressSink, SyncError, SyncProgress, SyncReport, action_name, error_chain, short_revision,
 };
 pub use run::{APPLIED_REVISION_ANNOTATION, Pipeline};
+pub use unit::{record_applied_revision, sync_unit};

@@ -701,3 +701,94 @@ async fn sync_finds_kustomize_by_flag_variable_or_path() {
         by_flag.stderr
     );
 }
+
+/// Polls `check` every 200 ms until it holds; panics naming `what` after a minute.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..300 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("{what} did not happen within a minute");
+}
+
+/// `reconcile` end to end, a gitops-sync reconciler over the flags' unit: it applies, corrects
+/// a hand edit on a later cycle, prunes a removed file, and records the revision it applied on
+/// the inventory, so that a one-shot `sync` afterwards finds nothing new and nothing to do.
+#[tokio::test]
+async fn reconcile_applies_corrects_drift_prunes_and_records_its_revision() {
+    let control_plane = control_plane().await;
+    let client = control_plane.client().await.unwrap();
+    let namespace = control_plane
+        .create_namespace("reconcile-e2e")
+        .await
+        .unwrap();
+    let dir = repository(&[
+        ("a.yaml", &config_map_yaml(&namespace, "a", "red")),
+        ("b.yaml", &config_map_yaml(&namespace, "b", "blue")),
+    ]);
+    let inventory = format!("{namespace}/apps");
+    let args = flags(control_plane, dir.path(), &["--inventory", &inventory]);
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_reconcile"))
+        .args(&args)
+        .args(["--interval", "1s"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+
+    eventually("the first apply", || async {
+        color(&client, &namespace, "a").await.as_deref() == Some("red")
+            && color(&client, &namespace, "b").await.as_deref() == Some("blue")
+    })
+    .await;
+    eventually("recording the applied revision", || async {
+        config_maps
+            .get_opt("apps")
+            .await
+            .unwrap()
+            .is_some_and(|inventory| {
+                inventory
+                    .metadata
+                    .annotations
+                    .unwrap_or_default()
+                    .contains_key(gitops_examples::pipeline::APPLIED_REVISION_ANNOTATION)
+            })
+    })
+    .await;
+
+    config_maps
+        .patch(
+            "a",
+            &PatchParams {
+                field_manager: Some("kubectl-edit".into()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(serde_json::json!({"data": {"color": "green"}})),
+        )
+        .await
+        .unwrap();
+    eventually("the hand edit corrected", || async {
+        color(&client, &namespace, "a").await.as_deref() == Some("red")
+    })
+    .await;
+
+    std::fs::remove_file(dir.path().join("b.yaml")).unwrap();
+    eventually("b pruned", || async {
+        color(&client, &namespace, "b").await.is_none()
+    })
+    .await;
+    child.kill().await.unwrap();
+
+    // The recorded revision is the one in the directory: nothing new, nothing to do.
+    let after = sync(&[args, vec!["--output".into(), "json".into()]].concat()).await;
+    assert_eq!(after.code, Some(0), "{}\n{}", after.stdout, after.stderr);
+    assert_eq!(after.json()["newRevision"], false, "{}", after.stdout);
+}

@@ -12,7 +12,7 @@ use gitops_apply::{
 };
 use gitops_core::escape::Escaped;
 use gitops_render::{RenderError, RenderRequest, Renderer, SourceRoot, Substitution};
-use gitops_source::{Artifact, FetchProgress, Revision, Source};
+use gitops_source::{Artifact, FetchProgress, Revision, SkippedEntry, Source};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::SyncError;
@@ -31,6 +31,15 @@ pub enum SyncProgress {
         revision: Revision,
         /// Whether it was fetched now (not the artifact the store already had).
         changed: bool,
+    },
+    /// Entries the source left out of a newly fetched artifact (symbolic links, submodules,
+    /// ignored files it reports), once per fetch; names come from the repository: print
+    /// them escaped ([`SkippedEntry`]'s `Display` does).
+    LeftOut {
+        /// The revision.
+        revision: Revision,
+        /// The entries left out.
+        entries: Vec<SkippedEntry>,
     },
     /// Rendering a revision (not reported when its set is already rendered).
     Rendering {
@@ -444,6 +453,17 @@ impl SyncUnit {
         &self.store
     }
 
+    /// Reports the entries a new fetch left out ([`SyncProgress::LeftOut`]).
+    fn report_left_out(&self, fetched: &crate::store::Fetched) {
+        let entries = fetched.artifact.skipped();
+        if fetched.changed && !entries.is_empty() {
+            self.report(SyncProgress::LeftOut {
+                revision: fetched.artifact.revision().clone(),
+                entries: entries.to_vec(),
+            });
+        }
+    }
+
     fn report(&self, step: SyncProgress) {
         if let Some(progress) = &self.progress {
             progress(&step);
@@ -492,6 +512,7 @@ impl SyncUnit {
             revision: revision.clone(),
             changed: fetched.changed,
         });
+        self.report_left_out(&fetched);
         let render_started = Instant::now();
         let set = match self.render(&fetched.artifact, cancel).await {
             Ok(set) => set,

@@ -1,16 +1,18 @@
-//! `reconcile`: the GitOps agent. Syncs on an interval until Ctrl-C: every cycle fetches (a poll
-//! that finds the revision unchanged downloads and renders nothing), applies (the applier
-//! compares with the live objects, so drift is corrected even when Git did not change), prunes
-//! only after a good render, and prints one status line:
+//! `reconcile`: the GitOps agent, a `gitops-sync` [`Reconciler`] over the unit the flags
+//! describe. Syncs on an interval until Ctrl-C: every cycle fetches (a poll that finds the
+//! revision unchanged downloads and renders nothing), applies (the applier compares with the
+//! live objects, so drift is corrected even when Git did not change), prunes only after a good
+//! render, and prints one status line:
 //!
 //! ```text
-//! cycle 1 ok main@sha1:3f9c0d1e2a4b: 4 created, 0 configured, 0 unchanged, 0 pruned, 0 drift corrected, 0.31s, 19 API requests (5 writes); next in 30s
-//! cycle 2 ok main@sha1:3f9c0d1e2a4b: 0 created, 1 configured, 3 unchanged, 0 pruned, 1 drift corrected, 0.05s, 8 API requests (1 writes); next in 30s
-//! cycle 3 failed after 0.05s: rendering main@sha1:77aa01b2c3d4… failed: app/bad.yaml:1:7: invalid YAML: unclosed bracket '[' at line 1, column 7 [served main@sha1:3f9c0d1e2a4b (last good): 0 created, 0 configured, 4 unchanged, 0 pruned, 0 drift corrected, 0.05s, 6 API requests (0 writes)]; retry in 2s
+//! cycle 1 ok main@sha1:3f9c…: 4 created, 0 configured, 0 recreated, 0 pruned, 0 unchanged, 0 failed; next in 30s
+//! cycle 2 ok main@sha1:3f9c…: 0 created, 1 configured, 0 recreated, 0 pruned, 3 unchanged, 0 failed; next in 30s
+//! cycle 3 Stalled: rendering main@sha1:77aa… failed: app/bad.yaml:1:7: invalid YAML … [applied main@sha1:3f9c…: … (served last good, no prune)]; next in 30s
 //! ```
 //!
-//! When a fetch or render fails, the last good revision is applied again without pruning, and
-//! the next cycle comes sooner (exponential backoff from 2 s up to `--max-backoff`).
+//! A failed fetch or render applies the last good revision again without pruning; a transient
+//! failure (an unreachable host) is retried sooner (exponential backoff from 2 s up to
+//! `--max-backoff`), a stalled one (bad input) waits for the interval.
 //!
 //! ```text
 //! reconcile --url https://example.com/config.git --ref main --inventory default/apps --interval 30s
@@ -22,10 +24,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use gitops_examples::pipeline::cli::{
-    ProgressBars, SyncArgs, cancel_on_ctrl_c, init_tracing, name_flags,
-};
-use gitops_examples::pipeline::{Backoff, Pipeline, Reconciler};
+use gitops_examples::pipeline::cli::{SyncArgs, cancel_on_ctrl_c, init_tracing, name_flags};
+use gitops_examples::pipeline::{record_applied_revision, sync_unit};
+use gitops_sync::{Backoff, Reconciler, SyncProgress};
 
 /// The GitOps agent: sync on an interval, correct drift, stop on Ctrl-C.
 #[derive(Debug, Parser)]
@@ -57,38 +58,55 @@ async fn main() -> ExitCode {
 async fn run(args: Args) -> anyhow::Result<()> {
     let config = args.sync.to_config(false)?;
     let client = args.sync.client().await?;
-    let pipeline = Pipeline::new(client, config)?;
+    // Artifacts and the Git cache: --work-dir (kept across runs), else a temporary directory.
+    let temporary = tempfile::Builder::new()
+        .prefix("gitops-reconcile-")
+        .tempdir()?;
+    let work_dir = config.work_dir().unwrap_or(temporary.path());
+    let unit = sync_unit(client.clone(), &config, work_dir)
+        .await?
+        // Entries the fetch left out (symbolic links, submodules), once per new revision.
+        .progress(|step| {
+            if let SyncProgress::LeftOut { entries, .. } = step {
+                for entry in entries {
+                    println!("warning: {entry} was left out of the artifact");
+                }
+            }
+        })
+        .build()?;
     println!(
         "reconciling {} every {}",
-        pipeline.location(),
+        unit.name(),
         humantime::format_duration(args.interval)
     );
 
     // The first Ctrl-C stops cleanly; a second one exits at once.
     let cancel = cancel_on_ctrl_c();
-
-    let bars = ProgressBars::new();
-    let pipeline = Reconciler::new(pipeline, args.interval)
+    let (record, mut recorded) = tokio::sync::mpsc::unbounded_channel();
+    let recorder = tokio::spawn({
+        let (client, config) = (client.clone(), config.clone());
+        // The revision applied, on the inventory, so that a one-shot `sync` tells drift.
+        async move {
+            while let Some(revision) = recorded.recv().await {
+                record_applied_revision(&client, &config, &revision).await;
+            }
+        }
+    });
+    let unit = Reconciler::new(unit, args.interval)
         .backoff(Backoff::new(Duration::from_secs(2), args.max_backoff))
-        .progress(bars.sink())
         .run(&cancel, |event| {
-            // Entries the fetch left out (symbolic links, submodules), once per revision.
             if let Ok(report) = event.result
                 && report.new_revision
+                && !report.served_last_good
             {
-                for entry in &report.skipped_entries {
-                    bars.println(&format!("warning: {entry} was left out of the artifact"));
-                }
+                let _ = record.send(report.revision.clone());
             }
-            bars.println(&name_flags(&event.status_line()));
-            bars.set_idle(format!(
-                "next cycle in {}",
-                humantime::format_duration(event.next_in)
-            ));
+            println!("{}", name_flags(&event.status_line()));
         })
         .await;
-    bars.finish();
-    match pipeline.applied_revision() {
+    drop(record);
+    let _ = recorder.await;
+    match unit.applied_revision() {
         Some(revision) => println!("stopped; last applied {revision}"),
         None => println!("stopped; nothing applied"),
     }

@@ -71,6 +71,9 @@ pub enum ConfigError {
     /// The source could not be set up (invalid URL, credentials, reference).
     #[error("invalid source")]
     Source(#[source] gitops_source::SourceError),
+    /// The sync unit could not be set up (its artifact store).
+    #[error("setting up the sync unit")]
+    Unit(#[source] Box<gitops_sync::SyncError>),
     /// The working directory could not be prepared.
     #[error("preparing the working directory {path}")]
     WorkDir {

@@ -71,7 +71,7 @@ impl WorkDir {
 
 /// What Helm is told of the cluster: `.Capabilities.KubeVersion` and `.Capabilities.APIVersions`.
 #[derive(Clone, Debug, Default)]
-struct Capabilities {
+pub(super) struct Capabilities {
     kube_version: Option<String>,
     api_versions: Vec<String>,
 }
@@ -734,7 +734,10 @@ fn build_source(config: &SyncConfig, work_dir: &Path) -> Result<Box<dyn Source>,
 /// helm's `--kube-version` and `--api-versions` take them (`v1`, `v1/Pod`, `apps/v1`,
 /// `apps/v1/Deployment`), read with aggregated discovery (two requests). What cannot be read is
 /// left out with a warning: helm then uses its own defaults.
-async fn discover_capabilities(client: &kube::Client, kube_version: Option<&str>) -> Capabilities {
+pub(super) async fn discover_capabilities(
+    client: &kube::Client,
+    kube_version: Option<&str>,
+) -> Capabilities {
     let kube_version = match kube_version {
         Some(version) => Some(version.to_owned()),
         None => match client.apiserver_version().await {
@@ -836,7 +839,7 @@ fn helm_renderer(
     helm
 }
 
-fn build_renderer(
+pub(super) fn build_renderer(
     config: &SyncConfig,
     capabilities: Option<&Capabilities>,
 ) -> Result<Box<dyn Renderer>, ConfigError> {

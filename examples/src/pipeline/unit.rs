@@ -1,0 +1,155 @@
+//! [`sync_unit`]: a `gitops-sync` [`SyncUnit`] set up from a [`SyncConfig`] (the flags of the
+//! `sync` and `reconcile` binaries); the cycle itself is the library's.
+
+use std::path::Path;
+
+use gitops_apply::{Applier, ApplyOptions, ConfigMapInventory, TakeoverManager};
+use gitops_source::{GitSource, LocalDirectorySource, Revision, Source, SourceError};
+use gitops_sync::{ArtifactStore, SyncError, SyncUnit, SyncUnitBuilder, WaitPolicy};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, Patch, PatchParams};
+
+use super::config::{ConfigError, RendererChoice, SourceSpec, SyncConfig};
+use super::report::error_chain;
+use super::run::{APPLIED_REVISION_ANNOTATION, build_renderer, discover_capabilities};
+
+/// A [`SyncUnit`]'s builder for `config` (add a progress callback, then build): its source (Git, with its Git cache in `work_dir`, or a local
+/// directory), its renderer (Helm told the cluster's version and API versions, read once here
+/// by discovery unless `--helm-kube-version` is given), an applier keeping its inventory in the
+/// configured ConfigMap, the apply options of the flags (taking over `kubectl` edits, as the
+/// library's default does), and a wait after changes when a wait timeout is set.
+///
+/// ```no_run
+/// use gitops_examples::pipeline::{SourceSpec, SyncConfig, sync_unit};
+/// # async fn run(client: kube::Client) -> Result<(), Box<dyn std::error::Error>> {
+/// let config = SyncConfig::builder(SourceSpec::local("./deploy")).build()?;
+/// let work_dir = tempfile::tempdir()?;
+/// let mut unit = sync_unit(client, &config, work_dir.path()).await?.build()?;
+/// let report = unit.sync(&tokio_util::sync::CancellationToken::new()).await?;
+/// println!("{report}");
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+/// [`ConfigError`]: the source, the inventory or a tool named by the configuration is not
+/// usable, or the artifact store cannot be made in `work_dir`.
+pub async fn sync_unit(
+    client: kube::Client,
+    config: &SyncConfig,
+    work_dir: &Path,
+) -> Result<SyncUnitBuilder, ConfigError> {
+    let capabilities = match config.renderer {
+        RendererChoice::Helm(_) | RendererChoice::Auto => {
+            Some(discover_capabilities(&client, config.helm_kube_version.as_deref()).await)
+        }
+        RendererChoice::Plain | RendererChoice::Kustomize => None,
+    };
+    let renderer = build_renderer(config, capabilities.as_ref())?;
+    let inventory = ConfigMapInventory::new(&config.inventory.namespace, &config.inventory.name)
+        .map_err(|source| ConfigError::InvalidInventory {
+            location: config.inventory.to_string(),
+            source: Some(source),
+        })?;
+    let applier = Applier::builder(client, inventory)
+        .field_manager(config.field_manager.clone())
+        .build();
+    let builder = match &config.source {
+        SourceSpec::Git {
+            url,
+            reference,
+            credentials,
+            known_hosts,
+        } => {
+            let mut git = GitSource::builder(url.clone(), work_dir.join("git-cache"))
+                .reference(reference.clone())
+                .timeout(config.fetch_timeout);
+            if let Some(credentials) = credentials {
+                git = git.credentials(credentials.clone());
+            }
+            if let Some(known_hosts) = known_hosts {
+                git = git.known_hosts(known_hosts.clone());
+            }
+            unit_of(git.build().map_err(ConfigError::Source)?, renderer, applier)
+        }
+        SourceSpec::LocalDirectory { path } => {
+            if !path.is_dir() {
+                return Err(ConfigError::Source(SourceError::InvalidConfiguration {
+                    message: format!("{} is not a directory", path.display()),
+                    source: None,
+                }));
+            }
+            unit_of(LocalDirectorySource::new(path.clone()), renderer, applier)
+        }
+    };
+    let artifacts = work_dir.join("artifacts");
+    let store = ArtifactStore::new(artifacts)
+        .map_err(|source| ConfigError::Unit(Box::new(SyncError::Setup(source))))?;
+    Ok(builder
+        .path(&config.subpath)
+        .apply_options(apply_options(config))
+        .wait(
+            config
+                .wait_timeout
+                .map_or(WaitPolicy::Never, WaitPolicy::WhenChanged),
+        )
+        .artifact_store(store))
+}
+
+/// Records `revision` on the inventory ConfigMap of `config` ([`APPLIED_REVISION_ANNOTATION`],
+/// a merge patch of one annotation that the applier's own writes of the inventory leave
+/// alone), so that a later one-shot `sync` tells a new revision from drift. A failure is only
+/// logged: the annotation is a hint, not the inventory.
+///
+/// ```no_run
+/// # async fn run(client: kube::Client, config: gitops_examples::pipeline::SyncConfig) {
+/// let revision = gitops_source::Revision::from_string("main@sha1:3f9c0d1e2a4b");
+/// gitops_examples::pipeline::record_applied_revision(&client, &config, &revision).await;
+/// # }
+/// ```
+pub async fn record_applied_revision(
+    client: &kube::Client,
+    config: &SyncConfig,
+    revision: &Revision,
+) {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &config.inventory.namespace);
+    let patch = serde_json::json!({
+        "metadata": {"annotations": {APPLIED_REVISION_ANNOTATION: revision.as_str()}}
+    });
+    let params = PatchParams {
+        field_manager: Some(config.field_manager.clone()),
+        ..PatchParams::default()
+    };
+    if let Err(error) = api
+        .patch(&config.inventory.name, &params, &Patch::Merge(&patch))
+        .await
+    {
+        tracing::debug!(inventory = %config.inventory, error = %error_chain(&error), "recording the applied revision");
+    }
+}
+
+/// A builder over `source` (a function, so that each kind of source keeps its own type).
+fn unit_of(
+    source: impl Source + 'static,
+    renderer: Box<dyn gitops_render::Renderer>,
+    applier: Applier,
+) -> SyncUnitBuilder {
+    SyncUnit::builder(source, renderer, applier)
+}
+
+/// The apply options of `config`'s flags.
+fn apply_options(config: &SyncConfig) -> ApplyOptions {
+    ApplyOptions::default()
+        .with_takeover(TakeoverManager::defaults())
+        .with_force(config.force)
+        .with_dry_run(config.dry_run)
+        .with_target_namespace(config.target_namespace.clone())
+        .with_create_target_namespace(
+            config.target_namespace.is_some() && config.create_target_namespace,
+        )
+        .with_prune(config.prune)
+        .with_recreate_on_immutable(config.recreate_on_immutable)
+        .with_allow_empty_set(config.allow_empty_set)
+        .with_allow_cascading_prune(config.allow_cascading_prune)
+        .with_take_ownership(config.take_ownership)
+}
