@@ -11,9 +11,11 @@
 //! At the end the medians, their ratios (peer / ours) and the API requests of our no-change
 //! cycle are printed.
 //!
-//! Measured on 2026-11-23 (2 cores shared with other builds, load average about 6): no change,
-//! gitops-rs 21 ms (7 API requests, 0 writes: a ref listing, discovery, one list per kind, the
-//! inventory) against git+kubectl 706 ms, 33x; new commit, gitops-rs 87 ms against 756 ms, 8.7x.
+//! Measured on 2026-11-29 with a gitops-sync unit (2 cores shared with other builds): no change,
+//! gitops-rs 17 ms (4 API requests, 0 writes: one list per kind and the inventory; the ref
+//! listing is Git's) against git+kubectl 675 ms, 40x; new commit, gitops-rs 106 ms against
+//! 629 ms, 5.9x. (On 2026-11-23, with the examples' pipeline: 21 ms and 7 requests against
+//! 706 ms, 33x; 87 ms against 756 ms, 8.7x.)
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
