@@ -76,6 +76,8 @@
 //! # }
 //! ```
 
+#[cfg(feature = "controller")]
+pub mod controller;
 mod error;
 mod reconcile;
 mod rendered;
