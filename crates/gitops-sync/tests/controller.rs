@@ -1,0 +1,466 @@
+//! The controller kit against the shared local control plane: a custom resource of the test's
+//! own embeds `SyncSpec` and `SyncStatus`, and `gitops_sync::controller::run` reconciles it
+//! from local directories (and from a Git URL that does not exist).
+
+use std::path::Path;
+use std::time::Duration;
+
+use gitops_sync::Backoff;
+use gitops_sync::controller::{
+    READY, RECONCILING, REQUESTED_AT_ANNOTATION, RendererKind, STALLED, SourceSpec, SyncContext,
+    SyncResource, SyncSpec, SyncStatus, run,
+};
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, CustomResource, CustomResourceExt, ResourceExt};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+/// How long any one expected state may take to appear.
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A custom resource of the test's own: the kit's spec, flattened, and its status.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, JsonSchema)]
+#[kube(
+    group = "kit.gitops-rs.io",
+    version = "v1",
+    kind = "AppSync",
+    namespaced,
+    status = "SyncStatus"
+)]
+pub struct AppSyncSpec {
+    #[serde(flatten)]
+    sync: SyncSpec,
+}
+
+impl SyncResource for AppSync {
+    fn sync_spec(&self) -> &SyncSpec {
+        &self.spec.sync
+    }
+    fn sync_status(&self) -> Option<&SyncStatus> {
+        self.status.as_ref()
+    }
+}
+
+/// The controller on a task, watching one namespace; cancelled when dropped (also on panic).
+struct Running {
+    cancel: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _work_dir: tempfile::TempDir,
+}
+
+impl Running {
+    fn start(client: &kube::Client, namespace: &str) -> Self {
+        let work_dir = tempfile::tempdir().expect("a temp dir");
+        let cancel = CancellationToken::new();
+        let context = SyncContext::builder(client.clone(), work_dir.path())
+            .field_manager("kit-tests")
+            .backoff(Backoff::new(
+                Duration::from_millis(500),
+                Duration::from_secs(5),
+            ))
+            .build();
+        let api: Api<AppSync> = Api::namespaced(client.clone(), namespace);
+        let task = tokio::spawn(run(api, context, cancel.clone()));
+        Self {
+            cancel,
+            task: Some(task),
+            _work_dir: work_dir,
+        }
+    }
+
+    async fn stop(mut self) {
+        self.cancel.cancel();
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(TIMEOUT, task)
+                .await
+                .expect("the controller stops when cancelled")
+                .expect("the controller task does not panic");
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+async fn install_crd(client: &kube::Client) {
+    let crd = AppSync::crd();
+    let name = crd.name_any();
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    api.patch(
+        &name,
+        &PatchParams::apply("kit-tests").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("the CRD applies");
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let live = api.get(&name).await.expect("the CRD can be read");
+        let established = live
+            .status
+            .and_then(|s| s.conditions)
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True");
+        if established {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "CRD not Established"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn setup(prefix: &str) -> (kube::Client, String) {
+    let plane = gitops_envtest::shared().await.expect("the control plane");
+    let client = plane.client().await.expect("a client");
+    install_crd(&client).await;
+    let namespace = plane.create_namespace(prefix).await.expect("a namespace");
+    (client, namespace)
+}
+
+fn config_map(name: &str, value: &str) -> String {
+    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  key: {value}\n")
+}
+
+fn write(dir: &Path, file: &str, text: Option<&str>) {
+    let path = dir.join(file);
+    match text {
+        Some(text) => std::fs::write(path, text).expect("a file"),
+        None => std::fs::remove_file(path).expect("a removal"),
+    }
+}
+
+fn local_spec(dir: &Path, namespace: &str, interval: &str) -> SyncSpec {
+    SyncSpec {
+        source: SourceSpec {
+            local_path: Some(dir.to_str().expect("a UTF-8 path").to_owned()),
+            ..SourceSpec::default()
+        },
+        interval: interval.to_owned(),
+        target_namespace: Some(namespace.to_owned()),
+        ..SyncSpec::default()
+    }
+}
+
+async fn create(api: &Api<AppSync>, name: &str, spec: SyncSpec) {
+    api.create(
+        &PostParams::default(),
+        &AppSync::new(name, AppSyncSpec { sync: spec }),
+    )
+    .await
+    .expect("the AppSync is created");
+}
+
+/// Polls the object until `check` holds; panics with its last state after [`TIMEOUT`].
+async fn wait_for(
+    api: &Api<AppSync>,
+    name: &str,
+    what: &str,
+    check: impl Fn(&AppSync) -> bool,
+) -> AppSync {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let object = api.get(name).await.expect("the AppSync can be read");
+        if check(&object) {
+            return object;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}; status: {:#?}",
+            object.status
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn status(object: &AppSync) -> SyncStatus {
+    object.status.clone().unwrap_or_default()
+}
+
+fn is_ready(object: &AppSync) -> bool {
+    status(object).is_ready() && status(object).observed_generation == object.metadata.generation
+}
+
+async fn value_of(api: &Api<ConfigMap>, name: &str) -> Option<String> {
+    api.get_opt(name)
+        .await
+        .expect("the ConfigMap can be read")
+        .and_then(|map| map.data?.get("key").cloned())
+}
+
+async fn wait_for_value(api: &Api<ConfigMap>, name: &str, expected: Option<&str>) {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let value = value_of(api, name).await;
+        if value.as_deref() == expected {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} is {value:?}, not {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn delete_and_wait(api: &Api<AppSync>, name: &str) {
+    api.delete(name, &DeleteParams::default())
+        .await
+        .expect("the AppSync is deleted");
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while let Some(object) = api.get_opt(name).await.expect("a read") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} still exists: finalizers {:?}, status {:#?}",
+            object.finalizers(),
+            object.status
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn inventory_ids(object: &AppSync) -> Vec<String> {
+    status(object)
+        .inventory
+        .map(|inventory| inventory.entries.into_iter().map(|e| e.id).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn applies_reports_status_corrects_drift_prunes_and_finalizes() {
+    let (client, ns) = setup("kit-apply").await;
+    let controller = Running::start(&client, &ns);
+    let dir = tempfile::tempdir().expect("a temp dir");
+    write(dir.path(), "a.yaml", Some(&config_map("a", "one")));
+    write(dir.path(), "b.yaml", Some(&config_map("b", "one")));
+    let syncs: Api<AppSync> = Api::namespaced(client.clone(), &ns);
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    create(&syncs, "app", local_spec(dir.path(), &ns, "2s")).await;
+
+    let object = wait_for(&syncs, "app", "Ready", is_ready).await;
+    let first = status(&object);
+    let revision = first.last_applied_revision.clone().expect("a revision");
+    assert_eq!(
+        first.last_attempted_revision.as_deref(),
+        Some(revision.as_str())
+    );
+    let ready = first.condition(READY).expect("Ready");
+    assert_eq!(ready.reason, "ReconciliationSucceeded");
+    assert_eq!(ready.message, format!("Applied revision: {revision}"));
+    assert_eq!(ready.observed_generation, object.metadata.generation);
+    assert!(first.condition(RECONCILING).is_none() && first.condition(STALLED).is_none());
+    assert_eq!(
+        inventory_ids(&object),
+        [format!("{ns}_a__ConfigMap"), format!("{ns}_b__ConfigMap")]
+    );
+    assert!(
+        object
+            .finalizers()
+            .iter()
+            .any(|f| f == gitops_sync::controller::DEFAULT_FINALIZER)
+    );
+    assert_eq!(value_of(&maps, "a").await.as_deref(), Some("one"));
+    assert_eq!(value_of(&maps, "b").await.as_deref(), Some("one"));
+
+    // A new revision: a changes, b leaves the set and is pruned.
+    write(dir.path(), "a.yaml", Some(&config_map("a", "two")));
+    write(dir.path(), "b.yaml", None);
+    let object = wait_for(&syncs, "app", "the new revision", |o| {
+        is_ready(o) && status(o).last_applied_revision.as_deref() != Some(revision.as_str())
+    })
+    .await;
+    assert_eq!(inventory_ids(&object), [format!("{ns}_a__ConfigMap")]);
+    assert_eq!(value_of(&maps, "a").await.as_deref(), Some("two"));
+    assert_eq!(value_of(&maps, "b").await, None, "b was pruned");
+
+    // Drift: a change made by hand is reverted at the next interval.
+    maps.patch(
+        "a",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"data": {"key": "by-hand"}})),
+    )
+    .await
+    .expect("a manual change");
+    wait_for_value(&maps, "a", Some("two")).await;
+
+    // Deleting the object prunes its objects through the finalizer.
+    delete_and_wait(&syncs, "app").await;
+    assert_eq!(value_of(&maps, "a").await, None, "a was pruned on delete");
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn requested_at_asks_for_a_sync_now() {
+    let (client, ns) = setup("kit-requested").await;
+    let controller = Running::start(&client, &ns);
+    let dir = tempfile::tempdir().expect("a temp dir");
+    write(dir.path(), "a.yaml", Some(&config_map("a", "one")));
+    let syncs: Api<AppSync> = Api::namespaced(client.clone(), &ns);
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    // An interval far beyond the test: only the request can bring the next sync.
+    create(&syncs, "app", local_spec(dir.path(), &ns, "1h")).await;
+    wait_for(&syncs, "app", "Ready", is_ready).await;
+    maps.patch(
+        "a",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"data": {"key": "by-hand"}})),
+    )
+    .await
+    .expect("a manual change");
+    syncs
+        .patch(
+            "app",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({
+                "metadata": {"annotations": {REQUESTED_AT_ANNOTATION: "2026-11-29T12:00:00Z"}}
+            })),
+        )
+        .await
+        .expect("the annotation");
+    let object = wait_for(&syncs, "app", "the request handled", |o| {
+        status(o).last_handled_reconcile_at.as_deref() == Some("2026-11-29T12:00:00Z")
+    })
+    .await;
+    assert!(status(&object).is_ready());
+    assert_eq!(
+        value_of(&maps, "a").await.as_deref(),
+        Some("one"),
+        "drift corrected by the request"
+    );
+    delete_and_wait(&syncs, "app").await;
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn a_malformed_manifest_stalls_naming_file_and_line_and_prunes_nothing() {
+    let (client, ns) = setup("kit-stall").await;
+    let controller = Running::start(&client, &ns);
+    let dir = tempfile::tempdir().expect("a temp dir");
+    write(dir.path(), "a.yaml", Some(&config_map("a", "one")));
+    write(dir.path(), "b.yaml", Some(&config_map("b", "one")));
+    let syncs: Api<AppSync> = Api::namespaced(client.clone(), &ns);
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    create(&syncs, "app", local_spec(dir.path(), &ns, "2s")).await;
+    let object = wait_for(&syncs, "app", "Ready", is_ready).await;
+    let good = status(&object).last_applied_revision.expect("a revision");
+
+    // b leaves and a breaks: the set does not render, so nothing is pruned.
+    write(dir.path(), "b.yaml", None);
+    write(
+        dir.path(),
+        "a.yaml",
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata: [\n"),
+    );
+    let object = wait_for(&syncs, "app", "Stalled", |o| {
+        status(o)
+            .condition(STALLED)
+            .is_some_and(|c| c.status == "True")
+    })
+    .await;
+    let stalled = status(&object);
+    let ready = stalled.condition(READY).expect("Ready");
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "BuildFailed")
+    );
+    assert!(ready.message.contains("a.yaml:3"), "{}", ready.message);
+    assert!(stalled.condition(RECONCILING).is_none());
+    assert_eq!(
+        stalled.last_applied_revision.as_deref(),
+        Some(good.as_str())
+    );
+    assert_ne!(
+        stalled.last_attempted_revision.as_deref(),
+        Some(good.as_str())
+    );
+    assert_eq!(
+        value_of(&maps, "b").await.as_deref(),
+        Some("one"),
+        "nothing pruned"
+    );
+
+    // Fixed: Ready again, and now b is pruned.
+    write(dir.path(), "a.yaml", Some(&config_map("a", "three")));
+    wait_for(&syncs, "app", "Ready again", |o| {
+        is_ready(o) && status(o).condition(STALLED).is_none()
+    })
+    .await;
+    assert_eq!(value_of(&maps, "a").await.as_deref(), Some("three"));
+    assert_eq!(value_of(&maps, "b").await, None);
+    delete_and_wait(&syncs, "app").await;
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_specs_and_missing_tools_stall_and_failed_fetches_are_retried() {
+    let (client, ns) = setup("kit-failures").await;
+    let controller = Running::start(&client, &ns);
+    let syncs: Api<AppSync> = Api::namespaced(client.clone(), &ns);
+    let dir = tempfile::tempdir().expect("a temp dir");
+
+    let mut both = local_spec(dir.path(), &ns, "1m");
+    both.source.url = Some("file:///nowhere".into());
+    create(&syncs, "both", both).await;
+    let object = wait_for(&syncs, "both", "Stalled", |o| {
+        status(o).condition(STALLED).is_some()
+    })
+    .await;
+    let ready = status(&object).condition(READY).cloned().expect("Ready");
+    assert_eq!(ready.reason, "InvalidSpec");
+    assert_eq!(
+        ready.message,
+        "invalid spec: spec.source: exactly one of url and localPath must be set"
+    );
+
+    let mut kustomize = local_spec(dir.path(), &ns, "1m");
+    kustomize.renderer.kind = RendererKind::Kustomize;
+    create(&syncs, "kustomize", kustomize).await;
+    let object = wait_for(&syncs, "kustomize", "Stalled", |o| {
+        status(o).condition(STALLED).is_some()
+    })
+    .await;
+    let ready = status(&object).condition(READY).cloned().expect("Ready");
+    assert_eq!(ready.reason, "BuildFailed");
+    assert!(
+        ready.message.contains("needs the kustomize binary"),
+        "{}",
+        ready.message
+    );
+
+    let missing = tempfile::tempdir().expect("a temp dir");
+    let gone = missing.path().join("gone.git");
+    let spec = SyncSpec {
+        source: SourceSpec {
+            url: Some(format!("file://{}", gone.display())),
+            ..SourceSpec::default()
+        },
+        interval: "1h".into(),
+        ..SyncSpec::default()
+    };
+    create(&syncs, "fetch", spec).await;
+    let object = wait_for(&syncs, "fetch", "retrying", |o| {
+        status(o)
+            .condition(RECONCILING)
+            .is_some_and(|c| c.reason == "ProgressingWithRetry")
+    })
+    .await;
+    let failed = status(&object);
+    assert_eq!(
+        failed.condition(READY).expect("Ready").reason,
+        "FetchFailed"
+    );
+    assert!(failed.condition(STALLED).is_none());
+    for name in ["both", "kustomize", "fetch"] {
+        delete_and_wait(&syncs, name).await;
+    }
+    controller.stop().await;
+}
