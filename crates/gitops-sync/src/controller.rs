@@ -14,7 +14,7 @@
 //! - [`reconcile`] and [`error_policy`] for `Controller::run`, sharing a [`SyncContext`];
 //!   [`run`] wires them into a controller. Deleting an object prunes what it applied (a
 //!   finalizer and [`gitops_apply::Applier::delete_all`]); Flux's
-//!   [`REQUESTED_AT_ANNOTATION`] asks for a sync now.
+//!   [`REQUESTED_AT_ANNOTATION`] asks for a sync now. [`install_crd`] installs your CRD.
 //!
 //! ```no_run
 //! use gitops_sync::controller::{SyncContext, SyncResource, SyncSpec, SyncStatus, run};
@@ -45,11 +45,13 @@
 //! # }
 //! ```
 
+mod crd;
 mod inventory;
 mod reconcile;
 mod spec;
 mod status;
 
+pub use crd::{CrdError, install_crd};
 pub use inventory::StatusInventory;
 pub use reconcile::{
     ControllerError, DEFAULT_FIELD_MANAGER, DEFAULT_FINALIZER, REQUESTED_AT_ANNOTATION,

@@ -2,16 +2,16 @@
 //! own embeds `SyncSpec` and `SyncStatus`, and `gitops_sync::controller::run` reconciles it
 //! from local directories (and from a Git URL that does not exist).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use gitops_sync::Backoff;
 use gitops_sync::controller::{
-    READY, RECONCILING, REQUESTED_AT_ANNOTATION, RendererKind, STALLED, SourceSpec, SyncContext,
-    SyncResource, SyncSpec, SyncStatus, run,
+    GitRef, HelmSpec, READY, RECONCILING, REQUESTED_AT_ANNOTATION, RendererKind, RendererSpec,
+    STALLED, SourceSpec, SyncContext, SyncResource, SyncSpec, SyncStatus, install_crd, run,
 };
 use k8s_openapi::api::core::v1::ConfigMap;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, CustomResource, CustomResourceExt, ResourceExt};
 use schemars::JsonSchema;
@@ -53,15 +53,27 @@ struct Running {
 
 impl Running {
     fn start(client: &kube::Client, namespace: &str) -> Self {
+        Self::start_with(client, namespace, None)
+    }
+
+    /// With the pinned kustomize and helm when `tools` has them.
+    fn start_with(
+        client: &kube::Client,
+        namespace: &str,
+        tools: Option<(PathBuf, PathBuf)>,
+    ) -> Self {
         let work_dir = tempfile::tempdir().expect("a temp dir");
         let cancel = CancellationToken::new();
-        let context = SyncContext::builder(client.clone(), work_dir.path())
+        let mut builder = SyncContext::builder(client.clone(), work_dir.path())
             .field_manager("kit-tests")
             .backoff(Backoff::new(
                 Duration::from_millis(500),
                 Duration::from_secs(5),
-            ))
-            .build();
+            ));
+        if let Some((kustomize, helm)) = tools {
+            builder = builder.kustomize_binary(kustomize).helm_binary(helm);
+        }
+        let context = builder.build();
         let api: Api<AppSync> = Api::namespaced(client.clone(), namespace);
         let task = tokio::spawn(run(api, context, cancel.clone()));
         Self {
@@ -88,41 +100,18 @@ impl Drop for Running {
     }
 }
 
-async fn install_crd(client: &kube::Client) {
-    let crd = AppSync::crd();
-    let name = crd.name_any();
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    api.patch(
-        &name,
-        &PatchParams::apply("kit-tests").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .expect("the CRD applies");
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    loop {
-        let live = api.get(&name).await.expect("the CRD can be read");
-        let established = live
-            .status
-            .and_then(|s| s.conditions)
-            .unwrap_or_default()
-            .iter()
-            .any(|c| c.type_ == "Established" && c.status == "True");
-        if established {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "CRD not Established"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 async fn setup(prefix: &str) -> (kube::Client, String) {
     let plane = gitops_envtest::shared().await.expect("the control plane");
     let client = plane.client().await.expect("a client");
-    install_crd(&client).await;
+    install_crd(
+        &client,
+        &AppSync::crd(),
+        "kit-tests",
+        TIMEOUT,
+        &CancellationToken::new(),
+    )
+    .await
+    .expect("the CRD installs");
     let namespace = plane.create_namespace(prefix).await.expect("a namespace");
     (client, namespace)
 }
@@ -462,5 +451,194 @@ async fn invalid_specs_and_missing_tools_stall_and_failed_fetches_are_retried() 
     for name in ["both", "kustomize", "fetch"] {
         delete_and_wait(&syncs, name).await;
     }
+    controller.stop().await;
+}
+
+/// A Git repository made with the `git` CLI, on branch `main`; returns the new commit's hash.
+fn commit(repo: &Path, files: &[(&str, &str)]) -> String {
+    let git = |args: &[&str]| {
+        let output = Command::new("git")
+            .arg("-C")
+            .arg(repo)
+            .args(["-c", "user.name=test", "-c", "user.email=test@127.0.0.1"])
+            .args(args)
+            .output()
+            .expect("git runs");
+        assert!(
+            output.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("UTF-8")
+    };
+    if !repo.join(".git").exists() {
+        git(&["init", "-q", "-b", "main"]);
+    }
+    for (file, text) in files {
+        let path = repo.join(file);
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("a directory");
+        std::fs::write(path, text).expect("a file");
+    }
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "test"]);
+    git(&["rev-parse", "HEAD"]).trim().to_owned()
+}
+
+#[tokio::test]
+async fn git_sources_render_with_kustomize_and_helm_and_unhealthy_objects_are_retried() {
+    let tool = |tool| async move {
+        tokio::task::spawn_blocking(move || gitops_envtest::tools::ensure(tool))
+            .await
+            .expect("the tool task")
+            .unwrap_or_else(|e| panic!("the pinned {tool:?}: {e}"))
+    };
+    let tools = (
+        tool(gitops_envtest::tools::Tool::Kustomize).await,
+        tool(gitops_envtest::tools::Tool::Helm).await,
+    );
+    let (client, ns) = setup("kit-tools").await;
+    let controller = Running::start_with(&client, &ns, Some(tools));
+    let syncs: Api<AppSync> = Api::namespaced(client.clone(), &ns);
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+
+    // `auto` renders a kustomization with kustomize; `helm` renders a chart, the object's name
+    // as release name, with inline values and a substituted variable.
+    let repo = tempfile::tempdir().expect("a temp dir");
+    let head = commit(
+        repo.path(),
+        &[
+            (
+                "base/kustomization.yaml",
+                "resources:\n- config.yaml\nnamePrefix: k-\n",
+            ),
+            ("base/config.yaml", &config_map("a", "kustomized")),
+            (
+                "chart/Chart.yaml",
+                "apiVersion: v2\nname: demo\nversion: 0.1.0\n",
+            ),
+            ("chart/values.yaml", "greeting: hello\n"),
+            (
+                "chart/templates/config.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-config\ndata:\n  key: {{ .Values.greeting }}\n  env: ${ENV}\n",
+            ),
+        ],
+    );
+    let git_spec = |path: &str| SyncSpec {
+        source: SourceSpec {
+            url: Some(format!("file://{}", repo.path().display())),
+            reference: Some(GitRef {
+                branch: Some("main".into()),
+                ..GitRef::default()
+            }),
+            ..SourceSpec::default()
+        },
+        path: path.to_owned(),
+        interval: "1h".into(),
+        target_namespace: Some(ns.clone()),
+        ..SyncSpec::default()
+    };
+    create(&syncs, "kustomized", git_spec("base")).await;
+    let mut helm = git_spec("chart");
+    helm.renderer = RendererSpec {
+        kind: RendererKind::Helm,
+        helm: Some(HelmSpec {
+            values: Some(serde_json::json!({"greeting": "bonjour"})),
+            ..HelmSpec::default()
+        }),
+    };
+    helm.substitute.insert("ENV".into(), "prod".into());
+    create(&syncs, "charted", helm).await;
+    let revision = format!("main@sha1:{head}");
+    for name in ["kustomized", "charted"] {
+        wait_for(&syncs, name, "the revision applied", |o| {
+            is_ready(o) && status(o).last_applied_revision.as_deref() == Some(revision.as_str())
+        })
+        .await;
+    }
+    assert_eq!(value_of(&maps, "k-a").await.as_deref(), Some("kustomized"));
+    assert_eq!(
+        value_of(&maps, "charted-config").await.as_deref(),
+        Some("bonjour")
+    );
+    let env = maps
+        .get("charted-config")
+        .await
+        .expect("read")
+        .data
+        .unwrap_or_default();
+    assert_eq!(env.get("env").map(String::as_str), Some("prod"));
+
+    // With `wait`, a Deployment that never becomes available (this control plane runs no
+    // deployment controller) is applied but reported unhealthy, and retried.
+    let dir = tempfile::tempdir().expect("a temp dir");
+    write(
+        dir.path(),
+        "web.yaml",
+        Some(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - name: web\n        image: registry.example/web:1\n",
+        ),
+    );
+    let unhealthy = SyncSpec {
+        wait: true,
+        timeout: Some("2s".into()),
+        ..local_spec(dir.path(), &ns, "1h")
+    };
+    create(&syncs, "unhealthy", unhealthy).await;
+    let object = wait_for(&syncs, "unhealthy", "HealthCheckFailed, retried", |o| {
+        status(o)
+            .condition(READY)
+            .is_some_and(|c| c.reason == "HealthCheckFailed")
+            && status(o).condition(RECONCILING).is_some()
+    })
+    .await;
+    let failed = status(&object);
+    let message = &failed.condition(READY).expect("Ready").message;
+    assert!(message.contains("web"), "{message}");
+    assert!(
+        failed.last_applied_revision.is_some(),
+        "the revision was applied; only its health is missing"
+    );
+
+    for name in ["kustomized", "charted", "unhealthy"] {
+        delete_and_wait(&syncs, name).await;
+    }
+    assert_eq!(value_of(&maps, "k-a").await, None);
+    assert_eq!(value_of(&maps, "charted-config").await, None);
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn a_secret_type_error_never_shows_the_value_in_the_status() {
+    const VALUE: &str = "98765432";
+    let (client, ns) = setup("kit-secret").await;
+    let controller = Running::start(&client, &ns);
+    let dir = tempfile::tempdir().expect("a temp dir");
+    write(
+        dir.path(),
+        "secret.yaml",
+        Some(&format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  password: {VALUE}\n"
+        )),
+    );
+    let syncs: Api<AppSync> = Api::namespaced(client.clone(), &ns);
+    create(&syncs, "app", local_spec(dir.path(), &ns, "2s")).await;
+    let object = wait_for(&syncs, "app", "Stalled", |o| {
+        status(o)
+            .condition(STALLED)
+            .is_some_and(|c| c.status == "True")
+    })
+    .await;
+    let text = format!("{:?}", object.status);
+    assert!(!text.contains(VALUE), "{text}");
+    let message = &status(&object)
+        .condition(READY)
+        .expect("Ready")
+        .message
+        .clone();
+    assert!(
+        message.contains("secret.yaml:1") && message.contains("stringData.password"),
+        "{message}"
+    );
+    delete_and_wait(&syncs, "app").await;
     controller.stop().await;
 }
