@@ -1,61 +1,88 @@
-//! A kube-runtime controller over [`GitSync`], a custom resource of ours that names a
-//! repository (or a local directory), a path in it, an interval and a renderer: Flux's
-//! `GitRepository` and `Kustomization` folded into one.
+//! The GitSync custom resource: Flux's `GitRepository` and `Kustomization` folded into one
+//! object, reconciled by [`gitops_sync::controller`] (the `controller` binary is `run` on it).
 //!
 //! ```yaml
 //! apiVersion: examples.gitops-rs.io/v1alpha1
 //! kind: GitSync
 //! metadata: {name: apps, namespace: team-a}
 //! spec:
-//!   url: https://git.example.com/team-a/config.git
-//!   ref: {branch: main}
+//!   source: {url: https://git.example.com/team-a/config.git, ref: {branch: main}}
 //!   path: clusters/prod
 //!   interval: 5m
-//!   renderer: auto        # auto | plain | kustomize | helm
-//!   prune: true           # default
+//!   renderer: {kind: auto}   # auto | plain | kustomize | helm
 //!   targetNamespace: team-a
 //! ```
-//!
-//! Each reconciliation, at every interval (so drift is corrected even when Git did not change):
-//! 1. **fetch** the revision ([`gitops_source`]; an unchanged revision downloads nothing and the
-//!    last artifact is used again);
-//! 2. **render** the path ([`gitops_render`]);
-//! 3. **apply** with server-side apply, **prune** what left the set, keeping the inventory in
-//!    `status.inventory` ([`gitops_apply`], [`StatusInventory`]); optionally **wait** for health;
-//! 4. **report** in the status, with server-side apply on the status subresource under a field
-//!    manager of its own: the standard conditions `Ready`, `Reconciling` and `Stalled`
-//!    ([`Phase`]), `lastAppliedRevision`, `lastAttemptedRevision` and `observedGeneration`.
-//!
-//! Failures on bad input (an invalid spec, a manifest that does not parse, naming file and line,
-//! a kind the cluster does not serve, objects the API server rejects) set `Stalled=True` and
-//! `Ready=False`: nothing is applied or pruned, and the next try comes at the interval or when the
-//! spec changes. Transient failures (fetching, the API) set `Ready=False` with
-//! `Reconciling=True` and are retried with exponential backoff. See [`ReconcileError::kind`].
-//!
-//! A finalizer ([`FINALIZER`]) prunes everything the inventory lists when the GitSync is deleted,
-//! unless `prune` is off or it is suspended.
-//!
-//! Run it with [`GitSyncController`]; install the CRD first with [`install_crd`] (or print it
-//! with [`crd_yaml`]).
 
-mod crd;
-mod inventory;
-mod reconcile;
-mod resource;
-mod status;
+use gitops_sync::controller::{SyncResource, SyncSpec, SyncStatus};
+use kube::{CustomResource, CustomResourceExt};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
-pub use crd::{CrdError, crd_yaml, install_crd};
-pub use inventory::{StatusInventory, from_status, to_status};
-pub use reconcile::{
-    APPLY_FIELD_MANAGER, FINALIZER, FailureKind, GitSyncController, GitSyncControllerBuilder,
-    INVENTORY_FIELD_MANAGER, REQUESTED_AT_ANNOTATION, ReconcileError, STATUS_FIELD_MANAGER,
-};
-pub use resource::{
-    Condition, DurationError, GROUP, GitRef, GitSync, GitSyncSpec, GitSyncStatus, InventoryEntry,
-    InventoryStatus, READY, RECONCILING, RendererKind, STALLED, SourceLocation, SpecError,
-    SyncSettings, VERSION, parse_go_duration,
-};
-pub use status::{
-    Phase, REASON_PROGRESSING, REASON_RETRYING, REASON_SUCCEEDED, now_rfc3339, remove_condition,
-    set_condition, write_status,
-};
+/// The finalizer that prunes a GitSync's objects when it is deleted.
+pub const FINALIZER: &str = "examples.gitops-rs.io/finalizer";
+/// The field manager of the applied objects (the status and inventory use `-status` and
+/// `-inventory` after it).
+pub const FIELD_MANAGER: &str = "gitsync-controller";
+
+/// The spec of a [`GitSync`]: the kit's [`SyncSpec`], as is.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "examples.gitops-rs.io",
+    version = "v1alpha1",
+    kind = "GitSync",
+    doc = "Syncs a directory of a Git repository (or of a local directory) to the cluster: Flux's GitRepository and Kustomization folded into one object.",
+    namespaced,
+    status = "SyncStatus",
+    shortname = "gsync",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Revision","type":"string","jsonPath":".status.lastAppliedRevision"}"#,
+    printcolumn = r#"{"name":"Message","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].message"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+pub struct GitSyncSpec {
+    /// What to sync and how.
+    #[serde(flatten)]
+    pub sync: SyncSpec,
+}
+
+impl SyncResource for GitSync {
+    fn sync_spec(&self) -> &SyncSpec {
+        &self.spec.sync
+    }
+
+    fn sync_status(&self) -> Option<&SyncStatus> {
+        self.status.as_ref()
+    }
+}
+
+/// The CRD as YAML, for `kubectl apply -f -`.
+///
+/// ```
+/// let yaml = gitops_examples::controller::crd_yaml();
+/// assert!(yaml.contains("name: gitsyncs.examples.gitops-rs.io"));
+/// ```
+#[must_use]
+pub fn crd_yaml() -> String {
+    serde_saphyr::to_string(&GitSync::crd()).expect("a CRD serialises")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_committed_crd_file_is_current_and_the_example_is_valid() {
+        let committed = include_str!("../controller/gitsync-crd.yaml");
+        assert!(
+            committed == crd_yaml(),
+            "examples/controller/gitsync-crd.yaml is stale: regenerate it with `cargo run -p gitops-examples --bin controller -- crd > examples/controller/gitsync-crd.yaml`"
+        );
+        let text = include_str!("../controller/gitsync-example.yaml");
+        let manifests = gitops_core::parse_manifests(text, "gitsync-example.yaml").unwrap();
+        let sync: GitSync = serde_json::from_value(manifests[0].object().clone()).unwrap();
+        let settings = sync.spec.sync.settings().unwrap();
+        assert_eq!(settings.interval.as_secs(), 300);
+        assert_eq!(settings.timeout.as_secs(), 120);
+        assert!(sync.spec.sync.wait && sync.spec.sync.prune);
+    }
+}

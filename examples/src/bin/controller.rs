@@ -17,8 +17,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use gitops_core::escape::EscapedPath;
-use gitops_examples::controller::{GitSyncController, crd_yaml, install_crd};
+use gitops_examples::controller::{FIELD_MANAGER, FINALIZER, GitSync, crd_yaml};
 use gitops_render::tool::{Located, Tool, ToolLocator};
+use gitops_sync::Backoff;
+use gitops_sync::controller::{SyncContext, install_crd};
+use kube::{Api, CustomResourceExt};
 use tokio_util::sync::CancellationToken;
 
 /// The GitSync controller: Flux's GitRepository and Kustomization folded into one resource.
@@ -100,7 +103,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     if args.install_crd {
         install_crd(
             &client,
-            "gitsync-controller",
+            &GitSync::crd(),
+            FIELD_MANAGER,
             Duration::from_secs(60),
             &cancel,
         )
@@ -113,10 +117,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| std::env::temp_dir().join("gitsync-controller"));
     std::fs::create_dir_all(&work_dir)
         .with_context(|| format!("creating the work directory {}", work_dir.display()))?;
-    let mut builder = GitSyncController::builder(client, work_dir).concurrency(args.concurrency);
-    if let Some(namespace) = args.namespace {
-        builder = builder.namespace(namespace);
-    }
+    let mut builder = SyncContext::builder(client.clone(), work_dir)
+        .field_manager(FIELD_MANAGER)
+        .finalizer(FINALIZER)
+        .backoff(Backoff::new(
+            Duration::from_secs(5),
+            Duration::from_secs(300),
+        ))
+        .concurrency(args.concurrency);
     // Each tool: the flag, else GITOPS_KUSTOMIZE / GITOPS_HELM, else PATH; a GitSync that needs
     // one found nowhere stalls, naming it.
     let locate = |tool: Tool, flag: Option<PathBuf>| {
@@ -140,6 +148,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(helm) = locate(Tool::Helm, args.helm)? {
         builder = builder.helm_binary(helm);
     }
-    builder.build().run(cancel).await;
+    let api: Api<GitSync> = match &args.namespace {
+        Some(namespace) => Api::namespaced(client, namespace),
+        None => Api::all(client),
+    };
+    tracing::info!(namespace = ?args.namespace, "GitSync controller starting");
+    gitops_sync::controller::run(api, builder.build(), cancel).await;
+    tracing::info!("GitSync controller stopped");
     Ok(())
 }
