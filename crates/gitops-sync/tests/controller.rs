@@ -9,7 +9,8 @@ use std::time::Duration;
 use gitops_sync::Backoff;
 use gitops_sync::controller::{
     GitRef, HelmSpec, READY, RECONCILING, REQUESTED_AT_ANNOTATION, RendererKind, RendererSpec,
-    STALLED, SourceSpec, SyncContext, SyncResource, SyncSpec, SyncStatus, install_crd, run,
+    STALLED, SecretRef, SourceSpec, SyncContext, SyncResource, SyncSpec, SyncStatus, install_crd,
+    run,
 };
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -448,7 +449,49 @@ async fn invalid_specs_and_missing_tools_stall_and_failed_fetches_are_retried() 
         "FetchFailed"
     );
     assert!(failed.condition(STALLED).is_none());
-    for name in ["both", "kustomize", "fetch"] {
+    // A Secret that is not there is retried (it may be created); one whose keys make no
+    // credentials stalls, without showing its values.
+    let secret_spec = |secret: &str| SyncSpec {
+        source: SourceSpec {
+            url: Some(format!("file://{}", gone.display())),
+            secret_ref: Some(SecretRef {
+                name: secret.to_owned(),
+            }),
+            ..SourceSpec::default()
+        },
+        interval: "1h".into(),
+        ..SyncSpec::default()
+    };
+    create(&syncs, "no-secret", secret_spec("absent")).await;
+    let object = wait_for(&syncs, "no-secret", "retrying", |o| {
+        status(o)
+            .condition(READY)
+            .is_some_and(|c| c.reason == "AuthenticationFailed")
+    })
+    .await;
+    assert!(status(&object).condition(RECONCILING).is_some());
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), &ns);
+    let half: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "half"},
+        "stringData": {"password": "s3cr3t-value"},
+    }))
+    .expect("a Secret");
+    secrets
+        .create(&PostParams::default(), &half)
+        .await
+        .expect("the Secret is created");
+    create(&syncs, "half-secret", secret_spec("half")).await;
+    let object = wait_for(&syncs, "half-secret", "Stalled", |o| {
+        status(o).condition(STALLED).is_some()
+    })
+    .await;
+    let text = format!("{:?}", object.status);
+    assert!(
+        text.contains("username and password come together"),
+        "{text}"
+    );
+    assert!(!text.contains("s3cr3t-value"), "{text}");
+    for name in ["both", "kustomize", "fetch", "no-secret", "half-secret"] {
         delete_and_wait(&syncs, name).await;
     }
     controller.stop().await;
