@@ -272,7 +272,9 @@ async fn applies_reports_status_corrects_drift_prunes_and_finalizes() {
     assert_eq!(value_of(&maps, "a").await.as_deref(), Some("two"));
     assert_eq!(value_of(&maps, "b").await, None, "b was pruned");
 
-    // Drift: a change made by hand is reverted at the next interval.
+    // Drift: a change made by hand is reverted at the next interval, and that cycle, which
+    // changes no revision, writes nothing to the object (its status stays as it was).
+    let before = syncs.get("app").await.expect("a read").resource_version();
     maps.patch(
         "a",
         &PatchParams::default(),
@@ -281,6 +283,8 @@ async fn applies_reports_status_corrects_drift_prunes_and_finalizes() {
     .await
     .expect("a manual change");
     wait_for_value(&maps, "a", Some("two")).await;
+    let after = syncs.get("app").await.expect("a read").resource_version();
+    assert_eq!(before, after, "a steady cycle wrote to the object");
 
     // Deleting the object prunes its objects through the finalizer.
     delete_and_wait(&syncs, "app").await;
