@@ -218,6 +218,37 @@ async fn delete_and_wait(api: &Api<AppSync>, name: &str) {
     }
 }
 
+/// The note of the first Event about the AppSync `name` with `reason`, waited for.
+async fn wait_for_event(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    reason: &str,
+) -> String {
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), namespace);
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let list = events
+            .list(&kube::api::ListParams::default())
+            .await
+            .expect("events can be listed");
+        let found = list.items.into_iter().find(|event| {
+            event.reason.as_deref() == Some(reason)
+                && event.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                && event.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("AppSync")
+        });
+        if let Some(event) = found {
+            return event.note.unwrap_or_default();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {reason} event about {name}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 fn inventory_ids(object: &AppSync) -> Vec<String> {
     status(object)
         .inventory
@@ -260,6 +291,8 @@ async fn applies_reports_status_corrects_drift_prunes_and_finalizes() {
     );
     assert_eq!(value_of(&maps, "a").await.as_deref(), Some("one"));
     assert_eq!(value_of(&maps, "b").await.as_deref(), Some("one"));
+    let note = wait_for_event(&client, &ns, "app", "ReconciliationSucceeded").await;
+    assert_eq!(note, format!("Applied revision: {revision} (2 created)"));
 
     // A new revision: a changes, b leaves the set and is pruned.
     write(dir.path(), "a.yaml", Some(&config_map("a", "two")));
@@ -677,6 +710,11 @@ async fn a_secret_type_error_never_shows_the_value_in_the_status() {
     .await;
     let text = format!("{:?}", object.status);
     assert!(!text.contains(VALUE), "{text}");
+    let note = wait_for_event(&client, &ns, "app", "BuildFailed").await;
+    assert!(
+        note.contains("stringData.password") && !note.contains(VALUE),
+        "{note}"
+    );
     let message = &status(&object)
         .condition(READY)
         .expect("Ready")

@@ -21,6 +21,7 @@ use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{self, Event};
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
@@ -30,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::inventory::StatusInventory;
 use super::spec::{RendererKind, SourceLocation, SpecError, SyncSpec};
-use super::status::{Phase, READY, SyncStatus, now_rfc3339};
+use super::status::{Phase, READY, REASON_SUCCEEDED, SyncStatus, now_rfc3339};
 use crate::{ArtifactStore, Backoff, ErrorClass, SyncError, SyncReport, SyncUnit, WaitPolicy};
 
 /// Flux's annotation: a new value (a timestamp, say) asks for a sync now; the value handled
@@ -293,7 +294,15 @@ impl SyncContextBuilder {
     /// # }
     /// ```
     pub fn build(self) -> Arc<SyncContext> {
+        let recorder = Recorder::new(
+            self.client.clone(),
+            Reporter {
+                controller: self.field_manager.clone(),
+                instance: std::env::var("HOSTNAME").ok(),
+            },
+        );
         Arc::new(SyncContext {
+            recorder,
             client: self.client,
             work_dir: self.work_dir,
             kustomize: self.kustomize,
@@ -314,6 +323,7 @@ impl SyncContextBuilder {
 /// and renders nothing), when its next sync is due and the status written last.
 pub struct SyncContext {
     client: kube::Client,
+    recorder: Recorder,
     work_dir: PathBuf,
     kustomize: Option<PathBuf>,
     helm: Option<PathBuf>,
@@ -473,7 +483,8 @@ impl Identity {
 ///
 /// An object is synced at every interval (correcting drift), when its generation changes, and
 /// when its [`REQUESTED_AT_ANNOTATION`] gets a new value; the events of its own status writes
-/// are skipped.
+/// are skipped. A Kubernetes Event is published when a new revision is applied
+/// (`ReconciliationSucceeded`) and when a new failure appears (its reason).
 ///
 /// ```no_run
 /// use futures::StreamExt;
@@ -625,6 +636,8 @@ impl SyncContext {
         let spec = object.sync_spec();
         let generation = object.meta().generation;
         let mut status = object.sync_status().cloned().unwrap_or_default();
+        let ready_before = status.condition(READY).cloned();
+        let applied_before = status.last_applied_revision.clone();
         if spec.suspend {
             tracing::info!(object = %Escaped(&identity.key()), "suspended");
             self.finish(&identity.uid, trigger, None, false);
@@ -683,6 +696,26 @@ impl SyncContext {
                 }
             }
         };
+        // An event when something new happens: a revision applied, or a new failure.
+        let event = match (&phase, &result) {
+            (Phase::Succeeded { message }, Ok(report))
+                if applied_before != status.last_applied_revision =>
+            {
+                let note = format!("{message} ({})", summary(report));
+                Some((EventType::Normal, REASON_SUCCEEDED, note))
+            }
+            (Phase::Retrying { reason, message } | Phase::Stalled { reason, message }, _)
+                if ready_before
+                    .as_ref()
+                    .is_none_or(|c| c.reason != *reason || c.message != *message) =>
+            {
+                Some((EventType::Warning, *reason, message.clone()))
+            }
+            _ => None,
+        };
+        if let Some((type_, reason, note)) = event {
+            self.publish(object, type_, reason, note).await;
+        }
         phase.apply_to(&mut status, generation, &now_rfc3339());
         status.observed_generation = generation;
         if trigger.requested_at.is_some() {
@@ -693,6 +726,34 @@ impl SyncContext {
         self.write_status(api, &identity, &status).await?;
         self.finish(&identity.uid, trigger, next, failed);
         Ok(next.map_or_else(Action::await_change, Action::requeue))
+    }
+
+    /// Publishes a Kubernetes Event about the object; a failure is only logged.
+    async fn publish<K: SyncResource>(
+        &self,
+        object: &K,
+        type_: EventType,
+        reason: &str,
+        mut note: String,
+    ) {
+        // The API limits an event's note to 1 kB.
+        if note.len() > 1000 {
+            let mut end = 1000;
+            while !note.is_char_boundary(end) {
+                end -= 1;
+            }
+            note.truncate(end);
+        }
+        let event = KubeEvent {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: "Reconcile".to_owned(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, &object.object_ref(&())).await {
+            tracing::warn!(object = %Escaped(&object.name_any()), %error, "cannot publish an event");
+        }
     }
 
     /// Syncs the object's unit, building it when the spec (or its Secret) changed.
@@ -911,6 +972,24 @@ impl SyncContext {
         remove_dir_logged(&self.work_dir.join(&identity.uid));
         Ok(Action::await_change())
     }
+}
+
+/// What a sync did, in counts: `2 created, 1 pruned`.
+fn summary(report: &SyncReport) -> String {
+    let counts: Vec<String> = [
+        (ObjectAction::Created, "created"),
+        (ObjectAction::Configured, "configured"),
+        (ObjectAction::Recreated, "recreated"),
+        (ObjectAction::Unchanged, "unchanged"),
+        (ObjectAction::Pruned, "pruned"),
+        (ObjectAction::Skipped, "skipped"),
+    ]
+    .into_iter()
+    .map(|(action, word)| (report.change_set.count(action), word))
+    .filter(|(count, _)| *count > 0)
+    .map(|(count, word)| format!("{count} {word}"))
+    .collect();
+    counts.join(", ")
 }
 
 /// The credentials Secret's values (never printed).
