@@ -66,5 +66,5 @@ pub use reconcile::{Backoff, CycleEvent, Reconciler};
 pub use report::{
     ProgressSink, SyncError, SyncProgress, SyncReport, action_name, error_chain, short_revision,
 };
-pub use run::{APPLIED_REVISION_ANNOTATION, Pipeline};
-pub use unit::{record_applied_revision, sync_unit};
+pub use run::{APPLIED_REVISION_ANNOTATION, Pipeline, plan_text};
+pub use unit::{read_applied_revision, record_applied_revision, sync_unit};

@@ -209,6 +209,7 @@ pub struct SyncUnitBuilder {
     wait: WaitPolicy,
     store: Option<ArtifactStore>,
     progress: Option<ProgressFn>,
+    applied: Option<Revision>,
 }
 
 impl fmt::Debug for SyncUnitBuilder {
@@ -267,6 +268,29 @@ impl SyncUnitBuilder {
         self
     }
 
+    /// The revision applied before this unit existed (a one-shot program remembers nothing
+    /// between runs; it may keep the revision on its inventory): a first sync of that revision
+    /// is then not a new one ([`SyncReport::new_revision`]), so its writes are drift corrected.
+    ///
+    /// ```no_run
+    /// # async fn run(applier: gitops_apply::Applier) -> Result<(), gitops_sync::SyncError> {
+    /// use gitops_source::Revision;
+    /// let unit = gitops_sync::SyncUnit::builder(
+    ///     gitops_source::LocalDirectorySource::new("./deploy"),
+    ///     gitops_render::PlainRenderer::new(),
+    ///     applier,
+    /// )
+    /// .applied_revision(Some(Revision::from_string("sha256:1f2e")))
+    /// .build()?;
+    /// assert!(unit.applied_revision().is_some());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn applied_revision(mut self, revision: Option<Revision>) -> Self {
+        self.applied = revision;
+        self
+    }
+
     /// The unit.
     ///
     /// # Errors
@@ -288,7 +312,7 @@ impl SyncUnitBuilder {
             store,
             progress: self.progress,
             last_good: None,
-            applied: None,
+            applied: self.applied,
         })
     }
 }
@@ -390,6 +414,7 @@ impl SyncUnit {
             wait: WaitPolicy::Never,
             store: None,
             progress: None,
+            applied: None,
         }
     }
 

@@ -1,5 +1,6 @@
-//! `sync`: one GitOps sync — fetch a Git repository (or read a directory), render it, apply it
-//! with server-side apply, prune what left it, and optionally wait until everything is Current.
+//! `sync`: one GitOps sync, a `gitops-sync` unit's — fetch a Git repository (or read a
+//! directory), render it, apply it with server-side apply, prune what left it, and optionally
+//! wait until everything is Current.
 //!
 //! ```text
 //! sync --url https://example.com/config.git --ref main --subpath clusters/dev \
@@ -8,24 +9,25 @@
 //! sync --path ./deploy --output json        # the change set for CI
 //! ```
 //!
-//! Exit codes, as `terraform plan -detailed-exitcode` uses them:
-//! - `0`: in sync: nothing was (or, with `--dry-run`, would be) changed;
-//! - `1`: failed: bad flags or configuration, or the fetch, render, apply or wait failed (with
-//!   `--output json`, the error is printed as JSON); with `--dry-run`, objects the real run
-//!   would fail on (an immutable change, a conflict, a rejected object);
-//! - `2`: changed: objects were (or would be) created, configured, recreated or pruned.
-//!
-//! Logs go to standard error, filtered by `RUST_LOG` (default `warn`); a progress bar on
-//! standard error follows the fetch, render, apply and wait when it is a terminal.
+//! Exit codes, as `terraform plan -detailed-exitcode` uses them: `0` in sync (nothing was, or
+//! would be, changed); `1` failed (bad flags or configuration; the fetch, render, apply or wait
+//! failed, printed as JSON with `--output json`; with `--dry-run`, objects the real run would
+//! fail on); `2` changed (objects were, or would be, created, configured, recreated or pruned).
+//! The inventory records the revision applied, so that a later run tells drift from a new
+//! revision. Logs go to standard error, filtered by `RUST_LOG` (default `warn`).
 
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 
 use clap::Parser;
 use gitops_diff::Colour;
 use gitops_examples::pipeline::cli::{
-    ProgressBars, SyncArgs, cancel_on_ctrl_c, init_tracing, name_flags, without_listed_changes,
+    SyncArgs, cancel_on_ctrl_c, init_tracing, name_flags, print_changes, print_failure,
 };
-use gitops_examples::pipeline::{Pipeline, SyncError, SyncReport, error_chain};
+use gitops_examples::pipeline::{
+    SyncReport, plan_text, read_applied_revision, record_applied_revision, sync_unit,
+};
+use gitops_sync::SyncProgress;
 
 /// Exit code: in sync.
 const IN_SYNC: u8 = 0;
@@ -62,16 +64,6 @@ enum ColourFlag {
     Never,
 }
 
-impl From<ColourFlag> for Colour {
-    fn from(flag: ColourFlag) -> Self {
-        match flag {
-            ColourFlag::Auto => Colour::Auto,
-            ColourFlag::Always => Colour::Always,
-            ColourFlag::Never => Colour::Never,
-        }
-    }
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum Output {
     Text,
@@ -89,120 +81,82 @@ async fn main() -> ExitCode {
         }
     };
     init_tracing();
-    match run(&args).await {
-        Ok(code) => ExitCode::from(code),
-        Err(error) => {
-            let message = name_flags(&format!("{error:#}"));
-            if args.output == Output::Json {
-                println!("{}", serde_json::json!({ "error": message }));
-            }
-            eprintln!("error: {message}");
-            ExitCode::from(FAILED)
+    ExitCode::from(run(&args).await.unwrap_or_else(|error| {
+        let message = name_flags(&format!("{error:#}"));
+        if args.output == Output::Json {
+            println!("{}", serde_json::json!({ "error": message }));
         }
-    }
+        eprintln!("error: {message}");
+        FAILED
+    }))
 }
 
 async fn run(args: &Args) -> anyhow::Result<u8> {
     let config = args.sync.to_config(args.dry_run)?;
     let client = args.sync.client().await?;
-    let mut pipeline = Pipeline::new(client, config)?;
-
-    // The first Ctrl-C stops cleanly; a second one exits at once.
-    let cancel = cancel_on_ctrl_c();
-
-    let bars = ProgressBars::new();
-    let result = pipeline.sync_once(&cancel, &bars.sink()).await;
-    bars.finish();
-    match result {
-        Ok(report) => {
-            print_report(&pipeline, &report, args).await;
-            // A dry run reports what the real run would fail on as failed objects: the exit
-            // code is then the real run's, 1.
-            Ok(if report.change_set.failed().next().is_some() {
-                FAILED
-            } else if report.changed() {
-                CHANGED
-            } else {
-                IN_SYNC
-            })
+    // Artifacts and the Git cache: --work-dir (kept across runs), else a temporary directory.
+    let temporary = tempfile::Builder::new().prefix("gitops-sync-").tempdir()?;
+    let skipped = Arc::new(Mutex::new(Vec::new()));
+    let left_out = Arc::clone(&skipped);
+    let mut unit = sync_unit(
+        client.clone(),
+        &config,
+        config.work_dir().unwrap_or(temporary.path()),
+    )
+    .await?
+    // A one-shot run remembers nothing: the inventory records the revision last applied.
+    .applied_revision(read_applied_revision(&client, &config).await)
+    .progress(move |step| {
+        if let SyncProgress::LeftOut { entries, .. } = step {
+            let mut left_out = left_out.lock().unwrap_or_else(|e| e.into_inner());
+            left_out.extend(entries.iter().map(ToString::to_string));
         }
-        Err(error) => {
-            print_failure(&error, args.output);
-            Ok(FAILED)
-        }
-    }
-}
-
-async fn print_report(pipeline: &Pipeline, report: &SyncReport, args: &Args) {
-    for entry in &report.skipped_entries {
+    })
+    .build()?;
+    let result = unit.sync(&cancel_on_ctrl_c()).await;
+    let skipped = std::mem::take(&mut *skipped.lock().unwrap_or_else(|e| e.into_inner()));
+    for entry in &skipped {
         eprintln!("warning: {entry} was left out of the artifact");
     }
-    match args.output {
-        Output::Json => println!(
-            "{}",
-            name_flags(&serde_json::to_string_pretty(&report.to_json()).unwrap_or_default())
-        ),
-        Output::Text => {
-            if report.change_set.dry_run {
-                let plan = pipeline.plan_text(report, args.color.into()).await;
-                print!("{}", name_flags(&plan));
-            } else {
-                print_changes(&report.change_set);
-            }
-            println!("{}", report.status_line());
+    let report = match result {
+        Ok(report) => SyncReport::from_unit(report, skipped),
+        Err(error) => {
+            print_failure(error, args.dry_run, args.output == Output::Json);
+            return Ok(FAILED);
         }
+    };
+    let failed = report.change_set.failed().next().is_some();
+    if !args.dry_run && !failed && report.new_revision {
+        record_applied_revision(&client, &config, &report.revision).await;
     }
-}
-
-fn print_failure(error: &SyncError, output: Output) {
-    let served = error.served();
-    match output {
-        Output::Json => {
-            let mut json = serde_json::json!({ "error": name_flags(&error_chain(error)) });
-            if let Some(report) = served {
-                json["servedLastGood"] = report.to_json();
-            }
-            if let SyncError::Wait { report, .. } = error {
-                json["report"] = report.to_json();
-            }
-            println!(
+    match args.output {
+        Output::Json => println!("{}", pretty(&report.to_json())),
+        Output::Text if args.dry_run => {
+            let colour = match args.color {
+                ColourFlag::Auto => Colour::Auto,
+                ColourFlag::Always => Colour::Always,
+                ColourFlag::Never => Colour::Never,
+            };
+            print!(
                 "{}",
-                name_flags(&serde_json::to_string_pretty(&json).unwrap_or_default())
+                name_flags(&plan_text(&client, &report.change_set, colour).await)
             );
         }
-        Output::Text => {
-            if let Some(change_set) = error.change_set() {
-                print_changes(change_set);
-            }
-            if let Some(report) = served {
-                println!("served the last good revision: {}", report.status_line());
-            }
-        }
+        Output::Text => print_changes(&report.change_set),
     }
-    let mut message = error_chain(error);
-    if output == Output::Text
-        && let Some(change_set) = error.change_set()
-    {
-        // The failed objects are listed above already: once is enough.
-        message = without_listed_changes(&message, change_set);
+    if args.output == Output::Text {
+        println!("{}", report.status_line());
     }
-    eprintln!("error: {}", name_flags(&message));
+    // A dry run reports what the real run would fail on as failed objects: exit as it would.
+    Ok(if failed {
+        FAILED
+    } else if report.changed() {
+        CHANGED
+    } else {
+        IN_SYNC
+    })
 }
 
-/// One line per object that was (or would be) created, changed, pruned, that failed, or that
-/// was left alone for a reason to act on (owned by another inventory); the unchanged and
-/// other skipped ones are only counted in the status line.
-fn print_changes(change_set: &gitops_apply::ChangeSet) {
-    use gitops_apply::ObjectAction;
-    for change in &change_set.changes {
-        let quiet = change.action == ObjectAction::Unchanged
-            || (change.action == ObjectAction::Skipped && change.error.is_none());
-        if !quiet {
-            println!("{}", name_flags(&change.to_string()));
-        }
-    }
-    // The sync hooks (Argo CD's, or Helm's with `--helm-hooks include`), by phase.
-    for hook in &change_set.hooks {
-        println!("{hook}");
-    }
+fn pretty(json: &serde_json::Value) -> String {
+    name_flags(&serde_json::to_string_pretty(json).unwrap_or_default())
 }

@@ -432,6 +432,80 @@ pub fn without_listed_changes(message: &str, change_set: &gitops_apply::ChangeSe
     kept.join("\n").trim_end().trim_end_matches(':').to_owned()
 }
 
+/// Prints one line per object that was (or would be) created, changed, pruned, that failed, or
+/// that was left alone for a reason to act on (owned by another inventory), names escaped and
+/// options named as flags; the unchanged and other skipped ones are only counted in the status
+/// line. Then the sync hooks run, by phase.
+///
+/// ```
+/// gitops_examples::pipeline::cli::print_changes(&gitops_apply::ChangeSet::default());
+/// ```
+pub fn print_changes(change_set: &gitops_apply::ChangeSet) {
+    use gitops_apply::ObjectAction;
+    for change in &change_set.changes {
+        let quiet = change.action == ObjectAction::Unchanged
+            || (change.action == ObjectAction::Skipped && change.error.is_none());
+        if !quiet {
+            println!("{}", name_flags(&change.to_string()));
+        }
+    }
+    // The sync hooks (Argo CD's, or Helm's with `--helm-hooks include`), by phase.
+    for hook in &change_set.hooks {
+        println!("{hook}");
+    }
+}
+
+/// Prints a failed sync: on standard output what it wrote and the last good revision served
+/// (as JSON with `json`), then the error on standard error, names escaped and options named as
+/// flags; in a `dry_run`, a failed apply is said to be planning.
+///
+/// ```
+/// let error = gitops_sync::SyncError::Cancelled { step: "fetching" };
+/// gitops_examples::pipeline::cli::print_failure(error, false, false);
+/// ```
+pub fn print_failure(error: gitops_sync::SyncError, dry_run: bool, json: bool) {
+    use gitops_sync::SyncError;
+    let mut message = error.chain();
+    if dry_run && matches!(error, SyncError::Apply { .. }) {
+        // A dry run plans: say so rather than "applying".
+        message = message.replacen("applying ", "planning (dry run) ", 1);
+    }
+    let unit_report =
+        |report: gitops_sync::SyncReport| super::SyncReport::from_unit(report, Vec::new());
+    let (served, waited, apply) = match error {
+        SyncError::Fetch { served, .. } | SyncError::Render { served, .. } => {
+            (served.map(|report| unit_report(*report)), None, None)
+        }
+        SyncError::Wait { report, .. } => (None, Some(unit_report(*report)), None),
+        SyncError::Apply { source, .. } => (None, None, Some(source)),
+        _ => (None, None, None),
+    };
+    let listed = (apply.as_ref().and_then(|error| error.change_set()))
+        .or(waited.as_ref().map(|report| &report.change_set))
+        .or(served.as_ref().map(|report| &report.change_set));
+    if json {
+        let mut json = serde_json::json!({ "error": name_flags(&message) });
+        if let Some(report) = &served {
+            json["servedLastGood"] = report.to_json();
+        }
+        if let Some(report) = &waited {
+            json["report"] = report.to_json();
+        }
+        let text = serde_json::to_string_pretty(&json).unwrap_or_default();
+        println!("{}", name_flags(&text));
+    } else {
+        if let Some(change_set) = listed {
+            print_changes(change_set);
+            // The failed objects are listed above already: once is enough.
+            message = without_listed_changes(&message, change_set);
+        }
+        if let Some(report) = &served {
+            println!("served the last good revision: {}", report.status_line());
+        }
+    }
+    eprintln!("error: {}", name_flags(&message));
+}
+
 /// Writes log lines to standard error through [`name_flags`]. The formatter writes each event
 /// in one call, so a name is never split between two writes.
 struct FlagNamingWriter(std::io::Stderr);

@@ -133,6 +133,35 @@ pub struct SyncReport {
 }
 
 impl SyncReport {
+    /// The report of a `gitops-sync` unit's sync, with the entries its fetch left out.
+    ///
+    /// ```
+    /// let report = gitops_sync::SyncReport {
+    ///     revision: gitops_source::Revision::from_string("sha256:1"),
+    ///     new_revision: true,
+    ///     served_last_good: false,
+    ///     change_set: gitops_apply::ChangeSet::default(),
+    ///     timings: gitops_sync::SyncTimings::default(),
+    /// };
+    /// let report = gitops_examples::pipeline::SyncReport::from_unit(report, Vec::new());
+    /// assert_eq!(report.drift_corrected(), 0);
+    /// ```
+    #[must_use]
+    pub fn from_unit(report: gitops_sync::SyncReport, skipped_entries: Vec<String>) -> Self {
+        let counts = report.change_set.request_counts;
+        Self {
+            revision: report.revision,
+            new_revision: report.new_revision,
+            served_last_good: report.served_last_good,
+            waited: report.timings.wait,
+            duration: report.timings.total,
+            api_requests: counts.total,
+            api_writes: counts.writes,
+            change_set: report.change_set,
+            skipped_entries,
+        }
+    }
+
     /// How many objects had `action`.
     #[must_use]
     pub fn count(&self, action: ObjectAction) -> usize {

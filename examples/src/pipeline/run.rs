@@ -272,63 +272,9 @@ impl Pipeline {
             .await
     }
 
-    /// A human-readable plan of a dry-run report: one unified YAML diff per object to create or
-    /// change (Secret values masked, coloured as `colour` says), and one line per object to
-    /// prune, fail, or be left alone for a reason to act on (owned by another inventory). Reads
-    /// each changed object from the cluster; an object that cannot be read, or
-    /// changed since the plan, is shown by its field changes instead.
+    /// A human-readable plan of a dry-run report (see [`plan_text`]).
     pub async fn plan_text(&self, report: &SyncReport, colour: Colour) -> String {
-        let mut text = String::new();
-        for change in &report.change_set.changes {
-            match change.action {
-                ObjectAction::Created | ObjectAction::Configured | ObjectAction::Recreated => {}
-                ObjectAction::Pruned => {
-                    text.push_str(&format!("--- prune {}\n", change.id.display_name()));
-                    continue;
-                }
-                ObjectAction::Failed => {
-                    text.push_str(&format!("!!! {change}\n"));
-                    continue;
-                }
-                // Left alone for a reason to act on (owned by another inventory).
-                ObjectAction::Skipped if change.error.is_some() => {
-                    text.push_str(&format!("=== {change}\n"));
-                    continue;
-                }
-                _ => continue,
-            }
-            let Some(diff) = &change.diff else {
-                text.push_str(&format!("*** {change}\n"));
-                continue;
-            };
-            let live = if change.action == ObjectAction::Created {
-                None
-            } else {
-                let api: Api<DynamicObject> = match &change.id.namespace {
-                    Some(ns) => Api::namespaced_with(self.client.clone(), ns, &change.resource),
-                    None => Api::all_with(self.client.clone(), &change.resource),
-                };
-                match api.get_opt(&change.id.name).await {
-                    Ok(live) => live.and_then(|object| serde_json::to_value(object).ok()),
-                    Err(error) => {
-                        tracing::warn!(object = %change.id.display_name(), error = %error_chain(&error), "reading the live object for the plan");
-                        None
-                    }
-                }
-            };
-            match diff.unified_yaml(live.as_ref(), colour) {
-                Ok(unified) => text.push_str(&unified),
-                Err(error) => {
-                    // The live object changed since the plan: list the field changes.
-                    tracing::debug!(error = %error_chain(&error), "falling back to field changes");
-                    text.push_str(&format!("*** {}\n", change.id.display_name()));
-                    for field in &diff.changes {
-                        text.push_str(&format!("    {:?} {}\n", field.kind, field.path));
-                    }
-                }
-            }
-        }
-        text
+        plan_text(&self.client, &report.change_set, colour).await
     }
 
     /// Fetches and renders the current revision; on failure, why, so that the caller serves
@@ -689,6 +635,76 @@ impl Pipeline {
             }
         }
     }
+}
+
+/// A human-readable plan of a dry-run change set: one unified YAML diff per object to create or
+/// change (Secret values masked, coloured as `colour` says), and one line per object to
+/// prune, fail, or be left alone for a reason to act on (owned by another inventory). Reads
+/// each changed object from the cluster; an object that cannot be read, or
+/// changed since the plan, is shown by its field changes instead.
+///
+/// ```no_run
+/// # async fn run(client: kube::Client, change_set: gitops_apply::ChangeSet) {
+/// let text = gitops_examples::pipeline::plan_text(&client, &change_set, gitops_diff::Colour::Never).await;
+/// print!("{text}");
+/// # }
+/// ```
+pub async fn plan_text(
+    client: &kube::Client,
+    change_set: &gitops_apply::ChangeSet,
+    colour: Colour,
+) -> String {
+    let mut text = String::new();
+    for change in &change_set.changes {
+        match change.action {
+            ObjectAction::Created | ObjectAction::Configured | ObjectAction::Recreated => {}
+            ObjectAction::Pruned => {
+                text.push_str(&format!("--- prune {}\n", change.id.display_name()));
+                continue;
+            }
+            ObjectAction::Failed => {
+                text.push_str(&format!("!!! {change}\n"));
+                continue;
+            }
+            // Left alone for a reason to act on (owned by another inventory).
+            ObjectAction::Skipped if change.error.is_some() => {
+                text.push_str(&format!("=== {change}\n"));
+                continue;
+            }
+            _ => continue,
+        }
+        let Some(diff) = &change.diff else {
+            text.push_str(&format!("*** {change}\n"));
+            continue;
+        };
+        let live = if change.action == ObjectAction::Created {
+            None
+        } else {
+            let api: Api<DynamicObject> = match &change.id.namespace {
+                Some(ns) => Api::namespaced_with(client.clone(), ns, &change.resource),
+                None => Api::all_with(client.clone(), &change.resource),
+            };
+            match api.get_opt(&change.id.name).await {
+                Ok(live) => live.and_then(|object| serde_json::to_value(object).ok()),
+                Err(error) => {
+                    tracing::warn!(object = %change.id.display_name(), error = %error_chain(&error), "reading the live object for the plan");
+                    None
+                }
+            }
+        };
+        match diff.unified_yaml(live.as_ref(), colour) {
+            Ok(unified) => text.push_str(&unified),
+            Err(error) => {
+                // The live object changed since the plan: list the field changes.
+                tracing::debug!(error = %error_chain(&error), "falling back to field changes");
+                text.push_str(&format!("*** {}\n", change.id.display_name()));
+                for field in &diff.changes {
+                    text.push_str(&format!("    {:?} {}\n", field.kind, field.path));
+                }
+            }
+        }
+    }
+    text
 }
 
 fn remove_dir_quietly(dir: &Path) {

@@ -153,3 +153,27 @@ fn apply_options(config: &SyncConfig) -> ApplyOptions {
         .with_allow_cascading_prune(config.allow_cascading_prune)
         .with_take_ownership(config.take_ownership)
 }
+
+/// The revision the inventory ConfigMap of `config` records ([`APPLIED_REVISION_ANNOTATION`]):
+/// `None` when there is no inventory yet, it records none, or it cannot be read (then the
+/// revision counts as new, as on a first sync).
+///
+/// ```no_run
+/// # async fn run(client: kube::Client, config: gitops_examples::pipeline::SyncConfig) {
+/// let applied = gitops_examples::pipeline::read_applied_revision(&client, &config).await;
+/// # drop(applied);
+/// # }
+/// ```
+pub async fn read_applied_revision(client: &kube::Client, config: &SyncConfig) -> Option<Revision> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &config.inventory.namespace);
+    match api.get_opt(&config.inventory.name).await {
+        Ok(configmap) => configmap
+            .and_then(|configmap| configmap.metadata.annotations)
+            .and_then(|mut annotations| annotations.remove(APPLIED_REVISION_ANNOTATION))
+            .map(Revision::from_string),
+        Err(error) => {
+            tracing::debug!(inventory = %config.inventory, error = %error_chain(&error), "reading the applied revision");
+            None
+        }
+    }
+}
