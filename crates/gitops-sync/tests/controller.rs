@@ -326,9 +326,12 @@ async fn applies_reports_status_corrects_drift_prunes_and_finalizes() {
 }
 
 #[tokio::test]
-async fn requested_at_asks_for_a_sync_now() {
+async fn requested_at_asks_for_a_sync_now_and_a_steady_sync_writes_only_its_status() {
     let (client, ns) = setup("kit-requested").await;
-    let controller = Running::start(&client, &ns);
+    // The controller's requests are counted (and logged).
+    let counter = gitops_apply::RequestCounter::with_log();
+    let counted = gitops_apply::counting_client(&client, &counter);
+    let controller = Running::start(&counted, &ns);
     let dir = tempfile::tempdir().expect("a temp dir");
     write(dir.path(), "a.yaml", Some(&config_map("a", "one")));
     let syncs: Api<AppSync> = Api::namespaced(client.clone(), &ns);
@@ -336,6 +339,42 @@ async fn requested_at_asks_for_a_sync_now() {
     // An interval far beyond the test: only the request can bring the next sync.
     create(&syncs, "app", local_spec(dir.path(), &ns, "1h")).await;
     wait_for(&syncs, "app", "Ready", is_ready).await;
+
+    // A steady sync asked for now: nothing to apply, so its only write is the status that
+    // records the request handled.
+    let before = counter.requests().len();
+    syncs
+        .patch(
+            "app",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({
+                "metadata": {"annotations": {REQUESTED_AT_ANNOTATION: "2026-11-29T11:00:00Z"}}
+            })),
+        )
+        .await
+        .expect("the annotation");
+    wait_for(&syncs, "app", "the first request handled", |o| {
+        status(o).last_handled_reconcile_at.as_deref() == Some("2026-11-29T11:00:00Z")
+    })
+    .await;
+    let requests = counter.requests()[before..].to_vec();
+    let writes: Vec<String> = requests
+        .iter()
+        .filter(|r| r.kind.is_write())
+        .map(ToString::to_string)
+        .collect();
+    println!("a steady requested sync: {} requests:", requests.len());
+    for request in &requests {
+        println!("  {request}");
+    }
+    assert_eq!(
+        writes,
+        [format!(
+            "PATCH /apis/kit.gitops-rs.io/v1/namespaces/{ns}/appsyncs/app/status"
+        )]
+    );
+
+    // Drift made by hand and a new request: corrected at once, though the interval is far.
     maps.patch(
         "a",
         &PatchParams::default(),
