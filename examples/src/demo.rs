@@ -7,7 +7,7 @@
 //!    `examples/demo/`: a Namespace, a ConfigMap, a Deployment, a Service, a CRD and a custom
 //!    resource of it;
 //! 2. the initial plan (unified diffs of a server-side dry run), then the reconciler
-//!    ([`crate::pipeline::Reconciler`]) applying revision 1;
+//!    ([`gitops_sync::Reconciler`]) applying revision 1;
 //! 3. a commit that changes the app, picked up on the next poll and applied;
 //! 4. hand edits of live objects (`kubectl edit`, `kubectl scale`), detected as drift and
 //!    corrected although Git did not change;

@@ -64,7 +64,8 @@ pub use config::{
 };
 pub use reconcile::{Backoff, CycleEvent, Reconciler};
 pub use report::{
-    ProgressSink, SyncError, SyncProgress, SyncReport, action_name, error_chain, short_revision,
+    ProgressSink, SyncError, SyncProgress, SyncReport, action_name, drift_corrected, error_chain,
+    short_revision, unit_status_line,
 };
 pub use run::{APPLIED_REVISION_ANNOTATION, Pipeline, plan_text};
 pub use unit::{read_applied_revision, record_applied_revision, sync_unit};

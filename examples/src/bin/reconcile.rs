@@ -5,8 +5,8 @@
 //! render, and prints one status line:
 //!
 //! ```text
-//! cycle 1 ok main@sha1:3f9c…: 4 created, 0 configured, 0 recreated, 0 pruned, 0 unchanged, 0 failed; next in 30s
-//! cycle 2 ok main@sha1:3f9c…: 0 created, 1 configured, 0 recreated, 0 pruned, 3 unchanged, 0 failed; next in 30s
+//! cycle 1 ok main@sha1:3f9c0d1e2a4b: 4 created, 0 configured, 0 unchanged, 0 pruned, 0 drift corrected, 0.31s, 19 API requests (5 writes); next in 30s
+//! cycle 2 ok main@sha1:3f9c0d1e2a4b: 0 created, 1 configured, 3 unchanged, 0 pruned, 1 drift corrected, 0.05s, 8 API requests (1 writes); next in 30s
 //! cycle 3 Stalled: rendering main@sha1:77aa… failed: app/bad.yaml:1:7: invalid YAML … [applied main@sha1:3f9c…: … (served last good, no prune)]; next in 30s
 //! ```
 //!
@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use gitops_examples::pipeline::cli::{SyncArgs, cancel_on_ctrl_c, init_tracing, name_flags};
-use gitops_examples::pipeline::{record_applied_revision, sync_unit};
+use gitops_examples::pipeline::{record_applied_revision, sync_unit, unit_status_line};
 use gitops_sync::{Backoff, Reconciler, SyncProgress};
 
 /// The GitOps agent: sync on an interval, correct drift, stop on Ctrl-C.
@@ -101,7 +101,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
             {
                 let _ = record.send(report.revision.clone());
             }
-            println!("{}", name_flags(&event.status_line()));
+            // A success with the drift it corrected and its API requests; a failure as the
+            // library words it (its class, the chain, the last good revision served).
+            let line = match event.result {
+                Ok(report) => format!(
+                    "cycle {} ok {}; next in {}",
+                    event.cycle,
+                    unit_status_line(report),
+                    humantime::format_duration(event.next_in)
+                ),
+                Err(_) => event.status_line(),
+            };
+            println!("{}", name_flags(&line));
         })
         .await;
     drop(record);

@@ -21,9 +21,10 @@ use super::app::{
 use super::narrator::{Narrator, Tone};
 use super::repo::{Commit, DemoRepository, RepositoryError};
 use crate::pipeline::{
-    ConfigError, CycleEvent, InventoryLocation, Pipeline, Reconciler, SourceSpec, SyncConfig,
-    SyncError, SyncReport, error_chain,
+    ConfigError, InventoryLocation, SourceSpec, SyncConfig, drift_corrected, error_chain,
+    plan_text, sync_unit, unit_status_line,
 };
+use gitops_sync::{CycleEvent, Reconciler, SyncError, SyncReport};
 
 /// The steps of the scenario, as numbered on screen.
 pub const STEPS: usize = 5;
@@ -40,10 +41,13 @@ pub enum ScenarioError {
     /// The demo repository failed.
     #[error("the demo repository")]
     Repository(#[from] RepositoryError),
-    /// The pipeline could not be configured.
-    #[error("configuring the pipeline")]
+    /// The sync unit could not be configured.
+    #[error("configuring the sync unit")]
     Config(#[from] ConfigError),
-    /// The pipeline could not be set up, or the dry run failed.
+    /// A working directory for the unit's artifacts could not be made.
+    #[error("making a working directory")]
+    WorkDir(#[source] std::io::Error),
+    /// The sync unit could not be set up, or the dry run failed.
     #[error("step {step}: {action}")]
     Sync {
         /// The step.
@@ -235,10 +239,10 @@ impl CycleSummary {
                         .collect()
                 })
                 .unwrap_or_default(),
-            drift_corrected: report.map_or(0, SyncReport::drift_corrected),
+            drift_corrected: report.map_or(0, drift_corrected),
             error: event.result.as_ref().err().map(|e| error_chain(e)),
             status_line: match event.result {
-                Ok(report) => report.status_line(),
+                Ok(report) => unit_status_line(report),
                 Err(error) => format!(
                     "failed after {:.2}s: {}; retry in {:?}",
                     event.duration.as_secs_f64(),
@@ -326,7 +330,7 @@ pub struct DemoReport {
 }
 
 /// The scenario against a cluster: it makes the demo repository, shows the plan, runs the
-/// [`Reconciler`] (`pipeline` module) in the background and takes it through the steps,
+/// [`Reconciler`] (gitops-sync's) in the background and takes it through the steps,
 /// narrating on `narrator`.
 ///
 /// ```no_run
@@ -471,17 +475,21 @@ impl<'a> Scenario<'a> {
             });
         }
 
-        let pipeline = Pipeline::new(self.client.clone(), self.config(&repository, false)?)
+        let work_dir = tempfile::tempdir().map_err(ScenarioError::WorkDir)?;
+        let config = self.config(&repository, false)?;
+        let unit = sync_unit(self.client.clone(), &config, work_dir.path())
+            .await?
+            .build()
             .map_err(|source| ScenarioError::Sync {
                 step: 2,
-                action: "setting up the pipeline",
+                action: "setting up the sync unit",
                 source,
             })?;
         narrator.line(
             Tone::Plain,
             &format!(
                 "Starting the reconciler: {} every {:?}, inventory {}",
-                pipeline.location(),
+                unit.name(),
                 self.options.interval,
                 self.options.inventory_location()
             ),
@@ -493,7 +501,7 @@ impl<'a> Scenario<'a> {
             timeout: self.options.step_timeout,
         };
         let stop = cancel.child_token();
-        let reconciler = Reconciler::new(pipeline, self.options.interval).run(&stop, |event| {
+        let reconciler = Reconciler::new(unit, self.options.interval).run(&stop, |event| {
             let summary = CycleSummary::from_event(event);
             narrator.status(summary.cycle, summary.tone(), &summary.status_line);
             // The steps may be done already; a closed channel is fine.
@@ -513,7 +521,7 @@ impl<'a> Scenario<'a> {
             stop.cancel();
             result
         };
-        let (_pipeline, result) = tokio::join!(reconciler, steps);
+        let (_unit, result) = tokio::join!(reconciler, steps);
         let mut report = result?;
         // Cycles that finished after the last step are reported too.
         while let Ok(cycle) = cycles.receiver.try_recv() {
@@ -555,10 +563,14 @@ impl<'a> Scenario<'a> {
                 }
             }
         };
-        let mut dry_run = Pipeline::new(self.client.clone(), self.config(repository, true)?)
+        let work_dir = tempfile::tempdir().map_err(ScenarioError::WorkDir)?;
+        let config = self.config(repository, true)?;
+        let mut dry_run = sync_unit(self.client.clone(), &config, work_dir.path())
+            .await?
+            .build()
             .map_err(sync_error("setting up the dry run"))?;
         let report = dry_run
-            .sync_once(cancel, &crate::pipeline::ProgressSink::none())
+            .sync(cancel)
             .await
             .map_err(sync_error("planning revision 1 (dry run)"))?;
         let colour = if self.narrator.colour() {
@@ -566,7 +578,7 @@ impl<'a> Scenario<'a> {
         } else {
             Colour::Never
         };
-        let text = dry_run.plan_text(&report, colour).await;
+        let text = plan_text(&self.client, &report.change_set, colour).await;
         // The demo starts from a cluster without the app: every object is created. Anything else
         // (an object in the way, a namespace left by an earlier run) is named.
         let not_created: Vec<String> = report
@@ -587,7 +599,7 @@ impl<'a> Scenario<'a> {
                 ),
             });
         }
-        Ok((text, report.count(ObjectAction::Created)))
+        Ok((text, report.change_set.count(ObjectAction::Created)))
     }
 
     async fn steps(

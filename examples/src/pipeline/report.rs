@@ -101,6 +101,106 @@ impl fmt::Debug for ProgressSink {
     }
 }
 
+/// Objects written although the revision had been applied already (not in a dry run).
+fn drift(new_revision: bool, change_set: &ChangeSet) -> usize {
+    if new_revision || change_set.dry_run {
+        return 0;
+    }
+    [
+        ObjectAction::Created,
+        ObjectAction::Configured,
+        ObjectAction::Recreated,
+    ]
+    .into_iter()
+    .map(|action| change_set.count(action))
+    .sum()
+}
+
+/// The status line of [`SyncReport::status_line`].
+fn status_line(
+    revision: &Revision,
+    served_last_good: bool,
+    drift_corrected: usize,
+    change_set: &ChangeSet,
+    duration: Duration,
+    (requests, writes): (u64, u64),
+) -> String {
+    let count = |action| change_set.count(action);
+    let mut line = format!(
+        "{}{}: {} created, {} configured, {} unchanged, {} pruned",
+        short_revision(revision),
+        if served_last_good { " (last good)" } else { "" },
+        count(ObjectAction::Created),
+        count(ObjectAction::Configured) + count(ObjectAction::Recreated),
+        count(ObjectAction::Unchanged),
+        count(ObjectAction::Pruned),
+    );
+    let skipped = count(ObjectAction::Skipped);
+    if skipped > 0 {
+        line.push_str(&format!(", {skipped} skipped"));
+    }
+    let failed = count(ObjectAction::Failed);
+    if failed > 0 {
+        line.push_str(&format!(", {failed} failed"));
+    }
+    line.push_str(&format!(
+        ", {drift_corrected} drift corrected, {:.2}s, {} API requests ({} writes)",
+        duration.as_secs_f64(),
+        requests,
+        writes
+    ));
+    if change_set.dry_run {
+        line.push_str(" (dry run: nothing written)");
+    }
+    line
+}
+
+/// The objects a `gitops-sync` unit's sync wrote although its revision had been applied
+/// already: drift corrected (0 in a dry run).
+///
+/// ```
+/// let report = gitops_sync::SyncReport {
+///     revision: gitops_source::Revision::from_string("sha256:1"),
+///     new_revision: false,
+///     served_last_good: false,
+///     change_set: gitops_apply::ChangeSet::default(),
+///     timings: gitops_sync::SyncTimings::default(),
+/// };
+/// assert_eq!(gitops_examples::pipeline::drift_corrected(&report), 0);
+/// ```
+#[must_use]
+pub fn drift_corrected(report: &gitops_sync::SyncReport) -> usize {
+    drift(report.new_revision, &report.change_set)
+}
+
+/// The status line of a `gitops-sync` unit's sync, as [`SyncReport::status_line`] prints it:
+/// `main@sha1:1a2b3c4d5e6f: 1 created, 2 configured, 7 unchanged, 1 pruned, 2 drift corrected, 0.42s, 17 API requests (4 writes)`.
+///
+/// ```
+/// let report = gitops_sync::SyncReport {
+///     revision: gitops_source::Revision::from_string("sha256:1"),
+///     new_revision: true,
+///     served_last_good: false,
+///     change_set: gitops_apply::ChangeSet::default(),
+///     timings: gitops_sync::SyncTimings::default(),
+/// };
+/// assert!(gitops_examples::pipeline::unit_status_line(&report).contains("0 drift corrected"));
+/// ```
+#[must_use]
+pub fn unit_status_line(report: &gitops_sync::SyncReport) -> String {
+    status_line(
+        &report.revision,
+        report.served_last_good,
+        drift_corrected(report),
+        &report.change_set,
+        report.timings.total,
+        (
+            report.change_set.request_counts.total,
+            report.change_set.request_counts.writes,
+        ),
+    )
+}
+
 /// The outcome of one sync.
 #[derive(Debug)]
 pub struct SyncReport {
@@ -185,12 +285,7 @@ impl SyncReport {
     /// Objects written although the revision had been applied already: drift corrected.
     #[must_use]
     pub fn drift_corrected(&self) -> usize {
-        if self.new_revision || self.change_set.dry_run {
-            return 0;
-        }
-        self.count(ObjectAction::Created)
-            + self.count(ObjectAction::Configured)
-            + self.count(ObjectAction::Recreated)
+        drift(self.new_revision, &self.change_set)
     }
 
     /// One line for logs: revision, counts, drift, duration and API requests.
@@ -198,38 +293,14 @@ impl SyncReport {
     /// `main@sha1:1a2b3c4d5e6f: 1 created, 2 configured, 7 unchanged, 1 pruned, 2 drift corrected, 0.42s, 17 API requests (4 writes)`
     #[must_use]
     pub fn status_line(&self) -> String {
-        let mut line = format!(
-            "{}{}: {} created, {} configured, {} unchanged, {} pruned",
-            short_revision(&self.revision),
-            if self.served_last_good {
-                " (last good)"
-            } else {
-                ""
-            },
-            self.count(ObjectAction::Created),
-            self.count(ObjectAction::Configured) + self.count(ObjectAction::Recreated),
-            self.count(ObjectAction::Unchanged),
-            self.count(ObjectAction::Pruned),
-        );
-        let skipped = self.count(ObjectAction::Skipped);
-        if skipped > 0 {
-            line.push_str(&format!(", {skipped} skipped"));
-        }
-        let failed = self.count(ObjectAction::Failed);
-        if failed > 0 {
-            line.push_str(&format!(", {failed} failed"));
-        }
-        line.push_str(&format!(
-            ", {} drift corrected, {:.2}s, {} API requests ({} writes)",
+        status_line(
+            &self.revision,
+            self.served_last_good,
             self.drift_corrected(),
-            self.duration.as_secs_f64(),
-            self.api_requests,
-            self.api_writes
-        ));
-        if self.change_set.dry_run {
-            line.push_str(" (dry run: nothing written)");
-        }
-        line
+            &self.change_set,
+            self.duration,
+            (self.api_requests, self.api_writes),
+        )
     }
 
     /// The report as JSON for CI: revision, counts, and one entry per object with its action,
