@@ -1,30 +1,16 @@
-//! The sync pipeline the `sync` and `reconcile` binaries (and the demo) are built on: the code a
-//! user copies into their own GitOps agent.
+//! What the `sync` and `reconcile` binaries (and the demo) share around a `gitops-sync` unit:
+//! the flags ([`cli::SyncArgs`] → [`SyncConfig`]), the unit those flags describe
+//! ([`sync_unit`]: source, renderer with Helm told the cluster's capabilities, applier,
+//! options), the revision recorded on the inventory ([`APPLIED_REVISION_ANNOTATION`]) and the
+//! printing (status lines, the dry-run plan, JSON).
 //!
-//! One sync ([`Pipeline::sync_once`]) runs the GitOps steps in order:
-//!
-//! 1. **fetch** the source ([`SourceSpec`]: a Git URL at a branch, tag, semver range or commit,
-//!    or a local directory); an unchanged revision downloads nothing;
-//! 2. **render** the subpath ([`RendererChoice`]: plain YAML/JSON, Kustomize, Helm, or automatic),
-//!    then substitute `${VARIABLES}`; an unchanged revision is not rendered again;
-//! 3. **diff and apply** with server-side apply: the applier reads the live objects (one list
-//!    per kind and namespace) and writes only what differs, so a cycle without Git changes is
-//!    cheap and still corrects drift;
-//! 4. **prune** what the inventory (a ConfigMap, [`InventoryLocation`]) lists and the set lacks;
-//! 5. **wait** until the objects are Current (kstatus), when a wait timeout is set.
-//!
-//! Safety: a failed fetch or render never prunes. The pipeline keeps the last good rendered set
-//! and applies it again without pruning ([`SyncError::served`]); only a set rendered from the
-//! revision the source has now is allowed to prune.
-//!
-//! [`Reconciler`] runs syncs on an interval with exponential [`Backoff`] after failures, one
-//! [`CycleEvent`] per cycle, and stops on cancellation.
+//! The cycle itself (fetch, render, apply, prune, wait; the last good set served without
+//! pruning; the loop with backoff) is the library's: an agent of your own uses `gitops-sync`
+//! directly, not this module.
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use gitops_examples::pipeline::{
-//!     Pipeline, ProgressSink, Reconciler, SourceSpec, SyncConfig, parse_git_reference,
-//! };
+//! use gitops_examples::pipeline::{SourceSpec, SyncConfig, parse_git_reference, sync_unit};
 //! use tokio_util::sync::CancellationToken;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -36,16 +22,12 @@
 //!     .inventory("default/dev-apps".parse()?)
 //!     .wait_timeout(Duration::from_secs(120))
 //!     .build()?;
-//! let mut pipeline = Pipeline::new(kube::Client::try_default().await?, config)?;
-//!
-//! // One shot:
-//! let cancel = CancellationToken::new();
-//! let report = pipeline.sync_once(&cancel, &ProgressSink::none()).await?;
-//! println!("{}", report.status_line());
-//!
-//! // Or the agent's loop, until `cancel` fires:
-//! Reconciler::new(pipeline, Duration::from_secs(30))
-//!     .run(&cancel, |event| println!("{}", event.status_line()))
+//! let work_dir = tempfile::tempdir()?;
+//! let unit = sync_unit(kube::Client::try_default().await?, &config, work_dir.path())
+//!     .await?
+//!     .build()?;
+//! gitops_sync::Reconciler::new(unit, Duration::from_secs(30))
+//!     .run(&CancellationToken::new(), |event| println!("{}", event.status_line()))
 //!     .await;
 //! # Ok(())
 //! # }
@@ -53,7 +35,6 @@
 
 pub mod cli;
 mod config;
-mod reconcile;
 mod report;
 mod run;
 mod unit;
@@ -62,10 +43,8 @@ pub use config::{
     ConfigError, HelmRelease, InventoryLocation, RendererChoice, SourceSpec, SyncConfig,
     SyncConfigBuilder, parse_git_reference,
 };
-pub use reconcile::{Backoff, CycleEvent, Reconciler};
 pub use report::{
-    ProgressSink, SyncError, SyncProgress, SyncReport, action_name, drift_corrected, error_chain,
-    short_revision, unit_status_line,
+    SyncReport, action_name, drift_corrected, error_chain, short_revision, unit_status_line,
 };
-pub use run::{APPLIED_REVISION_ANNOTATION, Pipeline, plan_text};
+pub use run::{APPLIED_REVISION_ANNOTATION, plan_text};
 pub use unit::{read_applied_revision, record_applied_revision, sync_unit};

@@ -177,3 +177,25 @@ pub async fn read_applied_revision(client: &kube::Client, config: &SyncConfig) -
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_missing_directory_is_refused_naming_it() {
+        // A client that is never used: a plain renderer needs no discovery.
+        let client =
+            kube::Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap()))
+                .unwrap();
+        let config = SyncConfig::builder(SourceSpec::local("/nonexistent/dir"))
+            .renderer(RendererChoice::Plain)
+            .build()
+            .unwrap();
+        let work_dir = tempfile::tempdir().unwrap();
+        let Err(error) = sync_unit(client, &config, work_dir.path()).await else {
+            panic!("a missing directory must be refused");
+        };
+        assert!(error_chain(&error).contains("/nonexistent/dir"), "{error}");
+    }
+}
