@@ -709,3 +709,87 @@ async fn a_stalled_unit_waits_for_the_interval_not_the_backoff() {
     cancel.cancel();
     task.await.unwrap();
 }
+
+/// A dry run writes nothing and applies no revision; entries the source left out are reported
+/// once per new fetch; a unit told the revision applied before it existed (a one-shot program,
+/// `SyncUnitBuilder::applied_revision`) counts a sync of that revision as not new, its writes
+/// as drift corrected.
+#[tokio::test]
+async fn a_dry_run_writes_nothing_left_out_entries_are_reported_and_a_known_revision_is_not_new() {
+    let (client, namespace) = setup("sync-dry-run").await;
+    let repo = tempfile::tempdir().unwrap();
+    write(repo.path(), "a.yaml", &config_map("a", "blue"));
+    std::os::unix::fs::symlink(repo.path().join("a.yaml"), repo.path().join("link.yaml")).unwrap();
+    let left_out = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&left_out);
+    let mut dry_run = unit(
+        &client,
+        &namespace,
+        "inventory",
+        LocalDirectorySource::new(repo.path()),
+    )
+    .apply_options(
+        ApplyOptions::default()
+            .with_target_namespace(namespace.clone())
+            .with_dry_run(true),
+    )
+    .progress(move |step| {
+        if let SyncProgress::LeftOut { entries, .. } = step {
+            seen.lock()
+                .unwrap()
+                .extend(entries.iter().map(ToString::to_string));
+        }
+    })
+    .build()
+    .unwrap();
+    let planned = sync(&mut dry_run).await;
+    assert!(planned.change_set.dry_run);
+    assert_eq!(action(&planned, "a"), ObjectAction::Created);
+    assert_eq!(planned.change_set.request_counts.writes, 0, "{planned}");
+    assert!(live(&client, &namespace, "a").await.is_none());
+    assert!(dry_run.applied_revision().is_none());
+    let again = sync(&mut dry_run).await;
+    assert_eq!(action(&again, "a"), ObjectAction::Created);
+    let left_out = left_out.lock().unwrap().clone();
+    assert_eq!(left_out.len(), 1, "once per new fetch: {left_out:?}");
+    assert!(left_out[0].starts_with("link.yaml"), "{left_out:?}");
+
+    // The real run applies; a later unit knows the revision from it (as from an annotation).
+    let mut first = unit(
+        &client,
+        &namespace,
+        "inventory",
+        LocalDirectorySource::new(repo.path()),
+    )
+    .build()
+    .unwrap();
+    let applied = sync(&mut first).await;
+    assert!(applied.new_revision);
+    Api::<ConfigMap>::namespaced(client.clone(), &namespace)
+        .patch(
+            "a",
+            &PatchParams {
+                field_manager: Some("kubectl-edit".into()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(serde_json::json!({"data": {"colour": "purple"}})),
+        )
+        .await
+        .unwrap();
+    let mut one_shot = unit(
+        &client,
+        &namespace,
+        "inventory",
+        LocalDirectorySource::new(repo.path()),
+    )
+    .applied_revision(Some(applied.revision.clone()))
+    .build()
+    .unwrap();
+    let corrected = sync(&mut one_shot).await;
+    assert!(!corrected.new_revision, "{corrected}");
+    assert_eq!(action(&corrected, "a"), ObjectAction::Configured);
+    assert_eq!(
+        colour_of(&client, &namespace, "a").await.as_deref(),
+        Some("blue")
+    );
+}
