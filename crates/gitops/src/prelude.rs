@@ -2,8 +2,8 @@
 //!
 //! ```
 //! use gitops::prelude::*;
-//! let renderer = PlainRenderer::new();
-//! # let _ = renderer;
+//! # #[cfg(feature = "render")]
+//! # let _ = PlainRenderer::new();
 //! let id: ObjectId = ObjectId::new("", "ConfigMap", Some("shop"), "settings");
 //! # let _ = id;
 //! ```
