@@ -24,7 +24,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use gitops_examples::pipeline::cli::{SyncArgs, cancel_on_ctrl_c, init_tracing, name_flags};
+use gitops_examples::pipeline::cli::{
+    ProgressBars, SyncArgs, cancel_on_ctrl_c, init_tracing, name_flags,
+};
 use gitops_examples::pipeline::{record_applied_revision, sync_unit, unit_status_line};
 use gitops_sync::{Backoff, Reconciler, SyncProgress};
 
@@ -63,13 +65,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .prefix("gitops-reconcile-")
         .tempdir()?;
     let work_dir = config.work_dir().unwrap_or(temporary.path());
+    // A progress bar on standard error, when it is a terminal; lines print above it.
+    let bars = ProgressBars::new();
+    let bar = bars.clone();
     let unit = sync_unit(client.clone(), &config, work_dir)
         .await?
-        // Entries the fetch left out (symbolic links, submodules), once per new revision.
-        .progress(|step| {
+        .progress(move |step| {
+            bar.show(step);
+            // Entries the fetch left out (symbolic links, submodules), once per new revision.
             if let SyncProgress::LeftOut { entries, .. } = step {
                 for entry in entries {
-                    println!("warning: {entry} was left out of the artifact");
+                    bar.println(&format!("warning: {entry} was left out of the artifact"));
                 }
             }
         })
@@ -112,9 +118,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 ),
                 Err(_) => event.status_line(),
             };
-            println!("{}", name_flags(&line));
+            bars.println(&name_flags(&line));
+            bars.set_idle(format!(
+                "next cycle in {}",
+                humantime::format_duration(event.next_in)
+            ));
         })
         .await;
+    bars.finish();
     drop(record);
     let _ = recorder.await;
     match unit.applied_revision() {

@@ -14,7 +14,8 @@
 //! failed, printed as JSON with `--output json`; with `--dry-run`, objects the real run would
 //! fail on); `2` changed (objects were, or would be, created, configured, recreated or pruned).
 //! The inventory records the revision applied, so that a later run tells drift from a new
-//! revision. Logs go to standard error, filtered by `RUST_LOG` (default `warn`).
+//! revision. Logs go to standard error, filtered by `RUST_LOG` (default `warn`); a progress bar
+//! there follows the fetch, render, apply and wait when it is a terminal.
 
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -22,7 +23,8 @@ use std::sync::{Arc, Mutex};
 use clap::Parser;
 use gitops_diff::Colour;
 use gitops_examples::pipeline::cli::{
-    SyncArgs, cancel_on_ctrl_c, init_tracing, name_flags, print_changes, print_failure,
+    ProgressBars, SyncArgs, cancel_on_ctrl_c, init_tracing, name_flags, print_changes,
+    print_failure,
 };
 use gitops_examples::pipeline::{
     SyncReport, plan_text, read_applied_revision, record_applied_revision, sync_unit,
@@ -98,6 +100,9 @@ async fn run(args: &Args) -> anyhow::Result<u8> {
     let temporary = tempfile::Builder::new().prefix("gitops-sync-").tempdir()?;
     let skipped = Arc::new(Mutex::new(Vec::new()));
     let left_out = Arc::clone(&skipped);
+    // A progress bar on standard error, when it is a terminal.
+    let bars = ProgressBars::new();
+    let bar = bars.clone();
     let mut unit = sync_unit(
         client.clone(),
         &config,
@@ -107,6 +112,7 @@ async fn run(args: &Args) -> anyhow::Result<u8> {
     // A one-shot run remembers nothing: the inventory records the revision last applied.
     .applied_revision(read_applied_revision(&client, &config).await)
     .progress(move |step| {
+        bar.show(step);
         if let SyncProgress::LeftOut { entries, .. } = step {
             let mut left_out = left_out.lock().unwrap_or_else(|e| e.into_inner());
             left_out.extend(entries.iter().map(ToString::to_string));
@@ -114,6 +120,7 @@ async fn run(args: &Args) -> anyhow::Result<u8> {
     })
     .build()?;
     let result = unit.sync(&cancel_on_ctrl_c()).await;
+    bars.finish();
     let skipped = std::mem::take(&mut *skipped.lock().unwrap_or_else(|e| e.into_inner()));
     for entry in &skipped {
         eprintln!("warning: {entry} was left out of the artifact");

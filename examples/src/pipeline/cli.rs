@@ -1,17 +1,22 @@
 //! What the `sync` and `reconcile` binaries share: their command-line flags ([`SyncArgs`]), the
-//! Kubernetes client they build from them, printing and logging.
+//! Kubernetes client they build from them, printing, progress bars ([`ProgressBars`]) and
+//! logging.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
-use gitops_source::{GitCredentials, Secret};
+use gitops_apply::ApplyProgress;
+use gitops_source::{FetchProgress, GitCredentials, Secret};
+use gitops_sync::SyncProgress;
 
 use super::config::{
     ConfigError, HelmRelease, InventoryLocation, RendererChoice, SourceSpec, SyncConfig,
     parse_git_reference,
 };
+use super::report::short_revision;
 
 /// The renderer, as chosen on the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -349,8 +354,8 @@ pub fn cancel_on_ctrl_c() -> CancellationToken {
     cancel
 }
 
-/// Logs to standard error, filtered by `RUST_LOG` (default `warn`, so that status
-/// lines stay readable); coloured only when standard error is a terminal and `NO_COLOR` is
+/// Logs to standard error, filtered by `RUST_LOG` (default `warn`, so that progress bars and
+/// status lines stay readable); coloured only when standard error is a terminal and `NO_COLOR` is
 /// unset. Library options that log lines name are replaced by the flags that set them
 /// ([`name_flags`]).
 pub fn init_tracing() {
@@ -523,6 +528,177 @@ impl std::io::Write for FlagNamingWriter {
     }
 }
 
+/// A progress bar on standard error following a sync's steps: a spinner while listing refs,
+/// rendering and applying; a bar while writing files and waiting. Hidden when standard error
+/// is not a terminal.
+#[derive(Clone, Debug)]
+pub struct ProgressBars {
+    bar: ProgressBar,
+}
+
+impl Default for ProgressBars {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ProgressBars {
+    /// A hidden bar, drawn once the first step arrives.
+    ///
+    /// ```
+    /// let bars = gitops_examples::pipeline::cli::ProgressBars::new();
+    /// bars.println("a line above the bar");
+    /// bars.finish();
+    /// ```
+    #[must_use]
+    pub fn new() -> Self {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(spinner_style());
+        bar.enable_steady_tick(Duration::from_millis(120));
+        Self { bar }
+    }
+
+    /// Shows a unit's step (hand it to `gitops_sync::SyncUnitBuilder::progress`).
+    ///
+    /// ```
+    /// use gitops_examples::pipeline::cli::ProgressBars;
+    /// let bars = ProgressBars::new();
+    /// let step = gitops_sync::SyncProgress::Rendering {
+    ///     revision: gitops_source::Revision::from_string("sha256:1"),
+    /// };
+    /// bars.show(&step);
+    /// bars.finish();
+    /// ```
+    pub fn show(&self, step: &SyncProgress) {
+        show(&self.bar, step);
+    }
+
+    /// Shows `message` with a spinner, between cycles for instance.
+    pub fn set_idle(&self, message: impl Into<String>) {
+        as_spinner(&self.bar, message.into());
+    }
+
+    /// Prints `line` above the bar (on standard output).
+    pub fn println(&self, line: &str) {
+        self.bar.suspend(|| println!("{line}"));
+    }
+
+    /// Removes the bar.
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+fn spinner_style() -> ProgressStyle {
+    ProgressStyle::with_template("{spinner} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+}
+
+fn bar_style() -> ProgressStyle {
+    ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len}")
+        .map(|style| style.progress_chars("=> "))
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+}
+
+fn as_spinner(bar: &ProgressBar, message: String) {
+    bar.set_style(spinner_style());
+    bar.set_message(message);
+}
+
+fn as_bar(bar: &ProgressBar, message: &'static str, position: u64, length: u64) {
+    bar.set_style(bar_style());
+    bar.set_message(message);
+    bar.set_length(length);
+    bar.set_position(position);
+}
+
+fn show(bar: &ProgressBar, step: &SyncProgress) {
+    match step {
+        SyncProgress::Fetching(fetch) => match fetch {
+            FetchProgress::ListingRefs => as_spinner(bar, "fetch: listing refs".into()),
+            FetchProgress::ScanningDirectory => {
+                as_spinner(bar, "fetch: scanning the directory".into());
+            }
+            FetchProgress::Downloading {
+                received_objects,
+                received_bytes,
+            } => as_spinner(
+                bar,
+                format!(
+                    "fetch: downloading, {received_objects} objects, {}",
+                    indicatif::HumanBytes(*received_bytes)
+                ),
+            ),
+            FetchProgress::SelectingFiles => as_spinner(bar, "fetch: selecting files".into()),
+            FetchProgress::WritingFiles {
+                files_written,
+                files_total,
+            } => as_bar(
+                bar,
+                "fetch: writing files",
+                *files_written as u64,
+                *files_total as u64,
+            ),
+            FetchProgress::Unchanged { revision } | FetchProgress::Done { revision } => {
+                as_spinner(bar, format!("fetched {}", short_revision(revision)));
+            }
+            _ => {}
+        },
+        SyncProgress::Fetched { revision, changed } => as_spinner(
+            bar,
+            format!(
+                "{} {}",
+                if *changed { "fetched" } else { "unchanged" },
+                short_revision(revision)
+            ),
+        ),
+        SyncProgress::Rendering { revision } => {
+            as_spinner(bar, format!("rendering {}", short_revision(revision)));
+        }
+        SyncProgress::Rendered { objects, .. } => {
+            as_spinner(bar, format!("rendered {objects} objects"));
+        }
+        SyncProgress::Applying(apply) => match apply {
+            ApplyProgress::Planned { objects, groups } => as_spinner(
+                bar,
+                format!("apply: planned {objects} objects in {groups} groups, validating"),
+            ),
+            ApplyProgress::Validated { to_write, failed } => as_spinner(
+                bar,
+                format!("apply: {to_write} to write, {failed} failed validation"),
+            ),
+            ApplyProgress::GroupDone { group, groups, .. } => {
+                as_bar(
+                    bar,
+                    "apply: writing groups",
+                    *group as u64 + 1,
+                    *groups as u64,
+                );
+            }
+            ApplyProgress::Waiting { current, total } => {
+                as_bar(bar, "wait: objects Current", *current as u64, *total as u64);
+            }
+            ApplyProgress::Hook(run) => as_spinner(bar, format!("hook: {run}")),
+            _ => {}
+        },
+        SyncProgress::ServingLastGood { revision } => {
+            as_spinner(
+                bar,
+                format!("serving the last good {}", short_revision(revision)),
+            );
+        }
+        SyncProgress::Waiting(wait) => {
+            as_bar(
+                bar,
+                "wait: objects Current",
+                wait.current as u64,
+                wait.total as u64,
+            );
+        }
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -653,6 +829,59 @@ mod tests {
         assert!(
             Cli::try_parse_from(["sync", "--url", "u", "--git-username", "bot"]).is_err(),
             "a user name needs a password variable"
+        );
+    }
+
+    #[test]
+    fn progress_steps_become_bar_messages() {
+        let bar = ProgressBar::hidden();
+        let revision = gitops_source::Revision::git("main", &"ab".repeat(20));
+        show(
+            &bar,
+            &SyncProgress::Fetching(FetchProgress::WritingFiles {
+                files_written: 3,
+                files_total: 8,
+            }),
+        );
+        assert_eq!(bar.message(), "fetch: writing files");
+        assert_eq!((bar.position(), bar.length()), (3, Some(8)));
+        show(
+            &bar,
+            &SyncProgress::Fetched {
+                revision: revision.clone(),
+                changed: false,
+            },
+        );
+        assert_eq!(bar.message(), "unchanged main@sha1:abababababab");
+        show(
+            &bar,
+            &SyncProgress::Applying(ApplyProgress::GroupDone {
+                group: 1,
+                groups: 3,
+                written: 4,
+                failed: 0,
+            }),
+        );
+        assert_eq!((bar.position(), bar.length()), (2, Some(3)));
+        show(
+            &bar,
+            &SyncProgress::Waiting(gitops_apply::WaitProgress {
+                current: 5,
+                total: 6,
+                pending: Vec::new(),
+            }),
+        );
+        assert_eq!(bar.message(), "wait: objects Current");
+        assert_eq!((bar.position(), bar.length()), (5, Some(6)));
+        show(
+            &bar,
+            &SyncProgress::ServingLastGood {
+                revision: revision.clone(),
+            },
+        );
+        assert_eq!(
+            bar.message(),
+            "serving the last good main@sha1:abababababab"
         );
     }
 
