@@ -48,18 +48,17 @@
 mod crd;
 mod inventory;
 mod reconcile;
-mod spec;
 mod status;
 
+pub use crate::spec::{
+    DurationError, GitRef, HelmSpec, InventorySpec, RendererKind, RendererSpec, SecretRef,
+    SourceLocation, SourceSpec, SpecError, SyncSettings, SyncSpec, parse_go_duration,
+};
 pub use crd::{CrdError, install_crd};
 pub use inventory::StatusInventory;
 pub use reconcile::{
     ControllerError, DEFAULT_FIELD_MANAGER, DEFAULT_FINALIZER, REQUESTED_AT_ANNOTATION,
     SyncContext, SyncContextBuilder, SyncResource, error_policy, reconcile, run,
-};
-pub use spec::{
-    DurationError, GitRef, HelmSpec, InventorySpec, RendererKind, RendererSpec, SecretRef,
-    SourceLocation, SourceSpec, SpecError, SyncSettings, SyncSpec, parse_go_duration,
 };
 pub use status::{
     Condition, InventoryEntry, InventoryStatus, Phase, READY, REASON_PROGRESSING, REASON_RETRYING,

@@ -17,6 +17,9 @@
 //!   errors, stalled units waiting for the interval (or a trigger) instead of retrying soon,
 //!   cancellation, a report per cycle ([`CycleEvent`]), and a [`Trigger`] that
 //!   asks for a sync now. One loop per unit, nothing global: many units fit in one process.
+//! - [`spec`]: the serde spec of a unit — [`spec::SyncSpec`] with its source, Git reference,
+//!   renderer (plain, Kustomize, Helm) and inventory — for a CLI, a file or a custom resource;
+//!   it needs no kube-runtime (the `controller` feature adds JSON schemas and re-exports it).
 //!
 //! # Your own reconciler
 //!
@@ -81,6 +84,7 @@ pub mod controller;
 mod error;
 mod reconcile;
 mod rendered;
+pub mod spec;
 mod store;
 mod unit;
 

@@ -30,8 +30,8 @@ use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
 use super::inventory::StatusInventory;
-use super::spec::{RendererKind, SourceLocation, SpecError, SyncSpec};
 use super::status::{Phase, READY, REASON_SUCCEEDED, SyncStatus, now_rfc3339};
+use crate::spec::{RendererKind, SourceLocation, SpecError, SyncSpec};
 use crate::{ArtifactStore, Backoff, ErrorClass, SyncError, SyncReport, SyncUnit, WaitPolicy};
 
 /// Flux's annotation: a new value (a timestamp, say) asks for a sync now; the value handled
@@ -1071,7 +1071,7 @@ fn remove_dir_logged(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::spec::SourceSpec;
+    use crate::spec::SourceSpec;
 
     fn context() -> Arc<SyncContext> {
         // Never used by these tests: a client needs a runtime, not a server.

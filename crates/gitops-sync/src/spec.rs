@@ -1,20 +1,22 @@
-//! The spec types users embed in their own custom resources: [`SyncSpec`] and its parts.
+//! The spec of a sync unit, [`SyncSpec`] and its parts: serde types that a CLI, a
+//! configuration file or a custom resource fill in. They need no kube-runtime; with the
+//! `controller` feature they also derive `schemars::JsonSchema` for a CRD, and the controller
+//! kit re-exports them under `gitops_sync::controller`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use gitops_source::GitReference;
-use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// What to keep in sync and how: a source, a path in it, one renderer, the inventory,
 /// substitution and the apply options. Embed it in the spec of a custom resource of your own
 /// (with `#[serde(flatten)]`, or as a field) and give it to the reconcile function through
-/// [`SyncResource`](super::SyncResource).
+/// the controller kit's `SyncResource` (feature `controller`).
 ///
 /// ```
-/// use gitops_sync::controller::SyncSpec;
+/// use gitops_sync::spec::SyncSpec;
 /// let spec: SyncSpec = serde_json::from_value(serde_json::json!({
 ///     "source": {"url": "https://git.example.com/team/config.git", "ref": {"branch": "main"}},
 ///     "path": "clusters/prod",
@@ -24,7 +26,8 @@ use serde::{Deserialize, Serialize};
 /// assert_eq!(spec.settings()?.interval.as_secs(), 300);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct SyncSpec {
     /// Where the configuration comes from.
@@ -33,7 +36,10 @@ pub struct SyncSpec {
     #[serde(default = "default_path")]
     pub path: String,
     /// How often to fetch and to correct drift, as a Go duration (`30s`, `5m`, `1h30m`).
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
+    #[cfg_attr(
+        feature = "controller",
+        schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))
+    )]
     pub interval: String,
     /// How to render `path`.
     #[serde(default)]
@@ -53,7 +59,10 @@ pub struct SyncSpec {
     pub wait: bool,
     /// How long to wait with `wait`, as a Go duration (default: the interval).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
+    #[cfg_attr(
+        feature = "controller",
+        schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))
+    )]
     pub timeout: Option<String>,
     /// Recreate objects whose immutable fields changed (delete, then create).
     #[serde(default)]
@@ -99,7 +108,7 @@ fn default_true() -> bool {
 /// and `localPath` is set.
 ///
 /// ```
-/// use gitops_sync::controller::{GitRef, SourceSpec};
+/// use gitops_sync::spec::{GitRef, SourceSpec};
 /// let source = SourceSpec {
 ///     url: Some("ssh://git@git.example.com/team/config.git".into()),
 ///     reference: Some(GitRef { tag: Some("v1.2.0".into()), ..GitRef::default() }),
@@ -107,7 +116,8 @@ fn default_true() -> bool {
 /// };
 /// assert!(source.local_path.is_none());
 /// ```
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct SourceSpec {
     /// The repository (`file://`, `git://`, `http(s)://`, `ssh://`).
@@ -130,10 +140,11 @@ pub struct SourceSpec {
 /// The name of a Secret in the resource's namespace.
 ///
 /// ```
-/// let secret = gitops_sync::controller::SecretRef { name: "git-credentials".into() };
+/// let secret = gitops_sync::spec::SecretRef { name: "git-credentials".into() };
 /// assert_eq!(secret.name, "git-credentials");
 /// ```
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
 pub struct SecretRef {
     /// The Secret's name.
     pub name: String,
@@ -144,11 +155,12 @@ pub struct SecretRef {
 ///
 /// ```
 /// use gitops_source::GitReference;
-/// use gitops_sync::controller::GitRef;
+/// use gitops_sync::spec::GitRef;
 /// let reference = GitRef { branch: Some("main".into()), tag: Some("v1".into()), ..GitRef::default() };
 /// assert_eq!(reference.to_reference(), GitReference::Tag("v1".into()));
 /// ```
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
 pub struct GitRef {
     /// A branch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -169,7 +181,7 @@ impl GitRef {
     ///
     /// ```
     /// use gitops_source::GitReference;
-    /// assert_eq!(gitops_sync::controller::GitRef::default().to_reference(), GitReference::DefaultBranch);
+    /// assert_eq!(gitops_sync::spec::GitRef::default().to_reference(), GitReference::DefaultBranch);
     /// ```
     #[must_use]
     pub fn to_reference(&self) -> GitReference {
@@ -193,14 +205,15 @@ impl GitRef {
 /// One renderer spec for plain files, Kustomize and Helm.
 ///
 /// ```
-/// use gitops_sync::controller::{RendererKind, RendererSpec};
+/// use gitops_sync::spec::{RendererKind, RendererSpec};
 /// let spec: RendererSpec = serde_json::from_value(serde_json::json!({
 ///     "kind": "helm", "helm": {"releaseName": "web", "values": {"replicas": 2}}
 /// }))?;
 /// assert_eq!(spec.kind, RendererKind::Helm);
 /// # Ok::<(), serde_json::Error>(())
 /// ```
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RendererSpec {
     /// Which renderer (default `auto`).
@@ -214,9 +227,10 @@ pub struct RendererSpec {
 /// Which renderer a [`RendererSpec`] names.
 ///
 /// ```
-/// assert_eq!(gitops_sync::controller::RendererKind::default(), gitops_sync::controller::RendererKind::Auto);
+/// assert_eq!(gitops_sync::spec::RendererKind::default(), gitops_sync::spec::RendererKind::Auto);
 /// ```
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum RendererKind {
     /// Kustomize when the directory has a kustomization, plain files otherwise.
@@ -233,10 +247,11 @@ pub enum RendererKind {
 /// Helm's settings.
 ///
 /// ```
-/// let helm = gitops_sync::controller::HelmSpec { release_name: Some("web".into()), ..Default::default() };
+/// let helm = gitops_sync::spec::HelmSpec { release_name: Some("web".into()), ..Default::default() };
 /// assert!(helm.values_files.is_empty());
 /// ```
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct HelmSpec {
     /// The release name (default: the resource's name).
@@ -247,17 +262,18 @@ pub struct HelmSpec {
     pub values_files: Vec<PathBuf>,
     /// Inline values (a mapping), applied after the files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
+    #[cfg_attr(feature = "controller", schemars(extend("x-kubernetes-preserve-unknown-fields" = true)))]
     pub values: Option<serde_json::Value>,
 }
 
 /// Where the inventory is kept.
 ///
 /// ```
-/// let inventory = gitops_sync::controller::InventorySpec { config_map: Some("apps-inventory".into()) };
+/// let inventory = gitops_sync::spec::InventorySpec { config_map: Some("apps-inventory".into()) };
 /// assert!(inventory.config_map.is_some());
 /// ```
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct InventorySpec {
     /// A ConfigMap of this name in the resource's namespace instead of the resource's status.
@@ -298,7 +314,7 @@ pub enum SpecError {
 /// The spec's durations and source, checked.
 ///
 /// ```
-/// use gitops_sync::controller::{SourceSpec, SyncSpec};
+/// use gitops_sync::spec::{SourceSpec, SyncSpec};
 /// let spec = SyncSpec {
 ///     source: SourceSpec { local_path: Some("/srv/config".into()), ..SourceSpec::default() },
 ///     interval: "1h30m".into(),
@@ -306,7 +322,7 @@ pub enum SpecError {
 /// };
 /// let settings = spec.settings()?;
 /// assert_eq!((settings.interval.as_secs(), settings.timeout.as_secs()), (5400, 5400));
-/// # Ok::<(), gitops_sync::controller::SpecError>(())
+/// # Ok::<(), gitops_sync::spec::SpecError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -322,8 +338,8 @@ pub struct SyncSettings {
 /// Where a [`SyncSpec`]'s content comes from.
 ///
 /// ```
-/// let local = gitops_sync::controller::SourceLocation::Local("/srv/config".into());
-/// assert!(matches!(local, gitops_sync::controller::SourceLocation::Local(_)));
+/// let local = gitops_sync::spec::SourceLocation::Local("/srv/config".into());
+/// assert!(matches!(local, gitops_sync::spec::SourceLocation::Local(_)));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceLocation {
@@ -342,7 +358,7 @@ impl SyncSpec {
     /// Checks the spec and converts its durations and source.
     ///
     /// ```
-    /// use gitops_sync::controller::SyncSpec;
+    /// use gitops_sync::spec::SyncSpec;
     /// let spec = SyncSpec { interval: "1m".into(), ..SyncSpec::default() };
     /// assert_eq!(spec.settings().unwrap_err().to_string(), "spec.source: exactly one of url and localPath must be set");
     /// ```
@@ -398,7 +414,7 @@ impl SyncSpec {
 /// Why a Go duration does not parse.
 ///
 /// ```
-/// let error = gitops_sync::controller::parse_go_duration("soon").unwrap_err();
+/// let error = gitops_sync::spec::parse_go_duration("soon").unwrap_err();
 /// assert_eq!(error.problem, "a unit without a number");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -414,11 +430,11 @@ pub struct DurationError {
 /// decimal fraction allowed), as Flux's `interval` fields take.
 ///
 /// ```
-/// use gitops_sync::controller::parse_go_duration;
+/// use gitops_sync::spec::parse_go_duration;
 /// assert_eq!(parse_go_duration("1h30m")?.as_secs(), 5400);
 /// assert_eq!(parse_go_duration("1.5s")?.as_millis(), 1500);
 /// assert!(parse_go_duration("5 minutes").is_err());
-/// # Ok::<(), gitops_sync::controller::DurationError>(())
+/// # Ok::<(), gitops_sync::spec::DurationError>(())
 /// ```
 ///
 /// # Errors
