@@ -1,5 +1,6 @@
 //! What the `sync` and `reconcile` binaries (and the demo) share around a `gitops-sync` unit:
-//! the flags ([`cli::SyncArgs`] → [`SyncConfig`]), the unit those flags describe
+//! the flags ([`cli::SyncArgs`] → [`SyncConfig`], on the library's spec types of
+//! [`gitops_sync::spec`]), the unit those flags describe
 //! ([`sync_unit`]: source, renderer with Helm told the cluster's capabilities, applier,
 //! options), the revision recorded on the inventory ([`APPLIED_REVISION_ANNOTATION`]) and the
 //! printing (status lines, the dry-run plan, JSON).
@@ -10,13 +11,13 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use gitops_examples::pipeline::{SourceSpec, SyncConfig, parse_git_reference, sync_unit};
+//! use gitops_examples::pipeline::{SyncConfig, git_source, parse_git_reference, sync_unit};
 //! use tokio_util::sync::CancellationToken;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let config = SyncConfig::builder(SourceSpec::git(
+//! let config = SyncConfig::builder(git_source(
 //!         "https://example.com/team/config.git",
-//!         parse_git_reference("main")?,
+//!         &parse_git_reference("main")?,
 //!     ))
 //!     .subpath("clusters/dev")
 //!     .inventory("default/dev-apps".parse()?)
@@ -40,8 +41,8 @@ mod run;
 mod unit;
 
 pub use config::{
-    ConfigError, HelmRelease, InventoryLocation, RendererChoice, SourceSpec, SyncConfig,
-    SyncConfigBuilder, parse_git_reference,
+    ConfigError, InventoryLocation, SyncConfig, SyncConfigBuilder, git_source, local_source,
+    parse_git_reference, source_location,
 };
 pub use report::{
     SyncReport, action_name, drift_corrected, error_chain, short_revision, unit_status_line,

@@ -150,7 +150,7 @@ pub struct SecretRef {
     pub name: String,
 }
 
-/// The revision of a repository to follow; the first set of `commit`, `semver`, `tag`, `branch`
+/// The revision of a repository to follow; the first set of `commit`, `name`, `semver`, `tag`, `branch`
 /// wins (Flux's precedence).
 ///
 /// ```
@@ -174,10 +174,39 @@ pub struct GitRef {
     /// A full 40-character hexadecimal commit SHA-1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
+    /// A full ref name such as `refs/pull/1/head` (Flux's `ref.name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// The spec form of a reference, which [`GitRef::to_reference`] turns back into it.
+///
+/// ```
+/// use gitops_source::GitReference;
+/// use gitops_sync::spec::GitRef;
+/// let reference = GitReference::RefName("refs/pull/1/head".into());
+/// assert_eq!(GitRef::from(&reference).to_reference(), reference);
+/// ```
+impl From<&GitReference> for GitRef {
+    fn from(reference: &GitReference) -> Self {
+        let mut spec = Self::default();
+        match reference {
+            GitReference::DefaultBranch => {}
+            GitReference::Branch(name) => spec.branch = Some(name.clone()),
+            GitReference::Tag(name) => spec.tag = Some(name.clone()),
+            GitReference::SemverRange(range) => spec.semver = Some(range.clone()),
+            GitReference::RefName(name) => spec.name = Some(name.clone()),
+            GitReference::Commit { sha1, branch } => {
+                spec.commit = Some(sha1.clone());
+                spec.branch.clone_from(branch);
+            }
+        }
+        spec
+    }
 }
 
 impl GitRef {
-    /// The reference, with Flux's precedence: commit, semver, tag, branch.
+    /// The reference, with Flux's precedence: commit, name, semver, tag, branch.
     ///
     /// ```
     /// use gitops_source::GitReference;
@@ -190,6 +219,8 @@ impl GitRef {
                 sha1: sha1.clone(),
                 branch: self.branch.clone(),
             }
+        } else if let Some(name) = &self.name {
+            GitReference::RefName(name.clone())
         } else if let Some(range) = &self.semver {
             GitReference::SemverRange(range.clone())
         } else if let Some(tag) = &self.tag {
@@ -264,6 +295,28 @@ pub struct HelmSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "controller", schemars(extend("x-kubernetes-preserve-unknown-fields" = true)))]
     pub values: Option<serde_json::Value>,
+    /// The release namespace (`.Release.Namespace`); default: the target namespace, else the
+    /// resource's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Whether the chart's `crds/` directory is rendered too (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_crds: Option<bool>,
+}
+
+impl HelmSpec {
+    /// Whether the chart's CRDs are rendered: `include_crds`, true when unset.
+    ///
+    /// ```
+    /// let mut helm = gitops_sync::spec::HelmSpec::default();
+    /// assert!(helm.includes_crds());
+    /// helm.include_crds = Some(false);
+    /// assert!(!helm.includes_crds());
+    /// ```
+    #[must_use]
+    pub fn includes_crds(&self) -> bool {
+        self.include_crds.unwrap_or(true)
+    }
 }
 
 /// Where the inventory is kept.
@@ -508,6 +561,30 @@ mod tests {
         ] {
             assert!(parse_go_duration(bad).is_err(), "{bad:?} parsed");
         }
+    }
+
+    #[test]
+    fn every_reference_round_trips_and_helm_takes_the_cli_fields() {
+        for reference in [
+            GitReference::DefaultBranch,
+            GitReference::Branch("main".into()),
+            GitReference::Tag("v1".into()),
+            GitReference::SemverRange("^1".into()),
+            GitReference::RefName("refs/pull/1/head".into()),
+            GitReference::Commit {
+                sha1: "ab".repeat(20),
+                branch: Some("main".into()),
+            },
+        ] {
+            assert_eq!(GitRef::from(&reference).to_reference(), reference);
+        }
+        let helm: HelmSpec = serde_json::from_value(serde_json::json!({
+            "namespace": "web", "includeCrds": false
+        }))
+        .unwrap();
+        assert_eq!(helm.namespace.as_deref(), Some("web"));
+        assert!(!helm.includes_crds());
+        assert!(HelmSpec::default().includes_crds());
     }
 
     #[test]

@@ -21,7 +21,7 @@ use super::app::{
 use super::narrator::{Narrator, Tone};
 use super::repo::{Commit, DemoRepository, RepositoryError};
 use crate::pipeline::{
-    ConfigError, InventoryLocation, SourceSpec, SyncConfig, drift_corrected, error_chain,
+    ConfigError, InventoryLocation, SyncConfig, drift_corrected, error_chain, git_source,
     plan_text, sync_unit, unit_status_line,
 };
 use gitops_sync::{CycleEvent, Reconciler, SyncError, SyncReport};
@@ -418,9 +418,9 @@ impl<'a> Scenario<'a> {
         repository: &DemoRepository,
         dry_run: bool,
     ) -> Result<SyncConfig, ConfigError> {
-        SyncConfig::builder(SourceSpec::git(
+        SyncConfig::builder(git_source(
             repository.url(),
-            gitops_source::GitReference::Branch("main".into()),
+            &gitops_source::GitReference::Branch("main".into()),
         ))
         .subpath(APP_PATH)
         .inventory(self.options.inventory_location())

@@ -12,9 +12,10 @@ use gitops_apply::ApplyProgress;
 use gitops_source::{FetchProgress, GitCredentials, Secret};
 use gitops_sync::SyncProgress;
 
+use gitops_sync::spec::{HelmSpec, RendererKind, RendererSpec};
+
 use super::config::{
-    ConfigError, HelmRelease, InventoryLocation, RendererChoice, SourceSpec, SyncConfig,
-    parse_git_reference,
+    ConfigError, InventoryLocation, SyncConfig, git_source, local_source, parse_git_reference,
 };
 use super::report::short_revision;
 
@@ -200,6 +201,7 @@ impl SyncArgs {
     /// # Errors
     /// [`ConfigError`] for a bad reference, subpath, inventory or release name.
     pub fn to_config(&self, dry_run: bool) -> Result<SyncConfig, ConfigError> {
+        let mut credentials = (None, None);
         let source = match (&self.url, &self.path) {
             (Some(url), _) => {
                 let reference = match &self.reference {
@@ -211,31 +213,32 @@ impl SyncArgs {
                     .as_deref()
                     .map(|path| read_file(path, "known_hosts"))
                     .transpose()?;
-                SourceSpec::Git {
-                    url: url.clone(),
-                    reference,
-                    credentials: self.git_credentials()?,
-                    known_hosts,
-                }
+                credentials = (self.git_credentials()?, known_hosts);
+                git_source(url.clone(), &reference)
             }
-            (None, Some(path)) => SourceSpec::local(path.clone()),
+            (None, Some(path)) => local_source(path),
             // clap's group requires one of them.
             (None, None) => unreachable!("clap requires --url or --path"),
         };
         let renderer = match self.renderer {
-            RendererFlag::Auto => RendererChoice::Auto,
-            RendererFlag::Plain => RendererChoice::Plain,
-            RendererFlag::Kustomize => RendererChoice::Kustomize,
-            RendererFlag::Helm => {
-                let mut release = match &self.helm_release {
-                    Some(name) => HelmRelease::new(name.clone()),
-                    None => HelmRelease::after_chart(),
-                };
-                for file in &self.helm_values {
-                    release = release.values_file(file.clone());
-                }
-                RendererChoice::Helm(release)
-            }
+            RendererFlag::Auto => RendererSpec::default(),
+            RendererFlag::Plain => RendererSpec {
+                kind: RendererKind::Plain,
+                helm: None,
+            },
+            RendererFlag::Kustomize => RendererSpec {
+                kind: RendererKind::Kustomize,
+                helm: None,
+            },
+            RendererFlag::Helm => RendererSpec {
+                kind: RendererKind::Helm,
+                // Without --helm-release, the release is named after the chart's directory.
+                helm: Some(HelmSpec {
+                    release_name: self.helm_release.clone(),
+                    values_files: self.helm_values.clone(),
+                    ..HelmSpec::default()
+                }),
+            },
         };
         let mut builder = SyncConfig::builder(source)
             .subpath(self.subpath.clone())
@@ -258,6 +261,12 @@ impl SyncArgs {
         }
         if let Some(namespace) = &self.namespace {
             builder = builder.target_namespace(namespace.clone());
+        }
+        if let Some(git_credentials) = credentials.0 {
+            builder = builder.git_credentials(git_credentials);
+        }
+        if let Some(known_hosts) = credentials.1 {
+            builder = builder.known_hosts(known_hosts);
         }
         if let Some(version) = &self.helm_kube_version {
             builder = builder.helm_kube_version(version.clone());
@@ -782,11 +791,21 @@ mod tests {
         assert!(config.dry_run());
         assert_eq!(config.wait_timeout(), Some(Duration::from_secs(90)));
         assert_eq!(config.inventory().to_string(), "ops/web");
-        assert!(matches!(config.renderer(), RendererChoice::Helm(r) if r.release == "web"));
-        assert!(matches!(
-            config.source(),
-            SourceSpec::Git { reference: gitops_source::GitReference::Tag(tag), .. } if tag == "v1.2.0"
-        ));
+        assert_eq!(config.renderer().kind, RendererKind::Helm);
+        assert_eq!(
+            config
+                .renderer()
+                .helm
+                .as_ref()
+                .unwrap()
+                .release_name
+                .as_deref(),
+            Some("web")
+        );
+        assert_eq!(
+            config.source().reference.as_ref().unwrap().to_reference(),
+            gitops_source::GitReference::Tag("v1.2.0".into())
+        );
     }
 
     #[test]
@@ -799,16 +818,13 @@ mod tests {
         // PATH is set in every test environment; it stands in for a token variable.
         let config = parse(&["--git-username", "bot", "--git-password-env", "PATH"]).unwrap();
         assert!(matches!(
-            config.source(),
-            SourceSpec::Git { credentials: Some(GitCredentials::Basic { username, .. }), .. } if username == "bot"
+            &config.credentials,
+            Some(GitCredentials::Basic { username, .. }) if username == "bot"
         ));
         let config = parse(&["--git-password-env", "PATH"]).unwrap();
         assert!(matches!(
-            config.source(),
-            SourceSpec::Git {
-                credentials: Some(GitCredentials::BearerToken(_)),
-                ..
-            }
+            config.credentials,
+            Some(GitCredentials::BearerToken(_))
         ));
         let missing = parse(&["--git-password-env", "GITOPS_TEST_SURELY_UNSET_VARIABLE"]);
         assert!(matches!(missing, Err(ConfigError::MissingSecret { .. })));
@@ -817,11 +833,8 @@ mod tests {
         std::fs::write(&key, "-----BEGIN OPENSSH PRIVATE KEY-----\n").unwrap();
         let config = parse(&["--ssh-key", key.to_str().unwrap()]).unwrap();
         assert!(matches!(
-            config.source(),
-            SourceSpec::Git {
-                credentials: Some(GitCredentials::SshKey { .. }),
-                ..
-            }
+            config.credentials,
+            Some(GitCredentials::SshKey { .. })
         ));
         let absent = dir.path().join("absent");
         let error = parse(&["--known-hosts", absent.to_str().unwrap()]).unwrap_err();

@@ -7,6 +7,7 @@ use std::time::Duration;
 use gitops_apply::{ConfigMapInventory, DEFAULT_FIELD_MANAGER, InventoryError};
 use gitops_render::HookPolicy;
 use gitops_source::{GitCredentials, GitReference};
+use gitops_sync::spec::{GitRef, InventorySpec, RendererKind, RendererSpec, SourceSpec};
 
 /// Why a [`SyncConfig`] is not usable.
 #[derive(Debug, thiserror::Error)]
@@ -85,111 +86,56 @@ pub enum ConfigError {
     },
 }
 
-/// Where the configuration comes from. Its `Debug` output hides credentials, also those
-/// written into a URL (`https://user:token@host/...`).
-#[derive(Clone)]
-pub enum SourceSpec {
-    /// A Git repository (`file://`, `git://`, `http(s)://`, `ssh://` or `user@host:path`).
-    Git {
-        /// The repository URL.
-        url: String,
-        /// Which revision to follow.
-        reference: GitReference,
-        /// Credentials, if the remote needs them.
-        credentials: Option<GitCredentials>,
-        /// known_hosts lines for `ssh` URLs.
-        known_hosts: Option<String>,
-    },
-    /// A directory on disk; its revision is the digest of its content.
-    LocalDirectory {
-        /// The directory.
-        path: PathBuf,
-    },
-}
-
-impl SourceSpec {
-    /// A Git repository followed at `reference`, without credentials.
-    ///
-    /// ```
-    /// use gitops_examples::pipeline::{SourceSpec, parse_git_reference};
-    /// let source = SourceSpec::git("https://example.com/config.git", parse_git_reference("main")?);
-    /// assert_eq!(source.location(), "https://example.com/config.git (branch \"main\")");
-    /// # Ok::<(), gitops_examples::pipeline::ConfigError>(())
-    /// ```
-    #[must_use]
-    pub fn git(url: impl Into<String>, reference: GitReference) -> Self {
-        Self::Git {
-            url: url.into(),
-            reference,
-            credentials: None,
-            known_hosts: None,
-        }
-    }
-
-    /// The same Git source with `credentials` (and, for `ssh` URLs, the known_hosts lines the
-    /// server's key must match). A local directory is returned unchanged.
-    ///
-    /// ```
-    /// use gitops_examples::pipeline::SourceSpec;
-    /// use gitops_source::{GitCredentials, GitReference, Secret};
-    /// let source = SourceSpec::git("https://example.com/config.git", GitReference::DefaultBranch)
-    ///     .with_credentials(GitCredentials::BearerToken(Secret::new("token")), None);
-    /// assert!(!format!("{source:?}").contains("token\""));
-    /// ```
-    #[must_use]
-    pub fn with_credentials(
-        self,
-        credentials: GitCredentials,
-        known_hosts: Option<String>,
-    ) -> Self {
-        match self {
-            Self::Git { url, reference, .. } => Self::Git {
-                url,
-                reference,
-                credentials: Some(credentials),
-                known_hosts,
-            },
-            local @ Self::LocalDirectory { .. } => local,
-        }
-    }
-
-    /// A directory on disk.
-    #[must_use]
-    pub fn local(path: impl Into<PathBuf>) -> Self {
-        Self::LocalDirectory { path: path.into() }
-    }
-
-    /// A short description for logs, without credentials.
-    #[must_use]
-    pub fn location(&self) -> String {
-        match self {
-            Self::Git { url, reference, .. } => format!("{} ({reference})", strip_userinfo(url)),
-            Self::LocalDirectory { path } => path.display().to_string(),
-        }
+/// A source of the library's spec: the Git repository `url` followed at `reference` (its
+/// credentials travel beside it, [`SyncConfigBuilder::git_credentials`]).
+///
+/// ```
+/// use gitops_examples::pipeline::{git_source, parse_git_reference, source_location};
+/// let source = git_source("https://example.com/config.git", &parse_git_reference("main")?);
+/// assert_eq!(source_location(&source), "https://example.com/config.git (branch \"main\")");
+/// # Ok::<(), gitops_examples::pipeline::ConfigError>(())
+/// ```
+#[must_use]
+pub fn git_source(url: impl Into<String>, reference: &GitReference) -> SourceSpec {
+    SourceSpec {
+        url: Some(url.into()),
+        reference: Some(GitRef::from(reference)),
+        ..SourceSpec::default()
     }
 }
 
-impl std::fmt::Debug for SourceSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Git {
-                url,
-                reference,
-                credentials,
-                known_hosts,
-            } => f
-                .debug_struct("Git")
-                .field("url", &strip_userinfo(url))
-                .field("reference", reference)
-                .field("credentials", credentials)
-                .field("known_hosts", &known_hosts.as_ref().map(|_| "<set>"))
-                .finish(),
-            Self::LocalDirectory { path } => f
-                .debug_struct("LocalDirectory")
-                .field("path", path)
-                .finish(),
-        }
+/// A source of the library's spec: a directory on disk (its revision is the digest of its
+/// content).
+///
+/// ```
+/// let source = gitops_examples::pipeline::local_source("./deploy");
+/// assert_eq!(source.local_path.as_deref(), Some("./deploy"));
+/// ```
+#[must_use]
+pub fn local_source(path: impl AsRef<Path>) -> SourceSpec {
+    SourceSpec {
+        local_path: Some(path.as_ref().to_string_lossy().into_owned()),
+        ..SourceSpec::default()
     }
+}
+
+/// A short description of `source` for logs, without credentials (also those written into a
+/// URL, `https://user:token@host/...`). See [`git_source`] for an example.
+#[must_use]
+pub fn source_location(source: &SourceSpec) -> String {
+    match (&source.url, &source.local_path) {
+        (Some(url), _) => format!("{} ({})", strip_userinfo(url), git_reference(source)),
+        (None, Some(path)) => path.clone(),
+        (None, None) => String::new(),
+    }
+}
+
+/// The reference a Git source follows (the default branch when it names none).
+pub(crate) fn git_reference(source: &SourceSpec) -> GitReference {
+    source
+        .reference
+        .as_ref()
+        .map_or(GitReference::DefaultBranch, GitRef::to_reference)
 }
 
 /// `https://user:token@host/x` without `user:token@`.
@@ -281,89 +227,9 @@ pub fn parse_git_reference(text: &str) -> Result<GitReference, ConfigError> {
     Ok(GitReference::Branch(text_trimmed.to_owned()))
 }
 
-/// A Helm release to render a chart as.
-#[derive(Clone, Debug)]
-#[must_use]
-pub struct HelmRelease {
-    /// The release name (`.Release.Name`); empty: named after the chart's directory (see
-    /// [`HelmRelease::after_chart`]).
-    pub release: String,
-    /// The release namespace (`.Release.Namespace`); the target namespace when `None`.
-    pub namespace: Option<String>,
-    /// Values files, relative to the chart directory (as in Argo CD and Flux), applied in
-    /// order.
-    pub values_files: Vec<PathBuf>,
-    /// Inline values (a mapping), applied after the files.
-    pub values: Option<serde_json::Value>,
-    /// Whether the chart's `crds/` directory is rendered too.
-    pub include_crds: bool,
-}
-
-impl HelmRelease {
-    /// Release `release`, CRDs included, no values.
-    ///
-    /// ```
-    /// use gitops_examples::pipeline::HelmRelease;
-    /// let release = HelmRelease::new("web").values_file("values-prod.yaml");
-    /// assert_eq!(release.values_files.len(), 1);
-    /// ```
-    pub fn new(release: impl Into<String>) -> Self {
-        Self {
-            release: release.into(),
-            namespace: None,
-            values_files: Vec::new(),
-            values: None,
-            include_crds: true,
-        }
-    }
-
-    /// Adds a values file (relative to the chart directory; it must stay inside the source).
-    pub fn values_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.values_files.push(path.into());
-        self
-    }
-
-    /// A release named after the chart's directory (`charts/web` renders release `web`; the
-    /// chart's own name when the chart is the source root), as Argo CD names it after the
-    /// application.
-    ///
-    /// ```
-    /// use gitops_examples::pipeline::HelmRelease;
-    /// assert!(HelmRelease::after_chart().release.is_empty());
-    /// ```
-    pub fn after_chart() -> Self {
-        Self::new("")
-    }
-
-    /// Sets the inline values.
-    pub fn values(mut self, values: serde_json::Value) -> Self {
-        self.values = Some(values);
-        self
-    }
-
-    /// Sets the release namespace.
-    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
-        self.namespace = Some(namespace.into());
-        self
-    }
-}
-
-/// How the fetched directory becomes objects.
-#[derive(Clone, Debug, Default)]
-pub enum RendererChoice {
-    /// Kustomize when the directory holds a kustomization (if the binary is available), plain
-    /// YAML/JSON files otherwise.
-    #[default]
-    Auto,
-    /// YAML and JSON files, recursively.
-    Plain,
-    /// `kustomize build`.
-    Kustomize,
-    /// `helm template` of the chart in the directory.
-    Helm(HelmRelease),
-}
-
-/// Where the inventory of applied objects is kept: a ConfigMap `namespace/name`.
+/// Where the inventory of applied objects is kept: a ConfigMap `namespace/name`, the command
+/// line's form of the library's [`InventorySpec`] (which names the ConfigMap only; the
+/// namespace is the resource's in the controller kit).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InventoryLocation {
     /// The ConfigMap's namespace (must exist).
@@ -394,12 +260,12 @@ impl InventoryLocation {
     /// inventory, so neither prunes the other's objects; the same one always gets the same.
     ///
     /// ```
-    /// use gitops_examples::pipeline::{InventoryLocation, SourceSpec};
+    /// use gitops_examples::pipeline::{InventoryLocation, git_source};
     /// use gitops_source::GitReference;
     ///
-    /// let a = SourceSpec::git("https://example.com/a.git", GitReference::DefaultBranch);
-    /// let a_again = SourceSpec::git("https://example.com/a/", GitReference::DefaultBranch);
-    /// let b = SourceSpec::git("https://example.com/b.git", GitReference::DefaultBranch);
+    /// let a = git_source("https://example.com/a.git", &GitReference::DefaultBranch);
+    /// let a_again = git_source("https://example.com/a/", &GitReference::DefaultBranch);
+    /// let b = git_source("https://example.com/b.git", &GitReference::DefaultBranch);
     /// let location = InventoryLocation::derived(&a, "./apps/", None);
     /// assert_eq!(location.namespace, "default");
     /// assert!(location.name.starts_with("gitops-"));
@@ -411,15 +277,16 @@ impl InventoryLocation {
     #[must_use]
     pub fn derived(source: &SourceSpec, subpath: &str, namespace: Option<&str>) -> Self {
         use sha2::Digest as _;
-        let source = match source {
-            SourceSpec::Git { url, .. } => {
+        let source = match (&source.url, &source.local_path) {
+            (Some(url), _) => {
                 let url = url.trim().trim_end_matches('/');
                 let url = url.strip_suffix(".git").unwrap_or(url);
                 format!("git:{}", url.trim_end_matches('/'))
             }
-            SourceSpec::LocalDirectory { path } => {
-                let absolute = std::fs::canonicalize(path)
-                    .or_else(|_| std::path::absolute(path))
+            (None, path) => {
+                let path = PathBuf::from(path.clone().unwrap_or_default());
+                let absolute = std::fs::canonicalize(&path)
+                    .or_else(|_| std::path::absolute(&path))
                     .unwrap_or_else(|_| path.clone());
                 format!("dir:{}", absolute.to_string_lossy())
             }
@@ -438,6 +305,22 @@ impl InventoryLocation {
         Self {
             namespace: namespace.unwrap_or("default").to_owned(),
             name: format!("gitops-{hash}"),
+        }
+    }
+}
+
+impl InventoryLocation {
+    /// The library's spec of this inventory: the ConfigMap's name.
+    ///
+    /// ```
+    /// let location: gitops_examples::pipeline::InventoryLocation = "ops/web".parse()?;
+    /// assert_eq!(location.to_spec().config_map.as_deref(), Some("web"));
+    /// # Ok::<(), gitops_examples::pipeline::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn to_spec(&self) -> InventorySpec {
+        InventorySpec {
+            config_map: Some(self.name.clone()),
         }
     }
 }
@@ -479,11 +362,11 @@ impl std::fmt::Display for InventoryLocation {
 ///
 /// ```
 /// use std::time::Duration;
-/// use gitops_examples::pipeline::{SourceSpec, SyncConfig, parse_git_reference};
+/// use gitops_examples::pipeline::{SyncConfig, git_source, parse_git_reference};
 ///
-/// let config = SyncConfig::builder(SourceSpec::git(
+/// let config = SyncConfig::builder(git_source(
 ///         "https://example.com/config.git",
-///         parse_git_reference("main")?,
+///         &parse_git_reference("main")?,
 ///     ))
 ///     .subpath("clusters/dev")
 ///     .target_namespace("shop")
@@ -494,11 +377,13 @@ impl std::fmt::Display for InventoryLocation {
 /// assert!(config.prune());
 /// # Ok::<(), gitops_examples::pipeline::ConfigError>(())
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SyncConfig {
     pub(crate) source: SourceSpec,
+    pub(crate) credentials: Option<GitCredentials>,
+    pub(crate) known_hosts: Option<String>,
     pub(crate) subpath: String,
-    pub(crate) renderer: RendererChoice,
+    pub(crate) renderer: RendererSpec,
     pub(crate) variables: BTreeMap<String, String>,
     pub(crate) target_namespace: Option<String>,
     pub(crate) create_target_namespace: bool,
@@ -521,6 +406,23 @@ pub struct SyncConfig {
     pub(crate) helm_kube_version: Option<String>,
 }
 
+impl std::fmt::Debug for SyncConfig {
+    /// Without credentials: the source as [`source_location`] prints it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncConfig")
+            .field("source", &source_location(&self.source))
+            .field("credentials", &self.credentials)
+            .field("known_hosts", &self.known_hosts.as_ref().map(|_| "<set>"))
+            .field("subpath", &self.subpath)
+            .field("renderer", &self.renderer)
+            .field("target_namespace", &self.target_namespace)
+            .field("inventory", &self.inventory)
+            .field("prune", &self.prune)
+            .field("dry_run", &self.dry_run)
+            .finish_non_exhaustive()
+    }
+}
+
 impl SyncConfig {
     /// Starts a configuration for `source`, with the defaults: the whole source (`.`), the
     /// automatic renderer, no substitution, no target namespace, field manager
@@ -532,8 +434,10 @@ impl SyncConfig {
         SyncConfigBuilder {
             config: Self {
                 source,
+                credentials: None,
+                known_hosts: None,
                 subpath: ".".to_owned(),
-                renderer: RendererChoice::Auto,
+                renderer: RendererSpec::default(),
                 variables: BTreeMap::new(),
                 target_namespace: None,
                 create_target_namespace: true,
@@ -619,7 +523,7 @@ impl SyncConfig {
 
     /// The renderer.
     #[must_use]
-    pub fn renderer(&self) -> &RendererChoice {
+    pub fn renderer(&self) -> &RendererSpec {
         &self.renderer
     }
 
@@ -689,9 +593,37 @@ impl SyncConfigBuilder {
         self
     }
 
-    /// The renderer (default [`RendererChoice::Auto`]).
-    pub fn renderer(mut self, renderer: RendererChoice) -> Self {
+    /// The renderer (default [`RendererKind::Auto`]). With Helm, a release without a name is
+    /// named after the chart's directory (`charts/web` renders release `web`; the chart's own
+    /// name when the chart is the source root), as Argo CD names it after the application.
+    pub fn renderer(mut self, renderer: RendererSpec) -> Self {
         self.config.renderer = renderer;
+        self
+    }
+
+    /// Credentials for a Git source: read from files or the environment by the command line,
+    /// they travel beside the spec, whose `secretRef` names a cluster Secret instead. Ignored
+    /// for a local directory.
+    ///
+    /// ```
+    /// use gitops_examples::pipeline::{SyncConfig, git_source};
+    /// use gitops_source::{GitCredentials, GitReference, Secret};
+    /// let config = SyncConfig::builder(git_source("https://example.com/c.git", &GitReference::DefaultBranch))
+    ///     .git_credentials(GitCredentials::BearerToken(Secret::new("t0ken")))
+    ///     .known_hosts("example.com ssh-ed25519 AAAA")
+    ///     .build()?;
+    /// assert!(!format!("{config:?}").contains("t0ken"));
+    /// # Ok::<(), gitops_examples::pipeline::ConfigError>(())
+    /// ```
+    pub fn git_credentials(mut self, credentials: GitCredentials) -> Self {
+        self.config.credentials = Some(credentials);
+        self
+    }
+
+    /// The known_hosts lines an `ssh` server's key must match. See
+    /// [`SyncConfigBuilder::git_credentials`] for an example.
+    pub fn known_hosts(mut self, known_hosts: impl Into<String>) -> Self {
+        self.config.known_hosts = Some(known_hosts.into());
         self
     }
 
@@ -786,8 +718,8 @@ impl SyncConfigBuilder {
     /// an object fails, naming the fields).
     ///
     /// ```
-    /// use gitops_examples::pipeline::{SourceSpec, SyncConfig};
-    /// let config = SyncConfig::builder(SourceSpec::local("."))
+    /// use gitops_examples::pipeline::{SyncConfig, local_source};
+    /// let config = SyncConfig::builder(local_source("."))
     ///     .recreate_on_immutable(true)
     ///     .allow_empty_set(true)
     ///     .allow_cascading_prune(true)
@@ -823,8 +755,8 @@ impl SyncConfigBuilder {
     /// as skipped, so that two sets never take an object from each other on every run.
     ///
     /// ```
-    /// use gitops_examples::pipeline::{SourceSpec, SyncConfig};
-    /// let config = SyncConfig::builder(SourceSpec::local(".")).take_ownership(true).build()?;
+    /// use gitops_examples::pipeline::{SyncConfig, local_source};
+    /// let config = SyncConfig::builder(local_source(".")).take_ownership(true).build()?;
     /// assert!(config.take_ownership());
     /// # Ok::<(), gitops_examples::pipeline::ConfigError>(())
     /// ```
@@ -846,9 +778,9 @@ impl SyncConfigBuilder {
     /// tests. Test hooks are never applied.
     ///
     /// ```
-    /// use gitops_examples::pipeline::{SourceSpec, SyncConfig};
+    /// use gitops_examples::pipeline::{SyncConfig, local_source};
     /// use gitops_render::HookPolicy;
-    /// let config = SyncConfig::builder(SourceSpec::local("."))
+    /// let config = SyncConfig::builder(local_source("."))
     ///     .helm_hooks(HookPolicy::Include)
     ///     .helm_kube_version("v1.35.0")
     ///     .build()?;
@@ -893,20 +825,23 @@ impl SyncConfigBuilder {
                 source: Some(source),
             },
         )?;
-        if let RendererChoice::Helm(helm) = &config.renderer
-            && !helm.release.is_empty()
+        if config.renderer.kind == RendererKind::Helm
+            && let Some(release) = config
+                .renderer
+                .helm
+                .as_ref()
+                .and_then(|helm| helm.release_name.as_ref())
         {
-            let valid = !helm.release.is_empty()
-                && helm.release.len() <= 53
-                && helm
-                    .release
+            let valid = !release.is_empty()
+                && release.len() <= 53
+                && release
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !helm.release.starts_with('-')
-                && !helm.release.ends_with('-');
+                && !release.starts_with('-')
+                && !release.ends_with('-');
             if !valid {
                 return Err(ConfigError::InvalidRelease {
-                    release: helm.release.clone(),
+                    release: release.clone(),
                 });
             }
         }
@@ -931,6 +866,7 @@ fn check_subpath(subpath: &str) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gitops_sync::spec::HelmSpec;
 
     #[test]
     fn references_are_classified() {
@@ -980,11 +916,10 @@ mod tests {
     #[test]
     fn locations_hide_credentials() {
         assert_eq!(
-            SourceSpec::git(
+            source_location(&git_source(
                 "https://user:token@example.com/a.git",
-                GitReference::DefaultBranch
-            )
-            .location(),
+                &GitReference::DefaultBranch
+            )),
             "https://example.com/a.git (the default branch)"
         );
         assert_eq!(
@@ -993,10 +928,12 @@ mod tests {
         );
         let debug = format!(
             "{:?}",
-            SourceSpec::git(
+            SyncConfig::builder(git_source(
                 "https://bot:t0ken@example.com/a.git",
-                GitReference::DefaultBranch
-            )
+                &GitReference::DefaultBranch
+            ))
+            .build()
+            .unwrap()
         );
         assert!(!debug.contains("t0ken"), "{debug}");
         assert!(debug.contains("https://example.com/a.git"), "{debug}");
@@ -1004,7 +941,7 @@ mod tests {
 
     #[test]
     fn build_checks_every_field() {
-        let source = || SourceSpec::local("/tmp");
+        let source = || local_source("/tmp");
         assert!(SyncConfig::builder(source()).build().is_ok());
         for bad in ["../x", "/abs", "", "a/../../b"] {
             assert!(
@@ -1030,7 +967,13 @@ mod tests {
         ));
         assert!(matches!(
             SyncConfig::builder(source())
-                .renderer(RendererChoice::Helm(HelmRelease::new("Web_App")))
+                .renderer(RendererSpec {
+                    kind: RendererKind::Helm,
+                    helm: Some(HelmSpec {
+                        release_name: Some("Web_App".into()),
+                        ..HelmSpec::default()
+                    }),
+                })
                 .build(),
             Err(ConfigError::InvalidRelease { .. })
         ));

@@ -12,7 +12,9 @@ use gitops_render::{
 };
 use kube::api::{Api, DynamicObject};
 
-use super::config::{ConfigError, RendererChoice, SyncConfig};
+use gitops_sync::spec::{HelmSpec, RendererKind};
+
+use super::config::{ConfigError, SyncConfig};
 use super::report::error_chain;
 
 /// The annotation of the inventory ConfigMap naming the revision last applied to it, so that a
@@ -166,11 +168,12 @@ pub(super) async fn discover_capabilities(
 }
 
 /// A Helm renderer with the configuration's namespace, hooks and `capabilities`; `release`
-/// names the release and its values (else the release is named after the chart).
+/// names the release and its values (else, or without a release name, the release is named
+/// after the chart).
 fn helm_renderer(
     config: &SyncConfig,
     binary: PathBuf,
-    release: Option<&crate::pipeline::HelmRelease>,
+    release: Option<&HelmSpec>,
     capabilities: Option<&Capabilities>,
 ) -> HelmRenderer {
     let mut helm = HelmRenderer::with_binary(binary).with_hooks(config.helm_hooks);
@@ -181,10 +184,10 @@ fn helm_renderer(
         helm = helm.namespace(namespace.clone());
     }
     if let Some(release) = release {
-        if !release.release.is_empty() {
-            helm = helm.release(release.release.clone());
+        if let Some(name) = &release.release_name {
+            helm = helm.release(name.clone());
         }
-        helm = helm.include_crds(release.include_crds);
+        helm = helm.include_crds(release.includes_crds());
         for file in &release.values_files {
             helm = helm.values_file(file.clone());
         }
@@ -212,9 +215,9 @@ pub(super) fn build_renderer(
     // Each tool: the configured path, else GITOPS_KUSTOMIZE / GITOPS_HELM, else PATH. A path
     // configured that is wrong is an error; a tool found nowhere is one only when a directory
     // needs it, and the error then says how to give it.
-    let renderer: Box<dyn Renderer> = match &config.renderer {
-        RendererChoice::Plain => Box::new(PlainRenderer::new()),
-        RendererChoice::Auto => {
+    let renderer: Box<dyn Renderer> = match config.renderer.kind {
+        RendererKind::Plain => Box::new(PlainRenderer::new()),
+        RendererKind::Auto => {
             let mut auto = AutoRenderer::new(PlainRenderer::new());
             let helm = ToolLocator::new(Tool::Helm)
                 .explicit(config.helm_binary.as_deref())
@@ -227,12 +230,13 @@ pub(super) fn build_renderer(
                 config.helm_binary.as_deref(),
             )?)
         }
-        RendererChoice::Kustomize => Box::new(KustomizeRenderer::locate(
+        RendererKind::Kustomize => Box::new(KustomizeRenderer::locate(
             config.kustomize_binary.as_deref(),
         )?),
-        RendererChoice::Helm(release) => {
+        RendererKind::Helm => {
             let binary = locate(Tool::Helm, config.helm_binary.as_deref())?;
-            Box::new(helm_renderer(config, binary, Some(release), capabilities))
+            let release = config.renderer.helm.clone().unwrap_or_default();
+            Box::new(helm_renderer(config, binary, Some(&release), capabilities))
         }
     };
     if config.variables.is_empty() && !config.strict_substitution {
@@ -247,7 +251,12 @@ pub(super) fn build_renderer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::SourceSpec;
+    use crate::pipeline::local_source;
+    use gitops_sync::spec::RendererSpec;
+
+    fn renderer(kind: RendererKind) -> RendererSpec {
+        RendererSpec { kind, helm: None }
+    }
 
     /// Marks the child process of `missing_tools_are_named`.
     const MISSING_TOOLS_CHILD: &str = "GITOPS_EXAMPLES_MISSING_TOOLS_CHILD";
@@ -256,9 +265,9 @@ mod tests {
     fn missing_tools_are_named() {
         // A configured path must be an executable file: it is refused when the renderer is
         // made, naming it (it was taken as given, and failed only when a kustomization came).
-        for choice in [RendererChoice::Kustomize, RendererChoice::Auto] {
-            let config = SyncConfig::builder(SourceSpec::local("/"))
-                .renderer(choice)
+        for kind in [RendererKind::Kustomize, RendererKind::Auto] {
+            let config = SyncConfig::builder(local_source("/"))
+                .renderer(renderer(kind))
                 .kustomize_binary("/nonexistent/kustomize")
                 .build()
                 .unwrap();
@@ -311,13 +320,19 @@ mod tests {
             "missing_tools_child is a helper: run missing_tools_are_named instead"
         );
         for (choice, tool) in [
-            (RendererChoice::Kustomize, "kustomize"),
+            (renderer(RendererKind::Kustomize), "kustomize"),
             (
-                RendererChoice::Helm(crate::pipeline::HelmRelease::new("release")),
+                RendererSpec {
+                    kind: RendererKind::Helm,
+                    helm: Some(HelmSpec {
+                        release_name: Some("release".into()),
+                        ..HelmSpec::default()
+                    }),
+                },
                 "helm",
             ),
         ] {
-            let config = SyncConfig::builder(SourceSpec::local("/"))
+            let config = SyncConfig::builder(local_source("/"))
                 .renderer(choice)
                 .build()
                 .unwrap();
@@ -337,7 +352,7 @@ mod tests {
             );
         }
         // The automatic renderer does without them, until a directory needs one.
-        let config = SyncConfig::builder(SourceSpec::local("/")).build().unwrap();
+        let config = SyncConfig::builder(local_source("/")).build().unwrap();
         assert!(build_renderer(&config, None).is_ok());
     }
 }

@@ -9,7 +9,9 @@ use gitops_sync::{ArtifactStore, SyncError, SyncUnit, SyncUnitBuilder, WaitPolic
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams};
 
-use super::config::{ConfigError, RendererChoice, SourceSpec, SyncConfig};
+use gitops_sync::spec::RendererKind;
+
+use super::config::{ConfigError, SyncConfig, git_reference};
 use super::report::error_chain;
 use super::run::{APPLIED_REVISION_ANNOTATION, build_renderer, discover_capabilities};
 
@@ -20,9 +22,9 @@ use super::run::{APPLIED_REVISION_ANNOTATION, build_renderer, discover_capabilit
 /// library's default does), and a wait after changes when a wait timeout is set.
 ///
 /// ```no_run
-/// use gitops_examples::pipeline::{SourceSpec, SyncConfig, sync_unit};
+/// use gitops_examples::pipeline::{SyncConfig, local_source, sync_unit};
 /// # async fn run(client: kube::Client) -> Result<(), Box<dyn std::error::Error>> {
-/// let config = SyncConfig::builder(SourceSpec::local("./deploy")).build()?;
+/// let config = SyncConfig::builder(local_source("./deploy")).build()?;
 /// let work_dir = tempfile::tempdir()?;
 /// let mut unit = sync_unit(client, &config, work_dir.path()).await?.build()?;
 /// let report = unit.sync(&tokio_util::sync::CancellationToken::new()).await?;
@@ -39,11 +41,11 @@ pub async fn sync_unit(
     config: &SyncConfig,
     work_dir: &Path,
 ) -> Result<SyncUnitBuilder, ConfigError> {
-    let capabilities = match config.renderer {
-        RendererChoice::Helm(_) | RendererChoice::Auto => {
+    let capabilities = match config.renderer.kind {
+        RendererKind::Helm | RendererKind::Auto => {
             Some(discover_capabilities(&client, config.helm_kube_version.as_deref()).await)
         }
-        RendererChoice::Plain | RendererChoice::Kustomize => None,
+        RendererKind::Plain | RendererKind::Kustomize => None,
     };
     let renderer = build_renderer(config, capabilities.as_ref())?;
     let inventory = ConfigMapInventory::new(&config.inventory.namespace, &config.inventory.name)
@@ -54,32 +56,28 @@ pub async fn sync_unit(
     let applier = Applier::builder(client, inventory)
         .field_manager(config.field_manager.clone())
         .build();
-    let builder = match &config.source {
-        SourceSpec::Git {
-            url,
-            reference,
-            credentials,
-            known_hosts,
-        } => {
+    let builder = match (&config.source.url, &config.source.local_path) {
+        (Some(url), _) => {
             let mut git = GitSource::builder(url.clone(), work_dir.join("git-cache"))
-                .reference(reference.clone())
+                .reference(git_reference(&config.source))
                 .timeout(config.fetch_timeout);
-            if let Some(credentials) = credentials {
+            if let Some(credentials) = &config.credentials {
                 git = git.credentials(credentials.clone());
             }
-            if let Some(known_hosts) = known_hosts {
+            if let Some(known_hosts) = &config.known_hosts {
                 git = git.known_hosts(known_hosts.clone());
             }
             unit_of(git.build().map_err(ConfigError::Source)?, renderer, applier)
         }
-        SourceSpec::LocalDirectory { path } => {
+        (None, path) => {
+            let path = std::path::PathBuf::from(path.clone().unwrap_or_default());
             if !path.is_dir() {
                 return Err(ConfigError::Source(SourceError::InvalidConfiguration {
                     message: format!("{} is not a directory", path.display()),
                     source: None,
                 }));
             }
-            unit_of(LocalDirectorySource::new(path.clone()), renderer, applier)
+            unit_of(LocalDirectorySource::new(path), renderer, applier)
         }
     };
     let artifacts = work_dir.join("artifacts");
@@ -188,8 +186,11 @@ mod tests {
         let client =
             kube::Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap()))
                 .unwrap();
-        let config = SyncConfig::builder(SourceSpec::local("/nonexistent/dir"))
-            .renderer(RendererChoice::Plain)
+        let config = SyncConfig::builder(crate::pipeline::local_source("/nonexistent/dir"))
+            .renderer(gitops_sync::spec::RendererSpec {
+                kind: RendererKind::Plain,
+                helm: None,
+            })
             .build()
             .unwrap();
         let work_dir = tempfile::tempdir().unwrap();

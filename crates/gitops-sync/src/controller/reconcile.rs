@@ -887,14 +887,18 @@ impl SyncContext {
             RendererKind::Helm => {
                 let binary = self.helm.clone().ok_or_else(|| missing("helm", "helm"))?;
                 let helm_spec = spec.renderer.helm.clone().unwrap_or_default();
+                let include_crds = helm_spec.includes_crds();
                 let release = helm_spec
                     .release_name
                     .unwrap_or_else(|| identity.name.clone());
-                let namespace = spec
-                    .target_namespace
+                let namespace = helm_spec
+                    .namespace
                     .clone()
+                    .or_else(|| spec.target_namespace.clone())
                     .unwrap_or_else(|| identity.namespace.clone());
-                let mut helm = HelmRenderer::new(binary, release).namespace(namespace);
+                let mut helm = HelmRenderer::new(binary, release)
+                    .namespace(namespace)
+                    .include_crds(include_crds);
                 for file in helm_spec.values_files {
                     helm = helm.values_file(file);
                 }
