@@ -73,7 +73,10 @@ pub async fn sync_unit(
             let path = std::path::PathBuf::from(path.clone().unwrap_or_default());
             if !path.is_dir() {
                 return Err(ConfigError::Source(SourceError::InvalidConfiguration {
-                    message: format!("{} is not a directory", path.display()),
+                    message: format!(
+                        "{} is not a directory",
+                        gitops_core::escape::EscapedPath(&path)
+                    ),
                     source: None,
                 }));
             }
