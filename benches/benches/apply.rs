@@ -14,9 +14,8 @@
 //! no-change reconcile applies again to a namespace of its own that already holds the set. At the
 //! end the medians, their ratios and the API requests of each engine are printed.
 //!
-//! The Flux peer needs `go` (with `GOTOOLCHAIN` able to fetch go1.27.2 from the module proxy, or
-//! a go1.27 on PATH); it is built once into the gitops-rs cache (`~/.cache/gitops-rs/peers`).
-//! Without it, the Flux comparison is skipped with a message.
+//! The Flux peer is built with `go` into the gitops-rs cache on first use
+//! (`gitops_benches::peers`); the bench fails without it.
 //!
 //! Measured on 2026-11-23 (2 cores shared with other builds, load average 6 to 9; two runs):
 //! initial apply gitops-apply 2.34 s / 2.80 s, kubectl 4.06 s / 4.60 s (1.7x / 1.6x), Flux ssa
@@ -25,8 +24,7 @@
 //! gitops-apply sends 8 (5 lists for 5 kinds, discovery, the inventory), Flux 2,000 (a get and a
 //! dry run per object); an initial apply 2,009 against Flux's 3,000.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -35,6 +33,7 @@ use criterion::{Criterion, SamplingMode, criterion_group};
 use gitops_apply::{
     Applier, ApplyOptions, ConfigMapInventory, DesiredSet, ObjectAction, RequestCounts,
 };
+use gitops_benches::peers::Peer;
 use gitops_envtest::{ControlPlane, Tool};
 use tokio_util::sync::CancellationToken;
 
@@ -93,56 +92,6 @@ fn kubectl_apply(kubectl: &Path, kubeconfig: &Path, file: &Path) {
         "kubectl apply failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-}
-
-fn flux_peer_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/flux-ssa")
-}
-
-/// The Flux harness, built with `go` into the gitops-rs cache when missing (keyed by its
-/// sources, so an edit rebuilds it).
-fn flux_peer() -> Result<PathBuf, String> {
-    let dir = flux_peer_dir();
-    let mut hasher = DefaultHasher::new();
-    for file in ["go.mod", "go.sum", "main.go"] {
-        std::fs::read(dir.join(file))
-            .map_err(|e| format!("reading {file}: {e}"))?
-            .hash(&mut hasher);
-    }
-    let cache = gitops_envtest::tools::cache_root()
-        .map_err(|e| e.to_string())?
-        .parent()
-        .ok_or("the envtest cache has no parent directory")?
-        .join("peers")
-        .join(format!("flux-ssa-{:016x}", hasher.finish()));
-    let binary = cache.join("flux-ssa");
-    if binary.is_file() {
-        return Ok(binary);
-    }
-    std::fs::create_dir_all(&cache).map_err(|e| format!("creating {}: {e}", cache.display()))?;
-    let partial = cache.join("flux-ssa.partial");
-    let mut command = Command::new("go");
-    command
-        .args(["build", "-o"])
-        .arg(&partial)
-        .arg(".")
-        .current_dir(&dir);
-    if std::env::var_os("GOTOOLCHAIN").is_none() {
-        command.env("GOTOOLCHAIN", "go1.27.2");
-    }
-    eprintln!(
-        "building the Flux ssa harness (once; minutes) into {}",
-        cache.display()
-    );
-    let output = command.output().map_err(|e| format!("running go: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "go build failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    std::fs::rename(&partial, &binary).map_err(|e| format!("installing the harness: {e}"))?;
-    Ok(binary)
 }
 
 /// One reconcile of the Flux harness: its own timing and request counts.
@@ -213,16 +162,10 @@ struct Timings {
 
 fn bench_apply(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let kubectl = match gitops_envtest::tools::ensure(Tool::Kubectl) {
-        Ok(path) => path,
-        Err(e) => {
-            eprintln!("skipping the apply benchmark: no kubectl ({e})");
-            return;
-        }
-    };
-    let flux = flux_peer()
-        .map_err(|e| eprintln!("Flux ssa comparison skipped: {e}"))
-        .ok();
+    let kubectl = gitops_envtest::tools::ensure(Tool::Kubectl).unwrap_or_else(|e| {
+        panic!("the apply bench needs the pinned kubectl ({e}); `scripts/bench` builds it")
+    });
+    let flux = Some(Peer::FluxSsa.require());
     let control_plane = runtime.block_on(ControlPlane::builder().start()).unwrap();
     let kubeconfig = control_plane.kubeconfig_path().to_path_buf();
     let client = runtime.block_on(control_plane.client()).unwrap();

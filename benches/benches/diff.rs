@@ -3,11 +3,10 @@
 //! same inputs, Argo CD's gitops-engine diff (`pkg/diff.Diff`, its client-side three-way diff)
 //! through the Go harness in `benches/peers/gitops-engine-diff`.
 //!
-//! The peer needs `go` (with `GOTOOLCHAIN` able to fetch go1.27.2 from the module proxy, or a
-//! go1.27 on PATH); without it, the comparison is skipped with a message.
+//! The peer is built with `go` into the gitops-rs cache on first use (`gitops_benches::peers`);
+//! the bench fails without it.
 
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -258,42 +257,11 @@ fn ours_ns_per_object(corpus: &[(Value, Value)], rounds: usize) -> (f64, usize) 
     (best.as_nanos() as f64 / corpus.len() as f64, modified)
 }
 
-fn peer_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/gitops-engine-diff")
-}
-
-fn build_peer(out: &Path) -> Result<PathBuf, String> {
-    let binary = out.join("gitops-engine-diff");
-    let mut command = Command::new("go");
-    command
-        .args(["build", "-o"])
-        .arg(&binary)
-        .arg(".")
-        .current_dir(peer_dir());
-    if std::env::var_os("GOTOOLCHAIN").is_none() {
-        command.env("GOTOOLCHAIN", "go1.27.2");
-    }
-    let output = command.output().map_err(|e| format!("running go: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "go build failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    Ok(binary)
-}
-
 fn compare_with_gitops_engine() {
     let corpus = corpus();
     let (ours, our_modified) = ours_ns_per_object(&corpus, 5);
     let dir = tempfile::tempdir().expect("temporary directory");
-    let binary = match build_peer(dir.path()) {
-        Ok(binary) => binary,
-        Err(e) => {
-            eprintln!("gitops-engine comparison skipped: {e}");
-            return;
-        }
-    };
+    let binary = gitops_benches::peers::Peer::GitopsEngineDiff.require();
     let pairs: Vec<Value> = corpus
         .iter()
         .map(|(d, l)| json!({"desired": d, "live": l}))
@@ -306,21 +274,18 @@ fn compare_with_gitops_engine() {
         .arg("5")
         .output()
         .expect("running the gitops-engine harness");
-    if !output.status.success() {
-        eprintln!(
-            "gitops-engine harness failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        return;
-    }
+    assert!(
+        output.status.success(),
+        "the gitops-engine harness failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let text = String::from_utf8_lossy(&output.stdout);
     let field = |name: &str| -> Option<f64> {
         text.split_whitespace()
             .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
     };
     let (Some(theirs), Some(their_modified)) = (field("ns_per_object"), field("modified")) else {
-        eprintln!("unexpected harness output: {text}");
-        return;
+        panic!("unexpected output of the gitops-engine harness: {text}");
     };
     println!(
         "gitops_diff vs gitops-engine pkg/diff.Diff on {OBJECTS} objects (best of 5 rounds):\n  \

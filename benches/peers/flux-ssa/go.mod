@@ -2,7 +2,7 @@ module github.com/gitops-rs/gitops-rs/benches/peers/flux-ssa
 
 go 1.27.0
 
-toolchain go1.27.2
+toolchain go1.27.3
 
 require (
 	github.com/fluxcd/cli-utils v1.4.0
