@@ -1,26 +1,26 @@
 //! The `apply` verb: executing a reviewed [`Plan`] (after checking it is not stale), and
 //! `apply_set`, the one-call path (plan, then execute).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Range;
 use std::time::Duration;
 
 use futures::StreamExt;
 use gitops_core::ObjectId;
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::{AfterError, Applier, Decision, NO_MANAGERS, Run, Stop};
-use crate::change::{ChangeSet, ObjectAction, ObjectChange, PlannedAction, Reason};
-use crate::counting::counting_client;
+use crate::change::{ChangeSet, ObjectAction, PlannedAction, Reason};
+use crate::counting::{RequestCounter, counting_client};
 use crate::error::{ApplyError, ObjectError};
-use crate::health::{WaitError, WaitProgress, WaitTarget, wait_for_current_paged};
-use crate::inventory::{Inventory, OWNER_NAMESPACE_LABEL};
+use crate::health::{WaitError, WaitTarget, wait_for_current_paged};
+use crate::inventory::{Inventory, InventoryError, OWNER_NAMESPACE_LABEL};
 use crate::options::{ApplyOptions, ApplyProgress};
-use crate::planner::{Plan, decide};
+use crate::plan::PlannedObject;
+use crate::planner::{Outcome, Plan, decide, object_change};
 use crate::set::DesiredSet;
 use crate::takeover::managers_taken_over;
-
-/// What one written object came to.
-type Outcome = (ObjectAction, Reason, Option<ObjectError>);
 
 fn written(outcome: Option<&Outcome>) -> bool {
     matches!(
@@ -221,266 +221,9 @@ impl Applier {
         }
         let counter = plan.counter.clone();
         let client = counting_client(&self.client, &counter);
-        let options = &plan.options;
-        let run = Run {
-            applier: self,
-            client: client.clone(),
-            options,
-        };
-        let objects = plan.ordered.objects();
-        let decisions = &plan.decisions;
-        let previous = &plan.previous;
-        let live = &plan.live;
-        let owner_labels = self.inventory.owner_labels();
-
-        // Record what this run may write before its first write (the previous inventory and
-        // the new set): an interruption at any point then leaves nothing untracked, and a bad
-        // inventory location (a missing namespace, no permission) fails here, with nothing
-        // written. Entries of objects never created are harmless: pruning one finds it gone.
-        // When the inventory's namespace is one this run creates, the record follows the group
-        // that creates it.
-        let mut recorded_union = Inventory::default();
-        for object in objects.iter().filter(|o| !o.synthesized) {
-            recorded_union.insert(object.id.clone(), object.kind.resource.api_version.clone());
-        }
-        if let Some(previous) = previous {
-            recorded_union = recorded_union.union(previous);
-        }
-        let mut stored = previous.clone();
-        let inventory_namespace = owner_labels.get(OWNER_NAMESPACE_LABEL).cloned();
-        let inventory_namespace_index = inventory_namespace
-            .as_deref()
-            .filter(|ns| plan.namespaces_made_here.contains(*ns))
-            .and_then(|ns| {
-                objects.iter().position(|o| {
-                    o.id.group.is_empty() && o.id.kind == "Namespace" && o.id.name == ns
-                })
-            });
-        // A run cancelled already writes nothing, not even the record.
-        let mut recorded = cancel.is_cancelled()
-            || !decisions
-                .iter()
-                .any(|d| matches!(d, Decision::Write { .. }));
-        if !recorded && inventory_namespace_index.is_none() {
-            self.record(&client, &recorded_union, &mut stored)
-                .await
-                .map_err(ApplyError::Inventory)?;
-            recorded = true;
-        }
-
-        // Write group by group.
-        let mut results: Vec<Option<Outcome>> = (0..objects.len()).map(|_| None).collect();
-        let mut offset = 0;
-        let mut stop: Option<Stop> = None;
-        let mut wave_error: Option<WaitError> = None;
-        let groups: Vec<usize> = plan.ordered.groups().map(<[_]>::len).collect();
-        let group_count = groups.len();
-        for (group_index, group_len) in groups.into_iter().enumerate() {
-            let range = offset..offset + group_len;
-            offset += group_len;
-            if stop.is_none() && cancel.is_cancelled() {
-                stop = Some(Stop::Cancelled);
-            }
-            // Health-gated waves: a new wave starts when every object of the waves before is
-            // Current.
-            if stop.is_none()
-                && let Some(timeout) = options.wait_between_waves
-                && range.start > 0
-                && objects[range.start].wave != objects[range.start - 1].wave
-            {
-                let targets: Vec<WaitTarget> = (0..range.start)
-                    .filter(|&i| {
-                        objects[i].wave == objects[range.start - 1].wave
-                            && (written(results[i].as_ref())
-                                || matches!(decisions[i], Decision::Unchanged))
-                    })
-                    .map(|i| WaitTarget {
-                        id: objects[i].id.clone(),
-                        resource: objects[i].kind.resource.clone(),
-                    })
-                    .collect();
-                let next_wave = objects[range.start].wave;
-                let waited = wait_for_current_paged(
-                    &client,
-                    &targets,
-                    &self.health,
-                    (timeout, self.wait_interval),
-                    self.page_size,
-                    cancel,
-                    |round: &WaitProgress| {
-                        progress(&ApplyProgress::WaveWaiting {
-                            next_wave,
-                            current: round.current,
-                            total: round.total,
-                        });
-                    },
-                )
-                .await;
-                if let Err(error) = waited {
-                    stop = Some(if matches!(error, WaitError::Cancelled) {
-                        Stop::Cancelled
-                    } else {
-                        Stop::EarlierGroupFailed
-                    });
-                    if !matches!(error, WaitError::Cancelled) {
-                        wave_error = Some(error);
-                    }
-                }
-            }
-            if let Some(why) = stop {
-                for i in range {
-                    if matches!(decisions[i], Decision::Write { .. }) {
-                        results[i] = Some((ObjectAction::Skipped, why.reason(), None));
-                    }
-                }
-                continue;
-            }
-            let writes: Vec<_> = range
-                .clone()
-                .filter_map(|i| {
-                    let Decision::Write {
-                        exists,
-                        recreate,
-                        takeover,
-                        ref reason,
-                    } = decisions[i]
-                    else {
-                        return None;
-                    };
-                    let run = &run;
-                    let object = &objects[i];
-                    let sent = plan.applied[i].as_ref().unwrap_or(&plan.desired[i]);
-                    // A recreate is a create: the object goes whole, the fields ignore rules
-                    // leave out of an update included (there is no owner left to keep them).
-                    let whole = &plan.desired[i];
-                    let live = live.get(&object.id).filter(|_| takeover);
-                    let applied = reason.clone();
-                    Some(async move {
-                        if let Some(live) = live
-                            && let Err(error) = run.take_over(object, live).await
-                        {
-                            return (
-                                i,
-                                (ObjectAction::Failed, Reason::TakeoverFailed, Some(error)),
-                            );
-                        }
-                        let mut recreate = recreate;
-                        let result = if recreate {
-                            run.recreate(object, whole).await
-                        } else {
-                            match run.server_side_apply(object, sent, false, false).await {
-                                // Objects of kinds a CRD of this set defines had no dry run.
-                                Err(error)
-                                    if run.on_apply_error(object, &error, &NO_MANAGERS, false)
-                                        == Some(AfterError::Recreate) =>
-                                {
-                                    recreate = true;
-                                    run.recreate(object, whole).await
-                                }
-                                other => other,
-                            }
-                        };
-                        let outcome = match result {
-                            Ok(()) if recreate => {
-                                (ObjectAction::Recreated, Reason::ImmutableChanged, None)
-                            }
-                            Ok(()) if exists => (ObjectAction::Configured, applied, None),
-                            Ok(()) => (ObjectAction::Created, applied, None),
-                            Err(error) => (ObjectAction::Failed, Reason::WriteFailed, Some(error)),
-                        };
-                        (i, outcome)
-                    })
-                })
-                .collect();
-            let writes = futures::stream::iter(writes)
-                .buffer_unordered(self.concurrency)
-                .collect::<Vec<_>>()
-                .await;
-            let mut group_failed = false;
-            for (i, outcome) in writes {
-                group_failed |= outcome.0 == ObjectAction::Failed;
-                results[i] = Some(outcome);
-            }
-            // CRDs must be Established and Namespaces Active before the next group.
-            let settle: Vec<(usize, WaitTarget)> = range
-                .clone()
-                .filter(|i| {
-                    let id = &objects[*i].id;
-                    written(results[*i].as_ref())
-                        && ((id.group == "apiextensions.k8s.io"
-                            && id.kind == "CustomResourceDefinition")
-                            || (id.group.is_empty() && id.kind == "Namespace"))
-                })
-                .map(|i| {
-                    (
-                        i,
-                        WaitTarget {
-                            id: objects[i].id.clone(),
-                            resource: objects[i].kind.resource.clone(),
-                        },
-                    )
-                })
-                .collect();
-            if settle
-                .iter()
-                .any(|(_, t)| t.id.kind == "CustomResourceDefinition")
-            {
-                // The kinds the cluster serves changed: the next run discovers again.
-                self.catalog.invalidate().await;
-            }
-            if !settle.is_empty() {
-                let targets: Vec<WaitTarget> = settle.iter().map(|(_, t)| t.clone()).collect();
-                if let Err(error) = wait_for_current_paged(
-                    &client,
-                    &targets,
-                    &self.health,
-                    (self.settle_timeout, Duration::from_millis(100)),
-                    self.page_size,
-                    cancel,
-                    |_| {},
-                )
-                .await
-                {
-                    group_failed = true;
-                    let message = error.to_string();
-                    for (i, _) in &settle {
-                        results[*i] = Some((
-                            ObjectAction::Failed,
-                            Reason::DidNotSettle,
-                            Some(ObjectError::NotReady {
-                                message: message.clone(),
-                            }),
-                        ));
-                    }
-                }
-            }
-            if !recorded && inventory_namespace_index.is_some_and(|i| written(results[i].as_ref()))
-            {
-                if let Err(error) = self.record(&client, &recorded_union, &mut stored).await {
-                    tracing::warn!(error = %error, "could not record the inventory");
-                    return Err(ApplyError::Inventory(error));
-                }
-                recorded = true;
-            }
-            progress(&ApplyProgress::GroupDone {
-                group: group_index,
-                groups: group_count,
-                written: range
-                    .clone()
-                    .filter(|i| written(results[*i].as_ref()))
-                    .count(),
-                failed: range
-                    .clone()
-                    .filter(|i| matches!(results[*i], Some((ObjectAction::Failed, _, _))))
-                    .count(),
-            });
-            if group_failed && !options.best_effort {
-                stop = Some(Stop::EarlierGroupFailed);
-            }
-        }
-
-        let mut change_set = ChangeSet::default();
-        let mut any_failed = false;
+        let written = Writes::new(self, &plan, client.clone(), cancel)
+            .write_all(progress)
+            .await?;
         let Plan {
             ordered,
             decisions,
@@ -492,50 +235,17 @@ impl Applier {
             may_prune,
             ..
         } = plan;
-        for ((object, decision), result) in ordered.objects().iter().zip(decisions).zip(results) {
-            let (action, reason, error) = match (decision, result) {
-                (_, Some(outcome)) => outcome,
-                (Decision::Skip(reason), None) => (ObjectAction::Skipped, reason, None),
-                (Decision::OwnedElsewhere(error), None) => (
-                    ObjectAction::Skipped,
-                    Reason::OwnedByOtherInventory,
-                    Some(error),
-                ),
-                (Decision::Unchanged, None) => (ObjectAction::Unchanged, Reason::InSync, None),
-                (Decision::Failed(error), None) => {
-                    (ObjectAction::Failed, Reason::ValidationFailed, Some(error))
-                }
-                (Decision::Write { .. }, None) => (ObjectAction::Skipped, Reason::NotWritten, None),
-            };
-            any_failed |= action == ObjectAction::Failed;
-            let health = (action == ObjectAction::Unchanged)
-                .then(|| live.get(&object.id).map(|live| self.health.check(live)))
-                .flatten();
-            change_set.changes.push(ObjectChange {
-                id: object.id.clone(),
-                origin: Some(object.manifest.origin().clone()),
-                resource: object.kind.resource.clone(),
-                action,
-                reason,
-                error,
-                diff: None,
-                health,
-            });
-        }
         let objects = ordered.objects();
-
-        // The inventory: never forget an object this run may have written.
-        let mut inventory = Inventory::default();
-        for object in objects.iter().filter(|o| !o.synthesized) {
-            inventory.insert(object.id.clone(), object.kind.resource.api_version.clone());
-        }
+        let mut change_set = self.written_change_set(objects, decisions, &live, written.results);
+        let any_failed = change_set.count(ObjectAction::Failed) > 0;
         if any_failed {
             // What the cluster serves may have changed under the run (a CRD deleted by hand):
             // the next run discovers again.
             self.catalog.invalidate().await;
         }
-        let incomplete = any_failed || stop == Some(Stop::Cancelled) || wave_error.is_some();
-        if incomplete {
+        // The inventory: never forget an object this run may have written.
+        let mut inventory = set_inventory(objects, |_| true);
+        if any_failed || written.stop == Some(Stop::Cancelled) || written.wave_error.is_some() {
             // Only what this run attempted (a failed write may still have reached the server)
             // joins what the previous inventory lists.
             let attempted: HashSet<&ObjectId> = change_set
@@ -544,19 +254,9 @@ impl Applier {
                 .filter(|c| c.action != ObjectAction::Skipped)
                 .map(|c| &c.id)
                 .collect();
-            inventory = Inventory::default();
-            for object in objects
-                .iter()
-                .filter(|o| !o.synthesized && attempted.contains(&o.id))
-            {
-                inventory.insert(object.id.clone(), object.kind.resource.api_version.clone());
-            }
+            inventory = set_inventory(objects, |id| attempted.contains(id));
             if let Some(previous) = &previous {
-                for (id, version) in previous.iter() {
-                    if !inventory.contains(id) {
-                        inventory.insert(id.clone(), version);
-                    }
-                }
+                inventory = inventory.union(previous);
             }
         } else if prune && previous.is_some() {
             self.prune_stale(&client, stale, &mut inventory, &mut change_set, cancel)
@@ -566,7 +266,7 @@ impl Applier {
             inventory = inventory.union(previous);
         }
         // An unchanged inventory is not written either: a no-change run writes nothing.
-        let saved = if stored.as_ref().unwrap_or(&Inventory::default()) == &inventory {
+        let saved = if written.stored.unwrap_or_default() == inventory {
             Ok(())
         } else {
             self.inventory
@@ -575,64 +275,460 @@ impl Applier {
         };
         change_set.requests = counter.get();
         change_set.request_counts = counter.counts();
-        if stop == Some(Stop::Cancelled) || cancel.is_cancelled() {
-            return Err(ApplyError::Cancelled {
-                change_set: Box::new(change_set),
-            });
-        }
-        if let Some(source) = wave_error {
-            if let Err(error) = &saved {
-                tracing::warn!(error = %error, "could not save the inventory after a failed run");
+        let change_set = concluded(change_set, saved, written.stop, written.wave_error, cancel)?;
+        match options.wait {
+            Some(timeout) => {
+                self.wait_after((&client, &counter), change_set, timeout, cancel, progress)
+                    .await
             }
-            return Err(ApplyError::Unhealthy {
+            None => Ok(change_set),
+        }
+    }
+
+    /// The change set of a plan's objects after their writes: each object's outcome, else what
+    /// its decision was.
+    fn written_change_set(
+        &self,
+        objects: &[PlannedObject],
+        decisions: Vec<Decision>,
+        live: &HashMap<ObjectId, Value>,
+        results: Vec<Option<Outcome>>,
+    ) -> ChangeSet {
+        let mut change_set = ChangeSet::default();
+        for ((object, decision), result) in objects.iter().zip(decisions).zip(results) {
+            let outcome = result.unwrap_or_else(|| {
+                decision.into_outcome(|_, _, _| (ObjectAction::Skipped, Reason::NotWritten, None))
+            });
+            change_set
+                .changes
+                .push(object_change(object, outcome, (&self.health, live), None));
+        }
+        change_set
+    }
+
+    /// Waits for every object of the set to be Current after a run ([`ApplyOptions::wait`]).
+    async fn wait_after(
+        &self,
+        (client, counter): (&kube::Client, &RequestCounter),
+        mut change_set: ChangeSet,
+        timeout: Duration,
+        cancel: &CancellationToken,
+        progress: &mut (dyn FnMut(&ApplyProgress) + Send),
+    ) -> Result<ChangeSet, ApplyError> {
+        let targets = change_set.wait_targets();
+        let waited = self
+            .wait_on(client, &targets, timeout, cancel, |round| {
+                progress(&ApplyProgress::Waiting {
+                    current: round.current,
+                    total: round.total,
+                });
+            })
+            .await;
+        change_set.requests = counter.get();
+        change_set.request_counts = counter.counts();
+        match waited {
+            Ok(()) => Ok(change_set),
+            Err(WaitError::Cancelled) => Err(ApplyError::Cancelled {
+                change_set: Box::new(change_set),
+            }),
+            Err(source) => Err(ApplyError::Unhealthy {
                 change_set: Box::new(change_set),
                 source,
-            });
+            }),
         }
-        if change_set.count(ObjectAction::Failed) > 0 {
-            if let Err(error) = &saved {
-                tracing::warn!(error = %error, "could not save the inventory after a failed run");
+    }
+}
+
+/// The inventory entries of the objects of a plan that `keep` keeps (synthesized objects never:
+/// a target namespace the run creates is not pruned).
+fn set_inventory(objects: &[PlannedObject], keep: impl Fn(&ObjectId) -> bool) -> Inventory {
+    let mut inventory = Inventory::default();
+    for object in objects.iter().filter(|o| !o.synthesized && keep(&o.id)) {
+        inventory.insert(object.id.clone(), object.kind.resource.api_version.clone());
+    }
+    inventory
+}
+
+/// What to wait for to see `object` Current.
+fn wait_target(object: &PlannedObject) -> WaitTarget {
+    WaitTarget {
+        id: object.id.clone(),
+        resource: object.kind.resource.clone(),
+    }
+}
+
+/// How a run that wrote ends: cancelled, unhealthy between waves, incomplete (a failure to save
+/// the inventory is only logged then), else as saving the inventory went.
+// Once per run, never on a hot path; the error is what the run returns.
+#[allow(clippy::result_large_err)]
+fn concluded(
+    change_set: ChangeSet,
+    saved: Result<(), InventoryError>,
+    stop: Option<Stop>,
+    wave_error: Option<WaitError>,
+    cancel: &CancellationToken,
+) -> Result<ChangeSet, ApplyError> {
+    if stop == Some(Stop::Cancelled) || cancel.is_cancelled() {
+        return Err(ApplyError::Cancelled {
+            change_set: Box::new(change_set),
+        });
+    }
+    let failed = change_set.count(ObjectAction::Failed) > 0;
+    if (failed || wave_error.is_some())
+        && let Err(error) = &saved
+    {
+        tracing::warn!(error = %error, "could not save the inventory after a failed run");
+    }
+    if let Some(source) = wave_error {
+        return Err(ApplyError::Unhealthy {
+            change_set: Box::new(change_set),
+            source,
+        });
+    }
+    if failed {
+        return Err(ApplyError::Incomplete {
+            change_set: Box::new(change_set),
+        });
+    }
+    saved.map_err(ApplyError::Inventory)?;
+    Ok(change_set)
+}
+
+/// The writes of a plan, group by group: the state a run carries between its steps.
+struct Writes<'p> {
+    applier: &'p Applier,
+    plan: &'p Plan,
+    run: Run<'p>,
+    cancel: &'p CancellationToken,
+    /// Per object of the plan: what its write came to.
+    results: Vec<Option<Outcome>>,
+    /// Why the remaining groups are not written.
+    stop: Option<Stop>,
+    /// Why a health-gated wave did not become Current.
+    wave_error: Option<WaitError>,
+    /// What the run records before its first write: the previous inventory and the new set.
+    recorded_union: Inventory,
+    /// What the inventory store holds.
+    stored: Option<Inventory>,
+    /// Whether `recorded_union` is recorded (or needs no record).
+    recorded: bool,
+    /// The index of the Namespace that holds the inventory when this run creates it: the record
+    /// follows the group that creates it.
+    inventory_namespace: Option<usize>,
+}
+
+/// What the writes of a plan came to.
+struct Written {
+    results: Vec<Option<Outcome>>,
+    stop: Option<Stop>,
+    wave_error: Option<WaitError>,
+    stored: Option<Inventory>,
+}
+
+impl<'p> Writes<'p> {
+    fn new(
+        applier: &'p Applier,
+        plan: &'p Plan,
+        client: kube::Client,
+        cancel: &'p CancellationToken,
+    ) -> Self {
+        let objects = plan.ordered.objects();
+        let mut recorded_union = set_inventory(objects, |_| true);
+        if let Some(previous) = &plan.previous {
+            recorded_union = recorded_union.union(previous);
+        }
+        let inventory_namespace = applier
+            .inventory
+            .owner_labels()
+            .get(OWNER_NAMESPACE_LABEL)
+            .filter(|ns| plan.namespaces_made_here.contains(ns.as_str()))
+            .and_then(|ns| {
+                objects.iter().position(|o| {
+                    o.id.group.is_empty() && o.id.kind == "Namespace" && &o.id.name == ns
+                })
+            });
+        // A run cancelled already writes nothing, not even the record.
+        let recorded = cancel.is_cancelled()
+            || !plan
+                .decisions
+                .iter()
+                .any(|d| matches!(d, Decision::Write { .. }));
+        Self {
+            applier,
+            plan,
+            run: Run {
+                applier,
+                client,
+                options: &plan.options,
+            },
+            cancel,
+            results: (0..objects.len()).map(|_| None).collect(),
+            stop: None,
+            wave_error: None,
+            recorded_union,
+            stored: plan.previous.clone(),
+            recorded,
+            inventory_namespace,
+        }
+    }
+
+    /// Records the inventory, then writes group by group.
+    async fn write_all(
+        mut self,
+        progress: &mut (dyn FnMut(&ApplyProgress) + Send),
+    ) -> Result<Written, ApplyError> {
+        // Record what this run may write before its first write (the previous inventory and
+        // the new set): an interruption at any point then leaves nothing untracked, and a bad
+        // inventory location (a missing namespace, no permission) fails here, with nothing
+        // written. Entries of objects never created are harmless: pruning one finds it gone.
+        // When the inventory's namespace is one this run creates, the record follows the group
+        // that creates it.
+        if !self.recorded && self.inventory_namespace.is_none() {
+            self.applier
+                .record(&self.run.client, &self.recorded_union, &mut self.stored)
+                .await
+                .map_err(ApplyError::Inventory)?;
+            self.recorded = true;
+        }
+        let groups: Vec<usize> = self.plan.ordered.groups().map(<[_]>::len).collect();
+        let count = groups.len();
+        let mut start = 0;
+        for (index, len) in groups.into_iter().enumerate() {
+            self.write_group(start..start + len, (index, count), progress)
+                .await?;
+            start += len;
+        }
+        Ok(Written {
+            results: self.results,
+            stop: self.stop,
+            wave_error: self.wave_error,
+            stored: self.stored,
+        })
+    }
+
+    /// Writes one group (objects in parallel), after the health gate of a new wave; CRDs and
+    /// Namespaces written settle before the next group.
+    async fn write_group(
+        &mut self,
+        range: Range<usize>,
+        (group, groups): (usize, usize),
+        progress: &mut (dyn FnMut(&ApplyProgress) + Send),
+    ) -> Result<(), ApplyError> {
+        let objects = self.plan.ordered.objects();
+        if self.stop.is_none() && self.cancel.is_cancelled() {
+            self.stop = Some(Stop::Cancelled);
+        }
+        // Health-gated waves: a new wave starts when every object of the waves before is
+        // Current.
+        if self.stop.is_none()
+            && let Some(timeout) = self.plan.options.wait_between_waves
+            && range.start > 0
+            && objects[range.start].wave != objects[range.start - 1].wave
+        {
+            self.gate_wave(range.start, timeout, progress).await;
+        }
+        if let Some(why) = self.stop {
+            for i in range {
+                if matches!(self.plan.decisions[i], Decision::Write { .. }) {
+                    self.results[i] = Some((ObjectAction::Skipped, why.reason(), None));
+                }
             }
-            return Err(ApplyError::Incomplete {
-                change_set: Box::new(change_set),
-            });
+            return Ok(());
         }
-        saved.map_err(ApplyError::Inventory)?;
-        if let Some(timeout) = options.wait {
-            let targets = change_set.wait_targets();
-            let waited = wait_for_current_paged(
-                &client,
-                &targets,
-                &self.health,
-                (timeout, self.wait_interval),
-                self.page_size,
-                cancel,
-                |round: &WaitProgress| {
-                    progress(&ApplyProgress::Waiting {
-                        current: round.current,
-                        total: round.total,
-                    });
-                },
-            )
+        let mut failed = self.write_objects(range.clone()).await;
+        failed |= self.settle(range.clone()).await;
+        if !self.recorded
+            && self
+                .inventory_namespace
+                .is_some_and(|i| written(self.results[i].as_ref()))
+        {
+            let client = &self.run.client;
+            if let Err(error) = self
+                .applier
+                .record(client, &self.recorded_union, &mut self.stored)
+                .await
+            {
+                tracing::warn!(error = %error, "could not record the inventory");
+                return Err(ApplyError::Inventory(error));
+            }
+            self.recorded = true;
+        }
+        let results = &self.results[range];
+        progress(&ApplyProgress::GroupDone {
+            group,
+            groups,
+            written: results.iter().filter(|r| written(r.as_ref())).count(),
+            failed: results
+                .iter()
+                .filter(|r| matches!(r, Some((ObjectAction::Failed, _, _))))
+                .count(),
+        });
+        if failed && !self.plan.options.best_effort {
+            self.stop = Some(Stop::EarlierGroupFailed);
+        }
+        Ok(())
+    }
+
+    /// Waits for the objects of the wave before `start` (written or unchanged) to be Current;
+    /// when they do not become so, the run stops.
+    async fn gate_wave(
+        &mut self,
+        start: usize,
+        timeout: Duration,
+        progress: &mut (dyn FnMut(&ApplyProgress) + Send),
+    ) {
+        let objects = self.plan.ordered.objects();
+        let wave = objects[start - 1].wave;
+        let targets: Vec<WaitTarget> = (0..start)
+            .filter(|&i| {
+                objects[i].wave == wave
+                    && (written(self.results[i].as_ref())
+                        || matches!(self.plan.decisions[i], Decision::Unchanged))
+            })
+            .map(|i| wait_target(&objects[i]))
+            .collect();
+        let next_wave = objects[start].wave;
+        let waited = self
+            .applier
+            .wait_on(&self.run.client, &targets, timeout, self.cancel, |round| {
+                progress(&ApplyProgress::WaveWaiting {
+                    next_wave,
+                    current: round.current,
+                    total: round.total,
+                });
+            })
             .await;
-            change_set.requests = counter.get();
-            change_set.request_counts = counter.counts();
-            match waited {
-                Ok(()) => {}
-                Err(WaitError::Cancelled) => {
-                    return Err(ApplyError::Cancelled {
-                        change_set: Box::new(change_set),
-                    });
-                }
-                Err(source) => {
-                    return Err(ApplyError::Unhealthy {
-                        change_set: Box::new(change_set),
-                        source,
-                    });
-                }
+        match waited {
+            Ok(()) => {}
+            Err(WaitError::Cancelled) => self.stop = Some(Stop::Cancelled),
+            Err(error) => {
+                self.stop = Some(Stop::EarlierGroupFailed);
+                self.wave_error = Some(error);
             }
         }
-        Ok(change_set)
+    }
+
+    /// Writes the objects of `range` to write, in parallel; whether one failed.
+    async fn write_objects(&mut self, range: Range<usize>) -> bool {
+        let this = &*self;
+        let writes: Vec<_> = range
+            .filter_map(|i| {
+                let Decision::Write {
+                    exists,
+                    recreate,
+                    takeover,
+                    ref reason,
+                } = this.plan.decisions[i]
+                else {
+                    return None;
+                };
+                let write = (exists, recreate, takeover, reason.clone());
+                Some(async move { (i, this.write_one(i, write).await) })
+            })
+            .collect();
+        let outcomes = futures::stream::iter(writes)
+            .buffer_unordered(this.applier.concurrency)
+            .collect::<Vec<_>>()
+            .await;
+        let mut failed = false;
+        for (i, outcome) in outcomes {
+            failed |= outcome.0 == ObjectAction::Failed;
+            self.results[i] = Some(outcome);
+        }
+        failed
+    }
+
+    /// Writes object `i` as its decision says (`exists`, `recreate`, `takeover`, and the
+    /// reason): taken over first when asked, recreated when its change is immutable.
+    async fn write_one(
+        &self,
+        i: usize,
+        (exists, mut recreate, takeover, reason): (bool, bool, bool, Reason),
+    ) -> Outcome {
+        let (run, plan) = (&self.run, self.plan);
+        let object = &plan.ordered.objects()[i];
+        let sent = plan.applied[i].as_ref().unwrap_or(&plan.desired[i]);
+        // A recreate is a create: the object goes whole, the fields ignore rules leave out of
+        // an update included (there is no owner left to keep them).
+        let whole = &plan.desired[i];
+        if takeover
+            && let Some(live) = plan.live.get(&object.id)
+            && let Err(error) = run.take_over(object, live).await
+        {
+            return (ObjectAction::Failed, Reason::TakeoverFailed, Some(error));
+        }
+        let result = if recreate {
+            run.recreate(object, whole).await
+        } else {
+            match run.server_side_apply(object, sent, false, false).await {
+                // Objects of kinds a CRD of this set defines had no dry run.
+                Err(error)
+                    if run.on_apply_error(object, &error, &NO_MANAGERS, false)
+                        == Some(AfterError::Recreate) =>
+                {
+                    recreate = true;
+                    run.recreate(object, whole).await
+                }
+                other => other,
+            }
+        };
+        match result {
+            Ok(()) if recreate => (ObjectAction::Recreated, Reason::ImmutableChanged, None),
+            Ok(()) if exists => (ObjectAction::Configured, reason, None),
+            Ok(()) => (ObjectAction::Created, reason, None),
+            Err(error) => (ObjectAction::Failed, Reason::WriteFailed, Some(error)),
+        }
+    }
+
+    /// Waits for the CRDs written in `range` to be Established and its Namespaces Active before
+    /// the next group; whether one did not settle (each marked failed then).
+    async fn settle(&mut self, range: Range<usize>) -> bool {
+        let objects = self.plan.ordered.objects();
+        let settle: Vec<usize> = range
+            .filter(|&i| {
+                let id = &objects[i].id;
+                written(self.results[i].as_ref())
+                    && ((id.group == "apiextensions.k8s.io"
+                        && id.kind == "CustomResourceDefinition")
+                        || (id.group.is_empty() && id.kind == "Namespace"))
+            })
+            .collect();
+        if settle.is_empty() {
+            return false;
+        }
+        if settle
+            .iter()
+            .any(|&i| objects[i].id.kind == "CustomResourceDefinition")
+        {
+            // The kinds the cluster serves changed: the next run discovers again.
+            self.applier.catalog.invalidate().await;
+        }
+        let targets: Vec<WaitTarget> = settle.iter().map(|&i| wait_target(&objects[i])).collect();
+        let applier = self.applier;
+        let Err(error) = wait_for_current_paged(
+            &self.run.client,
+            &targets,
+            &applier.health,
+            (applier.settle_timeout, Duration::from_millis(100)),
+            applier.page_size,
+            self.cancel,
+            |_| {},
+        )
+        .await
+        else {
+            return false;
+        };
+        let message = error.to_string();
+        for i in settle {
+            self.results[i] = Some((
+                ObjectAction::Failed,
+                Reason::DidNotSettle,
+                Some(ObjectError::NotReady {
+                    message: message.clone(),
+                }),
+            ));
+        }
+        true
     }
 }
 

@@ -1494,7 +1494,7 @@ impl crate::Applier {
                         return Ok(());
                     }
                     let targets = done.wait_targets();
-                    self.wait_on(&client, &targets, timeout, cancel)
+                    self.wait_on(&client, &targets, timeout, cancel, |_| {})
                         .await
                         .map_err(|source| ApplyError::Unhealthy {
                             // Filled in with the run's change set below.

@@ -24,7 +24,9 @@ use crate::health::HealthChecks;
 use crate::hooks::{PlannedHooks, plan_hooks};
 use crate::inventory::Inventory;
 use crate::options::{ApplyOptions, ApplyProgress};
-use crate::plan::{ApplyOrder, KindInfo, KindTable, OrderOptions, ignores_extraneous, order};
+use crate::plan::{
+    ApplyOrder, KindInfo, KindTable, OrderOptions, PlannedObject, ignores_extraneous, order,
+};
 use crate::set::DesiredSet;
 use crate::takeover::managers_taken_over;
 
@@ -201,6 +203,27 @@ impl Decision {
                 reason.clone(),
             ),
             Self::Failed(_) => (PlannedAction::Invalid, Reason::ValidationFailed),
+        }
+    }
+
+    /// What an object comes to when its decision stands: a write is what `write` makes of
+    /// it (`exists`, `recreate`, the reason).
+    pub(crate) fn into_outcome(self, write: impl FnOnce(bool, bool, Reason) -> Outcome) -> Outcome {
+        match self {
+            Self::Skip(reason) => (ObjectAction::Skipped, reason, None),
+            Self::OwnedElsewhere(error) => (
+                ObjectAction::Skipped,
+                Reason::OwnedByOtherInventory,
+                Some(error),
+            ),
+            Self::Unchanged => (ObjectAction::Unchanged, Reason::InSync, None),
+            Self::Failed(error) => (ObjectAction::Failed, Reason::ValidationFailed, Some(error)),
+            Self::Write {
+                exists,
+                recreate,
+                reason,
+                ..
+            } => write(exists, recreate, reason),
         }
     }
 
@@ -417,50 +440,21 @@ impl Plan {
             ..ChangeSet::default()
         };
         for ((object, decision), diff) in ordered.objects().iter().zip(decisions).zip(diffs) {
-            let (action, reason, error) = match decision {
-                Decision::Skip(reason) => (ObjectAction::Skipped, reason, None),
-                Decision::OwnedElsewhere(error) => (
-                    ObjectAction::Skipped,
-                    Reason::OwnedByOtherInventory,
-                    Some(error),
-                ),
-                Decision::Unchanged => (ObjectAction::Unchanged, Reason::InSync, None),
-                Decision::Failed(error) => {
-                    (ObjectAction::Failed, Reason::ValidationFailed, Some(error))
-                }
-                Decision::Write { .. } if invalid && !dry_run => {
+            let outcome = decision.into_outcome(|exists, recreate, reason| {
+                if invalid && !dry_run {
                     (ObjectAction::Skipped, Reason::OthersFailedValidation, None)
+                } else if recreate {
+                    (ObjectAction::Recreated, reason, None)
+                } else if exists {
+                    (ObjectAction::Configured, reason, None)
+                } else {
+                    (ObjectAction::Created, reason, None)
                 }
-                Decision::Write {
-                    exists,
-                    recreate,
-                    reason,
-                    ..
-                } => (
-                    if recreate {
-                        ObjectAction::Recreated
-                    } else if exists {
-                        ObjectAction::Configured
-                    } else {
-                        ObjectAction::Created
-                    },
-                    reason,
-                    None,
-                ),
-            };
-            let health = (action == ObjectAction::Unchanged)
-                .then(|| live.get(&object.id).map(|live| health.check(live)))
-                .flatten();
-            change_set.changes.push(ObjectChange {
-                id: object.id.clone(),
-                origin: Some(object.manifest.origin().clone()),
-                resource: object.kind.resource.clone(),
-                action,
-                reason,
-                error,
-                diff: if dry_run { diff } else { None },
-                health,
             });
+            let diff = diff.filter(|_| dry_run);
+            change_set
+                .changes
+                .push(object_change(object, outcome, (health, &live), diff));
         }
         if dry_run {
             for stale in stale {
@@ -483,6 +477,32 @@ impl Plan {
         change_set.requests = counter.get();
         change_set.request_counts = counter.counts();
         change_set
+    }
+}
+
+/// What one object of a run came to: its action, why, and the error when it failed.
+pub(crate) type Outcome = (ObjectAction, Reason, Option<ObjectError>);
+
+/// The change of one object of a plan: `outcome`, the health of an unchanged object (from the
+/// live objects read), and its diff.
+pub(crate) fn object_change(
+    object: &PlannedObject,
+    (action, reason, error): Outcome,
+    (health, live): (&HealthChecks, &HashMap<ObjectId, Value>),
+    diff: Option<ObjectDiff>,
+) -> ObjectChange {
+    let health = (action == ObjectAction::Unchanged)
+        .then(|| live.get(&object.id).map(|live| health.check(live)))
+        .flatten();
+    ObjectChange {
+        id: object.id.clone(),
+        origin: Some(object.manifest.origin().clone()),
+        resource: object.kind.resource.clone(),
+        action,
+        reason,
+        error,
+        diff,
+        health,
     }
 }
 
@@ -638,188 +658,27 @@ impl Applier {
             client: client.clone(),
             options,
         };
-        let mut kinds = self
-            .catalog
-            .kinds(&client, set.manifests())
-            .await
-            .map_err(ApplyError::from_catalog)?;
-        // The CRDs of the set first: a hook may be a custom resource of one of them.
-        kinds.add_crds(set.manifests());
-        let (resources, hooks) = plan_hooks(
-            set.manifests().to_vec(),
-            &kinds,
-            self.staging.as_ref(),
-            options.target_namespace.as_deref(),
-        )
-        .map_err(|errors| ApplyError::Hooks { errors })?;
-        let previous = self
-            .inventory
-            .load(&client)
-            .await
-            .map_err(ApplyError::Inventory)?;
         // A set that does not come from a render never prunes.
         let prune = options.prune && set.may_prune();
-        let previous_len = previous.as_ref().map_or(0, Inventory::len);
-        if resources.is_empty() && prune && previous_len > 0 && !options.allow_empty_set {
-            return Err(ApplyError::EmptySet {
-                previous: previous_len,
-            });
-        }
-        let schema = self
-            .catalog
-            .schema(&client, &resources, cancel)
-            .await
-            .map_err(ApplyError::from_catalog)?;
-        let differ = self
-            .differ
-            .to_builder()
-            .field_manager(self.field_manager.clone())
-            .schema(schema)
-            .build();
-        let order_options = OrderOptions {
-            target_namespace: options.target_namespace.clone(),
-            create_target_namespace: options.create_target_namespace,
-        };
-        let ordered = order(resources, &kinds, self.staging.as_ref(), &order_options)
-            .map_err(ApplyError::Plan)?;
+        let Prepared {
+            kinds,
+            ordered,
+            hooks,
+            previous,
+            differ,
+        } = self.prepare(&run, set, prune, cancel).await?;
         let objects = ordered.objects();
-        if prune
-            && !options.allow_cascading_prune
-            && let Some(previous) = &previous
-        {
-            let losses = run.cascading_losses(&kinds, previous, objects).await?;
-            if !losses.is_empty() {
-                return Err(ApplyError::CascadingPrune { losses });
-            }
-        }
-        let owner_labels = self.inventory.owner_labels();
-        let desired: Vec<Value> = objects
-            .iter()
-            .map(|object| {
-                let mut manifest = object.manifest.clone();
-                if !object.synthesized {
-                    for (key, value) in &owner_labels {
-                        manifest.set_label(key, value);
-                    }
-                }
-                manifest.into_object()
-            })
-            .collect();
+        let desired = self.desired_objects(objects);
         progress(&ApplyProgress::Planned {
             objects: objects.len(),
             groups: ordered.groups().count(),
         });
         let (live, listed) = run.list_live(objects).await?;
-
-        // Decide locally what needs a write.
-        let taken_over: Vec<BTreeSet<String>> = objects
-            .iter()
-            .map(|object| {
-                live.get(&object.id).map_or_else(BTreeSet::new, |live| {
-                    managers_taken_over(live, &options.takeover, &self.field_manager)
-                })
-            })
-            .collect();
-        let mut applied: Vec<Option<Value>> = Vec::with_capacity(objects.len());
-        let mut diffs: Vec<Option<ObjectDiff>> = Vec::with_capacity(objects.len());
-        let mut decisions: Vec<Decision> = Vec::with_capacity(objects.len());
-        for ((object, desired), taken_over) in objects.iter().zip(&desired).zip(&taken_over) {
-            let live = live.get(&object.id);
-            let (sent, decision) = decide(
-                &differ,
-                object,
-                desired,
-                live,
-                taken_over,
-                options,
-                &owner_labels,
-            );
-            let shown = sent.as_ref().unwrap_or(desired);
-            let diff = if options.dry_run || matches!(decision, Decision::Write { .. }) {
-                differ.diff(Some(shown), live).ok()
-            } else {
-                None
-            };
-            applied.push(sent);
-            diffs.push(diff);
-            decisions.push(decision);
-        }
-
-        // Validate every write with a server-side dry run.
-        let namespaces_made_here: HashSet<String> = objects
-            .iter()
-            .zip(&decisions)
-            .filter(|(o, d)| {
-                o.id.group.is_empty()
-                    && o.id.kind == "Namespace"
-                    && matches!(d, Decision::Write { exists: false, .. })
-            })
-            .map(|(o, _)| o.id.name.clone())
-            .collect();
-        let to_validate: Vec<usize> = decisions
-            .iter()
-            .enumerate()
-            .filter(|(i, d)| matches!(d, Decision::Write { .. }) && objects[*i].kind.served)
-            .map(|(i, _)| i)
-            .collect();
-        let validations: Vec<_> = to_validate
-            .into_iter()
-            .map(|i| {
-                let run = &run;
-                let object = &objects[i];
-                let sent = applied[i].as_ref().unwrap_or(&desired[i]);
-                let taken_over = &taken_over[i];
-                let namespace_made_here = object
-                    .id
-                    .namespace
-                    .as_deref()
-                    .is_some_and(|ns| namespaces_made_here.contains(ns));
-                async move {
-                    let mut taking_over = false;
-                    let result = loop {
-                        let error =
-                            match run.server_side_apply(object, sent, true, taking_over).await {
-                                Ok(()) => break Ok(AfterError::Proceed),
-                                Err(error) => error,
-                            };
-                        let managers = if taking_over {
-                            &NO_MANAGERS
-                        } else {
-                            taken_over
-                        };
-                        match run.on_apply_error(object, &error, managers, namespace_made_here) {
-                            Some(AfterError::ValidateTakingOver) => taking_over = true,
-                            Some(after) => break Ok(after),
-                            None => break Err(error),
-                        }
-                    };
-                    (i, result)
-                }
-            })
-            .collect();
-        let validations = futures::stream::iter(validations)
-            .buffer_unordered(self.concurrency)
-            .collect::<Vec<_>>()
+        let mut decided = self.decide_all(&differ, objects, &desired, &live, options);
+        let namespaces_made_here = namespaces_made_here(objects, &decided.decisions);
+        self.validate_writes(&run, objects, &desired, &mut decided, &namespaces_made_here)
             .await;
-        for (i, result) in validations {
-            match result {
-                // The dry run of an object taken over was repeated above, taking the fields.
-                Ok(AfterError::Proceed | AfterError::ValidateTakingOver) => {}
-                Ok(AfterError::Recreate) => {
-                    decisions[i] = Decision::Write {
-                        exists: true,
-                        recreate: true,
-                        takeover: false,
-                        reason: Reason::ImmutableChanged,
-                    };
-                }
-                Err(error) => decisions[i] = Decision::Failed(error),
-            }
-        }
-        if decisions.iter().any(|d| matches!(d, Decision::Failed(_))) {
-            // A kind that vanished since discovery fails validation: discover again next time.
-            self.catalog.invalidate().await;
-        }
+        let decisions = &decided.decisions;
         progress(&ApplyProgress::Validated {
             to_write: decisions
                 .iter()
@@ -830,7 +689,6 @@ impl Applier {
                 .filter(|d| matches!(d, Decision::Failed(_)))
                 .count(),
         });
-
         let stale = match (&previous, prune) {
             (Some(previous), true) => {
                 let keep: HashSet<&ObjectId> = objects.iter().map(|o| &o.id).collect();
@@ -853,16 +711,201 @@ impl Applier {
             may_prune: set.may_prune(),
             differ,
             desired,
-            applied,
-            decisions,
-            taken_over,
-            diffs,
+            applied: decided.applied,
+            decisions: decided.decisions,
+            taken_over: decided.taken_over,
+            diffs: decided.diffs,
             live,
             namespaces_made_here,
             stale,
             hooks,
             counter,
         })
+    }
+
+    /// The first steps of a plan: discovery, the hooks taken out, the previous inventory, the
+    /// schema, the objects ordered and the cascading prunes refused.
+    async fn prepare(
+        &self,
+        run: &Run<'_>,
+        set: &DesiredSet,
+        prune: bool,
+        cancel: &CancellationToken,
+    ) -> Result<Prepared, ApplyError> {
+        let (client, options) = (&run.client, run.options);
+        let mut kinds = self
+            .catalog
+            .kinds(client, set.manifests())
+            .await
+            .map_err(ApplyError::from_catalog)?;
+        // The CRDs of the set first: a hook may be a custom resource of one of them.
+        kinds.add_crds(set.manifests());
+        let (resources, hooks) = plan_hooks(
+            set.manifests().to_vec(),
+            &kinds,
+            self.staging.as_ref(),
+            options.target_namespace.as_deref(),
+        )
+        .map_err(|errors| ApplyError::Hooks { errors })?;
+        let previous = self
+            .inventory
+            .load(client)
+            .await
+            .map_err(ApplyError::Inventory)?;
+        let previous_len = previous.as_ref().map_or(0, Inventory::len);
+        if resources.is_empty() && prune && previous_len > 0 && !options.allow_empty_set {
+            return Err(ApplyError::EmptySet {
+                previous: previous_len,
+            });
+        }
+        let schema = self
+            .catalog
+            .schema(client, &resources, cancel)
+            .await
+            .map_err(ApplyError::from_catalog)?;
+        let differ = self
+            .differ
+            .to_builder()
+            .field_manager(self.field_manager.clone())
+            .schema(schema)
+            .build();
+        let order_options = OrderOptions {
+            target_namespace: options.target_namespace.clone(),
+            create_target_namespace: options.create_target_namespace,
+        };
+        let ordered = order(resources, &kinds, self.staging.as_ref(), &order_options)
+            .map_err(ApplyError::Plan)?;
+        if prune
+            && !options.allow_cascading_prune
+            && let Some(previous) = &previous
+        {
+            let losses = run
+                .cascading_losses(&kinds, previous, ordered.objects())
+                .await?;
+            if !losses.is_empty() {
+                return Err(ApplyError::CascadingPrune { losses });
+            }
+        }
+        Ok(Prepared {
+            kinds,
+            ordered,
+            hooks,
+            previous,
+            differ,
+        })
+    }
+
+    /// Each object as desired: the ownership labels added (synthesized objects excepted).
+    fn desired_objects(&self, objects: &[PlannedObject]) -> Vec<Value> {
+        let owner_labels = self.inventory.owner_labels();
+        objects
+            .iter()
+            .map(|object| {
+                let mut manifest = object.manifest.clone();
+                if !object.synthesized {
+                    for (key, value) in &owner_labels {
+                        manifest.set_label(key, value);
+                    }
+                }
+                manifest.into_object()
+            })
+            .collect()
+    }
+
+    /// Decides locally, per object, what needs a write (and the diff of what does, or of every
+    /// object in a dry run).
+    fn decide_all(
+        &self,
+        differ: &Differ,
+        objects: &[PlannedObject],
+        desired: &[Value],
+        live: &HashMap<ObjectId, Value>,
+        options: &ApplyOptions,
+    ) -> Decided {
+        let owner_labels = self.inventory.owner_labels();
+        let mut decided = Decided::default();
+        for (object, desired) in objects.iter().zip(desired) {
+            let live = live.get(&object.id);
+            let taken_over = live.map_or_else(BTreeSet::new, |live| {
+                managers_taken_over(live, &options.takeover, &self.field_manager)
+            });
+            let (sent, decision) = decide(
+                differ,
+                object,
+                desired,
+                live,
+                &taken_over,
+                options,
+                &owner_labels,
+            );
+            let shown = sent.as_ref().unwrap_or(desired);
+            let diff = if options.dry_run || matches!(decision, Decision::Write { .. }) {
+                differ.diff(Some(shown), live).ok()
+            } else {
+                None
+            };
+            decided.taken_over.push(taken_over);
+            decided.applied.push(sent);
+            decided.diffs.push(diff);
+            decided.decisions.push(decision);
+        }
+        decided
+    }
+
+    /// Validates every write with a server-side dry run (objects of kinds not served yet
+    /// excepted); an object the server refuses becomes [`Decision::Failed`], one whose change
+    /// is immutable a recreate.
+    async fn validate_writes(
+        &self,
+        run: &Run<'_>,
+        objects: &[PlannedObject],
+        desired: &[Value],
+        decided: &mut Decided,
+        namespaces_made_here: &HashSet<String>,
+    ) {
+        let validations: Vec<_> = (0..objects.len())
+            .filter(|&i| {
+                matches!(decided.decisions[i], Decision::Write { .. }) && objects[i].kind.served
+            })
+            .map(|i| {
+                let object = &objects[i];
+                let sent = decided.applied[i].as_ref().unwrap_or(&desired[i]);
+                let taken_over = &decided.taken_over[i];
+                let namespace_made_here = object
+                    .id
+                    .namespace
+                    .as_deref()
+                    .is_some_and(|ns| namespaces_made_here.contains(ns));
+                async move {
+                    let result = validate_one(run, object, sent, taken_over, namespace_made_here);
+                    (i, result.await)
+                }
+            })
+            .collect();
+        let validations = futures::stream::iter(validations)
+            .buffer_unordered(self.concurrency)
+            .collect::<Vec<_>>()
+            .await;
+        let decisions = &mut decided.decisions;
+        for (i, result) in validations {
+            match result {
+                // The dry run of an object taken over was repeated, taking the fields.
+                Ok(AfterError::Proceed | AfterError::ValidateTakingOver) => {}
+                Ok(AfterError::Recreate) => {
+                    decisions[i] = Decision::Write {
+                        exists: true,
+                        recreate: true,
+                        takeover: false,
+                        reason: Reason::ImmutableChanged,
+                    };
+                }
+                Err(error) => decisions[i] = Decision::Failed(error),
+            }
+        }
+        if decisions.iter().any(|d| matches!(d, Decision::Failed(_))) {
+            // A kind that vanished since discovery fails validation: discover again next time.
+            self.catalog.invalidate().await;
+        }
     }
 
     /// What pruning each of `gone` (inventory entries the set lacks) means, in prune order:
@@ -939,6 +982,66 @@ impl Applier {
         };
         stale.sort_by_key(|s| std::cmp::Reverse(key(s)));
         Ok(stale)
+    }
+}
+
+/// What the first steps of a plan give ([`Applier::prepare`]).
+struct Prepared {
+    kinds: KindTable,
+    ordered: ApplyOrder,
+    hooks: PlannedHooks,
+    previous: Option<Inventory>,
+    differ: Differ,
+}
+
+/// The local decisions of a plan, per object ([`Applier::decide_all`]).
+#[derive(Default)]
+struct Decided {
+    taken_over: Vec<BTreeSet<String>>,
+    applied: Vec<Option<Value>>,
+    diffs: Vec<Option<ObjectDiff>>,
+    decisions: Vec<Decision>,
+}
+
+/// The Namespaces the plan creates.
+fn namespaces_made_here(objects: &[PlannedObject], decisions: &[Decision]) -> HashSet<String> {
+    objects
+        .iter()
+        .zip(decisions)
+        .filter(|(o, d)| {
+            o.id.group.is_empty()
+                && o.id.kind == "Namespace"
+                && matches!(d, Decision::Write { exists: false, .. })
+        })
+        .map(|(o, _)| o.id.name.clone())
+        .collect()
+}
+
+/// A server-side dry run of one write: how the run goes on after it, or why the object cannot
+/// be written. A conflict with managers the run takes over is validated again, taking them.
+async fn validate_one(
+    run: &Run<'_>,
+    object: &PlannedObject,
+    sent: &Value,
+    taken_over: &BTreeSet<String>,
+    namespace_made_here: bool,
+) -> Result<AfterError, ObjectError> {
+    let mut taking_over = false;
+    loop {
+        let error = match run.server_side_apply(object, sent, true, taking_over).await {
+            Ok(()) => return Ok(AfterError::Proceed),
+            Err(error) => error,
+        };
+        let managers = if taking_over {
+            &NO_MANAGERS
+        } else {
+            taken_over
+        };
+        match run.on_apply_error(object, &error, managers, namespace_made_here) {
+            Some(AfterError::ValidateTakingOver) => taking_over = true,
+            Some(after) => return Ok(after),
+            None => return Err(error),
+        }
     }
 }
 

@@ -191,25 +191,18 @@ impl Applier {
         cancel: &CancellationToken,
         progress: impl FnMut(&WaitProgress),
     ) -> Result<(), WaitError> {
-        wait_for_current_paged(
-            &self.client,
-            targets,
-            &self.health,
-            (timeout, self.wait_interval),
-            self.page_size,
-            cancel,
-            progress,
-        )
-        .await
+        self.wait_on(&self.client, targets, timeout, cancel, progress)
+            .await
     }
 
-    /// [`Applier::wait`] through a run's (counting) client, without progress.
+    /// [`Applier::wait`] through a run's (counting) client.
     pub(crate) async fn wait_on(
         &self,
         client: &kube::Client,
         targets: &[WaitTarget],
         timeout: Duration,
         cancel: &CancellationToken,
+        progress: impl FnMut(&WaitProgress),
     ) -> Result<(), WaitError> {
         wait_for_current_paged(
             client,
@@ -218,7 +211,7 @@ impl Applier {
             (timeout, self.wait_interval),
             self.page_size,
             cancel,
-            |_| {},
+            progress,
         )
         .await
     }
