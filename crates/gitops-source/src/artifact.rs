@@ -1,11 +1,21 @@
-//! Artifacts: the selected files of a revision on disk, their content digest over a deterministic
-//! tar archive, a reproducible tar.gz export, and a safe unpacker.
+//! Artifacts: the selected files of a revision on disk, their content digest over the sorted
+//! (path, mode, blob digest) list, a reproducible tar.gz export made on request, and a safe
+//! unpacker.
+//!
+//! A new revision is written incrementally: a file whose blob (Git object id, or content digest
+//! for a directory source) and mode are those of a file of the previous artifact is hard-linked
+//! from it (copied when linking fails), only the other files are written, each to a new inode.
+//! The tree is built in a temporary sibling directory and renamed into place when complete, so a
+//! reader never sees a half-made tree and the previous artifact is never touched.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use gitops_core::escape::{Escaped, EscapedPath};
+use gix::ObjectId;
 use sha2::{Digest as _, Sha256};
 
 use crate::path::{PathError, check_relative_path};
@@ -83,10 +93,39 @@ pub enum ArtifactError {
     Corrupt(#[source] io::Error),
 }
 
-/// A content digest, `sha256:<hex>`, over the uncompressed deterministic tar archive of an
-/// artifact's files (sorted paths, owner 0, time 0, modes 0644 or 0755, regular files only).
+/// A content digest, `sha256:<hex>`, of an artifact's files.
 ///
-/// The digest does not depend on the compression, so the same files always give the same digest.
+/// Definition (version 1, stable): the SHA-256 of the manifest text that has one line per
+/// regular file, sorted by the bytes of the path,
+///
+/// ```text
+/// <mode> <sha256 of the file's content, lowercase hex> <path>\n
+/// ```
+///
+/// where `<mode>` is `100644`, or `100755` for a file with an executable bit, and `<path>` is the
+/// `/`-separated UTF-8 path relative to the artifact's root (never holding a control character,
+/// so a line is never ambiguous). Directories, owners and times take no part. An artifact with
+/// no file has the digest of the empty text. The same files give the same digest whatever the
+/// source: a Git checkout and a directory on disk agree, and a Git source hashes only the blobs
+/// it has not hashed for the previous artifact.
+///
+/// The same value, computed with standard tools in an artifact's directory:
+///
+/// ```sh
+/// find . -type f | LC_ALL=C sort | while read -r f; do
+///   m=100644; [ -x "$f" ] && m=100755
+///   printf '%s %s %s\n' "$m" "$(sha256sum < "$f" | cut -c1-64)" "${f#./}"
+/// done | sha256sum
+/// ```
+///
+/// ```
+/// use gitops_source::Digest;
+/// // No file: the digest of the empty text.
+/// assert_eq!(
+///     Digest::of_files(std::iter::empty::<(&str, bool, [u8; 32])>()).to_string(),
+///     "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+/// );
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Digest([u8; 32]);
 
@@ -100,14 +139,41 @@ impl Digest {
     /// The lowercase hexadecimal SHA-256.
     #[must_use]
     pub fn hex(&self) -> String {
-        use fmt::Write as _;
-        self.0
-            .iter()
-            .fold(String::with_capacity(64), |mut out, byte| {
-                let _ = write!(out, "{byte:02x}");
-                out
-            })
+        hex(&self.0)
     }
+
+    /// The digest of files given as (path, executable, SHA-256 of the content), sorted by the
+    /// bytes of their paths (see the definition above).
+    ///
+    /// ```
+    /// use gitops_source::Digest;
+    /// use sha2::{Digest as _, Sha256};
+    /// let blob: [u8; 32] = Sha256::digest(b"a: 1\n").into();
+    /// let digest = Digest::of_files([("a.yaml", false, blob)]);
+    /// assert_eq!(digest.hex().len(), 64);
+    /// ```
+    #[must_use]
+    pub fn of_files<'a>(files: impl IntoIterator<Item = (&'a str, bool, [u8; 32])>) -> Digest {
+        let mut hasher = Sha256::new();
+        for (path, executable, blob) in files {
+            hasher.update(if executable { b"100755 " } else { b"100644 " });
+            hasher.update(hex(&blob).as_bytes());
+            hasher.update(b" ");
+            hasher.update(path.as_bytes());
+            hasher.update(b"\n");
+        }
+        Digest(hasher.finalize().into())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
+            let _ = write!(out, "{byte:02x}");
+            out
+        })
 }
 
 impl fmt::Display for Digest {
@@ -120,6 +186,54 @@ impl fmt::Debug for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
     }
+}
+
+/// What identifies an inode as the one a file of an artifact was written to: a file whose
+/// identity, size, mode and modification time are unchanged was not replaced or rewritten (the
+/// same test git's index makes). Hard links do not change any of these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mode: u32,
+    mtime: i64,
+    mtime_nsec: i64,
+}
+
+impl Stamp {
+    #[cfg(unix)]
+    fn of(metadata: &std::fs::Metadata) -> Option<Stamp> {
+        use std::os::unix::fs::MetadataExt;
+        metadata.file_type().is_file().then(|| Stamp {
+            dev: metadata.dev(),
+            ino: metadata.ino(),
+            size: metadata.size(),
+            mode: metadata.mode(),
+            mtime: metadata.mtime(),
+            mtime_nsec: metadata.mtime_nsec(),
+        })
+    }
+
+    #[cfg(not(unix))]
+    fn of(_metadata: &std::fs::Metadata) -> Option<Stamp> {
+        None
+    }
+}
+
+/// One file of an artifact, as written.
+#[derive(Clone, Debug)]
+pub(crate) struct Entry {
+    /// Path relative to the artifact's root, `/`-separated.
+    pub(crate) path: String,
+    pub(crate) executable: bool,
+    /// The Git blob it was written from, if it came from Git.
+    pub(crate) blob: Option<ObjectId>,
+    /// SHA-256 of the content.
+    pub(crate) sha256: [u8; 32],
+    pub(crate) size: u64,
+    /// The inode written, to recognise it unchanged when a later revision reuses it.
+    pub(crate) stamp: Option<Stamp>,
 }
 
 /// A writer that hashes and counts everything written through it, then passes it on.
@@ -142,88 +256,292 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// Writes the deterministic archive of a sorted file list into `sink`, calling `on_file` for each
-/// file with its content (to write it to disk as well), and returns the digest.
-pub(crate) fn archive_files<T: FileTree, W: Write>(
-    tree: &T,
-    files: &[SelectedFile<T::Handle>],
-    sink: W,
-    mut on_file: impl FnMut(&SelectedFile<T::Handle>, &[u8]) -> Result<(), ArtifactError>,
-) -> Result<(Digest, u64), ArtifactError> {
-    let hashing = HashingWriter {
-        inner: sink,
+/// A reader that hashes everything read through it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let read = self.inner.read(buf)?;
+        self.hasher.update(&buf[..read]);
+        Ok(read)
+    }
+}
+
+/// The SHA-256 and size of a file's content, streamed (never the whole file in memory).
+pub(crate) fn hash_file(path: &Path) -> io::Result<([u8; 32], u64)> {
+    let mut hashing = HashingWriter {
+        inner: io::sink(),
         hasher: Sha256::new(),
         written: 0,
     };
-    let mut builder = tar::Builder::new(hashing);
-    let mut total = 0u64;
-    for file in files {
-        let content = tree
-            .read(&file.handle, &file.path)
-            .map_err(ArtifactError::Select)?;
-        on_file(file, &content)?;
-        total += content.len() as u64;
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(tar::EntryType::Regular);
-        header.set_mode(if file.executable {
-            EXECUTABLE_MODE
-        } else {
-            FILE_MODE
-        });
-        header.set_uid(0);
-        header.set_gid(0);
-        header.set_mtime(0);
-        header.set_size(content.len() as u64);
-        builder
-            .append_data(&mut header, &file.path, content.as_slice())
-            .map_err(ArtifactError::Archive)?;
-    }
-    let hashing = builder.into_inner().map_err(ArtifactError::Archive)?;
-    let digest = Digest(hashing.hasher.finalize().into());
-    Ok((digest, total))
+    io::copy(&mut std::fs::File::open(path)?, &mut hashing)?;
+    Ok((hashing.hasher.finalize().into(), hashing.written))
 }
 
-/// Write each selected file below `root`, with mode 0644 or 0755, and return the digest.
-/// `files_written` is called after each file with the number written so far.
+/// The SHA-256 of `content`.
+pub(crate) fn sha256(content: &[u8]) -> [u8; 32] {
+    Sha256::digest(content).into()
+}
+
+/// The digest of entries sorted by path.
+pub(crate) fn digest_of(entries: &[Entry]) -> Digest {
+    Digest::of_files(
+        entries
+            .iter()
+            .map(|entry| (entry.path.as_str(), entry.executable, entry.sha256)),
+    )
+}
+
+/// The files of a directory on disk (regular files only, no ignore rules), sorted by path, hashed.
+fn scan_disk(root: &Path) -> Result<Vec<Entry>, ArtifactError> {
+    let tree = DiskTree {
+        root: root.to_owned(),
+    };
+    let rules = IgnoreRules::default()
+        .with_defaults(false)
+        .with_source_ignore_files(false);
+    let files = select_files(&tree, "", &rules).map_err(ArtifactError::Select)?;
+    files
+        .into_iter()
+        .map(|file| {
+            let (sha256, size) = hash_file(&file.handle).map_err(|source| ArtifactError::Io {
+                path: file.handle.clone(),
+                source,
+            })?;
+            Ok(Entry {
+                path: file.path,
+                executable: file.executable,
+                blob: None,
+                sha256,
+                size,
+                stamp: None,
+            })
+        })
+        .collect()
+}
+
+/// The previous artifact's files, found by blob id or by content digest, with their mode.
+struct Reusable<'a> {
+    root: &'a Path,
+    by_blob: HashMap<(ObjectId, bool), &'a Entry>,
+    by_sha256: HashMap<([u8; 32], bool), &'a Entry>,
+}
+
+impl<'a> Reusable<'a> {
+    fn new(previous: Option<&'a Artifact>) -> Self {
+        let mut reusable = Reusable {
+            root: previous.map_or(Path::new(""), |artifact| artifact.root.as_path()),
+            by_blob: HashMap::new(),
+            by_sha256: HashMap::new(),
+        };
+        for entry in previous.iter().flat_map(|artifact| artifact.entries.iter()) {
+            if entry.stamp.is_none() {
+                continue;
+            }
+            if let Some(blob) = entry.blob {
+                reusable.by_blob.insert((blob, entry.executable), entry);
+            }
+            reusable
+                .by_sha256
+                .insert((entry.sha256, entry.executable), entry);
+        }
+        reusable
+    }
+
+    fn find(
+        &self,
+        blob: Option<ObjectId>,
+        sha256: Option<[u8; 32]>,
+        executable: bool,
+    ) -> Option<&'a Entry> {
+        blob.and_then(|blob| self.by_blob.get(&(blob, executable)).copied())
+            .or_else(|| {
+                sha256.and_then(|sha256| self.by_sha256.get(&(sha256, executable)).copied())
+            })
+    }
+}
+
+/// How a file was put into a new artifact.
+enum Reused {
+    /// Hard-linked or copied from the previous artifact: its entry.
+    Yes(Entry),
+    /// Not reused: it must be written from the source.
+    No,
+}
+
+/// Put `old`'s file at `target` by a hard link (or a copy where linking is not possible), and
+/// check that what arrived is exactly what the previous artifact recorded. Anything else (the old
+/// file was replaced or rewritten, removed, or the copy differs) removes `target` and answers
+/// [`Reused::No`]: the file is then written from the source.
+fn reuse(old: &Entry, old_root: &Path, target: &Path, path: &str) -> Reused {
+    let Some(expected) = old.stamp else {
+        return Reused::No;
+    };
+    if check_relative_path(&old.path).is_err() {
+        return Reused::No;
+    }
+    let source = old_root.join(&old.path);
+    let reused = |stamp| {
+        Reused::Yes(Entry {
+            path: path.to_owned(),
+            stamp: Some(stamp),
+            ..old.clone()
+        })
+    };
+    // A hard link shares the inode: the new artifact's file is checked to be the very inode the
+    // old artifact wrote, unchanged. The link is never opened for writing afterwards.
+    if std::fs::hard_link(&source, target).is_ok() {
+        if std::fs::symlink_metadata(target)
+            .ok()
+            .and_then(|metadata| Stamp::of(&metadata))
+            == Some(expected)
+        {
+            return reused(expected);
+        }
+        let _ = std::fs::remove_file(target);
+        return Reused::No;
+    }
+    // Linking failed (another file system, a link limit): copy to a new inode, checking the
+    // content's digest on the way.
+    match std::fs::symlink_metadata(&source) {
+        Ok(metadata) if Stamp::of(&metadata) == Some(expected) => {}
+        _ => return Reused::No,
+    }
+    let copied = (|| -> io::Result<Option<Stamp>> {
+        let mut reader = HashingReader {
+            inner: std::fs::File::open(&source)?,
+            hasher: Sha256::new(),
+        };
+        let mut file = new_file(target, old.executable)?;
+        io::copy(&mut reader, &mut file)?;
+        let sha256: [u8; 32] = reader.hasher.finalize().into();
+        if sha256 != old.sha256 {
+            return Ok(None);
+        }
+        Ok(Stamp::of(&file.metadata()?))
+    })();
+    match copied {
+        Ok(Some(stamp)) => reused(stamp),
+        _ => {
+            let _ = std::fs::remove_file(target);
+            Reused::No
+        }
+    }
+}
+
+/// A file to write into a new artifact: a selected file and what is known of its content.
+pub(crate) struct Planned<H> {
+    pub(crate) file: SelectedFile<H>,
+    /// The Git blob, when the tree is a Git tree.
+    pub(crate) blob: Option<ObjectId>,
+    /// The SHA-256 of the content, when it is already known (a directory source hashed it).
+    pub(crate) sha256: Option<[u8; 32]>,
+}
+
+/// What [`write_artifact`] made.
+pub(crate) struct Written {
+    pub(crate) entries: Vec<Entry>,
+    /// How many files were reused from the previous artifact.
+    pub(crate) reused: usize,
+}
+
+/// Write each planned file (sorted by path) into a new directory that becomes `root` when
+/// complete (`root` must be absent or an empty directory). Files of `previous` with the same blob
+/// (or content) and mode are hard-linked (or copied), the others written to new files with mode
+/// 0644 or 0755. `files_written` is called after each file with the number done so far.
 pub(crate) fn write_artifact<T: FileTree>(
     tree: &T,
-    files: &[SelectedFile<T::Handle>],
+    files: Vec<Planned<T::Handle>>,
     root: &Path,
+    previous: Option<&Artifact>,
     mut files_written: impl FnMut(usize),
-) -> Result<(Digest, u64), ArtifactError> {
+) -> Result<Written, ArtifactError> {
+    let io_error = |path: &Path| {
+        let path = path.to_owned();
+        move |source| ArtifactError::Io { path, source }
+    };
+    let parent = match root.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(parent).map_err(io_error(parent))?;
+    // Built beside the destination (same file system, so the final rename is atomic); removed
+    // when anything fails.
+    let staging = tempfile::Builder::new()
+        .prefix(".gitops-artifact-")
+        .tempdir_in(parent)
+        .map_err(io_error(parent))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(staging.path(), std::fs::Permissions::from_mode(0o755))
+            .map_err(io_error(staging.path()))?;
+    }
+    let reusable = Reusable::new(previous);
     let mut created = std::collections::HashSet::new();
-    let mut written = 0;
-    archive_files(tree, files, io::sink(), |file, content| {
+    let mut entries = Vec::with_capacity(files.len());
+    let mut reused = 0;
+    for (index, planned) in files.into_iter().enumerate() {
+        let file = &planned.file;
         // Every source checks its entries while listing them; this is the last line of defence
         // before a path is joined to the destination.
         check_relative_path(&file.path).map_err(|source| ArtifactError::PathEscapes {
             path: file.path.clone(),
             source,
         })?;
-        let target = root.join(&file.path);
-        if let Some(parent) = target.parent()
-            && !created.contains(parent)
+        let target = staging.path().join(&file.path);
+        if let Some(dir) = target.parent()
+            && !created.contains(dir)
         {
-            std::fs::create_dir_all(parent).map_err(|source| ArtifactError::Io {
-                path: parent.to_owned(),
-                source,
-            })?;
-            created.insert(parent.to_owned());
+            std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+            created.insert(dir.to_owned());
         }
-        create_file(&target, content, file.executable)?;
-        written += 1;
-        files_written(written);
-        Ok(())
-    })
+        let old = reusable.find(planned.blob, planned.sha256, file.executable);
+        let entry = match old.map_or(Reused::No, |old| {
+            reuse(old, reusable.root, &target, &file.path)
+        }) {
+            Reused::Yes(entry) => {
+                reused += 1;
+                entry
+            }
+            Reused::No => {
+                let content = tree
+                    .read(&file.handle, &file.path)
+                    .map_err(ArtifactError::Select)?;
+                let sha256 = sha256(&content);
+                let stamp = create_file(&target, &content, file.executable)?;
+                Entry {
+                    path: file.path.clone(),
+                    executable: file.executable,
+                    blob: planned.blob,
+                    sha256,
+                    size: content.len() as u64,
+                    stamp,
+                }
+            }
+        };
+        entries.push(entry);
+        files_written(index + 1);
+    }
+    // `rename` replaces an empty directory atomically; anything else at `root` is an error.
+    let staged = staging.keep();
+    if let Err(source) = std::fs::rename(&staged, root) {
+        let _ = std::fs::remove_dir_all(&staged);
+        return Err(ArtifactError::Io {
+            path: root.to_owned(),
+            source,
+        });
+    }
+    Ok(Written { entries, reused })
 }
 
-/// Create a new file with its content and mode (the directory must exist). An existing file or
-/// link at `target` is an error: nothing is ever overwritten or written through a link.
-fn create_file(target: &Path, content: &[u8], executable: bool) -> Result<(), ArtifactError> {
-    let io_error = |source| ArtifactError::Io {
-        path: target.to_owned(),
-        source,
-    };
+/// Open a new file for writing with its mode (the directory must exist). An existing file or link
+/// at `target` is an error: nothing is ever overwritten or written through a link, so a file
+/// shared with an older artifact is never changed.
+fn new_file(target: &Path, executable: bool) -> io::Result<std::fs::File> {
     let mode = if executable {
         EXECUTABLE_MODE
     } else {
@@ -236,19 +554,32 @@ fn create_file(target: &Path, content: &[u8], executable: bool) -> Result<(), Ar
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(mode);
     }
-    let mut file = options.open(target).map_err(io_error)?;
-    file.write_all(content).map_err(io_error)?;
+    let file = options.open(target)?;
     // The process umask may have removed bits: set them exactly where it did.
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let actual = file.metadata().map_err(io_error)?.permissions().mode() & 0o777;
+        let actual = file.metadata()?.permissions().mode() & 0o777;
         if actual != mode {
-            file.set_permissions(std::fs::Permissions::from_mode(mode))
-                .map_err(io_error)?;
+            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
         }
     }
-    Ok(())
+    Ok(file)
+}
+
+/// Create a new file with its content and mode (see [`new_file`]) and return its stamp.
+fn create_file(
+    target: &Path,
+    content: &[u8],
+    executable: bool,
+) -> Result<Option<Stamp>, ArtifactError> {
+    let io_error = |source| ArtifactError::Io {
+        path: target.to_owned(),
+        source,
+    };
+    let mut file = new_file(target, executable).map_err(io_error)?;
+    file.write_all(content).map_err(io_error)?;
+    Ok(Stamp::of(&file.metadata().map_err(io_error)?))
 }
 
 fn write_file(target: &Path, content: &[u8], executable: bool) -> Result<(), ArtifactError> {
@@ -258,7 +589,7 @@ fn write_file(target: &Path, content: &[u8], executable: bool) -> Result<(), Art
             source,
         })?;
     }
-    create_file(target, content, executable)
+    create_file(target, content, executable).map(|_| ())
 }
 
 #[cfg(all(unix, test))]
@@ -282,25 +613,22 @@ pub struct Artifact {
     revision: Revision,
     digest: Digest,
     root: PathBuf,
-    file_count: usize,
     total_bytes: u64,
+    entries: Arc<Vec<Entry>>,
+    reused: usize,
     skipped: Vec<SkippedEntry>,
 }
 
 impl Artifact {
-    pub(crate) fn new(
-        revision: Revision,
-        digest: Digest,
-        root: PathBuf,
-        file_count: usize,
-        total_bytes: u64,
-    ) -> Self {
+    /// The artifact of `entries` (sorted by path) written below `root`.
+    pub(crate) fn new(revision: Revision, root: PathBuf, entries: Vec<Entry>) -> Self {
         Self {
             revision,
-            digest,
+            digest: digest_of(&entries),
             root,
-            file_count,
-            total_bytes,
+            total_bytes: entries.iter().map(|entry| entry.size).sum(),
+            entries: Arc::new(entries),
+            reused: 0,
             skipped: Vec::new(),
         }
     }
@@ -311,13 +639,25 @@ impl Artifact {
         self
     }
 
+    /// The same artifact under another revision.
+    pub(crate) fn with_revision(mut self, revision: Revision) -> Self {
+        self.revision = revision;
+        self
+    }
+
+    /// The same artifact, recording that `reused` files came from the previous one.
+    pub(crate) fn with_reused(mut self, reused: usize) -> Self {
+        self.reused = reused;
+        self
+    }
+
     /// The revision the files come from.
     #[must_use]
     pub fn revision(&self) -> &Revision {
         &self.revision
     }
 
-    /// The content digest of the files.
+    /// The content digest of the files ([`Digest`] has its definition).
     #[must_use]
     pub fn digest(&self) -> Digest {
         self.digest
@@ -332,7 +672,37 @@ impl Artifact {
     /// How many files the artifact has.
     #[must_use]
     pub fn file_count(&self) -> usize {
-        self.file_count
+        self.entries.len()
+    }
+
+    /// How many of its files were taken over from the previous artifact (hard-linked, or copied
+    /// where linking was not possible) instead of written from the source: see
+    /// [`FetchRequest::with_previous`](crate::FetchRequest::with_previous).
+    ///
+    /// ```no_run
+    /// # fn show(artifact: &gitops_source::Artifact) {
+    /// println!("{} of {} files reused", artifact.reused_files(), artifact.file_count());
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn reused_files(&self) -> usize {
+        self.reused
+    }
+
+    /// The paths of the files, sorted by their bytes, `/`-separated and relative to
+    /// [`root`](Self::root), with whether each is executable.
+    ///
+    /// ```no_run
+    /// # fn show(artifact: &gitops_source::Artifact) {
+    /// for (path, executable) in artifact.files() {
+    ///     println!("{path}{}", if executable { " (executable)" } else { "" });
+    /// }
+    /// # }
+    /// ```
+    pub fn files(&self) -> impl Iterator<Item = (&str, bool)> {
+        self.entries
+            .iter()
+            .map(|entry| (entry.path.as_str(), entry.executable))
     }
 
     /// The total size of the files' contents in bytes.
@@ -376,41 +746,22 @@ impl Artifact {
     /// [`ArtifactError`] when the files cannot be read.
     pub fn from_dir(revision: Revision, root: impl Into<PathBuf>) -> Result<Self, ArtifactError> {
         let root = root.into();
-        let tree = DiskTree { root: root.clone() };
-        let rules = IgnoreRules::default()
-            .with_defaults(false)
-            .with_source_ignore_files(false);
-        let files = select_files(&tree, "", &rules).map_err(ArtifactError::Select)?;
-        let (digest, total_bytes) = archive_files(&tree, &files, io::sink(), |_, _| Ok(()))?;
-        Ok(Self::new(revision, digest, root, files.len(), total_bytes))
+        // Not recorded for reuse (no stamps): these files were written by someone else.
+        let entries = scan_disk(&root)?;
+        Ok(Self::new(revision, root, entries))
     }
 
     /// Recompute the digest from the files on disk and compare it with the recorded one.
+    ///
+    /// # Errors
+    /// [`ArtifactError::DigestMismatch`] when the files changed, [`ArtifactError`] when they
+    /// cannot be read.
     pub fn verify(&self) -> Result<(), ArtifactError> {
-        self.write_archive(io::sink())
+        let actual = digest_of(&scan_disk(&self.root)?);
+        self.check(actual)
     }
 
-    /// Write a reproducible tar.gz of the files (sorted, owner 0, time 0, modes 0644/0755, no
-    /// links, gzip without name or time). Fails with [`ArtifactError::DigestMismatch`] when the
-    /// files on disk were changed since the artifact was written.
-    pub fn write_tar_gz<W: Write>(&self, writer: W) -> Result<(), ArtifactError> {
-        let mut encoder = flate2::GzBuilder::new()
-            .mtime(0)
-            .write(writer, flate2::Compression::default());
-        self.write_archive(&mut encoder)?;
-        encoder.finish().map_err(ArtifactError::Archive)?;
-        Ok(())
-    }
-
-    fn write_archive<W: Write>(&self, sink: W) -> Result<(), ArtifactError> {
-        let tree = DiskTree {
-            root: self.root.clone(),
-        };
-        let rules = IgnoreRules::default()
-            .with_defaults(false)
-            .with_source_ignore_files(false);
-        let files = select_files(&tree, "", &rules).map_err(ArtifactError::Select)?;
-        let (actual, _) = archive_files(&tree, &files, sink, |_, _| Ok(()))?;
+    fn check(&self, actual: Digest) -> Result<(), ArtifactError> {
         if actual != self.digest {
             return Err(ArtifactError::DigestMismatch {
                 root: self.root.clone(),
@@ -420,6 +771,73 @@ impl Artifact {
         }
         Ok(())
     }
+
+    /// Stream a reproducible tar.gz of the files (sorted, owner 0, time 0, modes 0644/0755, no
+    /// links, gzip without name or time) into `writer`, reading each file from disk once; it is
+    /// made only when asked for, never while fetching. Fails with
+    /// [`ArtifactError::DigestMismatch`] (after the stream was written) when the files on disk
+    /// were changed since the artifact was written.
+    ///
+    /// # Errors
+    /// [`ArtifactError::DigestMismatch`], or [`ArtifactError`] when reading or writing fails.
+    pub fn write_tar_gz<W: Write>(&self, writer: W) -> Result<(), ArtifactError> {
+        let mut encoder = flate2::GzBuilder::new()
+            .mtime(0)
+            .write(writer, flate2::Compression::default());
+        let actual = write_tar(&self.root, &mut encoder)?;
+        encoder.finish().map_err(ArtifactError::Archive)?;
+        self.check(actual)
+    }
+}
+
+/// Write the deterministic tar of the regular files below `root` into `sink`, streaming each
+/// file, and return the digest of what was archived.
+fn write_tar<W: Write>(root: &Path, sink: W) -> Result<Digest, ArtifactError> {
+    let tree = DiskTree {
+        root: root.to_owned(),
+    };
+    let rules = IgnoreRules::default()
+        .with_defaults(false)
+        .with_source_ignore_files(false);
+    let files = select_files(&tree, "", &rules).map_err(ArtifactError::Select)?;
+    let mut builder = tar::Builder::new(sink);
+    let mut entries = Vec::with_capacity(files.len());
+    for file in files {
+        let io_error = |source| ArtifactError::Io {
+            path: file.handle.clone(),
+            source,
+        };
+        let opened = std::fs::File::open(&file.handle).map_err(io_error)?;
+        let size = opened.metadata().map_err(io_error)?.len();
+        let mut reader = HashingReader {
+            inner: opened.take(size),
+            hasher: Sha256::new(),
+        };
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_mode(if file.executable {
+            EXECUTABLE_MODE
+        } else {
+            FILE_MODE
+        });
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(0);
+        header.set_size(size);
+        builder
+            .append_data(&mut header, &file.path, &mut reader)
+            .map_err(ArtifactError::Archive)?;
+        entries.push(Entry {
+            path: file.path,
+            executable: file.executable,
+            blob: None,
+            sha256: reader.hasher.finalize().into(),
+            size,
+            stamp: None,
+        });
+    }
+    builder.into_inner().map_err(ArtifactError::Archive)?;
+    Ok(digest_of(&entries))
 }
 
 /// Limits for [`unpack_tar_gz`].
@@ -536,15 +954,7 @@ pub fn unpack_tar_gz<R: Read>(
     // Drain the rest so that oversized trailing data is noticed too.
     let mut rest = archive.into_inner();
     io::copy(&mut rest, &mut io::sink()).map_err(classify)?;
-    let tree = DiskTree {
-        root: target.to_owned(),
-    };
-    let rules = IgnoreRules::default()
-        .with_defaults(false)
-        .with_source_ignore_files(false);
-    let files = select_files(&tree, "", &rules).map_err(ArtifactError::Select)?;
-    let (digest, _) = archive_files(&tree, &files, io::sink(), |_, _| Ok(()))?;
-    Ok(digest)
+    Ok(digest_of(&scan_disk(target)?))
 }
 
 /// The relative path of an archive entry, checked by [`check_relative_path`]; `None` for the
@@ -581,18 +991,161 @@ mod tests {
     }
 
     fn artifact_of(source: &Path, target: &Path) -> Artifact {
+        artifact_after(source, target, None)
+    }
+
+    fn artifact_after(source: &Path, target: &Path, previous: Option<&Artifact>) -> Artifact {
         let tree = DiskTree {
             root: source.to_owned(),
         };
         let files = select_files(&tree, "", &IgnoreRules::default()).unwrap();
-        let (digest, bytes) = write_artifact(&tree, &files, target, |_| {}).unwrap();
+        let planned = files
+            .into_iter()
+            .map(|file| Planned {
+                sha256: Some(sha256(&std::fs::read(&file.handle).unwrap())),
+                file,
+                blob: None,
+            })
+            .collect();
+        let written = write_artifact(&tree, planned, target, previous, |_| {}).unwrap();
+        let entries = written.entries;
         Artifact::new(
-            Revision::from_string(digest.to_string()),
-            digest,
+            Revision::from_string(digest_of(&entries).to_string()),
             target.to_owned(),
-            files.len(),
-            bytes,
+            entries,
         )
+        .with_reused(written.reused)
+    }
+
+    /// The digest's definition, pinned: any change here breaks every recorded digest.
+    #[cfg(unix)]
+    #[test]
+    fn digest_of_a_fixed_tree_is_pinned() {
+        let source = tempfile::tempdir().unwrap();
+        write(source.path(), "a.yaml", "a: 1\n");
+        write(source.path(), "b/run.sh", "#!/bin/sh\n");
+        write(source.path(), "b/c.yaml", "c: 3\n");
+        set_mode(&source.path().join("b/run.sh"), 0o755).unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let artifact = artifact_of(source.path(), &out.path().join("a"));
+        // `find . -type f | LC_ALL=C sort | ... | sha256sum`, as in the docs of `Digest`.
+        let golden = "sha256:6bde312c96977e4eb4e758781bc1b0faf979cdb91b796fb92af262821d5b8fd9";
+        assert_eq!(artifact.digest().to_string(), golden);
+        assert_eq!(
+            Artifact::from_dir(Revision::from_string("x"), source.path())
+                .unwrap()
+                .digest()
+                .to_string(),
+            golden
+        );
+        let mut archive = Vec::new();
+        artifact.write_tar_gz(&mut archive).unwrap();
+        let unpacked = out.path().join("unpacked");
+        let digest = unpack_tar_gz(archive.as_slice(), &unpacked, UnpackLimits::default()).unwrap();
+        assert_eq!(digest.to_string(), golden);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_new_revision_links_unchanged_files_and_writes_changed_ones() {
+        use std::os::unix::fs::MetadataExt;
+        let ino = |path: &Path| std::fs::metadata(path).unwrap().ino();
+        let source = tempfile::tempdir().unwrap();
+        write(source.path(), "same.yaml", "same: 1\n");
+        write(source.path(), "dir/changed.yaml", "changed: 1\n");
+        write(source.path(), "run.sh", "#!/bin/sh\n");
+        let out = tempfile::tempdir().unwrap();
+        let old_root = out.path().join("1");
+        let old = artifact_of(source.path(), &old_root);
+        assert_eq!(old.reused_files(), 0);
+
+        write(source.path(), "dir/changed.yaml", "changed: 2\n");
+        // Same content, new mode: not the same file.
+        set_mode(&source.path().join("run.sh"), 0o755).unwrap();
+        let new_root = out.path().join("2");
+        std::fs::create_dir(&new_root).unwrap(); // an empty destination is replaced
+        let new = artifact_after(source.path(), &new_root, Some(&old));
+        assert_eq!(new.reused_files(), 1);
+        assert_eq!(
+            ino(&old_root.join("same.yaml")),
+            ino(&new_root.join("same.yaml"))
+        );
+        assert_ne!(
+            ino(&old_root.join("dir/changed.yaml")),
+            ino(&new_root.join("dir/changed.yaml"))
+        );
+        assert_ne!(ino(&old_root.join("run.sh")), ino(&new_root.join("run.sh")));
+        // The old artifact is unchanged, the new one has the new content.
+        old.verify().unwrap();
+        new.verify().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(old_root.join("dir/changed.yaml")).unwrap(),
+            "changed: 1\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(new_root.join("dir/changed.yaml")).unwrap(),
+            "changed: 2\n"
+        );
+        assert_eq!(
+            new.digest(),
+            artifact_of(source.path(), &out.path().join("3")).digest()
+        );
+        // No staging directory is left beside the artifacts.
+        let mut names: Vec<_> = std::fs::read_dir(out.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["1", "2", "3"]);
+
+        // A file of the previous artifact that was changed in place is not taken over.
+        std::fs::write(new_root.join("same.yaml"), "tampered: true\n").unwrap();
+        let after_tamper = artifact_after(source.path(), &out.path().join("4"), Some(&new));
+        assert_eq!(after_tamper.reused_files(), 2, "only the untouched files");
+        assert_eq!(
+            std::fs::read_to_string(out.path().join("4/same.yaml")).unwrap(),
+            "same: 1\n"
+        );
+        after_tamper.verify().unwrap();
+        // A removed previous artifact is no error: everything is written.
+        std::fs::remove_dir_all(&old_root).unwrap();
+        let without = artifact_after(source.path(), &out.path().join("5"), Some(&old));
+        assert_eq!(without.reused_files(), 0);
+        assert_eq!(without.digest(), new.digest());
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_partial_tree() {
+        let source = tempfile::tempdir().unwrap();
+        write(source.path(), "a.yaml", "a: 1\n");
+        let out = tempfile::tempdir().unwrap();
+        let tree = DiskTree {
+            root: source.path().to_owned(),
+        };
+        let mut files = select_files(&tree, "", &IgnoreRules::default()).unwrap();
+        files.push(SelectedFile {
+            path: "../escape.yaml".to_owned(),
+            executable: false,
+            handle: source.path().join("a.yaml"),
+        });
+        let planned = files
+            .into_iter()
+            .map(|file| Planned {
+                file,
+                blob: None,
+                sha256: None,
+            })
+            .collect();
+        let target = out.path().join("t");
+        let error = write_artifact(&tree, planned, &target, None, |_| {})
+            .err()
+            .unwrap();
+        assert!(
+            matches!(error, ArtifactError::PathEscapes { .. }),
+            "{error:?}"
+        );
+        assert!(!target.exists());
+        assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
     }
 
     #[test]

@@ -7,10 +7,21 @@
 //!
 //! An artifact carries
 //! - a revision string such as `main@sha1:<hash>` or `v1.2.3@sha1:<hash>`,
-//! - a content digest `sha256:<hex>` over a deterministic tar archive of the selected files, which
+//! - a content digest `sha256:<hex>`: the SHA-256 of the sorted list of (mode, SHA-256 of the
+//!   content, path) lines of its files, defined once and for all in [`Digest`] (version 1: the same
+//!   files always give the same digest, from Git or from a directory), which
 //!   [`Artifact::verify`] recomputes from disk, and
-//! - a reproducible tar.gz export ([`Artifact::write_tar_gz`]) that [`unpack_tar_gz`] reads back
-//!   safely (no path escapes the target, no links, total size capped).
+//! - a reproducible tar.gz export ([`Artifact::write_tar_gz`]), streamed only when a caller asks
+//!   for it, that [`unpack_tar_gz`] reads back safely (no path escapes the target, no links, total
+//!   size capped).
+//!
+//! Artifacts are written incrementally: given the previous artifact
+//! ([`FetchRequest::with_previous`]), a new revision hard-links the files whose blob and mode did
+//! not change (copying them where linking fails) and writes only the others, each to a new
+//! inode, so the previous artifact is never modified; the tree is staged beside the destination
+//! and renamed into place when complete, so no reader sees a half-made tree. A fetch can write
+//! only part of the files ([`Sparse`]): a subpath, and the paths its files reference, found by a
+//! [`References`] that the caller (who knows the renderer) provides.
 //!
 //! Files are selected from a subpath with `.sourceignore` files (gitignore syntax), caller patterns
 //! and default rules for VCS metadata, CI files, archives and images, keeping the archives of
@@ -65,6 +76,6 @@ pub use redact::{REDACTED, redact_url};
 pub use secret::Secret;
 pub use select::{IgnoreRules, SOURCE_IGNORE_FILE, SelectError, SkipReason, SkippedEntry};
 pub use source::{
-    BoxError, FetchOutcome, FetchProgress, FetchRequest, ProgressCallback, Revision, Source,
-    SourceError,
+    BoxError, FetchOutcome, FetchProgress, FetchRequest, ProgressCallback, References, Revision,
+    Source, SourceError, Sparse,
 };

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use gitops_core::escape::{Escaped, EscapedPath};
 
-use crate::artifact::{Artifact, archive_files, write_artifact};
-use crate::select::{DiskTree, IgnoreRules, select, warn_skipped};
+use crate::artifact::{Artifact, Digest, Planned, hash_file, write_artifact};
+use crate::select::{DiskTree, IgnoreRules, SelectError, select, sparse_files, warn_skipped};
 use crate::source::{
     FetchOutcome, FetchProgress, FetchRequest, Revision, Source, SourceError, prepare_destination,
 };
@@ -77,8 +77,22 @@ impl LocalDirectorySource {
         let progress = request.progress();
         progress.report(FetchProgress::ScanningDirectory);
         let selection = select(&tree, &self.subpath, &self.rules)?;
-        let files = selection.files;
-        let (digest, _) = archive_files(&tree, &files, std::io::sink(), |_, _| Ok(()))?;
+        // Each file is hashed once, streamed: the revision is the digest of the selection.
+        let mut hashes = Vec::with_capacity(selection.files.len());
+        for file in &selection.files {
+            let (sha256, _) = hash_file(&file.handle).map_err(|source| SelectError::Read {
+                path: file.path.clone(),
+                source: Box::new(source),
+            })?;
+            hashes.push(sha256);
+        }
+        let digest = Digest::of_files(
+            selection
+                .files
+                .iter()
+                .zip(&hashes)
+                .map(|(file, sha256)| (file.path.as_str(), file.executable, *sha256)),
+        );
         let revision = Revision::from_string(digest.to_string());
         if request.last_revision() == Some(&revision) {
             progress.report(FetchProgress::Unchanged {
@@ -91,28 +105,62 @@ impl LocalDirectorySource {
                 location: self.location(),
             });
         }
+        let planned: Vec<Planned<PathBuf>> = selection
+            .files
+            .into_iter()
+            .zip(hashes)
+            .map(|(file, sha256)| Planned {
+                file,
+                blob: None,
+                sha256: Some(sha256),
+            })
+            .collect();
+        let planned = match request.sparse() {
+            Some(sparse) => {
+                let wanted = sparse_files(
+                    &tree,
+                    planned.iter().map(|planned| planned.file.clone()).collect(),
+                    sparse,
+                )?;
+                let wanted: std::collections::HashSet<&str> =
+                    wanted.iter().map(|file| file.path.as_str()).collect();
+                let planned: Vec<_> = planned
+                    .into_iter()
+                    .filter(|planned| wanted.contains(planned.file.path.as_str()))
+                    .collect();
+                planned
+            }
+            None => planned,
+        };
         prepare_destination(request.destination())?;
-        let (written, bytes) = write_artifact(
+        let total = planned.len();
+        let written = write_artifact(
             &tree,
-            &files,
+            planned,
             request.destination(),
-            progress.writing_files(files.len()),
+            request.previous(),
+            progress.writing_files(total),
         )?;
-        // The directory may change while it is copied: the revision names what was written.
-        let revision = Revision::from_string(written.to_string());
-        warn_skipped(&self.location(), revision.as_str(), &selection.skipped);
+        let artifact = Artifact::new(revision, request.destination().to_owned(), written.entries)
+            .with_reused(written.reused);
+        // The directory may change while it is copied: without a sparse part, the revision names
+        // what was written.
+        let artifact = if request.sparse().is_none() {
+            let revision = Revision::from_string(artifact.digest().to_string());
+            artifact.with_revision(revision)
+        } else {
+            artifact
+        };
+        warn_skipped(
+            &self.location(),
+            artifact.revision().as_str(),
+            &selection.skipped,
+        );
         progress.report(FetchProgress::Done {
-            revision: revision.clone(),
+            revision: artifact.revision().clone(),
         });
         Ok(FetchOutcome::Fetched(
-            Artifact::new(
-                revision,
-                written,
-                request.destination().to_owned(),
-                files.len(),
-                bytes,
-            )
-            .with_skipped(selection.skipped),
+            artifact.with_skipped(selection.skipped),
         ))
     }
 }
@@ -205,6 +253,88 @@ mod tests {
         };
         assert_ne!(second.digest(), first.digest());
         second.verify().unwrap();
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_changed_directory_reuses_the_previous_artifacts_unchanged_files() {
+        use std::os::unix::fs::MetadataExt;
+        let ino = |path: std::path::PathBuf| std::fs::metadata(path).unwrap().ino();
+        let source_dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(source_dir.path().join("app")).unwrap();
+        std::fs::write(source_dir.path().join("app/a.yaml"), "a: 1\n").unwrap();
+        std::fs::write(source_dir.path().join("app/b.yaml"), "b: 1\n").unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let source = LocalDirectorySource::new(source_dir.path());
+        let FetchOutcome::Fetched(first) = source
+            .fetch(FetchRequest::new(out.path().join("1")))
+            .await
+            .unwrap()
+        else {
+            panic!("first fetch must produce an artifact");
+        };
+        std::fs::write(source_dir.path().join("app/b.yaml"), "b: 2\n").unwrap();
+        let FetchOutcome::Fetched(second) = source
+            .fetch(FetchRequest::new(out.path().join("2")).with_previous(first.clone()))
+            .await
+            .unwrap()
+        else {
+            panic!("a change must produce an artifact");
+        };
+        assert_eq!(second.reused_files(), 1);
+        assert_eq!(
+            ino(out.path().join("1/app/a.yaml")),
+            ino(out.path().join("2/app/a.yaml"))
+        );
+        assert_ne!(
+            ino(out.path().join("1/app/b.yaml")),
+            ino(out.path().join("2/app/b.yaml"))
+        );
+        first.verify().unwrap();
+        second.verify().unwrap();
+        assert_eq!(second.revision().as_str(), second.digest().to_string());
+    }
+
+    #[tokio::test]
+    async fn sparse_fetch_writes_only_the_paths_asked_for() {
+        let source_dir = tempfile::tempdir().unwrap();
+        for path in [
+            "apps/prod/a.yaml",
+            "apps/prod-x/b.yaml",
+            "apps/prod.yaml",
+            "other/c.yaml",
+        ] {
+            let full = source_dir.path().join(path);
+            std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+            std::fs::write(full, path).unwrap();
+        }
+        let out = tempfile::tempdir().unwrap();
+        let source = LocalDirectorySource::new(source_dir.path());
+        let FetchOutcome::Fetched(whole) = source
+            .fetch(FetchRequest::new(out.path().join("whole")))
+            .await
+            .unwrap()
+        else {
+            panic!("must fetch");
+        };
+        let FetchOutcome::Fetched(part) = source
+            .fetch(
+                FetchRequest::new(out.path().join("part"))
+                    .with_sparse(crate::Sparse::new(["./apps//prod"])),
+            )
+            .await
+            .unwrap()
+        else {
+            panic!("must fetch");
+        };
+        assert_eq!(
+            part.files().collect::<Vec<_>>(),
+            [("apps/prod/a.yaml", false)]
+        );
+        // The revision is the whole directory's; the digest is that of the files written.
+        assert_eq!(part.revision(), whole.revision());
+        assert_ne!(part.digest(), whole.digest());
+        part.verify().unwrap();
     }
 
     fn recording_request(

@@ -9,7 +9,7 @@ use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use gitops_core::escape::Escaped;
 
 use crate::path::{MAX_DEPTH, MAX_PATH_BYTES, PathError, check_entry_name};
-use crate::source::BoxError;
+use crate::source::{BoxError, Sparse};
 
 /// The name of the ignore files read from every selected directory.
 pub const SOURCE_IGNORE_FILE: &str = ".sourceignore";
@@ -605,6 +605,98 @@ fn walk<T: FileTree>(
     Ok(())
 }
 
+/// `relative` (`/`-separated) resolved against the directory `base` of the artifact, lexically:
+/// `None` when it is absolute, leaves the root or is not a path [`check_relative_path`] accepts.
+/// The root itself is `""`.
+pub(crate) fn resolve_relative(base: &str, relative: &str) -> Option<String> {
+    if relative.starts_with('/') || relative.contains('\\') {
+        return None;
+    }
+    let mut parts: Vec<&str> = base.split('/').filter(|part| !part.is_empty()).collect();
+    for part in relative.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            part => parts.push(part),
+        }
+    }
+    let path = parts.join("/");
+    if !path.is_empty() && crate::path::check_relative_path(&path).is_err() {
+        return None;
+    }
+    Some(path)
+}
+
+/// The files of `files` (sorted by path) that `sparse` asks for: those below its paths, and
+/// transitively below the paths their files reference.
+pub(crate) fn sparse_files<T: FileTree>(
+    tree: &T,
+    files: Vec<SelectedFile<T::Handle>>,
+    sparse: &Sparse,
+) -> Result<Vec<SelectedFile<T::Handle>>, SelectError> {
+    let mut queue = Vec::with_capacity(sparse.paths().len());
+    for path in sparse.paths() {
+        queue.push(
+            resolve_relative("", path).ok_or_else(|| SelectError::InvalidSubpath {
+                subpath: path.clone(),
+            })?,
+        );
+    }
+    let mut included = vec![false; files.len()];
+    let mut seen = std::collections::HashSet::new();
+    while let Some(prefix) = queue.pop() {
+        if !seen.insert(prefix.clone()) {
+            continue;
+        }
+        let mut matched = Vec::new();
+        if prefix.is_empty() {
+            matched.extend(0..files.len());
+        } else {
+            if let Ok(index) =
+                files.binary_search_by(|file| file.path.as_bytes().cmp(prefix.as_bytes()))
+            {
+                matched.push(index);
+            }
+            let below = format!("{prefix}/");
+            let start = files.partition_point(|file| file.path.as_bytes() < below.as_bytes());
+            matched.extend(
+                (start..files.len()).take_while(|index| files[*index].path.starts_with(&below)),
+            );
+        }
+        for index in matched {
+            if std::mem::replace(&mut included[index], true) {
+                continue;
+            }
+            let Some(references) = sparse.references() else {
+                continue;
+            };
+            let file = &files[index];
+            if !references.reads(&file.path) {
+                continue;
+            }
+            let content = tree.read(&file.handle, &file.path)?;
+            let dir = file.path.rsplit_once('/').map_or("", |(dir, _)| dir);
+            for reference in references.references(&file.path, &content) {
+                match resolve_relative(dir, &reference) {
+                    Some(path) => queue.push(path),
+                    None => tracing::debug!(
+                        file = %Escaped(&file.path),
+                        reference = %Escaped(&reference),
+                        "a reference outside the artifact is not materialised"
+                    ),
+                }
+            }
+        }
+    }
+    Ok(files
+        .into_iter()
+        .zip(included)
+        .filter_map(|(file, included)| included.then_some(file))
+        .collect())
+}
+
 /// A directory on disk as a [`FileTree`].
 pub(crate) struct DiskTree {
     pub(crate) root: PathBuf,
@@ -709,6 +801,28 @@ mod tests {
             .into_iter()
             .map(|file| file.path)
             .collect()
+    }
+
+    #[test]
+    fn references_resolve_inside_the_root_only() {
+        assert_eq!(resolve_relative("a/b", "../c").as_deref(), Some("a/c"));
+        assert_eq!(
+            resolve_relative("a/b", "./d//e/").as_deref(),
+            Some("a/b/d/e")
+        );
+        assert_eq!(resolve_relative("a", "..").as_deref(), Some(""));
+        assert_eq!(resolve_relative("", "."), Some(String::new()));
+        for refused in [
+            "../x",
+            "/etc",
+            "a/../../x",
+            "a\\..\\x",
+            ".git/config",
+            "x\ny",
+        ] {
+            assert_eq!(resolve_relative("", refused), None, "{refused:?}");
+        }
+        assert_eq!(resolve_relative("a/b", "../../../x"), None);
     }
 
     #[test]

@@ -213,6 +213,8 @@ impl fmt::Debug for ProgressReporter {
 pub struct FetchRequest {
     destination: PathBuf,
     last_revision: Option<Revision>,
+    previous: Option<Artifact>,
+    sparse: Option<Sparse>,
     cancellation: CancellationToken,
     progress: ProgressReporter,
 }
@@ -225,6 +227,8 @@ impl FetchRequest {
         Self {
             destination: destination.into(),
             last_revision: None,
+            previous: None,
+            sparse: None,
             cancellation: CancellationToken::new(),
             progress: ProgressReporter::default(),
         }
@@ -257,6 +261,56 @@ impl FetchRequest {
         self
     }
 
+    /// The artifact of the previous fetch, still on disk: a new artifact takes over its files
+    /// whose content and mode did not change (hard links, or copies where linking fails) and
+    /// writes only the others. The previous artifact is never modified (a new artifact never
+    /// writes into a file it shares), and a file of it that was changed or replaced since it was
+    /// written is not reused. Its revision also becomes the
+    /// [`last_revision`](Self::with_last_revision) unless one was set.
+    ///
+    /// ```no_run
+    /// use gitops_source::{FetchOutcome, FetchRequest, LocalDirectorySource, Source};
+    /// # async fn run() -> Result<(), gitops_source::SourceError> {
+    /// let source = LocalDirectorySource::new("./deploy");
+    /// let FetchOutcome::Fetched(first) = source.fetch(FetchRequest::new("/tmp/a/1")).await? else {
+    ///     return Ok(());
+    /// };
+    /// if let FetchOutcome::Fetched(next) =
+    ///     source.fetch(FetchRequest::new("/tmp/a/2").with_previous(first.clone())).await?
+    /// {
+    ///     println!("{} of {} files reused", next.reused_files(), next.file_count());
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn with_previous(mut self, previous: Artifact) -> Self {
+        if self.last_revision.is_none() {
+            self.last_revision = Some(previous.revision().clone());
+        }
+        self.previous = Some(previous);
+        self
+    }
+
+    /// Write only part of the selected files ([`Sparse`]): a path and what its files reference.
+    #[must_use]
+    pub fn with_sparse(mut self, sparse: Sparse) -> Self {
+        self.sparse = Some(sparse);
+        self
+    }
+
+    /// The artifact of the previous fetch, if given.
+    #[must_use]
+    pub fn previous(&self) -> Option<&Artifact> {
+        self.previous.as_ref()
+    }
+
+    /// What part of the selected files is written, if only a part.
+    #[must_use]
+    pub fn sparse(&self) -> Option<&Sparse> {
+        self.sparse.as_ref()
+    }
+
     /// A token that aborts the fetch with [`SourceError::Cancelled`] when cancelled.
     #[must_use]
     pub fn with_cancellation(mut self, token: CancellationToken) -> Self {
@@ -280,6 +334,100 @@ impl FetchRequest {
     #[must_use]
     pub fn cancellation(&self) -> &CancellationToken {
         &self.cancellation
+    }
+}
+
+/// Finds the paths a file of an artifact needs besides itself, for [`Sparse`]: a renderer
+/// knows that a `kustomization.yaml` names its resources, bases and patches; this crate does not.
+///
+/// ```
+/// use gitops_source::References;
+///
+/// /// Every line `- <path>` of a kustomization.yaml is a reference.
+/// struct Kustomizations;
+///
+/// impl References for Kustomizations {
+///     fn reads(&self, path: &str) -> bool {
+///         path.rsplit('/').next() == Some("kustomization.yaml")
+///     }
+///     fn references(&self, _path: &str, content: &[u8]) -> Vec<String> {
+///         String::from_utf8_lossy(content)
+///             .lines()
+///             .filter_map(|line| line.trim().strip_prefix("- "))
+///             .map(str::to_owned)
+///             .collect()
+///     }
+/// }
+/// assert_eq!(Kustomizations.references("a/kustomization.yaml", b"resources:\n- ../base\n"), ["../base"]);
+/// ```
+pub trait References: Send + Sync {
+    /// Whether the file at `path` (relative to the artifact's root) may reference others: only
+    /// then is its content read and passed to [`references`](Self::references).
+    fn reads(&self, path: &str) -> bool;
+
+    /// The paths (files or directories) the file at `path` references, each relative to the
+    /// directory holding the file (`../base`, `patch.yaml`). A path that leaves the artifact's
+    /// root, is absolute or does not exist is ignored; what it names is included with everything
+    /// below it, and its own files are asked in turn.
+    fn references(&self, path: &str, content: &[u8]) -> Vec<String>;
+}
+
+/// Which part of the selected files a fetch writes: the files below some paths (relative to the
+/// artifact's root, which is the source's subpath), and, transitively, the paths their files
+/// reference ([`References`]). A small folder of a large repository then costs little to write;
+/// the revision is still the whole commit's, and the artifact's digest is that of the files
+/// written. A path that leaves the root or holds a control character is refused when the fetch
+/// starts ([`SourceError::InvalidConfiguration`]).
+///
+/// ```
+/// use gitops_source::{FetchRequest, Sparse};
+/// let request = FetchRequest::new("/tmp/out").with_sparse(Sparse::new(["apps/prod"]));
+/// assert_eq!(request.sparse().unwrap().paths(), ["apps/prod"]);
+/// ```
+#[derive(Clone)]
+pub struct Sparse {
+    paths: Vec<String>,
+    references: Option<Arc<dyn References>>,
+}
+
+impl Sparse {
+    /// Only the files below `paths` (and files named exactly so); `""` or `.` is the whole root.
+    #[must_use]
+    pub fn new(paths: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        Self {
+            paths: paths.into_iter().map(Into::into).collect(),
+            references: None,
+        }
+    }
+
+    /// Also the paths that `references` finds in the files included.
+    #[must_use]
+    pub fn with_references(mut self, references: impl References + 'static) -> Self {
+        self.references = Some(Arc::new(references));
+        self
+    }
+
+    /// The paths asked for.
+    #[must_use]
+    pub fn paths(&self) -> &[String] {
+        &self.paths
+    }
+
+    /// The reference finder, if any.
+    pub(crate) fn references(&self) -> Option<&dyn References> {
+        self.references.as_deref()
+    }
+}
+
+impl fmt::Debug for Sparse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sparse")
+            .field("paths", &self.paths)
+            .field(
+                "references",
+                &self.references.as_ref().map(|_| "<references>"),
+            )
+            .finish()
     }
 }
 

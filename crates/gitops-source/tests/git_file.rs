@@ -628,3 +628,179 @@ async fn progress_reports_the_phases_in_order() {
         [FetchProgress::Unchanged { revision }]
     );
 }
+
+/// The digest of a Git checkout is pinned (the definition in `Digest`'s docs) and equals that
+/// of the same files read from a directory.
+#[cfg(unix)]
+#[tokio::test]
+async fn digest_of_a_git_tree_is_pinned_and_equals_the_directory_source() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = TestRepo::new(dir.path(), "repo");
+    std::fs::create_dir_all(repo.path.join("b")).unwrap();
+    std::fs::write(repo.path.join("b/run.sh"), "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(
+        repo.path.join("b/run.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    repo.commit(&[("a.yaml", "a: 1\n"), ("b/c.yaml", "c: 3\n")], "fixed");
+    let golden = "sha256:6bde312c96977e4eb4e758781bc1b0faf979cdb91b796fb92af262821d5b8fd9";
+    let git = source(
+        &repo,
+        &dir.path().join("cache"),
+        GitReference::DefaultBranch,
+    );
+    let artifact = fetched(&git, &dir.path().join("out")).await;
+    assert_eq!(artifact.digest().to_string(), golden);
+    std::fs::remove_dir_all(repo.path.join(".git")).unwrap();
+    let local = gitops_source::LocalDirectorySource::new(&repo.path);
+    let FetchOutcome::Fetched(local) = local
+        .fetch(FetchRequest::new(dir.path().join("local")))
+        .await
+        .unwrap()
+    else {
+        panic!("local fetch must produce an artifact");
+    };
+    assert_eq!(local.digest().to_string(), golden);
+}
+
+/// A new commit reuses the previous artifact's unchanged files (the same inode), writes the
+/// changed ones to new inodes, and leaves the previous artifact as it was.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_new_commit_reuses_unchanged_files_of_the_previous_artifact() {
+    use std::os::unix::fs::MetadataExt;
+    let ino = |path: &Path| std::fs::metadata(path).unwrap().ino();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = TestRepo::new(dir.path(), "repo");
+    let files: Vec<(String, String)> = (0..20)
+        .map(|i| (format!("apps/{i}/cm.yaml"), format!("n: {i}\n")))
+        .collect();
+    let borrowed: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(path, content)| (path.as_str(), content.as_str()))
+        .collect();
+    repo.commit(&borrowed, "many");
+    let git = source(
+        &repo,
+        &dir.path().join("cache"),
+        GitReference::DefaultBranch,
+    );
+    let first = fetched(&git, &dir.path().join("1")).await;
+    assert_eq!(first.reused_files(), 0);
+
+    repo.commit(
+        &[("apps/3/cm.yaml", "n: 33\n"), ("apps/new.yaml", "n: 0\n")],
+        "one changed, one added (same content as apps/0)",
+    );
+    let FetchOutcome::Fetched(second) = git
+        .fetch(FetchRequest::new(dir.path().join("2")).with_previous(first.clone()))
+        .await
+        .unwrap()
+    else {
+        panic!("new commit must be fetched")
+    };
+    // 19 unchanged, and the new file has the blob of apps/0/cm.yaml.
+    assert_eq!(second.reused_files(), 20);
+    assert_eq!(second.file_count(), 21);
+    let (old, new) = (dir.path().join("1"), dir.path().join("2"));
+    assert_eq!(
+        ino(&old.join("apps/7/cm.yaml")),
+        ino(&new.join("apps/7/cm.yaml"))
+    );
+    assert_ne!(
+        ino(&old.join("apps/3/cm.yaml")),
+        ino(&new.join("apps/3/cm.yaml"))
+    );
+    assert_eq!(
+        std::fs::read_to_string(old.join("apps/3/cm.yaml")).unwrap(),
+        "n: 3\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(new.join("apps/3/cm.yaml")).unwrap(),
+        "n: 33\n"
+    );
+    first.verify().unwrap();
+    second.verify().unwrap();
+    // Written from scratch, the same commit has the same digest.
+    let fresh = source(
+        &repo,
+        &dir.path().join("cache2"),
+        GitReference::DefaultBranch,
+    );
+    assert_eq!(
+        fetched(&fresh, &dir.path().join("3")).await.digest(),
+        second.digest()
+    );
+    // The previous artifact's revision is the last one seen: nothing new, nothing written.
+    let unchanged = git
+        .fetch(FetchRequest::new(dir.path().join("4")).with_previous(second.clone()))
+        .await
+        .unwrap();
+    assert!(matches!(unchanged, FetchOutcome::Unchanged(_)));
+    assert!(!dir.path().join("4").exists());
+}
+
+/// Only a subpath and the paths its kustomization references are written.
+#[tokio::test]
+async fn sparse_fetch_writes_a_subpath_and_its_references() {
+    struct Resources;
+    impl gitops_source::References for Resources {
+        fn reads(&self, path: &str) -> bool {
+            path.ends_with("kustomization.yaml")
+        }
+        fn references(&self, _path: &str, content: &[u8]) -> Vec<String> {
+            String::from_utf8_lossy(content)
+                .lines()
+                .filter_map(|line| line.trim().strip_prefix("- "))
+                .map(str::to_owned)
+                .collect()
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let repo = TestRepo::new(dir.path(), "repo");
+    repo.commit(
+        &[
+            (
+                "apps/prod/kustomization.yaml",
+                "resources:\n- ../base\n- ../../../outside\n- /etc\n",
+            ),
+            ("apps/prod/patch.yaml", "p: 1\n"),
+            ("apps/base/kustomization.yaml", "resources:\n- cm.yaml\n"),
+            ("apps/base/cm.yaml", "cm: 1\n"),
+            ("apps/staging/cm.yaml", "s: 1\n"),
+            ("other/big.yaml", "x: 1\n"),
+        ],
+        "tree",
+    );
+    let git = source(
+        &repo,
+        &dir.path().join("cache"),
+        GitReference::DefaultBranch,
+    );
+    let request = FetchRequest::new(dir.path().join("out"))
+        .with_sparse(gitops_source::Sparse::new(["apps/prod"]).with_references(Resources));
+    let FetchOutcome::Fetched(artifact) = git.fetch(request).await.unwrap() else {
+        panic!("must fetch");
+    };
+    assert_eq!(
+        list_files(artifact.root()),
+        [
+            "apps/base/cm.yaml",
+            "apps/base/kustomization.yaml",
+            "apps/prod/kustomization.yaml",
+            "apps/prod/patch.yaml"
+        ]
+    );
+    artifact.verify().unwrap();
+
+    let error = git
+        .fetch(
+            FetchRequest::new(dir.path().join("bad"))
+                .with_sparse(gitops_source::Sparse::new(["../etc"])),
+        )
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("../etc"), "{error}");
+}

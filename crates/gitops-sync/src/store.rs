@@ -324,7 +324,8 @@ impl ArtifactStore {
         let destination = self.dir.path().join(self.next.to_string());
         let mut request = FetchRequest::new(&destination).with_cancellation(cancel.clone());
         if let Some(current) = self.current() {
-            request = request.with_last_revision(current.revision().clone());
+            // Its unchanged files are reused (hard links) instead of written again.
+            request = request.with_previous(current.clone());
         }
         if let Some(progress) = progress {
             request = request.with_progress(move |step| progress(step));

@@ -27,9 +27,9 @@ use gix::ObjectId;
 use gix::bstr::ByteSlice;
 use gix::protocol::handshake::Ref;
 
-use crate::artifact::{Artifact, write_artifact};
+use crate::artifact::{Artifact, Planned, write_artifact};
 use crate::secret::Secret;
-use crate::select::{IgnoreRules, select, warn_skipped};
+use crate::select::{IgnoreRules, select, sparse_files, warn_skipped};
 use crate::source::{
     BoxError, FetchOutcome, FetchProgress, FetchRequest, ProgressReporter, Revision, Source,
     SourceError, prepare_destination,
@@ -762,41 +762,49 @@ impl Inner {
             }
             Err(error) => return Err(SourceError::from(error).into()),
         };
+        let files = match request.sparse() {
+            Some(sparse) => match sparse_files(&tree, files, sparse) {
+                Ok(files) => files,
+                Err(error) if tree.damaged() => {
+                    return Err(Failure::Corrupt {
+                        reason: "blobs of the fetched tree cannot be read".to_owned(),
+                        source: Some(Box::new(error)),
+                    });
+                }
+                Err(error) => return Err(SourceError::from(error).into()),
+            },
+            None => files,
+        };
         prepare_destination(request.destination())?;
+        let total = files.len();
+        let planned = files
+            .into_iter()
+            .map(|file| Planned {
+                blob: Some(file.handle),
+                sha256: None,
+                file,
+            })
+            .collect();
         match write_artifact(
             &tree,
-            &files,
+            planned,
             request.destination(),
-            progress.writing_files(files.len()),
+            request.previous(),
+            progress.writing_files(total),
         ) {
-            Ok((digest, bytes)) => {
+            Ok(written) => {
                 warn_skipped(self.settings.location(), revision.as_str(), &skipped);
                 progress.report(FetchProgress::Done {
                     revision: revision.clone(),
                 });
                 Ok(FetchOutcome::Fetched(
-                    Artifact::new(
-                        revision,
-                        digest,
-                        request.destination().to_owned(),
-                        files.len(),
-                        bytes,
-                    )
-                    .with_skipped(skipped),
+                    Artifact::new(revision, request.destination().to_owned(), written.entries)
+                        .with_reused(written.reused)
+                        .with_skipped(skipped),
                 ))
             }
             Err(error) => {
-                // Leave the destination empty for the next attempt.
-                if let Ok(entries) = std::fs::read_dir(request.destination()) {
-                    for entry in entries.flatten() {
-                        let path = entry.path();
-                        let _ = if path.is_dir() {
-                            std::fs::remove_dir_all(&path)
-                        } else {
-                            std::fs::remove_file(&path)
-                        };
-                    }
-                }
+                // The destination stays empty: the files were staged beside it.
                 if tree.damaged() {
                     Err(Failure::Corrupt {
                         reason: "blobs of the fetched tree cannot be read".to_owned(),
