@@ -233,6 +233,8 @@ impl fmt::Debug for Applier {
 pub(crate) enum Stop {
     Cancelled,
     EarlierGroupFailed,
+    /// A Sync hook failed (the hooks run with the waves).
+    HookFailed,
 }
 
 impl Stop {
@@ -240,6 +242,7 @@ impl Stop {
         match self {
             Self::Cancelled => Reason::Cancelled,
             Self::EarlierGroupFailed => Reason::EarlierGroupFailed,
+            Self::HookFailed => Reason::NotWritten,
         }
     }
 }

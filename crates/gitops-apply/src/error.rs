@@ -415,8 +415,9 @@ pub enum ApplyError {
     },
     /// A sync hook failed (its object failed or was not done in time, or an API call about it
     /// failed): the run stopped at its phase and the SyncFail hooks ran. A PreSync failure
-    /// leaves the resources unwritten; a later one comes after the writes. The change set
-    /// records every hook object ([`ChangeSet::hooks`]).
+    /// leaves the resources unwritten; a Sync hook runs with its wave, so its failure leaves
+    /// the later waves unwritten and prunes nothing; a PostSync one comes after the writes.
+    /// The change set records every hook object ([`ChangeSet::hooks`]).
     #[error("a sync hook failed")]
     Hook {
         /// The failure, naming the hook object and where it comes from.

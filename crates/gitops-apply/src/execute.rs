@@ -15,6 +15,7 @@ use crate::change::{ChangeSet, ObjectAction, PlannedAction, Reason};
 use crate::counting::{RequestCounter, counting_client};
 use crate::error::{ApplyError, ObjectError};
 use crate::health::{WaitError, WaitTarget, wait_for_current_paged};
+use crate::hooks::{HookError, HookRun, HookRunner, PlannedHook, SyncPhase, hook_failure};
 use crate::inventory::{Inventory, InventoryError, OWNER_NAMESPACE_LABEL};
 use crate::options::{ApplyOptions, ApplyProgress};
 use crate::plan::PlannedObject;
@@ -211,6 +212,20 @@ impl Applier {
         cancel: &CancellationToken,
         progress: &mut (dyn FnMut(&ApplyProgress) + Send),
     ) -> Result<ChangeSet, ApplyError> {
+        self.execute_with_hooks(plan, cancel, progress, None).await
+    }
+
+    /// [`Applier::execute`], running the Sync hooks with their waves: a hook of wave N after the
+    /// objects of wave N are written, before the objects of wave N+1 (and before their health
+    /// gate), the hooks of waves past the last before the prune. A failed hook stops the run as
+    /// a failed group does (nothing more written, nothing pruned): [`ApplyError::Hook`].
+    pub(crate) async fn execute_with_hooks(
+        &self,
+        plan: Plan,
+        cancel: &CancellationToken,
+        progress: &mut (dyn FnMut(&ApplyProgress) + Send),
+        hooks: Option<SyncHooks<'_>>,
+    ) -> Result<ChangeSet, ApplyError> {
         if plan.options.dry_run {
             return Ok(plan.into_unwritten_change_set(&self.health));
         }
@@ -221,7 +236,7 @@ impl Applier {
         }
         let counter = plan.counter.clone();
         let client = counting_client(&self.client, &counter);
-        let written = Writes::new(self, &plan, client.clone(), cancel)
+        let mut written = Writes::new(self, &plan, client.clone(), cancel, hooks)
             .write_all(progress)
             .await?;
         let Plan {
@@ -236,7 +251,12 @@ impl Applier {
             ..
         } = plan;
         let objects = ordered.objects();
-        let mut change_set = self.written_change_set(objects, decisions, &live, written.results);
+        let mut change_set = self.written_change_set(
+            objects,
+            decisions,
+            &live,
+            std::mem::take(&mut written.results),
+        );
         let any_failed = change_set.count(ObjectAction::Failed) > 0;
         if any_failed {
             // What the cluster serves may have changed under the run (a CRD deleted by hand):
@@ -245,7 +265,11 @@ impl Applier {
         }
         // The inventory: never forget an object this run may have written.
         let mut inventory = set_inventory(objects, |_| true);
-        if any_failed || written.stop == Some(Stop::Cancelled) || written.wave_error.is_some() {
+        if any_failed
+            || written.stop == Some(Stop::Cancelled)
+            || written.wave_error.is_some()
+            || written.hook_error.is_some()
+        {
             // Only what this run attempted (a failed write may still have reached the server)
             // joins what the previous inventory lists.
             let attempted: HashSet<&ObjectId> = change_set
@@ -266,7 +290,7 @@ impl Applier {
             inventory = inventory.union(previous);
         }
         // An unchanged inventory is not written either: a no-change run writes nothing.
-        let saved = if written.stored.unwrap_or_default() == inventory {
+        let saved = if written.stored.take().unwrap_or_default() == inventory {
             Ok(())
         } else {
             self.inventory
@@ -275,7 +299,7 @@ impl Applier {
         };
         change_set.requests = counter.get();
         change_set.request_counts = counter.counts();
-        let change_set = concluded(change_set, saved, written.stop, written.wave_error, cancel)?;
+        let change_set = concluded(change_set, saved, &mut written, cancel)?;
         match options.wait {
             Some(timeout) => {
                 self.wait_after((&client, &counter), change_set, timeout, cancel, progress)
@@ -364,22 +388,24 @@ fn wait_target(object: &PlannedObject) -> WaitTarget {
 fn concluded(
     change_set: ChangeSet,
     saved: Result<(), InventoryError>,
-    stop: Option<Stop>,
-    wave_error: Option<WaitError>,
+    written: &mut Written,
     cancel: &CancellationToken,
 ) -> Result<ChangeSet, ApplyError> {
-    if stop == Some(Stop::Cancelled) || cancel.is_cancelled() {
+    if written.stop == Some(Stop::Cancelled) || cancel.is_cancelled() {
         return Err(ApplyError::Cancelled {
             change_set: Box::new(change_set),
         });
     }
     let failed = change_set.count(ObjectAction::Failed) > 0;
-    if (failed || wave_error.is_some())
+    if (failed || written.wave_error.is_some() || written.hook_error.is_some())
         && let Err(error) = &saved
     {
         tracing::warn!(error = %error, "could not save the inventory after a failed run");
     }
-    if let Some(source) = wave_error {
+    if let Some(error) = written.hook_error.take() {
+        return Err(hook_failure(error, change_set));
+    }
+    if let Some(source) = written.wave_error.take() {
         return Err(ApplyError::Unhealthy {
             change_set: Box::new(change_set),
             source,
@@ -394,6 +420,16 @@ fn concluded(
     Ok(change_set)
 }
 
+/// The Sync-phase hooks of a run, run with their waves ([`Applier::execute_with_hooks`]).
+pub(crate) struct SyncHooks<'h> {
+    /// Runs them.
+    pub(crate) runner: &'h HookRunner,
+    /// The hooks not run yet, in run order (by weight, their wave).
+    pub(crate) pending: Vec<&'h PlannedHook>,
+    /// Every hook object touched.
+    pub(crate) runs: &'h mut Vec<HookRun>,
+}
+
 /// The writes of a plan, group by group: the state a run carries between its steps.
 struct Writes<'p> {
     applier: &'p Applier,
@@ -406,6 +442,10 @@ struct Writes<'p> {
     stop: Option<Stop>,
     /// Why a health-gated wave did not become Current.
     wave_error: Option<WaitError>,
+    /// The Sync hooks to run with the waves.
+    hooks: Option<SyncHooks<'p>>,
+    /// Why a Sync hook failed.
+    hook_error: Option<HookError>,
     /// What the run records before its first write: the previous inventory and the new set.
     recorded_union: Inventory,
     /// What the inventory store holds.
@@ -422,6 +462,7 @@ struct Written {
     results: Vec<Option<Outcome>>,
     stop: Option<Stop>,
     wave_error: Option<WaitError>,
+    hook_error: Option<HookError>,
     stored: Option<Inventory>,
 }
 
@@ -431,6 +472,7 @@ impl<'p> Writes<'p> {
         plan: &'p Plan,
         client: kube::Client,
         cancel: &'p CancellationToken,
+        hooks: Option<SyncHooks<'p>>,
     ) -> Self {
         let objects = plan.ordered.objects();
         let mut recorded_union = set_inventory(objects, |_| true);
@@ -465,6 +507,8 @@ impl<'p> Writes<'p> {
             results: (0..objects.len()).map(|_| None).collect(),
             stop: None,
             wave_error: None,
+            hooks,
+            hook_error: None,
             recorded_union,
             stored: plan.previous.clone(),
             recorded,
@@ -490,20 +534,67 @@ impl<'p> Writes<'p> {
                 .map_err(ApplyError::Inventory)?;
             self.recorded = true;
         }
-        let groups: Vec<usize> = self.plan.ordered.groups().map(<[_]>::len).collect();
+        let plan = self.plan;
+        let objects = plan.ordered.objects();
+        let groups: Vec<usize> = plan.ordered.groups().map(<[_]>::len).collect();
         let count = groups.len();
         let mut start = 0;
         for (index, len) in groups.into_iter().enumerate() {
+            let wave = objects[start].wave;
+            if start == 0 || objects[start - 1].wave != wave {
+                self.run_sync_hooks(Some(wave), progress).await;
+            }
             self.write_group(start..start + len, (index, count), progress)
                 .await?;
             start += len;
         }
+        self.run_sync_hooks(None, progress).await;
         Ok(Written {
             results: self.results,
             stop: self.stop,
             wave_error: self.wave_error,
+            hook_error: self.hook_error,
             stored: self.stored,
         })
+    }
+
+    /// Runs the Sync hooks due before the first group of wave `next` (those of a lower wave),
+    /// or every one left when `next` is `None`; none once the run stopped or an object failed.
+    /// A hook that fails stops the run.
+    async fn run_sync_hooks(
+        &mut self,
+        next: Option<i64>,
+        progress: &mut (dyn FnMut(&ApplyProgress) + Send),
+    ) {
+        let Some(hooks) = &mut self.hooks else {
+            return;
+        };
+        let failed = self
+            .results
+            .iter()
+            .any(|r| matches!(r, Some((ObjectAction::Failed, _, _))));
+        let due = hooks
+            .pending
+            .iter()
+            .take_while(|h| next.is_none_or(|wave| h.spec.weight < wave))
+            .count();
+        if self.stop.is_some() || failed || due == 0 {
+            return;
+        }
+        let due: Vec<&PlannedHook> = hooks.pending.drain(..due).collect();
+        let observe = &mut |run: &HookRun| progress(&ApplyProgress::Hook(run.clone()));
+        let ran = hooks
+            .runner
+            .run_hooks_observed(&due, SyncPhase::Sync, hooks.runs, self.cancel, observe)
+            .await;
+        match ran {
+            Ok(()) => {}
+            Err(HookError::Cancelled) => self.stop = Some(Stop::Cancelled),
+            Err(error) => {
+                self.stop = Some(Stop::HookFailed);
+                self.hook_error = Some(error);
+            }
+        }
     }
 
     /// Writes one group (objects in parallel), after the health gate of a new wave; CRDs and

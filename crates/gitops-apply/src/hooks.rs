@@ -1380,19 +1380,19 @@ impl crate::Applier {
             .with_interval(self.wait_interval)
     }
 
-    /// Executes a plan in its sync phases ([`HookRunner::run_sync`]): the PreSync hooks, the
-    /// plan's writes and prune with the Sync hooks, the wait for the set's health (unless the
-    /// run already waited, [`crate::ApplyOptions::wait`]) and the PostSync hooks; the SyncFail
-    /// hooks on a failure. A plan without hooks is executed as it is, with no request more; a
-    /// dry run lists the hooks it would run. Hooks run with the run's wait timeout, else
-    /// [`DEFAULT_HOOK_TIMEOUT`].
+    /// Executes a plan in its sync phases, as [`HookRunner::run_sync`] does but with the Sync
+    /// hooks in the waves: the PreSync hooks; the plan's writes, each Sync hook after the
+    /// objects of its wave (its weight) are written and before the next wave, the prune; the
+    /// wait for the set's health (unless the run already waited, [`crate::ApplyOptions::wait`])
+    /// and the PostSync hooks; the SyncFail hooks on a failure. A plan without hooks is
+    /// executed as it is, with no request more; a dry run lists the hooks it would run. Hooks
+    /// run with the run's wait timeout, else [`DEFAULT_HOOK_TIMEOUT`].
     pub(crate) async fn execute_in_phases(
         &self,
         mut plan: crate::Plan,
         cancel: &CancellationToken,
         progress: &mut (dyn FnMut(&crate::ApplyProgress) + Send),
     ) -> Result<crate::ChangeSet, crate::ApplyError> {
-        use crate::{ApplyError, ChangeSet};
         let hooks = std::mem::take(&mut plan.hooks);
         if hooks.is_empty() {
             return self.execute(plan, cancel, progress).await;
@@ -1436,6 +1436,19 @@ impl crate::Applier {
             change_set.hooks = not_run(why);
             return Ok(change_set);
         }
+        self.run_phases(plan, &hooks, cancel, progress).await
+    }
+
+    /// Runs the phases of a plan with hooks to run ([`crate::Applier::execute_in_phases`]); the
+    /// change set (or the error's) records every hook object.
+    async fn run_phases(
+        &self,
+        plan: crate::Plan,
+        hooks: &PlannedHooks,
+        cancel: &CancellationToken,
+        progress: &mut (dyn FnMut(&crate::ApplyProgress) + Send),
+    ) -> Result<crate::ChangeSet, crate::ApplyError> {
+        use crate::ApplyError;
         let waited = plan.options.wait.is_some();
         let timeout = plan.options.wait.unwrap_or(DEFAULT_HOOK_TIMEOUT);
         let counter = plan.counter.clone();
@@ -1445,94 +1458,120 @@ impl crate::Applier {
         // created before the PreSync hooks, which may run in it, as Argo CD's CreateNamespace
         // does; the Sync phase applies it again, unchanged.
         if hooks.has_phase(SyncPhase::PreSync) {
-            for namespace in plan.ordered.objects().iter().filter(|o| o.synthesized) {
-                let api = crate::apply::object_api(&client, &namespace.kind, None);
-                let params = PatchParams::apply(&self.field_manager);
-                if let Err(source) = api
-                    .patch(
-                        &namespace.id.name,
-                        &params,
-                        &Patch::Apply(namespace.manifest.object()),
-                    )
-                    .await
-                {
-                    return Err(ApplyError::Hook {
-                        source: Box::new(HookError::TargetNamespace {
-                            name: namespace.id.name.clone(),
-                            source: source.into(),
-                        }),
-                        change_set: Box::new(ChangeSet::default()),
-                    });
-                }
-            }
+            self.create_target_namespaces(&plan, &client).await?;
         }
         // Every hook validated (a server-side dry run) before the first one runs.
         runner
-            .validate(&hooks, cancel)
+            .validate(hooks, cancel)
             .await
             .map_err(|errors| ApplyError::Hooks { errors })?;
         let mut runs = Vec::new();
-        // The phases run one after the other: the writes hold the progress callback while
-        // they run, the hooks take it between them to report each hook object.
-        let progress = futures::lock::Mutex::new(progress);
-        let mut observe = |run: &HookRun| {
-            if let Some(mut progress) = progress.try_lock() {
-                (*progress)(&crate::ApplyProgress::Hook(run.clone()));
+        let result = async {
+            let observe = &mut |run: &HookRun| progress(&crate::ApplyProgress::Hook(run.clone()));
+            let phase =
+                runner.run_phase_observed(hooks, SyncPhase::PreSync, &mut runs, cancel, observe);
+            if let Err(error) = phase.await {
+                return Err(hook_failure(error, crate::ChangeSet::default()));
             }
-        };
-        let result = runner
-            .run_sync_observed(
-                &hooks,
-                &mut runs,
-                cancel,
-                async {
-                    let mut progress = progress.lock().await;
-                    self.execute(plan, cancel, &mut **progress).await
-                },
-                async |done: &ChangeSet| {
-                    if waited {
-                        return Ok(());
-                    }
-                    let targets = done.wait_targets();
-                    self.wait_on(&client, &targets, timeout, cancel, |_| {})
-                        .await
-                        .map_err(|source| ApplyError::Unhealthy {
-                            // Filled in with the run's change set below.
-                            change_set: Box::default(),
-                            source,
-                        })
-                },
-                &mut observe,
-            )
-            .await;
-        let with_hooks = |mut change_set: ChangeSet, runs: Vec<HookRun>| {
-            change_set.hooks = runs;
+            let sync_hooks = crate::execute::SyncHooks {
+                runner: &runner,
+                pending: hooks.in_phase(SyncPhase::Sync).collect(),
+                runs: &mut runs,
+            };
+            let done = self
+                .execute_with_hooks(plan, cancel, progress, Some(sync_hooks))
+                .await?;
+            if !hooks.has_phase(SyncPhase::PostSync) {
+                return Ok(done);
+            }
+            if !waited
+                && let Err(source) = self
+                    .wait_on(&client, &done.wait_targets(), timeout, cancel, |_| {})
+                    .await
+            {
+                return Err(ApplyError::Unhealthy {
+                    change_set: Box::new(done),
+                    source,
+                });
+            }
+            let observe = &mut |run: &HookRun| progress(&crate::ApplyProgress::Hook(run.clone()));
+            let phase =
+                runner.run_phase_observed(hooks, SyncPhase::PostSync, &mut runs, cancel, observe);
+            match phase.await {
+                Ok(()) => Ok(done),
+                Err(error) => Err(hook_failure(error, done)),
+            }
+        }
+        .await;
+        if result.is_err() && hooks.has_phase(SyncPhase::SyncFail) && !cancel.is_cancelled() {
+            let observe = &mut |run: &HookRun| progress(&crate::ApplyProgress::Hook(run.clone()));
+            let phase =
+                runner.run_phase_observed(hooks, SyncPhase::SyncFail, &mut runs, cancel, observe);
+            if let Err(error) = phase.await {
+                tracing::warn!("SyncFail hooks: {error}");
+            }
+        }
+        let mut with_hooks = |change_set: &mut crate::ChangeSet| {
+            change_set.hooks = std::mem::take(&mut runs);
             change_set.requests = counter.get();
             change_set.request_counts = counter.counts();
-            change_set
         };
         match result {
-            Ok(change_set) => Ok(with_hooks(change_set, runs)),
-            // Cancelled while a hook ran: what was written stays written, as for the writes.
-            Err(PhaseFailure::Hook { error, done }) if matches!(*error, HookError::Cancelled) => {
-                Err(ApplyError::Cancelled {
-                    change_set: Box::new(with_hooks(done.unwrap_or_default(), runs)),
-                })
+            Ok(mut change_set) => {
+                with_hooks(&mut change_set);
+                Ok(change_set)
             }
-            Err(PhaseFailure::Hook { error, done }) => Err(ApplyError::Hook {
-                source: error,
-                change_set: Box::new(with_hooks(done.unwrap_or_default(), runs)),
-            }),
-            Err(PhaseFailure::Sync { mut error, done }) => {
-                if let (ApplyError::Unhealthy { change_set, .. }, Some(done)) = (&mut error, done) {
-                    **change_set = done;
-                }
+            Err(mut error) => {
                 if let Some(change_set) = error.change_set_mut() {
-                    let taken = std::mem::take(change_set);
-                    *change_set = with_hooks(taken, runs);
+                    with_hooks(change_set);
                 }
                 Err(error)
             }
+        }
+    }
+
+    /// Creates (server-side apply) the target namespaces the plan creates, before its PreSync
+    /// hooks.
+    async fn create_target_namespaces(
+        &self,
+        plan: &crate::Plan,
+        client: &kube::Client,
+    ) -> Result<(), crate::ApplyError> {
+        for namespace in plan.ordered.objects().iter().filter(|o| o.synthesized) {
+            let api = crate::apply::object_api(client, &namespace.kind, None);
+            let params = PatchParams::apply(&self.field_manager);
+            if let Err(source) = api
+                .patch(
+                    &namespace.id.name,
+                    &params,
+                    &Patch::Apply(namespace.manifest.object()),
+                )
+                .await
+            {
+                return Err(crate::ApplyError::Hook {
+                    source: Box::new(HookError::TargetNamespace {
+                        name: namespace.id.name.clone(),
+                        source: source.into(),
+                    }),
+                    change_set: Box::default(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The error of a run a hook failed, with what was done: cancelled while a hook ran (what was
+/// written stays written, as for the writes), or the hook's failure.
+pub(crate) fn hook_failure(error: HookError, done: crate::ChangeSet) -> crate::ApplyError {
+    if matches!(error, HookError::Cancelled) {
+        crate::ApplyError::Cancelled {
+            change_set: Box::new(done),
+        }
+    } else {
+        crate::ApplyError::Hook {
+            source: Box::new(error),
+            change_set: Box::new(done),
         }
     }
 }
@@ -1609,6 +1648,20 @@ impl HookRunner {
         observe: &mut (dyn FnMut(&HookRun) + Send),
     ) -> Result<(), HookError> {
         let in_phase: Vec<&PlannedHook> = hooks.in_phase(phase).collect();
+        self.run_hooks_observed(&in_phase, phase, runs, cancel, observe)
+            .await
+    }
+
+    /// Runs `in_phase` (hooks of `phase`, in run order) as [`HookRunner::run_phase`] runs a
+    /// phase's hooks: weight by weight.
+    pub(crate) async fn run_hooks_observed(
+        &self,
+        in_phase: &[&PlannedHook],
+        phase: SyncPhase,
+        runs: &mut Vec<HookRun>,
+        cancel: &CancellationToken,
+        observe: &mut (dyn FnMut(&HookRun) + Send),
+    ) -> Result<(), HookError> {
         let mut start = 0;
         while start < in_phase.len() {
             let weight = in_phase[start].spec.weight;

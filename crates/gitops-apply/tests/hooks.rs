@@ -956,3 +956,98 @@ async fn the_target_namespace_is_created_before_the_presync_hooks() {
     assert!(configs.get_opt("seed").await.unwrap().is_some());
     assert!(configs.get_opt("app").await.unwrap().is_some());
 }
+
+#[tokio::test]
+async fn a_sync_hook_runs_with_its_wave_before_the_next_wave_is_written() {
+    let (client, ns) = setup("apply-sync-waves").await;
+    let yaml = [
+        config_map(&ns, "first", ""),
+        // No wave annotation: wave 0, after "first" and before "second".
+        job(&ns, "zero-", "argocd.argoproj.io/hook: Sync"),
+        job(
+            &ns,
+            "one-",
+            "argocd.argoproj.io/hook: Sync, argocd.argoproj.io/sync-wave: \"1\"",
+        ),
+        config_map(&ns, "second", "argocd.argoproj.io/sync-wave: \"1\""),
+        config_map(&ns, "third", "argocd.argoproj.io/sync-wave: \"2\""),
+    ]
+    .join("---\n");
+    let configs = dynamic::<ConfigMap>(&client, &ns);
+    let exists = async |name: &str| configs.get_opt(name).await.unwrap().is_some();
+    let task = spawn_apply(
+        applier(&client, &ns),
+        yaml,
+        gitops_apply::ApplyOptions::default(),
+    );
+    // The hook of wave 0 runs once wave 0 is written, before wave 1.
+    let zero = name_of(&job_appears(&client, &ns, "zero-").await);
+    assert!(exists("first").await);
+    assert!(!exists("second").await && !exists("third").await);
+    complete_job(&client, &ns, &zero).await;
+    // The hook of wave 1 runs once wave 1 is written, before wave 2.
+    let one = name_of(&job_appears(&client, &ns, "one-").await);
+    assert!(exists("second").await);
+    assert!(!exists("third").await);
+    assert!(!task.is_finished());
+    complete_job(&client, &ns, &one).await;
+    let change_set = task.await.unwrap().unwrap();
+    assert!(exists("third").await);
+    let runs: Vec<(SyncPhase, HookOutcome, &str)> = change_set
+        .hooks
+        .iter()
+        .map(|r| (r.phase, r.outcome, r.id.name.as_str()))
+        .collect();
+    assert_eq!(
+        runs,
+        [
+            (SyncPhase::Sync, HookOutcome::Succeeded, zero.as_str()),
+            (SyncPhase::Sync, HookOutcome::Succeeded, one.as_str()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_failed_sync_hook_stops_the_later_waves_and_prunes_nothing() {
+    let (client, ns) = setup("apply-sync-wave-fail").await;
+    let applier = applier(&client, &ns);
+    let configs = dynamic::<ConfigMap>(&client, &ns);
+    run(
+        &applier,
+        set(&config_map(&ns, "old", "")),
+        &Default::default(),
+    )
+    .await;
+    let yaml = [
+        config_map(&ns, "first", ""),
+        job(&ns, "check-", "argocd.argoproj.io/hook: Sync"),
+        config_map(&ns, "later", "argocd.argoproj.io/sync-wave: \"1\""),
+    ]
+    .join("---\n");
+    let task = spawn_apply(applier, yaml, gitops_apply::ApplyOptions::default());
+    let check = name_of(&job_appears(&client, &ns, "check-").await);
+    fail_job(&client, &ns, &check).await;
+    let error = task.await.unwrap().unwrap_err();
+    let gitops_apply::ApplyError::Hook { source, change_set } = &error else {
+        panic!("{error:?}");
+    };
+    assert!(source.to_string().contains(&check), "{source}");
+    let later = change_set
+        .changes
+        .iter()
+        .find(|c| c.id.name == "later")
+        .unwrap();
+    assert_eq!(later.action, gitops_apply::ObjectAction::Skipped);
+    assert!(configs.get_opt("later").await.unwrap().is_none());
+    // A failed sync prunes nothing, and forgets nothing it wrote.
+    assert!(configs.get_opt("old").await.unwrap().is_some());
+    let mut ids = inventory_ids(&client, &ns).await;
+    ids.sort();
+    assert_eq!(
+        ids,
+        [
+            format!("{ns}_first__ConfigMap"),
+            format!("{ns}_old__ConfigMap")
+        ]
+    );
+}
