@@ -14,6 +14,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
+use gitops_core::escape::Escaped;
 use gitops_core::{Manifest, Origin};
 use gitops_diff::{
     ClusterSchemaError, OpenApiIndex, Schema, SchemaError, fetch_openapi_documents,
@@ -177,8 +178,13 @@ impl Catalog {
     /// CRDs of the set. Call it after [`Catalog::kinds`] (which refreshes discovery): the
     /// OpenAPI index is read once per discovery, a document only when its hash changed.
     ///
+    /// A cluster document that cannot be read (the index, a group-version's document, or its
+    /// content) is no error: the objects of its group-versions are compared untyped (lists
+    /// atomic), and a warning names the group-version and the error.
+    ///
     /// # Errors
-    /// When a CRD of the set cannot be read, or reading the cluster's documents fails.
+    /// When a CRD of the set cannot be read, or the run is cancelled while reading the cluster's
+    /// documents.
     pub(crate) async fn schema(
         &self,
         client: &kube::Client,
@@ -264,11 +270,21 @@ impl Catalog {
             {
                 index.clone()
             }
-            _ => {
-                let index = fetch_openapi_index(get, cancel).await.map_err(failed)?;
-                state.index = Some((generation, index.clone()));
-                index
-            }
+            _ => match fetch_openapi_index(get, cancel).await {
+                Ok(index) => {
+                    state.index = Some((generation, index.clone()));
+                    index
+                }
+                Err(ClusterSchemaError::Cancelled) => {
+                    return Err(failed(ClusterSchemaError::Cancelled));
+                }
+                Err(error) => {
+                    for path in paths {
+                        untyped(path, &error);
+                    }
+                    return Ok(Schema::embedded());
+                }
+            },
         };
         let stale: Vec<String> = paths
             .iter()
@@ -282,13 +298,26 @@ impl Catalog {
             })
             .cloned()
             .collect();
-        for document in fetch_openapi_documents(get, &index, &stale, cancel)
-            .await
-            .map_err(failed)?
-        {
-            state
-                .documents
-                .insert(document.path, (document.hash, Arc::new(document.document)));
+        // One document at a time: one that cannot be read leaves its group-version untyped.
+        for path in &stale {
+            match fetch_openapi_documents(get, &index, std::slice::from_ref(path), cancel).await {
+                Ok(documents) => {
+                    for document in documents {
+                        state
+                            .documents
+                            .insert(document.path, (document.hash, Arc::new(document.document)));
+                    }
+                }
+                Err(ClusterSchemaError::Cancelled) => {
+                    return Err(failed(ClusterSchemaError::Cancelled));
+                }
+                Err(error) => {
+                    untyped(path, &error);
+                    // The index may name a document the server has since replaced: the next
+                    // run reads it again.
+                    state.index = None;
+                }
+            }
         }
         let key: DocumentKey = paths
             .iter()
@@ -311,19 +340,45 @@ impl Catalog {
         }
         let mut schema = (*Schema::embedded()).clone();
         for (path, _) in &key {
-            if let Some((_, document)) = state.documents.get(path) {
-                schema.add_openapi_v3_document(document).map_err(|source| {
-                    CatalogError::Document {
+            if let Some((_, document)) = state.documents.get(path)
+                && let Err(source) = schema.add_openapi_v3_document(document)
+            {
+                untyped(
+                    path,
+                    &CatalogError::Document {
                         path: path.clone(),
                         source,
-                    }
-                })?;
+                    },
+                );
             }
         }
         let schema = Arc::new(schema);
         state.cluster = Some((key, schema.clone()));
         Ok(schema)
     }
+}
+
+/// Warns that the objects of the group-version of `path` (`apis/example.com/v1`) are compared
+/// untyped (lists atomic): its schema could not be read, for `error` (with its causes).
+fn untyped(path: &str, error: &dyn std::error::Error) {
+    let group_version = path
+        .strip_prefix("apis/")
+        .or_else(|| path.strip_prefix("api/"))
+        .unwrap_or(path);
+    let mut message = error.to_string();
+    let mut cause = error.source();
+    while let Some(current) = cause {
+        message.push_str(": ");
+        message.push_str(&current.to_string());
+        cause = current.source();
+    }
+    tracing::warn!(
+        group_version = %Escaped(group_version),
+        error = %Escaped(&message),
+        "the cluster's OpenAPI v3 schema of {} cannot be read: its objects are compared untyped (lists atomic): {}",
+        Escaped(group_version),
+        Escaped(&message),
+    );
 }
 
 fn is_crd(manifest: &Manifest) -> bool {

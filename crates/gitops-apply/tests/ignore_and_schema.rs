@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 mod common;
 use common::cluster::dynamic;
-use common::crd::{PARTS, gadget_crd, install_crd, openapi_reads};
+use common::crd::{PARTS, SIZE, SIZE_AND_TAGS, gadget_crd, install_crd, openapi_reads};
 use common::fixtures::web_deployment;
 use common::{applier_builder, planned, run, run_err, set, setup};
 
@@ -270,4 +270,69 @@ async fn a_recreated_object_is_sent_whole_despite_ignore_rules() {
     assert_eq!(change.action, ObjectAction::Recreated, "{change_set}");
     // Git's replicas, not the server's default of 1 (what the trimmed object would give).
     assert_eq!(live_replicas(&client, &ns).await, 2);
+}
+
+/// The `serverRelativeURL` (with its hash) under which the cluster publishes the OpenAPI v3
+/// document of `{group}/v1`.
+async fn published_url(client: &kube::Client, group: &str) -> String {
+    let request = http::Request::get("/openapi/v3").body(Vec::new()).unwrap();
+    let index: Value = serde_json::from_str(&client.request_text(request).await.unwrap()).unwrap();
+    index["paths"][format!("apis/{group}/v1")]["serverRelativeURL"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_custom_resource_whose_schema_document_cannot_be_read_is_still_applied() {
+    let (client, ns) = setup("schema-unreadable").await;
+    let (typed, changed) = (format!("typed.{ns}.test"), format!("changed.{ns}.test"));
+    install_crd(&client, &gadget_crd(&typed, SIZE), "schema-test")
+        .await
+        .unwrap();
+    install_crd(&client, &gadget_crd(&changed, SIZE), "schema-test")
+        .await
+        .unwrap();
+    let gadget = |group: &str, name: &str| {
+        format!(
+            "apiVersion: {group}/v1\nkind: Gadget\nmetadata: {{name: {name}, namespace: {ns}}}\n\
+             spec: {{size: 1}}\n"
+        )
+    };
+    // The first run reads the cluster's OpenAPI index (listing both group-versions, kept for
+    // the next run) and the document of `typed` alone.
+    let applier = applier_builder(&client, &ns).build();
+    run(
+        &applier,
+        set(&gadget(&typed, "a")),
+        &ApplyOptions::default(),
+    )
+    .await;
+    // The schema of `changed` changes: the index the applier keeps names its document under a
+    // hash the server no longer serves it at, and reading it fails.
+    let before = published_url(&client, &changed).await;
+    install_crd(&client, &gadget_crd(&changed, SIZE_AND_TAGS), "schema-test")
+        .await
+        .unwrap();
+    let mut republished = false;
+    for _ in 0..100 {
+        if published_url(&client, &changed).await != before {
+            republished = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        republished,
+        "the document of {changed} was never republished"
+    );
+    // The run goes on without that schema: its object is compared untyped, and applied.
+    let yaml = format!("{}---\n{}", gadget(&typed, "a"), gadget(&changed, "b"));
+    let change_set = run(&applier, set(&yaml), &ApplyOptions::default()).await;
+    let b = change_set
+        .changes
+        .iter()
+        .find(|c| c.id.name == "b")
+        .unwrap();
+    assert_eq!(b.action, ObjectAction::Created, "{change_set}");
 }
