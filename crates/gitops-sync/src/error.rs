@@ -51,11 +51,14 @@ pub enum SyncError {
         /// The last good set applied again without pruning, if there was one.
         served: Option<Box<SyncReport>>,
     },
-    /// Applying (planning, writing or pruning) failed.
-    #[error("applying {} failed", Escaped(.revision.as_str()))]
+    /// Applying (planning, writing or pruning) failed; in a dry run, planning failed (the
+    /// message says `planning (dry run)` then, not `applying`).
+    #[error("{} {} failed", if *.dry_run { "planning (dry run)" } else { "applying" }, Escaped(.revision.as_str()))]
     Apply {
         /// The revision.
         revision: Revision,
+        /// Whether the apply was a dry run (nothing was written).
+        dry_run: bool,
         /// Whether the set was the last good one served again.
         served_last_good: bool,
         /// The applier's error (its change set says what was done).
@@ -269,12 +272,26 @@ mod tests {
     fn revisions_are_escaped_in_messages() {
         let error = SyncError::Apply {
             revision: Revision::from_string("main\nERROR forged line\u{202e}@sha1:0"),
+            dry_run: false,
             served_last_good: false,
             source: Box::new(ApplyError::EmptySet { previous: 1 }),
         };
         let text = error.chain();
         assert!(!text.contains('\n') && !text.contains('\u{202e}'), "{text}");
         assert!(text.contains("forged line"), "{text}");
+        assert!(text.starts_with("applying "), "{text}");
+        let planned = SyncError::Apply {
+            revision: Revision::from_string("sha256:1"),
+            dry_run: true,
+            served_last_good: false,
+            source: Box::new(ApplyError::EmptySet { previous: 1 }),
+        };
+        assert!(
+            planned
+                .to_string()
+                .starts_with("planning (dry run) sha256:1 failed"),
+            "{planned}"
+        );
     }
 
     #[test]
@@ -339,6 +356,7 @@ mod tests {
             });
             SyncError::Apply {
                 revision: Revision::from_string("sha256:1"),
+                dry_run: false,
                 served_last_good: false,
                 source: Box::new(ApplyError::Invalid {
                     change_set: Box::new(change_set),

@@ -82,14 +82,20 @@
 #[cfg(feature = "controller")]
 pub mod controller;
 mod error;
+mod factory;
 mod reconcile;
 mod rendered;
+mod report;
 pub mod spec;
 mod store;
 mod unit;
 
 pub use error::{ErrorClass, SyncError};
+pub use factory::{
+    Capabilities, DEFAULT_FIELD_MANAGER, FactoryError, SpecUnit, UnitFactory, discover_capabilities,
+};
 pub use reconcile::{Backoff, CycleEvent, Reconciler, Trigger};
 pub use rendered::{Rendered, RenderedSet};
+pub use report::{action_name, plan_text, short_revision};
 pub use store::{ArtifactStore, Fetched, StoreError, StoreLimits};
 pub use unit::{SyncProgress, SyncReport, SyncTimings, SyncUnit, SyncUnitBuilder, WaitPolicy};

@@ -233,6 +233,70 @@ impl GitRef {
     }
 }
 
+/// Reads a reference the way a command line takes it: `branch:NAME`, `tag:NAME`,
+/// `semver:RANGE` explicitly; 40 hexadecimal digits are a commit, `refs/...` a full ref name, a
+/// version such as `v1.2.3` a tag, a range such as `^1.2`, `>=1.0.0, <2.0.0`, `1.x` or `*` the
+/// highest matching tag, anything else (`main`) a branch.
+///
+/// ```
+/// use gitops_source::GitReference;
+/// use gitops_sync::spec::GitRef;
+/// let parse = |text: &str| text.parse::<GitRef>().map(|r| r.to_reference());
+/// assert_eq!(parse("main")?, GitReference::Branch("main".into()));
+/// assert_eq!(parse("v1.4.0")?, GitReference::Tag("v1.4.0".into()));
+/// assert_eq!(parse("^1.4")?, GitReference::SemverRange("^1.4".into()));
+/// assert_eq!(parse("tag:stable")?, GitReference::Tag("stable".into()));
+/// # Ok::<(), gitops_sync::spec::SpecError>(())
+/// ```
+impl std::str::FromStr for GitRef {
+    type Err = SpecError;
+
+    fn from_str(text: &str) -> Result<Self, SpecError> {
+        parse_reference(text).map(|reference| Self::from(&reference))
+    }
+}
+
+fn parse_reference(text: &str) -> Result<GitReference, SpecError> {
+    let invalid = |reason: &str| SpecError::Reference {
+        text: text.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let text = text.trim();
+    let semver_range = |range: &str| {
+        semver::VersionReq::parse(range)
+            .map(|_| GitReference::SemverRange(range.to_owned()))
+            .map_err(|error| invalid(&format!("not a semver range: {error}")))
+    };
+    let named = |name: &str, make: fn(String) -> GitReference| {
+        (!name.is_empty())
+            .then(|| make(name.to_owned()))
+            .ok_or_else(|| invalid("the name after the prefix is empty"))
+    };
+    if text.is_empty() {
+        return Err(invalid("it is empty"));
+    } else if let Some(name) = text.strip_prefix("branch:") {
+        return named(name, GitReference::Branch);
+    } else if let Some(name) = text.strip_prefix("tag:") {
+        return named(name, GitReference::Tag);
+    } else if let Some(range) = text.strip_prefix("semver:") {
+        return semver_range(range);
+    } else if text.len() == 40 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let sha1 = text.to_ascii_lowercase();
+        return Ok(GitReference::Commit { sha1, branch: None });
+    } else if text.starts_with("refs/") {
+        return Ok(GitReference::RefName(text.to_owned()));
+    }
+    let unprefixed = text.strip_prefix('v').unwrap_or(text);
+    if semver::Version::parse(unprefixed).is_ok() {
+        return Ok(GitReference::Tag(text.to_owned()));
+    }
+    let range_chars = text.contains(['^', '~', '>', '<', '=', '*', ',']);
+    if range_chars || unprefixed.ends_with(".x") || unprefixed.contains(".x.") {
+        return semver_range(text);
+    }
+    Ok(GitReference::Branch(text.to_owned()))
+}
+
 /// One renderer spec for plain files, Kustomize and Helm.
 ///
 /// ```
@@ -275,6 +339,23 @@ pub enum RendererKind {
     Helm,
 }
 
+impl RendererKind {
+    /// The spec's name of the kind: `auto`, `plain`, `kustomize` or `helm`.
+    ///
+    /// ```
+    /// assert_eq!(gitops_sync::spec::RendererKind::Kustomize.as_str(), "kustomize");
+    /// ```
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Plain => "plain",
+            Self::Kustomize => "kustomize",
+            Self::Helm => "helm",
+        }
+    }
+}
+
 /// Helm's settings.
 ///
 /// ```
@@ -285,7 +366,8 @@ pub enum RendererKind {
 #[cfg_attr(feature = "controller", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct HelmSpec {
-    /// The release name (default: the resource's name).
+    /// The release name. Default: the resource's name with the controller kit; elsewhere the
+    /// name of the chart's directory (the chart's own name when the chart is the source's root).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release_name: Option<String>,
     /// Values files, relative to the chart.
@@ -334,6 +416,47 @@ pub struct InventorySpec {
     pub config_map: Option<String>,
 }
 
+impl InventorySpec {
+    /// An inventory ConfigMap named after `source` and `path`, for a program that names none:
+    /// `gitops-<hash>`, where `<hash>` is the first 12 hex digits of the SHA-256 of the
+    /// normalised source (a Git URL without a trailing `/` or `.git`, or the local path as
+    /// given: make it absolute first) and the normalised path. Units of different
+    /// repositories or folders thus never share an inventory (so neither prunes the other's
+    /// objects), and the same one always gets the same.
+    ///
+    /// ```
+    /// use gitops_sync::spec::{InventorySpec, SourceSpec};
+    /// let git = |url: &str| SourceSpec { url: Some(url.into()), ..SourceSpec::default() };
+    /// let a = InventorySpec::derived(&git("https://example.com/a.git"), "./apps/");
+    /// assert!(a.config_map.as_deref().is_some_and(|name| name.starts_with("gitops-")));
+    /// assert_eq!(a, InventorySpec::derived(&git("https://example.com/a/"), "apps"));
+    /// assert_ne!(a, InventorySpec::derived(&git("https://example.com/b.git"), "apps"));
+    /// assert_ne!(a, InventorySpec::derived(&git("https://example.com/a.git"), "."));
+    /// ```
+    #[must_use]
+    pub fn derived(source: &SourceSpec, path: &str) -> Self {
+        use sha2::Digest as _;
+        let source = match (&source.url, &source.local_path) {
+            (Some(url), _) => {
+                let url = url.trim().trim_end_matches('/');
+                let url = url.strip_suffix(".git").unwrap_or(url);
+                format!("git:{}", url.trim_end_matches('/'))
+            }
+            (None, path) => format!("dir:{}", path.as_deref().unwrap_or_default()),
+        };
+        let path: Vec<String> = std::path::Path::new(path)
+            .components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        let digest = sha2::Sha256::digest(format!("{source}\n{}", path.join("/")).as_bytes());
+        let hash: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+        Self {
+            config_map: Some(format!("gitops-{hash}")),
+        }
+    }
+}
+
 /// Why a [`SyncSpec`] cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -358,6 +481,14 @@ pub enum SpecError {
         /// Why.
         #[source]
         source: DurationError,
+    },
+    /// A Git reference's text cannot be understood.
+    #[error("invalid Git reference {}: {reason}", gitops_core::escape::Escaped(.text))]
+    Reference {
+        /// The text as given.
+        text: String,
+        /// What is wrong with it.
+        reason: String,
     },
     /// A zero interval would reconcile in a hot loop.
     #[error("spec.interval must be greater than zero")]
@@ -537,6 +668,35 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, DurationError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn references_are_classified() {
+        let hash = "0123456789abcdef0123456789ABCDEF01234567";
+        let commit = GitReference::Commit {
+            sha1: hash.to_ascii_lowercase(),
+            branch: None,
+        };
+        for (text, expected) in [
+            (hash, commit),
+            (
+                "refs/pull/1/head",
+                GitReference::RefName("refs/pull/1/head".into()),
+            ),
+            ("1.2.3", GitReference::Tag("1.2.3".into())),
+            (
+                ">=1.0.0, <2.0.0",
+                GitReference::SemverRange(">=1.0.0, <2.0.0".into()),
+            ),
+            ("1.x", GitReference::SemverRange("1.x".into())),
+            ("feature/x", GitReference::Branch("feature/x".into())),
+            ("branch:v1.0.0", GitReference::Branch("v1.0.0".into())),
+        ] {
+            assert_eq!(parse_reference(text).unwrap(), expected, "{text}");
+        }
+        for bad in ["", "  ", "tag:", "semver:>>1", ">=x"] {
+            assert!(parse_reference(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
 
     #[test]
     fn go_durations() {

@@ -64,6 +64,114 @@ pub enum SyncProgress {
     Waiting(WaitProgress),
 }
 
+impl SyncProgress {
+    /// A short line for a progress display (`rendering main@sha1:3f9c0d1e2a4b`, `fetch: writing
+    /// files`), revisions shortened and escaped; `None` for a step not worth showing (the
+    /// entries left out are warnings, see [`SyncProgress::LeftOut`]).
+    ///
+    /// ```
+    /// let step = gitops_sync::SyncProgress::Rendered {
+    ///     revision: gitops_source::Revision::from_string("sha256:1"),
+    ///     objects: 3,
+    /// };
+    /// assert_eq!(step.message().as_deref(), Some("rendered 3 objects"));
+    /// ```
+    #[must_use]
+    pub fn message(&self) -> Option<String> {
+        let short = crate::report::short_revision;
+        Some(match self {
+            Self::Fetching(fetch) => match fetch {
+                FetchProgress::ListingRefs => "fetch: listing refs".into(),
+                FetchProgress::ScanningDirectory => "fetch: scanning the directory".into(),
+                FetchProgress::Downloading {
+                    received_objects,
+                    received_bytes,
+                } => format!(
+                    "fetch: downloading, {received_objects} objects, {}",
+                    human_bytes(*received_bytes)
+                ),
+                FetchProgress::SelectingFiles => "fetch: selecting files".into(),
+                FetchProgress::WritingFiles { .. } => "fetch: writing files".into(),
+                FetchProgress::Unchanged { revision } | FetchProgress::Done { revision } => {
+                    format!("fetched {}", short(revision))
+                }
+                _ => return None,
+            },
+            Self::Fetched { revision, changed } => format!(
+                "{} {}",
+                if *changed { "fetched" } else { "unchanged" },
+                short(revision)
+            ),
+            Self::Rendering { revision } => format!("rendering {}", short(revision)),
+            Self::Rendered { objects, .. } => format!("rendered {objects} objects"),
+            Self::Applying(apply) => match apply {
+                ApplyProgress::Planned { objects, groups } => {
+                    format!("apply: planned {objects} objects in {groups} groups, validating")
+                }
+                ApplyProgress::Validated { to_write, failed } => {
+                    format!("apply: {to_write} to write, {failed} failed validation")
+                }
+                ApplyProgress::GroupDone { .. } => "apply: writing groups".into(),
+                ApplyProgress::Waiting { .. } => "wait: objects Current".into(),
+                ApplyProgress::Hook(run) => format!("hook: {run}"),
+                _ => return None,
+            },
+            Self::ServingLastGood { revision } => {
+                format!("serving the last good {}", short(revision))
+            }
+            Self::Waiting(_) => "wait: objects Current".into(),
+            Self::LeftOut { .. } => return None,
+        })
+    }
+
+    /// How far a step that counts has come, `(done, total)`: files written, groups applied,
+    /// objects Current; `None` for the others (show a spinner).
+    ///
+    /// ```
+    /// use gitops_source::FetchProgress;
+    /// let step = gitops_sync::SyncProgress::Fetching(FetchProgress::WritingFiles {
+    ///     files_written: 3,
+    ///     files_total: 8,
+    /// });
+    /// assert_eq!(step.counts(), Some((3, 8)));
+    /// ```
+    #[must_use]
+    pub fn counts(&self) -> Option<(u64, u64)> {
+        let pair = |done: usize, total: usize| Some((done as u64, total as u64));
+        match self {
+            Self::Fetching(FetchProgress::WritingFiles {
+                files_written,
+                files_total,
+            }) => pair(*files_written, *files_total),
+            Self::Applying(ApplyProgress::GroupDone { group, groups, .. }) => {
+                pair(group + 1, *groups)
+            }
+            Self::Applying(ApplyProgress::Waiting { current, total }) => pair(*current, *total),
+            Self::Waiting(wait) => pair(wait.current, wait.total),
+            _ => None,
+        }
+    }
+}
+
+/// `512 B`, `1.50 KiB`, `3.20 MiB`.
+#[allow(clippy::cast_precision_loss)] // Shown with two decimals.
+fn human_bytes(bytes: u64) -> String {
+    let mut value = bytes as f64;
+    let mut unit = "B";
+    for next in ["KiB", "MiB", "GiB"] {
+        if value < 1024.0 {
+            break;
+        }
+        value /= 1024.0;
+        unit = next;
+    }
+    if unit == "B" {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.2} {unit}")
+    }
+}
+
 /// When a sync waits for its objects to become Current (kstatus), after the apply.
 ///
 /// ```
@@ -663,6 +771,7 @@ impl SyncUnit {
             Err(source) => {
                 let error = SyncError::Apply {
                     revision,
+                    dry_run: self.options.dry_run,
                     served_last_good,
                     source: Box::new(source),
                 };
@@ -720,5 +829,58 @@ impl SyncUnit {
                 source: Box::new(source),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_steps_become_messages_and_counts() {
+        let revision = Revision::git("main", &"ab".repeat(20));
+        let writing = SyncProgress::Fetching(FetchProgress::WritingFiles {
+            files_written: 3,
+            files_total: 8,
+        });
+        assert_eq!(writing.message().as_deref(), Some("fetch: writing files"));
+        assert_eq!(writing.counts(), Some((3, 8)));
+        let fetched = SyncProgress::Fetched {
+            revision: revision.clone(),
+            changed: false,
+        };
+        assert_eq!(
+            fetched.message().as_deref(),
+            Some("unchanged main@sha1:abababababab")
+        );
+        assert_eq!(fetched.counts(), None);
+        let group = SyncProgress::Applying(ApplyProgress::GroupDone {
+            group: 1,
+            groups: 3,
+            written: 4,
+            failed: 0,
+        });
+        assert_eq!(group.counts(), Some((2, 3)));
+        let waiting = SyncProgress::Waiting(WaitProgress {
+            current: 5,
+            total: 6,
+            pending: Vec::new(),
+        });
+        assert_eq!(waiting.message().as_deref(), Some("wait: objects Current"));
+        assert_eq!(waiting.counts(), Some((5, 6)));
+        let serving = SyncProgress::ServingLastGood { revision };
+        assert_eq!(
+            serving.message().as_deref(),
+            Some("serving the last good main@sha1:abababababab")
+        );
+        let downloading = SyncProgress::Fetching(FetchProgress::Downloading {
+            received_objects: 7,
+            received_bytes: 1536,
+        });
+        assert_eq!(
+            downloading.message().as_deref(),
+            Some("fetch: downloading, 7 objects, 1.50 KiB")
+        );
+        assert_eq!(human_bytes(512), "512 B");
     }
 }

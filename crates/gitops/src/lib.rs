@@ -8,7 +8,8 @@
 //! | `render` | `gitops-render`: plain YAML, Kustomize, Helm, substitution | `render` |
 //! | `diff` | `gitops-diff`: the three-way diff engine | `diff` |
 //! | `apply` | `gitops-apply`: server-side apply, prune, health | `apply` |
-//! | `sync` | `gitops-sync`: the reconcile cycle (artifact store, sync units, the loop) | `sync` |
+//! | `sync` | `gitops-sync`: the reconcile cycle (artifact store, sync units, the loop, the spec→unit factory) | `sync` |
+//! | `sync::controller` | `gitops-sync`'s controller kit for kube-runtime controllers | `controller` |
 //!
 //! [`prelude`] brings the traits and the types a reconciler needs into scope, and [`Error`]
 //! wraps every crate's error, so that one `?` fits them all.
@@ -29,7 +30,9 @@
 //! The library holds the cycle (fetch, render, apply, prune, wait, and the loop with backoff):
 //! a program assembles a source, a renderer and an applier into a unit and runs it. Any
 //! [`Source`](gitops_source::Source) or [`Renderer`](gitops_render::Renderer) of your own fits
-//! the same seams.
+//! the same seams. From a spec ([`gitops_sync::spec::SyncSpec`], which a CLI, a file or a custom
+//! resource fills in), [`gitops_sync::UnitFactory`] makes the unit: source, renderer (tools
+//! found, Helm told the cluster's capabilities), applier and options.
 //!
 //! ```no_run
 //! # #[cfg(feature = "sync")]
@@ -139,6 +142,11 @@ pub enum Error {
     #[cfg(feature = "sync")]
     #[error("the sync failed")]
     Sync(#[source] Box<gitops_sync::SyncError>),
+    /// A spec could not become a sync unit (`gitops-sync`'s
+    /// [`UnitFactory`](gitops_sync::UnitFactory)).
+    #[cfg(feature = "sync")]
+    #[error("making the sync unit failed")]
+    Factory(#[source] Box<gitops_sync::FactoryError>),
 }
 
 /// A result whose error is [`Error`].
@@ -175,6 +183,7 @@ from_boxed!("apply", Wait, gitops_apply::WaitError);
 from_boxed!("apply", Inventory, gitops_apply::InventoryError);
 from_boxed!("apply", Kube, kube::Error);
 from_boxed!("sync", Sync, gitops_sync::SyncError);
+from_boxed!("sync", Factory, gitops_sync::FactoryError);
 
 #[cfg(feature = "render")]
 impl From<gitops_render::tool::LocateError> for Error {
@@ -205,5 +214,14 @@ mod tests {
         };
         assert_eq!(sync.class(), gitops_sync::ErrorClass::Cancelled);
         assert_eq!(error.to_string(), "the sync failed");
+        let error: Error = gitops_sync::FactoryError::NoInventory.into();
+        assert!(matches!(error, Error::Factory(_)), "{error:?}");
+    }
+
+    #[cfg(feature = "controller")]
+    #[test]
+    fn the_controller_feature_brings_the_kit() {
+        let spec = crate::sync::controller::SyncSpec::default();
+        assert!(spec.prune);
     }
 }

@@ -29,5 +29,6 @@ pub use gitops_apply::{
 
 #[cfg(feature = "sync")]
 pub use gitops_sync::{
-    Backoff, ErrorClass, Reconciler, SyncError, SyncReport, SyncUnit, Trigger, WaitPolicy,
+    Backoff, ErrorClass, Reconciler, SpecUnit, SyncError, SyncReport, SyncUnit, Trigger,
+    UnitFactory, WaitPolicy,
 };

@@ -8,15 +8,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use gitops_apply::{
-    Applier, ApplyError, ApplyOptions, ConfigMapInventory, InventoryError, ObjectAction,
-    TakeoverManager,
-};
+use gitops_apply::{Applier, ApplyError, ConfigMapInventory, InventoryError, ObjectAction};
 use gitops_core::escape::Escaped;
-use gitops_render::{
-    AutoRenderer, HelmRenderer, KustomizeRenderer, PlainRenderer, Renderer, Substitution,
-};
-use gitops_source::{GitCredentials, GitSource, LocalDirectorySource, Secret, SourceError};
+use gitops_render::tool::{Tool, ToolLocator};
+use gitops_source::{GitCredentials, Secret, SourceError};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use kube::api::{Patch, PatchParams};
@@ -31,8 +26,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::inventory::StatusInventory;
 use super::status::{Phase, READY, REASON_SUCCEEDED, SyncStatus, now_rfc3339};
-use crate::spec::{RendererKind, SourceLocation, SpecError, SyncSpec};
-use crate::{ArtifactStore, Backoff, ErrorClass, SyncError, SyncReport, SyncUnit, WaitPolicy};
+use crate::spec::{SpecError, SyncSpec};
+use crate::{
+    Backoff, ErrorClass, FactoryError, SpecUnit, SyncError, SyncReport, SyncUnit, UnitFactory,
+};
 
 /// Flux's annotation: a new value (a timestamp, say) asks for a sync now; the value handled
 /// last is `status.lastHandledReconcileAt`.
@@ -130,6 +127,10 @@ pub enum ControllerError {
         /// The tool.
         tool: &'static str,
     },
+    /// The unit cannot be made from the spec (a tool path given that is wrong, a local
+    /// directory that is not there).
+    #[error("setting up the sync unit")]
+    Unit(#[source] Box<FactoryError>),
     /// The sync failed.
     #[error(transparent)]
     Sync(SyncError),
@@ -166,6 +167,12 @@ impl ControllerError {
                 _ => ErrorClass::Transient,
             },
             Self::Sync(error) => error.class(),
+            // A directory may appear; a wrong tool path or inventory needs a new spec or a
+            // restart.
+            Self::Unit(error) if matches!(**error, FactoryError::NotADirectory(_)) => {
+                ErrorClass::Transient
+            }
+            Self::Unit(_) => ErrorClass::Stalled,
             Self::Prune(source) if matches!(**source, ApplyError::Cancelled { .. }) => {
                 ErrorClass::Cancelled
             }
@@ -188,6 +195,11 @@ impl ControllerError {
             Self::Secret { .. } | Self::SecretContent { .. } => "AuthenticationFailed",
             Self::SourceSetup(_) | Self::Sync(SyncError::Fetch { .. }) => "FetchFailed",
             Self::MissingTool { .. } | Self::Sync(SyncError::Render { .. }) => "BuildFailed",
+            Self::Unit(error) => match **error {
+                FactoryError::Tool { .. } => "BuildFailed",
+                FactoryError::NotADirectory(_) => "FetchFailed",
+                _ => "InvalidSpec",
+            },
             Self::Sync(SyncError::Apply { source, .. })
                 if matches!(**source, ApplyError::Invalid { .. }) =>
             {
@@ -301,9 +313,21 @@ impl SyncContextBuilder {
                 instance: std::env::var("HOSTNAME").ok(),
             },
         );
+        // A tool not given is found nowhere: a spec that needs it stalls, naming it.
+        let locator = |tool, path: Option<PathBuf>| match path {
+            Some(path) => ToolLocator::new(tool).explicit(Some(path)),
+            None => ToolLocator::new(tool)
+                .without_variable()
+                .with_search_path(""),
+        };
+        let factory = UnitFactory::new(self.client.clone(), self.work_dir.clone())
+            .kustomize(locator(Tool::Kustomize, self.kustomize.clone()))
+            .helm(locator(Tool::Helm, self.helm.clone()))
+            .field_manager(self.field_manager.clone());
         Arc::new(SyncContext {
             recorder,
             client: self.client,
+            factory,
             work_dir: self.work_dir,
             kustomize: self.kustomize,
             helm: self.helm,
@@ -323,6 +347,7 @@ impl SyncContextBuilder {
 /// and renders nothing), when its next sync is due and the status written last.
 pub struct SyncContext {
     client: kube::Client,
+    factory: UnitFactory,
     recorder: Recorder,
     work_dir: PathBuf,
     kustomize: Option<PathBuf>,
@@ -763,7 +788,7 @@ impl SyncContext {
         identity: &Identity,
     ) -> Result<SyncReport, ControllerError> {
         let spec = object.sync_spec();
-        let settings = spec.settings().map_err(ControllerError::Spec)?;
+        spec.settings().map_err(ControllerError::Spec)?;
         let credentials = match &spec.source.secret_ref {
             Some(secret) => Some(self.credentials(&identity.namespace, &secret.name).await?),
             None => None,
@@ -772,7 +797,7 @@ impl SyncContext {
         let kept = self.state(&identity.uid, |state| state.unit.take());
         let mut unit = match kept {
             Some((kept_key, unit)) if kept_key == key => unit,
-            _ => self.build_unit::<K>(spec, identity, &settings.source, credentials)?,
+            _ => self.build_unit::<K>(spec, identity, credentials).await?,
         };
         let result = unit.sync(&self.cancel).await;
         self.state(&identity.uid, |state| state.unit = Some((key, unit)));
@@ -808,113 +833,48 @@ impl SyncContext {
         })
     }
 
-    fn build_unit<K: SyncResource>(
+    /// The object's unit, made by the [`UnitFactory`] (the one spec→unit construction): its
+    /// inventory in the object's status unless the spec names a ConfigMap, Helm's release
+    /// named after the object in its namespace unless the spec says otherwise, the Secret's
+    /// credentials, and a work directory of its own.
+    async fn build_unit<K: SyncResource>(
         &self,
         spec: &SyncSpec,
         identity: &Identity,
-        location: &SourceLocation,
         credentials: Option<Credentials>,
     ) -> Result<SyncUnit, ControllerError> {
         let applier =
             applier_for::<K>(spec, identity, self).map_err(ControllerError::InventoryName)?;
-        let renderer = self.renderer(spec, identity)?;
-        let dir = self.work_dir.join(&identity.uid);
-        remove_dir_logged(&dir);
-        let artifacts = ArtifactStore::new(dir.join("artifacts"))
-            .map_err(|e| ControllerError::Sync(SyncError::Setup(e)))?;
-        let builder = match location {
-            SourceLocation::Git { url, reference } => {
-                let mut git =
-                    GitSource::builder(url.clone(), dir.join("git")).reference(reference.clone());
-                if let Some(credentials) = credentials {
-                    if let Some(ca) = credentials.values.get("ca.crt") {
-                        git = git.ca_bundle_pem(ca.as_bytes());
-                    }
-                    if let Some(hosts) = credentials.values.get("known_hosts") {
-                        git = git.known_hosts(hosts.clone());
-                    }
-                    if let Some(git_credentials) = credentials.git_credentials()? {
-                        git = git.credentials(git_credentials);
-                    }
-                }
-                let source = git.build().map_err(ControllerError::SourceSetup)?;
-                SyncUnit::builder(source, renderer, applier)
-            }
-            SourceLocation::Local(path) => {
-                SyncUnit::builder(LocalDirectorySource::new(path), renderer, applier)
-            }
-        };
-        let settings = spec.settings().map_err(ControllerError::Spec)?;
-        let options = ApplyOptions::default()
-            // The repository is the source of truth: fields changed by hand (drift) are taken
-            // back, as Flux does with forced field ownership.
-            .with_force(true)
-            .with_prune(spec.prune)
-            .with_recreate_on_immutable(spec.force)
-            .with_target_namespace(spec.target_namespace.clone())
-            // Objects first applied or edited with kubectl become fully ours, as with Flux.
-            .with_takeover(TakeoverManager::defaults());
-        let mut builder = builder
+        remove_dir_logged(&self.work_dir.join(&identity.uid));
+        let mut unit = SpecUnit::new(spec.clone(), &identity.namespace)
             .name(identity.key())
-            .path(&spec.path)
-            .apply_options(options)
-            .artifact_store(artifacts)
-            .wait(if spec.wait {
-                WaitPolicy::WhenChanged(settings.timeout)
-            } else {
-                WaitPolicy::Never
-            });
-        if !spec.substitute.is_empty() {
-            builder =
-                builder.substitution(Substitution::new().with_variables(spec.substitute.clone()));
+            .helm_defaults(&identity.name, &identity.namespace)
+            .applier(applier)
+            .work_subdir(&identity.uid);
+        if let Some(credentials) = credentials {
+            if let Some(ca) = credentials.values.get("ca.crt") {
+                unit = unit.ca_bundle_pem(ca.as_bytes());
+            }
+            if let Some(hosts) = credentials.values.get("known_hosts") {
+                unit = unit.known_hosts(hosts.clone());
+            }
+            if let Some(git_credentials) = credentials.git_credentials()? {
+                unit = unit.credentials(git_credentials);
+            }
         }
+        let builder = self.factory.unit(unit).await.map_err(|error| match error {
+            FactoryError::Spec(spec) => ControllerError::Spec(spec),
+            FactoryError::Tool { renderer, tool, .. } if error.is_tool_not_found() => {
+                ControllerError::MissingTool {
+                    renderer: renderer.as_str(),
+                    tool: tool.binary_name(),
+                }
+            }
+            FactoryError::Source(source) => ControllerError::SourceSetup(*source),
+            FactoryError::Store(store) => ControllerError::Sync(SyncError::Setup(*store)),
+            other => ControllerError::Unit(Box::new(other)),
+        })?;
         builder.build().map_err(ControllerError::Sync)
-    }
-
-    fn renderer(
-        &self,
-        spec: &SyncSpec,
-        identity: &Identity,
-    ) -> Result<Box<dyn Renderer>, ControllerError> {
-        let missing = |renderer, tool| ControllerError::MissingTool { renderer, tool };
-        Ok(match spec.renderer.kind {
-            RendererKind::Plain => Box::new(PlainRenderer::new()),
-            RendererKind::Kustomize => Box::new(KustomizeRenderer::new(
-                self.kustomize
-                    .clone()
-                    .ok_or_else(|| missing("kustomize", "kustomize"))?,
-            )),
-            RendererKind::Helm => {
-                let binary = self.helm.clone().ok_or_else(|| missing("helm", "helm"))?;
-                let helm_spec = spec.renderer.helm.clone().unwrap_or_default();
-                let include_crds = helm_spec.includes_crds();
-                let release = helm_spec
-                    .release_name
-                    .unwrap_or_else(|| identity.name.clone());
-                let namespace = helm_spec
-                    .namespace
-                    .clone()
-                    .or_else(|| spec.target_namespace.clone())
-                    .unwrap_or_else(|| identity.namespace.clone());
-                let mut helm = HelmRenderer::new(binary, release)
-                    .namespace(namespace)
-                    .include_crds(include_crds);
-                for file in helm_spec.values_files {
-                    helm = helm.values_file(file);
-                }
-                if let Some(values) = helm_spec.values {
-                    helm = helm.values(values);
-                }
-                Box::new(helm)
-            }
-            RendererKind::Auto => {
-                let mut auto = AutoRenderer::new(PlainRenderer::new());
-                if let Some(kustomize) = &self.kustomize {
-                    auto = auto.with_kustomize(KustomizeRenderer::new(kustomize.clone()));
-                }
-                Box::new(auto)
-            }
-        })
     }
 
     /// Writes the controller's part of the status (everything but the inventory) with
