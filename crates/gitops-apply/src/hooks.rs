@@ -1975,6 +1975,81 @@ impl HookRunner {
         self.client.request::<DynamicObject>(request).await
     }
 
+    /// Deletes the hook objects of this runner's inventory left in the cluster (their delete
+    /// policies kept them), as Argo CD's cascading deletion of an application deletes every
+    /// object it tracks, hooks included: each kind of `kinds` is listed in every namespace by
+    /// the hook labels of the inventory. Kinds that cannot be listed (reviews, or not by us)
+    /// are passed over. Nothing is deleted when the owner labels cannot tell a hook ours.
+    /// Returns a change per object found: pruned, or failed with why.
+    pub(crate) async fn delete_left_over(
+        &self,
+        kinds: &KindTable,
+        cancel: &CancellationToken,
+    ) -> Vec<crate::ObjectChange> {
+        let mut hook_of = hook_labels(&self.owner_labels, SyncPhase::Sync);
+        hook_of.remove(HOOK_PHASE_LABEL);
+        if hook_of.len() < 2 {
+            return Vec::new();
+        }
+        let selector: Vec<String> = hook_of.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let params = ListParams::default().labels(&selector.join(","));
+        let mut changes = Vec::new();
+        for kind in kinds.served_kinds() {
+            if cancel.is_cancelled() {
+                break;
+            }
+            let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &kind.resource);
+            let found = match api.list(&params).await {
+                Ok(list) => list.items,
+                Err(kube::Error::Api(status)) if (403..=405).contains(&status.code) => continue,
+                Err(error) => {
+                    tracing::warn!(
+                        "listing the hook objects of kind {}: {}",
+                        Escaped(&kind.resource.kind),
+                        KubeError::from(error)
+                    );
+                    continue;
+                }
+            };
+            for object in found {
+                let Some(name) = object.metadata.name.clone() else {
+                    continue;
+                };
+                let namespace = object
+                    .metadata
+                    .namespace
+                    .clone()
+                    .filter(|_| kind.namespaced);
+                let id = ObjectId::new(
+                    kind.resource.group.clone(),
+                    kind.resource.kind.clone(),
+                    namespace.as_deref(),
+                    name.clone(),
+                );
+                let api = crate::apply::object_api(&self.client, kind, namespace.as_deref());
+                let (action, reason, error) = match self.delete(&api, &name).await {
+                    Ok(()) => (crate::ObjectAction::Pruned, crate::Reason::LeftTheSet, None),
+                    Err(error) => (
+                        crate::ObjectAction::Failed,
+                        crate::Reason::DeleteFailed,
+                        Some(crate::ObjectError::from_kube_about(&id, None, error)),
+                    ),
+                };
+                changes.push(crate::ObjectChange {
+                    id,
+                    origin: None,
+                    resource: kind.resource.clone(),
+                    action,
+                    reason,
+                    error,
+                    diff: None,
+                    health: None,
+                });
+            }
+        }
+        changes
+    }
+
     async fn delete(&self, api: &Api<DynamicObject>, name: &str) -> Result<(), kube::Error> {
         let params = DeleteParams::background();
         match api.delete(name, &params).await {

@@ -248,6 +248,15 @@ impl KindTable {
         }
     }
 
+    /// Every kind the cluster serves, each at its preferred version, by group and kind.
+    pub(crate) fn served_kinds(&self) -> Vec<&KindInfo> {
+        let mut kinds: Vec<&KindInfo> = self.by_group_kind.values().filter(|k| k.served).collect();
+        kinds.sort_by(|a, b| {
+            (&a.resource.group, &a.resource.kind).cmp(&(&b.resource.group, &b.resource.kind))
+        });
+        kinds
+    }
+
     /// The kind at exactly this group and version.
     #[must_use]
     pub fn resolve(&self, group: &str, version: &str, kind: &str) -> Option<&KindInfo> {

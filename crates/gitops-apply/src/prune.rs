@@ -11,6 +11,7 @@ use crate::change::{ChangeSet, ObjectAction, ObjectChange, PlannedAction, Reason
 use crate::counting::{RequestCounter, counting_client};
 use crate::error::{ApplyError, ObjectError};
 use crate::health::{WaitError, WaitProgress, WaitTarget, wait_for_current_paged};
+use crate::hooks::DEFAULT_HOOK_TIMEOUT;
 use crate::inventory::Inventory;
 use crate::planner::StaleObject;
 
@@ -68,8 +69,9 @@ impl Applier {
 
     /// For finalizers: deletes everything the inventory lists, in reverse apply order (stage and
     /// kind, then namespace and name), each only if it still carries our ownership labels and
-    /// does not disable pruning; then deletes the inventory itself (kept when a deletion
-    /// failed, listing what remains).
+    /// does not disable pruning; then the hook objects of this inventory left in the cluster
+    /// (found by their hook labels, every served kind listed once); then deletes the inventory
+    /// itself (kept when a deletion failed, listing what remains).
     ///
     /// ```no_run
     /// # async fn example(applier: gitops_apply::Applier) -> Result<(), gitops_apply::ApplyError> {
@@ -120,7 +122,16 @@ impl Applier {
         let mut change_set = ChangeSet::default();
         self.prune_stale(&client, stale, &mut inventory, &mut change_set, cancel)
             .await;
-        if inventory.is_empty() && !cancel.is_cancelled() {
+        // The hook objects their delete policies kept go too (they carry hook labels, not the
+        // inventory), as Argo CD deletes every object of an application, hooks included.
+        if !cancel.is_cancelled() {
+            let runner = self.hook_runner(client.clone(), DEFAULT_HOOK_TIMEOUT);
+            change_set
+                .changes
+                .extend(runner.delete_left_over(&kinds, cancel).await);
+        }
+        let failed = change_set.count(ObjectAction::Failed) > 0;
+        if inventory.is_empty() && !failed && !cancel.is_cancelled() {
             self.inventory
                 .delete(&client)
                 .await

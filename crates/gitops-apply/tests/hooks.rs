@@ -1051,3 +1051,43 @@ async fn a_failed_sync_hook_stops_the_later_waves_and_prunes_nothing() {
         ]
     );
 }
+
+#[tokio::test]
+async fn delete_all_deletes_the_hook_objects_of_its_inventory_and_no_other() {
+    let (client, ns) = setup("delete-all-hooks").await;
+    let configs = dynamic::<ConfigMap>(&client, &ns);
+    let exists = async |name: &str| configs.get_opt(name).await.unwrap().is_some();
+    let with_hook = |app: &str, hook: &str| {
+        format!(
+            "{}---\n{}",
+            config_map(&ns, app, ""),
+            config_map(&ns, hook, "argocd.argoproj.io/hook: PreSync")
+        )
+    };
+    // Two inventories in one namespace, each with a hook its delete policy keeps.
+    let ours = applier(&client, &ns);
+    let other = gitops_apply::Applier::builder(
+        client.clone(),
+        gitops_apply::ConfigMapInventory::new(&ns, "other").unwrap(),
+    )
+    .build();
+    let options = gitops_apply::ApplyOptions::default();
+    run(&ours, set(&with_hook("app", "seed")), &options).await;
+    run(&other, set(&with_hook("other-app", "other-seed")), &options).await;
+    assert!(exists("seed").await && exists("other-seed").await);
+
+    let deleted = ours.delete_all(&CancellationToken::new()).await.unwrap();
+    let seed = deleted
+        .changes
+        .iter()
+        .find(|c| c.id.name == "seed")
+        .unwrap_or_else(|| panic!("no entry for the hook: {deleted}"));
+    assert_eq!(
+        (seed.action, seed.id.namespace.as_deref()),
+        (gitops_apply::ObjectAction::Pruned, Some(ns.as_str()))
+    );
+    assert!(!exists("seed").await && !exists("app").await);
+    // The other inventory's objects and hook stay.
+    assert!(exists("other-seed").await && exists("other-app").await);
+    assert!(inventory_ids(&client, &ns).await.is_empty());
+}
