@@ -319,28 +319,36 @@ impl Catalog {
                 }
             }
         }
+        Ok(state.schema_of(&index, paths))
+    }
+}
+
+impl State {
+    /// The embedded schema with the cached documents of `paths` the index lists added (a
+    /// document that cannot be read as a schema leaves its group-version untyped), from the
+    /// cache when made of the same documents.
+    fn schema_of(&mut self, index: &OpenApiIndex, paths: &[String]) -> Arc<Schema> {
         let key: DocumentKey = paths
             .iter()
             .filter_map(|path| {
-                state
-                    .documents
+                self.documents
                     .get(path)
                     .filter(|_| index.hash(path).is_some())
                     .map(|(hash, _)| (path.clone(), hash.clone()))
             })
             .collect();
         if key.is_empty() {
-            return Ok(Schema::embedded());
+            return Schema::embedded();
         }
-        if let Some((cached, schema)) = &state.cluster
+        if let Some((cached, schema)) = &self.cluster
             && *cached == key
             && !key.iter().any(|(_, hash)| hash.is_empty())
         {
-            return Ok(schema.clone());
+            return schema.clone();
         }
         let mut schema = (*Schema::embedded()).clone();
         for (path, _) in &key {
-            if let Some((_, document)) = state.documents.get(path)
+            if let Some((_, document)) = self.documents.get(path)
                 && let Err(source) = schema.add_openapi_v3_document(document)
             {
                 untyped(
@@ -353,8 +361,8 @@ impl Catalog {
             }
         }
         let schema = Arc::new(schema);
-        state.cluster = Some((key, schema.clone()));
-        Ok(schema)
+        self.cluster = Some((key, schema.clone()));
+        schema
     }
 }
 

@@ -270,18 +270,7 @@ impl Applier {
             || written.wave_error.is_some()
             || written.hook_error.is_some()
         {
-            // Only what this run attempted (a failed write may still have reached the server)
-            // joins what the previous inventory lists.
-            let attempted: HashSet<&ObjectId> = change_set
-                .changes
-                .iter()
-                .filter(|c| c.action != ObjectAction::Skipped)
-                .map(|c| &c.id)
-                .collect();
-            inventory = set_inventory(objects, |id| attempted.contains(id));
-            if let Some(previous) = &previous {
-                inventory = inventory.union(previous);
-            }
+            inventory = attempted_inventory(objects, &change_set, previous.as_ref());
         } else if prune && previous.is_some() {
             self.prune_stale(&client, stale, &mut inventory, &mut change_set, cancel)
                 .await;
@@ -371,6 +360,26 @@ fn set_inventory(objects: &[PlannedObject], keep: impl Fn(&ObjectId) -> bool) ->
         inventory.insert(object.id.clone(), object.kind.resource.api_version.clone());
     }
     inventory
+}
+
+/// The inventory after an incomplete run: only what it attempted (a failed write may still
+/// have reached the server) joins what the previous inventory lists.
+fn attempted_inventory(
+    objects: &[PlannedObject],
+    change_set: &ChangeSet,
+    previous: Option<&Inventory>,
+) -> Inventory {
+    let attempted: HashSet<&ObjectId> = change_set
+        .changes
+        .iter()
+        .filter(|c| c.action != ObjectAction::Skipped)
+        .map(|c| &c.id)
+        .collect();
+    let inventory = set_inventory(objects, |id| attempted.contains(id));
+    match previous {
+        Some(previous) => inventory.union(previous),
+        None => inventory,
+    }
 }
 
 /// What to wait for to see `object` Current.

@@ -1511,23 +1511,7 @@ impl crate::Applier {
                 tracing::warn!("SyncFail hooks: {error}");
             }
         }
-        let mut with_hooks = |change_set: &mut crate::ChangeSet| {
-            change_set.hooks = std::mem::take(&mut runs);
-            change_set.requests = counter.get();
-            change_set.request_counts = counter.counts();
-        };
-        match result {
-            Ok(mut change_set) => {
-                with_hooks(&mut change_set);
-                Ok(change_set)
-            }
-            Err(mut error) => {
-                if let Some(change_set) = error.change_set_mut() {
-                    with_hooks(change_set);
-                }
-                Err(error)
-            }
-        }
+        with_runs(result, runs, &counter)
     }
 
     /// Creates (server-side apply) the target namespaces the plan creates, before its PreSync
@@ -1558,6 +1542,34 @@ impl crate::Applier {
             }
         }
         Ok(())
+    }
+}
+
+/// A run's result with its hook objects recorded, and every request it sent counted, in its
+/// change set (or its error's).
+// Once per run, never on a hot path; the error is what the run returns.
+#[allow(clippy::result_large_err)]
+fn with_runs(
+    result: Result<crate::ChangeSet, crate::ApplyError>,
+    runs: Vec<HookRun>,
+    counter: &crate::RequestCounter,
+) -> Result<crate::ChangeSet, crate::ApplyError> {
+    let record = |change_set: &mut crate::ChangeSet| {
+        change_set.hooks = runs;
+        change_set.requests = counter.get();
+        change_set.request_counts = counter.counts();
+    };
+    match result {
+        Ok(mut change_set) => {
+            record(&mut change_set);
+            Ok(change_set)
+        }
+        Err(mut error) => {
+            if let Some(change_set) = error.change_set_mut() {
+                record(change_set);
+            }
+            Err(error)
+        }
     }
 }
 
@@ -1714,30 +1726,9 @@ impl HookRunner {
                 .iter()
                 .find(|r| r.run.outcome == HookOutcome::Failed)
                 .map(|r| r.run.clone());
-            for mut done in running {
-                if cancel.is_cancelled() {
-                    runs.push(done.run);
-                    continue;
-                }
-                let delete = match done.run.outcome {
-                    HookOutcome::Succeeded => {
-                        done.hook.spec.deletes_on(HookDeletePolicy::HookSucceeded)
-                    }
-                    HookOutcome::Failed => done.hook.spec.deletes_on(HookDeletePolicy::HookFailed),
-                    _ => false,
-                };
-                if delete {
-                    match self.delete(&done.api, &done.name).await {
-                        Ok(()) => done.run.deleted = true,
-                        Err(error) => tracing::warn!(
-                            "deleting {} after it ran: {}",
-                            done.run.id.display_name(),
-                            KubeError::from(masked(done.hook, error))
-                        ),
-                    }
-                }
-                observe(&done.run);
-                runs.push(done.run);
+            for done in running {
+                let run = self.finish(done, cancel, observe).await;
+                runs.push(run);
             }
             waited?;
             if let Some(run) = failed {
@@ -1745,6 +1736,36 @@ impl HookRunner {
             }
         }
         Ok(())
+    }
+
+    /// Ends the run of a hook object: deleted when its outcome and delete policies say so
+    /// (a failure to delete is logged), then told to `observe` (not when cancelled).
+    async fn finish(
+        &self,
+        mut done: Running<'_>,
+        cancel: &CancellationToken,
+        observe: &mut (dyn FnMut(&HookRun) + Send),
+    ) -> HookRun {
+        if cancel.is_cancelled() {
+            return done.run;
+        }
+        let delete = match done.run.outcome {
+            HookOutcome::Succeeded => done.hook.spec.deletes_on(HookDeletePolicy::HookSucceeded),
+            HookOutcome::Failed => done.hook.spec.deletes_on(HookDeletePolicy::HookFailed),
+            _ => false,
+        };
+        if delete {
+            match self.delete(&done.api, &done.name).await {
+                Ok(()) => done.run.deleted = true,
+                Err(error) => tracing::warn!(
+                    "deleting {} after it ran: {}",
+                    done.run.id.display_name(),
+                    KubeError::from(masked(done.hook, error))
+                ),
+            }
+        }
+        observe(&done.run);
+        done.run
     }
 
     /// Validates every hook with a server-side dry run of its creation (strict field
