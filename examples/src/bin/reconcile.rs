@@ -24,10 +24,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use gitops_examples::pipeline::cli::{
+use gitops_examples::pipeline::{
     ProgressBars, SyncArgs, cancel_on_ctrl_c, init_tracing, name_flags,
 };
-use gitops_examples::pipeline::{record_applied_revision, sync_unit, unit_status_line};
 use gitops_sync::{Backoff, Reconciler, SyncProgress};
 
 /// The GitOps agent: sync on an interval, correct drift, stop on Ctrl-C.
@@ -42,6 +41,17 @@ struct Args {
     /// The longest wait before retrying after failures (the first retry comes after 2 s).
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     max_backoff: Duration,
+    /// A random fraction of the interval added to each wait, so that many agents do not sync
+    /// in step (0 to 1; 0.1 adds up to 10%).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
+    jitter: f64,
+}
+
+fn parse_fraction(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if (0.0..=1.0).contains(&value) => Ok(value),
+        _ => Err(format!("expected a fraction between 0 and 1, got {text:?}")),
+    }
 }
 
 #[tokio::main]
@@ -58,18 +68,19 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let config = args.sync.to_config(false)?;
     let client = args.sync.client().await?;
     // Artifacts and the Git cache: --work-dir (kept across runs), else a temporary directory.
     let temporary = tempfile::Builder::new()
         .prefix("gitops-reconcile-")
         .tempdir()?;
-    let work_dir = config.work_dir().unwrap_or(temporary.path());
+    let work_dir = args.sync.work_dir.as_deref().unwrap_or(temporary.path());
     // A progress bar on standard error, when it is a terminal; lines print above it.
     let bars = ProgressBars::new();
     let bar = bars.clone();
-    let unit = sync_unit(client.clone(), &config, work_dir)
-        .await?
+    let unit = (args
+        .sync
+        .unit(client.clone(), work_dir, args.interval, false)
+        .await?)
         .progress(move |step| {
             bar.show(step);
             // Entries the fetch left out (symbolic links, submodules), once per new revision.
@@ -90,16 +101,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let cancel = cancel_on_ctrl_c();
     let (record, mut recorded) = tokio::sync::mpsc::unbounded_channel();
     let recorder = tokio::spawn({
-        let (client, config) = (client.clone(), config.clone());
+        let (client, sync) = (client.clone(), args.sync.clone());
         // The revision applied, on the inventory, so that a one-shot `sync` tells drift.
         async move {
             while let Some(revision) = recorded.recv().await {
-                record_applied_revision(&client, &config, &revision).await;
+                sync.record_applied_revision(&client, &revision).await;
             }
         }
     });
     let unit = Reconciler::new(unit, args.interval)
         .backoff(Backoff::new(Duration::from_secs(2), args.max_backoff))
+        .jitter(args.jitter)
         .run(&cancel, |event| {
             if let Ok(report) = event.result
                 && report.new_revision
@@ -113,7 +125,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 Ok(report) => format!(
                     "cycle {} ok {}; next in {}",
                     event.cycle,
-                    unit_status_line(report),
+                    report.status_line(),
                     humantime::format_duration(event.next_in)
                 ),
                 Err(_) => event.status_line(),
@@ -133,4 +145,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None => println!("stopped; nothing applied"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn jitter_is_a_fraction() {
+        use clap::Parser as _;
+        let parse =
+            |jitter| super::Args::try_parse_from(["reconcile", "--path", "/", "--jitter", jitter]);
+        assert_eq!(parse("0.1").unwrap().jitter, 0.1);
+        assert!(parse("1.5").is_err() && parse("-0.1").is_err() && parse("x").is_err());
+    }
 }

@@ -19,23 +19,19 @@
 
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use clap::Parser;
 use gitops_diff::Colour;
-use gitops_examples::pipeline::cli::{
+use gitops_examples::pipeline::{
     ProgressBars, SyncArgs, cancel_on_ctrl_c, init_tracing, name_flags, print_changes,
     print_failure,
 };
-use gitops_examples::pipeline::{
-    SyncReport, plan_text, read_applied_revision, record_applied_revision, sync_unit,
-};
 use gitops_sync::SyncProgress;
 
-/// Exit code: in sync.
+// The exit codes.
 const IN_SYNC: u8 = 0;
-/// Exit code: failed.
 const FAILED: u8 = 1;
-/// Exit code: changed.
 const CHANGED: u8 = 2;
 
 /// One GitOps sync: fetch, render, apply, prune, wait.
@@ -94,31 +90,28 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: &Args) -> anyhow::Result<u8> {
-    let config = args.sync.to_config(args.dry_run)?;
     let client = args.sync.client().await?;
     // Artifacts and the Git cache: --work-dir (kept across runs), else a temporary directory.
     let temporary = tempfile::Builder::new().prefix("gitops-sync-").tempdir()?;
+    let work_dir = args.sync.work_dir.as_deref().unwrap_or(temporary.path());
     let skipped = Arc::new(Mutex::new(Vec::new()));
     let left_out = Arc::clone(&skipped);
     // A progress bar on standard error, when it is a terminal.
     let bars = ProgressBars::new();
     let bar = bars.clone();
-    let mut unit = sync_unit(
-        client.clone(),
-        &config,
-        config.work_dir().unwrap_or(temporary.path()),
-    )
-    .await?
-    // A one-shot run remembers nothing: the inventory records the revision last applied.
-    .applied_revision(read_applied_revision(&client, &config).await)
-    .progress(move |step| {
-        bar.show(step);
-        if let SyncProgress::LeftOut { entries, .. } = step {
-            let mut left_out = left_out.lock().unwrap_or_else(|e| e.into_inner());
-            left_out.extend(entries.iter().map(ToString::to_string));
-        }
-    })
-    .build()?;
+    let once = Duration::from_secs(3600); // One sync: the spec's interval does not matter.
+    let unit = args.sync.unit(client.clone(), work_dir, once, args.dry_run);
+    let mut unit = (unit.await?)
+        // A one-shot run remembers nothing: the inventory records the revision last applied.
+        .applied_revision(args.sync.applied_revision(&client).await)
+        .progress(move |step| {
+            bar.show(step);
+            if let SyncProgress::LeftOut { entries, .. } = step {
+                let mut left_out = left_out.lock().unwrap_or_else(|e| e.into_inner());
+                left_out.extend(entries.iter().map(ToString::to_string));
+            }
+        })
+        .build()?;
     let result = unit.sync(&cancel_on_ctrl_c()).await;
     bars.finish();
     let skipped = std::mem::take(&mut *skipped.lock().unwrap_or_else(|e| e.into_inner()));
@@ -126,28 +119,28 @@ async fn run(args: &Args) -> anyhow::Result<u8> {
         eprintln!("warning: {entry} was left out of the artifact");
     }
     let report = match result {
-        Ok(report) => SyncReport::from_unit(report, skipped),
+        Ok(report) => report,
         Err(error) => {
-            print_failure(error, args.dry_run, args.output == Output::Json);
+            print_failure(error, args.output == Output::Json);
             return Ok(FAILED);
         }
     };
     let failed = report.change_set.failed().next().is_some();
     if !args.dry_run && !failed && report.new_revision {
-        record_applied_revision(&client, &config, &report.revision).await;
+        args.sync
+            .record_applied_revision(&client, &report.revision)
+            .await;
     }
     match args.output {
-        Output::Json => println!("{}", pretty(&report.to_json())),
+        Output::Json => {
+            let mut json = report.to_json();
+            json["skippedEntries"] = serde_json::json!(skipped);
+            println!("{}", name_flags(&serde_json::to_string_pretty(&json)?));
+        }
         Output::Text if args.dry_run => {
-            let colour = match args.color {
-                ColourFlag::Auto => Colour::Auto,
-                ColourFlag::Always => Colour::Always,
-                ColourFlag::Never => Colour::Never,
-            };
-            print!(
-                "{}",
-                name_flags(&plan_text(&client, &report.change_set, colour).await)
-            );
+            let colour = [Colour::Auto, Colour::Always, Colour::Never][args.color as usize];
+            let plan = gitops_sync::plan_text(&client, &report.change_set, colour).await;
+            print!("{}", name_flags(&plan));
         }
         Output::Text => print_changes(&report.change_set),
     }
@@ -162,8 +155,4 @@ async fn run(args: &Args) -> anyhow::Result<u8> {
     } else {
         IN_SYNC
     })
-}
-
-fn pretty(json: &serde_json::Value) -> String {
-    name_flags(&serde_json::to_string_pretty(json).unwrap_or_default())
 }

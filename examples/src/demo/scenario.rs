@@ -20,11 +20,11 @@ use super::app::{
 };
 use super::narrator::{Narrator, Tone};
 use super::repo::{Commit, DemoRepository, RepositoryError};
-use crate::pipeline::{
-    ConfigError, InventoryLocation, SyncConfig, drift_corrected, error_chain, git_source,
-    plan_text, sync_unit, unit_status_line,
+use gitops_sync::spec::{GitRef, InventorySpec, SourceSpec, SyncSpec};
+use gitops_sync::{
+    CycleEvent, FactoryError, Reconciler, SpecUnit, SyncError, SyncReport, SyncUnitBuilder,
+    UnitFactory,
 };
-use gitops_sync::{CycleEvent, Reconciler, SyncError, SyncReport};
 
 /// The steps of the scenario, as numbered on screen.
 pub const STEPS: usize = 5;
@@ -43,7 +43,7 @@ pub enum ScenarioError {
     Repository(#[from] RepositoryError),
     /// The sync unit could not be configured.
     #[error("configuring the sync unit")]
-    Config(#[from] ConfigError),
+    Config(#[source] Box<FactoryError>),
     /// A working directory for the unit's artifacts could not be made.
     #[error("making a working directory")]
     WorkDir(#[source] std::io::Error),
@@ -122,7 +122,7 @@ pub enum ScenarioError {
 /// use std::time::Duration;
 /// use gitops_examples::demo::DemoOptions;
 /// let options = DemoOptions::new().namespace("demo-1").interval(Duration::from_secs(1));
-/// assert_eq!(options.inventory_location().to_string(), "default/demo-1");
+/// assert_eq!(options.inventory_location(), "default/demo-1");
 /// ```
 #[derive(Debug, Clone)]
 #[must_use]
@@ -192,11 +192,8 @@ impl DemoOptions {
 
     /// Where the reconciler keeps its inventory.
     #[must_use]
-    pub fn inventory_location(&self) -> InventoryLocation {
-        InventoryLocation {
-            namespace: "default".to_owned(),
-            name: self.namespace.clone(),
-        }
+    pub fn inventory_location(&self) -> String {
+        format!("default/{}", self.namespace)
     }
 }
 
@@ -239,14 +236,14 @@ impl CycleSummary {
                         .collect()
                 })
                 .unwrap_or_default(),
-            drift_corrected: report.map_or(0, drift_corrected),
-            error: event.result.as_ref().err().map(|e| error_chain(e)),
+            drift_corrected: report.map_or(0, SyncReport::drift_corrected),
+            error: event.result.as_ref().err().map(SyncError::chain),
             status_line: match event.result {
-                Ok(report) => unit_status_line(report),
+                Ok(report) => report.status_line(),
                 Err(error) => format!(
                     "failed after {:.2}s: {}; retry in {:?}",
                     event.duration.as_secs_f64(),
-                    error_chain(error),
+                    error.chain(),
                     event.next_in
                 ),
             },
@@ -413,23 +410,41 @@ impl<'a> Scenario<'a> {
         }
     }
 
-    fn config(
+    /// The unit of the demo repository's app, from the library's factory: its inventory in
+    /// `default`, a wait after changes; the reconciler owns the fields Git sets (hand edits by
+    /// other field managers are taken back, as Flux does).
+    async fn unit(
         &self,
         repository: &DemoRepository,
         dry_run: bool,
-    ) -> Result<SyncConfig, ConfigError> {
-        SyncConfig::builder(git_source(
-            repository.url(),
-            &gitops_source::GitReference::Branch("main".into()),
-        ))
-        .subpath(APP_PATH)
-        .inventory(self.options.inventory_location())
-        // The reconciler owns the fields Git sets: hand edits by other field managers are
-        // taken back, as Flux does.
-        .force(true)
-        .wait_timeout(self.options.wait_timeout)
-        .dry_run(dry_run)
-        .build()
+        work_dir: &std::path::Path,
+    ) -> Result<SyncUnitBuilder, ScenarioError> {
+        let spec = SyncSpec {
+            source: SourceSpec {
+                url: Some(repository.url()),
+                reference: Some(GitRef {
+                    branch: Some("main".into()),
+                    ..GitRef::default()
+                }),
+                ..SourceSpec::default()
+            },
+            path: APP_PATH.to_owned(),
+            interval: format!("{}ms", self.options.interval.as_millis().max(1)),
+            inventory: Some(InventorySpec {
+                config_map: Some(self.options.namespace.clone()),
+            }),
+            wait: true,
+            timeout: Some(format!(
+                "{}ms",
+                self.options.wait_timeout.as_millis().max(1)
+            )),
+            ..SyncSpec::default()
+        };
+        let factory = UnitFactory::new(self.client.clone(), work_dir).dry_run(dry_run);
+        factory
+            .unit(SpecUnit::new(spec, "default"))
+            .await
+            .map_err(|e| ScenarioError::Config(Box::new(e)))
     }
 
     /// Runs the whole scenario. Cancelling `cancel` stops it between (or inside) steps with
@@ -476,9 +491,7 @@ impl<'a> Scenario<'a> {
         }
 
         let work_dir = tempfile::tempdir().map_err(ScenarioError::WorkDir)?;
-        let config = self.config(&repository, false)?;
-        let unit = sync_unit(self.client.clone(), &config, work_dir.path())
-            .await?
+        let unit = (self.unit(&repository, false, work_dir.path()).await?)
             .build()
             .map_err(|source| ScenarioError::Sync {
                 step: 2,
@@ -564,9 +577,7 @@ impl<'a> Scenario<'a> {
             }
         };
         let work_dir = tempfile::tempdir().map_err(ScenarioError::WorkDir)?;
-        let config = self.config(repository, true)?;
-        let mut dry_run = sync_unit(self.client.clone(), &config, work_dir.path())
-            .await?
+        let mut dry_run = (self.unit(repository, true, work_dir.path()).await?)
             .build()
             .map_err(sync_error("setting up the dry run"))?;
         let report = dry_run
@@ -578,7 +589,7 @@ impl<'a> Scenario<'a> {
         } else {
             Colour::Never
         };
-        let text = plan_text(&self.client, &report.change_set, colour).await;
+        let text = gitops_sync::plan_text(&self.client, &report.change_set, colour).await;
         // The demo starts from a cluster without the app: every object is created. Anything else
         // (an object in the way, a namespace left by an earlier run) is named.
         let not_created: Vec<String> = report
@@ -898,11 +909,11 @@ impl<'a> Scenario<'a> {
         let location = self.options.inventory_location();
         let inventory_error = |source| ScenarioError::Inventory {
             step,
-            location: location.to_string(),
+            location: location.clone(),
             source,
         };
-        let store = ConfigMapInventory::new(&location.namespace, &location.name)
-            .map_err(inventory_error)?;
+        let store =
+            ConfigMapInventory::new("default", &self.options.namespace).map_err(inventory_error)?;
         let inventory = store.load(&self.client).await.map_err(inventory_error)?;
         Ok(inventory.map(|i| i.ids()).unwrap_or_default())
     }
@@ -1061,9 +1072,6 @@ mod tests {
     fn the_inventory_lives_in_default_named_after_the_namespace() {
         let options = DemoOptions::new();
         assert_eq!(options.namespace_name(), DEFAULT_NAMESPACE);
-        assert_eq!(
-            options.inventory_location().to_string(),
-            "default/gitops-demo"
-        );
+        assert_eq!(options.inventory_location(), "default/gitops-demo");
     }
 }

@@ -1,23 +1,26 @@
-//! What the `sync` and `reconcile` binaries share: their command-line flags ([`SyncArgs`]), the
-//! Kubernetes client they build from them, printing, progress bars ([`ProgressBars`]) and
-//! logging.
+//! The flags of `sync` and `reconcile` ([`SyncArgs`]) and what they become: the library's
+//! [`SyncSpec`], a [`SpecUnit`] with what a spec cannot hold (credentials read from files and
+//! the environment, the CLI's apply options) and a [`UnitFactory`] (tools, field manager,
+//! Helm's hooks and version, dry run).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
-use tokio_util::sync::CancellationToken;
-
-use gitops_apply::ApplyProgress;
-use gitops_source::{FetchProgress, GitCredentials, Secret};
-use gitops_sync::SyncProgress;
-
-use gitops_sync::spec::{HelmSpec, RendererKind, RendererSpec};
-
-use super::config::{
-    ConfigError, InventoryLocation, SyncConfig, git_source, local_source, parse_git_reference,
+use anyhow::Context as _;
+use gitops_apply::{ApplyOptions, TakeoverManager};
+use gitops_render::HookPolicy;
+use gitops_render::tool::{Tool, ToolLocator};
+use gitops_source::{GitCredentials, Revision, Secret};
+use gitops_sync::spec::{
+    GitRef, HelmSpec, InventorySpec, RendererKind, RendererSpec, SourceSpec, SyncSpec,
 };
-use super::report::short_revision;
+use gitops_sync::{SpecUnit, SyncUnitBuilder, UnitFactory};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, Patch, PatchParams};
+
+/// The annotation of the inventory ConfigMap naming the revision last applied to it, so that a
+/// one-shot `sync` (which remembers nothing between runs) tells a new revision from drift.
+pub const APPLIED_REVISION_ANNOTATION: &str = "sync.gitops.rs/applied-revision";
 
 /// The renderer, as chosen on the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -54,8 +57,8 @@ pub struct SyncArgs {
     /// The Git reference: a branch (`main`), a tag (`v1.2.3`), a semver range (`^1.2`), a
     /// commit (40 hex digits), a ref (`refs/...`), or explicit `branch:`/`tag:`/`semver:`.
     /// Default: the remote's default branch.
-    #[arg(long = "ref", value_name = "REF")]
-    pub reference: Option<String>,
+    #[arg(long = "ref", value_name = "REF", value_parser = clap::value_parser!(GitRef))]
+    pub reference: Option<GitRef>,
     /// The Git user name for HTTP basic authentication (the password comes from
     /// `--git-password-env`).
     #[arg(long, requires = "git_password_env")]
@@ -72,14 +75,14 @@ pub struct SyncArgs {
     #[arg(long, value_name = "FILE")]
     pub known_hosts: Option<PathBuf>,
     /// The directory to render, relative to the source root.
-    #[arg(long, default_value = ".")]
+    #[arg(long, default_value = ".", value_parser = parse_subpath)]
     pub subpath: String,
     /// How to render the directory.
     #[arg(long, value_enum, default_value_t = RendererFlag::Auto)]
     pub renderer: RendererFlag,
     /// The Helm release name (with `--renderer helm`). Default: the chart directory's name (the
     /// chart's name when it is the source root), as Argo CD names it after the application.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_release)]
     pub helm_release: Option<String>,
     /// What Helm does with a chart's hooks (`helm.sh/hook`): skip them with a warning, or
     /// include those other than tests, run as sync hooks (pre-install and pre-upgrade before
@@ -106,8 +109,8 @@ pub struct SyncArgs {
     /// `default`, the hash taken from the URL (or the directory) and `--subpath`, so that syncs
     /// of different repositories or folders never share one (and never prune each other's
     /// objects). Name it to keep the inventory when the URL or subpath changes.
-    #[arg(long, value_name = "NAMESPACE/NAME")]
-    pub inventory: Option<InventoryLocation>,
+    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = parse_inventory)]
+    pub inventory: Option<(String, String)>,
     /// Delete objects that left the set (the default).
     #[arg(long, overrides_with = "no_prune")]
     pub prune: bool,
@@ -147,7 +150,7 @@ pub struct SyncArgs {
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub wait: Option<Duration>,
     /// The field manager of server-side apply.
-    #[arg(long, default_value = gitops_apply::DEFAULT_FIELD_MANAGER)]
+    #[arg(long, default_value = gitops_apply::DEFAULT_FIELD_MANAGER, value_parser = parse_field_manager)]
     pub field_manager: String,
     /// The kustomize binary (default: $GITOPS_KUSTOMIZE, else `kustomize` on PATH).
     #[arg(long, value_name = "PATH")]
@@ -164,133 +167,149 @@ pub struct SyncArgs {
     pub work_dir: Option<PathBuf>,
 }
 
-fn read_file(path: &std::path::Path, what: &'static str) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
-        what,
-        path: path.to_owned(),
-        source,
-    })
-}
-
-fn parse_variable(text: &str) -> Result<(String, String), String> {
-    match text.split_once('=') {
-        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
-        _ => Err(format!("expected NAME=VALUE, got {text:?}")),
-    }
-}
-
 impl SyncArgs {
-    /// The configuration these flags describe; `dry_run` as given.
+    /// The library's spec of these flags (the interval matters only to a loop).
     ///
     /// ```
     /// use clap::Parser;
-    /// use gitops_examples::pipeline::cli::SyncArgs;
-    ///
     /// #[derive(Parser)]
     /// struct Cli {
     ///     #[command(flatten)]
-    ///     sync: SyncArgs,
+    ///     sync: gitops_examples::pipeline::SyncArgs,
     /// }
     /// let cli = Cli::parse_from(["sync", "--path", "/tmp", "--no-prune", "--var", "ENV=dev"]);
-    /// let config = cli.sync.to_config(false)?;
-    /// assert!(!config.prune());
-    /// assert_eq!(config.variables()["ENV"], "dev");
-    /// # Ok::<(), gitops_examples::pipeline::ConfigError>(())
+    /// let spec = cli.sync.spec(std::time::Duration::from_secs(30))?;
+    /// assert!(!spec.prune);
+    /// assert_eq!(spec.substitute["ENV"], "dev");
+    /// # Ok::<(), anyhow::Error>(())
     /// ```
     ///
     /// # Errors
-    /// [`ConfigError`] for a bad reference, subpath, inventory or release name.
-    pub fn to_config(&self, dry_run: bool) -> Result<SyncConfig, ConfigError> {
-        let mut credentials = (None, None);
-        let source = match (&self.url, &self.path) {
-            (Some(url), _) => {
-                let reference = match &self.reference {
-                    Some(text) => parse_git_reference(text)?,
-                    None => gitops_source::GitReference::DefaultBranch,
-                };
-                let known_hosts = self
-                    .known_hosts
-                    .as_deref()
-                    .map(|path| read_file(path, "known_hosts"))
-                    .transpose()?;
-                credentials = (self.git_credentials()?, known_hosts);
-                git_source(url.clone(), &reference)
+    /// A `--path` that is not UTF-8 (a spec holds text).
+    pub fn spec(&self, interval: Duration) -> anyhow::Result<SyncSpec> {
+        let go = |d: Duration| format!("{}ms", d.as_millis().max(1));
+        let renderer = RendererSpec {
+            kind: match self.renderer {
+                RendererFlag::Auto => RendererKind::Auto,
+                RendererFlag::Plain => RendererKind::Plain,
+                RendererFlag::Kustomize => RendererKind::Kustomize,
+                RendererFlag::Helm => RendererKind::Helm,
+            },
+            helm: (self.renderer == RendererFlag::Helm).then(|| HelmSpec {
+                release_name: self.helm_release.clone(),
+                values_files: self.helm_values.clone(),
+                ..HelmSpec::default()
+            }),
+        };
+        Ok(SyncSpec {
+            source: self.source()?,
+            path: self.subpath.clone(),
+            interval: go(interval),
+            renderer,
+            inventory: Some(InventorySpec {
+                config_map: Some(self.inventory()?.1),
+            }),
+            substitute: self.variables.iter().cloned().collect(),
+            prune: !self.no_prune,
+            wait: self.wait.is_some(),
+            timeout: self.wait.map(go),
+            force: self.recreate,
+            target_namespace: self.namespace.clone(),
+            suspend: false,
+        })
+    }
+
+    fn source(&self) -> anyhow::Result<SourceSpec> {
+        Ok(match (&self.url, &self.path) {
+            (Some(url), _) => SourceSpec {
+                url: Some(url.clone()),
+                reference: self.reference.clone(),
+                ..SourceSpec::default()
+            },
+            (None, path) => {
+                let path = path.as_deref().unwrap_or(Path::new("."));
+                let absolute = std::fs::canonicalize(path).or_else(|_| std::path::absolute(path));
+                let absolute = absolute.with_context(|| {
+                    format!("--path {}", gitops_core::escape::EscapedPath(path))
+                })?;
+                let text = absolute.to_str().with_context(|| {
+                    format!(
+                        "--path {} is not UTF-8: give a path whose name is UTF-8",
+                        gitops_core::escape::EscapedPath(path)
+                    )
+                })?;
+                SourceSpec {
+                    local_path: Some(text.to_owned()),
+                    ..SourceSpec::default()
+                }
             }
-            (None, Some(path)) => local_source(path),
-            // clap's group requires one of them.
-            (None, None) => unreachable!("clap requires --url or --path"),
-        };
-        let renderer = match self.renderer {
-            RendererFlag::Auto => RendererSpec::default(),
-            RendererFlag::Plain => RendererSpec {
-                kind: RendererKind::Plain,
-                helm: None,
-            },
-            RendererFlag::Kustomize => RendererSpec {
-                kind: RendererKind::Kustomize,
-                helm: None,
-            },
-            RendererFlag::Helm => RendererSpec {
-                kind: RendererKind::Helm,
-                // Without --helm-release, the release is named after the chart's directory.
-                helm: Some(HelmSpec {
-                    release_name: self.helm_release.clone(),
-                    values_files: self.helm_values.clone(),
-                    ..HelmSpec::default()
-                }),
-            },
-        };
-        let mut builder = SyncConfig::builder(source)
-            .subpath(self.subpath.clone())
-            .renderer(renderer)
-            .prune(!self.no_prune)
-            .force(!self.no_force)
-            .field_manager(self.field_manager.clone())
-            .recreate_on_immutable(self.recreate)
-            .allow_empty_set(self.allow_empty)
-            .allow_cascading_prune(self.allow_cascading_prune)
-            .strict_substitution(self.strict_substitution)
-            .take_ownership(self.take_ownership)
+        })
+    }
+
+    /// The inventory ConfigMap, `(namespace, name)`: `--inventory`, else
+    /// [`InventorySpec::derived`] from the source and subpath, in the `--namespace` or
+    /// `default`.
+    ///
+    /// # Errors
+    /// A `--path` that cannot be made absolute, or is not UTF-8.
+    pub fn inventory(&self) -> anyhow::Result<(String, String)> {
+        if let Some(named) = &self.inventory {
+            return Ok(named.clone());
+        }
+        let derived = InventorySpec::derived(&self.source()?, &self.subpath);
+        let namespace = self.namespace.as_deref().unwrap_or("default");
+        Ok((namespace.to_owned(), derived.config_map.unwrap_or_default()))
+    }
+
+    /// A builder of the unit these flags describe (with `dry_run` as given), its Git cache
+    /// and artifacts in `work_dir`.
+    ///
+    /// # Errors
+    /// A credentials file or variable that cannot be read, or the factory's errors.
+    pub async fn unit(
+        &self,
+        client: kube::Client,
+        work_dir: &Path,
+        interval: Duration,
+        dry_run: bool,
+    ) -> anyhow::Result<SyncUnitBuilder> {
+        let locator = |tool, path: &Option<PathBuf>| ToolLocator::new(tool).explicit(path.clone());
+        let mut factory = UnitFactory::new(client, work_dir)
+            .kustomize(locator(Tool::Kustomize, &self.kustomize))
+            .helm(locator(Tool::Helm, &self.helm))
+            .field_manager(&self.field_manager)
             .helm_hooks(match self.helm_hooks {
-                HooksFlag::Skip => gitops_render::HookPolicy::Skip,
-                HooksFlag::Include => gitops_render::HookPolicy::Include,
+                HooksFlag::Skip => HookPolicy::Skip,
+                HooksFlag::Include => HookPolicy::Include,
             })
+            .fetch_timeout(Duration::from_secs(120))
             .dry_run(dry_run);
-        for (name, value) in &self.variables {
-            builder = builder.variable(name.clone(), value.clone());
-        }
-        if let Some(namespace) = &self.namespace {
-            builder = builder.target_namespace(namespace.clone());
-        }
-        if let Some(git_credentials) = credentials.0 {
-            builder = builder.git_credentials(git_credentials);
-        }
-        if let Some(known_hosts) = credentials.1 {
-            builder = builder.known_hosts(known_hosts);
-        }
         if let Some(version) = &self.helm_kube_version {
-            builder = builder.helm_kube_version(version.clone());
+            factory = factory.helm_kube_version(version);
         }
-        if let Some(inventory) = &self.inventory {
-            builder = builder.inventory(inventory.clone());
+        let options = ApplyOptions::default()
+            .with_takeover(TakeoverManager::defaults())
+            .with_force(!self.no_force)
+            .with_create_target_namespace(self.namespace.is_some())
+            .with_allow_empty_set(self.allow_empty)
+            .with_allow_cascading_prune(self.allow_cascading_prune)
+            .with_take_ownership(self.take_ownership);
+        let mut unit = SpecUnit::new(self.spec(interval)?, self.inventory()?.0)
+            .apply_options(options)
+            .strict_substitution(self.strict_substitution);
+        if self.url.is_some() {
+            if let Some(credentials) = self.git_credentials()? {
+                unit = unit.credentials(credentials);
+            }
+            if let Some(path) = &self.known_hosts {
+                unit = unit.known_hosts(read_file(path, "known_hosts")?);
+            }
         }
-        if let Some(wait) = self.wait {
-            builder = builder.wait_timeout(wait);
-        }
-        if let Some(dir) = &self.work_dir {
-            builder = builder.work_dir(dir.clone());
-        }
-        if let Some(kustomize) = &self.kustomize {
-            builder = builder.kustomize_binary(kustomize.clone());
-        }
-        if let Some(helm) = &self.helm {
-            builder = builder.helm_binary(helm.clone());
-        }
-        builder.build()
+        Ok(factory.unit(unit).await?)
     }
 
     /// The Git credentials the flags name, read from the environment or files.
-    fn git_credentials(&self) -> Result<Option<GitCredentials>, ConfigError> {
+    fn git_credentials(&self) -> anyhow::Result<Option<GitCredentials>> {
         if let Some(path) = &self.ssh_key {
             return Ok(Some(GitCredentials::SshKey {
                 private_key: Secret::new(read_file(path, "SSH key")?),
@@ -300,8 +319,8 @@ impl SyncArgs {
         let Some(variable) = &self.git_password_env else {
             return Ok(None);
         };
-        let secret = std::env::var(variable).map_err(|_| ConfigError::MissingSecret {
-            variable: variable.clone(),
+        let secret = std::env::var(variable).with_context(|| {
+            format!("the environment variable {variable} is not set (or not UTF-8)")
         })?;
         Ok(Some(match &self.git_username {
             Some(username) => GitCredentials::Basic {
@@ -317,17 +336,13 @@ impl SyncArgs {
     /// # Errors
     /// When the kubeconfig cannot be read or names no usable cluster.
     pub async fn client(&self) -> anyhow::Result<kube::Client> {
-        use anyhow::Context as _;
         let config = match &self.kubeconfig {
             Some(path) => {
                 let kubeconfig = kube::config::Kubeconfig::read_from(path)
                     .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-                kube::Config::from_custom_kubeconfig(
-                    kubeconfig,
-                    &kube::config::KubeConfigOptions::default(),
-                )
-                .await
-                .with_context(|| format!("loading kubeconfig {}", path.display()))?
+                kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+                    .await
+                    .with_context(|| format!("loading kubeconfig {}", path.display()))?
             }
             None => kube::Config::infer()
                 .await
@@ -335,377 +350,95 @@ impl SyncArgs {
         };
         kube::Client::try_from(config).context("creating the Kubernetes client")
     }
-}
 
-/// A token cancelled by the first Ctrl-C (SIGINT), so that a run stops cleanly; a second Ctrl-C
-/// exits the process at once with status 130. Call it inside a Tokio runtime.
-///
-/// ```no_run
-/// # #[tokio::main]
-/// # async fn main() {
-/// let cancel = gitops_examples::pipeline::cli::cancel_on_ctrl_c();
-/// cancel.cancelled().await;
-/// println!("stopping");
-/// # }
-/// ```
-#[must_use]
-pub fn cancel_on_ctrl_c() -> CancellationToken {
-    let cancel = CancellationToken::new();
-    let on_signal = cancel.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            on_signal.cancel();
-        }
-        if tokio::signal::ctrl_c().await.is_ok() {
-            std::process::exit(130);
-        }
-    });
-    cancel
-}
-
-/// Logs to standard error, filtered by `RUST_LOG` (default `warn`, so that progress bars and
-/// status lines stay readable); coloured only when standard error is a terminal and `NO_COLOR` is
-/// unset. Library options that log lines name are replaced by the flags that set them
-/// ([`name_flags`]).
-pub fn init_tracing() {
-    use std::io::IsTerminal as _;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let colour = std::io::stderr().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(colour)
-        .with_writer(|| FlagNamingWriter(std::io::stderr()))
-        .init();
-}
-
-/// The library options some errors and warnings name (for callers of the library), and the
-/// flag of `sync` and `reconcile` that sets each.
-const OPTION_FLAGS: [(&str, &str); 5] = [
-    ("ApplyOptions::allow_empty_set", "--allow-empty"),
-    ("ApplyOptions::recreate_on_immutable", "--recreate"),
-    (
-        "ApplyOptions::allow_cascading_prune",
-        "--allow-cascading-prune",
-    ),
-    ("ApplyOptions::take_ownership", "--take-ownership"),
-    ("HookPolicy::Include", "--helm-hooks include"),
-];
-
-/// `text` with every library option it names (such as `ApplyOptions::allow_empty_set`)
-/// replaced by the command-line flag that sets it (`--allow-empty`): what the binaries print.
-///
-/// ```
-/// use gitops_examples::pipeline::cli::name_flags;
-/// assert_eq!(
-///     name_flags("refusing to prune them all (allow it with ApplyOptions::allow_empty_set)"),
-///     "refusing to prune them all (allow it with --allow-empty)"
-/// );
-/// ```
-#[must_use]
-pub fn name_flags(text: &str) -> String {
-    OPTION_FLAGS
-        .iter()
-        .fold(text.to_owned(), |text, (option, flag)| {
-            text.replace(option, flag)
-        })
-}
-
-/// `message` (an error) without the lines that list an object of `change_set` as the text
-/// output prints it (`  - ConfigMap shop/a failed: ...`), and without the colon that
-/// introduced them, for a binary that printed the change set already: each failure is then
-/// shown once.
-///
-/// ```
-/// use gitops_apply::{ObjectAction, ChangeSet};
-/// use gitops_examples::pipeline::cli::without_listed_changes;
-///
-/// let message = "applying r failed: 0 object(s) failed validation, nothing was written:";
-/// let shortened = without_listed_changes(message, &ChangeSet::default());
-/// assert_eq!(shortened, "applying r failed: 0 object(s) failed validation, nothing was written");
-/// ```
-#[must_use]
-pub fn without_listed_changes(message: &str, change_set: &gitops_apply::ChangeSet) -> String {
-    let listed: std::collections::BTreeSet<String> = change_set
-        .changes
-        .iter()
-        .map(|change| change.to_string())
-        .collect();
-    let kept: Vec<&str> = message
-        .lines()
-        .filter(|line| {
-            line.trim_start()
-                .strip_prefix("- ")
-                .is_none_or(|item| !listed.contains(item.trim_end()))
-        })
-        .collect();
-    kept.join("\n").trim_end().trim_end_matches(':').to_owned()
-}
-
-/// Prints one line per object that was (or would be) created, changed, pruned, that failed, or
-/// that was left alone for a reason to act on (owned by another inventory), names escaped and
-/// options named as flags; the unchanged and other skipped ones are only counted in the status
-/// line. Then the sync hooks run, by phase.
-///
-/// ```
-/// gitops_examples::pipeline::cli::print_changes(&gitops_apply::ChangeSet::default());
-/// ```
-pub fn print_changes(change_set: &gitops_apply::ChangeSet) {
-    use gitops_apply::ObjectAction;
-    for change in &change_set.changes {
-        let quiet = change.action == ObjectAction::Unchanged
-            || (change.action == ObjectAction::Skipped && change.error.is_none());
-        if !quiet {
-            println!("{}", name_flags(&change.to_string()));
-        }
+    /// The revision the inventory ConfigMap records ([`APPLIED_REVISION_ANNOTATION`]): `None`
+    /// when there is none yet, it records none, or it cannot be read (a first sync, then).
+    pub async fn applied_revision(&self, client: &kube::Client) -> Option<Revision> {
+        let (namespace, name) = self.inventory().ok()?;
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+        let configmap = api.get_opt(&name).await.ok()??;
+        let mut annotations = configmap.metadata.annotations?;
+        annotations
+            .remove(APPLIED_REVISION_ANNOTATION)
+            .map(Revision::from_string)
     }
-    // The sync hooks (Argo CD's, or Helm's with `--helm-hooks include`), by phase.
-    for hook in &change_set.hooks {
-        println!("{hook}");
+
+    /// Records `revision` on the inventory ConfigMap (a merge patch of one annotation that the
+    /// applier's own writes leave alone). A failure is only logged: it is a hint.
+    pub async fn record_applied_revision(&self, client: &kube::Client, revision: &Revision) {
+        let Ok((namespace, name)) = self.inventory() else {
+            return;
+        };
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+        let patch = serde_json::json!({
+            "metadata": {"annotations": {APPLIED_REVISION_ANNOTATION: revision.as_str()}}
+        });
+        let params = PatchParams {
+            field_manager: Some(self.field_manager.clone()),
+            ..PatchParams::default()
+        };
+        if let Err(error) = api.patch(&name, &params, &Patch::Merge(&patch)).await {
+            tracing::debug!(%error, "recording the applied revision");
+        }
     }
 }
 
-/// Prints a failed sync: on standard output what it wrote and the last good revision served
-/// (as JSON with `json`), then the error on standard error, names escaped and options named as
-/// flags; in a `dry_run`, a failed apply is said to be planning.
-///
-/// ```
-/// let error = gitops_sync::SyncError::Cancelled { step: "fetching" };
-/// gitops_examples::pipeline::cli::print_failure(error, false, false);
-/// ```
-pub fn print_failure(error: gitops_sync::SyncError, dry_run: bool, json: bool) {
-    use gitops_sync::SyncError;
-    let mut message = error.chain();
-    if dry_run && matches!(error, SyncError::Apply { .. }) {
-        // A dry run plans: say so rather than "applying".
-        message = message.replacen("applying ", "planning (dry run) ", 1);
+fn read_file(path: &Path, what: &str) -> anyhow::Result<String> {
+    std::fs::read_to_string(path)
+        .with_context(|| format!("reading the {what} file {}", path.display()))
+}
+
+fn parse_variable(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("expected NAME=VALUE, got {text:?}")),
     }
-    let unit_report =
-        |report: gitops_sync::SyncReport| super::SyncReport::from_unit(report, Vec::new());
-    let (served, waited, apply) = match error {
-        SyncError::Fetch { served, .. } | SyncError::Render { served, .. } => {
-            (served.map(|report| unit_report(*report)), None, None)
-        }
-        SyncError::Wait { report, .. } => (None, Some(unit_report(*report)), None),
-        SyncError::Apply { source, .. } => (None, None, Some(source)),
-        _ => (None, None, None),
-    };
-    let listed = (apply.as_ref().and_then(|error| error.change_set()))
-        .or(waited.as_ref().map(|report| &report.change_set))
-        .or(served.as_ref().map(|report| &report.change_set));
-    if json {
-        let mut json = serde_json::json!({ "error": name_flags(&message) });
-        if let Some(report) = &served {
-            json["servedLastGood"] = report.to_json();
-        }
-        if let Some(report) = &waited {
-            json["report"] = report.to_json();
-        }
-        let text = serde_json::to_string_pretty(&json).unwrap_or_default();
-        println!("{}", name_flags(&text));
+}
+
+fn parse_subpath(text: &str) -> Result<String, String> {
+    let path = Path::new(text);
+    let escapes = path.is_absolute()
+        || path
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir));
+    if text.is_empty() || escapes {
+        return Err(format!(
+            "subpath {text:?} must be relative and stay inside the source (no `..`)"
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+fn parse_release(text: &str) -> Result<String, String> {
+    let valid = !text.is_empty()
+        && text.len() <= 53
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !text.starts_with('-')
+        && !text.ends_with('-');
+    if valid {
+        Ok(text.to_owned())
     } else {
-        if let Some(change_set) = listed {
-            print_changes(change_set);
-            // The failed objects are listed above already: once is enough.
-            message = without_listed_changes(&message, change_set);
-        }
-        if let Some(report) = &served {
-            println!("served the last good revision: {}", report.status_line());
-        }
-    }
-    eprintln!("error: {}", name_flags(&message));
-}
-
-/// Writes log lines to standard error through [`name_flags`]. The formatter writes each event
-/// in one call, so a name is never split between two writes.
-struct FlagNamingWriter(std::io::Stderr);
-
-impl std::io::Write for FlagNamingWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match std::str::from_utf8(buf) {
-            Ok(text) if text.contains("::") => {
-                self.0.write_all(name_flags(text).as_bytes())?;
-            }
-            _ => self.0.write_all(buf)?,
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.0.flush()
+        Err(format!(
+            "invalid Helm release name {text:?}: use at most 53 lower-case letters, digits and '-'"
+        ))
     }
 }
 
-/// A progress bar on standard error following a sync's steps: a spinner while listing refs,
-/// rendering and applying; a bar while writing files and waiting. Hidden when standard error
-/// is not a terminal.
-#[derive(Clone, Debug)]
-pub struct ProgressBars {
-    bar: ProgressBar,
+fn parse_field_manager(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() {
+        return Err("the field manager must not be empty".to_owned());
+    }
+    Ok(text.to_owned())
 }
 
-impl Default for ProgressBars {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl ProgressBars {
-    /// A hidden bar, drawn once the first step arrives.
-    ///
-    /// ```
-    /// let bars = gitops_examples::pipeline::cli::ProgressBars::new();
-    /// bars.println("a line above the bar");
-    /// bars.finish();
-    /// ```
-    #[must_use]
-    pub fn new() -> Self {
-        let bar = ProgressBar::new_spinner();
-        bar.set_style(spinner_style());
-        bar.enable_steady_tick(Duration::from_millis(120));
-        Self { bar }
-    }
-
-    /// Shows a unit's step (hand it to `gitops_sync::SyncUnitBuilder::progress`).
-    ///
-    /// ```
-    /// use gitops_examples::pipeline::cli::ProgressBars;
-    /// let bars = ProgressBars::new();
-    /// let step = gitops_sync::SyncProgress::Rendering {
-    ///     revision: gitops_source::Revision::from_string("sha256:1"),
-    /// };
-    /// bars.show(&step);
-    /// bars.finish();
-    /// ```
-    pub fn show(&self, step: &SyncProgress) {
-        show(&self.bar, step);
-    }
-
-    /// Shows `message` with a spinner, between cycles for instance.
-    pub fn set_idle(&self, message: impl Into<String>) {
-        as_spinner(&self.bar, message.into());
-    }
-
-    /// Prints `line` above the bar (on standard output).
-    pub fn println(&self, line: &str) {
-        self.bar.suspend(|| println!("{line}"));
-    }
-
-    /// Removes the bar.
-    pub fn finish(&self) {
-        self.bar.finish_and_clear();
-    }
-}
-
-fn spinner_style() -> ProgressStyle {
-    ProgressStyle::with_template("{spinner} {msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_spinner())
-}
-
-fn bar_style() -> ProgressStyle {
-    ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len}")
-        .map(|style| style.progress_chars("=> "))
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-}
-
-fn as_spinner(bar: &ProgressBar, message: String) {
-    bar.set_style(spinner_style());
-    bar.set_message(message);
-}
-
-fn as_bar(bar: &ProgressBar, message: &'static str, position: u64, length: u64) {
-    bar.set_style(bar_style());
-    bar.set_message(message);
-    bar.set_length(length);
-    bar.set_position(position);
-}
-
-fn show(bar: &ProgressBar, step: &SyncProgress) {
-    match step {
-        SyncProgress::Fetching(fetch) => match fetch {
-            FetchProgress::ListingRefs => as_spinner(bar, "fetch: listing refs".into()),
-            FetchProgress::ScanningDirectory => {
-                as_spinner(bar, "fetch: scanning the directory".into());
-            }
-            FetchProgress::Downloading {
-                received_objects,
-                received_bytes,
-            } => as_spinner(
-                bar,
-                format!(
-                    "fetch: downloading, {received_objects} objects, {}",
-                    indicatif::HumanBytes(*received_bytes)
-                ),
-            ),
-            FetchProgress::SelectingFiles => as_spinner(bar, "fetch: selecting files".into()),
-            FetchProgress::WritingFiles {
-                files_written,
-                files_total,
-            } => as_bar(
-                bar,
-                "fetch: writing files",
-                *files_written as u64,
-                *files_total as u64,
-            ),
-            FetchProgress::Unchanged { revision } | FetchProgress::Done { revision } => {
-                as_spinner(bar, format!("fetched {}", short_revision(revision)));
-            }
-            _ => {}
-        },
-        SyncProgress::Fetched { revision, changed } => as_spinner(
-            bar,
-            format!(
-                "{} {}",
-                if *changed { "fetched" } else { "unchanged" },
-                short_revision(revision)
-            ),
-        ),
-        SyncProgress::Rendering { revision } => {
-            as_spinner(bar, format!("rendering {}", short_revision(revision)));
-        }
-        SyncProgress::Rendered { objects, .. } => {
-            as_spinner(bar, format!("rendered {objects} objects"));
-        }
-        SyncProgress::Applying(apply) => match apply {
-            ApplyProgress::Planned { objects, groups } => as_spinner(
-                bar,
-                format!("apply: planned {objects} objects in {groups} groups, validating"),
-            ),
-            ApplyProgress::Validated { to_write, failed } => as_spinner(
-                bar,
-                format!("apply: {to_write} to write, {failed} failed validation"),
-            ),
-            ApplyProgress::GroupDone { group, groups, .. } => {
-                as_bar(
-                    bar,
-                    "apply: writing groups",
-                    *group as u64 + 1,
-                    *groups as u64,
-                );
-            }
-            ApplyProgress::Waiting { current, total } => {
-                as_bar(bar, "wait: objects Current", *current as u64, *total as u64);
-            }
-            ApplyProgress::Hook(run) => as_spinner(bar, format!("hook: {run}")),
-            _ => {}
-        },
-        SyncProgress::ServingLastGood { revision } => {
-            as_spinner(
-                bar,
-                format!("serving the last good {}", short_revision(revision)),
-            );
-        }
-        SyncProgress::Waiting(wait) => {
-            as_bar(
-                bar,
-                "wait: objects Current",
-                wait.current as u64,
-                wait.total as u64,
-            );
-        }
-        _ => {}
-    }
+fn parse_inventory(text: &str) -> Result<(String, String), String> {
+    let invalid = || format!("invalid inventory location {text:?}: expected <namespace>/<name>");
+    let (namespace, name) = text.split_once('/').ok_or_else(invalid)?;
+    gitops_apply::ConfigMapInventory::new(namespace, name)
+        .map_err(|e| format!("{}: {e}", invalid()))?;
+    Ok((namespace.to_owned(), name.to_owned()))
 }
 
 #[cfg(test)]
@@ -719,51 +452,13 @@ mod tests {
         sync: SyncArgs,
     }
 
-    #[test]
-    fn listed_failures_are_not_repeated_and_options_become_flags() {
-        let change = gitops_apply::ObjectChange {
-            id: gitops_core::ObjectId::new("", "ConfigMap", Some("shop"), "frozen"),
-            origin: None,
-            resource: kube::discovery::ApiResource {
-                group: String::new(),
-                version: "v1".into(),
-                api_version: "v1".into(),
-                kind: "ConfigMap".into(),
-                plural: "configmaps".into(),
-            },
-            action: gitops_apply::ObjectAction::Failed,
-            reason: gitops_apply::Reason::ValidationFailed,
-            error: None,
-            diff: None,
-            health: None,
-        };
-        let listed = change.to_string();
-        let change_set = gitops_apply::ChangeSet {
-            changes: vec![change],
-            ..gitops_apply::ChangeSet::default()
-        };
-        let change = listed;
-        let message = format!(
-            "applying r failed: 1 object(s) failed validation, nothing was written:\n  - {change}\n  - ConfigMap shop/other failed: not listed"
-        );
-        assert_eq!(
-            without_listed_changes(&message, &change_set),
-            "applying r failed: 1 object(s) failed validation, nothing was written:\n  - ConfigMap shop/other failed: not listed"
-        );
-        let only = format!("applying r failed: 1 object(s) failed:\n  - {change}");
-        assert_eq!(
-            without_listed_changes(&only, &change_set),
-            "applying r failed: 1 object(s) failed"
-        );
-        assert_eq!(
-            name_flags("(ApplyOptions::recreate_on_immutable) and HookPolicy::Include"),
-            "(--recreate) and --helm-hooks include"
-        );
+    fn parse(args: &[&str]) -> SyncArgs {
+        Cli::try_parse_from(args).unwrap().sync
     }
 
     #[test]
-    fn flags_become_a_configuration() {
-        let cli = Cli::try_parse_from([
+    fn flags_become_a_spec() {
+        let args = parse(&[
             "sync",
             "--url",
             "file:///srv/repo",
@@ -781,64 +476,54 @@ mod tests {
             "90s",
             "--no-prune",
             "--prune",
-        ])
-        .unwrap();
-        let config = cli.sync.to_config(true).unwrap();
-        assert!(config.prune(), "the last of --prune/--no-prune wins");
-        assert!(config.force, "Git wins by default");
-        let cli = Cli::try_parse_from(["sync", "--path", "/tmp", "--force", "--no-force"]).unwrap();
-        assert!(!cli.sync.to_config(false).unwrap().force);
-        assert!(config.dry_run());
-        assert_eq!(config.wait_timeout(), Some(Duration::from_secs(90)));
-        assert_eq!(config.inventory().to_string(), "ops/web");
-        assert_eq!(config.renderer().kind, RendererKind::Helm);
+            "--recreate",
+        ]);
+        let spec = args.spec(Duration::from_secs(30)).unwrap();
+        assert!(spec.prune, "the last of --prune/--no-prune wins");
+        assert!(spec.force, "--recreate is the spec's force");
+        let settings = spec.settings().unwrap();
+        assert_eq!(settings.timeout, Duration::from_secs(90));
+        assert_eq!(settings.interval, Duration::from_secs(30));
+        assert_eq!(args.inventory().unwrap(), ("ops".into(), "web".into()));
+        assert_eq!(spec.renderer.kind, RendererKind::Helm);
+        let helm = spec.renderer.helm.unwrap();
+        assert_eq!(helm.release_name.as_deref(), Some("web"));
         assert_eq!(
-            config
-                .renderer()
-                .helm
-                .as_ref()
-                .unwrap()
-                .release_name
-                .as_deref(),
-            Some("web")
-        );
-        assert_eq!(
-            config.source().reference.as_ref().unwrap().to_reference(),
+            spec.source.reference.unwrap().to_reference(),
             gitops_source::GitReference::Tag("v1.2.0".into())
         );
     }
 
     #[test]
     fn credentials_come_from_the_environment_and_files() {
-        let parse = |args: &[&str]| {
+        let args = |extra: &[&str]| {
             let mut all = vec!["sync", "--url", "https://example.com/a.git"];
-            all.extend_from_slice(args);
-            Cli::try_parse_from(all).unwrap().sync.to_config(false)
+            all.extend_from_slice(extra);
+            parse(&all)
         };
         // PATH is set in every test environment; it stands in for a token variable.
-        let config = parse(&["--git-username", "bot", "--git-password-env", "PATH"]).unwrap();
+        let basic = args(&["--git-username", "bot", "--git-password-env", "PATH"]);
         assert!(matches!(
-            &config.credentials,
+            basic.git_credentials().unwrap(),
             Some(GitCredentials::Basic { username, .. }) if username == "bot"
         ));
-        let config = parse(&["--git-password-env", "PATH"]).unwrap();
-        assert!(matches!(
-            config.credentials,
-            Some(GitCredentials::BearerToken(_))
-        ));
-        let missing = parse(&["--git-password-env", "GITOPS_TEST_SURELY_UNSET_VARIABLE"]);
-        assert!(matches!(missing, Err(ConfigError::MissingSecret { .. })));
+        let bearer = args(&["--git-password-env", "PATH"])
+            .git_credentials()
+            .unwrap();
+        assert!(matches!(bearer, Some(GitCredentials::BearerToken(_))));
+        let missing = args(&["--git-password-env", "GITOPS_TEST_SURELY_UNSET_VARIABLE"]);
+        let error = missing.git_credentials().unwrap_err().to_string();
+        assert!(
+            error.contains("GITOPS_TEST_SURELY_UNSET_VARIABLE is not set"),
+            "{error}"
+        );
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("id_ed25519");
         std::fs::write(&key, "-----BEGIN OPENSSH PRIVATE KEY-----\n").unwrap();
-        let config = parse(&["--ssh-key", key.to_str().unwrap()]).unwrap();
-        assert!(matches!(
-            config.credentials,
-            Some(GitCredentials::SshKey { .. })
-        ));
-        let absent = dir.path().join("absent");
-        let error = parse(&["--known-hosts", absent.to_str().unwrap()]).unwrap_err();
-        assert!(matches!(error, ConfigError::ReadFile { .. }), "{error}");
+        let ssh = args(&["--ssh-key", key.to_str().unwrap()])
+            .git_credentials()
+            .unwrap();
+        assert!(matches!(ssh, Some(GitCredentials::SshKey { .. })));
         assert!(
             Cli::try_parse_from(["sync", "--url", "u", "--git-username", "bot"]).is_err(),
             "a user name needs a password variable"
@@ -846,67 +531,45 @@ mod tests {
     }
 
     #[test]
-    fn progress_steps_become_bar_messages() {
-        let bar = ProgressBar::hidden();
-        let revision = gitops_source::Revision::git("main", &"ab".repeat(20));
-        show(
-            &bar,
-            &SyncProgress::Fetching(FetchProgress::WritingFiles {
-                files_written: 3,
-                files_total: 8,
-            }),
-        );
-        assert_eq!(bar.message(), "fetch: writing files");
-        assert_eq!((bar.position(), bar.length()), (3, Some(8)));
-        show(
-            &bar,
-            &SyncProgress::Fetched {
-                revision: revision.clone(),
-                changed: false,
-            },
-        );
-        assert_eq!(bar.message(), "unchanged main@sha1:abababababab");
-        show(
-            &bar,
-            &SyncProgress::Applying(ApplyProgress::GroupDone {
-                group: 1,
-                groups: 3,
-                written: 4,
-                failed: 0,
-            }),
-        );
-        assert_eq!((bar.position(), bar.length()), (2, Some(3)));
-        show(
-            &bar,
-            &SyncProgress::Waiting(gitops_apply::WaitProgress {
-                current: 5,
-                total: 6,
-                pending: Vec::new(),
-            }),
-        );
-        assert_eq!(bar.message(), "wait: objects Current");
-        assert_eq!((bar.position(), bar.length()), (5, Some(6)));
-        show(
-            &bar,
-            &SyncProgress::ServingLastGood {
-                revision: revision.clone(),
-            },
-        );
-        assert_eq!(
-            bar.message(),
-            "serving the last good main@sha1:abababababab"
-        );
+    fn a_path_that_is_not_utf8_is_refused_not_mangled() {
+        use std::os::unix::ffi::OsStrExt as _;
+        let path = std::ffi::OsStr::from_bytes(b"/tmp/caf\xe9");
+        let args = Cli::try_parse_from([
+            std::ffi::OsStr::new("sync"),
+            std::ffi::OsStr::new("--path"),
+            path,
+        ])
+        .unwrap()
+        .sync;
+        let error = args.spec(Duration::from_secs(1)).unwrap_err().to_string();
+        assert!(error.contains("is not UTF-8"), "{error}");
+        assert!(error.contains("caf"), "{error}");
     }
 
     #[test]
     fn bad_flags_are_refused() {
-        assert!(
-            Cli::try_parse_from(["sync"]).is_err(),
-            "a source is required"
-        );
-        assert!(Cli::try_parse_from(["sync", "--path", "a", "--url", "b"]).is_err());
-        assert!(Cli::try_parse_from(["sync", "--path", "a", "--var", "=x"]).is_err());
-        assert!(Cli::try_parse_from(["sync", "--path", "a", "--inventory", "noslash"]).is_err());
-        assert!(Cli::try_parse_from(["sync", "--path", "a", "--wait", "soon"]).is_err());
+        for bad in [
+            &["sync"][..],
+            &["sync", "--path", "a", "--url", "b"],
+            &["sync", "--path", "a", "--var", "=x"],
+            &["sync", "--path", "a", "--inventory", "noslash"],
+            &["sync", "--path", "a", "--inventory", "ns/-bad"],
+            &["sync", "--path", "a", "--wait", "soon"],
+            &["sync", "--path", "a", "--subpath", "../x"],
+            &["sync", "--path", "a", "--subpath", "/abs"],
+            &["sync", "--path", "a", "--field-manager", " "],
+            &[
+                "sync",
+                "--path",
+                "a",
+                "--renderer",
+                "helm",
+                "--helm-release",
+                "Web_App",
+            ],
+            &["sync", "--url", "u", "--ref", "semver:>>1"],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?} must be refused");
+        }
     }
 }
