@@ -57,8 +57,8 @@ pub struct SyncArgs {
     /// The Git reference: a branch (`main`), a tag (`v1.2.3`), a semver range (`^1.2`), a
     /// commit (40 hex digits), a ref (`refs/...`), or explicit `branch:`/`tag:`/`semver:`.
     /// Default: the remote's default branch.
-    #[arg(long = "ref", value_name = "REF", value_parser = clap::value_parser!(GitRef))]
-    pub reference: Option<GitRef>,
+    #[arg(long = "ref", value_name = "REF")]
+    pub reference: Option<String>,
     /// The Git user name for HTTP basic authentication (the password comes from
     /// `--git-password-env`).
     #[arg(long, requires = "git_password_env")]
@@ -75,14 +75,14 @@ pub struct SyncArgs {
     #[arg(long, value_name = "FILE")]
     pub known_hosts: Option<PathBuf>,
     /// The directory to render, relative to the source root.
-    #[arg(long, default_value = ".", value_parser = parse_subpath)]
+    #[arg(long, default_value = ".")]
     pub subpath: String,
     /// How to render the directory.
     #[arg(long, value_enum, default_value_t = RendererFlag::Auto)]
     pub renderer: RendererFlag,
     /// The Helm release name (with `--renderer helm`). Default: the chart directory's name (the
     /// chart's name when it is the source root), as Argo CD names it after the application.
-    #[arg(long, value_parser = parse_release)]
+    #[arg(long)]
     pub helm_release: Option<String>,
     /// What Helm does with a chart's hooks (`helm.sh/hook`): skip them with a warning, or
     /// include those other than tests, run as sync hooks (pre-install and pre-upgrade before
@@ -150,7 +150,7 @@ pub struct SyncArgs {
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub wait: Option<Duration>,
     /// The field manager of server-side apply.
-    #[arg(long, default_value = gitops_apply::DEFAULT_FIELD_MANAGER, value_parser = parse_field_manager)]
+    #[arg(long, default_value = gitops_apply::DEFAULT_FIELD_MANAGER)]
     pub field_manager: String,
     /// The kustomize binary (default: $GITOPS_KUSTOMIZE, else `kustomize` on PATH).
     #[arg(long, value_name = "PATH")]
@@ -185,8 +185,16 @@ impl SyncArgs {
     /// ```
     ///
     /// # Errors
-    /// A `--path` that is not UTF-8 (a spec holds text).
+    /// A bad `--ref`, `--subpath`, `--helm-release` or `--field-manager`, or a `--path` that
+    /// is not UTF-8 (a spec holds text).
     pub fn spec(&self, interval: Duration) -> anyhow::Result<SyncSpec> {
+        check_subpath(&self.subpath).map_err(anyhow::Error::msg)?;
+        check_field_manager(&self.field_manager).map_err(anyhow::Error::msg)?;
+        if self.renderer == RendererFlag::Helm
+            && let Some(release) = &self.helm_release
+        {
+            check_release(release).map_err(anyhow::Error::msg)?;
+        }
         let go = |d: Duration| format!("{}ms", d.as_millis().max(1));
         let renderer = RendererSpec {
             kind: match self.renderer {
@@ -220,10 +228,11 @@ impl SyncArgs {
     }
 
     fn source(&self) -> anyhow::Result<SourceSpec> {
+        let reference = self.reference.as_deref().map(str::parse::<GitRef>);
         Ok(match (&self.url, &self.path) {
             (Some(url), _) => SourceSpec {
                 url: Some(url.clone()),
-                reference: self.reference.clone(),
+                reference: reference.transpose()?,
                 ..SourceSpec::default()
             },
             (None, path) => {
@@ -395,7 +404,7 @@ fn parse_variable(text: &str) -> Result<(String, String), String> {
     }
 }
 
-fn parse_subpath(text: &str) -> Result<String, String> {
+fn check_subpath(text: &str) -> Result<(), String> {
     let path = Path::new(text);
     let escapes = path.is_absolute()
         || path
@@ -406,10 +415,10 @@ fn parse_subpath(text: &str) -> Result<String, String> {
             "subpath {text:?} must be relative and stay inside the source (no `..`)"
         ));
     }
-    Ok(text.to_owned())
+    Ok(())
 }
 
-fn parse_release(text: &str) -> Result<String, String> {
+fn check_release(text: &str) -> Result<(), String> {
     let valid = !text.is_empty()
         && text.len() <= 53
         && text
@@ -418,7 +427,7 @@ fn parse_release(text: &str) -> Result<String, String> {
         && !text.starts_with('-')
         && !text.ends_with('-');
     if valid {
-        Ok(text.to_owned())
+        Ok(())
     } else {
         Err(format!(
             "invalid Helm release name {text:?}: use at most 53 lower-case letters, digits and '-'"
@@ -426,11 +435,11 @@ fn parse_release(text: &str) -> Result<String, String> {
     }
 }
 
-fn parse_field_manager(text: &str) -> Result<String, String> {
+fn check_field_manager(text: &str) -> Result<(), String> {
     if text.trim().is_empty() {
         return Err("the field manager must not be empty".to_owned());
     }
-    Ok(text.to_owned())
+    Ok(())
 }
 
 fn parse_inventory(text: &str) -> Result<(String, String), String> {
@@ -555,21 +564,30 @@ mod tests {
             &["sync", "--path", "a", "--inventory", "noslash"],
             &["sync", "--path", "a", "--inventory", "ns/-bad"],
             &["sync", "--path", "a", "--wait", "soon"],
-            &["sync", "--path", "a", "--subpath", "../x"],
-            &["sync", "--path", "a", "--subpath", "/abs"],
-            &["sync", "--path", "a", "--field-manager", " "],
-            &[
-                "sync",
-                "--path",
-                "a",
-                "--renderer",
-                "helm",
-                "--helm-release",
-                "Web_App",
-            ],
-            &["sync", "--url", "u", "--ref", "semver:>>1"],
         ] {
             assert!(Cli::try_parse_from(bad).is_err(), "{bad:?} must be refused");
+        }
+        // Parsed, then refused as a configuration (exit code 1 for both binaries).
+        for (flags, message) in [
+            (&["--subpath", "../x"][..], "must be relative"),
+            (&["--subpath", "/abs"], "must be relative"),
+            (&["--field-manager", " "], "must not be empty"),
+            (
+                &["--renderer", "helm", "--helm-release", "Web_App"],
+                "release name",
+            ),
+            (
+                &["--url", "u", "--ref", "semver:>>1"],
+                "invalid Git reference",
+            ),
+        ] {
+            let mut args = vec!["sync"];
+            args.extend(flags);
+            if !flags.contains(&"--url") {
+                args.extend(["--path", "/"]);
+            }
+            let error = parse(&args).spec(Duration::from_secs(1)).unwrap_err();
+            assert!(error.to_string().contains(message), "{flags:?}: {error}");
         }
     }
 }
