@@ -1,27 +1,45 @@
-//! gitops-source against `git` itself, over the same transport (`git daemon` on 127.0.0.1):
-//! - a cold shallow clone of a generated repository (5,000 files, 500 commits) against
-//!   `git clone --depth 1`;
-//! - the no-change poll (list remote refs, compare with the last revision) against
-//!   `git ls-remote`;
-//! - an incremental fetch of one new commit into a warm cache against `git fetch --depth 1`.
+//! gitops-source against `git` itself, side by side in one run, over the same transport
+//! (`git daemon` on 127.0.0.1), the samples of the two sides interleaved:
 //!
-//! Measured 2026-11-23 on the shared 2-core machine (other builds running), git 2.39:
-//! cold clone 612 ms vs 567 ms (1.08x), no-change poll 51.6 ms vs 53.7 ms (0.96x), one-commit
-//! incremental fetch 574 ms vs 157 ms (3.7x: every revision is a complete new artifact directory
-//! of 5,000 files, where git only rewrites the changed file in its work tree).
+//! - `cold_clone_5k`: a cold shallow fetch of a generated repository (5,000 files in 50
+//!   directories, 500 commits) against `git clone --depth 1`. Equal work: both download the
+//!   head commit's depth-1 pack and write its 5,000 files to disk (git also writes its index and
+//!   `.git`; gitops-source its artifact, whose digest it computes).
+//! - `no_change_poll`: list the remote's refs and compare with the last revision, against
+//!   `git ls-remote <url> HEAD`. Equal work: one ref advertisement over a new connection.
+//! - `one_commit_5k`: fetch one new commit (one file changed) into a warm cache, against
+//!   `git fetch --depth 1` + `git checkout` in a clone. Equal work: both download the new commit
+//!   and bring a complete tree of 5,000 files up to date on disk (gitops-source as a new artifact
+//!   beside the previous one, taking over its unchanged files; git in place).
+//! - `cold_clone_50k`: as `cold_clone_5k` on a repository of 50,000 files (50 directories of
+//!   1,000), 10 commits.
+//! - `sparse_one_commit_50k`: in the 50,000-file repository, fetch one new commit that changes
+//!   one file in the 1,000-file directory `apps/team-7`, materialising only that directory
+//!   ([`gitops_source::Sparse`]), against `git fetch --depth 1` + `git checkout` in a
+//!   sparse-checkout clone (`git sparse-checkout set apps/team-7`). Equal work: both download
+//!   the new commit and bring the same 1,000 files up to date on disk.
+//! - `memory_200mb_blob`: the peak resident set size (`/usr/bin/time -f %M`, the largest process
+//!   of the tree) of a cold fetch of a repository holding one 200 MB blob, by a process that does
+//!   only that, against `git clone --depth 1`; the floor is the blob's size.
+//!
+//! `GITOPS_BENCH_QUICK=1` runs every workload once on inputs a tenth of the size, to check that it
+//! works; the figures are recorded through [`gitops_benches::results::Recorder`] as
+//! `source.json`.
 #![allow(missing_docs)]
 
 use std::io::Write as _;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use gitops_source::{FetchOutcome, FetchRequest, GitSource, Revision, Source};
+use gitops_benches::results::{Comparison, Measure, Recorder, quick, summary_line};
+use gitops_source::{Artifact, FetchOutcome, FetchRequest, GitSource, Source, Sparse};
 
-const FILES: usize = 5_000;
-const COMMITS: usize = 500;
+/// When set, the process only fetches the URL it names cold into the directory named by
+/// [`MEMORY_DIR_ENV`] (the memory workload's child).
+const MEMORY_URL_ENV: &str = "GITOPS_SOURCE_BENCH_MEMORY_URL";
+const MEMORY_DIR_ENV: &str = "GITOPS_SOURCE_BENCH_MEMORY_DIR";
 
 fn git(dir: &Path) -> Command {
     let mut command = Command::new("git");
@@ -36,22 +54,46 @@ fn git(dir: &Path) -> Command {
     command
 }
 
-fn run(command: &mut Command) {
-    let output = command.output().expect("git runs");
+fn run(command: &mut Command) -> String {
+    let output = command.output().expect("the command runs");
     assert!(
         output.status.success(),
         "{command:?} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// A bare repository with `FILES` files and `COMMITS` commits, written with `git fast-import`.
-fn generate_repository(path: &Path) {
+fn fast_import(bare: &Path, stream: &[u8]) {
+    let mut child = git(bare)
+        .args(["fast-import", "--quiet"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stream).unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+fn config_map(file: usize, commit: usize) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: config-{file}\n  namespace: team-{}\ndata:\n  revision: \"{commit}\"\n  payload: \"{}\"\n",
+        file % 50,
+        "x".repeat(64 + file % 200)
+    )
+}
+
+fn file_path(file: usize) -> String {
+    format!("apps/team-{}/config-{file}.yaml", file % 50)
+}
+
+/// A bare repository with `files` files (in 50 directories) and `commits` commits, each after
+/// the first changing ten files, written with `git fast-import`.
+fn generate_repository(path: &Path, files: usize, commits: usize) {
     run(git(Path::new("/"))
         .args(["init", "-q", "--bare", "-b", "main"])
         .arg(path));
     let mut stream = Vec::new();
-    for commit in 0..COMMITS {
+    for commit in 0..commits {
         let message = format!("commit {commit}\n");
         write!(
             stream,
@@ -66,49 +108,59 @@ fn generate_repository(path: &Path) {
             writeln!(stream, "from :{commit}").unwrap();
         }
         let changed: Vec<usize> = if commit == 0 {
-            (0..FILES).collect()
+            (0..files).collect()
         } else {
-            // Each later commit changes ten files.
-            (0..10).map(|i| (commit * 37 + i * 499) % FILES).collect()
+            (0..10).map(|i| (commit * 37 + i * 499) % files).collect()
         };
         for file in changed {
-            let content = format!(
-                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: config-{file}\n  namespace: team-{}\ndata:\n  revision: \"{commit}\"\n  payload: \"{}\"\n",
-                file % 50,
-                "x".repeat(64 + file % 200)
-            );
+            let content = config_map(file, commit);
             writeln!(
                 stream,
-                "M 100644 inline apps/team-{}/config-{file}.yaml\ndata {}\n{content}",
-                file % 50,
+                "M 100644 inline {}\ndata {}\n{content}",
+                file_path(file),
                 content.len()
             )
             .unwrap();
         }
     }
-    let mut child = git(path)
-        .args(["fast-import", "--quiet"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(&stream).unwrap();
-    assert!(child.wait().unwrap().success());
+    fast_import(path, &stream);
 }
 
-/// Add one commit on `main` of the bare repository (through a scratch clone).
-fn push_commit(bare: &Path, scratch: &Path, n: usize) {
-    if !scratch.exists() {
-        run(git(Path::new("/"))
-            .args(["clone", "-q", "--depth", "1"])
-            .arg(format!("file://{}", bare.display()))
-            .arg(scratch));
-    } else {
-        run(git(scratch).args(["pull", "-q", "--depth", "1", "--rebase"]));
-    }
-    std::fs::write(scratch.join("apps/new.yaml"), format!("n: {n}\n")).unwrap();
-    run(git(scratch).args(["add", "-A"]));
-    run(git(scratch).args(["commit", "-q", "-m", &format!("new {n}")]));
-    run(git(scratch).args(["push", "-q", "origin", "main"]));
+/// Add one commit on `main` of the bare repository that changes the file `file`.
+fn append_commit(bare: &Path, file: usize, n: usize) {
+    let content = config_map(file, 1_000_000 + n);
+    let message = format!("change {n}\n");
+    let stream = format!(
+        "commit refs/heads/main\ncommitter Bench <bench@example.com> {} +0000\ndata {}\n{message}from refs/heads/main^0\nM 100644 inline {}\ndata {}\n{content}\n",
+        1_800_000_000 + n,
+        message.len(),
+        file_path(file),
+        content.len()
+    );
+    fast_import(bare, stream.as_bytes());
+}
+
+/// A bare repository with one commit holding one file of `size` bytes that do not compress.
+fn generate_big_blob(path: &Path, size: usize) {
+    run(git(Path::new("/"))
+        .args(["init", "-q", "--bare", "-b", "main"])
+        .arg(path));
+    let mut stream = Vec::with_capacity(size + 512);
+    write!(
+        stream,
+        "commit refs/heads/main\ncommitter Bench <bench@example.com> 1700000000 +0000\ndata 4\nbig\nM 100644 inline big.bin\ndata {size}\n"
+    )
+    .unwrap();
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    stream.extend((0..size).map(|_| {
+        // xorshift: incompressible bytes, so the pack is as large as the blob.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 24) as u8
+    }));
+    stream.push(b'\n');
+    fast_import(path, &stream);
 }
 
 struct Daemon(Child, u16);
@@ -151,130 +203,325 @@ fn start_daemon(base: &Path) -> Daemon {
     panic!("git daemon did not start");
 }
 
-fn fresh(dir: &Path, counter: &mut usize) -> PathBuf {
-    *counter += 1;
-    dir.join(format!("run-{counter}"))
+struct Bench {
+    runtime: tokio::runtime::Runtime,
+    work: PathBuf,
+    counter: usize,
+    recorder: Recorder,
 }
 
-fn source(url: &str, cache: &Path) -> GitSource {
-    GitSource::builder(url, cache).build().unwrap()
+impl Bench {
+    fn fresh(&mut self) -> PathBuf {
+        self.counter += 1;
+        self.work.join(format!("run-{}", self.counter))
+    }
+
+    fn fetch(&self, source: &GitSource, request: FetchRequest) -> FetchOutcome {
+        self.runtime.block_on(source.fetch(request)).unwrap()
+    }
+
+    fn fetched(&self, source: &GitSource, request: FetchRequest) -> Artifact {
+        match self.fetch(source, request) {
+            FetchOutcome::Fetched(artifact) => artifact,
+            FetchOutcome::Unchanged(revision) => panic!("expected a new revision, not {revision}"),
+        }
+    }
+
+    fn record(&mut self, figure: Comparison) {
+        println!("{}", summary_line(&figure));
+        self.recorder.record(figure);
+    }
+
+    /// `samples` cold fetches by each side, interleaved.
+    fn cold_clone(
+        &mut self,
+        id: &str,
+        workload: &str,
+        equal_work: &str,
+        url: &str,
+        samples: usize,
+    ) {
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for _ in 0..samples {
+            let run_dir = self.fresh();
+            let source = GitSource::builder(url, run_dir.join("cache"))
+                .build()
+                .unwrap();
+            let start = Instant::now();
+            let artifact = self.fetched(&source, FetchRequest::new(run_dir.join("out")));
+            ours.push(start.elapsed());
+            assert!(artifact.file_count() > 0);
+            remove(&run_dir);
+
+            let run_dir = self.fresh();
+            let start = Instant::now();
+            run(git(&self.work)
+                .args(["clone", "-q", "--depth", "1", url])
+                .arg(&run_dir));
+            theirs.push(start.elapsed());
+            remove(&run_dir);
+        }
+        self.record(
+            Comparison::new(id, workload, equal_work)
+                .ours("gitops-source GitSource::fetch", Measure::durations(&ours))
+                .peer("git clone --depth 1", Measure::durations(&theirs)),
+        );
+    }
 }
 
-fn bench_source(c: &mut Criterion) {
+fn remove(dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The memory workload's child: one cold fetch, nothing else.
+fn memory_child(url: &str) {
+    let dir = PathBuf::from(std::env::var_os(MEMORY_DIR_ENV).expect("the directory is given"));
     let runtime = tokio::runtime::Runtime::new().unwrap();
+    let source = GitSource::builder(url, dir.join("cache")).build().unwrap();
+    let outcome = runtime
+        .block_on(source.fetch(FetchRequest::new(dir.join("out"))))
+        .unwrap();
+    assert!(matches!(outcome, FetchOutcome::Fetched(_)));
+}
+
+/// The peak resident set size in bytes of `command` (and the processes it waits for).
+fn peak_rss(command: &mut Command) -> u64 {
+    let program = command.get_program().to_owned();
+    let mut timed = Command::new("/usr/bin/time");
+    timed
+        .args(["-f", "peak-rss-kib %M", "--"])
+        .arg(program)
+        .args(command.get_args())
+        .envs(
+            command
+                .get_envs()
+                .filter_map(|(key, value)| value.map(|value| (key, value))),
+        )
+        .stdout(Stdio::null());
+    if let Some(dir) = command.get_current_dir() {
+        timed.current_dir(dir);
+    }
+    let output = timed.output().expect("/usr/bin/time runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{command:?} failed: {stderr}");
+    let kib: u64 = stderr
+        .lines()
+        .find_map(|line| line.strip_prefix("peak-rss-kib "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS in {stderr}"));
+    kib * 1024
+}
+
+fn main() {
+    if let Some(url) = std::env::var_os(MEMORY_URL_ENV) {
+        memory_child(&url.to_string_lossy());
+        return;
+    }
+    let quick = quick();
+    let scale = if quick { 10 } else { 1 };
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path().join("served");
-    let bare = base.join("repo.git");
     std::fs::create_dir_all(&base).unwrap();
-    generate_repository(&bare);
+    let small = base.join("small.git");
+    let small_files = 5_000 / scale;
+    generate_repository(&small, small_files, 500 / scale);
+    let large = base.join("large.git");
+    let large_files = 50_000 / scale;
+    generate_repository(&large, large_files, 10);
+    let big = base.join("big.git");
+    let blob_size = 200 * 1024 * 1024 / scale;
+    generate_big_blob(&big, blob_size);
     let daemon = start_daemon(&base);
-    let url = format!("git://127.0.0.1:{}/repo.git", daemon.1);
+    let url = |name: &str| format!("git://127.0.0.1:{}/{name}", daemon.1);
     let work = dir.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
-    let mut counter = 0;
+    let mut bench = Bench {
+        runtime: tokio::runtime::Runtime::new().unwrap(),
+        work: work.clone(),
+        counter: 0,
+        recorder: Recorder::new("source"),
+    };
+    let samples = |full: usize| if quick { 1 } else { full };
 
-    let mut group = c.benchmark_group("source/cold_shallow_clone_5k_files_500_commits");
-    group.sample_size(10);
-    group.bench_function("gitops-source", |b| {
-        b.iter_batched(
-            || fresh(&work, &mut counter),
-            |run_dir| {
-                let outcome = runtime
-                    .block_on(
-                        source(&url, &run_dir.join("cache"))
-                            .fetch(FetchRequest::new(run_dir.join("out"))),
-                    )
-                    .unwrap();
-                assert!(matches!(outcome, FetchOutcome::Fetched(_)));
-                run_dir
-            },
-            BatchSize::PerIteration,
-        );
-    });
-    group.bench_function("git clone --depth 1", |b| {
-        b.iter_batched(
-            || fresh(&work, &mut counter),
-            |run_dir| {
-                run(git(&work)
-                    .args(["clone", "-q", "--depth", "1", &url])
-                    .arg(run_dir.join("out")));
-                run_dir
-            },
-            BatchSize::PerIteration,
-        );
-    });
-    group.finish();
+    bench.cold_clone(
+        "source/cold_clone_5k",
+        &format!(
+            "cold shallow clone, {small_files} files, {} commits",
+            500 / scale
+        ),
+        "both download the head commit's depth-1 pack over git:// and write all its files to disk",
+        &url("small.git"),
+        samples(10),
+    );
 
-    // A warm cache and the revision it holds.
-    let warm = fresh(&work, &mut counter);
-    let poller = source(&url, &warm.join("cache"));
-    let last: Revision = runtime
-        .block_on(poller.fetch(FetchRequest::new(warm.join("out"))))
-        .unwrap()
-        .revision()
-        .clone();
-
-    let mut group = c.benchmark_group("source/no_change_poll");
-    group.bench_function("gitops-source", |b| {
-        b.iter(|| {
-            let outcome =
-                runtime
-                    .block_on(poller.fetch(
-                        FetchRequest::new(warm.join("never")).with_last_revision(last.clone()),
-                    ))
-                    .unwrap();
-            assert!(matches!(outcome, FetchOutcome::Unchanged(_)));
-        });
-    });
-    group.bench_function("git ls-remote", |b| {
-        b.iter(|| run(git(&work).args(["ls-remote", &url, "HEAD"])));
-    });
-    group.finish();
-
-    let scratch = dir.path().join("scratch");
-    let git_clone = fresh(&work, &mut counter);
+    // A warm cache, its artifact, and a clone for git.
+    let warm = bench.fresh();
+    let poller = GitSource::builder(url("small.git"), warm.join("cache"))
+        .build()
+        .unwrap();
+    let mut previous = bench.fetched(&poller, FetchRequest::new(warm.join("0")));
+    let git_clone = bench.fresh();
     run(git(&work)
-        .args(["clone", "-q", "--depth", "1", &url])
+        .args(["clone", "-q", "--depth", "1", &url("small.git")])
         .arg(&git_clone));
-    let mut commits = 0;
-    let mut group = c.benchmark_group("source/incremental_fetch_one_commit");
-    group.sample_size(10);
-    let mut last = last;
-    group.bench_function("gitops-source", |b| {
-        b.iter_batched(
-            || {
-                commits += 1;
-                push_commit(&bare, &scratch, commits);
-                fresh(&work, &mut counter)
-            },
-            |out| {
-                let outcome = runtime
-                    .block_on(poller.fetch(FetchRequest::new(out).with_last_revision(last.clone())))
-                    .unwrap();
-                let FetchOutcome::Fetched(artifact) = outcome else {
-                    panic!("a new commit must be fetched");
-                };
-                last = artifact.revision().clone();
-            },
-            BatchSize::PerIteration,
-        );
-    });
-    group.bench_function("git fetch --depth 1 + checkout", |b| {
-        b.iter_batched(
-            || {
-                commits += 1;
-                push_commit(&bare, &scratch, commits);
-            },
-            |()| {
-                run(git(&git_clone).args(["fetch", "-q", "--depth", "1", "origin", "main"]));
-                run(git(&git_clone).args(["checkout", "-q", "--detach", "FETCH_HEAD"]));
-            },
-            BatchSize::PerIteration,
-        );
-    });
-    group.finish();
-    drop(daemon);
-}
 
-criterion_group!(benches, bench_source);
-criterion_main!(benches);
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for _ in 0..samples(30) {
+        let start = Instant::now();
+        let outcome = bench.fetch(
+            &poller,
+            FetchRequest::new(warm.join("never")).with_last_revision(previous.revision().clone()),
+        );
+        ours.push(start.elapsed());
+        assert!(matches!(outcome, FetchOutcome::Unchanged(_)));
+        let start = Instant::now();
+        run(git(&work).args(["ls-remote", &url("small.git"), "HEAD"]));
+        theirs.push(start.elapsed());
+    }
+    bench.record(
+        Comparison::new(
+            "source/no_change_poll",
+            "no-change poll",
+            "both make one connection and read the ref advertisement; nothing is downloaded or written",
+        )
+        .ours("gitops-source GitSource::fetch (unchanged)", Measure::durations(&ours))
+        .peer("git ls-remote", Measure::durations(&theirs)),
+    );
+
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for n in 0..samples(10) {
+        append_commit(&small, (n * 131) % small_files, n);
+        let out = warm.join(format!("{}", n + 1));
+        let start = Instant::now();
+        let artifact = bench.fetched(
+            &poller,
+            FetchRequest::new(&out).with_previous(previous.clone()),
+        );
+        ours.push(start.elapsed());
+        assert_eq!(artifact.reused_files(), artifact.file_count() - 1);
+        remove(previous.root());
+        previous = artifact;
+
+        let start = Instant::now();
+        run(git(&git_clone).args(["fetch", "-q", "--depth", "1", "origin", "main"]));
+        run(git(&git_clone).args(["checkout", "-q", "--detach", "FETCH_HEAD"]));
+        theirs.push(start.elapsed());
+    }
+    bench.record(
+        Comparison::new(
+            "source/one_commit_5k",
+            &format!("fetch of one new commit (one file changed) into a warm cache, {small_files} files"),
+            "both download the new commit and bring a complete tree on disk up to date (gitops-source: a new artifact reusing the previous one's unchanged files; git: its work tree in place)",
+        )
+        .ours("gitops-source GitSource::fetch (previous artifact given)", Measure::durations(&ours))
+        .peer("git fetch --depth 1 + git checkout", Measure::durations(&theirs)),
+    );
+    remove(&warm);
+    remove(&git_clone);
+
+    bench.cold_clone(
+        "source/cold_clone_50k",
+        &format!("cold shallow clone, {large_files} files, 10 commits"),
+        "both download the head commit's depth-1 pack over git:// and write all its files to disk",
+        &url("large.git"),
+        samples(3),
+    );
+
+    // Only apps/team-7 (a fiftieth of the files) on both sides.
+    let subpath = "apps/team-7";
+    let warm = bench.fresh();
+    let sparse_source = GitSource::builder(url("large.git"), warm.join("cache"))
+        .build()
+        .unwrap();
+    let sparse = Sparse::new([subpath]);
+    let mut previous = bench.fetched(
+        &sparse_source,
+        FetchRequest::new(warm.join("0")).with_sparse(sparse.clone()),
+    );
+    assert_eq!(previous.file_count(), large_files / 50);
+    let git_clone = bench.fresh();
+    run(git(&work)
+        .args([
+            "clone",
+            "-q",
+            "--depth",
+            "1",
+            "--no-checkout",
+            &url("large.git"),
+        ])
+        .arg(&git_clone));
+    run(git(&git_clone).args(["sparse-checkout", "set", subpath]));
+    run(git(&git_clone).args(["checkout", "-q", "main"]));
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for n in 0..samples(10) {
+        // A file of apps/team-7: its index is 7 modulo 50.
+        append_commit(&large, 7 + 50 * ((n * 13) % (large_files / 50)), n);
+        let out = warm.join(format!("{}", n + 1));
+        let start = Instant::now();
+        let artifact = bench.fetched(
+            &sparse_source,
+            FetchRequest::new(&out)
+                .with_previous(previous.clone())
+                .with_sparse(sparse.clone()),
+        );
+        ours.push(start.elapsed());
+        assert_eq!(artifact.file_count(), large_files / 50);
+        assert_eq!(artifact.reused_files(), artifact.file_count() - 1);
+        remove(previous.root());
+        previous = artifact;
+
+        let start = Instant::now();
+        run(git(&git_clone).args(["fetch", "-q", "--depth", "1", "origin", "main"]));
+        run(git(&git_clone).args(["checkout", "-q", "--detach", "FETCH_HEAD"]));
+        theirs.push(start.elapsed());
+    }
+    bench.record(
+        Comparison::new(
+            "source/sparse_one_commit_50k",
+            &format!(
+                "fetch of one commit changing one file of a {}-file directory of a {large_files}-file repository, only that directory written",
+                large_files / 50
+            ),
+            "both download the new commit and bring the same directory up to date on disk (gitops-source: Sparse, a new artifact reusing the previous one's files; git: a sparse-checkout clone, fetch + checkout)",
+        )
+        .ours("gitops-source GitSource::fetch (Sparse, previous artifact given)", Measure::durations(&ours))
+        .peer("git fetch --depth 1 + git checkout (sparse-checkout)", Measure::durations(&theirs)),
+    );
+    remove(&warm);
+    remove(&git_clone);
+
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for _ in 0..samples(3) {
+        let run_dir = bench.fresh();
+        ours.push(peak_rss(
+            Command::new(std::env::current_exe().unwrap())
+                .env(MEMORY_URL_ENV, url("big.git"))
+                .env(MEMORY_DIR_ENV, &run_dir),
+        ));
+        remove(&run_dir);
+        let run_dir = bench.fresh();
+        theirs.push(peak_rss(
+            git(&work)
+                .args(["clone", "-q", "--depth", "1", &url("big.git")])
+                .arg(&run_dir),
+        ));
+        remove(&run_dir);
+    }
+    bench.record(
+        Comparison::new(
+            "source/memory_200mb_blob",
+            &format!(
+                "peak RSS of a cold fetch of one {} MB blob",
+                blob_size / (1024 * 1024)
+            ),
+            "each process downloads the same depth-1 pack and writes the one file; the largest process of each side is measured",
+        )
+        .ours("gitops-source (a process doing one cold fetch)", Measure::bytes(&ours))
+        .peer("git clone --depth 1", Measure::bytes(&theirs))
+        .floor("the blob", Measure::bytes(&[blob_size as u64])),
+    );
+
+    drop(daemon);
+    let path = bench.recorder.finish().unwrap();
+    println!("recorded in {}", path.display());
+}

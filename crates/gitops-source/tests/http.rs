@@ -386,3 +386,22 @@ async fn url_secrets_never_appear_in_errors() {
         );
     }
 }
+
+/// Issue #17: one connection lists the references and downloads the new commit, as `git fetch`
+/// does (the refs were listed twice, each time with its own handshake).
+#[tokio::test]
+async fn a_fetch_of_a_new_commit_lists_the_references_once() {
+    let fx = fixture();
+    let source = fx
+        .builder(fx.server.url("public", "config"), "once")
+        .build()
+        .unwrap();
+    let outcome = fx.fetch(source, "once").await.unwrap();
+    assert!(matches!(outcome, FetchOutcome::Fetched(_)));
+    let log = fx.server.stop_and_read_access_log();
+    let handshakes = log
+        .lines()
+        .filter(|line| line.contains("/public/") && line.contains("info/refs"))
+        .count();
+    assert_eq!(handshakes, 1, "{log}");
+}

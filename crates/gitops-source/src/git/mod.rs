@@ -36,7 +36,7 @@ use crate::source::{
 };
 
 use self::cache::Cache;
-use self::transport::{Settings, classify, connect};
+use self::transport::{Connected, Settings, classify, connect};
 
 /// The local ref that fetched commits are stored under in the cache repository.
 const TARGET_REF: &str = "refs/gitops/target";
@@ -460,59 +460,119 @@ impl Inner {
                 return unchanged(revision);
             }
         }
-        let mut repo = self.cache.open()?;
-        if !matches!(self.reference, GitReference::Commit { .. }) {
-            progress.report(FetchProgress::ListingRefs);
-        }
-        let resolved = self.resolve(&repo, interrupt)?;
-        let revision = Revision::git(&resolved.name, &resolved.commit.to_hex().to_string());
-        if request.last_revision() == Some(&revision) {
-            return unchanged(revision);
-        }
-        let commit = if repo.has_object(resolved.commit) {
-            resolved.commit
-        } else {
-            let packs = self.cache.pack_count();
-            if packs > self.max_cache_packs {
-                tracing::info!(
-                    cache = %EscapedPath(self.cache.path()),
-                    packs,
-                    max_packs = self.max_cache_packs,
-                    "the git cache holds too many packs; rebuilding it with this fetch"
-                );
-                drop(repo);
-                self.cache.wipe()?;
-                repo = self.cache.open()?;
+        let repo = self.cache.open()?;
+        let Some((refspec, wanted)) = self.listing_refspec() else {
+            // A pinned commit: nothing to list.
+            let resolved = self.resolve_commit()?;
+            let revision = Revision::git(&resolved.name, &resolved.commit.to_hex().to_string());
+            if request.last_revision() == Some(&revision) {
+                return unchanged(revision);
             }
-            self.download(&repo, &resolved, progress, interrupt)?
+            if repo.has_object(resolved.commit) {
+                return self.finish(&repo, resolved.commit, &resolved, request, interrupt);
+            }
+            drop(repo);
+            return self.download_and_write(&resolved, request, interrupt);
         };
-        let revision = Revision::git(&resolved.name, &commit.to_hex().to_string());
+        progress.report(FetchProgress::ListingRefs);
+        // One connection lists the references and, when the commit is new, downloads it, as
+        // `git fetch` does: the refs are not listed twice.
+        let remote = self.remote(&repo, &refspec)?;
+        let Connected {
+            connection,
+            diagnostics,
+        } = connect(&self.settings, &remote)?;
         if interrupt.load(Ordering::Relaxed) {
             return Err(SourceError::Cancelled {
                 location: location.to_owned(),
             }
             .into());
         }
-        self.write(&repo, commit, revision, request)
+        let prepare = connection
+            .prepare_fetch(
+                gix::progress::Discard,
+                gix::remote::ref_map::Options::default(),
+            )
+            .map_err(|error| {
+                classify(
+                    &self.settings,
+                    &diagnostics,
+                    "listing references",
+                    error.into(),
+                )
+            })?;
+        let resolved = self.resolve(&prepare.ref_map().remote_refs, wanted)?;
+        let revision = Revision::git(&resolved.name, &resolved.commit.to_hex().to_string());
+        if request.last_revision() == Some(&revision) {
+            return unchanged(revision);
+        }
+        if repo.has_object(resolved.commit) {
+            drop(prepare);
+            return self.finish(&repo, resolved.commit, &resolved, request, interrupt);
+        }
+        // A semver range listed every tag (the chosen one is fetched on its own), and a cache
+        // over its pack limit is rebuilt first: both download over a new connection.
+        if matches!(self.reference, GitReference::SemverRange(_))
+            || self.cache.pack_count() > self.max_cache_packs
+        {
+            drop(prepare);
+            drop(remote);
+            drop(repo);
+            return self.download_and_write(&resolved, request, interrupt);
+        }
+        let commit = self.receive(&repo, prepare, &diagnostics, &resolved, progress, interrupt)?;
+        self.finish(&repo, commit, &resolved, request, interrupt)
     }
 
-    /// List the remote's references and pick the commit the reference points to.
-    fn resolve(&self, repo: &gix::Repository, interrupt: &AtomicBool) -> Result<Resolved, Failure> {
-        let location = self.settings.location();
-        let (spec, wanted): (String, Option<String>) = match &self.reference {
-            GitReference::Commit { sha1, branch } => {
-                let commit = ObjectId::from_hex(sha1.as_bytes()).map_err(|error| {
-                    SourceError::InvalidConfiguration {
-                        message: format!("commit {sha1:?} is not a SHA-1"),
-                        source: Some(Box::new(error)),
-                    }
-                })?;
-                return Ok(Resolved {
-                    name: branch.clone().unwrap_or_default(),
-                    commit,
-                    fetch_source: sha1.clone(),
-                });
+    /// Download the resolved commit over a new connection (rebuilding a cache over its pack
+    /// limit first) and write it.
+    fn download_and_write(
+        &self,
+        resolved: &Resolved,
+        request: &FetchRequest,
+        interrupt: &AtomicBool,
+    ) -> Result<FetchOutcome, Failure> {
+        let mut repo = self.cache.open()?;
+        let packs = self.cache.pack_count();
+        if packs > self.max_cache_packs {
+            tracing::info!(
+                cache = %EscapedPath(self.cache.path()),
+                packs,
+                max_packs = self.max_cache_packs,
+                "the git cache holds too many packs; rebuilding it with this fetch"
+            );
+            drop(repo);
+            self.cache.wipe()?;
+            repo = self.cache.open()?;
+        }
+        let commit = self.download(&repo, resolved, request.progress(), interrupt)?;
+        self.finish(&repo, commit, resolved, request, interrupt)
+    }
+
+    /// Write `commit` (the one `resolved` led to) unless the fetch was interrupted.
+    fn finish(
+        &self,
+        repo: &gix::Repository,
+        commit: ObjectId,
+        resolved: &Resolved,
+        request: &FetchRequest,
+        interrupt: &AtomicBool,
+    ) -> Result<FetchOutcome, Failure> {
+        let revision = Revision::git(&resolved.name, &commit.to_hex().to_string());
+        if interrupt.load(Ordering::Relaxed) {
+            return Err(SourceError::Cancelled {
+                location: self.settings.location().to_owned(),
             }
+            .into());
+        }
+        self.write(repo, commit, revision, request)
+    }
+
+    /// The refspec that lists the references, and the full name of the one wanted (none for a
+    /// semver range); `None` for a pinned commit.
+    fn listing_refspec(&self) -> Option<(String, Option<String>)> {
+        let (spec, wanted): (String, Option<String>) = match &self.reference {
+            GitReference::Commit { .. } => return None,
             GitReference::DefaultBranch => ("HEAD".to_owned(), Some("HEAD".to_owned())),
             GitReference::Branch(name) => (
                 format!("refs/heads/{name}"),
@@ -530,13 +590,36 @@ impl Inner {
         } else {
             format!("+{spec}:{TARGET_REF}")
         };
-        let remote_refs = self.list_remote_refs(repo, &refspec, interrupt)?;
+        Some((refspec, wanted))
+    }
+
+    /// The pinned commit as a resolved reference.
+    fn resolve_commit(&self) -> Result<Resolved, SourceError> {
+        let GitReference::Commit { sha1, branch } = &self.reference else {
+            unreachable!("only called for a pinned commit")
+        };
+        let commit = ObjectId::from_hex(sha1.as_bytes()).map_err(|error| {
+            SourceError::InvalidConfiguration {
+                message: format!("commit {sha1:?} is not a SHA-1"),
+                source: Some(Box::new(error)),
+            }
+        })?;
+        Ok(Resolved {
+            name: branch.clone().unwrap_or_default(),
+            commit,
+            fetch_source: sha1.clone(),
+        })
+    }
+
+    /// Pick the commit the reference points to among the remote's references.
+    fn resolve(&self, remote_refs: &[Ref], wanted: Option<String>) -> Result<Resolved, Failure> {
+        let location = self.settings.location();
         let unknown = || SourceError::UnknownReference {
             reference: self.reference.to_string(),
             location: location.to_owned(),
         };
         match (&self.reference, wanted) {
-            (GitReference::SemverRange(range), _) => Ok(self.pick_semver(range, &remote_refs)?),
+            (GitReference::SemverRange(range), _) => Ok(self.pick_semver(range, remote_refs)?),
             (_, Some(wanted)) => {
                 let found = remote_refs
                     .iter()
@@ -610,38 +693,6 @@ impl Inner {
         })
     }
 
-    fn list_remote_refs(
-        &self,
-        repo: &gix::Repository,
-        refspec: &str,
-        interrupt: &AtomicBool,
-    ) -> Result<Vec<Ref>, Failure> {
-        let location = self.settings.location();
-        let remote = self.remote(repo, refspec)?;
-        let connection = connect(&self.settings, &remote)?;
-        if interrupt.load(Ordering::Relaxed) {
-            return Err(SourceError::Cancelled {
-                location: location.to_owned(),
-            }
-            .into());
-        }
-        let (ref_map, _handshake) = connection
-            .connection
-            .ref_map(
-                gix::progress::Discard,
-                gix::remote::ref_map::Options::default(),
-            )
-            .map_err(|error| {
-                classify(
-                    &self.settings,
-                    &connection.diagnostics,
-                    "listing references",
-                    error,
-                )
-            })?;
-        Ok(ref_map.remote_refs)
-    }
-
     fn remote<'repo>(
         &self,
         repo: &'repo gix::Repository,
@@ -670,7 +721,6 @@ impl Inner {
         progress: &ProgressReporter,
         interrupt: &AtomicBool,
     ) -> Result<ObjectId, Failure> {
-        let location = self.settings.location();
         let refspec = format!("+{}:{TARGET_REF}", resolved.fetch_source);
         let remote = self.remote(repo, &refspec)?;
         let connection = connect(&self.settings, &remote)?;
@@ -682,6 +732,25 @@ impl Inner {
                 gix::remote::ref_map::Options::default(),
             )
             .map_err(|error| classify(&self.settings, diagnostics, "listing references", error))?;
+        self.receive(repo, prepare, diagnostics, resolved, progress, interrupt)
+    }
+
+    /// Receive the depth-1 pack of the resolved commit over a prepared connection and return
+    /// the commit the target ref now points to.
+    fn receive(
+        &self,
+        repo: &gix::Repository,
+        prepare: gix::remote::fetch::Prepare<
+            '_,
+            '_,
+            Box<dyn gix::protocol::transport::client::blocking_io::Transport + Send>,
+        >,
+        diagnostics: &transport::Diagnostics,
+        resolved: &Resolved,
+        progress: &ProgressReporter,
+        interrupt: &AtomicBool,
+    ) -> Result<ObjectId, Failure> {
+        let location = self.settings.location();
         let depth = std::num::NonZeroU32::new(1).expect("1 is not zero");
         let prepare = prepare.with_shallow(gix::remote::fetch::Shallow::DepthAtRemote(depth));
         let received = if progress.is_enabled() {
