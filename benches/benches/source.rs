@@ -410,7 +410,7 @@ fn main() {
     bench.record(
         Comparison::new(
             "source/one_commit_5k",
-            &format!("fetch of one new commit (one file changed) into a warm cache, {small_files} files"),
+            format!("fetch of one new commit (one file changed) into a warm cache, {small_files} files"),
             "both download the new commit and bring a complete tree on disk up to date (gitops-source: a new artifact reusing the previous one's unchanged files; git: its work tree in place)",
         )
         .ours("gitops-source GitSource::fetch (previous artifact given)", Measure::durations(&ours))
@@ -478,7 +478,7 @@ fn main() {
     bench.record(
         Comparison::new(
             "source/sparse_one_commit_50k",
-            &format!(
+            format!(
                 "fetch of one commit changing one file of a {}-file directory of a {large_files}-file repository, only that directory written",
                 large_files / 50
             ),
@@ -510,7 +510,7 @@ fn main() {
     bench.record(
         Comparison::new(
             "source/memory_200mb_blob",
-            &format!(
+            format!(
                 "peak RSS of a cold fetch of one {} MB blob",
                 blob_size / (1024 * 1024)
             ),

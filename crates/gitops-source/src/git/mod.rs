@@ -493,14 +493,7 @@ impl Inner {
                 gix::progress::Discard,
                 gix::remote::ref_map::Options::default(),
             )
-            .map_err(|error| {
-                classify(
-                    &self.settings,
-                    &diagnostics,
-                    "listing references",
-                    error.into(),
-                )
-            })?;
+            .map_err(|error| classify(&self.settings, &diagnostics, "listing references", error))?;
         let resolved = self.resolve(&prepare.ref_map().remote_refs, wanted)?;
         let revision = Revision::git(&resolved.name, &resolved.commit.to_hex().to_string());
         if request.last_revision() == Some(&revision) {
