@@ -369,6 +369,11 @@ impl State {
 /// Warns that the objects of the group-version of `path` (`apis/example.com/v1`) are compared
 /// untyped (lists atomic): its schema could not be read, for `error` (with its causes).
 fn untyped(path: &str, error: &dyn std::error::Error) {
+    tracing::warn!("{}", untyped_warning(path, error));
+}
+
+/// The warning of [`untyped`]: the group-version and the error with its causes, escaped.
+fn untyped_warning(path: &str, error: &dyn std::error::Error) -> String {
     let group_version = path
         .strip_prefix("apis/")
         .or_else(|| path.strip_prefix("api/"))
@@ -380,13 +385,12 @@ fn untyped(path: &str, error: &dyn std::error::Error) {
         message.push_str(&current.to_string());
         cause = current.source();
     }
-    tracing::warn!(
-        group_version = %Escaped(group_version),
-        error = %Escaped(&message),
-        "the cluster's OpenAPI v3 schema of {} cannot be read: its objects are compared untyped (lists atomic): {}",
+    format!(
+        "the cluster's OpenAPI v3 schema of {} cannot be read, its objects are compared untyped \
+         (lists atomic): {}",
         Escaped(group_version),
-        Escaped(&message),
-    );
+        Escaped(&message)
+    )
 }
 
 fn is_crd(manifest: &Manifest) -> bool {
@@ -411,6 +415,26 @@ mod tests {
     //! Against a real control plane: what the catalog asks the apiserver, counted.
 
     use super::*;
+
+    #[test]
+    fn the_untyped_warning_names_the_group_version_and_the_error_with_its_causes() {
+        let error = CatalogError::Document {
+            path: "apis/example.com/v1".to_owned(),
+            source: SchemaError::NoComponents,
+        };
+        assert_eq!(
+            untyped_warning("apis/example.com/v1", &error),
+            "the cluster's OpenAPI v3 schema of example.com/v1 cannot be read, its objects are \
+             compared untyped (lists atomic): reading the cluster's OpenAPI v3 document \
+             apis/example.com/v1: OpenAPI v3 document has no components.schemas object"
+        );
+        // A group-version from the cluster is escaped: it cannot forge a log line.
+        let forged = untyped_warning("apis/evil\nINFO ok/v1", &error);
+        assert!(
+            forged.contains("evil\\nINFO ok/v1") && !forged.contains('\n'),
+            "{forged}"
+        );
+    }
     use crate::{RequestCounter, counting_client};
 
     type Error = Box<dyn std::error::Error + Send + Sync>;
