@@ -793,3 +793,88 @@ async fn a_dry_run_writes_nothing_left_out_entries_are_reported_and_a_known_revi
         Some("blue")
     );
 }
+
+#[tokio::test]
+async fn a_spec_becomes_a_unit_through_the_factory() {
+    use gitops_sync::spec::{InventorySpec, SourceSpec, SyncSpec};
+    use gitops_sync::{FactoryError, SpecUnit, UnitFactory};
+    let (client, namespace) = setup("sync-factory").await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.yaml", &config_map("a", "${COLOUR}"));
+    let work = tempfile::tempdir().unwrap();
+    let spec = SyncSpec {
+        source: SourceSpec {
+            local_path: Some(dir.path().to_str().unwrap().to_owned()),
+            ..SourceSpec::default()
+        },
+        interval: "1m".into(),
+        inventory: Some(InventorySpec {
+            config_map: Some("from-spec".into()),
+        }),
+        substitute: BTreeMap::from([("COLOUR".to_owned(), "teal".to_owned())]),
+        target_namespace: Some(namespace.clone()),
+        ..SyncSpec::default()
+    };
+    let factory = UnitFactory::new(client.clone(), work.path()).field_manager("factory-test");
+
+    // A dry run from the factory plans and writes nothing.
+    let dry = factory.clone().dry_run(true);
+    let unit = SpecUnit::new(spec.clone(), namespace.clone());
+    let mut planned = dry.unit(unit).await.unwrap().build().unwrap();
+    let report = sync(&mut planned).await;
+    assert!(report.change_set.dry_run);
+    assert_eq!(action(&report, "a"), ObjectAction::Created);
+    assert_eq!(colour_of(&client, &namespace, "a").await, None);
+
+    // The real unit applies with the spec's substitution into its target namespace, keeps its
+    // inventory in the ConfigMap the spec names, and writes as the factory's field manager.
+    let unit = SpecUnit::new(spec.clone(), namespace.clone()).name("from-spec");
+    let mut unit = factory.unit(unit).await.unwrap().build().unwrap();
+    assert_eq!(unit.name(), "from-spec");
+    let report = sync(&mut unit).await;
+    assert_eq!(action(&report, "a"), ObjectAction::Created);
+    assert_eq!(
+        colour_of(&client, &namespace, "a").await.as_deref(),
+        Some("teal")
+    );
+    let live = live(&client, &namespace, "a").await.unwrap();
+    let managers: Vec<_> = (live.metadata.managed_fields.unwrap_or_default().into_iter())
+        .filter_map(|entry| entry.manager)
+        .collect();
+    assert!(managers.iter().any(|m| m == "factory-test"), "{managers:?}");
+    let inventory: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+    assert!(inventory.get_opt("from-spec").await.unwrap().is_some());
+    let again = sync(&mut unit).await;
+    assert_eq!(
+        again.change_set.request_counts.writes,
+        0,
+        "{}",
+        again.status_line()
+    );
+
+    // Without an inventory name and an applier, the factory says what is missing.
+    let mut without = spec;
+    without.inventory = None;
+    let error = factory
+        .unit(SpecUnit::new(without, namespace.clone()))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, FactoryError::NoInventory), "{error:?}");
+}
+
+#[tokio::test]
+async fn helm_is_told_the_capabilities_of_the_cluster() {
+    let (client, _namespace) = setup("sync-capabilities").await;
+    let capabilities = gitops_sync::discover_capabilities(&client, None).await;
+    let served = client.apiserver_version().await.unwrap().git_version;
+    assert_eq!(capabilities.kube_version.as_deref(), Some(served.as_str()));
+    for expected in ["v1", "v1/ConfigMap", "apps/v1", "apps/v1/Deployment"] {
+        assert!(
+            capabilities.api_versions.iter().any(|v| v == expected),
+            "{expected} missing from {:?}",
+            capabilities.api_versions
+        );
+    }
+    let pinned = gitops_sync::discover_capabilities(&client, Some("v1.30.0")).await;
+    assert_eq!(pinned.kube_version.as_deref(), Some("v1.30.0"));
+}
