@@ -1,20 +1,46 @@
-//! gitops-diff: diff of 10,000 objects (desired against live as the apiserver returns it, with
-//! managedFields and the last-applied annotation; one in ten drifted), and side by side on the
-//! same inputs, Argo CD's gitops-engine diff (`pkg/diff.Diff`, its client-side three-way diff)
-//! through the Go harness in `benches/peers/gitops-engine-diff`.
+//! gitops-diff against Argo CD's gitops-engine (`pkg/diff.Diff`, through the Go harness in
+//! `benches/peers/gitops-engine-diff`, built by [`gitops_benches::peers`]), every figure recorded
+//! through [`gitops_benches::results::Recorder`] (`diff.json`).
 //!
-//! The peer is built with `go` into the gitops-rs cache on first use (`gitops_benches::peers`);
-//! the bench fails without it.
+//! Run with `cargo bench -p gitops-benches --bench diff` (or `scripts/bench`); with
+//! `GITOPS_BENCH_QUICK=1` it diffs 200 objects once on each side and still checks that both
+//! engines find the same drifted objects. The peer is required: the bench fails without it.
+//!
+//! The corpus: 10,000 objects (Deployments, Services, ConfigMaps, Secrets, StatefulSets), each
+//! as desired and as live the way the apiserver returns it after a server-side apply (defaults,
+//! `managedFields`, the last-applied annotation, status); one in five drifted (someone else
+//! changed an image or a ConfigMap value). Both sides decode every object before the clock
+//! starts (as a controller's cache holds them) and diff every pair once per sample; both must
+//! find the same drifted objects, checked by index on every run.
+//!
+//! The figures:
+//! - `diff/three-way-<n>`: ours is [`Differ::diff`] (the three-way diff of desired, live and our
+//!   managed fields, with the schema's list semantics); the peer is `diff.Diff` as Argo CD's
+//!   application controller calls it for a client-side-applied application: the three-way diff
+//!   from the last-applied annotation, with the normaliser Argo CD builds from its default
+//!   settings (argo-cd's ignore-differences normaliser over the default resource overrides,
+//!   status ignored for every kind, then its known-types normaliser).
+//! - `diff/server-side-<n>`: the peer is `diff.Diff` with `WithServerSideDiff`, Argo CD's path
+//!   for server-side-applied applications (which replaced the structured-merge diff): the
+//!   apiserver's dry-run answer (live with the drift undone, as the corpus computes it) is
+//!   handed back without a request, then gitops-engine removes webhook mutations by managed
+//!   fields with the GVK parser (built from Kubernetes' OpenAPI v2 document, as its cluster
+//!   cache builds it), normalises and compares. The dry-run request a real server-side diff
+//!   sends per object is not timed on either side.
+//!
+//! Samples: 10 passes over the corpus on our side, 5 on the peer's (each harness run times
+//! every round it makes).
 
 use std::hint::black_box;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, Throughput, criterion_group};
+use gitops_benches::peers::Peer;
+use gitops_benches::results::{Comparison, Measure, Recorder, quick};
 use gitops_diff::{Differ, FieldSet, Schema};
 use serde_json::{Value, json};
 
-const OBJECTS: usize = 10_000;
 const MANAGER: &str = "gitops-rs";
 
 fn desired_object(i: usize) -> Value {
@@ -55,8 +81,9 @@ fn desired_object(i: usize) -> Value {
 }
 
 /// Live as the apiserver returns it after a server-side apply (and, for the peer's three-way
-/// diff, with the last-applied annotation): defaults, bookkeeping, status; every tenth drifted.
-fn live_object(desired: &Value, i: usize, schema: &Schema) -> Value {
+/// diff, with the last-applied annotation): defaults, bookkeeping, status; with `drift`, the
+/// objects whose index ends in 3 or 7 (one in five) changed by someone else.
+fn live_object(desired: &Value, i: usize, schema: &Schema, drift: bool) -> Value {
     let mut live = desired.clone();
     let api_version = desired["apiVersion"].as_str().unwrap_or_default();
     let kind = desired["kind"].as_str().unwrap_or_default();
@@ -179,7 +206,7 @@ fn live_object(desired: &Value, i: usize, schema: &Schema) -> Value {
         }
         _ => {}
     }
-    if i % 10 == 3 || i % 10 == 7 {
+    if drift && drifts(i) {
         // Drift: someone else changed a field we set.
         match kind {
             "Deployment" => {
@@ -192,114 +219,205 @@ fn live_object(desired: &Value, i: usize, schema: &Schema) -> Value {
     live
 }
 
-fn corpus() -> Vec<(Value, Value)> {
+/// Whether object `i` is drifted in the live corpus.
+fn drifts(i: usize) -> bool {
+    i % 10 == 3 || i % 10 == 7
+}
+
+/// One object of the corpus.
+struct Triple {
+    desired: Value,
+    live: Value,
+    /// What a server-side apply dry run of `desired` returns: live without the drift.
+    predicted: Value,
+}
+
+fn corpus(objects: usize) -> Vec<Triple> {
     let schema = Schema::embedded();
-    (0..OBJECTS)
+    (0..objects)
         .map(|i| {
             let desired = desired_object(i);
-            let live = live_object(&desired, i, &schema);
-            (desired, live)
+            let live = live_object(&desired, i, &schema, true);
+            let predicted = live_object(&desired, i, &schema, false);
+            Triple {
+                desired,
+                live,
+                predicted,
+            }
         })
         .collect()
 }
 
-fn bench_diff(c: &mut Criterion) {
-    let corpus = corpus();
-    let differ = Differ::builder(MANAGER).build();
-    let drifted = corpus
-        .iter()
-        .filter(|(d, l)| !differ.diff(Some(d), Some(l)).expect("diff").is_in_sync())
-        .count();
-    assert_eq!(
-        drifted,
-        OBJECTS / 5,
-        "the corpus drifts in one object out of five"
-    );
-    let mut group = c.benchmark_group("gitops_diff");
-    group.throughput(Throughput::Elements(OBJECTS as u64));
-    group.sample_size(10);
-    group.bench_function("diff_10000_objects", |b| {
-        b.iter(|| {
-            for (desired, live) in &corpus {
-                black_box(differ.diff(Some(desired), Some(live)).expect("diff"));
-            }
-        });
-    });
-    group.bench_function("needs_apply_10000_objects", |b| {
-        b.iter(|| {
-            for (desired, live) in &corpus {
-                black_box(differ.needs_apply(desired, Some(live)).expect("diff"));
-            }
-        });
-    });
-    group.finish();
-}
-
-/// Best of `rounds`, in nanoseconds per object: the same measure the Go harness prints.
-fn ours_ns_per_object(corpus: &[(Value, Value)], rounds: usize) -> (f64, usize) {
-    let differ = Differ::builder(MANAGER).build();
-    let mut best = Duration::MAX;
-    let mut modified = 0;
-    for _ in 0..rounds {
-        modified = 0;
-        let start = Instant::now();
-        for (desired, live) in corpus {
-            if !differ
-                .diff(Some(desired), Some(live))
-                .expect("diff")
-                .is_in_sync()
-            {
-                modified += 1;
-            }
+/// One pass of our diff over the corpus: its time and the indices of the drifted objects.
+fn ours_pass(differ: &Differ, corpus: &[Triple]) -> (Duration, Vec<usize>) {
+    let mut drifted = Vec::new();
+    let start = Instant::now();
+    for (i, triple) in corpus.iter().enumerate() {
+        let diff = differ
+            .diff(Some(&triple.desired), Some(&triple.live))
+            .expect("diff");
+        if !black_box(diff).is_in_sync() {
+            drifted.push(i);
         }
-        best = best.min(start.elapsed());
     }
-    (best.as_nanos() as f64 / corpus.len() as f64, modified)
+    (start.elapsed(), drifted)
 }
 
-fn compare_with_gitops_engine() {
-    let corpus = corpus();
-    let (ours, our_modified) = ours_ns_per_object(&corpus, 5);
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let binary = gitops_benches::peers::Peer::GitopsEngineDiff.require();
-    let pairs: Vec<Value> = corpus
-        .iter()
-        .map(|(d, l)| json!({"desired": d, "live": l}))
-        .collect();
-    let corpus_file = dir.path().join("corpus.json");
-    std::fs::write(&corpus_file, serde_json::to_vec(&pairs).expect("json"))
-        .expect("writing the corpus");
-    let output = Command::new(&binary)
-        .arg(&corpus_file)
-        .arg("5")
+/// What one harness run reports.
+struct PeerRun {
+    /// Each round's time over the whole corpus.
+    rounds: Vec<Duration>,
+    drifted: Vec<usize>,
+}
+
+/// Runs the harness in `mode` over the corpus file, `rounds` times.
+fn peer_run(
+    harness: &Path,
+    openapi: &Path,
+    corpus_file: &Path,
+    objects: usize,
+    mode: &str,
+    rounds: usize,
+) -> PeerRun {
+    let output = Command::new(harness)
+        .args(["-mode", mode, "-manager", MANAGER, "-rounds"])
+        .arg(rounds.to_string())
+        .arg("-openapi")
+        .arg(openapi)
+        .arg(corpus_file)
         .output()
         .expect("running the gitops-engine harness");
     assert!(
         output.status.success(),
-        "the gitops-engine harness failed: {}",
+        "the gitops-engine harness ({mode}) failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     let text = String::from_utf8_lossy(&output.stdout);
-    let field = |name: &str| -> Option<f64> {
+    let field = |name: &str| -> &str {
         text.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .unwrap_or_else(|| panic!("no {name} in the harness's output: {text}"))
     };
-    let (Some(theirs), Some(their_modified)) = (field("ns_per_object"), field("modified")) else {
-        panic!("unexpected output of the gitops-engine harness: {text}");
+    let list = |name: &str| -> Vec<f64> {
+        field(name)
+            .split(',')
+            .filter(|item| !item.is_empty())
+            .map(|item| {
+                item.parse()
+                    .unwrap_or_else(|_| panic!("{name} in the harness's output: {text}"))
+            })
+            .collect()
     };
-    println!(
-        "gitops_diff vs gitops-engine pkg/diff.Diff on {OBJECTS} objects (best of 5 rounds):\n  \
-         gitops-diff:   {ours:>10.0} ns/object ({our_modified} drifted)\n  \
-         gitops-engine: {theirs:>10.0} ns/object ({their_modified} drifted)\n  \
-         ratio: gitops-diff is {:.1}x faster",
-        theirs / ours
-    );
+    let rounds = list("rounds_ns_per_object")
+        .into_iter()
+        .map(|ns| Duration::from_secs_f64(ns * objects as f64 / 1e9))
+        .collect();
+    let drifted = list("modified_indices")
+        .into_iter()
+        .map(|i| i as usize)
+        .collect();
+    PeerRun { rounds, drifted }
 }
 
-criterion_group!(benches, bench_diff);
+/// The Kubernetes OpenAPI v2 document (`api/openapi-spec/swagger.json` of the `k8s.io/kubernetes`
+/// module the harness builds with), for the harness's GVK parser.
+fn openapi_document() -> PathBuf {
+    let output = Command::new("go")
+        .args(["mod", "download", "-json", "k8s.io/kubernetes"])
+        .current_dir(Peer::GitopsEngineDiff.source_dir())
+        .env("GOTOOLCHAIN", gitops_benches::peers::toolchain())
+        .output()
+        .expect("running `go mod download` for the OpenAPI document");
+    assert!(
+        output.status.success(),
+        "go mod download k8s.io/kubernetes failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let module: Value = serde_json::from_slice(&output.stdout).expect("go's JSON");
+    let path = Path::new(module["Dir"].as_str().expect("the module's directory"))
+        .join("api/openapi-spec/swagger.json");
+    assert!(path.is_file(), "{} is missing", path.display());
+    path
+}
 
 fn main() {
-    benches();
-    compare_with_gitops_engine();
-    Criterion::default().configure_from_args().final_summary();
+    let quick = quick();
+    let (objects, ours_samples, peer_rounds): (usize, usize, usize) =
+        if quick { (200, 1, 1) } else { (10_000, 10, 5) };
+    let corpus = corpus(objects);
+    let expected: Vec<usize> = (0..objects).filter(|&i| drifts(i)).collect();
+    assert_eq!(expected.len(), objects / 5);
+
+    let harness = Peer::GitopsEngineDiff.require();
+    let version = Peer::GitopsEngineDiff
+        .module_version()
+        .expect("the peer's module version");
+    let openapi = openapi_document();
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let corpus_file = dir.path().join("corpus.json");
+    let triples: Vec<Value> = corpus
+        .iter()
+        .map(|t| json!({"desired": t.desired, "live": t.live, "predicted": t.predicted}))
+        .collect();
+    std::fs::write(&corpus_file, serde_json::to_vec(&triples).expect("JSON"))
+        .expect("writing the corpus");
+
+    let differ = Differ::builder(MANAGER).build();
+    // One untimed pass: the schema's lazily built parts, the allocator's first pages.
+    assert_eq!(
+        ours_pass(&differ, &corpus).1,
+        expected,
+        "gitops-diff's drifted objects"
+    );
+    let mut recorder = Recorder::new("diff");
+    for (mode, id, workload, peer_name) in [
+        (
+            "three-way",
+            "three-way",
+            "three-way diff",
+            "gitops-engine diff.Diff, three-way, Argo CD's default normaliser",
+        ),
+        (
+            "server-side",
+            "server-side",
+            "diff of server-side-applied objects",
+            "gitops-engine diff.Diff, server-side diff (dry-run answer given), Argo CD's default normaliser",
+        ),
+    ] {
+        // Ours before and after the peer's run, so both see the same machine.
+        let mut ours = Vec::new();
+        for _ in 0..ours_samples.div_ceil(2) {
+            let (elapsed, drifted) = ours_pass(&differ, &corpus);
+            assert_eq!(drifted, expected, "gitops-diff's drifted objects");
+            ours.push(elapsed);
+        }
+        let peer = peer_run(&harness, &openapi, &corpus_file, objects, mode, peer_rounds);
+        assert_eq!(
+            peer.drifted, expected,
+            "gitops-engine ({mode}) and gitops-diff find different drifted objects"
+        );
+        for _ in ours.len()..ours_samples {
+            ours.push(ours_pass(&differ, &corpus).0);
+        }
+        recorder.record(
+            Comparison::new(
+                format!("diff/{id}-{objects}"),
+                format!("{workload} of {objects} objects, one in five drifted"),
+                "the same (desired, live) pairs, decoded before the clock; every pair diffed once \
+                 per sample; both find the same drifted objects (checked by index)",
+            )
+            .ours("gitops-diff Differ::diff", Measure::durations(&ours))
+            .peer(
+                format!("{peer_name} ({version})"),
+                Measure::durations(&peer.rounds),
+            )
+            .note(format!(
+                "{ours_samples} passes over the corpus on our side, {peer_rounds} rounds of the \
+                 harness; {} drifted objects found by both",
+                expected.len()
+            )),
+        );
+    }
+    let path = recorder.finish().expect("writing the diff results");
+    println!("diff results written to {}", path.display());
 }
