@@ -1275,7 +1275,8 @@ impl HookRunner {
     /// the resources) and the Sync hooks; then, when there are PostSync hooks, `settle` (which
     /// waits for the resources to be healthy) and the PostSync hooks. The first failure stops
     /// the run and the SyncFail hooks run (unless the run was cancelled); their own failure is
-    /// only recorded in `runs` (and logged). Without hooks this is `sync` alone.
+    /// only recorded in `runs` (and logged). Without hooks this is `sync` alone. The Sync hooks
+    /// run after all of `sync` here; the applier's own runs interleave them with the waves.
     ///
     /// ```no_run
     /// # async fn example(runner: gitops_apply::HookRunner, hooks: gitops_apply::PlannedHooks) {
@@ -1304,21 +1305,7 @@ impl HookRunner {
         sync: impl Future<Output = Result<T, E>>,
         settle: impl AsyncFnOnce(&T) -> Result<(), E>,
     ) -> Result<T, PhaseFailure<T, E>> {
-        self.run_sync_observed(hooks, runs, cancel, sync, settle, &mut |_| {})
-            .await
-    }
-
-    /// [`HookRunner::run_sync`], telling `observe` of each hook object when it is created and
-    /// when it is done.
-    pub(crate) async fn run_sync_observed<T, E>(
-        &self,
-        hooks: &PlannedHooks,
-        runs: &mut Vec<HookRun>,
-        cancel: &CancellationToken,
-        sync: impl Future<Output = Result<T, E>>,
-        settle: impl AsyncFnOnce(&T) -> Result<(), E>,
-        observe: &mut (dyn FnMut(&HookRun) + Send),
-    ) -> Result<T, PhaseFailure<T, E>> {
+        let observe = &mut |_: &HookRun| {};
         let result = async {
             let hook = |error, done| PhaseFailure::Hook {
                 error: Box::new(error),
