@@ -34,6 +34,6 @@ mod print;
 
 pub use cli::{APPLIED_REVISION_ANNOTATION, HooksFlag, RendererFlag, SyncArgs};
 pub use print::{
-    ProgressBars, cancel_on_ctrl_c, error_chain, init_tracing, name_flags, print_changes,
-    print_failure, without_listed_changes,
+    ProgressBars, cancel_on_ctrl_c, init_tracing, name_flags, print_changes, print_failure,
+    without_listed_changes,
 };

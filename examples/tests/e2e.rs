@@ -78,7 +78,7 @@ async fn the_demo_scenario_goes_through_every_step() {
         .unwrap_or_else(|e| {
             panic!(
                 "{}\n--- narration ---\n{}",
-                gitops_examples::pipeline::error_chain(&e),
+                gitops_examples::demo::error_chain(&e),
                 narrator.captured().unwrap()
             )
         });
@@ -243,7 +243,7 @@ async fn an_object_in_the_way_fails_the_step_and_is_named() {
         .run(&CancellationToken::new())
         .await
         .expect_err("the ConfigMap is in the way");
-    let chain = gitops_examples::pipeline::error_chain(&error);
+    let chain = gitops_examples::demo::error_chain(&error);
     assert!(chain.starts_with("step 2"), "{chain}");
     assert!(
         chain.contains(&format!("ConfigMap {namespace}/web-content failed")),

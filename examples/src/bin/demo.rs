@@ -19,10 +19,10 @@ use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
 use gitops_diff::Colour;
 use gitops_envtest::{ControlPlane, DEFAULT_CONTROLLERS, Tool, tools::Toolbox};
+use gitops_examples::demo::error_chain;
 use gitops_examples::demo::{
     DEFAULT_NAMESPACE, DemoOptions, Narrator, Scenario, ScenarioError, Tone,
 };
-use gitops_examples::pipeline::error_chain;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 

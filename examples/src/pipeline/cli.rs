@@ -461,32 +461,17 @@ mod tests {
         sync: SyncArgs,
     }
 
-    fn parse(args: &[&str]) -> SyncArgs {
-        Cli::try_parse_from(args).unwrap().sync
+    /// The flags of `args`, words separated by single spaces.
+    fn parse(args: &str) -> SyncArgs {
+        Cli::try_parse_from(args.split(' ')).unwrap().sync
     }
 
     #[test]
     fn flags_become_a_spec() {
-        let args = parse(&[
-            "sync",
-            "--url",
-            "file:///srv/repo",
-            "--ref",
-            "v1.2.0",
-            "--subpath",
-            "apps",
-            "--renderer",
-            "helm",
-            "--helm-release",
-            "web",
-            "--inventory",
-            "ops/web",
-            "--wait",
-            "90s",
-            "--no-prune",
-            "--prune",
-            "--recreate",
-        ]);
+        let args = parse(concat!(
+            "sync --url file:///srv/repo --ref v1.2.0 --subpath apps --renderer helm",
+            " --helm-release web --inventory ops/web --wait 90s --no-prune --prune --recreate"
+        ));
         let spec = args.spec(Duration::from_secs(30)).unwrap();
         assert!(spec.prune, "the last of --prune/--no-prune wins");
         assert!(spec.force, "--recreate is the spec's force");
@@ -497,97 +482,77 @@ mod tests {
         assert_eq!(spec.renderer.kind, RendererKind::Helm);
         let helm = spec.renderer.helm.unwrap();
         assert_eq!(helm.release_name.as_deref(), Some("web"));
-        assert_eq!(
-            spec.source.reference.unwrap().to_reference(),
-            gitops_source::GitReference::Tag("v1.2.0".into())
-        );
+        let tag = gitops_source::GitReference::Tag("v1.2.0".into());
+        assert_eq!(spec.source.reference.unwrap().to_reference(), tag);
     }
 
     #[test]
     fn credentials_come_from_the_environment_and_files() {
-        let args = |extra: &[&str]| {
-            let mut all = vec!["sync", "--url", "https://example.com/a.git"];
-            all.extend_from_slice(extra);
-            parse(&all)
+        let credentials = |extra: &str| {
+            let args = parse(&format!("sync --url https://example.com/a.git {extra}"));
+            args.git_credentials()
         };
         // PATH is set in every test environment; it stands in for a token variable.
-        let basic = args(&["--git-username", "bot", "--git-password-env", "PATH"]);
-        assert!(matches!(
-            basic.git_credentials().unwrap(),
-            Some(GitCredentials::Basic { username, .. }) if username == "bot"
-        ));
-        let bearer = args(&["--git-password-env", "PATH"])
-            .git_credentials()
-            .unwrap();
+        let basic = credentials("--git-username bot --git-password-env PATH").unwrap();
+        assert!(matches!(basic, Some(GitCredentials::Basic { username, .. }) if username == "bot"));
+        let bearer = credentials("--git-password-env PATH").unwrap();
         assert!(matches!(bearer, Some(GitCredentials::BearerToken(_))));
-        let missing = args(&["--git-password-env", "GITOPS_TEST_SURELY_UNSET_VARIABLE"]);
-        let error = missing.git_credentials().unwrap_err().to_string();
-        assert!(
-            error.contains("GITOPS_TEST_SURELY_UNSET_VARIABLE is not set"),
-            "{error}"
-        );
+        let missing = credentials("--git-password-env GITOPS_TEST_SURELY_UNSET_VARIABLE");
+        let error = missing.unwrap_err().to_string();
+        assert!(error.contains("UNSET_VARIABLE is not set"), "{error}");
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("id_ed25519");
         std::fs::write(&key, "-----BEGIN OPENSSH PRIVATE KEY-----\n").unwrap();
-        let ssh = args(&["--ssh-key", key.to_str().unwrap()])
-            .git_credentials()
-            .unwrap();
+        let ssh = credentials(&format!("--ssh-key {}", key.display())).unwrap();
         assert!(matches!(ssh, Some(GitCredentials::SshKey { .. })));
+        let no_password = Cli::try_parse_from("sync --url u --git-username bot".split(' '));
         assert!(
-            Cli::try_parse_from(["sync", "--url", "u", "--git-username", "bot"]).is_err(),
+            no_password.is_err(),
             "a user name needs a password variable"
         );
     }
 
     #[test]
     fn a_path_that_is_not_utf8_is_refused_not_mangled() {
+        use std::ffi::OsStr;
         use std::os::unix::ffi::OsStrExt as _;
-        let path = std::ffi::OsStr::from_bytes(b"/tmp/caf\xe9");
-        let args = Cli::try_parse_from([
-            std::ffi::OsStr::new("sync"),
-            std::ffi::OsStr::new("--path"),
-            path,
-        ])
-        .unwrap()
-        .sync;
-        let error = args.spec(Duration::from_secs(1)).unwrap_err().to_string();
-        assert!(error.contains("is not UTF-8"), "{error}");
-        assert!(error.contains("caf"), "{error}");
+        let path = OsStr::from_bytes(b"/tmp/caf\xe9");
+        let cli = Cli::try_parse_from([OsStr::new("sync"), OsStr::new("--path"), path]);
+        let error = cli.unwrap().sync.spec(Duration::from_secs(1));
+        let error = error.unwrap_err().to_string();
+        assert!(
+            error.contains("is not UTF-8") && error.contains("caf"),
+            "{error}"
+        );
     }
 
     #[test]
     fn bad_flags_are_refused() {
         for bad in [
-            &["sync"][..],
-            &["sync", "--path", "a", "--url", "b"],
-            &["sync", "--path", "a", "--var", "=x"],
-            &["sync", "--path", "a", "--inventory", "noslash"],
-            &["sync", "--path", "a", "--inventory", "ns/-bad"],
-            &["sync", "--path", "a", "--wait", "soon"],
+            "sync",
+            "sync --path a --url b",
+            "sync --path a --var =x",
+            "sync --path a --inventory noslash",
+            "sync --path a --inventory ns/-bad",
+            "sync --path a --wait soon",
         ] {
-            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?} must be refused");
+            let parsed = Cli::try_parse_from(bad.split(' '));
+            assert!(parsed.is_err(), "{bad:?} must be refused");
         }
         // Parsed, then refused as a configuration (exit code 1 for both binaries).
         for (flags, message) in [
-            (&["--subpath", "../x"][..], "must be relative"),
-            (&["--subpath", "/abs"], "must be relative"),
-            (&["--field-manager", " "], "must not be empty"),
+            ("--path / --subpath ../x", "must be relative"),
+            ("--path / --subpath /abs", "must be relative"),
+            ("--path / --field-manager=", "must not be empty"),
             (
-                &["--renderer", "helm", "--helm-release", "Web_App"],
+                "--path / --renderer helm --helm-release Web_App",
                 "release name",
             ),
-            (
-                &["--url", "u", "--ref", "semver:>>1"],
-                "invalid Git reference",
-            ),
+            ("--url u --ref semver:>>1", "invalid Git reference"),
         ] {
-            let mut args = vec!["sync"];
-            args.extend(flags);
-            if !flags.contains(&"--url") {
-                args.extend(["--path", "/"]);
-            }
-            let error = parse(&args).spec(Duration::from_secs(1)).unwrap_err();
-            assert!(error.to_string().contains(message), "{flags:?}: {error}");
+            let spec = parse(&format!("sync {flags}")).spec(Duration::from_secs(1));
+            let error = spec.unwrap_err().to_string();
+            assert!(error.contains(message), "{flags}: {error}");
         }
     }
 }

@@ -286,27 +286,6 @@ fn show(bar: &ProgressBar, step: &SyncProgress) {
     bar.set_position(position);
 }
 
-/// An error and its sources, joined with `: ` (a transparent wrapper's repeated message once).
-///
-/// ```
-/// let error = std::io::Error::other("disk full");
-/// assert_eq!(gitops_examples::pipeline::error_chain(&error), "disk full");
-/// ```
-#[must_use]
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(next) = source {
-        let part = next.to_string();
-        if !text.ends_with(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = next.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
