@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gitops_benches::results::{Comparison, Measure, Recorder, quick, summary_line};
+use gitops_benches::results::{Comparison, Measure, Recorder, quick};
 use gitops_source::{Artifact, FetchOutcome, FetchRequest, GitSource, Source, Sparse};
 
 /// When set, the process only fetches the URL it names cold into the directory named by
@@ -227,8 +227,8 @@ impl Bench {
         }
     }
 
+    /// Record (and print) a figure.
     fn record(&mut self, figure: Comparison) {
-        println!("{}", summary_line(&figure));
         self.recorder.record(figure);
     }
 

@@ -475,6 +475,7 @@ impl Inner {
             return self.download_and_write(&resolved, request, interrupt);
         };
         progress.report(FetchProgress::ListingRefs);
+        let started = std::time::Instant::now();
         // One connection lists the references and, when the commit is new, downloads it, as
         // `git fetch` does: the refs are not listed twice.
         let remote = self.remote(&repo, &refspec)?;
@@ -494,6 +495,7 @@ impl Inner {
                 gix::remote::ref_map::Options::default(),
             )
             .map_err(|error| classify(&self.settings, &diagnostics, "listing references", error))?;
+        tracing::debug!(location, elapsed = ?started.elapsed(), "listed the references");
         let resolved = self.resolve(&prepare.ref_map().remote_refs, wanted)?;
         let revision = Revision::git(&resolved.name, &resolved.commit.to_hex().to_string());
         if request.last_revision() == Some(&revision) {
@@ -513,7 +515,9 @@ impl Inner {
             drop(repo);
             return self.download_and_write(&resolved, request, interrupt);
         }
+        let started = std::time::Instant::now();
         let commit = self.receive(&repo, prepare, &diagnostics, &resolved, progress, interrupt)?;
+        tracing::debug!(location, elapsed = ?started.elapsed(), "downloaded the commit");
         self.finish(&repo, commit, &resolved, request, interrupt)
     }
 
@@ -813,6 +817,7 @@ impl Inner {
     ) -> Result<FetchOutcome, Failure> {
         let progress = request.progress();
         progress.report(FetchProgress::SelectingFiles);
+        let started = std::time::Instant::now();
         let tree = tree::GitTree::for_commit(repo, commit)?;
         let (files, skipped) = match select(&tree, &self.subpath, &self.rules) {
             Ok(selection) => (selection.files, selection.skipped),
@@ -837,6 +842,8 @@ impl Inner {
             },
             None => files,
         };
+        tracing::debug!(files = files.len(), elapsed = ?started.elapsed(), "selected the files");
+        let started = std::time::Instant::now();
         prepare_destination(request.destination())?;
         let total = files.len();
         let planned = files
@@ -855,6 +862,12 @@ impl Inner {
             progress.writing_files(total),
         ) {
             Ok(written) => {
+                tracing::debug!(
+                    files = written.entries.len(),
+                    reused = written.reused,
+                    elapsed = ?started.elapsed(),
+                    "wrote the artifact"
+                );
                 warn_skipped(self.settings.location(), revision.as_str(), &skipped);
                 progress.report(FetchProgress::Done {
                     revision: revision.clone(),
