@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use gitops_core::escape::{Escaped, EscapedPath};
 
 use crate::artifact::{Artifact, Digest, Planned, hash_file, write_artifact};
-use crate::select::{DiskTree, IgnoreRules, SelectError, select, sparse_files, warn_skipped};
+use crate::select::{DiskTree, IgnoreRules, SelectError, select, select_sparse, warn_skipped};
 use crate::source::{
     FetchOutcome, FetchProgress, FetchRequest, Revision, Source, SourceError, prepare_destination,
 };
@@ -117,11 +117,7 @@ impl LocalDirectorySource {
             .collect();
         let planned = match request.sparse() {
             Some(sparse) => {
-                let wanted = sparse_files(
-                    &tree,
-                    planned.iter().map(|planned| planned.file.clone()).collect(),
-                    sparse,
-                )?;
+                let wanted = select_sparse(&tree, &self.subpath, &self.rules, sparse)?.files;
                 let wanted: std::collections::HashSet<&str> =
                     wanted.iter().map(|file| file.path.as_str()).collect();
                 let planned: Vec<_> = planned

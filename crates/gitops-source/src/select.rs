@@ -469,6 +469,17 @@ pub(crate) fn select<T: FileTree>(
     subpath: &str,
     rules: &IgnoreRules,
 ) -> Result<Selection<T::Handle>, SelectError> {
+    select_within(tree, subpath, rules, None)
+}
+
+/// [`select`], walking only the directories on the way to or below `only` (paths inside the
+/// tree, not relative to the subpath) and selecting only the files below them.
+fn select_within<T: FileTree>(
+    tree: &T,
+    subpath: &str,
+    rules: &IgnoreRules,
+    only: Option<&[String]>,
+) -> Result<Selection<T::Handle>, SelectError> {
     let mut stack = RuleStack { layers: Vec::new() };
     if rules.defaults {
         stack.layers.push((
@@ -498,15 +509,13 @@ pub(crate) fn select<T: FileTree>(
         files: Vec::new(),
         skipped: Vec::new(),
     };
-    walk(
+    let walker = Walker {
         tree,
         rules,
-        &mut stack,
-        &caller,
-        &dir_path,
-        entries,
-        &mut selected,
-    )?;
+        caller: &caller,
+        only,
+    };
+    walker.walk(&mut stack, &dir_path, entries, &mut selected)?;
     let prefix_len = if dir_path.is_empty() {
         0
     } else {
@@ -552,57 +561,86 @@ fn push_source_ignore<T: FileTree>(
     Ok(true)
 }
 
-fn walk<T: FileTree>(
-    tree: &T,
-    rules: &IgnoreRules,
-    stack: &mut RuleStack,
-    caller: &Gitignore,
-    dir_path: &str,
-    entries: Vec<TreeEntry<T::Handle>>,
-    selected: &mut Selection<T::Handle>,
-) -> Result<(), SelectError> {
-    let pushed = push_source_ignore(tree, rules, &entries, dir_path, stack)?;
-    for entry in entries {
-        let path = join(dir_path, &entry.name);
-        let is_dir = entry.kind == EntryKind::Directory;
-        let ignored = match caller.matched(format!("/{path}"), is_dir) {
-            Match::Ignore(_) => true,
-            Match::Whitelist(_) => false,
-            Match::None => stack.is_ignored(&path, is_dir),
+/// What a walk of a tree needs besides its position.
+struct Walker<'a, T: FileTree> {
+    tree: &'a T,
+    rules: &'a IgnoreRules,
+    caller: &'a Gitignore,
+    /// Only these paths (inside the tree) and what is below them, when set.
+    only: Option<&'a [String]>,
+}
+
+impl<T: FileTree> Walker<'_, T> {
+    /// Whether `path` is wanted: below (or at) a path of `only`, or, for a directory, on the
+    /// way to one.
+    fn wanted(&self, path: &str, is_dir: bool) -> bool {
+        let Some(only) = self.only else {
+            return true;
         };
-        if ignored {
-            continue;
-        }
-        match entry.kind {
-            EntryKind::File { executable } => selected.files.push(SelectedFile {
-                path,
-                executable,
-                handle: entry.handle,
-            }),
-            EntryKind::Directory => {
-                // A hostile tree nested thousands of levels deep would exhaust the stack of
-                // this recursive walk: depth and length are bounded before descending.
-                let depth = path.bytes().filter(|byte| *byte == b'/').count() + 1;
-                if depth >= MAX_DEPTH || path.len() > MAX_PATH_BYTES {
-                    return Err(tree.unsafe_entry(
-                        dir_path,
-                        entry.name.as_bytes(),
-                        PathError::TooDeep {
-                            depth,
-                            max: MAX_DEPTH,
-                        },
-                    ));
-                }
-                let children = tree.list(&entry.handle, &path)?;
-                walk(tree, rules, stack, caller, &path, children, selected)?;
+        only.iter().any(|wanted| {
+            wanted.is_empty()
+                || path == wanted
+                || (path.len() > wanted.len()
+                    && path.starts_with(wanted.as_str())
+                    && path.as_bytes()[wanted.len()] == b'/')
+                || (is_dir
+                    && wanted.len() > path.len()
+                    && wanted.starts_with(path)
+                    && wanted.as_bytes()[path.len()] == b'/')
+        })
+    }
+
+    fn walk(
+        &self,
+        stack: &mut RuleStack,
+        dir_path: &str,
+        entries: Vec<TreeEntry<T::Handle>>,
+        selected: &mut Selection<T::Handle>,
+    ) -> Result<(), SelectError> {
+        let (tree, rules, caller) = (self.tree, self.rules, self.caller);
+        let pushed = push_source_ignore(tree, rules, &entries, dir_path, stack)?;
+        for entry in entries {
+            let path = join(dir_path, &entry.name);
+            let is_dir = entry.kind == EntryKind::Directory;
+            let ignored = match caller.matched(format!("/{path}"), is_dir) {
+                Match::Ignore(_) => true,
+                Match::Whitelist(_) => false,
+                Match::None => stack.is_ignored(&path, is_dir),
+            };
+            if ignored || !self.wanted(&path, is_dir) {
+                continue;
             }
-            EntryKind::Skipped(reason) => selected.skipped.push(SkippedEntry { path, reason }),
+            match entry.kind {
+                EntryKind::File { executable } => selected.files.push(SelectedFile {
+                    path,
+                    executable,
+                    handle: entry.handle,
+                }),
+                EntryKind::Directory => {
+                    // A hostile tree nested thousands of levels deep would exhaust the stack of
+                    // this recursive walk: depth and length are bounded before descending.
+                    let depth = path.bytes().filter(|byte| *byte == b'/').count() + 1;
+                    if depth >= MAX_DEPTH || path.len() > MAX_PATH_BYTES {
+                        return Err(tree.unsafe_entry(
+                            dir_path,
+                            entry.name.as_bytes(),
+                            PathError::TooDeep {
+                                depth,
+                                max: MAX_DEPTH,
+                            },
+                        ));
+                    }
+                    let children = tree.list(&entry.handle, &path)?;
+                    self.walk(stack, &path, children, selected)?;
+                }
+                EntryKind::Skipped(reason) => selected.skipped.push(SkippedEntry { path, reason }),
+            }
         }
+        if pushed {
+            stack.layers.pop();
+        }
+        Ok(())
     }
-    if pushed {
-        stack.layers.pop();
-    }
-    Ok(())
 }
 
 /// `relative` (`/`-separated) resolved against the directory `base` of the artifact, lexically:
@@ -629,13 +667,16 @@ pub(crate) fn resolve_relative(base: &str, relative: &str) -> Option<String> {
     Some(path)
 }
 
-/// The files of `files` (sorted by path) that `sparse` asks for: those below its paths, and
-/// transitively below the paths their files reference.
-pub(crate) fn sparse_files<T: FileTree>(
+/// The files of `tree` below `subpath` that `sparse` asks for (those below its paths, and
+/// transitively below the paths their files reference), sorted by path: only the directories on
+/// the way to them are read, so a small folder of a large tree costs little.
+pub(crate) fn select_sparse<T: FileTree>(
     tree: &T,
-    files: Vec<SelectedFile<T::Handle>>,
+    subpath: &str,
+    rules: &IgnoreRules,
     sparse: &Sparse,
-) -> Result<Vec<SelectedFile<T::Handle>>, SelectError> {
+) -> Result<Selection<T::Handle>, SelectError> {
+    let base = subpath_components(subpath)?.join("/");
     let mut queue = Vec::with_capacity(sparse.paths().len());
     for path in sparse.paths() {
         queue.push(
@@ -644,57 +685,62 @@ pub(crate) fn sparse_files<T: FileTree>(
             })?,
         );
     }
-    let mut included = vec![false; files.len()];
-    let mut seen = std::collections::HashSet::new();
-    while let Some(prefix) = queue.pop() {
-        if !seen.insert(prefix.clone()) {
-            continue;
+    let mut walked = std::collections::HashSet::new();
+    let mut paths = std::collections::HashSet::new();
+    let mut skipped_paths = std::collections::HashSet::new();
+    let mut result = Selection {
+        files: Vec::new(),
+        skipped: Vec::new(),
+    };
+    loop {
+        let batch: Vec<String> = queue
+            .drain(..)
+            .filter(|prefix| walked.insert(prefix.clone()))
+            .map(|prefix| match (base.is_empty(), prefix.is_empty()) {
+                (true, _) => prefix,
+                (false, true) => base.clone(),
+                (false, false) => format!("{base}/{prefix}"),
+            })
+            .collect();
+        if batch.is_empty() {
+            break;
         }
-        let mut matched = Vec::new();
-        if prefix.is_empty() {
-            matched.extend(0..files.len());
-        } else {
-            if let Ok(index) =
-                files.binary_search_by(|file| file.path.as_bytes().cmp(prefix.as_bytes()))
+        let selection = select_within(tree, subpath, rules, Some(&batch))?;
+        for file in selection.files {
+            if !paths.insert(file.path.clone()) {
+                continue;
+            }
+            if let Some(references) = sparse.references()
+                && references.reads(&file.path)
             {
-                matched.push(index);
-            }
-            let below = format!("{prefix}/");
-            let start = files.partition_point(|file| file.path.as_bytes() < below.as_bytes());
-            matched.extend(
-                (start..files.len()).take_while(|index| files[*index].path.starts_with(&below)),
-            );
-        }
-        for index in matched {
-            if std::mem::replace(&mut included[index], true) {
-                continue;
-            }
-            let Some(references) = sparse.references() else {
-                continue;
-            };
-            let file = &files[index];
-            if !references.reads(&file.path) {
-                continue;
-            }
-            let content = tree.read(&file.handle, &file.path)?;
-            let dir = file.path.rsplit_once('/').map_or("", |(dir, _)| dir);
-            for reference in references.references(&file.path, &content) {
-                match resolve_relative(dir, &reference) {
-                    Some(path) => queue.push(path),
-                    None => tracing::debug!(
-                        file = %Escaped(&file.path),
-                        reference = %Escaped(&reference),
-                        "a reference outside the artifact is not materialised"
-                    ),
+                let content = tree.read(&file.handle, &file.path)?;
+                let dir = file.path.rsplit_once('/').map_or("", |(dir, _)| dir);
+                for reference in references.references(&file.path, &content) {
+                    match resolve_relative(dir, &reference) {
+                        Some(path) => queue.push(path),
+                        None => tracing::debug!(
+                            file = %Escaped(&file.path),
+                            reference = %Escaped(&reference),
+                            "a reference outside the artifact is not materialised"
+                        ),
+                    }
                 }
+            }
+            result.files.push(file);
+        }
+        for entry in selection.skipped {
+            if skipped_paths.insert(entry.path.clone()) {
+                result.skipped.push(entry);
             }
         }
     }
-    Ok(files
-        .into_iter()
-        .zip(included)
-        .filter_map(|(file, included)| included.then_some(file))
-        .collect())
+    result
+        .files
+        .sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
+    result
+        .skipped
+        .sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
+    Ok(result)
 }
 
 /// A directory on disk as a [`FileTree`].
@@ -801,6 +847,58 @@ mod tests {
             .into_iter()
             .map(|file| file.path)
             .collect()
+    }
+
+    #[test]
+    fn sparse_selection_reads_only_the_directories_it_needs() {
+        struct Bases;
+        impl crate::References for Bases {
+            fn reads(&self, path: &str) -> bool {
+                path.ends_with("kustomization.yaml")
+            }
+            fn references(&self, _path: &str, content: &[u8]) -> Vec<String> {
+                String::from_utf8_lossy(content)
+                    .lines()
+                    .map(str::to_owned)
+                    .collect()
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "repo/apps/prod/kustomization.yaml",
+            "../base\n../.github\n",
+        );
+        write(dir.path(), "repo/apps/base/cm.yaml", "cm");
+        write(dir.path(), "repo/apps/.github/ci.yaml", "ci");
+        write(dir.path(), "repo/apps/prod-x/other.yaml", "x");
+        // A directory a full walk refuses: a sparse one never lists it.
+        write(dir.path(), "repo/other/forged\nname.yaml", "x");
+        let tree = DiskTree {
+            root: dir.path().to_owned(),
+        };
+        assert!(select(&tree, "repo", &IgnoreRules::default()).is_err());
+        let sparse = Sparse::new(["apps/prod"]).with_references(Bases);
+        let selection = select_sparse(&tree, "repo", &IgnoreRules::default(), &sparse).unwrap();
+        let paths: Vec<_> = selection
+            .files
+            .iter()
+            .map(|file| file.path.as_str())
+            .collect();
+        // The default rules still leave `.github/` out when a reference names it.
+        assert_eq!(paths, ["apps/base/cm.yaml", "apps/prod/kustomization.yaml"]);
+        // A path leaving the root is refused.
+        let error = select_sparse(
+            &tree,
+            "repo",
+            &IgnoreRules::default(),
+            &Sparse::new(["../x"]),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(error, SelectError::InvalidSubpath { .. }),
+            "{error:?}"
+        );
     }
 
     #[test]

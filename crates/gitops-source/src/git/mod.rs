@@ -29,7 +29,7 @@ use gix::protocol::handshake::Ref;
 
 use crate::artifact::{Artifact, Planned, write_artifact};
 use crate::secret::Secret;
-use crate::select::{IgnoreRules, select, sparse_files, warn_skipped};
+use crate::select::{IgnoreRules, select, select_sparse, warn_skipped};
 use crate::source::{
     BoxError, FetchOutcome, FetchProgress, FetchRequest, ProgressReporter, Revision, Source,
     SourceError, prepare_destination,
@@ -819,7 +819,11 @@ impl Inner {
         progress.report(FetchProgress::SelectingFiles);
         let started = std::time::Instant::now();
         let tree = tree::GitTree::for_commit(repo, commit)?;
-        let (files, skipped) = match select(&tree, &self.subpath, &self.rules) {
+        let selected = match request.sparse() {
+            Some(sparse) => select_sparse(&tree, &self.subpath, &self.rules, sparse),
+            None => select(&tree, &self.subpath, &self.rules),
+        };
+        let (files, skipped) = match selected {
             Ok(selection) => (selection.files, selection.skipped),
             Err(error) if tree.damaged() => {
                 return Err(Failure::Corrupt {
@@ -828,19 +832,6 @@ impl Inner {
                 });
             }
             Err(error) => return Err(SourceError::from(error).into()),
-        };
-        let files = match request.sparse() {
-            Some(sparse) => match sparse_files(&tree, files, sparse) {
-                Ok(files) => files,
-                Err(error) if tree.damaged() => {
-                    return Err(Failure::Corrupt {
-                        reason: "blobs of the fetched tree cannot be read".to_owned(),
-                        source: Some(Box::new(error)),
-                    });
-                }
-                Err(error) => return Err(SourceError::from(error).into()),
-            },
-            None => files,
         };
         tracing::debug!(files = files.len(), elapsed = ?started.elapsed(), "selected the files");
         let started = std::time::Instant::now();
