@@ -30,7 +30,8 @@
 //!   same objects written as JSON, in MB/s of input, both on rayon's pool over the files; the
 //!   floor is granit-parser (the event parser under serde-saphyr) producing events only, the
 //!   cost of reading the YAML syntax without building values. The note says how much of our
-//!   render the YAML parse is.
+//!   render the YAML parse is. `render/parse-yaml-<n>` sets serde-saphyr against another
+//!   well-kept YAML parser, yaml-rust2 (into its own tree), on the same files.
 //! - `render/peak-rss-<n>`: peak resident set size (`/usr/bin/time -f %M`) of rendering the
 //!   largest corpus, ours as a process (the one-shot renderer above) against `kustomize build`
 //!   (its timed samples run under `/usr/bin/time`).
@@ -279,6 +280,18 @@ fn parse_json(texts: &[String]) -> usize {
         .sum()
 }
 
+/// yaml-rust2's loader: every file into its own YAML tree.
+fn parse_yaml_rust2(texts: &[String]) -> usize {
+    texts
+        .par_iter()
+        .map(|text| {
+            yaml_rust2::YamlLoader::load_from_str(text)
+                .expect("corpus parses")
+                .len()
+        })
+        .sum()
+}
+
 /// granit-parser's events only, without building values.
 fn parse_events(texts: &[String]) -> usize {
     texts
@@ -490,7 +503,13 @@ fn parse_figure(recorder: &mut Recorder, largest: &Largest) {
         .collect();
     let yaml_bytes: usize = texts.iter().map(String::len).sum();
     let json_bytes: usize = json_texts.iter().map(String::len).sum();
-    let (mut yaml, mut json, mut events) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut yaml, mut json, mut events, mut rust2) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // One untimed round: every parser's first allocations and code paths.
+    parse_yaml(&texts);
+    parse_json(&json_texts);
+    parse_events(&texts);
+    parse_yaml_rust2(&texts);
     for _ in 0..samples {
         let (elapsed, objects) = time(|| parse_yaml(&texts));
         assert_eq!(objects, largest.objects);
@@ -501,6 +520,9 @@ fn parse_figure(recorder: &mut Recorder, largest: &Largest) {
         let (elapsed, count) = time(|| parse_events(&texts));
         assert!(count > largest.objects);
         events.push(elapsed);
+        let (elapsed, objects) = time(|| parse_yaml_rust2(&texts));
+        assert_eq!(objects, largest.objects);
+        rust2.push(elapsed);
     }
     let yaml_measure = Measure::durations(&yaml);
     let parse_share = yaml_measure.median() / largest.ours_render.median();
@@ -526,6 +548,17 @@ fn parse_figure(recorder: &mut Recorder, largest: &Largest) {
              {samples} samples each",
             parse_share * 100.0
         )),
+    );
+    recorder.record(
+        Comparison::new(
+            format!("render/parse-yaml-{n}"),
+            format!("YAML parse throughput of the {n}-object corpus ({yaml_bytes} bytes), another parser"),
+            "the same YAML files on rayon's pool one file at a time; serde-saphyr into JSON \
+             values (what our render needs), yaml-rust2 into its own YAML tree",
+        )
+        .ours("serde-saphyr (YAML into JSON values)", throughput(yaml_bytes, &yaml))
+        .peer("yaml-rust2 0.13 (YAML into its tree)", throughput(yaml_bytes, &rust2))
+        .note(format!("{samples} samples each, interleaved with the figure above")),
     );
 }
 
