@@ -12,7 +12,8 @@
 //!
 //! A failed fetch or render applies the last good revision again without pruning; a transient
 //! failure (an unreachable host) is retried sooner (exponential backoff from 2 s up to
-//! `--max-backoff`), a stalled one (bad input) waits for the interval.
+//! `--max-backoff`), a stalled one (bad input) waits for the interval; `--jitter 0.1` adds up
+//! to a tenth of the interval at random, so that many agents do not sync in step.
 //!
 //! ```text
 //! reconcile --url https://example.com/config.git --ref main --inventory default/apps --interval 30s
