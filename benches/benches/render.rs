@@ -12,10 +12,13 @@
 //!   the peer is a `kustomize build` process of a kustomization that lists the same files (reads
 //!   and parses them, checks identities, prints the objects). Both give the same objects: checked
 //!   on every size (same identities, equal JSON). Samples, interleaved ours/peer: 20 / 10 at 100
-//!   objects, 10 / 5 at 1,000, 5 / 2 at 10,000 (kustomize's cost grows faster than linearly:
-//!   about a minute per build at 10,000 on 2 idle cores, so the whole bench stays near ten
-//!   minutes). The floor is serde-saphyr's parse of the same files into JSON values, on the same
-//!   rayon pool.
+//!   objects, 10 / 5 at 1,000, 5 / 2 at 10,000. kustomize's cost grows faster than linearly:
+//!   measured on 2 cores shared with other builds (load about 6), one build of a corpus of this
+//!   shape took 0.04 s at 100 objects, 0.8 s at 1,000, 7 s at 3,000 and 727 s at 10,000, so
+//!   its two samples at 10,000 are most of the bench's time (about 25 minutes on such a
+//!   machine; everything else takes about a minute); fewer than two would leave the far end of
+//!   the curve a single sample again. The floor is serde-saphyr's parse of the same files into
+//!   JSON values, on the same rayon pool.
 //! - `render/plain-<n>-process`: the same, with ours as a whole process too (the bench binary
 //!   re-run as a one-shot renderer: process start, render, exit), so the process start is on
 //!   both sides.
