@@ -2,9 +2,14 @@
 //!
 //! Every fetch first lists the remote's references (annotated tags peeled). When the resolved
 //! revision equals the one seen last, the answer is [`FetchOutcome::Unchanged`] and nothing is
-//! downloaded. Otherwise the commit is fetched with depth 1 into a bare cache repository (only
-//! the missing objects travel when the cache already has older ones) and the selected files are
-//! read straight from the Git tree, without a checkout. Each download adds a pack to the cache;
+//! downloaded. Otherwise the commit is fetched with depth 1 over the same connection (as `git
+//! fetch` does; a semver range, which lists every tag, fetches its tag over a second one) into a
+//! bare cache repository (only the missing objects travel when the cache already has older ones)
+//! and the selected files are read straight from the Git tree, without a checkout: with the
+//! previous artifact given ([`FetchRequest::with_previous`](crate::FetchRequest::with_previous)),
+//! only the blobs that changed are read and written, the others are hard-linked from it; with a
+//! [`Sparse`](crate::Sparse) request only the trees on the way to its paths are read. Each
+//! download adds a pack to the cache;
 //! once it holds more than [`GitSourceBuilder::max_cache_packs`], the next download starts from an
 //! empty cache, so the cache stays bounded however long the source runs.
 //!
