@@ -10,7 +10,9 @@
 //! - `one_commit_5k`: fetch one new commit (one file changed) into a warm cache, against
 //!   `git fetch --depth 1` + `git checkout` in a clone. Equal work: both download the new commit
 //!   and bring a complete tree of 5,000 files up to date on disk (gitops-source as a new artifact
-//!   beside the previous one, taking over its unchanged files; git in place).
+//!   beside the previous one, taking over its unchanged files; git in place). Removing the
+//!   previous artifact afterwards (what `gitops_sync::ArtifactStore` does beyond its limits) is
+//!   not timed: git has no such step.
 //! - `cold_clone_50k`: as `cold_clone_5k` on a repository of 50,000 files (50 directories of
 //!   1,000), 10 commits.
 //! - `sparse_one_commit_50k`: in the 50,000-file repository, fetch one new commit that changes
