@@ -7,4 +7,5 @@
 //! <name>`.
 
 pub mod peers;
+pub mod report;
 pub mod results;

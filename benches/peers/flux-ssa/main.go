@@ -3,7 +3,12 @@
 // Flux's kustomize-controller configures it, so that the gitops-apply benchmark compares both
 // appliers on the same objects against the same control plane in one run.
 //
-// Usage: flux-ssa -kubeconfig <path> -file <set.yaml> [-concurrency 4] [-qps -1] [-burst 100]
+// Usage: flux-ssa -kubeconfig <path> (-file <set.yaml> | -dir <directory>) [-namespace <ns>]
+// [-concurrency 4] [-qps -1] [-burst 100]
+//
+// -dir reads every *.yaml and *.yml file under the directory, in path order (as
+// kustomize-controller builds a plain directory); -namespace puts every namespaced object
+// without a namespace in that namespace (kustomize-controller's targetNamespace).
 //
 // Before the clock starts, the program builds its client and resolves every kind of the set
 // through the RESTMapper, as a running controller has done long before a reconcile. The clock
@@ -18,8 +23,11 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
+	"path/filepath"
+	"sort"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -28,7 +36,9 @@ import (
 	"github.com/fluxcd/pkg/ssa"
 	"github.com/fluxcd/pkg/ssa/utils"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -83,11 +93,13 @@ func fail(format string, args ...any) {
 func main() {
 	kubeconfig := flag.String("kubeconfig", "", "path of the kubeconfig")
 	file := flag.String("file", "", "multi-document YAML file of the objects to apply")
+	dir := flag.String("dir", "", "directory of YAML files of the objects to apply (instead of -file)")
+	namespace := flag.String("namespace", "", "namespace of the namespaced objects that name none")
 	concurrency := flag.Int("concurrency", 4, "concurrent dry-runs (kustomize-controller --concurrent-ssa, default 4)")
 	qps := flag.Float64("qps", -1, "client-side rate limit in requests per second; negative: none (kustomize-controller's default is 50)")
 	burst := flag.Int("burst", 100, "client-side rate limit burst (kustomize-controller's default is 100)")
 	flag.Parse()
-	if *kubeconfig == "" || *file == "" {
+	if *kubeconfig == "" || (*file == "") == (*dir == "") {
 		flag.Usage()
 		os.Exit(2)
 	}
@@ -107,19 +119,44 @@ func main() {
 		fail("creating the client: %v", err)
 	}
 
-	reader, err := os.Open(*file)
-	if err != nil {
-		fail("opening %s: %v", *file, err)
+	files := []string{*file}
+	if *dir != "" {
+		files = nil
+		err := filepath.WalkDir(*dir, func(path string, entry fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if !entry.IsDir() && (strings.HasSuffix(path, ".yaml") || strings.HasSuffix(path, ".yml")) {
+				files = append(files, path)
+			}
+			return nil
+		})
+		if err != nil {
+			fail("reading %s: %v", *dir, err)
+		}
+		sort.Strings(files)
 	}
-	objects, err := utils.ReadObjects(reader)
-	reader.Close()
-	if err != nil {
-		fail("reading %s: %v", *file, err)
+	var objects []*unstructured.Unstructured
+	for _, name := range files {
+		reader, err := os.Open(name)
+		if err != nil {
+			fail("opening %s: %v", name, err)
+		}
+		read, err := utils.ReadObjects(reader)
+		reader.Close()
+		if err != nil {
+			fail("reading %s: %v", name, err)
+		}
+		objects = append(objects, read...)
 	}
 	// A running controller resolved these kinds long ago: not part of a reconcile.
 	for _, object := range objects {
-		if _, err := kubeClient.RESTMapper().RESTMapping(object.GroupVersionKind().GroupKind(), object.GroupVersionKind().Version); err != nil {
+		mapping, err := kubeClient.RESTMapper().RESTMapping(object.GroupVersionKind().GroupKind(), object.GroupVersionKind().Version)
+		if err != nil {
 			fail("resolving %s: %v", object.GroupVersionKind(), err)
+		}
+		if *namespace != "" && object.GetNamespace() == "" && mapping.Scope.Name() == meta.RESTScopeNameNamespace {
+			object.SetNamespace(*namespace)
 		}
 	}
 
