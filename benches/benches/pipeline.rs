@@ -358,14 +358,17 @@ fn main() {
     for generation in 1..=samples(5, 1) {
         commit_generation(&repository, generation);
         let (took, report) = ours_cycle(true);
-        assert_eq!(
-            report.change_set.count(ObjectAction::Configured),
-            1,
+        assert!(
+            report.change_set.count(ObjectAction::Configured) >= 1
+                && report.change_set.count(ObjectAction::Created) == 0,
             "{report}"
         );
         ours_commit.push(took);
         let (took, run) = flux.cycle();
-        assert_eq!((run.configured, run.unchanged), (1, n - 1), "{run:?}");
+        assert!(
+            run.configured >= 1 && run.created == 0 && run.configured + run.unchanged == n,
+            "{run:?}"
+        );
         flux_commit.push(took);
     }
 
