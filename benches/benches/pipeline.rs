@@ -238,8 +238,8 @@ impl FluxCycle {
     }
 }
 
-/// Our `sync` example binary: `GITOPS_BENCH_SYNC`, else `sync` beside this bench's directory
-/// (`<target>/release/sync`, which `scripts/bench` builds).
+/// Our `sync` example binary: `GITOPS_BENCH_SYNC`, else `sync` of this bench's profile
+/// (`<target>/release/sync`, or `<target>/debug/sync` in a quick run; `scripts/bench` builds it).
 fn sync_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("GITOPS_BENCH_SYNC") {
         return PathBuf::from(path);
@@ -253,7 +253,8 @@ fn sync_binary() -> PathBuf {
     assert!(
         binary.is_file(),
         "the pipeline bench needs the sync example binary at {} (or GITOPS_BENCH_SYNC): \
-         `cargo build --release -p gitops-examples --bin sync --no-default-features`; \
+         `cargo build --release -p gitops-examples --bin sync --no-default-features` (or \
+         without --release for a quick run); \
          scripts/bench builds it",
         binary.display()
     );

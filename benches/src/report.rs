@@ -310,10 +310,16 @@ pub fn markdown_table(run: &RunResults) -> String {
             || "—".to_owned(),
             |ratio| {
                 let unit = figure.ours.as_ref().map(|side| side.measure.unit);
-                if unit == Some(Unit::BytesPerSecond) {
-                    format!("{ratio:.1}x (ours / peer)")
+                // Below 1 (the peer is better) two decimals, so that no ratio reads 0.0x.
+                let ratio = if ratio < 0.95 {
+                    format!("{ratio:.2}x")
                 } else {
                     format!("{ratio:.1}x")
+                };
+                if unit == Some(Unit::BytesPerSecond) {
+                    format!("{ratio} (ours / peer)")
+                } else {
+                    ratio
                 }
             },
         );
@@ -558,6 +564,19 @@ mod tests {
         assert!(rows[1].contains("peak RSS \\| no change"), "{table}");
         assert!(rows[1].contains("sync: 11.0 MiB (n=2)"), "{table}");
         assert!(rows[1].contains("| 3.6x |"), "{table}");
+    }
+
+    #[test]
+    fn a_ratio_below_one_keeps_two_decimals() {
+        let mut run = run();
+        run.benches.truncate(1);
+        run.benches[0].figures = vec![
+            Comparison::new("x/slow", "w", "e")
+                .ours("us", Measure::new(Unit::Seconds, vec![100.0]))
+                .peer("them", Measure::new(Unit::Seconds, vec![2.0])),
+        ];
+        let table = markdown_table(&run);
+        assert!(table.contains("| 0.02x |"), "{table}");
     }
 
     #[test]
