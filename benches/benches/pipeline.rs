@@ -14,8 +14,9 @@
 //!   RESTMapper). Both check every object against the cluster every cycle (drift). The peer's
 //!   time is the wall time of its git processes plus the harness's apply time.
 //!   - **no change**: nothing moved in Git or the cluster;
-//!   - **new commit**: a commit changing one ConfigMap, made before each round outside the
-//!     clocks; both sides take the same commit in the same round.
+//!   - **new commit**: a commit changing two ConfigMaps of one file, made before each round
+//!     outside the clocks; both sides take the same commit in the same round and configure
+//!     exactly those two (checked).
 //! - **one-shot processes** (a CI job's sync): ours, the `sync` example binary (`cargo build
 //!   --release -p gitops-examples --bin sync --no-default-features`) with a kept `--work-dir`,
 //!   timed whole (start, kube config, fetch, render, apply); the peer, `git fetch` + `git reset
@@ -44,6 +45,9 @@ use tokio_util::sync::CancellationToken;
 
 const OBJECTS_PER_FILE: usize = 10;
 
+/// The ConfigMaps of a file that carry its generation: a commit changes these.
+const CHANGED_PER_COMMIT: usize = OBJECTS_PER_FILE / 5;
+
 /// How many files the app has.
 fn files() -> usize {
     if quick() { 2 } else { 100 }
@@ -58,7 +62,7 @@ fn samples(full: usize, quick_samples: usize) -> usize {
     if quick() { quick_samples } else { full }
 }
 
-/// File `file` of the app, with `generation` in one ConfigMap so that commits change it.
+/// File `file` of the app, with `generation` in two ConfigMaps so that commits change them.
 fn app_file(file: usize, generation: usize) -> String {
     let mut yaml = String::new();
     for i in 0..OBJECTS_PER_FILE {
@@ -126,7 +130,7 @@ fn create_repository(dir: &Path) {
     }
 }
 
-/// Commits a change of one ConfigMap, made by `generation`.
+/// Commits a change of the two ConfigMaps of one file, made by `generation`.
 fn commit_generation(repository: &Path, generation: usize) {
     let file = generation % files();
     let path = format!("app/file-{file:03}.yaml");
@@ -359,15 +363,16 @@ fn main() {
     for generation in 1..=samples(5, 1) {
         commit_generation(&repository, generation);
         let (took, report) = ours_cycle(true);
-        assert!(
-            report.change_set.count(ObjectAction::Configured) >= 1
-                && report.change_set.count(ObjectAction::Created) == 0,
+        assert_eq!(
+            report.change_set.count(ObjectAction::Configured),
+            CHANGED_PER_COMMIT,
             "{report}"
         );
         ours_commit.push(took);
         let (took, run) = flux.cycle();
-        assert!(
-            run.configured >= 1 && run.created == 0 && run.configured + run.unchanged == n,
+        assert_eq!(
+            (run.configured, run.unchanged),
+            (CHANGED_PER_COMMIT, n - CHANGED_PER_COMMIT),
             "{run:?}"
         );
         flux_commit.push(took);
@@ -398,8 +403,8 @@ fn main() {
     recorder.record(
         Comparison::new(
             "pipeline/new-commit",
-            format!("a GitOps cycle on {n} objects, one changed by a new commit"),
-            format!("{equal_in_process}; both fetch the same new commit and apply the one change"),
+            format!("a GitOps cycle on {n} objects, two changed by a new commit"),
+            format!("{equal_in_process}; both fetch the same new commit and apply its two changes"),
         )
         .ours("gitops-sync unit", Measure::durations(&ours_commit))
         .peer(&peer_name, Measure::durations(&flux_commit)),
