@@ -609,6 +609,181 @@ fn references(kustomization: &Map<String, Value>) -> Vec<KustomizationReference>
     references
 }
 
+/// Every local path a kustomization's text may make kustomize read, for materialising a sparse
+/// artifact: unlike [`kustomization_references`], nothing is refused. Keys are matched the way
+/// kustomize matches them (ignoring case, with Go's folding), every document counts, inline
+/// plugin configurations add the files they name, and the Helm fields add their chart home and
+/// values files; remote references are left out. A text that is not YAML names nothing (the
+/// render then fails on that file, which is materialised).
+pub(crate) fn lenient_references(text: &str, file: &Path) -> Vec<String> {
+    let Ok(documents) = gitops_core::parse_yaml_documents(text, file) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for document in documents {
+        let Value::Object(map) = document.value else {
+            continue;
+        };
+        let folded = fold_fields(&map, KUSTOMIZATION_FIELDS.iter().chain(&HELM_FIELDS));
+        let mut kustomization = Map::new();
+        for (field, value) in folded {
+            let value = match NESTED_FIELDS.iter().find(|(nested, _)| *nested == field) {
+                Some((_, allowed)) => fold_nested(value, allowed),
+                None => value,
+            };
+            kustomization.insert(field.to_owned(), value);
+        }
+        found.extend(references(&kustomization).into_iter().map(|r| r.reference));
+        for field in PLUGIN_FIELDS {
+            let inline: Vec<&str> = match kustomization.get(field) {
+                Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
+                Some(Value::String(text)) => vec![text.as_str()],
+                _ => Vec::new(),
+            };
+            for text in inline.into_iter().filter(|text| text.contains('\n')) {
+                found.extend(plugin_config_paths(text, file));
+            }
+        }
+        found.extend(helm_paths(&kustomization));
+    }
+    found.retain(|reference| !reference.is_empty() && !is_remote(reference));
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// The fields of `map` whose keys fold (Go's way) to one of `fields`, under that field's name;
+/// values of keys folding to the same field are gathered into one list, so that none is lost.
+fn fold_fields<'a>(
+    map: &Map<String, Value>,
+    fields: impl Iterator<Item = &'a &'a str> + Clone,
+) -> Vec<(&'a str, Value)> {
+    let mut folded: Vec<(&'a str, Value)> = Vec::new();
+    for (key, value) in map {
+        let key = go_fold(key);
+        let Some(field) = fields.clone().find(|field| go_fold(field) == key) else {
+            continue;
+        };
+        match folded.iter_mut().find(|(name, _)| name == field) {
+            Some((_, existing)) => {
+                let mut items = match std::mem::take(existing) {
+                    Value::Array(items) => items,
+                    other => vec![other],
+                };
+                match value.clone() {
+                    Value::Array(more) => items.extend(more),
+                    other => items.push(other),
+                }
+                *existing = Value::Array(items);
+            }
+            None => folded.push((field, value.clone())),
+        }
+    }
+    folded
+}
+
+/// A nested object (or list of them) with its keys folded to the `allowed` field names.
+fn fold_nested(value: Value, allowed: &[&str]) -> Value {
+    let fold = |item: Value| match item {
+        Value::Object(map) => Value::Object(
+            fold_fields(&map, allowed.iter())
+                .into_iter()
+                .map(|(field, value)| (field.to_owned(), value))
+                .collect(),
+        ),
+        other => other,
+    };
+    match value {
+        Value::Array(items) => Value::Array(items.into_iter().map(fold).collect()),
+        other => fold(other),
+    }
+}
+
+/// The local paths an inline plugin configuration names (its fields that name files, keys
+/// folded as kustomize folds them; `key=path` entries give the path).
+fn plugin_config_paths(text: &str, file: &Path) -> Vec<String> {
+    let Ok(documents) = gitops_core::parse_yaml_documents(text, file) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    let mut pending: Vec<&Value> = documents.iter().map(|d| &d.value).collect();
+    while let Some(value) = pending.pop() {
+        match value {
+            Value::Object(map) => {
+                for (key, item) in map {
+                    if PLUGIN_PATH_FIELDS.contains(&go_fold(key).as_str()) {
+                        let values: Vec<&str> = match item {
+                            Value::String(s) => vec![s.as_str()],
+                            Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
+                            _ => Vec::new(),
+                        };
+                        found.extend(
+                            values
+                                .into_iter()
+                                .map(|v| v.split_once('=').map_or(v, |(_, p)| p).to_owned()),
+                        );
+                    }
+                    pending.push(item);
+                }
+            }
+            Value::Array(items) => pending.extend(items),
+            _ => {}
+        }
+    }
+    found
+}
+
+/// The paths kustomize's Helm fields read: the chart home (`helmGlobals.chartHome`, else
+/// `charts`) and the charts' values files. The renderer refuses these fields; they are still
+/// materialised, so that the render fails on the field, not on a missing file.
+fn helm_paths(kustomization: &Map<String, Value>) -> Vec<String> {
+    let mut found = Vec::new();
+    let has_charts = kustomization.contains_key("helmCharts")
+        || kustomization.contains_key("helmChartInflationGenerator");
+    let mut home = None;
+    for globals in as_objects(kustomization.get("helmGlobals")) {
+        for (key, value) in globals {
+            if go_fold(key) == "charthome"
+                && let Value::String(path) = value
+            {
+                home = Some(path.clone());
+            }
+        }
+    }
+    if let Some(home) = home {
+        found.push(home);
+    } else if has_charts {
+        found.push("charts".to_owned());
+    }
+    for field in ["helmCharts", "helmChartInflationGenerator"] {
+        for chart in as_objects(kustomization.get(field)) {
+            for (key, value) in chart {
+                if ["valuesfile", "additionalvaluesfiles", "charthome"]
+                    .contains(&go_fold(key).as_str())
+                {
+                    match value {
+                        Value::String(path) => found.push(path.clone()),
+                        Value::Array(items) => {
+                            found.extend(items.iter().filter_map(Value::as_str).map(str::to_owned))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+/// An object, or the objects of a list.
+fn as_objects(value: Option<&Value>) -> Vec<&Map<String, Value>> {
+    match value {
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_object).collect(),
+        Some(Value::Object(map)) => vec![map],
+        _ => Vec::new(),
+    }
+}
+
 /// The fields whose entries are plugin configurations (files, directories of kustomizations
 /// whose resources are configurations, or inline YAML).
 const PLUGIN_FIELDS: [&str; 3] = ["generators", "transformers", "validators"];
@@ -630,7 +805,7 @@ const PLUGIN_PATH_FIELDS: [&str; 7] = [
 /// `key` folded the way Go's JSON decoder compares field names, for names made of ASCII
 /// letters: ASCII case, and the two non-ASCII letters that fold into ASCII (`ſ` to `s`, the
 /// Kelvin sign to `k`).
-fn go_fold(key: &str) -> String {
+pub(crate) fn go_fold(key: &str) -> String {
     key.chars()
         .map(|c| match c {
             '\u{17f}' => 's',

@@ -66,6 +66,7 @@
 mod auto;
 mod helm;
 mod kustomize;
+mod needs;
 mod plain;
 mod process;
 mod root;
@@ -88,6 +89,7 @@ pub use kustomize::{
     KustomizationReference, KustomizeError, KustomizeRenderer, PINNED_KUSTOMIZE_VERSION,
     kustomization_references,
 };
+pub use needs::{reads_references, referenced_paths};
 pub use plain::{PlainError, PlainRenderer};
 pub use process::{ProcessError, ToolLimits};
 pub use root::{RootError, SourceRoot};
