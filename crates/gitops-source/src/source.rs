@@ -413,6 +413,16 @@ impl Sparse {
         &self.paths
     }
 
+    /// Whether a reference finder was given ([`with_references`](Self::with_references)).
+    ///
+    /// ```
+    /// assert!(!gitops_source::Sparse::new(["apps/prod"]).has_references());
+    /// ```
+    #[must_use]
+    pub fn has_references(&self) -> bool {
+        self.references.is_some()
+    }
+
     /// The reference finder, if any.
     pub(crate) fn references(&self) -> Option<&dyn References> {
         self.references.as_deref()

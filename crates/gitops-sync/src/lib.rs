@@ -98,4 +98,6 @@ pub use reconcile::{Backoff, CycleEvent, Reconciler, Trigger};
 pub use rendered::{Rendered, RenderedSet};
 pub use report::{action_name, plan_text, short_revision};
 pub use store::{ArtifactStore, Fetched, StoreError, StoreLimits};
-pub use unit::{SyncProgress, SyncReport, SyncTimings, SyncUnit, SyncUnitBuilder, WaitPolicy};
+pub use unit::{
+    RenderReferences, SyncProgress, SyncReport, SyncTimings, SyncUnit, SyncUnitBuilder, WaitPolicy,
+};

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use gitops_core::escape::{Escaped, EscapedPath};
 use gitops_source::{
-    Artifact, FetchOutcome, FetchRequest, ProgressCallback, Revision, Source, SourceError,
+    Artifact, FetchOutcome, FetchRequest, ProgressCallback, Revision, Source, SourceError, Sparse,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -140,6 +140,16 @@ pub struct Fetched {
 struct Kept {
     artifact: Artifact,
     dir: PathBuf,
+    /// What part of the files it holds (`None`: all of them).
+    sparse: Option<SparseKey>,
+}
+
+/// What makes two [`Sparse`] selections of one revision the same artifact: their paths, and
+/// whether references are followed.
+type SparseKey = (Vec<String>, bool);
+
+fn sparse_key(sparse: Option<&Sparse>) -> Option<SparseKey> {
+    sparse.map(|sparse| (sparse.paths().to_vec(), sparse.has_references()))
 }
 
 /// Where the store's directory is.
@@ -320,12 +330,63 @@ impl ArtifactStore {
         cancel: &CancellationToken,
         progress: Option<ProgressCallback>,
     ) -> Result<Fetched, StoreError> {
+        self.fetch_sparse(source, None, cancel, progress).await
+    }
+
+    /// [`fetch`](Self::fetch), writing only part of the files when `sparse` says so
+    /// ([`Sparse`]: a path and what its files reference). The artifact in use comes back for an
+    /// unchanged revision only when it was fetched with the same paths and the same choice of
+    /// following references: a sparse artifact never stands in for a whole one, nor for
+    /// another part.
+    ///
+    /// ```
+    /// use gitops_source::{LocalDirectorySource, Sparse};
+    /// use gitops_sync::ArtifactStore;
+    /// use tokio_util::sync::CancellationToken;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let repo = tempfile::tempdir()?;
+    /// std::fs::create_dir_all(repo.path().join("apps/prod"))?;
+    /// std::fs::create_dir_all(repo.path().join("docs"))?;
+    /// std::fs::write(repo.path().join("apps/prod/cm.yaml"), "kind: ConfigMap\n")?;
+    /// std::fs::write(repo.path().join("docs/big.yaml"), "kind: ConfigMap\n")?;
+    /// let source = LocalDirectorySource::new(repo.path());
+    /// let mut store = ArtifactStore::temporary()?;
+    /// let cancel = CancellationToken::new();
+    /// let sparse = Sparse::new(["apps/prod"]);
+    /// let part = store.fetch_sparse(&source, Some(&sparse), &cancel, None).await?;
+    /// assert!(part.artifact.root().join("apps/prod/cm.yaml").is_file());
+    /// assert!(!part.artifact.root().join("docs").exists());
+    /// // The same revision, whole: not the sparse artifact.
+    /// let whole = store.fetch(&source, &cancel, None).await?;
+    /// assert!(whole.changed);
+    /// assert!(whole.artifact.root().join("docs/big.yaml").is_file());
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`fetch`](Self::fetch); a sparse path that leaves the root is the source's
+    /// [`SourceError::InvalidConfiguration`].
+    pub async fn fetch_sparse(
+        &mut self,
+        source: &dyn Source,
+        sparse: Option<&Sparse>,
+        cancel: &CancellationToken,
+        progress: Option<ProgressCallback>,
+    ) -> Result<Fetched, StoreError> {
         self.next += 1;
         let destination = self.dir.path().join(self.next.to_string());
         let mut request = FetchRequest::new(&destination).with_cancellation(cancel.clone());
-        if let Some(current) = self.current() {
+        let key = sparse_key(sparse);
+        if let Some(current) = self.kept.front()
+            && current.sparse == key
+        {
             // Its unchanged files are reused (hard links) instead of written again.
-            request = request.with_previous(current.clone());
+            request = request.with_previous(current.artifact.clone());
+        }
+        if let Some(sparse) = sparse {
+            request = request.with_sparse(sparse.clone());
         }
         if let Some(progress) = progress {
             request = request.with_progress(move |step| progress(step));
@@ -342,10 +403,12 @@ impl ArtifactStore {
         };
         match outcome {
             FetchOutcome::Unchanged(revision) => match self.kept.front() {
-                Some(kept) if kept.artifact.revision() == &revision => Ok(Fetched {
-                    artifact: kept.artifact.clone(),
-                    changed: false,
-                }),
+                Some(kept) if kept.artifact.revision() == &revision && kept.sparse == key => {
+                    Ok(Fetched {
+                        artifact: kept.artifact.clone(),
+                        changed: false,
+                    })
+                }
                 other => Err(StoreError::UnexpectedUnchanged {
                     location: source.location(),
                     revision,
@@ -359,6 +422,7 @@ impl ArtifactStore {
                 self.kept.push_front(Kept {
                     artifact: artifact.clone(),
                     dir: destination,
+                    sparse: key,
                 });
                 self.evict();
                 Ok(Fetched {
@@ -473,6 +537,49 @@ mod tests {
         assert!(first.artifact.root().join("a.yaml").is_file());
         // Nothing but the artifact in use is left in the store's directory.
         assert_eq!(std::fs::read_dir(store.dir()).unwrap().count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_sparse_artifact_never_stands_in_for_another_selection() {
+        let repo = tempfile::tempdir().unwrap();
+        for dir in ["apps/prod", "apps/dev", "docs"] {
+            std::fs::create_dir_all(repo.path().join(dir)).unwrap();
+            std::fs::write(repo.path().join(dir).join("a.yaml"), dir).unwrap();
+        }
+        let source = LocalDirectorySource::new(repo.path());
+        let mut store = ArtifactStore::temporary()
+            .unwrap()
+            .with_limits(StoreLimits::default().max_artifacts(10));
+        let cancel = CancellationToken::new();
+        let prod = Sparse::new(["apps/prod"]);
+        let mut fetch = async |sparse: Option<&Sparse>| {
+            store
+                .fetch_sparse(&source, sparse, &cancel, None)
+                .await
+                .unwrap()
+        };
+        let part = fetch(Some(&prod)).await;
+        assert!(part.changed);
+        assert!(part.artifact.root().join("apps/prod/a.yaml").is_file());
+        assert!(!part.artifact.root().join("docs").exists());
+        // The same selection of the same revision: the artifact in use.
+        let again = fetch(Some(&prod)).await;
+        assert!(!again.changed);
+        assert_eq!(again.artifact.root(), part.artifact.root());
+        // Whole, another path, or with references: each a new artifact of its own.
+        let whole = fetch(None).await;
+        assert!(whole.changed);
+        assert!(whole.artifact.root().join("docs/a.yaml").is_file());
+        assert!(!fetch(None).await.changed);
+        let dev = fetch(Some(&Sparse::new(["apps/dev"]))).await;
+        assert!(dev.changed);
+        assert!(dev.artifact.root().join("apps/dev/a.yaml").is_file());
+        assert!(!dev.artifact.root().join("apps/prod").exists());
+        let referencing = fetch(Some(
+            &Sparse::new(["apps/dev"]).with_references(crate::RenderReferences),
+        ))
+        .await;
+        assert!(referencing.changed);
     }
 
     #[test]

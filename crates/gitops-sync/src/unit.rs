@@ -12,7 +12,7 @@ use gitops_apply::{
 };
 use gitops_core::escape::Escaped;
 use gitops_render::{RenderError, RenderRequest, Renderer, SourceRoot, Substitution};
-use gitops_source::{Artifact, FetchProgress, Revision, SkippedEntry, Source};
+use gitops_source::{Artifact, FetchProgress, References, Revision, SkippedEntry, Source, Sparse};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::SyncError;
@@ -291,6 +291,50 @@ impl fmt::Display for SyncReport {
     }
 }
 
+/// What the renderers of `gitops-render` read besides the directory they render, as a
+/// [`References`] finder for a sparse fetch ([`Sparse::with_references`]): the paths a
+/// kustomization names (keys in any case), a chart's `file://` dependencies
+/// ([`gitops_render::referenced_paths`]); plain YAML names none.
+///
+/// ```
+/// use gitops_source::{References, Sparse};
+/// use gitops_sync::RenderReferences;
+/// assert!(RenderReferences.reads("apps/prod/kustomization.yaml"));
+/// assert_eq!(
+///     RenderReferences.references("apps/prod/kustomization.yaml", b"resources: [../../base]\n"),
+///     ["../../base"]
+/// );
+/// let sparse = Sparse::new(["apps/prod"]).with_references(RenderReferences);
+/// assert!(sparse.has_references());
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RenderReferences;
+
+impl References for RenderReferences {
+    fn reads(&self, path: &str) -> bool {
+        gitops_render::reads_references(path)
+    }
+
+    fn references(&self, path: &str, content: &[u8]) -> Vec<String> {
+        gitops_render::referenced_paths(path, content)
+    }
+}
+
+/// The sparse selection of a unit rendering `path`: the path (`/`-separated) and what its
+/// files reference. `None` for a path that is not UTF-8 (the whole artifact is fetched).
+fn sparse_for(path: &std::path::Path) -> Option<Sparse> {
+    let mut parts = Vec::new();
+    for component in path.components() {
+        parts.push(component.as_os_str().to_str()?);
+    }
+    let path = if parts.is_empty() {
+        ".".to_owned()
+    } else {
+        parts.join("/")
+    };
+    Some(Sparse::new([path]).with_references(RenderReferences))
+}
+
 /// The progress callback of a unit.
 type ProgressFn = Arc<dyn Fn(&SyncProgress) + Send + Sync>;
 
@@ -318,6 +362,7 @@ pub struct SyncUnitBuilder {
     store: Option<ArtifactStore>,
     progress: Option<ProgressFn>,
     applied: Option<Revision>,
+    sparse: bool,
 }
 
 impl fmt::Debug for SyncUnitBuilder {
@@ -360,6 +405,36 @@ impl SyncUnitBuilder {
     /// When to wait for the applied objects to become Current.
     pub fn wait(mut self, policy: WaitPolicy) -> Self {
         self.wait = policy;
+        self
+    }
+
+    /// Fetch only what the render needs (default `false`: the whole artifact): the unit's
+    /// [`path`](Self::path) and, transitively, what its files reference ([`RenderReferences`]:
+    /// a kustomization's resources, bases, components, patches and generator files, a chart's
+    /// `file://` dependencies). A small folder of a large repository then costs little to
+    /// write; the revision is still the whole commit's.
+    ///
+    /// Only for renderers that read no more than that: `gitops-render`'s do, except a
+    /// [`HelmRenderer`](gitops_render::HelmRenderer) values file outside the chart directory
+    /// (the render then fails on the missing file, naming it; it never reads outside the
+    /// artifact). A path that leaves the artifact fails the fetch.
+    ///
+    /// ```no_run
+    /// # fn build(applier: gitops_apply::Applier) -> Result<(), gitops_sync::SyncError> {
+    /// let unit = gitops_sync::SyncUnit::builder(
+    ///     gitops_source::LocalDirectorySource::new("./repo"),
+    ///     gitops_render::PlainRenderer::new(),
+    ///     applier,
+    /// )
+    /// .path("apps/prod")
+    /// .sparse(true)
+    /// .build()?;
+    /// # drop(unit);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn sparse(mut self, sparse: bool) -> Self {
+        self.sparse = sparse;
         self
     }
 
@@ -408,7 +483,17 @@ impl SyncUnitBuilder {
             Some(store) => store,
             None => ArtifactStore::temporary().map_err(SyncError::Setup)?,
         };
+        let sparse = if self.sparse {
+            let sparse = sparse_for(&self.path);
+            if sparse.is_none() {
+                tracing::warn!(unit = %Escaped(&self.name), path = %gitops_core::escape::EscapedPath(&self.path), "the path is not UTF-8: fetching the whole artifact");
+            }
+            sparse
+        } else {
+            None
+        };
         Ok(SyncUnit {
+            sparse,
             name: self.name,
             source: self.source,
             renderer: self.renderer,
@@ -467,6 +552,7 @@ pub struct SyncUnit {
     progress: Option<ProgressFn>,
     last_good: Option<RenderedSet>,
     applied: Option<Revision>,
+    sparse: Option<Sparse>,
 }
 
 impl fmt::Debug for SyncUnit {
@@ -523,6 +609,7 @@ impl SyncUnit {
             store: None,
             progress: None,
             applied: None,
+            sparse: false,
         }
     }
 
@@ -625,7 +712,10 @@ impl SyncUnit {
             Arc::new(move |step: FetchProgress| progress(&SyncProgress::Fetching(step)))
                 as gitops_source::ProgressCallback
         });
-        let fetched = self.store.fetch(&*self.source, cancel, progress).await;
+        let fetched = self
+            .store
+            .fetch_sparse(&*self.source, self.sparse.as_ref(), cancel, progress)
+            .await;
         timings.fetch = started.elapsed();
         let fetched = match fetched {
             Ok(fetched) => fetched,
