@@ -878,3 +878,186 @@ async fn helm_is_told_the_capabilities_of_the_cluster() {
     let pinned = gitops_sync::discover_capabilities(&client, Some("v1.30.0")).await;
     assert_eq!(pinned.kube_version.as_deref(), Some("v1.30.0"));
 }
+
+/// A Git repository made with the `git` CLI, on branch `main`; returns the new commit's hash.
+fn commit(repo: &Path, files: &[(&str, &str)]) -> String {
+    let git = |args: &[&str]| {
+        let output = std::process::Command::new("git")
+            .arg("-C")
+            .arg(repo)
+            .args(["-c", "user.name=test", "-c", "user.email=test@127.0.0.1"])
+            .args(args)
+            .output()
+            .expect("git runs");
+        assert!(
+            output.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("UTF-8")
+    };
+    if !repo.join(".git").exists() {
+        git(&["init", "-q", "-b", "main"]);
+    }
+    for (file, text) in files {
+        let path = repo.join(file);
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("a directory");
+        std::fs::write(path, text).expect("a file");
+    }
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "test"]);
+    git(&["rev-parse", "HEAD"]).trim().to_owned()
+}
+
+/// The files of a directory, relative and sorted.
+fn files_below(root: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut pending = vec![root.to_owned()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let relative = path.strip_prefix(root).unwrap();
+                found.push(relative.to_str().unwrap().to_owned());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[tokio::test]
+async fn a_sparse_unit_materialises_its_path_and_what_its_kustomizations_reference() {
+    let kustomize = tokio::task::spawn_blocking(|| {
+        gitops_envtest::tools::ensure(gitops_envtest::tools::Tool::Kustomize)
+    })
+    .await
+    .unwrap()
+    .expect("the pinned kustomize");
+    let (client, namespace) = setup("sync-sparse").await;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let mut files: Vec<(String, String)> = vec![
+        (
+            "apps/prod/kustomization.yaml".into(),
+            "resources:\n- ../../base\nnamePrefix: prod-\n".into(),
+        ),
+        (
+            "apps/upper/kustomization.yaml".into(),
+            "RESOURCES:\n- ../../base\n".into(),
+        ),
+        (
+            "base/kustomization.yaml".into(),
+            "resources:\n- cm.yaml\n".into(),
+        ),
+        ("base/cm.yaml".into(), config_map("a", "blue")),
+        (
+            "extra/kustomization.yaml".into(),
+            "resources:\n- cm.yaml\n".into(),
+        ),
+        ("extra/cm.yaml".into(), config_map("b", "green")),
+    ];
+    // An unrelated big directory.
+    for i in 0..300 {
+        files.push((
+            format!("big/{i}.yaml"),
+            config_map(&format!("big-{i}"), "x"),
+        ));
+    }
+    let borrowed: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(path, text)| (path.as_str(), text.as_str()))
+        .collect();
+    commit(&repo, &borrowed);
+    let source = |cache: &str| {
+        GitSource::builder(format!("file://{}", repo.display()), dir.path().join(cache))
+            .build()
+            .unwrap()
+    };
+    let kustomized = |source: GitSource, path: &str, inventory: &str| {
+        SyncUnit::builder(
+            source,
+            gitops_render::KustomizeRenderer::new(&kustomize),
+            applier(&client, &namespace, inventory),
+        )
+        .name(inventory)
+        .path(path)
+        .sparse(true)
+        .apply_options(
+            ApplyOptions::default()
+                .with_takeover(TakeoverManager::defaults())
+                .with_target_namespace(namespace.clone()),
+        )
+        .build()
+        .unwrap()
+    };
+    let mut prod = kustomized(source("cache-prod"), "apps/prod", "prod");
+    let report = sync(&mut prod).await;
+    assert_eq!(action(&report, "prod-a"), ObjectAction::Created);
+    assert_eq!(
+        colour_of(&client, &namespace, "prod-a").await.as_deref(),
+        Some("blue")
+    );
+    let artifact = prod.artifact_store().current().unwrap().clone();
+    assert_eq!(
+        files_below(artifact.root()),
+        [
+            "apps/prod/kustomization.yaml",
+            "base/cm.yaml",
+            "base/kustomization.yaml"
+        ]
+    );
+    // The same revision again: the same artifact, nothing written.
+    let again = sync(&mut prod).await;
+    assert!(!again.new_revision);
+    assert_eq!(
+        prod.artifact_store().current().unwrap().root(),
+        artifact.root()
+    );
+
+    // A reference added in a later commit is materialised.
+    commit(
+        &repo,
+        &[(
+            "apps/prod/kustomization.yaml",
+            "resources:\n- ../../base\n- ../../extra\nnamePrefix: prod-\n",
+        )],
+    );
+    let report = sync(&mut prod).await;
+    assert!(report.new_revision);
+    assert_eq!(action(&report, "prod-b"), ObjectAction::Created);
+    assert_eq!(action(&report, "prod-a"), ObjectAction::Unchanged);
+    let artifact = prod.artifact_store().current().unwrap();
+    let held = files_below(artifact.root());
+    assert!(held.contains(&"extra/cm.yaml".to_owned()), "{held:?}");
+    assert!(
+        !held.iter().any(|path| path.starts_with("big/")),
+        "{held:?}"
+    );
+    assert!(
+        !held.iter().any(|path| path.starts_with("apps/upper")),
+        "{held:?}"
+    );
+
+    // A key kustomize reads ignoring case: what it names is materialised, and the render fails
+    // on the key, naming it (never on a missing file, never outside the artifact).
+    let mut upper = kustomized(source("cache-upper"), "apps/upper", "upper");
+    let error = upper
+        .sync(&CancellationToken::new())
+        .await
+        .expect_err("an upper-case key is refused");
+    let chain = error.chain().to_string();
+    assert!(chain.contains("unknown field \"RESOURCES\""), "{chain}");
+    let artifact = upper.artifact_store().current().unwrap();
+    assert_eq!(
+        files_below(artifact.root()),
+        [
+            "apps/upper/kustomization.yaml",
+            "base/cm.yaml",
+            "base/kustomization.yaml"
+        ]
+    );
+}
