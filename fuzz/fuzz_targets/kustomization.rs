@@ -57,9 +57,17 @@ fn go_fold(key: &str) -> String {
 }
 
 fuzz_target!(|text: &str| {
+    // What a sparse fetch materialises for the file names everything it may read.
+    let materialised = gitops_render::referenced_paths("kustomization.yaml", text.as_bytes());
     let result = gitops_render::kustomization_references(text, Path::new("kustomization.yaml"));
-    if result.is_err() {
+    let Ok(references) = result else {
         return;
+    };
+    for reference in &references {
+        assert!(
+            materialised.contains(&reference.reference),
+            "{reference} is followed but not materialised ({materialised:?})"
+        );
     }
     // Accepted: no top-level key may be another spelling of a reference field.
     let Ok(documents) = gitops_core::parse_yaml_documents(text, "kustomization.yaml") else {

@@ -646,7 +646,7 @@ pub(crate) fn lenient_references(text: &str, file: &Path) -> Vec<String> {
         }
         found.extend(helm_paths(&kustomization));
     }
-    found.retain(|reference| !reference.is_empty() && !is_remote(reference));
+    found.retain(|reference| !is_remote(reference));
     found.sort();
     found.dedup();
     found
@@ -802,15 +802,30 @@ const PLUGIN_PATH_FIELDS: [&str; 7] = [
     "additionalvaluesfiles",
 ];
 
-/// `key` folded the way Go's JSON decoder compares field names, for names made of ASCII
-/// letters: ASCII case, and the two non-ASCII letters that fold into ASCII (`ſ` to `s`, the
-/// Kelvin sign to `k`).
+/// `key` folded the way Go's JSON decoder compares field names (`appendFoldedName`: ASCII
+/// upper-cased, any other rune through `ToUpper(ToLower(r))`), then ASCII lower-cased, so that
+/// it compares with the lower-case names here. Four non-ASCII letters fold into ASCII: `ſ` to
+/// `s`, the Kelvin sign to `k`, `İ` and the dotless `ı` to `i`.
 pub(crate) fn go_fold(key: &str) -> String {
+    // Go maps rune to rune: where Rust's full mapping gives more than one character, the
+    // simple one is meant (`İ` lower-cases to `i` alone).
+    fn single(mut chars: impl Iterator<Item = char>, otherwise: char) -> char {
+        match (chars.next(), chars.next()) {
+            (Some(c), None) => c,
+            _ => otherwise,
+        }
+    }
     key.chars()
-        .map(|c| match c {
-            '\u{17f}' => 's',
-            '\u{212a}' => 'k',
-            c => c.to_ascii_lowercase(),
+        .map(|c| {
+            if c.is_ascii() {
+                return c.to_ascii_lowercase();
+            }
+            let lower = if c == '\u{130}' {
+                'i'
+            } else {
+                single(c.to_lowercase(), c)
+            };
+            single(lower.to_uppercase(), lower).to_ascii_lowercase()
         })
         .collect()
 }
@@ -1551,6 +1566,25 @@ mod tests {
         for local in ["../base", "deployment.yaml", "components/ha", "a.git.yaml"] {
             assert!(!is_remote(local), "{local}");
         }
+    }
+
+    #[test]
+    fn folds_keys_as_go_does() {
+        assert_eq!(go_fold("Resources"), "resources");
+        assert_eq!(go_fold("\u{17f}ecret"), "secret");
+        assert_eq!(go_fold("\u{212a}ind"), "kind");
+        assert_eq!(go_fold("f\u{130}les"), "files");
+        assert_eq!(go_fold("f\u{131}les"), "files");
+        assert_ne!(go_fold("f\u{e9}les"), "feles");
+        // A plugin configuration field spelt so is read by kustomize as `valuesFile`: refused
+        // when it is remote.
+        let error = check_plugin_config(
+            "kind: HelmChartInflationGenerator\nvaluesF\u{130}le: https://example.com/v.yaml\n",
+            Path::new("kustomization.yaml"),
+            "generators",
+        )
+        .unwrap_err();
+        assert!(matches!(error, KustomizeError::Remote { .. }), "{error}");
     }
 
     fn write(dir: &Path, file: &str, text: &str) {

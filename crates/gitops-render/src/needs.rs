@@ -226,6 +226,8 @@ configMapGenerator:
   ENVS: [b.env]
 \u{17f}ecretGenerator:
 - Env: s.env
+conf\u{130}gurations: [c.yaml]
+val\u{131}dators: [v.yaml]
 ";
         assert_eq!(
             paths("kustomization.yaml", text),
@@ -233,9 +235,11 @@ configMapGenerator:
                 "../../base",
                 "a.txt",
                 "b.env",
+                "c.yaml",
                 "more.yaml",
                 "p.yaml",
-                "s.env"
+                "s.env",
+                "v.yaml",
             ]
         );
         // The renderer's own check refuses the same text, naming the key and line.
