@@ -366,8 +366,8 @@ impl ArtifactStore {
     /// ```
     ///
     /// # Errors
-    /// As [`fetch`](Self::fetch); a sparse path that leaves the root is the source's
-    /// [`SourceError::InvalidConfiguration`].
+    /// As [`fetch`](Self::fetch); a sparse path that leaves the root fails the fetch (the
+    /// source's error names it).
     pub async fn fetch_sparse(
         &mut self,
         source: &dyn Source,
@@ -580,6 +580,17 @@ mod tests {
         ))
         .await;
         assert!(referencing.changed);
+        // A path that leaves the root fails the fetch, naming it; the artifact in use stays.
+        let error = store
+            .fetch_sparse(&source, Some(&Sparse::new(["../x"])), &cancel, None)
+            .await
+            .unwrap_err();
+        let chain = format!("{:?}", error.source_error());
+        assert!(chain.contains("../x"), "{chain}");
+        assert_eq!(
+            store.current().unwrap().revision(),
+            referencing.artifact.revision()
+        );
     }
 
     #[test]

@@ -927,6 +927,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_unit_path_becomes_its_sparse_selection() {
+        let paths = |path: &str| {
+            sparse_for(std::path::Path::new(path))
+                .unwrap()
+                .paths()
+                .to_vec()
+        };
+        assert_eq!(paths("apps/prod"), ["apps/prod"]);
+        assert_eq!(paths("./apps//prod/"), ["./apps/prod"]);
+        assert_eq!(paths("."), ["."]);
+        assert_eq!(paths(""), ["."]);
+        assert!(
+            sparse_for(std::path::Path::new("apps"))
+                .unwrap()
+                .has_references()
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStrExt;
+            let not_utf8 = std::ffi::OsStr::from_bytes(b"apps/\xff");
+            assert!(sparse_for(std::path::Path::new(not_utf8)).is_none());
+        }
+    }
+
+    #[test]
     fn progress_steps_become_messages_and_counts() {
         let revision = Revision::git("main", &"ab".repeat(20));
         let writing = SyncProgress::Fetching(FetchProgress::WritingFiles {
