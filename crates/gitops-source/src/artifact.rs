@@ -457,8 +457,24 @@ pub(crate) fn write_artifact<T: FileTree>(
     files: Vec<Planned<T::Handle>>,
     root: &Path,
     previous: Option<&Artifact>,
+    recycle: Option<&Recycle>,
     mut files_written: impl FnMut(usize),
 ) -> Result<Written, ArtifactError> {
+    if let Some(retired) = recycle.and_then(Recycle::take) {
+        let retired_root = retired.root.clone();
+        match recycle_into(tree, &files, root, previous, retired, &mut files_written) {
+            Ok(written) => return Ok(written),
+            Err(error) => {
+                // The retired tree is gone (removed with its staging directory): the new
+                // artifact is made from scratch, the previous one is untouched.
+                tracing::debug!(
+                    retired = %EscapedPath(&retired_root),
+                    error = %error,
+                    "recycling the retired artifact failed, writing a new one"
+                );
+            }
+        }
+    }
     let io_error = |path: &Path| {
         let path = path.to_owned();
         move |source| ArtifactError::Io { path, source }
@@ -536,6 +552,249 @@ pub(crate) fn write_artifact<T: FileTree>(
         });
     }
     Ok(Written { entries, reused })
+}
+
+/// Whether the file `old` recorded is the one `planned` wants: the same blob (or content when
+/// no blob is known) and the same mode.
+fn same_content<H>(planned: &Planned<H>, old: &Entry) -> bool {
+    planned.file.executable == old.executable
+        && match (planned.blob, old.blob) {
+            (Some(new), Some(old)) => new == old,
+            _ => planned.sha256 == Some(old.sha256),
+        }
+}
+
+/// Update the retired artifact's tree in place into the artifact of `files`, then rename it to
+/// `root`. The tree is first renamed into a staging directory beside `root` (so no one reads it
+/// half-made); there, only what differs from the retired artifact's recorded file list is
+/// touched: a file whose (mode, blob) is unchanged and whose inode still has the recorded stamp
+/// is kept, every other file (changed, tampered with, unknown, a link) is removed, emptied
+/// directories are removed, and the missing files are hard-linked from `previous` (see
+/// [`reuse`]) or written to new inodes. A file is never opened for writing once it exists: it
+/// may be hard-linked into `previous`. On failure the staging directory is removed.
+fn recycle_into<T: FileTree>(
+    tree: &T,
+    files: &[Planned<T::Handle>],
+    root: &Path,
+    previous: Option<&Artifact>,
+    retired: Artifact,
+    files_written: &mut impl FnMut(usize),
+) -> Result<Written, ArtifactError> {
+    let io_error = |path: &Path| {
+        let path = path.to_owned();
+        move |source| ArtifactError::Io { path, source }
+    };
+    let parent = match root.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(parent).map_err(io_error(parent))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".gitops-artifact-")
+        .tempdir_in(parent)
+        .map_err(io_error(parent))?;
+    // A directory renames over an empty one atomically.
+    std::fs::rename(&retired.root, staging.path()).map_err(io_error(&retired.root))?;
+    let wanted: HashMap<&str, &Planned<T::Handle>> = files
+        .iter()
+        .map(|planned| (planned.file.path.as_str(), planned))
+        .collect();
+    let recorded: HashMap<&str, &Entry> = retired
+        .entries
+        .iter()
+        .map(|entry| (entry.path.as_str(), entry))
+        .collect();
+    let mut kept: HashMap<String, Entry> = HashMap::new();
+    prune_retired(staging.path(), "", &wanted, &recorded, &mut kept)?;
+    let reusable = Reusable::new(previous);
+    let mut created = std::collections::HashSet::new();
+    let mut entries = Vec::with_capacity(files.len());
+    let mut reused = 0;
+    let mut recycled = 0;
+    for (index, planned) in files.iter().enumerate() {
+        let file = &planned.file;
+        check_relative_path(&file.path).map_err(|source| ArtifactError::PathEscapes {
+            path: file.path.clone(),
+            source,
+        })?;
+        if let Some(entry) = kept.remove(&file.path) {
+            recycled += 1;
+            entries.push(entry);
+            files_written(index + 1);
+            continue;
+        }
+        let target = staging.path().join(&file.path);
+        if let Some(dir) = target.parent()
+            && !created.contains(dir)
+        {
+            std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+            created.insert(dir.to_owned());
+        }
+        let old = reusable.find(planned.blob, planned.sha256, file.executable);
+        let entry = match old.map_or(Reused::No, |old| {
+            reuse(old, reusable.root, &target, &file.path)
+        }) {
+            Reused::Yes(entry) => {
+                reused += 1;
+                entry
+            }
+            Reused::No => {
+                let content = tree
+                    .read(&file.handle, &file.path)
+                    .map_err(ArtifactError::Select)?;
+                let sha256 = sha256(&content);
+                let stamp = create_file(&target, &content, file.executable)?;
+                Entry {
+                    path: file.path.clone(),
+                    executable: file.executable,
+                    blob: planned.blob,
+                    sha256,
+                    size: content.len() as u64,
+                    stamp,
+                }
+            }
+        };
+        entries.push(entry);
+        files_written(index + 1);
+    }
+    let staged = staging.keep();
+    if let Err(source) = std::fs::rename(&staged, root) {
+        let _ = std::fs::remove_dir_all(&staged);
+        return Err(ArtifactError::Io {
+            path: root.to_owned(),
+            source,
+        });
+    }
+    tracing::debug!(
+        kept = recycled,
+        linked = reused,
+        written = entries.len() - recycled - reused,
+        "updated the retired artifact in place"
+    );
+    Ok(Written {
+        entries,
+        reused: reused + recycled,
+    })
+}
+
+/// Walk the retired tree below `dir` (`prefix` is its path in the artifact, empty or ending in
+/// `/`): keep the files `wanted` with their recorded content and an unchanged stamp (into
+/// `kept`), remove every other entry, and remove the directories left empty.
+fn prune_retired<H>(
+    dir: &Path,
+    prefix: &str,
+    wanted: &HashMap<&str, &Planned<H>>,
+    recorded: &HashMap<&str, &Entry>,
+    kept: &mut HashMap<String, Entry>,
+) -> Result<(), ArtifactError> {
+    let io_error = |path: &Path| {
+        let path = path.to_owned();
+        move |source| ArtifactError::Io { path, source }
+    };
+    for item in std::fs::read_dir(dir).map_err(io_error(dir))? {
+        let item = item.map_err(io_error(dir))?;
+        let path = item.path();
+        let kind = item.file_type().map_err(io_error(&path))?;
+        let name = item.file_name();
+        let relative = name.to_str().map(|name| format!("{prefix}{name}"));
+        if kind.is_dir() {
+            if let Some(relative) = &relative {
+                prune_retired(&path, &format!("{relative}/"), wanted, recorded, kept)?;
+                // Fails while something is left in it: then it is still needed.
+                let _ = std::fs::remove_dir(&path);
+            } else {
+                std::fs::remove_dir_all(&path).map_err(io_error(&path))?;
+            }
+            continue;
+        }
+        if kind.is_file()
+            && let Some(relative) = relative
+            && let (Some(planned), Some(old)) = (
+                wanted.get(relative.as_str()),
+                recorded.get(relative.as_str()),
+            )
+            && old.stamp.is_some()
+            && same_content(planned, old)
+            && std::fs::symlink_metadata(&path)
+                .ok()
+                .and_then(|metadata| Stamp::of(&metadata))
+                == old.stamp
+        {
+            kept.insert(relative, (*old).clone());
+            continue;
+        }
+        std::fs::remove_file(&path).map_err(io_error(&path))?;
+    }
+    Ok(())
+}
+
+/// A retired artifact handed to a fetch to be updated in place into the new one
+/// ([`FetchRequest::with_recycle`](crate::FetchRequest::with_recycle)) instead of writing a new
+/// tree: only the files whose (mode, blob) changed are touched. It holds the last handle to the
+/// artifact (so no reader has it); a fetch that does not use it (an unchanged revision, a
+/// failure before writing) leaves it here for [`take_back`](Self::take_back). Clones share the
+/// one artifact.
+///
+/// ```
+/// use gitops_source::{Artifact, Recycle, Revision};
+/// let dir = tempfile::tempdir()?;
+/// std::fs::write(dir.path().join("cm.yaml"), "kind: ConfigMap\n")?;
+/// let artifact = Artifact::from_dir(Revision::from_string("v1"), dir.path())?;
+/// let held = artifact.clone();
+/// // Someone else holds it: it cannot be recycled.
+/// let artifact = Recycle::new(artifact).unwrap_err();
+/// drop(held);
+/// let recycle = Recycle::new(artifact).unwrap();
+/// assert!(recycle.take_back().is_some());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Recycle(Arc<std::sync::Mutex<Option<Artifact>>>);
+
+impl Recycle {
+    /// Give up `artifact` for recycling; it is handed back as the error when another handle to
+    /// it (a clone) still exists, since someone may be reading its files.
+    ///
+    /// ```
+    /// use gitops_source::{Artifact, Recycle, Revision};
+    /// let dir = tempfile::tempdir()?;
+    /// let artifact = Artifact::from_dir(Revision::from_string("v1"), dir.path())?;
+    /// assert!(Recycle::new(artifact).is_ok());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// The artifact itself when it is shared.
+    #[allow(clippy::result_large_err)]
+    pub fn new(artifact: Artifact) -> Result<Self, Artifact> {
+        if Arc::strong_count(&artifact.entries) > 1 {
+            return Err(artifact);
+        }
+        Ok(Self(Arc::new(std::sync::Mutex::new(Some(artifact)))))
+    }
+
+    /// The artifact, when no fetch used it (its directory is then untouched); `None` once a fetch
+    /// took it (its directory became the new artifact, or was removed when that failed).
+    ///
+    /// ```
+    /// use gitops_source::{Artifact, Recycle, Revision};
+    /// let dir = tempfile::tempdir()?;
+    /// let recycle = Recycle::new(Artifact::from_dir(Revision::from_string("v1"), dir.path())?).unwrap();
+    /// assert!(recycle.take_back().is_some());
+    /// assert!(recycle.take_back().is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn take_back(&self) -> Option<Artifact> {
+        self.take()
+    }
+
+    pub(crate) fn take(&self) -> Option<Artifact> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
 }
 
 /// Open a new file for writing with its mode (the directory must exist). An existing file or link
@@ -1007,7 +1266,7 @@ mod tests {
                 blob: None,
             })
             .collect();
-        let written = write_artifact(&tree, planned, target, previous, |_| {}).unwrap();
+        let written = write_artifact(&tree, planned, target, previous, None, |_| {}).unwrap();
         let entries = written.entries;
         Artifact::new(
             Revision::from_string(digest_of(&entries).to_string()),
@@ -1137,7 +1396,7 @@ mod tests {
             })
             .collect();
         let target = out.path().join("t");
-        let error = write_artifact(&tree, planned, &target, None, |_| {})
+        let error = write_artifact(&tree, planned, &target, None, None, |_| {})
             .err()
             .unwrap();
         assert!(
@@ -1146,6 +1405,195 @@ mod tests {
         );
         assert!(!target.exists());
         assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+    }
+
+    fn plan(source: &Path) -> (DiskTree, Vec<Planned<PathBuf>>) {
+        let tree = DiskTree {
+            root: source.to_owned(),
+        };
+        let files = select_files(&tree, "", &IgnoreRules::default()).unwrap();
+        let planned = files
+            .into_iter()
+            .map(|file| Planned {
+                sha256: Some(sha256(&std::fs::read(&file.handle).unwrap())),
+                file,
+                blob: None,
+            })
+            .collect();
+        (tree, planned)
+    }
+
+    fn recycled(
+        source: &Path,
+        target: &Path,
+        previous: &Artifact,
+        recycle: &Recycle,
+    ) -> Result<Artifact, ArtifactError> {
+        let (tree, planned) = plan(source);
+        let written = write_artifact(
+            &tree,
+            planned,
+            target,
+            Some(previous),
+            Some(recycle),
+            |_| {},
+        )?;
+        let entries = written.entries;
+        Ok(Artifact::new(
+            Revision::from_string(digest_of(&entries).to_string()),
+            target.to_owned(),
+            entries,
+        )
+        .with_reused(written.reused))
+    }
+
+    #[cfg(unix)]
+    fn inode(path: &Path) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::symlink_metadata(path).unwrap().ino()
+    }
+
+    /// Revisions 1 and 2 of a tree (2 changes `b/c.yaml`), then the source changed for
+    /// revision 3 (`a.yaml` changed, `gone/x.yaml` removed, `new/n.yaml` added).
+    fn two_revisions(source: &Path, out: &Path) -> (Artifact, Artifact) {
+        write(source, "a.yaml", "a: 1\n");
+        write(source, "b/c.yaml", "c: 1\n");
+        write(source, "d/e.yaml", "e: 1\n");
+        write(source, "gone/x.yaml", "x: 1\n");
+        let first = artifact_of(source, &out.join("1"));
+        write(source, "b/c.yaml", "c: 2\n");
+        let second = artifact_after(source, &out.join("2"), Some(&first));
+        write(source, "a.yaml", "a: 3\n");
+        std::fs::remove_dir_all(source.join("gone")).unwrap();
+        write(source, "new/n.yaml", "n: 3\n");
+        (first, second)
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn recycling_touches_only_changed_paths_and_not_the_current_artifact() {
+        let source = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let (first, second) = two_revisions(source.path(), out.path());
+        let kept_inode = inode(&out.path().join("1/d/e.yaml"));
+        let old_a = inode(&out.path().join("1/a.yaml"));
+        let current_c = inode(&out.path().join("2/b/c.yaml"));
+        let second_files: Vec<_> = ["a.yaml", "b/c.yaml", "d/e.yaml", "gone/x.yaml"]
+            .iter()
+            .map(|path| (inode(&out.path().join("2").join(path)), *path))
+            .collect();
+        let recycle = Recycle::new(first).unwrap();
+        let third = recycled(source.path(), &out.path().join("3"), &second, &recycle).unwrap();
+        assert!(
+            recycle.take_back().is_none(),
+            "the retired artifact was used"
+        );
+        assert!(
+            !out.path().join("1").exists(),
+            "renamed into the new artifact"
+        );
+        let root = out.path().join("3");
+        assert_eq!(inode(&root.join("d/e.yaml")), kept_inode, "unchanged: kept");
+        assert_ne!(inode(&root.join("a.yaml")), old_a, "changed: a new inode");
+        assert_eq!(
+            inode(&root.join("b/c.yaml")),
+            current_c,
+            "linked from current"
+        );
+        assert!(!root.join("gone").exists(), "emptied directory removed");
+        assert_eq!(
+            std::fs::read_to_string(root.join("a.yaml")).unwrap(),
+            "a: 3\n"
+        );
+        assert_eq!(third.reused_files(), 2);
+        third.verify().unwrap();
+        let fresh = artifact_of(source.path(), &out.path().join("fresh"));
+        assert_eq!(third.digest(), fresh.digest());
+        // The artifact in use was not touched: same inodes, same content.
+        second.verify().unwrap();
+        for (ino, path) in second_files {
+            assert_eq!(inode(&out.path().join("2").join(path)), ino, "{path}");
+        }
+        assert_eq!(
+            std::fs::read_to_string(out.path().join("2/a.yaml")).unwrap(),
+            "a: 1\n"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_file_tampered_with_in_the_retired_tree_is_rewritten() {
+        let source = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let (first, second) = two_revisions(source.path(), out.path());
+        // Replaced (a new inode, same size) and a file added.
+        let tampered = out.path().join("1/d/e.yaml");
+        std::fs::remove_file(&tampered).unwrap();
+        std::fs::write(&tampered, "e: 9\n").unwrap();
+        write(&out.path().join("1"), "extra.yaml", "extra: 1\n");
+        let recycle = Recycle::new(first).unwrap();
+        let third = recycled(source.path(), &out.path().join("3"), &second, &recycle).unwrap();
+        let root = out.path().join("3");
+        assert_eq!(
+            std::fs::read_to_string(root.join("d/e.yaml")).unwrap(),
+            "e: 1\n"
+        );
+        assert!(!root.join("extra.yaml").exists());
+        third.verify().unwrap();
+        second.verify().unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_failure_halfway_leaves_the_current_artifact_and_the_next_fetch_is_right() {
+        let source = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let (first, second) = two_revisions(source.path(), out.path());
+        let (tree, planned) = plan(source.path());
+        // The changed file cannot be read any more when it is written (after the pruning).
+        std::fs::remove_file(source.path().join("a.yaml")).unwrap();
+        let recycle = Recycle::new(first).unwrap();
+        let target = out.path().join("3");
+        let error = write_artifact(
+            &tree,
+            planned,
+            &target,
+            Some(&second),
+            Some(&recycle),
+            |_| {},
+        )
+        .err()
+        .unwrap();
+        assert!(matches!(error, ArtifactError::Select(_)), "{error:?}");
+        assert!(!target.exists());
+        second.verify().unwrap();
+        // Only the artifact in use is left (no staging directory, the retired tree is gone).
+        let left: Vec<_> = std::fs::read_dir(out.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["2"]);
+        write(source.path(), "a.yaml", "a: 3\n");
+        let next = artifact_after(source.path(), &target, Some(&second));
+        next.verify().unwrap();
+        let fresh = artifact_of(source.path(), &out.path().join("fresh"));
+        assert_eq!(next.digest(), fresh.digest());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_retired_artifact_still_held_is_not_recycled() {
+        let source = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let (first, second) = two_revisions(source.path(), out.path());
+        let reader = first.clone();
+        let first = Recycle::new(first).unwrap_err();
+        // The store's fallback: a new tree with links from the artifact in use.
+        let third = artifact_after(source.path(), &out.path().join("3"), Some(&second));
+        assert_eq!(third.reused_files(), 2);
+        third.verify().unwrap();
+        first.verify().unwrap();
+        reader.verify().unwrap();
     }
 
     #[test]

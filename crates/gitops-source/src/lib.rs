@@ -69,7 +69,7 @@ mod secret;
 mod select;
 mod source;
 
-pub use artifact::{Artifact, ArtifactError, Digest, UnpackLimits, unpack_tar_gz};
+pub use artifact::{Artifact, ArtifactError, Digest, Recycle, UnpackLimits, unpack_tar_gz};
 pub use git::{DEFAULT_MAX_CACHE_PACKS, GitCredentials, GitReference, GitSource, GitSourceBuilder};
 pub use local::LocalDirectorySource;
 pub use redact::{REDACTED, redact_url};

@@ -135,6 +135,7 @@ impl LocalDirectorySource {
             planned,
             request.destination(),
             request.previous(),
+            request.recycle(),
             progress.writing_files(total),
         )?;
         let artifact = Artifact::new(revision, request.destination().to_owned(), written.entries)

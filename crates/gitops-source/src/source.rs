@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
-use crate::artifact::{Artifact, ArtifactError};
+use crate::artifact::{Artifact, ArtifactError, Recycle};
 use crate::select::SelectError;
 
 /// A revision of a source, such as `main@sha1:0123…`, `v1.2.3@sha1:0123…`, `sha1:0123…` for a
@@ -214,6 +214,7 @@ pub struct FetchRequest {
     destination: PathBuf,
     last_revision: Option<Revision>,
     previous: Option<Artifact>,
+    recycle: Option<Recycle>,
     sparse: Option<Sparse>,
     cancellation: CancellationToken,
     progress: ProgressReporter,
@@ -228,6 +229,7 @@ impl FetchRequest {
             destination: destination.into(),
             last_revision: None,
             previous: None,
+            recycle: None,
             sparse: None,
             cancellation: CancellationToken::new(),
             progress: ProgressReporter::default(),
@@ -290,6 +292,41 @@ impl FetchRequest {
         }
         self.previous = Some(previous);
         self
+    }
+
+    /// A retired artifact to update in place into the new one ([`Recycle`]): its files whose
+    /// (mode, blob) are those of the new revision and whose inode is unchanged since written are
+    /// kept, the others removed, and the new ones hard-linked from the
+    /// [`previous`](Self::with_previous) artifact or written. The tree is renamed out of its
+    /// place first and renamed to the destination when complete, so a reader never sees it
+    /// half-made; the previous artifact is never touched. When recycling fails, the retired tree
+    /// is removed and the artifact is written as without it.
+    ///
+    /// ```no_run
+    /// use gitops_source::{FetchOutcome, FetchRequest, LocalDirectorySource, Recycle, Source};
+    /// # async fn run(current: gitops_source::Artifact, retired: gitops_source::Artifact) -> Result<(), gitops_source::SourceError> {
+    /// let source = LocalDirectorySource::new("./deploy");
+    /// let mut request = FetchRequest::new("/tmp/a/3").with_previous(current);
+    /// let recycle = Recycle::new(retired).ok();
+    /// if let Some(recycle) = &recycle {
+    ///     request = request.with_recycle(recycle.clone());
+    /// }
+    /// let outcome = source.fetch(request).await?;
+    /// // Not used (unchanged revision): still there, untouched.
+    /// let _retired = recycle.and_then(|recycle| recycle.take_back());
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn with_recycle(mut self, recycle: Recycle) -> Self {
+        self.recycle = Some(recycle);
+        self
+    }
+
+    /// The retired artifact to update in place, if given.
+    #[must_use]
+    pub fn recycle(&self) -> Option<&Recycle> {
+        self.recycle.as_ref()
     }
 
     /// Write only part of the selected files ([`Sparse`]): a path and what its files reference.

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use gitops_core::escape::{Escaped, EscapedPath};
 use gitops_source::{
-    Artifact, FetchOutcome, FetchRequest, ProgressCallback, Revision, Source, SourceError, Sparse,
+    Artifact, FetchOutcome, FetchRequest, ProgressCallback, Recycle, Revision, Source, SourceError,
+    Sparse,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -172,6 +173,11 @@ impl StoreDir {
 /// fetched: an unchanged revision hands back the artifact it already has (the source downloads
 /// nothing), older artifacts are removed within [`StoreLimits`], and the newest (the one in use)
 /// is never removed.
+///
+/// A new revision reuses the files of the one in use (hard links), and when the store keeps an
+/// older artifact that no one else holds (every [`Fetched`] handed out for it was dropped), that
+/// retired tree is updated in place into the new artifact ([`Recycle`]): only the files that
+/// changed are written, and it is renamed into place when complete.
 ///
 /// ```
 /// use gitops_source::LocalDirectorySource;
@@ -388,10 +394,27 @@ impl ArtifactStore {
         if let Some(sparse) = sparse {
             request = request.with_sparse(sparse.clone());
         }
+        let recycling = self.retire_oldest();
+        if let Some((recycle, _, _)) = &recycling {
+            request = request.with_recycle(recycle.clone());
+        }
         if let Some(progress) = progress {
             request = request.with_progress(move |step| progress(step));
         }
-        let outcome = match source.fetch(request).await {
+        let result = source.fetch(request).await;
+        if let Some((recycle, dir, sparse)) = recycling {
+            match recycle.take_back() {
+                // Not used (unchanged revision, or a failure before writing): kept as it was.
+                Some(artifact) => self.kept.push_back(Kept {
+                    artifact,
+                    dir,
+                    sparse,
+                }),
+                // Renamed into the new artifact, or removed when that failed.
+                None => remove_quietly(&dir),
+            }
+        }
+        let outcome = match result {
             Ok(outcome) => outcome,
             Err(error) => {
                 remove_quietly(&destination);
@@ -429,6 +452,29 @@ impl ArtifactStore {
                     artifact,
                     changed: true,
                 })
+            }
+        }
+    }
+
+    /// The oldest kept artifact other than the one in use, given up for the next fetch to update
+    /// in place ([`Recycle`]), with its directory; `None` when the store keeps only the one in
+    /// use, or when someone still holds a handle to the oldest (it may be reading it: the fetch
+    /// then writes a new tree with links from the one in use, and the oldest is evicted as
+    /// usual).
+    fn retire_oldest(&mut self) -> Option<(Recycle, PathBuf, Option<SparseKey>)> {
+        if self.kept.len() < 2 {
+            return None;
+        }
+        let oldest = self.kept.pop_back()?;
+        match Recycle::new(oldest.artifact) {
+            Ok(recycle) => Some((recycle, oldest.dir, oldest.sparse)),
+            Err(artifact) => {
+                self.kept.push_back(Kept {
+                    artifact,
+                    dir: oldest.dir,
+                    sparse: oldest.sparse,
+                });
+                None
             }
         }
     }
@@ -499,6 +545,57 @@ mod tests {
             store.current().unwrap().revision(),
             third.artifact.revision()
         );
+    }
+
+    #[cfg(unix)]
+    fn inode(path: &Path) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).unwrap().ino()
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_retired_artifact_is_updated_in_place_unless_someone_holds_it() {
+        let repo = tempfile::tempdir().unwrap();
+        std::fs::write(repo.path().join("a.yaml"), "one").unwrap();
+        std::fs::write(repo.path().join("b.yaml"), "b").unwrap();
+        let source = LocalDirectorySource::new(repo.path());
+        let mut store = ArtifactStore::temporary().unwrap();
+        let first_root = fetch(&mut store, &source).await.artifact.root().to_owned();
+        let first_dir = inode(&first_root);
+        std::fs::write(repo.path().join("a.yaml"), "two").unwrap();
+        let second = fetch(&mut store, &source).await.artifact;
+        // Unchanged: the retired artifact is handed back to the store untouched.
+        assert!(!fetch(&mut store, &source).await.changed);
+        assert_eq!(store.artifacts().count(), 2);
+        assert_eq!(inode(&first_root), first_dir);
+
+        std::fs::write(repo.path().join("a.yaml"), "three").unwrap();
+        let third = fetch(&mut store, &source).await.artifact;
+        assert_eq!(
+            inode(third.root()),
+            first_dir,
+            "the retired tree became the new one"
+        );
+        assert!(!first_root.exists());
+        assert_eq!(
+            std::fs::read_to_string(third.root().join("a.yaml")).unwrap(),
+            "three"
+        );
+        third.verify().unwrap();
+        second.verify().unwrap();
+        assert_eq!(store.artifacts().count(), 2);
+
+        // `second` is still held here: the next fetch writes a new tree and evicts it.
+        let second_dir = inode(second.root());
+        std::fs::write(repo.path().join("a.yaml"), "four").unwrap();
+        let fourth = fetch(&mut store, &source).await.artifact;
+        assert_ne!(inode(fourth.root()), second_dir);
+        assert!(!second.root().exists());
+        fourth.verify().unwrap();
+        third.verify().unwrap();
+        assert_eq!(store.artifacts().count(), 2);
+        assert_eq!(std::fs::read_dir(store.dir()).unwrap().count(), 2);
     }
 
     #[tokio::test]

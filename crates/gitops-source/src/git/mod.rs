@@ -855,6 +855,7 @@ impl Inner {
             planned,
             request.destination(),
             request.previous(),
+            request.recycle(),
             progress.writing_files(total),
         ) {
             Ok(written) => {
