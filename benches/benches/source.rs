@@ -427,7 +427,6 @@ fn main() {
         run(git(&git_clone).args(["checkout", "-q", "--detach", "FETCH_HEAD"]));
         theirs.push(start.elapsed());
     }
-    drop(store_fetch);
     // Steady state: the current and the retired artifact, nothing else written or left.
     assert_eq!(std::fs::read_dir(store.dir()).unwrap().count(), 2);
     drop(store);
