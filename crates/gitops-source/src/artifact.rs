@@ -7,6 +7,11 @@
 //! from it (copied when linking fails), only the other files are written, each to a new inode.
 //! The tree is built in a temporary sibling directory and renamed into place when complete, so a
 //! reader never sees a half-made tree and the previous artifact is never touched.
+//!
+//! An older, retired artifact that no one holds any more can be given up ([`Recycle`]): its tree
+//! is then renamed into the staging place and updated there, touching only the paths whose
+//! (mode, blob) differ from its recorded file list or whose inode changed since it was written,
+//! so a one-commit change costs a few file operations instead of a link per file.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -935,8 +940,9 @@ impl Artifact {
     }
 
     /// How many of its files were taken over from the previous artifact (hard-linked, or copied
-    /// where linking was not possible) instead of written from the source: see
-    /// [`FetchRequest::with_previous`](crate::FetchRequest::with_previous).
+    /// where linking was not possible) or kept from a recycled one instead of written from the
+    /// source: see [`FetchRequest::with_previous`](crate::FetchRequest::with_previous) and
+    /// [`FetchRequest::with_recycle`](crate::FetchRequest::with_recycle).
     ///
     /// ```no_run
     /// # fn show(artifact: &gitops_source::Artifact) {
