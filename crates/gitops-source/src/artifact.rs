@@ -720,7 +720,9 @@ fn prune_retired<H>(
             )
             && old.stamp.is_some()
             && same_content(planned, old)
-            && std::fs::symlink_metadata(&path)
+            // Relative to the open directory (no path walk), not following a link.
+            && item
+                .metadata()
                 .ok()
                 .and_then(|metadata| Stamp::of(&metadata))
                 == old.stamp
