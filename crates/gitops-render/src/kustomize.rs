@@ -12,6 +12,7 @@ use crate::root::{RootError, SourceRoot};
 use crate::substitute::{next_node, plain_scalars, scan_node};
 use crate::{ProgressScope, RenderError, RenderRequest, Renderer};
 use granit_parser::Event;
+use rayon::prelude::*;
 
 /// The kustomize version this crate is built and tested against.
 pub const PINNED_KUSTOMIZE_VERSION: &str = "v5.8.1";
@@ -1286,32 +1287,87 @@ fn generator_entries(text: &str) -> Vec<GeneratorEntry> {
     entries
 }
 
+/// An object's origin annotation, parsed.
+struct OriginAnnotation {
+    /// The annotation as YAML.
+    value: Value,
+    /// The file it names (`path`, else `configuredIn`), joined to the wrapper's directory.
+    absolute: PathBuf,
+    /// Whether it names a resource file (`path`), not the kustomization of a generator.
+    is_resource: bool,
+}
+
 impl OriginMapper<'_> {
-    fn map(&mut self, document: &mut Document) {
-        let Some(annotation) = self.take_annotation(&mut document.value) else {
-            return;
-        };
-        let Ok(origin) = serde_saphyr::from_str::<Value>(&annotation) else {
-            return;
-        };
+    /// Gives each document its origin. The resource files the annotations name are read and
+    /// parsed first, each once and in parallel on rayon's pool: that parse is most of the
+    /// mapping's own cost.
+    fn map_all(&mut self, documents: &mut [Document]) {
+        let annotations: Vec<Option<OriginAnnotation>> = documents
+            .iter_mut()
+            .map(|document| self.annotation(&mut document.value))
+            .collect();
+        let mut resources: Vec<&Path> = annotations
+            .iter()
+            .flatten()
+            .filter(|a| a.is_resource && !self.files.contains_key(&a.absolute))
+            .map(|a| a.absolute.as_path())
+            .collect();
+        resources.sort_unstable();
+        resources.dedup();
+        let (root, max_file_size) = (self.root, self.max_file_size);
+        let parsed: Vec<(PathBuf, Option<Vec<Document>>)> = resources
+            .into_par_iter()
+            .map(|absolute| {
+                let text = root.read_to_string(absolute, max_file_size).ok();
+                let documents = text
+                    .as_deref()
+                    .and_then(|text| parse_resource(root, absolute, text));
+                (absolute.to_owned(), documents)
+            })
+            .collect();
+        self.files.extend(parsed);
+        for (document, annotation) in documents.iter_mut().zip(annotations) {
+            if let Some(annotation) = annotation {
+                self.map(document, &annotation);
+            }
+        }
+    }
+
+    /// The origin annotation of `object`, parsed (removed from the object unless kept).
+    fn annotation(&self, object: &mut Value) -> Option<OriginAnnotation> {
+        let annotation = self.take_annotation(object)?;
+        let value = serde_saphyr::from_str::<Value>(&annotation).ok()?;
         let (reference, is_resource) = match (
-            origin.get("path").and_then(Value::as_str),
-            origin.get("configuredIn").and_then(Value::as_str),
+            value.get("path").and_then(Value::as_str),
+            value.get("configuredIn").and_then(Value::as_str),
         ) {
             (Some(path), _) => (path, true),
             (None, Some(kustomization)) => (kustomization, false),
-            (None, None) => return,
+            (None, None) => return None,
         };
         let absolute = join_lexically(self.wrapper, Path::new(reference));
+        Some(OriginAnnotation {
+            value,
+            absolute,
+            is_resource,
+        })
+    }
+
+    fn map(&mut self, document: &mut Document, annotation: &OriginAnnotation) {
+        let OriginAnnotation {
+            value: origin,
+            absolute,
+            is_resource,
+        } = annotation;
         let Ok(relative) = absolute.strip_prefix(self.root.path()) else {
             return;
         };
         let mut mapped = Origin::new(relative);
-        if is_resource {
-            if let Some((index, line)) = self.locate(&absolute, &document.value) {
+        if *is_resource {
+            if let Some((index, line)) = self.locate(absolute, &document.value) {
                 mapped = mapped.with_document(index).with_line(line);
             }
-        } else if let Some(line) = self.generator_line(&absolute, &origin, &document.value) {
+        } else if let Some(line) = self.generator_line(absolute, origin, &document.value) {
             mapped = mapped.with_line(line);
         }
         document.origin = mapped;
@@ -1373,17 +1429,10 @@ impl OriginMapper<'_> {
     /// suffixes and hashes). `None` when there is not exactly one.
     fn locate(&mut self, absolute: &Path, object: &Value) -> Option<(usize, u64)> {
         if !self.files.contains_key(absolute) {
-            let relative = absolute.strip_prefix(self.root.path()).ok()?.to_owned();
-            let is_json = relative
-                .extension()
-                .is_some_and(|e| e.eq_ignore_ascii_case("json"));
-            let documents = self.text(absolute).and_then(|text| {
-                if is_json {
-                    gitops_core::parse_json_documents(text, relative).ok()
-                } else {
-                    gitops_core::parse_yaml_documents(text, relative).ok()
-                }
-            });
+            let root = self.root;
+            let documents = self
+                .text(absolute)
+                .and_then(|text| parse_resource(root, absolute, text));
             self.files.insert(absolute.to_owned(), documents);
         }
         let documents = self.files.get(absolute)?.as_ref()?;
@@ -1425,6 +1474,20 @@ impl OriginMapper<'_> {
             return pick(contained);
         }
         pick(same_kind)
+    }
+}
+
+/// The documents of a resource file (`text`, read from `absolute`) of the root: JSON for a
+/// `.json` file, else YAML. `None` when outside the root or not valid.
+fn parse_resource(root: &SourceRoot, absolute: &Path, text: &str) -> Option<Vec<Document>> {
+    let relative = absolute.strip_prefix(root.path()).ok()?.to_owned();
+    let is_json = relative
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    if is_json {
+        gitops_core::parse_json_documents(text, relative).ok()
+    } else {
+        gitops_core::parse_yaml_documents(text, relative).ok()
     }
 }
 
@@ -1539,9 +1602,7 @@ impl Renderer for KustomizeRenderer {
             files: HashMap::new(),
         };
         if with_origins {
-            for document in &mut documents {
-                mapper.map(document);
-            }
+            mapper.map_all(&mut documents);
         }
         drop(wrapper.dir);
         progress.finish_documents(documents, &plain, KustomizeError::Output)
