@@ -480,32 +480,68 @@ pub(crate) fn write_artifact<T: FileTree>(
             }
         }
     }
-    let io_error = |path: &Path| {
-        let path = path.to_owned();
-        move |source| ArtifactError::Io { path, source }
-    };
-    let parent = match root.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(parent).map_err(io_error(parent))?;
-    // Built beside the destination (same file system, so the final rename is atomic); removed
-    // when anything fails.
-    let staging = tempfile::Builder::new()
-        .prefix(".gitops-artifact-")
-        .tempdir_in(parent)
-        .map_err(io_error(parent))?;
+    let staging = staging_beside(root)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(staging.path(), std::fs::Permissions::from_mode(0o755))
             .map_err(io_error(staging.path()))?;
     }
-    let reusable = Reusable::new(previous);
-    let mut created = std::collections::HashSet::new();
-    let mut entries = Vec::with_capacity(files.len());
-    let mut reused = 0;
-    for (index, planned) in files.into_iter().enumerate() {
+    let mut stage = Stage::new(tree, staging, previous);
+    for (index, planned) in files.iter().enumerate() {
+        stage.place(planned)?;
+        files_written(index + 1);
+    }
+    let (entries, reused) = stage.into_place(root)?;
+    Ok(Written { entries, reused })
+}
+
+/// A closure making an [`ArtifactError::Io`] about `path`.
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ArtifactError + use<> {
+    let path = path.to_owned();
+    move |source| ArtifactError::Io { path, source }
+}
+
+/// A new temporary directory beside `root` (on the same file system, so that the final rename
+/// is atomic), removed when dropped.
+fn staging_beside(root: &Path) -> Result<tempfile::TempDir, ArtifactError> {
+    let parent = match root.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(parent).map_err(io_error(parent))?;
+    tempfile::Builder::new()
+        .prefix(".gitops-artifact-")
+        .tempdir_in(parent)
+        .map_err(io_error(parent))
+}
+
+/// A new artifact's tree while it is built in its staging directory: each planned file is
+/// hard-linked (or copied) from the previous artifact when its content and mode are unchanged,
+/// or written to a new inode.
+struct Stage<'a, T: FileTree> {
+    tree: &'a T,
+    staging: tempfile::TempDir,
+    reusable: Reusable<'a>,
+    created: std::collections::HashSet<PathBuf>,
+    entries: Vec<Entry>,
+    reused: usize,
+}
+
+impl<'a, T: FileTree> Stage<'a, T> {
+    fn new(tree: &'a T, staging: tempfile::TempDir, previous: Option<&'a Artifact>) -> Self {
+        Self {
+            tree,
+            staging,
+            reusable: Reusable::new(previous),
+            created: std::collections::HashSet::new(),
+            entries: Vec::new(),
+            reused: 0,
+        }
+    }
+
+    /// Puts one planned file into the staging directory.
+    fn place(&mut self, planned: &Planned<T::Handle>) -> Result<(), ArtifactError> {
         let file = &planned.file;
         // Every source checks its entries while listing them; this is the last line of defence
         // before a path is joined to the destination.
@@ -513,23 +549,26 @@ pub(crate) fn write_artifact<T: FileTree>(
             path: file.path.clone(),
             source,
         })?;
-        let target = staging.path().join(&file.path);
+        let target = self.staging.path().join(&file.path);
         if let Some(dir) = target.parent()
-            && !created.contains(dir)
+            && !self.created.contains(dir)
         {
             std::fs::create_dir_all(dir).map_err(io_error(dir))?;
-            created.insert(dir.to_owned());
+            self.created.insert(dir.to_owned());
         }
-        let old = reusable.find(planned.blob, planned.sha256, file.executable);
+        let old = self
+            .reusable
+            .find(planned.blob, planned.sha256, file.executable);
         let entry = match old.map_or(Reused::No, |old| {
-            reuse(old, reusable.root, &target, &file.path)
+            reuse(old, self.reusable.root, &target, &file.path)
         }) {
             Reused::Yes(entry) => {
-                reused += 1;
+                self.reused += 1;
                 entry
             }
             Reused::No => {
-                let content = tree
+                let content = self
+                    .tree
                     .read(&file.handle, &file.path)
                     .map_err(ArtifactError::Select)?;
                 let sha256 = sha256(&content);
@@ -544,19 +583,24 @@ pub(crate) fn write_artifact<T: FileTree>(
                 }
             }
         };
-        entries.push(entry);
-        files_written(index + 1);
+        self.entries.push(entry);
+        Ok(())
     }
-    // `rename` replaces an empty directory atomically; anything else at `root` is an error.
-    let staged = staging.keep();
-    if let Err(source) = std::fs::rename(&staged, root) {
-        let _ = std::fs::remove_dir_all(&staged);
-        return Err(ArtifactError::Io {
-            path: root.to_owned(),
-            source,
-        });
+
+    /// Renames the staging directory to `root` (which must be absent or an empty directory:
+    /// `rename` replaces an empty directory atomically); returns the entries and how many files
+    /// were reused.
+    fn into_place(self, root: &Path) -> Result<(Vec<Entry>, usize), ArtifactError> {
+        let staged = self.staging.keep();
+        if let Err(source) = std::fs::rename(&staged, root) {
+            let _ = std::fs::remove_dir_all(&staged);
+            return Err(ArtifactError::Io {
+                path: root.to_owned(),
+                source,
+            });
+        }
+        Ok((self.entries, self.reused))
     }
-    Ok(Written { entries, reused })
 }
 
 /// Whether the file `old` recorded is the one `planned` wants: the same blob (or content when
@@ -585,19 +629,7 @@ fn recycle_into<T: FileTree>(
     retired: Artifact,
     files_written: &mut impl FnMut(usize),
 ) -> Result<Written, ArtifactError> {
-    let io_error = |path: &Path| {
-        let path = path.to_owned();
-        move |source| ArtifactError::Io { path, source }
-    };
-    let parent = match root.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(parent).map_err(io_error(parent))?;
-    let staging = tempfile::Builder::new()
-        .prefix(".gitops-artifact-")
-        .tempdir_in(parent)
-        .map_err(io_error(parent))?;
+    let staging = staging_beside(root)?;
     // A directory renames over an empty one atomically.
     std::fs::rename(&retired.root, staging.path()).map_err(io_error(&retired.root))?;
     let wanted: HashMap<&str, &Planned<T::Handle>> = files
@@ -611,65 +643,18 @@ fn recycle_into<T: FileTree>(
         .collect();
     let mut kept: HashMap<String, Entry> = HashMap::new();
     prune_retired(staging.path(), "", &wanted, &recorded, &mut kept)?;
-    let reusable = Reusable::new(previous);
-    let mut created = std::collections::HashSet::new();
-    let mut entries = Vec::with_capacity(files.len());
-    let mut reused = 0;
+    let mut stage = Stage::new(tree, staging, previous);
     let mut recycled = 0;
     for (index, planned) in files.iter().enumerate() {
-        let file = &planned.file;
-        check_relative_path(&file.path).map_err(|source| ArtifactError::PathEscapes {
-            path: file.path.clone(),
-            source,
-        })?;
-        if let Some(entry) = kept.remove(&file.path) {
+        if let Some(entry) = kept.remove(&planned.file.path) {
             recycled += 1;
-            entries.push(entry);
-            files_written(index + 1);
-            continue;
+            stage.entries.push(entry);
+        } else {
+            stage.place(planned)?;
         }
-        let target = staging.path().join(&file.path);
-        if let Some(dir) = target.parent()
-            && !created.contains(dir)
-        {
-            std::fs::create_dir_all(dir).map_err(io_error(dir))?;
-            created.insert(dir.to_owned());
-        }
-        let old = reusable.find(planned.blob, planned.sha256, file.executable);
-        let entry = match old.map_or(Reused::No, |old| {
-            reuse(old, reusable.root, &target, &file.path)
-        }) {
-            Reused::Yes(entry) => {
-                reused += 1;
-                entry
-            }
-            Reused::No => {
-                let content = tree
-                    .read(&file.handle, &file.path)
-                    .map_err(ArtifactError::Select)?;
-                let sha256 = sha256(&content);
-                let stamp = create_file(&target, &content, file.executable)?;
-                Entry {
-                    path: file.path.clone(),
-                    executable: file.executable,
-                    blob: planned.blob,
-                    sha256,
-                    size: content.len() as u64,
-                    stamp,
-                }
-            }
-        };
-        entries.push(entry);
         files_written(index + 1);
     }
-    let staged = staging.keep();
-    if let Err(source) = std::fs::rename(&staged, root) {
-        let _ = std::fs::remove_dir_all(&staged);
-        return Err(ArtifactError::Io {
-            path: root.to_owned(),
-            source,
-        });
-    }
+    let (entries, reused) = stage.into_place(root)?;
     tracing::debug!(
         kept = recycled,
         linked = reused,
