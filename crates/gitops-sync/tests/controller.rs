@@ -2,10 +2,12 @@
 //! own embeds `SyncSpec` and `SyncStatus`, and `gitops_sync::controller::run` reconciles it
 //! from local directories (and from a Git URL that does not exist).
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
+use common::commit;
 use gitops_sync::Backoff;
 use gitops_sync::controller::{
     GitRef, HelmSpec, READY, RECONCILING, REQUESTED_AT_ANNOTATION, RendererKind, RendererSpec,
@@ -571,36 +573,6 @@ async fn invalid_specs_and_missing_tools_stall_and_failed_fetches_are_retried() 
         delete_and_wait(&syncs, name).await;
     }
     controller.stop().await;
-}
-
-/// A Git repository made with the `git` CLI, on branch `main`; returns the new commit's hash.
-fn commit(repo: &Path, files: &[(&str, &str)]) -> String {
-    let git = |args: &[&str]| {
-        let output = Command::new("git")
-            .arg("-C")
-            .arg(repo)
-            .args(["-c", "user.name=test", "-c", "user.email=test@127.0.0.1"])
-            .args(args)
-            .output()
-            .expect("git runs");
-        assert!(
-            output.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).expect("UTF-8")
-    };
-    if !repo.join(".git").exists() {
-        git(&["init", "-q", "-b", "main"]);
-    }
-    for (file, text) in files {
-        let path = repo.join(file);
-        std::fs::create_dir_all(path.parent().expect("a parent")).expect("a directory");
-        std::fs::write(path, text).expect("a file");
-    }
-    git(&["add", "-A"]);
-    git(&["commit", "-q", "-m", "test"]);
-    git(&["rev-parse", "HEAD"]).trim().to_owned()
 }
 
 #[tokio::test]

@@ -2,6 +2,9 @@
 //! (gitops-envtest), with local directories, a Git URL nobody answers on, and a source and a
 //! renderer written here.
 
+mod common;
+
+use common::commit;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -877,36 +880,6 @@ async fn helm_is_told_the_capabilities_of_the_cluster() {
     }
     let pinned = gitops_sync::discover_capabilities(&client, Some("v1.30.0")).await;
     assert_eq!(pinned.kube_version.as_deref(), Some("v1.30.0"));
-}
-
-/// A Git repository made with the `git` CLI, on branch `main`; returns the new commit's hash.
-fn commit(repo: &Path, files: &[(&str, &str)]) -> String {
-    let git = |args: &[&str]| {
-        let output = std::process::Command::new("git")
-            .arg("-C")
-            .arg(repo)
-            .args(["-c", "user.name=test", "-c", "user.email=test@127.0.0.1"])
-            .args(args)
-            .output()
-            .expect("git runs");
-        assert!(
-            output.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).expect("UTF-8")
-    };
-    if !repo.join(".git").exists() {
-        git(&["init", "-q", "-b", "main"]);
-    }
-    for (file, text) in files {
-        let path = repo.join(file);
-        std::fs::create_dir_all(path.parent().expect("a parent")).expect("a directory");
-        std::fs::write(path, text).expect("a file");
-    }
-    git(&["add", "-A"]);
-    git(&["commit", "-q", "-m", "test"]);
-    git(&["rev-parse", "HEAD"]).trim().to_owned()
 }
 
 /// The files of a directory, relative and sorted.
