@@ -62,7 +62,9 @@ fn samples(full: usize, quick_samples: usize) -> usize {
     if quick() { quick_samples } else { full }
 }
 
-/// File `file` of the app, with `generation` in two ConfigMaps so that commits change them.
+/// File `file` of the app, with `generation` in two ConfigMaps so that commits change them. Its
+/// Services are headless (`clusterIP: None`): the control plane's service IP range holds a few
+/// hundred addresses, fewer than the two sides' Services of a full run.
 fn app_file(file: usize, generation: usize) -> String {
     let mut yaml = String::new();
     for i in 0..OBJECTS_PER_FILE {
@@ -78,7 +80,7 @@ fn app_file(file: usize, generation: usize) -> String {
                 "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}}}\ntype: Opaque\nstringData: {{password: s3cr3t}}\n"
             ),
             _ => format!(
-                "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  selector: {{app: {name}}}\n  ports: [{{port: 80, targetPort: 8080}}]\n"
+                "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  clusterIP: None\n  selector: {{app: {name}}}\n  ports: [{{port: 80, targetPort: 8080}}]\n"
             ),
         };
         yaml.push_str(&object);

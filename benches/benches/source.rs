@@ -4,7 +4,9 @@
 //! - `cold_clone_5k`: a cold shallow fetch of a generated repository (5,000 files in 50
 //!   directories, 500 commits) against `git clone --depth 1`. Equal work: both download the
 //!   head commit's depth-1 pack and write its 5,000 files to disk (git also writes its index and
-//!   `.git`; gitops-source its artifact, whose digest it computes).
+//!   `.git`; gitops-source its artifact, whose digest it computes). The floor is the download
+//!   alone (`git clone --depth 1 --no-checkout`: the pack received and indexed, no file
+//!   written) plus writing the same files, already in memory, to a new directory.
 //! - `no_change_poll`: list the remote's refs and compare with the last revision, against
 //!   `git ls-remote <url> HEAD`. Equal work: one ref advertisement over a new connection.
 //! - `one_commit_5k`: fetch one new commit (one file changed) into a warm cache, against
@@ -246,7 +248,7 @@ impl Bench {
         url: &str,
         samples: usize,
     ) {
-        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        let (mut ours, mut theirs, mut floor) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..samples {
             let run_dir = self.fresh();
             let source = GitSource::builder(url, run_dir.join("cache"))
@@ -256,6 +258,7 @@ impl Bench {
             let artifact = self.fetched(&source, FetchRequest::new(run_dir.join("out")));
             ours.push(start.elapsed());
             assert!(artifact.file_count() > 0);
+            let files = read_tree(&run_dir.join("out"));
             remove(&run_dir);
 
             let run_dir = self.fresh();
@@ -265,17 +268,66 @@ impl Bench {
                 .arg(&run_dir));
             theirs.push(start.elapsed());
             remove(&run_dir);
+
+            // The floor: the download alone (`--no-checkout`: pack received and indexed, no
+            // file written) plus writing the same files, already in memory, to a new directory.
+            let run_dir = self.fresh();
+            let start = Instant::now();
+            run(git(&self.work)
+                .args(["clone", "-q", "--depth", "1", "--no-checkout", url])
+                .arg(run_dir.join("clone")));
+            let download = start.elapsed();
+            let start = Instant::now();
+            write_tree(&run_dir.join("files"), &files);
+            floor.push(download + start.elapsed());
+            remove(&run_dir);
         }
         self.record(
             Comparison::new(id, workload, equal_work)
                 .ours("gitops-source GitSource::fetch", Measure::durations(&ours))
-                .peer("git clone --depth 1", Measure::durations(&theirs)),
+                .peer("git clone --depth 1", Measure::durations(&theirs))
+                .floor(
+                    "git clone --depth 1 --no-checkout + writing the files",
+                    Measure::durations(&floor),
+                ),
         );
     }
 }
 
 fn remove(dir: &Path) {
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Every file below `dir` (its path relative to `dir`, its content), read into memory.
+fn read_tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(current) = pending.pop() {
+        for entry in std::fs::read_dir(&current).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let content = std::fs::read(&path).unwrap();
+                files.push((path.strip_prefix(dir).unwrap().to_owned(), content));
+            }
+        }
+    }
+    files
+}
+
+/// Writes `files` below `dir`, creating the directories they need.
+fn write_tree(dir: &Path, files: &[(PathBuf, Vec<u8>)]) {
+    let mut created = std::collections::HashSet::new();
+    for (path, content) in files {
+        let target = dir.join(path);
+        if let Some(parent) = target.parent()
+            && created.insert(parent.to_owned())
+        {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(target, content).unwrap();
+    }
 }
 
 /// The memory workload's child: one cold fetch, nothing else.
