@@ -523,9 +523,11 @@ impl Run<'_> {
                 let api = object_api(&self.client, kind, namespace);
                 let page_size = self.applier.page_size;
                 match crate::paging::list_all(&api, &ListParams::default(), page_size).await {
+                    // Each listed object is dropped as soon as it is converted: the list
+                    // and its values are never both held whole.
                     Ok(list) => Ok(list
-                        .iter()
-                        .map(|o| to_value(o, &kind.resource))
+                        .into_iter()
+                        .map(|o| to_value(&o, &kind.resource))
                         .collect::<Vec<_>>()),
                     Err(kube::Error::Api(status)) if status.code == 404 => Ok(Vec::new()),
                     Err(source) => Err(ApplyError::List {

@@ -85,7 +85,7 @@ impl Applier {
         mut progress: impl FnMut(&ApplyProgress) + Send,
     ) -> Result<ChangeSet, ApplyError> {
         let plan = self
-            .plan_with_progress(&desired, options, cancel, &mut progress)
+            .plan_with_progress(desired, options, cancel, &mut progress)
             .await?;
         self.execute_in_phases(plan, cancel, &mut progress).await
     }

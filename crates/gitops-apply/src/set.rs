@@ -69,6 +69,11 @@ impl DesiredSet {
         &self.manifests
     }
 
+    /// The objects, moved out of the set (a plan takes them without a copy).
+    pub(crate) fn into_manifests(self) -> Vec<Manifest> {
+        self.manifests
+    }
+
     /// Whether the set may prune (it comes from a render).
     ///
     /// ```
