@@ -310,8 +310,9 @@ pub fn markdown_table(run: &RunResults) -> String {
             || "—".to_owned(),
             |ratio| {
                 let unit = figure.ours.as_ref().map(|side| side.measure.unit);
-                // Below 1 (the peer is better) two decimals, so that no ratio reads 0.0x.
-                let ratio = if ratio < 0.95 {
+                // Below 10 two decimals, so that a ratio near 1 says on which side of 1 it
+                // falls (0.97x, not 1.0x) and none reads 0.0x.
+                let ratio = if ratio < 10.0 {
                     format!("{ratio:.2}x")
                 } else {
                     format!("{ratio:.1}x")
@@ -558,12 +559,12 @@ mod tests {
         assert!(rows[0].contains("gitops-apply: 200.0 ms (n=3)"), "{table}");
         assert!(rows[0].contains("| 10.0x |"), "{table}");
         assert!(rows[0].contains("8 requests: 50.0 ms (n=1)"), "{table}");
-        assert!(rows[0].contains("| 4.0x |"), "{table}");
+        assert!(rows[0].contains("| 4.00x |"), "{table}");
         assert!(rows[0].contains("(a note)"), "{table}");
         // A '|' in a workload does not open a column.
         assert!(rows[1].contains("peak RSS \\| no change"), "{table}");
         assert!(rows[1].contains("sync: 11.0 MiB (n=2)"), "{table}");
-        assert!(rows[1].contains("| 3.6x |"), "{table}");
+        assert!(rows[1].contains("| 3.64x |"), "{table}");
     }
 
     #[test]
@@ -577,6 +578,14 @@ mod tests {
         ];
         let table = markdown_table(&run);
         assert!(table.contains("| 0.02x |"), "{table}");
+        // Near 1, the side of 1 it falls on shows.
+        run.benches[0].figures = vec![
+            Comparison::new("x/near", "w", "e")
+                .ours("us", Measure::new(Unit::Seconds, vec![1.0]))
+                .peer("them", Measure::new(Unit::Seconds, vec![0.97])),
+        ];
+        let table = markdown_table(&run);
+        assert!(table.contains("| 0.97x |"), "{table}");
     }
 
     #[test]
