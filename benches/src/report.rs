@@ -559,7 +559,7 @@ mod tests {
         assert!(rows[0].contains("gitops-apply: 200.0 ms (n=3)"), "{table}");
         assert!(rows[0].contains("| 10.0x |"), "{table}");
         assert!(rows[0].contains("8 requests: 50.0 ms (n=1)"), "{table}");
-        assert!(rows[0].contains("| 4.00x |"), "{table}");
+        assert!(rows[0].contains("| 4.0x |"), "{table}");
         assert!(rows[0].contains("(a note)"), "{table}");
         // A '|' in a workload does not open a column.
         assert!(rows[1].contains("peak RSS \\| no change"), "{table}");
