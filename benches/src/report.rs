@@ -21,7 +21,7 @@
 //!             .peer("Flux ssa", Measure::new(Unit::Seconds, vec![2.0]))],
 //!     }],
 //! };
-//! assert!(markdown_table(&run).contains("| 2.0x |"));
+//! assert!(markdown_table(&run).contains("| 2.00x |"));
 //! ```
 
 use std::collections::BTreeMap;
