@@ -241,7 +241,7 @@ impl Peer {
                  It is built from benches/peers/{} with `go` (1.26 or newer; GOTOOLCHAIN={} is \
                  fetched from the Go module proxy) into {}; `scripts/bench` builds it.",
                 self.name(),
-                error_chain(&error),
+                gitops_core::error_chain(&error),
                 self.name(),
                 GO_TOOLCHAIN,
                 cache_root()
@@ -381,18 +381,6 @@ pub fn required_version(go_mod: &str, module: &str) -> Option<String> {
         }
     }
     None
-}
-
-/// An error and its sources, one line.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -33,23 +33,5 @@ pub use scenario::{
     Scenario, ScenarioError, edit_greeting_by_hand,
 };
 
-/// An error and its sources, joined with `: ` (a transparent wrapper's repeated message once).
-///
-/// ```
-/// let error = std::io::Error::other("disk full");
-/// assert_eq!(gitops_examples::demo::error_chain(&error), "disk full");
-/// ```
-#[must_use]
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(next) = source {
-        let part = next.to_string();
-        if !text.ends_with(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = next.source();
-    }
-    text
-}
+/// An error and its sources on one line (the library's, re-exported for the demo's binary).
+pub use gitops_core::error_chain;

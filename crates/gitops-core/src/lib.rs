@@ -19,12 +19,14 @@
 //! # Ok::<(), gitops_core::ParseError>(())
 //! ```
 
+mod error_chain;
 pub mod escape;
 mod id;
 mod manifest;
 mod parse;
 pub mod secret;
 
+pub use error_chain::error_chain;
 pub use id::{GroupKind, IdError, ObjectId, split_api_version};
 pub use manifest::{ARGO_HOOK_ANNOTATION, HELM_HOOK_ANNOTATION, InvalidManifest, Manifest, Origin};
 pub use parse::{

@@ -240,16 +240,7 @@ mod tests {
         dir
     }
 
-    fn chain(error: &dyn std::error::Error) -> String {
-        let mut text = error.to_string();
-        let mut source = error.source();
-        while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        text
-    }
+    use gitops_core::error_chain as chain;
 
     /// Issue #15: a tool searched for and found nowhere says, when a directory needs it, how to
     /// give it (it said only that none was configured).

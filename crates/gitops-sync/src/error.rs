@@ -167,14 +167,7 @@ impl SyncError {
     /// ```
     #[must_use]
     pub fn chain(&self) -> String {
-        let mut text = self.to_string();
-        let mut source = std::error::Error::source(self);
-        while let Some(error) = source {
-            text.push_str(": ");
-            text.push_str(&error.to_string());
-            source = error.source();
-        }
-        text
+        gitops_core::error_chain(self)
     }
 }
 

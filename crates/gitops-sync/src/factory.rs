@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use gitops_apply::{Applier, ApplyOptions, ConfigMapInventory, InventoryError, TakeoverManager};
+use gitops_core::error_chain;
 use gitops_core::escape::EscapedPath;
 use gitops_render::tool::{LocateError, Tool, ToolLocator};
 use gitops_render::{
@@ -570,7 +571,7 @@ pub async fn discover_capabilities(
         None => match client.apiserver_version().await {
             Ok(info) => Some(info.git_version),
             Err(error) => {
-                tracing::warn!(error = %chain(&error), "reading the cluster's version for helm (give it with UnitFactory::helm_kube_version)");
+                tracing::warn!(error = %error_chain(&error), "reading the cluster's version for helm (give it with UnitFactory::helm_kube_version)");
                 None
             }
         },
@@ -583,7 +584,7 @@ pub async fn discover_capabilities(
         let list = match result {
             Ok(list) => list,
             Err(error) => {
-                tracing::warn!(error = %chain(&error), "reading the API versions the cluster serves ({what}) for helm");
+                tracing::warn!(error = %error_chain(&error), "reading the API versions the cluster serves ({what}) for helm");
                 continue;
             }
         };
@@ -624,22 +625,6 @@ pub async fn discover_capabilities(
         kube_version,
         api_versions: api_versions.into_iter().collect(),
     }
-}
-
-/// An error and its sources, joined with `: ` (a source whose message its wrapper already
-/// ends with, as transparent wrappers do, only once).
-pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(next) = source {
-        let part = next.to_string();
-        if !text.ends_with(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = next.source();
-    }
-    text
 }
 
 #[cfg(test)]
@@ -691,7 +676,7 @@ mod tests {
             let error = factory(dir.path(), None).unit(unit).await.unwrap_err();
             assert!(error.is_tool_not_found(), "{error:?}");
             assert_eq!(
-                chain(&error),
+                error_chain(&error),
                 format!(
                     "renderer {tool} needs {tool}: {tool} not found: set GITOPS_{}, pass its path (such as --{tool}) or put it on PATH",
                     tool.to_uppercase()
@@ -705,7 +690,7 @@ mod tests {
             let error = factory.unit(unit).await.unwrap_err();
             assert!(!error.is_tool_not_found(), "{error:?}");
             assert!(
-                chain(&error).contains("/nonexistent/tool (given explicitly)"),
+                error_chain(&error).contains("/nonexistent/tool (given explicitly)"),
                 "{error}"
             );
         }

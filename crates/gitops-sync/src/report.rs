@@ -124,7 +124,7 @@ impl SyncReport {
                     entry["origin"] = json!(origin.to_string());
                 }
                 if let Some(error) = &change.error {
-                    entry["error"] = json!(crate::factory::chain(error));
+                    entry["error"] = json!(gitops_core::error_chain(error));
                 }
                 if let Some(diff) = &change.diff {
                     entry["diff"] = serde_json::to_value(diff).unwrap_or(Value::Null);

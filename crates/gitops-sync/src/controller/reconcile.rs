@@ -219,18 +219,7 @@ impl ControllerError {
     /// ```
     #[must_use]
     pub fn chain(&self) -> String {
-        let mut message = self.to_string();
-        let mut source = std::error::Error::source(self);
-        while let Some(cause) = source {
-            let text = cause.to_string();
-            // `#[error(transparent)]` layers repeat their source's text.
-            if !message.ends_with(&text) {
-                message.push_str(": ");
-                message.push_str(&text);
-            }
-            source = cause.source();
-        }
-        message
+        gitops_core::error_chain(self)
     }
 }
 
