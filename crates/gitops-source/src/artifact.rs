@@ -1247,18 +1247,7 @@ mod tests {
     }
 
     fn artifact_after(source: &Path, target: &Path, previous: Option<&Artifact>) -> Artifact {
-        let tree = DiskTree {
-            root: source.to_owned(),
-        };
-        let files = select_files(&tree, "", &IgnoreRules::default()).unwrap();
-        let planned = files
-            .into_iter()
-            .map(|file| Planned {
-                sha256: Some(sha256(&std::fs::read(&file.handle).unwrap())),
-                file,
-                blob: None,
-            })
-            .collect();
+        let (tree, planned) = plan(source);
         let written = write_artifact(&tree, planned, target, previous, None, |_| {}).unwrap();
         let entries = written.entries;
         Artifact::new(
