@@ -11,6 +11,7 @@
 //!   interval: 5m
 //!   renderer: {kind: auto}   # auto | plain | kustomize | helm
 //!   targetNamespace: team-a
+//!   sparse: true             # fetch only clusters/prod and what its files reference
 //! ```
 
 use gitops_sync::controller::{SyncResource, SyncSpec, SyncStatus};

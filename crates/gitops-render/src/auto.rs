@@ -1,6 +1,6 @@
 //! [`AutoRenderer`]: picks Kustomize, Helm or plain the way a user expects.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use gitops_core::Manifest;
 
@@ -216,6 +216,15 @@ impl Renderer for AutoRenderer {
                 _ => self.plain.render(request).await,
             },
         }
+    }
+
+    /// The Helm renderer's values files, when there is one (it is used only when `path` is
+    /// a chart; materialising them for another kind costs little).
+    fn reads_besides(&self, path: &Path) -> Vec<PathBuf> {
+        self.helm
+            .as_ref()
+            .map(|helm| helm.reads_besides(path))
+            .unwrap_or_default()
     }
 }
 

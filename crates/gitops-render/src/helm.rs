@@ -478,6 +478,25 @@ fn is_api_version(api_version: &str) -> bool {
         })
 }
 
+/// `path` (relative to a root) with `.` and `..` resolved lexically; `None` when it is absolute
+/// or leaves the root.
+fn inside_root(path: &Path) -> Option<PathBuf> {
+    let mut resolved = PathBuf::new();
+    for component in path.components() {
+        match component {
+            std::path::Component::Normal(part) => resolved.push(part),
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                if !resolved.pop() {
+                    return None;
+                }
+            }
+            std::path::Component::RootDir | std::path::Component::Prefix(_) => return None,
+        }
+    }
+    Some(resolved)
+}
+
 /// Whether helm accepts `name` as a release name.
 fn is_release_name(name: &str) -> bool {
     !name.is_empty()
@@ -893,6 +912,15 @@ fn assign_sources(output: &str, documents: &mut [Document], chart_name: &str, ch
 
 #[async_trait::async_trait]
 impl Renderer for HelmRenderer {
+    /// The values files, relative to the root (they are relative to the chart, and may be
+    /// outside it); one that would leave the root is left out (the render refuses it).
+    fn reads_besides(&self, path: &Path) -> Vec<PathBuf> {
+        self.values_files
+            .iter()
+            .filter_map(|file| inside_root(&path.join(file)))
+            .collect()
+    }
+
     async fn render(&self, request: &RenderRequest) -> Result<Vec<Manifest>, RenderError> {
         let progress = ProgressScope::start(request, "helm");
         let root = request.root();
@@ -1055,6 +1083,35 @@ fn mask_inline_values(text: &str, values: &[Value]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_files_are_read_besides_the_chart_relative_to_the_root() {
+        let helm = HelmRenderer::with_binary("helm")
+            .values_file("values-prod.yaml")
+            .values_file("./../../env/prod.yaml")
+            .values_file("../../../outside.yaml")
+            .values_file("/etc/passwd");
+        assert_eq!(
+            helm.reads_besides(Path::new("./charts/web")),
+            [
+                PathBuf::from("charts/web/values-prod.yaml"),
+                PathBuf::from("env/prod.yaml")
+            ]
+        );
+        // At the root, `..` leaves it: left out for the render to refuse.
+        assert_eq!(
+            helm.reads_besides(Path::new(".")),
+            [PathBuf::from("values-prod.yaml")]
+        );
+        let auto = crate::AutoRenderer::new(crate::PlainRenderer::new());
+        assert!(auto.reads_besides(Path::new("charts/web")).is_empty());
+        assert_eq!(
+            auto.with_helm(helm)
+                .reads_besides(Path::new("charts/web"))
+                .len(),
+            2
+        );
+    }
 
     #[test]
     fn inline_values_are_masked_in_helm_messages() {

@@ -468,6 +468,25 @@ pub trait Renderer: Send + Sync {
     /// Renders the request's directory.
     async fn render(&self, request: &RenderRequest) -> Result<Vec<Manifest>, RenderError>;
 
+    /// The paths (relative to the root, files or directories) that rendering `path` reads
+    /// besides `path` itself and what its files name, whatever those files say: for a sparse
+    /// fetch, which materialises only `path`, what its files reference ([`referenced_paths`])
+    /// and these. [`HelmRenderer`] gives its values files (relative to the chart, so they may be
+    /// outside it), [`AutoRenderer`] its Helm renderer's; the default is none. A path that
+    /// would leave the root is left out (the render refuses it, naming it).
+    ///
+    /// ```
+    /// use std::path::{Path, PathBuf};
+    /// use gitops_render::{HelmRenderer, PlainRenderer, Renderer};
+    /// let helm = HelmRenderer::new("helm", "web").values_file("../../env/prod.yaml");
+    /// assert_eq!(helm.reads_besides(Path::new("charts/web")), [PathBuf::from("env/prod.yaml")]);
+    /// assert!(PlainRenderer::new().reads_besides(Path::new("apps")).is_empty());
+    /// ```
+    fn reads_besides(&self, path: &Path) -> Vec<PathBuf> {
+        let _ = path;
+        Vec::new()
+    }
+
     /// Runs `step` on this renderer's output.
     ///
     /// ```
@@ -511,12 +530,20 @@ impl<R: Renderer + ?Sized> Renderer for Box<R> {
     async fn render(&self, request: &RenderRequest) -> Result<Vec<Manifest>, RenderError> {
         (**self).render(request).await
     }
+
+    fn reads_besides(&self, path: &Path) -> Vec<PathBuf> {
+        (**self).reads_besides(path)
+    }
 }
 
 #[async_trait::async_trait]
 impl<R: Renderer + ?Sized> Renderer for std::sync::Arc<R> {
     async fn render(&self, request: &RenderRequest) -> Result<Vec<Manifest>, RenderError> {
         (**self).render(request).await
+    }
+
+    fn reads_besides(&self, path: &Path) -> Vec<PathBuf> {
+        (**self).reads_besides(path)
     }
 }
 
@@ -559,5 +586,9 @@ impl<R: Renderer, P: PostRenderer> Renderer for PostRendered<R, P> {
         let manifests = self.step.post_render(request, manifests).await?;
         check_unique(&manifests)?;
         Ok(manifests)
+    }
+
+    fn reads_besides(&self, path: &Path) -> Vec<PathBuf> {
+        self.renderer.reads_besides(path)
     }
 }

@@ -362,7 +362,8 @@ impl UnitFactory {
     /// A builder of the unit `unit` describes (add a progress callback, an applied revision,
     /// then build): its source (Git with its cache in the work directory, or a local
     /// directory), its renderer, its applier, the apply options of its spec, substitution, a
-    /// wait after changes when `spec.wait` is set, and an artifact store in the work directory.
+    /// wait after changes when `spec.wait` is set, a sparse fetch when `spec.sparse` is set
+    /// ([`SyncUnitBuilder::sparse`]), and an artifact store in the work directory.
     ///
     /// # Errors
     /// [`FactoryError`]: the spec is invalid, a tool it needs is not found, the inventory or
@@ -431,6 +432,7 @@ impl UnitFactory {
             .with_target_namespace(spec.target_namespace.clone());
         let mut builder = builder
             .path(&spec.path)
+            .sparse(spec.sparse)
             .apply_options(options)
             .artifact_store(store)
             .wait(if spec.wait {

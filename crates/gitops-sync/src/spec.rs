@@ -21,8 +21,9 @@ use serde::{Deserialize, Serialize};
 ///     "source": {"url": "https://git.example.com/team/config.git", "ref": {"branch": "main"}},
 ///     "path": "clusters/prod",
 ///     "interval": "5m",
+///     "sparse": true,
 /// }))?;
-/// assert!(spec.prune && !spec.wait);
+/// assert!(spec.prune && !spec.wait && spec.sparse);
 /// assert_eq!(spec.settings()?.interval.as_secs(), 300);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -73,6 +74,17 @@ pub struct SyncSpec {
     /// Stop reconciling (nothing is fetched, applied or pruned) until set back to false.
     #[serde(default)]
     pub suspend: bool,
+    /// Fetch only what the render of `path` reads (default false: every file of the
+    /// revision): the files below `path`, and, followed transitively, the paths its
+    /// kustomizations name (resources, bases, components, patches, generator files and the
+    /// rest, keys in any case), a chart's `file://` dependencies and the Helm values files.
+    /// A small folder of a large repository then costs little to write; the revision is
+    /// still the whole commit's. A render that reads a path outside these (a file named by
+    /// something the reference finder does not read) fails with an error naming the
+    /// kustomization or chart, the field and the missing path: it never renders with a file
+    /// missing.
+    #[serde(default)]
+    pub sparse: bool,
 }
 
 /// The same defaults as a spec that leaves the fields out; no source and no interval.
@@ -91,6 +103,7 @@ impl Default for SyncSpec {
             force: false,
             target_namespace: None,
             suspend: false,
+            sparse: false,
         }
     }
 }
@@ -756,6 +769,13 @@ mod tests {
         assert_eq!(spec.path, ".");
         assert!(spec.prune && !spec.force && !spec.wait);
         assert_eq!(spec.renderer.kind, RendererKind::Auto);
+        assert!(!spec.sparse, "sparse is off unless asked for");
+        let sparse: SyncSpec = serde_json::from_value(serde_json::json!({
+            "source": {"url": "file:///r"}, "interval": "1m", "sparse": true
+        }))
+        .unwrap();
+        assert!(sparse.sparse);
+        assert_eq!(serde_json::to_value(&sparse).unwrap()["sparse"], true);
         let defaults = SyncSpec {
             source: SourceSpec {
                 url: Some("file:///r".into()),

@@ -320,19 +320,26 @@ impl References for RenderReferences {
     }
 }
 
-/// The sparse selection of a unit rendering `path`: the path (`/`-separated) and what its
-/// files reference. `None` for a path that is not UTF-8 (the whole artifact is fetched).
-fn sparse_for(path: &std::path::Path) -> Option<Sparse> {
-    let mut parts = Vec::new();
-    for component in path.components() {
-        parts.push(component.as_os_str().to_str()?);
-    }
-    let path = if parts.is_empty() {
-        ".".to_owned()
-    } else {
-        parts.join("/")
+/// The sparse selection of a unit rendering `path`: the path (`/`-separated), the paths its
+/// renderer reads `besides` it ([`Renderer::reads_besides`]) and what their files reference.
+/// `None` when one of them is not UTF-8 (the whole artifact is fetched).
+fn sparse_for(path: &std::path::Path, besides: &[PathBuf]) -> Option<Sparse> {
+    let text = |path: &std::path::Path| -> Option<String> {
+        let mut parts = Vec::new();
+        for component in path.components() {
+            parts.push(component.as_os_str().to_str()?);
+        }
+        Some(if parts.is_empty() {
+            ".".to_owned()
+        } else {
+            parts.join("/")
+        })
     };
-    Some(Sparse::new([path]).with_references(RenderReferences))
+    let mut paths = vec![text(path)?];
+    for other in besides {
+        paths.push(text(other)?);
+    }
+    Some(Sparse::new(paths).with_references(RenderReferences))
 }
 
 /// The progress callback of a unit.
@@ -414,10 +421,13 @@ impl SyncUnitBuilder {
     /// `file://` dependencies). A small folder of a large repository then costs little to
     /// write; the revision is still the whole commit's.
     ///
-    /// Only for renderers that read no more than that: `gitops-render`'s do, except a
-    /// [`HelmRenderer`](gitops_render::HelmRenderer) values file outside the chart directory
-    /// (the render then fails on the missing file, naming it; it never reads outside the
-    /// artifact). A path that leaves the artifact fails the fetch.
+    /// What the renderer reads besides, whatever the files say
+    /// ([`Renderer::reads_besides`]: a [`HelmRenderer`](gitops_render::HelmRenderer)'s values
+    /// files, which may be outside the chart) is fetched too. A renderer that reads other
+    /// paths fails on the missing file, naming it (`gitops-render`'s check that every path a
+    /// kustomization names exists, or kustomize's and helm's own errors): it never renders
+    /// with a file missing, and never reads outside the artifact. A path that leaves the
+    /// artifact fails the fetch.
     ///
     /// ```no_run
     /// # fn build(applier: gitops_apply::Applier) -> Result<(), gitops_sync::SyncError> {
@@ -484,9 +494,10 @@ impl SyncUnitBuilder {
             None => ArtifactStore::temporary().map_err(SyncError::Setup)?,
         };
         let sparse = if self.sparse {
-            let sparse = sparse_for(&self.path);
+            let besides = self.renderer.reads_besides(&self.path);
+            let sparse = sparse_for(&self.path, &besides);
             if sparse.is_none() {
-                tracing::warn!(unit = %Escaped(&self.name), path = %gitops_core::escape::EscapedPath(&self.path), "the path is not UTF-8: fetching the whole artifact");
+                tracing::warn!(unit = %Escaped(&self.name), path = %gitops_core::escape::EscapedPath(&self.path), "the path, or a file its renderer reads, is not UTF-8: fetching the whole artifact");
             }
             sparse
         } else {
@@ -929,7 +940,7 @@ mod tests {
     #[test]
     fn a_unit_path_becomes_its_sparse_selection() {
         let paths = |path: &str| {
-            sparse_for(std::path::Path::new(path))
+            sparse_for(std::path::Path::new(path), &[])
                 .unwrap()
                 .paths()
                 .to_vec()
@@ -939,15 +950,25 @@ mod tests {
         assert_eq!(paths("."), ["."]);
         assert_eq!(paths(""), ["."]);
         assert!(
-            sparse_for(std::path::Path::new("apps"))
+            sparse_for(std::path::Path::new("apps"), &[])
                 .unwrap()
                 .has_references()
+        );
+        // What the renderer reads besides the path (a Helm values file) is asked for too.
+        let besides = [PathBuf::from("env/prod.yaml")];
+        assert_eq!(
+            sparse_for(std::path::Path::new("charts/web"), &besides)
+                .unwrap()
+                .paths(),
+            ["charts/web", "env/prod.yaml"]
         );
         #[cfg(unix)]
         {
             use std::os::unix::ffi::OsStrExt;
             let not_utf8 = std::ffi::OsStr::from_bytes(b"apps/\xff");
-            assert!(sparse_for(std::path::Path::new(not_utf8)).is_none());
+            assert!(sparse_for(std::path::Path::new(not_utf8), &[]).is_none());
+            let besides = [PathBuf::from(not_utf8)];
+            assert!(sparse_for(std::path::Path::new("apps"), &besides).is_none());
         }
     }
 

@@ -77,6 +77,12 @@ pub struct SyncArgs {
     /// The directory to render, relative to the source root.
     #[arg(long, default_value = ".")]
     pub subpath: String,
+    /// Fetch only what the render of `--subpath` reads: the files below it and, followed
+    /// transitively, what its kustomizations and charts name and the `--helm-values` files
+    /// (a small folder of a large repository then costs little). A render that reads a path
+    /// outside these fails naming it; it never renders with a file missing.
+    #[arg(long)]
+    pub sparse: bool,
     /// How to render the directory.
     #[arg(long, value_enum, default_value_t = RendererFlag::Auto)]
     pub renderer: RendererFlag,
@@ -224,6 +230,7 @@ impl SyncArgs {
             force: self.recreate,
             target_namespace: self.namespace.clone(),
             suspend: false,
+            sparse: self.sparse,
         })
     }
 
@@ -474,6 +481,9 @@ mod tests {
         ));
         let spec = args.spec(Duration::from_secs(30)).unwrap();
         assert!(spec.prune, "the last of --prune/--no-prune wins");
+        assert!(!spec.sparse, "whole artifacts unless --sparse");
+        let sparse = parse("sync --path /srv --subpath apps --sparse");
+        assert!(sparse.spec(Duration::from_secs(30)).unwrap().sparse);
         assert!(spec.force, "--recreate is the spec's force");
         let settings = spec.settings().unwrap();
         assert_eq!(settings.timeout, Duration::from_secs(90));
