@@ -6,7 +6,9 @@ use async_trait::async_trait;
 use gitops_core::escape::{Escaped, EscapedPath};
 
 use crate::artifact::{Artifact, Digest, Planned, hash_file, write_artifact};
-use crate::select::{DiskTree, IgnoreRules, SelectError, select, select_sparse, warn_skipped};
+use crate::select::{
+    DiskTree, IgnoreRules, SelectError, resolve_relative, select, select_sparse, warn_skipped,
+};
 use crate::source::{
     FetchOutcome, FetchProgress, FetchRequest, Revision, Source, SourceError, prepare_destination,
 };
@@ -73,6 +75,19 @@ impl LocalDirectorySource {
                 message: format!("{} is not a directory", EscapedPath(&self.root)),
                 source: None,
             });
+        }
+        // A sparse path that leaves the root is refused when the fetch starts, before the
+        // directory is scanned, with the error the Git source gives (`select_sparse`'s).
+        if let Some(sparse) = request.sparse()
+            && let Some(path) = sparse
+                .paths()
+                .iter()
+                .find(|path| resolve_relative("", path).is_none())
+        {
+            return Err(SelectError::InvalidSubpath {
+                subpath: path.clone(),
+            }
+            .into());
         }
         let progress = request.progress();
         progress.report(FetchProgress::ScanningDirectory);
@@ -332,6 +347,56 @@ mod tests {
         assert_eq!(part.revision(), whole.revision());
         assert_ne!(part.digest(), whole.digest());
         part.verify().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_sparse_path_leaving_the_root_is_refused_before_anything_is_read() {
+        let source_dir = tempfile::tempdir().unwrap();
+        std::fs::write(source_dir.path().join("a.yaml"), "a: 1\n").unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let source = LocalDirectorySource::new(source_dir.path());
+        let (request, seen) = recording_request(out.path().join("x"));
+        let error = source
+            .fetch(request.with_sparse(crate::Sparse::new(["apps", "../etc\u{1b}[2J"])))
+            .await
+            .unwrap_err();
+        // The variant and wording of the Git source (and of `Sparse`'s docs), the path escaped.
+        assert!(
+            matches!(
+                &error,
+                SourceError::Select(SelectError::InvalidSubpath { subpath }) if subpath == "../etc\u{1b}[2J"
+            ),
+            "{error:?}"
+        );
+        assert_eq!(
+            error.to_string(),
+            "subpath \"../etc\\u{1b}[2J\" must be relative and stay inside the source"
+        );
+        assert!(seen.lock().unwrap().is_empty(), "nothing was scanned");
+        assert!(!out.path().join("x").exists(), "nothing was written");
+        // Also when the directory is unchanged: the request is wrong, whatever the revision.
+        let FetchOutcome::Fetched(whole) = source
+            .fetch(FetchRequest::new(out.path().join("1")))
+            .await
+            .unwrap()
+        else {
+            panic!("must fetch");
+        };
+        let error = source
+            .fetch(
+                FetchRequest::new(out.path().join("2"))
+                    .with_last_revision(whole.revision().clone())
+                    .with_sparse(crate::Sparse::new(["/etc"])),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                SourceError::Select(SelectError::InvalidSubpath { .. })
+            ),
+            "{error:?}"
+        );
     }
 
     fn recording_request(

@@ -413,8 +413,10 @@ pub trait References: Send + Sync {
 /// artifact's root, which is the source's subpath), and, transitively, the paths their files
 /// reference ([`References`]). A small folder of a large repository then costs little to write;
 /// the revision is still the whole commit's, and the artifact's digest is that of the files
-/// written. A path that leaves the root or holds a control character is refused when the fetch
-/// starts ([`SourceError::InvalidConfiguration`]).
+/// written. A path that is absolute, leaves the root or holds a control character is refused,
+/// by the Git and the local-directory source alike, with [`SourceError::Select`] holding
+/// [`SelectError::InvalidSubpath`](crate::SelectError::InvalidSubpath) naming the path
+/// (escaped): `subpath "../etc" must be relative and stay inside the source`.
 ///
 /// ```
 /// use gitops_source::{FetchRequest, Sparse};
