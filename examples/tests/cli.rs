@@ -702,6 +702,82 @@ async fn sync_finds_kustomize_by_flag_variable_or_path() {
     );
 }
 
+/// Issue #17: `--sparse` fetches only what the render reads: the subpath and the base its
+/// kustomization names, nothing else of the source.
+#[tokio::test]
+async fn sparse_fetches_only_the_subpath_and_what_it_references() {
+    let control_plane = control_plane().await;
+    let client = control_plane.client().await.unwrap();
+    let namespace = control_plane.create_namespace("sparse").await.unwrap();
+    let kustomize = pinned(gitops_envtest::Tool::Kustomize).await;
+    let dir = tempfile::tempdir().unwrap();
+    for (path, text) in [
+        (
+            "apps/prod/kustomization.yaml",
+            "resources:\n- ../../base\n".to_owned(),
+        ),
+        (
+            "base/kustomization.yaml",
+            "resources:\n- cm.yaml\n".to_owned(),
+        ),
+        ("base/cm.yaml", config_map_yaml(&namespace, "a", "red")),
+        ("other/x.yaml", config_map_yaml(&namespace, "x", "grey")),
+    ] {
+        let full = dir.path().join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, text).unwrap();
+    }
+    let work = tempfile::tempdir().unwrap();
+    let kustomize = kustomize.display().to_string();
+    let work_dir = work.path().display().to_string();
+    let args = flags(
+        control_plane,
+        dir.path(),
+        &[
+            "--subpath",
+            "apps/prod",
+            "--sparse",
+            "--kustomize",
+            &kustomize,
+            "--work-dir",
+            &work_dir,
+        ],
+    );
+    let run = sync(&args).await;
+    assert_eq!(run.code, Some(2), "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        color(&client, &namespace, "a").await.as_deref(),
+        Some("red")
+    );
+    // The artifact kept in the work directory holds the subpath and the base only.
+    let mut files = Vec::new();
+    let mut pending = vec![work.path().to_owned()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.push(path.display().to_string());
+            }
+        }
+    }
+    assert!(
+        files.iter().any(|f| f.ends_with("/base/cm.yaml")),
+        "{files:?}"
+    );
+    assert!(
+        files
+            .iter()
+            .any(|f| f.ends_with("/apps/prod/kustomization.yaml")),
+        "{files:?}"
+    );
+    assert!(
+        !files.iter().any(|f| f.ends_with("/other/x.yaml")),
+        "{files:?}"
+    );
+}
+
 /// Polls `check` every 200 ms until it holds; panics naming `what` after a minute.
 async fn eventually<F, Fut>(what: &str, mut check: F)
 where

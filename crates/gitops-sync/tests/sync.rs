@@ -1034,3 +1034,152 @@ async fn a_sparse_unit_materialises_its_path_and_what_its_kustomizations_referen
         ]
     );
 }
+
+#[tokio::test]
+async fn a_sparse_spec_made_into_a_unit_by_the_factory_fetches_only_what_its_render_reads() {
+    use gitops_render::tool::{Tool, ToolLocator};
+    use gitops_sync::spec::{HelmSpec, InventorySpec, RendererKind, RendererSpec, SyncSpec};
+    use gitops_sync::{SpecUnit, UnitFactory};
+    let pinned = |tool| async move {
+        tokio::task::spawn_blocking(move || gitops_envtest::tools::ensure(tool))
+            .await
+            .unwrap()
+            .expect("the pinned tool")
+    };
+    let kustomize = pinned(gitops_envtest::tools::Tool::Kustomize).await;
+    let helm = pinned(gitops_envtest::tools::Tool::Helm).await;
+    let (client, namespace) = setup("sync-sparse-spec").await;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let mut files: Vec<(String, String)> = vec![
+        (
+            "apps/prod/kustomization.yaml".into(),
+            "resources:\n- ../../base\nnamePrefix: prod-\n".into(),
+        ),
+        (
+            "base/kustomization.yaml".into(),
+            "resources:\n- cm.yaml\n".into(),
+        ),
+        ("base/cm.yaml".into(), config_map("a", "blue")),
+        (
+            "charts/web/Chart.yaml".into(),
+            "apiVersion: v2\nname: web\nversion: 0.1.0\n".into(),
+        ),
+        ("charts/web/values.yaml".into(), "colour: default\n".into()),
+        (
+            "charts/web/templates/cm.yaml".into(),
+            config_map("web", "{{ .Values.colour }}"),
+        ),
+        ("env/prod/values.yaml".into(), "colour: prod\n".into()),
+        ("env/dev/values.yaml".into(), "colour: dev\n".into()),
+    ];
+    for i in 0..100 {
+        files.push((
+            format!("big/{i}.yaml"),
+            config_map(&format!("big-{i}"), "x"),
+        ));
+    }
+    let borrowed: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(path, text)| (path.as_str(), text.as_str()))
+        .collect();
+    commit(&repo, &borrowed);
+    let work = tempfile::tempdir().unwrap();
+    let factory = UnitFactory::new(client.clone(), work.path())
+        .kustomize(ToolLocator::new(Tool::Kustomize).explicit(Some(kustomize)))
+        .helm(ToolLocator::new(Tool::Helm).explicit(Some(helm)))
+        .field_manager("sparse-spec");
+    // As a user's custom resource holds it.
+    let spec: SyncSpec = serde_json::from_value(serde_json::json!({
+        "source": {"url": format!("file://{}", repo.display())},
+        "path": "apps/prod",
+        "interval": "1m",
+        "inventory": {"configMap": "sparse-kustomize"},
+        "targetNamespace": namespace,
+        "sparse": true,
+    }))
+    .unwrap();
+    let unit = |spec: SyncSpec, subdir: &str| {
+        SpecUnit::new(spec, namespace.clone())
+            .name(subdir)
+            .work_subdir(subdir)
+    };
+    let mut prod = factory
+        .unit(unit(spec.clone(), "prod"))
+        .await
+        .unwrap()
+        .build()
+        .unwrap();
+    let report = sync(&mut prod).await;
+    assert_eq!(action(&report, "prod-a"), ObjectAction::Created);
+    assert_eq!(
+        colour_of(&client, &namespace, "prod-a").await.as_deref(),
+        Some("blue")
+    );
+    // The subpath and the base it references; nothing of the rest of the repository.
+    let artifact = prod.artifact_store().current().unwrap();
+    assert_eq!(
+        files_below(artifact.root()),
+        [
+            "apps/prod/kustomization.yaml",
+            "base/cm.yaml",
+            "base/kustomization.yaml"
+        ]
+    );
+
+    // A chart whose values file is outside it: the values file is fetched too.
+    let chart = SyncSpec {
+        path: "charts/web".into(),
+        renderer: RendererSpec {
+            kind: RendererKind::Helm,
+            helm: Some(HelmSpec {
+                release_name: Some("web".into()),
+                values_files: vec!["../../env/prod/values.yaml".into()],
+                ..HelmSpec::default()
+            }),
+        },
+        inventory: Some(InventorySpec {
+            config_map: Some("sparse-helm".into()),
+        }),
+        ..spec.clone()
+    };
+    let mut web = factory
+        .unit(unit(chart, "web"))
+        .await
+        .unwrap()
+        .build()
+        .unwrap();
+    let report = sync(&mut web).await;
+    assert_eq!(action(&report, "web"), ObjectAction::Created);
+    assert_eq!(
+        colour_of(&client, &namespace, "web").await.as_deref(),
+        Some("prod")
+    );
+    let artifact = web.artifact_store().current().unwrap();
+    assert_eq!(
+        files_below(artifact.root()),
+        [
+            "charts/web/Chart.yaml",
+            "charts/web/templates/cm.yaml",
+            "charts/web/values.yaml",
+            "env/prod/values.yaml"
+        ]
+    );
+
+    // Without `sparse`, the whole revision.
+    let whole = SyncSpec {
+        sparse: false,
+        ..spec
+    };
+    let mut whole = factory
+        .unit(unit(whole, "whole"))
+        .await
+        .unwrap()
+        .build()
+        .unwrap();
+    sync(&mut whole).await;
+    let held = files_below(whole.artifact_store().current().unwrap().root());
+    assert!(held.contains(&"big/0.yaml".to_owned()), "{held:?}");
+    assert!(held.contains(&"env/dev/values.yaml".to_owned()), "{held:?}");
+}
