@@ -86,6 +86,11 @@ impl Running {
         }
     }
 
+    /// The controller's work directory (Git caches and artifacts).
+    fn work_dir(&self) -> &Path {
+        self._work_dir.path()
+    }
+
     async fn stop(mut self) {
         self.cancel.cancel();
         if let Some(task) = self.task.take() {
@@ -736,5 +741,78 @@ async fn a_secret_type_error_never_shows_the_value_in_the_status() {
         "{message}"
     );
     delete_and_wait(&syncs, "app").await;
+    controller.stop().await;
+}
+
+/// Issue #17: a spec with `sparse` is fetched sparse by the controller: the artifact holds the
+/// path and the base its kustomization references, not the rest of the repository.
+#[tokio::test]
+async fn a_sparse_spec_fetches_only_its_path_and_what_it_references() {
+    let kustomize = tokio::task::spawn_blocking(|| {
+        gitops_envtest::tools::ensure(gitops_envtest::tools::Tool::Kustomize)
+    })
+    .await
+    .expect("the tool task")
+    .expect("the pinned kustomize");
+    let (client, ns) = setup("kit-sparse").await;
+    let controller = Running::start_with(&client, &ns, Some((kustomize, PathBuf::from("helm"))));
+    let syncs: Api<AppSync> = Api::namespaced(client.clone(), &ns);
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let repo = tempfile::tempdir().expect("a temp dir");
+    let head = commit(
+        repo.path(),
+        &[
+            (
+                "apps/prod/kustomization.yaml",
+                "resources:\n- ../../base\nnamePrefix: p-\n",
+            ),
+            ("base/kustomization.yaml", "resources:\n- config.yaml\n"),
+            ("base/config.yaml", &config_map("a", "sparse")),
+            ("other/unrelated.yaml", &config_map("other", "x")),
+        ],
+    );
+    let spec = SyncSpec {
+        source: SourceSpec {
+            url: Some(format!("file://{}", repo.path().display())),
+            ..SourceSpec::default()
+        },
+        path: "apps/prod".into(),
+        interval: "1h".into(),
+        renderer: RendererSpec {
+            kind: RendererKind::Kustomize,
+            helm: None,
+        },
+        target_namespace: Some(ns.clone()),
+        sparse: true,
+        ..SyncSpec::default()
+    };
+    create(&syncs, "sparse", spec).await;
+    let revision = format!("main@sha1:{head}");
+    wait_for(&syncs, "sparse", "the revision applied", |o| {
+        is_ready(o) && status(o).last_applied_revision.as_deref() == Some(revision.as_str())
+    })
+    .await;
+    assert_eq!(value_of(&maps, "p-a").await.as_deref(), Some("sparse"));
+    let mut files = Vec::new();
+    let mut pending = vec![controller.work_dir().to_owned()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).expect("a directory") {
+            let path = entry.expect("an entry").path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.push(path.display().to_string());
+            }
+        }
+    }
+    assert!(
+        files.iter().any(|f| f.ends_with("/base/config.yaml")),
+        "{files:?}"
+    );
+    assert!(
+        !files.iter().any(|f| f.ends_with("/other/unrelated.yaml")),
+        "{files:?}"
+    );
+    delete_and_wait(&syncs, "sparse").await;
     controller.stop().await;
 }
