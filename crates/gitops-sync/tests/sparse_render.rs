@@ -409,3 +409,118 @@ async fn plain_directories_and_charts_render_the_same_from_a_sparse_artifact() {
         .await
         .expect("the chart renders");
 }
+
+/// Every field that names a file, pointing outside the kustomization's directory (kustomize's
+/// load restrictor refuses a file there, not a directory): whatever the whole render gives, the
+/// sparse one gives the same, so that no field's file is ever missing from a sparse artifact.
+#[tokio::test]
+async fn fields_naming_files_outside_the_kustomization_render_the_same() {
+    let kustomize = KustomizeRenderer::new(pinned(Tool::Kustomize).await);
+    let patch =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: base\ndata:\n  patched: \"yes\"\n";
+    let json_patch = "- op: add\n  path: /data/json\n  value: \"yes\"\n";
+    let cases: &[(&str, &str)] = &[
+        ("openapi", "openapi:\n  path: ../../shared/schema.json\n"),
+        ("crds", "crds:\n- ../../shared/crds.json\n"),
+        (
+            "configurations",
+            "configurations:\n- ../../shared/names.yaml\n",
+        ),
+        ("patches", "patches:\n- path: ../../shared/patch.yaml\n"),
+        (
+            "json6902",
+            "patchesJson6902:\n- path: ../../shared/json.yaml\n  target: {version: v1, kind: ConfigMap, name: base}\n",
+        ),
+        (
+            "strategic",
+            "patchesStrategicMerge:\n- ../../shared/patch.yaml\n",
+        ),
+        (
+            "replacements",
+            "replacements:\n- path: ../../shared/r.yaml\n",
+        ),
+        (
+            "files",
+            "configMapGenerator:\n- name: gen\n  files: [key=../../shared/a.txt]\n",
+        ),
+        (
+            "envs",
+            "configMapGenerator:\n- name: gen\n  envs: [../../shared/a.env]\n",
+        ),
+        (
+            "env",
+            "secretGenerator:\n- name: sec\n  env: ../../shared/a.env\n",
+        ),
+        (
+            "transformer-file",
+            "transformers:\n- ../../shared/trans.yaml\n",
+        ),
+        (
+            "transformer-inline",
+            "transformers:\n- |-\n  apiVersion: builtin\n  kind: PatchTransformer\n  metadata: {name: fix}\n  path: ../../shared/patch.yaml\n",
+        ),
+        (
+            "resource-file",
+            "resources:\n- ../../base\n- ../../shared/cm.yaml\n",
+        ),
+        ("component", "components:\n- ../../shared/component\n"),
+    ];
+    let mut files: Vec<(String, String)> = vec![
+        ("base/kustomization.yaml".into(), "resources:\n- cm.yaml\n".into()),
+        ("base/cm.yaml".into(), CONFIG_MAP.into()),
+        ("shared/schema.json".into(), "{\"definitions\": {}}\n".into()),
+        ("shared/crds.json".into(), "{}\n".into()),
+        (
+            "shared/names.yaml".into(),
+            "nameReference:\n- kind: ConfigMap\n  fieldSpecs:\n  - kind: Widget\n    path: spec/configMap\n".into(),
+        ),
+        ("shared/patch.yaml".into(), patch.into()),
+        ("shared/json.yaml".into(), json_patch.into()),
+        (
+            "shared/r.yaml".into(),
+            "- source: {kind: ConfigMap, name: base, fieldPath: data.colour}\n  targets:\n  - select: {kind: ConfigMap, name: base}\n    fieldPaths: [data.copy]\n    options: {create: true}\n".into(),
+        ),
+        ("shared/a.txt".into(), "hello\n".into()),
+        ("shared/a.env".into(), "A=1\n".into()),
+        (
+            "shared/trans.yaml".into(),
+            "apiVersion: builtin\nkind: LabelTransformer\nmetadata:\n  name: team\nlabels:\n  team: shop\nfieldSpecs:\n- path: metadata/labels\n  create: true\n".into(),
+        ),
+        (
+            "shared/cm.yaml".into(),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: shared\n".into(),
+        ),
+        (
+            "shared/component/kustomization.yaml".into(),
+            "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\npatches:\n- path: patch.yaml\n".into(),
+        ),
+        ("shared/component/patch.yaml".into(), patch.into()),
+    ];
+    for (name, fields) in cases {
+        files.push((
+            format!("apps/{name}/kustomization.yaml"),
+            if fields.starts_with("resources:") {
+                (*fields).to_owned()
+            } else {
+                format!("resources:\n- ../../base\n{fields}")
+            },
+        ));
+    }
+    let borrowed: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(path, text)| (path.as_str(), text.as_str()))
+        .collect();
+    let repo = repository(&borrowed);
+    for (name, _) in cases {
+        let path = format!("apps/{name}");
+        let result = same_render(&kustomize, repo.path(), &path).await;
+        if *name == "component" {
+            // A directory may be outside (it is materialised with everything below it).
+            assert!(result.is_ok(), "{result:?}");
+        } else {
+            // A file may not: kustomize's load restrictor refuses it, in both renders alike.
+            let error = result.expect_err(name);
+            assert!(error.contains("is not in or below"), "{name}: {error}");
+        }
+    }
+}
