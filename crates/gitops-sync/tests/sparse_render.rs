@@ -320,6 +320,10 @@ async fn refused_kustomizations_fail_the_same_from_a_sparse_artifact() {
             "helmGlobals:\n  chartHome: ../../charts\nhelmCharts:\n- name: web\n  valuesFile: values.yaml\n",
         ),
         ("apps/helm/values.yaml", "a: 1\n"),
+        // A resource that the root's ignore file leaves out of both artifacts.
+        (".sourceignore", "/apps/ignored/cm.yaml\n"),
+        ("apps/ignored/kustomization.yaml", "resources:\n- cm.yaml\n"),
+        ("apps/ignored/cm.yaml", CONFIG_MAP),
         // A resource that is missing in the whole artifact too.
         (
             "apps/missing/kustomization.yaml",
@@ -332,6 +336,7 @@ async fn refused_kustomizations_fail_the_same_from_a_sparse_artifact() {
         ("apps/outside", "is not in or below"),
         ("apps/helm", "is not supported"),
         ("apps/missing", "resources"),
+        ("apps/ignored", "resources"),
     ] {
         let error = same_render(&kustomize, repo.path(), path)
             .await
