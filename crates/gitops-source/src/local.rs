@@ -382,21 +382,23 @@ mod tests {
         else {
             panic!("must fetch");
         };
-        let error = source
-            .fetch(
-                FetchRequest::new(out.path().join("2"))
-                    .with_last_revision(whole.revision().clone())
-                    .with_sparse(crate::Sparse::new(["/etc"])),
-            )
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(
-                error,
-                SourceError::Select(SelectError::InvalidSubpath { .. })
-            ),
-            "{error:?}"
-        );
+        for bad in ["/etc", "apps/\u{7}x"] {
+            let error = source
+                .fetch(
+                    FetchRequest::new(out.path().join("2"))
+                        .with_last_revision(whole.revision().clone())
+                        .with_sparse(crate::Sparse::new([bad])),
+                )
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(
+                    error,
+                    SourceError::Select(SelectError::InvalidSubpath { .. })
+                ),
+                "{bad:?}: {error:?}"
+            );
+        }
     }
 
     fn recording_request(
