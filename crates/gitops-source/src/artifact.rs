@@ -287,6 +287,7 @@ pub(crate) fn hash_file(path: &Path) -> io::Result<([u8; 32], u64)> {
 }
 
 /// The SHA-256 of `content`.
+#[cfg(test)]
 pub(crate) fn sha256(content: &[u8]) -> [u8; 32] {
     Sha256::digest(content).into()
 }
@@ -567,18 +568,19 @@ impl<'a, T: FileTree> Stage<'a, T> {
                 entry
             }
             Reused::No => {
-                let content = self
-                    .tree
-                    .read(&file.handle, &file.path)
-                    .map_err(ArtifactError::Select)?;
-                let sha256 = sha256(&content);
-                let stamp = create_file(&target, &content, file.executable)?;
+                let (sha256, size, stamp) = copy_new_file(
+                    self.tree,
+                    &file.handle,
+                    &file.path,
+                    &target,
+                    file.executable,
+                )?;
                 Entry {
                     path: file.path.clone(),
                     executable: file.executable,
                     blob: planned.blob,
                     sha256,
-                    size: content.len() as u64,
+                    size,
                     stamp,
                 }
             }
@@ -816,6 +818,63 @@ fn new_file(target: &Path, executable: bool) -> io::Result<std::fs::File> {
         }
     }
     Ok(file)
+}
+
+/// A new file being written from a tree: everything written is hashed and counted, and the
+/// first write failure is kept, so that it is reported as the file's, not the tree's.
+struct FileSink {
+    file: std::fs::File,
+    hasher: Sha256,
+    written: u64,
+    failure: Option<io::Error>,
+}
+
+impl Write for FileSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Err(error) = self.file.write_all(buf) {
+            let kind = error.kind();
+            self.failure.get_or_insert(error);
+            return Err(io::Error::new(kind, "writing the artifact's file failed"));
+        }
+        self.hasher.update(buf);
+        self.written += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// Create `target` (see [`new_file`]) with the content of `handle` from `tree`, streamed where
+/// the tree can (a large Git blob never is whole in memory); returns its SHA-256, size and stamp.
+fn copy_new_file<T: FileTree>(
+    tree: &T,
+    handle: &T::Handle,
+    path: &str,
+    target: &Path,
+    executable: bool,
+) -> Result<([u8; 32], u64, Option<Stamp>), ArtifactError> {
+    let io_error = |source| ArtifactError::Io {
+        path: target.to_owned(),
+        source,
+    };
+    let mut sink = FileSink {
+        file: new_file(target, executable).map_err(io_error)?,
+        hasher: Sha256::new(),
+        written: 0,
+        failure: None,
+    };
+    if let Err(error) = tree.copy_to(handle, path, &mut sink) {
+        // The tree could not be read or the file not written; nothing half-written stays.
+        let _ = std::fs::remove_file(target);
+        return Err(match sink.failure.take() {
+            Some(source) => io_error(source),
+            None => ArtifactError::Select(error),
+        });
+    }
+    let stamp = Stamp::of(&sink.file.metadata().map_err(io_error)?);
+    Ok((sink.hasher.finalize().into(), sink.written, stamp))
 }
 
 /// Create a new file with its content and mode (see [`new_file`]) and return its stamp.

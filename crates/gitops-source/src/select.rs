@@ -335,6 +335,21 @@ pub(crate) trait FileTree {
     ) -> Result<Vec<TreeEntry<Self::Handle>>, SelectError>;
     /// The content of a file.
     fn read(&self, file: &Self::Handle, path: &str) -> Result<Vec<u8>, SelectError>;
+    /// Write the content of a file to `out` (a tree that can stream a large file does so in
+    /// bounded memory; by default it is read whole). A failure of `out` is reported as an error
+    /// too, but the caller, which owns `out`, knows it for what it is.
+    fn copy_to(
+        &self,
+        file: &Self::Handle,
+        path: &str,
+        out: &mut dyn std::io::Write,
+    ) -> Result<(), SelectError> {
+        let content = self.read(file, path)?;
+        out.write_all(&content).map_err(|source| SelectError::Read {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })
+    }
     /// Where the tree comes from, for errors: `commit <sha1>`, `directory <path>`.
     fn origin(&self) -> String;
 

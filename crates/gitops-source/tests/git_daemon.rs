@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{GitDaemon, TestRepo, free_port, list_files, run_git};
+use common::{GitDaemon, TestRepo, captured_logs, free_port, list_files, run_git};
 use gitops_source::{
     FetchOutcome, FetchRequest, GitReference, GitSource, IgnoreRules, SkipReason, Source,
     SourceError,
@@ -158,35 +158,6 @@ async fn cancellation_stops_a_hanging_fetch() {
         .await
         .unwrap_err();
     assert!(matches!(error, SourceError::Cancelled { .. }), "{error:?}");
-}
-
-/// Everything logged in this test process, for the tests that check a warning. The fetch logs
-/// from a blocking thread, so the subscriber is the global one; each test looks for its own paths.
-fn captured_logs() -> &'static std::sync::Mutex<Vec<u8>> {
-    static LOGS: std::sync::OnceLock<&'static std::sync::Mutex<Vec<u8>>> =
-        std::sync::OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs: &'static std::sync::Mutex<Vec<u8>> =
-            Box::leak(Box::new(std::sync::Mutex::new(Vec::new())));
-        tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::WARN)
-            .with_writer(move || CapturedWriter(logs))
-            .init();
-        logs
-    })
-}
-
-struct CapturedWriter(&'static std::sync::Mutex<Vec<u8>>);
-
-impl std::io::Write for CapturedWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 #[tokio::test]

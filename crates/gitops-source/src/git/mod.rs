@@ -16,6 +16,7 @@
 //! gitoxide is blocking; it runs in [`tokio::task::spawn_blocking`]. The timeout covers the whole
 //! fetch; cancellation and timeout both interrupt the transfer.
 
+mod blob;
 mod cache;
 mod progress;
 mod transport;
@@ -423,9 +424,13 @@ impl Inner {
             Ok(outcome) => Ok(outcome),
             Err(Failure::Source(error)) => Err(error),
             Err(Failure::Corrupt { reason, source }) => {
+                let error = source
+                    .as_deref()
+                    .map(|source| gitops_core::error_chain(source));
                 tracing::warn!(
                     cache = %EscapedPath(self.cache.path()),
                     %reason,
+                    error = error.as_deref().unwrap_or(""),
                     "the git cache is damaged; rebuilding it"
                 );
                 self.cache.wipe()?;

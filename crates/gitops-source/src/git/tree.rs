@@ -9,6 +9,7 @@ use crate::path::{PathError, check_entry_name};
 use crate::select::{EntryKind, FileTree, SelectError, SkipReason, TreeEntry};
 
 use super::Failure;
+use super::blob::{self, BlobError};
 
 pub(super) struct GitTree<'repo> {
     repo: &'repo gix::Repository,
@@ -111,7 +112,137 @@ impl FileTree for GitTree<'_> {
         Ok(blob.take_data())
     }
 
+    fn copy_to(
+        &self,
+        file: &ObjectId,
+        path: &str,
+        out: &mut dyn std::io::Write,
+    ) -> Result<(), SelectError> {
+        let header = self
+            .repo
+            .find_header(*file)
+            .map_err(|error| self.read_error(path, error))?;
+        if let gix::odb::find::Header::Packed(packed) = &header
+            && packed.num_deltas == 0
+            && packed.kind == gix::object::Kind::Blob
+            && packed.object_size >= blob::STREAM_THRESHOLD
+        {
+            match blob::stream(
+                self.repo.objects.store_ref().path(),
+                file,
+                packed.object_size,
+                out,
+            ) {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(error @ BlobError::Write { .. }) => {
+                    // The destination failed, not the cache: the cache stays trusted.
+                    return Err(SelectError::Read {
+                        path: path.to_owned(),
+                        source: Box::new(error),
+                    });
+                }
+                Err(error) => {
+                    self.damaged.set(true);
+                    return Err(SelectError::Read {
+                        path: path.to_owned(),
+                        source: Box::new(error),
+                    });
+                }
+            }
+        }
+        let content = self.read(file, path)?;
+        out.write_all(&content).map_err(|source| SelectError::Read {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })
+    }
+
     fn origin(&self) -> String {
         format!("commit {}", self.commit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that keeps what it is given and the largest single write.
+    #[derive(Default)]
+    struct Recorder {
+        content: Vec<u8>,
+        largest_write: usize,
+    }
+
+    impl std::io::Write for Recorder {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.largest_write = self.largest_write.max(buf.len());
+            self.content.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn git(dir: &std::path::Path, args: &[&str]) -> String {
+        let output = std::process::Command::new("git")
+            .current_dir(dir)
+            .args(args)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_AUTHOR_NAME", "Test")
+            .env("GIT_AUTHOR_EMAIL", "test@example.com")
+            .env("GIT_COMMITTER_NAME", "Test")
+            .env("GIT_COMMITTER_EMAIL", "test@example.com")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "git {args:?} failed: {output:?}");
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    }
+
+    #[test]
+    fn a_large_packed_blob_is_copied_in_bounded_chunks_and_a_small_one_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        git(dir.path(), &["init", "-q", "-b", "main"]);
+        let large: Vec<u8> = (0..3_000_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        std::fs::write(dir.path().join("large.bin"), &large).unwrap();
+        std::fs::write(dir.path().join("small.txt"), "small\n").unwrap();
+        git(dir.path(), &["add", "-A"]);
+        git(dir.path(), &["commit", "-q", "-m", "one"]);
+        git(dir.path(), &["repack", "-adq"]);
+        let commit =
+            ObjectId::from_hex(git(dir.path(), &["rev-parse", "HEAD"]).as_bytes()).unwrap();
+        let repo = gix::open_opts(dir.path(), gix::open::Options::isolated()).unwrap();
+        let Ok(tree) = GitTree::for_commit(&repo, commit) else {
+            panic!("the commit cannot be read");
+        };
+        let entries = tree.list(&tree.root(), "").unwrap();
+        let handle = |name: &str| {
+            entries
+                .iter()
+                .find(|entry| entry.name == name)
+                .unwrap()
+                .handle
+        };
+
+        let mut out = Recorder::default();
+        tree.copy_to(&handle("large.bin"), "large.bin", &mut out)
+            .unwrap();
+        assert!(out.content == large, "the content differs");
+        assert!(
+            out.largest_write <= 64 * 1024,
+            "written in one piece of {} bytes: the blob was held whole",
+            out.largest_write
+        );
+
+        let mut out = Recorder::default();
+        tree.copy_to(&handle("small.txt"), "small.txt", &mut out)
+            .unwrap();
+        assert_eq!(out.content, b"small\n");
+        assert!(!tree.damaged());
     }
 }

@@ -425,3 +425,32 @@ impl Drop for SshServer {
         let _ = self.child.wait();
     }
 }
+
+/// Everything logged in this test process, for the tests that check a warning. The fetch logs
+/// from a blocking thread, so the subscriber is the global one; each test looks for its own paths.
+pub fn captured_logs() -> &'static std::sync::Mutex<Vec<u8>> {
+    static LOGS: std::sync::OnceLock<&'static std::sync::Mutex<Vec<u8>>> =
+        std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs: &'static std::sync::Mutex<Vec<u8>> =
+            Box::leak(Box::new(std::sync::Mutex::new(Vec::new())));
+        tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::WARN)
+            .with_writer(move || CapturedWriter(logs))
+            .init();
+        logs
+    })
+}
+
+pub struct CapturedWriter(&'static std::sync::Mutex<Vec<u8>>);
+
+impl std::io::Write for CapturedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
