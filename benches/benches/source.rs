@@ -26,6 +26,9 @@
 //! - `memory_200mb_blob`: the peak resident set size (`/usr/bin/time -f %M`, the largest process
 //!   of the tree) of a cold fetch of a repository holding one 200 MB blob, by a process that does
 //!   only that, against `git clone --depth 1`; the floor is the blob's size.
+//! - `memory_200mb_small_files`: the same for a repository of 20,480 files of 10 KiB that do not
+//!   compress (200 MB in all, one commit); the floor is the largest blob, 10 KiB: the memory of a
+//!   fetch should follow the largest blob, not the repository.
 //!
 //! `GITOPS_BENCH_QUICK=1` runs every workload once on inputs a tenth of the size, to check that it
 //! works; the figures are recorded through [`gitops_benches::results::Recorder`] as
@@ -170,6 +173,36 @@ fn generate_big_blob(path: &Path, size: usize) {
     fast_import(path, &stream);
 }
 
+/// A bare repository with one commit holding `files` files of `size` bytes that do not
+/// compress, 500 to a directory.
+fn generate_small_blobs(path: &Path, files: usize, size: usize) {
+    run(git(Path::new("/"))
+        .args(["init", "-q", "--bare", "-b", "main"])
+        .arg(path));
+    let mut stream = Vec::with_capacity(files * (size + 64) + 512);
+    stream.extend_from_slice(
+        b"commit refs/heads/main\ncommitter Bench <bench@example.com> 1700000000 +0000\ndata 6\nsmall\n",
+    );
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    for file in 0..files {
+        write!(
+            stream,
+            "M 100644 inline files-{}/blob-{file}.bin\ndata {size}\n",
+            file / 500
+        )
+        .unwrap();
+        stream.extend((0..size).map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        }));
+        stream.push(b'\n');
+    }
+    stream.push(b'\n');
+    fast_import(path, &stream);
+}
+
 struct Daemon(Child, u16);
 
 impl Drop for Daemon {
@@ -237,6 +270,47 @@ impl Bench {
     /// Record (and print) a figure.
     fn record(&mut self, figure: Comparison) {
         self.recorder.record(figure);
+    }
+
+    /// The peak RSS of `samples` cold fetches of `url` by each side, interleaved: ours by a
+    /// child process doing only that (this binary, told by [`MEMORY_URL_ENV`]), git's by
+    /// `git clone --depth 1`.
+    #[allow(clippy::too_many_arguments)]
+    fn memory(
+        &mut self,
+        id: &str,
+        workload: &str,
+        equal_work: &str,
+        url: &str,
+        samples: usize,
+        (floor, floor_bytes): (&str, u64),
+    ) {
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for _ in 0..samples {
+            let run_dir = self.fresh();
+            ours.push(peak_rss(
+                Command::new(std::env::current_exe().unwrap())
+                    .env(MEMORY_URL_ENV, url)
+                    .env(MEMORY_DIR_ENV, &run_dir),
+            ));
+            remove(&run_dir);
+            let run_dir = self.fresh();
+            theirs.push(peak_rss(
+                git(&self.work)
+                    .args(["clone", "-q", "--depth", "1", url])
+                    .arg(&run_dir),
+            ));
+            remove(&run_dir);
+        }
+        self.record(
+            Comparison::new(id, workload, equal_work)
+                .ours(
+                    "gitops-source (a process doing one cold fetch)",
+                    Measure::bytes(&ours),
+                )
+                .peer("git clone --depth 1", Measure::bytes(&theirs))
+                .floor(floor, Measure::bytes(&[floor_bytes])),
+        );
     }
 
     /// `samples` cold fetches by each side, interleaved.
@@ -388,6 +462,10 @@ fn main() {
     let big = base.join("big.git");
     let blob_size = 200 * 1024 * 1024 / scale;
     generate_big_blob(&big, blob_size);
+    let small_blobs = base.join("small-blobs.git");
+    let small_blob_size = 10 * 1024;
+    let small_blob_count = 20 * 1024 / scale;
+    generate_small_blobs(&small_blobs, small_blob_count, small_blob_size);
     let daemon = start_daemon(&base);
     let url = |name: &str| format!("git://127.0.0.1:{}/{name}", daemon.1);
     let work = dir.path().join("work");
@@ -565,35 +643,28 @@ fn main() {
     remove(&warm);
     remove(&git_clone);
 
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    for _ in 0..samples(3) {
-        let run_dir = bench.fresh();
-        ours.push(peak_rss(
-            Command::new(std::env::current_exe().unwrap())
-                .env(MEMORY_URL_ENV, url("big.git"))
-                .env(MEMORY_DIR_ENV, &run_dir),
-        ));
-        remove(&run_dir);
-        let run_dir = bench.fresh();
-        theirs.push(peak_rss(
-            git(&work)
-                .args(["clone", "-q", "--depth", "1", &url("big.git")])
-                .arg(&run_dir),
-        ));
-        remove(&run_dir);
-    }
-    bench.record(
-        Comparison::new(
-            "source/memory_200mb_blob",
-            format!(
-                "peak RSS of a cold fetch of one {} MB blob",
-                blob_size / (1024 * 1024)
-            ),
-            "each process downloads the same depth-1 pack and writes the one file; the largest process of each side is measured",
-        )
-        .ours("gitops-source (a process doing one cold fetch)", Measure::bytes(&ours))
-        .peer("git clone --depth 1", Measure::bytes(&theirs))
-        .floor("the blob", Measure::bytes(&[blob_size as u64])),
+    bench.memory(
+        "source/memory_200mb_blob",
+        &format!(
+            "peak RSS of a cold fetch of one {} MB blob",
+            blob_size / (1024 * 1024)
+        ),
+        "each process downloads the same depth-1 pack and writes the one file; the largest process of each side is measured",
+        &url("big.git"),
+        samples(3),
+        ("the blob", blob_size as u64),
+    );
+    bench.memory(
+        "source/memory_200mb_small_files",
+        &format!(
+            "peak RSS of a cold fetch of {small_blob_count} files of {} KiB ({} MB in all)",
+            small_blob_size / 1024,
+            small_blob_count * small_blob_size / (1024 * 1024)
+        ),
+        "each process downloads the same depth-1 pack and writes every file; the largest process of each side is measured",
+        &url("small-blobs.git"),
+        samples(3),
+        ("the largest blob", small_blob_size as u64),
     );
 
     drop(daemon);
