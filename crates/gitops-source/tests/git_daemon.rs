@@ -355,3 +355,125 @@ async fn vendored_helm_dependencies_arrive_and_other_archives_stay_out() {
         ["Chart.lock", "Chart.yaml", "charts/redis-1.2.3.tgz"]
     );
 }
+
+/// A loopback relay in front of the real git daemon that records what the client sends, one
+/// entry per `read` on the relay's socket.
+struct Relay {
+    port: u16,
+    sent: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+}
+
+impl Relay {
+    fn start(daemon_port: u16) -> Self {
+        use std::io::{Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recorded = std::sync::Arc::clone(&sent);
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { return };
+                let mut server = std::net::TcpStream::connect(("127.0.0.1", daemon_port)).unwrap();
+                let (mut client_read, mut server_write) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let recorded = std::sync::Arc::clone(&recorded);
+                std::thread::spawn(move || {
+                    let mut buffer = vec![0; 1 << 16];
+                    while let Ok(read) = client_read.read(&mut buffer) {
+                        if read == 0 || server_write.write_all(&buffer[..read]).is_err() {
+                            break;
+                        }
+                        recorded.lock().unwrap().push(buffer[..read].to_vec());
+                    }
+                    let _ = server_write.shutdown(std::net::Shutdown::Write);
+                });
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut server, &mut client);
+                    let _ = client.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        Self { port, sent }
+    }
+}
+
+/// Each request (the connection's opening line, `ls-refs`, `fetch`) leaves in one write: a
+/// request whose lines were written one by one waited, with Nagle's algorithm, for the server's
+/// delayed acknowledgement of its first line (40 ms on Linux), twice per fetch.
+#[tokio::test]
+async fn each_git_request_arrives_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let repos = dir.path().join("repos");
+    let repo = TestRepo::new(&repos, "config");
+    repo.commit(&[("a.yaml", "a: 1\n"), ("b/c.yaml", "c: 1\n")], "one");
+    let daemon = GitDaemon::start(&repos);
+    let relay = Relay::start(daemon.port);
+    let git = GitSource::builder(
+        format!("git://127.0.0.1:{}/config", relay.port),
+        dir.path().join("cache"),
+    )
+    .build()
+    .unwrap();
+    let first = git
+        .fetch(FetchRequest::new(dir.path().join("out1")))
+        .await
+        .unwrap();
+    // The second fetch has something to negotiate: the cache holds the first commit.
+    let second = repo.commit(&[("a.yaml", "a: 2\n")], "two");
+    let FetchOutcome::Fetched(artifact) = git
+        .fetch(
+            FetchRequest::new(dir.path().join("out2")).with_last_revision(first.revision().clone()),
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("a new commit is fetched");
+    };
+    assert_eq!(artifact.revision().as_str(), format!("main@sha1:{second}"));
+    assert_eq!(list_files(artifact.root()), ["a.yaml", "b/c.yaml"]);
+    let sent = relay.sent.lock().unwrap().clone();
+    let text: Vec<String> = sent
+        .iter()
+        .map(|chunk| String::from_utf8_lossy(chunk).into_owned())
+        .collect();
+    // Two fetches: each opens the connection, lists the references and fetches.
+    assert_eq!(
+        text.iter()
+            .filter(|chunk| chunk.contains("command="))
+            .count(),
+        4,
+        "{text:#?}"
+    );
+    for chunk in &sent {
+        assert!(
+            whole_packet_lines(chunk),
+            "a request arrived in pieces: {text:#?}"
+        );
+    }
+    assert!(
+        text.iter()
+            .any(|chunk| chunk.contains("command=fetch") && chunk.contains("have ")),
+        "{text:#?}"
+    );
+}
+
+/// Whether `chunk` is a sequence of whole packet lines (a line's length prefix is never apart
+/// from its content).
+fn whole_packet_lines(mut chunk: &[u8]) -> bool {
+    while !chunk.is_empty() {
+        let Some(length) = chunk
+            .get(..4)
+            .and_then(|prefix| std::str::from_utf8(prefix).ok())
+            .and_then(|prefix| usize::from_str_radix(prefix, 16).ok())
+        else {
+            return false;
+        };
+        // 0000 flush, 0001 delimiter, 0002 response end: no content.
+        let length = if length < 4 { 4 } else { length };
+        if chunk.len() < length {
+            return false;
+        }
+        chunk = &chunk[length..];
+    }
+    true
+}

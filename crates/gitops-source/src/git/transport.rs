@@ -249,7 +249,15 @@ pub(super) fn connect<'remote, 'repo>(
             let options = http_options(settings, remote.repo())?;
             connection.with_transport_options(options)
         }
-        Scheme::File | Scheme::Git => remote
+        Scheme::Git => {
+            let (url, version) = remote
+                .sanitized_url_and_version(gix::remote::Direction::Fetch)
+                .map_err(|error| classify(settings, &diagnostics, "connecting", error))?;
+            let transport = daemon_connection(&url, version, settings.timeout)
+                .map_err(|error| classify(settings, &diagnostics, "connecting", error))?;
+            remote.to_connection_with_transport(Box::new(transport) as Box<dyn Transport + Send>)
+        }
+        Scheme::File => remote
             .connect(gix::remote::Direction::Fetch)
             .map_err(|error| classify(settings, &diagnostics, "connecting", error))?,
         ref other => {
@@ -271,6 +279,69 @@ pub(super) fn connect<'remote, 'repo>(
         connection,
         diagnostics,
     })
+}
+
+/// The port of `git://` URLs that name none.
+const GIT_DAEMON_PORT: u16 = 9418;
+
+/// A `git://` connection whose requests each leave in one write.
+///
+/// gitoxide's own `git://` connection writes every packet line of a request with its own
+/// `write` on the socket. With Nagle's algorithm, each line after the first then waits for the
+/// server to acknowledge the first, which the server delays (40 ms on Linux) since it has
+/// nothing to answer yet: two such stalls made a fetch of one commit 80 ms slower than `git
+/// fetch`, which builds each request in a buffer and sends it at once. Here the lines are
+/// buffered (gitoxide flushes the writer when a request is complete, before reading the
+/// answer) and `TCP_NODELAY` is set, so a request is one segment and never waits for an
+/// acknowledgement.
+type DaemonConnection = gix::protocol::transport::client::git::blocking_io::Connection<
+    std::net::TcpStream,
+    std::io::BufWriter<std::net::TcpStream>,
+>;
+
+/// Connect to the git daemon `url` names (see [`DaemonConnection`]), within `timeout`.
+fn daemon_connection(
+    url: &gix::Url,
+    version: gix::protocol::transport::Protocol,
+    timeout: Duration,
+) -> Result<DaemonConnection, gix::Error> {
+    use std::net::ToSocketAddrs as _;
+    let io = |error: std::io::Error| gix::Error::from_error(error);
+    if url.user().is_some() {
+        return Err(io(std::io::Error::other(
+            "a git:// URL cannot carry a user name",
+        )));
+    }
+    let host = url
+        .host()
+        .ok_or_else(|| io(std::io::Error::other("the git:// URL names no host")))?;
+    let port = url.port.unwrap_or(GIT_DAEMON_PORT);
+    let mut last_error = None;
+    let mut stream = None;
+    for address in (host, port).to_socket_addrs().map_err(io)? {
+        match std::net::TcpStream::connect_timeout(&address, timeout) {
+            Ok(connected) => {
+                stream = Some(connected);
+                break;
+            }
+            Err(error) => last_error = Some(error),
+        }
+    }
+    let read = stream.ok_or_else(|| {
+        io(last_error
+            .unwrap_or_else(|| std::io::Error::other("the host of the git:// URL has no address")))
+    })?;
+    read.set_nodelay(true).map_err(io)?;
+    let write = std::io::BufWriter::new(read.try_clone().map_err(io)?);
+    Ok(DaemonConnection::new(
+        read,
+        write,
+        version,
+        url.path.clone(),
+        Some((host.to_owned(), url.port)),
+        gix::protocol::transport::client::git::ConnectMode::Daemon,
+        false,
+    ))
 }
 
 /// The origin of a URL: scheme, host and port (the default port when none is given).
