@@ -523,6 +523,21 @@ fn validate(object: &Value) -> Result<(), InvalidManifest> {
             found: value_kind(object),
         });
     };
+    let group = validate_api_version(root)?;
+    let kind = validate_kind(root)?;
+    let metadata = required_metadata(root)?;
+    let (name, name_field) = name_or_hook_generate_name(metadata)?;
+    validate_name(name, name_field)?;
+    validate_namespace(metadata)?;
+    validate_labels_and_annotations(metadata)?;
+    if crate::secret::is_secret_kind(group, kind) {
+        validate_secret_values(root)?;
+    }
+    validate_inventory_round_trip(group, kind, metadata, name, name_field)
+}
+
+/// Checks `apiVersion` (`<version>` or `<group>/<version>`) and returns its group.
+fn validate_api_version(root: &Map<String, Value>) -> Result<&str, InvalidManifest> {
     let api_version = required_string(root, "apiVersion", "apiVersion")?;
     let (group, version) = split_api_version(api_version);
     if version.is_empty()
@@ -536,6 +551,11 @@ fn validate(object: &Value) -> Result<(), InvalidManifest> {
             reason: "expected <version> or <group>/<version>, such as v1 or apps/v1",
         });
     }
+    Ok(group)
+}
+
+/// Checks `kind`: a word of letters and digits starting with a letter.
+fn validate_kind(root: &Map<String, Value>) -> Result<&str, InvalidManifest> {
     let kind = required_string(root, "kind", "kind")?;
     if !kind.starts_with(|c: char| c.is_ascii_alphabetic())
         || !kind.bytes().all(|c| c.is_ascii_alphanumeric())
@@ -546,22 +566,30 @@ fn validate(object: &Value) -> Result<(), InvalidManifest> {
             reason: "a kind is a word of letters and digits, such as Deployment",
         });
     }
-    let metadata = match root.get("metadata") {
-        None | Some(Value::Null) => {
-            return Err(InvalidManifest::Missing {
-                field: "metadata.name",
-            });
-        }
-        Some(Value::Object(m)) => m,
-        Some(_) => {
-            return Err(InvalidManifest::WrongType {
-                field: "metadata",
-                expected: "a mapping",
-            });
-        }
-    };
-    let (name, name_field) = match required_string(metadata, "name", "metadata.name") {
-        Ok(name) => (name, "metadata.name"),
+    Ok(kind)
+}
+
+/// The `metadata` mapping; a missing one is reported as a missing `metadata.name`.
+fn required_metadata(root: &Map<String, Value>) -> Result<&Map<String, Value>, InvalidManifest> {
+    match root.get("metadata") {
+        None | Some(Value::Null) => Err(InvalidManifest::Missing {
+            field: "metadata.name",
+        }),
+        Some(Value::Object(m)) => Ok(m),
+        Some(_) => Err(InvalidManifest::WrongType {
+            field: "metadata",
+            expected: "a mapping",
+        }),
+    }
+}
+
+/// The object's name and the field it came from: `metadata.name`, or `metadata.generateName`
+/// on an Argo CD or Helm hook (the only objects that may be created under a generated name).
+fn name_or_hook_generate_name(
+    metadata: &Map<String, Value>,
+) -> Result<(&str, &'static str), InvalidManifest> {
+    match required_string(metadata, "name", "metadata.name") {
+        Ok(name) => Ok((name, "metadata.name")),
         Err(missing @ InvalidManifest::Missing { .. }) => {
             let generate_name = match metadata.get("generateName") {
                 None | Some(Value::Null) => return Err(missing),
@@ -579,12 +607,15 @@ fn validate(object: &Value) -> Result<(), InvalidManifest> {
                     generate_name: generate_name.to_owned(),
                 });
             }
-            (generate_name, "metadata.generateName")
+            Ok((generate_name, "metadata.generateName"))
         }
-        Err(other) => return Err(other),
-    };
-    // The rules every kind shares (path segment names); kinds add their own, which the server
-    // checks.
+        Err(other) => Err(other),
+    }
+}
+
+/// The rules every kind shares for a name (path segment names); kinds add their own, which the
+/// server checks.
+fn validate_name(name: &str, name_field: &'static str) -> Result<(), InvalidManifest> {
     if name == "." || name == ".." || name.contains('/') || name.contains('%') || name.len() > 253 {
         return Err(InvalidManifest::Malformed {
             field: name_field,
@@ -592,56 +623,67 @@ fn validate(object: &Value) -> Result<(), InvalidManifest> {
             reason: "a name may not be '.' or '..', contain '/' or '%', or be longer than 253",
         });
     }
+    Ok(())
+}
+
+/// `metadata.namespace`, when present and not empty, is a DNS label.
+fn validate_namespace(metadata: &Map<String, Value>) -> Result<(), InvalidManifest> {
     match metadata.get("namespace") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(ns)) if ns.is_empty() || is_dns_label(ns) => {}
-        Some(Value::String(ns)) => {
-            return Err(InvalidManifest::Malformed {
-                field: "metadata.namespace",
-                value: ns.clone(),
-                reason: "a namespace is a DNS label: lower-case letters, digits and '-'",
-            });
-        }
-        Some(_) => {
-            return Err(InvalidManifest::WrongType {
-                field: "metadata.namespace",
-                expected: "a string",
-            });
-        }
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(ns)) if ns.is_empty() || is_dns_label(ns) => Ok(()),
+        Some(Value::String(ns)) => Err(InvalidManifest::Malformed {
+            field: "metadata.namespace",
+            value: ns.clone(),
+            reason: "a namespace is a DNS label: lower-case letters, digits and '-'",
+        }),
+        Some(_) => Err(InvalidManifest::WrongType {
+            field: "metadata.namespace",
+            expected: "a string",
+        }),
     }
-    for field in ["labels", "annotations"] {
+}
+
+/// `metadata.labels` and `metadata.annotations`, when present, are mappings of strings.
+fn validate_labels_and_annotations(metadata: &Map<String, Value>) -> Result<(), InvalidManifest> {
+    for (field, values_field, map_field) in [
+        ("labels", "metadata.labels values", "metadata.labels"),
+        (
+            "annotations",
+            "metadata.annotations values",
+            "metadata.annotations",
+        ),
+    ] {
         match metadata.get(field) {
             None | Some(Value::Null) => {}
             Some(Value::Object(map)) => {
                 if map.values().any(|v| !v.is_string()) {
                     return Err(InvalidManifest::WrongType {
-                        field: if field == "labels" {
-                            "metadata.labels values"
-                        } else {
-                            "metadata.annotations values"
-                        },
+                        field: values_field,
                         expected: "strings (quote numbers and booleans)",
                     });
                 }
             }
             Some(_) => {
                 return Err(InvalidManifest::WrongType {
-                    field: if field == "labels" {
-                        "metadata.labels"
-                    } else {
-                        "metadata.annotations"
-                    },
+                    field: map_field,
                     expected: "a mapping",
                 });
             }
         }
     }
-    if crate::secret::is_secret_kind(split_api_version(api_version).0, kind) {
-        validate_secret_values(root)?;
-    }
-    // The inventory records objects in the string form of their ids, which writes ':' as "__":
-    // a name holding "__" would read back as another object and never be pruned (found by the
-    // `manifests` fuzz target). Namespaces, groups and kinds cannot hold '_'.
+    Ok(())
+}
+
+/// The inventory records objects in the string form of their ids, which writes ':' as "__":
+/// a name holding "__" would read back as another object and never be pruned (found by the
+/// `manifests` fuzz target). Namespaces, groups and kinds cannot hold '_'.
+fn validate_inventory_round_trip(
+    group: &str,
+    kind: &str,
+    metadata: &Map<String, Value>,
+    name: &str,
+    name_field: &'static str,
+) -> Result<(), InvalidManifest> {
     let namespace = metadata.get("namespace").and_then(Value::as_str);
     let id = ObjectId::new(group, kind, namespace, name);
     if id.to_string().parse::<ObjectId>().ok().as_ref() != Some(&id) {
