@@ -540,7 +540,16 @@ impl fmt::Display for ApplyOrder {
 
 /// The wave of an object, or the annotation and value that are not an integer.
 fn wave_of(manifest: &Manifest) -> Result<i64, (&'static str, String)> {
-    for annotation in [WAVE_ANNOTATION, ARGO_WAVE_ANNOTATION] {
+    integer_annotation(manifest, &[WAVE_ANNOTATION, ARGO_WAVE_ANNOTATION])
+}
+
+/// The first of `annotations` that `manifest` has, read as an integer (0 when it has none), or
+/// that annotation and its value when they are not an integer.
+pub(crate) fn integer_annotation(
+    manifest: &Manifest,
+    annotations: &[&'static str],
+) -> Result<i64, (&'static str, String)> {
+    for &annotation in annotations {
         if let Some(value) = manifest.annotation(annotation) {
             return value
                 .trim()
@@ -587,105 +596,150 @@ pub fn order(
     staging: &dyn Staging,
     options: &OrderOptions,
 ) -> Result<ApplyOrder, PlanError> {
+    let mut planner = ObjectPlanner {
+        kinds,
+        staging,
+        options,
+        seen: HashMap::new(),
+        defines_target: false,
+    };
     let mut problems = Vec::new();
-    let mut seen: HashMap<ObjectId, Origin> = HashMap::new();
     let mut objects = Vec::with_capacity(manifests.len() + 1);
-    let mut defines_target = false;
-    for mut manifest in manifests {
+    for manifest in manifests {
+        match planner.plan(manifest) {
+            Ok(object) => objects.push(object),
+            Err(problem) => problems.push(problem),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(PlanError::Invalid { problems });
+    }
+    if !planner.defines_target
+        && let Some(namespace) = planner.target_namespace_object(&objects)
+    {
+        objects.push(namespace);
+    }
+    objects.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+    let groups = groups_by_wave_and_stage(&objects);
+    Ok(ApplyOrder { objects, groups })
+}
+
+/// Turns the manifests of one set into [`PlannedObject`]s, one at a time, remembering what the
+/// set holds so far.
+struct ObjectPlanner<'a> {
+    kinds: &'a KindTable,
+    staging: &'a dyn Staging,
+    options: &'a OrderOptions,
+    /// Every id planned so far, with where it was first defined.
+    seen: HashMap<ObjectId, Origin>,
+    /// Whether the set defines the target namespace itself.
+    defines_target: bool,
+}
+
+// A problem names the object and where it comes from; it is made once per bad object, never on
+// a hot path.
+#[allow(clippy::result_large_err)]
+impl<'a> ObjectPlanner<'a> {
+    /// Resolves the manifest's kind, sets its namespace, checks that it is the first of its id
+    /// and reads its wave and policy.
+    fn plan(&mut self, mut manifest: Manifest) -> Result<PlannedObject, ObjectProblem> {
         if manifest.generate_name().is_some() {
-            problems.push(ObjectProblem::GeneratedName {
+            return Err(ObjectProblem::GeneratedName {
                 id: manifest.id(),
                 origin: manifest.origin().clone(),
             });
-            continue;
         }
-        let (group, version, kind) = (
-            manifest.group().to_owned(),
-            manifest.version().to_owned(),
-            manifest.kind().to_owned(),
-        );
-        let Some(info) = kinds.resolve(&group, &version, &kind) else {
-            problems.push(ObjectProblem::UnknownKind {
+        let info = self.resolve_kind(&manifest)?;
+        self.set_namespace(&mut manifest, info.namespaced);
+        let id = manifest.id();
+        self.check_first_of_its_id(&id, &manifest)?;
+        let wave =
+            wave_of(&manifest).map_err(|(annotation, value)| ObjectProblem::InvalidWave {
+                id: id.clone(),
+                origin: manifest.origin().clone(),
+                annotation,
+                value,
+            })?;
+        if manifest.group().is_empty()
+            && manifest.kind() == "Namespace"
+            && self.options.target_namespace.as_deref() == Some(manifest.name())
+        {
+            self.defines_target = true;
+        }
+        let group_kind = GroupKind::new(manifest.group(), manifest.kind());
+        Ok(PlannedObject {
+            stage: self.staging.stage(&group_kind, info.namespaced),
+            kind_rank: self.staging.kind_rank(&group_kind),
+            kind: info.clone(),
+            policy: ObjectPolicy::from_annotations(&manifest.annotations()),
+            manifest,
+            id,
+            wave,
+            synthesized: false,
+        })
+    }
+
+    fn resolve_kind(&self, manifest: &Manifest) -> Result<&'a KindInfo, ObjectProblem> {
+        self.kinds
+            .resolve(manifest.group(), manifest.version(), manifest.kind())
+            .ok_or_else(|| ObjectProblem::UnknownKind {
                 id: manifest.id(),
                 origin: manifest.origin().clone(),
                 api_version: manifest.api_version().to_owned(),
-                kind,
-            });
-            continue;
-        };
-        if info.namespaced {
-            if let Some(target) = &options.target_namespace {
+                kind: manifest.kind().to_owned(),
+            })
+    }
+
+    /// A namespaced object goes to the target namespace, else to its own, else to
+    /// [`DEFAULT_NAMESPACE`] (as kubectl and Argo CD do); a cluster-scoped one loses any
+    /// namespace it names.
+    fn set_namespace(&self, manifest: &mut Manifest, namespaced: bool) {
+        if namespaced {
+            if let Some(target) = &self.options.target_namespace {
                 manifest.set_namespace(Some(target));
             } else if manifest.namespace().is_none_or(str::is_empty) {
-                // As kubectl and Argo CD do: the target namespace, else `default`.
                 manifest.set_namespace(Some(DEFAULT_NAMESPACE));
             }
         } else if manifest.namespace().is_some() {
             manifest.set_namespace(None);
         }
-        let id = manifest.id();
-        if let Some(first) = seen.get(&id) {
-            problems.push(ObjectProblem::Duplicate {
-                id,
+    }
+
+    fn check_first_of_its_id(
+        &mut self,
+        id: &ObjectId,
+        manifest: &Manifest,
+    ) -> Result<(), ObjectProblem> {
+        if let Some(first) = self.seen.get(id) {
+            return Err(ObjectProblem::Duplicate {
+                id: id.clone(),
                 origin: manifest.origin().clone(),
                 first: first.clone(),
             });
-            continue;
         }
-        seen.insert(id.clone(), manifest.origin().clone());
-        let wave = match wave_of(&manifest) {
-            Ok(wave) => wave,
-            Err((annotation, value)) => {
-                problems.push(ObjectProblem::InvalidWave {
-                    id,
-                    origin: manifest.origin().clone(),
-                    annotation,
-                    value,
-                });
-                continue;
-            }
-        };
-        if group.is_empty()
-            && kind == "Namespace"
-            && options.target_namespace.as_deref() == Some(manifest.name())
-        {
-            defines_target = true;
+        self.seen.insert(id.clone(), manifest.origin().clone());
+        Ok(())
+    }
+
+    /// The target namespace, created only (never pruned) in the first wave, when the options
+    /// ask for it and the cluster serves Namespaces.
+    fn target_namespace_object(&self, objects: &[PlannedObject]) -> Option<PlannedObject> {
+        let target = self.options.target_namespace.as_ref()?;
+        if !self.options.create_target_namespace {
+            return None;
         }
-        let policy = ObjectPolicy::from_annotations(&manifest.annotations());
-        objects.push(PlannedObject {
-            stage: staging.stage(
-                &GroupKind::new(group.as_str(), kind.as_str()),
-                info.namespaced,
-            ),
-            kind_rank: staging.kind_rank(&GroupKind::new(group.as_str(), kind.as_str())),
-            kind: info.clone(),
-            manifest,
-            id,
-            wave,
-            policy,
-            synthesized: false,
-        });
-    }
-    if !problems.is_empty() {
-        return Err(PlanError::Invalid { problems });
-    }
-    if let (Some(target), true, false) = (
-        &options.target_namespace,
-        options.create_target_namespace,
-        defines_target,
-    ) && let Some(info) = kinds.resolve("", "v1", "Namespace")
-    {
+        let info = self.kinds.resolve("", "v1", "Namespace")?;
         let object = serde_json::json!({
             "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": target},
         });
         let manifest = Manifest::new(object, Origin::new("<target namespace>"))
             .expect("a namespace object is a valid manifest");
-        objects.push(PlannedObject {
+        Some(PlannedObject {
             id: manifest.id(),
             kind: info.clone(),
             wave: objects.iter().map(|o| o.wave).min().unwrap_or(0).min(0),
             stage: Stage::Definitions,
-            kind_rank: staging.kind_rank(&GroupKind::new("", "Namespace")),
+            kind_rank: self.staging.kind_rank(&GroupKind::new("", "Namespace")),
             policy: ObjectPolicy {
                 create_only: true,
                 prune: false,
@@ -693,9 +747,12 @@ pub fn order(
             },
             synthesized: true,
             manifest,
-        });
+        })
     }
-    objects.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+}
+
+/// The runs of objects (already in order) that share a wave and a stage.
+fn groups_by_wave_and_stage(objects: &[PlannedObject]) -> Vec<std::ops::Range<usize>> {
     let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
     for (i, object) in objects.iter().enumerate() {
         match groups.last_mut() {
@@ -708,7 +765,7 @@ pub fn order(
             _ => groups.push(i..i + 1),
         }
     }
-    Ok(ApplyOrder { objects, groups })
+    groups
 }
 
 #[cfg(test)]
