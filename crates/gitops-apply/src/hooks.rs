@@ -651,21 +651,41 @@ fn items(value: &str) -> impl Iterator<Item = &str> {
 // a hot path.
 #[allow(clippy::result_large_err)]
 pub fn hook_spec(manifest: &Manifest) -> Result<Option<HookSpec>, HookError> {
-    let argo = manifest.annotation(ARGO_HOOK_ANNOTATION);
-    let helm = manifest.annotation(HELM_HOOK_ANNOTATION);
-    let unknown = |annotation, value: &str, expected| HookError::UnknownValue {
-        id: manifest.id(),
-        origin: manifest.origin().clone(),
-        annotation,
-        value: value.to_owned(),
-        expected,
+    let hook = HookAnnotations { manifest };
+    let Some((source, phases)) = hook.phases()? else {
+        return Ok(None);
     };
-    let empty = |annotation| HookError::Empty {
-        id: manifest.id(),
-        origin: manifest.origin().clone(),
-        annotation,
-    };
-    let (source, phases) = if let Some(value) = argo {
+    let mut spec = HookSpec::new(phases)
+        .with_delete_policies(hook.delete_policies()?)
+        .with_weight(hook.weight()?);
+    spec.source = source;
+    Ok(Some(spec))
+}
+
+/// Reads the hook annotations of one manifest; each error names the manifest and its origin.
+struct HookAnnotations<'a> {
+    manifest: &'a Manifest,
+}
+
+#[allow(clippy::result_large_err)]
+impl HookAnnotations<'_> {
+    /// Who made the object a hook and its phases: Argo CD's annotation, else Helm's; `None`
+    /// for an ordinary object.
+    fn phases(&self) -> Result<Option<(HookSource, Vec<SyncPhase>)>, HookError> {
+        if let Some(value) = self.manifest.annotation(ARGO_HOOK_ANNOTATION) {
+            Ok(Some((HookSource::Argo, self.argo_phases(value)?)))
+        } else if let Some(value) = self.manifest.annotation(HELM_HOOK_ANNOTATION) {
+            Ok(self
+                .helm_phases(value)?
+                .map(|phases| (HookSource::Helm, phases)))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// The phases Argo CD's hook annotation names (`Skip`, `PreDelete` and `PostDelete` run in
+    /// none).
+    fn argo_phases(&self, value: &str) -> Result<Vec<SyncPhase>, HookError> {
         let mut phases = Vec::new();
         let mut any = false;
         for item in items(value) {
@@ -675,25 +695,28 @@ pub fn hook_spec(manifest: &Manifest) -> Result<Option<HookSpec>, HookError> {
                 other => phases.push(
                     other
                         .parse::<SyncPhase>()
-                        .map_err(|()| unknown(ARGO_HOOK_ANNOTATION, other, ARGO_HOOKS))?,
+                        .map_err(|()| self.unknown(ARGO_HOOK_ANNOTATION, other, ARGO_HOOKS))?,
                 ),
             }
         }
         if !any {
-            return Err(empty(ARGO_HOOK_ANNOTATION));
+            return Err(self.empty(ARGO_HOOK_ANNOTATION));
         }
-        (HookSource::Argo, phases)
-    } else if let Some(value) = helm {
+        Ok(phases)
+    }
+
+    /// The phases Helm's hook events map onto; `None` when the events are Helm 2's
+    /// `crd-install` alone (not a hook: Argo CD applies such an object as a resource).
+    fn helm_phases(&self, value: &str) -> Result<Option<Vec<SyncPhase>>, HookError> {
         let events: Vec<String> = items(value).map(str::to_ascii_lowercase).collect();
         if events.is_empty() {
-            return Err(empty(HELM_HOOK_ANNOTATION));
+            return Err(self.empty(HELM_HOOK_ANNOTATION));
         }
-        // Helm 2's `crd-install` is not a hook: Argo CD applies such an object as a resource.
         if events.iter().all(|e| e == "crd-install") {
-            return match manifest.generate_name() {
+            return match self.manifest.generate_name() {
                 Some(_) => Err(HookError::GenerateNameNotAHook {
-                    id: manifest.id(),
-                    origin: manifest.origin().clone(),
+                    id: self.manifest.id(),
+                    origin: self.manifest.origin().clone(),
                     annotation: HELM_HOOK_ANNOTATION,
                     value: value.to_owned(),
                 }),
@@ -706,70 +729,78 @@ pub fn hook_spec(manifest: &Manifest) -> Result<Option<HookSpec>, HookError> {
             match helm_event(event) {
                 Some(Some(phase)) => phases.push(phase),
                 Some(None) => test |= event.starts_with("test"),
-                None => return Err(unknown(HELM_HOOK_ANNOTATION, event, HELM_HOOKS)),
+                None => return Err(self.unknown(HELM_HOOK_ANNOTATION, event, HELM_HOOKS)),
             }
         }
         // A test hook is run by `helm test` only, whatever else it names.
         if test {
             phases.clear();
         }
-        (HookSource::Helm, phases)
-    } else {
-        return Ok(None);
-    };
+        Ok(Some(phases))
+    }
 
-    let policies = if let Some(value) = manifest.annotation(ARGO_HOOK_DELETE_POLICY_ANNOTATION) {
-        items(value)
-            .map(|item| match item {
-                "HookSucceeded" => Ok(HookDeletePolicy::HookSucceeded),
-                "HookFailed" => Ok(HookDeletePolicy::HookFailed),
-                "BeforeHookCreation" => Ok(HookDeletePolicy::BeforeHookCreation),
-                other => Err(unknown(
-                    ARGO_HOOK_DELETE_POLICY_ANNOTATION,
-                    other,
-                    ARGO_POLICIES,
-                )),
-            })
-            .collect::<Result<Vec<_>, _>>()?
-    } else if let Some(value) = manifest.annotation(HELM_HOOK_DELETE_POLICY_ANNOTATION) {
-        items(value)
-            .map(|item| match item.to_ascii_lowercase().as_str() {
-                "hook-succeeded" => Ok(HookDeletePolicy::HookSucceeded),
-                "hook-failed" => Ok(HookDeletePolicy::HookFailed),
-                "before-hook-creation" => Ok(HookDeletePolicy::BeforeHookCreation),
-                _ => Err(unknown(
-                    HELM_HOOK_DELETE_POLICY_ANNOTATION,
-                    item,
-                    HELM_POLICIES,
-                )),
-            })
-            .collect::<Result<Vec<_>, _>>()?
-    } else {
-        Vec::new()
-    };
-
-    let mut weight = 0;
-    for annotation in [
-        crate::WAVE_ANNOTATION,
-        crate::ARGO_WAVE_ANNOTATION,
-        HELM_HOOK_WEIGHT_ANNOTATION,
-    ] {
-        if let Some(value) = manifest.annotation(annotation) {
-            weight = value.trim().parse().map_err(|_| HookError::InvalidWeight {
-                id: manifest.id(),
-                origin: manifest.origin().clone(),
-                annotation,
-                value: value.to_owned(),
-            })?;
-            break;
+    /// The delete policies: Argo CD's annotation, else Helm's, else none.
+    fn delete_policies(&self) -> Result<Vec<HookDeletePolicy>, HookError> {
+        if let Some(value) = self.manifest.annotation(ARGO_HOOK_DELETE_POLICY_ANNOTATION) {
+            items(value)
+                .map(|item| match item {
+                    "HookSucceeded" => Ok(HookDeletePolicy::HookSucceeded),
+                    "HookFailed" => Ok(HookDeletePolicy::HookFailed),
+                    "BeforeHookCreation" => Ok(HookDeletePolicy::BeforeHookCreation),
+                    other => {
+                        Err(self.unknown(ARGO_HOOK_DELETE_POLICY_ANNOTATION, other, ARGO_POLICIES))
+                    }
+                })
+                .collect()
+        } else if let Some(value) = self.manifest.annotation(HELM_HOOK_DELETE_POLICY_ANNOTATION) {
+            items(value)
+                .map(|item| match item.to_ascii_lowercase().as_str() {
+                    "hook-succeeded" => Ok(HookDeletePolicy::HookSucceeded),
+                    "hook-failed" => Ok(HookDeletePolicy::HookFailed),
+                    "before-hook-creation" => Ok(HookDeletePolicy::BeforeHookCreation),
+                    _ => Err(self.unknown(HELM_HOOK_DELETE_POLICY_ANNOTATION, item, HELM_POLICIES)),
+                })
+                .collect()
+        } else {
+            Ok(Vec::new())
         }
     }
 
-    let mut spec = HookSpec::new(phases)
-        .with_delete_policies(policies)
-        .with_weight(weight);
-    spec.source = source;
-    Ok(Some(spec))
+    /// The weight: the sync wave annotations, else Helm's hook weight, else 0.
+    fn weight(&self) -> Result<i64, HookError> {
+        crate::plan::integer_annotation(
+            self.manifest,
+            &[
+                crate::WAVE_ANNOTATION,
+                crate::ARGO_WAVE_ANNOTATION,
+                HELM_HOOK_WEIGHT_ANNOTATION,
+            ],
+        )
+        .map_err(|(annotation, value)| HookError::InvalidWeight {
+            id: self.manifest.id(),
+            origin: self.manifest.origin().clone(),
+            annotation,
+            value,
+        })
+    }
+
+    fn unknown(&self, annotation: &'static str, value: &str, expected: &'static str) -> HookError {
+        HookError::UnknownValue {
+            id: self.manifest.id(),
+            origin: self.manifest.origin().clone(),
+            annotation,
+            value: value.to_owned(),
+            expected,
+        }
+    }
+
+    fn empty(&self, annotation: &'static str) -> HookError {
+        HookError::Empty {
+            id: self.manifest.id(),
+            origin: self.manifest.origin().clone(),
+            annotation,
+        }
+    }
 }
 
 /// When a run's sync hooks run ([`crate::ApplyOptions::run_hooks`]).
