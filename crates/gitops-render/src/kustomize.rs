@@ -248,12 +248,8 @@ impl KustomizeRenderer {
     pub async fn check_version(&self) -> Result<(), KustomizeError> {
         let cwd = std::env::temp_dir();
         let out = ToolRun {
-            program: &self.binary,
-            args: vec!["version".into()],
-            cwd: &cwd,
-            timeout: self.limits.timeout(),
             max_output: 4096,
-            max_memory: self.limits.max_memory(),
+            ..ToolRun::within(&self.binary, vec!["version".into()], &cwd, &self.limits)
         }
         .run(&tokio_util::sync::CancellationToken::new())
         .await
@@ -1500,21 +1496,15 @@ impl KustomizeRenderer {
         shown_dir: &Path,
     ) -> Result<String, RenderError> {
         let root = request.root();
-        let output = ToolRun {
-            program: &self.binary,
-            args: vec![
-                "build".into(),
-                target.to_owned().into_os_string(),
-                "--load-restrictor".into(),
-                "LoadRestrictionsRootOnly".into(),
-            ],
-            cwd: root.path(),
-            timeout: self.limits.timeout(),
-            max_output: self.limits.max_output(),
-            max_memory: self.limits.max_memory(),
-        }
-        .run(request.cancellation())
-        .await;
+        let args = vec![
+            "build".into(),
+            target.to_owned().into_os_string(),
+            "--load-restrictor".into(),
+            "LoadRestrictionsRootOnly".into(),
+        ];
+        let output = ToolRun::within(&self.binary, args, root.path(), &self.limits)
+            .run(request.cancellation())
+            .await;
         match output {
             Ok(output) => Ok(output),
             Err(ProcessError::Cancelled { .. }) => Err(RenderError::Cancelled),

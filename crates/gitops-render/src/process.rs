@@ -215,6 +215,25 @@ pub(crate) struct ToolRun<'a> {
     pub(crate) max_memory: Option<u64>,
 }
 
+impl<'a> ToolRun<'a> {
+    /// A run of `program` with `args` in `cwd`, within `limits`.
+    pub(crate) fn within(
+        program: &'a Path,
+        args: Vec<OsString>,
+        cwd: &'a Path,
+        limits: &ToolLimits,
+    ) -> Self {
+        Self {
+            program,
+            args,
+            cwd,
+            timeout: limits.timeout(),
+            max_output: limits.max_output(),
+            max_memory: limits.max_memory(),
+        }
+    }
+}
+
 /// Kills a tool's process group when dropped, unless the tool exited and was reaped first.
 struct GroupGuard {
     group: Option<rustix::process::Pid>,
@@ -245,6 +264,20 @@ fn find_prlimit() -> Option<&'static Path> {
         .find(|path| path.is_file())
 }
 
+impl GroupGuard {
+    /// The guard of the group `child` leads (its id is the child's pid; never 0 or 1, which
+    /// would signal far more).
+    fn led_by(child: &tokio::process::Child) -> Self {
+        Self {
+            group: child
+                .id()
+                .and_then(|pid| i32::try_from(pid).ok())
+                .filter(|&pid| pid > 1)
+                .and_then(rustix::process::Pid::from_raw),
+        }
+    }
+}
+
 impl ToolRun<'_> {
     /// Runs the tool with a fresh, private home and nothing of ours in its environment; returns
     /// its stdout. The child is killed on timeout, cancellation, output overflow or when the
@@ -258,99 +291,15 @@ impl ToolRun<'_> {
                 program: program.clone(),
                 source,
             })?;
-        let h = home.path();
-        let mut command = match self.max_memory {
-            Some(bytes) => {
-                let prlimit = find_prlimit().ok_or_else(|| ProcessError::NoPrlimit {
-                    program: program.clone(),
-                })?;
-                let mut command = tokio::process::Command::new(prlimit);
-                command
-                    .arg(format!("--data={bytes}:{bytes}"))
-                    .arg("--")
-                    .arg(&program);
-                command
-            }
-            None => tokio::process::Command::new(&program),
-        };
-        command
-            .args(&self.args)
-            .current_dir(self.cwd)
-            .env_clear()
-            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-            .env("HOME", h)
-            .env("TMPDIR", h)
-            .env("XDG_CONFIG_HOME", h.join("config"))
-            .env("XDG_CACHE_HOME", h.join("cache"))
-            .env("XDG_DATA_HOME", h.join("data"))
-            .env("HELM_CONFIG_HOME", h.join("helm/config"))
-            .env("HELM_CACHE_HOME", h.join("helm/cache"))
-            .env("HELM_DATA_HOME", h.join("helm/data"))
-            .env("HELM_NO_PLUGINS", "1")
-            .env("KUBECONFIG", h.join("no-kubeconfig"))
-            .env("KUSTOMIZE_PLUGIN_HOME", h.join("no-plugins"));
-        // Offline: any fetch that got past the static checks goes to a proxy that is not there
-        // (the discard port on loopback) and fails at once. Go reaches loopback hosts without a
-        // proxy: the static checks are what keep a tool from those.
-        for name in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"] {
-            command
-                .env(name, UNREACHABLE_PROXY)
-                .env(name.to_lowercase(), UNREACHABLE_PROXY);
-        }
-        command
-            .env("NO_PROXY", "")
-            .env("no_proxy", "")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // A group of its own, led by the tool, to kill with everything it started.
-            .process_group(0)
-            .kill_on_drop(true);
-        let mut child = command.spawn().map_err(|source| ProcessError::Spawn {
-            program: program.clone(),
-            source,
-        })?;
-        // The group's id is the child's pid; never 0 or 1 (which would signal far more).
-        let mut group = GroupGuard {
-            group: child
-                .id()
-                .and_then(|pid| i32::try_from(pid).ok())
-                .filter(|&pid| pid > 1)
-                .and_then(rustix::process::Pid::from_raw),
-        };
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let io = |source| ProcessError::Io {
-            program: program.clone(),
-            source,
-        };
-        let outcome = {
-            let work = async {
-                let read_out = async {
-                    let (out, overflow) =
-                        read_limited(stdout, self.max_output).await.map_err(io)?;
-                    if overflow {
-                        // Stop at once: the tool may block on a full pipe and never close stderr.
-                        return Err(ProcessError::OutputTooLarge {
-                            program: program.clone(),
-                            limit: self.max_output,
-                        });
-                    }
-                    Ok(out)
-                };
-                let read_err = async { Ok(read_limited(stderr, MAX_STDERR).await.map_err(io)?.0) };
-                tokio::try_join!(read_out, read_err)
-            };
-            tokio::select! {
-                result = work => result,
-                () = tokio::time::sleep(self.timeout) => Err(ProcessError::TimedOut {
-                    program: program.clone(),
-                    timeout: self.timeout,
-                }),
-                () = cancel.cancelled() => Err(ProcessError::Cancelled { program: program.clone() }),
-            }
-        };
-        let (out, err) = match outcome {
+        let mut child = self
+            .command(&program, home.path())?
+            .spawn()
+            .map_err(|source| ProcessError::Spawn {
+                program: program.clone(),
+                source,
+            })?;
+        let mut group = GroupGuard::led_by(&child);
+        let (out, err) = match self.read_output(&mut child, &program, cancel).await {
             Ok(output) => output,
             Err(e) => {
                 // Kill the whole group, then reap; errors here only mean it already exited.
@@ -359,21 +308,136 @@ impl ToolRun<'_> {
                 return Err(e);
             }
         };
-        let status = child.wait().await.map_err(io)?;
+        let status = child.wait().await.map_err(|source| ProcessError::Io {
+            program: program.clone(),
+            source,
+        })?;
         // Reaped: its pid (the group's id) may be reused, so the group is not signalled any more.
         group.group = None;
-        if !status.success() {
-            return Err(ProcessError::Failed {
-                program,
-                status,
-                stderr: String::from_utf8_lossy(&err).trim().to_owned(),
-            });
-        }
-        if !err.is_empty() {
-            tracing::debug!(program = %EscapedPath(&program), stderr = %Escaped(String::from_utf8_lossy(&err).trim()), "tool warnings");
-        }
-        String::from_utf8(out).map_err(|_| ProcessError::NotUtf8 { program })
+        stdout_of(program, status, out, &err)
     }
+
+    /// The command that starts the tool (through `prlimit` when its memory is bounded) in a
+    /// process group of its own, with `home` as its home and nothing of ours in its
+    /// environment.
+    fn command(
+        &self,
+        program: &Path,
+        home: &Path,
+    ) -> Result<tokio::process::Command, ProcessError> {
+        let mut command = match self.max_memory {
+            Some(bytes) => {
+                let prlimit = find_prlimit().ok_or_else(|| ProcessError::NoPrlimit {
+                    program: program.to_owned(),
+                })?;
+                let mut command = tokio::process::Command::new(prlimit);
+                command
+                    .arg(format!("--data={bytes}:{bytes}"))
+                    .arg("--")
+                    .arg(program);
+                command
+            }
+            None => tokio::process::Command::new(program),
+        };
+        command.args(&self.args).current_dir(self.cwd);
+        private_environment(&mut command, home);
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // A group of its own, led by the tool, to kill with everything it started.
+            .process_group(0)
+            .kill_on_drop(true);
+        Ok(command)
+    }
+
+    /// Reads the child's stdout (up to the output limit) and stderr until both close, the
+    /// timeout passes or `cancel` fires.
+    async fn read_output(
+        &self,
+        child: &mut tokio::process::Child,
+        program: &Path,
+        cancel: &CancellationToken,
+    ) -> Result<(Vec<u8>, Vec<u8>), ProcessError> {
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let io = |source| ProcessError::Io {
+            program: program.to_owned(),
+            source,
+        };
+        let work = async {
+            let read_out = async {
+                let (out, overflow) = read_limited(stdout, self.max_output).await.map_err(io)?;
+                if overflow {
+                    // Stop at once: the tool may block on a full pipe and never close stderr.
+                    return Err(ProcessError::OutputTooLarge {
+                        program: program.to_owned(),
+                        limit: self.max_output,
+                    });
+                }
+                Ok(out)
+            };
+            let read_err = async { Ok(read_limited(stderr, MAX_STDERR).await.map_err(io)?.0) };
+            tokio::try_join!(read_out, read_err)
+        };
+        tokio::select! {
+            result = work => result,
+            () = tokio::time::sleep(self.timeout) => Err(ProcessError::TimedOut {
+                program: program.to_owned(),
+                timeout: self.timeout,
+            }),
+            () = cancel.cancelled() => Err(ProcessError::Cancelled { program: program.to_owned() }),
+        }
+    }
+}
+
+/// Gives the tool `home` as its home, configuration and cache, no kubeconfig, no plugins, and
+/// no network: nothing else of our environment.
+fn private_environment(command: &mut tokio::process::Command, home: &Path) {
+    command
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", home)
+        .env("TMPDIR", home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_CACHE_HOME", home.join("cache"))
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("HELM_CONFIG_HOME", home.join("helm/config"))
+        .env("HELM_CACHE_HOME", home.join("helm/cache"))
+        .env("HELM_DATA_HOME", home.join("helm/data"))
+        .env("HELM_NO_PLUGINS", "1")
+        .env("KUBECONFIG", home.join("no-kubeconfig"))
+        .env("KUSTOMIZE_PLUGIN_HOME", home.join("no-plugins"));
+    // Offline: any fetch that got past the static checks goes to a proxy that is not there
+    // (the discard port on loopback) and fails at once. Go reaches loopback hosts without a
+    // proxy: the static checks are what keep a tool from those.
+    for name in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"] {
+        command
+            .env(name, UNREACHABLE_PROXY)
+            .env(name.to_lowercase(), UNREACHABLE_PROXY);
+    }
+    command.env("NO_PROXY", "").env("no_proxy", "");
+}
+
+/// The tool's stdout as text when it exited successfully; its stderr when it failed (logged
+/// as warnings when it succeeded).
+fn stdout_of(
+    program: PathBuf,
+    status: ExitStatus,
+    out: Vec<u8>,
+    err: &[u8],
+) -> Result<String, ProcessError> {
+    if !status.success() {
+        return Err(ProcessError::Failed {
+            program,
+            status,
+            stderr: String::from_utf8_lossy(err).trim().to_owned(),
+        });
+    }
+    if !err.is_empty() {
+        tracing::debug!(program = %EscapedPath(&program), stderr = %Escaped(String::from_utf8_lossy(err).trim()), "tool warnings");
+    }
+    String::from_utf8(out).map_err(|_| ProcessError::NotUtf8 { program })
 }
 
 /// A tool's error output with absolute root paths made relative and a leading `Error: ` cut.

@@ -307,18 +307,15 @@ impl Located {
     /// ```
     pub async fn version(&self, limits: &ToolLimits) -> Result<String, LocateError> {
         let cwd = std::env::temp_dir();
+        let args = self
+            .tool
+            .version_args()
+            .iter()
+            .map(OsString::from)
+            .collect();
         let out = ToolRun {
-            program: &self.path,
-            args: self
-                .tool
-                .version_args()
-                .iter()
-                .map(OsString::from)
-                .collect(),
-            cwd: &cwd,
-            timeout: limits.timeout(),
             max_output: MAX_VERSION_OUTPUT,
-            max_memory: limits.max_memory(),
+            ..ToolRun::within(&self.path, args, &cwd, limits)
         }
         .run(&CancellationToken::new())
         .await
