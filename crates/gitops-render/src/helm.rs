@@ -934,6 +934,33 @@ impl Renderer for HelmRenderer {
                 .await
                 .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))?
         };
+        self.check_capabilities()?;
+        let release = self.release_for(&chart_relative, &chart_name);
+        let mut args = self.template_args(root, &chart, &chart_relative, &release)?;
+        let _inline_values = self.write_inline_values(&mut args)?;
+        let output = self
+            .template(request, args, &release, &chart_relative)
+            .await?;
+        let mut documents = gitops_core::parse_yaml_documents_with(
+            &output,
+            format!("helm template {release}"),
+            request.parse_limits(),
+        )
+        .map_err(HelmError::Output)?;
+        // Scalar styles are found by the output's lines, before the origins become templates.
+        let plain = request
+            .substitution()
+            .map(|_| plain_scalars(&output, &documents))
+            .unwrap_or_default();
+        assign_sources(&output, &mut documents, &chart_name, &chart_relative);
+        let (documents, plain) = filter_hooks(request, self.hooks, documents, plain);
+        progress.finish_documents(documents, &plain, HelmError::Output)
+    }
+}
+
+impl HelmRenderer {
+    /// Checks the Kubernetes version and the API versions given for `.Capabilities`.
+    fn check_capabilities(&self) -> Result<(), RenderError> {
         if let Some(version) = &self.kube_version
             && !is_kube_version(version)
         {
@@ -948,17 +975,34 @@ impl Renderer for HelmRenderer {
             }
             .into());
         }
-        let release = self.release.clone().unwrap_or_else(|| {
+        Ok(())
+    }
+
+    /// The release: the one given, else the chart's directory when it is a valid release name,
+    /// else the chart's name.
+    fn release_for(&self, chart_relative: &Path, chart_name: &str) -> String {
+        self.release.clone().unwrap_or_else(|| {
             chart_relative
                 .file_name()
                 .map(|name| name.to_string_lossy().into_owned())
                 .filter(|name| is_release_name(name))
-                .unwrap_or_else(|| chart_name.clone())
-        });
+                .unwrap_or_else(|| chart_name.to_owned())
+        })
+    }
+
+    /// The arguments of `helm template`, the values files included (each resolved inside the
+    /// root and read once to check it).
+    fn template_args(
+        &self,
+        root: &SourceRoot,
+        chart: &Path,
+        chart_relative: &Path,
+        release: &str,
+    ) -> Result<Vec<std::ffi::OsString>, RenderError> {
         let mut args: Vec<std::ffi::OsString> = vec![
             "template".into(),
-            release.clone().into(),
-            chart.clone().into_os_string(),
+            release.into(),
+            chart.as_os_str().to_owned(),
         ];
         if let Some(namespace) = &self.namespace {
             args.extend(["--namespace".into(), namespace.into()]);
@@ -989,6 +1033,15 @@ impl Renderer for HelmRenderer {
                 })?;
             args.extend(["--values".into(), resolved.into_os_string()]);
         }
+        Ok(args)
+    }
+
+    /// Writes the inline values to files of a new temporary directory, adds them to `args`
+    /// and returns the directory (kept until helm has run).
+    fn write_inline_values(
+        &self,
+        args: &mut Vec<std::ffi::OsString>,
+    ) -> Result<tempfile::TempDir, RenderError> {
         let inline_dir = tempfile::Builder::new()
             .prefix("gitops-render-values-")
             .tempdir()
@@ -998,19 +1051,24 @@ impl Renderer for HelmRenderer {
             std::fs::write(&path, values.to_string()).map_err(HelmError::InlineValues)?;
             args.extend(["--values".into(), path.into_os_string()]);
         }
-        let output = ToolRun {
-            program: &self.binary,
-            args,
-            cwd: root.path(),
-            timeout: self.limits.timeout(),
-            max_output: self.limits.max_output(),
-            max_memory: self.limits.max_memory(),
-        }
-        .run(request.cancellation())
-        .await;
-        let output = match output {
-            Ok(output) => output,
-            Err(ProcessError::Cancelled { .. }) => return Err(RenderError::Cancelled),
+        Ok(inline_dir)
+    }
+
+    /// Runs `helm template`; its failure keeps helm's message, the inline values masked.
+    async fn template(
+        &self,
+        request: &RenderRequest,
+        args: Vec<std::ffi::OsString>,
+        release: &str,
+        chart_relative: &Path,
+    ) -> Result<String, RenderError> {
+        let root = request.root();
+        let output = ToolRun::within(&self.binary, args, root.path(), &self.limits)
+            .run(request.cancellation())
+            .await;
+        match output {
+            Ok(output) => Ok(output),
+            Err(ProcessError::Cancelled { .. }) => Err(RenderError::Cancelled),
             Err(mut source) => {
                 // Inline values often hold credentials, and helm quotes values in its errors
                 // (`fail`, `required`, template errors): mask them in everything kept.
@@ -1021,29 +1079,15 @@ impl Renderer for HelmRenderer {
                     ProcessError::Failed { stderr, .. } => clean_message(root, stderr),
                     other => other.to_string(),
                 };
-                return Err(HelmError::Template {
-                    release,
-                    chart: chart_relative,
+                Err(HelmError::Template {
+                    release: release.to_owned(),
+                    chart: chart_relative.to_owned(),
                     message,
                     source,
                 }
-                .into());
+                .into())
             }
-        };
-        let mut documents = gitops_core::parse_yaml_documents_with(
-            &output,
-            format!("helm template {release}"),
-            request.parse_limits(),
-        )
-        .map_err(HelmError::Output)?;
-        // Scalar styles are found by the output's lines, before the origins become templates.
-        let plain = request
-            .substitution()
-            .map(|_| plain_scalars(&output, &documents))
-            .unwrap_or_default();
-        assign_sources(&output, &mut documents, &chart_name, &chart_relative);
-        let (documents, plain) = filter_hooks(request, self.hooks, documents, plain);
-        progress.finish_documents(documents, &plain, HelmError::Output)
+        }
     }
 }
 
