@@ -640,6 +640,7 @@ impl Substitution {
         self.expand_into(word, unset, depth + 1)
     }
 
+    /// The value of one expression, `body` being what stands between `${` and `}`.
     fn evaluate(
         &self,
         body: &str,
@@ -654,84 +655,16 @@ impl Substitution {
             }
             return Ok(self.lookup(name, unset).chars().count().to_string());
         }
-        let name_len = body
-            .char_indices()
-            .find(|&(i, c)| !(c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit())))
-            .map_or(body.len(), |(i, _)| i);
-        let (name, op) = body.split_at(name_len);
-        if name.is_empty() {
-            return Err(Failure::Syntax(
-                "invalid expression: expected a variable name after ${".to_owned(),
-            ));
-        }
-        let value = self.variables.get(name);
-        // Operators that give a value to an unset variable.
-        for (prefix, when_empty_too) in [(":-", true), (":=", true), ("-", false), ("=", false)] {
-            if let Some(word) = op.strip_prefix(prefix) {
-                return match value {
-                    Some(v) if !(when_empty_too && v.is_empty()) => Ok(v.clone()),
-                    _ => self.expand_nested(name, word, unset, depth),
-                };
-            }
-        }
-        for (prefix, when_empty_too) in [(":+", true), ("+", false)] {
-            if let Some(word) = op.strip_prefix(prefix) {
-                return match value {
-                    Some(v) if !(when_empty_too && v.is_empty()) => {
-                        self.expand_nested(name, word, unset, depth)
-                    }
-                    _ => Ok(String::new()),
-                };
-            }
+        let (name, op) = split_name(body)?;
+        if let Some(result) = self.default_or_alternative(name, op, unset, depth) {
+            return result;
         }
         let value = self.lookup(name, unset);
         if op.is_empty() {
             return Ok(value);
         }
         if let Some(replace) = op.strip_prefix('/') {
-            let (mode, replace) = match replace.chars().next() {
-                Some('/') => ('a', &replace[1..]),
-                Some('#') => ('s', &replace[1..]),
-                Some('%') => ('e', &replace[1..]),
-                _ => ('f', replace),
-            };
-            let (from, to) = replace.split_once('/').unwrap_or((replace, ""));
-            let from = self.expand_nested(name, from, unset, depth)?;
-            let to = self.expand_nested(name, to, unset, depth)?;
-            if from.is_empty() {
-                return Ok(value);
-            }
-            // The size of the result, before it is made: each match of `from` becomes `to`.
-            let matches = match mode {
-                'a' => value.matches(from.as_str()).count(),
-                's' => usize::from(value.starts_with(from.as_str())),
-                'e' => usize::from(value.ends_with(from.as_str())),
-                _ => usize::from(value.contains(from.as_str())),
-            };
-            let size = matches
-                .checked_mul(to.len())
-                .and_then(|added| added.checked_add(value.len() - matches * from.len()));
-            match size {
-                Some(size) if size <= self.scalar_limit() => {}
-                _ => {
-                    return Err(Failure::TooLarge {
-                        what: "one scalar",
-                        limit: self.scalar_limit(),
-                    });
-                }
-            }
-            return Ok(match mode {
-                'a' => value.replace(&from, &to),
-                's' => match value.strip_prefix(&from) {
-                    Some(rest) => format!("{to}{rest}"),
-                    None => value,
-                },
-                'e' => match value.strip_suffix(&from) {
-                    Some(rest) => format!("{rest}{to}"),
-                    None => value,
-                },
-                _ => value.replacen(&from, &to, 1),
-            });
+            return self.replace(name, value, replace, unset, depth);
         }
         if let Some(pattern) = op.strip_prefix('#') {
             let pattern = pattern.strip_prefix('#').unwrap_or(pattern);
@@ -743,39 +676,102 @@ impl Substitution {
             let pattern = self.expand_nested(name, pattern, unset, depth)?;
             return Ok(value.strip_suffix(&pattern).unwrap_or(&value).to_owned());
         }
-        match op {
-            "^^" => return Ok(value.to_uppercase()),
-            ",," => return Ok(value.to_lowercase()),
-            "^" | "," => {
-                let mut chars = value.chars();
-                return Ok(match chars.next() {
-                    Some(first) if op == "^" => first.to_uppercase().chain(chars).collect(),
-                    Some(first) => first.to_lowercase().chain(chars).collect(),
-                    None => String::new(),
-                });
-            }
-            _ => {}
+        if let Some(changed) = change_case(&value, op) {
+            return Ok(changed);
         }
         if let Some(range) = op.strip_prefix(':') {
-            let (offset, length) = match range.split_once(':') {
-                Some((o, l)) => (o, Some(l)),
-                None => (range, None),
-            };
-            let parse = |s: &str| {
-                s.trim().parse::<usize>().map_err(|_| {
-                    Failure::Syntax(format!("invalid substring of {name}: expected numbers"))
-                })
-            };
-            let offset = parse(offset)?;
-            let chars = value.chars().skip(offset);
-            return Ok(match length {
-                Some(l) => chars.take(parse(l)?).collect(),
-                None => chars.collect(),
-            });
+            return substring(name, &value, range);
         }
         Err(Failure::Syntax(format!(
             "invalid expression with {name}: unknown operator (the expression is not shown)"
         )))
+    }
+
+    /// `${NAME:-word}`, `${NAME:=word}`, `${NAME-word}` and `${NAME=word}` (a value for an
+    /// unset, or also empty, variable), `${NAME:+word}` and `${NAME+word}` (the word for a set
+    /// one); `None` for another operator.
+    fn default_or_alternative(
+        &self,
+        name: &str,
+        op: &str,
+        unset: &mut BTreeSet<String>,
+        depth: usize,
+    ) -> Option<Result<String, Failure>> {
+        let value = self.variables.get(name);
+        for (prefix, when_empty_too) in [(":-", true), (":=", true), ("-", false), ("=", false)] {
+            if let Some(word) = op.strip_prefix(prefix) {
+                return Some(match value {
+                    Some(v) if !(when_empty_too && v.is_empty()) => Ok(v.clone()),
+                    _ => self.expand_nested(name, word, unset, depth),
+                });
+            }
+        }
+        for (prefix, when_empty_too) in [(":+", true), ("+", false)] {
+            if let Some(word) = op.strip_prefix(prefix) {
+                return Some(match value {
+                    Some(v) if !(when_empty_too && v.is_empty()) => {
+                        self.expand_nested(name, word, unset, depth)
+                    }
+                    _ => Ok(String::new()),
+                });
+            }
+        }
+        None
+    }
+
+    /// `${name/from/to}` and its forms: `//` replaces every match, `/#` a prefix, `/%` a
+    /// suffix, `/` the first match; the size of the result is checked before it is made.
+    fn replace(
+        &self,
+        name: &str,
+        value: String,
+        replace: &str,
+        unset: &mut BTreeSet<String>,
+        depth: usize,
+    ) -> Result<String, Failure> {
+        let (mode, replace) = match replace.chars().next() {
+            Some('/') => ('a', &replace[1..]),
+            Some('#') => ('s', &replace[1..]),
+            Some('%') => ('e', &replace[1..]),
+            _ => ('f', replace),
+        };
+        let (from, to) = replace.split_once('/').unwrap_or((replace, ""));
+        let from = self.expand_nested(name, from, unset, depth)?;
+        let to = self.expand_nested(name, to, unset, depth)?;
+        if from.is_empty() {
+            return Ok(value);
+        }
+        // The size of the result, before it is made: each match of `from` becomes `to`.
+        let matches = match mode {
+            'a' => value.matches(from.as_str()).count(),
+            's' => usize::from(value.starts_with(from.as_str())),
+            'e' => usize::from(value.ends_with(from.as_str())),
+            _ => usize::from(value.contains(from.as_str())),
+        };
+        let size = matches
+            .checked_mul(to.len())
+            .and_then(|added| added.checked_add(value.len() - matches * from.len()));
+        match size {
+            Some(size) if size <= self.scalar_limit() => {}
+            _ => {
+                return Err(Failure::TooLarge {
+                    what: "one scalar",
+                    limit: self.scalar_limit(),
+                });
+            }
+        }
+        Ok(match mode {
+            'a' => value.replace(&from, &to),
+            's' => match value.strip_prefix(&from) {
+                Some(rest) => format!("{to}{rest}"),
+                None => value,
+            },
+            'e' => match value.strip_suffix(&from) {
+                Some(rest) => format!("{rest}{to}"),
+                None => value,
+            },
+            _ => value.replacen(&from, &to, 1),
+        })
     }
 
     fn lookup(&self, name: &str, unset: &mut BTreeSet<String>) -> String {
@@ -787,6 +783,58 @@ impl Substitution {
             }
         }
     }
+}
+
+/// An expression's variable name and the operator after it.
+fn split_name(body: &str) -> Result<(&str, &str), Failure> {
+    let name_len = body
+        .char_indices()
+        .find(|&(i, c)| !(c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit())))
+        .map_or(body.len(), |(i, _)| i);
+    let (name, op) = body.split_at(name_len);
+    if name.is_empty() {
+        return Err(Failure::Syntax(
+            "invalid expression: expected a variable name after ${".to_owned(),
+        ));
+    }
+    Ok((name, op))
+}
+
+/// `${NAME^^}`, `${NAME,,}`, `${NAME^}` and `${NAME,}`: the value in upper or lower case, whole
+/// or its first character; `None` for another operator.
+fn change_case(value: &str, op: &str) -> Option<String> {
+    match op {
+        "^^" => Some(value.to_uppercase()),
+        ",," => Some(value.to_lowercase()),
+        "^" | "," => {
+            let mut chars = value.chars();
+            Some(match chars.next() {
+                Some(first) if op == "^" => first.to_uppercase().chain(chars).collect(),
+                Some(first) => first.to_lowercase().chain(chars).collect(),
+                None => String::new(),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// `${NAME:offset}` and `${NAME:offset:length}`, in characters.
+fn substring(name: &str, value: &str, range: &str) -> Result<String, Failure> {
+    let (offset, length) = match range.split_once(':') {
+        Some((o, l)) => (o, Some(l)),
+        None => (range, None),
+    };
+    let parse = |s: &str| {
+        s.trim()
+            .parse::<usize>()
+            .map_err(|_| Failure::Syntax(format!("invalid substring of {name}: expected numbers")))
+    };
+    let offset = parse(offset)?;
+    let chars = value.chars().skip(offset);
+    Ok(match length {
+        Some(l) => chars.take(parse(l)?).collect(),
+        None => chars.collect(),
+    })
 }
 
 /// The index of the `}` that closes an expression whose `${` has just been read.
