@@ -350,13 +350,37 @@ impl ControlPlane {
         builder: &ControlPlaneBuilder,
         (etcd, apiserver, controller_manager): &(PathBuf, PathBuf, PathBuf),
     ) -> Result<Self, Error> {
+        let mut plane = Self::in_new_dir()?;
+        let root = plane.dir().to_owned();
+        let files = ClusterFiles::write(&root)?;
+        let etcd_client = free_port()?;
+        let etcd_peer = free_port()?;
+        let apiserver_port = free_port()?;
+        let server = format!("https://127.0.0.1:{apiserver_port}");
+        plane.spawn("etcd", etcd, &etcd_args(&root, etcd_client, etcd_peer))?;
+        let mut apiserver_args =
+            apiserver_args(&root, &files, etcd_client, apiserver_port, &server);
+        apiserver_args.extend(builder.apiserver_args.iter().cloned());
+        plane.spawn("kube-apiserver", apiserver, &apiserver_args)?;
+        plane.write_kubeconfig(&root, server, &files)?;
+        plane.wait_ready(builder.start_timeout).await?;
+        if let Some(controllers) = &builder.controllers {
+            let args = controller_manager_args(&root, &plane.kubeconfig_path, &files, controllers)?;
+            plane.spawn("kube-controller-manager", controller_manager, &args)?;
+        }
+        tracing::info!(server = %plane.server, dir = %root.display(), "control plane ready");
+        Ok(plane)
+    }
+
+    /// A control plane with nothing running yet but its watchdog, in a new temporary directory.
+    fn in_new_dir() -> Result<Self, Error> {
         let dir = tempfile::Builder::new()
             .prefix("gitops-envtest-")
             .tempdir()
             .map_err(io_error("creating a directory in", &std::env::temp_dir()))?;
         let root = dir.path().to_owned();
         let watchdog = spawn_watchdog(&root)?;
-        let mut plane = Self {
+        Ok(Self {
             dir: Some(dir),
             processes: Mutex::new(Vec::new()),
             watchdog: Mutex::new(Some(watchdog)),
@@ -364,121 +388,37 @@ impl ControlPlane {
             kubeconfig_path: root.join("kubeconfig"),
             server: String::new(),
             namespaces_made: AtomicU64::new(0),
-        };
+        })
+    }
 
-        let pki = certs::generate()?;
-        let token = random_token()?;
-        let write = |name: &str, text: &str| -> Result<PathBuf, Error> {
-            let path = root.join(name);
-            fs::write(&path, text).map_err(io_error("writing", &path))?;
-            Ok(path)
-        };
-        let ca = write("ca.crt", &pki.ca_cert)?;
-        let serving_cert = write("apiserver.crt", &pki.serving_cert)?;
-        let serving_key = write("apiserver.key", &pki.serving_key)?;
-        let sa_key = write("service-account.key", &pki.service_account_key)?;
-        let sa_public_key = write("service-account.pub", &pki.service_account_public_key)?;
-        let tokens = write(
-            "tokens.csv",
-            &format!("{token},gitops-envtest-admin,gitops-envtest-admin,\"system:masters\"\n"),
-        )?;
-
-        let etcd_client = free_port()?;
-        let etcd_peer = free_port()?;
-        let apiserver_port = free_port()?;
-        let server = format!("https://127.0.0.1:{apiserver_port}");
-
-        plane.spawn(
-            "etcd",
-            etcd,
-            &[
-                "--name=default".to_owned(),
-                format!("--data-dir={}", root.join("etcd").display()),
-                format!("--listen-client-urls=http://127.0.0.1:{etcd_client}"),
-                format!("--advertise-client-urls=http://127.0.0.1:{etcd_client}"),
-                format!("--listen-peer-urls=http://127.0.0.1:{etcd_peer}"),
-                format!("--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}"),
-                format!("--initial-cluster=default=http://127.0.0.1:{etcd_peer}"),
-                // Test data need not survive a power cut: skipping fsync keeps etcd fast.
-                "--unsafe-no-fsync=true".to_owned(),
-                "--log-level=warn".to_owned(),
-            ],
-        )?;
-
-        let mut apiserver_args = vec![
-            format!("--etcd-servers=http://127.0.0.1:{etcd_client}"),
-            "--bind-address=127.0.0.1".to_owned(),
-            "--advertise-address=127.0.0.1".to_owned(),
-            // The endpoint reconciler refuses loopback addresses; nothing routes to this
-            // apiserver through the `kubernetes` Service anyway.
-            "--endpoint-reconciler-type=none".to_owned(),
-            format!("--secure-port={apiserver_port}"),
-            format!("--cert-dir={}", root.join("apiserver-certs").display()),
-            format!("--tls-cert-file={}", serving_cert.display()),
-            format!("--tls-private-key-file={}", serving_key.display()),
-            format!("--token-auth-file={}", tokens.display()),
-            "--authorization-mode=RBAC".to_owned(),
-            "--service-cluster-ip-range=10.0.0.0/24".to_owned(),
-            format!("--service-account-issuer={server}"),
-            format!("--service-account-key-file={}", sa_public_key.display()),
-            format!("--service-account-signing-key-file={}", sa_key.display()),
-            "--allow-privileged=true".to_owned(),
-            // Pods would otherwise wait for their namespace's default service account.
-            "--disable-admission-plugins=ServiceAccount".to_owned(),
-            "--enable-priority-and-fairness=false".to_owned(),
-            "--profiling=false".to_owned(),
-        ];
-        apiserver_args.extend(builder.apiserver_args.iter().cloned());
-        plane.spawn("kube-apiserver", apiserver, &apiserver_args)?;
-
+    /// Writes the kubeconfig of the admin user for `server` into `root` and keeps it.
+    fn write_kubeconfig(
+        &mut self,
+        root: &Path,
+        server: String,
+        files: &ClusterFiles,
+    ) -> Result<(), Error> {
         let kubeconfig_text = serde_json::json!({
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": "envtest", "cluster": {
                 "server": server,
-                "certificate-authority": ca,
+                "certificate-authority": files.ca,
             }}],
-            "users": [{"name": "envtest-admin", "user": {"token": token}}],
+            "users": [{"name": "envtest-admin", "user": {"token": files.token}}],
             "contexts": [{"name": "envtest", "context": {"cluster": "envtest", "user": "envtest-admin", "namespace": "default"}}],
             "current-context": "envtest",
         })
         .to_string();
-        let kubeconfig_path = write("kubeconfig", &kubeconfig_text)?;
-        plane.kubeconfig =
+        let kubeconfig_path = write_file(root, "kubeconfig", &kubeconfig_text)?;
+        self.kubeconfig =
             Kubeconfig::from_yaml(&kubeconfig_text).map_err(|source| Error::Kubeconfig {
                 path: kubeconfig_path.clone(),
                 source,
             })?;
-        plane.kubeconfig_path = kubeconfig_path.clone();
-        plane.server = server;
-
-        plane.wait_ready(builder.start_timeout).await?;
-
-        if let Some(controllers) = &builder.controllers {
-            let port = free_port()?;
-            plane.spawn(
-                "kube-controller-manager",
-                controller_manager,
-                &[
-                    format!("--kubeconfig={}", kubeconfig_path.display()),
-                    format!("--authentication-kubeconfig={}", kubeconfig_path.display()),
-                    format!("--authorization-kubeconfig={}", kubeconfig_path.display()),
-                    format!("--controllers={}", controllers.join(",")),
-                    "--leader-elect=false".to_owned(),
-                    "--bind-address=127.0.0.1".to_owned(),
-                    format!("--secure-port={port}"),
-                    format!(
-                        "--cert-dir={}",
-                        root.join("controller-manager-certs").display()
-                    ),
-                    format!("--root-ca-file={}", root.join("ca.crt").display()),
-                    format!("--service-account-private-key-file={}", sa_key.display()),
-                    "--profiling=false".to_owned(),
-                ],
-            )?;
-        }
-        tracing::info!(server = %plane.server, dir = %root.display(), "control plane ready");
-        Ok(plane)
+        self.kubeconfig_path = kubeconfig_path;
+        self.server = server;
+        Ok(())
     }
 
     fn spawn(&self, name: &'static str, binary: &Path, args: &[String]) -> Result<(), Error> {
@@ -720,6 +660,131 @@ impl Drop for ControlPlane {
     fn drop(&mut self) {
         self.shut_down();
     }
+}
+
+/// The certificates, keys and token of a new control plane, written into its directory.
+struct ClusterFiles {
+    ca: PathBuf,
+    serving_cert: PathBuf,
+    serving_key: PathBuf,
+    service_account_key: PathBuf,
+    service_account_public_key: PathBuf,
+    tokens: PathBuf,
+    /// The admin user's bearer token.
+    token: String,
+}
+
+impl ClusterFiles {
+    fn write(root: &Path) -> Result<Self, Error> {
+        let pki = certs::generate()?;
+        let token = random_token()?;
+        Ok(Self {
+            ca: write_file(root, "ca.crt", &pki.ca_cert)?,
+            serving_cert: write_file(root, "apiserver.crt", &pki.serving_cert)?,
+            serving_key: write_file(root, "apiserver.key", &pki.serving_key)?,
+            service_account_key: write_file(root, "service-account.key", &pki.service_account_key)?,
+            service_account_public_key: write_file(
+                root,
+                "service-account.pub",
+                &pki.service_account_public_key,
+            )?,
+            tokens: write_file(
+                root,
+                "tokens.csv",
+                &format!("{token},gitops-envtest-admin,gitops-envtest-admin,\"system:masters\"\n"),
+            )?,
+            token,
+        })
+    }
+}
+
+/// Writes `text` to `root/name`.
+fn write_file(root: &Path, name: &str, text: &str) -> Result<PathBuf, Error> {
+    let path = root.join(name);
+    fs::write(&path, text).map_err(io_error("writing", &path))?;
+    Ok(path)
+}
+
+fn etcd_args(root: &Path, client_port: u16, peer_port: u16) -> Vec<String> {
+    vec![
+        "--name=default".to_owned(),
+        format!("--data-dir={}", root.join("etcd").display()),
+        format!("--listen-client-urls=http://127.0.0.1:{client_port}"),
+        format!("--advertise-client-urls=http://127.0.0.1:{client_port}"),
+        format!("--listen-peer-urls=http://127.0.0.1:{peer_port}"),
+        format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}"),
+        format!("--initial-cluster=default=http://127.0.0.1:{peer_port}"),
+        // Test data need not survive a power cut: skipping fsync keeps etcd fast.
+        "--unsafe-no-fsync=true".to_owned(),
+        "--log-level=warn".to_owned(),
+    ]
+}
+
+fn apiserver_args(
+    root: &Path,
+    files: &ClusterFiles,
+    etcd_client_port: u16,
+    port: u16,
+    server: &str,
+) -> Vec<String> {
+    vec![
+        format!("--etcd-servers=http://127.0.0.1:{etcd_client_port}"),
+        "--bind-address=127.0.0.1".to_owned(),
+        "--advertise-address=127.0.0.1".to_owned(),
+        // The endpoint reconciler refuses loopback addresses; nothing routes to this
+        // apiserver through the `kubernetes` Service anyway.
+        "--endpoint-reconciler-type=none".to_owned(),
+        format!("--secure-port={port}"),
+        format!("--cert-dir={}", root.join("apiserver-certs").display()),
+        format!("--tls-cert-file={}", files.serving_cert.display()),
+        format!("--tls-private-key-file={}", files.serving_key.display()),
+        format!("--token-auth-file={}", files.tokens.display()),
+        "--authorization-mode=RBAC".to_owned(),
+        "--service-cluster-ip-range=10.0.0.0/24".to_owned(),
+        format!("--service-account-issuer={server}"),
+        format!(
+            "--service-account-key-file={}",
+            files.service_account_public_key.display()
+        ),
+        format!(
+            "--service-account-signing-key-file={}",
+            files.service_account_key.display()
+        ),
+        "--allow-privileged=true".to_owned(),
+        // Pods would otherwise wait for their namespace's default service account.
+        "--disable-admission-plugins=ServiceAccount".to_owned(),
+        "--enable-priority-and-fairness=false".to_owned(),
+        "--profiling=false".to_owned(),
+    ]
+}
+
+/// The controller manager's arguments; it takes a free port of its own.
+fn controller_manager_args(
+    root: &Path,
+    kubeconfig_path: &Path,
+    files: &ClusterFiles,
+    controllers: &[String],
+) -> Result<Vec<String>, Error> {
+    let port = free_port()?;
+    Ok(vec![
+        format!("--kubeconfig={}", kubeconfig_path.display()),
+        format!("--authentication-kubeconfig={}", kubeconfig_path.display()),
+        format!("--authorization-kubeconfig={}", kubeconfig_path.display()),
+        format!("--controllers={}", controllers.join(",")),
+        "--leader-elect=false".to_owned(),
+        "--bind-address=127.0.0.1".to_owned(),
+        format!("--secure-port={port}"),
+        format!(
+            "--cert-dir={}",
+            root.join("controller-manager-certs").display()
+        ),
+        format!("--root-ca-file={}", files.ca.display()),
+        format!(
+            "--service-account-private-key-file={}",
+            files.service_account_key.display()
+        ),
+        "--profiling=false".to_owned(),
+    ])
 }
 
 fn spawn_watchdog(dir: &Path) -> Result<(Child, ChildStdin), Error> {
