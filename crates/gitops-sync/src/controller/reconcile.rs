@@ -25,7 +25,7 @@ use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
 use super::inventory::StatusInventory;
-use super::status::{Phase, READY, REASON_SUCCEEDED, SyncStatus, now_rfc3339};
+use super::status::{Condition, Phase, READY, REASON_SUCCEEDED, SyncStatus, now_rfc3339};
 use crate::spec::{SpecError, SyncSpec};
 use crate::{
     Backoff, ErrorClass, FactoryError, SpecUnit, SyncError, SyncReport, SyncUnit, UnitFactory,
@@ -426,6 +426,68 @@ impl SyncContext {
     }
 }
 
+/// Where one sync left the object.
+struct SyncOutcome {
+    phase: Phase,
+    /// When the next sync is due; `None` when only a change can help.
+    next: Option<Duration>,
+    /// A transient failure, counted for the backoff.
+    failed: bool,
+}
+
+/// Records in the status the revision a sync applied, or attempted when it failed after the
+/// fetch (a failed wait applied it; only its health is missing).
+fn record_revisions(result: &Result<SyncReport, ControllerError>, status: &mut SyncStatus) {
+    let applied = match result {
+        Ok(report) => report,
+        Err(ControllerError::Sync(SyncError::Wait { report, .. })) => &**report,
+        Err(ControllerError::Sync(
+            SyncError::Render { revision, .. } | SyncError::Apply { revision, .. },
+        )) => {
+            status.last_attempted_revision = Some(revision.to_string());
+            return;
+        }
+        Err(_) => return,
+    };
+    let revision = applied.revision.to_string();
+    status.last_applied_revision = Some(revision.clone());
+    status.last_attempted_revision = Some(revision);
+}
+
+/// Records the end of a sync in the status: its phase, the generation it saw and the
+/// requested-at value it handled.
+fn settle(status: &mut SyncStatus, phase: &Phase, generation: Option<i64>, trigger: &TriggerKey) {
+    phase.apply_to(status, generation, &now_rfc3339());
+    status.observed_generation = generation;
+    if trigger.requested_at.is_some() {
+        status
+            .last_handled_reconcile_at
+            .clone_from(&trigger.requested_at);
+    }
+}
+
+/// The event of a sync when something new happened: a revision applied, or a failure other
+/// than the one the Ready condition already shows.
+fn new_event(
+    phase: &Phase,
+    result: &Result<SyncReport, ControllerError>,
+    applied_changed: bool,
+    ready_before: Option<&Condition>,
+) -> Option<(EventType, &'static str, String)> {
+    match (phase, result) {
+        (Phase::Succeeded { message }, Ok(report)) if applied_changed => {
+            let note = format!("{message} ({})", summary(report));
+            Some((EventType::Normal, REASON_SUCCEEDED, note))
+        }
+        (Phase::Retrying { reason, message } | Phase::Stalled { reason, message }, _)
+            if ready_before.is_none_or(|c| c.reason != *reason || c.message != *message) =>
+        {
+            Some((EventType::Warning, *reason, message.clone()))
+        }
+        _ => None,
+    }
+}
+
 /// What the context remembers about one object between reconciliations.
 #[derive(Default)]
 struct ObjectState {
@@ -659,87 +721,90 @@ impl SyncContext {
         }
         let interval = spec.settings().ok().map(|s| s.interval);
         if status.observed_generation != generation || status.condition(READY).is_none() {
-            Phase::Progressing {
-                message: format!("reconciling generation {}", generation.unwrap_or_default()),
-            }
-            .apply_to(&mut status, generation, &now_rfc3339());
-            self.write_status(api, &identity, &status).await?;
+            self.mark_progressing(api, &identity, &mut status, generation)
+                .await?;
         }
         let result = self.sync_unit(object, &identity).await;
-        let (phase, next, failed) = match &result {
-            Ok(report) => {
-                let revision = report.revision.to_string();
-                tracing::info!(object = %Escaped(&identity.key()), "applied {report}");
-                status.last_applied_revision = Some(revision.clone());
-                status.last_attempted_revision = Some(revision.clone());
-                let message = format!("Applied revision: {revision}");
-                (Phase::Succeeded { message }, interval, false)
-            }
-            Err(error) => {
-                if let ControllerError::Sync(sync) = error {
-                    match sync {
-                        SyncError::Render { revision, .. } | SyncError::Apply { revision, .. } => {
-                            status.last_attempted_revision = Some(revision.to_string());
-                        }
-                        SyncError::Wait { report, .. } => {
-                            // Applied; only its health is missing.
-                            let revision = report.revision.to_string();
-                            status.last_applied_revision = Some(revision.clone());
-                            status.last_attempted_revision = Some(revision);
-                        }
-                        _ => {}
-                    }
-                }
-                let message = error.chain();
-                match error.class() {
-                    ErrorClass::Cancelled => return Ok(Action::await_change()),
-                    ErrorClass::Stalled => {
-                        tracing::warn!(object = %Escaped(&identity.key()), error = %message, "stalled");
-                        let reason = error.reason();
-                        (Phase::Stalled { reason, message }, interval, false)
-                    }
-                    ErrorClass::Transient => {
-                        let delay = self.record_failure(
-                            &identity.uid,
-                            interval.unwrap_or(Duration::from_secs(300)),
-                        );
-                        tracing::warn!(object = %Escaped(&identity.key()), error = %message, retry_in = ?delay, "will retry");
-                        let reason = error.reason();
-                        (Phase::Retrying { reason, message }, Some(delay), true)
-                    }
-                }
-            }
+        record_revisions(&result, &mut status);
+        let Some(outcome) = self.outcome(&result, &identity, interval) else {
+            return Ok(Action::await_change());
         };
-        // An event when something new happens: a revision applied, or a new failure.
-        let event = match (&phase, &result) {
-            (Phase::Succeeded { message }, Ok(report))
-                if applied_before != status.last_applied_revision =>
-            {
-                let note = format!("{message} ({})", summary(report));
-                Some((EventType::Normal, REASON_SUCCEEDED, note))
-            }
-            (Phase::Retrying { reason, message } | Phase::Stalled { reason, message }, _)
-                if ready_before
-                    .as_ref()
-                    .is_none_or(|c| c.reason != *reason || c.message != *message) =>
-            {
-                Some((EventType::Warning, *reason, message.clone()))
-            }
-            _ => None,
-        };
-        if let Some((type_, reason, note)) = event {
+        let applied_now = status.last_applied_revision.as_ref();
+        if let Some((type_, reason, note)) = new_event(
+            &outcome.phase,
+            &result,
+            applied_before.as_ref() != applied_now,
+            ready_before.as_ref(),
+        ) {
             self.publish(object, type_, reason, note).await;
         }
-        phase.apply_to(&mut status, generation, &now_rfc3339());
-        status.observed_generation = generation;
-        if trigger.requested_at.is_some() {
-            status
-                .last_handled_reconcile_at
-                .clone_from(&trigger.requested_at);
-        }
+        settle(&mut status, &outcome.phase, generation, &trigger);
         self.write_status(api, &identity, &status).await?;
-        self.finish(&identity.uid, trigger, next, failed);
-        Ok(next.map_or_else(Action::await_change, Action::requeue))
+        self.finish(&identity.uid, trigger, outcome.next, outcome.failed);
+        Ok(outcome
+            .next
+            .map_or_else(Action::await_change, Action::requeue))
+    }
+
+    /// Writes that a new generation (or an object without a Ready condition) is being
+    /// reconciled.
+    async fn mark_progressing<K: SyncResource>(
+        &self,
+        api: &Api<K>,
+        identity: &Identity,
+        status: &mut SyncStatus,
+        generation: Option<i64>,
+    ) -> Result<(), ControllerError> {
+        Phase::Progressing {
+            message: format!("reconciling generation {}", generation.unwrap_or_default()),
+        }
+        .apply_to(status, generation, &now_rfc3339());
+        self.write_status(api, identity, status).await
+    }
+
+    /// The phase a sync's result puts the object in and when it syncs next (a transient
+    /// failure backs off, never past the interval); `None` when the sync was cancelled.
+    fn outcome(
+        &self,
+        result: &Result<SyncReport, ControllerError>,
+        identity: &Identity,
+        interval: Option<Duration>,
+    ) -> Option<SyncOutcome> {
+        let error = match result {
+            Ok(report) => {
+                tracing::info!(object = %Escaped(&identity.key()), "applied {report}");
+                let message = format!("Applied revision: {}", report.revision);
+                return Some(SyncOutcome {
+                    phase: Phase::Succeeded { message },
+                    next: interval,
+                    failed: false,
+                });
+            }
+            Err(error) => error,
+        };
+        let message = error.chain();
+        let reason = error.reason();
+        match error.class() {
+            ErrorClass::Cancelled => None,
+            ErrorClass::Stalled => {
+                tracing::warn!(object = %Escaped(&identity.key()), error = %message, "stalled");
+                Some(SyncOutcome {
+                    phase: Phase::Stalled { reason, message },
+                    next: interval,
+                    failed: false,
+                })
+            }
+            ErrorClass::Transient => {
+                let delay = self
+                    .record_failure(&identity.uid, interval.unwrap_or(Duration::from_secs(300)));
+                tracing::warn!(object = %Escaped(&identity.key()), error = %message, retry_in = ?delay, "will retry");
+                Some(SyncOutcome {
+                    phase: Phase::Retrying { reason, message },
+                    next: Some(delay),
+                    failed: true,
+                })
+            }
+        }
     }
 
     /// Publishes a Kubernetes Event about the object; a failure is only logged.
