@@ -613,6 +613,7 @@ impl<'a> Scenario<'a> {
         Ok((text, report.change_set.count(ObjectAction::Created)))
     }
 
+    /// Steps 2 (the reconciler's first cycle) to 5, each checked on the cluster.
     async fn steps(
         &self,
         repository: &DemoRepository,
@@ -622,11 +623,34 @@ impl<'a> Scenario<'a> {
         cycles: &mut Cycles,
         cancel: &CancellationToken,
     ) -> Result<DemoReport, ScenarioError> {
-        let narrator = self.narrator;
-        let namespace = self.options.namespace.as_str();
+        let initial = self.first_apply(&first, cycles, cancel).await?;
+        let (second, change) = self.change_the_app(repository, cycles, cancel).await?;
+        let (drift, drift_corrected) = self.correct_drift(&second, cycles, cancel).await?;
+        let (third, prune, inventory) = self.prune_a_file(repository, cycles, cancel).await?;
+        Ok(DemoReport {
+            commits: vec![first, second, third],
+            planned_creates,
+            plan_text,
+            initial,
+            change,
+            drift,
+            drift_corrected,
+            prune,
+            inventory_after_prune: inventory,
+            cycles: Vec::new(),
+            elapsed: Duration::ZERO,
+        })
+    }
 
+    /// The end of step 2: the reconciler's first cycle creates every object of revision 1.
+    async fn first_apply(
+        &self,
+        first: &Commit,
+        cycles: &mut Cycles,
+        cancel: &CancellationToken,
+    ) -> Result<CycleSummary, ScenarioError> {
         let initial = cycles
-            .wait_for(2, "applying revision 1", cancel, |c| c.applied(&first))
+            .wait_for(2, "applying revision 1", cancel, |c| c.applied(first))
             .await?;
         let created = initial.count(ObjectAction::Created);
         if created != REVISION_1.len() {
@@ -640,16 +664,25 @@ impl<'a> Scenario<'a> {
             });
         }
         let greeting = self.greeting(2).await?;
-        narrator.line(
+        self.narrator.line(
             Tone::Good,
             &format!(
                 "{created} objects created and healthy; ConfigMap {}/{} says {greeting:?}",
-                namespace,
+                self.options.namespace,
                 names::CONFIG_MAP
             ),
         );
+        Ok(initial)
+    }
 
-        // Step 3: a commit changes the app.
+    /// Step 3: a commit changes the app; the next cycle configures what it changed.
+    async fn change_the_app(
+        &self,
+        repository: &DemoRepository,
+        cycles: &mut Cycles,
+        cancel: &CancellationToken,
+    ) -> Result<(Commit, CycleSummary), ScenarioError> {
+        let narrator = self.narrator;
         narrator.step(3, STEPS, "A commit changes the app");
         let second = repository
             .commit(
@@ -670,6 +703,16 @@ impl<'a> Scenario<'a> {
         let change = cycles
             .wait_for(3, "applying revision 2", cancel, |c| c.applied(&second))
             .await?;
+        self.check_revision_2(&second, &change).await?;
+        Ok((second, change))
+    }
+
+    /// Checks that the cycle configured what revision 2 changed, and the cluster holds it.
+    async fn check_revision_2(
+        &self,
+        second: &Commit,
+        change: &CycleSummary,
+    ) -> Result<(), ScenarioError> {
         for (kind, name) in [
             ("ConfigMap", names::CONFIG_MAP),
             ("Deployment", names::WEB),
@@ -702,7 +745,7 @@ impl<'a> Scenario<'a> {
             &message,
             "Hello again, from revision 2!",
         )?;
-        narrator.line(
+        self.narrator.line(
             Tone::Good,
             &format!(
                 "Revision {} applied: 3 objects configured; greeting {greeting:?}, image {image}, \
@@ -711,8 +754,18 @@ impl<'a> Scenario<'a> {
                 names::GREETING
             ),
         );
+        Ok(())
+    }
 
-        // Step 4: drift.
+    /// Step 4: hand edits of live objects; the next cycles take them back. Returns the cycle
+    /// that finished the correction and how many objects were corrected.
+    async fn correct_drift(
+        &self,
+        second: &Commit,
+        cycles: &mut Cycles,
+        cancel: &CancellationToken,
+    ) -> Result<(CycleSummary, usize), ScenarioError> {
+        let narrator = self.narrator;
         narrator.step(4, STEPS, "Someone changes the cluster by hand");
         self.hand_edit().await?;
         narrator.line(
@@ -739,7 +792,7 @@ impl<'a> Scenario<'a> {
         let mut drift_corrected = 0;
         let drift = cycles
             .wait_for(4, "correcting the hand edits", cancel, |c| {
-                if c.applied(&second) && !c.new_revision {
+                if c.applied(second) && !c.new_revision {
                     drift_corrected += c.drift_corrected;
                     for (kind, name) in
                         [("ConfigMap", names::CONFIG_MAP), ("Deployment", names::WEB)]
@@ -768,8 +821,18 @@ impl<'a> Scenario<'a> {
                  {replicas} again, as in Git"
             ),
         );
+        Ok((drift, drift_corrected))
+    }
 
-        // Step 5: prune.
+    /// Step 5: a file leaves Git; the next cycle prunes its object, and the one after has
+    /// nothing to do. Returns the commit, the pruning cycle and the inventory after it.
+    async fn prune_a_file(
+        &self,
+        repository: &DemoRepository,
+        cycles: &mut Cycles,
+        cancel: &CancellationToken,
+    ) -> Result<(Commit, CycleSummary, BTreeSet<ObjectId>), ScenarioError> {
+        let narrator = self.narrator;
         narrator.step(5, STEPS, "A file leaves Git: its object is pruned");
         let third = repository
             .commit(
@@ -783,6 +846,23 @@ impl<'a> Scenario<'a> {
         let prune = cycles
             .wait_for(5, "pruning the Service", cancel, |c| c.applied(&third))
             .await?;
+        let inventory = self.check_pruned(&prune).await?;
+        narrator.line(Tone::Plain, "One more cycle: nothing left to do.");
+        cycles
+            .wait_for(5, "in sync", cancel, |c| {
+                c.applied(&third) && c.tone() == Tone::Plain
+            })
+            .await?;
+        Ok((third, prune, inventory))
+    }
+
+    /// Checks that the cycle pruned the Service, and that neither the cluster nor the
+    /// inventory still has it; returns the inventory.
+    async fn check_pruned(
+        &self,
+        prune: &CycleSummary,
+    ) -> Result<BTreeSet<ObjectId>, ScenarioError> {
+        let namespace = self.options.namespace.as_str();
         if prune.action_of("Service", names::WEB) != Some(ObjectAction::Pruned) {
             return Err(ScenarioError::Unexpected {
                 step: 5,
@@ -805,7 +885,7 @@ impl<'a> Scenario<'a> {
                 what: format!("the inventory still lists the Service: {inventory:?}"),
             });
         }
-        narrator.line(
+        self.narrator.line(
             Tone::Good,
             &format!(
                 "Service {namespace}/{} deleted; the inventory lists {} objects",
@@ -813,26 +893,7 @@ impl<'a> Scenario<'a> {
                 inventory.len()
             ),
         );
-        narrator.line(Tone::Plain, "One more cycle: nothing left to do.");
-        cycles
-            .wait_for(5, "in sync", cancel, |c| {
-                c.applied(&third) && c.tone() == Tone::Plain
-            })
-            .await?;
-
-        Ok(DemoReport {
-            commits: vec![first, second, third],
-            planned_creates,
-            plan_text,
-            initial,
-            change,
-            drift,
-            drift_corrected,
-            prune,
-            inventory_after_prune: inventory,
-            cycles: Vec::new(),
-            elapsed: Duration::ZERO,
-        })
+        Ok(inventory)
     }
 
     fn expect(
