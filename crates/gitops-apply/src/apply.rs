@@ -1,16 +1,13 @@
 //! The applier: plan, validate, write in order, prune, and the change set it returns.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::{StreamExt, TryStreamExt};
-use gitops_core::{Manifest, ObjectId, Origin};
+use gitops_core::ObjectId;
 use gitops_diff::{DiffError, Differ, IgnoreRule, Normaliser};
-use kube::api::{
-    Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PropagationPolicy,
-};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PropagationPolicy};
 use kube::discovery::ApiResource;
 use serde_json::Value;
 
@@ -259,24 +256,6 @@ pub(crate) enum AfterError {
     ValidateTakingOver,
 }
 
-/// The lists a run read: (apiVersion, plural, namespace) of each.
-pub(crate) type Listed = HashSet<(String, String, Option<String>)>;
-
-/// The lists [`Run::list_live`] reads for `objects`.
-fn keys_listed(objects: &[PlannedObject]) -> Listed {
-    objects
-        .iter()
-        .filter(|o| o.kind.served)
-        .map(|o| {
-            (
-                o.kind.resource.api_version.clone(),
-                o.kind.resource.plural.clone(),
-                o.id.namespace.clone(),
-            )
-        })
-        .collect()
-}
-
 /// No managers taken over.
 pub(crate) static NO_MANAGERS: BTreeSet<String> = BTreeSet::new();
 
@@ -499,61 +478,6 @@ impl Run<'_> {
             }
         }
         Ok(losses)
-    }
-
-    pub(crate) async fn list_live(
-        &self,
-        objects: &[PlannedObject],
-    ) -> Result<(HashMap<ObjectId, Value>, Listed), ApplyError> {
-        let mut keys: Vec<(&KindInfo, Option<&str>)> = Vec::new();
-        let mut seen = HashSet::new();
-        for object in objects.iter().filter(|o| o.kind.served) {
-            let namespace = object.id.namespace.as_deref();
-            if seen.insert((
-                &object.kind.resource.api_version,
-                &object.kind.resource.plural,
-                namespace,
-            )) {
-                keys.push((&object.kind, namespace));
-            }
-        }
-        let lists: Vec<_> = keys
-            .into_iter()
-            .map(|(kind, namespace)| async move {
-                let api = object_api(&self.client, kind, namespace);
-                let page_size = self.applier.page_size;
-                match crate::paging::list_all(&api, &ListParams::default(), page_size).await {
-                    // Each listed object is dropped as soon as it is converted: the list
-                    // and its values are never both held whole.
-                    Ok(list) => Ok(list
-                        .into_iter()
-                        .map(|o| to_value(&o, &kind.resource))
-                        .collect::<Vec<_>>()),
-                    Err(kube::Error::Api(status)) if status.code == 404 => Ok(Vec::new()),
-                    Err(source) => Err(ApplyError::List {
-                        plural: kind.resource.plural.clone(),
-                        namespace: namespace.unwrap_or("the cluster").to_owned(),
-                        source: source.into(),
-                    }),
-                }
-            })
-            .collect();
-        // Futures collected first: the stream then holds no closure, which keeps the future of
-        // a run provably Send (tokio::spawn).
-        let lists = futures::stream::iter(lists)
-            .buffer_unordered(self.applier.concurrency)
-            .try_collect::<Vec<_>>()
-            .await?;
-        let mut live = HashMap::new();
-        for value in lists.into_iter().flatten() {
-            let Ok(manifest) = Manifest::new(value, Origin::new("<live>")) else {
-                continue;
-            };
-            let id = manifest.id();
-            live.insert(id, manifest.into_object());
-        }
-        let listed = keys_listed(objects);
-        Ok((live, listed))
     }
 }
 

@@ -140,8 +140,8 @@ impl std::fmt::Display for RequestKind {
     }
 }
 
-/// One request in the log of a [`RequestCounter::with_log`]: its method, its path (without the
-/// query) and what it does. Prints as `PATCH /api/v1/namespaces/ns/configmaps/a`.
+/// One request in the log of a [`RequestCounter::with_log`]: its method, its path, its query
+/// and what it does. Prints as `PATCH /api/v1/namespaces/ns/configmaps/a` (without the query).
 ///
 /// ```no_run
 /// use gitops_apply::{RequestCounter, counting_client};
@@ -154,6 +154,8 @@ impl std::fmt::Display for RequestKind {
 ///     println!("{request}"); // e.g. "DELETE /api/v1/namespaces/ns/configmaps/a"
 ///     assert!(request.kind.is_write());
 ///     assert!(!request.path.contains('?'));
+///     // The query apart, e.g. "fieldManager=gitops-rs" or "labelSelector=...&limit=500".
+///     let _query: Option<&str> = request.query.as_deref();
 /// }
 /// # }
 /// ```
@@ -164,6 +166,9 @@ pub struct LoggedRequest {
     pub method: Method,
     /// The path, without the query: `/apis/apps/v1/namespaces/ns/deployments/web`.
     pub path: String,
+    /// The query, the part of the URI after `?` as sent (percent-encoded), when there is one:
+    /// `labelSelector=...&limit=500` of a selected list.
+    pub query: Option<String>,
     /// What the request does.
     pub kind: RequestKind,
 }
@@ -316,6 +321,7 @@ impl RequestCounter {
                 .push(LoggedRequest {
                     method: method.clone(),
                     path: path.to_owned(),
+                    query: query.map(str::to_owned),
                     kind,
                 });
         }
@@ -543,6 +549,8 @@ mod tests {
             logging.requests()[1].path,
             "/api/v1/namespaces/ns/configmaps"
         );
+        assert_eq!(logging.requests()[1].query.as_deref(), Some("limit=500"));
+        assert_eq!(logging.requests()[0].query, None);
         assert_eq!(logging.requests()[4].method, Method::DELETE);
         // Both count the same; only the one made with a log keeps it.
         assert_eq!(logging.counts(), counting.counts());

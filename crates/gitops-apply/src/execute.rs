@@ -136,11 +136,11 @@ impl Applier {
             options: &plan.options,
         };
         let objects = plan.ordered.objects();
-        let (live, listed) = run.list_live(objects).await?;
+        let live = run.list_live(objects, plan.previous.as_ref()).await?;
         let owner_labels = self.inventory.owner_labels();
         let mut moved: Vec<ObjectId> = Vec::new();
         for (i, object) in objects.iter().enumerate() {
-            let now = live.get(&object.id);
+            let now = live.objects.get(&object.id);
             let taken_over = now.map_or_else(Default::default, |now| {
                 managers_taken_over(now, &plan.options.takeover, &self.field_manager)
             });
@@ -176,7 +176,7 @@ impl Applier {
             .map(|s| (s.id.clone(), s.api_version.clone()))
             .collect();
         let stale_now = self
-            .stale_objects(&client, &plan.kinds, gone, &live, &listed)
+            .stale_objects(&client, &plan.kinds, gone, &live)
             .await?;
         for (before, now) in plan.stale.iter().zip(&stale_now) {
             // What pruning it means, not its resourceVersion (a status update is no move).
@@ -200,7 +200,7 @@ impl Applier {
             moved.dedup();
             return Err(ApplyError::StalePlan { moved });
         }
-        plan.live = live;
+        plan.live = live.objects;
         Ok(())
     }
 

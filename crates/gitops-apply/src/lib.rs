@@ -97,6 +97,7 @@ mod health;
 mod hooks;
 mod inventory;
 mod kube_error;
+mod live;
 mod options;
 mod paging;
 mod plan;

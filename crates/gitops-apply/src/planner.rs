@@ -23,6 +23,7 @@ use crate::error::{ApplyError, ObjectError};
 use crate::health::HealthChecks;
 use crate::hooks::{PlannedHooks, plan_hooks};
 use crate::inventory::Inventory;
+use crate::live::Live;
 use crate::options::{ApplyOptions, ApplyProgress};
 use crate::plan::{
     ApplyOrder, KindInfo, KindTable, OrderOptions, PlannedObject, ignores_extraneous, order,
@@ -615,8 +616,9 @@ impl Serialize for Plan {
 
 impl Applier {
     /// Plans `set`: discovery (cached, see [`crate::ApplierBuilder::discovery_ttl`]), the hooks
-    /// taken out, the objects ordered, the live objects read (one list per kind and namespace),
-    /// the local no-op decision, a server-side dry run (strict field validation) of what needs
+    /// taken out, the objects ordered, the live objects read (one list per kind and namespace,
+    /// selected by the ownership labels, and a read of each object of the set it misses while
+    /// they are few; see [`crate::ApplierBuilder::concurrency`]), the local no-op decision, a server-side dry run (strict field validation) of what needs
     /// a write, and per object the action, a typed reason and the diff; then the stale objects
     /// (what the previous inventory lists and the set lacks, when the set and the options may
     /// prune). Nothing is written. Execute it with [`Applier::apply`].
@@ -676,8 +678,8 @@ impl Applier {
             objects: objects.len(),
             groups: ordered.groups().count(),
         });
-        let (live, listed) = run.list_live(objects).await?;
-        let mut decided = self.decide_all(&differ, objects, &desired, &live, options);
+        let live = run.list_live(objects, previous.as_ref()).await?;
+        let mut decided = self.decide_all(&differ, objects, &desired, &live.objects, options);
         let namespaces_made_here = namespaces_made_here(objects, &decided.decisions);
         self.validate_writes(&run, objects, &desired, &mut decided, &namespaces_made_here)
             .await;
@@ -700,8 +702,7 @@ impl Applier {
                     .filter(|(id, _)| !keep.contains(id))
                     .map(|(id, version)| (id.clone(), version.to_owned()))
                     .collect();
-                self.stale_objects(&client, &kinds, gone, &live, &listed)
-                    .await?
+                self.stale_objects(&client, &kinds, gone, &live).await?
             }
             _ => Vec::new(),
         };
@@ -718,7 +719,7 @@ impl Applier {
             decisions: decided.decisions,
             taken_over: decided.taken_over,
             diffs: decided.diffs,
-            live,
+            live: live.objects,
             namespaces_made_here,
             stale,
             hooks,
@@ -912,14 +913,14 @@ impl Applier {
     }
 
     /// What pruning each of `gone` (inventory entries the set lacks) means, in prune order:
-    /// read from the lists already made when they cover the object, else with one read each.
+    /// read from the lists already made when they tell (see [`Live::known`]: an object a list
+    /// selected by our labels did not return may exist without them), else with one read each.
     pub(crate) async fn stale_objects(
         &self,
         client: &kube::Client,
         kinds: &KindTable,
         gone: Vec<(ObjectId, String)>,
-        live: &HashMap<ObjectId, Value>,
-        listed: &HashSet<(String, String, Option<String>)>,
+        live: &Live,
     ) -> Result<Vec<StaleObject>, ApplyError> {
         let owner_labels = self.inventory.owner_labels();
         let mut stale = Vec::with_capacity(gone.len());
@@ -941,8 +942,8 @@ impl Applier {
                 info.resource.plural.clone(),
                 namespace,
             );
-            let object = if listed.contains(&key) {
-                live.get(&id).cloned()
+            let object = if let Some(known) = live.known(&key, &id) {
+                known.cloned()
             } else {
                 let api = crate::apply::object_api(client, info, id.namespace.as_deref());
                 api.get_opt(&id.name)

@@ -110,13 +110,7 @@ impl Applier {
             .map(|(id, version)| (id.clone(), version.to_owned()))
             .collect();
         let stale = self
-            .stale_objects(
-                &client,
-                &kinds,
-                gone,
-                &Default::default(),
-                &Default::default(),
-            )
+            .stale_objects(&client, &kinds, gone, &crate::live::Live::default())
             .await?;
         let mut inventory = Inventory::default();
         let mut change_set = ChangeSet::default();
