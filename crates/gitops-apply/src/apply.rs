@@ -51,7 +51,19 @@ impl ApplierBuilder {
         self
     }
 
-    /// How many writes of one group run at once (default 16, at least 1).
+    /// How many writes of one group run at once (default 16, at least 1); also how many
+    /// reads and dry runs. It sets how many objects of the set missing from the lists selected
+    /// by the ownership labels (new, or without our labels) are read alone before their kind
+    /// and namespace are listed unfiltered instead: two per concurrent request (32 by default),
+    /// at most two rounds of reads.
+    ///
+    /// ```no_run
+    /// # fn example(client: kube::Client) -> Result<(), gitops_apply::InventoryError> {
+    /// let inventory = gitops_apply::ConfigMapInventory::new("flux-system", "apps")?;
+    /// let applier = gitops_apply::Applier::builder(client, inventory).concurrency(4).build();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn concurrency(mut self, concurrency: usize) -> Self {
         self.applier.concurrency = concurrency.max(1);
         self

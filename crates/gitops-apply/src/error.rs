@@ -353,8 +353,9 @@ pub enum ApplyError {
         #[source]
         source: KubeError,
     },
-    /// Reading an object the run needed to see before its writes failed (a Namespace or CRD
-    /// leaving the set, to know what pruning it would delete); nothing was written.
+    /// Reading an object the run needed to see before its writes failed (an object of the set
+    /// its list did not return, an object leaving the set, a Namespace or CRD leaving the set
+    /// to know what pruning it would delete); nothing was written.
     #[error("reading {} before any write", .id.display_name())]
     Read {
         /// The object.

@@ -22,7 +22,8 @@
 //! schema (the embedded tables, the CRDs of the set, and the cluster's `/openapi/v3` documents
 //! for custom resources of installed CRDs) are cached across runs
 //! ([`ApplierBuilder::discovery_ttl`], [`ApplierBuilder::cluster_schema`]): a run with nothing
-//! to change sends the inventory read and one list per kind and namespace, nothing else.
+//! to change sends the inventory read and one list per kind and namespace (of the set's own
+//! objects), nothing else.
 //!
 //! 1. **Plan** ([`Applier::plan`], ordering by [`order`]): every kind is resolved through discovery (kinds defined by CRDs of the
 //!    same set too); namespaces are filled in or overridden by the target namespace (without one,
@@ -31,7 +32,12 @@
 //!    ordered by wave (`apply.gitops.rs/wave`, or Argo CD's `argocd.argoproj.io/sync-wave`),
 //!    then [`Stage`] (definitions: CRDs, Namespaces, cluster RBAC; then `*Class` kinds; then
 //!    the rest), then a fixed kind order, namespace and name.
-//! 2. **Decide locally**: the live objects are read with one list per kind and namespace, and
+//! 2. **Decide locally**: the live objects are read with one list per kind and namespace,
+//!    selected by the ownership labels so that what else a namespace holds is not read; an
+//!    object of the set that list misses (new, or existing without our labels: to adopt, its
+//!    labels removed by hand, another inventory's) is read alone while such objects are few
+//!    (two per concurrent request, [`ApplierBuilder::concurrency`]), and its kind and namespace
+//!    listed unfiltered when they are more (a first apply); then
 //!    [`gitops_diff::Differ::needs_apply`] decides which objects need a write; unchanged objects
 //!    are not written (their resourceVersion stays).
 //! 3. **Validate**: every write is first sent as a server-side dry run with strict field

@@ -27,17 +27,18 @@ use crate::plan::{KindInfo, PlannedObject};
 
 /// How many single reads (`GET`s) a live read may send instead of unfiltered lists, per
 /// concurrent request the applier allows ([`crate::ApplierBuilder::concurrency`]): at the
-/// default concurrency of 16, 32 objects missing from the selected lists are read alone, more
-/// fall back to unfiltered lists.
+/// default concurrency of 16, up to 32 objects missing from the selected lists are read alone;
+/// past that, their kinds and namespaces are listed unfiltered.
 ///
-/// Why two rounds: the reads run `concurrency` at once, so the budget costs at most two round
-/// trips of one small object each beside the lists, in any namespace. An unfiltered list costs
-/// what its namespace holds: measured on the test control plane (loopback, 2 cores), a list of
-/// 4,000 ConfigMaps and Secrets beside a set's 400 takes about 60 ms more than the selected
-/// list of the 400, while one round of 16 concurrent `GET`s takes about 2 ms. Past two rounds
-/// the objects missing are most of a kind (a first apply, a new namespace), where an unfiltered
-/// list of a quiet namespace costs about what the selected one does, and a `GET` each would
-/// cost a round trip per `concurrency` objects for nothing.
+/// Why two rounds: the reads run `concurrency` at once, so the budget costs at most two rounds
+/// of small requests beside the lists, whatever the namespace holds, while an unfiltered list
+/// costs what its namespace holds. Measured on the test control plane (loopback, 2 busy cores,
+/// medians of 9): a list of 4,400 ConfigMaps takes 63 to 76 ms, the list of the 400 of them
+/// selected by a label 7 ms, one round of 16 concurrent `GET`s 5 to 7 ms. Two rounds thus cost
+/// a fifth of what a crowd of 4,000 adds to one list, and are the most a quiet namespace (where
+/// the unfiltered list would have cost what the selected one does) pays for them. Past two
+/// rounds the missing objects are most of a kind (a first apply, a new namespace), where a
+/// round trip per `concurrency` objects would buy nothing in a quiet namespace.
 pub(crate) const GETS_PER_CONCURRENT_REQUEST: usize = 2;
 
 /// The live objects a read found, and how each kind and namespace was read.
@@ -175,7 +176,9 @@ enum Request<'o> {
 
 /// What one request of a live read returned.
 enum Answer {
-    List(usize, Vec<Value>),
+    /// The objects of group `.0`; `None` when the collection is not served (a 404: its kind
+    /// went since discovery), so that nothing of it exists.
+    List(usize, Option<Vec<Value>>),
     Get(Option<Value>),
 }
 
@@ -217,26 +220,29 @@ impl Run<'_> {
             .map(|(i, &selected)| Request::List(i, selector.as_deref().filter(|_| selected)))
             .collect();
         let mut live = Live::default();
+        // Per group, whether its list may have missed objects of the set.
+        let mut partial = vec![false; groups.len()];
         for answer in self.send(&groups, first).await? {
             if let Answer::List(i, values) = answer {
-                let coverage = if selected[i] {
+                partial[i] = selected[i] && values.is_some();
+                let coverage = if partial[i] {
                     Coverage::Owned
                 } else {
                     Coverage::All
                 };
                 live.listed.insert(groups[i].key.clone(), coverage);
-                insert_all(&mut live.objects, values);
+                insert_all(&mut live.objects, values.into_iter().flatten());
             }
         }
         // After them: what the selected lists did not return, read alone or listed whole.
         let missing: Vec<Vec<&PlannedObject>> = groups
             .iter()
-            .zip(&selected)
-            .map(|(g, &selected)| {
+            .zip(&partial)
+            .map(|(g, &partial)| {
                 g.members
                     .iter()
                     .copied()
-                    .filter(|o| selected && !live.objects.contains_key(&o.id))
+                    .filter(|o| partial && !live.objects.contains_key(&o.id))
                     .collect()
             })
             .collect();
@@ -257,7 +263,7 @@ impl Run<'_> {
             match answer {
                 Answer::List(i, values) => {
                     live.listed.insert(groups[i].key.clone(), Coverage::All);
-                    insert_all(&mut live.objects, values);
+                    insert_all(&mut live.objects, values.into_iter().flatten());
                 }
                 Answer::Get(value) => insert_all(&mut live.objects, value),
             }
@@ -292,13 +298,14 @@ impl Run<'_> {
             .await
     }
 
-    /// Every object of `kind` in `namespace` (matching `selector` when given), paginated.
+    /// Every object of `kind` in `namespace` (matching `selector` when given), paginated;
+    /// `None` when the collection is not served (404).
     async fn list(
         &self,
         kind: &KindInfo,
         namespace: Option<&str>,
         selector: Option<&str>,
-    ) -> Result<Vec<Value>, ApplyError> {
+    ) -> Result<Option<Vec<Value>>, ApplyError> {
         let api = object_api(&self.client, kind, namespace);
         let mut params = ListParams::default();
         if let Some(selector) = selector {
@@ -307,11 +314,12 @@ impl Run<'_> {
         match crate::paging::list_all(&api, &params, self.applier.page_size).await {
             // Each listed object is dropped as soon as it is converted: the list and its
             // values are never both held whole.
-            Ok(list) => Ok(list
-                .into_iter()
-                .map(|o| to_value(&o, &kind.resource))
-                .collect()),
-            Err(kube::Error::Api(status)) if status.code == 404 => Ok(Vec::new()),
+            Ok(list) => Ok(Some(
+                list.into_iter()
+                    .map(|o| to_value(&o, &kind.resource))
+                    .collect(),
+            )),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
             Err(source) => Err(ApplyError::List {
                 plural: kind.resource.plural.clone(),
                 namespace: namespace.unwrap_or("the cluster").to_owned(),
@@ -320,11 +328,14 @@ impl Run<'_> {
         }
     }
 
-    /// The live object of `object`, `None` when it does not exist.
+    /// The live object of `object`, `None` when it does not exist. Any 404 is no object, as
+    /// for a list: also that of a kind no longer served (its CRD deleted since discovery),
+    /// which the dry run then fails on, so that the next run discovers again.
     async fn get_live(&self, object: &PlannedObject) -> Result<Option<Value>, ApplyError> {
         let api = object_api(&self.client, &object.kind, object.id.namespace.as_deref());
-        match api.get_opt(&object.id.name).await {
-            Ok(live) => Ok(live.map(|live| to_value(&live, &object.kind.resource))),
+        match api.get(&object.id.name).await {
+            Ok(live) => Ok(Some(to_value(&live, &object.kind.resource))),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
             Err(source) => Err(ApplyError::Read {
                 id: object.id.clone(),
                 source: source.into(),
