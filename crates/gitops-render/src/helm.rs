@@ -7,7 +7,7 @@ use gitops_core::escape::{Escaped, EscapedPath};
 use gitops_core::{Document, Manifest, Origin, ParseError};
 use serde_json::Value;
 
-use crate::process::{ProcessError, ToolLimits, ToolRun, clean_message};
+use crate::process::{ProcessError, ToolLimits, ToolRun, failure_message};
 use crate::root::{RootError, SourceRoot};
 use crate::substitute::{PlainScalars, plain_scalars};
 use crate::{ProgressScope, RenderError, RenderRequest, Renderer};
@@ -1075,10 +1075,7 @@ impl HelmRenderer {
                 if let ProcessError::Failed { stderr, .. } = &mut source {
                     *stderr = mask_inline_values(stderr, &self.values);
                 }
-                let message = match &source {
-                    ProcessError::Failed { stderr, .. } => clean_message(root, stderr),
-                    other => other.to_string(),
-                };
+                let message = failure_message(root, &source);
                 Err(HelmError::Template {
                     release: release.to_owned(),
                     chart: chart_relative.to_owned(),

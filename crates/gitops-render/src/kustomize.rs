@@ -7,7 +7,7 @@ use gitops_core::escape::{Escaped, EscapedPath};
 use gitops_core::{Document, Manifest, Origin, ParseError};
 use serde_json::{Map, Value};
 
-use crate::process::{ProcessError, ToolLimits, ToolRun, clean_message};
+use crate::process::{ProcessError, ToolLimits, ToolRun, failure_message};
 use crate::root::{RootError, SourceRoot};
 use crate::substitute::{next_node, plain_scalars, scan_node};
 use crate::{ProgressScope, RenderError, RenderRequest, Renderer};
@@ -702,6 +702,15 @@ fn plugin_config_paths(text: &str, file: &Path) -> Vec<String> {
     let Ok(documents) = gitops_core::parse_yaml_documents(text, file) else {
         return Vec::new();
     };
+    plugin_path_values(&documents)
+        .into_iter()
+        .map(|(_, value)| value.split_once('=').map_or(value, |(_, p)| p).to_owned())
+        .collect()
+}
+
+/// Every value of a plugin configuration's fields that name files (keys folded as kustomize
+/// folds them), at any depth, with its key.
+fn plugin_path_values(documents: &[Document]) -> Vec<(&str, &str)> {
     let mut found = Vec::new();
     let mut pending: Vec<&Value> = documents.iter().map(|d| &d.value).collect();
     while let Some(value) = pending.pop() {
@@ -709,16 +718,16 @@ fn plugin_config_paths(text: &str, file: &Path) -> Vec<String> {
             Value::Object(map) => {
                 for (key, item) in map {
                     if PLUGIN_PATH_FIELDS.contains(&go_fold(key).as_str()) {
-                        let values: Vec<&str> = match item {
-                            Value::String(s) => vec![s.as_str()],
-                            Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
-                            _ => Vec::new(),
-                        };
-                        found.extend(
-                            values
-                                .into_iter()
-                                .map(|v| v.split_once('=').map_or(v, |(_, p)| p).to_owned()),
-                        );
+                        match item {
+                            Value::String(s) => found.push((key.as_str(), s.as_str())),
+                            Value::Array(items) => found.extend(
+                                items
+                                    .iter()
+                                    .filter_map(Value::as_str)
+                                    .map(|v| (key.as_str(), v)),
+                            ),
+                            _ => {}
+                        }
                     }
                     pending.push(item);
                 }
@@ -841,33 +850,14 @@ fn check_plugin_config(text: &str, file: &Path, field: &str) -> Result<(), Kusto
     }
     let documents =
         gitops_core::parse_yaml_documents(text, file).map_err(KustomizeError::Kustomization)?;
-    let mut pending: Vec<&Value> = documents.iter().map(|d| &d.value).collect();
-    while let Some(value) = pending.pop() {
-        match value {
-            Value::Object(map) => {
-                for (key, item) in map {
-                    if PLUGIN_PATH_FIELDS.contains(&go_fold(key).as_str()) {
-                        let values: Vec<&str> = match item {
-                            Value::String(s) => vec![s.as_str()],
-                            Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
-                            _ => Vec::new(),
-                        };
-                        for value in values {
-                            let path = value.split_once('=').map_or(value, |(_, p)| p);
-                            if is_remote(value) || is_remote(path) {
-                                return Err(KustomizeError::Remote {
-                                    file: file.to_owned(),
-                                    field: format!("{field} configuration: {}", Escaped(key)),
-                                    reference: value.to_owned(),
-                                });
-                            }
-                        }
-                    }
-                    pending.push(item);
-                }
-            }
-            Value::Array(items) => pending.extend(items),
-            _ => {}
+    for (key, value) in plugin_path_values(&documents) {
+        let path = value.split_once('=').map_or(value, |(_, p)| p);
+        if is_remote(value) || is_remote(path) {
+            return Err(KustomizeError::Remote {
+                file: file.to_owned(),
+                field: format!("{field} configuration: {}", Escaped(key)),
+                reference: value.to_owned(),
+            });
         }
     }
     Ok(())
@@ -1509,10 +1499,7 @@ impl KustomizeRenderer {
             Ok(output) => Ok(output),
             Err(ProcessError::Cancelled { .. }) => Err(RenderError::Cancelled),
             Err(source) => {
-                let message = match &source {
-                    ProcessError::Failed { stderr, .. } => clean_message(root, stderr),
-                    other => other.to_string(),
-                };
+                let message = failure_message(root, &source);
                 Err(KustomizeError::Build {
                     dir: shown_dir.to_owned(),
                     message,

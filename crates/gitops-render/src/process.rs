@@ -440,8 +440,17 @@ fn stdout_of(
     String::from_utf8(out).map_err(|_| ProcessError::NotUtf8 { program })
 }
 
+/// What a failed run says: the tool's error output cleaned by [`clean_message`] when it ran and
+/// failed, else the error itself.
+pub(crate) fn failure_message(root: &crate::SourceRoot, error: &ProcessError) -> String {
+    match error {
+        ProcessError::Failed { stderr, .. } => clean_message(root, stderr),
+        other => other.to_string(),
+    }
+}
+
 /// A tool's error output with absolute root paths made relative and a leading `Error: ` cut.
-pub(crate) fn clean_message(root: &crate::SourceRoot, stderr: &str) -> String {
+fn clean_message(root: &crate::SourceRoot, stderr: &str) -> String {
     let root_text = root.path().to_string_lossy();
     let text = stderr
         .replace(&format!("{root_text}/"), "")
