@@ -397,6 +397,35 @@ impl Cycles {
             }
         }
     }
+
+    /// Waits until the cycles since the hand edits have corrected both edited objects;
+    /// returns the last of them and how many objects they corrected.
+    async fn wait_for_corrections(
+        &mut self,
+        second: &Commit,
+        cancel: &CancellationToken,
+    ) -> Result<(CycleSummary, usize), ScenarioError> {
+        // A cycle may start between the two edits and correct only the first: the step is done
+        // when both objects have been corrected, in one cycle or in several.
+        let mut corrected = BTreeSet::new();
+        let mut drift_corrected = 0;
+        let drift = self
+            .wait_for(4, "correcting the hand edits", cancel, |c| {
+                if c.applied(second) && !c.new_revision {
+                    drift_corrected += c.drift_corrected;
+                    for (kind, name) in
+                        [("ConfigMap", names::CONFIG_MAP), ("Deployment", names::WEB)]
+                    {
+                        if c.action_of(kind, name) == Some(ObjectAction::Configured) {
+                            corrected.insert(kind);
+                        }
+                    }
+                }
+                corrected.len() == 2
+            })
+            .await?;
+        Ok((drift, drift_corrected))
+    }
 }
 
 impl<'a> Scenario<'a> {
@@ -786,25 +815,7 @@ impl<'a> Scenario<'a> {
             Tone::Plain,
             "Git did not change; the next cycle compares the live objects with it anyway:",
         );
-        // A cycle may start between the two edits and correct only the first: the step is done
-        // when both objects have been corrected, in one cycle or in several.
-        let mut corrected = BTreeSet::new();
-        let mut drift_corrected = 0;
-        let drift = cycles
-            .wait_for(4, "correcting the hand edits", cancel, |c| {
-                if c.applied(second) && !c.new_revision {
-                    drift_corrected += c.drift_corrected;
-                    for (kind, name) in
-                        [("ConfigMap", names::CONFIG_MAP), ("Deployment", names::WEB)]
-                    {
-                        if c.action_of(kind, name) == Some(ObjectAction::Configured) {
-                            corrected.insert(kind);
-                        }
-                    }
-                }
-                corrected.len() == 2
-            })
-            .await?;
+        let (drift, drift_corrected) = cycles.wait_for_corrections(second, cancel).await?;
         let greeting = self.greeting(4).await?;
         self.expect(
             4,
