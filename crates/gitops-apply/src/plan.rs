@@ -64,6 +64,16 @@ pub enum PlanError {
         /// The problems, in the order of the set.
         problems: Vec<ObjectProblem>,
     },
+    /// The target namespace the options name is not a valid namespace name; nothing was
+    /// planned.
+    #[error("the target namespace {} is not a valid namespace name", gitops_core::escape::Escaped(.namespace))]
+    InvalidTargetNamespace {
+        /// The name, as given.
+        namespace: String,
+        /// What is wrong with it.
+        #[source]
+        source: gitops_core::InvalidManifest,
+    },
 }
 
 /// An object id in its inventory form, with control characters escaped: names come from the
@@ -589,13 +599,19 @@ pub(crate) fn integer_annotation(
 ///
 /// # Errors
 /// [`PlanError::Invalid`] listing unknown kinds,
-/// duplicates and invalid wave annotations.
+/// duplicates and invalid wave annotations; [`PlanError::InvalidTargetNamespace`] when the
+/// options' target namespace is not a valid name.
 pub fn order(
     manifests: Vec<Manifest>,
     kinds: &KindTable,
     staging: &dyn Staging,
     options: &OrderOptions,
 ) -> Result<ApplyOrder, PlanError> {
+    let target_namespace = options
+        .target_namespace
+        .as_deref()
+        .map(namespace_manifest)
+        .transpose()?;
     let mut planner = ObjectPlanner {
         kinds,
         staging,
@@ -615,7 +631,8 @@ pub fn order(
         return Err(PlanError::Invalid { problems });
     }
     if !planner.defines_target
-        && let Some(namespace) = planner.target_namespace_object(&objects)
+        && let Some(namespace) = target_namespace
+            .and_then(|manifest| planner.target_namespace_object(manifest, &objects))
     {
         objects.push(namespace);
     }
@@ -723,17 +740,15 @@ impl<'a> ObjectPlanner<'a> {
 
     /// The target namespace, created only (never pruned) in the first wave, when the options
     /// ask for it and the cluster serves Namespaces.
-    fn target_namespace_object(&self, objects: &[PlannedObject]) -> Option<PlannedObject> {
-        let target = self.options.target_namespace.as_ref()?;
+    fn target_namespace_object(
+        &self,
+        manifest: Manifest,
+        objects: &[PlannedObject],
+    ) -> Option<PlannedObject> {
         if !self.options.create_target_namespace {
             return None;
         }
         let info = self.kinds.resolve("", "v1", "Namespace")?;
-        let object = serde_json::json!({
-            "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": target},
-        });
-        let manifest = Manifest::new(object, Origin::new("<target namespace>"))
-            .expect("a namespace object is a valid manifest");
         Some(PlannedObject {
             id: manifest.id(),
             kind: info.clone(),
@@ -749,6 +764,19 @@ impl<'a> ObjectPlanner<'a> {
             manifest,
         })
     }
+}
+
+/// The Namespace object named `name`, once the name is checked as the API server would.
+fn namespace_manifest(name: &str) -> Result<Manifest, PlanError> {
+    let invalid = |source| PlanError::InvalidTargetNamespace {
+        namespace: name.to_owned(),
+        source,
+    };
+    gitops_core::check_namespace_name(name).map_err(invalid)?;
+    let object = serde_json::json!({
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name},
+    });
+    Manifest::new(object, Origin::new("<target namespace>")).map_err(invalid)
 }
 
 /// The runs of objects (already in order) that share a wave and a stage.
@@ -959,7 +987,9 @@ metadata: {name: a, namespace: x}
             &OrderOptions::default(),
         )
         .unwrap_err();
-        let PlanError::Invalid { problems } = &err;
+        let PlanError::Invalid { problems } = &err else {
+            panic!("expected invalid objects, got {err}");
+        };
         assert_eq!(problems.len(), 3, "{err}");
         assert!(matches!(problems[0], ObjectProblem::UnknownKind { .. }));
         assert!(matches!(problems[1], ObjectProblem::InvalidWave { .. }));
@@ -981,6 +1011,24 @@ metadata: {name: a, namespace: x}
         .unwrap();
         assert_eq!(plan.objects()[0].id.namespace.as_deref(), Some("default"));
         assert_eq!(plan.objects()[0].manifest.namespace(), Some("default"));
+    }
+
+    #[test]
+    fn an_invalid_target_namespace_is_an_error_naming_it() {
+        let yaml = "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: reader}\n";
+        for name in ["Team_A", "", "a/b", "x\u{202e}y"] {
+            let options = OrderOptions::default()
+                .with_target_namespace(name)
+                .with_create_target_namespace(true);
+            let err = order(parse(yaml), &kinds(), &DefaultStaging, &options).unwrap_err();
+            assert!(
+                matches!(&err, PlanError::InvalidTargetNamespace { namespace, .. } if namespace == name),
+                "{err}"
+            );
+            let text = err.to_string();
+            assert!(text.contains("target namespace"), "{text}");
+            assert!(!text.contains('\u{202e}'), "the name is escaped: {text}");
+        }
     }
 
     #[test]
@@ -1091,7 +1139,9 @@ metadata: {generateName: report-, namespace: x, annotations: {argocd.argoproj.io
             &OrderOptions::default(),
         )
         .unwrap_err();
-        let PlanError::Invalid { problems } = &err;
+        let PlanError::Invalid { problems } = &err else {
+            panic!("expected invalid objects, got {err}");
+        };
         assert!(
             matches!(problems[..], [ObjectProblem::GeneratedName { .. }]),
             "{err}"

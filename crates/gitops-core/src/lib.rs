@@ -28,7 +28,10 @@ pub mod secret;
 
 pub use error_chain::error_chain;
 pub use id::{GroupKind, IdError, ObjectId, split_api_version};
-pub use manifest::{ARGO_HOOK_ANNOTATION, HELM_HOOK_ANNOTATION, InvalidManifest, Manifest, Origin};
+pub use manifest::{
+    ARGO_HOOK_ANNOTATION, HELM_HOOK_ANNOTATION, InvalidManifest, Manifest, Origin,
+    check_namespace_name,
+};
 pub use parse::{
     Document, ParseError, ParseLimits, documents_to_manifests, is_integer_out_of_range, is_list,
     parse_json_documents, parse_manifests, parse_manifests_with, parse_yaml_documents,

@@ -626,6 +626,31 @@ fn validate_name(name: &str, name_field: &'static str) -> Result<(), InvalidMani
     Ok(())
 }
 
+/// Checks that `name` can name a namespace (a DNS label: 1 to 63 lower-case letters, digits and
+/// '-', starting and ending with a letter or digit), as the API server would; for a namespace
+/// that comes from configuration rather than from a manifest (a target namespace).
+///
+/// ```
+/// use gitops_core::check_namespace_name;
+///
+/// assert!(check_namespace_name("team-a").is_ok());
+/// assert!(check_namespace_name("Team_A").is_err());
+/// assert!(check_namespace_name("").is_err());
+/// ```
+///
+/// # Errors
+/// [`InvalidManifest::Malformed`] naming the value when it is not a DNS label.
+pub fn check_namespace_name(name: &str) -> Result<(), InvalidManifest> {
+    if is_dns_label(name) {
+        return Ok(());
+    }
+    Err(InvalidManifest::Malformed {
+        field: "namespace",
+        value: name.to_owned(),
+        reason: "a namespace is a DNS label: lower-case letters, digits and '-'",
+    })
+}
+
 /// `metadata.namespace`, when present and not empty, is a DNS label.
 fn validate_namespace(metadata: &Map<String, Value>) -> Result<(), InvalidManifest> {
     match metadata.get("namespace") {
