@@ -127,9 +127,11 @@ pub struct GitDaemon {
 impl GitDaemon {
     pub fn start(base: &Path) -> Self {
         let port = free_port();
-        let mut child = Command::new("git")
+        // `git-daemon` itself, not `git daemon`: the `git` wrapper runs it as a child of its
+        // own, which killing the wrapper would leave running.
+        let exec_path = run_git(base, &["--exec-path"]);
+        let mut child = Command::new(Path::new(exec_path.trim()).join("git-daemon"))
             .args([
-                "daemon",
                 "--reuseaddr",
                 "--export-all",
                 "--listen=127.0.0.1",
