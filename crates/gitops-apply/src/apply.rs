@@ -589,14 +589,7 @@ pub(crate) fn prunable(
     live: &Value,
     owner_labels: &BTreeMap<String, String>,
 ) -> Result<(), Reason> {
-    let labels = live.pointer("/metadata/labels");
-    let has = |key: &str, value: &str| {
-        labels
-            .and_then(|labels| labels.get(key))
-            .and_then(Value::as_str)
-            == Some(value)
-    };
-    if !owner_labels.iter().all(|(k, v)| has(k, v)) {
+    if !crate::live::carries(live, owner_labels) {
         return Err(Reason::NoOwnershipLabels);
     }
     let annotations = crate::planner::annotations_of(live);

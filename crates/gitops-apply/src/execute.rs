@@ -14,7 +14,7 @@ use crate::apply::{AfterError, Applier, Decision, NO_MANAGERS, Run, Stop};
 use crate::change::{ChangeSet, ObjectAction, PlannedAction, Reason};
 use crate::counting::{RequestCounter, counting_client};
 use crate::error::{ApplyError, ObjectError};
-use crate::health::{WaitError, WaitTarget, wait_for_current_paged};
+use crate::health::{WaitError, WaitReads, WaitTarget, wait_for_current_paged};
 use crate::hooks::{HookError, HookRun, HookRunner, PlannedHook, SyncPhase, hook_failure};
 use crate::inventory::{Inventory, InventoryError, OWNER_NAMESPACE_LABEL};
 use crate::options::{ApplyOptions, ApplyProgress};
@@ -805,12 +805,17 @@ impl<'p> Writes<'p> {
         }
         let targets: Vec<WaitTarget> = settle.iter().map(|&i| wait_target(&objects[i])).collect();
         let applier = self.applier;
+        let owner_labels = applier.inventory.owner_labels();
+        let reads = WaitReads {
+            page_size: applier.page_size,
+            owner_labels: Some(&owner_labels),
+        };
         let Err(error) = wait_for_current_paged(
             &self.run.client,
             &targets,
             &applier.health,
             (applier.settle_timeout, Duration::from_millis(100)),
-            applier.page_size,
+            reads,
             self.cancel,
             |_| {},
         )

@@ -1,16 +1,17 @@
 //! Health: kstatus-style status of live objects, and waiting for a set to become Current.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use gitops_core::{GroupKind, ObjectId};
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::discovery::ApiResource;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
+
+use crate::live::{ReadGroup, Reader, carries, name_of, owner_selector, read_groups};
 
 /// The health of one object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -481,7 +482,10 @@ pub struct WaitProgress {
 ///
 /// A round reads the pending objects with one list per kind and namespace where several
 /// share them (a get where one is alone), kinds and namespaces at once: waiting for 1,000
-/// objects of 5 kinds in one namespace costs 5 requests a round, not 1,000.
+/// objects of 5 kinds in one namespace costs 5 requests a round, not 1,000. Without ownership
+/// labels to select them by, those lists are unfiltered: [`crate::Applier::wait`] (and an
+/// applier's own waits) list by its inventory's labels instead, so that a round costs what
+/// the set holds, not what its namespaces hold.
 ///
 /// # Errors
 /// See [`WaitError`].
@@ -499,33 +503,62 @@ pub async fn wait_for_current(
         targets,
         checks,
         (timeout, interval),
-        crate::paging::DEFAULT_PAGE_SIZE,
+        WaitReads {
+            page_size: crate::paging::DEFAULT_PAGE_SIZE,
+            owner_labels: None,
+        },
         cancel,
         progress,
     )
     .await
 }
 
-/// [`wait_for_current`], listing `page_size` objects a page.
+/// How a wait reads the live objects: the page size of its lists, and the ownership labels
+/// of the set waited for, when known (an [`crate::Applier`]'s).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WaitReads<'a> {
+    /// How many objects a page of a list holds.
+    pub(crate) page_size: u32,
+    /// The labels the objects waited for carry ([`crate::InventoryStore::owner_labels`]),
+    /// `None` when unknown: then every list is unfiltered.
+    pub(crate) owner_labels: Option<&'a BTreeMap<String, String>>,
+}
+
+/// [`wait_for_current`], reading as `reads` says.
 pub(crate) async fn wait_for_current_paged(
     client: &kube::Client,
     targets: &[WaitTarget],
     checks: &HealthChecks,
     (timeout, interval): (Duration, Duration),
-    page_size: u32,
+    reads: WaitReads<'_>,
     cancel: &CancellationToken,
     mut progress: impl FnMut(&WaitProgress),
 ) -> Result<(), WaitError> {
     let start = Instant::now();
-    let mut pending: Vec<&WaitTarget> = targets.iter().collect();
+    let reader = TargetReader {
+        client,
+        page_size: reads.page_size,
+    };
+    let labels = reads
+        .owner_labels
+        .filter(|labels| owner_selector(labels).is_some());
+    let selector = labels.and_then(owner_selector);
+    // Per target, whether the last round found it without our labels (or not at all): the
+    // next round expects it missing from a selected list.
+    let mut unlabelled = vec![false; targets.len()];
+    let mut pending: Vec<usize> = (0..targets.len()).collect();
     loop {
         let live = tokio::select! {
             () = cancel.cancelled() => return Err(WaitError::Cancelled),
-            live = read_live(client, &pending, page_size) => live?,
+            live = read_live(&reader, targets, &pending, selector.as_deref(), &unlabelled) => live?,
         };
         let mut still = Vec::new();
         let mut report = Vec::new();
-        for (target, live) in pending.into_iter().zip(live) {
+        for (i, live) in pending.into_iter().zip(live) {
+            let target = &targets[i];
+            if let Some(labels) = labels {
+                unlabelled[i] = live.as_ref().is_none_or(|value| !carries(value, labels));
+            }
             let health = match live {
                 None => Health::new(Status::NotFound, "not found"),
                 Some(value) => checks.check(&value),
@@ -539,7 +572,7 @@ pub(crate) async fn wait_for_current_paged(
                     });
                 }
                 Status::InProgress | Status::NotFound => {
-                    still.push(target);
+                    still.push(i);
                     report.push((target.id.clone(), health));
                 }
             }
@@ -566,83 +599,123 @@ pub(crate) async fn wait_for_current_paged(
     }
 }
 
-/// One target's live object (`None`: not found), by its index.
-type LiveRead = (usize, Option<Value>);
-
 /// How many reads of a round run at once.
 const READ_CONCURRENCY: usize = 8;
 
-/// The live objects of `targets` (`None`: not found), in order: one list per kind and
-/// namespace shared by several targets, else one get.
-async fn read_live(
-    client: &kube::Client,
-    targets: &[&WaitTarget],
+/// Reads the live objects of wait targets, `page_size` objects a list page.
+struct TargetReader<'c> {
+    client: &'c kube::Client,
     page_size: u32,
+}
+
+impl TargetReader<'_> {
+    /// The API of `target`'s kind and namespace.
+    fn api(&self, target: &WaitTarget) -> Api<DynamicObject> {
+        match &target.id.namespace {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &target.resource),
+            None => Api::all_with(self.client.clone(), &target.resource),
+        }
+    }
+}
+
+impl Reader<WaitTarget> for TargetReader<'_> {
+    type Error = WaitError;
+
+    fn concurrency(&self) -> usize {
+        READ_CONCURRENCY
+    }
+
+    fn name(member: &WaitTarget) -> &str {
+        &member.id.name
+    }
+
+    /// Any failure, a 404 included, is an error naming the first of `members`.
+    async fn list(
+        &self,
+        members: &[&WaitTarget],
+        selector: Option<&str>,
+    ) -> Result<Option<Vec<Value>>, WaitError> {
+        let Some(first) = members.first() else {
+            return Ok(Some(Vec::new()));
+        };
+        let mut params = ListParams::default();
+        if let Some(selector) = selector {
+            params = params.labels(selector);
+        }
+        let list = crate::paging::list_all(&self.api(first), &params, self.page_size)
+            .await
+            .map_err(|source| WaitError::Api {
+                id: first.id.clone(),
+                source: source.into(),
+            })?;
+        Ok(Some(
+            list.iter()
+                .map(|o| crate::apply::to_value(o, &first.resource))
+                .collect(),
+        ))
+    }
+
+    async fn get(&self, member: &WaitTarget) -> Result<Option<Value>, WaitError> {
+        let live = self
+            .api(member)
+            .get_opt(&member.id.name)
+            .await
+            .map_err(|source| WaitError::Api {
+                id: member.id.clone(),
+                source: source.into(),
+            })?;
+        Ok(live.map(|o| crate::apply::to_value(&o, &member.resource)))
+    }
+}
+
+/// The live objects of `targets[pending]` (`None`: not found), in order: one list per kind
+/// and namespace shared by several targets (selected by `selector` when given, see
+/// [`read_groups`]), else one get. `unlabelled` marks the targets expected missing from a
+/// selected list.
+async fn read_live(
+    reader: &TargetReader<'_>,
+    targets: &[WaitTarget],
+    pending: &[usize],
+    selector: Option<&str>,
+    unlabelled: &[bool],
 ) -> Result<Vec<Option<Value>>, WaitError> {
-    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut groups: Vec<ReadGroup<'_, WaitTarget>> = Vec::new();
+    // Per group, the positions in `pending` of its members.
+    let mut positions: Vec<Vec<usize>> = Vec::new();
     let mut group_of: HashMap<(&str, &str, Option<&str>), usize> = HashMap::new();
-    for (i, target) in targets.iter().enumerate() {
+    for (position, &i) in pending.iter().enumerate() {
+        let target = &targets[i];
         let key = (
             target.resource.api_version.as_str(),
             target.resource.plural.as_str(),
             target.id.namespace.as_deref(),
         );
         let group = *group_of.entry(key).or_insert_with(|| {
-            groups.push(Vec::new());
+            groups.push(ReadGroup {
+                members: Vec::new(),
+                expected: 0,
+                alone: false,
+            });
+            positions.push(Vec::new());
             groups.len() - 1
         });
-        groups[group].push(i);
+        groups[group].members.push(target);
+        groups[group].expected += usize::from(unlabelled[i]);
+        positions[group].push(position);
     }
-    let reads: Vec<_> = groups
-        .into_iter()
-        .map(|members| async move {
-            let first = targets[members[0]];
-            let api: Api<DynamicObject> = match &first.id.namespace {
-                Some(ns) => Api::namespaced_with(client.clone(), ns, &first.resource),
-                None => Api::all_with(client.clone(), &first.resource),
-            };
-            let api_error = |source: kube::Error| WaitError::Api {
-                id: first.id.clone(),
-                source: source.into(),
-            };
-            let as_value = |object: &DynamicObject| {
-                let mut value = serde_json::to_value(object).expect("objects serialise");
-                // List items may lack their type; the health checks go by it.
-                value["apiVersion"] = Value::String(first.resource.api_version.clone());
-                value["kind"] = Value::String(first.resource.kind.clone());
-                value
-            };
-            if let [only] = members.as_slice() {
-                let live = api
-                    .get_opt(&targets[*only].id.name)
-                    .await
-                    .map_err(api_error)?;
-                return Ok(vec![(*only, live.as_ref().map(as_value))]);
-            }
-            let list = crate::paging::list_all(&api, &ListParams::default(), page_size)
-                .await
-                .map_err(api_error)?;
-            let mut by_name: HashMap<&str, &DynamicObject> = list
-                .iter()
-                .filter_map(|o| Some((o.metadata.name.as_deref()?, o)))
-                .collect();
-            Ok(members
-                .iter()
-                .map(|i| {
-                    let live = by_name.remove(targets[*i].id.name.as_str());
-                    (*i, live.map(as_value))
-                })
-                .collect())
-        })
-        .collect();
-    let results: Vec<Result<Vec<LiveRead>, WaitError>> = futures::stream::iter(reads)
-        .buffer_unordered(READ_CONCURRENCY)
-        .collect()
-        .await;
-    let mut live: Vec<Option<Value>> = vec![None; targets.len()];
-    for result in results {
-        for (i, value) in result? {
-            live[i] = value;
+    for group in &mut groups {
+        group.alone = group.members.len() == 1;
+    }
+    let reads = read_groups(reader, &groups, selector).await?;
+    let mut live: Vec<Option<Value>> = vec![None; pending.len()];
+    for ((group, positions), read) in groups.iter().zip(positions).zip(reads) {
+        let mut by_name: HashMap<String, Value> = read
+            .values
+            .into_iter()
+            .filter_map(|value| Some((name_of(&value)?.to_owned(), value)))
+            .collect();
+        for (member, position) in group.members.iter().zip(positions) {
+            live[position] = by_name.remove(member.id.name.as_str());
         }
     }
     Ok(live)

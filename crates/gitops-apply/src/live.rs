@@ -12,8 +12,12 @@
 //! lists; objects missing unexpectedly (labels removed by hand) are handled the same way after
 //! them. Either way every object of the set is found as it is, so adoption, drift and the
 //! ownership checks see what they saw with unfiltered lists.
+//!
+//! The waits of an applier ([`crate::health`]) read their pending objects the same way, through
+//! [`read_groups`]: there an object is expected missing when the previous round found it
+//! without our labels or not at all, and a lone object is read alone at once.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use futures::{StreamExt, TryStreamExt};
 use gitops_core::{Manifest, ObjectId, Origin};
@@ -161,17 +165,61 @@ pub(crate) fn within_budget(counts: &[usize], budget: usize) -> Vec<bool> {
 /// The objects of one kind and namespace of a set.
 struct Group<'o> {
     key: ListKey,
-    kind: &'o KindInfo,
-    namespace: Option<&'o str>,
     members: Vec<&'o PlannedObject>,
 }
 
+/// How a live read reaches the cluster: the planner's ([`Run`]) and the wait's
+/// ([`crate::health`]) reads share [`read_groups`] through it.
+pub(crate) trait Reader<M: Sync>: Sync {
+    /// What a failed request is.
+    type Error: Send;
+
+    /// How many requests run at once; the budget of single reads is
+    /// [`GETS_PER_CONCURRENT_REQUEST`] times this.
+    fn concurrency(&self) -> usize;
+
+    /// The name of `member`, as its live object's `metadata.name`.
+    fn name(member: &M) -> &str;
+
+    /// Every object of the kind and namespace of `members` (matching `selector` when given),
+    /// paginated; `None` when the collection is not served.
+    fn list(
+        &self,
+        members: &[&M],
+        selector: Option<&str>,
+    ) -> impl Future<Output = Result<Option<Vec<Value>>, Self::Error>> + Send;
+
+    /// The live object of `member`, `None` when it does not exist.
+    fn get(&self, member: &M) -> impl Future<Output = Result<Option<Value>, Self::Error>> + Send;
+}
+
+/// The objects of one kind and namespace a live read looks for.
+pub(crate) struct ReadGroup<'m, M> {
+    /// The objects.
+    pub(crate) members: Vec<&'m M>,
+    /// How many of them are expected missing from a list selected by the ownership labels
+    /// (not in the previous inventory, or seen without the labels): past the budget, the
+    /// group is listed unfiltered at once.
+    pub(crate) expected: usize,
+    /// Whether its members are read alone (`GET`) rather than listed: a lone object.
+    pub(crate) alone: bool,
+}
+
+/// What a live read found of one [`ReadGroup`].
+#[derive(Debug, Default)]
+pub(crate) struct GroupRead {
+    /// The live objects: every member that exists, and the others its lists returned.
+    pub(crate) values: Vec<Value>,
+    /// What its lists covered; `None` when its members were only read alone.
+    pub(crate) coverage: Option<Coverage>,
+}
+
 /// One request of a live read.
-enum Request<'o> {
-    /// A list of group `.0`, selected by our labels or not (`.1`).
-    List(usize, Option<&'o str>),
-    /// A read of one object.
-    Get(&'o PlannedObject),
+enum Request<'r, M> {
+    /// A list of group `.0` (its members `.1`), selected by our labels or not (`.2`).
+    List(usize, &'r [&'r M], Option<&'r str>),
+    /// A read of one object of group `.0`.
+    Get(usize, &'r M),
 }
 
 /// What one request of a live read returned.
@@ -179,7 +227,144 @@ enum Answer {
     /// The objects of group `.0`; `None` when the collection is not served (a 404: its kind
     /// went since discovery), so that nothing of it exists.
     List(usize, Option<Vec<Value>>),
-    Get(Option<Value>),
+    /// The object of group `.0`, if it exists.
+    Get(usize, Option<Value>),
+}
+
+/// Reads `groups` through `reader`: one list per group, selected by `selector` (our ownership
+/// labels) where its expected missing members fit the budget, unfiltered where they do not or
+/// without a selector; then a `GET` of each member a selected list did not return while they
+/// fit the budget, an unfiltered list of the group where they do not. Groups read `alone` are
+/// read member by member. Every member of every group is found as it is (or known gone).
+pub(crate) async fn read_groups<M: Sync, R: Reader<M>>(
+    reader: &R,
+    groups: &[ReadGroup<'_, M>],
+    selector: Option<&str>,
+) -> Result<Vec<GroupRead>, R::Error> {
+    let budget = reader
+        .concurrency()
+        .saturating_mul(GETS_PER_CONCURRENT_REQUEST);
+    // Before the lists: the members expected missing from a selected list (none of a group
+    // read alone).
+    let expected: Vec<usize> = groups
+        .iter()
+        .map(|g| if g.alone { 0 } else { g.expected })
+        .collect();
+    let selected = match selector {
+        Some(_) => within_budget(&expected, budget),
+        None => vec![false; groups.len()],
+    };
+    let mut first = Vec::new();
+    for (i, group) in groups.iter().enumerate() {
+        if group.alone {
+            first.extend(group.members.iter().map(|&m| Request::Get(i, m)));
+        } else {
+            first.push(Request::List(
+                i,
+                &group.members,
+                selector.filter(|_| selected[i]),
+            ));
+        }
+    }
+    let mut reads: Vec<GroupRead> = groups.iter().map(|_| GroupRead::default()).collect();
+    // Per group, whether its list may have missed members.
+    let mut partial = vec![false; groups.len()];
+    for answer in send(reader, first).await? {
+        match answer {
+            Answer::List(i, values) => {
+                partial[i] = selected[i] && values.is_some();
+                reads[i].coverage = Some(if partial[i] {
+                    Coverage::Owned
+                } else {
+                    Coverage::All
+                });
+                reads[i].values.extend(values.into_iter().flatten());
+            }
+            Answer::Get(i, value) => reads[i].values.extend(value),
+        }
+    }
+    // After them: what the selected lists did not return, read alone or listed whole.
+    let missing: Vec<Vec<&M>> = groups
+        .iter()
+        .zip(&reads)
+        .zip(&partial)
+        .map(|((group, read), &partial)| {
+            if !partial {
+                return Vec::new();
+            }
+            let found: HashSet<&str> = read.values.iter().filter_map(name_of).collect();
+            group
+                .members
+                .iter()
+                .copied()
+                .filter(|&m| !found.contains(R::name(m)))
+                .collect()
+        })
+        .collect();
+    let counts: Vec<usize> = missing.iter().map(Vec::len).collect();
+    let fits = within_budget(&counts, budget);
+    let mut second = Vec::new();
+    for (i, missing) in missing.into_iter().enumerate() {
+        if missing.is_empty() {
+            continue;
+        }
+        if fits[i] {
+            second.extend(missing.into_iter().map(|m| Request::Get(i, m)));
+        } else {
+            second.push(Request::List(i, &groups[i].members, None));
+        }
+    }
+    for answer in send(reader, second).await? {
+        match answer {
+            Answer::List(i, values) => {
+                // Unfiltered, it holds what the selected list returned.
+                reads[i].coverage = Some(Coverage::All);
+                reads[i].values = values.unwrap_or_default();
+            }
+            Answer::Get(i, value) => reads[i].values.extend(value),
+        }
+    }
+    Ok(reads)
+}
+
+/// Sends `requests` through `reader`, [`Reader::concurrency`] at once.
+async fn send<M: Sync, R: Reader<M>>(
+    reader: &R,
+    requests: Vec<Request<'_, M>>,
+) -> Result<Vec<Answer>, R::Error> {
+    let requests: Vec<_> = requests
+        .into_iter()
+        .map(|request| async move {
+            match request {
+                Request::List(i, members, selector) => {
+                    Ok(Answer::List(i, reader.list(members, selector).await?))
+                }
+                Request::Get(i, member) => Ok(Answer::Get(i, reader.get(member).await?)),
+            }
+        })
+        .collect();
+    // Futures collected first: the stream then holds no closure, which keeps the future of
+    // a run provably Send (tokio::spawn).
+    futures::stream::iter(requests)
+        .buffer_unordered(reader.concurrency().max(1))
+        .try_collect::<Vec<_>>()
+        .await
+}
+
+/// The `metadata.name` of a live object.
+pub(crate) fn name_of(value: &Value) -> Option<&str> {
+    value.pointer("/metadata/name").and_then(Value::as_str)
+}
+
+/// Whether a live object carries every one of `owner_labels`.
+pub(crate) fn carries(live: &Value, owner_labels: &BTreeMap<String, String>) -> bool {
+    let labels = live.pointer("/metadata/labels");
+    owner_labels.iter().all(|(key, value)| {
+        labels
+            .and_then(|labels| labels.get(key))
+            .and_then(Value::as_str)
+            == Some(value.as_str())
+    })
 }
 
 impl Run<'_> {
@@ -196,111 +381,32 @@ impl Run<'_> {
     ) -> Result<Live, ApplyError> {
         let selector = owner_selector(&self.applier.inventory.owner_labels());
         let groups = groups(objects);
-        let budget = self
-            .applier
-            .concurrency
-            .saturating_mul(GETS_PER_CONCURRENT_REQUEST);
-        // Before the lists: the objects the inventory does not list are expected missing.
-        let expected: Vec<usize> = groups
+        let reads: Vec<ReadGroup<'_, PlannedObject>> = groups
             .iter()
-            .map(|g| {
-                g.members
+            .map(|g| ReadGroup {
+                expected: g
+                    .members
                     .iter()
                     .filter(|o| o.synthesized || previous.is_none_or(|p| !p.contains(&o.id)))
-                    .count()
+                    .count(),
+                members: g.members.clone(),
+                alone: false,
             })
             .collect();
-        let selected = match &selector {
-            Some(_) => within_budget(&expected, budget),
-            None => vec![false; groups.len()],
-        };
-        let first: Vec<Request<'_>> = selected
-            .iter()
-            .enumerate()
-            .map(|(i, &selected)| Request::List(i, selector.as_deref().filter(|_| selected)))
-            .collect();
+        let read = read_groups(self, &reads, selector.as_deref()).await?;
         let mut live = Live::default();
-        // Per group, whether its list may have missed objects of the set.
-        let mut partial = vec![false; groups.len()];
-        for answer in self.send(&groups, first).await? {
-            if let Answer::List(i, values) = answer {
-                partial[i] = selected[i] && values.is_some();
-                let coverage = if partial[i] {
-                    Coverage::Owned
-                } else {
-                    Coverage::All
-                };
-                live.listed.insert(groups[i].key.clone(), coverage);
-                insert_all(&mut live.objects, values.into_iter().flatten());
+        for (group, read) in groups.into_iter().zip(read) {
+            if let Some(coverage) = read.coverage {
+                live.listed.insert(group.key, coverage);
             }
-        }
-        // After them: what the selected lists did not return, read alone or listed whole.
-        let missing: Vec<Vec<&PlannedObject>> = groups
-            .iter()
-            .zip(&partial)
-            .map(|(g, &partial)| {
-                g.members
-                    .iter()
-                    .copied()
-                    .filter(|o| partial && !live.objects.contains_key(&o.id))
-                    .collect()
-            })
-            .collect();
-        let counts: Vec<usize> = missing.iter().map(Vec::len).collect();
-        let fits = within_budget(&counts, budget);
-        let mut second = Vec::new();
-        for (i, missing) in missing.iter().enumerate() {
-            if missing.is_empty() {
-                continue;
-            }
-            if fits[i] {
-                second.extend(missing.iter().copied().map(Request::Get));
-            } else {
-                second.push(Request::List(i, None));
-            }
-        }
-        for answer in self.send(&groups, second).await? {
-            match answer {
-                Answer::List(i, values) => {
-                    live.listed.insert(groups[i].key.clone(), Coverage::All);
-                    insert_all(&mut live.objects, values.into_iter().flatten());
-                }
-                Answer::Get(value) => insert_all(&mut live.objects, value),
-            }
+            insert_all(&mut live.objects, read.values);
         }
         Ok(live)
     }
 
-    /// Sends `requests`, `concurrency` at once.
-    async fn send<'o>(
-        &self,
-        groups: &[Group<'o>],
-        requests: Vec<Request<'o>>,
-    ) -> Result<Vec<Answer>, ApplyError> {
-        let requests: Vec<_> = requests
-            .into_iter()
-            .map(|request| async move {
-                match request {
-                    Request::List(i, selector) => {
-                        let group = &groups[i];
-                        let values = self.list(group.kind, group.namespace, selector).await?;
-                        Ok(Answer::List(i, values))
-                    }
-                    Request::Get(object) => Ok(Answer::Get(self.get_live(object).await?)),
-                }
-            })
-            .collect();
-        // Futures collected first: the stream then holds no closure, which keeps the future of
-        // a run provably Send (tokio::spawn).
-        futures::stream::iter(requests)
-            .buffer_unordered(self.applier.concurrency)
-            .try_collect::<Vec<_>>()
-            .await
-    }
-
     /// Every object of `kind` in `namespace` (matching `selector` when given), paginated;
     /// `None` when the collection is not served (404).
-    async fn list(
+    async fn list_kind(
         &self,
         kind: &KindInfo,
         namespace: Option<&str>,
@@ -344,6 +450,34 @@ impl Run<'_> {
     }
 }
 
+impl Reader<PlannedObject> for Run<'_> {
+    type Error = ApplyError;
+
+    fn concurrency(&self) -> usize {
+        self.applier.concurrency
+    }
+
+    fn name(member: &PlannedObject) -> &str {
+        &member.id.name
+    }
+
+    async fn list(
+        &self,
+        members: &[&PlannedObject],
+        selector: Option<&str>,
+    ) -> Result<Option<Vec<Value>>, ApplyError> {
+        let Some(first) = members.first() else {
+            return Ok(Some(Vec::new()));
+        };
+        self.list_kind(&first.kind, first.id.namespace.as_deref(), selector)
+            .await
+    }
+
+    async fn get(&self, member: &PlannedObject) -> Result<Option<Value>, ApplyError> {
+        self.get_live(member).await
+    }
+}
+
 /// The objects of kinds the cluster serves, grouped by kind and namespace, in the order each
 /// group first appears.
 fn groups(objects: &[PlannedObject]) -> Vec<Group<'_>> {
@@ -354,8 +488,6 @@ fn groups(objects: &[PlannedObject]) -> Vec<Group<'_>> {
         let i = *index.entry(key.clone()).or_insert_with(|| {
             groups.push(Group {
                 key,
-                kind: &object.kind,
-                namespace: object.id.namespace.as_deref(),
                 members: Vec::new(),
             });
             groups.len() - 1
