@@ -572,6 +572,35 @@ mod tests {
     }
 
     #[test]
+    fn an_object_carries_every_owner_label_or_not() {
+        let labels = BTreeMap::from([
+            ("a.io/name".to_owned(), "apps".to_owned()),
+            ("a.io/namespace".to_owned(), "ns".to_owned()),
+        ]);
+        let with = |object_labels: Value| serde_json::json!({"metadata": {"name": "x", "labels": object_labels}});
+        assert!(carries(
+            &with(serde_json::json!({"a.io/name": "apps", "a.io/namespace": "ns", "x": "y"})),
+            &labels
+        ));
+        // One missing, one of another inventory, none at all, a value that is no string.
+        assert!(!carries(
+            &with(serde_json::json!({"a.io/name": "apps"})),
+            &labels
+        ));
+        assert!(!carries(
+            &with(serde_json::json!({"a.io/name": "other", "a.io/namespace": "ns"})),
+            &labels
+        ));
+        assert!(!carries(&serde_json::json!({"metadata": {}}), &labels));
+        assert!(!carries(
+            &with(serde_json::json!({"a.io/name": 1, "a.io/namespace": "ns"})),
+            &labels
+        ));
+        assert_eq!(name_of(&with(Value::Null)), Some("x"));
+        assert_eq!(name_of(&serde_json::json!({"metadata": {"name": 3}})), None);
+    }
+
+    #[test]
     fn what_a_read_knows_of_an_object() {
         let id = ObjectId::new("", "ConfigMap", Some("ns"), "a");
         let other = ObjectId::new("", "ConfigMap", Some("ns"), "b");
