@@ -52,7 +52,12 @@ const MEMORY_URL_ENV: &str = "GITOPS_SOURCE_BENCH_MEMORY_URL";
 const MEMORY_DIR_ENV: &str = "GITOPS_SOURCE_BENCH_MEMORY_DIR";
 
 fn git(dir: &Path) -> Command {
-    let mut command = Command::new("git");
+    program_in(Path::new("git"), dir)
+}
+
+/// `program` run in `dir` with git's configuration and identity fixed.
+fn program_in(program: &Path, dir: &Path) -> Command {
+    let mut command = Command::new(program);
     command
         .current_dir(dir)
         .env("GIT_CONFIG_NOSYSTEM", "1")
@@ -218,13 +223,10 @@ fn start_daemon(base: &Path) -> Daemon {
         .local_addr()
         .unwrap()
         .port();
-    let child = git(base)
-        .args([
-            "daemon",
-            "--reuseaddr",
-            "--export-all",
-            "--listen=127.0.0.1",
-        ])
+    // `git-daemon` itself: `git daemon` runs it as a child that killing `git` would leave running.
+    let exec_path = run(git(base).arg("--exec-path"));
+    let child = program_in(&Path::new(exec_path.trim()).join("git-daemon"), base)
+        .args(["--reuseaddr", "--export-all", "--listen=127.0.0.1"])
         .arg(format!("--port={port}"))
         .arg(format!("--base-path={}", base.display()))
         .arg(base)
