@@ -6,9 +6,7 @@ use async_trait::async_trait;
 use gitops_core::escape::{Escaped, EscapedPath};
 
 use crate::artifact::{Artifact, Digest, Planned, hash_file, write_artifact};
-use crate::select::{
-    DiskTree, IgnoreRules, SelectError, resolve_relative, select, select_sparse, warn_skipped,
-};
+use crate::select::{DiskTree, IgnoreRules, SelectError, select, select_sparse, warn_skipped};
 use crate::source::{
     FetchOutcome, FetchProgress, FetchRequest, Revision, Source, SourceError, prepare_destination,
 };
@@ -78,16 +76,8 @@ impl LocalDirectorySource {
         }
         // A sparse path that leaves the root is refused when the fetch starts, before the
         // directory is scanned, with the error the Git source gives (`select_sparse`'s).
-        if let Some(sparse) = request.sparse()
-            && let Some(path) = sparse
-                .paths()
-                .iter()
-                .find(|path| resolve_relative("", path).is_none())
-        {
-            return Err(SelectError::InvalidSubpath {
-                subpath: path.clone(),
-            }
-            .into());
+        if let Some(sparse) = request.sparse() {
+            sparse.check_paths()?;
         }
         let progress = request.progress();
         progress.report(FetchProgress::ScanningDirectory);

@@ -466,6 +466,22 @@ impl Sparse {
     pub(crate) fn references(&self) -> Option<&dyn References> {
         self.references.as_deref()
     }
+
+    /// Refuses a path that is absolute, leaves the root or holds a control character: every
+    /// source checks this when a fetch starts, before it looks at the revision, so that an
+    /// unchanged revision does not hide a bad request.
+    pub(crate) fn check_paths(&self) -> Result<(), crate::SelectError> {
+        match self
+            .paths
+            .iter()
+            .find(|path| crate::select::resolve_relative("", path).is_none())
+        {
+            Some(path) => Err(crate::SelectError::InvalidSubpath {
+                subpath: path.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
 }
 
 impl fmt::Debug for Sparse {

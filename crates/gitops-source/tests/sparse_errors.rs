@@ -1,6 +1,6 @@
 //! A sparse path that leaves the root, is absolute or holds a control character is refused by
 //! the Git source and the local-directory source with the same error: the variant and the
-//! wording that `Sparse`'s docs promise (issue #17).
+//! wording that `Sparse`'s docs promise (issue #17), also when the revision is unchanged.
 
 mod common;
 
@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use common::TestRepo;
 use gitops_source::{
-    FetchRequest, GitSource, LocalDirectorySource, SelectError, Source, SourceError, Sparse,
+    FetchOutcome, FetchRequest, GitSource, LocalDirectorySource, SelectError, Source, SourceError,
+    Sparse,
 };
 
 #[tokio::test]
@@ -42,6 +43,39 @@ async fn git_and_local_sources_refuse_a_bad_sparse_path_alike() {
         }
         assert_eq!(from_git.to_string(), from_local.to_string());
         assert!(!from_git.to_string().contains('\u{1b}'), "{from_git}");
+    }
+    // An unchanged revision does not hide a bad path: both refuse it before looking.
+    let fetched = |outcome: FetchOutcome| match outcome {
+        FetchOutcome::Fetched(artifact) => artifact.revision().clone(),
+        FetchOutcome::Unchanged(revision) => panic!("a first fetch is new, not {revision}"),
+    };
+    let git_revision = fetched(
+        git.fetch(FetchRequest::new(dir.path().join("g")))
+            .await
+            .unwrap(),
+    );
+    let local_revision = fetched(
+        local
+            .fetch(FetchRequest::new(dir.path().join("l")))
+            .await
+            .unwrap(),
+    );
+    for (source, revision, name) in [
+        (&git as &dyn Source, git_revision, "g2"),
+        (&local as &dyn Source, local_revision, "l2"),
+    ] {
+        let request = FetchRequest::new(dir.path().join(name))
+            .with_last_revision(revision)
+            .with_sparse(Sparse::new(["../etc"]));
+        let error = source.fetch(request).await.unwrap_err();
+        assert!(
+            matches!(
+                error,
+                SourceError::Select(SelectError::InvalidSubpath { .. })
+            ),
+            "{}: {error:?}",
+            source.location()
+        );
     }
     assert_eq!(
         local

@@ -345,6 +345,10 @@ impl Source for GitSource {
     }
 
     async fn fetch(&self, request: FetchRequest) -> Result<FetchOutcome, SourceError> {
+        // Before the revision is looked at: an unchanged revision must not hide a bad request.
+        if let Some(sparse) = request.sparse() {
+            sparse.check_paths()?;
+        }
         let timeout = self.inner.settings.timeout;
         let location = self.location();
         let timed_out = || SourceError::Timeout {
