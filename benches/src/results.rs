@@ -157,6 +157,7 @@ impl fmt::Display for Measure {
             Unit::Seconds if value < 1e-3 => write!(f, "{:.1} µs", value * 1e6),
             Unit::Seconds if value < 1.0 => write!(f, "{:.1} ms", value * 1e3),
             Unit::Seconds => write!(f, "{value:.2} s"),
+            Unit::Bytes if value < f64::from(1 << 20) => write!(f, "{:.1} KiB", value / 1024.0),
             Unit::Bytes => write!(f, "{:.1} MiB", value / f64::from(1 << 20)),
             Unit::BytesPerSecond => write!(f, "{:.1} MB/s", value / 1e6),
             Unit::Count => write!(f, "{value}"),
@@ -435,6 +436,12 @@ pub fn summary_line(figure: &Comparison) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_below_a_mebibyte_are_shown_in_kibibytes() {
+        assert_eq!(Measure::bytes(&[10 << 10]).to_string(), "10.0 KiB (n=1)");
+        assert_eq!(Measure::bytes(&[46 << 20]).to_string(), "46.0 MiB (n=1)");
+    }
 
     #[test]
     fn the_ratio_is_peer_over_ours_for_time_and_ours_over_peer_for_throughput() {
