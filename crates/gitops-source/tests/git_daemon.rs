@@ -138,6 +138,44 @@ async fn silent_server_times_out() {
 }
 
 #[tokio::test]
+async fn a_server_that_stops_answering_does_not_keep_the_connection_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (listener, port) = silent_server();
+    // The server reads the request, then waits for the client to close the connection.
+    let server = std::thread::spawn(move || {
+        use std::io::Read as _;
+        let (mut stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut received = Vec::new();
+        stream.read_to_end(&mut received).map(|_| received)
+    });
+    let git = GitSource::builder(
+        format!("git://127.0.0.1:{port}/x"),
+        dir.path().join("cache"),
+    )
+    .timeout(Duration::from_millis(500))
+    .build()
+    .unwrap();
+    let error = git
+        .fetch(FetchRequest::new(dir.path().join("out")))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, SourceError::Timeout { .. }), "{error:?}");
+    // The fetch's thread gave up its read and closed the socket: the server saw the end of the
+    // stream, not its own 30 s read timeout.
+    let received = server
+        .join()
+        .unwrap()
+        .expect("the client closes the connection");
+    assert!(
+        String::from_utf8_lossy(&received).contains("git-upload-pack /x"),
+        "{received:?}"
+    );
+}
+
+#[tokio::test]
 async fn cancellation_stops_a_hanging_fetch() {
     let dir = tempfile::tempdir().unwrap();
     let (_listener, port) = silent_server();

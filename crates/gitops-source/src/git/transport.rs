@@ -354,6 +354,11 @@ fn daemon_connection(
             .unwrap_or_else(|| std::io::Error::other("the host of the git:// URL has no address")))
     })?;
     read.set_nodelay(true).map_err(io)?;
+    // Each read and write is bounded too: a server that stops answering ends the blocking
+    // thread (and its hold on the cache) soon after the fetch's own deadline has passed.
+    let bound = Some(timeout).filter(|timeout| !timeout.is_zero());
+    read.set_read_timeout(bound).map_err(io)?;
+    read.set_write_timeout(bound).map_err(io)?;
     let write = std::io::BufWriter::new(read.try_clone().map_err(io)?);
     Ok(DaemonConnection::new(
         std::io::BufReader::new(QuickAck(read)),
