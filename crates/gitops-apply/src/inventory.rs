@@ -351,7 +351,9 @@ impl InventoryOwner {
     }
 }
 
-fn is_label_value(value: &str) -> bool {
+/// A label value, or the name part of a label key: at most 63 characters, alphanumerics, `-`,
+/// `_` and `.`, beginning and ending with an alphanumeric.
+pub(crate) fn is_label_value(value: &str) -> bool {
     !value.is_empty()
         && value.len() <= 63
         && value
@@ -361,8 +363,9 @@ fn is_label_value(value: &str) -> bool {
         && value.as_bytes()[value.len() - 1].is_ascii_alphanumeric()
 }
 
-/// A label value that is also a lowercase DNS-1123 subdomain, as object names must be.
-fn is_dns_subdomain(value: &str) -> bool {
+/// A lowercase DNS-1123 subdomain (dot-separated labels), as object names and label key
+/// prefixes must be; lengths are checked by the callers.
+pub(crate) fn is_dns_subdomain(value: &str) -> bool {
     value.split('.').all(|part| {
         !part.is_empty()
             && part

@@ -26,7 +26,7 @@ use serde_json::Value;
 
 use crate::apply::{Run, object_api, to_value};
 use crate::error::ApplyError;
-use crate::inventory::Inventory;
+use crate::inventory::{Inventory, is_dns_subdomain, is_label_value};
 use crate::plan::{KindInfo, PlannedObject};
 
 /// How many single reads (`GET`s) a live read may send instead of unfiltered lists, per
@@ -99,7 +99,7 @@ pub(crate) fn owner_selector(owner_labels: &BTreeMap<String, String>) -> Option<
     if owner_labels.is_empty()
         || !owner_labels
             .iter()
-            .all(|(key, value)| is_label_key(key) && (value.is_empty() || is_label_part(value)))
+            .all(|(key, value)| is_label_key(key) && (value.is_empty() || is_label_value(value)))
     {
         return None;
     }
@@ -112,35 +112,12 @@ pub(crate) fn owner_selector(owner_labels: &BTreeMap<String, String>) -> Option<
     )
 }
 
-/// A label name or value: at most 63 characters, alphanumerics, `-`, `_` and `.`, beginning and
-/// ending with an alphanumeric.
-fn is_label_part(part: &str) -> bool {
-    let bytes = part.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= 63
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        && bytes[0].is_ascii_alphanumeric()
-        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
-}
-
 /// A label key: a name, optionally after a DNS subdomain prefix and `/`.
 fn is_label_key(key: &str) -> bool {
     match key.split_once('/') {
-        None => is_label_part(key),
+        None => is_label_value(key),
         Some((prefix, name)) => {
-            !prefix.is_empty()
-                && prefix.len() <= 253
-                && prefix.split('.').all(|label| {
-                    !label.is_empty()
-                        && label
-                            .bytes()
-                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                        && !label.starts_with('-')
-                        && !label.ends_with('-')
-                })
-                && is_label_part(name)
+            prefix.len() <= 253 && is_dns_subdomain(prefix) && is_label_value(name)
         }
     }
 }
