@@ -21,6 +21,7 @@ mod cache;
 mod progress;
 mod transport;
 mod tree;
+mod wire;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -42,7 +43,8 @@ use crate::source::{
 };
 
 use self::cache::Cache;
-use self::transport::{Connected, Settings, classify, connect};
+use self::transport::{Settings, classify, connect};
+use self::wire::Session;
 
 /// The local ref that fetched commits are stored under in the cache repository.
 const TARGET_REF: &str = "refs/gitops/target";
@@ -414,8 +416,8 @@ struct Resolved {
     name: String,
     /// The commit.
     commit: ObjectId,
-    /// The refspec source to fetch it with.
-    fetch_source: String,
+    /// The object to ask the server for: the commit, or the annotated tag leading to it.
+    want: ObjectId,
 }
 
 impl Inner {
@@ -492,31 +494,29 @@ impl Inner {
         let started = std::time::Instant::now();
         // One connection lists the references and, when the commit is new, downloads it, as
         // `git fetch` does: the refs are not listed twice.
-        let remote = self.remote(&repo, &refspec)?;
-        let Connected {
-            connection,
-            diagnostics,
-        } = connect(&self.settings, &remote)?;
+        let mut session = self.greet(&repo)?;
         if interrupt.load(Ordering::Relaxed) {
             return Err(SourceError::Cancelled {
                 location: location.to_owned(),
             }
             .into());
         }
-        let prepare = connection
-            .prepare_fetch(
-                gix::progress::Discard,
-                gix::remote::ref_map::Options::default(),
+        let remote_refs = session.list_refs(&refspec).map_err(|error| {
+            classify(
+                &self.settings,
+                session.diagnostics(),
+                "listing references",
+                error,
             )
-            .map_err(|error| classify(&self.settings, &diagnostics, "listing references", error))?;
+        })?;
         tracing::debug!(location, elapsed = ?started.elapsed(), "listed the references");
-        let resolved = self.resolve(&prepare.ref_map().remote_refs, wanted)?;
+        let resolved = self.resolve(&remote_refs, wanted)?;
         let revision = Revision::git(&resolved.name, &resolved.commit.to_hex().to_string());
         if request.last_revision() == Some(&revision) {
             return unchanged(revision);
         }
         if repo.has_object(resolved.commit) {
-            drop(prepare);
+            drop(session);
             return self.finish(&repo, resolved.commit, &resolved, request, interrupt);
         }
         // A semver range listed every tag (the chosen one is fetched on its own), and a cache
@@ -524,13 +524,12 @@ impl Inner {
         if matches!(self.reference, GitReference::SemverRange(_))
             || self.cache.pack_count() > self.max_cache_packs
         {
-            drop(prepare);
-            drop(remote);
+            drop(session);
             drop(repo);
             return self.download_and_write(&resolved, request, interrupt);
         }
         let started = std::time::Instant::now();
-        let commit = self.receive(&repo, prepare, &diagnostics, &resolved, progress, interrupt)?;
+        let commit = self.receive(&repo, session, &resolved, progress, interrupt)?;
         tracing::debug!(location, elapsed = ?started.elapsed(), "downloaded the commit");
         self.finish(&repo, commit, &resolved, request, interrupt)
     }
@@ -618,7 +617,7 @@ impl Inner {
         Ok(Resolved {
             name: branch.clone().unwrap_or_default(),
             commit,
-            fetch_source: sha1.clone(),
+            want: commit,
         })
     }
 
@@ -636,24 +635,20 @@ impl Inner {
                     .iter()
                     .find(|remote_ref| ref_name(remote_ref) == wanted.as_bytes())
                     .ok_or_else(unknown)?;
-                let (name, commit) = match found {
-                    Ref::Symbolic { target, object, .. } => {
+                let Some((want, commit)) = ref_targets(found) else {
+                    return Err(unknown().into());
+                };
+                let name = match found {
+                    Ref::Symbolic { target, .. } => {
                         // The remote names the branch its HEAD points to: it goes into the
                         // revision, which is printed, so it is escaped.
                         let target = target.to_str_lossy();
                         let branch = target.strip_prefix("refs/heads/").unwrap_or(&target);
-                        (Escaped(branch).to_string(), *object)
+                        Escaped(branch).to_string()
                     }
-                    Ref::Peeled { object, .. } | Ref::Direct { object, .. } => {
-                        (short_name(&self.reference, &wanted), *object)
-                    }
-                    Ref::Unborn { .. } => return Err(unknown().into()),
+                    _ => short_name(&self.reference, &wanted),
                 };
-                Ok(Resolved {
-                    name,
-                    commit,
-                    fetch_source: wanted,
-                })
+                Ok(Resolved { name, commit, want })
             }
             (_, None) => Err(unknown().into()),
         }
@@ -668,17 +663,14 @@ impl Inner {
         })?;
         let mut tags_seen = 0;
         let mut semver_tags = 0;
-        let mut best: Option<(semver::Version, String, ObjectId)> = None;
+        let mut best: Option<(semver::Version, String, (ObjectId, ObjectId))> = None;
         for remote_ref in remote_refs {
             let name = ref_name(remote_ref).to_str_lossy();
             let Some(tag) = name.strip_prefix("refs/tags/") else {
                 continue;
             };
-            let object = match remote_ref {
-                Ref::Peeled { object, .. }
-                | Ref::Direct { object, .. }
-                | Ref::Symbolic { object, .. } => *object,
-                Ref::Unborn { .. } => continue,
+            let Some(targets) = ref_targets(remote_ref) else {
+                continue;
             };
             tags_seen += 1;
             let Ok(version) = semver::Version::parse(tag.strip_prefix('v').unwrap_or(tag)) else {
@@ -688,43 +680,31 @@ impl Inner {
             if requirement.matches(&version)
                 && best.as_ref().is_none_or(|(best, _, _)| version > *best)
             {
-                best = Some((version, tag.to_owned(), object));
+                best = Some((version, tag.to_owned(), targets));
             }
         }
-        let (_, tag, commit) = best.ok_or_else(|| SourceError::NoMatchingTag {
+        let (_, tag, (want, commit)) = best.ok_or_else(|| SourceError::NoMatchingTag {
             range: range.to_owned(),
             location: self.settings.location().to_owned(),
             tags_seen,
             semver_tags,
         })?;
         Ok(Resolved {
-            fetch_source: format!("refs/tags/{tag}"),
             name: tag,
             commit,
+            want,
         })
     }
 
-    fn remote<'repo>(
-        &self,
-        repo: &'repo gix::Repository,
-        refspec: &str,
-    ) -> Result<gix::Remote<'repo>, SourceError> {
-        let location = self.settings.location();
-        let git_error = |operation: &'static str| {
-            move |error: gix::Error| SourceError::Git {
-                operation,
-                location: location.to_owned(),
-                source: self.settings.redact(&error),
-            }
-        };
-        repo.remote_at(self.settings.url.clone())
-            .map_err(git_error("configuring the remote"))?
-            .with_fetch_tags(gix::remote::fetch::Tags::None)
-            .with_refspecs(Some(refspec), gix::remote::Direction::Fetch)
-            .map_err(git_error("configuring the refspec"))
+    /// Connect to the remote and greet it.
+    fn greet(&self, repo: &gix::Repository) -> Result<Session, Failure> {
+        let link = connect(&self.settings, repo)?;
+        Session::greet(link).map_err(|(error, diagnostics)| {
+            classify(&self.settings, &diagnostics, "listing references", error)
+        })
     }
 
-    /// Fetch the resolved commit with depth 1 and return the commit the target ref now points to.
+    /// Fetch the resolved commit with depth 1 over a new connection and return it.
     fn download(
         &self,
         repo: &gix::Repository,
@@ -732,56 +712,51 @@ impl Inner {
         progress: &ProgressReporter,
         interrupt: &AtomicBool,
     ) -> Result<ObjectId, Failure> {
-        let refspec = format!("+{}:{TARGET_REF}", resolved.fetch_source);
-        let remote = self.remote(repo, &refspec)?;
-        let connection = connect(&self.settings, &remote)?;
-        let diagnostics = &connection.diagnostics;
-        let prepare = connection
-            .connection
-            .prepare_fetch(
-                gix::progress::Discard,
-                gix::remote::ref_map::Options::default(),
-            )
-            .map_err(|error| classify(&self.settings, diagnostics, "listing references", error))?;
-        self.receive(repo, prepare, diagnostics, resolved, progress, interrupt)
+        let session = self.greet(repo)?;
+        self.receive(repo, session, resolved, progress, interrupt)
     }
 
-    /// Receive the depth-1 pack of the resolved commit over a prepared connection and return
-    /// the commit the target ref now points to.
+    /// Receive the depth-1 pack of the resolved commit over a greeted connection, remember the
+    /// commit in the cache (the next fetch offers it to the server), and return it.
     fn receive(
         &self,
         repo: &gix::Repository,
-        prepare: gix::remote::fetch::Prepare<
-            '_,
-            '_,
-            Box<dyn gix::protocol::transport::client::blocking_io::Transport + Send>,
-        >,
-        diagnostics: &transport::Diagnostics,
+        session: Session,
         resolved: &Resolved,
         progress: &ProgressReporter,
         interrupt: &AtomicBool,
     ) -> Result<ObjectId, Failure> {
         let location = self.settings.location();
-        let depth = std::num::NonZeroU32::new(1).expect("1 is not zero");
-        let prepare = prepare.with_shallow(gix::remote::fetch::Shallow::DepthAtRemote(depth));
+        let store = |pack: &mut dyn std::io::BufRead,
+                     pack_dir: &std::path::Path,
+                     progress: &mut dyn gix::progress::DynNestedProgress,
+                     interrupt: &AtomicBool| {
+            store_received_pack(repo, pack, pack_dir, progress, interrupt)
+        };
         let received = if progress.is_enabled() {
             let download_progress = progress::DownloadProgress::start(progress);
             let totals = download_progress.totals();
-            let received = prepare.receive(download_progress, interrupt);
+            let received = session.fetch(repo, resolved.want, store, download_progress, interrupt);
             if received.is_ok() {
                 totals.report();
             }
             received
         } else {
-            prepare.receive(gix::progress::Discard, interrupt)
+            session.fetch(
+                repo,
+                resolved.want,
+                store,
+                gix::progress::Discard,
+                interrupt,
+            )
         };
-        let outcome = received.map_err(|error| {
+        received.map_err(|(error, diagnostics)| {
             if interrupt.load(Ordering::Relaxed) {
                 Failure::Source(SourceError::Cancelled {
                     location: location.to_owned(),
                 })
             } else {
-                match classify_fetch(&self.settings, diagnostics, error) {
+                match classify_fetch(&self.settings, &diagnostics, error) {
                     // The handshake and ref listing worked: a server that then aborts while
                     // negotiating a pinned commit refuses that `want` ("not our ref"; some
                     // transports only show the closed pipe).
@@ -797,28 +772,33 @@ impl Inner {
                 }
             }
         })?;
-        tracing::debug!(location, status = ?std::mem::discriminant(&outcome.status), "fetched");
-        if let GitReference::Commit { .. } = self.reference {
-            if !repo.has_object(resolved.commit) {
+        if !repo.has_object(resolved.commit) {
+            if let GitReference::Commit { .. } = self.reference {
                 return Err(SourceError::UnknownReference {
                     reference: self.reference.to_string(),
                     location: location.to_owned(),
                 }
                 .into());
             }
-            return Ok(resolved.commit);
+            return Err(Failure::Corrupt {
+                reason: format!(
+                    "commit {} is missing after the fetch",
+                    resolved.commit.to_hex()
+                ),
+                source: None,
+            });
         }
-        let mut target = repo
-            .find_reference(TARGET_REF)
-            .map_err(|error| Failure::Corrupt {
-                reason: format!("{TARGET_REF} is missing after the fetch"),
-                source: Some(Box::new(error)),
-            })?;
-        let commit = target.peel_to_commit().map_err(|error| Failure::Corrupt {
-            reason: format!("{TARGET_REF} does not lead to a commit"),
+        repo.reference(
+            TARGET_REF,
+            resolved.commit,
+            gix::refs::transaction::PreviousValue::Any,
+            "fetch",
+        )
+        .map_err(|error| Failure::Corrupt {
+            reason: format!("{TARGET_REF} cannot be written after the fetch"),
             source: Some(Box::new(error)),
         })?;
-        Ok(commit.id)
+        Ok(resolved.commit)
     }
 
     /// Write the selected files of `commit` to the request's destination.
@@ -899,6 +879,26 @@ impl Inner {
     }
 }
 
+/// Store a received pack in the cache's pack directory.
+fn store_received_pack(
+    repo: &gix::Repository,
+    pack: &mut dyn std::io::BufRead,
+    pack_dir: &std::path::Path,
+    progress: &mut dyn gix::progress::DynNestedProgress,
+    interrupt: &AtomicBool,
+) -> gix::Result<()> {
+    gix::odb::pack::Bundle::write_to_directory(
+        pack,
+        Some(pack_dir),
+        progress,
+        interrupt,
+        Some(repo.objects.clone()),
+        gix::hash::Kind::Sha1,
+        gix::odb::pack::bundle::write::Options::default(),
+    )?;
+    Ok(())
+}
+
 fn classify_fetch(
     settings: &Settings,
     diagnostics: &transport::Diagnostics,
@@ -912,6 +912,17 @@ fn classify_fetch(
         };
     }
     classify(settings, diagnostics, "fetching", error)
+}
+
+/// What to ask the server for to get a reference (the annotated tag itself, if it is one) and
+/// the object it finally points to; `None` for an unborn branch.
+fn ref_targets(remote_ref: &Ref) -> Option<(ObjectId, ObjectId)> {
+    match remote_ref {
+        Ref::Peeled { tag, object, .. } => Some((*tag, *object)),
+        Ref::Direct { object, .. } => Some((*object, *object)),
+        Ref::Symbolic { tag, object, .. } => Some((tag.unwrap_or(*object), *object)),
+        Ref::Unborn { .. } => None,
+    }
 }
 
 fn ref_name(remote_ref: &Ref) -> &[u8] {

@@ -169,38 +169,58 @@ impl Diagnostics {
     }
 }
 
-pub(super) type BoxedConnection<'remote, 'repo> =
-    gix::remote::Connection<'remote, 'static, 'repo, Box<dyn Transport + Send>>;
+/// The transport of one connection: it sends a flush packet when dropped, so a connection that
+/// only listed the references still ends its conversation properly.
+pub(super) type LinkTransport = gix::protocol::SendFlushOnDrop<Box<dyn Transport + Send>>;
 
-/// A connection and the diagnostics of its transport.
-pub(super) struct Connected<'remote, 'repo> {
-    pub(super) connection: BoxedConnection<'remote, 'repo>,
+/// How gitoxide asks for credentials during the handshake.
+pub(super) type Authenticate = Box<
+    dyn FnMut(
+            gix::credentials::helper::Action,
+        ) -> gix::Result<Option<gix::credentials::protocol::Outcome>>
+        + Send,
+>;
+
+/// A connection not yet greeted: its transport, what answers its requests for credentials, and
+/// the diagnostics of its transport.
+pub(super) struct Link {
+    pub(super) transport: LinkTransport,
+    pub(super) authenticate: Authenticate,
     pub(super) diagnostics: Diagnostics,
 }
 
-/// Connect `remote` according to `settings`.
-pub(super) fn connect<'remote, 'repo>(
-    settings: &Settings,
-    remote: &'remote gix::Remote<'repo>,
-) -> Result<Connected<'remote, 'repo>, Failure> {
+/// Open a transport to the remote of `settings` (configured, not yet greeted).
+pub(super) fn connect(settings: &Settings, repo: &gix::Repository) -> Result<Link, Failure> {
+    use gix::protocol::transport::client::blocking_io::connect as connect_transport;
     use gix::url::Scheme;
-    let git_error = |operation: &'static str| {
-        move |error: gix::Error| {
-            Failure::Source(SourceError::Git {
-                operation,
-                location: settings.location.clone(),
-                source: settings.redact(&error),
-            })
-        }
-    };
     let mut diagnostics = Diagnostics::default();
-    let connection = match settings.url.scheme {
+    let remote = repo.remote_at(settings.url.clone()).map_err(|error| {
+        Failure::Source(SourceError::Git {
+            operation: "configuring the remote",
+            location: settings.location.clone(),
+            source: settings.redact(&error),
+        })
+    })?;
+    let (url, version) = remote
+        .sanitized_url_and_version(gix::remote::Direction::Fetch)
+        .map_err(|error| classify(settings, &diagnostics, "connecting", error))?;
+    let generic = |url: gix::Url, diagnostics: &Diagnostics| {
+        connect_transport::connect(
+            url,
+            connect_transport::Options {
+                version,
+                ..Default::default()
+            },
+        )
+        .map_err(|error| classify(settings, diagnostics, "connecting", error))
+    };
+    let transport: Box<dyn Transport + Send> = match settings.url.scheme {
         Scheme::Ssh => {
             let (dir, command) = ssh_command(settings)?;
             diagnostics.ssh_dir = Some(dir);
             let transport = gix::protocol::transport::client::blocking_io::ssh::connect(
                 settings.url.clone(),
-                gix::protocol::transport::Protocol::V2,
+                version,
                 gix::protocol::transport::client::blocking_io::ssh::connect::Options {
                     command: Some(command.into()),
                     disallow_shell: false,
@@ -217,53 +237,41 @@ pub(super) fn connect<'remote, 'repo>(
                     source: settings.redact(&error),
                 })
             })?;
-            remote.to_connection_with_transport(Box::new(transport) as Box<dyn Transport + Send>)
-        }
-        Scheme::Http | Scheme::Https if settings.credentials.is_some() => {
-            // Credentials belong to the origin they were given for: the guard refuses every
-            // request once a redirect has moved the transport to another origin.
-            let (url, version) = remote
-                .sanitized_url_and_version(gix::remote::Direction::Fetch)
-                .map_err(|error| classify(settings, &diagnostics, "connecting", error))?;
-            let transport = gix::protocol::transport::client::blocking_io::connect::connect(
-                url,
-                gix::protocol::transport::client::blocking_io::connect::Options {
-                    version,
-                    ..Default::default()
-                },
-            )
-            .map_err(|error| classify(settings, &diagnostics, "connecting", error))?;
-            let guarded = OriginGuard {
-                inner: transport,
-                origin: Origin::of(&settings.url),
-            };
-            let options = http_options(settings, remote.repo())?;
-            remote
-                .to_connection_with_transport(Box::new(guarded) as Box<dyn Transport + Send>)
-                .with_transport_options(options)
+            Box::new(transport)
         }
         Scheme::Http | Scheme::Https => {
-            let connection = remote
-                .connect(gix::remote::Direction::Fetch)
-                .map_err(|error| classify(settings, &diagnostics, "connecting", error))?;
-            let options = http_options(settings, remote.repo())?;
-            connection.with_transport_options(options)
+            let mut transport = generic(url, &diagnostics)?;
+            if settings.credentials.is_some() {
+                // Credentials belong to the origin they were given for: the guard refuses every
+                // request once a redirect has moved the transport to another origin.
+                transport = Box::new(OriginGuard {
+                    inner: transport,
+                    origin: Origin::of(&settings.url),
+                });
+            }
+            let options = http_options(settings, repo)?;
+            transport.configure(&*options).map_err(|error| {
+                Failure::Source(SourceError::Git {
+                    operation: "configuring the http transport",
+                    location: settings.location.clone(),
+                    source: settings.redact(&error),
+                })
+            })?;
+            transport
         }
-        Scheme::Git => {
-            let (url, version) = remote
-                .sanitized_url_and_version(gix::remote::Direction::Fetch)
-                .map_err(|error| classify(settings, &diagnostics, "connecting", error))?;
-            let transport = daemon_connection(&url, version, settings.timeout)
-                .map_err(|error| classify(settings, &diagnostics, "connecting", error))?;
-            remote.to_connection_with_transport(Box::new(transport) as Box<dyn Transport + Send>)
-        }
-        Scheme::File => remote
-            .connect(gix::remote::Direction::Fetch)
-            .map_err(|error| classify(settings, &diagnostics, "connecting", error))?,
+        Scheme::Git => Box::new(
+            daemon_connection(&url, version, settings.timeout)
+                .map_err(|error| classify(settings, &diagnostics, "connecting", error))?,
+        ),
+        Scheme::File => generic(url, &diagnostics)?,
         ref other => {
-            return Err(git_error("connecting")(gix::Error::from_error(
-                std::io::Error::other(format!("the {other} transport is not supported")),
-            )));
+            return Err(Failure::Source(SourceError::Git {
+                operation: "connecting",
+                location: settings.location.clone(),
+                source: Box::new(std::io::Error::other(format!(
+                    "the {other} transport is not supported"
+                ))),
+            }));
         }
     };
     // Over plain http the credentials already went out as a header (see `http_options`): a
@@ -273,10 +281,11 @@ pub(super) fn connect<'remote, 'repo>(
         _ => settings.credentials.clone(),
     };
     let origin = Origin::of(&settings.url);
-    let connection = connection
-        .with_credentials(move |action| answer_credentials(credentials.as_ref(), &origin, action));
-    Ok(Connected {
-        connection,
+    Ok(Link {
+        transport: gix::protocol::SendFlushOnDrop::new(transport, false),
+        authenticate: Box::new(move |action| {
+            answer_credentials(credentials.as_ref(), &origin, action)
+        }),
         diagnostics,
     })
 }
