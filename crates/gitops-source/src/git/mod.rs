@@ -727,16 +727,16 @@ impl Inner {
         interrupt: &AtomicBool,
     ) -> Result<ObjectId, Failure> {
         let location = self.settings.location();
-        let store = |pack: &mut dyn std::io::BufRead,
-                     pack_dir: &std::path::Path,
-                     progress: &mut dyn gix::progress::DynNestedProgress,
-                     interrupt: &AtomicBool| {
-            store_received_pack(repo, pack, pack_dir, progress, interrupt)
+        let store = || -> wire::StorePack<'_> {
+            Box::new(|pack, pack_dir, progress, interrupt| {
+                store_received_pack(repo, pack, pack_dir, progress, interrupt)
+            })
         };
         let received = if progress.is_enabled() {
             let download_progress = progress::DownloadProgress::start(progress);
             let totals = download_progress.totals();
-            let received = session.fetch(repo, resolved.want, store, download_progress, interrupt);
+            let received =
+                session.fetch(repo, resolved.want, store(), download_progress, interrupt);
             if received.is_ok() {
                 totals.report();
             }
@@ -745,7 +745,7 @@ impl Inner {
             session.fetch(
                 repo,
                 resolved.want,
-                store,
+                store(),
                 gix::progress::Discard,
                 interrupt,
             )

@@ -29,6 +29,18 @@ fn user_agent() -> gix::protocol::command::Feature {
     )
 }
 
+/// What stores the pack a fetch receives: it reads the stream to its end and writes the pack and
+/// its index into the pack directory it is given.
+pub(super) type StorePack<'a> = Box<
+    dyn FnOnce(
+            &mut dyn std::io::BufRead,
+            &Path,
+            &mut dyn gix::progress::DynNestedProgress,
+            &AtomicBool,
+        ) -> gix::Result<()>
+        + 'a,
+>;
+
 /// A connection whose handshake is done.
 pub(super) struct Session {
     transport: LinkTransport,
@@ -94,12 +106,7 @@ impl Session {
         mut self,
         repo: &gix::Repository,
         want: ObjectId,
-        store: impl FnOnce(
-            &mut dyn std::io::BufRead,
-            &Path,
-            &mut dyn gix::progress::DynNestedProgress,
-            &AtomicBool,
-        ) -> gix::Result<()>,
+        store: StorePack<'_>,
         progress: P,
         interrupt: &AtomicBool,
     ) -> Result<(), (gix::Error, Diagnostics)>
@@ -127,12 +134,7 @@ impl Session {
         &mut self,
         repo: &gix::Repository,
         want: ObjectId,
-        store: impl FnOnce(
-            &mut dyn std::io::BufRead,
-            &Path,
-            &mut dyn gix::progress::DynNestedProgress,
-            &AtomicBool,
-        ) -> gix::Result<()>,
+        store: StorePack<'_>,
         progress: P,
         interrupt: &AtomicBool,
     ) -> gix::Result<()>
