@@ -727,108 +727,141 @@ pub(super) fn classify(
     error: gix::Error,
 ) -> Failure {
     let location = settings.location.clone();
-    if let Some(stderr) = diagnostics.ssh_stderr() {
-        if stderr.contains("Host key verification failed")
-            || stderr.contains("HOST IDENTIFICATION HAS CHANGED")
-        {
-            return Failure::Source(SourceError::HostKeyRejected { location });
-        }
-        if stderr.contains("Permission denied") {
-            return Failure::Source(SourceError::AuthenticationRefused {
-                location,
-                detail: "the SSH server refused the key".to_owned(),
-                source: Some(settings.redact(&error)),
-            });
-        }
-        if stderr.contains("Connection refused")
-            || stderr.contains("Could not resolve hostname")
-            || stderr.contains("connect to host")
-            || stderr.contains("Connection timed out")
-        {
-            return Failure::Source(SourceError::UnreachableHost {
-                location,
-                source: settings.redact(&error),
-            });
-        }
+    if let Some(stderr) = diagnostics.ssh_stderr()
+        && let Some(failure) = classify_ssh(settings, &stderr, &error)
+    {
+        return Failure::Source(failure);
     }
-    for cause in error.iter_errors() {
-        let redirect = cause.downcast_ref::<CrossOriginRedirect>().or_else(|| {
-            cause
-                .downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| inner.downcast_ref::<CrossOriginRedirect>())
-        });
-        if let Some(redirect) = redirect {
-            return Failure::Source(SourceError::CrossOriginRedirect {
-                location,
-                target: redirect.target.clone(),
-            });
-        }
+    if let Some(target) = redirect_target(&error) {
+        return Failure::Source(SourceError::CrossOriginRedirect { location, target });
     }
-    let mut unreachable = false;
-    let mut timed_out = false;
-    let mut unauthenticated = error.classify().is_unauthenticated();
-    for cause in error.iter_errors() {
-        if cause.downcast_ref::<NoCredentials>().is_some() {
-            unauthenticated = true;
-        }
-        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind::*;
-            match io.kind() {
-                ConnectionRefused | HostUnreachable | NetworkUnreachable | AddrNotAvailable
-                | ConnectionReset => {
-                    unreachable = true;
-                }
-                TimedOut => timed_out = true,
-                _ => {}
-            }
-        }
-        if let Some(http) = cause.downcast_ref::<reqwest::Error>() {
-            if http.is_timeout() {
-                timed_out = true;
-            } else if http.is_connect() {
-                unreachable = true;
-            }
-        }
-        let text = cause.to_string();
-        if text.contains("failed to lookup address") || text.contains("Name or service not known") {
-            unreachable = true;
-        }
-        if text.contains("401") && text.to_ascii_lowercase().contains("unauthorized") {
-            unauthenticated = true;
-        }
-    }
-    if unauthenticated {
+    let symptoms = Symptoms::of(&error);
+    let failure = if symptoms.unauthenticated {
         let detail = match &settings.credentials {
             None => "the server requires credentials and none are configured",
             Some(GitCredentials::Basic { .. }) => "the username or password was refused",
             Some(GitCredentials::BearerToken(_)) => "the bearer token was refused",
             Some(GitCredentials::SshKey { .. }) => "the SSH key was refused",
         };
-        return Failure::Source(SourceError::AuthenticationRefused {
+        SourceError::AuthenticationRefused {
             location,
             detail: detail.to_owned(),
             source: Some(settings.redact(&error)),
-        });
-    }
-    if timed_out {
-        return Failure::Source(SourceError::Timeout {
+        }
+    } else if symptoms.timed_out {
+        SourceError::Timeout {
             operation,
             location,
             after: settings.timeout,
-        });
-    }
-    if unreachable {
-        return Failure::Source(SourceError::UnreachableHost {
+        }
+    } else if symptoms.unreachable {
+        SourceError::UnreachableHost {
             location,
             source: settings.redact(&error),
+        }
+    } else {
+        SourceError::Git {
+            operation,
+            location,
+            source: settings.redact(&error),
+        }
+    };
+    Failure::Source(failure)
+}
+
+/// What ssh's own error output says about a failure, when it says something specific.
+fn classify_ssh(settings: &Settings, stderr: &str, error: &gix::Error) -> Option<SourceError> {
+    let location = settings.location.clone();
+    if stderr.contains("Host key verification failed")
+        || stderr.contains("HOST IDENTIFICATION HAS CHANGED")
+    {
+        return Some(SourceError::HostKeyRejected { location });
+    }
+    if stderr.contains("Permission denied") {
+        return Some(SourceError::AuthenticationRefused {
+            location,
+            detail: "the SSH server refused the key".to_owned(),
+            source: Some(settings.redact(error)),
         });
     }
-    Failure::Source(SourceError::Git {
-        operation,
-        location,
-        source: settings.redact(&error),
+    let unreachable = [
+        "Connection refused",
+        "Could not resolve hostname",
+        "connect to host",
+        "Connection timed out",
+    ];
+    unreachable
+        .iter()
+        .any(|symptom| stderr.contains(symptom))
+        .then(|| SourceError::UnreachableHost {
+            location,
+            source: settings.redact(error),
+        })
+}
+
+/// The origin a refused cross-origin redirect led to, if that is what failed.
+fn redirect_target(error: &gix::Error) -> Option<String> {
+    error.iter_errors().find_map(|cause| {
+        cause
+            .downcast_ref::<CrossOriginRedirect>()
+            .or_else(|| {
+                cause
+                    .downcast_ref::<std::io::Error>()
+                    .and_then(|io| io.get_ref())
+                    .and_then(|inner| inner.downcast_ref::<CrossOriginRedirect>())
+            })
+            .map(|redirect| redirect.target.clone())
     })
+}
+
+/// What the causes of a failure show, gathered over its whole chain.
+#[derive(Default)]
+struct Symptoms {
+    unreachable: bool,
+    timed_out: bool,
+    unauthenticated: bool,
+}
+
+impl Symptoms {
+    fn of(error: &gix::Error) -> Self {
+        let mut symptoms = Self {
+            unauthenticated: error.classify().is_unauthenticated(),
+            ..Self::default()
+        };
+        for cause in error.iter_errors() {
+            symptoms.add(cause);
+        }
+        symptoms
+    }
+
+    fn add(&mut self, cause: &(dyn std::error::Error + 'static)) {
+        if cause.downcast_ref::<NoCredentials>().is_some() {
+            self.unauthenticated = true;
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            match io.kind() {
+                ConnectionRefused | HostUnreachable | NetworkUnreachable | AddrNotAvailable
+                | ConnectionReset => self.unreachable = true,
+                TimedOut => self.timed_out = true,
+                _ => {}
+            }
+        }
+        if let Some(http) = cause.downcast_ref::<reqwest::Error>() {
+            if http.is_timeout() {
+                self.timed_out = true;
+            } else if http.is_connect() {
+                self.unreachable = true;
+            }
+        }
+        let text = cause.to_string();
+        if text.contains("failed to lookup address") || text.contains("Name or service not known") {
+            self.unreachable = true;
+        }
+        if text.contains("401") && text.to_ascii_lowercase().contains("unauthorized") {
+            self.unauthenticated = true;
+        }
+    }
 }
 
 #[cfg(test)]
