@@ -6,7 +6,9 @@ use async_trait::async_trait;
 use gitops_core::escape::{Escaped, EscapedPath};
 
 use crate::artifact::{Artifact, Digest, Planned, hash_file, write_artifact};
-use crate::select::{DiskTree, IgnoreRules, SelectError, select, select_sparse, warn_skipped};
+use crate::select::{
+    DiskTree, IgnoreRules, SelectError, SelectedFile, select, select_sparse, warn_skipped,
+};
 use crate::source::{
     FetchOutcome, FetchProgress, FetchRequest, Revision, Source, SourceError, prepare_destination,
 };
@@ -82,15 +84,7 @@ impl LocalDirectorySource {
         let progress = request.progress();
         progress.report(FetchProgress::ScanningDirectory);
         let selection = select(&tree, &self.subpath, &self.rules)?;
-        // Each file is hashed once, streamed: the revision is the digest of the selection.
-        let mut hashes = Vec::with_capacity(selection.files.len());
-        for file in &selection.files {
-            let (sha256, _) = hash_file(&file.handle).map_err(|source| SelectError::Read {
-                path: file.path.clone(),
-                source: Box::new(source),
-            })?;
-            hashes.push(sha256);
-        }
+        let hashes = hash_selection(&selection.files)?;
         let digest = Digest::of_files(
             selection
                 .files
@@ -121,16 +115,7 @@ impl LocalDirectorySource {
             })
             .collect();
         let planned = match request.sparse() {
-            Some(sparse) => {
-                let wanted = select_sparse(&tree, &self.subpath, &self.rules, sparse)?.files;
-                let wanted: std::collections::HashSet<&str> =
-                    wanted.iter().map(|file| file.path.as_str()).collect();
-                let planned: Vec<_> = planned
-                    .into_iter()
-                    .filter(|planned| wanted.contains(planned.file.path.as_str()))
-                    .collect();
-                planned
-            }
+            Some(sparse) => self.keep_sparse(&tree, sparse, planned)?,
             None => planned,
         };
         prepare_destination(request.destination())?;
@@ -145,11 +130,8 @@ impl LocalDirectorySource {
         )?;
         let artifact = Artifact::new(revision, request.destination().to_owned(), written.entries)
             .with_reused(written.reused);
-        // The directory may change while it is copied: without a sparse part, the revision names
-        // what was written.
         let artifact = if request.sparse().is_none() {
-            let revision = Revision::from_string(artifact.digest().to_string());
-            artifact.with_revision(revision)
+            named_by_its_content(artifact)
         } else {
             artifact
         };
@@ -164,6 +146,22 @@ impl LocalDirectorySource {
         Ok(FetchOutcome::Fetched(
             artifact.with_skipped(selection.skipped),
         ))
+    }
+
+    /// The planned files that `sparse` selects.
+    fn keep_sparse(
+        &self,
+        tree: &DiskTree,
+        sparse: &crate::Sparse,
+        planned: Vec<Planned<PathBuf>>,
+    ) -> Result<Vec<Planned<PathBuf>>, SourceError> {
+        let wanted = select_sparse(tree, &self.subpath, &self.rules, sparse)?.files;
+        let wanted: std::collections::HashSet<&str> =
+            wanted.iter().map(|file| file.path.as_str()).collect();
+        Ok(planned
+            .into_iter()
+            .filter(|planned| wanted.contains(planned.file.path.as_str()))
+            .collect())
     }
 }
 
@@ -191,6 +189,32 @@ impl Source for LocalDirectorySource {
             })?,
         }
     }
+}
+
+/// The artifact with its own digest as its revision: the directory may have changed while it
+/// was copied, and the revision must name what was written.
+fn named_by_its_content(artifact: Artifact) -> Artifact {
+    let revision = Revision::from_string(artifact.digest().to_string());
+    artifact.with_revision(revision)
+}
+
+/// The SHA-256 of each selected file, each read once, streamed: the revision is the digest of
+/// the selection.
+fn hash_selection(files: &[SelectedFile<PathBuf>]) -> Result<Vec<[u8; 32]>, SourceError> {
+    files
+        .iter()
+        .map(|file| {
+            hash_file(&file.handle)
+                .map(|(sha256, _)| sha256)
+                .map_err(|source| {
+                    SelectError::Read {
+                        path: file.path.clone(),
+                        source: Box::new(source),
+                    }
+                    .into()
+                })
+        })
+        .collect()
 }
 
 #[cfg(test)]
