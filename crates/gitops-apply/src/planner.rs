@@ -614,6 +614,30 @@ impl Serialize for Plan {
     }
 }
 
+/// The progress report of a validated plan: how many objects it writes and how many failed.
+fn validated(decisions: &[Decision]) -> ApplyProgress {
+    ApplyProgress::Validated {
+        to_write: decisions
+            .iter()
+            .filter(|d| matches!(d, Decision::Write { .. }))
+            .count(),
+        failed: decisions
+            .iter()
+            .filter(|d| matches!(d, Decision::Failed(_)))
+            .count(),
+    }
+}
+
+/// The objects the previous inventory lists and the set no longer has, with their versions.
+fn listed_but_gone(previous: &Inventory, objects: &[PlannedObject]) -> Vec<(ObjectId, String)> {
+    let keep: HashSet<&ObjectId> = objects.iter().map(|o| &o.id).collect();
+    previous
+        .iter()
+        .filter(|(id, _)| !keep.contains(id))
+        .map(|(id, version)| (id.clone(), version.to_owned()))
+        .collect()
+}
+
 impl Applier {
     /// Plans `set`: discovery (cached, see [`crate::ApplierBuilder::discovery_ttl`]), the hooks
     /// taken out, the objects ordered, the live objects read (one list per kind and namespace,
@@ -683,25 +707,10 @@ impl Applier {
         let namespaces_made_here = namespaces_made_here(objects, &decided.decisions);
         self.validate_writes(&run, objects, &desired, &mut decided, &namespaces_made_here)
             .await;
-        let decisions = &decided.decisions;
-        progress(&ApplyProgress::Validated {
-            to_write: decisions
-                .iter()
-                .filter(|d| matches!(d, Decision::Write { .. }))
-                .count(),
-            failed: decisions
-                .iter()
-                .filter(|d| matches!(d, Decision::Failed(_)))
-                .count(),
-        });
+        progress(&validated(&decided.decisions));
         let stale = match (&previous, prune) {
             (Some(previous), true) => {
-                let keep: HashSet<&ObjectId> = objects.iter().map(|o| &o.id).collect();
-                let gone: Vec<(ObjectId, String)> = previous
-                    .iter()
-                    .filter(|(id, _)| !keep.contains(id))
-                    .map(|(id, version)| (id.clone(), version.to_owned()))
-                    .collect();
+                let gone = listed_but_gone(previous, objects);
                 self.stale_objects(&client, &kinds, gone, &live).await?
             }
             _ => Vec::new(),
