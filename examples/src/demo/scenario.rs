@@ -503,21 +503,7 @@ impl<'a> Scenario<'a> {
 
         // Step 2: the plan, then the reconciler's first cycle.
         narrator.step(2, STEPS, "The initial plan, then the reconciler applies it");
-        let (plan_text, planned_creates) = self.plan(&repository, cancel).await?;
-        narrator.line(
-            Tone::Plain,
-            &format!("Plan (a server-side dry run): {planned_creates} objects to create"),
-        );
-        narrator.block(&plan_text);
-        if planned_creates != REVISION_1.len() {
-            return Err(ScenarioError::Unexpected {
-                step: 2,
-                what: format!(
-                    "the plan creates {planned_creates} objects, not the {} of revision 1",
-                    REVISION_1.len()
-                ),
-            });
-        }
+        let (plan_text, planned_creates) = self.initial_plan(&repository, cancel).await?;
 
         let work_dir = tempfile::tempdir().map_err(ScenarioError::WorkDir)?;
         let unit = (self.unit(&repository, false, work_dir.path()).await?)
@@ -571,19 +557,32 @@ impl<'a> Scenario<'a> {
         }
         report.cycles = cycles.seen;
         report.elapsed = started.elapsed();
-        narrator.line(
-            Tone::Good,
-            &format!(
-                "Done: {} revisions applied, {} objects' drift corrected, {} object pruned, in {} \
-                 reconcile cycles and {:.1}s",
-                report.commits.len(),
-                report.drift_corrected,
-                report.prune.count(ObjectAction::Pruned),
-                report.cycles.len(),
-                report.elapsed.as_secs_f64()
-            ),
-        );
+        narrate_done(narrator, &report);
         Ok(report)
+    }
+
+    /// The dry run of revision 1, shown, and checked to create every object of revision 1.
+    async fn initial_plan(
+        &self,
+        repository: &DemoRepository,
+        cancel: &CancellationToken,
+    ) -> Result<(String, usize), ScenarioError> {
+        let (plan_text, planned_creates) = self.plan(repository, cancel).await?;
+        self.narrator.line(
+            Tone::Plain,
+            &format!("Plan (a server-side dry run): {planned_creates} objects to create"),
+        );
+        self.narrator.block(&plan_text);
+        if planned_creates != REVISION_1.len() {
+            return Err(ScenarioError::Unexpected {
+                step: 2,
+                what: format!(
+                    "the plan creates {planned_creates} objects, not the {} of revision 1",
+                    REVISION_1.len()
+                ),
+            });
+        }
+        Ok((plan_text, planned_creates))
     }
 
     /// A dry run of revision 1: the plan text and how many objects it creates.
@@ -1077,6 +1076,22 @@ fn by_hand(manager: &str) -> PatchParams {
         field_manager: Some(manager.to_owned()),
         ..PatchParams::default()
     }
+}
+
+/// The demo's last line: what the reconciler did, in how many cycles and how long.
+fn narrate_done(narrator: &Narrator, report: &DemoReport) {
+    narrator.line(
+        Tone::Good,
+        &format!(
+            "Done: {} revisions applied, {} objects' drift corrected, {} object pruned, in {} \
+             reconcile cycles and {:.1}s",
+            report.commits.len(),
+            report.drift_corrected,
+            report.prune.count(ObjectAction::Pruned),
+            report.cycles.len(),
+            report.elapsed.as_secs_f64()
+        ),
+    );
 }
 
 #[cfg(test)]
