@@ -18,6 +18,7 @@
 
 mod blob;
 mod cache;
+mod pack;
 mod progress;
 mod transport;
 mod tree;
