@@ -1624,4 +1624,511 @@ mod tests {
         let depth = check_against_git(repo.path(), &pack);
         assert!(depth >= 1000, "the longest chain is {depth} deep");
     }
+
+    /// A repository with `old` (tag) and `main`, and a bare repository holding only `old`.
+    struct Thin {
+        repo: tempfile::TempDir,
+        old: tempfile::TempDir,
+        pack: Vec<u8>,
+    }
+
+    fn thin_setup() -> Thin {
+        let repo = tempfile::tempdir().expect("tempdir");
+        edited_repo(repo.path(), 40);
+        git(repo.path(), &["tag", "old", "main~10"]);
+        let old = tempfile::tempdir().expect("tempdir");
+        git(old.path(), &["init", "-q", "--bare"]);
+        git(
+            repo.path(),
+            &[
+                "push",
+                "-q",
+                old.path().to_str().expect("utf-8"),
+                "old:refs/heads/main",
+            ],
+        );
+        let pack = pack_of(
+            repo.path(),
+            "main\n^old\n",
+            &["--thin", "--delta-base-offset", "--no-reuse-delta"],
+        );
+        Thin { repo, old, pack }
+    }
+
+    fn base_from(repo: &gix::Repository) -> impl FnMut(&gix::oid, &mut Vec<u8>) -> Option<Kind> {
+        move |id, buf| {
+            let object = repo.find_object(id).ok()?;
+            buf.clear();
+            buf.extend_from_slice(&object.data);
+            Some(object.kind)
+        }
+    }
+
+    #[test]
+    fn a_thin_pack_is_completed_with_bases_from_the_repository() {
+        let thin = thin_setup();
+        let old = gix::open(thin.old.path()).expect("old opens");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stored = store_pack(
+            &mut &thin.pack[..],
+            dir.path(),
+            &mut base_from(&old),
+            &mut |_, _| {},
+            &AtomicBool::new(false),
+        )
+        .expect("stored");
+        let declared = u32::from_be_bytes(thin.pack[8..12].try_into().expect("4 bytes"));
+        assert!(stored.objects > declared, "thin bases were appended");
+        let pack = std::fs::read(&stored.pack).expect("pack");
+        assert_eq!(
+            u32::from_be_bytes(pack[8..12].try_into().expect("4 bytes")),
+            stored.objects
+        );
+
+        // Self-contained: git verifies it and indexes it exactly as we did.
+        git(
+            thin.repo.path(),
+            &["verify-pack", stored.index.to_str().expect("utf-8")],
+        );
+        let theirs = tempfile::tempdir().expect("tempdir");
+        std::fs::write(theirs.path().join("p.pack"), &pack).expect("written");
+        let hex = String::from_utf8(git(
+            thin.repo.path(),
+            &[
+                "index-pack",
+                theirs.path().join("p.pack").to_str().expect("utf-8"),
+            ],
+        ))
+        .expect("utf-8");
+        assert_eq!(
+            stored.pack.file_name().expect("name").to_string_lossy(),
+            format!("pack-{}.pack", hex.trim())
+        );
+        assert_eq!(
+            std::fs::read(&stored.index).expect("ours"),
+            std::fs::read(theirs.path().join("p.idx")).expect("git's")
+        );
+
+        // A bare repository with only our pack and old's objects has every object of main.
+        let check = tempfile::tempdir().expect("tempdir");
+        git(check.path(), &["init", "-q", "--bare"]);
+        let pack_dir = check.path().join("objects/pack");
+        std::fs::copy(
+            &stored.pack,
+            pack_dir.join(stored.pack.file_name().expect("name")),
+        )
+        .expect("copied");
+        std::fs::copy(
+            &stored.index,
+            pack_dir.join(stored.index.file_name().expect("name")),
+        )
+        .expect("copied");
+        std::fs::write(
+            check.path().join("objects/info/alternates"),
+            format!("{}\n", thin.old.path().join("objects").display()),
+        )
+        .expect("alternates");
+        let main = String::from_utf8(git(thin.repo.path(), &["rev-parse", "main"])).expect("utf-8");
+        git(
+            check.path(),
+            &["update-ref", "refs/heads/main", main.trim()],
+        );
+        let listed = String::from_utf8(git(check.path(), &["rev-list", "--objects", "main"]))
+            .expect("utf-8");
+        let ids: Vec<&str> = listed
+            .lines()
+            .filter_map(|line| line.split(' ').next())
+            .collect();
+        assert!(ids.len() > 40);
+        let batch = git_in(
+            check.path(),
+            &["cat-file", "--batch-check"],
+            format!("{}\n", ids.join("\n")).as_bytes(),
+        );
+        assert!(!String::from_utf8_lossy(&batch).contains("missing"));
+        let repo = gix::open(check.path()).expect("check opens");
+        for id in ids {
+            let id = ObjectId::from_hex(id.as_bytes()).expect("hex");
+            let object = repo.find_object(id).expect("gix reads it");
+            let content = git(
+                check.path(),
+                &[
+                    "cat-file",
+                    object.kind.to_string().as_str(),
+                    &id.to_hex().to_string(),
+                ],
+            );
+            assert_eq!(object.data, content, "{id}");
+        }
+    }
+
+    #[test]
+    fn a_missing_thin_base_is_named_and_nothing_is_left() {
+        let thin = thin_setup();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = store(&thin.pack, dir.path()).expect_err("no bases");
+        let PackError::MissingBase { base, offset } = &err else {
+            panic!("{err}");
+        };
+        assert!(*offset >= PACK_HEADER_LEN);
+        git(
+            thin.old.path(),
+            &["cat-file", "-e", &base.to_hex().to_string()],
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains(&base.to_hex().to_string()) && message.contains(&offset.to_string()),
+            "{message}"
+        );
+        assert!(listing(dir.path()).is_empty());
+
+        // Bases that do not hash to the id asked for are refused.
+        let err = store_pack(
+            &mut &thin.pack[..],
+            dir.path(),
+            &mut |_, buf| {
+                buf.clear();
+                buf.extend_from_slice(b"not the base");
+                Some(Kind::Blob)
+            },
+            &mut |_, _| {},
+            &AtomicBool::new(false),
+        )
+        .expect_err("wrong base");
+        assert!(matches!(err, PackError::BaseMismatch { .. }), "{err}");
+        assert!(listing(dir.path()).is_empty());
+    }
+
+    /// A small pack with deltas, and the repository it came from.
+    fn small_pack() -> (tempfile::TempDir, Vec<u8>) {
+        let repo = tempfile::tempdir().expect("tempdir");
+        edited_repo(repo.path(), 12);
+        let pack = pack_of(
+            repo.path(),
+            "main\n",
+            &["--delta-base-offset", "--no-reuse-delta"],
+        );
+        (repo, pack)
+    }
+
+    fn fix_trailer(pack: &mut Vec<u8>) {
+        let len = pack.len() - HASH_LEN;
+        let mut hasher = gix::hash::hasher(gix::hash::Kind::Sha1);
+        hasher.update(&pack[..len]);
+        let sum = hasher.try_finalize().expect("hash");
+        pack[len..].copy_from_slice(sum.as_slice());
+    }
+
+    /// Store `pack`, which must fail, and check nothing is left behind.
+    fn refused(pack: &[u8]) -> PackError {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = store(pack, dir.path()).expect_err("refused");
+        assert!(listing(dir.path()).is_empty(), "{err}: files left behind");
+        err
+    }
+
+    #[test]
+    fn a_truncated_pack_is_refused_wherever_it_stops() {
+        let (_repo, pack) = small_pack();
+        let len = pack.len();
+        for cut in [0, 3, 11, 12, 13, 40, len / 2, len - 21, len - 20, len - 1] {
+            let err = refused(&pack[..cut]);
+            assert!(
+                matches!(err, PackError::Truncated { .. }),
+                "cut at {cut}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn corrupt_packs_are_refused_with_where() {
+        let (_repo, pack) = small_pack();
+
+        let mut flipped = pack.clone();
+        let header_len = flipped[12..]
+            .iter()
+            .position(|b| b & 0x80 == 0)
+            .expect("header")
+            + 1;
+        flipped[12 + header_len + 8] ^= 0x55;
+        fix_trailer(&mut flipped);
+        let err = refused(&flipped);
+        assert!(
+            matches!(err, PackError::Corrupt { offset: 12, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("offset 12"), "{err}");
+
+        let mut trailer = pack.clone();
+        *trailer.last_mut().expect("bytes") ^= 1;
+        assert!(matches!(refused(&trailer), PackError::Checksum { .. }));
+
+        let mut more = pack.clone();
+        more[11] += 1;
+        fix_trailer(&mut more);
+        let err = refused(&more);
+        assert!(
+            matches!(
+                err,
+                PackError::Truncated { .. } | PackError::Corrupt { .. } | PackError::OfsBase { .. }
+            ),
+            "{err}"
+        );
+
+        let mut bad = pack.clone();
+        bad[..4].copy_from_slice(b"KCAP");
+        assert!(matches!(refused(&bad), PackError::Header { .. }));
+        let mut version = pack.clone();
+        version[7] = 4;
+        assert!(matches!(refused(&version), PackError::Header { .. }));
+    }
+
+    /// An entry: its header (type, declared size, base) and its zlib-compressed data.
+    fn entry(type_id: u8, size: u64, base: &[u8], data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut byte = (type_id << 4) | (size & 0xf) as u8;
+        let mut rest = size >> 4;
+        while rest != 0 {
+            out.push(byte | 0x80);
+            byte = (rest & 0x7f) as u8;
+            rest >>= 7;
+        }
+        out.push(byte);
+        out.extend_from_slice(base);
+        let mut encoder = flate2::write::ZlibEncoder::new(out, Compression::default());
+        encoder.write_all(data).expect("compressed");
+        encoder.finish().expect("compressed")
+    }
+
+    /// A pack of `entries`, with its header and a correct trailer.
+    fn pack(entries: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = b"PACK\0\0\0\x02".to_vec();
+        out.extend_from_slice(&(entries.len() as u32).to_be_bytes());
+        for entry in entries {
+            out.extend_from_slice(entry);
+        }
+        out.extend_from_slice(&[0; HASH_LEN]);
+        fix_trailer(&mut out);
+        out
+    }
+
+    #[test]
+    fn hand_made_packs_round_trip_through_git() {
+        let repo = tempfile::tempdir().expect("tempdir");
+        git(repo.path(), &["init", "-q"]);
+        let base = b"hello, world of packs\n";
+        // Copy 0..7, insert "there", copy 6..22.
+        let mut delta = vec![base.len() as u8, 28, 0x90, 7, 5];
+        delta.extend_from_slice(b"there");
+        delta.extend_from_slice(&[0x91, 6, 16]);
+        let first = entry(3, base.len() as u64, &[], base);
+        let distance = first.len() as u8;
+        let built = pack(&[first, entry(6, delta.len() as u64, &[distance], &delta)]);
+        check_against_git(repo.path(), &built);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stored = store(&built, dir.path()).expect("stored");
+        let hex = String::from_utf8(git(
+            repo.path(),
+            &["verify-pack", "-v", stored.index.to_str().expect("utf-8")],
+        ))
+        .expect("utf-8");
+        let expected = git_in(
+            repo.path(),
+            &["hash-object", "--stdin"],
+            b"hello, there world of packs\n",
+        );
+        assert!(
+            hex.contains(String::from_utf8_lossy(&expected).trim()),
+            "{hex}"
+        );
+    }
+
+    #[test]
+    fn hostile_entries_are_refused_without_huge_allocations() {
+        let base = b"hello, world\n";
+        let blob = entry(3, base.len() as u64, &[], base);
+        let after_blob = (12 + blob.len()) as u8;
+
+        // An offset delta reaching before the pack, and one into the middle of an entry.
+        let delta = [13, 13, 0x90, 13];
+        let err = refused(&pack(&[
+            blob.clone(),
+            entry(6, 4, &[after_blob + 5], &delta),
+        ]));
+        assert!(matches!(err, PackError::OfsBase { .. }), "{err}");
+        let err = refused(&pack(&[
+            blob.clone(),
+            entry(6, 4, &[after_blob - 13], &delta),
+        ]));
+        assert!(matches!(err, PackError::OfsBase { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains(&format!("offset {}", 12 + blob.len())),
+            "{err}"
+        );
+
+        // A copy beyond the base.
+        let beyond = [13, 100, 0x90, 100];
+        let err = refused(&pack(&[
+            blob.clone(),
+            entry(6, 4, &[after_blob - 12], &beyond),
+        ]));
+        assert!(
+            matches!(&err, PackError::Corrupt { reason, .. } if reason.contains("copies")),
+            "{err}"
+        );
+
+        // A delta for a base of another size, and the reserved instruction 0.
+        let err = refused(&pack(&[
+            blob.clone(),
+            entry(6, 4, &[after_blob - 12], &[12, 13, 0x90, 13]),
+        ]));
+        assert!(matches!(err, PackError::Corrupt { .. }), "{err}");
+        let err = refused(&pack(&[
+            blob.clone(),
+            entry(6, 3, &[after_blob - 12], &[13, 1, 0]),
+        ]));
+        assert!(matches!(err, PackError::Corrupt { .. }), "{err}");
+
+        // Declared sizes far beyond the data: a whole object, and a delta result with a child
+        // (so that it is kept whole).
+        let err = refused(&pack(&[entry(3, 1 << 60, &[], b"tiny")]));
+        assert!(
+            matches!(err, PackError::Corrupt { offset: 12, .. }),
+            "{err}"
+        );
+        let huge_result = [
+            13, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01, 0x90, 13,
+        ];
+        let first_delta = entry(
+            6,
+            huge_result.len() as u64,
+            &[after_blob - 12],
+            &huge_result,
+        );
+        let child_distance = first_delta.len() as u8;
+        let err = refused(&pack(&[
+            blob.clone(),
+            first_delta,
+            entry(6, 4, &[child_distance], &delta),
+        ]));
+        assert!(matches!(err, PackError::Corrupt { .. }), "{err}");
+
+        // A count far beyond the entries reserves nothing for it.
+        let mut counted = b"PACK\0\0\0\x02\xff\xff\xff\xff".to_vec();
+        counted.extend_from_slice(&blob);
+        let err = refused(&counted);
+        assert!(matches!(err, PackError::Truncated { .. }), "{err}");
+
+        // An entry size that overflows 64 bits, and an unknown type.
+        let overflow = [
+            0xb0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+        ];
+        let err = refused(&pack(&[overflow.to_vec()]));
+        assert!(matches!(err, PackError::Corrupt { .. }), "{err}");
+        let err = refused(&pack(&[entry(5, 4, &[], b"five")]));
+        assert!(matches!(err, PackError::Corrupt { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_ref_delta_cycle_is_refused() {
+        // Two reference deltas naming each other's would-be ids: neither ever resolves.
+        let a = ObjectId::from_hex(b"1111111111111111111111111111111111111111").expect("hex");
+        let b = ObjectId::from_hex(b"2222222222222222222222222222222222222222").expect("hex");
+        let delta = [1, 1, 1, b'x'];
+        let built = pack(&[
+            entry(7, 4, a.as_slice(), &delta),
+            entry(7, 4, b.as_slice(), &delta),
+        ]);
+        let err = refused(&built);
+        assert!(
+            matches!(err, PackError::MissingBase { offset: 12, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_interrupted_store_leaves_nothing() {
+        let (_repo, pack) = small_pack();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let raised = AtomicBool::new(true);
+        let err = store_pack(
+            &mut &pack[..],
+            dir.path(),
+            &mut no_base,
+            &mut |_, _| {},
+            &raised,
+        )
+        .expect_err("interrupted");
+        assert!(matches!(err, PackError::Interrupted), "{err}");
+        assert!(listing(dir.path()).is_empty());
+
+        let mut calls = 0u64;
+        let mut last = (0, 0);
+        store_pack(
+            &mut &pack[..],
+            dir.path(),
+            &mut no_base,
+            &mut |bytes, objects| {
+                calls += 1;
+                assert!(bytes >= last.0 || objects > last.1);
+                last = (bytes, objects);
+            },
+            &AtomicBool::new(false),
+        )
+        .expect("stored");
+        let objects = u64::from(u32::from_be_bytes(pack[8..12].try_into().expect("4 bytes")));
+        assert_eq!(last, (pack.len() as u64 - HASH_LEN as u64, objects));
+        let clean = tempfile::tempdir().expect("tempdir");
+        for stop in [1, calls / 3, calls * 2 / 3, calls - 2] {
+            let interrupt = AtomicBool::new(false);
+            let mut seen = 0;
+            let err = store_pack(
+                &mut &pack[..],
+                clean.path(),
+                &mut no_base,
+                &mut |_, _| {
+                    seen += 1;
+                    if seen == stop {
+                        interrupt.store(true, Ordering::Relaxed);
+                    }
+                },
+                &interrupt,
+            )
+            .expect_err("interrupted");
+            assert!(matches!(err, PackError::Interrupted), "stop {stop}: {err}");
+            assert!(listing(clean.path()).is_empty());
+        }
+    }
+
+    #[test]
+    fn storing_a_pack_twice_keeps_the_first() {
+        let (_repo, pack) = small_pack();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = store(&pack, dir.path()).expect("stored");
+        let second = store(&pack, dir.path()).expect("stored again");
+        assert_eq!(first.pack, second.pack);
+        assert_eq!(listing(dir.path()).len(), 2);
+    }
+
+    #[test]
+    fn delta_instructions_follow_git() {
+        let base: Vec<u8> = (0..=255u8).cycle().take(0x10000 + 10).collect();
+        // A copy of size 0 means 0x10000 bytes.
+        let delta = [0x8a, 0x80, 0x04, 0x81, 0x80, 0x04, 0x80, 1, b'!'];
+        let mut kept = Vec::new();
+        let id = apply_delta(&base, &mut &delta[..], Kind::Blob, Some(&mut kept))
+            .unwrap_or_else(|_| panic!("applies"));
+        assert_eq!(kept.len(), 0x10001);
+        assert_eq!(&kept[..0x10000], &base[..0x10000]);
+        let mut hasher = object_hasher(Kind::Blob, kept.len() as u64);
+        hasher.update(&kept);
+        assert_eq!(id, hasher.try_finalize().expect("hash"));
+        // Producing more than declared is refused as soon as it happens.
+        let over = [0x8a, 0x80, 0x04, 0x02, 0x91, 0, 0x10];
+        assert!(matches!(
+            apply_delta(&base, &mut &over[..], Kind::Blob, None),
+            Err(DeltaFault::Invalid(_))
+        ));
+    }
 }
