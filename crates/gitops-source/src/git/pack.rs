@@ -19,7 +19,13 @@
 //! - while deltas are resolved, the objects on the current delta chain that still have children
 //!   to apply, plus the one being produced when it has children of its own. For a straight chain
 //!   that is two objects at a time; a blob stored whole that no delta uses is never held at all,
-//!   so a 200 MB blob costs a few buffers, not 200 MB.
+//!   so a 200 MB blob costs a few buffers, not 200 MB. (Measured in release under `/usr/bin/time
+//!   -v`: a 200 MB pack of one incompressible blob peaks at 4.9 MB resident, a 200 MB pack of
+//!   20,480 blobs of 10 KiB at 6.9 MB.)
+//!
+//! A delta result that is held whole grows as its instructions really produce it, up to the
+//! size the delta declares; a few bytes of copy instructions can declare and produce a large
+//! object, as in Git, so such an object costs its size, like any blob of that size would.
 //!
 //! A thin pack (deltas against objects the receiving repository already has) is completed as
 //! `git index-pack --fix-thin` does: each missing base, taken from the repository through the
@@ -32,7 +38,7 @@
 //! The server controls every byte: declared sizes and counts are never used to allocate up
 //! front (buffers grow as data really arrives, capped by what was declared), delta instructions
 //! are checked against their base and their declared result, arithmetic overflows are errors, and
-//! the `interrupt` flag is checked between entries and inside long inflates.
+//! the `interrupt` flag is checked between entries, inside long inflates and on every delta copy.
 
 #![cfg_attr(not(test), allow(dead_code))]
 
@@ -620,7 +626,6 @@ fn receive(
                     let n = match inflate.read(&mut chunk) {
                         Ok(n) => n,
                         Err(err) => {
-                            drop(inflate);
                             return Err(fail(&mut tee, err, offset, "an entry's zlib stream"));
                         }
                     };
@@ -640,7 +645,6 @@ fn receive(
             }
             Base::Ofs(_) | Base::Ref(_) => {
                 if let Err(err) = io::copy(&mut inflate, &mut io::sink()) {
-                    drop(inflate);
                     return Err(fail(&mut tee, err, offset, "an entry's zlib stream"));
                 }
                 None
@@ -888,17 +892,19 @@ impl<'a> Resolver<'a> {
         file: &mut File,
         base_of: &mut dyn FnMut(&gix::oid, &mut Vec<u8>) -> Option<Kind>,
     ) -> Result<(), PackError> {
-        while !self.ref_children.is_empty() {
+        // The base needed by the earliest delta first, as `git index-pack` does. Resolving a
+        // base only removes bases from the map, never adds one.
+        let mut order: Vec<(u32, ObjectId)> = self
+            .ref_children
+            .iter()
+            .map(|(base, children)| (children.iter().copied().min().unwrap_or(0), *base))
+            .collect();
+        order.sort_unstable();
+        for (first, base) in order {
+            if !self.ref_children.contains_key(&base) {
+                continue;
+            }
             self.check_interrupt()?;
-            // The base needed by the earliest delta first, as `git index-pack` does.
-            let Some((base, first)) = self
-                .ref_children
-                .iter()
-                .map(|(base, children)| (*base, children.iter().copied().min().unwrap_or(0)))
-                .min_by_key(|(_, first)| *first)
-            else {
-                break;
-            };
             let delta_offset = self.received.entries[first as usize].offset;
             let mut data = Vec::new();
             let kind = base_of(&base, &mut data).ok_or(PackError::MissingBase {
@@ -1054,7 +1060,7 @@ impl<'a> Resolver<'a> {
         let inflate = Inflate::new(&mut self.input, &mut self.z, entry.size, self.interrupt);
         let mut delta = BufReader::with_capacity(8192, inflate);
         let mut kept = keep.then(Vec::new);
-        let result = apply_delta(base, &mut delta, kind, kept.as_mut());
+        let result = apply_delta(base, &mut delta, kind, kept.as_mut(), self.interrupt);
         drop(delta);
         let id = match result {
             Ok(id) => id,
@@ -1149,6 +1155,7 @@ fn apply_delta(
     delta: &mut dyn BufRead,
     kind: Kind,
     mut keep: Option<&mut Vec<u8>>,
+    interrupt: &AtomicBool,
 ) -> Result<ObjectId, DeltaFault> {
     let base_size = read_delta_size(delta)?;
     if base_size != base.len() as u64 {
@@ -1181,6 +1188,10 @@ fn apply_delta(
         }
         let op = read_u8(delta)?;
         if op & 0x80 != 0 {
+            // A few bytes of delta can copy megabytes: look at the flag on every copy.
+            if interrupt.load(Ordering::Relaxed) {
+                return Err(DeltaFault::Read(io::Error::other("interrupted")));
+            }
             let mut offset = 0u64;
             for (bit, shift) in [(0x01, 0), (0x02, 8), (0x04, 16), (0x08, 24)] {
                 if op & bit != 0 {
@@ -1811,7 +1822,7 @@ mod tests {
         (repo, pack)
     }
 
-    fn fix_trailer(pack: &mut Vec<u8>) {
+    fn fix_trailer(pack: &mut [u8]) {
         let len = pack.len() - HASH_LEN;
         let mut hasher = gix::hash::hasher(gix::hash::Kind::Sha1);
         hasher.update(&pack[..len]);
@@ -2031,8 +2042,8 @@ mod tests {
     }
 
     #[test]
-    fn a_ref_delta_cycle_is_refused() {
-        // Two reference deltas naming each other's would-be ids: neither ever resolves.
+    fn reference_deltas_to_unknown_bases_are_refused() {
+        // Two reference deltas whose bases are nowhere: the first is named.
         let a = ObjectId::from_hex(b"1111111111111111111111111111111111111111").expect("hex");
         let b = ObjectId::from_hex(b"2222222222222222222222222222222222222222").expect("hex");
         let delta = [1, 1, 1, b'x'];
@@ -2117,8 +2128,14 @@ mod tests {
         // A copy of size 0 means 0x10000 bytes.
         let delta = [0x8a, 0x80, 0x04, 0x81, 0x80, 0x04, 0x80, 1, b'!'];
         let mut kept = Vec::new();
-        let id = apply_delta(&base, &mut &delta[..], Kind::Blob, Some(&mut kept))
-            .unwrap_or_else(|_| panic!("applies"));
+        let id = apply_delta(
+            &base,
+            &mut &delta[..],
+            Kind::Blob,
+            Some(&mut kept),
+            &AtomicBool::new(false),
+        )
+        .unwrap_or_else(|_| panic!("applies"));
         assert_eq!(kept.len(), 0x10001);
         assert_eq!(&kept[..0x10000], &base[..0x10000]);
         let mut hasher = object_hasher(Kind::Blob, kept.len() as u64);
@@ -2127,8 +2144,40 @@ mod tests {
         // Producing more than declared is refused as soon as it happens.
         let over = [0x8a, 0x80, 0x04, 0x02, 0x91, 0, 0x10];
         assert!(matches!(
-            apply_delta(&base, &mut &over[..], Kind::Blob, None),
+            apply_delta(
+                &base,
+                &mut &over[..],
+                Kind::Blob,
+                None,
+                &AtomicBool::new(false)
+            ),
             Err(DeltaFault::Invalid(_))
         ));
+    }
+
+    /// Not a test: stores the pack named by `GITOPS_PACK_MEASURE` (read from the file, stored
+    /// next to it) for a peak-memory measurement under `/usr/bin/time -v`, in release.
+    #[test]
+    #[ignore = "a measurement, run by hand"]
+    fn measure_store_pack() {
+        let Some(path) = std::env::var_os("GITOPS_PACK_MEASURE") else {
+            return;
+        };
+        let path = PathBuf::from(path);
+        let dir = tempfile::tempdir_in(path.parent().expect("a parent")).expect("tempdir");
+        let mut input = io::BufReader::with_capacity(CHUNK, File::open(&path).expect("pack"));
+        let stored = store_pack(
+            &mut input,
+            dir.path(),
+            &mut no_base,
+            &mut |_, _| {},
+            &AtomicBool::new(false),
+        )
+        .expect("stored");
+        eprintln!(
+            "stored {} objects in {}",
+            stored.objects,
+            stored.pack.display()
+        );
     }
 }
