@@ -1952,6 +1952,18 @@ mod tests {
             hex.contains(String::from_utf8_lossy(&expected).trim()),
             "{hex}"
         );
+
+        // A reference delta before its base, in a version 3 pack.
+        let base_id = git_in(repo.path(), &["hash-object", "--stdin"], base);
+        let base_id =
+            ObjectId::from_hex(String::from_utf8_lossy(&base_id).trim().as_bytes()).expect("hex");
+        let mut built = pack(&[
+            entry(7, delta.len() as u64, base_id.as_slice(), &delta),
+            entry(3, base.len() as u64, &[], base),
+        ]);
+        built[7] = 3;
+        fix_trailer(&mut built);
+        check_against_git(repo.path(), &built);
     }
 
     #[test]
@@ -2153,6 +2165,56 @@ mod tests {
             ),
             Err(DeltaFault::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn offsets_from_two_gib_on_go_to_the_large_offset_table() {
+        let offsets = [12u64, (1 << 31) - 1, 1 << 31, 5 << 32, 3 << 31, 1 << 40];
+        let entries: Vec<IndexEntry> = offsets
+            .iter()
+            .enumerate()
+            .map(|(i, offset)| {
+                let mut hasher = object_hasher(Kind::Blob, 1);
+                hasher.update(&[i as u8]);
+                IndexEntry {
+                    id: hasher.try_finalize().expect("hash"),
+                    crc: 0xdead_0000 + i as u32,
+                    offset: *offset,
+                }
+            })
+            .collect();
+        let pack_checksum =
+            ObjectId::from_hex(b"0123456789abcdef0123456789abcdef01234567").expect("hex");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("p.idx");
+        let mut file = File::create_new(&path).expect("created");
+        write_index(&mut file, entries.clone(), &pack_checksum).expect("written");
+        drop(file);
+
+        let bytes = std::fs::read(&path).expect("read");
+        let large = offsets.iter().filter(|offset| **offset >= 1 << 31).count();
+        assert_eq!(large, 4);
+        assert_eq!(
+            bytes.len(),
+            8 + 256 * 4 + offsets.len() * 28 + large * 8 + 2 * HASH_LEN
+        );
+        let mut hasher = gix::hash::hasher(gix::hash::Kind::Sha1);
+        hasher.update(&bytes[..bytes.len() - HASH_LEN]);
+        assert_eq!(
+            hasher.try_finalize().expect("hash").as_slice(),
+            &bytes[bytes.len() - HASH_LEN..]
+        );
+
+        // gitoxide reads every offset and CRC back.
+        let index =
+            gix::odb::pack::index::File::at(&path, gix::hash::Kind::Sha1).expect("an index");
+        assert_eq!(index.num_objects(), offsets.len() as u32);
+        assert_eq!(index.pack_checksum(), pack_checksum);
+        for entry in &entries {
+            let at = index.lookup(entry.id).expect("found");
+            assert_eq!(index.pack_offset_at_index(at), entry.offset);
+            assert_eq!(index.crc32_at_index(at), Some(entry.crc));
+        }
     }
 
     /// Not a test: stores the pack named by `GITOPS_PACK_MEASURE` (read from the file, stored
