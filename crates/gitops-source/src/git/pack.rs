@@ -1967,6 +1967,38 @@ mod tests {
     }
 
     #[test]
+    fn a_chain_of_ten_thousand_offset_deltas_does_not_touch_the_call_stack() {
+        let repo = tempfile::tempdir().expect("tempdir");
+        git(repo.path(), &["init", "-q"]);
+        // Each delta drops the first two bytes of its base and appends a counter: 64 bytes each,
+        // all different.
+        let mut entries = vec![entry(3, 64, &[], &[b'x'; 64])];
+        let mut previous = entries[0].len() as u64;
+        for i in 0..10_000u16 {
+            let [high, low] = i.to_be_bytes();
+            let delta = [64, 64, 0x91, 2, 62, 2, high, low];
+            let mut distance = Vec::new();
+            // The offset encoding, as Git writes it.
+            let mut n = previous;
+            let mut bytes = vec![(n & 0x7f) as u8];
+            n >>= 7;
+            while n != 0 {
+                n -= 1;
+                bytes.push(0x80 | (n & 0x7f) as u8);
+                n >>= 7;
+            }
+            bytes.reverse();
+            distance.extend_from_slice(&bytes);
+            let delta_entry = entry(6, delta.len() as u64, &distance, &delta);
+            previous = delta_entry.len() as u64;
+            entries.push(delta_entry);
+        }
+        let built = pack(&entries);
+        let depth = check_against_git(repo.path(), &built);
+        assert_eq!(depth, 10_000);
+    }
+
+    #[test]
     fn hostile_entries_are_refused_without_huge_allocations() {
         let base = b"hello, world\n";
         let blob = entry(3, base.len() as u64, &[], base);
