@@ -251,8 +251,14 @@ pub(super) fn store_pack(
     let name = format!("pack-{}", checksum.to_hex());
     let pack = pack_dir.join(format!("{name}.pack"));
     let index_dest = pack_dir.join(format!("{name}.idx"));
-    persist(temp, &pack)?;
-    persist(index, &index_dest)?;
+    let placed = persist(temp, &pack)?;
+    if let Err(err) = persist(index, &index_dest) {
+        if placed {
+            // Not a pack without its index: take back the one just placed.
+            let _ = std::fs::remove_file(&pack);
+        }
+        return Err(err);
+    }
     Ok(StoredPack {
         pack,
         index: index_dest,
@@ -261,11 +267,11 @@ pub(super) fn store_pack(
 }
 
 /// Move a finished temporary file to `dest`, keeping a file already there (same name, same
-/// content: the name is the pack's checksum).
-fn persist(temp: NamedTempFile, dest: &Path) -> Result<(), PackError> {
+/// content: the name is the pack's checksum). Whether it was moved (not already there).
+fn persist(temp: NamedTempFile, dest: &Path) -> Result<bool, PackError> {
     match temp.persist_noclobber(dest) {
-        Ok(_) => Ok(()),
-        Err(err) if err.error.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Ok(_) => Ok(true),
+        Err(err) if err.error.kind() == io::ErrorKind::AlreadyExists => Ok(false),
         Err(err) => Err(PackError::Store {
             path: dest.to_owned(),
             source: err.error,
