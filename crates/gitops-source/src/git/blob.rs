@@ -1,22 +1,21 @@
-//! Large blobs streamed from their pack file into the artifact, in bounded memory.
+//! Blobs streamed from their pack file into the artifact, in bounded memory.
 //!
 //! Reading a blob through the object database puts the whole object in one buffer, and the pages
-//! of the memory-mapped pack that held it stay resident while it is copied: a 200 MB blob costs
-//! about 400 MB. A blob of at least [`STREAM_THRESHOLD`] bytes that is stored whole in a pack (not
-//! as a delta) is instead found through the pack indexes, and its zlib stream is read from the
-//! pack file with ordinary buffered reads and inflated chunk by chunk straight into the writer:
-//! memory stays at a few buffers whatever the blob's size. Anything else (a small blob, a delta,
-//! a loose object) is read through the object database as before.
+//! of the memory-mapped pack it touches stay resident in the process: a 200 MB blob cost about
+//! 400 MB, and writing a 200 MB tree of small files left the whole pack resident (RSS the size of
+//! the repository). A blob stored whole in a pack (not as a delta) is instead found through the
+//! pack indexes (opened once per tree, [`PackedBlobs`]), and its zlib stream is read from the pack
+//! file with ordinary buffered reads and inflated chunk by chunk straight into the writer: memory
+//! stays at a few buffers whatever the blob's or the repository's size. Anything else (a delta, a
+//! loose object) is read through the object database as before.
 
+use std::cell::RefCell;
 use std::io::{self, BufRead, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use gix::ObjectId;
 use gix::odb::pack;
 use gix::zlib::{Decompress, FlushDecompress, Status};
-
-/// Blobs of at least this many bytes, stored whole in a pack, are streamed.
-pub(super) const STREAM_THRESHOLD: u64 = 1024 * 1024;
 
 /// The size of the read buffer over the pack file and of each inflated chunk.
 const CHUNK: usize = 64 * 1024;
@@ -64,70 +63,89 @@ pub(super) enum BlobError {
     },
 }
 
-/// Where a blob is stored whole in a pack: the pack file and the entry's offset.
-struct Located {
-    pack: PathBuf,
-    offset: u64,
+/// The read buffer over a pack file: small enough that reading a small blob reads little more
+/// than the blob, large enough that a large one takes few reads.
+const READ_BUFFER: usize = 32 * 1024;
+
+/// One pack of the repository: its index (memory-mapped by gitoxide: a few dozen bytes per
+/// object) and, once a blob was read from it, a buffered reader over the pack file.
+struct Pack {
+    index: pack::index::File,
+    path: PathBuf,
+    reader: RefCell<Option<io::BufReader<std::fs::File>>>,
 }
 
-/// Find `id` in the pack indexes below `objects/pack` of the repository at `objects_dir`.
-fn locate(objects_dir: &Path, id: &ObjectId) -> Option<Located> {
-    let packs = objects_dir.join("pack");
-    let entries = std::fs::read_dir(&packs).ok()?;
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.extension().is_none_or(|ext| ext != "idx") {
-            continue;
-        }
-        let Ok(index) = pack::index::File::at(&path, id.kind()) else {
-            continue;
+/// The packs of a repository, for streaming the blobs they hold whole.
+pub(super) struct PackedBlobs {
+    packs: Vec<Pack>,
+}
+
+impl PackedBlobs {
+    /// The packs below `objects/pack` of the repository whose object directory is
+    /// `objects_dir` (none when it cannot be listed: every blob then goes through the object
+    /// database).
+    pub(super) fn open(objects_dir: &Path) -> Self {
+        let mut packs = Vec::new();
+        let Ok(entries) = std::fs::read_dir(objects_dir.join("pack")) else {
+            return Self { packs };
         };
-        if let Some(found) = index.lookup(id) {
-            return Some(Located {
-                pack: path.with_extension("pack"),
-                offset: index.pack_offset_at_index(found),
-            });
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_none_or(|ext| ext != "idx") {
+                continue;
+            }
+            if let Ok(index) = pack::index::File::at(&path, gix::hash::Kind::Sha1) {
+                packs.push(Pack {
+                    index,
+                    path: path.with_extension("pack"),
+                    reader: RefCell::new(None),
+                });
+            }
         }
+        Self { packs }
     }
-    None
-}
 
-/// Stream blob `id` of `size` bytes (its size as the object database reports it, the blob stored
-/// whole in a pack) into `out`. `Ok(false)` when it is not found whole in a pack file of
-/// `objects_dir` (then nothing was written and the caller reads it another way).
-pub(super) fn stream(
-    objects_dir: &Path,
-    id: &ObjectId,
-    size: u64,
-    out: &mut dyn Write,
-) -> Result<bool, BlobError> {
-    let Some(Located { pack, offset }) = locate(objects_dir, id) else {
-        return Ok(false);
-    };
-    let read_error = |source| BlobError::Read {
-        id: *id,
-        pack: pack.clone(),
-        source,
-    };
-    let corrupt = |reason: String| BlobError::Corrupt {
-        id: *id,
-        pack: pack.clone(),
-        offset,
-        reason,
-    };
-    let mut file = std::fs::File::open(&pack).map_err(read_error)?;
-    file.seek(SeekFrom::Start(offset)).map_err(read_error)?;
-    let mut reader = io::BufReader::with_capacity(CHUNK, file);
-    let entry = pack::data::Entry::from_read(&mut reader, offset, id.kind().len_in_bytes())
-        .map_err(|error| corrupt(format!("its entry header cannot be read ({error})")))?;
-    if !matches!(entry.header, pack::data::entry::Header::Blob) || entry.decompressed_size != size {
-        // Stored another way in this pack (a delta, say): read through the object database.
-        return Ok(false);
+    /// Stream blob `id` into `out` when a pack holds it whole. `Ok(false)` when none does (then
+    /// nothing was written and the caller reads it another way).
+    pub(super) fn stream(&self, id: &ObjectId, out: &mut dyn Write) -> Result<bool, BlobError> {
+        let Some((pack, offset)) = self.packs.iter().find_map(|pack| {
+            pack.index
+                .lookup(id)
+                .map(|found| (pack, pack.index.pack_offset_at_index(found)))
+        }) else {
+            return Ok(false);
+        };
+        let read_error = |source| BlobError::Read {
+            id: *id,
+            pack: pack.path.clone(),
+            source,
+        };
+        let corrupt = |reason: String| BlobError::Corrupt {
+            id: *id,
+            pack: pack.path.clone(),
+            offset,
+            reason,
+        };
+        let mut reader = pack.reader.borrow_mut();
+        let reader = match &mut *reader {
+            Some(reader) => reader,
+            empty => empty.insert(io::BufReader::with_capacity(
+                READ_BUFFER,
+                std::fs::File::open(&pack.path).map_err(read_error)?,
+            )),
+        };
+        reader.seek(SeekFrom::Start(offset)).map_err(read_error)?;
+        let entry = pack::data::Entry::from_read(reader, offset, id.kind().len_in_bytes())
+            .map_err(|error| corrupt(format!("its entry header cannot be read ({error})")))?;
+        if !matches!(entry.header, pack::data::entry::Header::Blob) {
+            // Stored another way in this pack (a delta, say): read through the object database.
+            return Ok(false);
+        }
+        inflate_into(reader, entry.decompressed_size, out, &corrupt, &|source| {
+            BlobError::Write { id: *id, source }
+        })?;
+        Ok(true)
     }
-    inflate_into(&mut reader, size, out, &corrupt, &|source| {
-        BlobError::Write { id: *id, source }
-    })?;
-    Ok(true)
 }
 
 /// Inflate one zlib stream from `reader` into `out`, which must yield exactly `size` bytes.
@@ -284,6 +302,7 @@ mod tests {
     fn a_blob_not_in_any_pack_is_left_to_the_object_database() {
         let dir = tempfile::tempdir().unwrap();
         let id = ObjectId::null(gix::hash::Kind::Sha1);
-        assert!(!stream(dir.path(), &id, 5, &mut Vec::new()).unwrap());
+        let packs = PackedBlobs::open(dir.path());
+        assert!(!packs.stream(&id, &mut Vec::new()).unwrap());
     }
 }

@@ -880,23 +880,44 @@ impl Inner {
     }
 }
 
-/// Store a received pack in the cache's pack directory.
+/// Store a received pack in the cache's pack directory with [`pack::store_pack`] (memory bounded
+/// by the largest object, not the pack), the bases of a thin pack taken from the cache.
 fn store_received_pack(
     repo: &gix::Repository,
-    pack: &mut dyn std::io::BufRead,
+    input: &mut dyn std::io::BufRead,
     pack_dir: &std::path::Path,
     progress: &mut dyn gix::progress::DynNestedProgress,
     interrupt: &AtomicBool,
 ) -> gix::Result<()> {
-    gix::odb::pack::Bundle::write_to_directory(
-        pack,
-        Some(pack_dir),
-        progress,
-        interrupt,
-        Some(repo.objects.clone()),
-        gix::hash::Kind::Sha1,
-        gix::odb::pack::bundle::write::Options::default(),
-    )?;
+    use gix::prelude::Find as _;
+    use gix::progress::Count as _;
+    let read_bytes = progress.add_child_with_id(
+        "read pack".into(),
+        gix::odb::pack::bundle::write::ProgressId::ReadPackBytes.into(),
+    );
+    let indexed = progress.add_child_with_id(
+        "index objects".into(),
+        gix::odb::pack::index::write::ProgressId::IndexObjects.into(),
+    );
+    let mut on_progress = |bytes: u64, objects: u64| {
+        read_bytes.set(usize::try_from(bytes).unwrap_or(usize::MAX));
+        indexed.set(usize::try_from(objects).unwrap_or(usize::MAX));
+    };
+    let mut base_of = |id: &gix::oid, buffer: &mut Vec<u8>| {
+        repo.objects
+            .try_find(id, buffer)
+            .ok()
+            .flatten()
+            .map(|object| object.kind)
+    };
+    let stored = pack::store_pack(input, pack_dir, &mut base_of, &mut on_progress, interrupt)
+        .map_err(gix::Error::from_error)?;
+    tracing::debug!(
+        pack = %EscapedPath(&stored.pack),
+        index = %EscapedPath(&stored.index),
+        objects = stored.objects,
+        "stored the received pack"
+    );
     Ok(())
 }
 

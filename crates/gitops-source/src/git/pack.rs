@@ -40,8 +40,6 @@
 //! are checked against their base and their declared result, arithmetic overflows are errors, and
 //! the `interrupt` flag is checked between entries, inside long inflates and on every delta copy.
 
-#![cfg_attr(not(test), allow(dead_code))]
-
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};

@@ -9,7 +9,7 @@ use crate::path::{PathError, check_entry_name};
 use crate::select::{EntryKind, FileTree, SelectError, SkipReason, TreeEntry};
 
 use super::Failure;
-use super::blob::{self, BlobError};
+use super::blob::{BlobError, PackedBlobs};
 
 pub(super) struct GitTree<'repo> {
     repo: &'repo gix::Repository,
@@ -17,6 +17,8 @@ pub(super) struct GitTree<'repo> {
     root: ObjectId,
     /// Set when an object could not be read: the cache is then not trusted.
     damaged: Cell<bool>,
+    /// The cache's packs, opened when the first blob is copied.
+    packs: std::cell::OnceCell<PackedBlobs>,
 }
 
 impl<'repo> GitTree<'repo> {
@@ -36,6 +38,7 @@ impl<'repo> GitTree<'repo> {
             commit,
             root,
             damaged: Cell::new(false),
+            packs: std::cell::OnceCell::new(),
         })
     }
 
@@ -118,37 +121,25 @@ impl FileTree for GitTree<'_> {
         path: &str,
         out: &mut dyn std::io::Write,
     ) -> Result<(), SelectError> {
-        let header = self
-            .repo
-            .find_header(*file)
-            .map_err(|error| self.read_error(path, error))?;
-        if let gix::odb::find::Header::Packed(packed) = &header
-            && packed.num_deltas == 0
-            && packed.kind == gix::object::Kind::Blob
-            && packed.object_size >= blob::STREAM_THRESHOLD
-        {
-            match blob::stream(
-                self.repo.objects.store_ref().path(),
-                file,
-                packed.object_size,
-                out,
-            ) {
-                Ok(true) => return Ok(()),
-                Ok(false) => {}
-                Err(error @ BlobError::Write { .. }) => {
-                    // The destination failed, not the cache: the cache stays trusted.
-                    return Err(SelectError::Read {
-                        path: path.to_owned(),
-                        source: Box::new(error),
-                    });
-                }
-                Err(error) => {
-                    self.damaged.set(true);
-                    return Err(SelectError::Read {
-                        path: path.to_owned(),
-                        source: Box::new(error),
-                    });
-                }
+        let packs = self
+            .packs
+            .get_or_init(|| PackedBlobs::open(self.repo.objects.store_ref().path()));
+        match packs.stream(file, out) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(error @ BlobError::Write { .. }) => {
+                // The destination failed, not the cache: the cache stays trusted.
+                return Err(SelectError::Read {
+                    path: path.to_owned(),
+                    source: Box::new(error),
+                });
+            }
+            Err(error) => {
+                self.damaged.set(true);
+                return Err(SelectError::Read {
+                    path: path.to_owned(),
+                    source: Box::new(error),
+                });
             }
         }
         let content = self.read(file, path)?;
@@ -203,7 +194,7 @@ mod tests {
     }
 
     #[test]
-    fn a_large_packed_blob_is_copied_in_bounded_chunks_and_a_small_one_whole() {
+    fn packed_blobs_large_and_small_are_copied_in_bounded_chunks() {
         let dir = tempfile::tempdir().unwrap();
         git(dir.path(), &["init", "-q", "-b", "main"]);
         let large: Vec<u8> = (0..3_000_000u32)
