@@ -69,6 +69,18 @@ mod secret;
 mod select;
 mod source;
 
+/// Entry points for the fuzz targets in `fuzz/` (the `fuzzing` feature); not part of the API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Store `stream` as the pack a server sent into `pack_dir`, as a fetch does, with no
+    /// object outside the pack (a thin pack's bases are missing): how many objects the stored
+    /// pack holds, or the error's message.
+    pub fn store_pack_stream(stream: &[u8], pack_dir: &std::path::Path) -> Result<u32, String> {
+        crate::git::store_pack_stream(stream, pack_dir)
+    }
+}
+
 pub use artifact::{Artifact, ArtifactError, Digest, Recycle, UnpackLimits, unpack_tar_gz};
 pub use git::{DEFAULT_MAX_CACHE_PACKS, GitCredentials, GitReference, GitSource, GitSourceBuilder};
 pub use local::LocalDirectorySource;

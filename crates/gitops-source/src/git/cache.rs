@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::source::SourceError;
 
 use super::Failure;
+use super::pack::TEMPORARY_PREFIX;
 
 /// The marker's first line; bump when the layout changes so old caches are rebuilt.
 const MARKER_VERSION: &str = "gitops-source cache v1";
@@ -41,7 +42,10 @@ impl Cache {
             std::fs::read_to_string(self.dir.join(MARKER_FILE)).is_ok_and(|m| m == self.marker());
         if marker_matches {
             match gix::open_opts(&repository, gix::open::Options::isolated()) {
-                Ok(repo) if repo.is_bare() => return Ok(repo),
+                Ok(repo) if repo.is_bare() => {
+                    remove_unfinished_packs(&repository);
+                    return Ok(repo);
+                }
                 Ok(_) => {
                     tracing::warn!(cache = %gitops_core::escape::EscapedPath(&self.dir), "cache repository is not bare; rebuilding")
                 }
@@ -124,5 +128,51 @@ impl Cache {
             })?;
         }
         Ok(())
+    }
+}
+
+/// Remove the temporary files a pack receiver left in the pack directory when its process was
+/// killed mid-fetch (their names start with [`TEMPORARY_PREFIX`]; a finished pack is renamed to
+/// `pack-<checksum>.pack`). Nothing else writes to the cache.
+fn remove_unfinished_packs(repository: &Path) {
+    let Ok(entries) = std::fs::read_dir(repository.join("objects").join("pack")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let unfinished = entry
+            .file_name()
+            .as_encoded_bytes()
+            .starts_with(TEMPORARY_PREFIX.as_bytes())
+            && entry.file_type().is_ok_and(|kind| kind.is_file());
+        if unfinished && let Err(error) = std::fs::remove_file(entry.path()) {
+            tracing::warn!(
+                file = %gitops_core::escape::EscapedPath(&entry.path()),
+                %error,
+                "cannot remove an unfinished pack from the cache"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opening_the_cache_removes_unfinished_packs_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(
+            dir.path().join("cache"),
+            "git://example.test/repo".to_owned(),
+        );
+        drop(cache.open().ok().expect("a new cache opens"));
+        let packs = dir.path().join("cache/repository.git/objects/pack");
+        let unfinished = packs.join(format!("{TEMPORARY_PREFIX}abc123"));
+        let other = packs.join("pack-0000.keep");
+        std::fs::write(&unfinished, b"half a pack").unwrap();
+        std::fs::write(&other, b"").unwrap();
+        drop(cache.open().ok().expect("the cache opens again"));
+        assert!(!unfinished.exists(), "the unfinished pack is left behind");
+        assert!(other.exists(), "another file was removed");
     }
 }

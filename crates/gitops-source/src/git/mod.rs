@@ -13,6 +13,12 @@
 //! once it holds more than [`GitSourceBuilder::max_cache_packs`], the next download starts from an
 //! empty cache, so the cache stays bounded however long the source runs.
 //!
+//! The conversation with the remote runs on gitoxide's protocol layer (`wire`): the received pack
+//! is stored by our own receiver (`pack`), which never maps the pack into memory and hashes whole
+//! objects as they inflate, and the files are written by streaming each blob from its pack file
+//! (`blob`): a fetch's memory follows the number of objects and the largest delta chain, not
+//! the repository's bytes (a cold fetch of 200 MB costs about 10 MB).
+//!
 //! gitoxide is blocking; it runs in [`tokio::task::spawn_blocking`]. The timeout covers the whole
 //! fetch; cancellation and timeout both interrupt the transfer.
 
@@ -878,6 +884,24 @@ impl Inner {
             }
         }
     }
+}
+
+/// [`pack::store_pack`] over a whole stream in memory, with no base outside it (for the fuzz
+/// targets).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn store_pack_stream(
+    mut stream: &[u8],
+    pack_dir: &std::path::Path,
+) -> Result<u32, String> {
+    pack::store_pack(
+        &mut stream,
+        pack_dir,
+        &mut |_, _| None,
+        &mut |_, _| {},
+        &AtomicBool::new(false),
+    )
+    .map(|stored| stored.objects)
+    .map_err(|error| error.to_string())
 }
 
 /// Store a received pack in the cache's pack directory with [`pack::store_pack`] (memory bounded

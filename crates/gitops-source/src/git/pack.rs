@@ -66,6 +66,17 @@ const PACK_HEADER_LEN: u64 = 12;
 /// Entries reserved up front at most, whatever count the pack header declares.
 const MAX_RESERVED_ENTRIES: usize = 4096;
 
+/// How the temporary files of a pack being received are named in the pack directory: a file
+/// with this prefix is unfinished (its process died before renaming it into place).
+pub(super) const TEMPORARY_PREFIX: &str = ".tmp-pack-";
+
+/// A new temporary file in `pack_dir`, named with [`TEMPORARY_PREFIX`].
+fn temporary_file(pack_dir: &Path) -> io::Result<NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(TEMPORARY_PREFIX)
+        .tempfile_in(pack_dir)
+}
+
 /// A received pack, stored in the pack directory with its index.
 #[derive(Debug)]
 pub(super) struct StoredPack {
@@ -207,7 +218,7 @@ pub(super) fn store_pack(
     on_progress: &mut dyn FnMut(u64, u64),
     interrupt: &AtomicBool,
 ) -> Result<StoredPack, PackError> {
-    let mut temp = NamedTempFile::new_in(pack_dir).map_err(|source| PackError::Temporary {
+    let mut temp = temporary_file(pack_dir).map_err(|source| PackError::Temporary {
         path: pack_dir.to_owned(),
         source,
     })?;
@@ -234,7 +245,7 @@ pub(super) fn store_pack(
     };
 
     let objects = u32::try_from(entries.len()).map_err(|_| PackError::TooManyObjects)?;
-    let mut index = NamedTempFile::new_in(pack_dir).map_err(|source| PackError::Temporary {
+    let mut index = temporary_file(pack_dir).map_err(|source| PackError::Temporary {
         path: pack_dir.to_owned(),
         source,
     })?;
