@@ -82,7 +82,10 @@ pub mod fuzzing {
 }
 
 pub use artifact::{Artifact, ArtifactError, Digest, Recycle, UnpackLimits, unpack_tar_gz};
-pub use git::{DEFAULT_MAX_CACHE_PACKS, GitCredentials, GitReference, GitSource, GitSourceBuilder};
+pub use git::{
+    DEFAULT_MAX_CACHE_PACKS, DEFAULT_MAX_DELTA_MEMORY, GitCredentials, GitReference, GitSource,
+    GitSourceBuilder,
+};
 pub use local::LocalDirectorySource;
 pub use redact::{REDACTED, redact_url};
 pub use secret::Secret;

@@ -144,6 +144,7 @@ pub struct GitSourceBuilder {
     allow_insecure_http: bool,
     timeout: Duration,
     max_cache_packs: usize,
+    max_delta_memory: u64,
 }
 
 /// Shows the URL redacted ([`crate::redact_url`]) and no secret.
@@ -165,12 +166,16 @@ impl std::fmt::Debug for GitSourceBuilder {
             .field("allow_insecure_http", &self.allow_insecure_http)
             .field("timeout", &self.timeout)
             .field("max_cache_packs", &self.max_cache_packs)
+            .field("max_delta_memory", &self.max_delta_memory)
             .finish()
     }
 }
 
 /// The default of [`GitSourceBuilder::max_cache_packs`].
 pub const DEFAULT_MAX_CACHE_PACKS: usize = 16;
+
+/// The default of [`GitSourceBuilder::max_delta_memory`]: 512 MiB.
+pub const DEFAULT_MAX_DELTA_MEMORY: u64 = 512 * 1024 * 1024;
 
 impl GitSourceBuilder {
     /// Which revision to fetch; the remote's default branch unless set.
@@ -242,6 +247,26 @@ impl GitSourceBuilder {
         self
     }
 
+    /// The most bytes of objects a fetch may hold in memory at once while it resolves the deltas
+    /// of the pack it receives (default [`DEFAULT_MAX_DELTA_MEMORY`]).
+    ///
+    /// A received pack is stored without holding whole objects, except where deltas are resolved:
+    /// an object that other objects are deltas of is rebuilt in memory, with the bases above it
+    /// on its chain. A few bytes of delta can declare, and really produce, gigabytes, so the
+    /// server would decide how much memory the fetch takes; past this limit the fetch fails
+    /// instead, naming the entry. Raise it for repositories whose large files change by deltas.
+    ///
+    /// ```
+    /// let source = gitops_source::GitSource::builder("https://example.com/repo.git", "/tmp/cache")
+    ///     .max_delta_memory(64 * 1024 * 1024)
+    ///     .build()?;
+    /// # Ok::<(), gitops_source::SourceError>(())
+    /// ```
+    pub fn max_delta_memory(mut self, bytes: u64) -> Self {
+        self.max_delta_memory = bytes;
+        self
+    }
+
     /// Check the configuration and build the source.
     pub fn build(self) -> Result<GitSource, SourceError> {
         let invalid = |message: String| SourceError::InvalidConfiguration {
@@ -295,6 +320,7 @@ impl GitSourceBuilder {
                 subpath: self.subpath,
                 rules: self.rules,
                 max_cache_packs: self.max_cache_packs,
+                max_delta_memory: self.max_delta_memory,
             }),
             lock: Arc::new(tokio::sync::Mutex::new(())),
         })
@@ -318,6 +344,7 @@ struct Inner {
     subpath: String,
     rules: IgnoreRules,
     max_cache_packs: usize,
+    max_delta_memory: u64,
 }
 
 impl GitSource {
@@ -337,6 +364,7 @@ impl GitSource {
             allow_insecure_http: false,
             timeout: Duration::from_secs(120),
             max_cache_packs: DEFAULT_MAX_CACHE_PACKS,
+            max_delta_memory: DEFAULT_MAX_DELTA_MEMORY,
         }
     }
 
@@ -736,7 +764,14 @@ impl Inner {
         let location = self.settings.location();
         let store = || -> wire::StorePack<'_> {
             Box::new(|pack, pack_dir, progress, interrupt| {
-                store_received_pack(repo, pack, pack_dir, progress, interrupt)
+                store_received_pack(
+                    repo,
+                    pack,
+                    pack_dir,
+                    self.max_delta_memory,
+                    progress,
+                    interrupt,
+                )
             })
         };
         let received = if progress.is_enabled() {
@@ -896,6 +931,7 @@ pub(crate) fn store_pack_stream(
     pack::store_pack(
         &mut stream,
         pack_dir,
+        64 * 1024 * 1024,
         &mut |_, _| None,
         &mut |_, _| {},
         &AtomicBool::new(false),
@@ -910,6 +946,7 @@ fn store_received_pack(
     repo: &gix::Repository,
     input: &mut dyn std::io::BufRead,
     pack_dir: &std::path::Path,
+    max_delta_memory: u64,
     progress: &mut dyn gix::progress::DynNestedProgress,
     interrupt: &AtomicBool,
 ) -> gix::Result<()> {
@@ -934,8 +971,15 @@ fn store_received_pack(
             .flatten()
             .map(|object| object.kind)
     };
-    let stored = pack::store_pack(input, pack_dir, &mut base_of, &mut on_progress, interrupt)
-        .map_err(gix::Error::from_error)?;
+    let stored = pack::store_pack(
+        input,
+        pack_dir,
+        max_delta_memory,
+        &mut base_of,
+        &mut on_progress,
+        interrupt,
+    )
+    .map_err(gix::Error::from_error)?;
     tracing::debug!(
         pack = %EscapedPath(&stored.pack),
         index = %EscapedPath(&stored.index),

@@ -19,7 +19,9 @@
 //! - while deltas are resolved, the objects on the current delta chain that still have children
 //!   to apply, plus the one being produced when it has children of its own. For a straight chain
 //!   that is two objects at a time; a blob stored whole that no delta uses is never held at all,
-//!   so a 200 MB blob costs a few buffers, not 200 MB. (Measured in release under `/usr/bin/time
+//!   so a 200 MB blob costs a few buffers, not 200 MB. The server chooses these objects (a few
+//!   bytes of delta can make gigabytes), so their total is capped by the caller's
+//!   `max_delta_memory`: past it the store fails with [`PackError::DeltaMemory`]. (Measured in release under `/usr/bin/time
 //!   -v`: a 200 MB pack of one incompressible blob peaks at 5.3 MB resident, a 200 MB pack of
 //!   20,480 blobs of 10 KiB at 7.1 MB; `git index-pack` on the same packs: 209 MB and 5.5 MB.)
 //!
@@ -158,6 +160,18 @@ pub(super) enum PackError {
         /// Where the delta starts in the pack.
         offset: u64,
     },
+    /// Resolving a delta would hold more bytes of objects in memory than allowed.
+    #[error(
+        "resolving the entry at offset {offset} would hold {needed} bytes of objects in memory, over the limit of {limit}"
+    )]
+    DeltaMemory {
+        /// Where the entry starts in the pack.
+        offset: u64,
+        /// The bytes that would be held: its own size and the bases held above it.
+        needed: u64,
+        /// The limit the caller set.
+        limit: u64,
+    },
     /// An object the repository handed over as a thin base does not hash to its id.
     #[error("the repository's object {id} hashes to {actual}")]
     BaseMismatch {
@@ -210,10 +224,14 @@ pub(super) enum PackError {
 /// thin pack) from the repository the pack is fetched into; `None` means it is not there either,
 /// an error. `on_progress` is called as data arrives and objects are indexed, with the bytes of
 /// pack read so far and the objects indexed so far. Raising `interrupt` stops the store with
-/// [`PackError::Interrupted`]. On any error nothing is left in `pack_dir`.
+/// [`PackError::Interrupted`]. `max_delta_memory` bounds the bytes of objects held at once while
+/// deltas are resolved (a base, the bases above it on its chain, the result being made): a few
+/// bytes of delta can declare and really produce gigabytes, so past it the store fails with
+/// [`PackError::DeltaMemory`]. On any error nothing is left in `pack_dir`.
 pub(super) fn store_pack(
     input: &mut dyn BufRead,
     pack_dir: &Path,
+    max_delta_memory: u64,
     base_of: &mut dyn FnMut(&gix::oid, &mut Vec<u8>) -> Option<gix::object::Kind>,
     on_progress: &mut dyn FnMut(u64, u64),
     interrupt: &AtomicBool,
@@ -236,6 +254,7 @@ pub(super) fn store_pack(
     )?;
     let reader = temp.reopen().map_err(temporary)?;
     let mut resolver = Resolver::new(received, reader, &temp_path, on_progress, interrupt);
+    resolver.max_held = max_delta_memory;
     resolver.resolve_in_pack()?;
     resolver.resolve_thin(temp.as_file_mut(), base_of)?;
     let (entries, trailer, pack_len) = resolver.finish()?;
@@ -783,6 +802,10 @@ struct Resolver<'a> {
     interrupt: &'a AtomicBool,
     /// Where thin bases are appended, once the first one is: the end of the pack.
     append_at: Option<u64>,
+    /// The most bytes of objects held at once while deltas are resolved.
+    max_held: u64,
+    /// The bytes of objects held now (the bases on the walk's stack).
+    held: u64,
 }
 
 impl<'a> Resolver<'a> {
@@ -827,6 +850,8 @@ impl<'a> Resolver<'a> {
                 reader: BufReader::with_capacity(CHUNK, file),
             },
             temp_path,
+            max_held: u64::MAX,
+            held: 0,
             z: Decompress::new(true),
             on_progress,
             interrupt,
@@ -894,6 +919,7 @@ impl<'a> Resolver<'a> {
                 continue;
             }
             self.check_interrupt()?;
+            self.check_held(entry.offset, entry.size)?;
             let data = self.inflate_whole(&entry)?;
             let children = self.take_children(Some(index), &id);
             self.walk(data, kind, children)?;
@@ -1017,6 +1043,8 @@ impl<'a> Resolver<'a> {
         if children.is_empty() {
             return Ok(());
         }
+        self.check_held(0, data.len() as u64)?;
+        self.held = data.len() as u64;
         let mut stack = vec![Frame {
             data,
             kind,
@@ -1025,7 +1053,9 @@ impl<'a> Resolver<'a> {
         }];
         while let Some(top) = stack.last_mut() {
             if top.next == top.children.len() {
-                stack.pop();
+                if let Some(done) = stack.pop() {
+                    self.held -= done.data.len() as u64;
+                }
                 continue;
             }
             self.check_interrupt()?;
@@ -1038,7 +1068,9 @@ impl<'a> Resolver<'a> {
             let (id, data) = self.apply(child, &top.data, kind, keep)?;
             if last {
                 // The base is no longer needed: drop it before going down.
-                stack.pop();
+                if let Some(done) = stack.pop() {
+                    self.held -= done.data.len() as u64;
+                }
             }
             self.received.ids[child] = Some((id, kind));
             self.received.indexed += 1;
@@ -1046,6 +1078,7 @@ impl<'a> Resolver<'a> {
             if let Some(data) = data {
                 let children = self.take_children(Some(child), &id);
                 if !children.is_empty() {
+                    self.held += data.len() as u64;
                     stack.push(Frame {
                         data,
                         kind,
@@ -1054,6 +1087,20 @@ impl<'a> Resolver<'a> {
                     });
                 }
             }
+        }
+        self.held = 0;
+        Ok(())
+    }
+
+    /// Fail when holding `size` more bytes (the entry at `offset`) would pass the limit.
+    fn check_held(&self, offset: u64, size: u64) -> Result<(), PackError> {
+        let needed = self.held.saturating_add(size);
+        if needed > self.max_held {
+            return Err(PackError::DeltaMemory {
+                offset,
+                needed,
+                limit: self.max_held,
+            });
         }
         Ok(())
     }
@@ -1075,7 +1122,15 @@ impl<'a> Resolver<'a> {
         let inflate = Inflate::new(&mut self.input, &mut self.z, entry.size, self.interrupt);
         let mut delta = BufReader::with_capacity(8192, inflate);
         let mut kept = keep.then(Vec::new);
-        let result = apply_delta(base, &mut delta, kind, kept.as_mut(), self.interrupt);
+        let budget = self.max_held.saturating_sub(self.held);
+        let result = apply_delta(
+            base,
+            &mut delta,
+            kind,
+            kept.as_mut(),
+            budget,
+            self.interrupt,
+        );
         drop(delta);
         let id = match result {
             Ok(id) => id,
@@ -1091,6 +1146,13 @@ impl<'a> Resolver<'a> {
                     what: "an object",
                     offset: entry.offset,
                     reason,
+                });
+            }
+            Err(DeltaFault::OverBudget(size)) => {
+                return Err(PackError::DeltaMemory {
+                    offset: entry.offset,
+                    needed: self.held.saturating_add(size),
+                    limit: self.max_held,
                 });
             }
         };
@@ -1160,16 +1222,19 @@ enum DeltaFault {
     Invalid(String),
     /// Hashing the result failed.
     Hash(String),
+    /// The result, of the declared size, would be kept in memory beyond the budget.
+    OverBudget(u64),
 }
 
 /// Apply a delta read from `delta` to `base`, hashing the result as an object of `kind` (and
-/// keeping it in `keep` when given). Every instruction is checked against the base and the
-/// result size the delta declares.
+/// keeping it in `keep` when given, if its declared size fits in `budget` bytes). Every
+/// instruction is checked against the base and the result size the delta declares.
 fn apply_delta(
     base: &[u8],
     delta: &mut dyn BufRead,
     kind: Kind,
     mut keep: Option<&mut Vec<u8>>,
+    budget: u64,
     interrupt: &AtomicBool,
 ) -> Result<ObjectId, DeltaFault> {
     let base_size = read_delta_size(delta)?;
@@ -1180,6 +1245,9 @@ fn apply_delta(
         )));
     }
     let result_size = read_delta_size(delta)?;
+    if keep.is_some() && result_size > budget {
+        return Err(DeltaFault::OverBudget(result_size));
+    }
     let mut hasher = object_hasher(kind, result_size);
     let mut written = 0u64;
     let mut emit = |bytes: &[u8], keep: &mut Option<&mut Vec<u8>>| -> Result<(), DeltaFault> {
@@ -1527,9 +1595,18 @@ mod tests {
     }
 
     fn store(pack: &[u8], dir: &Path) -> Result<StoredPack, PackError> {
+        store_within(pack, dir, u64::MAX)
+    }
+
+    fn store_within(
+        pack: &[u8],
+        dir: &Path,
+        max_delta_memory: u64,
+    ) -> Result<StoredPack, PackError> {
         store_pack(
             &mut io::BufReader::with_capacity(1000, pack),
             dir,
+            max_delta_memory,
             &mut no_base,
             &mut |_, _| {},
             &AtomicBool::new(false),
@@ -1698,6 +1775,7 @@ mod tests {
         let stored = store_pack(
             &mut &thin.pack[..],
             dir.path(),
+            u64::MAX,
             &mut base_from(&old),
             &mut |_, _| {},
             &AtomicBool::new(false),
@@ -1812,6 +1890,7 @@ mod tests {
         let err = store_pack(
             &mut &thin.pack[..],
             dir.path(),
+            u64::MAX,
             &mut |_, buf| {
                 buf.clear();
                 buf.extend_from_slice(b"not the base");
@@ -2013,6 +2092,89 @@ mod tests {
         assert_eq!(depth, 10_000);
     }
 
+    /// The distance of an offset delta to its base, encoded as Git writes it.
+    fn ofs_distance(distance: u64) -> Vec<u8> {
+        let mut n = distance;
+        let mut bytes = vec![(n & 0x7f) as u8];
+        n >>= 7;
+        while n != 0 {
+            n -= 1;
+            bytes.push(0x80 | (n & 0x7f) as u8);
+            n >>= 7;
+        }
+        bytes.reverse();
+        bytes
+    }
+
+    /// A size in a delta's header: little-endian groups of seven bits.
+    fn delta_size(mut size: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        loop {
+            let byte = (size & 0x7f) as u8;
+            size >>= 7;
+            if size == 0 {
+                out.push(byte);
+                return out;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+
+    #[test]
+    fn a_small_delta_that_makes_a_large_base_stays_within_the_memory_limit() {
+        // A 64-byte blob; a delta of 40 KB that copies it 20,000 times (1.28 MB), itself the
+        // base of a delta that keeps its first 64 bytes: the large result must be held whole.
+        const COPIES: u64 = 20_000;
+        let large = 64 * COPIES;
+        let blob = entry(3, 64, &[], &[b'x'; 64]);
+        let mut inflating = delta_size(64);
+        inflating.extend(delta_size(large));
+        for _ in 0..COPIES {
+            inflating.extend_from_slice(&[0x90, 64]);
+        }
+        let first = entry(
+            6,
+            inflating.len() as u64,
+            &ofs_distance(blob.len() as u64),
+            &inflating,
+        );
+        let mut small = delta_size(large);
+        small.extend(delta_size(64));
+        small.extend_from_slice(&[0x90, 64]);
+        let second = entry(
+            6,
+            small.len() as u64,
+            &ofs_distance(first.len() as u64),
+            &small,
+        );
+        let built = pack(&[blob, first, second]);
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = store_within(&built, dir.path(), 1024 * 1024).expect_err("over the limit");
+        match &err {
+            PackError::DeltaMemory { needed, limit, .. } => {
+                assert_eq!(*limit, 1024 * 1024);
+                assert!(*needed > large, "{err}");
+            }
+            other => panic!("expected DeltaMemory, got {other:?}"),
+        }
+        assert!(
+            err.to_string().contains("over the limit of 1048576"),
+            "{err}"
+        );
+        assert!(listing(dir.path()).is_empty(), "{:?}", listing(dir.path()));
+
+        let stored = store_within(&built, dir.path(), 4 * 1024 * 1024).expect("within the limit");
+        assert_eq!(stored.objects, 3);
+        // A base stored whole is limited the same way when it has deltas to resolve.
+        let err = store_within(&built, tempfile::tempdir().expect("tempdir").path(), 32)
+            .expect_err("the blob is over the limit");
+        assert!(
+            matches!(err, PackError::DeltaMemory { needed: 64, .. }),
+            "{err:?}"
+        );
+    }
+
     #[test]
     fn hostile_entries_are_refused_without_huge_allocations() {
         let base = b"hello, world\n";
@@ -2125,6 +2287,7 @@ mod tests {
         let err = store_pack(
             &mut &pack[..],
             dir.path(),
+            u64::MAX,
             &mut no_base,
             &mut |_, _| {},
             &raised,
@@ -2138,6 +2301,7 @@ mod tests {
         store_pack(
             &mut &pack[..],
             dir.path(),
+            u64::MAX,
             &mut no_base,
             &mut |bytes, objects| {
                 calls += 1;
@@ -2156,6 +2320,7 @@ mod tests {
             let err = store_pack(
                 &mut &pack[..],
                 clean.path(),
+                u64::MAX,
                 &mut no_base,
                 &mut |_, _| {
                     seen += 1;
@@ -2192,6 +2357,7 @@ mod tests {
             &mut &delta[..],
             Kind::Blob,
             Some(&mut kept),
+            u64::MAX,
             &AtomicBool::new(false),
         )
         .unwrap_or_else(|_| panic!("applies"));
@@ -2208,6 +2374,7 @@ mod tests {
                 &mut &over[..],
                 Kind::Blob,
                 None,
+                u64::MAX,
                 &AtomicBool::new(false)
             ),
             Err(DeltaFault::Invalid(_))
@@ -2278,6 +2445,7 @@ mod tests {
         let stored = store_pack(
             &mut input,
             dir.path(),
+            u64::MAX,
             &mut no_base,
             &mut |_, _| {},
             &AtomicBool::new(false),
