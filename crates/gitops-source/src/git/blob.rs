@@ -10,12 +10,15 @@
 //! loose object) is read through the object database as before.
 
 use std::cell::RefCell;
-use std::io::{self, BufRead, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, Read as _, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 
+use flate2::Decompress;
 use gix::ObjectId;
 use gix::odb::pack;
-use gix::zlib::{Decompress, FlushDecompress, Status};
+
+use super::pack::Inflate;
 
 /// The size of the read buffer over the pack file and of each inflated chunk.
 const CHUNK: usize = 64 * 1024;
@@ -148,7 +151,8 @@ impl PackedBlobs {
     }
 }
 
-/// Inflate one zlib stream from `reader` into `out`, which must yield exactly `size` bytes.
+/// Inflate one zlib stream from `reader` into `out`, which must yield exactly `size` bytes
+/// (the pack receiver's [`Inflate`], chunk by chunk).
 fn inflate_into(
     reader: &mut impl BufRead,
     size: u64,
@@ -156,53 +160,19 @@ fn inflate_into(
     corrupt: &dyn Fn(String) -> BlobError,
     write_error: &dyn Fn(io::Error) -> BlobError,
 ) -> Result<(), BlobError> {
-    let mut state = Decompress::new();
+    let mut state = Decompress::new(true);
+    let never = AtomicBool::new(false);
+    let mut inflate = Inflate::new(reader, &mut state, size, &never);
     let mut chunk = vec![0u8; CHUNK];
-    let mut total: u64 = 0;
     loop {
-        let input = reader
-            .fill_buf()
-            .map_err(|error| corrupt(format!("reading it failed ({error})")))?;
-        let at_end = input.is_empty();
-        let available = input.len();
-        let (in_before, out_before) = (state.total_in(), state.total_out());
-        let flush = if at_end {
-            FlushDecompress::Finish
-        } else {
-            FlushDecompress::None
-        };
-        let status = state
-            .decompress(input, &mut chunk, flush)
-            .map_err(|error| corrupt(format!("its zlib stream is invalid ({error})")))?;
-        let consumed = usize::try_from(state.total_in() - in_before).unwrap_or(usize::MAX);
-        let produced = usize::try_from(state.total_out() - out_before).unwrap_or(usize::MAX);
-        reader.consume(consumed.min(available));
-        let produced = &chunk[..produced.min(CHUNK)];
-        total += produced.len() as u64;
-        if total > size {
-            return Err(corrupt(format!(
-                "it inflates to more than the {size} bytes its header gives"
-            )));
+        let produced = inflate
+            .read(&mut chunk)
+            .map_err(|error| corrupt(error.to_string()))?;
+        if produced == 0 {
+            return Ok(());
         }
-        out.write_all(produced).map_err(write_error)?;
-        match status {
-            Status::StreamEnd => break,
-            _ if consumed == 0 && produced.is_empty() => {
-                return Err(corrupt(if at_end {
-                    "its zlib stream is truncated".to_owned()
-                } else {
-                    "its zlib stream makes no progress".to_owned()
-                }));
-            }
-            _ => {}
-        }
+        out.write_all(&chunk[..produced]).map_err(write_error)?;
     }
-    if total != size {
-        return Err(corrupt(format!(
-            "it inflates to {total} bytes, its header gives {size}"
-        )));
-    }
-    Ok(())
 }
 
 /// Inflate `compressed` (followed by unrelated bytes, as in a pack) through a small buffer.

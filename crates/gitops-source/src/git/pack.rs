@@ -307,12 +307,13 @@ fn persist(temp: NamedTempFile, dest: &Path) -> Result<bool, PackError> {
     }
 }
 
-/// Where bytes come from for inflating: the pack stream (through the tee) or the temporary file.
-trait Input {
+/// Where bytes come from for inflating: the pack stream (through the tee), or any buffered
+/// reader (the temporary file, a pack file of the cache).
+pub(super) trait Input {
     /// The bytes available now; empty at the end of the input.
     fn fill(&mut self) -> io::Result<&[u8]>;
     /// Mark `n` bytes of those returned by [`Input::fill`] as used.
-    fn consume(&mut self, n: usize) -> io::Result<()>;
+    fn advance(&mut self, n: usize) -> io::Result<()>;
     /// How many bytes of the pack stream have been consumed (0 where it does not matter).
     fn position(&self) -> u64;
 }
@@ -338,7 +339,7 @@ impl Input for Tee<'_> {
         self.input.fill_buf()
     }
 
-    fn consume(&mut self, n: usize) -> io::Result<()> {
+    fn advance(&mut self, n: usize) -> io::Result<()> {
         if n == 0 {
             return Ok(());
         }
@@ -376,7 +377,7 @@ impl Tee<'_> {
             }
             let n = available.len().min(buf.len() - done);
             buf[done..done + n].copy_from_slice(&available[..n]);
-            self.consume(n)?;
+            self.advance(n)?;
             done += n;
         }
         Ok(())
@@ -389,18 +390,13 @@ impl Tee<'_> {
     }
 }
 
-/// The temporary file read back at entry offsets.
-struct FileInput {
-    reader: BufReader<File>,
-}
-
-impl Input for FileInput {
+impl<R: BufRead> Input for R {
     fn fill(&mut self) -> io::Result<&[u8]> {
-        self.reader.fill_buf()
+        self.fill_buf()
     }
 
-    fn consume(&mut self, n: usize) -> io::Result<()> {
-        self.reader.consume(n);
+    fn advance(&mut self, n: usize) -> io::Result<()> {
+        BufRead::consume(self, n);
         Ok(())
     }
 
@@ -411,7 +407,7 @@ impl Input for FileInput {
 
 /// An entry's zlib stream, inflated from an [`Input`] that is left just after it; fails when the
 /// stream inflates to more or fewer bytes than `declared`, or `interrupt` is raised.
-struct Inflate<'a> {
+pub(super) struct Inflate<'a> {
     input: &'a mut dyn Input,
     z: &'a mut Decompress,
     declared: u64,
@@ -421,7 +417,7 @@ struct Inflate<'a> {
 }
 
 impl<'a> Inflate<'a> {
-    fn new(
+    pub(super) fn new(
         input: &'a mut dyn Input,
         z: &'a mut Decompress,
         declared: u64,
@@ -458,11 +454,14 @@ impl Read for Inflate<'_> {
                 .z
                 .decompress(input, &mut out[..limit], FlushDecompress::None)
                 .map_err(|err| {
-                    io::Error::new(io::ErrorKind::InvalidData, format!("bad zlib data: {err}"))
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("the zlib stream is invalid ({err})"),
+                    )
                 })?;
             let consumed = usize::try_from(self.z.total_in() - in_before).unwrap_or(usize::MAX);
             let produced = self.z.total_out() - out_before;
-            self.input.consume(consumed)?;
+            self.input.advance(consumed)?;
             if produced > self.remaining {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
@@ -795,7 +794,8 @@ struct Resolver<'a> {
     ofs_children: Vec<u32>,
     /// Reference-delta children by base id, removed as the base is resolved.
     ref_children: HashMap<ObjectId, Vec<u32>>,
-    input: FileInput,
+    /// The temporary file, read back at entry offsets.
+    input: BufReader<File>,
     temp_path: &'a Path,
     z: Decompress,
     on_progress: &'a mut dyn FnMut(u64, u64),
@@ -846,9 +846,7 @@ impl<'a> Resolver<'a> {
             ofs_starts,
             ofs_children,
             ref_children,
-            input: FileInput {
-                reader: BufReader::with_capacity(CHUNK, file),
-            },
+            input: BufReader::with_capacity(CHUNK, file),
             temp_path,
             max_held: u64::MAX,
             held: 0,
@@ -1022,7 +1020,6 @@ impl<'a> Resolver<'a> {
     fn inflate_whole(&mut self, entry: &Entry) -> Result<Vec<u8>, PackError> {
         let mut data = Vec::new();
         self.input
-            .reader
             .seek(SeekFrom::Start(entry.data_offset))
             .map_err(|err| self.fail(err, entry.offset))?;
         let mut inflate = Inflate::new(&mut self.input, &mut self.z, entry.size, self.interrupt);
@@ -1116,7 +1113,6 @@ impl<'a> Resolver<'a> {
     ) -> Result<(ObjectId, Option<Vec<u8>>), PackError> {
         let entry = self.received.entries[index];
         self.input
-            .reader
             .seek(SeekFrom::Start(entry.data_offset))
             .map_err(|err| self.fail(err, entry.offset))?;
         let inflate = Inflate::new(&mut self.input, &mut self.z, entry.size, self.interrupt);
