@@ -548,28 +548,97 @@ fn receive(
     on_progress: &mut dyn FnMut(u64, u64),
     interrupt: &AtomicBool,
 ) -> Result<Received, PackError> {
-    let mut tee = Tee {
-        input,
-        out: BufWriter::with_capacity(CHUNK, file),
-        pack_hash: gix::hash::hasher(gix::hash::Kind::Sha1),
-        crc: Crc::new(),
-        offset: 0,
-        hashing: true,
-        write_error: None,
+    let mut stream = Receiving {
+        tee: Tee {
+            input,
+            out: BufWriter::with_capacity(CHUNK, file),
+            pack_hash: gix::hash::hasher(gix::hash::Kind::Sha1),
+            crc: Crc::new(),
+            offset: 0,
+            hashing: true,
+            write_error: None,
+        },
+        temp_path,
+        interrupt,
+        z: Decompress::new(true),
+        chunk: vec![0u8; CHUNK],
     };
-    let fail = |tee: &mut Tee<'_>, err: io::Error, entry: u64, what: &'static str| {
+    let count = stream.header()?;
+    let reserve =
+        usize::try_from(count).map_or(MAX_RESERVED_ENTRIES, |n| n.min(MAX_RESERVED_ENTRIES));
+    let mut entries: Vec<Entry> = Vec::with_capacity(reserve);
+    let mut ids: Vec<Option<(ObjectId, Kind)>> = Vec::with_capacity(reserve);
+    let mut ref_bases = Vec::new();
+    let mut indexed = 0u64;
+    for _ in 0..count {
         if interrupt.load(Ordering::Relaxed) {
+            return Err(PackError::Interrupted);
+        }
+        let offset = stream.tee.offset;
+        stream.tee.crc.reset();
+        let (type_id, size) = read_entry_header(&mut stream.tee)
+            .map_err(|err| stream.fail(err, offset, "an entry header"))?;
+        let base = stream.base(type_id, offset, &entries, &mut ref_bases)?;
+        let data_offset = stream.tee.offset;
+        let id = match base {
+            Base::Whole(kind) => {
+                let id = stream.hash_whole(kind, size, offset, &mut |position| {
+                    on_progress(position, indexed);
+                })?;
+                indexed += 1;
+                Some((id, kind))
+            }
+            Base::Ofs(_) | Base::Ref(_) => {
+                stream.skip_delta(size, offset)?;
+                None
+            }
+        };
+        entries.push(Entry {
+            offset,
+            data_offset,
+            size,
+            crc: stream.tee.crc.sum(),
+            base,
+        });
+        ids.push(id);
+        on_progress(stream.tee.offset, indexed);
+    }
+    let (trailer, pack_len) = stream.trailer()?;
+    Ok(Received {
+        entries,
+        ids,
+        ref_bases,
+        trailer,
+        pack_len,
+        indexed,
+    })
+}
+
+/// The pack stream while pass one reads it, with what its steps share.
+struct Receiving<'a, 'p> {
+    tee: Tee<'a>,
+    temp_path: &'p Path,
+    interrupt: &'p AtomicBool,
+    z: Decompress,
+    chunk: Vec<u8>,
+}
+
+impl Receiving<'_, '_> {
+    /// The error for a failure to read `what` of the entry at `entry`: an interruption, the
+    /// temporary file, a truncated stream, corrupt data or a failing stream.
+    fn fail(&mut self, err: io::Error, entry: u64, what: &'static str) -> PackError {
+        if self.interrupt.load(Ordering::Relaxed) {
             return PackError::Interrupted;
         }
-        if let Some(source) = tee.write_error.take() {
+        if let Some(source) = self.tee.write_error.take() {
             return PackError::Temporary {
-                path: temp_path.to_owned(),
+                path: self.temp_path.to_owned(),
                 source,
             };
         }
         match err.kind() {
             io::ErrorKind::UnexpectedEof => PackError::Truncated {
-                offset: tee.offset,
+                offset: self.tee.offset,
                 what,
             },
             io::ErrorKind::InvalidData => PackError::Corrupt {
@@ -577,55 +646,54 @@ fn receive(
                 reason: err.to_string(),
             },
             _ => PackError::Read {
-                offset: tee.offset,
+                offset: self.tee.offset,
                 source: err,
             },
         }
-    };
-
-    let mut header = [0u8; PACK_HEADER_LEN as usize];
-    tee.read_exact(&mut header)
-        .map_err(|err| fail(&mut tee, err, 0, "the pack header"))?;
-    if &header[..4] != b"PACK" {
-        return Err(PackError::Header {
-            reason: format!(
-                "it starts with {:?}, not \"PACK\"",
-                header[..4].escape_ascii().to_string()
-            ),
-        });
     }
-    let version = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
-    if version != 2 && version != 3 {
-        return Err(PackError::Header {
-            reason: format!("version {version} (only 2 and 3 are known)"),
-        });
-    }
-    let count = u32::from_be_bytes([header[8], header[9], header[10], header[11]]);
 
-    let reserve =
-        usize::try_from(count).map_or(MAX_RESERVED_ENTRIES, |n| n.min(MAX_RESERVED_ENTRIES));
-    let mut entries: Vec<Entry> = Vec::with_capacity(reserve);
-    let mut ids: Vec<Option<(ObjectId, Kind)>> = Vec::with_capacity(reserve);
-    let mut ref_bases = Vec::new();
-    let mut z = Decompress::new(true);
-    let mut chunk = vec![0u8; CHUNK];
-    let mut indexed = 0u64;
-    for _ in 0..count {
-        if interrupt.load(Ordering::Relaxed) {
-            return Err(PackError::Interrupted);
+    /// The pack header: its signature and version checked, the object count it declares.
+    fn header(&mut self) -> Result<u32, PackError> {
+        let mut header = [0u8; PACK_HEADER_LEN as usize];
+        self.tee
+            .read_exact(&mut header)
+            .map_err(|err| self.fail(err, 0, "the pack header"))?;
+        if &header[..4] != b"PACK" {
+            return Err(PackError::Header {
+                reason: format!(
+                    "it starts with {:?}, not \"PACK\"",
+                    header[..4].escape_ascii().to_string()
+                ),
+            });
         }
-        let offset = tee.offset;
-        tee.crc.reset();
-        let (type_id, size) = read_entry_header(&mut tee)
-            .map_err(|err| fail(&mut tee, err, offset, "an entry header"))?;
-        let base = match type_id {
+        let version = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+        if version != 2 && version != 3 {
+            return Err(PackError::Header {
+                reason: format!("version {version} (only 2 and 3 are known)"),
+            });
+        }
+        Ok(u32::from_be_bytes([
+            header[8], header[9], header[10], header[11],
+        ]))
+    }
+
+    /// What the entry at `offset` of type `type_id` is: a whole object, or a delta whose base is
+    /// read from the stream (an earlier entry, or an id recorded in `ref_bases`).
+    fn base(
+        &mut self,
+        type_id: u8,
+        offset: u64,
+        entries: &[Entry],
+        ref_bases: &mut Vec<ObjectId>,
+    ) -> Result<Base, PackError> {
+        Ok(match type_id {
             1 => Base::Whole(Kind::Commit),
             2 => Base::Whole(Kind::Tree),
             3 => Base::Whole(Kind::Blob),
             4 => Base::Whole(Kind::Tag),
             6 => {
-                let distance = read_ofs_distance(&mut tee)
-                    .map_err(|err| fail(&mut tee, err, offset, "an offset delta's base"))?;
+                let distance = read_ofs_distance(&mut self.tee)
+                    .map_err(|err| self.fail(err, offset, "an offset delta's base"))?;
                 let base_offset = offset
                     .checked_sub(distance)
                     .filter(|_| distance > 0)
@@ -638,8 +706,9 @@ fn receive(
             }
             7 => {
                 let mut id = [0u8; HASH_LEN];
-                tee.read_exact(&mut id)
-                    .map_err(|err| fail(&mut tee, err, offset, "a reference delta's base"))?;
+                self.tee
+                    .read_exact(&mut id)
+                    .map_err(|err| self.fail(err, offset, "a reference delta's base"))?;
                 ref_bases.push(ObjectId::from(id));
                 Base::Ref((ref_bases.len() - 1) as u32)
             }
@@ -649,79 +718,79 @@ fn receive(
                     reason: format!("unknown object type {other}"),
                 });
             }
-        };
-        let data_offset = tee.offset;
-        let mut inflate = Inflate::new(&mut tee, &mut z, size, interrupt);
-        let id = match base {
-            Base::Whole(kind) => {
-                let mut hasher = object_hasher(kind, size);
-                loop {
-                    let n = match inflate.read(&mut chunk) {
-                        Ok(n) => n,
-                        Err(err) => {
-                            return Err(fail(&mut tee, err, offset, "an entry's zlib stream"));
-                        }
-                    };
-                    if n == 0 {
-                        break;
-                    }
-                    hasher.update(&chunk[..n]);
-                    on_progress(inflate.input.position(), indexed);
-                }
-                let id = hasher.try_finalize().map_err(|err| PackError::Hash {
-                    what: "an object",
-                    offset,
-                    reason: err.to_string(),
-                })?;
-                indexed += 1;
-                Some((id, kind))
-            }
-            Base::Ofs(_) | Base::Ref(_) => {
-                if let Err(err) = io::copy(&mut inflate, &mut io::sink()) {
-                    return Err(fail(&mut tee, err, offset, "an entry's zlib stream"));
-                }
-                None
-            }
-        };
-        entries.push(Entry {
-            offset,
-            data_offset,
-            size,
-            crc: tee.crc.sum(),
-            base,
-        });
-        ids.push(id);
-        on_progress(tee.offset, indexed);
+        })
     }
 
-    let pack_len = tee.offset;
-    let computed = std::mem::replace(&mut tee.pack_hash, gix::hash::hasher(gix::hash::Kind::Sha1))
+    /// Inflate the whole object of `kind` and `size` that starts at `offset`, hashing it chunk by
+    /// chunk (`progress` is told the stream's position after each): its id.
+    fn hash_whole(
+        &mut self,
+        kind: Kind,
+        size: u64,
+        offset: u64,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<ObjectId, PackError> {
+        let mut hasher = object_hasher(kind, size);
+        let mut inflate = Inflate::new(&mut self.tee, &mut self.z, size, self.interrupt);
+        loop {
+            let n = match inflate.read(&mut self.chunk) {
+                Ok(n) => n,
+                Err(err) => return Err(self.fail(err, offset, "an entry's zlib stream")),
+            };
+            if n == 0 {
+                break;
+            }
+            hasher.update(&self.chunk[..n]);
+            progress(inflate.input.position());
+        }
+        hasher.try_finalize().map_err(|err| PackError::Hash {
+            what: "an object",
+            offset,
+            reason: err.to_string(),
+        })
+    }
+
+    /// Read past the delta of `size` bytes that starts at `offset` (it is resolved later).
+    fn skip_delta(&mut self, size: u64, offset: u64) -> Result<(), PackError> {
+        let mut inflate = Inflate::new(&mut self.tee, &mut self.z, size, self.interrupt);
+        match io::copy(&mut inflate, &mut io::sink()) {
+            Ok(_) => Ok(()),
+            Err(err) => Err(self.fail(err, offset, "an entry's zlib stream")),
+        }
+    }
+
+    /// The trailer, checked against the SHA-1 of everything before it, and the pack's length
+    /// without it; the temporary file flushed.
+    fn trailer(&mut self) -> Result<(ObjectId, u64), PackError> {
+        let pack_len = self.tee.offset;
+        let computed = std::mem::replace(
+            &mut self.tee.pack_hash,
+            gix::hash::hasher(gix::hash::Kind::Sha1),
+        )
         .try_finalize()
         .map_err(|err| PackError::Hash {
             what: "the pack",
             offset: 0,
             reason: err.to_string(),
         })?;
-    tee.hashing = false;
-    let mut trailer = [0u8; HASH_LEN];
-    tee.read_exact(&mut trailer)
-        .map_err(|err| fail(&mut tee, err, pack_len, "the trailer"))?;
-    let found = ObjectId::from(trailer);
-    if found != computed {
-        return Err(PackError::Checksum { found, computed });
+        self.tee.hashing = false;
+        let mut trailer = [0u8; HASH_LEN];
+        self.tee
+            .read_exact(&mut trailer)
+            .map_err(|err| self.fail(err, pack_len, "the trailer"))?;
+        let found = ObjectId::from(trailer);
+        if found != computed {
+            return Err(PackError::Checksum { found, computed });
+        }
+        self.tee
+            .out
+            .flush()
+            .map_err(|source| PackError::Temporary {
+                path: self.temp_path.to_owned(),
+                source,
+            })?;
+        Ok((found, pack_len))
     }
-    tee.out.flush().map_err(|source| PackError::Temporary {
-        path: temp_path.to_owned(),
-        source,
-    })?;
-    Ok(Received {
-        entries,
-        ids,
-        ref_bases,
-        trailer: found,
-        pack_len,
-        indexed,
-    })
 }
 
 /// The hasher of an object id, fed its header `<kind> <size>\0`.
