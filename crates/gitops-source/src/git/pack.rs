@@ -1446,24 +1446,6 @@ fn complete_thin(file: &mut File, pack_len: u64, objects: usize) -> io::Result<O
     Ok(checksum)
 }
 
-/// A writer that hashes what goes through it.
-struct HashWriter<W: Write> {
-    inner: W,
-    hasher: Hasher,
-}
-
-impl<W: Write> Write for HashWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// Write a version 2 index of `entries` for the pack with checksum `pack_checksum`, as `git
 /// index-pack` does: the fan-out, the sorted ids, their CRC-32s, their offsets (those of 2^31
 /// and beyond in a table of 8-byte offsets), the pack's checksum and the index's own.
@@ -1473,10 +1455,10 @@ fn write_index(
     pack_checksum: &ObjectId,
 ) -> io::Result<()> {
     entries.sort_by(|a, b| a.id.cmp(&b.id).then(a.offset.cmp(&b.offset)));
-    let mut out = HashWriter {
-        inner: BufWriter::with_capacity(CHUNK, &mut *file),
-        hasher: gix::hash::hasher(gix::hash::Kind::Sha1),
-    };
+    let mut out = gix::hash::io::Write::new(
+        BufWriter::with_capacity(CHUNK, &mut *file),
+        gix::hash::Kind::Sha1,
+    );
     out.write_all(b"\xfftOc")?;
     out.write_all(&2u32.to_be_bytes())?;
     let mut fan_out = [0u32; 256];
@@ -1512,7 +1494,7 @@ fn write_index(
         out.write_all(&offset.to_be_bytes())?;
     }
     out.write_all(pack_checksum.as_slice())?;
-    let checksum = std::mem::replace(&mut out.hasher, gix::hash::hasher(gix::hash::Kind::Sha1))
+    let checksum = std::mem::replace(&mut out.hash, gix::hash::hasher(gix::hash::Kind::Sha1))
         .try_finalize()
         .map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err.to_string()))?;
     out.inner.write_all(checksum.as_slice())?;
