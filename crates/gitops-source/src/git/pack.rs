@@ -1425,19 +1425,13 @@ fn complete_thin(file: &mut File, pack_len: u64, objects: usize) -> io::Result<O
     file.seek(SeekFrom::Start(8))?;
     file.write_all(&count.to_be_bytes())?;
     file.seek(SeekFrom::Start(0))?;
-    let mut hasher = gix::hash::hasher(gix::hash::Kind::Sha1);
-    let mut reader = BufReader::with_capacity(CHUNK, (&mut *file).take(pack_len));
-    loop {
-        let buf = reader.fill_buf()?;
-        if buf.is_empty() {
-            break;
-        }
-        hasher.update(buf);
-        let n = buf.len();
-        reader.consume(n);
-    }
-    drop(reader);
-    let checksum = hasher
+    let mut hashing = gix::hash::io::Write::new(io::sink(), gix::hash::Kind::Sha1);
+    io::copy(
+        &mut BufReader::with_capacity(CHUNK, (&mut *file).take(pack_len)),
+        &mut hashing,
+    )?;
+    let checksum = hashing
+        .hash
         .try_finalize()
         .map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err.to_string()))?;
     file.seek(SeekFrom::Start(pack_len))?;
