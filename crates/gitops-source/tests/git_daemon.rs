@@ -117,17 +117,19 @@ fn silent_server() -> (std::net::TcpListener, u16) {
     (listener, port)
 }
 
+/// A source for the git:// server on `port` that gives up after half a second.
+fn impatient_source(port: u16, dir: &std::path::Path) -> GitSource {
+    GitSource::builder(format!("git://127.0.0.1:{port}/x"), dir.join("cache"))
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn silent_server_times_out() {
     let dir = tempfile::tempdir().unwrap();
     let (_listener, port) = silent_server();
-    let git = GitSource::builder(
-        format!("git://127.0.0.1:{port}/x"),
-        dir.path().join("cache"),
-    )
-    .timeout(Duration::from_millis(500))
-    .build()
-    .unwrap();
+    let git = impatient_source(port, dir.path());
     let started = std::time::Instant::now();
     let error = git
         .fetch(FetchRequest::new(dir.path().join("out")))
@@ -151,13 +153,7 @@ async fn a_server_that_stops_answering_does_not_keep_the_connection_open() {
         let mut received = Vec::new();
         stream.read_to_end(&mut received).map(|_| received)
     });
-    let git = GitSource::builder(
-        format!("git://127.0.0.1:{port}/x"),
-        dir.path().join("cache"),
-    )
-    .timeout(Duration::from_millis(500))
-    .build()
-    .unwrap();
+    let git = impatient_source(port, dir.path());
     let error = git
         .fetch(FetchRequest::new(dir.path().join("out")))
         .await

@@ -2112,19 +2112,7 @@ mod tests {
         for i in 0..10_000u16 {
             let [high, low] = i.to_be_bytes();
             let delta = [64, 64, 0x91, 2, 62, 2, high, low];
-            let mut distance = Vec::new();
-            // The offset encoding, as Git writes it.
-            let mut n = previous;
-            let mut bytes = vec![(n & 0x7f) as u8];
-            n >>= 7;
-            while n != 0 {
-                n -= 1;
-                bytes.push(0x80 | (n & 0x7f) as u8);
-                n >>= 7;
-            }
-            bytes.reverse();
-            distance.extend_from_slice(&bytes);
-            let delta_entry = entry(6, delta.len() as u64, &distance, &delta);
+            let delta_entry = entry(6, delta.len() as u64, &ofs_distance(previous), &delta);
             previous = delta_entry.len() as u64;
             entries.push(delta_entry);
         }
