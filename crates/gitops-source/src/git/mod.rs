@@ -792,28 +792,8 @@ impl Inner {
                 interrupt,
             )
         };
-        received.map_err(|(error, diagnostics)| {
-            if interrupt.load(Ordering::Relaxed) {
-                Failure::Source(SourceError::Cancelled {
-                    location: location.to_owned(),
-                })
-            } else {
-                match classify_fetch(&self.settings, &diagnostics, error) {
-                    // The handshake and ref listing worked: a server that then aborts while
-                    // negotiating a pinned commit refuses that `want` ("not our ref"; some
-                    // transports only show the closed pipe).
-                    Failure::Source(SourceError::Git { .. })
-                        if matches!(self.reference, GitReference::Commit { .. }) =>
-                    {
-                        Failure::Source(SourceError::UnknownReference {
-                            reference: self.reference.to_string(),
-                            location: location.to_owned(),
-                        })
-                    }
-                    other => other,
-                }
-            }
-        })?;
+        received
+            .map_err(|(error, diagnostics)| self.fetch_failure(error, &diagnostics, interrupt))?;
         if !repo.has_object(resolved.commit) {
             if let GitReference::Commit { .. } = self.reference {
                 return Err(SourceError::UnknownReference {
@@ -841,6 +821,36 @@ impl Inner {
             source: Some(Box::new(error)),
         })?;
         Ok(resolved.commit)
+    }
+
+    /// What a failed fetch of the pack means: a cancellation, a pinned commit the server
+    /// refuses, a damaged cache, or a failure of the remote.
+    fn fetch_failure(
+        &self,
+        error: gix::Error,
+        diagnostics: &transport::Diagnostics,
+        interrupt: &AtomicBool,
+    ) -> Failure {
+        let location = self.settings.location();
+        if interrupt.load(Ordering::Relaxed) {
+            return Failure::Source(SourceError::Cancelled {
+                location: location.to_owned(),
+            });
+        }
+        match classify_fetch(&self.settings, diagnostics, error) {
+            // The handshake and ref listing worked: a server that then aborts while negotiating
+            // a pinned commit refuses that `want` ("not our ref"; some transports only show the
+            // closed pipe).
+            Failure::Source(SourceError::Git { .. })
+                if matches!(self.reference, GitReference::Commit { .. }) =>
+            {
+                Failure::Source(SourceError::UnknownReference {
+                    reference: self.reference.to_string(),
+                    location: location.to_owned(),
+                })
+            }
+            other => other,
+        }
     }
 
     /// Write the selected files of `commit` to the request's destination.

@@ -130,6 +130,19 @@ impl Settings {
         })
     }
 
+    /// A failure of `operation` on the remote, its causes redacted.
+    fn git_failure(
+        &self,
+        operation: &'static str,
+        error: &(dyn std::error::Error + 'static),
+    ) -> Failure {
+        Failure::Source(SourceError::Git {
+            operation,
+            location: self.location.clone(),
+            source: self.redact(error),
+        })
+    }
+
     /// The remote's URL without credentials ([`crate::redact_url`]).
     pub(super) fn location(&self) -> &str {
         &self.location
@@ -191,89 +204,9 @@ pub(super) struct Link {
 
 /// Open a transport to the remote of `settings` (configured, not yet greeted).
 pub(super) fn connect(settings: &Settings, repo: &gix::Repository) -> Result<Link, Failure> {
-    use gix::protocol::transport::client::blocking_io::connect as connect_transport;
     use gix::url::Scheme;
     let mut diagnostics = Diagnostics::default();
-    let remote = repo.remote_at(settings.url.clone()).map_err(|error| {
-        Failure::Source(SourceError::Git {
-            operation: "configuring the remote",
-            location: settings.location.clone(),
-            source: settings.redact(&error),
-        })
-    })?;
-    let (url, version) = remote
-        .sanitized_url_and_version(gix::remote::Direction::Fetch)
-        .map_err(|error| classify(settings, &diagnostics, "connecting", error))?;
-    let generic = |url: gix::Url, diagnostics: &Diagnostics| {
-        connect_transport::connect(
-            url,
-            connect_transport::Options {
-                version,
-                ..Default::default()
-            },
-        )
-        .map_err(|error| classify(settings, diagnostics, "connecting", error))
-    };
-    let transport: Box<dyn Transport + Send> = match settings.url.scheme {
-        Scheme::Ssh => {
-            let (dir, command) = ssh_command(settings)?;
-            diagnostics.ssh_dir = Some(dir);
-            let transport = gix::protocol::transport::client::blocking_io::ssh::connect(
-                settings.url.clone(),
-                version,
-                gix::protocol::transport::client::blocking_io::ssh::connect::Options {
-                    command: Some(command.into()),
-                    disallow_shell: false,
-                    kind: Some(
-                        gix::protocol::transport::client::blocking_io::ssh::ProgramKind::Ssh,
-                    ),
-                },
-                false,
-            )
-            .map_err(|error| {
-                Failure::Source(SourceError::Git {
-                    operation: "preparing the ssh connection",
-                    location: settings.location.clone(),
-                    source: settings.redact(&error),
-                })
-            })?;
-            Box::new(transport)
-        }
-        Scheme::Http | Scheme::Https => {
-            let mut transport = generic(url, &diagnostics)?;
-            if settings.credentials.is_some() {
-                // Credentials belong to the origin they were given for: the guard refuses every
-                // request once a redirect has moved the transport to another origin.
-                transport = Box::new(OriginGuard {
-                    inner: transport,
-                    origin: Origin::of(&settings.url),
-                });
-            }
-            let options = http_options(settings, repo)?;
-            transport.configure(&*options).map_err(|error| {
-                Failure::Source(SourceError::Git {
-                    operation: "configuring the http transport",
-                    location: settings.location.clone(),
-                    source: settings.redact(&error),
-                })
-            })?;
-            transport
-        }
-        Scheme::Git => Box::new(
-            daemon_connection(&url, version, settings.timeout)
-                .map_err(|error| classify(settings, &diagnostics, "connecting", error))?,
-        ),
-        Scheme::File => generic(url, &diagnostics)?,
-        ref other => {
-            return Err(Failure::Source(SourceError::Git {
-                operation: "connecting",
-                location: settings.location.clone(),
-                source: Box::new(std::io::Error::other(format!(
-                    "the {other} transport is not supported"
-                ))),
-            }));
-        }
-    };
+    let transport = open_transport(settings, repo, &mut diagnostics)?;
     // Over plain http the credentials already went out as a header (see `http_options`): a
     // challenge then means they were refused.
     let credentials = match settings.url.scheme {
@@ -288,6 +221,91 @@ pub(super) fn connect(settings: &Settings, repo: &gix::Repository) -> Result<Lin
         }),
         diagnostics,
     })
+}
+
+/// The transport of the URL's scheme, configured (the ssh command and its private directory,
+/// the http options and the origin guard, the buffered git:// connection).
+fn open_transport(
+    settings: &Settings,
+    repo: &gix::Repository,
+    diagnostics: &mut Diagnostics,
+) -> Result<Box<dyn Transport + Send>, Failure> {
+    use gix::protocol::transport::client::blocking_io::connect as connect_transport;
+    use gix::url::Scheme;
+    let remote = repo
+        .remote_at(settings.url.clone())
+        .map_err(|error| settings.git_failure("configuring the remote", &error))?;
+    let (url, version) = remote
+        .sanitized_url_and_version(gix::remote::Direction::Fetch)
+        .map_err(|error| classify(settings, diagnostics, "connecting", error))?;
+    let generic = |url: gix::Url, diagnostics: &Diagnostics| {
+        connect_transport::connect(
+            url,
+            connect_transport::Options {
+                version,
+                ..Default::default()
+            },
+        )
+        .map_err(|error| classify(settings, diagnostics, "connecting", error))
+    };
+    let transport: Box<dyn Transport + Send> = match settings.url.scheme {
+        Scheme::Ssh => ssh_transport(settings, version, diagnostics)?,
+        Scheme::Http | Scheme::Https => {
+            let mut transport = generic(url, diagnostics)?;
+            if settings.credentials.is_some() {
+                // Credentials belong to the origin they were given for: the guard refuses every
+                // request once a redirect has moved the transport to another origin.
+                transport = Box::new(OriginGuard {
+                    inner: transport,
+                    origin: Origin::of(&settings.url),
+                });
+            }
+            let options = http_options(settings, repo)?;
+            transport
+                .configure(&*options)
+                .map_err(|error| settings.git_failure("configuring the http transport", &error))?;
+            transport
+        }
+        Scheme::Git => Box::new(
+            daemon_connection(&url, version, settings.timeout)
+                .map_err(|error| classify(settings, diagnostics, "connecting", error))?,
+        ),
+        Scheme::File => generic(url, diagnostics)?,
+        ref other => {
+            return Err(Failure::Source(SourceError::Git {
+                operation: "connecting",
+                location: settings.location.clone(),
+                source: Box::new(std::io::Error::other(format!(
+                    "the {other} transport is not supported"
+                ))),
+            }));
+        }
+    };
+    Ok(transport)
+}
+
+/// The ssh transport: the `ssh` program with the key and known_hosts written to a private
+/// directory that the diagnostics keep (and remove when the connection ends).
+fn ssh_transport(
+    settings: &Settings,
+    version: gix::protocol::transport::Protocol,
+    diagnostics: &mut Diagnostics,
+) -> Result<Box<dyn Transport + Send>, Failure> {
+    use gix::protocol::transport::client::blocking_io::ssh;
+    let (dir, command) = ssh_command(settings)?;
+    diagnostics.ssh_dir = Some(dir);
+    let transport = ssh::connect(
+        settings.url.clone(),
+        version,
+        ssh::connect::Options {
+            command: Some(command.into()),
+            disallow_shell: false,
+            kind: Some(ssh::ProgramKind::Ssh),
+        },
+        false,
+    )
+    .map_err(|error| settings.git_failure("preparing the ssh connection", &error))?;
+    Ok(Box::new(transport))
 }
 
 /// The port of `git://` URLs that name none.
@@ -569,18 +587,11 @@ fn http_options(
     repo: &gix::Repository,
 ) -> Result<Box<dyn std::any::Any>, Failure> {
     use gix::protocol::transport::client::blocking_io::http;
-    let location = || settings.location.clone();
     let url = settings.url.to_bstring();
     let url: &BStr = url.as_ref();
     let mut options = repo
         .transport_options(url, None)
-        .map_err(|error| {
-            Failure::Source(SourceError::Git {
-                operation: "configuring the http transport",
-                location: location(),
-                source: settings.redact(&error),
-            })
-        })?
+        .map_err(|error| settings.git_failure("configuring the http transport", &error))?
         .and_then(|options| options.downcast::<http::Options>().ok())
         .map(|options| *options)
         .unwrap_or_default();
