@@ -1340,21 +1340,7 @@ fn apply_delta(
             if interrupt.load(Ordering::Relaxed) {
                 return Err(DeltaFault::Read(io::Error::other("interrupted")));
             }
-            let mut offset = 0u64;
-            for (bit, shift) in [(0x01, 0), (0x02, 8), (0x04, 16), (0x08, 24)] {
-                if op & bit != 0 {
-                    offset |= u64::from(read_u8(delta)?) << shift;
-                }
-            }
-            let mut size = 0u64;
-            for (bit, shift) in [(0x10, 0), (0x20, 8), (0x40, 16)] {
-                if op & bit != 0 {
-                    size |= u64::from(read_u8(delta)?) << shift;
-                }
-            }
-            if size == 0 {
-                size = 0x10000;
-            }
+            let (offset, size) = read_copy(op, delta)?;
             let end = offset + size;
             if end > base.len() as u64 {
                 return Err(DeltaFault::Invalid(format!(
@@ -1384,6 +1370,27 @@ fn apply_delta(
     hasher
         .try_finalize()
         .map_err(|err| DeltaFault::Hash(err.to_string()))
+}
+
+/// The base range a copy instruction `op` names: the offset and size bytes its flags announce
+/// (a size of 0 means 64 KiB).
+fn read_copy(op: u8, delta: &mut dyn BufRead) -> Result<(u64, u64), DeltaFault> {
+    let mut offset = 0u64;
+    for (bit, shift) in [(0x01, 0), (0x02, 8), (0x04, 16), (0x08, 24)] {
+        if op & bit != 0 {
+            offset |= u64::from(read_u8(delta)?) << shift;
+        }
+    }
+    let mut size = 0u64;
+    for (bit, shift) in [(0x10, 0), (0x20, 8), (0x40, 16)] {
+        if op & bit != 0 {
+            size |= u64::from(read_u8(delta)?) << shift;
+        }
+    }
+    if size == 0 {
+        size = 0x10000;
+    }
+    Ok((offset, size))
 }
 
 fn read_u8(delta: &mut dyn BufRead) -> Result<u8, DeltaFault> {
